@@ -1,0 +1,431 @@
+#include "runner/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#define CONFIG_MAX_BYTES (1 << 20)
+
+enum field_type { F_STR, F_INT, F_BOOL, F_LONG };
+
+struct field {
+	const char *key;
+	enum field_type type;
+	size_t off;
+	long min, max;
+	const char *const *choices; /* allowed strings, NULL-terminated */
+};
+
+static const char *const executors[] = { "auto", "microvm", "qemu", NULL };
+static const char *const log_formats[] = { "text", "json", NULL };
+
+#define VM_FIELDS(base)                                                                      \
+	{ "executor", F_STR, offsetof(base, executor), 0, 0, executors },                    \
+	{ "image", F_STR, offsetof(base, image), 0, 0, NULL },                               \
+	{ "kernel", F_STR, offsetof(base, kernel), 0, 0, NULL },                             \
+	{ "vcpus", F_INT, offsetof(base, vcpus), 1, 32, NULL },                              \
+	{ "memory_mib", F_INT, offsetof(base, memory_mib), 64, 65536, NULL },                \
+	{ "network", F_BOOL, offsetof(base, network), 0, 0, NULL },                          \
+	{ "rx_rate_limit", F_LONG, offsetof(base, rx_rate_limit), 0, LONG_MAX, NULL },       \
+	{ "tx_rate_limit", F_LONG, offsetof(base, tx_rate_limit), 0, LONG_MAX, NULL }
+
+static const struct field vm_fields[] = { VM_FIELDS(struct kiln_vm_settings), { NULL } };
+
+static const struct field runner_fields[] = {
+	{ "name", F_STR, offsetof(struct kiln_runner_config, name), 0, 0, NULL },
+	{ "url", F_STR, offsetof(struct kiln_runner_config, url), 0, 0, NULL },
+	{ "token", F_STR, offsetof(struct kiln_runner_config, token), 0, 0, NULL },
+	{ "tls_ca_file", F_STR, offsetof(struct kiln_runner_config, tls_ca_file), 0, 0, NULL },
+	{ "cache_dir", F_STR, offsetof(struct kiln_runner_config, cache_dir), 0, 0, NULL },
+	{ "limit", F_INT, offsetof(struct kiln_runner_config, limit), 0, 1000, NULL },
+	{ "request_concurrency", F_INT, offsetof(struct kiln_runner_config, request_concurrency), 1, 100, NULL },
+#define vm_off(f) (offsetof(struct kiln_runner_config, vm) + offsetof(struct kiln_vm_settings, f))
+	{ "executor", F_STR, vm_off(executor), 0, 0, executors },
+	{ "image", F_STR, vm_off(image), 0, 0, NULL },
+	{ "kernel", F_STR, vm_off(kernel), 0, 0, NULL },
+	{ "vcpus", F_INT, vm_off(vcpus), 1, 32, NULL },
+	{ "memory_mib", F_INT, vm_off(memory_mib), 64, 65536, NULL },
+	{ "network", F_BOOL, vm_off(network), 0, 0, NULL },
+	{ "rx_rate_limit", F_LONG, vm_off(rx_rate_limit), 0, LONG_MAX, NULL },
+	{ "tx_rate_limit", F_LONG, vm_off(tx_rate_limit), 0, LONG_MAX, NULL },
+#undef vm_off
+	{ NULL }
+};
+
+static const struct field global_fields[] = {
+	{ "state_dir", F_STR, offsetof(struct kiln_config, state_dir), 0, 0, NULL },
+	{ "cache_dir", F_STR, offsetof(struct kiln_config, cache_dir), 0, 0, NULL },
+	{ "images_dir", F_STR, offsetof(struct kiln_config, images_dir), 0, 0, NULL },
+	{ "log_format", F_STR, offsetof(struct kiln_config, log_format), 0, 0, log_formats },
+	{ "listen_address", F_STR, offsetof(struct kiln_config, listen_address), 0, 0, NULL },
+	{ "concurrent", F_INT, offsetof(struct kiln_config, concurrent), 1, 1000, NULL },
+	{ "check_interval", F_INT, offsetof(struct kiln_config, check_interval), 1, 3600, NULL },
+	{ "shutdown_timeout", F_INT, offsetof(struct kiln_config, shutdown_timeout), 0, 86400, NULL },
+	{ NULL }
+};
+
+struct parse_ctx {
+	yaml_document_t *doc;
+	const char *name;
+	struct kiln_err *e;
+};
+
+static char *xstrdup_env(const char *env, const char *fallback)
+{
+	const char *v = getenv(env);
+
+	return strdup(v && *v ? v : fallback);
+}
+
+const char *kiln_config_default_path(void)
+{
+	static char buf[PATH_MAX];
+	const char *v = getenv("KILN_CONFIG");
+	const char *home;
+
+	if (v && *v)
+		return v;
+	if (geteuid() == 0)
+		return KILN_SYSCONFDIR "/kiln/config.yml";
+	home = getenv("HOME");
+	snprintf(buf, sizeof(buf), "%s/.config/kiln/config.yml", home ? home : "/");
+	return buf;
+}
+
+static void vm_defaults(struct kiln_vm_settings *vm)
+{
+	vm->vcpus = 1;
+	vm->memory_mib = 512;
+	vm->network = true;
+}
+
+enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e)
+{
+	char buf[PATH_MAX];
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->state_dir = xstrdup_env("KILN_STATE_DIR", KILN_LOCALSTATEDIR "/lib/kiln");
+	cfg->cache_dir = xstrdup_env("KILN_CACHE_DIR", KILN_LOCALSTATEDIR "/cache/kiln");
+	if (cfg->state_dir)
+		snprintf(buf, sizeof(buf), "%s/images", cfg->state_dir);
+	cfg->images_dir = xstrdup_env("KILN_IMAGES_DIR", buf);
+	cfg->log_format = strdup("text");
+	cfg->concurrent = 1;
+	cfg->check_interval = 3;
+	cfg->shutdown_timeout = 30;
+	vm_defaults(&cfg->defaults);
+	cfg->defaults.executor = strdup("auto");
+	cfg->defaults.image = strdup("debian");
+	cfg->defaults.kernel = strdup("kernel");
+	if (!cfg->state_dir || !cfg->cache_dir || !cfg->images_dir || !cfg->log_format ||
+	    !cfg->defaults.executor || !cfg->defaults.image || !cfg->defaults.kernel) {
+		kiln_config_free(cfg);
+		return kiln_fail(e, KILN_E_NOMEM, "config: out of memory");
+	}
+	return KILN_OK;
+}
+
+static enum kiln_rc at(struct parse_ctx *c, yaml_node_t *n, enum kiln_rc rc, const char *where,
+		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static enum kiln_rc at(struct parse_ctx *c, yaml_node_t *n, enum kiln_rc rc, const char *where,
+		       const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return kiln_fail(c->e, rc, "%s:%lu: %s%s%s", c->name, (unsigned long)n->start_mark.line + 1,
+			 where, *where ? ": " : "", what);
+}
+
+static int scalar_is_null(yaml_node_t *n)
+{
+	const char *v = (const char *)n->data.scalar.value;
+
+	return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+	       (!*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL"));
+}
+
+static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *base, yaml_node_t *v,
+			      const char *where)
+{
+	char key[256];
+	const char *s;
+	char *end;
+	long num;
+
+	snprintf(key, sizeof(key), "%s%s%s", where, *where ? "." : "", f->key);
+	if (v->type != YAML_SCALAR_NODE)
+		return at(c, v, KILN_E_INVALID, key, "%s", "expected a single value, not a list or mapping");
+	s = (const char *)v->data.scalar.value;
+	switch (f->type) {
+	case F_STR: {
+		char **dst = (char **)((char *)base + f->off);
+		const char *const *ch;
+
+		if (scalar_is_null(v)) {
+			free(*dst);
+			*dst = NULL;
+			return KILN_OK;
+		}
+		if (f->choices) {
+			for (ch = f->choices; *ch && strcmp(*ch, s); ch++)
+				;
+			if (!*ch)
+				return at(c, v, KILN_E_INVALID, key, "unknown value '%s'", s);
+		}
+		free(*dst);
+		*dst = strdup(s);
+		return *dst ? KILN_OK : kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	}
+	case F_BOOL: {
+		bool *dst = (bool *)((char *)base + f->off);
+
+		if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
+			*dst = true;
+		else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
+			*dst = false;
+		else
+			return at(c, v, KILN_E_INVALID, key, "expected true or false, got '%s'", s);
+		return KILN_OK;
+	}
+	case F_INT:
+	case F_LONG:
+		errno = 0;
+		num = strtol(s, &end, 10);
+		if (errno || end == s || *end)
+			return at(c, v, KILN_E_INVALID, key, "expected an integer, got '%s'", s);
+		if (num < f->min || num > f->max) {
+			char range[96];
+			snprintf(range, sizeof(range), "%s out of range %ld..%ld", s, f->min, f->max);
+			return at(c, v, KILN_E_INVALID, key, "%s", range);
+		}
+		if (f->type == F_INT)
+			*(int *)((char *)base + f->off) = (int)num;
+		else
+			*(long *)((char *)base + f->off) = num;
+		return KILN_OK;
+	}
+	return KILN_E_INVALID;
+}
+
+/* Walk a mapping node, handing each key to its field; `extra` gets keys not
+ * in the table (for nested objects) and returns 1 when it took the key. */
+typedef int (*extra_fn)(struct parse_ctx *c, const char *key, yaml_node_t *v, void *base,
+			enum kiln_rc *rc);
+
+static enum kiln_rc parse_mapping(struct parse_ctx *c, yaml_node_t *map, const struct field *fields,
+				  void *base, const char *where, extra_fn extra)
+{
+	yaml_node_pair_t *p;
+
+	if (map->type != YAML_MAPPING_NODE)
+		return at(c, map, KILN_E_INVALID, where, "%s", "expected a mapping");
+	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+		yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+		const struct field *f;
+		const char *key;
+		enum kiln_rc rc = KILN_OK;
+
+		if (!k || !v || k->type != YAML_SCALAR_NODE)
+			return at(c, map, KILN_E_INVALID, where, "%s", "keys must be plain strings");
+		key = (const char *)k->data.scalar.value;
+		for (f = fields; f->key && strcmp(f->key, key); f++)
+			;
+		if (f->key) {
+			rc = set_field(c, f, base, v, where);
+		} else if (!(extra && extra(c, key, v, base, &rc))) {
+			return at(c, k, KILN_E_INVALID, where, "unknown key '%s'", key);
+		}
+		if (rc)
+			return rc;
+	}
+	return KILN_OK;
+}
+
+static enum kiln_rc dup_vm(struct kiln_vm_settings *dst, const struct kiln_vm_settings *src)
+{
+	*dst = *src;
+	dst->executor = src->executor ? strdup(src->executor) : NULL;
+	dst->image = src->image ? strdup(src->image) : NULL;
+	dst->kernel = src->kernel ? strdup(src->kernel) : NULL;
+	if ((src->executor && !dst->executor) || (src->image && !dst->image) ||
+	    (src->kernel && !dst->kernel))
+		return KILN_E_NOMEM;
+	return KILN_OK;
+}
+
+static void free_vm(struct kiln_vm_settings *vm)
+{
+	free(vm->executor);
+	free(vm->image);
+	free(vm->kernel);
+	memset(vm, 0, sizeof(*vm));
+}
+
+static enum kiln_rc parse_runners(struct parse_ctx *c, struct kiln_config *cfg, yaml_node_t *seq)
+{
+	yaml_node_item_t *it;
+	size_t n;
+
+	if (seq->type != YAML_SEQUENCE_NODE)
+		return at(c, seq, KILN_E_INVALID, "runners", "%s", "expected a list");
+	n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+	if (n > KILN_CONFIG_MAX_RUNNERS)
+		return at(c, seq, KILN_E_LIMIT, "runners", "%s", "more than 64 runners");
+	cfg->runners = calloc(n ? n : 1, sizeof(*cfg->runners));
+	if (!cfg->runners)
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
+		struct kiln_runner_config *r = &cfg->runners[cfg->n_runners++];
+		yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+		char where[32];
+		enum kiln_rc rc;
+
+		r->request_concurrency = 1;
+		if (dup_vm(&r->vm, &cfg->defaults))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		snprintf(where, sizeof(where), "runners[%zu]", cfg->n_runners - 1);
+		rc = parse_mapping(c, item, runner_fields, r, where, NULL);
+		if (rc)
+			return rc;
+		if (!r->url)
+			return at(c, item, KILN_E_INVALID, where, "%s", "missing key 'url'");
+		if (!r->token)
+			return at(c, item, KILN_E_INVALID, where, "%s", "missing key 'token'");
+		if (!r->name && !(r->name = strdup(r->url)))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	}
+	return KILN_OK;
+}
+
+static int global_extra(struct parse_ctx *c, const char *key, yaml_node_t *v, void *base,
+			enum kiln_rc *rc)
+{
+	struct kiln_config *cfg = base;
+
+	(void)cfg;
+	if (!strcmp(key, "defaults"))
+		return 1; /* parsed first, so that runners inherit it wherever it stands */
+	if (!strcmp(key, "runners")) {
+		if (cfg->runners)
+			*rc = at(c, v, KILN_E_INVALID, "", "%s", "duplicate key 'runners'");
+		else
+			*rc = parse_runners(c, cfg, v);
+		return 1;
+	}
+	return 0;
+}
+
+enum kiln_rc kiln_config_parse(struct kiln_config *cfg, const char *name, const char *text,
+			       size_t len, struct kiln_err *e)
+{
+	struct parse_ctx c = { NULL, name, e };
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	yaml_node_t *root;
+	enum kiln_rc rc = KILN_OK;
+
+	if (!yaml_parser_initialize(&parser))
+		return kiln_fail(e, KILN_E_NOMEM, "config: out of memory");
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "%s:%lu: %s", name,
+			       (unsigned long)parser.problem_mark.line + 1,
+			       parser.problem ? parser.problem : "invalid YAML");
+		yaml_parser_delete(&parser);
+		return rc;
+	}
+	c.doc = &doc;
+	root = yaml_document_get_root_node(&doc);
+	/* An empty file is a valid, empty configuration. */
+	if (root && !(root->type == YAML_SCALAR_NODE && scalar_is_null(root))) {
+		yaml_node_pair_t *p;
+
+		if (root->type == YAML_MAPPING_NODE)
+			for (p = root->data.mapping.pairs.start; !rc && p < root->data.mapping.pairs.top; p++) {
+				yaml_node_t *k = yaml_document_get_node(&doc, p->key);
+				if (k && k->type == YAML_SCALAR_NODE &&
+				    !strcmp((const char *)k->data.scalar.value, "defaults"))
+					rc = parse_mapping(&c, yaml_document_get_node(&doc, p->value),
+							   vm_fields, &cfg->defaults, "defaults", NULL);
+			}
+		if (!rc)
+			rc = parse_mapping(&c, root, global_fields, cfg, "", global_extra);
+	}
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return rc;
+}
+
+enum kiln_rc kiln_config_load(struct kiln_config *cfg, const char *path, bool must_exist,
+			      struct kiln_err *e)
+{
+	FILE *f = NULL;
+	char *text = NULL;
+	size_t len;
+	enum kiln_rc rc;
+
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno == ENOENT && !must_exist)
+			return KILN_OK;
+		return kiln_fail_errno(e, "config %s", path);
+	}
+	text = malloc(CONFIG_MAX_BYTES + 1);
+	if (!text) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "config: out of memory");
+		goto out;
+	}
+	len = fread(text, 1, CONFIG_MAX_BYTES + 1, f);
+	if (ferror(f)) {
+		rc = kiln_fail_errno(e, "config %s: read", path);
+		goto out;
+	}
+	if (len > CONFIG_MAX_BYTES) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "config %s: larger than 1 MiB", path);
+		goto out;
+	}
+	rc = kiln_config_parse(cfg, path, text, len, e);
+	if (rc == KILN_OK) {
+		free(cfg->path);
+		cfg->path = strdup(path);
+	}
+out:
+	free(text);
+	fclose(f);
+	return rc;
+}
+
+void kiln_config_free(struct kiln_config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_runners; i++) {
+		struct kiln_runner_config *r = &cfg->runners[i];
+		free(r->name);
+		free(r->url);
+		free(r->token);
+		free(r->tls_ca_file);
+		free(r->cache_dir);
+		free_vm(&r->vm);
+	}
+	free(cfg->runners);
+	free(cfg->path);
+	free(cfg->state_dir);
+	free(cfg->cache_dir);
+	free(cfg->images_dir);
+	free(cfg->log_format);
+	free(cfg->listen_address);
+	free_vm(&cfg->defaults);
+	memset(cfg, 0, sizeof(*cfg));
+}

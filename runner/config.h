@@ -1,0 +1,72 @@
+/* kiln's configuration file (YAML, /etc/kiln/config.yml by default).
+ * Unknown keys and values of the wrong type are errors that name the file,
+ * the line and the key. */
+#ifndef KILN_CONFIG_H
+#define KILN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "runner/result.h"
+
+#define KILN_CONFIG_MAX_RUNNERS 64
+
+/* Settings a job VM gets; global `defaults` and each runner may set them. */
+struct kiln_vm_settings {
+	char *executor;     /* auto, microvm or qemu */
+	char *image;        /* rootfs image name */
+	char *kernel;       /* kernel image name */
+	int vcpus;          /* 1..32 */
+	int memory_mib;     /* 64..65536 */
+	bool network;       /* give the job a NATed tap */
+	long rx_rate_limit; /* bytes/s into the guest, 0 = none */
+	long tx_rate_limit; /* bytes/s out of the guest, 0 = none */
+};
+
+struct kiln_runner_config {
+	char *name;
+	char *url;
+	char *token;
+	char *tls_ca_file;
+	char *cache_dir;
+	int limit;               /* concurrent jobs of this runner, 0 = global only */
+	int request_concurrency; /* parallel job requests, 1.. */
+	struct kiln_vm_settings vm;
+};
+
+struct kiln_config {
+	char *path;              /* file it came from, NULL for built-in defaults */
+	char *state_dir;
+	char *cache_dir;
+	char *images_dir;
+	char *log_format;        /* text or json */
+	char *listen_address;    /* host:port for /metrics, NULL = off */
+	int concurrent;
+	int check_interval;      /* seconds */
+	int shutdown_timeout;    /* seconds */
+	struct kiln_vm_settings defaults;
+	struct kiln_runner_config *runners;
+	size_t n_runners;
+};
+
+/* The file kiln reads when -c is not given: $KILN_CONFIG, else
+ * /etc/kiln/config.yml for root, else ~/.config/kiln/config.yml. */
+const char *kiln_config_default_path(void);
+
+/* Fill cfg with built-in defaults (then overridden by $KILN_STATE_DIR,
+ * $KILN_CACHE_DIR and $KILN_IMAGES_DIR). */
+enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e);
+
+/* Load path over the defaults. When must_exist is false a missing file
+ * leaves the defaults. On failure e names FILE:LINE and the key. */
+enum kiln_rc kiln_config_load(struct kiln_config *cfg, const char *path, bool must_exist,
+			      struct kiln_err *e);
+
+/* Parse YAML text (name is used in messages) over the defaults in cfg. */
+enum kiln_rc kiln_config_parse(struct kiln_config *cfg, const char *name, const char *text,
+			       size_t len, struct kiln_err *e);
+
+/* Free everything cfg owns and zero it. */
+void kiln_config_free(struct kiln_config *cfg);
+
+#endif

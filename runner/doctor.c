@@ -1,0 +1,228 @@
+#include "runner/doctor.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runner/images.h"
+#include "runner/manifest.h"
+#include "runner/spawn.h"
+
+static bool exists(const char *root, const char *path)
+{
+	char buf[PATH_MAX];
+	struct stat st;
+
+	snprintf(buf, sizeof(buf), "%s%s", root, path);
+	return stat(buf, &st) == 0;
+}
+
+/* Whether the first "flags" line of cpuinfo lists flag. */
+static bool cpu_flag(const char *root, const char *flag)
+{
+	char path[PATH_MAX], line[8192];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/proc/cpuinfo", root);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		char *tok, *save = NULL;
+
+		if (strncmp(line, "flags", 5) != 0)
+			continue;
+		for (tok = strtok_r(strchr(line, ':') ? strchr(line, ':') + 1 : line, " \t\n", &save); tok;
+		     tok = strtok_r(NULL, " \t\n", &save))
+			if (!strcmp(tok, flag))
+				found = true;
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+const char *doctor_flavour_name(enum kvm_flavour fl)
+{
+	switch (fl) {
+	case KVM_FLAVOUR_NONE: return "none";
+	case KVM_FLAVOUR_VMX: return "VMX (kvm_intel)";
+	case KVM_FLAVOUR_SVM: return "SVM (kvm_amd)";
+	case KVM_FLAVOUR_PVM: return "PVM (kvm_pvm)";
+	case KVM_FLAVOUR_UNKNOWN: return "unknown";
+	}
+	return "unknown";
+}
+
+void doctor_probe(const char *root, const char *libexec_dir, struct doctor_facts *f)
+{
+	char path[PATH_MAX];
+
+	memset(f, 0, sizeof(*f));
+	f->kvm_dev = exists(root, "/dev/kvm");
+	if (f->kvm_dev) {
+		if (!*root) {
+			int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+			f->kvm_rw = fd >= 0;
+			if (fd >= 0)
+				close(fd);
+		} else {
+			snprintf(path, sizeof(path), "%s/dev/kvm", root);
+			f->kvm_rw = access(path, R_OK | W_OK) == 0;
+		}
+	}
+	/* PVM replaces the hardware module, so it wins when loaded. */
+	if (exists(root, "/sys/module/kvm_pvm"))
+		f->flavour = KVM_FLAVOUR_PVM;
+	else if (exists(root, "/sys/module/kvm_intel") && cpu_flag(root, "vmx"))
+		f->flavour = KVM_FLAVOUR_VMX;
+	else if (exists(root, "/sys/module/kvm_amd") && cpu_flag(root, "svm"))
+		f->flavour = KVM_FLAVOUR_SVM;
+	else if (f->kvm_dev)
+		f->flavour = KVM_FLAVOUR_UNKNOWN;
+	f->tun = exists(root, "/dev/net/tun");
+	if (exists(root, "/sys/fs/cgroup/cgroup.controllers"))
+		f->cgroup = 2;
+	else if (exists(root, "/sys/fs/cgroup/memory") || exists(root, "/sys/fs/cgroup/cpu"))
+		f->cgroup = 1;
+	f->seccomp = exists(root, "/proc/sys/kernel/seccomp/actions_avail");
+	if (!kiln_which(root, "qemu-system-x86_64", f->qemu, sizeof(f->qemu)))
+		f->qemu[0] = '\0';
+	snprintf(path, sizeof(path), "%s%s/kiln-vmm", root, libexec_dir);
+	if (access(path, X_OK) == 0)
+		snprintf(f->vmm, sizeof(f->vmm), "%s", path);
+}
+
+void doctor_probe_images(const struct images_ctx *ctx, const char *default_image, struct doctor_facts *f)
+{
+	char **names = NULL;
+	size_t n = 0, i;
+
+	f->images[0] = '\0';
+	if (images_recipes(ctx, &names, &n, NULL))
+		return;
+	for (i = 0; i < n; i++) {
+		struct manifest m;
+		size_t len = strlen(f->images);
+
+		if (images_manifest(ctx, names[i], &m, NULL) == KILN_OK) {
+			snprintf(f->images + len, sizeof(f->images) - len, "%s%s", len ? ", " : "", names[i]);
+			if (!strcmp(m.kind, "kernel"))
+				f->have_kernel = true;
+			if (!strcmp(names[i], default_image))
+				f->have_rootfs = true;
+			manifest_free(&m);
+		}
+		free(names[i]);
+	}
+	free(names);
+}
+
+static struct doctor_check *add(struct doctor_report *r, const char *what, enum doctor_status st,
+				const char *detail, const char *fix)
+{
+	struct doctor_check *c = &r->checks[r->n++];
+
+	c->what = what;
+	c->status = st;
+	snprintf(c->detail, sizeof(c->detail), "%s", detail);
+	snprintf(c->fix, sizeof(c->fix), "%s", fix ? fix : "");
+	return c;
+}
+
+void doctor_judge(const struct doctor_facts *f, struct doctor_report *r)
+{
+	char buf[320];
+	bool hw = f->flavour == KVM_FLAVOUR_VMX || f->flavour == KVM_FLAVOUR_SVM;
+
+	memset(r, 0, sizeof(*r));
+	r->stock_kernels_boot = f->kvm_dev && f->kvm_rw && hw;
+
+	if (!f->kvm_dev) {
+		add(r, "kvm", DOCTOR_WARN, "/dev/kvm is missing: no hardware virtualisation",
+		    "enable VT-x/AMD-V (or nested virtualisation) and load kvm_intel or kvm_amd; until then jobs run under QEMU TCG");
+	} else if (!f->kvm_rw) {
+		add(r, "kvm", DOCTOR_WARN, "/dev/kvm exists but cannot be opened read-write",
+		    "run kiln as root or add its user to the 'kvm' group");
+	} else if (hw) {
+		snprintf(buf, sizeof(buf), "/dev/kvm: %s; stock guest kernels can boot",
+			 doctor_flavour_name(f->flavour));
+		add(r, "kvm", DOCTOR_OK, buf, NULL);
+	} else if (f->flavour == KVM_FLAVOUR_PVM) {
+		add(r, "kvm", DOCTOR_WARN,
+		    "/dev/kvm: PVM (kvm_pvm): only PVM-patched guest kernels boot, stock kernels spin in KVM_RUN",
+		    "stock kernels need the KVM sandbox (tests/kvm-sandbox) or the qemu executor (TCG); kiln uses qemu here");
+	} else {
+		add(r, "kvm", DOCTOR_WARN, "/dev/kvm: no kvm_intel, kvm_amd or kvm_pvm module with a matching CPU flag",
+		    "load kvm_intel or kvm_amd (modprobe kvm_amd) on a CPU with vmx or svm");
+	}
+	add(r, "tun", f->tun ? DOCTOR_OK : DOCTOR_WARN,
+	    f->tun ? "/dev/net/tun: present (job networking)" : "/dev/net/tun is missing: jobs get no network",
+	    f->tun ? NULL : "modprobe tun");
+	if (f->cgroup == 2)
+		add(r, "cgroup", DOCTOR_OK, "cgroup v2 (unified)", NULL);
+	else if (f->cgroup == 1)
+		add(r, "cgroup", DOCTOR_WARN, "cgroup v1 only: KVM_CREATE_VM can be slow under v1",
+		    "boot with systemd.unified_cgroup_hierarchy=1");
+	else
+		add(r, "cgroup", DOCTOR_WARN, "no cgroup filesystem at /sys/fs/cgroup",
+		    "mount -t cgroup2 none /sys/fs/cgroup");
+	add(r, "seccomp", f->seccomp ? DOCTOR_OK : DOCTOR_WARN,
+	    f->seccomp ? "seccomp filters: available (kiln-vmm jails itself)"
+		       : "seccomp filters unavailable: kiln-vmm cannot jail itself",
+	    f->seccomp ? NULL : "use a kernel built with CONFIG_SECCOMP_FILTER");
+	if (f->qemu[0]) {
+		snprintf(buf, sizeof(buf), "qemu: %s", f->qemu);
+		add(r, "qemu", DOCTOR_OK, buf, NULL);
+	} else {
+		add(r, "qemu", DOCTOR_WARN, "qemu-system-x86_64 not found: no qemu executor",
+		    "apt-get install qemu-system-x86");
+	}
+	if (f->vmm[0]) {
+		snprintf(buf, sizeof(buf), "kiln-vmm: %s", f->vmm);
+		add(r, "kiln-vmm", DOCTOR_OK, buf, NULL);
+	} else {
+		add(r, "kiln-vmm", DOCTOR_WARN, "kiln-vmm not found: no microvm executor",
+		    "build and install kiln (make install), or set KILN_LIBEXEC_DIR");
+	}
+	if (f->have_kernel && f->have_rootfs) {
+		snprintf(buf, sizeof(buf), "images: %s", f->images);
+		add(r, "images", DOCTOR_OK, buf, NULL);
+	} else {
+		snprintf(buf, sizeof(buf), "images: %s%s", f->images[0] ? f->images : "none built",
+			 !f->have_kernel ? "; no guest kernel" : "; no default rootfs");
+		add(r, "images", DOCTOR_FAIL, buf, "kiln images build kernel && kiln images build debian");
+	}
+
+	r->microvm_ok = r->stock_kernels_boot && f->vmm[0] && f->have_kernel && f->have_rootfs;
+	r->qemu_ok = f->qemu[0] && f->have_kernel && f->have_rootfs;
+	r->qemu_accel = r->stock_kernels_boot ? "kvm" : "tcg";
+	r->executor = r->microvm_ok ? "microvm" : r->qemu_ok ? "qemu" : NULL;
+}
+
+int doctor_print(const struct doctor_report *r, FILE *out)
+{
+	static const char *const tags[] = { "ok  ", "warn", "FAIL" };
+	int i;
+
+	for (i = 0; i < r->n; i++) {
+		const struct doctor_check *c = &r->checks[i];
+
+		fprintf(out, "%s  %s\n", tags[c->status], c->detail);
+		if (c->fix[0])
+			fprintf(out, "      fix: %s\n", c->fix);
+	}
+	fprintf(out, "executors: microvm %s, qemu %s\n", r->microvm_ok ? "yes" : "no",
+		r->qemu_ok ? (r->stock_kernels_boot ? "yes (KVM)" : "yes (TCG)") : "no");
+	if (!r->executor) {
+		fprintf(out, "kiln cannot run jobs on this host: fix the problems above\n");
+		return 1;
+	}
+	fprintf(out, "kiln will use: %s%s\n", r->executor,
+		!strcmp(r->executor, "qemu") ? (r->stock_kernels_boot ? " (KVM)" : " (TCG)") : "");
+	return 0;
+}

@@ -1,0 +1,66 @@
+/* `kiln doctor`: what the host offers and which executor kiln will use.
+ * Probing (reading the host) is apart from judging (turning facts into
+ * checks), so the judging can be tested on fixture trees. */
+#ifndef KILN_DOCTOR_H
+#define KILN_DOCTOR_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+enum kvm_flavour { KVM_FLAVOUR_NONE, KVM_FLAVOUR_VMX, KVM_FLAVOUR_SVM, KVM_FLAVOUR_PVM, KVM_FLAVOUR_UNKNOWN };
+
+struct doctor_facts {
+	bool kvm_dev;             /* /dev/kvm exists */
+	bool kvm_rw;              /* and opens read-write */
+	enum kvm_flavour flavour; /* which KVM module backs it */
+	bool tun;                 /* /dev/net/tun exists */
+	int cgroup;               /* 0 none, 1 v1, 2 v2 */
+	bool seccomp;             /* seccomp filters available */
+	char qemu[PATH_MAX];      /* qemu-system-x86_64, "" when missing */
+	char vmm[PATH_MAX];       /* kiln-vmm, "" when missing */
+	bool have_kernel;         /* a guest kernel image is built */
+	bool have_rootfs;         /* the default rootfs image is built */
+	char images[256];         /* names of built images, comma separated */
+};
+
+enum doctor_status { DOCTOR_OK, DOCTOR_WARN, DOCTOR_FAIL };
+
+#define DOCTOR_MAX_CHECKS 16
+
+struct doctor_check {
+	const char *what;
+	enum doctor_status status;
+	char detail[320];
+	char fix[320];            /* one-line fix, "" when none is needed */
+};
+
+struct doctor_report {
+	struct doctor_check checks[DOCTOR_MAX_CHECKS];
+	int n;
+	bool stock_kernels_boot;  /* KVM can run unmodified guest kernels */
+	bool microvm_ok;          /* kiln-vmm can run jobs */
+	bool qemu_ok;             /* QEMU can run jobs */
+	const char *qemu_accel;   /* "kvm" or "tcg" */
+	const char *executor;     /* what `auto` picks, NULL when nothing can */
+};
+
+/* Read the host's facts, with every path under root ("" for the real host;
+ * a fixture tree in tests). Device opening is only tried when root is "". */
+void doctor_probe(const char *root, const char *libexec_dir, struct doctor_facts *f);
+
+/* Note which images are built: names of built images and whether a kernel
+ * and the default rootfs are among them. */
+struct images_ctx;
+void doctor_probe_images(const struct images_ctx *ctx, const char *default_image, struct doctor_facts *f);
+
+/* Turn facts into checks, each problem with its fix, and pick executors. */
+void doctor_judge(const struct doctor_facts *f, struct doctor_report *r);
+
+/* Print the report; returns the exit status: 0 when some executor can run
+ * jobs, 1 otherwise. */
+int doctor_print(const struct doctor_report *r, FILE *out);
+
+const char *doctor_flavour_name(enum kvm_flavour fl);
+
+#endif

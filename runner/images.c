@@ -1,0 +1,378 @@
+#include "runner/images.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runner/config.h"
+#include "runner/log.h"
+#include "runner/paths.h"
+#include "runner/sha256.h"
+#include "runner/spawn.h"
+
+#define INPUTS_MAX_BYTES (64 * 1024)
+
+void images_ctx_init(struct images_ctx *ctx, const struct kiln_config *cfg)
+{
+	static char recipes[PATH_MAX], agent[PATH_MAX];
+
+	snprintf(recipes, sizeof(recipes), "%s/images/recipes", kiln_data_dir());
+	snprintf(agent, sizeof(agent), "%s/kiln-agent", kiln_libexec_dir());
+	ctx->images_dir = cfg->images_dir;
+	ctx->cache_dir = cfg->cache_dir;
+	ctx->recipes_dir = recipes;
+	ctx->agent_path = agent;
+}
+
+bool images_valid_name(const char *name)
+{
+	size_t i, len = strlen(name);
+
+	if (len == 0 || len > 64 || !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= '0' && name[0] <= '9')))
+		return false;
+	for (i = 1; i < len; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+enum kiln_rc images_recipes(const struct images_ctx *ctx, char ***names, size_t *n, struct kiln_err *e)
+{
+	DIR *d = opendir(ctx->recipes_dir);
+	struct dirent *de;
+	char **v = NULL;
+	size_t cap = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (!d)
+		return kiln_fail_errno(e, "recipes folder %s", ctx->recipes_dir);
+	while ((de = readdir(d))) {
+		char **nv;
+
+		if (!images_valid_name(de->d_name))
+			continue;
+		if (*n + 1 >= cap) {
+			cap = cap ? cap * 2 : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv)
+				goto nomem;
+			v = nv;
+		}
+		if (!(v[*n] = strdup(de->d_name)))
+			goto nomem;
+		(*n)++;
+	}
+	closedir(d);
+	if (v)
+		qsort(v, *n, sizeof(*v), cmp_str);
+	*names = v;
+	return KILN_OK;
+nomem:
+	closedir(d);
+	while (*n)
+		free(v[--*n]);
+	free(v);
+	return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+}
+
+static enum kiln_rc recipe_path(const struct images_ctx *ctx, const char *name, char *buf, size_t size,
+				struct kiln_err *e)
+{
+	if (!images_valid_name(name))
+		return kiln_fail(e, KILN_E_INVALID, "invalid image name '%s'", name);
+	if (!kiln_path_join(buf, size, ctx->recipes_dir, name))
+		return kiln_fail(e, KILN_E_LIMIT, "recipe path too long");
+	if (access(buf, X_OK) < 0)
+		return kiln_fail(e, KILN_E_NOTFOUND, "no image recipe '%s' in %s", name, ctx->recipes_dir);
+	return KILN_OK;
+}
+
+/* The recipe's kind, from its "# kind: KIND" line. */
+static enum kiln_rc recipe_kind(const char *path, char *kind, size_t size, struct kiln_err *e)
+{
+	FILE *f = fopen(path, "re");
+	char line[256];
+	int i;
+
+	if (!f)
+		return kiln_fail_errno(e, "%s", path);
+	for (i = 0; i < 5 && fgets(line, sizeof(line), f); i++) {
+		if (sscanf(line, "# kind: %31s", kind) == 1 && strlen(kind) < size) {
+			fclose(f);
+			return KILN_OK;
+		}
+	}
+	fclose(f);
+	return kiln_fail(e, KILN_E_INVALID, "%s: no '# kind: KIND' line near the top", path);
+}
+
+/* Prefix the error already in e with the image name and what failed. */
+static enum kiln_rc wrap(struct kiln_err *e, enum kiln_rc rc, const char *name, const char *what)
+{
+	char inner[sizeof(e->msg)];
+
+	if (!e)
+		return rc;
+	memcpy(inner, e->msg, sizeof(inner));
+	return kiln_fail(e, rc, "image %s: %s (%.400s)", name, what, inner);
+}
+
+static void recipe_env(const struct images_ctx *ctx, char env[3][PATH_MAX + 32])
+{
+	snprintf(env[0], sizeof(env[0]), "KILN_CACHE_DIR=%s", ctx->cache_dir);
+	snprintf(env[1], sizeof(env[1]), "KILN_AGENT=%s", ctx->agent_path);
+	snprintf(env[2], sizeof(env[2]), "KILN_SRCDIR=%s/..", ctx->recipes_dir);
+}
+
+enum kiln_rc images_inputs(const struct images_ctx *ctx, const char *name, char **lines, char sha[65],
+			   struct kiln_err *e)
+{
+	char path[PATH_MAX], recipe_sha[65], env[3][PATH_MAX + 32];
+	char *envp[] = { env[0], env[1], env[2], NULL };
+	char *argv[] = { path, "inputs", NULL };
+	char *out = NULL, *all = NULL;
+	enum kiln_rc rc;
+	size_t len;
+
+	*lines = NULL;
+	if ((rc = recipe_path(ctx, name, path, sizeof(path), e)))
+		return rc;
+	if ((rc = sha256_file_hex(path, recipe_sha, NULL, e)))
+		return rc;
+	recipe_env(ctx, env);
+	if ((rc = kiln_spawn(argv, envp, &out, INPUTS_MAX_BYTES, e)))
+		return wrap(e, rc, name, "listing its inputs failed");
+	len = strlen(out) + 128;
+	all = malloc(len);
+	if (!all) {
+		free(out);
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	}
+	snprintf(all, len, "recipe %s %s\n%s", name, recipe_sha, out);
+	free(out);
+	sha256_buf_hex(all, strlen(all), sha);
+	*lines = all;
+	return KILN_OK;
+}
+
+enum kiln_rc images_manifest(const struct images_ctx *ctx, const char *name, struct manifest *m,
+			     struct kiln_err *e)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (!images_valid_name(name))
+		return kiln_fail(e, KILN_E_INVALID, "invalid image name '%s'", name);
+	if (snprintf(path, sizeof(path), "%s/%s/manifest.json", ctx->images_dir, name) >= (int)sizeof(path))
+		return kiln_fail(e, KILN_E_LIMIT, "image path too long");
+	if (stat(path, &st) < 0)
+		return kiln_fail(e, KILN_E_NOTFOUND, "image '%s' is not built (run: kiln images build %s)",
+				 name, name);
+	return manifest_load(m, path, e);
+}
+
+enum kiln_rc images_file(const struct images_ctx *ctx, const char *name, const char *file, char *buf,
+			 size_t size, struct kiln_err *e)
+{
+	struct manifest m;
+	struct stat st;
+	enum kiln_rc rc;
+
+	if ((rc = images_manifest(ctx, name, &m, e)))
+		return rc;
+	if (!manifest_find(&m, file)) {
+		rc = kiln_fail(e, KILN_E_NOTFOUND, "image '%s' has no file '%s'", name, file);
+		goto out;
+	}
+	if (snprintf(buf, size, "%s/%s/%s", ctx->images_dir, name, file) >= (int)size) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "image path too long");
+		goto out;
+	}
+	if (stat(buf, &st) < 0)
+		rc = kiln_fail_errno(e, "image '%s': %s", name, buf);
+out:
+	manifest_free(&m);
+	return rc;
+}
+
+/* Whether the built image is intact: same inputs and files of the recorded
+ * sizes (hashing every file on each check would cost seconds for rootfs). */
+static bool image_current(const struct images_ctx *ctx, const char *name, const char *sha)
+{
+	struct manifest m;
+	bool ok;
+	size_t i;
+
+	if (images_manifest(ctx, name, &m, NULL))
+		return false;
+	ok = !strcmp(m.inputs_sha256, sha);
+	for (i = 0; ok && i < m.n_files; i++) {
+		char path[PATH_MAX];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/%s/%s", ctx->images_dir, name, m.files[i].name);
+		ok = stat(path, &st) == 0 && (uint64_t)st.st_size == m.files[i].size;
+	}
+	manifest_free(&m);
+	return ok;
+}
+
+static enum kiln_rc hash_outputs(const char *dir, struct manifest *m, struct kiln_err *e)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	enum kiln_rc rc = KILN_OK;
+	char names[MANIFEST_MAX_FILES][NAME_MAX + 1];
+	size_t n = 0, i;
+
+	if (!d)
+		return kiln_fail_errno(e, "%s", dir);
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || !strcmp(de->d_name, "manifest.json"))
+			continue;
+		if (n == MANIFEST_MAX_FILES) {
+			closedir(d);
+			return kiln_fail(e, KILN_E_LIMIT, "recipe wrote more than %d files", MANIFEST_MAX_FILES);
+		}
+		snprintf(names[n++], NAME_MAX + 1, "%s", de->d_name);
+	}
+	closedir(d);
+	if (n == 0)
+		return kiln_fail(e, KILN_E_INVALID, "recipe wrote no files into %s", dir);
+	qsort(names, n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
+	for (i = 0; i < n && !rc; i++) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		if (!(m->files[i].name = strdup(names[i])))
+			return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+		m->n_files++;
+		rc = sha256_file_hex(path, m->files[i].sha256, &m->files[i].size, e);
+	}
+	return rc;
+}
+
+static enum kiln_rc split_lines(char *text, struct manifest *m, struct kiln_err *e)
+{
+	char *line, *save = NULL;
+
+	m->inputs = calloc(MANIFEST_MAX_INPUTS + 1, sizeof(char *));
+	if (!m->inputs)
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (m->n_inputs == MANIFEST_MAX_INPUTS)
+			return kiln_fail(e, KILN_E_LIMIT, "recipe printed more than %d inputs", MANIFEST_MAX_INPUTS);
+		if (!(m->inputs[m->n_inputs++] = strdup(line)))
+			return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	}
+	return KILN_OK;
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool force, bool *rebuilt,
+			  struct kiln_err *e)
+{
+	char recipe[PATH_MAX], tmpdir[PATH_MAX], final[PATH_MAX], old[PATH_MAX], mpath[PATH_MAX];
+	char sha[65], kind[32], env[3][PATH_MAX + 32], built[32];
+	char *envp[] = { env[0], env[1], env[2], NULL };
+	char *argv[] = { recipe, "build", tmpdir, NULL };
+	struct manifest m = { 0 };
+	char *lines = NULL;
+	enum kiln_rc rc;
+	double t0;
+	time_t now;
+	struct tm tm;
+
+	*rebuilt = false;
+	tmpdir[0] = old[0] = '\0';
+	if ((rc = recipe_path(ctx, name, recipe, sizeof(recipe), e)) ||
+	    (rc = recipe_kind(recipe, kind, sizeof(kind), e)) ||
+	    (rc = images_inputs(ctx, name, &lines, sha, e)))
+		goto out;
+	if (!force && image_current(ctx, name, sha))
+		goto out;
+	if (kiln_mkdir_p(ctx->images_dir) < 0 || kiln_mkdir_p(ctx->cache_dir) < 0) {
+		rc = kiln_fail_errno(e, "creating %s and %s", ctx->images_dir, ctx->cache_dir);
+		goto out;
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "%s/.build-%s-XXXXXX", ctx->images_dir, name);
+	if (!mkdtemp(tmpdir)) {
+		rc = kiln_fail_errno(e, "mkdtemp %s", tmpdir);
+		tmpdir[0] = '\0';
+		goto out;
+	}
+	chmod(tmpdir, 0755);
+	log_info("building image %s (%s) with %s", name, kind, recipe);
+	recipe_env(ctx, env);
+	t0 = now_seconds();
+	if ((rc = kiln_spawn(argv, envp, NULL, 0, e))) {
+		rc = wrap(e, rc, name, "recipe failed");
+		goto out;
+	}
+	m.build_seconds = now_seconds() - t0;
+	m.name = strdup(name);
+	m.kind = strdup(kind);
+	now = time(NULL);
+	strftime(built, sizeof(built), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+	m.built = strdup(built);
+	memcpy(m.inputs_sha256, sha, sizeof(sha));
+	if (!m.name || !m.kind || !m.built) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = split_lines(lines, &m, e)) || (rc = hash_outputs(tmpdir, &m, e)))
+		goto out;
+	snprintf(mpath, sizeof(mpath), "%s/manifest.json", tmpdir);
+	if ((rc = manifest_save(&m, mpath, e)))
+		goto out;
+	/* Swap the new folder in; the old one is moved aside first so that the
+	 * image is never half-replaced. */
+	snprintf(final, sizeof(final), "%s/%s", ctx->images_dir, name);
+	snprintf(old, sizeof(old), "%s/.old-%s-XXXXXX", ctx->images_dir, name);
+	if (!mkdtemp(old)) {
+		rc = kiln_fail_errno(e, "mkdtemp %s", old);
+		old[0] = '\0';
+		goto out;
+	}
+	if (rename(final, old) < 0 && errno != ENOENT) {
+		rc = kiln_fail_errno(e, "moving %s aside", final);
+		goto out;
+	}
+	if (rename(tmpdir, final) < 0) {
+		rc = kiln_fail_errno(e, "renaming %s to %s", tmpdir, final);
+		rename(old, final);
+		goto out;
+	}
+	tmpdir[0] = '\0';
+	*rebuilt = true;
+	log_info("built image %s in %.1f s", name, m.build_seconds);
+out:
+	if (tmpdir[0])
+		kiln_rm_rf(tmpdir);
+	if (old[0])
+		kiln_rm_rf(old);
+	manifest_free(&m);
+	free(lines);
+	return rc;
+}

@@ -1,0 +1,360 @@
+/*
+ * kiln: CI jobs in disposable microVMs. The command line: one function per
+ * subcommand, each parsing its own options after the global ones.
+ */
+#include "build-config.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runner/boot.h"
+#include "runner/cli.h"
+#include "runner/config.h"
+#include "runner/doctor.h"
+#include "runner/images.h"
+#include "runner/log.h"
+#include "runner/manifest.h"
+#include "runner/paths.h"
+
+struct cli {
+	const char *config_path;  /* -c, NULL for the default */
+	bool config_given;
+	struct kiln_config cfg;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: kiln [-c FILE] [--log-format text|json] [--debug] COMMAND [ARGS]\n"
+		"\n"
+		"Run CI jobs, each in a fresh microVM.\n"
+		"\n"
+		"commands:\n"
+		"  doctor                 check what this host offers and which executor kiln uses\n"
+		"  images list            list built guest images and whether they are current\n"
+		"  images build [-f] NAME...  build images from their recipes (cached by inputs)\n"
+		"  images path NAME FILE  print the path of one file of a built image\n"
+		"  config check           validate the configuration file\n"
+		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
+		"\n"
+		"options:\n"
+		"  -c, --config FILE      configuration file (default %s)\n"
+		"      --log-format F     text or json\n"
+		"      --debug            print debug messages\n"
+		"  -h, --help             this text\n"
+		"  -V, --version          print the version\n",
+		kiln_config_default_path());
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kiln: error: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see kiln --help)\n");
+	return EXIT_USAGE;
+}
+
+static int load_config(struct cli *c)
+{
+	struct kiln_err e = { 0 };
+	const char *path = c->config_path ? c->config_path : kiln_config_default_path();
+
+	if (kiln_config_defaults(&c->cfg, &e) ||
+	    kiln_config_load(&c->cfg, path, c->config_given, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	if (!strcmp(c->cfg.log_format, "json"))
+		kiln_log_set_json(1);
+	return EXIT_OK;
+}
+
+static int cmd_doctor(struct cli *c, int argc, char **argv)
+{
+	struct doctor_facts facts;
+	struct doctor_report report;
+	struct images_ctx ictx;
+
+	if (argc > 1)
+		return usage_error("doctor takes no arguments, got '%s'", argv[1]);
+	images_ctx_init(&ictx, &c->cfg);
+	doctor_probe("", kiln_libexec_dir(), &facts);
+	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
+	doctor_judge(&facts, &report);
+	return doctor_print(&report, stdout);
+}
+
+static void print_size(uint64_t bytes, char *buf, size_t size)
+{
+	if (bytes >= 1 << 20)
+		snprintf(buf, size, "%.1f MiB", bytes / 1048576.0);
+	else
+		snprintf(buf, size, "%.1f KiB", bytes / 1024.0);
+}
+
+static int images_list(struct images_ctx *ictx)
+{
+	struct kiln_err e = { 0 };
+	char **names;
+	size_t n, i, j;
+	int ret = EXIT_OK;
+
+	if (images_recipes(ictx, &names, &n, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	printf("%-14s %-8s %-10s %-20s %-8s %s\n", "NAME", "KIND", "SIZE", "BUILT", "TOOK", "STATUS");
+	for (i = 0; i < n; i++) {
+		struct manifest m;
+		char size[32], sha[65], *lines = NULL;
+		const char *status;
+
+		if (images_manifest(ictx, names[i], &m, &e)) {
+			printf("%-14s %-8s %-10s %-20s %-8s %s\n", names[i], "-", "-", "-", "-",
+			       e.rc == KILN_E_NOTFOUND ? "not built" : e.msg);
+			free(names[i]);
+			continue;
+		}
+		if (images_inputs(ictx, names[i], &lines, sha, &e))
+			status = "inputs unknown";
+		else
+			status = strcmp(sha, m.inputs_sha256) ? "stale (inputs changed)" : "current";
+		print_size(manifest_size(&m), size, sizeof(size));
+		printf("%-14s %-8s %-10s %-20s %-7.1fs %s\n", m.name, m.kind, size, m.built, m.build_seconds,
+		       status);
+		for (j = 0; j < m.n_files; j++)
+			printf("    file  %-14s %12llu  sha256:%s\n", m.files[j].name,
+			       (unsigned long long)m.files[j].size, m.files[j].sha256);
+		for (j = 0; j < m.n_inputs; j++)
+			printf("    input %s\n", m.inputs[j]);
+		free(lines);
+		manifest_free(&m);
+		free(names[i]);
+	}
+	free(names);
+	return ret;
+}
+
+static int cmd_images(struct cli *c, int argc, char **argv)
+{
+	struct images_ctx ictx;
+	struct kiln_err e = { 0 };
+
+	images_ctx_init(&ictx, &c->cfg);
+	if (argc < 2)
+		return usage_error("%s: missing subcommand (list, build, path)", "images");
+	if (!strcmp(argv[1], "list")) {
+		if (argc > 2)
+			return usage_error("images list takes no arguments, got '%s'", argv[2]);
+		return images_list(&ictx);
+	}
+	if (!strcmp(argv[1], "build")) {
+		bool force = false, rebuilt;
+		int i = 2;
+
+		if (i < argc && (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force"))) {
+			force = true;
+			i++;
+		}
+		if (i >= argc)
+			return usage_error("images build: missing image %s", "NAME");
+		for (; i < argc; i++) {
+			if (argv[i][0] == '-')
+				return usage_error("images build: unknown option '%s'", argv[i]);
+			if (images_build(&ictx, argv[i], force, &rebuilt, &e)) {
+				log_error("%s", e.msg);
+				return EXIT_FAIL;
+			}
+			if (!rebuilt)
+				log_info("image %s is current", argv[i]);
+		}
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "path")) {
+		char path[PATH_MAX];
+
+		if (argc != 4)
+			return usage_error("images path: expected NAME FILE%s", "");
+		if (images_file(&ictx, argv[2], argv[3], path, sizeof(path), &e)) {
+			log_error("%s", e.msg);
+			return EXIT_FAIL;
+		}
+		printf("%s\n", path);
+		return EXIT_OK;
+	}
+	return usage_error("images: unknown subcommand '%s'", argv[1]);
+}
+
+static int cmd_config(struct cli *c, int argc, char **argv)
+{
+	size_t i;
+
+	if (argc != 2 || strcmp(argv[1], "check"))
+		return usage_error("config: expected 'config check'%s", "");
+	/* load_config already validated it; say what was read. */
+	printf("%s: ok (%zu runner%s, executor %s, images in %s)\n",
+	       c->cfg.path ? c->cfg.path : "built-in defaults", c->cfg.n_runners,
+	       c->cfg.n_runners == 1 ? "" : "s", c->cfg.defaults.executor, c->cfg.images_dir);
+	for (i = 0; i < c->cfg.n_runners; i++)
+		printf("  runner %s: %s, executor %s, image %s\n", c->cfg.runners[i].name, c->cfg.runners[i].url,
+		       c->cfg.runners[i].vm.executor, c->cfg.runners[i].vm.image);
+	return EXIT_OK;
+}
+
+static int cmd_boot(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "image", required_argument, NULL, 'i' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX];
+	const char *image = c->cfg.defaults.image, *kname = c->cfg.defaults.kernel;
+	struct doctor_facts facts;
+	struct doctor_report report;
+	struct images_ctx ictx;
+	struct boot_opts o = { 0 };
+	struct kiln_err e = { 0 };
+	struct manifest km;
+	int opt, status;
+
+	o.memory_mib = c->cfg.defaults.memory_mib;
+	o.vcpus = c->cfg.defaults.vcpus;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		char *end;
+		long v;
+
+		switch (opt) {
+		case 'i': image = optarg; break;
+		case 'k': kname = optarg; break;
+		case 'm':
+		case 'n':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < (opt == 'm' ? 64 : 1) || v > (opt == 'm' ? 65536 : 32))
+				return usage_error("boot: bad number '%s'", optarg);
+			*(opt == 'm' ? &o.memory_mib : &o.vcpus) = (int)v;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return usage_error("boot: missing the command to run, after %s", "--");
+	o.command = argv + optind;
+
+	images_ctx_init(&ictx, &c->cfg);
+	if (images_manifest(&ictx, kname, &km, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	if (images_file(&ictx, kname, manifest_find(&km, "bzImage") ? "bzImage" : "vmlinuz", kernel,
+			sizeof(kernel), &e) ||
+	    (manifest_find(&km, "initrd.img") &&
+	     images_file(&ictx, kname, "initrd.img", initrd, sizeof(initrd), &e)) ||
+	    images_file(&ictx, image, "rootfs.ext4", rootfs, sizeof(rootfs), &e)) {
+		manifest_free(&km);
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	o.initrd = manifest_find(&km, "initrd.img") ? initrd : NULL;
+	manifest_free(&km);
+	o.kernel = kernel;
+	o.rootfs = rootfs;
+
+	doctor_probe("", kiln_libexec_dir(), &facts);
+	facts.have_kernel = facts.have_rootfs = true;
+	doctor_judge(&facts, &report);
+	if (!report.qemu_ok) {
+		log_error("no executor can boot a VM here (run: kiln doctor)");
+		return EXIT_FAIL;
+	}
+	o.qemu = facts.qemu;
+	o.accel = report.qemu_accel;
+	log_info("booting image %s with kernel %s in a fresh VM: QEMU microvm (%s), %d vCPU, %d MiB",
+		 image, kname, strcmp(o.accel, "kvm") ? "TCG, no usable hardware KVM" : "KVM", o.vcpus,
+		 o.memory_mib);
+	if (boot_run(&o, &status, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "log-format", required_argument, NULL, 'L' },
+		{ "debug", no_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const struct {
+		const char *name;
+		int (*fn)(struct cli *, int, char **);
+	} cmds[] = {
+		{ "doctor", cmd_doctor },
+		{ "images", cmd_images },
+		{ "config", cmd_config },
+		{ "boot", cmd_boot },
+	};
+	struct cli c = { 0 };
+	const char *log_format = NULL;
+	size_t i;
+	int opt, ret;
+
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			c.config_path = optarg;
+			c.config_given = true;
+			break;
+		case 'L':
+			if (strcmp(optarg, "text") && strcmp(optarg, "json"))
+				return usage_error("--log-format must be text or json, not '%s'", optarg);
+			log_format = optarg;
+			break;
+		case 'D':
+			kiln_log_set_level(KILN_LOG_DEBUG);
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case 'V':
+			printf("kiln %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		default:
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("missing %s", "command");
+	opterr = 1;
+	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(argv[optind], cmds[i].name))
+			continue;
+		if ((ret = load_config(&c)))
+			return ret;
+		if (log_format)
+			kiln_log_set_json(!strcmp(log_format, "json"));
+		ret = cmds[i].fn(&c, argc - optind, argv + optind);
+		kiln_config_free(&c.cfg);
+		return ret;
+	}
+	return usage_error("unknown command '%s'", argv[optind]);
+}

@@ -1,0 +1,30 @@
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "tests/unit/suites.h"
+
+const char *fixture(const char *rel)
+{
+	static char buf[8][PATH_MAX];
+	static int next;
+	const char *top = getenv("top_srcdir");
+	char *b = buf[next++ % 8];
+
+	snprintf(b, PATH_MAX, "%s/tests/fixtures/%s", top ? top : ".", rel);
+	return b;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(sha256_suite());
+	int failed;
+
+	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, manifest_suite());
+	srunner_add_suite(sr, doctor_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,15 @@
+/* The check suites of the runner library, one function per area. */
+#ifndef KILN_TEST_SUITES_H
+#define KILN_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *sha256_suite(void);
+Suite *config_suite(void);
+Suite *manifest_suite(void);
+Suite *doctor_suite(void);
+
+/* Absolute path of a file under tests/fixtures (from $top_srcdir). */
+const char *fixture(const char *rel);
+
+#endif

@@ -1,0 +1,132 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runner/config.h"
+#include "tests/unit/suites.h"
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	buf = calloc(1, 1 << 16);
+	*len = fread(buf, 1, (1 << 16) - 1, f);
+	fclose(f);
+	return buf;
+}
+
+/* Golden files: each NAME.yml is parsed and the result ("ok" or the error
+ * line) must equal NAME.expect. */
+static const char *const golden[] = {
+	"full", "empty", "unknown-key", "bad-int", "range", "bad-enum", "syntax",
+	"missing-token", "not-a-list", "bad-bool", "nested",
+};
+
+START_TEST(golden_files)
+{
+	const char *name = golden[_i];
+	char yml[64], exp[64], got[600];
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+	size_t len, elen;
+	char *text, *expect;
+
+	snprintf(yml, sizeof(yml), "config/%s.yml", name);
+	snprintf(exp, sizeof(exp), "config/%s.expect", name);
+	text = slurp(fixture(yml), &len);
+	expect = slurp(fixture(exp), &elen);
+	expect[strcspn(expect, "\n")] = '\0';
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	snprintf(yml, sizeof(yml), "%s.yml", name);
+	if (kiln_config_parse(&cfg, yml, text, len, &e) == KILN_OK)
+		snprintf(got, sizeof(got), "ok");
+	else
+		snprintf(got, sizeof(got), "%s", e.msg);
+	ck_assert_str_eq(got, expect);
+	kiln_config_free(&cfg);
+	free(text);
+	free(expect);
+}
+END_TEST
+
+START_TEST(full_values)
+{
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+	size_t len;
+	char *text = slurp(fixture("config/full.yml"), &len);
+
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_parse(&cfg, "full.yml", text, len, &e), KILN_OK);
+	ck_assert_str_eq(cfg.state_dir, "/srv/kiln");
+	ck_assert_str_eq(cfg.images_dir, "/srv/kiln-images");
+	ck_assert_str_eq(cfg.log_format, "json");
+	ck_assert_str_eq(cfg.listen_address, "127.0.0.1:9252");
+	ck_assert_int_eq(cfg.concurrent, 4);
+	ck_assert_int_eq(cfg.check_interval, 5);
+	ck_assert_int_eq(cfg.shutdown_timeout, 60);
+	ck_assert_uint_eq(cfg.n_runners, 2);
+	ck_assert_str_eq(cfg.runners[0].name, "build-farm-1");
+	ck_assert_str_eq(cfg.runners[0].vm.executor, "microvm");
+	ck_assert_int_eq(cfg.runners[0].vm.vcpus, 2);
+	ck_assert_int_eq(cfg.runners[0].vm.memory_mib, 2048);
+	ck_assert_int_eq(cfg.runners[0].limit, 2);
+	ck_assert_int_eq(cfg.runners[0].vm.rx_rate_limit, 10485760);
+	/* `defaults` comes after `runners` in the file yet is inherited. */
+	ck_assert_str_eq(cfg.runners[0].vm.image, "tiny");
+	ck_assert(!cfg.runners[0].vm.network);
+	ck_assert_str_eq(cfg.runners[1].name, "https://gitlab.example.org");
+	ck_assert_int_eq(cfg.runners[1].vm.vcpus, 3);
+	ck_assert_str_eq(cfg.runners[1].vm.kernel, "debian-kernel");
+	ck_assert_int_eq(cfg.runners[1].request_concurrency, 1);
+	kiln_config_free(&cfg);
+	free(text);
+}
+END_TEST
+
+START_TEST(defaults_and_env)
+{
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+
+	setenv("KILN_STATE_DIR", "/x/state", 1);
+	unsetenv("KILN_IMAGES_DIR");
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_str_eq(cfg.state_dir, "/x/state");
+	ck_assert_str_eq(cfg.images_dir, "/x/state/images");
+	ck_assert_str_eq(cfg.defaults.executor, "auto");
+	ck_assert_str_eq(cfg.defaults.image, "debian");
+	ck_assert_int_eq(cfg.defaults.vcpus, 1);
+	ck_assert(cfg.defaults.network);
+	kiln_config_free(&cfg);
+	unsetenv("KILN_STATE_DIR");
+}
+END_TEST
+
+START_TEST(missing_file)
+{
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_load(&cfg, "/nonexistent/kiln.yml", false, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_load(&cfg, "/nonexistent/kiln.yml", true, &e), KILN_E_IO);
+	ck_assert_str_eq(e.msg, "config /nonexistent/kiln.yml: No such file or directory");
+	kiln_config_free(&cfg);
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_loop_test(tc, golden_files, 0, (int)(sizeof(golden) / sizeof(golden[0])));
+	tcase_add_test(tc, full_values);
+	tcase_add_test(tc, defaults_and_env);
+	tcase_add_test(tc, missing_file);
+	suite_add_tcase(s, tc);
+	return s;
+}
