@@ -1,0 +1,46 @@
+#!/bin/sh
+# The command-line contract of the three binaries: --help and --version
+# succeed, bad usage is one line on stderr and exit status 2.
+set -u
+b=${top_builddir:-.}
+fail=0
+
+check() { # check WANT_STATUS WANT_LINES CMD...
+	want=$1 lines=$2
+	shift 2
+	out=$("$@" 2>&1 >/dev/null)
+	st=$?
+	n=$(printf '%s' "$out" | grep -c '')
+	if [ "$st" != "$want" ]; then
+		echo "FAIL: $* exited $st, want $want"; fail=1
+	elif [ "$lines" != any ] && [ "$n" != "$lines" ]; then
+		echo "FAIL: $* printed $n stderr lines, want $lines: $out"; fail=1
+	else
+		echo "ok: $*"
+	fi
+}
+
+for p in kiln kiln-vmm kiln-vmm-debug kiln-agent; do
+	check 0 any "$b/$p" --help
+	check 0 any "$b/$p" --version
+	check 2 1 "$b/$p" --no-such-option
+done
+check 2 1 "$b/kiln"
+check 2 1 "$b/kiln" no-such-command
+check 2 1 "$b/kiln" images
+check 2 1 "$b/kiln" images build
+check 2 1 "$b/kiln" doctor extra
+check 2 1 "$b/kiln-vmm"
+check 2 1 "$b/kiln-agent"
+# A bad config is one line naming the file, line and key, status 1.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+printf 'concurrent: 2\nbogus: 1\n' > "$tmp/c.yml"
+out=$("$b/kiln" -c "$tmp/c.yml" config check 2>&1)
+[ $? = 1 ] && [ "$out" = "kiln: error: $tmp/c.yml:2: unknown key 'bogus'" ] && echo "ok: bad config" ||
+	{ echo "FAIL: bad config: $out"; fail=1; }
+printf '{ "boot": { "kernel": "/k" }, "machine": { "vcpus": 99 } }' > "$tmp/vm.json"
+out=$("$b/kiln-vmm" --config "$tmp/vm.json" 2>&1)
+[ $? = 1 ] && [ "$out" = "kiln-vmm: error: $tmp/vm.json: machine.vcpus: must be an integer in 1..32" ] &&
+	echo "ok: bad vm.json" || { echo "FAIL: bad vm.json: $out"; fail=1; }
+exit $fail

@@ -1,0 +1,51 @@
+/* A disk image as the block device sees it: plain read-write, read-only,
+ * or copy-on-write over a base image that is never written.
+ *
+ * The copy-on-write overlay is an anonymous temporary file (O_TMPFILE, or
+ * mkstemp + unlink) of the base's size, sparse, so nothing of it survives
+ * the process however it ends. A bitmap with one bit per 64 KiB cluster
+ * says which clusters live in the overlay; a cluster is copied there whole
+ * on its first write. Not thread-safe: one caller at a time. */
+#ifndef VMM_COW_H
+#define VMM_COW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define COW_CLUSTER_SIZE (64 * 1024)
+
+struct cow_disk {
+	int base_fd;          /* the image; O_RDONLY when cow or read_only */
+	int overlay_fd;       /* -1 unless cow and writable */
+	bool cow;             /* writes go to the overlay */
+	bool read_only;
+	uint64_t size;        /* bytes, fixed at open */
+	uint64_t *bitmap;     /* bit per cluster: 1 = in the overlay */
+	uint8_t *cluster_buf; /* COW_CLUSTER_SIZE bytes for copy-ups */
+};
+
+/* Open base_path. With cow (and not read_only), writes land in an overlay
+ * made in tmp_dir and the base is opened read-only; read_only refuses
+ * writes. 0 or -errno; on failure c is left closed (cow_close is safe). */
+int cow_open(struct cow_disk *c, const char *base_path, bool cow, bool read_only, const char *tmp_dir);
+
+/* Read up to len bytes at off; short only at the end of the disk (0 at or
+ * past it). Bytes read or -errno. */
+ssize_t cow_pread(struct cow_disk *c, void *buf, size_t len, uint64_t off);
+
+/* Write len bytes at off: len, -EROFS when read-only, -ENOSPC when any of
+ * it lies past the end (the disk never grows), or -errno. */
+ssize_t cow_pwrite(struct cow_disk *c, const void *buf, size_t len, uint64_t off);
+
+/* fdatasync the file writes go to (the overlay with cow); 0 when read-only.
+ * 0 or -errno. */
+int cow_flush(struct cow_disk *c);
+
+/* Size of the disk in bytes. */
+uint64_t cow_size(const struct cow_disk *c);
+
+/* Close everything and drop the overlay; fds go back to -1. Idempotent. */
+void cow_close(struct cow_disk *c);
+
+#endif

@@ -1,0 +1,109 @@
+#include "vmm/jail.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+struct rule {
+	int nr;
+	const char *why;
+};
+
+#define R(name, why) { SCMP_SYS(name), why }
+
+/* Both thread kinds. */
+static const struct rule common[] = {
+	R(read, "eventfds, timerfds, tap and socket reads"),
+	R(write, "serial output, eventfd signals (irqfd), logs"),
+	R(futex, "mutexes between vCPU and device threads"),
+	R(brk, "malloc"),
+	R(mmap, "malloc of large blocks"),
+	R(munmap, "free of large blocks, thread stacks"),
+	R(madvise, "glibc releases thread stacks with MADV_DONTNEED"),
+	R(close, "device reset closes its connections"),
+	R(epoll_ctl, "devices register fds when the driver activates them"),
+	R(pread64, "virtio-blk reads"),
+	R(pwrite64, "virtio-blk writes and copy-on-write clusters"),
+	R(fdatasync, "virtio-blk flush"),
+	R(clock_gettime, "rate limiters and the boot marker (vDSO fallback)"),
+	R(getrandom, "virtio-rng"),
+	R(timerfd_settime, "rate limiter throttling"),
+	R(rt_sigprocmask, "glibc thread and signal plumbing"),
+	R(rt_sigreturn, "return from signal handlers"),
+	R(restart_syscall, "interrupted system calls"),
+	R(sched_yield, "lock contention"),
+	R(exit, "thread exit"),
+	R(exit_group, "process exit"),
+	R(gettid, "glibc abort path"),
+	R(getpid, "glibc abort path"),
+	R(tgkill, "glibc abort path (raise SIGABRT)"),
+};
+
+/* Device (event-loop) thread only. */
+static const struct rule vmm_only[] = {
+	R(epoll_wait, "the event loop"),
+	R(epoll_pwait, "the event loop (glibc may use the p variant)"),
+	R(readv, "virtio-net and vsock scatter reads"),
+	R(writev, "virtio-net frames to the tap"),
+	R(accept4, "host-initiated vsock connections"),
+	R(connect, "guest-initiated vsock connections to <uds_path>_<port>"),
+	R(recvfrom, "vsock socket reads"),
+	R(sendto, "vsock socket writes"),
+	R(recvmsg, "vsock socket reads"),
+	R(sendmsg, "vsock socket writes"),
+	R(shutdown, "vsock half-close"),
+	R(getsockopt, "SO_ERROR of non-blocking connects"),
+	R(fcntl, "O_NONBLOCK on new sockets"),
+	R(unlink, "removing the vsock socket file at exit"),
+	R(unlinkat, "removing the vsock socket file at exit"),
+	R(fsync, "virtio-blk flush fallback"),
+	R(fstat, "stdio"),
+	R(newfstatat, "stdio"),
+	R(lseek, "stdio"),
+	R(nanosleep, "shutdown grace polling"),
+	R(clock_nanosleep, "shutdown grace polling"),
+	R(timerfd_gettime, "rate limiter"),
+	R(mremap, "realloc"),
+	R(kill, "none expected; kept for glibc's abort of a child"),
+};
+
+int jail_enter(enum jail_kind kind)
+{
+	scmp_filter_ctx ctx;
+	size_t i;
+	int rc;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
+	if (!ctx)
+		return -ENOMEM;
+	for (i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, common[i].nr, 0)) < 0)
+			goto out;
+	/* ioctl only for what each thread issues: KVM_RUN on its vCPU, and
+	 * KVM_IRQ_LINE for the legacy serial and i8042 interrupts. */
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+				   SCMP_A1(SCMP_CMP_EQ, KVM_IRQ_LINE))) < 0)
+		goto out;
+	if (kind == JAIL_VCPU) {
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					   SCMP_A1(SCMP_CMP_EQ, KVM_RUN))) < 0)
+			goto out;
+	} else {
+		for (i = 0; i < sizeof(vmm_only) / sizeof(vmm_only[0]); i++)
+			if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, vmm_only[i].nr, 0)) < 0)
+				goto out;
+		/* New sockets only for vsock's Unix-socket side. */
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+					   SCMP_A0(SCMP_CMP_EQ, AF_UNIX))) < 0)
+			goto out;
+	}
+	rc = seccomp_load(ctx);
+out:
+	seccomp_release(ctx);
+	return rc < 0 ? rc : 0;
+}

@@ -1,0 +1,14 @@
+/* The seccomp jail: installed by each thread on itself after every fd is
+ * open and guest memory is mapped, before the first KVM_RUN. The default
+ * action kills the process; vCPU threads get a tighter list than the
+ * device thread. */
+#ifndef VMM_JAIL_H
+#define VMM_JAIL_H
+
+enum jail_kind { JAIL_VMM, JAIL_VCPU };
+
+/* Install the filter of kind on the calling thread (NO_NEW_PRIVS first).
+ * 0 or -errno. */
+int jail_enter(enum jail_kind kind);
+
+#endif

@@ -1,0 +1,329 @@
+/*
+ * kiln-vmm: one KVM microVM per process.
+ *
+ * Acquire, then jail, then run: every file, socket and fd is opened and
+ * guest memory is mapped first; then each thread installs its seccomp
+ * filter; only then does the first KVM_RUN happen. The main thread becomes
+ * the device thread (one epoll loop); each vCPU has its own thread.
+ */
+#include "build-config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "vmm/acpi.h"
+#include "vmm/jail.h"
+#include "vmm/layout.h"
+#include "vmm/loader.h"
+#include "vmm/log.h"
+#include "vmm/virtio/blk.h"
+#include "vmm/virtio/mmio.h"
+#include "vmm/virtio/net.h"
+#include "vmm/virtio/rng.h"
+#include "vmm/virtio/vsock.h"
+#include "vmm/vm.h"
+#include "vmm/vmconfig.h"
+
+#define KERNEL_MAX_BYTES (256u << 20)
+#define INITRD_MAX_BYTES (1024u << 20)
+#define SERIAL_FILE_LIMIT (64ull << 20)
+#define SHUTDOWN_GRACE_S 5
+
+#ifdef VMM_NO_SECCOMP
+#define PROG "kiln-vmm-debug"
+#else
+#define PROG "kiln-vmm"
+#endif
+
+static struct vm the_vm;
+
+struct device_slot {
+	void *priv;
+	void (*close)(void *priv);
+};
+
+static struct device_slot slots[VM_MAX_VIRTIO];
+static int signal_fd = -1, grace_fd = -1;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: " PROG " --config vm.json\n"
+		"Run one KVM microVM described by vm.json until the guest powers off or\n"
+		"reboots (exit 0) or something fails (non-zero, with a one-line reason).\n"
+		"  -c, --config FILE  the VM description (see docs/vmm.md)\n"
+		"  -h, --help         this text\n"
+		"  -V, --version      print the version\n");
+}
+
+/* Read a whole file into a malloc'd buffer of at most max bytes. */
+static uint8_t *slurp(const char *path, size_t max, size_t *len, const char *what)
+{
+	struct stat st;
+	uint8_t *buf;
+	size_t off = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		vmm_die("%s %s: %s", what, path, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		vmm_die("%s %s: not a regular file", what, path);
+	if ((uint64_t)st.st_size > max || st.st_size == 0)
+		vmm_die("%s %s: size %lld is outside 1..%zu bytes", what, path, (long long)st.st_size, max);
+	buf = malloc((size_t)st.st_size);
+	if (!buf)
+		vmm_die("%s %s: out of memory", what, path);
+	while (off < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
+		if (n <= 0)
+			vmm_die("%s %s: read failed", what, path);
+		off += (size_t)n;
+	}
+	close(fd);
+	*len = off;
+	return buf;
+}
+
+static void serial_irq(void *arg) { vm_irq_pulse(arg, LAYOUT_SERIAL_IRQ); }
+static void kbd_irq(void *arg) { vm_irq_pulse(arg, LAYOUT_I8042_IRQ); }
+static void kbd_reset(void *arg) { vm_request_exit(arg, 0, "guest rebooted"); }
+
+static void on_exit_fd(void *arg, uint32_t events)
+{
+	struct vm *vm = arg;
+	uint64_t v;
+	ssize_t n = read(vm->exit_fd, &v, sizeof(v));
+
+	(void)n;
+	(void)events;
+	ev_stop(&vm->loop);
+}
+
+static void on_grace(void *arg, uint32_t events)
+{
+	(void)events;
+	vm_request_exit(arg, 1, "guest did not shut down within the grace period after SIGTERM");
+}
+
+static void on_signal(void *arg, uint32_t events)
+{
+	struct vm *vm = arg;
+	struct signalfd_siginfo si;
+	struct itimerspec its = { .it_value = { SHUTDOWN_GRACE_S, 0 } };
+
+	(void)events;
+	if (read(signal_fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (si.ssi_signo == SIGTERM) {
+		/* Ask the guest politely (Ctrl-Alt-Del), then stop regardless. */
+		i8042_ctrl_alt_del(&vm->kbd);
+		timerfd_settime(grace_fd, 0, &its, NULL);
+		vmm_log("SIGTERM: asked the guest to shut down, stopping in %d s", SHUTDOWN_GRACE_S);
+		return;
+	}
+	vm_request_exit(vm, 1, si.ssi_signo == SIGINT ? "interrupted (SIGINT)" : "terminated");
+}
+
+static int add_virtio(struct vm *vm, const struct virtio_dev_ops *ops, void *priv, void (*close_fn)(void *),
+		      struct acpi_mmio_dev *acpi, char *cmdline, size_t cmdsize)
+{
+	int i = vm->n_virtio, rc;
+	uint64_t base = LAYOUT_MMIO_BASE + (uint64_t)i * LAYOUT_MMIO_SIZE;
+	uint32_t gsi = LAYOUT_FIRST_GSI + (uint32_t)i;
+	size_t len = strlen(cmdline);
+
+	if (i == VM_MAX_VIRTIO)
+		return -ENOSPC;
+	rc = virtio_mmio_init(&vm->virtio[i], ops, priv, &vm->mem, &vm->loop, base, gsi);
+	if (rc)
+		return rc;
+	rc = virtio_mmio_attach_kvm(&vm->virtio[i], vm->vm_fd);
+	if (rc)
+		return rc;
+	slots[i] = (struct device_slot){ priv, close_fn };
+	acpi[i] = (struct acpi_mmio_dev){ base, LAYOUT_MMIO_SIZE, gsi };
+	snprintf(cmdline + len, cmdsize - len, " virtio_mmio.device=4K@0x%llx:%u", (unsigned long long)base, gsi);
+	vm->n_virtio++;
+	return 0;
+}
+
+static void cleanup_devices(struct vm *vm)
+{
+	int i;
+
+	for (i = 0; i < vm->n_virtio; i++)
+		if (slots[i].close)
+			slots[i].close(slots[i].priv);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct vm *vm = &the_vm;
+	struct vm_config cfg;
+	struct boot_info bi;
+	struct acpi_mmio_dev acpi[VM_MAX_VIRTIO];
+	char err[512], cmdline[VM_CMDLINE_MAX + 64];
+	const char *config = NULL, *tmp_dir;
+	uint8_t *kernel, *initrd = NULL;
+	size_t klen, ilen = 0;
+	int opt, i, rc, serial_fd = -1;
+	sigset_t sigs;
+	uint64_t t_run;
+
+	vm->t0_ns = vm_now_ns();
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': config = optarg; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf(PROG " %s\n", PACKAGE_VERSION); return 0;
+		default:
+			fprintf(stderr, PROG ": error: unknown option '%s' (see --help)\n", argv[optind - 1]);
+			return 2;
+		}
+	}
+	if (!config || optind != argc) {
+		fprintf(stderr, PROG ": error: %s (see --help)\n",
+			config ? "unexpected argument" : "missing --config FILE");
+		return 2;
+	}
+#ifdef VMM_NO_SECCOMP
+	vmm_warn("this is the debug build: it runs WITHOUT the seccomp jail");
+#endif
+	if (vm_config_load(&cfg, config, err, sizeof(err)))
+		vmm_die("%s", err);
+
+	/* Acquire: files, KVM, memory, devices. */
+	kernel = slurp(cfg.kernel, KERNEL_MAX_BYTES, &klen, "kernel");
+	if (cfg.initrd)
+		initrd = slurp(cfg.initrd, INITRD_MAX_BYTES, &ilen, "initrd");
+	vm->kvm_fd = vm->vm_fd = vm->exit_fd = -1;
+	vm->n_vcpus = cfg.vcpus;
+#ifndef VMM_NO_SECCOMP
+	vm->jail = true;
+#endif
+	if (vm_create(vm, cfg.mem_mib, err, sizeof(err)))
+		vmm_die("%s", err);
+	if (loader_load_kernel(&vm->mem, kernel, klen, &bi, err, sizeof(err)))
+		vmm_die("kernel %s: %s", cfg.kernel, err);
+	if (initrd && loader_load_initrd(&vm->mem, initrd, ilen, loader_initrd_max(kernel, klen), &bi))
+		vmm_die("initrd %s: does not fit in guest memory after the kernel", cfg.initrd);
+	free(initrd);
+	if ((rc = ev_init(&vm->loop)))
+		vmm_die("epoll: %s", strerror(-rc));
+
+	if (cfg.serial == VM_SERIAL_STDOUT) {
+		serial_fd = 1;
+	} else if (cfg.serial == VM_SERIAL_FILE) {
+		serial_fd = open(cfg.serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0644);
+		if (serial_fd < 0)
+			vmm_die("serial.output %s: %s", cfg.serial_path, strerror(errno));
+	}
+	serial_init(&vm->serial, serial_fd, cfg.serial == VM_SERIAL_FILE ? SERIAL_FILE_LIMIT : UINT64_MAX,
+		    serial_irq, vm);
+	i8042_init(&vm->kbd, kbd_reset, kbd_irq, vm);
+
+	snprintf(cmdline, sizeof(cmdline), "%s", cfg.cmdline);
+	tmp_dir = getenv("KILN_VMM_TMPDIR");
+	if (!tmp_dir)
+		tmp_dir = getenv("TMPDIR");
+	if (!tmp_dir)
+		tmp_dir = "/var/tmp";
+	for (i = 0; i < cfg.n_drives; i++) {
+		void *priv;
+		if ((rc = virtio_blk_open(&priv, &cfg.drives[i], tmp_dir, vm_now_ns())))
+			vmm_die("drives[%d] (%s): %s: %s", i, cfg.drives[i].id, cfg.drives[i].path, strerror(-rc));
+		if ((rc = add_virtio(vm, &virtio_blk_ops, priv, virtio_blk_close, acpi, cmdline, sizeof(cmdline))))
+			vmm_die("drives[%d]: attaching: %s", i, strerror(-rc));
+	}
+	for (i = 0; i < cfg.n_nets; i++) {
+		void *priv;
+		if ((rc = virtio_net_open(&priv, &cfg.nets[i], vm_now_ns())))
+			vmm_die("net[%d] (%s): tap %s: %s", i, cfg.nets[i].id, cfg.nets[i].tap, strerror(-rc));
+		if ((rc = add_virtio(vm, &virtio_net_ops, priv, virtio_net_close, acpi, cmdline, sizeof(cmdline))))
+			vmm_die("net[%d]: attaching: %s", i, strerror(-rc));
+	}
+	if (cfg.vsock.present) {
+		void *priv;
+		if ((rc = virtio_vsock_open(&priv, &cfg.vsock)))
+			vmm_die("vsock: %s: %s", cfg.vsock.uds_path, strerror(-rc));
+		if ((rc = add_virtio(vm, &virtio_vsock_ops, priv, virtio_vsock_close, acpi, cmdline, sizeof(cmdline))))
+			vmm_die("vsock: attaching: %s", strerror(-rc));
+	}
+	if (cfg.entropy) {
+		void *priv;
+		if ((rc = virtio_rng_open(&priv)))
+			vmm_die("entropy: %s", strerror(-rc));
+		if ((rc = add_virtio(vm, &virtio_rng_ops, priv, virtio_rng_close, acpi, cmdline, sizeof(cmdline))))
+			vmm_die("entropy: attaching: %s", strerror(-rc));
+	}
+	if (loader_write_boot_params(&vm->mem, kernel, klen, cmdline, &bi, err, sizeof(err)))
+		vmm_die("%s", err);
+	free(kernel);
+	if (acpi_build(&vm->mem, cfg.vcpus, acpi, vm->n_virtio) || mptable_build(&vm->mem, cfg.vcpus))
+		vmm_die("firmware tables do not fit below 1 MiB");
+	for (i = 0; i < cfg.vcpus; i++)
+		if (vm_create_vcpu(vm, i, &bi, err, sizeof(err)))
+			vmm_die("%s", err);
+
+	/* Signals arrive through a signalfd on the device thread only. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	grace_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (signal_fd < 0 || grace_fd < 0)
+		vmm_die("signalfd/timerfd: %s", strerror(errno));
+	if (ev_add(&vm->loop, signal_fd, EPOLLIN, on_signal, vm) || ev_add(&vm->loop, grace_fd, EPOLLIN, on_grace, vm) ||
+	    ev_add(&vm->loop, vm->exit_fd, EPOLLIN, on_exit_fd, vm))
+		vmm_die("registering control fds with epoll failed");
+
+	/* Jail: vCPU threads install their own filter, then wait at the
+	 * barrier until this thread has installed the device filter. */
+	if (pthread_barrier_init(&vm->start, NULL, (unsigned)cfg.vcpus + 1))
+		vmm_die("pthread_barrier_init failed");
+	for (i = 0; i < cfg.vcpus; i++)
+		if (pthread_create(&vm->vcpus[i].thread, NULL, vm_vcpu_thread, &vm->vcpus[i]))
+			vmm_die("creating vCPU thread %d failed", i);
+#ifndef VMM_NO_SECCOMP
+	if ((rc = jail_enter(JAIL_VMM)))
+		vmm_die("installing the seccomp filter failed: %s", strerror(-rc));
+#endif
+	t_run = vm_now_ns();
+	if (getenv("KILN_VMM_TIMINGS"))
+		vmm_log("process start to first KVM_RUN: %llu us", (unsigned long long)(t_run - vm->t0_ns) / 1000);
+	pthread_barrier_wait(&vm->start);
+
+	rc = ev_run(&vm->loop);
+	if (rc)
+		vm_request_exit(vm, 1, "event loop failed");
+	cleanup_devices(vm);
+	fflush(stdout);
+	if (atomic_load(&vm->exit_code) != 0)
+		vmm_log("error: %s", vm->exit_reason);
+	else
+		vmm_debug("%s", vm->exit_reason);
+	vm_config_free(&cfg);
+	/* The vCPU threads may be inside KVM_RUN; exiting the process ends
+	 * them and releases KVM, memory and every fd at once. */
+	_exit(atomic_load(&vm->exit_code));
+}

@@ -1,0 +1,73 @@
+/* The KVM machine: VM and vCPU file descriptors, guest RAM, the legacy
+ * devices and the virtio-mmio devices, and the rules for ending the VM. */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "vmm/evloop.h"
+#include "vmm/guestmem.h"
+#include "vmm/i8042.h"
+#include "vmm/layout.h"
+#include "vmm/loader.h"
+#include "vmm/serial.h"
+#include "vmm/virtio/virtio.h"
+#include "vmm/vmconfig.h"
+
+#define VM_MAX_VIRTIO 16   /* GSIs 5..20 */
+#define VM_ACPI_SLEEP_PORT VMM_ACPI_SLEEP_CONTROL
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	int index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+};
+
+struct vm {
+	int kvm_fd, vm_fd;
+	struct guest_mem mem;
+	uint64_t mem_bytes;
+	size_t run_size;
+	int n_vcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct serial serial;
+	struct i8042 kbd;
+	struct virtio_dev virtio[VM_MAX_VIRTIO];
+	int n_virtio;
+	struct evloop loop;
+	int exit_fd;              /* eventfd: a vCPU asks the main thread to end */
+	atomic_int exit_code;     /* -1 while running */
+	char exit_reason[160];
+	uint64_t t0_ns;           /* process start, for the boot-time marker */
+	atomic_bool first_run_logged;
+	bool jail;                /* vCPU threads install their seccomp filter */
+	pthread_barrier_t start;  /* vCPUs wait here until the jail is in place */
+};
+
+/* Open /dev/kvm, create the VM with its irqchip and PIT, map mem_mib of
+ * RAM. Fills err on failure; 0 or -errno. */
+int vm_create(struct vm *vm, uint64_t mem_mib, char *err, size_t errlen);
+
+/* Create vCPU i and set its registers for the boot described by bi. */
+int vm_create_vcpu(struct vm *vm, int i, const struct boot_info *bi, char *err, size_t errlen);
+
+/* Pulse a legacy interrupt line (edge). */
+void vm_irq_pulse(struct vm *vm, uint32_t irq);
+
+/* End the VM with code (the first request wins) and wake the main thread. */
+void vm_request_exit(struct vm *vm, int code, const char *reason);
+
+/* The vCPU thread body: KVM_RUN until the VM ends. */
+void *vm_vcpu_thread(void *arg);
+
+/* Nanoseconds on CLOCK_MONOTONIC. */
+uint64_t vm_now_ns(void);
+
+#endif
