@@ -35,8 +35,11 @@ enum kiln_rc boot_qemu_argv(const struct boot_opts *o, char **argv, int max, cha
 	char *p = buf;
 	char *const *c;
 
+	/* reboot=t: microvm has no i8042, a triple fault ends QEMU (-no-reboot);
+	 * under TCG there is no kvm-clock and TSC calibration may hang. */
 	len = (size_t)snprintf(cmdline, sizeof(cmdline),
-			       "console=ttyS0 reboot=k panic=-1 quiet loglevel=1 root=/dev/vda rw init=/sbin/kiln-agent --");
+			       "console=ttyS0 reboot=t panic=-1 quiet loglevel=1%s root=/dev/vda rw init=/sbin/kiln-agent --",
+			       strcmp(o->accel, "kvm") ? " tsc_early_khz=2000000" : "");
 	for (c = o->command; *c; c++) {
 		const char *s;
 		int quote = !**c;

@@ -15,8 +15,9 @@ skip() {
 	echo "SKIP: $*"
 	exit 77
 }
-[ -f "$images/vmlinuz" ] && [ -f "$images/initrd.img" ] ||
+if [ ! -f "$images/vmlinuz" ] || [ ! -f "$images/initrd.img" ]; then
 	skip "no sandbox image in $images (build it: kiln images build sandbox)"
+fi
 command -v "${KILN_QEMU:-qemu-system-x86_64}" >/dev/null 2>&1 ||
 	skip "${KILN_QEMU:-qemu-system-x86_64} not found"
 [ -x "$smoke" ] || skip "$smoke is not built"

@@ -134,14 +134,32 @@ static void on_signal(void *arg, uint32_t events)
 	vm_request_exit(vm, 1, si.ssi_signo == SIGINT ? "interrupted (SIGINT)" : "terminated");
 }
 
+/* Announce a virtio-mmio device on the command line. Words after " -- "
+ * belong to init, so the entry goes before them. */
+static void cmdline_add_device(char *cmdline, size_t size, uint64_t base, uint32_t gsi)
+{
+	char entry[64], *dashes = strstr(cmdline, " -- ");
+	size_t len = strlen(cmdline), n;
+
+	if (!dashes && len >= 3 && !strcmp(cmdline + len - 3, " --"))
+		dashes = cmdline + len - 3;
+	n = (size_t)snprintf(entry, sizeof(entry), " virtio_mmio.device=4K@0x%llx:%u", (unsigned long long)base, gsi);
+	if (len + n >= size)
+		return; /* caught later: the command line is checked against its limit */
+	if (!dashes) {
+		memcpy(cmdline + len, entry, n + 1);
+		return;
+	}
+	memmove(dashes + n, dashes, strlen(dashes) + 1);
+	memcpy(dashes, entry, n);
+}
+
 static int add_virtio(struct vm *vm, const struct virtio_dev_ops *ops, void *priv, void (*close_fn)(void *),
 		      struct acpi_mmio_dev *acpi, char *cmdline, size_t cmdsize)
 {
 	int i = vm->n_virtio, rc;
 	uint64_t base = LAYOUT_MMIO_BASE + (uint64_t)i * LAYOUT_MMIO_SIZE;
 	uint32_t gsi = LAYOUT_FIRST_GSI + (uint32_t)i;
-	size_t len = strlen(cmdline);
-
 	if (i == VM_MAX_VIRTIO)
 		return -ENOSPC;
 	rc = virtio_mmio_init(&vm->virtio[i], ops, priv, &vm->mem, &vm->loop, base, gsi);
@@ -152,7 +170,7 @@ static int add_virtio(struct vm *vm, const struct virtio_dev_ops *ops, void *pri
 		return rc;
 	slots[i] = (struct device_slot){ priv, close_fn };
 	acpi[i] = (struct acpi_mmio_dev){ base, LAYOUT_MMIO_SIZE, gsi };
-	snprintf(cmdline + len, cmdsize - len, " virtio_mmio.device=4K@0x%llx:%u", (unsigned long long)base, gsi);
+	cmdline_add_device(cmdline, cmdsize, base, gsi);
 	vm->n_virtio++;
 	return 0;
 }

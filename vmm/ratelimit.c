@@ -125,8 +125,11 @@ bool tb_take(struct token_bucket *b, uint64_t n, uint64_t now_ns, uint64_t *wait
 	return false;
 }
 
-/* Arm the one-shot timer for wait_ns (at least RL_MIN_WAIT_NS) and block. */
-static void rl_block(struct rate_limiter *rl, uint64_t wait_ns)
+/* Arm the one-shot timer for wait_ns (at least RL_MIN_WAIT_NS) and block.
+ * False when the timer could not be armed: nothing would ever unblock the
+ * device, so the caller lets the request through instead (fail open). That
+ * cannot happen with a valid timerfd and value. */
+static bool rl_block(struct rate_limiter *rl, uint64_t wait_ns)
 {
 	struct itimerspec its = { 0 };
 
@@ -134,11 +137,10 @@ static void rl_block(struct rate_limiter *rl, uint64_t wait_ns)
 		wait_ns = RL_MIN_WAIT_NS;
 	its.it_value.tv_sec = (time_t)(wait_ns / NS_PER_S);
 	its.it_value.tv_nsec = (long)(wait_ns % NS_PER_S);
-	/* Cannot fail on a valid timerfd with a valid value; if it somehow
-	 * did, staying blocked forever would stall the device, so don't. */
 	if (timerfd_settime(rl->timer_fd, 0, &its, NULL) < 0)
-		return;
+		return false;
 	rl->blocked = true;
+	return true;
 }
 
 int rl_init(struct rate_limiter *rl, const struct rate_limiter_cfg *cfg, uint64_t now_ns)
@@ -185,14 +187,11 @@ bool rl_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t now_ns)
 	/* Restoring the snapshot hands the op token back exactly, burst
 	 * included; the refill it undoes is recomputed identically later. */
 	ops_before = rl->ops;
-	if (!tb_take(&rl->ops, 1, now_ns, &wait_ops)) {
-		rl_block(rl, wait_ops);
-		return false;
-	}
+	if (!tb_take(&rl->ops, 1, now_ns, &wait_ops))
+		return !rl_block(rl, wait_ops);
 	if (!tb_take(&rl->bw, bytes, now_ns, &wait_bw)) {
 		rl->ops = ops_before;
-		rl_block(rl, wait_bw);
-		return false;
+		return !rl_block(rl, wait_bw);
 	}
 	/* Paid, but an over-sized request left a debt to wait out. */
 	if (wait_bw || wait_ops)

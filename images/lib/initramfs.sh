@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # KILN_K* are outputs for the recipes
 # images/lib/initramfs.sh - bash helpers shared by the debian-kernel and
 # sandbox recipes: resolve and fetch a Debian kernel package into the cache,
 # pick modules with their dependencies, and pack a busybox-static initramfs.
@@ -47,7 +48,7 @@ kiln_kernel_resolve() {
 	ver=$(kiln_pkg_candidate "$meta")
 	# Depends: linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)
 	dep=$(apt-cache show "$meta=$ver" 2>/dev/null |
-		sed -n 's/^Depends: //p' | head -n1 | tr ',|' '\n\n' |
+		sed -n 's/^Depends: //p' | head -n1 | tr ',|' '\n' |
 		sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
 	[[ -n $dep ]] || kiln_die "$meta $ver does not depend on a linux-image-N.N package"
 	KILN_KPKG=$dep
@@ -111,6 +112,30 @@ kiln_find_deb() {
 		[[ -f $f ]] && { echo "$f"; return 0; }
 	done
 	return 0
+}
+
+# kiln_extract_vmlinux BZIMAGE OUT: write the uncompressed ELF kernel
+# inside BZIMAGE to OUT.  qemu boots such an ELF through its PVH entry
+# point, which skips the decompressor: seconds under TCG.
+kiln_extract_vmlinux() {
+	local in=$1 out=$2 magic off dec
+	# Debian: xz (amd64), lz4 legacy frames (cloud-amd64); also zstd, gzip.
+	for magic in $'\xfd7zXZ' $'\x02\x21\x4c\x18' $'\x28\xb5\x2f\xfd' $'\x1f\x8b\x08'; do
+		case $magic in
+		$'\xfd7zXZ') dec="xz -dc --single-stream" ;;
+		$'\x02\x21\x4c\x18') dec="lz4 -dc" ;;
+		$'\x28\xb5\x2f\xfd') dec="zstd -qdc" ;;
+		*) dec="gzip -dc" ;;
+		esac
+		command -v "${dec%% *}" >/dev/null || continue
+		for off in $(LC_ALL=C grep -obUa -- "$magic" "$in" | head -n 4 | cut -d: -f1); do
+			# Trailing data after the payload makes some decoders complain.
+			tail -c "+$((off + 1))" "$in" | $dec >"$out" 2>/dev/null || true
+			[[ $(head -c 4 "$out" | od -An -tx1 | tr -d ' \n') == 7f454c46 ]] && return 0
+		done
+	done
+	rm -f "$out"
+	kiln_die "found no compressed ELF kernel in $in"
 }
 
 # kiln_kconfig NAME: print CONFIG_NAME's value (y, m, or empty) in the
