@@ -92,7 +92,7 @@ const char *kiln_config_default_path(void)
 	if (v && *v)
 		return v;
 	if (geteuid() == 0)
-		return KILN_SYSCONFDIR "/kiln/config.yml";
+		return "/etc/kiln/config.yml";
 	home = getenv("HOME");
 	snprintf(buf, sizeof(buf), "%s/.config/kiln/config.yml", home ? home : "/");
 	return buf;
@@ -110,8 +110,8 @@ enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e)
 	char buf[PATH_MAX];
 
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->state_dir = xstrdup_env("KILN_STATE_DIR", KILN_LOCALSTATEDIR "/lib/kiln");
-	cfg->cache_dir = xstrdup_env("KILN_CACHE_DIR", KILN_LOCALSTATEDIR "/cache/kiln");
+	cfg->state_dir = xstrdup_env("KILN_STATE_DIR", "/var/lib/kiln");
+	cfg->cache_dir = xstrdup_env("KILN_CACHE_DIR", "/var/cache/kiln");
 	if (cfg->state_dir)
 		snprintf(buf, sizeof(buf), "%s/images", cfg->state_dir);
 	cfg->images_dir = xstrdup_env("KILN_IMAGES_DIR", buf);

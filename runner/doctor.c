@@ -87,6 +87,8 @@ void doctor_probe(const char *root, const char *libexec_dir, struct doctor_facts
 	f->tun = exists(root, "/dev/net/tun");
 	if (exists(root, "/sys/fs/cgroup/cgroup.controllers"))
 		f->cgroup = 2;
+	else if (exists(root, "/sys/fs/cgroup/unified/cgroup.controllers"))
+		f->cgroup = 3;
 	else if (exists(root, "/sys/fs/cgroup/memory") || exists(root, "/sys/fs/cgroup/cpu"))
 		f->cgroup = 1;
 	f->seccomp = exists(root, "/proc/sys/kernel/seccomp/actions_avail");
@@ -165,6 +167,8 @@ void doctor_judge(const struct doctor_facts *f, struct doctor_report *r)
 	    f->tun ? NULL : "modprobe tun");
 	if (f->cgroup == 2)
 		add(r, "cgroup", DOCTOR_OK, "cgroup v2 (unified)", NULL);
+	else if (f->cgroup == 3)
+		add(r, "cgroup", DOCTOR_OK, "cgroup v1 with v2 alongside (hybrid): fine for jobs", NULL);
 	else if (f->cgroup == 1)
 		add(r, "cgroup", DOCTOR_WARN, "cgroup v1 only: KVM_CREATE_VM can be slow under v1",
 		    "boot with systemd.unified_cgroup_hierarchy=1");

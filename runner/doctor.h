@@ -15,7 +15,7 @@ struct doctor_facts {
 	bool kvm_rw;              /* and opens read-write */
 	enum kvm_flavour flavour; /* which KVM module backs it */
 	bool tun;                 /* /dev/net/tun exists */
-	int cgroup;               /* 0 none, 1 v1, 2 v2 */
+	int cgroup;               /* 0 none, 1 v1, 2 v2, 3 hybrid */
 	bool seccomp;             /* seccomp filters available */
 	char qemu[PATH_MAX];      /* qemu-system-x86_64, "" when missing */
 	char vmm[PATH_MAX];       /* kiln-vmm, "" when missing */

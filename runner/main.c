@@ -6,7 +6,10 @@
 
 #include <getopt.h>
 #include <limits.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <unistd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,8 @@
 #include "runner/config.h"
 #include "runner/doctor.h"
 #include "runner/images.h"
+#include "runner/job.h"
+#include "runner/payload.h"
 #include "runner/log.h"
 #include "runner/manifest.h"
 #include "runner/paths.h"
@@ -41,6 +46,8 @@ static void usage(FILE *out)
 		"  images path NAME FILE  print the path of one file of a built image\n"
 		"  config check           validate the configuration file\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
+		"  exec --job-file FILE   run one GitLab job payload in a fresh VM, print its log,\n"
+		"                         exit with its exit code (125: it could not run)\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE      configuration file (default %s)\n"
@@ -116,7 +123,7 @@ static int images_list(struct images_ctx *ictx)
 	printf("%-14s %-8s %-10s %-20s %-8s %s\n", "NAME", "KIND", "SIZE", "BUILT", "TOOK", "STATUS");
 	for (i = 0; i < n; i++) {
 		struct manifest m;
-		char size[32], sha[65], *lines = NULL;
+		char size[32], took[32], sha[65], *lines = NULL;
 		const char *status;
 
 		if (images_manifest(ictx, names[i], &m, &e)) {
@@ -130,8 +137,8 @@ static int images_list(struct images_ctx *ictx)
 		else
 			status = strcmp(sha, m.inputs_sha256) ? "stale (inputs changed)" : "current";
 		print_size(manifest_size(&m), size, sizeof(size));
-		printf("%-14s %-8s %-10s %-20s %-7.1fs %s\n", m.name, m.kind, size, m.built, m.build_seconds,
-		       status);
+		snprintf(took, sizeof(took), "%.1fs", m.build_seconds);
+		printf("%-14s %-8s %-10s %-20s %-8s %s\n", m.name, m.kind, size, m.built, took, status);
 		for (j = 0; j < m.n_files; j++)
 			printf("    file  %-14s %12llu  sha256:%s\n", m.files[j].name,
 			       (unsigned long long)m.files[j].size, m.files[j].sha256);
@@ -293,6 +300,111 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 	return status;
 }
 
+static volatile sig_atomic_t job_cancel;
+
+static void on_cancel_signal(int sig)
+{
+	/* SIGTERM asks politely (after_script still runs); SIGINT, or a second
+	 * signal, stops the VM at once. */
+	job_cancel = (sig == SIGTERM && job_cancel == JOB_RUN) ? JOB_CANCEL_GRACEFUL : JOB_CANCEL_NOW;
+}
+
+static void exec_output(void *arg, const void *buf, size_t n)
+{
+	(void)arg;
+	while (n > 0) {
+		ssize_t w = write(1, buf, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		buf = (const char *)buf + w;
+		n -= (size_t)w;
+	}
+}
+
+static void exec_notice(void *arg, const char *line)
+{
+	(void)arg;
+	log_info("%s", line);
+}
+
+static int cmd_exec(struct cli *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "job-file", required_argument, NULL, 'j' },
+		{ "executor", required_argument, NULL, 'x' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "vcpus", required_argument, NULL, 'n' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "network", no_argument, NULL, 'N' },
+		{ "no-network", no_argument, NULL, 'O' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct job_opts o = { .cfg = &c->cfg, .network = -1, .output = exec_output, .notice = exec_notice,
+			      .cancel = &job_cancel };
+	const char *job_file = NULL;
+	struct job_payload p;
+	struct job_result r;
+	struct kiln_err e = { 0 };
+	struct sigaction sa = { .sa_handler = on_cancel_signal };
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		char *end;
+		long v;
+
+		switch (opt) {
+		case 'j': job_file = optarg; break;
+		case 'x':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
+				return usage_error("exec: --executor must be auto, microvm or qemu, not '%s'", optarg);
+			o.executor = optarg;
+			break;
+		case 'i': o.image = optarg; break;
+		case 'k': o.kernel = optarg; break;
+		case 'N': o.network = 1; break;
+		case 'O': o.network = 0; break;
+		case 'n':
+		case 'm':
+			v = strtol(optarg, &end, 10);
+			if (*end || v < (opt == 'm' ? 64 : 1) || v > (opt == 'm' ? 65536 : 32))
+				return usage_error("exec: bad number '%s'", optarg);
+			*(opt == 'm' ? &o.memory_mib : &o.vcpus) = (int)v;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (!job_file)
+		return usage_error("exec: missing --job-file FILE%s", "");
+	if (optind < argc)
+		return usage_error("exec: unexpected argument '%s'", argv[optind]);
+	if (payload_load(job_file, &p, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_USAGE;
+	}
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	job_sweep(c->cfg.state_dir);
+	if (job_run(&p, &o, &r, &e)) {
+		payload_free(&p);
+		log_error("job %s could not run: %s", job_file, e.msg);
+		return 125;
+	}
+	payload_free(&p);
+	if (r.failure_reason[0])
+		log_info("job failed: %s, exit code %d", r.failure_reason, r.exit_code);
+	else
+		log_info("job succeeded (boot %.1f s, run %.1f s)", r.boot_s, r.run_s);
+	if (r.exit_code == 0 && r.failure_reason[0])
+		return 1;
+	return r.exit_code;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -311,6 +423,7 @@ int main(int argc, char **argv)
 		{ "images", cmd_images },
 		{ "config", cmd_config },
 		{ "boot", cmd_boot },
+		{ "exec", cmd_exec },
 	};
 	struct cli c = { 0 };
 	const char *log_format = NULL;

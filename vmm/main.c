@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -66,12 +67,16 @@ static void usage(FILE *out)
 		"  -V, --version      print the version\n");
 }
 
-/* Read a whole file into a malloc'd buffer of at most max bytes. */
-static uint8_t *slurp(const char *path, size_t max, size_t *len, const char *what)
+/* Map a whole file of at most max bytes read-only. The loader copies what
+ * it needs straight from the page cache into guest RAM: no intermediate
+ * buffer to fault in and fill, and of a vmlinux only the loadable segments
+ * are ever read (which matters when the image sits on a slow filesystem).
+ * Images are replaced by rename, never truncated in place; a file cut short
+ * under us would end the process with SIGBUS before the guest starts. */
+static uint8_t *map_file(const char *path, size_t max, size_t *len, const char *what)
 {
 	struct stat st;
-	uint8_t *buf;
-	size_t off = 0;
+	void *p;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
@@ -80,18 +85,12 @@ static uint8_t *slurp(const char *path, size_t max, size_t *len, const char *wha
 		vmm_die("%s %s: not a regular file", what, path);
 	if ((uint64_t)st.st_size > max || st.st_size == 0)
 		vmm_die("%s %s: size %lld is outside 1..%zu bytes", what, path, (long long)st.st_size, max);
-	buf = malloc((size_t)st.st_size);
-	if (!buf)
-		vmm_die("%s %s: out of memory", what, path);
-	while (off < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + off, (size_t)st.st_size - off);
-		if (n <= 0)
-			vmm_die("%s %s: read failed", what, path);
-		off += (size_t)n;
-	}
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED)
+		vmm_die("%s %s: mmap: %s", what, path, strerror(errno));
 	close(fd);
-	*len = off;
-	return buf;
+	*len = (size_t)st.st_size;
+	return p;
 }
 
 static void serial_irq(void *arg) { vm_irq_pulse(arg, LAYOUT_SERIAL_IRQ); }
@@ -228,9 +227,9 @@ int main(int argc, char **argv)
 		vmm_die("%s", err);
 
 	/* Acquire: files, KVM, memory, devices. */
-	kernel = slurp(cfg.kernel, KERNEL_MAX_BYTES, &klen, "kernel");
+	kernel = map_file(cfg.kernel, KERNEL_MAX_BYTES, &klen, "kernel");
 	if (cfg.initrd)
-		initrd = slurp(cfg.initrd, INITRD_MAX_BYTES, &ilen, "initrd");
+		initrd = map_file(cfg.initrd, INITRD_MAX_BYTES, &ilen, "initrd");
 	vm->kvm_fd = vm->vm_fd = vm->exit_fd = -1;
 	vm->n_vcpus = cfg.vcpus;
 #ifndef VMM_NO_SECCOMP
@@ -242,7 +241,8 @@ int main(int argc, char **argv)
 		vmm_die("kernel %s: %s", cfg.kernel, err);
 	if (initrd && loader_load_initrd(&vm->mem, initrd, ilen, loader_initrd_max(kernel, klen), &bi))
 		vmm_die("initrd %s: does not fit in guest memory after the kernel", cfg.initrd);
-	free(initrd);
+	if (initrd)
+		munmap(initrd, ilen);
 	if ((rc = ev_init(&vm->loop)))
 		vmm_die("epoll: %s", strerror(-rc));
 
@@ -293,7 +293,7 @@ int main(int argc, char **argv)
 	}
 	if (loader_write_boot_params(&vm->mem, kernel, klen, cmdline, &bi, err, sizeof(err)))
 		vmm_die("%s", err);
-	free(kernel);
+	munmap(kernel, klen);
 	if (acpi_build(&vm->mem, cfg.vcpus, acpi, vm->n_virtio) || mptable_build(&vm->mem, cfg.vcpus))
 		vmm_die("firmware tables do not fit below 1 MiB");
 	for (i = 0; i < cfg.vcpus; i++)

@@ -8,6 +8,10 @@ Suite *sha256_suite(void);
 Suite *config_suite(void);
 Suite *manifest_suite(void);
 Suite *doctor_suite(void);
+Suite *agentproto_suite(void);
+Suite *agentscript_suite(void);
+Suite *jobnet_suite(void);
+Suite *payload_suite(void);
 
 /* Absolute path of a file under tests/fixtures (from $top_srcdir). */
 const char *fixture(const char *rel);

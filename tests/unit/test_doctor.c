@@ -109,6 +109,18 @@ START_TEST(bare_host_fails)
 }
 END_TEST
 
+START_TEST(hybrid_cgroups)
+{
+	struct doctor_facts f;
+	struct doctor_report r;
+	char text[8192] = "";
+
+	run_fixture("hybrid", true, &f, &r, text, sizeof(text));
+	ck_assert_int_eq(f.cgroup, 3);
+	ck_assert_msg(strstr(text, "ok    cgroup v1 with v2 alongside") != NULL, "report: %s", text);
+}
+END_TEST
+
 Suite *doctor_suite(void)
 {
 	Suite *s = suite_create("doctor");
@@ -119,6 +131,7 @@ Suite *doctor_suite(void)
 	tcase_add_test(tc, svm_host_without_images_cannot_run);
 	tcase_add_test(tc, vmx_cpu_without_module);
 	tcase_add_test(tc, bare_host_fails);
+	tcase_add_test(tc, hybrid_cgroups);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,234 @@
+#include "executors/executor.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec)
+{
+	memset(x, 0, sizeof(*x));
+	x->ops = ops;
+	x->spec = *spec;
+	x->pid = -1;
+	x->listen_fd = -1;
+	x->chan_fd = -1;
+	snprintf(x->console_path, sizeof(x->console_path), "%s/console.log", spec->run_dir);
+	snprintf(x->log_path, sizeof(x->log_path), "%s/vmm.log", spec->run_dir);
+}
+
+void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size)
+{
+	/* The agent's reboot must end the VM: kiln-vmm takes an i8042 reset
+	 * (reboot=k); QEMU's microvm has no i8042, so it gets a triple fault
+	 * (reboot=t) which -no-reboot turns into an exit. panic=-1 turns a
+	 * guest panic into the same. Without KVM the guest has no kvm-clock
+	 * and TSC calibration may hang: tsc_early_khz skips it. */
+	bool qemu = !strcmp(channel, "virtio-console");
+	bool tcg = qemu && s->accel && !strcmp(s->accel, "tcg");
+
+	snprintf(buf, size,
+		 "console=ttyS0 reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw init=/sbin/kiln-agent "
+		 "kiln.channel=%s%s%s%s",
+		 qemu ? "t" : "k", channel, tcg ? " tsc_early_khz=2000000" : "",
+		 s->net_cmdline && *s->net_cmdline ? " " : "", s->net_cmdline ? s->net_cmdline : "");
+}
+
+enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return kiln_fail(e, KILN_E_LIMIT, "socket path %s is too long", path);
+	snprintf(x->listen_path, sizeof(x->listen_path), "%s", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	x->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (x->listen_fd < 0)
+		return kiln_fail_errno(e, "socket");
+	unlink(path);
+	if (bind(x->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(x->listen_fd, 1) < 0)
+		return kiln_fail_errno(e, "listening on %s", path);
+	return KILN_OK;
+}
+
+enum kiln_rc executor_spawn(struct executor *x, char *const argv[], struct kiln_err *e)
+{
+	pid_t parent = getpid();
+	int log_fd = open(x->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (log_fd < 0)
+		return kiln_fail_errno(e, "%s", x->log_path);
+	x->pid = fork();
+	if (x->pid < 0) {
+		close(log_fd);
+		return kiln_fail_errno(e, "fork");
+	}
+	if (x->pid == 0) {
+		int null_fd = open("/dev/null", O_RDWR);
+		sigset_t none;
+
+		/* The VM must not outlive kiln, even when kiln is SIGKILLed. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setpgid(0, 0);
+		dup2(null_fd, 0);
+		dup2(log_fd, 1);
+		dup2(log_fd, 2);
+		execv(argv[0], argv);
+		dprintf(log_fd, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(log_fd);
+	return KILN_OK;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reap the VMM if it ended; true when it is gone. */
+static bool reap(struct executor *x, bool block)
+{
+	int st;
+	pid_t r;
+
+	if (x->pid < 0)
+		return true;
+	do
+		r = waitpid(x->pid, &st, block ? 0 : WNOHANG);
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return false;
+	x->status = r < 0 ? 255 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	x->pid = -1;
+	return true;
+}
+
+enum kiln_rc executor_stream(struct executor *x, int timeout_ms, int *fd, struct kiln_err *e)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	*fd = -1;
+	while (x->chan_fd < 0) {
+		struct pollfd p = { x->listen_fd, POLLIN, 0 };
+		int n = poll(&p, 1, 100);
+
+		if (n < 0 && errno != EINTR)
+			return kiln_fail_errno(e, "poll");
+		if (n > 0) {
+			x->chan_fd = accept4(x->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (x->chan_fd < 0 && errno != EINTR && errno != EAGAIN)
+				return kiln_fail_errno(e, "accepting the agent's connection");
+			continue;
+		}
+		if (reap(x, false)) {
+			char tail[600];
+			executor_tail(x, tail, sizeof(tail));
+			return kiln_fail(e, KILN_E_EXEC, "the VM ended (status %d) before its agent connected: %s",
+					 x->status, tail);
+		}
+		if (now_ms() > deadline) {
+			char tail[600];
+			executor_tail(x, tail, sizeof(tail));
+			return kiln_fail(e, KILN_E_LIMIT, "the guest agent did not connect within %d s: %s",
+					 timeout_ms / 1000, tail);
+		}
+	}
+	*fd = x->chan_fd;
+	return KILN_OK;
+}
+
+enum kiln_rc executor_wait(struct executor *x, int timeout_ms, int *status, struct kiln_err *e)
+{
+	long long deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		if (reap(x, false)) {
+			*status = x->status;
+			return KILN_OK;
+		}
+		if (timeout_ms >= 0 && now_ms() >= deadline)
+			return kiln_fail(e, KILN_E_LIMIT, "the VM did not stop within %d ms", timeout_ms);
+		usleep(10000);
+	}
+}
+
+void executor_cancel(struct executor *x)
+{
+	if (x->pid > 0)
+		kill(x->pid, SIGKILL);
+}
+
+void executor_cleanup(struct executor *x)
+{
+	if (x->pid > 0) {
+		kill(x->pid, SIGKILL);
+		reap(x, true);
+	}
+	if (x->chan_fd >= 0)
+		close(x->chan_fd);
+	if (x->listen_fd >= 0)
+		close(x->listen_fd);
+	x->chan_fd = x->listen_fd = -1;
+	if (x->listen_path[0])
+		unlink(x->listen_path);
+	if (x->vsock_path[0])
+		unlink(x->vsock_path);
+	if (x->config_path[0])
+		unlink(x->config_path);
+}
+
+/* The last max/2 bytes of a file, lines joined with " | ". */
+static void tail_file(const char *path, char *buf, size_t max)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end;
+	ssize_t n;
+	size_t i;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end > (off_t)(max - 1))
+		lseek(fd, end - (off_t)(max - 1), SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, max - 1);
+	close(fd);
+	if (n <= 0) {
+		buf[0] = '\0';
+		return;
+	}
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	for (i = 0; i < (size_t)n; i++)
+		if (buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')
+			buf[i] = ' ';
+}
+
+void executor_tail(const struct executor *x, char *buf, size_t max)
+{
+	char a[300], b[300];
+
+	tail_file(x->log_path, a, sizeof(a) < max / 2 ? sizeof(a) : max / 2);
+	tail_file(x->console_path, b, sizeof(b) < max / 2 ? sizeof(b) : max / 2);
+	snprintf(buf, max, "vmm log: [%s] console: [%s]", a[0] ? a : "empty", b[0] ? b : "empty");
+}

@@ -1,0 +1,90 @@
+/* The one interface through which a job's VM is run, free of GitLab
+ * specifics: a backend prepares and starts a VM from a vm_spec, the runner
+ * streams the agent protocol over the channel the guest opens, waits for
+ * the VM to end, cancels it, and cleans up.
+ *
+ * Life cycle: prepare -> start -> stream -> wait -> cleanup; cancel at any
+ * point after start. cleanup is always called and leaves nothing behind. */
+#ifndef KILN_EXECUTOR_H
+#define KILN_EXECUTOR_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "runner/result.h"
+
+/* What the VM is made of. Paths stay owned by the caller. */
+struct vm_spec {
+	const char *kernel;        /* bzImage, vmlinux or vmlinuz */
+	const char *initrd;        /* NULL when the kernel needs none */
+	const char *rootfs;        /* root image, used copy-on-write, never written */
+	const char *workspace;     /* per-job ext4 image, writable; NULL for none */
+	int vcpus;
+	int memory_mib;
+	const char *tap;           /* host tap for eth0; NULL: no network */
+	const char *net_cmdline;   /* the agent's network parameters (kiln.ip=...) */
+	long rx_rate_limit;        /* bytes/s into the guest, 0 = none */
+	long tx_rate_limit;        /* bytes/s out of the guest, 0 = none */
+	const char *run_dir;       /* private folder for sockets, config, logs */
+	const char *helper;        /* kiln-vmm or qemu-system-x86_64 */
+	const char *accel;         /* qemu only: "kvm" or "tcg" */
+};
+
+struct executor;
+
+struct executor_ops {
+	const char *name;
+	/* Write the VM's configuration into run_dir and open the socket the
+	 * guest agent will reach. */
+	enum kiln_rc (*prepare)(struct executor *x, struct kiln_err *e);
+	/* Start the VMM process. */
+	enum kiln_rc (*start)(struct executor *x, struct kiln_err *e);
+	/* Wait up to timeout_ms for the agent's channel; *fd gets it (owned by
+	 * the executor). Fails early when the VMM exits first. */
+	enum kiln_rc (*stream)(struct executor *x, int timeout_ms, int *fd, struct kiln_err *e);
+	/* Wait up to timeout_ms (-1: forever) for the VMM to end; *status gets
+	 * its exit status (or 128 + signal). KILN_E_LIMIT on timeout. */
+	enum kiln_rc (*wait)(struct executor *x, int timeout_ms, int *status, struct kiln_err *e);
+	/* Stop the VM at once (SIGKILL); wait() then returns promptly. */
+	void (*cancel)(struct executor *x);
+	/* Kill what is left, close every fd, remove what prepare created. */
+	void (*cleanup)(struct executor *x);
+};
+
+struct executor {
+	const struct executor_ops *ops;
+	struct vm_spec spec;
+	pid_t pid;                 /* VMM process, -1 before start and after wait */
+	int status;                /* its exit status once reaped */
+	int listen_fd;             /* where the guest's channel arrives, -1 */
+	int chan_fd;               /* the accepted channel, -1 */
+	char listen_path[PATH_MAX];
+	char vsock_path[PATH_MAX]; /* microvm: kiln-vmm's vsock socket */
+	char config_path[PATH_MAX];
+	char console_path[PATH_MAX];
+	char log_path[PATH_MAX];   /* the VMM's own stderr */
+};
+
+extern const struct executor_ops executor_microvm;
+extern const struct executor_ops executor_qemu;
+
+/* Set up x for backend ops and spec; fds start at -1. */
+void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec);
+
+/* The last lines (at most max bytes) of the guest console and VMM log, for
+ * error messages; buf is always NUL-terminated. */
+void executor_tail(const struct executor *x, char *buf, size_t max);
+
+/* The guest kernel command line both backends share, plus channel words. */
+void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size);
+
+/* Shared implementations used by the backends' ops tables. */
+enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e);
+enum kiln_rc executor_spawn(struct executor *x, char *const argv[], struct kiln_err *e);
+enum kiln_rc executor_stream(struct executor *x, int timeout_ms, int *fd, struct kiln_err *e);
+enum kiln_rc executor_wait(struct executor *x, int timeout_ms, int *status, struct kiln_err *e);
+void executor_cancel(struct executor *x);
+void executor_cleanup(struct executor *x);
+
+#endif

@@ -1,0 +1,84 @@
+/* The microvm backend: kiln-vmm with the agent on vsock. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "executors/executor.h"
+
+#define GUEST_CID 3
+#define AGENT_PORT 1024
+
+/* Firecracker's limiter object for rate bytes/s: refill every 100 ms. The
+ * bucket holds at least one full frame so a single frame never waits on
+ * the oversized-request path. */
+static json_t *limiter(long rate)
+{
+	long size = rate / 10 < 65536 ? 65536 : rate / 10;
+	long refill = (long)((double)size * 1000.0 / (double)rate);
+
+	return json_pack("{s:{s:I, s:I}}", "bandwidth", "size", (json_int_t)size, "refill_time",
+			 (json_int_t)(refill > 0 ? refill : 1));
+}
+
+static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
+{
+	const struct vm_spec *s = &x->spec;
+	char cmdline[2048], agent_sock[4200];
+	json_t *cfg, *drives, *net;
+	enum kiln_rc rc;
+
+	executor_cmdline(s, "vsock", cmdline, sizeof(cmdline));
+	snprintf(x->vsock_path, sizeof(x->vsock_path), "%s/v.sock", s->run_dir);
+	snprintf(x->config_path, sizeof(x->config_path), "%s/vm.json", s->run_dir);
+	snprintf(agent_sock, sizeof(agent_sock), "%s_%d", x->vsock_path, AGENT_PORT);
+	/* The guest's connection to CID 2 port 1024 arrives here. */
+	if ((rc = executor_listen(x, agent_sock, e)))
+		return rc;
+
+	drives = json_pack("[{s:s, s:s, s:b}]", "id", "root", "path", s->rootfs, "cow", 1);
+	if (s->workspace)
+		json_array_append_new(drives, json_pack("{s:s, s:s, s:b}", "id", "workspace", "path", s->workspace,
+							"cow", 0));
+	net = json_array();
+	if (s->tap) {
+		json_t *n = json_pack("{s:s, s:s}", "id", "eth0", "tap", s->tap);
+		if (s->rx_rate_limit > 0)
+			json_object_set_new(n, "rx_rate_limiter", limiter(s->rx_rate_limit));
+		if (s->tx_rate_limit > 0)
+			json_object_set_new(n, "tx_rate_limiter", limiter(s->tx_rate_limit));
+		json_array_append_new(net, n);
+	}
+	cfg = json_pack("{s:{s:s, s:s}, s:{s:i, s:i}, s:o, s:o, s:{s:i, s:s}, s:{s:s}, s:b}",
+			"boot", "kernel", s->kernel, "cmdline", cmdline,
+			"machine", "vcpus", s->vcpus, "mem_mib", s->memory_mib,
+			"drives", drives, "net", net,
+			"vsock", "guest_cid", GUEST_CID, "uds_path", x->vsock_path,
+			"serial", "output", x->console_path, "entropy", 1);
+	if (!cfg)
+		return kiln_fail(e, KILN_E_NOMEM, "building vm.json failed");
+	if (s->initrd)
+		json_object_set_new(json_object_get(cfg, "boot"), "initrd", json_string(s->initrd));
+	if (json_dump_file(cfg, x->config_path, JSON_INDENT(1)) < 0) {
+		json_decref(cfg);
+		return kiln_fail_errno(e, "writing %s", x->config_path);
+	}
+	json_decref(cfg);
+	return KILN_OK;
+}
+
+static enum kiln_rc microvm_start(struct executor *x, struct kiln_err *e)
+{
+	char *argv[] = { (char *)x->spec.helper, "--config", x->config_path, NULL };
+
+	return executor_spawn(x, argv, e);
+}
+
+const struct executor_ops executor_microvm = {
+	.name = "microvm",
+	.prepare = microvm_prepare,
+	.start = microvm_start,
+	.stream = executor_stream,
+	.wait = executor_wait,
+	.cancel = executor_cancel,
+	.cleanup = executor_cleanup,
+};

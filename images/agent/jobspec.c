@@ -1,0 +1,361 @@
+#include "images/agent/jobspec.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Where a failure is described; the field name comes first. */
+struct perr {
+	char *buf;
+	size_t size;
+};
+
+static int bad(struct perr *e, const char *field, const char *msg)
+{
+	snprintf(e->buf, e->size, "%s: %s", field, msg);
+	return -EINVAL;
+}
+
+static int oom(struct perr *e)
+{
+	snprintf(e->buf, e->size, "out of memory");
+	return -ENOMEM;
+}
+
+/* "parent[i]" or "parent.key" into buf, for naming nested fields. */
+static const char *field_idx(char *buf, size_t size, const char *parent, size_t i)
+{
+	snprintf(buf, size, "%s[%zu]", parent, i);
+	return buf;
+}
+
+static const char *field_key(char *buf, size_t size, const char *parent, const char *key)
+{
+	snprintf(buf, size, "%s.%s", parent, key);
+	return buf;
+}
+
+/* Copy a JSON string. NUL bytes are refused unless allow_nul: everything but
+ * file content ends up in C strings (paths, argv, environ). */
+static int get_string(json_t *v, const char *field, int allow_nul, char **out, size_t *len, struct perr *e)
+{
+	const char *s;
+	size_t n;
+
+	if (!v)
+		return bad(e, field, "missing");
+	if (!json_is_string(v))
+		return bad(e, field, "must be a string");
+	s = json_string_value(v);
+	n = json_string_length(v);
+	if (!allow_nul && memchr(s, '\0', n))
+		return bad(e, field, "must not contain NUL bytes");
+	*out = malloc(n + 1);
+	if (!*out)
+		return oom(e);
+	memcpy(*out, s, n);
+	(*out)[n] = '\0';
+	if (len)
+		*len = n;
+	return 0;
+}
+
+static int get_path(json_t *v, const char *field, char **out, struct perr *e)
+{
+	int rc = get_string(v, field, 0, out, NULL, e);
+
+	if (rc)
+		return rc;
+	if ((*out)[0] != '/') {
+		free(*out);
+		*out = NULL;
+		return bad(e, field, "must be an absolute path");
+	}
+	return 0;
+}
+
+/* An optional integer member: def when absent. */
+static int get_int(json_t *obj, const char *key, const char *field, long long lo, long long hi,
+		   long long def, long long *out, struct perr *e)
+{
+	json_t *v = json_object_get(obj, key);
+	char msg[80];
+
+	*out = def;
+	if (!v)
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+		snprintf(msg, sizeof(msg), "must be an integer in %lld..%lld", lo, hi);
+		return bad(e, field, msg);
+	}
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* An array member, optional or not; *n its size. */
+static int get_array(json_t *obj, const char *key, int required, size_t max, json_t **out, struct perr *e)
+{
+	json_t *v = json_object_get(obj, key);
+	char msg[64];
+
+	*out = v;
+	if (!v)
+		return required ? bad(e, key, "missing") : 0;
+	if (!json_is_array(v))
+		return bad(e, key, "must be an array");
+	if (json_array_size(v) > max) {
+		snprintf(msg, sizeof(msg), "more than %zu entries", max);
+		return bad(e, key, msg);
+	}
+	return 0;
+}
+
+static int parse_env(json_t *arr, struct job_spec *spec, struct perr *e)
+{
+	size_t i, n = json_array_size(arr);
+	char f[64], f2[80];
+
+	spec->env = calloc(n + 1, sizeof(*spec->env));
+	if (!spec->env)
+		return oom(e);
+	for (i = 0; i < n; i++) {
+		json_t *pair = json_array_get(arr, i);
+		char *name = NULL, *value = NULL;
+		size_t nlen, vlen;
+		int rc;
+
+		field_idx(f, sizeof(f), "env", i);
+		if (!json_is_array(pair) || json_array_size(pair) != 2)
+			return bad(e, f, "must be a [name, value] pair");
+		rc = get_string(json_array_get(pair, 0), field_idx(f2, sizeof(f2), f, 0), 0, &name, &nlen, e);
+		if (!rc && (!nlen || strchr(name, '=')))
+			rc = bad(e, f2, "must be a non-empty name without '='");
+		if (!rc)
+			rc = get_string(json_array_get(pair, 1), field_idx(f2, sizeof(f2), f, 1), 0, &value, &vlen, e);
+		if (!rc) {
+			spec->env[i] = malloc(nlen + vlen + 2);
+			if (spec->env[i])
+				snprintf(spec->env[i], nlen + vlen + 2, "%s=%s", name, value);
+			else
+				rc = oom(e);
+		}
+		free(name);
+		free(value);
+		if (rc)
+			return rc;
+		spec->nenv = i + 1;
+	}
+	return 0;
+}
+
+static int parse_file(json_t *o, const char *f, struct job_file *file, struct perr *e)
+{
+	char f2[80];
+	long long mode;
+	int rc;
+
+	if (!json_is_object(o))
+		return bad(e, f, "must be an object");
+	rc = get_path(json_object_get(o, "path"), field_key(f2, sizeof(f2), f, "path"), &file->path, e);
+	if (rc)
+		return rc;
+	rc = get_string(json_object_get(o, "content"), field_key(f2, sizeof(f2), f, "content"), 1,
+			&file->content, &file->content_len, e);
+	if (rc)
+		return rc;
+	rc = get_int(o, "mode", field_key(f2, sizeof(f2), f, "mode"), 0, 07777, 0600, &mode, e);
+	file->mode = (mode_t)mode;
+	return rc;
+}
+
+static int parse_files(json_t *arr, struct job_spec *spec, struct perr *e)
+{
+	size_t i, n = json_array_size(arr);
+	char f[64];
+
+	spec->files = calloc(n ? n : 1, sizeof(*spec->files));
+	if (!spec->files)
+		return oom(e);
+	for (i = 0; i < n; i++) {
+		int rc;
+
+		/* Counted first, so jobspec_free frees a half-parsed entry. */
+		spec->nfiles = i + 1;
+		rc = parse_file(json_array_get(arr, i), field_idx(f, sizeof(f), "files", i), &spec->files[i], e);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int parse_when(json_t *o, const char *f, enum job_when *when, struct perr *e)
+{
+	static const struct {
+		const char *name;
+		enum job_when when;
+	} names[] = {
+		{ "on_success", WHEN_ON_SUCCESS },
+		{ "on_failure", WHEN_ON_FAILURE },
+		{ "always", WHEN_ALWAYS },
+	};
+	json_t *v = json_object_get(o, "when");
+	size_t i;
+
+	*when = WHEN_ON_SUCCESS;
+	if (!v)
+		return 0;
+	for (i = 0; json_is_string(v) && i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!strcmp(json_string_value(v), names[i].name)) {
+			*when = names[i].when;
+			return 0;
+		}
+	}
+	return bad(e, f, "must be on_success, on_failure or always");
+}
+
+static int parse_script(json_t *arr, const char *f, struct job_step *step, struct perr *e)
+{
+	size_t i, n;
+	char f2[80];
+
+	if (!json_is_array(arr))
+		return bad(e, f, arr ? "must be an array of strings" : "missing");
+	n = json_array_size(arr);
+	step->script = calloc(n + 1, sizeof(*step->script));
+	if (!step->script)
+		return oom(e);
+	for (i = 0; i < n; i++) {
+		int rc = get_string(json_array_get(arr, i), field_idx(f2, sizeof(f2), f, i), 0,
+				    &step->script[i], NULL, e);
+
+		if (rc)
+			return rc;
+		step->nscript = i + 1;
+	}
+	return 0;
+}
+
+static int parse_step(json_t *o, const char *f, struct job_step *step, struct perr *e)
+{
+	char f2[80];
+	long long timeout = 0;
+	int rc;
+
+	if (!json_is_object(o))
+		return bad(e, f, "must be an object");
+	field_key(f2, sizeof(f2), f, "name");
+	rc = get_string(json_object_get(o, "name"), f2, 0, &step->name, NULL, e);
+	if (!rc && !step->name[0])
+		rc = bad(e, f2, "must not be empty");
+	if (!rc)
+		rc = parse_script(json_object_get(o, "script"), field_key(f2, sizeof(f2), f, "script"), step, e);
+	if (!rc)
+		rc = get_int(o, "timeout", field_key(f2, sizeof(f2), f, "timeout"), 1, JOBSPEC_MAX_TIMEOUT,
+			     JOBSPEC_DEFAULT_TIMEOUT, &timeout, e);
+	step->timeout = (unsigned)timeout;
+	if (!rc)
+		rc = parse_when(o, field_key(f2, sizeof(f2), f, "when"), &step->when, e);
+	return rc;
+}
+
+static int parse_steps(json_t *arr, struct job_spec *spec, struct perr *e)
+{
+	size_t i, n = json_array_size(arr);
+	char f[64];
+
+	if (!n)
+		return bad(e, "steps", "must not be empty");
+	spec->steps = calloc(n, sizeof(*spec->steps));
+	if (!spec->steps)
+		return oom(e);
+	for (i = 0; i < n; i++) {
+		int rc;
+
+		spec->nsteps = i + 1;
+		rc = parse_step(json_array_get(arr, i), field_idx(f, sizeof(f), "steps", i), &spec->steps[i], e);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
+{
+	json_t *env, *files, *steps;
+	int rc;
+
+	if (!json_is_object(root))
+		return bad(e, "job", "must be a JSON object");
+	rc = get_path(json_object_get(root, "workdir"), "workdir", &spec->workdir, e);
+	if (!rc)
+		rc = get_array(root, "env", 0, JOBSPEC_MAX_ENV, &env, e);
+	if (!rc && env)
+		rc = parse_env(env, spec, e);
+	if (!rc)
+		rc = get_array(root, "files", 0, JOBSPEC_MAX_FILES, &files, e);
+	if (!rc && files)
+		rc = parse_files(files, spec, e);
+	if (!rc)
+		rc = get_array(root, "steps", 1, JOBSPEC_MAX_STEPS, &steps, e);
+	if (!rc)
+		rc = parse_steps(steps, spec, e);
+	return rc;
+}
+
+int jobspec_parse(const void *json, size_t len, struct job_spec *spec, char *err, size_t errsz)
+{
+	struct perr e = { err, errsz };
+	json_error_t jerr;
+	json_t *root;
+	int rc;
+
+	memset(spec, 0, sizeof(*spec));
+	err[0] = '\0';
+	/* NUL is allowed by the decoder so file content may carry it; every
+	 * other string is checked for it in get_string. */
+	root = json_loadb(json, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
+	if (!root) {
+		snprintf(err, errsz, "job: not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
+		return -EINVAL;
+	}
+	rc = parse_root(root, spec, &e);
+	json_decref(root);
+	if (rc)
+		jobspec_free(spec);
+	return rc;
+}
+
+static void free_strv(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+void jobspec_free(struct job_spec *spec)
+{
+	size_t i;
+
+	free(spec->workdir);
+	free_strv(spec->env, spec->nenv);
+	for (i = 0; i < spec->nfiles; i++) {
+		free(spec->files[i].path);
+		free(spec->files[i].content);
+	}
+	free(spec->files);
+	for (i = 0; i < spec->nsteps; i++) {
+		free(spec->steps[i].name);
+		free_strv(spec->steps[i].script, spec->steps[i].nscript);
+	}
+	free(spec->steps);
+	memset(spec, 0, sizeof(*spec));
+}
+
+int jobspec_is_after_script(const struct job_step *step)
+{
+	return !strcmp(step->name, "after_script");
+}

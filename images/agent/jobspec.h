@@ -1,0 +1,67 @@
+/* The JOB frame's payload (docs/agent-protocol.md, "Job spec"), parsed and
+ * checked in full before anything runs, so a bad spec fails with one message
+ * naming the field instead of half-running. */
+#ifndef KILN_AGENT_JOBSPEC_H
+#define KILN_AGENT_JOBSPEC_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Ceilings on a spec's lists; the frame is at most 1 MiB anyway. */
+#define JOBSPEC_MAX_STEPS 64
+#define JOBSPEC_MAX_ENV 4096
+#define JOBSPEC_MAX_FILES 1024
+#define JOBSPEC_MAX_TIMEOUT (30 * 24 * 3600)   /* seconds */
+#define JOBSPEC_DEFAULT_TIMEOUT 3600
+
+enum job_when {
+	WHEN_ON_SUCCESS,   /* only while every earlier on_success step succeeded */
+	WHEN_ON_FAILURE,   /* only once an on_success step failed */
+	WHEN_ALWAYS,
+};
+
+struct job_file {
+	char *path;      /* absolute */
+	char *content;   /* may hold NUL bytes: content_len counts them */
+	size_t content_len;
+	mode_t mode;     /* permission bits, default 0600 */
+};
+
+struct job_step {
+	char *name;
+	char **script;   /* nscript commands */
+	size_t nscript;
+	unsigned timeout;   /* seconds, 1..JOBSPEC_MAX_TIMEOUT */
+	enum job_when when;
+};
+
+struct job_spec {
+	char *workdir;   /* absolute */
+	char **env;      /* "NAME=VALUE", in spec order (later entries win) */
+	size_t nenv;
+	struct job_file *files;
+	size_t nfiles;
+	struct job_step *steps;   /* at least one */
+	size_t nsteps;
+};
+
+/* Parse and check json[0..len). Required: workdir (absolute path) and steps
+ * (1..JOBSPEC_MAX_STEPS objects, each with a non-empty name and a script
+ * array of strings). Optional: env ([name, value] string pairs), files
+ * ({path, content, mode}), a step's timeout (default
+ * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success). Unknown members
+ * are ignored, so a newer host can add some. On success returns 0 and
+ * fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
+ * spec) or -ENOMEM, leaves *spec empty, and writes one line without a
+ * newline to err, naming the field: "steps[1].timeout: must be an integer
+ * in 1..2592000". */
+int jobspec_parse(const void *json, size_t len, struct job_spec *spec, char *err, size_t errsz);
+
+/* Free what jobspec_parse allocated and zero *spec; safe on a zeroed spec. */
+void jobspec_free(struct job_spec *spec);
+
+/* Whether the step is an after_script step (it gets CI_JOB_STATUS and still
+ * runs after a graceful cancel). */
+int jobspec_is_after_script(const struct job_step *step);
+
+#endif

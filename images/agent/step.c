@@ -1,0 +1,213 @@
+#include "images/agent/step.h"
+#include "images/agent/init.h"
+#include "images/agent/script.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BASH "/bin/bash"
+#define SH "/bin/sh"
+
+/* Set NAME=VALUE in env[0..*n), replacing an entry with the same NAME. The
+ * vector has room for one more; entry is moved in (freed on failure). */
+static int env_put(char **env, size_t *n, char *entry)
+{
+	size_t i, nlen;
+
+	if (!entry)
+		return -ENOMEM;
+	nlen = strcspn(entry, "=") + 1;
+	for (i = 0; i < *n; i++) {
+		if (!strncmp(env[i], entry, nlen)) {
+			free(env[i]);
+			env[i] = entry;
+			return 0;
+		}
+	}
+	env[(*n)++] = entry;
+	return 0;
+}
+
+static char *concat(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *s = malloc(la + lb + 1);
+
+	if (s) {
+		memcpy(s, a, la);
+		memcpy(s + la, b, lb + 1);
+	}
+	return s;
+}
+
+char **step_env(const struct job_spec *spec, const char *job_status)
+{
+	char **env = calloc(spec->nenv + 4, sizeof(*env));
+	size_t n = 0, i;
+	int rc;
+
+	if (!env)
+		return NULL;
+	rc = env_put(env, &n, strdup("PATH=" INIT_PATH));
+	if (!rc)
+		rc = env_put(env, &n, strdup("HOME=/root"));
+	for (i = 0; !rc && i < spec->nenv; i++)
+		rc = env_put(env, &n, strdup(spec->env[i]));
+	if (!rc && job_status)
+		rc = env_put(env, &n, concat("CI_JOB_STATUS=", job_status));
+	if (rc)
+		step_env_free(&env);
+	return env;
+}
+
+void step_env_free(char ***env)
+{
+	size_t i;
+
+	if (!*env)
+		return;
+	for (i = 0; (*env)[i]; i++)
+		free((*env)[i]);
+	free(*env);
+	*env = NULL;
+}
+
+int step_write_script(const char *path, char *const *script, size_t n)
+{
+	char *text = NULL;
+	size_t len = 0, done = 0;
+	int fd = -1, rc;
+
+	rc = script_render((const char *const *)script, n, &text, &len);
+	if (rc)
+		goto out;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0700);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	while (done < len) {
+		ssize_t w = write(fd, text + done, len - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			rc = -errno;
+			goto out;
+		}
+		done += (size_t)w;
+	}
+	rc = close(fd) < 0 ? -errno : 0;
+	fd = -1;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	return rc;
+}
+
+int step_mkdir_parents(const char *dir, mode_t mode)
+{
+	char buf[PATH_MAX];
+	size_t i, len = strlen(dir);
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, dir, len + 1);
+	for (i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return -errno;
+		buf[i] = i < len ? '/' : '\0';
+	}
+	return 0;
+}
+
+/* stdin that reads as empty: /dev/null, or where the image lacks it the
+ * read end of a pipe whose write end is already closed. */
+static void stdin_null(void)
+{
+	int fd = open("/dev/null", O_RDONLY), p[2];
+
+	if (fd < 0 && pipe(p) == 0) {
+		close(p[1]);
+		fd = p[0];
+	}
+	if (fd > 0) {
+		dup2(fd, 0);
+		close(fd);
+	}
+}
+
+/* In the child: everything between fork and exec. Never returns. */
+static void __attribute__((noreturn)) child(const char *script_path, const char *workdir, char *const env[], int out)
+{
+	const char *bash[] = { BASH, "--noprofile", "--norc", "-eo", "pipefail", script_path, NULL };
+	const char *sh[] = { SH, "-e", script_path, NULL };
+	sigset_t none;
+	int sig, rc, fd;
+
+	setsid();
+	/* PID 1 blocks and ignores things a job must not inherit. */
+	for (sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	stdin_null();
+	dup2(out, 1);
+	dup2(out, 2);
+	/* dup2 onto itself keeps close-on-exec; clear it either way. */
+	fcntl(1, F_SETFD, 0);
+	fcntl(2, F_SETFD, 0);
+	/* Nothing else of the agent's (the host stream above all) reaches the
+	 * job, close-on-exec or not. */
+	if (close_range(3, ~0u, 0) < 0) {
+		for (fd = 3; fd < 1024; fd++)
+			close(fd);
+	}
+	rc = step_mkdir_parents(workdir, 0755);
+	if (rc < 0 || chdir(workdir) < 0) {
+		dprintf(2, "kiln-agent: workdir %s: %s\n", workdir, strerror(rc < 0 ? -rc : errno));
+		_exit(1);
+	}
+	if (access(BASH, X_OK) == 0)
+		execve(BASH, (char *const *)bash, env);
+	else
+		execve(SH, (char *const *)sh, env);
+	dprintf(2, "kiln-agent: cannot run the shell: %s\n", strerror(errno));
+	_exit(127);
+}
+
+pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int *out_fd)
+{
+	int p[2] = { -1, -1 };
+	pid_t pid;
+
+	*out_fd = -1;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		pid = -errno;
+		close(p[0]);
+		p[0] = -1;
+		goto out;
+	}
+	if (pid == 0)
+		child(script_path, workdir, env, p[1]);
+	/* Non-blocking: the job loop drains it until EAGAIN, then polls. */
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	*out_fd = p[0];
+out:
+	close(p[1]);
+	return pid;
+}

@@ -1,0 +1,436 @@
+#include "runner/job.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executors/executor.h"
+#include "runner/agentproto.h"
+#include "runner/doctor.h"
+#include "runner/images.h"
+#include "runner/jobnet.h"
+#include "runner/jobspec.h"
+#include "runner/log.h"
+#include "runner/paths.h"
+#include "runner/workspace.h"
+
+#define BOOT_TIMEOUT_MS (180 * 1000)   /* TCG boots are slow; hardware takes well under a second */
+#define STOP_TIMEOUT_MS (10 * 1000)
+
+struct job {
+	const struct job_payload *p;
+	const struct job_opts *o;
+	struct job_result *r;
+	char run_dir[PATH_MAX];
+	char ws_image[PATH_MAX];
+	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], helper[PATH_MAX];
+	const char *accel;
+	const struct executor_ops *backend;
+	struct jobnet net;
+	struct executor x;
+	bool x_ready;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void notice(const struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notice(const struct job *j, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (j->o->notice)
+		j->o->notice(j->o->arg, line);
+}
+
+static void fail_reason(struct job *j, const char *reason)
+{
+	if (!j->r->failure_reason[0])
+		snprintf(j->r->failure_reason, sizeof(j->r->failure_reason), "%s", reason);
+}
+
+/* The rootfs image for the job: --image, else the payload's image when a
+ * kiln image of that name (or of its part before ':') is built, else the
+ * default, with a warning. */
+static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
+{
+	const struct kiln_vm_settings *d = &j->o->cfg->defaults;
+	const char *image = j->o->image, *kname = j->o->kernel ? j->o->kernel : d->kernel;
+	struct manifest m;
+	enum kiln_rc rc;
+
+	if (!image && j->p->image) {
+		char base[128];
+		struct manifest probe;
+
+		snprintf(base, sizeof(base), "%s", j->p->image);
+		base[strcspn(base, ":@")] = '\0';
+		if (images_valid_name(j->p->image) && images_manifest(ictx, j->p->image, &probe, NULL) == KILN_OK) {
+			image = j->p->image;
+			manifest_free(&probe);
+		} else if (images_valid_name(base) && images_manifest(ictx, base, &probe, NULL) == KILN_OK) {
+			image = j->p->image[strlen(base)] ? NULL : j->p->image;
+			image = image ? image : strdup(base); /* lives as long as the process; tiny */
+			manifest_free(&probe);
+		} else {
+			log_warn("image '%s' is not a kiln image: using the default image '%s'", j->p->image, d->image);
+		}
+	}
+	if (!image)
+		image = d->image;
+	if ((rc = images_file(ictx, image, "rootfs.ext4", j->rootfs, sizeof(j->rootfs), e)))
+		return rc;
+	if ((rc = images_manifest(ictx, kname, &m, e)))
+		return rc;
+	/* The ELF vmlinux boots through PVH without decompressing: fastest. */
+	if (manifest_find(&m, "vmlinux"))
+		rc = images_file(ictx, kname, "vmlinux", j->kernel, sizeof(j->kernel), e);
+	else if (manifest_find(&m, "bzImage"))
+		rc = images_file(ictx, kname, "bzImage", j->kernel, sizeof(j->kernel), e);
+	else
+		rc = images_file(ictx, kname, "vmlinuz", j->kernel, sizeof(j->kernel), e);
+	j->initrd[0] = '\0';
+	if (!rc && manifest_find(&m, "initrd.img"))
+		rc = images_file(ictx, kname, "initrd.img", j->initrd, sizeof(j->initrd), e);
+	manifest_free(&m);
+	notice(j, "image %s, kernel %s", image, kname);
+	return rc;
+}
+
+/* The executor: the one asked for, or for `auto` kiln-vmm when this host's
+ * KVM boots stock kernels, QEMU otherwise (said once per process). */
+static enum kiln_rc pick_executor(struct job *j, struct kiln_err *e)
+{
+	static bool told;
+	const char *want = j->o->executor ? j->o->executor : j->o->cfg->defaults.executor;
+	struct doctor_facts f;
+	struct doctor_report rep;
+
+	doctor_probe("", kiln_libexec_dir(), &f);
+	f.have_kernel = f.have_rootfs = true;
+	doctor_judge(&f, &rep);
+	if (!strcmp(want, "auto"))
+		want = rep.microvm_ok ? "microvm" : rep.qemu_ok ? "qemu" : NULL;
+	if (!want)
+		return kiln_fail(e, KILN_E_NOTFOUND, "no executor can run VMs on this host (run: kiln doctor)");
+	if (!strcmp(want, "microvm")) {
+		if (!f.vmm[0])
+			return kiln_fail(e, KILN_E_NOTFOUND, "kiln-vmm not found in %s", kiln_libexec_dir());
+		if (!rep.stock_kernels_boot)
+			return kiln_fail(e, KILN_E_INVALID, "the microvm executor needs a KVM that boots stock kernels; "
+							  "this host has %s (use --executor qemu)",
+					 doctor_flavour_name(f.flavour));
+		snprintf(j->helper, sizeof(j->helper), "%s", f.vmm);
+		j->backend = &executor_microvm;
+		j->accel = "kvm";
+	} else if (!strcmp(want, "qemu")) {
+		if (!f.qemu[0])
+			return kiln_fail(e, KILN_E_NOTFOUND, "qemu-system-x86_64 not found (apt-get install qemu-system-x86)");
+		snprintf(j->helper, sizeof(j->helper), "%s", f.qemu);
+		j->backend = &executor_qemu;
+		j->accel = rep.qemu_accel;
+	} else {
+		return kiln_fail(e, KILN_E_INVALID, "unknown executor '%s' (auto, microvm or qemu)", want);
+	}
+	if (!told) {
+		told = true;
+		log_info("executor: %s%s", j->backend->name,
+			 j->backend == &executor_qemu ? (!strcmp(j->accel, "kvm") ? " (QEMU microvm, KVM)"
+										 : " (QEMU microvm, TCG: no usable hardware KVM)")
+						      : " (kiln-vmm, KVM)");
+	}
+	return KILN_OK;
+}
+
+static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
+{
+	char project[256];
+	struct ws_spec ws = { 0 };
+	struct ws_result res = { 0 };
+	enum kiln_rc rc;
+
+	jobspec_project_path(j->p, project, sizeof(project));
+	snprintf(j->ws_image, sizeof(j->ws_image), "%s/workspace.ext4", j->run_dir);
+	ws.state_dir = j->o->cfg->state_dir;
+	ws.url = j->p->repo_url;
+	ws.sha = j->p->sha;
+	ws.ref = j->p->ref;
+	ws.refspecs = j->p->refspecs;
+	ws.n_refspecs = j->p->n_refspecs;
+	ws.depth = j->p->depth;
+	ws.project_path = project;
+	ws.image_path = j->ws_image;
+	ws.dirty_dir = j->o->dirty_dir;
+	notice(j, "preparing the workspace: %s at %.12s", project, j->p->sha);
+	rc = ws_prepare(&ws, &res, e);
+	if (rc)
+		fail_reason(j, "runner_system_failure");
+	return rc;
+}
+
+/* Read frames until the agent's EXIT and the end of the stream, the
+ * deadline, or a cancel. */
+static enum kiln_rc converse(struct job *j, int fd, const char *spec, struct kiln_err *e)
+{
+	struct ap_reader rd;
+	bool hello = false, exited = false, cancel_sent = false;
+	double t_boot = now_s(), t_run = 0, deadline = 0;
+	enum kiln_rc rc = KILN_OK;
+	char buf[65536];
+
+	ap_reader_init(&rd);
+	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		int n = poll(&pfd, 1, 50);
+		const uint8_t *payload;
+		uint32_t len;
+		uint8_t type;
+		int got;
+
+		if (j->o->cancel && *j->o->cancel == JOB_CANCEL_NOW) {
+			notice(j, "canceled: stopping the VM");
+			j->x.ops->cancel(&j->x);
+			fail_reason(j, "canceled");
+			break;
+		}
+		if (j->o->cancel && *j->o->cancel == JOB_CANCEL_GRACEFUL && hello && !cancel_sent) {
+			static const char msg[] = "{\"graceful\":true}";
+			notice(j, "canceling: the script stops, after_script still runs");
+			ap_send(fd, AP_CANCEL, msg, sizeof(msg) - 1);
+			cancel_sent = true;
+			fail_reason(j, "canceled");
+		}
+		if (hello && now_s() > deadline) {
+			char line[160];
+			int k = snprintf(line, sizeof(line),
+					 "\r\nERROR: Job failed: execution took longer than %d seconds\r\n", j->p->timeout);
+			j->o->output(j->o->arg, line, (size_t)k);
+			j->x.ops->cancel(&j->x);
+			fail_reason(j, "job_execution_timeout");
+			break;
+		}
+		if (!hello && (now_s() - t_boot) * 1000 > BOOT_TIMEOUT_MS) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "the guest agent did not say hello within %d s", BOOT_TIMEOUT_MS / 1000);
+			break;
+		}
+		if (n < 0 && errno != EINTR) {
+			rc = kiln_fail_errno(e, "poll");
+			break;
+		}
+		if (n <= 0)
+			continue;
+		n = (int)read(fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			break; /* the agent powered off */
+		if (ap_reader_feed(&rd, buf, (size_t)n)) {
+			rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
+			break;
+		}
+		while ((got = ap_reader_next(&rd, &type, &payload, &len)) == 1) {
+			switch (type) {
+			case AP_HELLO:
+				hello = true;
+				j->r->boot_s = now_s() - t_boot;
+				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
+				if (ap_send(fd, AP_JOB, spec, (uint32_t)strlen(spec)) < 0) {
+					rc = kiln_fail_errno(e, "sending the job to the agent");
+					goto out;
+				}
+				t_run = now_s();
+				deadline = t_run + j->p->timeout;
+				break;
+			case AP_OUTPUT:
+				j->o->output(j->o->arg, payload, len);
+				break;
+			case AP_STEP:
+				break;
+			case AP_EXIT: {
+				json_error_t jerr;
+				json_t *o = json_loadb((const char *)payload, len, 0, &jerr);
+				json_t *code = json_object_get(o, "exit_code"), *why = json_object_get(o, "failure_reason");
+
+				if (!json_is_integer(code)) {
+					json_decref(o);
+					rc = kiln_fail(e, KILN_E_SYNTAX, "the agent's EXIT frame has no exit_code");
+					goto out;
+				}
+				j->r->exit_code = (int)json_integer_value(code);
+				if (json_is_string(why) && *json_string_value(why))
+					fail_reason(j, json_string_value(why));
+				json_decref(o);
+				j->r->run_s = now_s() - t_run;
+				exited = true;
+				break;
+			}
+			default:
+				rc = kiln_fail(e, KILN_E_SYNTAX, "the agent sent an unexpected %s frame", ap_type_name(type));
+				goto out;
+			}
+		}
+		if (got < 0) {
+			rc = kiln_fail(e, KILN_E_SYNTAX, "the agent broke the protocol (%s)", strerror(-got));
+			break;
+		}
+	}
+out:
+	ap_reader_free(&rd);
+	if (!rc && !exited && !j->r->failure_reason[0]) {
+		char tail[600];
+		executor_tail(&j->x, tail, sizeof(tail));
+		rc = kiln_fail(e, KILN_E_EXEC, "the VM ended before the job finished: %s", tail);
+	}
+	if (rc)
+		fail_reason(j, "runner_system_failure");
+	return rc;
+}
+
+static enum kiln_rc run_vm(struct job *j, const char *spec, struct kiln_err *e)
+{
+	struct vm_spec vs = { 0 };
+	const struct kiln_vm_settings *d = &j->o->cfg->defaults;
+	enum kiln_rc rc;
+	int fd, status;
+	double t0 = now_s();
+
+	vs.kernel = j->kernel;
+	vs.initrd = j->initrd[0] ? j->initrd : NULL;
+	vs.rootfs = j->rootfs;
+	vs.workspace = j->ws_image;
+	vs.vcpus = j->o->vcpus ? j->o->vcpus : d->vcpus;
+	vs.memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib;
+	vs.tap = j->net.enabled ? j->net.tap : NULL;
+	vs.net_cmdline = j->net.enabled ? j->net.cmdline : NULL;
+	vs.rx_rate_limit = d->rx_rate_limit;
+	vs.tx_rate_limit = d->tx_rate_limit;
+	vs.run_dir = j->run_dir;
+	vs.helper = j->helper;
+	vs.accel = j->accel;
+	executor_init(&j->x, j->backend, &vs);
+	j->x_ready = true;
+	notice(j, "booting a fresh VM (%s, %d vCPU, %d MiB)", j->backend->name, vs.vcpus, vs.memory_mib);
+	if ((rc = j->x.ops->prepare(&j->x, e)) || (rc = j->x.ops->start(&j->x, e)) ||
+	    (rc = j->x.ops->stream(&j->x, BOOT_TIMEOUT_MS, &fd, e))) {
+		fail_reason(j, "runner_system_failure");
+		return rc;
+	}
+	(void)t0;
+	rc = converse(j, fd, spec, e);
+	/* The agent reboots the VM after EXIT; give it a moment, then insist. */
+	if (j->x.ops->wait(&j->x, STOP_TIMEOUT_MS, &status, NULL)) {
+		j->x.ops->cancel(&j->x);
+		j->x.ops->wait(&j->x, -1, &status, NULL);
+	}
+	return rc;
+}
+
+enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
+		     struct kiln_err *e)
+{
+	struct job j = { .p = p, .o = o, .r = r };
+	struct images_ctx ictx;
+	char jobs_dir[PATH_MAX], job_id[64], *spec = NULL;
+	enum kiln_rc rc;
+	bool want_net = o->network < 0 ? o->cfg->defaults.network : o->network;
+	double t0 = now_s();
+
+	memset(r, 0, sizeof(*r));
+	r->exit_code = 1;
+	jobnet_disabled(&j.net);
+	images_ctx_init(&ictx, o->cfg);
+	if ((rc = jobspec_build(p, &spec, e)) || (rc = pick_executor(&j, e)) || (rc = pick_images(&j, &ictx, e))) {
+		fail_reason(&j, "runner_system_failure");
+		goto out;
+	}
+	/* A private folder per job; its name carries our pid so that a later
+	 * kiln can tell it was abandoned. */
+	snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", o->cfg->state_dir);
+	if (kiln_mkdir_p(jobs_dir) < 0) {
+		rc = kiln_fail_errno(e, "creating %s", jobs_dir);
+		goto out;
+	}
+	snprintf(j.run_dir, sizeof(j.run_dir), "%s/%lld.%d.XXXXXX", jobs_dir, p->id, (int)getpid());
+	if (!mkdtemp(j.run_dir)) {
+		rc = kiln_fail_errno(e, "creating a job folder in %s", jobs_dir);
+		j.run_dir[0] = '\0';
+		goto out;
+	}
+	if ((rc = prepare_workspace(&j, e)))
+		goto out;
+	if (want_net) {
+		snprintf(job_id, sizeof(job_id), "%lld", p->id);
+		if ((rc = jobnet_setup(o->cfg->state_dir, job_id, &j.net, e))) {
+			fail_reason(&j, "runner_system_failure");
+			goto out;
+		}
+		notice(&j, "network: %s, guest %s", j.net.tap, j.net.guest_ip);
+	} else {
+		notice(&j, "network: off");
+	}
+	r->prepare_s = now_s() - t0;
+	if (o->cancel && *o->cancel) {
+		fail_reason(&j, "canceled");
+		goto out;
+	}
+	rc = run_vm(&j, spec, e);
+out:
+	if (j.x_ready)
+		j.x.ops->cleanup(&j.x);
+	jobnet_teardown(&j.net);
+	if (j.run_dir[0])
+		kiln_rm_rf(j.run_dir);
+	free(spec);
+	if (!rc && !r->failure_reason[0] && r->exit_code != 0)
+		fail_reason(&j, "script_failure");
+	if (!r->failure_reason[0] && r->exit_code == 0)
+		r->failure_reason[0] = '\0';
+	return rc;
+}
+
+static bool pid_alive(pid_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+void job_sweep(const char *state_dir)
+{
+	char dir[PATH_MAX], path[PATH_MAX * 2];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/jobs", state_dir);
+	d = opendir(dir);
+	if (d) {
+		while ((de = readdir(d))) {
+			long long id;
+			int pid;
+
+			if (sscanf(de->d_name, "%lld.%d.", &id, &pid) != 2 || pid_alive(pid))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			log_info("removing what an interrupted kiln (pid %d) left of job %lld", pid, id);
+			kiln_rm_rf(path);
+		}
+		closedir(d);
+	}
+	jobnet_sweep(state_dir, NULL);
+}

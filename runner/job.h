@@ -1,0 +1,52 @@
+/* Running one job: from a payload to a finished VM. Prepares the workspace
+ * and the network, boots a fresh VM through an executor, speaks the agent
+ * protocol, enforces the timeout, handles cancel, and destroys everything
+ * afterwards whatever happened. */
+#ifndef KILN_JOB_H
+#define KILN_JOB_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "runner/config.h"
+#include "runner/payload.h"
+#include "runner/result.h"
+
+enum job_cancel { JOB_RUN = 0, JOB_CANCEL_GRACEFUL = 1, JOB_CANCEL_NOW = 2 };
+
+struct job_opts {
+	const struct kiln_config *cfg;
+	const char *executor;        /* auto, microvm, qemu; NULL: the config's */
+	const char *image;           /* rootfs image; NULL: the payload's image if built, else the default */
+	const char *kernel;          /* kernel image; NULL: the config's */
+	int vcpus, memory_mib;       /* 0: the config's */
+	int network;                 /* -1: the config's, 0 off, 1 on */
+	const char *dirty_dir;       /* overlay this working tree's changes on the checkout */
+	/* The job log, as it arrives. */
+	void (*output)(void *arg, const void *buf, size_t n);
+	/* What kiln is doing (workspace, boot...), one line each. */
+	void (*notice)(void *arg, const char *line);
+	void *arg;
+	volatile sig_atomic_t *cancel; /* enum job_cancel, set from signal handlers */
+};
+
+struct job_result {
+	int exit_code;               /* the job's; 1 when it failed without one */
+	char failure_reason[48];     /* "" on success, else GitLab's failure reason */
+	double prepare_s;            /* workspace + network */
+	double boot_s;               /* VMM start to the agent's HELLO */
+	double run_s;                /* JOB sent to EXIT */
+};
+
+/* Run p to the end. Returns KILN_OK when the job ran (whatever its exit
+ * code: see r), or an error when it could not run (bad payload for kiln,
+ * workspace or VM failure: r->failure_reason says which). */
+enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
+		     struct kiln_err *e);
+
+/* Remove what killed kiln processes left in state_dir: job folders whose
+ * owner is dead (their VMMs died with their parent), taps and nft rules. */
+void job_sweep(const char *state_dir);
+
+#endif

@@ -1,0 +1,840 @@
+#include "runner/jobnet.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runner/log.h"
+#include "runner/paths.h"
+
+#define SLOT_PREFIX "slot-"
+#define RESOLV_CONF "/etc/resolv.conf"
+#define IP_FORWARD "/proc/sys/net/ipv4/ip_forward"
+/* Output kept from a helper program for error messages. */
+#define CMD_OUT_MAX 1024
+
+static bool valid_job_id(const char *id)
+{
+	size_t i;
+
+	for (i = 0; id[i]; i++) {
+		unsigned char c = (unsigned char)id[i];
+
+		if (i >= JOBNET_JOB_ID_MAX || !(isalnum(c) || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return i > 0;
+}
+
+/* --- helper programs ------------------------------------------------------ */
+
+/* The first line of text, at most size-1 bytes, into buf. */
+static const char *first_line(const char *text, char *buf, size_t size)
+{
+	size_t n = strcspn(text, "\n");
+
+	while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == ' '))
+		n--;
+	if (n >= size)
+		n = size - 1;
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	return buf;
+}
+
+static void child_exec(char *const argv[], int in_fd, int out_fd)
+{
+	int null_fd = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
+
+	if (null_fd >= 0)
+		dup2(null_fd, 0);
+	dup2(out_fd, 1);
+	dup2(out_fd, 2);
+	execvp(argv[0], argv);
+	dprintf(out_fd, "cannot run %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* argv joined by blanks into buf, cut short to fit. */
+static const char *cmd_str(char *const argv[], char *buf, size_t size)
+{
+	size_t len = 0;
+	int i;
+
+	buf[0] = '\0';
+	for (i = 0; argv[i] && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? " " : "", argv[i]);
+	return buf;
+}
+
+/* Run argv (PATH lookup) with input (may be NULL: /dev/null) on stdin and
+ * its stdout and stderr together captured; the first CMD_OUT_MAX-1 bytes
+ * go to out (when not NULL, size bytes). Succeeds when it exits 0;
+ * otherwise e names the command, its status and its first output line.
+ * stdin is a socket so that a child dying early cannot SIGPIPE us. */
+static enum kiln_rc run_cmd(char *const argv[], const char *input, char *out, size_t size,
+			    struct kiln_err *e)
+{
+	int in[2] = { -1, -1 }, pipefd[2] = { -1, -1 };
+	char buf[CMD_OUT_MAX], line[200], cmd[120];
+	size_t len = 0;
+	enum kiln_rc rc = KILN_OK;
+	pid_t pid = -1;
+	int status;
+
+	if (input && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0) {
+		rc = kiln_fail_errno(e, "%s: socketpair", argv[0]);
+		goto out;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		rc = kiln_fail_errno(e, "%s: pipe", argv[0]);
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		rc = kiln_fail_errno(e, "%s: fork", argv[0]);
+		goto out;
+	}
+	if (pid == 0)
+		child_exec(argv, in[1], pipefd[1]);
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	if (input) {
+		size_t off = 0, total = strlen(input);
+
+		close(in[1]);
+		in[1] = -1;
+		while (off < total) {
+			ssize_t w = send(in[0], input + off, total - off, MSG_NOSIGNAL);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break; /* the child's exit status tells */
+			off += (size_t)w;
+		}
+		close(in[0]);
+		in[0] = -1;
+	}
+	for (;;) {
+		char sink[512];
+		ssize_t r = len < sizeof(buf) - 1 ? read(pipefd[0], buf + len, sizeof(buf) - 1 - len)
+						  : read(pipefd[0], sink, sizeof(sink));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (len < sizeof(buf) - 1)
+			len += (size_t)r;
+	}
+	buf[len] = '\0';
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			rc = kiln_fail_errno(e, "%s: waitpid", argv[0]);
+			goto out;
+		}
+	}
+	if (WIFSIGNALED(status))
+		rc = kiln_fail(e, KILN_E_EXEC, "`%s`: killed by signal %d", cmd_str(argv, cmd, sizeof(cmd)),
+			       WTERMSIG(status));
+	else if (WEXITSTATUS(status) != 0)
+		rc = kiln_fail(e, KILN_E_EXEC, "`%s`: exit status %d: %s", cmd_str(argv, cmd, sizeof(cmd)),
+			       WEXITSTATUS(status), first_line(buf, line, sizeof(line)));
+	if (out && size > 0)
+		snprintf(out, size, "%s", buf);
+out:
+	if (in[0] >= 0)
+		close(in[0]);
+	if (in[1] >= 0)
+		close(in[1]);
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	return rc;
+}
+
+/* Write value into a /proc/sys file. */
+static enum kiln_rc write_sysctl(const char *path, const char *value, struct kiln_err *e)
+{
+	size_t len = strlen(value);
+	enum kiln_rc rc = KILN_OK;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return kiln_fail_errno(e, "sysctl %s", path);
+	if (write(fd, value, len) != (ssize_t)len)
+		rc = kiln_fail_errno(e, "sysctl %s: writing %s", path, value);
+	close(fd);
+	return rc;
+}
+
+/* IPv4 forwarding on, unless it already is. */
+static enum kiln_rc enable_forwarding(struct kiln_err *e)
+{
+	char v = '0';
+	int fd = open(IP_FORWARD, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		if (read(fd, &v, 1) != 1)
+			v = '0';
+		close(fd);
+	}
+	return v == '1' ? KILN_OK : write_sysctl(IP_FORWARD, "1", e);
+}
+
+/* --- links ------------------------------------------------------------------ */
+
+static enum kiln_rc tap_create(const char *name, struct kiln_err *e)
+{
+	struct ifreq ifr;
+	enum kiln_rc rc = KILN_OK;
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return kiln_fail_errno(e, "tap %s: opening /dev/net/tun", name);
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		rc = kiln_fail_errno(e, "tap %s: TUNSETIFF", name);
+		goto out;
+	}
+	/* Outlives this fd, so that the VMM can attach to it by name. */
+	if (ioctl(fd, TUNSETPERSIST, 1UL) < 0)
+		rc = kiln_fail_errno(e, "tap %s: TUNSETPERSIST", name);
+out:
+	close(fd);
+	return rc;
+}
+
+/* Test mode: a veth pair, its far end eth0 in the namespace netns. */
+static enum kiln_rc veth_create(const char *name, const char *netns, struct kiln_err *e)
+{
+	char *argv[] = { "ip", "link", "add", (char *)name, "type", "veth", "peer", "name", "eth0",
+			 "netns", (char *)netns, NULL };
+
+	return run_cmd(argv, NULL, NULL, 0, e);
+}
+
+static enum kiln_rc link_delete(const char *name, struct kiln_err *e)
+{
+	char *argv[] = { "ip", "link", "del", "dev", (char *)name, NULL };
+
+	if (if_nametoindex(name) == 0)
+		return KILN_OK;
+	return run_cmd(argv, NULL, NULL, 0, e);
+}
+
+static enum kiln_rc link_configure(const struct jobnet *n, struct kiln_err *e)
+{
+	char addr[32], path[128];
+	char *add[] = { "ip", "addr", "add", addr, "dev", (char *)n->tap, NULL };
+	char *up[] = { "ip", "link", "set", "dev", (char *)n->tap, "up", NULL };
+	struct kiln_err ignored;
+	enum kiln_rc rc;
+
+	/* The job network is IPv4 only: no link-local address for the host
+	 * side (best effort: IPv6 may be off altogether). */
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", n->tap);
+	if (access(path, F_OK) == 0 && write_sysctl(path, "1", &ignored) != KILN_OK)
+		log_debug("%s", ignored.msg);
+	snprintf(addr, sizeof(addr), "%s/%d", n->host_ip, n->prefix);
+	if ((rc = run_cmd(add, NULL, NULL, 0, e)) != KILN_OK)
+		return rc;
+	return run_cmd(up, NULL, NULL, 0, e);
+}
+
+/* --- nftables ------------------------------------------------------------- */
+
+static const char nft_base[] =
+	"add table inet kiln\n"
+	"add set inet kiln job_ifs { type ifname; }\n"
+	"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+	"add chain inet kiln input { type filter hook input priority filter; policy accept; }\n"
+	"add chain inet kiln forward { type filter hook forward priority filter; policy accept; }\n"
+	"add chain inet kiln postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+	"flush chain inet kiln input\n"
+	"flush chain inet kiln forward\n"
+	"flush chain inet kiln postrouting\n"
+	/* Nothing from a job reaches the host itself, whatever the address. */
+	"add rule inet kiln input iifname @job_ifs ct state established,related accept\n"
+	"add rule inet kiln input iifname @job_ifs drop\n"
+	/* IPv4 only, from the job's own address, not DNATed to a host
+	 * service, not to another job. */
+	"add rule inet kiln forward iifname @job_ifs meta nfproto != ipv4 drop\n"
+	"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
+	"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
+	"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
+	"add rule inet kiln forward iifname @job_ifs accept\n"
+	"add rule inet kiln forward oifname @job_ifs ct state established,related accept\n"
+	"add rule inet kiln forward oifname @job_ifs drop\n"
+	"add rule inet kiln postrouting ip saddr " JOBNET_POOL " oifname != @job_ifs masquerade\n";
+
+int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size)
+{
+	int len;
+
+	if (add)
+		len = snprintf(buf, size,
+			       "# kiln: network of job %s, slot %u\n%s"
+			       "add element inet kiln job_ifs { \"%s\" }\n"
+			       "add element inet kiln job_guests { \"%s\" . %s }\n",
+			       n->job_id, n->slot, nft_base, n->tap, n->tap, n->guest_ip);
+	else /* add first: deleting a missing element would fail */
+		len = snprintf(buf, size,
+			       "# kiln: remove the network of slot %u\n"
+			       "add element inet kiln job_ifs { \"%s\" }\n"
+			       "add element inet kiln job_guests { \"%s\" . %s }\n"
+			       "delete element inet kiln job_ifs { \"%s\" }\n"
+			       "delete element inet kiln job_guests { \"%s\" . %s }\n",
+			       n->slot, n->tap, n->tap, n->guest_ip, n->tap, n->tap, n->guest_ip);
+	return len < 0 || (size_t)len >= size ? -1 : len;
+}
+
+static enum kiln_rc nft_run(const char *script, struct kiln_err *e)
+{
+	char *argv[] = { "nft", "-f", "-", NULL };
+
+	return run_cmd(argv, script, NULL, 0, e);
+}
+
+/* Remove n's set elements; nothing to do when the sets do not exist. */
+static enum kiln_rc nft_remove(const struct jobnet *n, struct kiln_err *e)
+{
+	char *list[] = { "nft", "list", "set", "inet", "kiln", "job_ifs", NULL };
+	char script[1024];
+	struct kiln_err ignored;
+
+	if (run_cmd(list, NULL, NULL, 0, &ignored) != KILN_OK)
+		return KILN_OK;
+	if (jobnet_nft_script(n, false, script, sizeof(script)) < 0)
+		return kiln_fail(e, KILN_E_LIMIT, "nft script for %s too long", n->tap);
+	return nft_run(script, e);
+}
+
+/* Remove the tap and set elements of n (not the slot file); warnings only. */
+static void remove_net_state(const struct jobnet *n)
+{
+	struct kiln_err e;
+
+	if (nft_remove(n, &e) != KILN_OK)
+		log_warn("network of %s: removing nftables elements: %s", n->tap, e.msg);
+	if (link_delete(n->tap, &e) != KILN_OK)
+		log_warn("network of %s: deleting the interface: %s", n->tap, e.msg);
+}
+
+/* jobnet_reclaim_fn for setup and sweep: clear a stale slot's leftovers. */
+static void reclaim_slot(unsigned slot, void *arg)
+{
+	struct jobnet stale;
+
+	(void)arg;
+	memset(&stale, 0, sizeof(stale));
+	if (jobnet_addrs(slot, &stale, NULL) == KILN_OK)
+		remove_net_state(&stale);
+}
+
+/* --- slots ------------------------------------------------------------------ */
+
+/* State and start time (clock ticks after boot) of pid from /proc; 0 when
+ * unknown. */
+static unsigned long long proc_start(pid_t pid, char *state)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	ssize_t r;
+	int fd, field;
+
+	*state = '?';
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return 0;
+	buf[r] = '\0';
+	p = strrchr(buf, ')'); /* the command name may hold anything */
+	if (!p || p[1] != ' ')
+		return 0;
+	p += 2;
+	*state = *p;
+	/* Field 3 is the state; the start time is field 22. */
+	for (field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p)
+			p++;
+	}
+	if (p)
+		start = strtoull(p, NULL, 10);
+	return start;
+}
+
+int jobnet_slot_live(const char *path, pid_t *pid, char *job, size_t size)
+{
+	char buf[256], *line, *save = NULL, state;
+	unsigned long long start = 0, now;
+	long owner = 0;
+	ssize_t r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (pid)
+		*pid = 0;
+	if (job && size)
+		*job = '\0';
+	if (fd < 0)
+		return 0;
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return 0;
+	buf[r] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "pid=", 4) == 0)
+			owner = strtol(line + 4, NULL, 10);
+		else if (strncmp(line, "start=", 6) == 0)
+			start = strtoull(line + 6, NULL, 10);
+		else if (strncmp(line, "job=", 4) == 0 && job && size)
+			snprintf(job, size, "%s", line + 4);
+	}
+	if (owner <= 0 || owner > 0x3fffffff)
+		return 0;
+	if (pid)
+		*pid = (pid_t)owner;
+	if (kill((pid_t)owner, 0) < 0 && errno == ESRCH)
+		return 0;
+	now = proc_start((pid_t)owner, &state);
+	if (state == 'Z' || state == 'X')
+		return 0; /* exited, not yet reaped */
+	if (start && now && start != now)
+		return 0; /* the pid now belongs to another process */
+	return 1;
+}
+
+static enum kiln_rc lock_dir(const char *dir, int *fd, struct kiln_err *e)
+{
+	char path[PATH_MAX];
+
+	if (!kiln_path_join(path, sizeof(path), dir, "lock"))
+		return kiln_fail(e, KILN_E_LIMIT, "path %s/lock too long", dir);
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (*fd < 0)
+		return kiln_fail_errno(e, "network lock %s", path);
+	while (flock(*fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			enum kiln_rc rc = kiln_fail_errno(e, "network lock %s: flock", path);
+
+			close(*fd);
+			*fd = -1;
+			return rc;
+		}
+	}
+	return KILN_OK;
+}
+
+static enum kiln_rc write_claim(int fd, const char *path, const char *job_id, struct kiln_err *e)
+{
+	char buf[160], state;
+	pid_t self = getpid();
+	int len = snprintf(buf, sizeof(buf), "pid=%d\nstart=%llu\njob=%s\n", (int)self,
+			   proc_start(self, &state), job_id);
+
+	if (len < 0 || (size_t)len >= sizeof(buf) || write(fd, buf, (size_t)len) != len)
+		return kiln_fail_errno(e, "slot file %s: write", path);
+	return KILN_OK;
+}
+
+enum kiln_rc jobnet_claim(const char *dir, const char *job_id, unsigned nslots,
+			  jobnet_reclaim_fn reclaim, void *arg, unsigned *slot, char *path,
+			  size_t size, struct kiln_err *e)
+{
+	enum kiln_rc rc = KILN_OK;
+	int lock = -1, fd = -1;
+	unsigned i;
+
+	if (!valid_job_id(job_id))
+		return kiln_fail(e, KILN_E_INVALID,
+				 "job id '%.80s': must be 1..%d of A-Z a-z 0-9 . _ -", job_id,
+				 JOBNET_JOB_ID_MAX);
+	if (nslots == 0 || nslots > JOBNET_SLOTS)
+		return kiln_fail(e, KILN_E_INVALID, "%u network slots: must be 1..%u", nslots,
+				 JOBNET_SLOTS);
+	if (kiln_mkdir_p(dir) < 0)
+		return kiln_fail_errno(e, "network state folder %s", dir);
+	if ((rc = lock_dir(dir, &lock, e)) != KILN_OK)
+		goto out;
+	for (i = 0; i < nslots; i++) {
+		int len = snprintf(path, size, "%s/" SLOT_PREFIX "%u", dir, i);
+
+		if (len < 0 || (size_t)len >= size) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "path %s/" SLOT_PREFIX "%u too long", dir, i);
+			goto out;
+		}
+		fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 && errno == EEXIST) {
+			pid_t pid;
+			char job[JOBNET_JOB_ID_MAX + 1];
+
+			if (jobnet_slot_live(path, &pid, job, sizeof(job)))
+				continue;
+			log_info("network slot %u: reclaiming it from job %s (pid %d has ended)", i,
+				 *job ? job : "?", (int)pid);
+			if (reclaim)
+				reclaim(i, arg);
+			if (unlink(path) < 0 && errno != ENOENT) {
+				rc = kiln_fail_errno(e, "stale slot file %s: unlink", path);
+				goto out;
+			}
+			fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		}
+		if (fd < 0) {
+			rc = kiln_fail_errno(e, "slot file %s", path);
+			goto out;
+		}
+		if ((rc = write_claim(fd, path, job_id, e)) != KILN_OK) {
+			unlink(path);
+			goto out;
+		}
+		*slot = i;
+		goto out;
+	}
+	rc = kiln_fail(e, KILN_E_LIMIT, "all %u network slots in %s are in use", nslots, dir);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (lock >= 0)
+		close(lock);
+	return rc;
+}
+
+/* --- pure parts ------------------------------------------------------------ */
+
+static void ip4_str(unsigned long a, char *buf, size_t size)
+{
+	snprintf(buf, size, "%lu.%lu.%lu.%lu", (a >> 24) & 255, (a >> 16) & 255, (a >> 8) & 255,
+		 a & 255);
+}
+
+enum kiln_rc jobnet_addrs(unsigned slot, struct jobnet *n, struct kiln_err *e)
+{
+	unsigned long net = JOBNET_POOL_BASE + 4ul * slot;
+
+	if (slot >= JOBNET_SLOTS)
+		return kiln_fail(e, KILN_E_INVALID, "network slot %u: must be below %u", slot,
+				 JOBNET_SLOTS);
+	n->slot = slot;
+	snprintf(n->tap, sizeof(n->tap), "kt%u", slot);
+	ip4_str(net + 1, n->host_ip, sizeof(n->host_ip));
+	ip4_str(net + 2, n->guest_ip, sizeof(n->guest_ip));
+	memcpy(n->gateway, n->host_ip, sizeof(n->gateway));
+	n->prefix = JOBNET_PREFIX;
+	snprintf(n->mac, sizeof(n->mac), "06:00:ac:1e:%02lx:%02lx", ((net + 2) >> 8) & 255,
+		 (net + 2) & 255);
+	return KILN_OK;
+}
+
+/* a.b.c.d with each part 0..255, nothing else. */
+static bool parse_ip4(const char *s, unsigned long *addr)
+{
+	unsigned long a = 0;
+	int parts;
+
+	for (parts = 0; parts < 4; parts++) {
+		unsigned long v = 0;
+		int digits = 0;
+
+		while (isdigit((unsigned char)*s) && digits < 4) {
+			v = v * 10 + (unsigned long)(*s++ - '0');
+			digits++;
+		}
+		if (digits == 0 || digits > 3 || v > 255)
+			return false;
+		a = a << 8 | v;
+		if (parts < 3 && *s++ != '.')
+			return false;
+	}
+	if (*s)
+		return false;
+	*addr = a;
+	return true;
+}
+
+int jobnet_parse_resolv(const char *text, char *out, size_t size)
+{
+	const char *p = text;
+
+	if (size)
+		*out = '\0';
+	while (*p) {
+		size_t len = strcspn(p, "\n");
+		char line[256], *word, *save = NULL;
+
+		if (len < sizeof(line)) {
+			memcpy(line, p, len);
+			line[len] = '\0';
+			word = strtok_r(line, " \t\r", &save);
+			if (word && strcmp(word, "nameserver") == 0) {
+				char *value = strtok_r(NULL, " \t\r", &save);
+				unsigned long a;
+
+				if (value && parse_ip4(value, &a) && (a >> 24) != 127 && a != 0 &&
+				    strlen(value) < size) {
+					snprintf(out, size, "%s", value);
+					return 1;
+				}
+			}
+		} /* longer lines are no nameserver line */
+		p += len;
+		if (*p == '\n')
+			p++;
+	}
+	return 0;
+}
+
+void jobnet_fill_cmdline(struct jobnet *n)
+{
+	if (!n->enabled) {
+		n->cmdline[0] = '\0';
+		return;
+	}
+	snprintf(n->cmdline, sizeof(n->cmdline), "kiln.ip=%s/%d kiln.gw=%s%s%s", n->guest_ip, n->prefix,
+		 n->gateway, *n->dns ? " kiln.dns=" : "", n->dns);
+}
+
+/* The host's DNS server for the guest into n->dns ("" when none). */
+static void fill_dns(struct jobnet *n)
+{
+	char buf[16384];
+	ssize_t r;
+	int fd = open(RESOLV_CONF, O_RDONLY | O_CLOEXEC);
+
+	n->dns[0] = '\0';
+	if (fd < 0) {
+		log_warn("%s: %s; the job VM gets no DNS server", RESOLV_CONF, strerror(errno));
+		return;
+	}
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[r > 0 ? r : 0] = '\0';
+	if (!jobnet_parse_resolv(buf, n->dns, sizeof(n->dns)))
+		log_warn("%s names no IPv4 nameserver outside 127.0.0.0/8; the job VM gets no DNS server",
+			 RESOLV_CONF);
+}
+
+/* --- the job's network ------------------------------------------------------ */
+
+void jobnet_disabled(struct jobnet *n)
+{
+	memset(n, 0, sizeof(*n));
+	n->owner = -1;
+	jobnet_fill_cmdline(n);
+}
+
+static enum kiln_rc net_dir(const char *state_dir, char *buf, size_t size, struct kiln_err *e)
+{
+	if (!kiln_path_join(buf, size, state_dir, "net"))
+		return kiln_fail(e, KILN_E_LIMIT, "state folder path %s too long", state_dir);
+	return KILN_OK;
+}
+
+enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobnet *n,
+			  struct kiln_err *e)
+{
+	char dir[PATH_MAX], script[4096];
+	const char *veth = getenv(JOBNET_TEST_VETH_ENV);
+	struct kiln_err local;
+	enum kiln_rc rc;
+
+	if (!e)
+		e = &local;
+	jobnet_disabled(n);
+	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
+		return rc;
+	rc = jobnet_claim(dir, job_id, JOBNET_SLOTS, reclaim_slot, NULL, &n->slot, n->slot_file,
+			  sizeof(n->slot_file), e);
+	if (rc != KILN_OK)
+		return rc;
+	n->enabled = n->claimed = true;
+	n->owner = getpid();
+	n->veth = veth && strcmp(veth, "1") == 0;
+	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
+	if ((rc = jobnet_addrs(n->slot, n, e)) != KILN_OK)
+		goto out;
+	fill_dns(n);
+	jobnet_fill_cmdline(n);
+
+	/* A leftover of the same name (the slot file was lost) goes first. */
+	if ((rc = link_delete(n->tap, e)) != KILN_OK)
+		goto out;
+	rc = n->veth ? veth_create(n->tap, n->job_id, e) : tap_create(n->tap, e);
+	if (rc != KILN_OK)
+		goto out;
+	if ((rc = link_configure(n, e)) != KILN_OK || (rc = enable_forwarding(e)) != KILN_OK)
+		goto out;
+	if (jobnet_nft_script(n, true, script, sizeof(script)) < 0) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "nft script for %s too long", n->tap);
+		goto out;
+	}
+	if ((rc = nft_run(script, e)) != KILN_OK)
+		goto out;
+	log_info("job %s: network %s, guest %s/%d via %s, dns %s", n->job_id, n->tap, n->guest_ip,
+		 n->prefix, n->gateway, *n->dns ? n->dns : "none");
+out:
+	if (rc != KILN_OK) {
+		struct kiln_err saved = *e;
+
+		jobnet_teardown(n);
+		*e = saved;
+	}
+	return rc;
+}
+
+void jobnet_teardown(struct jobnet *n)
+{
+	struct kiln_err e;
+	char dir[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1], *slash;
+	pid_t pid;
+	int lock = -1;
+
+	if (!n->enabled)
+		return;
+	remove_net_state(n);
+	if (!n->claimed)
+		goto out;
+	snprintf(dir, sizeof(dir), "%s", n->slot_file);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (lock_dir(dir, &lock, &e) != KILN_OK) {
+		log_warn("network of job %s: %s; slot file %s stays (jobnet_sweep removes it)",
+			 n->job_id, e.msg, n->slot_file);
+		goto out;
+	}
+	jobnet_slot_live(n->slot_file, &pid, job, sizeof(job));
+	if (pid != n->owner || strcmp(job, n->job_id) != 0)
+		log_warn("network of job %s: slot file %s now names job %s (pid %d); left alone",
+			 n->job_id, n->slot_file, *job ? job : "?", (int)pid);
+	else if (unlink(n->slot_file) < 0 && errno != ENOENT)
+		log_warn("network of job %s: removing %s: %s", n->job_id, n->slot_file, strerror(errno));
+out:
+	if (lock >= 0)
+		close(lock);
+	n->enabled = n->claimed = false;
+	n->cmdline[0] = '\0';
+}
+
+/* The slot number of a directory entry named slot-<N>; -1 for others. */
+static long slot_of(const char *name)
+{
+	char *end;
+	unsigned long v;
+
+	if (strncmp(name, SLOT_PREFIX, strlen(SLOT_PREFIX)) != 0)
+		return -1;
+	name += strlen(SLOT_PREFIX);
+	if (!isdigit((unsigned char)*name) || (name[0] == '0' && name[1]))
+		return -1;
+	errno = 0;
+	v = strtoul(name, &end, 10);
+	if (errno || *end || v >= JOBNET_SLOTS)
+		return -1;
+	return (long)v;
+}
+
+enum kiln_rc jobnet_sweep(const char *state_dir, struct kiln_err *e)
+{
+	char dir[PATH_MAX], path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
+	enum kiln_rc rc;
+	struct dirent *d;
+	DIR *dp = NULL;
+	int lock = -1;
+	pid_t pid;
+
+	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
+		return rc;
+	if (access(dir, F_OK) < 0 && errno == ENOENT)
+		return KILN_OK;
+	if ((rc = lock_dir(dir, &lock, e)) != KILN_OK)
+		goto out;
+	dp = opendir(dir);
+	if (!dp) {
+		rc = kiln_fail_errno(e, "network state folder %s", dir);
+		goto out;
+	}
+	while ((d = readdir(dp)) != NULL) {
+		long slot = slot_of(d->d_name);
+
+		if (slot < 0 || !kiln_path_join(path, sizeof(path), dir, d->d_name))
+			continue;
+		if (jobnet_slot_live(path, &pid, job, sizeof(job)))
+			continue;
+		log_info("network slot %ld: removing what job %s (pid %d, ended) left", slot,
+			 *job ? job : "?", (int)pid);
+		reclaim_slot((unsigned)slot, NULL);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("network slot %ld: removing %s: %s", slot, path, strerror(errno));
+	}
+out:
+	if (dp)
+		closedir(dp);
+	if (lock >= 0)
+		close(lock);
+	return rc;
+}
+
+enum kiln_rc jobnet_lookup(const char *state_dir, const char *job_id, struct jobnet *n,
+			   struct kiln_err *e)
+{
+	char dir[PATH_MAX], path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
+	enum kiln_rc rc;
+	struct dirent *d;
+	DIR *dp;
+	pid_t pid;
+
+	jobnet_disabled(n);
+	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
+		return rc;
+	dp = opendir(dir);
+	if (!dp)
+		return errno == ENOENT ? kiln_fail(e, KILN_E_NOTFOUND, "job %s holds no network slot in %s",
+						   job_id, dir)
+				       : kiln_fail_errno(e, "network state folder %s", dir);
+	rc = KILN_E_NOTFOUND;
+	while ((d = readdir(dp)) != NULL) {
+		long slot = slot_of(d->d_name);
+
+		if (slot < 0 || !kiln_path_join(path, sizeof(path), dir, d->d_name))
+			continue;
+		jobnet_slot_live(path, &pid, job, sizeof(job));
+		if (strcmp(job, job_id) != 0)
+			continue;
+		n->enabled = n->claimed = true;
+		n->owner = pid;
+		snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
+		snprintf(n->slot_file, sizeof(n->slot_file), "%s", path);
+		jobnet_addrs((unsigned)slot, n, NULL);
+		fill_dns(n);
+		jobnet_fill_cmdline(n);
+		rc = KILN_OK;
+		break;
+	}
+	closedir(dp);
+	if (rc != KILN_OK)
+		return kiln_fail(e, rc, "job %s holds no network slot in %s", job_id, dir);
+	return rc;
+}

@@ -1,0 +1,145 @@
+/* Per-job networking for job VMs: each job with network on gets a slot of
+ * the pool 172.30.0.0/16, one /30 per slot (slot N: network 172.30.0.0 + 4N,
+ * host/gateway .1, guest .2), a persistent tap `kt<N>` holding the host
+ * address, and this slot's entries in kiln's own nftables table `inet kiln`:
+ *
+ *   - NAT: traffic from the pool leaving through a non-kiln interface is
+ *     masqueraded;
+ *   - forward: job -> outside is allowed, replies come back
+ *     (established/related), job -> another job's interface is dropped, a
+ *     job may only send from its own guest address, IPv4 only, and no
+ *     connection from a job may be DNATed (that would reach host services
+ *     published through DNAT, such as container ports);
+ *   - input: everything from a kiln interface to the host itself is dropped
+ *     (any host address, any family) except established/related replies.
+ *
+ * The base chains match the named sets @job_ifs (interface names) and
+ * @job_guests (interface . guest address); a job's state is exactly its two
+ * set elements, so removing them removes the job from the rules and nothing
+ * else. The base chains are (re)written by every setup in the same atomic
+ * transaction and are inert while the sets are empty; the table stays.
+ * No other table is ever touched. Rules of other tables still apply: a host
+ * firewall whose forward policy is drop must allow the pool.
+ *
+ * Slots are claimed under <state_dir>/net/: the file slot-<N>, created with
+ * O_EXCL, holds the owner's pid, its start time and the job id. Claims,
+ * reclaims and removals hold an flock on <state_dir>/net/lock, so concurrent
+ * kiln processes never share a slot and never reclaim a live one. A slot
+ * whose owner is dead (or whose pid was reused by another process) is stale:
+ * its leftovers are removed before it is used again.
+ *
+ * With the network off (jobnet_disabled) nothing is created and the guest
+ * gets no kiln.ip on its command line: it comes up with loopback only.
+ *
+ * Requires root (CAP_NET_ADMIN), /dev/net/tun, `ip` (iproute2) and `nft`. */
+#ifndef KILN_JOBNET_H
+#define KILN_JOBNET_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "runner/result.h"
+
+#define JOBNET_POOL "172.30.0.0/16"
+#define JOBNET_POOL_BASE 0xac1e0000u /* 172.30.0.0, as a number */
+#define JOBNET_PREFIX 30
+#define JOBNET_SLOTS 16384u          /* /30s in the /16 */
+#define JOBNET_JOB_ID_MAX 63         /* [A-Za-z0-9._-], 1..63 characters */
+#define JOBNET_NFT_TABLE "inet kiln"
+/* Set to 1, setup makes a veth pair instead of a tap and moves its far end,
+ * named eth0, into the existing network namespace named like the job id:
+ * a stand-in guest for tests/jobnet.sh. Never set it in production. */
+#define JOBNET_TEST_VETH_ENV "KILN_JOBNET_TEST_VETH"
+
+struct jobnet {
+	bool enabled;             /* false: no network, nothing to tear down */
+	bool claimed;             /* slot_file is ours until teardown */
+	bool veth;                /* test mode: tap is a veth (see above) */
+	unsigned slot;
+	pid_t owner;              /* pid recorded in slot_file */
+	char job_id[JOBNET_JOB_ID_MAX + 1];
+	char slot_file[PATH_MAX]; /* <state_dir>/net/slot-<N> */
+	char tap[16];             /* kt<N>, fits IFNAMSIZ */
+	char host_ip[16];         /* 172.30.x.y+1: the tap's address */
+	char guest_ip[16];        /* 172.30.x.y+2 */
+	char gateway[16];         /* = host_ip */
+	int prefix;               /* 30 */
+	char mac[18];             /* guest MAC, locally administered, from the slot */
+	char dns[16];             /* first non-loopback IPv4 nameserver of the
+				   * host's /etc/resolv.conf; "" when there is
+				   * none (then the guest gets no kiln.dns) */
+	char cmdline[128];        /* "kiln.ip=G/30 kiln.gw=H kiln.dns=D" for the
+				   * guest agent; "" with the network off */
+};
+
+/* Give job_id a network: claim a free slot under <state_dir>/net/, create
+ * and configure its tap (persistent, so the VMM attaches to it by name:
+ * IFF_TAP|IFF_NO_PI|IFF_VNET_HDR), enable IPv4 forwarding and add the slot
+ * to the nftables sets, then fill n. On failure everything made so far is
+ * removed again and e says which step failed. job_id must be 1..63 of
+ * [A-Za-z0-9._-]. */
+enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobnet *n,
+			  struct kiln_err *e);
+
+/* Fill n for a job whose network is off: enabled false, empty cmdline (no
+ * kiln.ip for the guest), nothing created; jobnet_teardown on it does
+ * nothing. */
+void jobnet_disabled(struct jobnet *n);
+
+/* Remove what setup made: the tap, this slot's nftables set elements and
+ * the allocation file (only while it still names n's owner and job). Safe
+ * to call twice, on a disabled or zeroed n, or after a failed setup;
+ * problems are logged as warnings. */
+void jobnet_teardown(struct jobnet *n);
+
+/* At kiln start: for every allocation file under <state_dir>/net/ whose
+ * owner is dead, remove its tap, its set elements and the file. Slots of
+ * live processes are left alone. A missing folder is fine; fails only when
+ * the folder cannot be read or locked. */
+enum kiln_rc jobnet_sweep(const char *state_dir, struct kiln_err *e);
+
+/* Find the slot that job_id holds under <state_dir>/net/ and fill n as
+ * setup did (owner = the recorded pid), so that another process can tear
+ * it down. KILN_E_NOTFOUND when no slot names job_id. */
+enum kiln_rc jobnet_lookup(const char *state_dir, const char *job_id, struct jobnet *n,
+			   struct kiln_err *e);
+
+/* --- The pure parts, exposed for the unit tests. --- */
+
+/* Called for a stale slot before it is reused (under the lock). */
+typedef void (*jobnet_reclaim_fn)(unsigned slot, void *arg);
+
+/* Claim the lowest free slot below nslots (1..JOBNET_SLOTS) in <dir>/ (the
+ * net folder itself, created when missing) for job_id, calling reclaim (if
+ * not NULL) on a stale slot before taking it over. Sets *slot and writes
+ * the file's path into path (size bytes). KILN_E_LIMIT when all are live. */
+enum kiln_rc jobnet_claim(const char *dir, const char *job_id, unsigned nslots,
+			  jobnet_reclaim_fn reclaim, void *arg, unsigned *slot, char *path,
+			  size_t size, struct kiln_err *e);
+
+/* Whether the slot file at path names a live owner; *pid and job (size
+ * bytes, may be NULL) get what it records. An unreadable or malformed file
+ * is stale (0). */
+int jobnet_slot_live(const char *path, pid_t *pid, char *job, size_t size);
+
+/* Fill n's slot, tap, addresses, prefix, gateway and mac for slot
+ * (< JOBNET_SLOTS); KILN_E_INVALID otherwise. */
+enum kiln_rc jobnet_addrs(unsigned slot, struct jobnet *n, struct kiln_err *e);
+
+/* The first nameserver of resolv.conf text that is IPv4 and not loopback
+ * (127/8) or 0.0.0.0, into out (size bytes); 1 when found, else 0 and out
+ * is "". Comments (# or ;) and other keywords are skipped. */
+int jobnet_parse_resolv(const char *text, char *out, size_t size);
+
+/* The guest's kernel command line fragment for n (fills n->cmdline). */
+void jobnet_fill_cmdline(struct jobnet *n);
+
+/* The nft script (for `nft -f -`) that creates table, sets and base chains
+ * and adds n's elements (add = true), or removes n's elements (add =
+ * false; the table and sets must exist). Returns the length, or -1 when it
+ * does not fit in size. */
+int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size);
+
+#endif

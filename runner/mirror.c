@@ -1,0 +1,776 @@
+#include "runner/mirror.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runner/log.h"
+#include "runner/paths.h"
+#include "runner/sha256.h"
+#include "runner/spawn.h"
+
+/* ---- errors ------------------------------------------------------------ */
+
+enum kiln_rc kiln_git_fail(struct kiln_err *e, enum kiln_rc rc, const char *fmt, ...)
+{
+	const git_error *ge = git_error_last();
+	char what[384];
+	va_list ap;
+	char *p;
+
+	if (e == NULL)
+		return rc;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	kiln_fail(e, rc, "%s: %s", what, ge && ge->message ? ge->message : "unknown libgit2 error");
+	for (p = e->msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	while (p > e->msg && p[-1] == ' ')
+		*--p = '\0';
+	return rc;
+}
+
+int ws_parse_sha(git_oid *oid, const char *hex)
+{
+	size_t i;
+
+	if (hex == NULL || strlen(hex) != GIT_OID_HEXSZ)
+		return -1;
+	for (i = 0; i < GIT_OID_HEXSZ; i++)
+		if (!isxdigit((unsigned char)hex[i]))
+			return -1;
+	return git_oid_fromstr(oid, hex) == 0 ? 0 : -1;
+}
+
+/* ---- URLs -------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Percent-decode n bytes of s into out (size bytes); -1 when too long. */
+static int pct_decode(char *out, size_t size, const char *s, size_t n)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		int c = (unsigned char)s[i];
+
+		if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+			i += 2;
+		}
+		if (o + 1 >= size)
+			return -1;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static int set_str(char *out, size_t size, const char *s, size_t n)
+{
+	if (n >= size)
+		return -1;
+	memcpy(out, s, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* Length of "scheme" when s starts with "scheme://", else 0. */
+static size_t scheme_len(const char *s)
+{
+	size_t i = 0;
+
+	if (!isalpha((unsigned char)s[0]))
+		return 0;
+	while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
+		i++;
+	return strncmp(s + i, "://", 3) == 0 ? i : 0;
+}
+
+static enum ws_url_kind kind_of_scheme(const char *s, size_t n)
+{
+	static const struct { const char *name; enum ws_url_kind kind; } map[] = {
+		{ "http", WS_URL_HTTP }, { "https", WS_URL_HTTP }, { "ssh", WS_URL_SSH },
+		{ "git+ssh", WS_URL_SSH }, { "ssh+git", WS_URL_SSH }, { "file", WS_URL_FILE },
+		{ "git", WS_URL_GIT },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strlen(map[i].name) == n && strncasecmp(map[i].name, s, n) == 0)
+			return map[i].kind;
+	return WS_URL_OTHER;
+}
+
+static void lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+/* Host of "host[:port]" or "[v6]:port" within [s, end). */
+static int parse_host(char *out, size_t size, const char *s, const char *end)
+{
+	const char *h_end;
+
+	if (*s == '[') {
+		h_end = memchr(s, ']', (size_t)(end - s));
+		h_end = h_end ? h_end + 1 : end;
+	} else {
+		h_end = memchr(s, ':', (size_t)(end - s));
+		if (!h_end)
+			h_end = end;
+	}
+	if (set_str(out, size, s, (size_t)(h_end - s)) < 0)
+		return -1;
+	lower(out);
+	return 0;
+}
+
+enum kiln_rc ws_url_parse(const char *url, struct ws_url *u, struct kiln_err *e)
+{
+	size_t len, slen, i;
+	enum kiln_rc rc = KILN_OK;
+
+	memset(u, 0, sizeof(*u));
+	if (url == NULL || *url == '\0')
+		return kiln_fail(e, KILN_E_INVALID, "repository URL is empty");
+	len = strlen(url);
+	if (len >= WS_URL_MAX)
+		return kiln_fail(e, KILN_E_LIMIT, "repository URL is longer than %d bytes", WS_URL_MAX - 1);
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)url[i];
+		/* Not echoed: the URL may carry a secret. */
+		if (c <= 0x20 || c == 0x7f)
+			return kiln_fail(e, KILN_E_INVALID,
+					 "repository URL has a space or control character at byte %zu", i);
+	}
+	slen = scheme_len(url);
+	if (slen > 0) {
+		const char *auth = url + slen + 3;
+		const char *auth_end = auth + strcspn(auth, "/?#");
+		const char *at = NULL, *p, *hostpart, *colon;
+		int n;
+
+		for (p = auth; p < auth_end; p++)
+			if (*p == '@')
+				at = p;
+		hostpart = at ? at + 1 : auth;
+		u->kind = kind_of_scheme(url, slen);
+		if (parse_host(u->host, sizeof(u->host), hostpart, auth_end) < 0)
+			goto too_long;
+		if (at) {
+			colon = memchr(auth, ':', (size_t)(at - auth));
+			if (pct_decode(u->user, sizeof(u->user), auth, (size_t)((colon ? colon : at) - auth)) < 0 ||
+			    (colon && pct_decode(u->pass, sizeof(u->pass), colon + 1, (size_t)(at - colon - 1)) < 0))
+				goto too_long;
+			if (u->kind != WS_URL_SSH || u->pass[0])
+				if (set_str(u->userinfo, sizeof(u->userinfo), auth, (size_t)(at - auth)) < 0)
+					goto too_long;
+		}
+		if (u->kind == WS_URL_SSH && at && u->user[0]) {
+			colon = memchr(auth, ':', (size_t)(at - auth));
+			n = snprintf(u->redacted, sizeof(u->redacted), "%.*s%.*s@%s", (int)(slen + 3), url,
+				     (int)((colon ? colon : at) - auth), auth, hostpart);
+		} else {
+			n = snprintf(u->redacted, sizeof(u->redacted), "%.*s%s", (int)(slen + 3), url, hostpart);
+		}
+		if (n < 0 || (size_t)n >= sizeof(u->redacted))
+			goto too_long;
+		return KILN_OK;
+	}
+	/* scp-like [user@]host:path: a ':' before any '/'. */
+	{
+		const char *colon = strchr(url, ':');
+		const char *slash = strchr(url, '/');
+
+		if (colon && colon > url && (!slash || colon < slash)) {
+			const char *at = memchr(url, '@', (size_t)(colon - url));
+			const char *h = at ? at + 1 : url;
+
+			u->kind = WS_URL_SSH;
+			if (set_str(u->host, sizeof(u->host), h, (size_t)(colon - h)) < 0 ||
+			    (at && set_str(u->user, sizeof(u->user), url, (size_t)(at - url)) < 0))
+				goto too_long;
+			lower(u->host);
+		} else {
+			u->kind = WS_URL_LOCAL;
+		}
+		memcpy(u->redacted, url, len + 1);
+	}
+	return rc;
+too_long:
+	ws_url_wipe(u);
+	return kiln_fail(e, KILN_E_LIMIT, "repository URL has a part that is too long");
+}
+
+void ws_url_wipe(struct ws_url *u)
+{
+	explicit_bzero(u->user, sizeof(u->user));
+	explicit_bzero(u->pass, sizeof(u->pass));
+	explicit_bzero(u->userinfo, sizeof(u->userinfo));
+}
+
+static void scrub_one(char *msg, size_t size, const char *needle)
+{
+	size_t nlen = strlen(needle);
+	char *p;
+
+	if (nlen == 0 || size == 0)
+		return;
+	while ((p = strstr(msg, needle)) != NULL) {
+		size_t tail = strlen(p + nlen);
+
+		if (nlen >= 3) {
+			memcpy(p, "***", 3);
+			memmove(p + 3, p + nlen, tail + 1);
+		} else {
+			/* Grow the message by 3 - nlen, dropping what no longer fits. */
+			size_t used = (size_t)(p - msg) + 3;
+
+			if (used >= size) {
+				memset(p, '*', size - 1 - (size_t)(p - msg));
+				msg[size - 1] = '\0';
+				return;
+			}
+			if (used + tail >= size)
+				tail = size - 1 - used;
+			memmove(p + 3, p + nlen, tail);
+			memcpy(p, "***", 3);
+			p[3 + tail] = '\0';
+		}
+	}
+}
+
+void ws_url_scrub(const struct ws_url *u, char *msg, size_t size)
+{
+	scrub_one(msg, size, u->userinfo);
+	scrub_one(msg, size, u->pass);
+	/* A user name alone in an http(s) URL is usually a token. */
+	if (u->kind == WS_URL_HTTP && u->pass[0] == '\0')
+		scrub_one(msg, size, u->user);
+}
+
+void ws_url_inherit(struct ws_url *child, const struct ws_url *parent)
+{
+	if (child->kind != WS_URL_HTTP || parent->kind != WS_URL_HTTP)
+		return;
+	if (child->user[0] || child->pass[0] || strcmp(child->host, parent->host) != 0)
+		return;
+	memcpy(child->user, parent->user, sizeof(child->user));
+	memcpy(child->pass, parent->pass, sizeof(child->pass));
+	memcpy(child->userinfo, parent->userinfo, sizeof(child->userinfo));
+}
+
+/* ---- lock -------------------------------------------------------------- */
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, long *waited_ms,
+			 struct kiln_err *e)
+{
+	struct timespec t0;
+	long limit_ms = (long)(timeout_s ? timeout_s : MIRROR_DEFAULT_LOCK_TIMEOUT_S) * 1000;
+	long pause_ms = 10;
+	int lfd;
+
+	*fd = -1;
+	*waited_ms = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lfd < 0)
+		return kiln_fail_errno(e, "mirror lock %s", lock_path);
+	for (;;) {
+		struct timespec ts;
+
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			enum kiln_rc rc = kiln_fail_errno(e, "mirror lock %s: flock", lock_path);
+			close(lfd);
+			return rc;
+		}
+		if (ms_since(&t0) >= limit_ms) {
+			close(lfd);
+			return kiln_fail(e, KILN_E_LIMIT,
+					 "mirror lock %s: still held by another job after %ld s",
+					 lock_path, limit_ms / 1000);
+		}
+		ts.tv_sec = 0;
+		ts.tv_nsec = pause_ms * 1000000;
+		nanosleep(&ts, NULL);
+		if (pause_ms < 200)
+			pause_ms *= 2;
+	}
+	*fd = lfd;
+	*waited_ms = ms_since(&t0);
+	return KILN_OK;
+}
+
+void mirror_unlock(int fd)
+{
+	if (fd < 0)
+		return;
+	flock(fd, LOCK_UN);
+	close(fd);
+}
+
+char *mirror_path(char *buf, size_t size, const char *state_dir, const char *redacted)
+{
+	char hex[65];
+	int n;
+
+	sha256_buf_hex(redacted, strlen(redacted), hex);
+	n = snprintf(buf, size, "%s/mirrors/%s.git", state_dir, hex);
+	return n < 0 || (size_t)n >= size ? NULL : buf;
+}
+
+/* ---- fetch ------------------------------------------------------------- */
+
+struct fetch_ctx {
+	const struct ws_url *url;
+	struct timespec t0;
+	long limit_ms;
+	unsigned userpass_tries, ssh_tries, username_tries;
+};
+
+static int fetch_check(struct fetch_ctx *c, uint64_t bytes)
+{
+	if (bytes > MIRROR_MAX_FETCH_BYTES) {
+		git_error_set(GIT_ERROR_NET, "the server sent more than %llu bytes",
+			      (unsigned long long)MIRROR_MAX_FETCH_BYTES);
+		return -1;
+	}
+	if (ms_since(&c->t0) > c->limit_ms) {
+		git_error_set(GIT_ERROR_NET, "the fetch took longer than %ld s", c->limit_ms / 1000);
+		return -1;
+	}
+	return 0;
+}
+
+static int progress_cb(const git_indexer_progress *st, void *payload)
+{
+	return fetch_check(payload, st->received_bytes);
+}
+
+static int sideband_cb(const char *str, int len, void *payload)
+{
+	(void)str; (void)len;
+	return fetch_check(payload, 0);
+}
+
+static int cred_cb(git_credential **out, const char *url, const char *user_from_url,
+		   unsigned int allowed, void *payload)
+{
+	static const char *const keys[] = { "id_ed25519", "id_ecdsa", "id_rsa" };
+	struct fetch_ctx *c = payload;
+	const char *user = user_from_url && *user_from_url ? user_from_url
+			 : c->url->user[0] ? c->url->user : "git";
+
+	(void)url;
+	if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && (c->url->user[0] || c->url->pass[0]) &&
+	    c->userpass_tries++ == 0)
+		return git_credential_userpass_plaintext_new(out, c->url->user, c->url->pass);
+	if (allowed & GIT_CREDENTIAL_SSH_KEY) {
+		while (c->ssh_tries < 1 + sizeof(keys) / sizeof(keys[0])) {
+			unsigned i = c->ssh_tries++;
+			const char *home = getenv("HOME");
+			char priv[PATH_MAX], pub[PATH_MAX];
+
+			if (i == 0) {
+				if (getenv("SSH_AUTH_SOCK"))
+					return git_credential_ssh_key_from_agent(out, user);
+				continue;
+			}
+			if (!home || !*home) {
+				struct passwd *pw = getpwuid(getuid());
+				home = pw ? pw->pw_dir : "/";
+			}
+			snprintf(priv, sizeof(priv), "%s/.ssh/%s", home, keys[i - 1]);
+			snprintf(pub, sizeof(pub), "%s.pub", priv);
+			if (access(priv, R_OK) != 0)
+				continue;
+			return git_credential_ssh_key_new(out, user, access(pub, R_OK) == 0 ? pub : NULL,
+							  priv, NULL);
+		}
+	}
+	if ((allowed & GIT_CREDENTIAL_USERNAME) && c->username_tries++ == 0)
+		return git_credential_username_new(out, user);
+	git_error_set(GIT_ERROR_NET, "authentication failed (%s)",
+		      (allowed & GIT_CREDENTIAL_SSH_KEY) ? "tried ssh-agent and ~/.ssh/id_{ed25519,ecdsa,rsa}"
+		      : (c->url->user[0] || c->url->pass[0]) ? "the credentials in the URL were refused"
+		      : "the URL has no credentials");
+	return GIT_EAUTH;
+}
+
+static enum kiln_rc mirror_fetch(git_remote *remote, char **specs, size_t n, const struct mirror_opts *o,
+				 bool prune, struct kiln_err *e)
+{
+	git_fetch_options fo;
+	git_strarray arr = { specs, n };
+	struct fetch_ctx c = { .url = o->url };
+
+	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+	clock_gettime(CLOCK_MONOTONIC, &c.t0);
+	c.limit_ms = (long)(o->fetch_timeout_s ? o->fetch_timeout_s : MIRROR_DEFAULT_FETCH_TIMEOUT_S) * 1000;
+	fo.callbacks.credentials = cred_cb;
+	fo.callbacks.transfer_progress = progress_cb;
+	fo.callbacks.sideband_progress = sideband_cb;
+	fo.callbacks.payload = &c;
+	fo.prune = prune ? GIT_FETCH_PRUNE : GIT_FETCH_NO_PRUNE;
+	fo.update_fetchhead = 0;
+	if (git_remote_fetch(remote, &arr, &fo, "kiln: fetch") < 0)
+		return kiln_git_fail(e, KILN_E_IO, "fetch from %s", o->url->redacted);
+	return KILN_OK;
+}
+
+/* ---- mirror ------------------------------------------------------------ */
+
+static enum kiln_rc open_or_init(struct mirror *m, const char *url, struct kiln_err *e)
+{
+	git_repository_init_options io;
+	git_remote_create_options ro;
+	git_remote *remote = NULL;
+	enum kiln_rc rc = KILN_OK;
+	struct stat st;
+
+	git_repository_init_options_init(&io, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	if (git_repository_open_bare(&m->repo, m->path) == 0) {
+		if (git_remote_lookup(&remote, m->repo, "origin") == 0) {
+			if (strcmp(git_remote_url(remote), url) != 0 &&
+			    git_remote_set_url(m->repo, "origin", url) < 0)
+				rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: set origin", m->path);
+			goto out;
+		}
+	} else {
+		if (stat(m->path, &st) == 0) {
+			log_warn("mirror %s is not a usable repository; recreating it", m->path);
+			if (kiln_rm_rf(m->path) < 0) {
+				rc = kiln_fail_errno(e, "mirror %s: remove", m->path);
+				goto out;
+			}
+		}
+		io.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH;
+		if (git_repository_init_ext(&m->repo, m->path, &io) < 0) {
+			rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: init", m->path);
+			goto out;
+		}
+		m->cloned = true;
+	}
+	ro.repository = m->repo;
+	ro.name = "origin";
+	ro.flags = GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	if (git_remote_create_with_opts(&remote, url, &ro) < 0)
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: add origin", m->path);
+out:
+	git_remote_free(remote);
+	return rc;
+}
+
+/* Remove what an interrupted fetch leaves: temporary packs and objects. */
+static void sweep_temp_files(const char *mirror)
+{
+	static const char *const sub[] = { "objects/pack", "objects" };
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		char dir[PATH_MAX], path[PATH_MAX];
+		struct dirent *de;
+		DIR *d;
+
+		if (!kiln_path_join(dir, sizeof(dir), mirror, sub[i]) || !(d = opendir(dir)))
+			continue;
+		while ((de = readdir(d))) {
+			bool tmp = i == 0 ? strncmp(de->d_name, "pack-", 5) != 0 && de->d_name[0] != '.' &&
+					    strcmp(de->d_name, "multi-pack-index") != 0
+					  : strncmp(de->d_name, "tmp_", 4) == 0;
+
+			if (tmp && kiln_path_join(path, sizeof(path), dir, de->d_name) &&
+			    unlink(path) == 0)
+				log_debug("mirror %s: removed leftover %s", mirror, path);
+		}
+		closedir(d);
+	}
+}
+
+/* Delete the refs under refs/kiln/ (SHA fetches): a bounded namespace. */
+static void drop_kiln_refs(git_repository *repo)
+{
+	git_reference_iterator *it = NULL;
+	char *names[256];
+	size_t n = 0, i;
+	const char *name;
+
+	do {
+		n = 0;
+		if (git_reference_iterator_glob_new(&it, repo, "refs/kiln/*") < 0)
+			return;
+		while (n < 256 && git_reference_next_name(&name, it) == 0)
+			if ((names[n] = strdup(name)) != NULL)
+				n++;
+		git_reference_iterator_free(it);
+		for (i = 0; i < n; i++) {
+			git_reference_remove(repo, names[i]);
+			free(names[i]);
+		}
+	} while (n == 256);
+}
+
+static size_t count_packs(const char *mirror)
+{
+	char dir[PATH_MAX];
+	struct dirent *de;
+	size_t n = 0, len;
+	DIR *d;
+
+	if (!kiln_path_join(dir, sizeof(dir), mirror, "objects/pack") || !(d = opendir(dir)))
+		return 0;
+	while ((de = readdir(d)))
+		if ((len = strlen(de->d_name)) > 5 && strcmp(de->d_name + len - 5, ".pack") == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Delete the packs other than pack-<keep>.*. */
+static void drop_packs_except(const char *mirror, const char *keep)
+{
+	char dir[PATH_MAX], path[PATH_MAX], want[128];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(want, sizeof(want), "pack-%s.", keep);
+	if (!kiln_path_join(dir, sizeof(dir), mirror, "objects/pack") || !(d = opendir(dir)))
+		return;
+	while ((de = readdir(d)))
+		if (strncmp(de->d_name, "pack-", 5) == 0 && strncmp(de->d_name, want, strlen(want)) != 0 &&
+		    kiln_path_join(path, sizeof(path), dir, de->d_name))
+			unlink(path);
+	closedir(d);
+}
+
+
+struct tag_insert {
+	git_repository *repo;
+	git_packbuilder *pb;
+};
+
+static int insert_tag_cb(const char *name, git_oid *oid, void *payload)
+{
+	struct tag_insert *t = payload;
+	git_object *obj = NULL;
+	int err = 0;
+
+	if (git_object_lookup(&obj, t->repo, oid, GIT_OBJECT_TAG) == 0)
+		err = git_packbuilder_insert_recur(t->pb, oid, name);
+	git_object_free(obj);
+	git_error_clear();
+	return err;
+}
+
+/* Pack everything reachable from the refs into one pack with libgit2 (used
+ * when git is not installed; it recomputes every delta, so it is slow). */
+static enum kiln_rc repack_libgit2(struct mirror *m, struct kiln_err *e)
+{
+	git_packbuilder *pb = NULL;
+	git_revwalk *walk = NULL;
+	struct tag_insert t = { m->repo, NULL };
+	char dir[PATH_MAX];
+	enum kiln_rc rc = KILN_OK;
+
+	if (!kiln_path_join(dir, sizeof(dir), m->path, "objects/pack"))
+		return kiln_fail(e, KILN_E_LIMIT, "mirror %s: path too long", m->path);
+	if (git_packbuilder_new(&pb, m->repo) < 0 || git_revwalk_new(&walk, m->repo) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: repack", m->path);
+		goto out;
+	}
+	git_packbuilder_set_threads(pb, 0);
+	t.pb = pb;
+	if (git_revwalk_push_glob(walk, "refs/*") < 0 || git_packbuilder_insert_walk(pb, walk) < 0 ||
+	    git_tag_foreach(m->repo, insert_tag_cb, &t) < 0 ||
+	    git_packbuilder_write(pb, dir, 0, NULL, NULL) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: repack", m->path);
+		goto out;
+	}
+	drop_packs_except(m->path, git_packbuilder_name(pb));
+out:
+	git_revwalk_free(walk);
+	git_packbuilder_free(pb);
+	return rc;
+}
+
+/* Keep the number of packs bounded: every fetch adds one. git repack reuses
+ * deltas and drops unreachable objects; libgit2's packbuilder is the fallback. */
+static void maybe_repack(struct mirror *m)
+{
+	struct kiln_err e = { 0 };
+	char git[PATH_MAX], gitdir[PATH_MAX + 16];
+	size_t packs = count_packs(m->path);
+	enum kiln_rc rc;
+
+	if (packs <= m->max_packs)
+		return;
+	if (kiln_which(NULL, "git", git, sizeof(git))) {
+		char *argv[] = { git, gitdir, "-c", "gc.auto=0", "repack", "-a", "-d", "-q", NULL };
+		char *out = NULL;
+
+		snprintf(gitdir, sizeof(gitdir), "--git-dir=%s", m->path);
+		rc = kiln_spawn(argv, NULL, &out, 64 * 1024, &e);
+		free(out);
+	} else {
+		rc = repack_libgit2(m, &e);
+	}
+	if (rc)
+		log_warn("mirror %s: repacking %zu packs failed: %s", m->path, packs, e.msg);
+	else
+		log_debug("mirror %s: repacked %zu packs", m->path, packs);
+}
+
+static bool is_sha_src(const char *spec, git_oid *oid)
+{
+	git_refspec *rs = NULL;
+	bool yes;
+
+	if (git_refspec_parse(&rs, spec, 1) < 0)
+		return false;
+	yes = ws_parse_sha(oid, git_refspec_src(rs)) == 0;
+	git_refspec_free(rs);
+	return yes;
+}
+
+static bool have_object(git_odb *odb, const git_oid *oid)
+{
+	return git_odb_exists(odb, oid) == 1;
+}
+
+enum kiln_rc mirror_acquire(struct mirror *m, const struct mirror_opts *o, struct kiln_err *e)
+{
+	char mirrors[PATH_MAX], lock[PATH_MAX + 8];
+	char *normal[MIRROR_MAX_REFSPECS], *by_sha[MIRROR_MAX_REFSPECS + 8];
+	char sha_specs[MIRROR_MAX_REFSPECS + 8][GIT_OID_HEXSZ + 40];
+	git_oid need[MIRROR_MAX_REFSPECS + 8], oid;
+	size_t n_normal = 0, n_need = 0, n_sha = 0, i;
+	git_remote *remote = NULL;
+	git_odb *odb = NULL;
+	struct kiln_err ferr = { 0 };
+	enum kiln_rc rc = KILN_OK;
+
+	m->lock_fd = -1;
+	m->repo = NULL;
+	m->cloned = m->fetched_by_sha = false;
+	m->lock_wait_ms = 0;
+	m->max_packs = o->max_packs ? o->max_packs : MIRROR_DEFAULT_MAX_PACKS;
+	if (o->n_refspecs == 0 || o->n_refspecs > MIRROR_MAX_REFSPECS)
+		return kiln_fail(e, KILN_E_LIMIT, "fetch needs 1 to %d refspecs, got %zu",
+				 MIRROR_MAX_REFSPECS, o->n_refspecs);
+	if (o->n_want > 8)
+		return kiln_fail(e, KILN_E_LIMIT, "at most 8 wanted commits, got %zu", o->n_want);
+	for (i = 0; i < o->n_want; i++)
+		need[n_need++] = o->want[i];
+	for (i = 0; i < o->n_refspecs; i++) {
+		git_refspec *rs = NULL;
+
+		if (git_refspec_parse(&rs, o->refspecs[i], 1) < 0)
+			return kiln_git_fail(e, KILN_E_INVALID, "refspec '%s'", o->refspecs[i]);
+		git_refspec_free(rs);
+		if (is_sha_src(o->refspecs[i], &oid))
+			need[n_need++] = oid;
+		else
+			normal[n_normal++] = (char *)o->refspecs[i];
+	}
+	if (!kiln_path_join(mirrors, sizeof(mirrors), o->state_dir, "mirrors") ||
+	    !mirror_path(m->path, sizeof(m->path), o->state_dir, o->url->redacted) ||
+	    snprintf(lock, sizeof(lock), "%s.lock", m->path) >= (int)sizeof(lock))
+		return kiln_fail(e, KILN_E_LIMIT, "state folder path too long: %s", o->state_dir);
+	if (kiln_mkdir_p(mirrors) < 0)
+		return kiln_fail_errno(e, "mirrors folder %s", mirrors);
+	rc = mirror_lock(lock, o->lock_timeout_s, &m->lock_fd, &m->lock_wait_ms, e);
+	if (rc)
+		goto out;
+	rc = open_or_init(m, o->url->redacted, e);
+	if (rc)
+		goto out;
+	sweep_temp_files(m->path);
+	drop_kiln_refs(m->repo);
+	if (git_remote_lookup(&remote, m->repo, "origin") < 0 || git_repository_odb(&odb, m->repo) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s", m->path);
+		goto out;
+	}
+	if (n_normal > 0) {
+		rc = mirror_fetch(remote, normal, n_normal, o, true, e);
+		if (rc)
+			goto out;
+	}
+	for (i = 0; i < n_need; i++) {
+		char hex[GIT_OID_HEXSZ + 1];
+
+		if (have_object(odb, &need[i]))
+			continue;
+		git_oid_tostr(hex, sizeof(hex), &need[i]);
+		snprintf(sha_specs[n_sha], sizeof(sha_specs[n_sha]), "+%s:refs/kiln/want/%zu", hex, n_sha);
+		by_sha[n_sha] = sha_specs[n_sha];
+		n_sha++;
+	}
+	if (n_sha > 0) {
+		m->fetched_by_sha = true;
+		if (mirror_fetch(remote, by_sha, n_sha, o, false, &ferr) != KILN_OK)
+			ws_url_scrub(o->url, ferr.msg, sizeof(ferr.msg));
+		git_odb_refresh(odb);
+		for (i = 0; i < n_need; i++) {
+			char hex[GIT_OID_HEXSZ + 1];
+
+			if (have_object(odb, &need[i]))
+				continue;
+			git_oid_tostr(hex, sizeof(hex), &need[i]);
+			rc = kiln_fail(e, KILN_E_NOTFOUND,
+				       "commit %s is not in %s: not reachable from the fetched refspecs, "
+				       "and fetching it by SHA failed%s%s", hex, o->url->redacted,
+				       ferr.msg[0] ? ": " : "", ferr.msg);
+			goto out;
+		}
+	}
+out:
+	git_odb_free(odb);
+	git_remote_free(remote);
+	if (rc)
+		mirror_release(m);
+	return rc;
+}
+
+void mirror_release(struct mirror *m)
+{
+	if (m->repo) {
+		drop_kiln_refs(m->repo);
+		maybe_repack(m);
+		git_repository_free(m->repo);
+		m->repo = NULL;
+	}
+	mirror_unlock(m->lock_fd);
+	m->lock_fd = -1;
+}

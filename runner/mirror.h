@@ -1,0 +1,129 @@
+/* Repository URLs and the local mirrors of remote repositories.
+ *
+ * A mirror is a bare libgit2 repository per repository URL, at
+ * <state_dir>/mirrors/<sha256 of the URL with credentials stripped>.git. One
+ * job at a time uses a mirror: an exclusive flock on <mirror>.lock is held
+ * from before the fetch until the job has copied the objects it needs.
+ *
+ * Credentials embedded in a URL stay in memory: the mirror's config holds the
+ * redacted URL and libgit2 gets the user and password through its credentials
+ * callback. Fetches never write FETCH_HEAD and bare mirrors keep no reflogs. */
+#ifndef KILN_MIRROR_H
+#define KILN_MIRROR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <git2.h>
+
+#include "runner/result.h"
+
+#define WS_URL_MAX 2048
+
+enum ws_url_kind {
+	WS_URL_LOCAL,  /* a path: /srv/repo.git, ./repo */
+	WS_URL_FILE,   /* file:///srv/repo.git */
+	WS_URL_HTTP,   /* http:// or https:// */
+	WS_URL_SSH,    /* ssh://, git+ssh://, or scp-like user@host:path */
+	WS_URL_GIT,    /* git:// */
+	WS_URL_OTHER,  /* any other scheme://: passed to libgit2 as is */
+};
+
+/* A parsed repository URL. user and pass hold secrets: wipe with
+ * ws_url_wipe() when done. */
+struct ws_url {
+	enum ws_url_kind kind;
+	char redacted[WS_URL_MAX]; /* what is stored and logged: no password, and
+				    * for http(s) no user either */
+	char host[256];            /* lower-case host ("" for paths) */
+	char user[256];            /* percent-decoded; "" when none */
+	char pass[1024];           /* percent-decoded; "" when none */
+	char userinfo[1280];       /* the raw user[:pass] of an http(s) URL, for
+				    * scrubbing messages; "" otherwise */
+};
+
+/* Parse url (at most WS_URL_MAX-1 bytes, no control characters or spaces).
+ * http(s): the whole user[:password]@ part is a credential (a token alone in
+ * the user part is common) and is removed from the redacted form. ssh: the
+ * user name is kept (it is part of the address), a password is removed.
+ * Other forms are kept as they are. */
+enum kiln_rc ws_url_parse(const char *url, struct ws_url *u, struct kiln_err *e);
+
+/* Overwrite the secrets in u with zeros. */
+void ws_url_wipe(struct ws_url *u);
+
+/* Replace every occurrence of u's secrets in the NUL-terminated msg (in
+ * place, within size bytes) with "***". */
+void ws_url_scrub(const struct ws_url *u, char *msg, size_t size);
+
+/* Give child the credentials of parent when child has none of its own and
+ * both are http(s) URLs of the same host (relative submodule URLs on the same
+ * GitLab instance work with the job token). */
+void ws_url_inherit(struct ws_url *child, const struct ws_url *parent);
+
+/* Write <state_dir>/mirrors/<sha256 of redacted>.git into buf; NULL when it
+ * does not fit. */
+char *mirror_path(char *buf, size_t size, const char *state_dir, const char *redacted);
+
+/* Take an exclusive flock on lock_path (created 0644 when missing), waiting
+ * at most timeout_s seconds (0: the default of 600). Stores the descriptor in
+ * *fd and the time waited in *waited_ms. KILN_E_LIMIT when the wait is too
+ * long. */
+enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, long *waited_ms,
+			 struct kiln_err *e);
+/* Release and close a lock taken by mirror_lock (fd < 0: nothing). */
+void mirror_unlock(int fd);
+
+#define MIRROR_MAX_REFSPECS 64
+#define MIRROR_DEFAULT_LOCK_TIMEOUT_S 600
+#define MIRROR_DEFAULT_FETCH_TIMEOUT_S 3600
+#define MIRROR_DEFAULT_MAX_PACKS 32
+#define MIRROR_MAX_FETCH_BYTES (64ULL << 30)
+
+struct mirror_opts {
+	const char *state_dir;
+	const struct ws_url *url;
+	/* The refspecs to fetch into the mirror (at least one). A refspec whose
+	 * source is a 40-hex SHA is fetched by SHA into refs/kiln/, only when
+	 * the object is missing after the other refspecs. */
+	const char *const *refspecs;
+	size_t n_refspecs;
+	/* Objects that must be in the mirror after the fetch. */
+	const git_oid *want;
+	size_t n_want;
+	unsigned lock_timeout_s;  /* 0: MIRROR_DEFAULT_LOCK_TIMEOUT_S */
+	unsigned fetch_timeout_s; /* 0: MIRROR_DEFAULT_FETCH_TIMEOUT_S */
+	unsigned max_packs;       /* repack above this many packs; 0: default */
+};
+
+struct mirror {
+	char path[4096];
+	int lock_fd;              /* -1 when not locked */
+	git_repository *repo;     /* NULL when not open */
+	bool cloned;              /* created by this acquire (else fetched) */
+	bool fetched_by_sha;      /* a want had to be fetched by its SHA */
+	long lock_wait_ms;
+	unsigned max_packs;
+};
+
+#define MIRROR_INIT { .lock_fd = -1 }
+
+/* Lock the mirror of o->url, create it when missing (or when it is not a
+ * usable repository), fetch o->refspecs into it, then fetch any missing want
+ * by its SHA. Fails naming the SHA when a want is still missing. On success
+ * m holds the lock and the open repository until mirror_release(); on
+ * failure m is released. */
+enum kiln_rc mirror_acquire(struct mirror *m, const struct mirror_opts *o, struct kiln_err *e);
+
+/* Housekeeping (drop the refs under refs/kiln/, repack when there are too many packs),
+ * close the repository and unlock. Safe to call twice. */
+void mirror_release(struct mirror *m);
+
+/* Set "what: <libgit2's last error>" in e; returns rc. */
+enum kiln_rc kiln_git_fail(struct kiln_err *e, enum kiln_rc rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Parse 40 hex digits into oid; 0 or -1. */
+int ws_parse_sha(git_oid *oid, const char *hex);
+
+#endif

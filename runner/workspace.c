@@ -1,0 +1,282 @@
+#include "runner/workspace.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <git2.h>
+
+#include "runner/ext4img.h"
+#include "runner/log.h"
+#include "runner/mirror.h"
+#include "runner/paths.h"
+#include "runner/wscheckout.h"
+
+char *ws_redact_url(const char *url, char *out, size_t size)
+{
+	struct ws_url *u = malloc(sizeof(*u));
+	char *ret = NULL;
+
+	if (!u)
+		return NULL;
+	if (ws_url_parse(url, u, NULL) == KILN_OK && strlen(u->redacted) < size) {
+		strcpy(out, u->redacted);
+		ret = out;
+	}
+	ws_url_wipe(u);
+	free(u);
+	return ret;
+}
+
+static long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* A relative path of plain components: no "", ".", ".." or ".git". */
+static bool valid_project_path(const char *p)
+{
+	const char *c = p;
+
+	if (!*p || *p == '/' || strlen(p) > 255)
+		return false;
+	while (*c) {
+		size_t n = strcspn(c, "/");
+
+		if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && strncmp(c, "..", 2) == 0) ||
+		    (n == 4 && strncmp(c, ".git", 4) == 0))
+			return false;
+		c += n;
+		if (*c == '/')
+			c++;
+		if (!*c && c[-1] == '/')
+			return false;
+	}
+	return true;
+}
+
+static enum kiln_rc check_spec(const struct ws_spec *s, struct kiln_err *e)
+{
+	git_oid oid;
+
+	if (!s->state_dir || !*s->state_dir)
+		return kiln_fail(e, KILN_E_INVALID, "workspace: state folder not set");
+	if (!s->url)
+		return kiln_fail(e, KILN_E_INVALID, "workspace: repository URL not set");
+	if (ws_parse_sha(&oid, s->sha) < 0)
+		return kiln_fail(e, KILN_E_INVALID, "workspace: sha '%.64s' is not 40 hex digits",
+				 s->sha ? s->sha : "");
+	if (!s->project_path || !valid_project_path(s->project_path))
+		return kiln_fail(e, KILN_E_INVALID,
+				 "workspace: project path '%.255s' must be relative, without '.', '..' or '.git'",
+				 s->project_path ? s->project_path : "");
+	if (!s->image_path || !*s->image_path)
+		return kiln_fail(e, KILN_E_INVALID, "workspace: image path not set");
+	if (s->n_refspecs > MIRROR_MAX_REFSPECS || (s->n_refspecs && !s->refspecs))
+		return kiln_fail(e, KILN_E_LIMIT, "workspace: %zu refspecs, at most %d", s->n_refspecs,
+				 MIRROR_MAX_REFSPECS);
+	if (s->depth > WS_MAX_DEPTH)
+		return kiln_fail(e, KILN_E_LIMIT, "workspace: depth %u, at most %u", s->depth, WS_MAX_DEPTH);
+	return KILN_OK;
+}
+
+/* Remove the build folders of jobs that died: a live one is flocked. */
+static void sweep_tmp(const char *tmp_dir)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d = opendir(tmp_dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int fd;
+
+		if (strncmp(de->d_name, "ws-", 3) != 0 || !kiln_path_join(path, sizeof(path), tmp_dir, de->d_name))
+			continue;
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			log_debug("workspace: removing %s, left by a job that ended", path);
+			kiln_rm_rf(path);
+		}
+		close(fd);
+	}
+	closedir(d);
+}
+
+/* Make parent folders of path (not path itself) below base. */
+static int mkdir_parents(const char *path)
+{
+	char buf[PATH_MAX];
+	char *slash;
+
+	if (strlen(path) >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(buf, path);
+	slash = strrchr(buf, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	return kiln_mkdir_p(buf);
+}
+
+enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struct kiln_err *e)
+{
+	static const char *const default_specs[] = { WS_DEFAULT_REFSPEC_HEADS, WS_DEFAULT_REFSPEC_TAGS };
+	struct ws_url *url = NULL;
+	struct mirror m = MIRROR_INIT;
+	struct mirror_opts mo;
+	struct wsco_opts co;
+	struct ext4img_stats ist;
+	char tmp_dir[PATH_MAX], tmp[PATH_MAX], work[PATH_MAX];
+	const char *const *specs = spec->n_refspecs ? spec->refspecs : default_specs;
+	size_t n_specs = spec->n_refspecs ? spec->n_refspecs : 2;
+	bool git_up = false;
+	enum kiln_rc rc;
+	git_oid oid;
+	long t0;
+	int tmp_fd = -1;
+
+	memset(res, 0, sizeof(*res));
+	tmp[0] = '\0';
+	rc = check_spec(spec, e);
+	if (rc)
+		return rc;
+	ws_parse_sha(&oid, spec->sha);
+	if (!(url = calloc(1, sizeof(*url))))
+		return kiln_fail(e, KILN_E_NOMEM, "workspace: out of memory");
+	rc = ws_url_parse(spec->url, url, e);
+	if (rc)
+		goto out;
+	if (git_libgit2_init() < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "libgit2 init");
+		goto out;
+	}
+	git_up = true;
+	if (url->kind == WS_URL_SSH && !(git_libgit2_features() & GIT_FEATURE_SSH)) {
+		rc = kiln_fail(e, KILN_E_INVALID, "%s: this libgit2 was built without ssh support; use an https URL",
+			       url->redacted);
+		goto out;
+	}
+	if (!kiln_path_join(tmp_dir, sizeof(tmp_dir), spec->state_dir, "tmp") ||
+	    snprintf(tmp, sizeof(tmp), "%s/ws-XXXXXX", tmp_dir) >= (int)sizeof(tmp)) {
+		tmp[0] = '\0';
+		rc = kiln_fail(e, KILN_E_LIMIT, "workspace: state folder path too long: %s", spec->state_dir);
+		goto out;
+	}
+	if (kiln_mkdir_p(tmp_dir) < 0) {
+		tmp[0] = '\0';
+		rc = kiln_fail_errno(e, "workspace: %s", tmp_dir);
+		goto out;
+	}
+	sweep_tmp(tmp_dir);
+
+	/* 1. The mirror. */
+	memset(&mo, 0, sizeof(mo));
+	mo.state_dir = spec->state_dir;
+	mo.url = url;
+	mo.refspecs = specs;
+	mo.n_refspecs = n_specs;
+	mo.want = &oid;
+	mo.n_want = 1;
+	mo.lock_timeout_s = spec->lock_timeout_s;
+	mo.fetch_timeout_s = spec->fetch_timeout_s;
+	mo.max_packs = spec->mirror_max_packs;
+	t0 = now_ms();
+	rc = mirror_acquire(&m, &mo, e);
+	res->lock_wait_ms = m.lock_wait_ms;
+	res->mirror_cloned = m.cloned;
+	res->fetched_by_sha = m.fetched_by_sha;
+	res->mirror_ms = now_ms() - t0 - m.lock_wait_ms;
+	if (rc) {
+		tmp[0] = '\0';
+		goto out;
+	}
+	log_debug("workspace: %s %s in %ld ms", m.cloned ? "cloned" : "fetched", url->redacted, res->mirror_ms);
+
+	/* 2. The checkout, in a folder of its own that is flocked while alive. */
+	t0 = now_ms();
+	if (!mkdtemp(tmp)) {
+		rc = kiln_fail_errno(e, "workspace: temporary folder under %s", tmp_dir);
+		tmp[0] = '\0';
+		goto out;
+	}
+	tmp_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (tmp_fd < 0 || flock(tmp_fd, LOCK_EX) < 0) {
+		rc = kiln_fail_errno(e, "workspace: lock %s", tmp);
+		goto out;
+	}
+	if (!kiln_path_join(work, sizeof(work), tmp, spec->project_path)) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "workspace: path too long: %s/%s", tmp, spec->project_path);
+		goto out;
+	}
+	if (mkdir_parents(work) < 0) {
+		rc = kiln_fail_errno(e, "workspace: %s", work);
+		goto out;
+	}
+	memset(&co, 0, sizeof(co));
+	co.mirror = m.repo;
+	co.workdir = work;
+	co.origin_url = url->redacted;
+	co.commit = &oid;
+	co.refspecs = specs;
+	co.n_refspecs = n_specs;
+	co.depth = spec->depth;
+	rc = wsco_checkout(&co, e);
+	mirror_release(&m);
+	if (rc)
+		goto out;
+	if (spec->submodules) {
+		rc = wsco_submodules(work, url, &mo, &res->submodules, e);
+		if (rc)
+			goto out;
+	}
+	if (spec->dirty_dir) {
+		rc = wsco_overlay(spec->dirty_dir, work, &res->overlay_files, e);
+		if (rc)
+			goto out;
+	}
+	res->checkout_ms = now_ms() - t0;
+
+	/* 3. The image. */
+	t0 = now_ms();
+	rc = ext4img_build(tmp, spec->image_path, "kiln-ws", spec->max_image_bytes, &ist, e);
+	res->image_ms = now_ms() - t0;
+	res->content_bytes = ist.content_bytes;
+	res->image_bytes = ist.image_bytes;
+	if (rc == KILN_OK)
+		log_debug("workspace: %s at %.12s%s%s: mirror %ld ms, checkout %ld ms, image %ld ms (%llu MiB)",
+			  url->redacted, spec->sha, spec->ref ? " " : "", spec->ref ? spec->ref : "",
+			  res->mirror_ms, res->checkout_ms, res->image_ms,
+			  (unsigned long long)(res->image_bytes >> 20));
+out:
+	mirror_release(&m);
+	if (tmp[0] && kiln_rm_rf(tmp) < 0)
+		log_warn("workspace: cannot remove %s: %s", tmp, strerror(errno));
+	if (tmp_fd >= 0)
+		close(tmp_fd);
+	if (rc && e)
+		ws_url_scrub(url, e->msg, sizeof(e->msg));
+	if (url) {
+		ws_url_wipe(url);
+		free(url);
+	}
+	if (git_up)
+		git_libgit2_shutdown();
+	return rc;
+}

@@ -1,0 +1,78 @@
+/* The job workspace: the job's commit checked out into an ext4 image that
+ * the microVM mounts.
+ *
+ * ws_prepare() updates the mirror of the repository (runner/mirror.h), makes
+ * a normal repository with a working .git at <image root>/<project_path>
+ * (origin = the URL without credentials, HEAD detached at the commit, its own
+ * copy of the objects: no alternates, the guest cannot see the mirror),
+ * optionally shallow, with submodules, with a local working tree's changes
+ * laid over it, and packs it into an image with mke2fs (runner/ext4img.h).
+ * The temporary folder it builds in is always removed.
+ *
+ * Credentials embedded in the URL never reach disk (mirror config, the
+ * checkout's .git/config, FETCH_HEAD, reflogs) nor the log or error
+ * messages. */
+#ifndef KILN_WORKSPACE_H
+#define KILN_WORKSPACE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runner/result.h"
+
+#define WS_DEFAULT_REFSPEC_HEADS "+refs/heads/*:refs/remotes/origin/*"
+#define WS_DEFAULT_REFSPEC_TAGS "+refs/tags/*:refs/tags/*"
+#define WS_MAX_DEPTH 1000000u
+#define WS_MAX_SUBMODULES 256
+#define WS_MAX_SUBMODULE_NESTING 8
+
+struct ws_spec {
+	const char *state_dir;    /* holds mirrors/ and tmp/ (created when missing) */
+	const char *url;          /* may embed credentials (https://user:token@host/...) */
+	const char *sha;          /* the commit, 40 hex digits; required */
+	const char *ref;          /* optional branch or tag name, for messages */
+	const char *const *refspecs; /* optional; default: WS_DEFAULT_REFSPEC_HEADS and
+				      * WS_DEFAULT_REFSPEC_TAGS. "+<sha>:refs/x" works */
+	size_t n_refspecs;
+	unsigned depth;           /* 0: full history; N: the last N commits (shallow) */
+	bool submodules;          /* check out submodules, recursively */
+	const char *project_path; /* "group/project": the checkout's place in the image */
+	const char *image_path;   /* the ext4 image to write (replaced) */
+	const char *dirty_dir;    /* optional: a working tree whose uncommitted and
+				   * untracked (not ignored) files are laid over the
+				   * checkout; files deleted there are deleted too */
+	unsigned lock_timeout_s;  /* mirror lock wait; 0: 600 */
+	unsigned fetch_timeout_s; /* one fetch; 0: 3600 */
+	unsigned mirror_max_packs; /* repack a mirror above this; 0: 32 */
+	uint64_t max_image_bytes; /* 0: EXT4IMG_DEFAULT_MAX_BYTES */
+};
+
+struct ws_result {
+	long lock_wait_ms;        /* waiting for the mirror lock (not in mirror_ms) */
+	long mirror_ms;           /* clone or fetch of the mirror */
+	long checkout_ms;         /* the checkout, submodules and overlay */
+	long image_ms;            /* mke2fs */
+	bool mirror_cloned;       /* the mirror was created (else fetched) */
+	bool fetched_by_sha;      /* the commit had to be fetched by its SHA */
+	unsigned submodules;      /* submodules checked out (all levels) */
+	unsigned overlay_files;   /* files copied or deleted from dirty_dir */
+	uint64_t content_bytes;   /* what the checkout takes */
+	uint64_t image_bytes;     /* the image's apparent size (it is sparse) */
+};
+
+/* Prepare the workspace image described by spec; res gets the timings and
+ * sizes. Errors name the step and the (redacted) URL, path or SHA; a commit
+ * that the server does not have is KILN_E_NOTFOUND naming the SHA. On
+ * failure no image is left at spec->image_path. Safe to call from several
+ * threads or processes at once: jobs on the same repository take turns on
+ * its mirror. */
+enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struct kiln_err *e);
+
+/* Write url without its credentials into out (size bytes): for http(s) the
+ * whole "user:password@" part goes (a user alone is usually a token), for
+ * ssh only ":password"; paths, file:// and scp-like URLs stay as they are.
+ * Returns out, or NULL when url is malformed or the result does not fit. */
+char *ws_redact_url(const char *url, char *out, size_t size);
+
+#endif

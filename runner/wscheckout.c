@@ -1,0 +1,972 @@
+#include "runner/wscheckout.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runner/log.h"
+#include "runner/packwrite.h"
+#include "runner/paths.h"
+#include "runner/workspace.h"
+
+/* ---- copying files ----------------------------------------------------- */
+
+/* Copy the regular file src into a new file dst (mode). */
+static enum kiln_rc copy_file_at(int src_fd, int dst_dir, const char *dst_name, mode_t mode,
+				 const char *what, uint64_t *bytes, struct kiln_err *e)
+{
+	char buf[64 * 1024];
+	enum kiln_rc rc = KILN_OK;
+	int out = openat(dst_dir, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+
+	if (out < 0)
+		return kiln_fail_errno(e, "%s: create", what);
+	for (;;) {
+		ssize_t n = copy_file_range(src_fd, NULL, out, NULL, 1 << 30, 0);
+
+		if (n == 0)
+			break;
+		if (n > 0) {
+			*bytes += (uint64_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+			rc = kiln_fail_errno(e, "%s: copy", what);
+			goto out;
+		}
+		/* copy_file_range refused: plain read/write from here on. */
+		for (;;) {
+			ssize_t r = read(src_fd, buf, sizeof(buf)), w = 0;
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				rc = kiln_fail_errno(e, "%s: read", what);
+				goto out;
+			}
+			if (r == 0)
+				break;
+			while (w < r) {
+				ssize_t k = write(out, buf + w, (size_t)(r - w));
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k < 0) {
+					rc = kiln_fail_errno(e, "%s: write", what);
+					goto out;
+				}
+				w += k;
+			}
+			*bytes += (uint64_t)r;
+		}
+		break;
+	}
+out:
+	close(out);
+	return rc;
+}
+
+/* Hard-link (or copy) the files of the folder src into dst (created). */
+static enum kiln_rc link_dir_files(const char *src, const char *dst, struct kiln_err *e)
+{
+	char sp[PATH_MAX], dp[PATH_MAX];
+	struct dirent *de;
+	enum kiln_rc rc = KILN_OK;
+	uint64_t bytes = 0;
+	DIR *d = opendir(src);
+	int dst_fd = -1;
+
+	if (!d)
+		return kiln_fail_errno(e, "objects folder %s", src);
+	if (mkdir(dst, 0755) < 0 && errno != EEXIST) {
+		rc = kiln_fail_errno(e, "objects folder %s", dst);
+		goto out;
+	}
+	dst_fd = open(dst, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (dst_fd < 0) {
+		rc = kiln_fail_errno(e, "objects folder %s", dst);
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		int in;
+
+		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+			continue;
+		if (!kiln_path_join(sp, sizeof(sp), src, de->d_name) ||
+		    !kiln_path_join(dp, sizeof(dp), dst, de->d_name)) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "object path too long under %s", dst);
+			goto out;
+		}
+		if (link(sp, dp) == 0)
+			continue;
+		if (errno != EXDEV && errno != EPERM && errno != EMLINK) {
+			rc = kiln_fail_errno(e, "link %s to %s", sp, dp);
+			goto out;
+		}
+		in = open(sp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (in < 0) {
+			rc = kiln_fail_errno(e, "object %s", sp);
+			goto out;
+		}
+		rc = copy_file_at(in, dst_fd, de->d_name, 0444, dp, &bytes, e);
+		close(in);
+		if (rc)
+			goto out;
+	}
+out:
+	if (dst_fd >= 0)
+		close(dst_fd);
+	closedir(d);
+	return rc;
+}
+
+static bool is_loose_dir(const char *name)
+{
+	return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
+}
+
+/* Copy a mirror's objects (packs and loose objects, not objects/info: no
+ * alternates) into another repository's objects folder. */
+static enum kiln_rc copy_objects(const char *src_objects, const char *dst_objects, struct kiln_err *e)
+{
+	char sp[PATH_MAX], dp[PATH_MAX];
+	struct dirent *de;
+	enum kiln_rc rc = KILN_OK;
+	DIR *d = opendir(src_objects);
+
+	if (!d)
+		return kiln_fail_errno(e, "mirror objects %s", src_objects);
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, "pack") != 0 && !is_loose_dir(de->d_name))
+			continue;
+		if (!kiln_path_join(sp, sizeof(sp), src_objects, de->d_name) ||
+		    !kiln_path_join(dp, sizeof(dp), dst_objects, de->d_name)) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "object path too long under %s", dst_objects);
+			break;
+		}
+		rc = link_dir_files(sp, dp, e);
+		if (rc)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* ---- shallow history --------------------------------------------------- */
+
+struct shallow {
+	struct oidset commits;   /* within depth, in BFS order */
+	struct oidset objects;   /* everything to pack */
+	git_oid *boundary;       /* commits whose parents are left out */
+	size_t n_boundary;
+};
+
+static int add_tree(git_repository *repo, struct oidset *objs, const git_oid *id, unsigned level)
+{
+	git_tree *tree = NULL;
+	size_t i, n;
+	int r = oidset_add(objs, id);
+
+	if (r <= 0)
+		return r;
+	if (level > 1024) {
+		git_error_set(GIT_ERROR_INVALID, "trees nested more than 1024 deep");
+		return -1;
+	}
+	if (git_tree_lookup(&tree, repo, id) < 0)
+		return -1;
+	n = git_tree_entrycount(tree);
+	for (i = 0; i < n && r >= 0; i++) {
+		const git_tree_entry *te = git_tree_entry_byindex(tree, i);
+
+		switch (git_tree_entry_type(te)) {
+		case GIT_OBJECT_TREE:
+			r = add_tree(repo, objs, git_tree_entry_id(te), level + 1);
+			break;
+		case GIT_OBJECT_BLOB:
+			r = oidset_add(objs, git_tree_entry_id(te));
+			break;
+		default: /* a gitlink: the submodule's commit is not ours */
+			break;
+		}
+	}
+	git_tree_free(tree);
+	if (r < 0 && errno == E2BIG)
+		git_error_set(GIT_ERROR_INVALID, "more than %d objects", WSCO_MAX_SHALLOW_OBJECTS);
+	return r < 0 ? -1 : 0;
+}
+
+/* The commits within depth of tip (breadth first, so each gets its least
+ * distance, as git's upload-pack does) and their trees. */
+static enum kiln_rc shallow_walk(git_repository *repo, const git_oid *tip, unsigned depth,
+				 struct shallow *s, struct kiln_err *e)
+{
+	unsigned *dist = NULL;
+	size_t dist_cap = 0, i, boundary_cap = 0;
+	enum kiln_rc rc = KILN_OK;
+
+	dist_cap = 1024;
+	if (!(dist = malloc(dist_cap * sizeof(*dist))) || oidset_add(&s->commits, tip) < 0) {
+		free(dist);
+		return kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
+	}
+	dist[0] = 0;
+	for (i = 0; i < s->commits.n; i++) {
+		git_commit *c = NULL;
+		unsigned d, p, np;
+
+		d = dist[i];
+		if (git_commit_lookup(&c, repo, &s->commits.list[i]) < 0) {
+			rc = kiln_git_fail(e, KILN_E_IO, "shallow history");
+			goto out;
+		}
+		if (add_tree(repo, &s->objects, git_commit_tree_id(c), 0) < 0 ||
+		    oidset_add(&s->objects, &s->commits.list[i]) < 0) {
+			git_commit_free(c);
+			rc = kiln_git_fail(e, KILN_E_LIMIT, "shallow history");
+			goto out;
+		}
+		np = git_commit_parentcount(c);
+		if (d + 1 >= depth) {
+			if (np > 0) {
+				if (s->n_boundary == boundary_cap) {
+					size_t ncap = boundary_cap ? boundary_cap * 2 : 16;
+					git_oid *nb = realloc(s->boundary, ncap * sizeof(*nb));
+
+					if (!nb) {
+						git_commit_free(c);
+						rc = kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
+						goto out;
+					}
+					s->boundary = nb;
+					boundary_cap = ncap;
+				}
+				s->boundary[s->n_boundary++] = s->commits.list[i];
+			}
+			git_commit_free(c);
+			continue;
+		}
+		for (p = 0; p < np; p++) {
+			int r = oidset_add(&s->commits, git_commit_parent_id(c, p));
+
+			if (r < 0) {
+				git_commit_free(c);
+				rc = kiln_fail(e, KILN_E_LIMIT, "shallow history: too many commits");
+				goto out;
+			}
+			if (r == 1) {
+				size_t k = s->commits.n - 1;
+
+				if (k >= dist_cap) {
+					size_t ncap = dist_cap * 2;
+					unsigned *nd = realloc(dist, ncap * sizeof(*nd));
+
+					if (!nd) {
+						git_commit_free(c);
+						rc = kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
+						goto out;
+					}
+					dist = nd;
+					dist_cap = ncap;
+				}
+				dist[k] = d + 1;
+			}
+		}
+		git_commit_free(c);
+	}
+out:
+	free(dist);
+	return rc;
+}
+
+static int cmp_oid(const void *a, const void *b)
+{
+	return git_oid_cmp(a, b);
+}
+
+static enum kiln_rc write_shallow_file(const char *gitdir, git_oid *boundary, size_t n,
+				       struct kiln_err *e)
+{
+	char path[PATH_MAX], hex[GIT_OID_HEXSZ + 1];
+	enum kiln_rc rc = KILN_OK;
+	size_t i;
+	FILE *f;
+
+	if (n == 0)
+		return KILN_OK; /* the whole history fits in depth: not shallow */
+	qsort(boundary, n, sizeof(*boundary), cmp_oid);
+	if (!kiln_path_join(path, sizeof(path), gitdir, "shallow"))
+		return kiln_fail(e, KILN_E_LIMIT, "path too long: %s", gitdir);
+	if (!(f = fopen(path, "we")))
+		return kiln_fail_errno(e, "%s", path);
+	for (i = 0; i < n; i++)
+		fprintf(f, "%s\n", git_oid_tostr(hex, sizeof(hex), &boundary[i]));
+	if (fclose(f) != 0)
+		rc = kiln_fail_errno(e, "%s", path);
+	return rc;
+}
+
+/* ---- refs -------------------------------------------------------------- */
+
+struct refent {
+	char *name;
+	git_oid oid;
+	git_oid peeled;
+	bool has_peeled;
+};
+
+struct reflist {
+	struct refent *v;
+	size_t n, cap;
+};
+
+static void reflist_free(struct reflist *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		free(l->v[i].name);
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+static int reflist_add(struct reflist *l, const char *name, const git_oid *oid, const git_oid *peeled)
+{
+	struct refent *r;
+
+	if (l->n >= WSCO_MAX_REFS) {
+		git_error_set(GIT_ERROR_INVALID, "more than %d refs", WSCO_MAX_REFS);
+		return -1;
+	}
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		struct refent *nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			git_error_set_oom();
+			return -1;
+		}
+		l->v = nv;
+		l->cap = ncap;
+	}
+	r = &l->v[l->n];
+	if (!(r->name = strdup(name))) {
+		git_error_set_oom();
+		return -1;
+	}
+	r->oid = *oid;
+	r->has_peeled = peeled != NULL;
+	if (peeled)
+		r->peeled = *peeled;
+	l->n++;
+	return 0;
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+	return strcmp(((const struct refent *)a)->name, ((const struct refent *)b)->name);
+}
+
+/* Add the tag objects from id down to its first non-tag target to objs. */
+static int add_tag_chain(git_repository *repo, struct oidset *objs, const git_oid *id)
+{
+	git_oid cur = *id;
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		git_tag *tag = NULL;
+
+		if (git_tag_lookup(&tag, repo, &cur) < 0) {
+			git_error_clear();
+			return 0;
+		}
+		if (oidset_add(objs, &cur) < 0) {
+			git_tag_free(tag);
+			return -1;
+		}
+		cur = *git_tag_target_id(tag);
+		git_tag_free(tag);
+	}
+	return 0;
+}
+
+/* The refs of the checkout: mirror refs matched by a refspec's destination,
+ * and the destinations of "<sha>:<ref>" refspecs. With s (shallow), only
+ * those whose commit is in s->commits; their tag objects join s->objects. */
+static enum kiln_rc collect_refs(const struct wsco_opts *o, struct shallow *s, struct reflist *out,
+				 struct kiln_err *e)
+{
+	git_reference_iterator *it = NULL;
+	git_refspec *specs[MIRROR_MAX_REFSPECS] = { NULL };
+	bool by_sha[MIRROR_MAX_REFSPECS];
+	git_reference *ref = NULL;
+	git_odb *odb = NULL;
+	enum kiln_rc rc = KILN_OK;
+	size_t i, n = o->n_refspecs, w;
+	int err;
+
+	if (n > MIRROR_MAX_REFSPECS)
+		return kiln_fail(e, KILN_E_LIMIT, "more than %d refspecs", MIRROR_MAX_REFSPECS);
+	if (git_repository_odb(&odb, o->mirror) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror objects");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		const char *dst;
+		git_oid oid;
+
+		if (git_refspec_parse(&specs[i], o->refspecs[i], 1) < 0) {
+			rc = kiln_git_fail(e, KILN_E_INVALID, "refspec '%s'", o->refspecs[i]);
+			goto out;
+		}
+		by_sha[i] = ws_parse_sha(&oid, git_refspec_src(specs[i])) == 0;
+		dst = git_refspec_dst(specs[i]);
+		if (!by_sha[i] || !dst || strncmp(dst, "refs/", 5) != 0)
+			continue;
+		if ((s && !oidset_has(&s->commits, &oid)) || git_odb_exists(odb, &oid) != 1)
+			continue;
+		if (reflist_add(out, dst, &oid, NULL) < 0) {
+			rc = kiln_git_fail(e, KILN_E_LIMIT, "checkout refs");
+			goto out;
+		}
+	}
+	if (git_reference_iterator_new(&it, o->mirror) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror refs");
+		goto out;
+	}
+	while ((err = git_reference_next(&ref, it)) == 0) {
+		const char *name = git_reference_name(ref);
+		const git_oid *target = git_reference_target(ref);
+		git_object *peeled = NULL;
+		git_oid pid;
+		bool match = false, tagged = false;
+
+		for (i = 0; i < n && !match; i++)
+			match = !by_sha[i] && git_refspec_dst_matches(specs[i], name);
+		if (!match || !target || strncmp(name, "refs/kiln/", 10) == 0)
+			goto next;
+		pid = *target;
+		if (git_reference_peel(&peeled, ref, GIT_OBJECT_ANY) == 0) {
+			pid = *git_object_id(peeled);
+			tagged = !git_oid_equal(&pid, target);
+		}
+		git_error_clear();
+		if (s) {
+			if (!peeled || git_object_type(peeled) != GIT_OBJECT_COMMIT ||
+			    !oidset_has(&s->commits, &pid))
+				goto next;
+			if (tagged && add_tag_chain(o->mirror, &s->objects, target) < 0) {
+				rc = kiln_git_fail(e, KILN_E_LIMIT, "shallow history");
+				git_object_free(peeled);
+				git_reference_free(ref);
+				goto out;
+			}
+		}
+		if (reflist_add(out, name, target, tagged ? &pid : NULL) < 0) {
+			rc = kiln_git_fail(e, KILN_E_LIMIT, "checkout refs");
+			git_object_free(peeled);
+			git_reference_free(ref);
+			goto out;
+		}
+next:
+		git_object_free(peeled);
+		git_reference_free(ref);
+	}
+	if (err != GIT_ITEROVER) {
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror refs");
+		goto out;
+	}
+	qsort(out->v, out->n, sizeof(*out->v), cmp_ref);
+	for (i = w = 0; i < out->n; i++) {
+		if (w > 0 && strcmp(out->v[w - 1].name, out->v[i].name) == 0)
+			free(out->v[i].name);
+		else
+			out->v[w++] = out->v[i];
+	}
+	out->n = w;
+out:
+	for (i = 0; i < n; i++)
+		git_refspec_free(specs[i]);
+	git_reference_iterator_free(it);
+	git_odb_free(odb);
+	return rc;
+}
+
+static enum kiln_rc write_packed_refs(const char *gitdir, const struct reflist *l, struct kiln_err *e)
+{
+	char path[PATH_MAX], hex[GIT_OID_HEXSZ + 1];
+	enum kiln_rc rc = KILN_OK;
+	size_t i;
+	FILE *f;
+
+	if (!kiln_path_join(path, sizeof(path), gitdir, "packed-refs"))
+		return kiln_fail(e, KILN_E_LIMIT, "path too long: %s", gitdir);
+	if (!(f = fopen(path, "we")))
+		return kiln_fail_errno(e, "%s", path);
+	fputs("# pack-refs with: peeled fully-peeled sorted \n", f);
+	for (i = 0; i < l->n; i++) {
+		fprintf(f, "%s %s\n", git_oid_tostr(hex, sizeof(hex), &l->v[i].oid), l->v[i].name);
+		if (l->v[i].has_peeled)
+			fprintf(f, "^%s\n", git_oid_tostr(hex, sizeof(hex), &l->v[i].peeled));
+	}
+	if (fclose(f) != 0)
+		rc = kiln_fail_errno(e, "%s", path);
+	return rc;
+}
+
+/* ---- checkout ---------------------------------------------------------- */
+
+static enum kiln_rc set_origin(git_repository *repo, const struct wsco_opts *o, struct kiln_err *e)
+{
+	git_remote_create_options ro;
+	git_remote *remote = NULL;
+	size_t i, added = 0;
+
+	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	ro.repository = repo;
+	ro.name = "origin";
+	ro.flags = GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	if (git_remote_create_with_opts(&remote, o->origin_url, &ro) < 0)
+		return kiln_git_fail(e, KILN_E_IO, "checkout %s: add origin", o->workdir);
+	git_remote_free(remote);
+	for (i = 0; i < o->n_refspecs; i++) {
+		git_refspec *rs = NULL;
+		git_oid oid;
+		bool sha;
+
+		if (git_refspec_parse(&rs, o->refspecs[i], 1) < 0)
+			return kiln_git_fail(e, KILN_E_INVALID, "refspec '%s'", o->refspecs[i]);
+		sha = ws_parse_sha(&oid, git_refspec_src(rs)) == 0;
+		git_refspec_free(rs);
+		if (sha)
+			continue; /* one-off: not a fetch spec for later */
+		if (git_remote_add_fetch(repo, "origin", o->refspecs[i]) < 0)
+			return kiln_git_fail(e, KILN_E_IO, "checkout %s: origin fetch spec", o->workdir);
+		added++;
+	}
+	if (added == 0 && git_remote_add_fetch(repo, "origin", WS_DEFAULT_REFSPEC_HEADS) < 0)
+		return kiln_git_fail(e, KILN_E_IO, "checkout %s: origin fetch spec", o->workdir);
+	return KILN_OK;
+}
+
+enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
+{
+	git_repository_init_options io;
+	git_checkout_options co;
+	git_repository *repo = NULL;
+	git_odb *odb = NULL;
+	struct shallow s;
+	struct reflist refs = { 0 };
+	char gitdir[PATH_MAX], objects[PATH_MAX], pack_dir[PATH_MAX], src_objects[PATH_MAX];
+	enum kiln_rc rc = KILN_OK;
+
+	memset(&s, 0, sizeof(s));
+	oidset_init(&s.commits, WSCO_MAX_SHALLOW_OBJECTS);
+	oidset_init(&s.objects, WSCO_MAX_SHALLOW_OBJECTS);
+	git_repository_init_options_init(&io, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+	io.flags = GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
+	if (git_repository_init_ext(&repo, o->workdir, &io) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "checkout %s: init", o->workdir);
+		goto out;
+	}
+	snprintf(gitdir, sizeof(gitdir), "%s", git_repository_path(repo));
+	git_repository_free(repo);
+	repo = NULL;
+	if (!kiln_path_join(objects, sizeof(objects), gitdir, "objects") ||
+	    !kiln_path_join(pack_dir, sizeof(pack_dir), objects, "pack") ||
+	    !kiln_path_join(src_objects, sizeof(src_objects), git_repository_path(o->mirror), "objects")) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "checkout %s: path too long", o->workdir);
+		goto out;
+	}
+	if (o->depth == 0) {
+		rc = copy_objects(src_objects, objects, e);
+		if (rc == KILN_OK)
+			rc = collect_refs(o, NULL, &refs, e);
+	} else {
+		rc = shallow_walk(o->mirror, o->commit, o->depth, &s, e);
+		if (rc == KILN_OK)
+			rc = collect_refs(o, &s, &refs, e);
+		if (rc == KILN_OK && git_repository_odb(&odb, o->mirror) < 0)
+			rc = kiln_git_fail(e, KILN_E_IO, "mirror objects");
+		if (rc == KILN_OK)
+			rc = pack_write(odb, &s.objects, pack_dir, e);
+		if (rc == KILN_OK)
+			rc = write_shallow_file(gitdir, s.boundary, s.n_boundary, e);
+	}
+	if (rc == KILN_OK)
+		rc = write_packed_refs(gitdir, &refs, e);
+	if (rc)
+		goto out;
+	if (git_repository_open(&repo, o->workdir) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "checkout %s: open", o->workdir);
+		goto out;
+	}
+	rc = set_origin(repo, o, e);
+	if (rc)
+		goto out;
+	git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
+	co.checkout_strategy = GIT_CHECKOUT_FORCE;
+	if (git_repository_set_head_detached(repo, o->commit) < 0 || git_checkout_head(repo, &co) < 0) {
+		char hex[GIT_OID_HEXSZ + 1];
+		rc = kiln_git_fail(e, KILN_E_IO, "checkout of %s into %s",
+				   git_oid_tostr(hex, sizeof(hex), o->commit), o->workdir);
+	}
+out:
+	reflist_free(&refs);
+	oidset_free(&s.commits);
+	oidset_free(&s.objects);
+	free(s.boundary);
+	git_odb_free(odb);
+	git_repository_free(repo);
+	return rc;
+}
+
+/* ---- submodules -------------------------------------------------------- */
+
+struct names {
+	char *v[WS_MAX_SUBMODULES];
+	size_t n;
+	bool overflow;
+};
+
+static int collect_name(git_submodule *sm, const char *name, void *payload)
+{
+	struct names *l = payload;
+
+	(void)sm;
+	if (l->n >= WS_MAX_SUBMODULES) {
+		l->overflow = true;
+		return 1;
+	}
+	if (!(l->v[l->n] = strdup(name))) {
+		git_error_set_oom();
+		return -1;
+	}
+	l->n++;
+	return 0;
+}
+
+/* Remove what names the mirror's host path in a submodule's git folder. */
+static void forget_clone_source(git_repository *sub)
+{
+	char path[PATH_MAX];
+
+	if (kiln_path_join(path, sizeof(path), git_repository_path(sub), "FETCH_HEAD"))
+		unlink(path);
+	if (kiln_path_join(path, sizeof(path), git_repository_path(sub), "logs"))
+		kiln_rm_rf(path);
+}
+
+static enum kiln_rc update_one(git_repository *repo, const char *name, const struct ws_url *parent,
+			       const struct mirror_opts *base, unsigned level, unsigned *count,
+			       struct kiln_err *e);
+
+static enum kiln_rc update_all(git_repository *repo, const struct ws_url *parent,
+			       const struct mirror_opts *base, unsigned level, unsigned *count,
+			       struct kiln_err *e)
+{
+	struct names l = { .n = 0 };
+	enum kiln_rc rc = KILN_OK;
+	size_t i;
+	int err = git_submodule_foreach(repo, collect_name, &l);
+
+	if (err < 0 && !l.overflow) {
+		rc = kiln_git_fail(e, KILN_E_IO, "submodules of %s", git_repository_workdir(repo));
+		goto out;
+	}
+	if (l.overflow || *count + l.n > WS_MAX_SUBMODULES) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "more than %d submodules", WS_MAX_SUBMODULES);
+		goto out;
+	}
+	if (l.n > 0 && level >= WS_MAX_SUBMODULE_NESTING) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "submodules nested more than %d deep (at %s)",
+			       WS_MAX_SUBMODULE_NESTING, git_repository_workdir(repo));
+		goto out;
+	}
+	for (i = 0; i < l.n && rc == KILN_OK; i++)
+		rc = update_one(repo, l.v[i], parent, base, level, count, e);
+out:
+	for (i = 0; i < l.n; i++)
+		free(l.v[i]);
+	return rc;
+}
+
+static enum kiln_rc update_one(git_repository *repo, const char *name, const struct ws_url *parent,
+			       const struct mirror_opts *base, unsigned level, unsigned *count,
+			       struct kiln_err *e)
+{
+	static const char *const sub_specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
+	struct ws_url *su = NULL;
+	struct mirror m = MIRROR_INIT;
+	struct mirror_opts mo = *base;
+	git_submodule_update_options uo;
+	git_submodule *sm = NULL;
+	git_repository *sub = NULL;
+	git_config *cfg = NULL;
+	git_buf resolved = { 0 };
+	char key[512];
+	git_oid want;
+	enum kiln_rc rc = KILN_OK;
+
+	if (snprintf(key, sizeof(key), "submodule.%s.url", name) >= (int)sizeof(key))
+		return kiln_fail(e, KILN_E_LIMIT, "submodule name too long: %.64s...", name);
+	if (!(su = calloc(1, sizeof(*su))))
+		return kiln_fail(e, KILN_E_NOMEM, "submodule %s: out of memory", name);
+	if (git_submodule_lookup(&sm, repo, name) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "submodule %s", name);
+		goto out;
+	}
+	if (git_submodule_update_strategy(sm) == GIT_SUBMODULE_UPDATE_NONE || !git_submodule_head_id(sm))
+		goto out; /* update = none, or not in the commit */
+	want = *git_submodule_head_id(sm);
+	if (!git_submodule_url(sm)) {
+		rc = kiln_fail(e, KILN_E_INVALID, "submodule %s has no url in .gitmodules", name);
+		goto out;
+	}
+	if (git_submodule_resolve_url(&resolved, repo, git_submodule_url(sm)) < 0) {
+		rc = kiln_git_fail(e, KILN_E_INVALID, "submodule %s: url", name);
+		goto out;
+	}
+	rc = ws_url_parse(resolved.ptr, su, e);
+	if (rc)
+		goto out;
+	ws_url_inherit(su, parent);
+	mo.url = su;
+	mo.refspecs = sub_specs;
+	mo.n_refspecs = 2;
+	mo.want = &want;
+	mo.n_want = 1;
+	rc = mirror_acquire(&m, &mo, e);
+	if (rc)
+		goto out;
+	/* Update from the mirror: point the submodule's url at it, clone (hard
+	 * links, no alternates), then put the real (redacted) URL back. */
+	if (git_submodule_init(sm, 1) < 0 || git_repository_config(&cfg, repo) < 0 ||
+	    git_config_set_string(cfg, key, m.path) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "submodule %s: init", name);
+		goto out;
+	}
+	git_submodule_free(sm);
+	sm = NULL;
+	git_submodule_update_options_init(&uo, GIT_SUBMODULE_UPDATE_OPTIONS_VERSION);
+	uo.checkout_opts.checkout_strategy = GIT_CHECKOUT_FORCE;
+	uo.allow_fetch = 0;
+	if (git_submodule_lookup(&sm, repo, name) < 0 || git_submodule_update(sm, 0, &uo) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "submodule %s (%s)", name, su->redacted);
+		goto out;
+	}
+	mirror_release(&m);
+	if (git_config_set_string(cfg, key, su->redacted) < 0 || git_submodule_open(&sub, sm) < 0 ||
+	    git_remote_set_url(sub, "origin", su->redacted) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "submodule %s: config", name);
+		goto out;
+	}
+	forget_clone_source(sub);
+	(*count)++;
+	log_debug("workspace: submodule %s (%s) checked out", name, su->redacted);
+	rc = update_all(sub, su, base, level + 1, count, e);
+out:
+	mirror_release(&m);
+	git_repository_free(sub);
+	git_config_free(cfg);
+	git_submodule_free(sm);
+	git_buf_dispose(&resolved);
+	if (su) {
+		ws_url_wipe(su);
+		free(su);
+	}
+	return rc;
+}
+
+enum kiln_rc wsco_submodules(const char *workdir, const struct ws_url *parent,
+			     const struct mirror_opts *base, unsigned *count, struct kiln_err *e)
+{
+	git_repository *repo = NULL;
+	enum kiln_rc rc;
+
+	*count = 0;
+	if (git_repository_open(&repo, workdir) < 0)
+		return kiln_git_fail(e, KILN_E_IO, "checkout %s", workdir);
+	rc = update_all(repo, parent, base, 0, count, e);
+	git_repository_free(repo);
+	return rc;
+}
+
+/* ---- overlay ----------------------------------------------------------- */
+
+/* Open the folder that holds the last component of rel, below root,
+ * without following symbolic links. With create, missing folders are made
+ * and non-folders in the way replaced; without, a missing one gives -1 with
+ * errno ENOENT. The last component goes to *leaf (pointing into buf). */
+static int open_parent_beneath(int root, const char *rel, char *buf, size_t size, bool create,
+			       const char **leaf)
+{
+	char *comp, *slash;
+	int cur;
+
+	if (strlen(rel) >= size) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(buf, rel);
+	cur = fcntl(root, F_DUPFD_CLOEXEC, 0);
+	for (comp = buf; cur >= 0 && (slash = strchr(comp, '/')); comp = slash + 1) {
+		int next;
+
+		*slash = '\0';
+		if (!*comp || strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0 || strcmp(comp, ".git") == 0) {
+			close(cur);
+			errno = EINVAL;
+			return -1;
+		}
+		next = openat(cur, comp, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC);
+		if (next < 0 && create && (errno == ENOTDIR || errno == ELOOP)) {
+			unlinkat(cur, comp, 0);
+			errno = ENOENT;
+		}
+		if (next < 0 && create && errno == ENOENT && mkdirat(cur, comp, 0755) == 0)
+			next = openat(cur, comp, O_DIRECTORY | O_NOFOLLOW | O_RDONLY | O_CLOEXEC);
+		close(cur);
+		cur = next;
+	}
+	if (cur >= 0 && (!*comp || strcmp(comp, ".") == 0 || strcmp(comp, "..") == 0 ||
+			 strcmp(comp, ".git") == 0)) {
+		close(cur);
+		errno = EINVAL;
+		return -1;
+	}
+	*leaf = comp;
+	return cur;
+}
+
+/* Remove leaf (a file, link or whole folder) from dir; path names it. */
+static int remove_at(int dir, const char *leaf, const char *path)
+{
+	struct stat st;
+
+	if (fstatat(dir, leaf, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (S_ISDIR(st.st_mode))
+		return kiln_rm_rf(path);
+	return unlinkat(dir, leaf, 0);
+}
+
+static enum kiln_rc overlay_one(const char *dirty_dir, const char *workdir, int root, const char *rel,
+				uint64_t *bytes, struct kiln_err *e)
+{
+	char src[PATH_MAX], dst[PATH_MAX], buf[PATH_MAX], target[PATH_MAX];
+	const char *leaf = NULL;
+	struct stat st;
+	enum kiln_rc rc = KILN_OK;
+	bool present;
+	int dir = -1, in = -1;
+	ssize_t n;
+
+	if (!kiln_path_join(src, sizeof(src), dirty_dir, rel) || !kiln_path_join(dst, sizeof(dst), workdir, rel))
+		return kiln_fail(e, KILN_E_LIMIT, "overlay: path too long: %s", rel);
+	present = lstat(src, &st) == 0;
+	if (!present && errno != ENOENT)
+		return kiln_fail_errno(e, "overlay: %s", src);
+	if (present && S_ISDIR(st.st_mode))
+		return KILN_OK; /* its files come as their own entries */
+	dir = open_parent_beneath(root, rel, buf, sizeof(buf), present, &leaf);
+	if (dir < 0) {
+		if (!present && (errno == ENOENT || errno == ENOTDIR || errno == ELOOP))
+			return KILN_OK; /* deleted there, absent here */
+		return kiln_fail_errno(e, "overlay: %s", dst);
+	}
+	if (remove_at(dir, leaf, dst) < 0) {
+		rc = kiln_fail_errno(e, "overlay: remove %s", dst);
+		goto out;
+	}
+	if (!present)
+		goto out;
+	if (S_ISLNK(st.st_mode)) {
+		n = readlink(src, target, sizeof(target) - 1);
+		if (n < 0) {
+			rc = kiln_fail_errno(e, "overlay: readlink %s", src);
+			goto out;
+		}
+		target[n] = '\0';
+		if (symlinkat(target, dir, leaf) < 0)
+			rc = kiln_fail_errno(e, "overlay: symlink %s", dst);
+	} else if (S_ISREG(st.st_mode)) {
+		in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (in < 0) {
+			rc = kiln_fail_errno(e, "overlay: %s", src);
+			goto out;
+		}
+		rc = copy_file_at(in, dir, leaf, st.st_mode & 0777, dst, bytes, e);
+		if (rc == KILN_OK && *bytes > WSCO_MAX_OVERLAY_BYTES)
+			rc = kiln_fail(e, KILN_E_LIMIT, "overlay of %s: more than %llu bytes", dirty_dir,
+				       (unsigned long long)WSCO_MAX_OVERLAY_BYTES);
+	}
+	/* Sockets, fifos and devices are left out. */
+out:
+	if (in >= 0)
+		close(in);
+	close(dir);
+	return rc;
+}
+
+enum kiln_rc wsco_overlay(const char *dirty_dir, const char *workdir, unsigned *count,
+			  struct kiln_err *e)
+{
+	git_repository *repo = NULL;
+	git_status_list *list = NULL;
+	git_status_options so;
+	enum kiln_rc rc = KILN_OK;
+	uint64_t bytes = 0;
+	size_t i, n;
+	int root = -1;
+
+	*count = 0;
+	if (git_repository_open(&repo, dirty_dir) < 0 || git_repository_is_bare(repo)) {
+		rc = kiln_git_fail(e, KILN_E_INVALID, "dirty tree %s is not the top of a git working tree",
+				   dirty_dir);
+		goto out;
+	}
+	git_status_options_init(&so, GIT_STATUS_OPTIONS_VERSION);
+	so.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
+	so.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS |
+		   GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
+	if (git_status_list_new(&list, repo, &so) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "dirty tree %s: status", dirty_dir);
+		goto out;
+	}
+	n = git_status_list_entrycount(list);
+	if (n > WSCO_MAX_OVERLAY_FILES) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "dirty tree %s has %zu changed files, more than %d",
+			       dirty_dir, n, WSCO_MAX_OVERLAY_FILES);
+		goto out;
+	}
+	root = open(workdir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (root < 0) {
+		rc = kiln_fail_errno(e, "overlay: %s", workdir);
+		goto out;
+	}
+	for (i = 0; i < n && rc == KILN_OK; i++) {
+		const git_status_entry *se = git_status_byindex(list, i);
+		const git_diff_delta *d = se->index_to_workdir ? se->index_to_workdir : se->head_to_index;
+		const char *rel;
+
+		if (!d)
+			continue;
+		rel = d->new_file.path ? d->new_file.path : d->old_file.path;
+		rc = overlay_one(dirty_dir, workdir, root, rel, &bytes, e);
+		(*count)++;
+	}
+out:
+	if (root >= 0)
+		close(root);
+	git_status_list_free(list);
+	git_repository_free(repo);
+	return rc;
+}

@@ -1,0 +1,58 @@
+/* jobnet-driver: runner/jobnet's calls as commands, for tests/jobnet.sh
+ * (which runs it inside tests/kvm-sandbox: it changes the network).
+ *   setup STATE JOB     set up JOB's network, print it as KEY=VALUE lines
+ *   hold STATE JOB      the same, then sleep until killed (owning the slot)
+ *   teardown STATE JOB  tear down the network that JOB holds (none: no-op)
+ *   sweep STATE         remove what dead owners left
+ * Exit status 0, 1 on failure (one line on stderr), 2 on bad usage. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runner/jobnet.h"
+#include "runner/log.h"
+
+static void print(const struct jobnet *n)
+{
+	printf("SLOT=%u\nTAP=%s\nHOST_IP=%s\nGUEST_IP=%s\nPREFIX=%d\nGATEWAY=%s\nMAC=%s\nDNS=%s\n"
+	       "CMDLINE='%s'\nSLOT_FILE=%s\nOWNER=%d\n",
+	       n->slot, n->tap, n->host_ip, n->guest_ip, n->prefix, n->gateway, n->mac, n->dns,
+	       n->cmdline, n->slot_file, (int)n->owner);
+	fflush(stdout);
+}
+
+int main(int argc, char **argv)
+{
+	struct kiln_err e = { 0 };
+	struct jobnet n;
+	const char *verb = argc > 1 ? argv[1] : "";
+	enum kiln_rc rc;
+
+	kiln_log_set_level(KILN_LOG_DEBUG);
+	if ((strcmp(verb, "setup") == 0 || strcmp(verb, "hold") == 0) && argc == 4) {
+		rc = jobnet_setup(argv[2], argv[3], &n, &e);
+		if (rc == KILN_OK) {
+			print(&n);
+			while (strcmp(verb, "hold") == 0)
+				pause();
+		}
+	} else if (strcmp(verb, "teardown") == 0 && argc == 4) {
+		rc = jobnet_lookup(argv[2], argv[3], &n, &e);
+		if (rc == KILN_E_NOTFOUND) { /* torn down before: nothing to do */
+			fprintf(stderr, "jobnet-driver: %s\n", e.msg);
+			rc = KILN_OK;
+		} else if (rc == KILN_OK) {
+			jobnet_teardown(&n);
+		}
+	} else if (strcmp(verb, "sweep") == 0 && argc == 3) {
+		rc = jobnet_sweep(argv[2], &e);
+	} else {
+		fprintf(stderr, "usage: jobnet-driver setup|hold|teardown STATE JOB | sweep STATE\n");
+		return 2;
+	}
+	if (rc != KILN_OK) {
+		fprintf(stderr, "jobnet-driver: %s: %s\n", verb, e.msg);
+		return 1;
+	}
+	return 0;
+}

@@ -1,0 +1,404 @@
+#!/bin/sh
+# jobnet.sh: runner/jobnet end to end, inside tests/kvm-sandbox (it changes
+# the network: taps, nftables, forwarding, namespaces).  Automake test (run
+# with $SHELL, plain POSIX sh); exit 77 skips when KILN_SKIP_VM_TESTS is set
+# or the sandbox image, qemu or tests/jobnet-driver is missing.
+#
+# In the sandbox, with KILN_JOBNET_TEST_VETH=1 (a job's "tap" is a veth whose
+# far end is eth0 in a namespace named after the job: a stand-in guest):
+#   outside   namespace behind veth kx-out (198.18.0.0/24, the sandbox's
+#             default route) with a TCP service
+#   ctl       namespace behind veth kx-ctl (192.168.77.0/24), not a kiln
+#             interface: the control that shows the host services answer
+#   job-1/2   two jobs from `jobnet-driver hold`
+# and checks NAT to the outside, no way from a job to any host address
+# (the tap's, another job's, the outside veth's, one on lo, 127.0.0.1,
+# DNAT to a "published" port), no way to the other job, no spoofed source;
+# then teardown, and sweep after kill -9 (sparing a live job).
+set -eu
+
+: "${top_srcdir:?top_srcdir is not set (run from make check)}"
+: "${top_builddir:?top_builddir is not set (run from make check)}"
+
+driver=$top_builddir/tests/jobnet-driver
+
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+
+if [ "${1:-}" != --inside ]; then
+	[ -z "${KILN_SKIP_VM_TESTS:-}" ] || skip "KILN_SKIP_VM_TESTS is set"
+	images=${KILN_IMAGES_DIR:-/var/lib/kiln/images}/sandbox
+	if [ ! -f "$images/vmlinuz" ] || [ ! -f "$images/initrd.img" ]; then
+		skip "no sandbox image in $images (build it: kiln images build sandbox)"
+	fi
+	command -v "${KILN_QEMU:-qemu-system-x86_64}" >/dev/null 2>&1 ||
+		skip "${KILN_QEMU:-qemu-system-x86_64} not found"
+	[ -x "$driver" ] || skip "$driver is not built"
+	log=$(mktemp) || { echo "FAIL: cannot create a temporary file"; exit 1; }
+	trap 'rm -f "$log"' EXIT
+	rc=0
+	"$top_srcdir/tests/kvm-sandbox" --timeout 400 --env top_srcdir --env top_builddir -- \
+		/bin/sh "$top_srcdir/tests/jobnet.sh" --inside >"$log" 2>&1 || rc=$?
+	cat "$log"
+	case $rc in
+	0) echo "PASS: jobnet end to end in the sandbox" ;;
+	77) skip "kvm-sandbox could not run (see above)" ;;
+	124) echo "FAIL: the sandbox timed out"; exit 1 ;;
+	*) echo "FAIL: jobnet.sh --inside exited with $rc"; exit 1 ;;
+	esac
+	exit 0
+fi
+
+# --- inside the sandbox ---------------------------------------------------
+[ "$(id -u)" = 0 ] || { echo "FAIL: not root inside the sandbox"; exit 1; }
+[ -n "${KILN_SANDBOX_OUT:-}" ] || { echo "FAIL: --inside outside tests/kvm-sandbox"; exit 1; }
+
+S=$(mktemp -d /tmp/jobnet.XXXXXX)
+export KILN_JOBNET_TEST_VETH=1
+fails=0
+pids=''
+nserved=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+# shellcheck disable=SC2317 # called from the trap
+finish() {
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+}
+trap finish EXIT
+
+# A TCP service answering "TAG PEER-ADDRESS" or a UDP sink logging "PEER
+# TEXT" lines to TAG (a file); touches READY once bound.
+cat >"$S/srv.py" <<'EOF'
+import socket, sys
+kind, addr, port, tag, ready = sys.argv[1:6]
+if kind == "tcp":
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(16)
+    open(ready, "w").close()
+    while True:
+        c, peer = s.accept()
+        c.sendall(("%s %s\n" % (tag, peer[0])).encode())
+        c.close()
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    open(ready, "w").close()
+    while True:
+        data, peer = s.recvfrom(2048)
+        with open(tag, "a") as f:
+            f.write("%s %s\n" % (peer[0], data.decode(errors="replace").strip()))
+EOF
+# Send TEXT in a UDP datagram from SRC (a bound source address).
+cat >"$S/udpsend.py" <<'EOF'
+import socket, sys
+src, addr, port, text = sys.argv[1:5]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((src, 0))
+for _ in range(3):
+    s.sendto(text.encode(), (addr, int(port)))
+EOF
+
+# serve NETNS tcp|udp ADDR PORT TAG
+serve() {
+	ns=$1
+	shift
+	nserved=$((nserved + 1))
+	ready=$S/ready.$nserved
+	if [ "$ns" = - ]; then
+		python3 "$S/srv.py" "$@" "$ready" &
+	else
+		ip netns exec "$ns" python3 "$S/srv.py" "$@" "$ready" &
+	fi
+	pids="$pids $!"
+	i=0
+	while [ ! -e "$ready" ]; do
+		i=$((i + 1))
+		[ $i -le 100 ] || { echo "FAIL: service $* did not start"; exit 1; }
+		sleep 0.1
+	done
+}
+# probe NETNS ADDR PORT: the service's line, or status 1 within 2 s.
+probe() {
+	# shellcheck disable=SC2016 # expanded by that bash
+	ip netns exec "$1" timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1" && read -r l <&3 && echo "$l"' \
+		"$2" "$3" 2>/dev/null
+}
+# reach NETNS ADDR PORT WANT: the service answers WANT (a prefix).
+reach() {
+	got=$(probe "$1" "$2" "$3") || got=''
+	case $got in
+	"$4"*) ok "$1 reaches $2:$3 ($got)" ;;
+	*) bad "$1 cannot reach $2:$3 (got '$got', want '$4...')" ;;
+	esac
+}
+# blocked NETNS ADDR PORT
+blocked() {
+	if got=$(probe "$1" "$2" "$3"); then
+		bad "$1 reaches $2:$3 ($got)"
+	else
+		ok "$1 cannot reach $2:$3"
+	fi
+}
+# val ENVFILE KEY
+val() { sed -n "s/^$2=//p" "$1"; }
+wait_for() { # wait_for SECONDS CMD...
+	t=$(($1 * 10))
+	shift
+	while ! "$@" 2>/dev/null; do
+		t=$((t - 1))
+		[ $t -gt 0 ] || return 1
+		sleep 0.1
+	done
+}
+has_link() { ip link show dev "$1" >/dev/null 2>&1; }
+no_link() { ! has_link "$1"; }
+in_set() { nft list set inet kiln "$1" 2>/dev/null | grep -q "\"$2\""; }
+sysctl_w() { # sysctl_w NETNS|- KEY VALUE
+	if [ "$1" = - ]; then
+		echo "$3" >"/proc/sys/net/ipv4/$2"
+	else
+		ip netns exec "$1" sh -c "echo $3 >/proc/sys/net/ipv4/$2"
+	fi
+}
+
+# --- the sandbox's "outside" and control networks, and host services -------
+ip link set lo up
+ip netns add outside
+ip link add kx-out type veth peer name eth0 netns outside
+ip addr add 198.18.0.1/24 dev kx-out
+ip link set kx-out up
+ip -n outside addr add 198.18.0.2/24 dev eth0
+ip -n outside link set eth0 up
+ip -n outside link set lo up
+ip route add default via 198.18.0.2
+ip netns add ctl
+ip link add kx-ctl type veth peer name eth0 netns ctl
+ip addr add 192.168.77.1/24 dev kx-ctl
+ip link set kx-ctl up
+ip -n ctl addr add 192.168.77.2/24 dev eth0
+ip -n ctl link set eth0 up
+ip -n ctl route add default via 192.168.77.1
+ip addr add 192.0.2.1/32 dev lo
+# The outside routes back to ctl (for the DNAT control), never to 172.30.
+ip -n outside route add 192.168.77.0/24 via 198.18.0.1
+serve outside tcp 0.0.0.0 8080 outside
+serve outside udp 0.0.0.0 8085 "$S/outside-udp.log"
+serve - tcp 0.0.0.0 8081 host
+serve - udp 127.0.0.1 8083 "$S/udp.log"
+# A "published" host port, DNATed like a container's (in a test table).
+nft -f - <<'EOF'
+table ip kilntest {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		tcp dport 9090 dnat to 198.18.0.2:8080
+	}
+}
+EOF
+
+# --- two jobs -----------------------------------------------------------------
+ip netns add job-1
+ip netns add job-2
+"$driver" hold "$S" job-1 >"$S/job-1.env" 2>"$S/job-1.err" &
+h1=$!
+pids="$pids $h1"
+wait_for 20 grep -q '^OWNER=' "$S/job-1.env" || { cat "$S/job-1.err"; echo "FAIL: job-1 setup"; exit 1; }
+"$driver" hold "$S" job-2 >"$S/job-2.env" 2>"$S/job-2.err" &
+h2=$!
+pids="$pids $h2"
+wait_for 20 grep -q '^OWNER=' "$S/job-2.env" || { cat "$S/job-2.err"; echo "FAIL: job-2 setup"; exit 1; }
+cat "$S/job-1.env" "$S/job-2.env"
+
+dns=$(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ &&
+	$2 != "0.0.0.0" { print $2; exit }' /etc/resolv.conf)
+check_env() { # check_env JOB SLOT HOST GUEST OWNER
+	e=$S/$1.env
+	want="kiln.ip=$4/30 kiln.gw=$3${dns:+ kiln.dns=$dns}"
+	if [ "$(val "$e" SLOT)" = "$2" ] && [ "$(val "$e" TAP)" = "kt$2" ] &&
+		[ "$(val "$e" HOST_IP)" = "$3" ] && [ "$(val "$e" GATEWAY)" = "$3" ] &&
+		[ "$(val "$e" GUEST_IP)" = "$4" ] && [ "$(val "$e" PREFIX)" = 30 ] &&
+		[ "$(val "$e" DNS)" = "$dns" ] && [ "$(val "$e" CMDLINE)" = "'$want'" ] &&
+		[ "$(val "$e" OWNER)" = "$5" ]; then
+		ok "$1: slot $2, $4/30 via $3, dns '${dns}'"
+	else
+		bad "$1: unexpected fields (see above), want slot $2, host $3, guest $4, owner $5, '$want'"
+	fi
+	if grep -qx "pid=$5" "$S/net/slot-$2" && grep -qx "job=$1" "$S/net/slot-$2"; then
+		ok "$1: allocation file slot-$2 names pid $5"
+	else
+		bad "$1: allocation file slot-$2: $(cat "$S/net/slot-$2" 2>&1)"
+	fi
+}
+check_env job-1 0 172.30.0.1 172.30.0.2 "$h1"
+check_env job-2 1 172.30.0.5 172.30.0.6 "$h2"
+for j in 1 2; do
+	if has_link "kt$((j - 1))" && in_set job_ifs "kt$((j - 1))"; then
+		ok "job-$j: kt$((j - 1)) exists and is in @job_ifs"
+	else
+		bad "job-$j: kt$((j - 1)) missing or not in @job_ifs"
+	fi
+	g=$(val "$S/job-$j.env" GUEST_IP)
+	ip -n "job-$j" addr add "$g/30" dev eth0
+	ip -n "job-$j" link set eth0 up
+	ip -n "job-$j" route add default via "$(val "$S/job-$j.env" GATEWAY)"
+done
+if [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ]; then ok "IPv4 forwarding is on"; else bad "IPv4 forwarding is off"; fi
+serve job-2 tcp 0.0.0.0 8084 job-2
+
+# --- what a job reaches ---------------------------------------------------------
+# NAT: the outside sees the sandbox's address, and has no route back to 172.30.
+reach job-1 198.18.0.2 8080 "outside 198.18.0.1"
+reach job-2 198.18.0.2 8080 "outside 198.18.0.1"
+# Controls: the host's service answers on every address from a non-kiln
+# interface, the published port works, job-2's service is up.
+for a in 192.168.77.1 172.30.0.1 172.30.0.5 198.18.0.1 192.0.2.1; do
+	reach ctl "$a" 8081 host
+done
+reach ctl 192.168.77.1 9090 "outside 192.168.77.2"
+# shellcheck disable=SC2016 # expanded by that bash
+if got=$(timeout 2 bash -c 'exec 3<>/dev/tcp/172.30.0.6/8084 && read -r l <&3 && echo "$l"'); then
+	ok "the host reaches job-2's service ($got)"
+else
+	bad "the host cannot reach job-2's service"
+fi
+# No host address from a job: its own gateway, the other job's, the
+# outside veth's, one on lo; nor a DNATed host port.
+for a in 172.30.0.1 172.30.0.5 198.18.0.1 192.0.2.1; do
+	blocked job-1 "$a" 8081
+done
+blocked job-2 172.30.0.5 8081
+blocked job-1 172.30.0.1 9090
+# No other job.
+blocked job-1 172.30.0.6 8084
+# No spoofed source: datagrams to an outside UDP sink from job-1's own
+# address arrive (masqueraded), from another pool address they do not.
+ip -n job-1 addr add 172.30.0.10/32 dev eth0
+ip netns exec job-1 timeout 3 python3 "$S/udpsend.py" 172.30.0.2 198.18.0.2 8085 own || true
+ip netns exec job-1 timeout 3 python3 "$S/udpsend.py" 172.30.0.10 198.18.0.2 8085 spoofed || true
+sleep 1
+if grep -qx '198.18.0.1 own' "$S/outside-udp.log" 2>/dev/null; then
+	ok "job-1's datagrams from its own address reach the outside"
+else
+	bad "control: job-1's datagrams from its own address did not arrive"
+fi
+if grep -q ' spoofed$' "$S/outside-udp.log" 2>/dev/null; then
+	bad "job-1 sent from a spoofed 172.30.0.10: $(cat "$S/outside-udp.log")"
+else
+	ok "job-1 cannot send from a spoofed 172.30.0.10"
+fi
+# 127.0.0.1: packets to it from outside are martians unless route_localnet
+# is on; turn it on (as a careless host might) on the kiln interface and on
+# the control's, and send a datagram to a UDP sink on 127.0.0.1 from both.
+for ns in ctl job-1; do
+	sysctl_w "$ns" conf/all/route_localnet 1
+	sysctl_w "$ns" conf/eth0/route_localnet 1
+done
+sysctl_w - conf/kx-ctl/route_localnet 1
+sysctl_w - conf/kt0/route_localnet 1
+for ns in ctl job-1; do
+	ip netns exec "$ns" timeout 2 bash -c "for i in 1 2 3; do echo from-$ns >/dev/udp/127.0.0.1/8083; sleep 0.2; done" \
+		2>/dev/null || true
+done
+sleep 1
+if grep -q ' from-ctl$' "$S/udp.log" 2>/dev/null; then
+	ok "ctl reaches 127.0.0.1 (route_localnet on)"
+else
+	bad "control: ctl cannot reach the UDP sink on 127.0.0.1 (the check below proves nothing)"
+fi
+if grep -q ' from-job-1$' "$S/udp.log" 2>/dev/null; then
+	bad "job-1 reaches 127.0.0.1: $(cat "$S/udp.log")"
+else
+	ok "job-1 cannot reach 127.0.0.1 even with route_localnet on"
+fi
+
+# --- teardown --------------------------------------------------------------------
+"$driver" teardown "$S" job-1 || bad "teardown job-1 failed"
+if no_link kt0 && ! ip -n job-1 link show eth0 >/dev/null 2>&1 && ! in_set job_ifs kt0 &&
+	! in_set job_guests kt0 && [ ! -e "$S/net/slot-0" ]; then
+	ok "teardown removed kt0, its peer, its set elements and slot-0"
+else
+	bad "teardown left: $(ip -br link; nft list table inet kiln; ls "$S/net")"
+fi
+if "$driver" teardown "$S" job-1 2>/dev/null; then ok "a second teardown is a no-op"; else bad "second teardown failed"; fi
+kill "$h1" 2>/dev/null || true
+if has_link kt1 && in_set job_ifs kt1 && [ -e "$S/net/slot-1" ]; then
+	ok "job-2's network is untouched"
+else
+	bad "job-2's network was touched by job-1's teardown"
+fi
+reach job-2 198.18.0.2 8080 "outside 198.18.0.1"
+if nft list table ip kilntest >/dev/null 2>&1; then
+	ok "the test's own nft table is untouched"
+else
+	bad "another nft table was touched"
+fi
+
+# --- sweep after kill -9, sparing a live job --------------------------------
+ip netns add job-3
+"$driver" hold "$S" job-3 >"$S/job-3.env" 2>"$S/job-3.err" &
+h3=$!
+pids="$pids $h3"
+wait_for 20 grep -q '^OWNER=' "$S/job-3.env" || { cat "$S/job-3.err"; echo "FAIL: job-3 setup"; exit 1; }
+slot=$(val "$S/job-3.env" SLOT)
+if [ "$slot" = 0 ]; then ok "job-3 got the freed slot 0"; else bad "job-3 got slot $slot, not the freed 0"; fi
+kill -9 "$h2"
+wait "$h2" 2>/dev/null || true
+if has_link kt1 && [ -e "$S/net/slot-1" ]; then
+	ok "kill -9 left kt1 and slot-1 behind"
+else
+	bad "kt1 or slot-1 vanished before the sweep"
+fi
+"$driver" sweep "$S" || bad "sweep failed"
+if no_link kt1 && ! in_set job_ifs kt1 && ! in_set job_guests kt1 && [ ! -e "$S/net/slot-1" ]; then
+	ok "sweep removed the dead job's kt1, set elements and slot-1"
+else
+	bad "sweep left: $(ip -br link; nft list table inet kiln; ls "$S/net")"
+fi
+if has_link kt0 && in_set job_ifs kt0 && [ -e "$S/net/slot-0" ]; then
+	ok "sweep spared live job-3"
+else
+	bad "sweep touched live job-3"
+fi
+"$driver" teardown "$S" job-3 || bad "teardown job-3 failed"
+left=$(cd "$S/net" && echo slot-*)
+if no_link kt0 && [ "$left" = 'slot-*' ] && ! in_set job_ifs kt0; then
+	ok "all gone after the last teardown"
+else
+	bad "left after the last teardown: $(ip -br link; ls "$S/net")"
+fi
+
+# A failed setup (no namespace for the veth's far end) leaves nothing.
+if "$driver" setup "$S" no-such-ns >/dev/null 2>"$S/fail.err"; then
+	bad "setup into a missing namespace succeeded"
+elif no_link kt0 && [ ! -e "$S/net/slot-0" ] && ! in_set job_ifs kt0; then
+	ok "a failed setup leaves nothing ($(cat "$S/fail.err"))"
+else
+	bad "a failed setup left: $(ip -br link; ls "$S/net")"
+fi
+
+# --- the real thing: a persistent tap ------------------------------------------
+if (unset KILN_JOBNET_TEST_VETH && "$driver" setup "$S" job-tap >"$S/job-tap.env" 2>"$S/job-tap.err"); then
+	d=$(ip -d link show dev kt0 2>&1) || d=''
+	case $d in
+	*"tun type tap pi off vnet_hdr on persist on"*) ok "kt0 is a persistent tap with vnet_hdr, no pi" ;;
+	*) bad "kt0 is not a persistent vnet_hdr tap: $d" ;;
+	esac
+	if ip -br -4 addr show dev kt0 | grep -q ' 172\.30\.0\.1/30'; then
+		ok "the tap holds 172.30.0.1/30"
+	else
+		bad "the tap lacks 172.30.0.1/30: $(ip -br addr show dev kt0)"
+	fi
+	"$driver" teardown "$S" job-tap || bad "teardown job-tap failed"
+	if no_link kt0 && [ ! -e "$S/net/slot-0" ]; then ok "the tap is gone"; else bad "the tap or slot-0 is left"; fi
+else
+	bad "setup with a tap failed: $(cat "$S/job-tap.err")"
+fi
+
+if [ "$fails" -ne 0 ]; then
+	echo "$fails check(s) failed"
+	exit 1
+fi
+echo "all jobnet checks passed"

@@ -1,0 +1,392 @@
+/* The pure parts of runner/jobnet: slot claims in a scratch folder,
+ * address arithmetic, the nft script and resolv.conf parsing. Nothing here
+ * touches the host's network (tests/jobnet.sh does, inside the sandbox). */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runner/jobnet.h"
+#include "runner/paths.h"
+#include "tests/unit/suites.h"
+
+static char scratch[PATH_MAX];
+
+static void make_scratch(void)
+{
+	snprintf(scratch, sizeof(scratch), "%s/jobnet-test.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(scratch));
+}
+
+static void drop_scratch(void)
+{
+	kiln_rm_rf(scratch);
+}
+
+/* The net folder inside the scratch folder. */
+static const char *net(void)
+{
+	static char buf[PATH_MAX];
+
+	snprintf(buf, sizeof(buf), "%s/net", scratch);
+	return buf;
+}
+
+static void write_slot(unsigned slot, const char *text)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	kiln_mkdir_p(net());
+	snprintf(path, sizeof(path), "%s/slot-%u", net(), slot);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void read_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t r;
+
+	ck_assert_int_ge(fd, 0);
+	r = read(fd, buf, size - 1);
+	close(fd);
+	ck_assert_int_ge(r, 0);
+	buf[r] = '\0';
+}
+
+/* A pid that was alive and is gone (reaped). */
+static pid_t dead_pid(void)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	return pid;
+}
+
+static unsigned reclaimed[8];
+static int n_reclaimed;
+
+static void record_reclaim(unsigned slot, void *arg)
+{
+	ck_assert_ptr_eq(arg, &n_reclaimed);
+	if (n_reclaimed < 8)
+		reclaimed[n_reclaimed++] = slot;
+}
+
+START_TEST(addrs_of_slots)
+{
+	struct jobnet n;
+	struct kiln_err e = { 0 };
+
+	memset(&n, 0, sizeof(n));
+	ck_assert_int_eq(jobnet_addrs(0, &n, &e), KILN_OK);
+	ck_assert_str_eq(n.tap, "kt0");
+	ck_assert_str_eq(n.host_ip, "172.30.0.1");
+	ck_assert_str_eq(n.guest_ip, "172.30.0.2");
+	ck_assert_str_eq(n.gateway, "172.30.0.1");
+	ck_assert_int_eq(n.prefix, 30);
+	ck_assert_str_eq(n.mac, "06:00:ac:1e:00:02");
+
+	ck_assert_int_eq(jobnet_addrs(3, &n, &e), KILN_OK);
+	ck_assert_str_eq(n.tap, "kt3");
+	ck_assert_str_eq(n.host_ip, "172.30.0.13");
+	ck_assert_str_eq(n.guest_ip, "172.30.0.14");
+
+	ck_assert_int_eq(jobnet_addrs(64, &n, &e), KILN_OK);
+	ck_assert_str_eq(n.host_ip, "172.30.1.1");
+	ck_assert_str_eq(n.guest_ip, "172.30.1.2");
+	ck_assert_str_eq(n.mac, "06:00:ac:1e:01:02");
+
+	ck_assert_int_eq(jobnet_addrs(JOBNET_SLOTS - 1, &n, &e), KILN_OK);
+	ck_assert_str_eq(n.tap, "kt16383");
+	ck_assert_str_eq(n.host_ip, "172.30.255.253");
+	ck_assert_str_eq(n.guest_ip, "172.30.255.254");
+	ck_assert_str_eq(n.mac, "06:00:ac:1e:ff:fe");
+	ck_assert_uint_eq(n.slot, JOBNET_SLOTS - 1);
+
+	ck_assert_int_eq(jobnet_addrs(JOBNET_SLOTS, &n, &e), KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "network slot 16384: must be below 16384");
+}
+END_TEST
+
+START_TEST(cmdline)
+{
+	struct jobnet n;
+
+	jobnet_disabled(&n);
+	ck_assert(!n.enabled);
+	ck_assert_str_eq(n.cmdline, "");
+	jobnet_teardown(&n); /* nothing to do, nothing touched */
+
+	ck_assert_int_eq(jobnet_addrs(3, &n, NULL), KILN_OK);
+	n.enabled = true;
+	snprintf(n.dns, sizeof(n.dns), "10.0.0.53");
+	jobnet_fill_cmdline(&n);
+	ck_assert_str_eq(n.cmdline, "kiln.ip=172.30.0.14/30 kiln.gw=172.30.0.13 kiln.dns=10.0.0.53");
+	n.dns[0] = '\0';
+	jobnet_fill_cmdline(&n);
+	ck_assert_str_eq(n.cmdline, "kiln.ip=172.30.0.14/30 kiln.gw=172.30.0.13");
+}
+END_TEST
+
+START_TEST(nft_script_golden)
+{
+	static const char want_add[] =
+		"# kiln: network of job 1234, slot 3\n"
+		"add table inet kiln\n"
+		"add set inet kiln job_ifs { type ifname; }\n"
+		"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+		"add chain inet kiln input { type filter hook input priority filter; policy accept; }\n"
+		"add chain inet kiln forward { type filter hook forward priority filter; policy accept; }\n"
+		"add chain inet kiln postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+		"flush chain inet kiln input\n"
+		"flush chain inet kiln forward\n"
+		"flush chain inet kiln postrouting\n"
+		"add rule inet kiln input iifname @job_ifs ct state established,related accept\n"
+		"add rule inet kiln input iifname @job_ifs drop\n"
+		"add rule inet kiln forward iifname @job_ifs meta nfproto != ipv4 drop\n"
+		"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
+		"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
+		"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
+		"add rule inet kiln forward iifname @job_ifs accept\n"
+		"add rule inet kiln forward oifname @job_ifs ct state established,related accept\n"
+		"add rule inet kiln forward oifname @job_ifs drop\n"
+		"add rule inet kiln postrouting ip saddr 172.30.0.0/16 oifname != @job_ifs masquerade\n"
+		"add element inet kiln job_ifs { \"kt3\" }\n"
+		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n";
+	static const char want_del[] =
+		"# kiln: remove the network of slot 3\n"
+		"add element inet kiln job_ifs { \"kt3\" }\n"
+		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n"
+		"delete element inet kiln job_ifs { \"kt3\" }\n"
+		"delete element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n";
+	struct jobnet n;
+	char buf[4096];
+
+	memset(&n, 0, sizeof(n));
+	ck_assert_int_eq(jobnet_addrs(3, &n, NULL), KILN_OK);
+	snprintf(n.job_id, sizeof(n.job_id), "1234");
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want_add));
+	ck_assert_str_eq(buf, want_add);
+	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, sizeof(buf)), (int)strlen(want_del));
+	ck_assert_str_eq(buf, want_del);
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, 100), -1);
+}
+END_TEST
+
+START_TEST(resolv_conf)
+{
+	char dns[16];
+
+	ck_assert_int_eq(jobnet_parse_resolv("nameserver 10.255.255.53\n", dns, sizeof(dns)), 1);
+	ck_assert_str_eq(dns, "10.255.255.53");
+	/* loopback (systemd-resolved, dnsmasq), comments, IPv6 and junk are skipped */
+	ck_assert_int_eq(jobnet_parse_resolv("# generated\n"
+					     "; nameserver 9.9.9.9\n"
+					     "#nameserver 8.8.4.4\n"
+					     "search example.org\n"
+					     "nameserver 127.0.0.53\n"
+					     "nameserver 127.1.2.3\n"
+					     "nameserver 0.0.0.0\n"
+					     "nameserver ::1\n"
+					     "nameserver 2001:db8::1\n"
+					     "nameserver 1.2.3.400\n"
+					     "nameserver\n"
+					     "  nameserver\t192.0.2.7   # office\r\n"
+					     "nameserver 198.51.100.1\n",
+					     dns, sizeof(dns)), 1);
+	ck_assert_str_eq(dns, "192.0.2.7");
+	ck_assert_int_eq(jobnet_parse_resolv("nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n", dns,
+					     sizeof(dns)), 0);
+	ck_assert_str_eq(dns, "");
+	ck_assert_int_eq(jobnet_parse_resolv("", dns, sizeof(dns)), 0);
+	ck_assert_int_eq(jobnet_parse_resolv("nameserver 8.8.8.8", dns, sizeof(dns)), 1); /* no newline */
+	ck_assert_str_eq(dns, "8.8.8.8");
+}
+END_TEST
+
+START_TEST(claim_writes_owner)
+{
+	struct kiln_err e = { 0 };
+	char path[PATH_MAX], text[256], want[128], job[64];
+	unsigned slot = 99;
+	pid_t pid;
+
+	make_scratch();
+	ck_assert_int_eq(jobnet_claim(net(), "job-1", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
+	ck_assert_uint_eq(slot, 0);
+	ck_assert_str_eq(path + strlen(net()), "/slot-0");
+	read_file(path, text, sizeof(text));
+	snprintf(want, sizeof(want), "pid=%d\nstart=", (int)getpid());
+	ck_assert_msg(strncmp(text, want, strlen(want)) == 0, "slot file: %s", text);
+	ck_assert_ptr_nonnull(strstr(text, "\njob=job-1\n"));
+	ck_assert_int_eq(jobnet_slot_live(path, &pid, job, sizeof(job)), 1);
+	ck_assert_int_eq(pid, getpid());
+	ck_assert_str_eq(job, "job-1");
+
+	ck_assert_int_eq(jobnet_claim(net(), "job-2", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
+	ck_assert_uint_eq(slot, 1);
+	ck_assert_int_eq(jobnet_claim(net(), "job/3", 16, NULL, NULL, &slot, path, sizeof(path), &e),
+			 KILN_E_INVALID);
+	ck_assert_int_eq(jobnet_claim(net(), "", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_E_INVALID);
+	drop_scratch();
+}
+END_TEST
+
+START_TEST(claim_concurrent_distinct)
+{
+	enum { KIDS = 8 };
+	int res[2], go[2], i;
+	pid_t kids[KIDS];
+	bool seen[KIDS] = { false };
+
+	make_scratch();
+	ck_assert_int_eq(pipe(res), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	for (i = 0; i < KIDS; i++) {
+		kids[i] = fork();
+		ck_assert_int_ge(kids[i], 0);
+		if (kids[i] == 0) {
+			char job[16], path[PATH_MAX], c;
+			unsigned slot = 999;
+
+			close(res[0]);
+			close(go[1]);
+			snprintf(job, sizeof(job), "job-%d", i);
+			if (jobnet_claim(net(), job, 64, NULL, NULL, &slot, path, sizeof(path), NULL) != KILN_OK)
+				slot = 1000;
+			if (write(res[1], &slot, sizeof(slot)) != sizeof(slot))
+				_exit(1);
+			/* stay alive (owning the slot) until all have claimed */
+			while (read(go[0], &c, 1) > 0)
+				;
+			_exit(0);
+		}
+	}
+	close(res[1]);
+	close(go[0]);
+	for (i = 0; i < KIDS; i++) {
+		unsigned slot;
+
+		ck_assert_int_eq(read(res[0], &slot, sizeof(slot)), sizeof(slot));
+		ck_assert_msg(slot < KIDS, "child got slot %u", slot);
+		ck_assert_msg(!seen[slot], "slot %u given twice", slot);
+		seen[slot] = true;
+	}
+	close(go[1]);
+	close(res[0]);
+	for (i = 0; i < KIDS; i++)
+		waitpid(kids[i], NULL, 0);
+	drop_scratch();
+}
+END_TEST
+
+START_TEST(claim_reuses_stale_not_live)
+{
+	struct kiln_err e = { 0 };
+	char path[PATH_MAX], text[256], buf[128];
+	unsigned slot = 99;
+
+	make_scratch();
+	/* 0: a live owner (us); 1: a dead one; 2: our pid, but another
+	 * process's start time (pid reuse); 3: garbage. */
+	snprintf(buf, sizeof(buf), "pid=%d\njob=live\n", (int)getpid());
+	write_slot(0, buf);
+	snprintf(buf, sizeof(buf), "pid=%d\nstart=12345\njob=dead\n", (int)dead_pid());
+	write_slot(1, buf);
+	snprintf(buf, sizeof(buf), "pid=%d\nstart=1\njob=reused\n", (int)getpid());
+	write_slot(2, buf);
+	write_slot(3, "");
+
+	n_reclaimed = 0;
+	ck_assert_int_eq(jobnet_claim(net(), "new-1", 16, record_reclaim, &n_reclaimed, &slot, path,
+				      sizeof(path), &e), KILN_OK);
+	ck_assert_uint_eq(slot, 1);
+	read_file(path, text, sizeof(text));
+	ck_assert_ptr_nonnull(strstr(text, "job=new-1\n"));
+	ck_assert_int_eq(jobnet_claim(net(), "new-2", 16, record_reclaim, &n_reclaimed, &slot, path,
+				      sizeof(path), &e), KILN_OK);
+	ck_assert_uint_eq(slot, 2);
+	ck_assert_int_eq(jobnet_claim(net(), "new-3", 16, record_reclaim, &n_reclaimed, &slot, path,
+				      sizeof(path), &e), KILN_OK);
+	ck_assert_uint_eq(slot, 3);
+	ck_assert_int_eq(n_reclaimed, 3);
+	ck_assert_uint_eq(reclaimed[0], 1);
+	ck_assert_uint_eq(reclaimed[1], 2);
+	ck_assert_uint_eq(reclaimed[2], 3);
+
+	/* the live slot 0 is still the same file */
+	snprintf(path, sizeof(path), "%s/slot-0", net());
+	read_file(path, text, sizeof(text));
+	ck_assert_ptr_nonnull(strstr(text, "job=live\n"));
+
+	/* all four live now: the pool of 4 is exhausted */
+	ck_assert_int_eq(jobnet_claim(net(), "new-4", 4, record_reclaim, &n_reclaimed, &slot, path,
+				      sizeof(path), &e), KILN_E_LIMIT);
+	ck_assert_int_eq(n_reclaimed, 3);
+	ck_assert_msg(strstr(e.msg, "all 4 network slots in ") != NULL, "%s", e.msg);
+	drop_scratch();
+}
+END_TEST
+
+START_TEST(sweep_keeps_live_and_lookup)
+{
+	struct kiln_err e = { 0 };
+	struct jobnet n;
+	char path[PATH_MAX], buf[128];
+	unsigned slot;
+
+	make_scratch();
+	/* no net folder yet: nothing to sweep */
+	ck_assert_int_eq(jobnet_sweep(scratch, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_claim(net(), "a", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
+	ck_assert_int_eq(jobnet_claim(net(), "b", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
+	snprintf(buf, sizeof(buf), "pid=%d\njob=other\n", (int)getppid());
+	write_slot(7, buf);
+	/* only live owners: sweep leaves every file (and runs no tool) */
+	ck_assert_int_eq(jobnet_sweep(scratch, &e), KILN_OK);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/slot-7", net());
+	ck_assert_int_eq(access(path, F_OK), 0);
+
+	ck_assert_int_eq(jobnet_lookup(scratch, "b", &n, &e), KILN_OK);
+	ck_assert(n.enabled && n.claimed);
+	ck_assert_uint_eq(n.slot, 1);
+	ck_assert_str_eq(n.tap, "kt1");
+	ck_assert_str_eq(n.guest_ip, "172.30.0.6");
+	ck_assert_int_eq(n.owner, getpid());
+	ck_assert_ptr_nonnull(strstr(n.slot_file, "/net/slot-1"));
+	ck_assert_ptr_nonnull(strstr(n.cmdline, "kiln.ip=172.30.0.6/30 kiln.gw=172.30.0.5"));
+	ck_assert_int_eq(jobnet_lookup(scratch, "other", &n, &e), KILN_OK);
+	ck_assert_uint_eq(n.slot, 7);
+	ck_assert_int_eq(jobnet_lookup(scratch, "c", &n, &e), KILN_E_NOTFOUND);
+	ck_assert(!n.enabled);
+	drop_scratch();
+}
+END_TEST
+
+Suite *jobnet_suite(void)
+{
+	Suite *s = suite_create("jobnet");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, addrs_of_slots);
+	tcase_add_test(tc, cmdline);
+	tcase_add_test(tc, nft_script_golden);
+	tcase_add_test(tc, resolv_conf);
+	tcase_add_test(tc, claim_writes_owner);
+	tcase_add_test(tc, claim_concurrent_distinct);
+	tcase_add_test(tc, claim_reuses_stale_not_live);
+	tcase_add_test(tc, sweep_keeps_live_and_lookup);
+	suite_add_tcase(s, tc);
+	return s;
+}
