@@ -188,11 +188,11 @@ static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 
 /* Read frames until the agent's EXIT and the end of the stream, the
  * deadline, or a cancel. */
-static enum kiln_rc converse(struct job *j, int fd, const char *spec, struct kiln_err *e)
+static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_boot, struct kiln_err *e)
 {
 	struct ap_reader rd;
 	bool hello = false, exited = false, cancel_sent = false;
-	double t_boot = now_s(), t_run = 0, deadline = 0;
+	double t_run = 0, deadline = 0;
 	enum kiln_rc rc = KILN_OK;
 	char buf[65536];
 
@@ -333,8 +333,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, struct kiln_err *e)
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	(void)t0;
-	rc = converse(j, fd, spec, e);
+	rc = converse(j, fd, spec, t0, e);
 	/* The agent reboots the VM after EXIT; give it a moment, then insist. */
 	if (j->x.ops->wait(&j->x, STOP_TIMEOUT_MS, &status, NULL)) {
 		j->x.ops->cancel(&j->x);

@@ -56,7 +56,7 @@ static const char *first_line(const char *text, char *buf, size_t size)
 
 static void child_exec(char *const argv[], int in_fd, int out_fd)
 {
-	int null_fd = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
+	int null_fd = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	if (null_fd >= 0)
 		dup2(null_fd, 0);
@@ -80,12 +80,11 @@ static const char *cmd_str(char *const argv[], char *buf, size_t size)
 }
 
 /* Run argv (PATH lookup) with input (may be NULL: /dev/null) on stdin and
- * its stdout and stderr together captured; the first CMD_OUT_MAX-1 bytes
- * go to out (when not NULL, size bytes). Succeeds when it exits 0;
- * otherwise e names the command, its status and its first output line.
- * stdin is a socket so that a child dying early cannot SIGPIPE us. */
-static enum kiln_rc run_cmd(char *const argv[], const char *input, char *out, size_t size,
-			    struct kiln_err *e)
+ * its stdout and stderr together captured (the first CMD_OUT_MAX-1 bytes
+ * kept). Succeeds when it exits 0; otherwise e names the command, its
+ * status and the first line it printed. stdin is a socket, written with
+ * MSG_NOSIGNAL, so that a child dying early cannot SIGPIPE us. */
+static enum kiln_rc run_cmd(char *const argv[], const char *input, struct kiln_err *e)
 {
 	int in[2] = { -1, -1 }, pipefd[2] = { -1, -1 };
 	char buf[CMD_OUT_MAX], line[200], cmd[120];
@@ -153,8 +152,6 @@ static enum kiln_rc run_cmd(char *const argv[], const char *input, char *out, si
 	else if (WEXITSTATUS(status) != 0)
 		rc = kiln_fail(e, KILN_E_EXEC, "`%s`: exit status %d: %s", cmd_str(argv, cmd, sizeof(cmd)),
 			       WEXITSTATUS(status), first_line(buf, line, sizeof(line)));
-	if (out && size > 0)
-		snprintf(out, size, "%s", buf);
 out:
 	if (in[0] >= 0)
 		close(in[0]);
@@ -227,7 +224,7 @@ static enum kiln_rc veth_create(const char *name, const char *netns, struct kiln
 	char *argv[] = { "ip", "link", "add", (char *)name, "type", "veth", "peer", "name", "eth0",
 			 "netns", (char *)netns, NULL };
 
-	return run_cmd(argv, NULL, NULL, 0, e);
+	return run_cmd(argv, NULL, e);
 }
 
 static enum kiln_rc link_delete(const char *name, struct kiln_err *e)
@@ -236,7 +233,7 @@ static enum kiln_rc link_delete(const char *name, struct kiln_err *e)
 
 	if (if_nametoindex(name) == 0)
 		return KILN_OK;
-	return run_cmd(argv, NULL, NULL, 0, e);
+	return run_cmd(argv, NULL, e);
 }
 
 static enum kiln_rc link_configure(const struct jobnet *n, struct kiln_err *e)
@@ -253,9 +250,9 @@ static enum kiln_rc link_configure(const struct jobnet *n, struct kiln_err *e)
 	if (access(path, F_OK) == 0 && write_sysctl(path, "1", &ignored) != KILN_OK)
 		log_debug("%s", ignored.msg);
 	snprintf(addr, sizeof(addr), "%s/%d", n->host_ip, n->prefix);
-	if ((rc = run_cmd(add, NULL, NULL, 0, e)) != KILN_OK)
+	if ((rc = run_cmd(add, NULL, e)) != KILN_OK)
 		return rc;
-	return run_cmd(up, NULL, NULL, 0, e);
+	return run_cmd(up, NULL, e);
 }
 
 /* --- nftables ------------------------------------------------------------- */
@@ -309,7 +306,7 @@ static enum kiln_rc nft_run(const char *script, struct kiln_err *e)
 {
 	char *argv[] = { "nft", "-f", "-", NULL };
 
-	return run_cmd(argv, script, NULL, 0, e);
+	return run_cmd(argv, script, e);
 }
 
 /* Remove n's set elements; nothing to do when the sets do not exist. */
@@ -319,22 +316,24 @@ static enum kiln_rc nft_remove(const struct jobnet *n, struct kiln_err *e)
 	char script[1024];
 	struct kiln_err ignored;
 
-	if (run_cmd(list, NULL, NULL, 0, &ignored) != KILN_OK)
+	if (run_cmd(list, NULL, &ignored) != KILN_OK)
 		return KILN_OK;
 	if (jobnet_nft_script(n, false, script, sizeof(script)) < 0)
 		return kiln_fail(e, KILN_E_LIMIT, "nft script for %s too long", n->tap);
 	return nft_run(script, e);
 }
 
-/* Remove the tap and set elements of n (not the slot file); warnings only. */
+/* Remove the tap and set elements of n (not the slot file); warnings only.
+ * The interface goes first: while it exists it stays in the sets, so a VM
+ * still attached never sends unfiltered. */
 static void remove_net_state(const struct jobnet *n)
 {
 	struct kiln_err e;
 
-	if (nft_remove(n, &e) != KILN_OK)
-		log_warn("network of %s: removing nftables elements: %s", n->tap, e.msg);
 	if (link_delete(n->tap, &e) != KILN_OK)
 		log_warn("network of %s: deleting the interface: %s", n->tap, e.msg);
+	if (nft_remove(n, &e) != KILN_OK)
+		log_warn("network of %s: removing nftables elements: %s", n->tap, e.msg);
 }
 
 /* jobnet_reclaim_fn for setup and sweep: clear a stale slot's leftovers. */

@@ -31,6 +31,13 @@
  * With the network off (jobnet_disabled) nothing is created and the guest
  * gets no kiln.ip on its command line: it comes up with loopback only.
  *
+ * Interfaces named kt<N> and the table inet kiln belong to kiln: setup
+ * replaces a leftover kt<N> and rewrites the table's base chains. The tap
+ * is owned by root (no TUNSETOWNER): the VMM attaching to it needs
+ * CAP_NET_ADMIN or must be handed an fd. The slot is held by the calling
+ * process: it must outlive the job (or the slot turns stale, and the next
+ * setup or sweep removes the job's network under it).
+ *
  * Requires root (CAP_NET_ADMIN), /dev/net/tun, `ip` (iproute2) and `nft`. */
 #ifndef KILN_JOBNET_H
 #define KILN_JOBNET_H

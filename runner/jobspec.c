@@ -97,7 +97,12 @@ enum kiln_rc jobspec_build(const struct job_payload *p, char **out, struct kiln_
 
 		for (j = 0; j < s->n_script; j++)
 			json_array_append_new(script, json_string(s->script[j]));
-		step = json_pack("{s:s, s:o, s:i, s:s, s:b}", "name", s->name, "script", script, "timeout", s->timeout,
+		/* The runner enforces the job timeout by stopping the VM; a step
+		 * limit that is not tighter than it is left a little looser so
+		 * that the outcome does not depend on who notices first. */
+		int timeout = s->timeout >= p->timeout ? p->timeout + 5 : s->timeout;
+
+		step = json_pack("{s:s, s:o, s:i, s:s, s:b}", "name", s->name, "script", script, "timeout", timeout,
 				 "when", s->when, "allow_failure", s->allow_failure);
 		if (!step || json_array_append_new(steps, step)) {
 			rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");

@@ -127,20 +127,10 @@ static void lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
-/* Host of "host[:port]" or "[v6]:port" within [s, end). */
+/* "host[:port]" of [s, end), lower-cased. */
 static int parse_host(char *out, size_t size, const char *s, const char *end)
 {
-	const char *h_end;
-
-	if (*s == '[') {
-		h_end = memchr(s, ']', (size_t)(end - s));
-		h_end = h_end ? h_end + 1 : end;
-	} else {
-		h_end = memchr(s, ':', (size_t)(end - s));
-		if (!h_end)
-			h_end = end;
-	}
-	if (set_str(out, size, s, (size_t)(h_end - s)) < 0)
+	if (set_str(out, size, s, (size_t)(end - s)) < 0)
 		return -1;
 	lower(out);
 	return 0;
@@ -279,6 +269,61 @@ void ws_url_inherit(struct ws_url *child, const struct ws_url *parent)
 	memcpy(child->user, parent->user, sizeof(child->user));
 	memcpy(child->pass, parent->pass, sizeof(child->pass));
 	memcpy(child->userinfo, parent->userinfo, sizeof(child->userinfo));
+}
+
+enum kiln_rc ws_url_resolve(const char *base, const char *rel, char *out, size_t size,
+			    struct kiln_err *e)
+{
+	char b[WS_URL_MAX];
+	size_t len, floor = 0, slen;
+	bool scp = false;
+	int n;
+
+	if (strncmp(rel, "./", 2) != 0 && strncmp(rel, "../", 3) != 0) {
+		n = snprintf(out, size, "%s", rel);
+		goto done;
+	}
+	if (strlen(base) >= sizeof(b))
+		return kiln_fail(e, KILN_E_LIMIT, "submodule base URL too long");
+	strcpy(b, base);
+	len = strlen(b);
+	while (len > 1 && b[len - 1] == '/')
+		b[--len] = '\0';
+	slen = scheme_len(b);
+	if (slen > 0) {
+		/* Not above the authority: scheme://host */
+		const char *path = strchr(b + slen + 3, '/');
+		floor = path ? (size_t)(path - b) : len;
+	} else {
+		const char *colon = strchr(b, ':'), *slash = strchr(b, '/');
+		if (colon && colon > b && (!slash || colon < slash)) {
+			scp = true;
+			floor = (size_t)(colon - b) + 1;
+		}
+	}
+	for (;;) {
+		if (strncmp(rel, "./", 2) == 0) {
+			rel += 2;
+		} else if (strncmp(rel, "../", 3) == 0) {
+			char *cut = strrchr(b + floor, '/');
+
+			if (cut && (size_t)(cut - b) >= floor)
+				*cut = '\0';
+			else if (scp || floor > 0)
+				b[floor] = '\0';
+			else
+				return kiln_fail(e, KILN_E_INVALID, "submodule URL %s goes above %s", rel, base);
+			len = strlen(b);
+			rel += 3;
+		} else {
+			break;
+		}
+	}
+	n = snprintf(out, size, "%s%s%s", b, (scp && len == floor) || len == 0 ? "" : "/", rel);
+done:
+	if (n < 0 || (size_t)n >= size)
+		return kiln_fail(e, KILN_E_LIMIT, "submodule URL too long");
+	return KILN_OK;
 }
 
 /* ---- lock -------------------------------------------------------------- */
@@ -434,6 +479,7 @@ static enum kiln_rc mirror_fetch(git_remote *remote, char **specs, size_t n, con
 	git_fetch_options fo;
 	git_strarray arr = { specs, n };
 	struct fetch_ctx c = { .url = o->url };
+	char fetch_head[PATH_MAX];
 
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
 	clock_gettime(CLOCK_MONOTONIC, &c.t0);
@@ -444,8 +490,13 @@ static enum kiln_rc mirror_fetch(git_remote *remote, char **specs, size_t n, con
 	fo.callbacks.payload = &c;
 	fo.prune = prune ? GIT_FETCH_PRUNE : GIT_FETCH_NO_PRUNE;
 	fo.update_fetchhead = 0;
+	fo.proxy_opts.type = GIT_PROXY_AUTO; /* http.proxy, then $https_proxy/$http_proxy */
 	if (git_remote_fetch(remote, &arr, &fo, "kiln: fetch") < 0)
 		return kiln_git_fail(e, KILN_E_IO, "fetch from %s", o->url->redacted);
+	/* libgit2 1.5 leaves an empty FETCH_HEAD even when told not to write it. */
+	if (kiln_path_join(fetch_head, sizeof(fetch_head), git_repository_path(git_remote_owner(remote)),
+			   "FETCH_HEAD"))
+		unlink(fetch_head);
 	return KILN_OK;
 }
 

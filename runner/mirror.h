@@ -35,7 +35,7 @@ struct ws_url {
 	enum ws_url_kind kind;
 	char redacted[WS_URL_MAX]; /* what is stored and logged: no password, and
 				    * for http(s) no user either */
-	char host[256];            /* lower-case host ("" for paths) */
+	char host[256];            /* lower-case host[:port] ("" for paths) */
 	char user[256];            /* percent-decoded; "" when none */
 	char pass[1024];           /* percent-decoded; "" when none */
 	char userinfo[1280];       /* the raw user[:pass] of an http(s) URL, for
@@ -60,6 +60,12 @@ void ws_url_scrub(const struct ws_url *u, char *msg, size_t size);
  * both are http(s) URLs of the same host (relative submodule URLs on the same
  * GitLab instance work with the job token). */
 void ws_url_inherit(struct ws_url *child, const struct ws_url *parent);
+
+/* Resolve a submodule URL: one starting with "./" or "../" is relative to
+ * base (a repository URL or path; each "../" drops one path component of
+ * it, as git does); others are copied. Into out (size bytes). */
+enum kiln_rc ws_url_resolve(const char *base, const char *rel, char *out, size_t size,
+			    struct kiln_err *e);
 
 /* Write <state_dir>/mirrors/<sha256 of redacted>.git into buf; NULL when it
  * does not fit. */

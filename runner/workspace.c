@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,16 @@ char *ws_redact_url(const char *url, char *out, size_t size)
 	ws_url_wipe(u);
 	free(u);
 	return ret;
+}
+
+/* libgit2 stays initialised for the life of the process: initialising it
+ * loads the CA certificates (several ms), once is enough. */
+static int git_init_rc;
+static pthread_once_t git_once = PTHREAD_ONCE_INIT;
+
+static void git_init_once(void)
+{
+	git_init_rc = git_libgit2_init();
 }
 
 static long now_ms(void)
@@ -146,7 +157,6 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	char tmp_dir[PATH_MAX], tmp[PATH_MAX], work[PATH_MAX];
 	const char *const *specs = spec->n_refspecs ? spec->refspecs : default_specs;
 	size_t n_specs = spec->n_refspecs ? spec->n_refspecs : 2;
-	bool git_up = false;
 	enum kiln_rc rc;
 	git_oid oid;
 	long t0;
@@ -163,11 +173,11 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	rc = ws_url_parse(spec->url, url, e);
 	if (rc)
 		goto out;
-	if (git_libgit2_init() < 0) {
+	pthread_once(&git_once, git_init_once);
+	if (git_init_rc < 0) {
 		rc = kiln_git_fail(e, KILN_E_IO, "libgit2 init");
 		goto out;
 	}
-	git_up = true;
 	if (url->kind == WS_URL_SSH && !(git_libgit2_features() & GIT_FEATURE_SSH)) {
 		rc = kiln_fail(e, KILN_E_INVALID, "%s: this libgit2 was built without ssh support; use an https URL",
 			       url->redacted);
@@ -270,13 +280,13 @@ out:
 		log_warn("workspace: cannot remove %s: %s", tmp, strerror(errno));
 	if (tmp_fd >= 0)
 		close(tmp_fd);
-	if (rc && e)
+	if (rc && unlink(spec->image_path) < 0 && errno != ENOENT)
+		log_warn("workspace: cannot remove %s: %s", spec->image_path, strerror(errno));
+	if (rc && e && url)
 		ws_url_scrub(url, e->msg, sizeof(e->msg));
 	if (url) {
 		ws_url_wipe(url);
 		free(url);
 	}
-	if (git_up)
-		git_libgit2_shutdown();
 	return rc;
 }

@@ -710,7 +710,7 @@ static enum kiln_rc update_one(git_repository *repo, const char *name, const str
 	git_submodule *sm = NULL;
 	git_repository *sub = NULL;
 	git_config *cfg = NULL;
-	git_buf resolved = { 0 };
+	char resolved[WS_URL_MAX];
 	char key[512];
 	git_oid want;
 	enum kiln_rc rc = KILN_OK;
@@ -730,11 +730,11 @@ static enum kiln_rc update_one(git_repository *repo, const char *name, const str
 		rc = kiln_fail(e, KILN_E_INVALID, "submodule %s has no url in .gitmodules", name);
 		goto out;
 	}
-	if (git_submodule_resolve_url(&resolved, repo, git_submodule_url(sm)) < 0) {
-		rc = kiln_git_fail(e, KILN_E_INVALID, "submodule %s: url", name);
+	/* Relative to the parent's real URL (libgit2's resolver mangles file:///). */
+	rc = ws_url_resolve(parent->redacted, git_submodule_url(sm), resolved, sizeof(resolved), e);
+	if (rc)
 		goto out;
-	}
-	rc = ws_url_parse(resolved.ptr, su, e);
+	rc = ws_url_parse(resolved, su, e);
 	if (rc)
 		goto out;
 	ws_url_inherit(su, parent);
@@ -777,7 +777,6 @@ out:
 	git_repository_free(sub);
 	git_config_free(cfg);
 	git_submodule_free(sm);
-	git_buf_dispose(&resolved);
 	if (su) {
 		ws_url_wipe(su);
 		free(su);

@@ -5,7 +5,8 @@
  *
  * It first writes the boot marker (byte 123 at guest-physical 0xC0000000
  * through /dev/mem: kiln-vmm logs "Guest-boot-time = N us") and prints
- * "BOOTED", then does what kiln.test= on the kernel command line asks:
+ * "BOOTED (uptime N ms)", then does what kiln.test= on the kernel command
+ * line asks:
  *
  *   full (default)  every step below; "SUCCESS" when all passed, else
  *                   "FAIL: <step>: <reason>" at the first failure; then reboot
@@ -749,6 +750,7 @@ int main(int argc, char **argv)
 {
 	char mode[32] = "full";
 	struct in_addr gw = { 0 };
+	struct timespec up;
 	uint64_t t0;
 
 	if (getpid() != 1) {
@@ -758,7 +760,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	boot_marker();
-	say("BOOTED");
+	/* CLOCK_BOOTTIME starts with the guest kernel's timekeeping: how much
+	 * of the boot the kernel took, and so how much the VMM did before. */
+	clock_gettime(CLOCK_BOOTTIME, &up);
+	say("BOOTED (uptime %llu ms)", (unsigned long long)up.tv_sec * 1000 + (unsigned long long)up.tv_nsec / 1000000);
 	mount_fs("proc", "/proc", "proc");
 	mount_fs("sysfs", "/sys", "sysfs");
 	if (access("/dev/null", F_OK) < 0)

@@ -1,0 +1,36 @@
+#!/bin/bash
+# Job start latency: from `kiln exec` starting with a ready payload to the
+# first byte of the script's output on the host, for the microvm executor
+# (kiln-vmm) and the qemu executor (QEMU microvm), same kernel, image,
+# vCPUs and memory, no network, warm mirror. Runs in the KVM sandbox, where
+# both have (nested) KVM; compare the ratio, not the absolute times.
+#   bench/job-start.sh [RUNS]      (default 5)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+runs=${1:-5}
+if [ -z "${KILN_IN_SANDBOX:-}" ]; then
+	exec "$top/tests/kvm-sandbox" --timeout 1200 --env KILN_IN_SANDBOX=1 -- bash "$top/bench/job-start.sh" "$runs"
+fi
+work=$(mktemp -d /tmp/kiln-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export KILN_DATA_DIR=$top KILN_LIBEXEC_DIR=$top KILN_STATE_DIR=$work/state KILN_IMAGES_DIR=/var/lib/kiln/images
+"$top/examples/make-demo-repo.sh" "$work/demo.git" >/dev/null
+sed "s|/var/lib/kiln/examples/demo.git|$work/demo.git|" "$top/examples/tiny.json" > "$work/job.json"
+# Warm the mirror once so both executors pay the same workspace cost.
+"$top/kiln" exec --executor microvm --no-network --job-file "$work/job.json" >/dev/null 2>&1
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+declare -A first total
+for x in microvm qemu; do
+	python3 "$top/bench/first-byte.py" "$runs" '$ uname -a' \
+		"$top/kiln" exec --executor "$x" --no-network --vcpus 1 --memory 256 --job-file "$work/job.json" > "$work/$x.txt"
+	first[$x]=$(cut -d' ' -f1 "$work/$x.txt" | median)
+	total[$x]=$(cut -d' ' -f2 "$work/$x.txt" | median)
+	bad=$(awk '$3 != 0' "$work/$x.txt" | wc -l)
+	[ "$bad" = 0 ] || echo "warning: $bad $x runs failed" >&2
+done
+printf '%-10s %-28s %-22s\n' executor "payload -> first output (s)" "whole job (s)"
+for x in microvm qemu; do
+	printf '%-10s %-28s %-22s\n' "$x" "${first[$x]}" "${total[$x]}"
+done
+echo "runs: $runs each, medians; sandbox = TCG with nested SVM, expect hardware to be 10-50x faster"
+awk -v a="${first[microvm]}" -v b="${first[qemu]}" 'BEGIN { printf "ratio microvm/qemu (first output): %.2f (target <= 0.5)\n", a / b }'
