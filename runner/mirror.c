@@ -342,19 +342,26 @@ enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, lon
 	struct timespec t0;
 	long limit_ms = (long)(timeout_s ? timeout_s : MIRROR_DEFAULT_LOCK_TIMEOUT_S) * 1000;
 	long pause_ms = 10;
-	int lfd;
+	int lfd = -1;
 
 	*fd = -1;
 	*waited_ms = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (lfd < 0)
-		return kiln_fail_errno(e, "mirror lock %s", lock_path);
 	for (;;) {
+		struct stat a, b;
 		struct timespec ts;
 
-		if (flock(lfd, LOCK_EX | LOCK_NB) == 0)
-			break;
+		if (lfd < 0 && (lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+			return kiln_fail_errno(e, "mirror lock %s", lock_path);
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+			/* mirror_sweep() may have removed the file we locked. */
+			if (fstat(lfd, &a) == 0 && stat(lock_path, &b) == 0 && a.st_ino == b.st_ino &&
+			    a.st_dev == b.st_dev)
+				break;
+			close(lfd);
+			lfd = -1;
+			continue;
+		}
 		if (errno != EWOULDBLOCK && errno != EINTR) {
 			enum kiln_rc rc = kiln_fail_errno(e, "mirror lock %s: flock", lock_path);
 			close(lfd);
@@ -372,9 +379,45 @@ enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, lon
 		if (pause_ms < 200)
 			pause_ms *= 2;
 	}
+	futimens(lfd, NULL); /* the mirror's last use, for mirror_sweep() */
 	*fd = lfd;
 	*waited_ms = ms_since(&t0);
 	return KILN_OK;
+}
+
+void mirror_sweep(const char *state_dir, unsigned max_age_days, const char *keep)
+{
+	char dir[PATH_MAX], lock[PATH_MAX], path[PATH_MAX];
+	time_t now = time(NULL);
+	struct dirent *de;
+	DIR *d;
+
+	if (!kiln_path_join(dir, sizeof(dir), state_dir, "mirrors") || !(d = opendir(dir)))
+		return;
+	if (!max_age_days)
+		max_age_days = MIRROR_DEFAULT_MAX_AGE_DAYS;
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		struct stat st;
+		int fd;
+
+		if (len < 10 || strcmp(de->d_name + len - 9, ".git.lock") != 0 ||
+		    !kiln_path_join(lock, sizeof(lock), dir, de->d_name) ||
+		    snprintf(path, sizeof(path), "%.*s", (int)strlen(lock) - 5, lock) >= (int)sizeof(path) ||
+		    (keep && strcmp(path, keep) == 0) || stat(lock, &st) != 0 ||
+		    now - st.st_mtime < (time_t)max_age_days * 86400)
+			continue;
+		fd = open(lock, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			log_info("mirror %s: unused for more than %u days, removing it", path, max_age_days);
+			if (kiln_rm_rf(path) == 0)
+				unlink(lock);
+		}
+		close(fd);
+	}
+	closedir(d);
 }
 
 void mirror_unlock(int fd)

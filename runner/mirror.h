@@ -7,7 +7,8 @@
  *
  * Credentials embedded in a URL stay in memory: the mirror's config holds the
  * redacted URL and libgit2 gets the user and password through its credentials
- * callback. Fetches never write FETCH_HEAD and bare mirrors keep no reflogs. */
+ * callback. Fetches never write FETCH_HEAD and bare mirrors keep no reflogs.
+ * The mirror_* functions need libgit2 initialised (ws_prepare does it). */
 #ifndef KILN_MIRROR_H
 #define KILN_MIRROR_H
 
@@ -80,10 +81,17 @@ enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, lon
 /* Release and close a lock taken by mirror_lock (fd < 0: nothing). */
 void mirror_unlock(int fd);
 
+/* Remove the mirrors under <state_dir>/mirrors that no job has locked for
+ * max_age_days (0: MIRROR_DEFAULT_MAX_AGE_DAYS), skipping the one at keep
+ * (a mirror path, or NULL) and any that is locked now. mirror_lock() stamps
+ * a mirror's lock file with the time of each use. */
+void mirror_sweep(const char *state_dir, unsigned max_age_days, const char *keep);
+
 #define MIRROR_MAX_REFSPECS 64
 #define MIRROR_DEFAULT_LOCK_TIMEOUT_S 600
 #define MIRROR_DEFAULT_FETCH_TIMEOUT_S 3600
 #define MIRROR_DEFAULT_MAX_PACKS 32
+#define MIRROR_DEFAULT_MAX_AGE_DAYS 30
 #define MIRROR_MAX_FETCH_BYTES (64ULL << 30)
 
 struct mirror_opts {

@@ -1,13 +1,19 @@
 #include "runner/packwrite.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "runner/mirror.h"
+#include "runner/paths.h"
 
 /* ---- oidset ------------------------------------------------------------ */
 
@@ -297,3 +303,208 @@ out:
 	free(o.buf);
 	return rc;
 }
+
+/* ---- choosing objects -------------------------------------------------- */
+
+/* oidset_add() that reports failure as a libgit2 error. */
+static int set_add(struct oidset *set, const git_oid *id)
+{
+	int r = oidset_add(set, id);
+
+	if (r < 0 && errno == E2BIG)
+		git_error_set(GIT_ERROR_INVALID, "more than %zu objects", set->max);
+	else if (r < 0)
+		git_error_set_oom();
+	return r;
+}
+
+static int add_tree_level(git_repository *repo, struct oidset *set, const git_oid *id, git_odb *skip,
+			  unsigned level)
+{
+	git_tree *tree = NULL;
+	size_t i, n;
+	int r;
+
+	if (skip && git_odb_exists(skip, id) == 1)
+		return 0;
+	r = set_add(set, id);
+	if (r <= 0)
+		return r;
+	if (level > 1024) {
+		git_error_set(GIT_ERROR_INVALID, "trees nested more than 1024 deep");
+		return -1;
+	}
+	if (git_tree_lookup(&tree, repo, id) < 0)
+		return -1;
+	n = git_tree_entrycount(tree);
+	for (i = 0; i < n && r >= 0; i++) {
+		const git_tree_entry *te = git_tree_entry_byindex(tree, i);
+
+		switch (git_tree_entry_type(te)) {
+		case GIT_OBJECT_TREE:
+			r = add_tree_level(repo, set, git_tree_entry_id(te), skip, level + 1);
+			break;
+		case GIT_OBJECT_BLOB:
+			if (!skip || git_odb_exists(skip, git_tree_entry_id(te)) != 1)
+				r = set_add(set, git_tree_entry_id(te));
+			break;
+		default: /* a gitlink: the submodule's commit is not ours */
+			break;
+		}
+	}
+	git_tree_free(tree);
+	return r < 0 ? -1 : 0;
+}
+
+int pack_add_tree(git_repository *repo, struct oidset *set, const git_oid *tree, git_odb *skip)
+{
+	return add_tree_level(repo, set, tree, skip, 0);
+}
+
+/* ---- copying object files ---------------------------------------------- */
+
+/* ---- copying files ----------------------------------------------------- */
+
+enum kiln_rc file_copy_at(int src_fd, int dst_dir, const char *dst_name, mode_t mode,
+				 const char *what, uint64_t *bytes, struct kiln_err *e)
+{
+	char buf[64 * 1024];
+	enum kiln_rc rc = KILN_OK;
+	int out = openat(dst_dir, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+
+	if (out < 0)
+		return kiln_fail_errno(e, "%s: create", what);
+	for (;;) {
+		ssize_t n = copy_file_range(src_fd, NULL, out, NULL, 1 << 30, 0);
+
+		if (n == 0)
+			break;
+		if (n > 0) {
+			*bytes += (uint64_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+			rc = kiln_fail_errno(e, "%s: copy", what);
+			goto out;
+		}
+		/* copy_file_range refused: plain read/write from here on. */
+		for (;;) {
+			ssize_t r = read(src_fd, buf, sizeof(buf)), w = 0;
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				rc = kiln_fail_errno(e, "%s: read", what);
+				goto out;
+			}
+			if (r == 0)
+				break;
+			while (w < r) {
+				ssize_t k = write(out, buf + w, (size_t)(r - w));
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k < 0) {
+					rc = kiln_fail_errno(e, "%s: write", what);
+					goto out;
+				}
+				w += k;
+			}
+			*bytes += (uint64_t)r;
+		}
+		break;
+	}
+out:
+	close(out);
+	return rc;
+}
+
+/* Hard-link (or copy) the files of the folder src into dst (created). */
+static enum kiln_rc link_dir_files(const char *src, const char *dst, struct kiln_err *e)
+{
+	char sp[PATH_MAX], dp[PATH_MAX];
+	struct dirent *de;
+	enum kiln_rc rc = KILN_OK;
+	uint64_t bytes = 0;
+	DIR *d = opendir(src);
+	int dst_fd = -1;
+
+	if (!d)
+		return kiln_fail_errno(e, "objects folder %s", src);
+	if (mkdir(dst, 0755) < 0 && errno != EEXIST) {
+		rc = kiln_fail_errno(e, "objects folder %s", dst);
+		goto out;
+	}
+	dst_fd = open(dst, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (dst_fd < 0) {
+		rc = kiln_fail_errno(e, "objects folder %s", dst);
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		int in;
+
+		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+			continue;
+		if (!kiln_path_join(sp, sizeof(sp), src, de->d_name) ||
+		    !kiln_path_join(dp, sizeof(dp), dst, de->d_name)) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "object path too long under %s", dst);
+			goto out;
+		}
+		if (link(sp, dp) == 0 || errno == EEXIST)
+			continue;
+		if (errno == ENOENT)
+			continue; /* removed meanwhile (a gc in a source repository) */
+		if (errno != EXDEV && errno != EPERM && errno != EMLINK) {
+			rc = kiln_fail_errno(e, "link %s to %s", sp, dp);
+			goto out;
+		}
+		in = open(sp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (in < 0 && errno == ENOENT)
+			continue;
+		if (in < 0) {
+			rc = kiln_fail_errno(e, "object %s", sp);
+			goto out;
+		}
+		rc = file_copy_at(in, dst_fd, de->d_name, 0444, dp, &bytes, e);
+		close(in);
+		if (rc)
+			goto out;
+	}
+out:
+	if (dst_fd >= 0)
+		close(dst_fd);
+	closedir(d);
+	return rc;
+}
+
+static bool is_loose_dir(const char *name)
+{
+	return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
+}
+
+enum kiln_rc objects_link(const char *src_objects, const char *dst_objects, struct kiln_err *e)
+{
+	char sp[PATH_MAX], dp[PATH_MAX];
+	struct dirent *de;
+	enum kiln_rc rc = KILN_OK;
+	DIR *d = opendir(src_objects);
+
+	if (!d)
+		return kiln_fail_errno(e, "mirror objects %s", src_objects);
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, "pack") != 0 && !is_loose_dir(de->d_name))
+			continue;
+		if (!kiln_path_join(sp, sizeof(sp), src_objects, de->d_name) ||
+		    !kiln_path_join(dp, sizeof(dp), dst_objects, de->d_name)) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "object path too long under %s", dst_objects);
+			break;
+		}
+		rc = link_dir_files(sp, dp, e);
+		if (rc)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+

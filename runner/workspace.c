@@ -195,6 +195,8 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 		goto out;
 	}
 	sweep_tmp(tmp_dir);
+	if (mirror_path(work, sizeof(work), spec->state_dir, url->redacted))
+		mirror_sweep(spec->state_dir, spec->mirror_max_age_days, work);
 
 	/* 1. The mirror. */
 	memset(&mo, 0, sizeof(mo));
@@ -214,6 +216,10 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	res->fetched_by_sha = m.fetched_by_sha;
 	res->mirror_ms = now_ms() - t0 - m.lock_wait_ms;
 	if (rc) {
+		size_t n = e ? strlen(e->msg) : 0;
+
+		if (rc == KILN_E_NOTFOUND && spec->ref && e)
+			snprintf(e->msg + n, sizeof(e->msg) - n, " (job ref %s)", spec->ref);
 		tmp[0] = '\0';
 		goto out;
 	}

@@ -45,6 +45,7 @@ struct ws_spec {
 	unsigned lock_timeout_s;  /* mirror lock wait; 0: 600 */
 	unsigned fetch_timeout_s; /* one fetch; 0: 3600 */
 	unsigned mirror_max_packs; /* repack a mirror above this; 0: 32 */
+	unsigned mirror_max_age_days; /* remove mirrors unused this long; 0: 30 */
 	uint64_t max_image_bytes; /* 0: EXT4IMG_DEFAULT_MAX_BYTES */
 };
 

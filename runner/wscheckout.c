@@ -15,150 +15,6 @@
 #include "runner/paths.h"
 #include "runner/workspace.h"
 
-/* ---- copying files ----------------------------------------------------- */
-
-/* Copy the regular file src into a new file dst (mode). */
-static enum kiln_rc copy_file_at(int src_fd, int dst_dir, const char *dst_name, mode_t mode,
-				 const char *what, uint64_t *bytes, struct kiln_err *e)
-{
-	char buf[64 * 1024];
-	enum kiln_rc rc = KILN_OK;
-	int out = openat(dst_dir, dst_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-
-	if (out < 0)
-		return kiln_fail_errno(e, "%s: create", what);
-	for (;;) {
-		ssize_t n = copy_file_range(src_fd, NULL, out, NULL, 1 << 30, 0);
-
-		if (n == 0)
-			break;
-		if (n > 0) {
-			*bytes += (uint64_t)n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-			rc = kiln_fail_errno(e, "%s: copy", what);
-			goto out;
-		}
-		/* copy_file_range refused: plain read/write from here on. */
-		for (;;) {
-			ssize_t r = read(src_fd, buf, sizeof(buf)), w = 0;
-
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0) {
-				rc = kiln_fail_errno(e, "%s: read", what);
-				goto out;
-			}
-			if (r == 0)
-				break;
-			while (w < r) {
-				ssize_t k = write(out, buf + w, (size_t)(r - w));
-				if (k < 0 && errno == EINTR)
-					continue;
-				if (k < 0) {
-					rc = kiln_fail_errno(e, "%s: write", what);
-					goto out;
-				}
-				w += k;
-			}
-			*bytes += (uint64_t)r;
-		}
-		break;
-	}
-out:
-	close(out);
-	return rc;
-}
-
-/* Hard-link (or copy) the files of the folder src into dst (created). */
-static enum kiln_rc link_dir_files(const char *src, const char *dst, struct kiln_err *e)
-{
-	char sp[PATH_MAX], dp[PATH_MAX];
-	struct dirent *de;
-	enum kiln_rc rc = KILN_OK;
-	uint64_t bytes = 0;
-	DIR *d = opendir(src);
-	int dst_fd = -1;
-
-	if (!d)
-		return kiln_fail_errno(e, "objects folder %s", src);
-	if (mkdir(dst, 0755) < 0 && errno != EEXIST) {
-		rc = kiln_fail_errno(e, "objects folder %s", dst);
-		goto out;
-	}
-	dst_fd = open(dst, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-	if (dst_fd < 0) {
-		rc = kiln_fail_errno(e, "objects folder %s", dst);
-		goto out;
-	}
-	while ((de = readdir(d))) {
-		int in;
-
-		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
-			continue;
-		if (!kiln_path_join(sp, sizeof(sp), src, de->d_name) ||
-		    !kiln_path_join(dp, sizeof(dp), dst, de->d_name)) {
-			rc = kiln_fail(e, KILN_E_LIMIT, "object path too long under %s", dst);
-			goto out;
-		}
-		if (link(sp, dp) == 0)
-			continue;
-		if (errno != EXDEV && errno != EPERM && errno != EMLINK) {
-			rc = kiln_fail_errno(e, "link %s to %s", sp, dp);
-			goto out;
-		}
-		in = open(sp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (in < 0) {
-			rc = kiln_fail_errno(e, "object %s", sp);
-			goto out;
-		}
-		rc = copy_file_at(in, dst_fd, de->d_name, 0444, dp, &bytes, e);
-		close(in);
-		if (rc)
-			goto out;
-	}
-out:
-	if (dst_fd >= 0)
-		close(dst_fd);
-	closedir(d);
-	return rc;
-}
-
-static bool is_loose_dir(const char *name)
-{
-	return strlen(name) == 2 && strspn(name, "0123456789abcdef") == 2;
-}
-
-/* Copy a mirror's objects (packs and loose objects, not objects/info: no
- * alternates) into another repository's objects folder. */
-static enum kiln_rc copy_objects(const char *src_objects, const char *dst_objects, struct kiln_err *e)
-{
-	char sp[PATH_MAX], dp[PATH_MAX];
-	struct dirent *de;
-	enum kiln_rc rc = KILN_OK;
-	DIR *d = opendir(src_objects);
-
-	if (!d)
-		return kiln_fail_errno(e, "mirror objects %s", src_objects);
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, "pack") != 0 && !is_loose_dir(de->d_name))
-			continue;
-		if (!kiln_path_join(sp, sizeof(sp), src_objects, de->d_name) ||
-		    !kiln_path_join(dp, sizeof(dp), dst_objects, de->d_name)) {
-			rc = kiln_fail(e, KILN_E_LIMIT, "object path too long under %s", dst_objects);
-			break;
-		}
-		rc = link_dir_files(sp, dp, e);
-		if (rc)
-			break;
-	}
-	closedir(d);
-	return rc;
-}
-
 /* ---- shallow history --------------------------------------------------- */
 
 struct shallow {
@@ -167,41 +23,6 @@ struct shallow {
 	git_oid *boundary;       /* commits whose parents are left out */
 	size_t n_boundary;
 };
-
-static int add_tree(git_repository *repo, struct oidset *objs, const git_oid *id, unsigned level)
-{
-	git_tree *tree = NULL;
-	size_t i, n;
-	int r = oidset_add(objs, id);
-
-	if (r <= 0)
-		return r;
-	if (level > 1024) {
-		git_error_set(GIT_ERROR_INVALID, "trees nested more than 1024 deep");
-		return -1;
-	}
-	if (git_tree_lookup(&tree, repo, id) < 0)
-		return -1;
-	n = git_tree_entrycount(tree);
-	for (i = 0; i < n && r >= 0; i++) {
-		const git_tree_entry *te = git_tree_entry_byindex(tree, i);
-
-		switch (git_tree_entry_type(te)) {
-		case GIT_OBJECT_TREE:
-			r = add_tree(repo, objs, git_tree_entry_id(te), level + 1);
-			break;
-		case GIT_OBJECT_BLOB:
-			r = oidset_add(objs, git_tree_entry_id(te));
-			break;
-		default: /* a gitlink: the submodule's commit is not ours */
-			break;
-		}
-	}
-	git_tree_free(tree);
-	if (r < 0 && errno == E2BIG)
-		git_error_set(GIT_ERROR_INVALID, "more than %d objects", WSCO_MAX_SHALLOW_OBJECTS);
-	return r < 0 ? -1 : 0;
-}
 
 /* The commits within depth of tip (breadth first, so each gets its least
  * distance, as git's upload-pack does) and their trees. */
@@ -227,7 +48,7 @@ static enum kiln_rc shallow_walk(git_repository *repo, const git_oid *tip, unsig
 			rc = kiln_git_fail(e, KILN_E_IO, "shallow history");
 			goto out;
 		}
-		if (add_tree(repo, &s->objects, git_commit_tree_id(c), 0) < 0 ||
+		if (pack_add_tree(repo, &s->objects, git_commit_tree_id(c), NULL) < 0 ||
 		    oidset_add(&s->objects, &s->commits.list[i]) < 0) {
 			git_commit_free(c);
 			rc = kiln_git_fail(e, KILN_E_LIMIT, "shallow history");
@@ -397,6 +218,38 @@ static int add_tag_chain(git_repository *repo, struct oidset *objs, const git_oi
 	return 0;
 }
 
+/* Add ref (matched by a refspec) to out, with its peeled target; with s
+ * (shallow), only when that is a commit in s->commits, and then its tag
+ * objects join s->objects. -1 with a libgit2 error. */
+static int keep_ref(git_repository *mirror, git_reference *ref, struct shallow *s, struct reflist *out)
+{
+	const char *name = git_reference_name(ref);
+	const git_oid *target = git_reference_target(ref);
+	git_object *peeled = NULL;
+	git_oid pid;
+	bool tagged = false;
+	int err = 0;
+
+	if (!target || strncmp(name, "refs/kiln/", 10) == 0)
+		return 0;
+	pid = *target;
+	if (git_reference_peel(&peeled, ref, GIT_OBJECT_ANY) == 0) {
+		pid = *git_object_id(peeled);
+		tagged = !git_oid_equal(&pid, target);
+	}
+	git_error_clear();
+	if (s && (!peeled || git_object_type(peeled) != GIT_OBJECT_COMMIT || !oidset_has(&s->commits, &pid)))
+		goto out;
+	if (s && tagged && add_tag_chain(mirror, &s->objects, target) < 0) {
+		err = -1;
+		goto out;
+	}
+	err = reflist_add(out, name, target, tagged ? &pid : NULL);
+out:
+	git_object_free(peeled);
+	return err;
+}
+
 /* The refs of the checkout: mirror refs matched by a refspec's destination,
  * and the destinations of "<sha>:<ref>" refspecs. With s (shallow), only
  * those whose commit is in s->commits; their tag objects join s->objects. */
@@ -442,42 +295,16 @@ static enum kiln_rc collect_refs(const struct wsco_opts *o, struct shallow *s, s
 		goto out;
 	}
 	while ((err = git_reference_next(&ref, it)) == 0) {
-		const char *name = git_reference_name(ref);
-		const git_oid *target = git_reference_target(ref);
-		git_object *peeled = NULL;
-		git_oid pid;
-		bool match = false, tagged = false;
+		bool match = false;
 
 		for (i = 0; i < n && !match; i++)
-			match = !by_sha[i] && git_refspec_dst_matches(specs[i], name);
-		if (!match || !target || strncmp(name, "refs/kiln/", 10) == 0)
-			goto next;
-		pid = *target;
-		if (git_reference_peel(&peeled, ref, GIT_OBJECT_ANY) == 0) {
-			pid = *git_object_id(peeled);
-			tagged = !git_oid_equal(&pid, target);
-		}
-		git_error_clear();
-		if (s) {
-			if (!peeled || git_object_type(peeled) != GIT_OBJECT_COMMIT ||
-			    !oidset_has(&s->commits, &pid))
-				goto next;
-			if (tagged && add_tag_chain(o->mirror, &s->objects, target) < 0) {
-				rc = kiln_git_fail(e, KILN_E_LIMIT, "shallow history");
-				git_object_free(peeled);
-				git_reference_free(ref);
-				goto out;
-			}
-		}
-		if (reflist_add(out, name, target, tagged ? &pid : NULL) < 0) {
+			match = !by_sha[i] && git_refspec_dst_matches(specs[i], git_reference_name(ref));
+		err = match ? keep_ref(o->mirror, ref, s, out) : 0;
+		git_reference_free(ref);
+		if (err < 0) {
 			rc = kiln_git_fail(e, KILN_E_LIMIT, "checkout refs");
-			git_object_free(peeled);
-			git_reference_free(ref);
 			goto out;
 		}
-next:
-		git_object_free(peeled);
-		git_reference_free(ref);
 	}
 	if (err != GIT_ITEROVER) {
 		rc = kiln_git_fail(e, KILN_E_IO, "mirror refs");
@@ -586,7 +413,7 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 		goto out;
 	}
 	if (o->depth == 0) {
-		rc = copy_objects(src_objects, objects, e);
+		rc = objects_link(src_objects, objects, e);
 		if (rc == KILN_OK)
 			rc = collect_refs(o, NULL, &refs, e);
 	} else {
@@ -902,7 +729,7 @@ static enum kiln_rc overlay_one(const char *dirty_dir, const char *workdir, int 
 			rc = kiln_fail_errno(e, "overlay: %s", src);
 			goto out;
 		}
-		rc = copy_file_at(in, dir, leaf, st.st_mode & 0777, dst, bytes, e);
+		rc = file_copy_at(in, dir, leaf, st.st_mode & 0777, dst, bytes, e);
 		if (rc == KILN_OK && *bytes > WSCO_MAX_OVERLAY_BYTES)
 			rc = kiln_fail(e, KILN_E_LIMIT, "overlay of %s: more than %llu bytes", dirty_dir,
 				       (unsigned long long)WSCO_MAX_OVERLAY_BYTES);

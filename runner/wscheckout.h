@@ -1,5 +1,6 @@
 /* The steps of a workspace between the mirror and the image: the checkout
- * (full or shallow), submodules and the overlay of a dirty working tree. */
+ * (full or shallow), submodules and the overlay of a dirty working tree.
+ * Callers initialise libgit2 (ws_prepare does). */
 #ifndef KILN_WSCHECKOUT_H
 #define KILN_WSCHECKOUT_H
 

@@ -20,6 +20,7 @@
 #include "runner/mirror.h"
 #include "runner/paths.h"
 #include "runner/workspace.h"
+#include "runner/wscheckout.h"
 #include "tests/unit/suites.h"
 
 #define SECRET "s3ntinelT0ken"
@@ -374,8 +375,9 @@ START_TEST(missing_sha_names_it)
 
 	make_state(state, sizeof(state), "missing");
 	spec_init(&s, state, g_url, missing, image, sizeof(image));
+	s.ref = "main";
 	ck_assert_int_eq(ws_prepare(&s, &r, &e), KILN_E_NOTFOUND);
-	ck_assert_msg(strstr(e.msg, missing) != NULL, "%s", e.msg);
+	ck_assert_msg(strstr(e.msg, missing) != NULL && strstr(e.msg, "ref main") != NULL, "%s", e.msg);
 	ck_assert_ptr_null(strchr(e.msg, '\n'));
 	ck_assert(r.fetched_by_sha);
 	ck_assert_int_ne(access(image, F_OK), 0);
@@ -884,6 +886,33 @@ START_TEST(dirty_overlay)
 }
 END_TEST
 
+/* A symbolic link in the checkout where the dirty tree has a folder: the
+ * overlay replaces the link and writes nothing through it. */
+START_TEST(overlay_does_not_follow_links)
+{
+	char base[PATH_MAX], work[PATH_MAX], dirty[PATH_MAX], outside[PATH_MAX];
+	struct kiln_err e = { 0 };
+	unsigned n = 0;
+
+	git_libgit2_init();
+	make_state(base, sizeof(base), "links");
+	snprintf(work, sizeof(work), "%s/work", base);
+	snprintf(dirty, sizeof(dirty), "%s/dirty", base);
+	snprintf(outside, sizeof(outside), "%s/outside", base);
+	ck_assert_int_eq(sh("mkdir -p '%s' '%s' && ln -s '%s' '%s/lnk' && ln -s '%s/victim' '%s/file' && "
+			    "git init -q '%s' && mkdir '%s/lnk' && echo x > '%s/lnk/x.txt' && echo y > '%s/file'",
+			    work, outside, outside, work, outside, work, dirty, dirty, dirty, dirty), 0);
+	ck_assert_msg(wsco_overlay(dirty, work, &n, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(sh("test -z \"$(ls -A '%s')\"", outside), 0);
+	ck_assert_int_eq(sh("test -d '%s/lnk' && ! test -L '%s/lnk' && test -f '%s/lnk/x.txt'", work, work, work), 0);
+	ck_assert_int_eq(sh("test -f '%s/file' && ! test -L '%s/file'", work, work), 0);
+	/* Not a working tree: a clear error. */
+	ck_assert_int_eq(wsco_overlay(outside, work, &n, &e), KILN_E_INVALID);
+	ck_assert_msg(strstr(e.msg, outside) != NULL, "%s", e.msg);
+}
+END_TEST
+
 START_TEST(mirror_packs_stay_bounded)
 {
 	char state[PATH_MAX], image[PATH_MAX], repo[PATH_MAX], url[PATH_MAX + 8], sha[41], mirror[PATH_MAX];
@@ -900,6 +929,10 @@ START_TEST(mirror_packs_stay_bounded)
 	/* A build folder left by a job that died is cleaned up. */
 	snprintf(stale, sizeof(stale), "%s/tmp/ws-stale", state);
 	ck_assert_int_eq(kiln_mkdir_p(stale), 0);
+	/* So is a mirror no job used for 40 days; one used yesterday stays. */
+	ck_assert_int_eq(sh("cd '%s' && mkdir -p mirrors/old.git/objects mirrors/new.git/objects && "
+			    "touch -d '40 days ago' mirrors/old.git.lock && touch -d '1 day ago' mirrors/new.git.lock",
+			    state), 0);
 	spec_init(&s, state, url, g_sha[5], image, sizeof(image));
 	s.mirror_max_packs = 2;
 	for (i = 0; i < 4; i++) {
@@ -911,6 +944,7 @@ START_TEST(mirror_packs_stay_bounded)
 		ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
 	}
 	ck_assert_int_ne(access(stale, F_OK), 0);
+	ck_assert_int_eq(sh("cd '%s/mirrors' && ! test -e old.git && ! test -e old.git.lock && test -d new.git", state), 0);
 	ck_assert_ptr_nonnull(ws_redact_url(url, red, sizeof(red)));
 	ck_assert_ptr_nonnull(mirror_path(mirror, sizeof(mirror), state, red));
 	ck_assert_int_le(count_files(mirror, "objects/pack/*.pack"), 2);
@@ -939,6 +973,7 @@ Suite *workspace_suite(void)
 	tcase_add_test(tc, credentials_never_reach_disk);
 	tcase_add_test(tc, submodules_checked_out);
 	tcase_add_test(tc, dirty_overlay);
+	tcase_add_test(tc, overlay_does_not_follow_links);
 	tcase_add_test(tc, mirror_packs_stay_bounded);
 	suite_add_tcase(s, tc);
 	return s;
