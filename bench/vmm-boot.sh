@@ -155,6 +155,12 @@ def overhead_kib(pid):
     return total
 
 
+def progress(msg):
+    """A line in progress.log (in KILN_BENCH_OUT while the bench runs)."""
+    with open(os.path.join(outdir, "progress.log"), "a") as f:
+        f.write("%.3f %s\n" % (time.monotonic(), msg))
+
+
 def run(name, sample):
     t0 = time.monotonic()
     p = subprocess.Popen(CMDS[name], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -178,11 +184,13 @@ def run(name, sample):
     th = threading.Thread(target=sampler, daemon=True) if sample else None
     if th:
         th.start()
+    progress("%s: spawned pid %d%s" % (name, p.pid, " (sampling smaps)" if sample else ""))
     out, err = b"", b""
     t_booted = None
     fds = {p.stdout.fileno(): "out", p.stderr.fileno(): "err"}
     while fds:
         if time.monotonic() - t0 > TIMEOUT:
+            progress("%s: no exit after %d s, killing it" % (name, TIMEOUT))
             p.kill()
             break
         ready, _, _ = select.select(list(fds), [], [], 1.0)
@@ -200,6 +208,7 @@ def run(name, sample):
                 err += data
     rc = p.wait()
     t_exit = time.monotonic()
+    progress("%s: exited with status %d after %.0f ms" % (name, rc, (t_exit - t0) * 1e3))
     stop.set()
     if th:
         th.join()
@@ -299,7 +308,7 @@ lines.append("targets: boot ratio <= 0.5: %s; kiln-vmm overhead <= 5 MiB: %s (%.
                  "met" if ratio is not None and ratio <= 0.5 else "NOT met",
                  "met" if o is not None and o <= 5 else "NOT met", o or 0,
                  "met" if f is not None and f < 10 else "not met here", f or 0))
-lines.append("ratio kiln/QEMU (spawn -> BOOTED): %s" % ("%.2f" % ratio if ratio is not None else "n/a"))
+lines.append("ratio kiln/QEMU (spawn -> BOOTED): %s" % ("%.3f" % ratio if ratio is not None else "n/a"))
 text = "\n".join(lines)
 print()
 print(text)

@@ -81,7 +81,8 @@ static enum kiln_rc bad(struct kiln_err *e, const struct cy_node *n, const char 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return kiln_fail(e, KILN_E_INVALID, "%s:%u: %s: variables:%s: %s", n->file, n->line, what, key, msg);
+	return kiln_fail(e, KILN_E_INVALID, "%s:%u: %s%svariables:%s: %s", n->file, n->line, what, *what ? ": " : "",
+			 key, msg);
 }
 
 /* A variable's value node as a string: strings and numbers as written,
@@ -106,8 +107,8 @@ enum kiln_rc civars_parse(struct cy_arena *a, const struct cy_node *map, enum ci
 	if (!map || map->kind == CY_NULL)
 		return KILN_OK;
 	if (map->kind != CY_MAP)
-		return kiln_fail(e, KILN_E_INVALID, "%s:%u: %s: variables: expected a mapping of NAME: value, got %s",
-				 map->file, map->line, what, cy_kind_name(map));
+		return kiln_fail(e, KILN_E_INVALID, "%s:%u: %s%svariables: expected a mapping of NAME: value, got %s",
+				 map->file, map->line, what, *what ? ": " : "", cy_kind_name(map));
 	for (i = 0; i < map->n; i++) {
 		const struct cy_pair *p = &map->pairs[i];
 		const struct cy_node *v = p->value;
@@ -127,8 +128,9 @@ enum kiln_rc civars_parse(struct cy_arena *a, const struct cy_node *map, enum ci
 				    strcmp(k, "expand") && warn) {
 					char msg[400];
 
-					snprintf(msg, sizeof(msg), "%s:%u: %s: variables:%s: unknown key '%s' (ignored)",
-						 v->pairs[j].knode->file, v->pairs[j].knode->line, what, p->key, k);
+					snprintf(msg, sizeof(msg), "%s:%u: %s%svariables:%s: unknown key '%s' (ignored)",
+						 v->pairs[j].knode->file, v->pairs[j].knode->line, what,
+						 *what ? ": " : "", p->key, k);
 					warn(warn_arg, msg);
 				}
 			}
@@ -256,30 +258,46 @@ struct expander {
 	struct cy_arena *a;
 	const struct civars *in;
 	unsigned char *state;     /* 0 todo, 1 in progress, 2 done */
+	bool *cyclic;             /* part of a cycle: keeps its value */
+	size_t *stack;            /* the variables in progress */
+	size_t depth;
 	const char **result;
 	ci_warn_fn warn;
 	void *warn_arg;
 	struct kiln_err *e;
 };
 
-static void cycle_warning(struct expander *x, size_t i, size_t j)
+/* j, in progress, was referenced again: every variable on the stack from
+ * j up is part of the cycle. */
+static void cycle(struct expander *x, size_t j)
 {
-	const struct civar *v = &x->in->v[i];
-	char msg[600];
+	const struct civar *v = &x->in->v[j];
+	char chain[400], msg[600];
+	size_t k, start = 0, o = 0;
 
+	for (k = 0; k < x->depth; k++)
+		if (x->stack[k] == j)
+			start = k;
+	chain[0] = '\0';
+	for (k = start; k < x->depth; k++) {
+		x->cyclic[x->stack[k]] = true;
+		if (o < sizeof(chain))
+			o += (size_t)snprintf(chain + o, sizeof(chain) - o, "%s -> ", x->in->v[x->stack[k]].key);
+	}
+	if (o < sizeof(chain))
+		snprintf(chain + o, sizeof(chain) - o, "%s", v->key);
 	if (!x->warn)
 		return;
-	if (i == j)
-		snprintf(msg, sizeof(msg), "%s:%u: variable '%s' refers to itself (the reference is left as written)",
+	if (x->depth - start == 1)
+		snprintf(msg, sizeof(msg), "%s:%u: variable '%s' refers to itself (left unexpanded)",
 			 v->file ? v->file : "(command line)", v->line, v->key);
 	else
-		snprintf(msg, sizeof(msg),
-			 "%s:%u: variables '%s' and '%s' refer to each other (the reference is left as written)",
-			 v->file ? v->file : "(command line)", v->line, v->key, x->in->v[j].key);
+		snprintf(msg, sizeof(msg), "%s:%u: variables %s refer to each other (left unexpanded)",
+			 v->file ? v->file : "(command line)", v->line, chain);
 	x->warn(x->warn_arg, msg);
 }
 
-static enum kiln_rc expand_one(struct expander *x, size_t i, int depth)
+static enum kiln_rc expand_one(struct expander *x, size_t i)
 {
 	const struct civar *v = &x->in->v[i];
 	struct buf b = { NULL, 0, 0, false, false };
@@ -291,7 +309,11 @@ static enum kiln_rc expand_one(struct expander *x, size_t i, int depth)
 		x->state[i] = 2;
 		return KILN_OK;
 	}
+	if (x->depth >= CIVARS_MAX_DEPTH)
+		return kiln_fail(x->e, KILN_E_LIMIT, "%s:%u: variable '%s': references nested deeper than %d levels",
+				 v->file ? v->file : "(command line)", v->line, v->key, CIVARS_MAX_DEPTH);
 	x->state[i] = 1;
+	x->stack[x->depth++] = i;
 	put(&b, "", 0);
 	while (*s) {
 		const char *name;
@@ -310,28 +332,31 @@ static enum kiln_rc expand_one(struct expander *x, size_t i, int depth)
 			s += used ? used : 1;
 			continue;
 		}
-		if (x->state[j] == 0 && depth < CIVARS_MAX_DEPTH && (rc = expand_one(x, (size_t)j, depth + 1)))
+		if (x->state[j] == 0 && (rc = expand_one(x, (size_t)j)))
 			goto out;
-		if (x->state[j] != 2) {
-			cycle_warning(x, i, (size_t)j);
+		if (x->state[j] == 1) {
+			cycle(x, (size_t)j);
 			put(&b, s, used);
 		} else {
 			put(&b, x->result[j], strlen(x->result[j]));
 		}
 		s += used;
 	}
-	if (b.over) {
-		rc = b.oom ? kiln_fail(x->e, KILN_E_NOMEM, "out of memory") : kiln_fail(x->e, KILN_E_LIMIT,
-			       "%s:%u: variable '%s': value longer than %u KiB after expansion",
-			       v->file ? v->file : "(command line)", v->line, v->key, CIVARS_MAX_VALUE >> 10);
+	if (x->cyclic[i]) {
+		x->result[i] = v->value;
+	} else if (b.over) {
+		rc = b.oom ? kiln_fail(x->e, KILN_E_NOMEM, "out of memory")
+			   : kiln_fail(x->e, KILN_E_LIMIT, "%s:%u: variable '%s': value longer than %u KiB after "
+				       "expansion", v->file ? v->file : "(command line)", v->line, v->key,
+				       CIVARS_MAX_VALUE >> 10);
 		goto out;
-	}
-	if (!(x->result[i] = cy_strndup(x->a, b.p, b.n))) {
+	} else if (!(x->result[i] = cy_strndup(x->a, b.p, b.n))) {
 		rc = cy_fail_alloc(x->a, x->e);
 		goto out;
 	}
 	x->state[i] = 2;
 out:
+	x->depth--;
 	free(b.p);
 	return rc;
 }
@@ -339,21 +364,23 @@ out:
 enum kiln_rc civars_expand(struct cy_arena *a, const struct civars *in, struct civars *out, ci_warn_fn warn,
 			   void *warn_arg, struct kiln_err *e)
 {
-	struct expander x = { a, in, NULL, NULL, warn, warn_arg, e };
+	struct expander x = { a, in, NULL, NULL, NULL, 0, NULL, warn, warn_arg, e };
 	enum kiln_rc rc = KILN_OK;
 	size_t i;
 
 	civars_clear(out);
 	x.state = calloc(in->n ? in->n : 1, 1);
+	x.cyclic = calloc(in->n ? in->n : 1, sizeof(*x.cyclic));
+	x.stack = calloc(CIVARS_MAX_DEPTH + 1, sizeof(*x.stack));
 	x.result = calloc(in->n ? in->n : 1, sizeof(*x.result));
-	if (!x.state || !x.result) {
+	if (!x.state || !x.cyclic || !x.stack || !x.result) {
 		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < in->n; i++) {
 		struct civar v = in->v[i];
 
-		if (x.state[i] == 0 && (rc = expand_one(&x, i, 0)))
+		if (x.state[i] == 0 && (rc = expand_one(&x, i)))
 			goto out;
 		v.value = x.result[i];
 		if ((rc = civars_set(out, &v, e)))
@@ -361,6 +388,8 @@ enum kiln_rc civars_expand(struct cy_arena *a, const struct civars *in, struct c
 	}
 out:
 	free(x.state);
+	free(x.cyclic);
+	free(x.stack);
 	free(x.result);
 	return rc;
 }

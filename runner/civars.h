@@ -11,9 +11,10 @@
  *  - $$ becomes a single $ (and is not read as the start of a reference);
  *  - a raw variable (`expand: false`) is never expanded, and a reference
  *    to it inserts its value as written;
- *  - a reference that leads back to the variable being expanded (a cycle)
- *    is kept as written, with one warning naming both variables (GitLab
- *    leaves the whole list unexpanded and reports an error instead).
+ *  - variables whose references lead back to themselves (a cycle) keep
+ *    their values as written, with one warning naming the cycle (GitLab
+ *    leaves the whole list unexpanded and reports an error instead); a
+ *    variable referring to one of them gets that value as written.
  */
 #ifndef KILN_CIVARS_H
 #define KILN_CIVARS_H
@@ -69,7 +70,8 @@ void civars_free(struct civars *vs);
  * null: nothing) with source src. A value is a string or number (null is
  * ""), or a mapping {value, description, options, expand}: options, when
  * given, must hold value; expand: false makes it raw. A boolean or a list
- * is an error naming FILE:LINE, what ("job 'x'") and the key; unknown keys
+ * is an error naming FILE:LINE, what ("job 'x'", or "" for the top
+ * level) and the key; unknown keys
  * of the mapping form are warned about. */
 enum kiln_rc civars_parse(struct cy_arena *a, const struct cy_node *map, enum civar_source src, const char *what,
 			  struct civars *out, ci_warn_fn warn, void *warn_arg, struct kiln_err *e);

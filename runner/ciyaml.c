@@ -409,6 +409,10 @@ static enum kiln_rc next_event(struct parser *p, yaml_event_t *ev)
 		return KILN_OK;
 	if (p->yp.error == YAML_MEMORY_ERROR)
 		return kiln_fail(p->e, KILN_E_NOMEM, "out of memory");
+	if (p->yp.context && p->yp.context_mark.line != p->yp.problem_mark.line)
+		return fail_at(p, p->yp.problem_mark.line, KILN_E_SYNTAX, "YAML syntax error: %s (%s started on line %zu)",
+			       p->yp.problem ? p->yp.problem : "invalid YAML", p->yp.context,
+			       p->yp.context_mark.line + 1);
 	return fail_at(p, p->yp.problem_mark.line, KILN_E_SYNTAX, "YAML syntax error: %s%s%s",
 		       p->yp.problem ? p->yp.problem : "invalid YAML", p->yp.context ? " " : "",
 		       p->yp.context ? p->yp.context : "");
@@ -509,13 +513,13 @@ static enum kiln_rc apply_merge(struct parser *p, struct cy_node *map, struct me
 	} else if (v->kind == CY_SEQ && !v->ref) {
 		if (v->n > 64)
 			return fail_at(p, line0, KILN_E_LIMIT, "%s", "<<: more than 64 mappings to merge");
-		/* The earlier mapping wins: apply them last to first. */
-		for (i = v->n; i-- > 0;) {
+		for (i = 0; i < v->n; i++)
 			if (v->items[i]->kind != CY_MAP)
 				return fail_at(p, line0, KILN_E_INVALID, "<<: item %zu is %s, expected a mapping",
 					       i + 1, cy_kind_name(v->items[i]));
+		/* The earlier mapping wins: apply them last to first. */
+		for (i = v->n; i-- > 0;)
 			srcs[n_src++] = v->items[i];
-		}
 	} else {
 		return fail_at(p, line0, KILN_E_INVALID, "<<: expected a mapping or a list of mappings, got %s",
 			       cy_kind_name(v));

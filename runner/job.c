@@ -38,6 +38,9 @@ struct job {
 	struct jobnet net;
 	struct executor x;
 	bool x_ready;
+	char stage[80];            /* the open section, "" when none */
+	size_t step_next;          /* the next step that may run */
+	bool steps_failed;         /* an on_success step failed */
 };
 
 static double now_s(void)
@@ -59,6 +62,63 @@ static void notice(const struct job *j, const char *fmt, ...)
 	va_end(ap);
 	if (j->o->notice)
 		j->o->notice(j->o->arg, line);
+}
+
+/* Section markers: at most one stage is open; beginning one ends the last. */
+static void stage_end(struct job *j)
+{
+	if (j->stage[0] && j->o->stage)
+		j->o->stage(j->o->arg, j->stage, false);
+	j->stage[0] = '\0';
+}
+
+static void stage_begin(struct job *j, const char *name)
+{
+	stage_end(j);
+	snprintf(j->stage, sizeof(j->stage), "%s", name);
+	if (j->o->stage)
+		j->o->stage(j->o->arg, j->stage, true);
+}
+
+/* Open the section of the step the agent runs next, by its rules: steps in
+ * order, `when` against the failures so far; after a graceful cancel only
+ * after_script. */
+static void stage_next_step(struct job *j, bool graceful)
+{
+	stage_end(j);
+	for (; j->step_next < j->p->n_steps; j->step_next++) {
+		const struct job_step *s = &j->p->steps[j->step_next];
+		bool after = !strcmp(s->name, "after_script");
+		bool run = graceful			  ? after
+			   : !strcmp(s->when, "always")	  ? true
+			   : !strcmp(s->when, "on_failure") ? j->steps_failed
+							    : !j->steps_failed;
+		char name[80];
+
+		if (!run)
+			continue;
+		snprintf(name, sizeof(name), "%s%s", after ? "" : "step_", s->name);
+		stage_begin(j, name);
+		return;
+	}
+}
+
+/* The agent's STEP frame: the open step ended with its exit code. */
+static void stage_step_ended(struct job *j, const uint8_t *payload, uint32_t len, bool graceful)
+{
+	json_t *o = json_loadb((const char *)payload, len, 0, NULL);
+	json_t *code = json_object_get(o, "exit_code");
+
+	if (j->step_next < j->p->n_steps) {
+		const struct job_step *s = &j->p->steps[j->step_next];
+		bool on_success = !*s->when || !strcmp(s->when, "on_success");
+
+		if (on_success && (!json_is_integer(code) || json_integer_value(code) != 0))
+			j->steps_failed = true;
+		j->step_next++;
+	}
+	json_decref(o);
+	stage_next_step(j, graceful);
 }
 
 static void fail_reason(struct job *j, const char *reason)
@@ -179,8 +239,10 @@ static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 	ws.project_path = project;
 	ws.image_path = j->ws_image;
 	ws.dirty_dir = j->o->dirty_dir;
+	stage_begin(j, "get_sources");
 	notice(j, "preparing the workspace: %s at %.12s", project, j->p->sha);
 	rc = ws_prepare(&ws, &res, e);
+	stage_end(j);
 	if (rc)
 		fail_reason(j, "runner_system_failure");
 	return rc;
@@ -252,6 +314,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				hello = true;
 				j->r->boot_s = now_s() - t_boot;
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
+				stage_next_step(j, false);
 				if (ap_send(fd, AP_JOB, spec, (uint32_t)strlen(spec)) < 0) {
 					rc = kiln_fail_errno(e, "sending the job to the agent");
 					goto out;
@@ -263,6 +326,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				j->o->output(j->o->arg, payload, len);
 				break;
 			case AP_STEP:
+				stage_step_ended(j, payload, len, cancel_sent);
 				break;
 			case AP_EXIT: {
 				json_error_t jerr;
@@ -293,6 +357,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 		}
 	}
 out:
+	stage_end(j);
 	ap_reader_free(&rd);
 	if (!rc && !exited && !j->r->failure_reason[0]) {
 		char tail[600];
@@ -327,9 +392,11 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, struct kiln_err *e)
 	vs.accel = j->accel;
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
+	stage_begin(j, "prepare_executor");
 	notice(j, "booting a fresh VM (%s, %d vCPU, %d MiB)", j->backend->name, vs.vcpus, vs.memory_mib);
 	if ((rc = j->x.ops->prepare(&j->x, e)) || (rc = j->x.ops->start(&j->x, e)) ||
 	    (rc = j->x.ops->stream(&j->x, BOOT_TIMEOUT_MS, &fd, e))) {
+		stage_end(j);
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}

@@ -27,6 +27,13 @@ struct job_opts {
 	void (*output)(void *arg, const void *buf, size_t n);
 	/* What kiln is doing (workspace, boot...), one line each. */
 	void (*notice)(void *arg, const char *line);
+	/* Stage boundaries, for the trace's section markers: (name, true) when
+	 * a stage starts, (name, false) when it ends, never nested: get_sources
+	 * (the workspace), prepare_executor (the VM's boot), then each step the
+	 * agent runs, as step_<name> (after_script keeps its name). The step
+	 * that runs next is predicted by the agent's rules (docs/agent-protocol.md).
+	 * NULL: none. */
+	void (*stage)(void *arg, const char *name, bool begin);
 	void *arg;
 	volatile sig_atomic_t *cancel; /* enum job_cancel, set from signal handlers */
 };

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "runner/log.h"
+#include "runner/packwrite.h"
 #include "runner/paths.h"
 #include "runner/sha256.h"
 #include "runner/spawn.h"
@@ -223,11 +224,11 @@ void ws_url_wipe(struct ws_url *u)
 static void scrub_one(char *msg, size_t size, const char *needle)
 {
 	size_t nlen = strlen(needle);
-	char *p;
+	char *from = msg, *p;
 
 	if (nlen == 0 || size == 0)
 		return;
-	while ((p = strstr(msg, needle)) != NULL) {
+	while ((p = strstr(from, needle)) != NULL) {
 		size_t tail = strlen(p + nlen);
 
 		if (nlen >= 3) {
@@ -248,6 +249,7 @@ static void scrub_one(char *msg, size_t size, const char *needle)
 			memcpy(p, "***", 3);
 			p[3 + tail] = '\0';
 		}
+		from = p + 3; /* the needle may be made of '*' */
 	}
 }
 
@@ -496,8 +498,11 @@ static int cred_cb(git_credential **out, const char *url, const char *user_from_
 				continue;
 			}
 			if (!home || !*home) {
-				struct passwd *pw = getpwuid(getuid());
-				home = pw ? pw->pw_dir : "/";
+				struct passwd pw, *res = NULL;
+				static _Thread_local char pwbuf[1024];
+
+				home = getpwuid_r(getuid(), &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res
+				       ? res->pw_dir : "/";
 			}
 			snprintf(priv, sizeof(priv), "%s/.ssh/%s", home, keys[i - 1]);
 			snprintf(pub, sizeof(pub), "%s.pub", priv);
@@ -652,6 +657,41 @@ static size_t count_packs(const char *mirror)
 	return n;
 }
 
+#define MIRROR_MAX_LOOSE 1024
+
+/* The number of loose objects, counting up to limit. */
+static size_t count_loose(const char *mirror, size_t limit)
+{
+	char dir[PATH_MAX];
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < 256 && n < limit; i++) {
+		struct dirent *de;
+		DIR *d;
+
+		if (snprintf(dir, sizeof(dir), "%s/objects/%02x", mirror, i) >= (int)sizeof(dir) ||
+		    !(d = opendir(dir)))
+			continue;
+		while (n < limit && (de = readdir(d)))
+			if (de->d_name[0] != '.')
+				n++;
+		closedir(d);
+	}
+	return n;
+}
+
+/* Remove the loose objects (after they were packed). */
+static void drop_loose(const char *mirror)
+{
+	char dir[PATH_MAX];
+	int i;
+
+	for (i = 0; i < 256; i++)
+		if (snprintf(dir, sizeof(dir), "%s/objects/%02x", mirror, i) < (int)sizeof(dir))
+			kiln_rm_rf(dir);
+}
+
 /* Delete the packs other than pack-<keep>.*. */
 static void drop_packs_except(const char *mirror, const char *keep)
 {
@@ -713,14 +753,17 @@ static enum kiln_rc repack_libgit2(struct mirror *m, struct kiln_err *e)
 		goto out;
 	}
 	drop_packs_except(m->path, git_packbuilder_name(pb));
+	drop_loose(m->path);
 out:
 	git_revwalk_free(walk);
 	git_packbuilder_free(pb);
 	return rc;
 }
 
-/* Keep the number of packs bounded: every fetch adds one. git repack reuses
- * deltas and drops unreachable objects; libgit2's packbuilder is the fallback. */
+/* Keep the number of packs (every fetch adds one) and of loose objects (a
+ * new mirror of a local repository links its loose objects) bounded. git
+ * repack reuses deltas and drops unreachable objects; libgit2's packbuilder
+ * is the fallback. */
 static void maybe_repack(struct mirror *m)
 {
 	struct kiln_err e = { 0 };
@@ -728,7 +771,7 @@ static void maybe_repack(struct mirror *m)
 	size_t packs = count_packs(m->path);
 	enum kiln_rc rc;
 
-	if (packs <= m->max_packs)
+	if (packs <= m->max_packs && count_loose(m->path, MIRROR_MAX_LOOSE) < MIRROR_MAX_LOOSE)
 		return;
 	if (kiln_which(NULL, "git", git, sizeof(git))) {
 		char *argv[] = { git, gitdir, "-c", "gc.auto=0", "repack", "-a", "-d", "-q", NULL };
@@ -763,17 +806,385 @@ static bool have_object(git_odb *odb, const git_oid *oid)
 	return git_odb_exists(odb, oid) == 1;
 }
 
+/* What a sync works from: the refspecs split into ref refspecs and SHAs. */
+struct sync_plan {
+	char *normal[MIRROR_MAX_REFSPECS];
+	size_t n_normal;
+	git_oid need[MIRROR_MAX_REFSPECS + 8];
+	size_t n_need;
+};
+
+/* ---- sync from a remote: libgit2 fetch --------------------------------- */
+
+/* Fetch the ref refspecs, then each needed object still missing by its SHA.
+ * A failed SHA fetch is not an error here: the caller names what is missing
+ * (with *sha_err). */
+static enum kiln_rc sync_remote(struct mirror *m, const struct mirror_opts *o, const struct sync_plan *p,
+				git_odb *odb, struct kiln_err *sha_err, struct kiln_err *e)
+{
+	char *by_sha[MIRROR_MAX_REFSPECS + 8];
+	char specs[MIRROR_MAX_REFSPECS + 8][GIT_OID_HEXSZ + 40];
+	git_remote *remote = NULL;
+	size_t i, n_sha = 0;
+	enum kiln_rc rc = KILN_OK;
+
+	if (git_remote_lookup(&remote, m->repo, "origin") < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s", m->path);
+		goto out;
+	}
+	if (p->n_normal > 0) {
+		rc = mirror_fetch(remote, (char **)p->normal, p->n_normal, o, true, e);
+		if (rc)
+			goto out;
+	}
+	for (i = 0; i < p->n_need; i++) {
+		char hex[GIT_OID_HEXSZ + 1];
+
+		if (have_object(odb, &p->need[i]))
+			continue;
+		git_oid_tostr(hex, sizeof(hex), &p->need[i]);
+		snprintf(specs[n_sha], sizeof(specs[n_sha]), "+%s:refs/kiln/want/%zu", hex, n_sha);
+		by_sha[n_sha] = specs[n_sha];
+		n_sha++;
+	}
+	if (n_sha > 0) {
+		m->fetched_by_sha = true;
+		if (mirror_fetch(remote, by_sha, n_sha, o, false, sha_err) != KILN_OK)
+			ws_url_scrub(o->url, sha_err->msg, sizeof(sha_err->msg));
+		git_odb_refresh(odb);
+	}
+out:
+	git_remote_free(remote);
+	return rc;
+}
+
+/* ---- sync from a repository on this machine ----------------------------- */
+
+/* libgit2's local transport packs what it sends with its packbuilder, which
+ * recomputes every delta (7.4 s for a 10,000-commit, 8 MiB repository) and,
+ * on every fetch, packs the whole tree of each annotated tag. A local source
+ * is read directly instead: a new mirror hard-links its object files, then
+ * each sync packs only the objects the mirror lacks and sets the refs. */
+
+/* The path of a local (path or file://) URL; NULL for other URLs. */
+static const char *local_path(const struct ws_url *u)
+{
+	const char *p = u->redacted;
+
+	if (u->kind == WS_URL_LOCAL)
+		return p;
+	if (u->kind != WS_URL_FILE)
+		return NULL;
+	p += strlen("file://");
+	if (strncmp(p, "localhost/", 10) == 0)
+		p += 9;
+	return *p == '/' ? p : NULL;
+}
+
+struct ref_update {
+	char *name;
+	git_oid oid;
+};
+
+struct ref_updates {
+	struct ref_update *v;
+	size_t n, cap;
+};
+
+static void updates_free(struct ref_updates *u)
+{
+	size_t i;
+
+	for (i = 0; i < u->n; i++)
+		free(u->v[i].name);
+	free(u->v);
+}
+
+static int updates_add(struct ref_updates *u, const char *name, const git_oid *oid)
+{
+	if (u->n >= MIRROR_MAX_REFS) {
+		git_error_set(GIT_ERROR_INVALID, "more than %d refs", MIRROR_MAX_REFS);
+		return -1;
+	}
+	if (u->n == u->cap) {
+		size_t ncap = u->cap ? u->cap * 2 : 64;
+		struct ref_update *nv = realloc(u->v, ncap * sizeof(*nv));
+
+		if (!nv) {
+			git_error_set_oom();
+			return -1;
+		}
+		u->v = nv;
+		u->cap = ncap;
+	}
+	if (!(u->v[u->n].name = strdup(name))) {
+		git_error_set_oom();
+		return -1;
+	}
+	u->v[u->n++].oid = *oid;
+	return 0;
+}
+
+static bool updates_has(const struct ref_updates *u, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < u->n; i++)
+		if (strcmp(u->v[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+/* The source's refs that the refspecs take, renamed to their destinations. */
+static int plan_updates(git_repository *src, git_refspec **specs, size_t n, struct ref_updates *u)
+{
+	git_reference_iterator *it = NULL;
+	git_reference *ref;
+	int err;
+
+	if (git_reference_iterator_new(&it, src) < 0)
+		return -1;
+	while ((err = git_reference_next(&ref, it)) == 0) {
+		const char *name = git_reference_name(ref);
+		size_t i;
+
+		for (i = 0; i < n && err == 0; i++) {
+			git_buf dst = { 0 };
+
+			if (!git_reference_target(ref) || !git_refspec_src_matches(specs[i], name))
+				continue;
+			err = git_refspec_transform(&dst, specs[i], name);
+			if (err == 0)
+				err = updates_add(u, dst.ptr, git_reference_target(ref));
+			git_buf_dispose(&dst);
+		}
+		git_reference_free(ref);
+		if (err < 0)
+			break;
+	}
+	git_reference_iterator_free(it);
+	return err == GIT_ITEROVER ? 0 : -1;
+}
+
+static int hide_ref_cb(git_reference *ref, void *payload)
+{
+	if (git_reference_target(ref))
+		git_revwalk_hide(payload, git_reference_target(ref));
+	git_error_clear(); /* the source may not have it, or it is not a commit */
+	git_reference_free(ref);
+	return 0;
+}
+
+/* The objects reachable from tips that the mirror (odb) lacks: tag objects,
+ * then commits from a walk that stops at the mirror's refs, and their trees
+ * down to what the mirror has. */
+static int plan_objects(git_repository *src, git_repository *mirror, git_odb *odb, const git_oid *tips,
+			size_t n_tips, struct oidset *set)
+{
+	git_revwalk *walk = NULL;
+	git_oid id;
+	size_t i;
+	int err = 0, pushed = 0;
+
+	if (git_revwalk_new(&walk, src) < 0)
+		return -1;
+	for (i = 0; i < n_tips && err == 0; i++) {
+		git_object *obj = NULL;
+		int k;
+
+		if (have_object(odb, &tips[i]) || git_object_lookup(&obj, src, &tips[i], GIT_OBJECT_ANY) < 0) {
+			git_error_clear(); /* present already, or the source lacks it: checked later */
+			continue;
+		}
+		/* Tag objects down to the first non-tag. */
+		for (k = 0; k < 16 && git_object_type(obj) == GIT_OBJECT_TAG; k++) {
+			git_object *next = NULL;
+
+			if (!have_object(odb, git_object_id(obj)) && oidset_add_git(set, git_object_id(obj)) < 0)
+				err = -1;
+			if (err || git_tag_target(&next, (git_tag *)obj) < 0) {
+				git_error_clear();
+				break;
+			}
+			git_object_free(obj);
+			obj = next;
+		}
+		if (err == 0 && git_object_type(obj) == GIT_OBJECT_COMMIT) {
+			err = git_revwalk_push(walk, git_object_id(obj));
+			pushed++;
+		} else if (err == 0 && git_object_type(obj) == GIT_OBJECT_TREE) {
+			err = pack_add_tree(src, set, git_object_id(obj), odb);
+		} else if (err == 0 && !have_object(odb, git_object_id(obj))) {
+			err = oidset_add_git(set, git_object_id(obj)) < 0 ? -1 : 0;
+		}
+		git_object_free(obj);
+	}
+	if (err == 0 && pushed > 0)
+		err = git_reference_foreach(mirror, hide_ref_cb, walk);
+	while (err == 0 && pushed > 0 && (err = git_revwalk_next(&id, walk)) == 0) {
+		git_commit *c = NULL;
+
+		if (have_object(odb, &id))
+			continue;
+		if ((err = git_commit_lookup(&c, src, &id)) < 0)
+			break;
+		err = pack_add_tree(src, set, git_commit_tree_id(c), odb);
+		if (err == 0 && oidset_add_git(set, &id) < 0)
+			err = -1;
+		git_commit_free(c);
+	}
+	if (err == GIT_ITEROVER)
+		err = 0;
+	git_revwalk_free(walk);
+	return err;
+}
+
+/* Delete the mirror refs that a refspec's destination matches but that the
+ * source no longer has (git fetch --prune). */
+static enum kiln_rc prune_refs(struct mirror *m, git_refspec **specs, size_t n,
+			       const struct ref_updates *u, struct kiln_err *e)
+{
+	git_reference_iterator *it = NULL;
+	struct ref_updates gone = { 0 };
+	const char *name;
+	enum kiln_rc rc = KILN_OK;
+	size_t i;
+	int err;
+
+	if (git_reference_iterator_new(&it, m->repo) < 0)
+		return kiln_git_fail(e, KILN_E_IO, "mirror %s: refs", m->path);
+	while ((err = git_reference_next_name(&name, it)) == 0) {
+		bool match = false;
+
+		for (i = 0; i < n && !match; i++)
+			match = git_refspec_dst_matches(specs[i], name);
+		if (match && !updates_has(u, name) && updates_add(&gone, name, &(git_oid){ { 0 } }) < 0)
+			break;
+	}
+	git_reference_iterator_free(it);
+	if (err != GIT_ITEROVER)
+		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: refs", m->path);
+	for (i = 0; rc == KILN_OK && i < gone.n; i++)
+		if (git_reference_remove(m->repo, gone.v[i].name) < 0)
+			rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: prune %s", m->path, gone.v[i].name);
+	updates_free(&gone);
+	return rc;
+}
+
+static int is_shallow_or_alternate(git_repository *src, const char *objects)
+{
+	char path[PATH_MAX];
+
+	if (git_repository_is_shallow(src) == 1)
+		return 1;
+	return kiln_path_join(path, sizeof(path), objects, "info/alternates") && access(path, F_OK) == 0;
+}
+
+/* Sync from a local repository; *handled is false when the source cannot be
+ * read that way (not a repository, shallow), for libgit2's transport to try. */
+static enum kiln_rc sync_local(struct mirror *m, const struct sync_plan *p, const char *path,
+			       git_odb *odb, bool *handled, struct kiln_err *e)
+{
+	git_repository *src = NULL;
+	git_refspec *specs[MIRROR_MAX_REFSPECS] = { NULL };
+	struct ref_updates u = { 0 };
+	struct oidset set;
+	git_oid *tips = NULL;
+	git_odb *src_odb = NULL;
+	char src_objects[PATH_MAX], dst_objects[PATH_MAX], pack_dir[PATH_MAX];
+	enum kiln_rc rc = KILN_OK;
+	size_t i, n_tips = 0;
+
+	*handled = false;
+	oidset_init(&set, MIRROR_MAX_REFS * 64);
+	if (git_repository_open_ext(&src, path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) < 0 ||
+	    git_repository_is_shallow(src) == 1) {
+		git_error_clear();
+		goto out;
+	}
+	*handled = true;
+	if (!kiln_path_join(src_objects, sizeof(src_objects), git_repository_commondir(src), "objects") ||
+	    !kiln_path_join(dst_objects, sizeof(dst_objects), m->path, "objects") ||
+	    !kiln_path_join(pack_dir, sizeof(pack_dir), dst_objects, "pack")) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "mirror %s: path too long", m->path);
+		goto out;
+	}
+	/* A new mirror starts with the source's object files (deltas and all). */
+	if (m->cloned && !is_shallow_or_alternate(src, src_objects)) {
+		rc = objects_link(src_objects, dst_objects, e);
+		if (rc)
+			goto out;
+		git_odb_refresh(odb);
+	}
+	for (i = 0; i < p->n_normal; i++)
+		if (git_refspec_parse(&specs[i], p->normal[i], 1) < 0) {
+			rc = kiln_git_fail(e, KILN_E_INVALID, "refspec '%s'", p->normal[i]);
+			goto out;
+		}
+	if (plan_updates(src, specs, p->n_normal, &u) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "refs of %s", path);
+		goto out;
+	}
+	if (!(tips = calloc(u.n + p->n_need + 1, sizeof(*tips)))) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "mirror %s: out of memory", m->path);
+		goto out;
+	}
+	for (i = 0; i < u.n; i++)
+		tips[n_tips++] = u.v[i].oid;
+	for (i = 0; i < p->n_need; i++) {
+		size_t k;
+		bool ref_tip = false;
+
+		for (k = 0; k < u.n && !ref_tip; k++)
+			ref_tip = git_oid_equal(&u.v[k].oid, &p->need[i]);
+		if (!ref_tip && !have_object(odb, &p->need[i]))
+			m->fetched_by_sha = true;
+		tips[n_tips++] = p->need[i];
+	}
+	if (git_repository_odb(&src_odb, src) < 0 ||
+	    plan_objects(src, m->repo, odb, tips, n_tips, &set) < 0) {
+		rc = kiln_git_fail(e, KILN_E_IO, "objects of %s", path);
+		goto out;
+	}
+	if (set.n > 0) {
+		rc = pack_write(src_odb, &set, pack_dir, e);
+		if (rc)
+			goto out;
+		git_odb_refresh(odb);
+	}
+	/* The refs, last: each names objects that are in the mirror now. */
+	for (i = 0; i < u.n; i++) {
+		git_reference *ref = NULL;
+
+		if (git_reference_create(&ref, m->repo, u.v[i].name, &u.v[i].oid, 1, NULL) < 0) {
+			rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: ref %s", m->path, u.v[i].name);
+			goto out;
+		}
+		git_reference_free(ref);
+	}
+	rc = prune_refs(m, specs, p->n_normal, &u, e);
+out:
+	for (i = 0; i < p->n_normal; i++)
+		git_refspec_free(specs[i]);
+	updates_free(&u);
+	oidset_free(&set);
+	free(tips);
+	git_odb_free(src_odb);
+	git_repository_free(src);
+	return rc;
+}
+
 enum kiln_rc mirror_acquire(struct mirror *m, const struct mirror_opts *o, struct kiln_err *e)
 {
 	char mirrors[PATH_MAX], lock[PATH_MAX + 8];
-	char *normal[MIRROR_MAX_REFSPECS], *by_sha[MIRROR_MAX_REFSPECS + 8];
-	char sha_specs[MIRROR_MAX_REFSPECS + 8][GIT_OID_HEXSZ + 40];
-	git_oid need[MIRROR_MAX_REFSPECS + 8], oid;
-	size_t n_normal = 0, n_need = 0, n_sha = 0, i;
-	git_remote *remote = NULL;
+	struct sync_plan *p = NULL;
+	const char *local = local_path(o->url);
+	bool handled = false;
 	git_odb *odb = NULL;
-	struct kiln_err ferr = { 0 };
+	struct kiln_err sha_err = { 0 };
 	enum kiln_rc rc = KILN_OK;
+	git_oid oid;
+	size_t i;
 
 	m->lock_fd = -1;
 	m->repo = NULL;
@@ -785,25 +1196,33 @@ enum kiln_rc mirror_acquire(struct mirror *m, const struct mirror_opts *o, struc
 				 MIRROR_MAX_REFSPECS, o->n_refspecs);
 	if (o->n_want > 8)
 		return kiln_fail(e, KILN_E_LIMIT, "at most 8 wanted commits, got %zu", o->n_want);
+	if (!(p = calloc(1, sizeof(*p))))
+		return kiln_fail(e, KILN_E_NOMEM, "mirror: out of memory");
 	for (i = 0; i < o->n_want; i++)
-		need[n_need++] = o->want[i];
+		p->need[p->n_need++] = o->want[i];
 	for (i = 0; i < o->n_refspecs; i++) {
 		git_refspec *rs = NULL;
 
-		if (git_refspec_parse(&rs, o->refspecs[i], 1) < 0)
-			return kiln_git_fail(e, KILN_E_INVALID, "refspec '%s'", o->refspecs[i]);
+		if (git_refspec_parse(&rs, o->refspecs[i], 1) < 0) {
+			rc = kiln_git_fail(e, KILN_E_INVALID, "refspec '%s'", o->refspecs[i]);
+			goto out;
+		}
 		git_refspec_free(rs);
 		if (is_sha_src(o->refspecs[i], &oid))
-			need[n_need++] = oid;
+			p->need[p->n_need++] = oid;
 		else
-			normal[n_normal++] = (char *)o->refspecs[i];
+			p->normal[p->n_normal++] = (char *)o->refspecs[i];
 	}
 	if (!kiln_path_join(mirrors, sizeof(mirrors), o->state_dir, "mirrors") ||
 	    !mirror_path(m->path, sizeof(m->path), o->state_dir, o->url->redacted) ||
-	    snprintf(lock, sizeof(lock), "%s.lock", m->path) >= (int)sizeof(lock))
-		return kiln_fail(e, KILN_E_LIMIT, "state folder path too long: %s", o->state_dir);
-	if (kiln_mkdir_p(mirrors) < 0)
-		return kiln_fail_errno(e, "mirrors folder %s", mirrors);
+	    snprintf(lock, sizeof(lock), "%s.lock", m->path) >= (int)sizeof(lock)) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "state folder path too long: %s", o->state_dir);
+		goto out;
+	}
+	if (kiln_mkdir_p(mirrors) < 0) {
+		rc = kiln_fail_errno(e, "mirrors folder %s", mirrors);
+		goto out;
+	}
 	rc = mirror_lock(lock, o->lock_timeout_s, &m->lock_fd, &m->lock_wait_ms, e);
 	if (rc)
 		goto out;
@@ -812,46 +1231,28 @@ enum kiln_rc mirror_acquire(struct mirror *m, const struct mirror_opts *o, struc
 		goto out;
 	sweep_temp_files(m->path);
 	drop_kiln_refs(m->repo);
-	if (git_remote_lookup(&remote, m->repo, "origin") < 0 || git_repository_odb(&odb, m->repo) < 0) {
+	if (git_repository_odb(&odb, m->repo) < 0) {
 		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s", m->path);
 		goto out;
 	}
-	if (n_normal > 0) {
-		rc = mirror_fetch(remote, normal, n_normal, o, true, e);
-		if (rc)
-			goto out;
-	}
-	for (i = 0; i < n_need; i++) {
+	if (local)
+		rc = sync_local(m, p, local, odb, &handled, e);
+	if (rc == KILN_OK && !handled)
+		rc = sync_remote(m, o, p, odb, &sha_err, e);
+	for (i = 0; rc == KILN_OK && i < p->n_need; i++) {
 		char hex[GIT_OID_HEXSZ + 1];
 
-		if (have_object(odb, &need[i]))
+		if (have_object(odb, &p->need[i]))
 			continue;
-		git_oid_tostr(hex, sizeof(hex), &need[i]);
-		snprintf(sha_specs[n_sha], sizeof(sha_specs[n_sha]), "+%s:refs/kiln/want/%zu", hex, n_sha);
-		by_sha[n_sha] = sha_specs[n_sha];
-		n_sha++;
-	}
-	if (n_sha > 0) {
-		m->fetched_by_sha = true;
-		if (mirror_fetch(remote, by_sha, n_sha, o, false, &ferr) != KILN_OK)
-			ws_url_scrub(o->url, ferr.msg, sizeof(ferr.msg));
-		git_odb_refresh(odb);
-		for (i = 0; i < n_need; i++) {
-			char hex[GIT_OID_HEXSZ + 1];
-
-			if (have_object(odb, &need[i]))
-				continue;
-			git_oid_tostr(hex, sizeof(hex), &need[i]);
-			rc = kiln_fail(e, KILN_E_NOTFOUND,
-				       "commit %s is not in %s: not reachable from the fetched refspecs, "
-				       "and fetching it by SHA failed%s%s", hex, o->url->redacted,
-				       ferr.msg[0] ? ": " : "", ferr.msg);
-			goto out;
-		}
+		git_oid_tostr(hex, sizeof(hex), &p->need[i]);
+		rc = kiln_fail(e, KILN_E_NOTFOUND,
+			       "commit %s is not in %s: not reachable from the fetched refspecs, "
+			       "and fetching it by SHA failed%s%s", hex, o->url->redacted,
+			       sha_err.msg[0] ? ": " : "", sha_err.msg);
 	}
 out:
 	git_odb_free(odb);
-	git_remote_free(remote);
+	free(p);
 	if (rc)
 		mirror_release(m);
 	return rc;

@@ -93,6 +93,7 @@ void mirror_sweep(const char *state_dir, unsigned max_age_days, const char *keep
 #define MIRROR_DEFAULT_MAX_PACKS 32
 #define MIRROR_DEFAULT_MAX_AGE_DAYS 30
 #define MIRROR_MAX_FETCH_BYTES (64ULL << 30)
+#define MIRROR_MAX_REFS 1000000
 
 struct mirror_opts {
 	const char *state_dir;

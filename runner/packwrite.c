@@ -306,8 +306,7 @@ out:
 
 /* ---- choosing objects -------------------------------------------------- */
 
-/* oidset_add() that reports failure as a libgit2 error. */
-static int set_add(struct oidset *set, const git_oid *id)
+int oidset_add_git(struct oidset *set, const git_oid *id)
 {
 	int r = oidset_add(set, id);
 
@@ -327,7 +326,7 @@ static int add_tree_level(git_repository *repo, struct oidset *set, const git_oi
 
 	if (skip && git_odb_exists(skip, id) == 1)
 		return 0;
-	r = set_add(set, id);
+	r = oidset_add_git(set, id);
 	if (r <= 0)
 		return r;
 	if (level > 1024) {
@@ -346,7 +345,7 @@ static int add_tree_level(git_repository *repo, struct oidset *set, const git_oi
 			break;
 		case GIT_OBJECT_BLOB:
 			if (!skip || git_odb_exists(skip, git_tree_entry_id(te)) != 1)
-				r = set_add(set, git_tree_entry_id(te));
+				r = oidset_add_git(set, git_tree_entry_id(te));
 			break;
 		default: /* a gitlink: the submodule's commit is not ours */
 			break;

@@ -31,11 +31,15 @@ struct oidset {
 
 /* An empty set that accepts at most max ids. */
 void oidset_init(struct oidset *s, size_t max);
+/* Free what s holds; it is empty afterwards. */
 void oidset_free(struct oidset *s);
 /* 1 when id was added, 0 when it was there already, -1 when out of memory
  * or full (errno ENOMEM or E2BIG). */
 int oidset_add(struct oidset *s, const git_oid *id);
+/* Whether id is in s. */
 bool oidset_has(const struct oidset *s, const git_oid *id);
+/* oidset_add(), with a failure also set as libgit2's last error. */
+int oidset_add_git(struct oidset *s, const git_oid *id);
 
 /* Add the tree id and everything below it (not gitlinks) to set, leaving
  * out objects that skip (when not NULL) has, and not descending into trees

@@ -11,7 +11,30 @@
  *
  * Credentials embedded in the URL never reach disk (mirror config, the
  * checkout's .git/config, FETCH_HEAD, reflogs) nor the log or error
- * messages. */
+ * messages.
+ *
+ * Sources: https/http (credentials through libgit2's callback), ssh (the
+ * ssh-agent, then ~/.ssh/id_{ed25519,ecdsa,rsa}; the host must be in
+ * ~/.ssh/known_hosts), git://, and local paths or file:// URLs. A local
+ * source is read directly, not through libgit2's local transport (which
+ * recomputes every delta): a new mirror hard-links its object files, later
+ * syncs pack only what the mirror lacks; the refspecs pick the refs, tags
+ * are not followed beyond them.
+ *
+ * Ownership in the image: the image root is 0:0 mode 0755, every file and
+ * folder below keeps the owner it was created with (the user running kiln),
+ * so the guest runs the job as that uid, or marks the folder safe.directory.
+ *
+ * Limits: every list, wait and size is bounded (see the constants here and
+ * in mirror.h, wscheckout.h, ext4img.h); mirrors unused for 30 days are
+ * removed, a mirror is repacked above 32 packs or 1024 loose objects.
+ * libgit2 1.5 has no socket timeout: a fetch is stopped after
+ * fetch_timeout_s only while data or progress arrives; a server that stalls
+ * without sending anything holds the job until TCP gives up.
+ *
+ * Timing on the benchmark (bench/workspace.sh): the checkout and the image
+ * are dominated by creating files in the temporary folder; a shallow
+ * checkout writes a new pack without deltas (packwrite.h has the numbers). */
 #ifndef KILN_WORKSPACE_H
 #define KILN_WORKSPACE_H
 

@@ -27,6 +27,8 @@ int main(void)
 	srunner_add_suite(sr, agentscript_suite());
 	srunner_add_suite(sr, jobnet_suite());
 	srunner_add_suite(sr, payload_suite());
+	srunner_add_suite(sr, pipeline_suite());
+	srunner_add_suite(sr, cirules_suite());
 	srunner_add_suite(sr, workspace_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

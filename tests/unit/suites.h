@@ -12,6 +12,8 @@ Suite *agentproto_suite(void);
 Suite *agentscript_suite(void);
 Suite *jobnet_suite(void);
 Suite *payload_suite(void);
+Suite *pipeline_suite(void);
+Suite *cirules_suite(void);
 Suite *workspace_suite(void);
 
 /* Absolute path of a file under tests/fixtures (from $top_srcdir). */

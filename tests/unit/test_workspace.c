@@ -208,6 +208,11 @@ START_TEST(url_credentials_parsed_and_scrubbed)
 	snprintf(msg, sizeof(msg), "401 for " SECRET);
 	ws_url_scrub(&c, msg, sizeof(msg));
 	ck_assert_str_eq(msg, "401 for ***");
+	/* Short and star-made secrets are scrubbed without looping. */
+	ck_assert_int_eq(ws_url_parse("https://u:*@h/x", &c, &e), KILN_OK);
+	snprintf(msg, sizeof(msg), "a*b");
+	ws_url_scrub(&c, msg, sizeof(msg));
+	ck_assert_str_eq(msg, "a***b");
 	/* Submodules on the same host inherit, others do not. */
 	ck_assert_int_eq(ws_url_parse("https://gitlab.example.com:8443/g/sub.git", &c, &e), KILN_OK);
 	ws_url_inherit(&c, &u);
@@ -310,6 +315,19 @@ START_TEST(cold_then_warm_prepare)
 	/* The build folder is always removed. */
 	snprintf(dir, sizeof(dir), "%s/tmp", state);
 	ck_assert_int_eq(count_files(dir, "ws-*"), 0);
+	/* A local source: the new mirror hard-linked its packs. */
+	ck_assert_int_eq(sh("test -n \"$(find '%s/mirrors' -path '*/objects/*' -type f -links +1)\"", state), 0);
+
+	/* A deleted branch leaves the mirror (prune); a commit no ref reaches
+	 * is copied by its SHA. */
+	ck_assert_int_eq(sh("cd '%s' && git branch -q -D feature", repo), 0);
+	ck_assert_int_eq(sh_out(new_sha, sizeof(new_sha), "cd '%s' && git commit-tree -p HEAD -m orphan 'HEAD^{tree}'", repo), 0);
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(r.fetched_by_sha);
+	snprintf(dir, sizeof(dir), "%s/x3", state);
+	check_checkout(image, dir, new_sha);
+	ck_assert_int_ne(sh(GIT " -C '%s/group/project' rev-parse -q --verify origin/feature >/dev/null", dir), 0);
+	ck_assert_int_ne(sh("git --git-dir=\"$(echo %s/mirrors/*.git)\" rev-parse -q --verify refs/remotes/origin/feature >/dev/null", state), 0);
 }
 END_TEST
 

@@ -1,0 +1,804 @@
+#include "runner/glclient.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "runner/log.h"
+#include "runner/payload.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void gl_global_init(void)
+{
+	pthread_once(&curl_once, curl_init_once);
+}
+
+enum kiln_rc gl_client_init(struct gl_client *c, const char *url, const char *ca_file, struct kiln_err *e)
+{
+	size_t n;
+
+	memset(c, 0, sizeof(*c));
+	c->max_attempts = GL_MAX_ATTEMPTS;
+	c->backoff_min_ms = 100;
+	c->backoff_max_ms = 60000;
+	c->timeout_s = 600;
+	if (!url || (strncmp(url, "https://", 8) && strncmp(url, "http://", 7)))
+		return kiln_fail(e, KILN_E_INVALID, "GitLab URL '%s': must start with https:// or http://",
+				 url ? url : "");
+	n = strlen(url);
+	if (n + sizeof("/api/v4") > sizeof(c->api))
+		return kiln_fail(e, KILN_E_LIMIT, "GitLab URL '%.64s...': longer than %zu bytes", url,
+				 sizeof(c->api) - sizeof("/api/v4"));
+	memcpy(c->api, url, n + 1);
+	/* gitlab-runner accepts ".../" and ".../ci" for the same server. */
+	while (n > 0 && c->api[n - 1] == '/')
+		c->api[--n] = '\0';
+	if (n >= 3 && !strcmp(c->api + n - 3, "/ci")) {
+		n -= 3;
+		c->api[n] = '\0';
+		while (n > 0 && c->api[n - 1] == '/')
+			c->api[--n] = '\0';
+	}
+	memcpy(c->api + n, "/api/v4", sizeof("/api/v4"));
+	if (ca_file && *ca_file) {
+		if (strlen(ca_file) >= sizeof(c->ca_file))
+			return kiln_fail(e, KILN_E_LIMIT, "tls_ca_file %s: path too long", ca_file);
+		if (access(ca_file, R_OK) < 0)
+			return kiln_fail_errno(e, "tls_ca_file %s", ca_file);
+		snprintf(c->ca_file, sizeof(c->ca_file), "%s", ca_file);
+	}
+	return KILN_OK;
+}
+
+void gl_client_free(struct gl_client *c)
+{
+	if (c->curl)
+		curl_easy_cleanup(c->curl);
+	c->curl = NULL;
+}
+
+void gl_reply_free(struct gl_reply *r)
+{
+	free(r->body);
+	r->body = NULL;
+	r->len = 0;
+}
+
+static void reply_reset(struct gl_reply *r)
+{
+	gl_reply_free(r);
+	r->status = 0;
+	r->job_status[0] = r->last_update[0] = '\0';
+	r->range_end = -1;
+	r->update_interval = -1;
+	r->retry_after_ms = -1;
+}
+
+/* --- transfer callbacks -------------------------------------------------- */
+
+struct xfer {
+	struct gl_reply *r;
+	size_t cap, max;
+	bool over;
+	const volatile sig_atomic_t *stop;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	size_t n = size * nmemb;
+
+	if (x->r->len + n > x->max) {
+		x->over = true;
+		return 0;
+	}
+	if (x->r->len + n + 1 > x->cap) {
+		size_t cap = x->cap ? x->cap : 4096;
+		char *p;
+
+		while (cap < x->r->len + n + 1)
+			cap *= 2;
+		if (!(p = realloc(x->r->body, cap)))
+			return 0;
+		x->r->body = p;
+		x->cap = cap;
+	}
+	memcpy(x->r->body + x->r->len, data, n);
+	x->r->len += n;
+	x->r->body[x->r->len] = '\0';
+	return n;
+}
+
+static void copy_value(char *dst, size_t size, const char *v, size_t n)
+{
+	if (n >= size)
+		n = size - 1;
+	memcpy(dst, v, n);
+	dst[n] = '\0';
+}
+
+static int parse_retry(const char *v)
+{
+	char *end;
+	long s = strtol(v, &end, 10);
+	struct tm tm = { 0 };
+
+	if (end != v && (*end == '\0' || *end == '\r' || *end == '\n'))
+		return s < 0 ? 0 : s > 3600 ? 3600 * 1000 : (int)s * 1000;
+	/* An HTTP date (RFC 1123). */
+	if (strptime(v, "%a, %d %b %Y %H:%M:%S", &tm)) {
+		time_t at = timegm(&tm), now = time(NULL);
+		return at <= now ? 0 : at - now > 3600 ? 3600 * 1000 : (int)(at - now) * 1000;
+	}
+	return -1;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct xfer *x = arg;
+	struct gl_reply *r = x->r;
+	size_t n = size * nmemb, klen;
+	char val[256];
+	const char *colon, *v, *end = data + n;
+
+	if (n >= 5 && !memcmp(data, "HTTP/", 5)) {
+		/* A new reply (after a 100 Continue or a redirect) starts afresh. */
+		r->job_status[0] = r->last_update[0] = '\0';
+		r->range_end = -1;
+		r->update_interval = -1;
+		r->retry_after_ms = -1;
+		return n;
+	}
+	colon = memchr(data, ':', n);
+	if (!colon)
+		return n;
+	klen = (size_t)(colon - data);
+	for (v = colon + 1; v < end && (*v == ' ' || *v == '\t'); v++)
+		;
+	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+		end--;
+	copy_value(val, sizeof(val), v, (size_t)(end - v));
+#define IS(name) (klen == sizeof(name) - 1 && !strncasecmp(data, name, klen))
+	if (IS("Job-Status")) {
+		copy_value(r->job_status, sizeof(r->job_status), val, strlen(val));
+	} else if (IS("X-GitLab-Last-Update")) {
+		if (val[0])
+			copy_value(r->last_update, sizeof(r->last_update), val, strlen(val));
+	} else if (IS("X-GitLab-Trace-Update-Interval")) {
+		long s = strtol(val, NULL, 10);
+		r->update_interval = s < 0 ? -1 : s > 15 * 60 ? 15 * 60 : (int)s;
+	} else if (IS("Range")) {
+		const char *dash = strchr(val, '-');
+		char *e2;
+		long long endv = dash ? strtoll(dash + 1, &e2, 10) : -1;
+		r->range_end = dash && e2 != dash + 1 && endv >= 0 ? endv : -1;
+	} else if (IS("Retry-After") || IS("RateLimit-ResetTime")) {
+		int ms = parse_retry(val);
+		if (ms >= 0)
+			r->retry_after_ms = ms;
+	}
+#undef IS
+	return n;
+}
+
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct xfer *x = arg;
+
+	return x->stop && *x->stop ? 1 : 0;
+}
+
+/* --- the retry layer ----------------------------------------------------- */
+
+static bool status_retryable(long s)
+{
+	return s == 408 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504 || s >= 512;
+}
+
+static bool curl_retryable(CURLcode cc)
+{
+	switch (cc) {
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Sleep ms milliseconds, waking early when *stop is set; false then. */
+static bool nap(const volatile sig_atomic_t *stop, long ms)
+{
+	while (ms > 0) {
+		long step = ms > 100 ? 100 : ms;
+		struct timespec ts = { step / 1000, (step % 1000) * 1000000L };
+
+		if (stop && *stop)
+			return false;
+		nanosleep(&ts, NULL);
+		ms -= step;
+	}
+	return !(stop && *stop);
+}
+
+static void random_hex(char *out, size_t nbytes)
+{
+	unsigned char b[32];
+	size_t i;
+
+	if (nbytes > sizeof(b))
+		nbytes = sizeof(b);
+	if (getrandom(b, nbytes, 0) != (ssize_t)nbytes)
+		for (i = 0; i < nbytes; i++)
+			b[i] = (unsigned char)(rand() ^ (int)(i * 131));
+	for (i = 0; i < nbytes; i++)
+		sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+static long backoff_ms(const struct gl_client *c, int attempt)
+{
+	long ms = c->backoff_min_ms;
+	unsigned r = 0;
+
+	while (attempt-- > 1 && ms < c->backoff_max_ms)
+		ms *= 2;
+	if (ms > c->backoff_max_ms)
+		ms = c->backoff_max_ms;
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (unsigned)rand();
+	/* Jitter: between half and all of it. */
+	return ms / 2 + (long)(r % (unsigned)(ms / 2 + 1));
+}
+
+enum kiln_rc gl_call(struct gl_client *c, const char *method, const char *path, const char *runner_token,
+		     const char *job_token, const char *ctype, const void *body, size_t len,
+		     const char *content_range, size_t max_reply, struct gl_reply *r, struct kiln_err *e)
+{
+	char url[1536], hdr[512], errbuf[CURL_ERROR_SIZE], reqid[65];
+	struct curl_slist *h = NULL;
+	struct xfer x = { .r = r, .max = max_reply, .stop = c->stop };
+	enum kiln_rc rc = KILN_OK;
+	CURLcode cc = CURLE_OK;
+	int attempt;
+
+	reply_reset(r);
+	r->attempts = 0;
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", c->api, path) >= sizeof(url))
+		return kiln_fail(e, KILN_E_LIMIT, "%s %s: URL too long", method, path);
+	if (!c->curl && !(c->curl = curl_easy_init()))
+		return kiln_fail(e, KILN_E_NOMEM, "%s %s: cannot make a curl handle", method, path);
+	if (body)
+		h = curl_slist_append(h, ctype && !strcmp(ctype, "text/plain") ? "Content-Type: text/plain"
+										: "Content-Type: application/json");
+	h = curl_slist_append(h, "Accept: application/json");
+	h = curl_slist_append(h, "Expect:");
+	if (runner_token) {
+		snprintf(hdr, sizeof(hdr), "RUNNER-TOKEN: %s", runner_token);
+		h = curl_slist_append(h, hdr);
+	}
+	if (job_token) {
+		snprintf(hdr, sizeof(hdr), "JOB-TOKEN: %s", job_token);
+		h = curl_slist_append(h, hdr);
+	}
+	if (content_range) {
+		snprintf(hdr, sizeof(hdr), "Content-Range: %s", content_range);
+		h = curl_slist_append(h, hdr);
+	}
+	for (attempt = 1;; attempt++) {
+		struct curl_slist *hh;
+		long wait;
+
+		reply_reset(r);
+		x.cap = 0;
+		x.over = false;
+		r->attempts = attempt;
+		random_hex(reqid, 16);
+		snprintf(hdr, sizeof(hdr), "X-Request-Id: %s", reqid);
+		hh = curl_slist_append(NULL, hdr);
+		{
+			struct curl_slist *it;
+			for (it = h; it && hh; it = it->next)
+				hh = curl_slist_append(hh, it->data);
+		}
+		if (!hh) {
+			rc = kiln_fail(e, KILN_E_NOMEM, "%s %s: out of memory", method, path);
+			break;
+		}
+		curl_easy_reset(c->curl);
+		errbuf[0] = '\0';
+		curl_easy_setopt(c->curl, CURLOPT_URL, url);
+		curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "kiln " PACKAGE_VERSION);
+		curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hh);
+		curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
+		curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, 30L);
+		curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, c->timeout_s);
+#if LIBCURL_VERSION_NUM >= 0x075500
+		curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "https,http");
+#else
+		curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTPS | CURLPROTO_HTTP));
+#endif
+		curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &x);
+		curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &x);
+		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &x);
+		if (c->ca_file[0])
+			curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
+		if (body) {
+			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+		}
+		if (strcmp(method, "POST") || !body)
+			curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+		cc = curl_easy_perform(c->curl);
+		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->status);
+		curl_slist_free_all(hh);
+		if (cc == CURLE_ABORTED_BY_CALLBACK) {
+			rc = kiln_fail(e, KILN_E_IO, "%s %s: stopped", method, path);
+			break;
+		}
+		if (x.over) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "%s %s: the reply is larger than %zu bytes", method, path,
+				       max_reply);
+			break;
+		}
+		if (cc != CURLE_OK)
+			r->status = 0;
+		if (cc == CURLE_OK && !status_retryable(r->status))
+			break;
+		if (attempt >= c->max_attempts || (cc != CURLE_OK && !curl_retryable(cc))) {
+			if (cc != CURLE_OK)
+				rc = kiln_fail(e, KILN_E_IO, "%s %s%s: %s", method, c->api, path,
+					       errbuf[0] ? errbuf : curl_easy_strerror(cc));
+			break;
+		}
+		wait = r->retry_after_ms >= 0 ? r->retry_after_ms : backoff_ms(c, attempt);
+		if (wait > c->backoff_max_ms)
+			wait = c->backoff_max_ms;
+		log_debug("%s %s: %s, try %d of %d in %ld ms", method, path,
+			  cc != CURLE_OK ? (errbuf[0] ? errbuf : curl_easy_strerror(cc)) : "server error", attempt + 1,
+			  c->max_attempts, wait);
+		if (!nap(c->stop, wait)) {
+			rc = kiln_fail(e, KILN_E_IO, "%s %s: stopped", method, path);
+			break;
+		}
+	}
+	curl_slist_free_all(h);
+	if (rc)
+		r->status = 0;
+	return rc;
+}
+
+/* --- runner calls -------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	bool on;
+} features[] = {
+	/* The key set of gitlab-runner 19.4's info.features; true for what kiln does. */
+	{ "variables", true },          /* the payload's variables reach the job */
+	{ "image", true },              /* image: picks a kiln image of that name */
+	{ "services", false },
+	{ "artifacts", false },
+	{ "cache", false },
+	{ "fallback_cache_keys", false },
+	{ "shared", false },
+	{ "upload_multiple_artifacts", false },
+	{ "upload_raw_artifacts", false },
+	{ "session", false },
+	{ "terminal", false },
+	{ "refspecs", true },           /* the workspace fetches git_info.refspecs */
+	{ "masking", true },            /* runner/mask.h */
+	{ "proxy", false },
+	{ "raw_variables", true },      /* kiln never expands variables */
+	{ "artifacts_exclude", false },
+	{ "multi_build_steps", true },  /* every step of the payload runs */
+	{ "trace_reset", true },        /* 412: the whole trace again */
+	{ "trace_checksum", true },
+	{ "trace_size", true },
+	{ "vault_secrets", false },
+	{ "cancelable", true },
+	{ "return_exit_code", true },
+	{ "service_variables", false },
+	{ "service_multiple_aliases", false },
+	{ "image_executor_opts", false },
+	{ "service_executor_opts", false },
+	{ "cancel_gracefully", true },  /* canceling: after_script still runs */
+	{ "native_steps_integration", false },
+	{ "two_phase_job_commit", false },
+	{ "job_inputs", false },
+};
+
+json_t *gl_info(const char *executor)
+{
+	struct utsname u;
+	const char *arch = "amd64";
+	json_t *info, *f;
+	size_t i;
+
+	if (uname(&u) == 0 && !strcmp(u.machine, "aarch64"))
+		arch = "arm64";
+	else if (uname(&u) == 0 && strcmp(u.machine, "x86_64"))
+		arch = u.machine;
+	f = json_object();
+	for (i = 0; f && i < sizeof(features) / sizeof(features[0]); i++)
+		json_object_set_new(f, features[i].name, json_boolean(features[i].on));
+	info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o?}", "name", "kiln", "version", PACKAGE_VERSION, "platform",
+			 "linux", "architecture", arch, "executor", executor && *executor ? executor : "kiln", "shell",
+			 "bash", "features", f);
+	return info;
+}
+
+/* POST/PUT/DELETE a JSON object (stolen) and get the reply. */
+static enum kiln_rc call_json(struct gl_client *c, const char *method, const char *path, const char *runner_token,
+			      const char *job_token, json_t *obj, size_t max_reply, struct gl_reply *r,
+			      struct kiln_err *e)
+{
+	char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	enum kiln_rc rc;
+
+	json_decref(obj);
+	if (!body)
+		return kiln_fail(e, KILN_E_NOMEM, "%s %s: out of memory", method, path);
+	rc = gl_call(c, method, path, runner_token, job_token, "application/json", body, strlen(body), NULL, max_reply,
+		     r, e);
+	free(body);
+	return rc;
+}
+
+static const char *reply_message(const struct gl_reply *r, char *buf, size_t size)
+{
+	json_t *o = r->body ? json_loads(r->body, 0, NULL) : NULL;
+	json_t *m = json_object_get(o, "message");
+
+	if (json_is_string(m))
+		snprintf(buf, size, ": %s", json_string_value(m));
+	else if (json_is_object(m) || json_is_array(m)) {
+		char *s = json_dumps(m, JSON_COMPACT);
+		snprintf(buf, size, ": %s", s ? s : "");
+		free(s);
+	} else
+		buf[0] = '\0';
+	json_decref(o);
+	return buf;
+}
+
+enum kiln_rc gl_verify(struct gl_client *c, const char *token, const char *system_id, const char *executor,
+		       long long *id, struct kiln_err *e)
+{
+	struct gl_reply r = { 0 };
+	enum kiln_rc rc;
+	char msg[256];
+	json_t *o;
+
+	*id = 0;
+	rc = call_json(c, "POST", "/runners/verify", token, NULL,
+		       json_pack("{s:s, s:s?, s:o?}", "token", token, "system_id", system_id, "info", gl_info(executor)),
+		       GL_MAX_REPLY, &r, e);
+	if (rc)
+		goto out;
+	switch (r.status) {
+	case 200:
+		o = r.body ? json_loads(r.body, 0, NULL) : NULL;
+		if (json_is_integer(json_object_get(o, "id")))
+			*id = json_integer_value(json_object_get(o, "id"));
+		json_decref(o);
+		break;
+	case 403:
+		rc = kiln_fail(e, KILN_E_INVALID, "%s: the runner token was refused (403 Forbidden)", c->api);
+		break;
+	case 422:
+		rc = kiln_fail(e, KILN_E_INVALID, "%s: the runner is orphaned (422)%s", c->api,
+			       reply_message(&r, msg, sizeof(msg)));
+		break;
+	default:
+		rc = kiln_fail(e, KILN_E_IO, "%s: POST /runners/verify answered %ld%s", c->api, r.status,
+			       reply_message(&r, msg, sizeof(msg)));
+	}
+out:
+	gl_reply_free(&r);
+	return rc;
+}
+
+enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const char *description,
+			 const char *executor, char **token, long long *id, struct kiln_err *e)
+{
+	struct gl_reply r = { 0 };
+	enum kiln_rc rc;
+	json_t *o = NULL, *t;
+	char msg[256];
+
+	*token = NULL;
+	*id = 0;
+	rc = call_json(c, "POST", "/runners", NULL, NULL,
+		       json_pack("{s:s, s:s, s:b, s:b, s:o?}", "token", reg_token, "description", description,
+				 "run_untagged", 1, "locked", 0, "info", gl_info(executor)),
+		       GL_MAX_REPLY, &r, e);
+	if (rc)
+		goto out;
+	if (r.status != 201) {
+		const char *why = r.status == 403   ? "the registration token was refused"
+				  : r.status == 410 ? "registration with registration tokens is disabled on this server"
+						    : "POST /runners failed";
+		rc = kiln_fail(e, r.status == 403 || r.status == 410 || r.status == 400 ? KILN_E_INVALID : KILN_E_IO,
+			       "%s: %s (HTTP %ld)%s", c->api, why, r.status, reply_message(&r, msg, sizeof(msg)));
+		goto out;
+	}
+	o = r.body ? json_loads(r.body, 0, NULL) : NULL;
+	t = json_object_get(o, "token");
+	if (!json_is_string(t) || !*json_string_value(t)) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "%s: POST /runners: the reply has no token", c->api);
+		goto out;
+	}
+	if (json_is_integer(json_object_get(o, "id")))
+		*id = json_integer_value(json_object_get(o, "id"));
+	if (!(*token = strdup(json_string_value(t))))
+		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
+out:
+	json_decref(o);
+	gl_reply_free(&r);
+	return rc;
+}
+
+bool gl_is_auth_token(const char *token)
+{
+	return token && !strncmp(token, "glrt-", 5);
+}
+
+enum kiln_rc gl_unregister(struct gl_client *c, const char *token, const char *system_id, struct kiln_err *e)
+{
+	struct gl_reply r = { 0 };
+	bool manager = gl_is_auth_token(token);
+	const char *path = manager ? "/runners/managers" : "/runners";
+	enum kiln_rc rc;
+	char msg[256];
+
+	rc = call_json(c, "DELETE", path, token, NULL,
+		       manager ? json_pack("{s:s, s:s?}", "token", token, "system_id", system_id)
+			       : json_pack("{s:s}", "token", token),
+		       GL_MAX_REPLY, &r, e);
+	if (rc)
+		goto out;
+	if (r.status == 403 || r.status == 404)
+		rc = kiln_fail(e, KILN_E_NOTFOUND, "%s: DELETE %s: the server does not know this runner (HTTP %ld)",
+			       c->api, path, r.status);
+	else if (r.status != 204 && r.status != 200)
+		rc = kiln_fail(e, KILN_E_IO, "%s: DELETE %s answered %ld%s", c->api, path, r.status,
+			       reply_message(&r, msg, sizeof(msg)));
+out:
+	gl_reply_free(&r);
+	return rc;
+}
+
+enum gl_poll gl_request_job(struct gl_client *c, const char *token, const char *system_id, const char *executor,
+			    char last_update[128], char **payload, size_t *len, struct kiln_err *e)
+{
+	struct gl_reply r = { 0 };
+	enum gl_poll res = GL_NO_JOB;
+	char msg[256];
+
+	*payload = NULL;
+	*len = 0;
+	if (call_json(c, "POST", "/jobs/request", token, NULL,
+		      json_pack("{s:s, s:s?, s:s?, s:o?}", "token", token, "system_id", system_id, "last_update",
+				last_update[0] ? last_update : NULL, "info", gl_info(executor)),
+		      PAYLOAD_MAX_BYTES, &r, e))
+		goto out;
+	if (r.last_update[0])
+		snprintf(last_update, 128, "%s", r.last_update);
+	switch (r.status) {
+	case 201:
+		if (!r.body || !r.len) {
+			kiln_fail(e, KILN_E_SYNTAX, "%s: POST /jobs/request: 201 without a job", c->api);
+			break;
+		}
+		*payload = r.body;
+		*len = r.len;
+		r.body = NULL;
+		res = GL_JOB;
+		break;
+	case 204:
+		kiln_fail(e, KILN_E_NOTFOUND, "no job");
+		break;
+	case 403:
+		kiln_fail(e, KILN_E_INVALID, "%s: the runner token was refused (403 Forbidden)", c->api);
+		res = GL_UNHEALTHY;
+		break;
+	default:
+		kiln_fail(e, KILN_E_IO, "%s: POST /jobs/request answered %ld%s", c->api, r.status,
+			  reply_message(&r, msg, sizeof(msg)));
+	}
+out:
+	gl_reply_free(&r);
+	return res;
+}
+
+enum gl_put gl_update_job(struct gl_client *c, long long id, const char *token, const struct gl_update *u,
+			  struct gl_reply *r, struct kiln_err *e)
+{
+	char path[64], sum[32], msg[256];
+	json_t *o;
+
+	snprintf(path, sizeof(path), "/jobs/%lld", id);
+	o = json_pack("{s:s, s:s, s:o?}", "token", token, "state", u->state, "info", gl_info(u->executor));
+	if (o && u->failure_reason && *u->failure_reason)
+		json_object_set_new(o, "failure_reason", json_string(u->failure_reason));
+	if (o && u->exit_code)
+		json_object_set_new(o, "exit_code", json_integer(u->exit_code));
+	if (o && u->output) {
+		snprintf(sum, sizeof(sum), "crc32:%08x", u->crc);
+		json_object_set_new(o, "checksum", json_string(sum));
+		json_object_set_new(o, "output", json_pack("{s:s, s:I}", "checksum", sum, "bytesize", (json_int_t)u->bytesize));
+	}
+	if (call_json(c, "PUT", path, NULL, token, o, GL_MAX_REPLY, r, e))
+		return GL_PUT_FAILED;
+	if (r->status == 200)
+		return GL_PUT_OK;
+	if (r->status == 403 || r->status == 404 || !strcmp(r->job_status, "canceled") ||
+	    !strcmp(r->job_status, "failed")) {
+		kiln_fail(e, KILN_E_NOTFOUND, "PUT %s: the job is not running any more (HTTP %ld%s%s)", path, r->status,
+			  r->job_status[0] ? ", Job-Status " : "", r->job_status);
+		return GL_PUT_ABORT;
+	}
+	if (r->status == 202)
+		return GL_PUT_ACCEPTED;
+	if (r->status == 412)
+		return GL_PUT_RESEND;
+	kiln_fail(e, KILN_E_IO, "PUT %s answered %ld%s", path, r->status, reply_message(r, msg, sizeof(msg)));
+	return GL_PUT_FAILED;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *token, const struct gl_update *u,
+			     enum kiln_rc (*flush)(void *arg, bool from_zero, struct kiln_err *e), void *arg,
+			     struct kiln_err *e)
+{
+	double deadline = mono_s() + GL_FINAL_MAX_S;
+	long fail_wait = 1000;
+	int failures = 0;
+	bool from_zero = false;
+	enum kiln_rc rc = KILN_OK;
+
+	for (;;) {
+		struct gl_reply r = { 0 };
+		struct kiln_err fe = { 0 };
+		enum gl_put res;
+		long wait;
+
+		if (flush && flush(arg, from_zero, &fe))
+			log_warn("job %lld: sending the trace: %s", id, fe.msg);
+		from_zero = false;
+		res = gl_update_job(c, id, token, u, &r, e);
+		wait = (r.update_interval > 0 ? r.update_interval : 3) * 1000L;
+		gl_reply_free(&r);
+		if (res == GL_PUT_OK)
+			return KILN_OK;
+		if (res == GL_PUT_ABORT)
+			return KILN_E_NOTFOUND;
+		if (res == GL_PUT_FAILED) {
+			if (++failures > GL_FINAL_RETRIES) {
+				rc = e ? e->rc : KILN_E_IO;
+				break;
+			}
+			log_warn("job %lld: final update failed (%s): again in %ld s", id, e ? e->msg : "?",
+				 fail_wait / 1000);
+			wait = fail_wait;
+			fail_wait = fail_wait * 2 > 60000 ? 60000 : fail_wait * 2;
+		} else if (res == GL_PUT_RESEND) {
+			log_info("job %lld: GitLab asks for the whole trace again (412)", id);
+			from_zero = true;
+		}
+		if (mono_s() + wait / 1000.0 > deadline) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "job %lld: the final update did not complete within %d s", id,
+				       GL_FINAL_MAX_S);
+			break;
+		}
+		nap(NULL, wait);
+	}
+	return rc;
+}
+
+enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *token, const char *data, size_t total,
+			     size_t *offset, struct gl_reply *r, struct kiln_err *e)
+{
+	char path[64], range[64], msg[256];
+	size_t off = *offset > total ? total : *offset, n = total - off;
+
+	if (n > GL_TRACE_CHUNK)
+		n = GL_TRACE_CHUNK;
+	snprintf(path, sizeof(path), "/jobs/%lld/trace", id);
+	if (n == 0) {
+		reply_reset(r);
+		return GL_TRACE_OK;
+	}
+	snprintf(range, sizeof(range), "%zu-%zu", off, off + n - 1);
+	if (gl_call(c, "PATCH", path, NULL, token, "text/plain", data + off, n, range, GL_MAX_REPLY, r, e))
+		return GL_TRACE_FAILED;
+	switch (r->status) {
+	case 202:
+		*offset = r->range_end >= 0 ? (size_t)r->range_end : off + n;
+		if (*offset > total)
+			*offset = total;
+		return GL_TRACE_OK;
+	case 416:
+		if (r->range_end < 0) {
+			kiln_fail(e, KILN_E_SYNTAX, "PATCH %s: 416 without a Range", path);
+			return GL_TRACE_FAILED;
+		}
+		*offset = (size_t)r->range_end > total ? total : (size_t)r->range_end;
+		kiln_fail(e, KILN_E_INVALID, "PATCH %s: range %s refused (416), the server has %lld bytes", path, range,
+			  r->range_end);
+		return GL_TRACE_RANGE;
+	case 403:
+	case 404:
+		kiln_fail(e, KILN_E_NOTFOUND, "PATCH %s: the job is not running any more (HTTP %ld)", path, r->status);
+		return GL_TRACE_ABORT;
+	default:
+		kiln_fail(e, KILN_E_IO, "PATCH %s answered %ld%s", path, r->status, reply_message(r, msg, sizeof(msg)));
+		return GL_TRACE_FAILED;
+	}
+}
+
+/* --- failure reasons ----------------------------------------------------- */
+
+const char *gl_failure_reason(const char *reason, const char *const *supported, size_t n)
+{
+	static const char *const always[] = { "script_failure", "runner_system_failure", "job_execution_timeout" };
+	static const struct {
+		const char *reason, *fallback;
+	} known[] = {
+		{ "image_pull_failure", "runner_system_failure" },
+		{ "runner_configuration_error", "script_failure" },
+		{ "runner_external_dependency_failure", "runner_system_failure" },
+		{ "runner_interrupted", NULL },
+		{ "unknown_failure", NULL },
+	};
+	size_t i, j;
+
+	if (!reason || !*reason)
+		return "script_failure";
+	for (i = 0; i < sizeof(always) / sizeof(always[0]); i++)
+		if (!strcmp(reason, always[i]))
+			return always[i];
+	for (j = 0; j < n; j++)
+		if (supported[j] && !strcmp(reason, supported[j]))
+			return supported[j];
+	for (i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (!strcmp(reason, known[i].reason) && known[i].fallback)
+			return gl_failure_reason(known[i].fallback, supported, n);
+	/* job_canceled (kiln's "canceled") is internal: it goes out as unknown_failure. */
+	return "unknown_failure";
+}

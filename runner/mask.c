@@ -1,0 +1,227 @@
+#include "runner/mask.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool token_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+	       c == '=' || c == '-';
+}
+
+static bool blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* value without surrounding blanks: *len bytes from the returned pointer. */
+static const char *trim(const char *value, size_t *len)
+{
+	size_t n;
+
+	while (*value && blank(*value))
+		value++;
+	n = strlen(value);
+	while (n > 0 && blank(value[n - 1]))
+		n--;
+	*len = n;
+	return value;
+}
+
+void mask_init(struct mask *m, mask_out_fn out, void *arg)
+{
+	memset(m, 0, sizeof(*m));
+	m->out = out;
+	m->arg = arg;
+	mask_add_prefix(m, "glpat-", NULL);
+}
+
+void mask_free(struct mask *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_secrets; i++)
+		free(m->secrets[i]);
+	for (i = 0; i < m->n_prefixes; i++)
+		free(m->prefixes[i]);
+	free(m->secrets);
+	free(m->lens);
+	free(m->hold);
+	memset(m, 0, sizeof(*m));
+}
+
+enum kiln_rc mask_add_secret(struct mask *m, const char *value, struct kiln_err *e)
+{
+	size_t n, i, pos;
+	const char *v = trim(value, &n);
+	char *copy;
+
+	if (n == 0)
+		return KILN_OK;
+	if (n > MASK_MAX_SECRET_BYTES)
+		return kiln_fail(e, KILN_E_LIMIT, "masking: a value of %zu bytes is over the %u bytes kiln can mask", n,
+				 MASK_MAX_SECRET_BYTES);
+	for (i = 0; i < m->n_secrets; i++)
+		if (m->lens[i] == n && !memcmp(m->secrets[i], v, n))
+			return KILN_OK;
+	if (m->n_secrets >= MASK_MAX_SECRETS)
+		return kiln_fail(e, KILN_E_LIMIT, "masking: more than %d masked values", MASK_MAX_SECRETS);
+	if (!(m->n_secrets & (m->n_secrets + 1))) { /* grow at 0, 1, 3, 7, ...: capacity 2^k */
+		size_t cap = (m->n_secrets + 1) * 2;
+		char **s = realloc(m->secrets, cap * sizeof(*s));
+		size_t *l;
+
+		if (!s)
+			return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
+		m->secrets = s;
+		if (!(l = realloc(m->lens, cap * sizeof(*l))))
+			return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
+		m->lens = l;
+	}
+	if (!(copy = malloc(n + 1)))
+		return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
+	memcpy(copy, v, n);
+	copy[n] = '\0';
+	/* Longest first: a longer secret wins over one it contains. */
+	for (pos = 0; pos < m->n_secrets && m->lens[pos] >= n; pos++)
+		;
+	memmove(m->secrets + pos + 1, m->secrets + pos, (m->n_secrets - pos) * sizeof(*m->secrets));
+	memmove(m->lens + pos + 1, m->lens + pos, (m->n_secrets - pos) * sizeof(*m->lens));
+	m->secrets[pos] = copy;
+	m->lens[pos] = n;
+	m->n_secrets++;
+	m->first[(unsigned char)copy[0]] = 1;
+	return KILN_OK;
+}
+
+enum kiln_rc mask_add_prefix(struct mask *m, const char *prefix, struct kiln_err *e)
+{
+	size_t n, i;
+	const char *p = trim(prefix, &n);
+
+	if (n == 0 || m->n_prefixes >= MASK_MAX_PREFIXES)
+		return KILN_OK;
+	for (i = 0; i < m->n_prefixes; i++)
+		if (strlen(m->prefixes[i]) == n && !memcmp(m->prefixes[i], p, n))
+			return KILN_OK;
+	if (!(m->prefixes[m->n_prefixes] = strndup(p, n)))
+		return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
+	m->n_prefixes++;
+	m->first[(unsigned char)p[0]] = 1;
+	return KILN_OK;
+}
+
+static void emit(struct mask *m, const char *p, size_t n)
+{
+	if (n)
+		m->out(m->arg, p, n);
+}
+
+/* What stands at d[i] (len bytes in all): 1 and *adv when a secret or a
+ * prefixed token starts there, 0 when nothing does, -1 when more bytes are
+ * needed to tell. *prefix_len is the prefix's length for a token. */
+static int match_at(const struct mask *m, const char *d, size_t i, size_t len, size_t *adv, size_t *prefix_len)
+{
+	size_t avail = len - i, k;
+
+	if (!m->first[(unsigned char)d[i]])
+		return 0;
+	for (k = 0; k < m->n_secrets; k++) {
+		size_t sl = m->lens[k];
+
+		if (m->secrets[k][0] != d[i])
+			continue;
+		if (avail >= sl) {
+			if (!memcmp(d + i, m->secrets[k], sl)) {
+				*adv = sl;
+				*prefix_len = 0;
+				return 1;
+			}
+		} else if (!memcmp(d + i, m->secrets[k], avail)) {
+			return -1; /* a longer secret may still match */
+		}
+	}
+	for (k = 0; k < m->n_prefixes; k++) {
+		size_t pl = strlen(m->prefixes[k]);
+
+		if (m->prefixes[k][0] != d[i])
+			continue;
+		if (avail > pl) {
+			if (!memcmp(d + i, m->prefixes[k], pl) && token_char((unsigned char)d[i + pl])) {
+				*adv = pl;
+				*prefix_len = pl;
+				return 1;
+			}
+		} else if (!memcmp(d + i, m->prefixes[k], avail)) {
+			return -1; /* the prefix, or the character after it, is still to come */
+		}
+	}
+	return 0;
+}
+
+enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
+{
+	const char *d;
+	size_t len, i = 0, from = 0;
+
+	if (n == 0)
+		return KILN_OK;
+	if (m->hold_len + n > m->hold_cap) {
+		size_t cap = m->hold_cap ? m->hold_cap : 4096;
+		char *p;
+
+		while (cap < m->hold_len + n)
+			cap *= 2;
+		if (!(p = realloc(m->hold, cap)))
+			return KILN_E_NOMEM;
+		m->hold = p;
+		m->hold_cap = cap;
+	}
+	memcpy(m->hold + m->hold_len, buf, n);
+	len = m->hold_len + n;
+	d = m->hold;
+	while (i < len) {
+		size_t adv = 0, pl = 0;
+		int r;
+
+		if (m->in_token) {
+			if (token_char((unsigned char)d[i])) {
+				from = ++i;
+				continue;
+			}
+			m->in_token = false;
+		}
+		r = match_at(m, d, i, len, &adv, &pl);
+		if (r < 0)
+			break;
+		if (r == 0) {
+			i++;
+			continue;
+		}
+		emit(m, d + from, i - from + pl);
+		emit(m, MASK_TEXT, sizeof(MASK_TEXT) - 1);
+		i += adv;
+		from = i;
+		m->in_token = pl > 0;
+	}
+	emit(m, d + from, i - from);
+	/* Keep what could not be decided yet. */
+	memmove(m->hold, d + i, len - i);
+	m->hold_len = len - i;
+	/* A long stream must not keep a large buffer it no longer needs. */
+	if (m->hold_cap > (1u << 20) && m->hold_len < m->hold_cap / 4) {
+		char *p = realloc(m->hold, m->hold_len > 4096 ? m->hold_len : 4096);
+		if (p) {
+			m->hold = p;
+			m->hold_cap = m->hold_len > 4096 ? m->hold_len : 4096;
+		}
+	}
+	return KILN_OK;
+}
+
+void mask_flush(struct mask *m)
+{
+	emit(m, m->hold, m->hold_len);
+	m->hold_len = 0;
+	m->in_token = false;
+}

@@ -1,0 +1,64 @@
+/* Masking of a job's log as it streams, before any of it is buffered or
+ * leaves the process (protocol reference, section 4, "Masking"):
+ *
+ * - the values of masked variables (trimmed, deduplicated, longest first)
+ *   become "[MASKED]";
+ * - after a token prefix ("glpat-" and the job's
+ *   features.token_mask_prefixes, MASK_MAX_PREFIXES in all), the run of
+ *   [A-Za-z0-9._=-] that follows becomes "[MASKED]": "glpat-abc" gives
+ *   "glpat-[MASKED]", as gitlab-runner writes it. A prefix not followed by
+ *   such a character is left alone.
+ *
+ * Matches span write boundaries: a write may hold back the bytes that could
+ * still be the start of a secret (at most the longest secret's length - 1)
+ * or of a prefix; the next write or mask_flush releases them. Not thread
+ * safe: the caller serialises writes. */
+#ifndef KILN_MASK_H
+#define KILN_MASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "runner/result.h"
+
+#define MASK_MAX_PREFIXES 10          /* glpat- included; more are ignored */
+#define MASK_MAX_SECRETS 4096
+#define MASK_MAX_SECRET_BYTES (64u << 10)
+#define MASK_TEXT "[MASKED]"
+
+typedef void (*mask_out_fn)(void *arg, const void *buf, size_t n);
+
+struct mask {
+	char **secrets;           /* longest first */
+	size_t *lens;
+	size_t n_secrets;
+	char *prefixes[MASK_MAX_PREFIXES];
+	size_t n_prefixes;
+	unsigned char first[256]; /* first bytes of secrets and prefixes */
+	char *hold;               /* bytes held back from the last write */
+	size_t hold_len, hold_cap;
+	bool in_token;            /* dropping a token's characters */
+	mask_out_fn out;
+	void *arg;
+};
+
+/* Start a masker writing to out(arg, ...), with the glpat- prefix. */
+void mask_init(struct mask *m, mask_out_fn out, void *arg);
+void mask_free(struct mask *m);
+
+/* Mask value from now on: trimmed of blanks, ignored when empty or
+ * already known. KILN_E_LIMIT past MASK_MAX_SECRETS or for a value over
+ * MASK_MAX_SECRET_BYTES (which is then not masked: the caller says so). */
+enum kiln_rc mask_add_secret(struct mask *m, const char *value, struct kiln_err *e);
+
+/* Mask tokens starting with prefix (trimmed; ignored when empty, known,
+ * or past MASK_MAX_PREFIXES). */
+enum kiln_rc mask_add_prefix(struct mask *m, const char *prefix, struct kiln_err *e);
+
+/* Mask n bytes of the stream. KILN_E_NOMEM only. */
+enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n);
+
+/* Release what is held back (the stream ends, or a marker follows). */
+void mask_flush(struct mask *m);
+
+#endif
