@@ -43,6 +43,20 @@ static void warn_at(const struct ciconfig_ctx *c, const struct cy_node *n, const
 	c->warn(c->warn_arg, msg);
 }
 
+bool ciconfig_is_keyword(const char *key)
+{
+	static const char *const keywords[] = {
+		"stages", "types", "variables", "default", "include", "workflow",
+		"image", "services", "cache", "before_script", "after_script", NULL,
+	};
+	size_t i;
+
+	for (i = 0; keywords[i]; i++)
+		if (!strcmp(keywords[i], key))
+			return true;
+	return false;
+}
+
 /* ---- include ---------------------------------------------------------- */
 
 struct inc {
@@ -553,7 +567,7 @@ enum kiln_rc ciconfig_extends(const struct ciconfig_ctx *c, const struct cy_node
 		goto out;
 	}
 	for (i = 0; i < root->n && !rc; i++) {
-		if (root->pairs[i].value->kind != CY_MAP || !strcmp(root->pairs[i].key, "include"))
+		if (root->pairs[i].value->kind != CY_MAP || ciconfig_is_keyword(root->pairs[i].key))
 			continue;
 		x.depth = 0;
 		rc = extend_one(&x, i);

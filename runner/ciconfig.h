@@ -18,7 +18,8 @@
  *    CICONFIG_MAX_INCLUDES files in all; a file that includes one of its
  *    own includers is an error (GitLab only limits depth); the same file
  *    included twice elsewhere is merged twice (to the same effect).
- * extends (every top-level mapping that has it, hidden ones included):
+ * extends (every top-level mapping that has it but keywords, hidden jobs
+ *    included):
  *    a string or a list of names of top-level mappings; parents are deep
  *    merged in order, then the entry's own keys over them (mappings merged,
  *    lists and scalars replaced); up to 11 levels of extends below an entry;
@@ -51,6 +52,10 @@ struct ciconfig_ctx {
 	cirules_exists_fn exists;
 	void *exists_arg;
 };
+
+/* Whether key is a top-level keyword (stages, variables, default, ...)
+ * rather than a job or hidden job. */
+bool ciconfig_is_keyword(const char *key);
 
 /* Load file (relative to c->repo_dir) and everything it includes into
  * *root, a mapping without `include`. Errors name FILE:LINE. */

@@ -877,8 +877,9 @@ enum kiln_rc cirules_exists_in(const char *root, const char *pattern, bool *foun
 		pattern++;
 	if (strlen(pattern) > CIRULES_MAX_PATTERN)
 		return kiln_fail(e, KILN_E_LIMIT, "exists: pattern longer than %d bytes", CIRULES_MAX_PATTERN);
-	if (!*pattern)
-		return KILN_OK;
+	if (!*pattern || !strcmp(pattern, "..") || !strncmp(pattern, "../", 3) || strstr(pattern, "/../") ||
+	    (strlen(pattern) >= 3 && !strcmp(pattern + strlen(pattern) - 3, "/..")))
+		return KILN_OK; /* nothing outside the repository matches */
 	if (!strpbrk(pattern, "*?[{\\")) {
 		struct stat st;
 

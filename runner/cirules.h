@@ -52,7 +52,8 @@ enum kiln_rc cirules_eval(const char *expr, cirules_lookup_fn lookup, void *arg,
 bool cirules_glob_match(const char *pattern, const char *path);
 
 /* Whether a file or directory under root matches the repository-relative
- * pattern (a leading "/" or "./" is dropped). A pattern without glob
+ * pattern (a leading "/" or "./" is dropped; a ".." component never
+ * matches). A pattern without glob
  * characters is looked up directly; otherwise root is walked (not
  * following symbolic links, skipping .git) and, as in GitLab, the answer is
  * yes once more than CIRULES_EXISTS_MAX_FILES entries have been looked at. */

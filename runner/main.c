@@ -19,6 +19,7 @@
 #include "runner/cli.h"
 #include "runner/config.h"
 #include "runner/doctor.h"
+#include "runner/glcmd.h"
 #include "runner/images.h"
 #include "runner/job.h"
 #include "runner/payload.h"
@@ -48,6 +49,14 @@ static void usage(FILE *out)
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
 		"  exec --job-file FILE   run one GitLab job payload in a fresh VM, print its log,\n"
 		"                         exit with its exit code (125: it could not run)\n"
+		"  register --url URL --token TOKEN [-c FILE] [--name N] [--tls-ca-file F]\n"
+		"                         add a GitLab runner to the configuration (glrt- tokens are\n"
+		"                         verified, others are legacy registration tokens)\n"
+		"  verify [--delete]      check every runner's token with GitLab\n"
+		"  unregister --name N | --all   remove runners from GitLab and the configuration\n"
+		"  list                   list the configured runners\n"
+		"  run                    take jobs from GitLab and run each in a fresh VM\n"
+		"  replay FILE|JOB_ID [--variable K=V]  run a received job's payload again\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE      configuration file (default %s)\n"
@@ -329,6 +338,12 @@ static void exec_notice(void *arg, const char *line)
 	log_info("%s", line);
 }
 
+/* register, verify, unregister, list, run, replay: runner/glcmd.h. */
+static int cmd_gitlab(struct cli *c, int argc, char **argv)
+{
+	return glcmd_main(&c->cfg, c->config_path ? c->config_path : kiln_config_default_path(), argc, argv);
+}
+
 static int cmd_exec(struct cli *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -424,6 +439,12 @@ int main(int argc, char **argv)
 		{ "config", cmd_config },
 		{ "boot", cmd_boot },
 		{ "exec", cmd_exec },
+		{ "register", cmd_gitlab },
+		{ "verify", cmd_gitlab },
+		{ "unregister", cmd_gitlab },
+		{ "list", cmd_gitlab },
+		{ "run", cmd_gitlab },
+		{ "replay", cmd_gitlab },
 	};
 	struct cli c = { 0 };
 	const char *log_format = NULL;
@@ -461,6 +482,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[optind], cmds[i].name))
 			continue;
+		if (!strcmp(cmds[i].name, "register"))
+			c.config_given = false; /* register may create the file */
 		if ((ret = load_config(&c)))
 			return ret;
 		if (log_format)

@@ -13,12 +13,6 @@
 #define MAX_NESTED_LISTS 10
 #define MAX_WARNINGS 2000
 
-/* Top-level keys that are keywords, not jobs. */
-static const char *const keywords[] = {
-	"stages", "types", "variables", "default", "include", "workflow",
-	"image", "services", "cache", "before_script", "after_script", NULL,
-};
-
 static const char *const default_supported[] = {
 	"image", "before_script", "after_script", "timeout", "artifacts", NULL,
 };
@@ -1232,7 +1226,7 @@ static const char *slug(struct ctx *c, const char *name)
 
 static enum kiln_rc set_predef(struct ctx *c, struct civars *env, const char *key, const char *value)
 {
-	struct civar v = { key, value, false, CIVAR_PREDEFINED, NULL, 0 };
+	struct civar v = { key, value, true, CIVAR_PREDEFINED, NULL, 0 };
 
 	if (!value)
 		return nomem(c);
@@ -1729,7 +1723,7 @@ static enum kiln_rc load_jobs(struct ctx *c)
 		const struct cy_pair *p = &root->pairs[i];
 		struct jobdef *d;
 
-		if (in_list(keywords, p->key) || p->key[0] == '.')
+		if (ciconfig_is_keyword(p->key) || p->key[0] == '.')
 			continue;
 		d = &c->defs[c->n_defs++];
 		d->name = p->key;

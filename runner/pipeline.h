@@ -14,7 +14,10 @@
  *  - Variable values in pipeline_job.vars are final: expanded the way
  *    GitLab's server expands them before a job reaches a runner (see
  *    runner/civars.h), so the payload can carry them as they are. Raw ones
- *    (`expand: false`) are kept as written and flagged. Precedence, lowest
+ *    (`expand: false`, and every predefined one) are kept as written and
+ *    flagged. Scripts, artifacts:name/paths and the like are not expanded
+ *    (that is the job shell's or the runner's business); the image name is,
+ *    with the job's final variables, as a runner does. Precedence, lowest
  *    first: predefined (from the caller, plus CI_JOB_NAME, CI_JOB_NAME_SLUG,
  *    CI_JOB_STAGE and, for parallel jobs, CI_NODE_INDEX/CI_NODE_TOTAL) <
  *    global < workflow:rules:variables < job < parallel:matrix <

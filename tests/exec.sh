@@ -95,6 +95,17 @@ t1=$(date +%s%N)
 [ "$st" != 0 ] && ok "SIGINT: kiln exec ended with status $st in $(( (t1 - t0) / 1000000 )) ms" || bad "SIGINT: status 0"
 leftovers "SIGINT"
 
+# SIGTERM: a graceful cancel; the script stops, after_script still runs.
+"$kiln" exec --executor "$executor" --job-file "$work/long.json" > "$work/long.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do grep -q 'sleeping past' "$work/long.log" && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid; st=$?
+grep -q 'after_script after timeout' "$work/long.log" && grep -q 'job failed: canceled' "$work/long.log" &&
+	[ "$st" != 0 ] && ok "SIGTERM: canceled gracefully, after_script ran (status $st)" ||
+	{ bad "SIGTERM: status $st"; tail -5 "$work/long.log"; }
+leftovers "SIGTERM"
+
 # SIGKILL of kiln: its VMM dies with it (PR_SET_PDEATHSIG); the next kiln sweeps the rest.
 "$kiln" exec --executor "$executor" --job-file "$work/long.json" > "$work/long.log" 2>&1 &
 pid=$!

@@ -35,7 +35,7 @@
 #   KILN_VMM_BOOT_CASES       the cases to run (default: all that have images)
 #   KILN_VMM_BOOT_KEEP=DIR    keep logs, configs and results in DIR
 #   KILN_VMM_TEST_VERBOSE=1   full kernel messages on the console (slower)
-#   KILN_VMM_TEST_RATE=B      the tx limit in bytes/s (default 256000: low enough that a
+#   KILN_VMM_TEST_RATE=B      the tx limit in bytes/s (default 128000: low enough that a
 #                             TCG guest on a loaded 2-core host still exceeds it)
 set -u
 
@@ -147,7 +147,7 @@ HOST_IP=172.31.0.1 GUEST_IP=172.31.0.2
 GRACE=5 SLACK=3
 # The limiter: a small bucket (0.1 s worth), so the burst at the start is
 # short; the guest sends 4 s worth.
-RATE=${KILN_VMM_TEST_RATE:-256000}
+RATE=${KILN_VMM_TEST_RATE:-128000}
 RL_REFILL_MS=100
 RL_SIZE=$((RATE * RL_REFILL_MS / 1000))
 RATE=$((RL_SIZE * 1000 / RL_REFILL_MS))

@@ -208,6 +208,11 @@ START_TEST(exists_in_a_tree)
 	ck_assert(!found);
 	ck_assert_int_eq(cirules_exists_in(root, "docs", &found, &e), KILN_OK);
 	ck_assert(found);
+	/* nothing outside the repository */
+	ck_assert_int_eq(cirules_exists_in(root, "../rules/Dockerfile", &found, &e), KILN_OK);
+	ck_assert(!found);
+	ck_assert_int_eq(cirules_exists_in(root, "docs/../Dockerfile", &found, &e), KILN_OK);
+	ck_assert(!found);
 }
 END_TEST
 

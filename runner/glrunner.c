@@ -1,0 +1,805 @@
+#include "runner/glrunner.h"
+
+#include <errno.h>
+#include <git2.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "build-config.h"
+#include "runner/cli.h"
+#include "runner/glclient.h"
+#include "runner/glconfig.h"
+#include "runner/job.h"
+#include "runner/jobrecord.h"
+#include "runner/log.h"
+#include "runner/paths.h"
+#include "runner/payload.h"
+#include "runner/trace.h"
+
+#define UNHEALTHY_LIMIT 3
+#define UNHEALTHY_PAUSE_S 3600
+#define CA_MAX_BYTES (1u << 20)
+#define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+
+/* One runners: entry, kept across reloads (matched by token). */
+struct rstate {
+	struct rstate *next;
+	char *name, *url, *token, *ca_file, *executor;
+	int limit, request_concurrency;
+	char last_update[128];
+	int running, requesting, unhealthy;
+	double paused_until;
+	bool removed;
+};
+
+/* A configuration and the threads using it. */
+struct cfgref {
+	struct kiln_config cfg;
+	int refs;
+};
+
+/* A running job, for shutdown. */
+struct gjob {
+	struct gjob *next;
+	long long id;
+	volatile sig_atomic_t cancel;
+	volatile sig_atomic_t shutdown; /* canceled because kiln stops */
+};
+
+struct daemon {
+	pthread_mutex_t mu;
+	struct cfgref *cur;
+	struct rstate *runners;
+	struct gjob *jobs;
+	int busy;                 /* requests in flight and jobs: `concurrent` */
+	int threads;
+	volatile sig_atomic_t stopping;
+	char system_id[GLC_SYSTEM_ID_SIZE];
+	const char *config_path;
+};
+
+struct req {
+	struct daemon *d;
+	struct rstate *r;
+	struct cfgref *cref;
+};
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void cfgref_put(struct daemon *d, struct cfgref *c)
+{
+	bool last;
+
+	pthread_mutex_lock(&d->mu);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&d->mu);
+	if (last) {
+		kiln_config_free(&c->cfg);
+		free(c);
+	}
+}
+
+static void rstate_free(struct rstate *r)
+{
+	free(r->name);
+	free(r->url);
+	free(r->token);
+	free(r->ca_file);
+	free(r->executor);
+	free(r);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+/* Match the runner states to d->cur's runners (lock held). */
+static void sync_runners(struct daemon *d)
+{
+	const struct kiln_config *cfg = &d->cur->cfg;
+	struct rstate *r, **pp;
+	size_t i;
+
+	for (r = d->runners; r; r = r->next)
+		r->removed = true;
+	for (i = 0; i < cfg->n_runners; i++) {
+		const struct kiln_runner_config *rc = &cfg->runners[i];
+
+		for (r = d->runners; r && (strcmp(r->token, rc->token) || strcmp(r->url, rc->url)); r = r->next)
+			;
+		if (!r) {
+			if (!(r = calloc(1, sizeof(*r))) || !(r->token = strdup(rc->token))) {
+				free(r);
+				log_error("runner %s: out of memory", rc->name);
+				continue;
+			}
+			for (pp = &d->runners; *pp; pp = &(*pp)->next)
+				;
+			*pp = r;
+		} else {
+			free(r->name);
+			free(r->url);
+			free(r->ca_file);
+			free(r->executor);
+		}
+		r->name = dup_or_null(rc->name);
+		r->url = dup_or_null(rc->url);
+		r->ca_file = dup_or_null(rc->tls_ca_file);
+		r->executor = dup_or_null(rc->vm.executor);
+		r->limit = rc->limit;
+		r->request_concurrency = rc->request_concurrency > 0 ? rc->request_concurrency : 1;
+		r->removed = false;
+	}
+	/* Forget removed runners nobody uses any more. */
+	for (pp = &d->runners; (r = *pp);) {
+		if (r->removed && !r->running && !r->requesting) {
+			*pp = r->next;
+			rstate_free(r);
+		} else {
+			pp = &r->next;
+		}
+	}
+}
+
+static const struct kiln_runner_config *find_runner(const struct kiln_config *cfg, const char *token)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->n_runners; i++)
+		if (!strcmp(cfg->runners[i].token, token))
+			return &cfg->runners[i];
+	return NULL;
+}
+
+/* --- git trusts the runners' CAs ------------------------------------------ */
+
+static enum kiln_rc append_file(FILE *out, const char *path, struct kiln_err *e)
+{
+	char buf[65536];
+	size_t n, total = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return kiln_fail_errno(e, "tls_ca_file %s", path);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		total += n;
+		if (total > CA_MAX_BYTES && strcmp(path, SYSTEM_CA_BUNDLE)) {
+			fclose(f);
+			return kiln_fail(e, KILN_E_LIMIT, "tls_ca_file %s: larger than 1 MiB", path);
+		}
+		fwrite(buf, 1, n, out);
+	}
+	fputc('\n', out);
+	fclose(f);
+	return KILN_OK;
+}
+
+enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *e)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32], tmp[PATH_MAX + 48];
+	enum kiln_rc rc = KILN_OK;
+	bool any = false;
+	FILE *out;
+	size_t i;
+
+	for (i = 0; i < cfg->n_runners; i++)
+		any |= cfg->runners[i].tls_ca_file && *cfg->runners[i].tls_ca_file;
+	if (!any)
+		return KILN_OK;
+	snprintf(dir, sizeof(dir), "%s/tls", cfg->state_dir);
+	if (kiln_mkdir_p(dir) < 0)
+		return kiln_fail_errno(e, "creating %s", dir);
+	snprintf(path, sizeof(path), "%s/git-ca-bundle.pem", dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	if (!(out = fopen(tmp, "we")))
+		return kiln_fail_errno(e, "creating %s", tmp);
+	if (access(SYSTEM_CA_BUNDLE, R_OK) == 0)
+		rc = append_file(out, SYSTEM_CA_BUNDLE, e);
+	for (i = 0; !rc && i < cfg->n_runners; i++)
+		if (cfg->runners[i].tls_ca_file && *cfg->runners[i].tls_ca_file)
+			rc = append_file(out, cfg->runners[i].tls_ca_file, e);
+	if (fclose(out) != 0 && !rc)
+		rc = kiln_fail_errno(e, "writing %s", tmp);
+	if (!rc && rename(tmp, path) < 0)
+		rc = kiln_fail_errno(e, "replacing %s", path);
+	if (rc) {
+		unlink(tmp);
+		return rc;
+	}
+	/* Initialised for the life of the process, like the workspace does. */
+	if (git_libgit2_init() < 0 || git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, path, NULL) < 0) {
+		const git_error *ge = git_error_last();
+		return kiln_fail(e, KILN_E_INVALID, "libgit2: cannot use the CA bundle %s: %s", path,
+				 ge ? ge->message : "unknown error");
+	}
+	return KILN_OK;
+}
+
+/* --- jobs ------------------------------------------------------------------ */
+
+struct jctx {
+	struct trace *t;
+	const char *executor;
+	const char *state_dir;
+	struct jobrec_running jr;
+};
+
+static void on_output(void *arg, const void *buf, size_t n)
+{
+	struct jctx *c = arg;
+
+	trace_write(c->t, buf, n);
+}
+
+static void on_notice(void *arg, const char *line)
+{
+	struct jctx *c = arg;
+
+	log_debug("job %lld: %s", c->jr.id, line);
+	trace_printf(c->t, "%s\n", line);
+}
+
+static void on_stage(void *arg, const char *name, bool begin)
+{
+	struct jctx *c = arg;
+	char header[160];
+
+	if (!strcmp(name, "get_sources"))
+		snprintf(header, sizeof(header), "Getting source from Git repository");
+	else if (!strcmp(name, "prepare_executor"))
+		snprintf(header, sizeof(header), "Preparing the \"%s\" executor", c->executor);
+	else if (!strcmp(name, "after_script"))
+		snprintf(header, sizeof(header), "Running after_script");
+	else
+		snprintf(header, sizeof(header), "Executing \"%s\" stage of the job script", name);
+	trace_section(c->t, name, begin, begin ? header : NULL);
+}
+
+static void on_sent(void *arg, size_t offset, uint32_t crc)
+{
+	struct jctx *c = arg;
+	struct kiln_err e = { 0 };
+
+	c->jr.sent = offset;
+	c->jr.crc = crc;
+	if (jobrec_journal_write(c->state_dir, &c->jr, &e))
+		log_warn("job %lld: journal: %s", c->jr.id, e.msg);
+}
+
+/* The job's masks: masked variables, token prefixes, its own token. */
+static void add_masks(struct trace *t, const struct job_payload *p)
+{
+	struct mask *m = trace_masker(t);
+	struct kiln_err e = { 0 };
+	json_t *prefixes = json_object_get(json_object_get(p->doc, "features"), "token_mask_prefixes"), *v;
+	size_t i;
+
+	for (i = 0; i < p->n_vars; i++)
+		if (p->vars[i].masked && mask_add_secret(m, p->vars[i].value, &e))
+			trace_printf(t, "\033[0;33mWARNING: variable %s is not masked: %s\033[0;m\n", p->vars[i].key, e.msg);
+	json_array_foreach(prefixes, i, v)
+		if (json_is_string(v))
+			mask_add_prefix(m, json_string_value(v), NULL);
+	if (p->token && strlen(p->token) >= 8)
+		mask_add_secret(m, p->token, NULL);
+}
+
+/* The job's features.failure_reasons, pointing into its document. */
+static size_t supported_reasons(json_t *doc, const char **out, size_t max)
+{
+	json_t *arr = json_object_get(json_object_get(doc, "features"), "failure_reasons"), *v;
+	size_t i, n = 0;
+
+	json_array_foreach(arr, i, v)
+		if (json_is_string(v) && n < max)
+			out[n++] = json_string_value(v);
+	return n;
+}
+
+static void job_list_add(struct daemon *d, struct gjob *j)
+{
+	pthread_mutex_lock(&d->mu);
+	j->next = d->jobs;
+	d->jobs = j;
+	pthread_mutex_unlock(&d->mu);
+}
+
+static void job_list_remove(struct daemon *d, struct gjob *j)
+{
+	struct gjob **pp;
+
+	pthread_mutex_lock(&d->mu);
+	for (pp = &d->jobs; *pp && *pp != j; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = j->next;
+	pthread_mutex_unlock(&d->mu);
+}
+
+/* Run the job in text (len bytes) that rs's request got. */
+static void run_job(struct daemon *d, struct rstate *rs, struct cfgref *cref, const char *text, size_t len)
+{
+	const struct kiln_config *cfg = &cref->cfg;
+	const struct kiln_runner_config *rc = find_runner(cfg, rs->token);
+	struct gjob job = { 0 };
+	struct jctx c = { 0 };
+	struct job_payload p = { 0 };
+	struct job_result res = { 0 };
+	struct gl_client cl = { 0 };
+	struct gl_reply rep = { 0 };
+	struct gl_update ack = { .state = "running" };
+	struct trace_opts to = { 0 };
+	struct kiln_err e = { 0 }, pe = { 0 };
+	const char *reasons[64], *reason = NULL, *state = "failed", *token;
+	char why[600] = "";
+	bool parsed = false, journal = false, keep_journal = false;
+	json_t *doc = json_loadb(text, len, 0, NULL);
+	enum gl_put put;
+	long long id;
+	int exit_code = 0;
+
+	id = json_integer_value(json_object_get(doc, "id"));
+	token = json_string_value(json_object_get(doc, "token"));
+	if (!rc || id <= 0 || !token || !*token) {
+		log_error("runner %s: a job payload without a usable id or token: dropped", rs->name);
+		goto out;
+	}
+	c.executor = rc->vm.executor ? rc->vm.executor : "auto";
+	c.state_dir = cfg->state_dir;
+	ack.executor = c.executor;
+	log_info("runner %s: job %lld (%s) received", rs->name, id,
+		 json_string_value(json_object_get(json_object_get(doc, "job_info"), "name")) ?: "?");
+	if (jobrec_save_payload(cfg->state_dir, id, text, len, &e))
+		log_warn("job %lld: saving the payload: %s", id, e.msg);
+	c.jr.id = id;
+	snprintf(c.jr.token, sizeof(c.jr.token), "%s", token);
+	snprintf(c.jr.url, sizeof(c.jr.url), "%s", rs->url);
+	snprintf(c.jr.ca_file, sizeof(c.jr.ca_file), "%s", rs->ca_file ? rs->ca_file : "");
+	snprintf(c.jr.runner, sizeof(c.jr.runner), "%s", rs->name);
+	if (jobrec_journal_write(cfg->state_dir, &c.jr, &e))
+		log_warn("job %lld: journal: %s", id, e.msg);
+	else
+		journal = true;
+	job.id = id;
+	job_list_add(d, &job);
+	parsed = payload_parse(text, len, &p, &pe) == KILN_OK;
+
+	if (gl_client_init(&cl, rs->url, rs->ca_file, &e)) {
+		log_error("job %lld: %s", id, e.msg);
+		keep_journal = true;
+		goto out;
+	}
+	/* Acknowledge: the job is ours. */
+	put = gl_update_job(&cl, id, token, &ack, &rep, &e);
+	if (put == GL_PUT_ABORT) {
+		log_info("job %lld: GitLab withdrew it (%s): dropped", id, e.msg);
+		goto out;
+	}
+	if (put == GL_PUT_FAILED)
+		log_warn("job %lld: acknowledging it: %s (running it anyway)", id, e.msg);
+	if (!strcmp(rep.job_status, "canceling") || !strcmp(rep.job_status, "canceled"))
+		job.cancel = JOB_CANCEL_NOW;
+
+	to.url = rs->url;
+	to.ca_file = rs->ca_file;
+	to.job_id = id;
+	to.token = token;
+	to.executor = c.executor;
+	to.cancel = &job.cancel;
+	to.sent = journal ? on_sent : NULL;
+	to.sent_arg = &c;
+	if (trace_start(&c.t, &to, &e)) {
+		log_error("job %lld: %s", id, e.msg);
+		keep_journal = true;
+		goto out;
+	}
+	if (parsed)
+		add_masks(c.t, &p);
+	trace_printf(c.t, "\033[0KRunning with kiln %s\033[0;m\n\033[0K  on %s, system ID: %s\033[0;m\n", PACKAGE_VERSION,
+		     rs->name, d->system_id);
+	if (!parsed) {
+		/* Unsupported payload: say why in the log, fail as a system failure. */
+		snprintf(why, sizeof(why), "%s", pe.msg);
+		reason = "runner_system_failure";
+		exit_code = 3;
+	} else {
+		struct job_opts o = { .cfg = cfg, .executor = rc->vm.executor, .image = NULL, .kernel = rc->vm.kernel,
+				      .vcpus = rc->vm.vcpus, .memory_mib = rc->vm.memory_mib, .network = rc->vm.network,
+				      .output = on_output, .notice = on_notice, .stage = on_stage, .arg = &c,
+				      .cancel = &job.cancel };
+
+		/* The runner's image is the default; the payload's image, when
+		 * kiln has it, wins (job_run decides). */
+		if (!p.image)
+			o.image = rc->vm.image;
+		if (job_run(&p, &o, &res, &e)) {
+			snprintf(why, sizeof(why), "%s", e.msg);
+			reason = "runner_system_failure";
+		} else if (res.failure_reason[0] || res.exit_code) {
+			reason = res.failure_reason[0] ? res.failure_reason : "script_failure";
+		}
+		exit_code = res.exit_code;
+	}
+	if (job.shutdown) {
+		snprintf(why, sizeof(why), "kiln is shutting down (shutdown_timeout %d s)", cfg->shutdown_timeout);
+		reason = "runner_system_failure";
+	}
+	if (!reason) {
+		state = "success";
+		exit_code = 0;
+		trace_printf(c.t, "\033[32;1mJob succeeded\033[0;m\n");
+	} else if (why[0]) {
+		trace_printf(c.t, "\033[31;1mERROR: Job failed (system failure): %s\033[0;m\n", why);
+	} else if (!strcmp(reason, "script_failure")) {
+		trace_printf(c.t, "\033[31;1mERROR: Job failed: exit code %d\033[0;m\n", exit_code);
+	} else if (!strcmp(reason, "canceled")) {
+		trace_printf(c.t, "\033[31;1mERROR: Job failed: canceled\033[0;m\n");
+	}
+	{
+		size_t n = parsed ? supported_reasons(p.doc, reasons, sizeof(reasons) / sizeof(reasons[0])) : 0;
+		const char *sent_reason = reason ? gl_failure_reason(reason, reasons, n) : NULL;
+		enum kiln_rc frc = trace_finish(c.t, state, sent_reason, reason ? exit_code : 0, &e);
+
+		if (frc == KILN_OK)
+			log_info("job %lld: %s%s%s (exit code %d)", id, state, sent_reason ? ", " : "",
+				 sent_reason ? sent_reason : "", exit_code);
+		else if (frc == KILN_E_NOTFOUND)
+			log_warn("job %lld: %s", id, e.msg);
+		else {
+			log_error("job %lld: the final update failed: %s", id, e.msg);
+			keep_journal = true;
+		}
+	}
+out:
+	if (job.id)
+		job_list_remove(d, &job);
+	if (journal && !keep_journal)
+		jobrec_journal_remove(cfg->state_dir, id);
+	trace_free(c.t);
+	gl_reply_free(&rep);
+	gl_client_free(&cl);
+	if (parsed)
+		payload_free(&p);
+	json_decref(doc);
+}
+
+static void *request_thread(void *arg)
+{
+	struct req *q = arg;
+	struct daemon *d = q->d;
+	struct rstate *r = q->r;
+	struct gl_client cl;
+	struct kiln_err e = { 0 };
+	enum gl_poll res = GL_NO_JOB;
+	char last_update[128], *payload = NULL;
+	size_t len = 0;
+
+	pthread_mutex_lock(&d->mu);
+	memcpy(last_update, r->last_update, sizeof(last_update));
+	pthread_mutex_unlock(&d->mu);
+	if (gl_client_init(&cl, r->url, r->ca_file, &e) == KILN_OK) {
+		cl.stop = &d->stopping;
+		res = gl_request_job(&cl, r->token, d->system_id, r->executor, last_update, &payload, &len, &e);
+		gl_client_free(&cl);
+	}
+	if (res != GL_JOB && e.rc != KILN_E_NOTFOUND && !d->stopping)
+		log_warn("runner %s: %s", r->name, e.msg);
+	pthread_mutex_lock(&d->mu);
+	r->requesting--;
+	if (last_update[0])
+		memcpy(r->last_update, last_update, sizeof(last_update));
+	if (res == GL_UNHEALTHY) {
+		if (++r->unhealthy >= UNHEALTHY_LIMIT) {
+			r->paused_until = mono_s() + UNHEALTHY_PAUSE_S;
+			r->unhealthy = 0;
+			log_error("runner %s: %d job requests in a row were refused (403): pausing it for %d min", r->name,
+				  UNHEALTHY_LIMIT, UNHEALTHY_PAUSE_S / 60);
+		}
+	} else {
+		r->unhealthy = 0;
+	}
+	if (res == GL_JOB)
+		r->running++;
+	else
+		d->busy--;
+	pthread_mutex_unlock(&d->mu);
+
+	if (res == GL_JOB) {
+		run_job(d, r, q->cref, payload, len);
+		pthread_mutex_lock(&d->mu);
+		r->running--;
+		d->busy--;
+		pthread_mutex_unlock(&d->mu);
+	}
+	free(payload);
+	cfgref_put(d, q->cref);
+	pthread_mutex_lock(&d->mu);
+	d->threads--;
+	pthread_mutex_unlock(&d->mu);
+	free(q);
+	return NULL;
+}
+
+/* Start a request for r if the slots allow (lock held). */
+static void feed(struct daemon *d, struct rstate *r)
+{
+	pthread_attr_t attr;
+	pthread_t th;
+	struct req *q;
+
+	if (r->removed || d->stopping || mono_s() < r->paused_until || d->busy >= d->cur->cfg.concurrent ||
+	    r->requesting >= r->request_concurrency || (r->limit > 0 && r->running + r->requesting >= r->limit))
+		return;
+	if (!(q = calloc(1, sizeof(*q))))
+		return;
+	q->d = d;
+	q->r = r;
+	q->cref = d->cur;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	d->cur->refs++;
+	d->busy++;
+	d->threads++;
+	r->requesting++;
+	if (pthread_create(&th, &attr, request_thread, q)) {
+		d->cur->refs--;
+		d->busy--;
+		d->threads--;
+		r->requesting--;
+		free(q);
+		log_error("runner %s: cannot start a thread", r->name);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* --- orphans of a dead kiln ------------------------------------------------ */
+
+static void report_orphan(const char *state_dir, const struct jobrec_running *o)
+{
+	char msg[300], range[64], path[64];
+	struct gl_client cl;
+	struct gl_reply r = { 0 };
+	struct kiln_err e = { 0 };
+	struct gl_update u = { .state = "failed", .failure_reason = "runner_system_failure", .executor = "kiln" };
+	uint64_t at = o->sent;
+	enum kiln_rc rc;
+	int n, tries;
+
+	log_warn("job %lld (runner %s): the kiln that ran it (pid %d) died: reporting it failed", o->id, o->runner,
+		 o->pid);
+	if (gl_client_init(&cl, o->url, o->ca_file, &e)) {
+		log_error("job %lld: %s", o->id, e.msg);
+		return;
+	}
+	n = snprintf(msg, sizeof(msg),
+		     "\n\033[31;1mERROR: Job failed (system failure): kiln was interrupted while running this job "
+		     "(pid %d); its VM is gone\033[0;m\n",
+		     o->pid);
+	snprintf(path, sizeof(path), "/jobs/%lld/trace", o->id);
+	u.crc = o->crc;
+	u.output = true;
+	for (tries = 0; tries < 2; tries++) {
+		snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)at, (unsigned long long)at + n - 1);
+		if (gl_call(&cl, "PATCH", path, NULL, o->token, "text/plain", msg, (size_t)n, range, GL_MAX_REPLY, &r,
+			    &e))
+			break;
+		if (r.status == 202) {
+			u.crc = (uint32_t)crc32(u.crc, (const Bytef *)msg, (uInt)n);
+			at += (uint64_t)n;
+			break;
+		}
+		if (r.status != 416 || r.range_end < 0)
+			break;
+		/* The server holds more than the journal says: no checksum then. */
+		at = (uint64_t)r.range_end;
+		u.output = false;
+	}
+	u.bytesize = at;
+	if (r.status == 403 || r.status == 404) {
+		log_info("job %lld: GitLab no longer runs it (HTTP %ld)", o->id, r.status);
+		jobrec_journal_remove(state_dir, o->id);
+		goto out;
+	}
+	rc = gl_final_update(&cl, o->id, o->token, &u, NULL, NULL, &e);
+	if (rc == KILN_OK || rc == KILN_E_NOTFOUND) {
+		log_info("job %lld: reported failed (runner_system_failure)%s%s", o->id, rc ? ": " : "", rc ? e.msg : "");
+		jobrec_journal_remove(state_dir, o->id);
+	} else {
+		log_error("job %lld: reporting it: %s (again at the next start)", o->id, e.msg);
+	}
+out:
+	gl_reply_free(&r);
+	gl_client_free(&cl);
+}
+
+void glrunner_report_orphans(const char *state_dir)
+{
+	struct jobrec_running *list;
+	struct kiln_err e = { 0 };
+	size_t n, i;
+
+	if (jobrec_journal_orphans(state_dir, &list, &n, &e)) {
+		log_error("%s", e.msg);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		report_orphan(state_dir, &list[i]);
+	free(list);
+}
+
+/* --- the main loop ---------------------------------------------------------- */
+
+static void reload(struct daemon *d)
+{
+	struct cfgref *n = calloc(1, sizeof(*n)), *old;
+	struct kiln_err e = { 0 };
+
+	if (!n) {
+		log_error("reload: out of memory");
+		return;
+	}
+	if (kiln_config_defaults(&n->cfg, &e) || kiln_config_load(&n->cfg, d->config_path, true, &e)) {
+		log_error("reload: %s (keeping the running configuration)", e.msg);
+		kiln_config_free(&n->cfg);
+		free(n);
+		return;
+	}
+	if (glrunner_git_trust(&n->cfg, &e))
+		log_warn("reload: %s", e.msg);
+	n->refs = 1;
+	pthread_mutex_lock(&d->mu);
+	old = d->cur;
+	d->cur = n;
+	sync_runners(d);
+	pthread_mutex_unlock(&d->mu);
+	log_info("reloaded %s: %zu runner%s, concurrent %d", d->config_path, n->cfg.n_runners,
+		 n->cfg.n_runners == 1 ? "" : "s", n->cfg.concurrent);
+	cfgref_put(d, old);
+}
+
+static void cancel_all(struct daemon *d, const char *why)
+{
+	struct gjob *j;
+
+	pthread_mutex_lock(&d->mu);
+	for (j = d->jobs; j; j = j->next) {
+		log_warn("job %lld: canceled: %s", j->id, why);
+		j->shutdown = 1;
+		j->cancel = JOB_CANCEL_NOW;
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+int glrunner_run(struct kiln_config *cfg, const char *config_path)
+{
+	struct daemon d = { .config_path = config_path };
+	struct kiln_err e = { 0 };
+	struct rstate *r;
+	sigset_t set;
+	double deadline = 0;
+	bool canceled = false, draining = false;
+	size_t turn = 0;
+	int signals = 0;
+
+	pthread_mutex_init(&d.mu, NULL);
+	if (!(d.cur = calloc(1, sizeof(*d.cur)))) {
+		log_error("out of memory");
+		return EXIT_FAIL;
+	}
+	d.cur->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	d.cur->refs = 1;
+	if (!d.cur->cfg.n_runners) {
+		log_error("%s has no runners: register one first (kiln register --url URL --token TOKEN)", config_path);
+		goto fail;
+	}
+	if (glc_system_id(config_path, d.system_id, &e)) {
+		log_error("%s", e.msg);
+		goto fail;
+	}
+	if (glrunner_git_trust(&d.cur->cfg, &e))
+		log_warn("%s (jobs cloning from those servers may fail)", e.msg);
+
+	/* Signals are taken synchronously by this thread; every other thread,
+	 * started after this, keeps them blocked. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	gl_global_init();
+
+	job_sweep(d.cur->cfg.state_dir);
+	glrunner_report_orphans(d.cur->cfg.state_dir);
+	pthread_mutex_lock(&d.mu);
+	sync_runners(&d);
+	pthread_mutex_unlock(&d.mu);
+	log_info("kiln %s: %zu runner%s, concurrent %d, checking every %d s (system ID %s)", PACKAGE_VERSION,
+		 d.cur->cfg.n_runners, d.cur->cfg.n_runners == 1 ? "" : "s", d.cur->cfg.concurrent,
+		 d.cur->cfg.check_interval, d.system_id);
+
+	for (;;) {
+		struct timespec ts;
+		siginfo_t si;
+		long wait_ms;
+		size_t n = 0, i;
+		int sig;
+
+		pthread_mutex_lock(&d.mu);
+		if (d.stopping && d.threads == 0) {
+			pthread_mutex_unlock(&d.mu);
+			break;
+		}
+		for (r = d.runners; r; r = r->next)
+			n += !r->removed;
+		if (!d.stopping && n) {
+			for (i = 0, r = d.runners; r; r = r->next)
+				if (!r->removed && i++ == turn % n)
+					break;
+			if (r)
+				feed(&d, r);
+			turn++;
+		}
+		wait_ms = d.stopping ? 200 : (long)d.cur->cfg.check_interval * 1000 / (long)(n ? n : 1);
+		pthread_mutex_unlock(&d.mu);
+		if (wait_ms < 50)
+			wait_ms = 50;
+		ts.tv_sec = wait_ms / 1000;
+		ts.tv_nsec = (wait_ms % 1000) * 1000000L;
+		sig = sigtimedwait(&set, &si, &ts);
+		if (sig == SIGHUP) {
+			reload(&d);
+		} else if (sig == SIGQUIT) {
+			if (!d.stopping)
+				log_info("SIGQUIT: no new jobs; waiting for the running ones to finish");
+			draining = true;
+			d.stopping = 1;
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			signals++;
+			if (signals == 1 && !draining) {
+				d.stopping = 1;
+				deadline = mono_s() + d.cur->cfg.shutdown_timeout;
+				log_info("%s: no new jobs; running jobs get %d s to finish", strsignal(sig),
+					 d.cur->cfg.shutdown_timeout);
+			} else if (!canceled) {
+				d.stopping = 1;
+				deadline = mono_s();
+			} else {
+				log_warn("%s again: exiting now; the journal reports the jobs at the next start",
+					 strsignal(sig));
+				return EXIT_FAIL;
+			}
+		}
+		if (d.stopping && deadline > 0 && !canceled && mono_s() >= deadline) {
+			canceled = true;
+			cancel_all(&d, "kiln is shutting down");
+		}
+	}
+	log_info("stopped");
+	pthread_mutex_lock(&d.mu);
+	while ((r = d.runners)) {
+		d.runners = r->next;
+		rstate_free(r);
+	}
+	pthread_mutex_unlock(&d.mu);
+	cfgref_put(&d, d.cur);
+	return EXIT_OK;
+fail:
+	cfgref_put(&d, d.cur);
+	return EXIT_FAIL;
+}

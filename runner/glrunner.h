@@ -1,0 +1,41 @@
+/* `kiln run`: kiln as a GitLab runner (protocol reference, sections 2-5).
+ *
+ * The main thread feeds the configured runners in turn, one every
+ * check_interval / N seconds. A feed starts a request thread when a job
+ * slot is free (`concurrent` in all, `limit` per runner, 0 = no limit) and
+ * the runner has fewer than `request_concurrency` requests in flight; the
+ * thread POSTs /jobs/request (with last_update, system_id and info) and,
+ * when a job comes, runs it: the payload is saved scrubbed
+ * (runner/jobrecord.h), a journal entry written, the job acknowledged with
+ * PUT state=running, run with job_run() while its trace streams
+ * (runner/trace.h), and finished with the final update. Three 403 replies
+ * in a row pause a runner for an hour.
+ *
+ * Signals: SIGTERM or SIGINT stop polling and let running jobs finish for
+ * up to shutdown_timeout seconds, then cancel them (they are reported
+ * failed, runner_system_failure); a second one cancels them at once.
+ * SIGQUIT stops polling and waits for the jobs however long they take.
+ * SIGHUP reloads the configuration (running jobs keep the one they started
+ * with).
+ *
+ * At start: job_sweep(state_dir), then every journal entry left by a kiln
+ * that died is reported to GitLab as failed (runner_system_failure). */
+#ifndef KILN_GLRUNNER_H
+#define KILN_GLRUNNER_H
+
+#include "runner/config.h"
+#include "runner/result.h"
+
+/* Run until stopped by a signal. Takes over *cfg (it is left zeroed).
+ * Returns the process exit status. */
+int glrunner_run(struct kiln_config *cfg, const char *config_path);
+
+/* Make the runners' tls_ca_file trusted by the jobs' git fetches as well
+ * (libgit2 is process-wide): a bundle of the system's CAs and theirs under
+ * <state_dir>/tls/. Nothing to do when no runner has one. */
+enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *e);
+
+/* Report to GitLab the journal entries a dead kiln left (see above). */
+void glrunner_report_orphans(const char *state_dir);
+
+#endif

@@ -1,0 +1,351 @@
+#include "runner/jobrecord.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runner/log.h"
+#include "runner/paths.h"
+
+#define SCRUB_MAX_SECRETS 256
+
+struct secrets {
+	const char *v[SCRUB_MAX_SECRETS];
+	size_t n;
+};
+
+static void add_secret(struct secrets *s, json_t *v)
+{
+	const char *str = json_string_value(v);
+
+	/* Short values would mangle unrelated text; GitLab masks 8 and more. */
+	if (str && strlen(str) >= 8 && s->n < SCRUB_MAX_SECRETS)
+		s->v[s->n++] = str;
+}
+
+/* text without URL credentials and without any of the secrets; NULL when
+ * nothing changes (or out of memory). */
+static char *scrub_string(const char *text, const struct secrets *s)
+{
+	size_t len = strlen(text), i, j, out = 0;
+	char *r = malloc(len + 1);
+	bool changed = false;
+
+	if (!r)
+		return NULL;
+	for (i = 0; i < len;) {
+		/* scheme://user:pass@host: drop "user:pass@". */
+		if (i >= 1 && !strncmp(text + i, "://", 3)) {
+			size_t a = i + 3, at = 0;
+
+			for (j = a; j < len && !strchr("/?# \t\r\n\"'", text[j]); j++)
+				if (text[j] == '@')
+					at = j;
+			memcpy(r + out, "://", 3);
+			out += 3;
+			if (at) {
+				i = at + 1;
+				changed = true;
+			} else {
+				i = a;
+			}
+			continue;
+		}
+		for (j = 0; j < s->n; j++) {
+			size_t sl = strlen(s->v[j]);
+
+			if (sl && !strncmp(text + i, s->v[j], sl))
+				break;
+		}
+		if (j < s->n) {
+			/* "[MASKED]" is 8 bytes and secrets are at least 8: it fits. */
+			memcpy(r + out, JOBREC_SCRUBBED, sizeof(JOBREC_SCRUBBED) - 1);
+			out += sizeof(JOBREC_SCRUBBED) - 1;
+			i += strlen(s->v[j]);
+			changed = true;
+			continue;
+		}
+		r[out++] = text[i++];
+	}
+	r[out] = '\0';
+	if (!changed) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void scrub_walk(json_t *v, const struct secrets *s, int depth)
+{
+	const char *k;
+	json_t *c;
+	size_t i;
+
+	if (depth > 32)
+		return;
+	if (json_is_object(v)) {
+		json_object_foreach(v, k, c) {
+			if (json_is_string(c)) {
+				char *r = scrub_string(json_string_value(c), s);
+				if (r)
+					json_object_set_new(v, k, json_string(r));
+				free(r);
+			} else {
+				scrub_walk(c, s, depth + 1);
+			}
+		}
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, c) {
+			if (json_is_string(c)) {
+				char *r = scrub_string(json_string_value(c), s);
+				if (r)
+					json_array_set_new(v, i, json_string(r));
+				free(r);
+			} else {
+				scrub_walk(c, s, depth + 1);
+			}
+		}
+	}
+}
+
+void jobrec_scrub(json_t *doc)
+{
+	struct secrets s = { .n = 0 };
+	json_t *copy, *arr, *it;
+	size_t i;
+
+	/* Collect the secrets from a copy: the values are replaced below. */
+	copy = json_deep_copy(doc);
+	if (!copy)
+		return;
+	add_secret(&s, json_object_get(copy, "token"));
+	json_array_foreach(json_object_get(copy, "dependencies"), i, it)
+		add_secret(&s, json_object_get(it, "token"));
+	json_array_foreach(json_object_get(copy, "credentials"), i, it)
+		add_secret(&s, json_object_get(it, "password"));
+	json_array_foreach(json_object_get(copy, "variables"), i, it)
+		if (json_is_true(json_object_get(it, "masked")) || json_is_true(json_object_get(it, "file")))
+			add_secret(&s, json_object_get(it, "value"));
+
+	if (json_is_string(json_object_get(doc, "token")))
+		json_object_set_new(doc, "token", json_string(JOBREC_SCRUBBED));
+	json_array_foreach(json_object_get(doc, "dependencies"), i, it)
+		if (json_is_string(json_object_get(it, "token")))
+			json_object_set_new(it, "token", json_string(JOBREC_SCRUBBED));
+	json_array_foreach(json_object_get(doc, "credentials"), i, it)
+		if (json_is_string(json_object_get(it, "password")))
+			json_object_set_new(it, "password", json_string(JOBREC_SCRUBBED));
+	arr = json_object_get(doc, "variables");
+	json_array_foreach(arr, i, it)
+		if (json_is_true(json_object_get(it, "masked")) || json_is_true(json_object_get(it, "file")))
+			json_object_set_new(it, "value", json_string(JOBREC_SCRUBBED));
+	scrub_walk(doc, &s, 0);
+	json_decref(copy);
+}
+
+static enum kiln_rc write_file(const char *path, const char *text, size_t len, struct kiln_err *e)
+{
+	char tmp[PATH_MAX + 16];
+	size_t off = 0;
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return kiln_fail_errno(e, "creating %s", tmp);
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			close(fd);
+			unlink(tmp);
+			return kiln_fail_errno(e, "writing %s", tmp);
+		}
+		off += (size_t)w;
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		unlink(tmp);
+		return kiln_fail_errno(e, "writing %s", path);
+	}
+	return KILN_OK;
+}
+
+void jobrec_payload_path(const char *state_dir, long long id, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/payloads/%lld.json", state_dir, id);
+}
+
+enum kiln_rc jobrec_save_payload(const char *state_dir, long long id, const char *text, size_t len,
+				 struct kiln_err *e)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32], *out = NULL;
+	json_error_t jerr;
+	json_t *doc = json_loadb(text, len, 0, &jerr);
+	enum kiln_rc rc;
+
+	if (!doc)
+		return kiln_fail(e, KILN_E_SYNTAX, "job %lld: payload: %s (line %d)", id, jerr.text, jerr.line);
+	jobrec_scrub(doc);
+	out = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+	json_decref(doc);
+	if (!out)
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	snprintf(dir, sizeof(dir), "%s/payloads", state_dir);
+	if (kiln_mkdir_p(dir) < 0) {
+		rc = kiln_fail_errno(e, "creating %s", dir);
+		goto out;
+	}
+	jobrec_payload_path(state_dir, id, path, sizeof(path));
+	rc = write_file(path, out, strlen(out), e);
+out:
+	free(out);
+	return rc;
+}
+
+/* --- the journal ---------------------------------------------------------- */
+
+/* A process's start time in clock ticks since boot (field 22 of
+ * /proc/PID/stat), -1 when it is gone. */
+static long long proc_start(int pid)
+{
+	char path[64], buf[1024], *p;
+	long long start = -1;
+	FILE *f;
+	size_t n;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may hold spaces and parentheses: start after the last ')'. */
+	if (!(p = strrchr(buf, ')')))
+		return -1;
+	for (field = 2; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field == 22)
+		start = strtoll(p, NULL, 10);
+	return start;
+}
+
+static void journal_path(const char *state_dir, long long id, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/running/%lld.json", state_dir, id);
+}
+
+enum kiln_rc jobrec_journal_write(const char *state_dir, struct jobrec_running *r, struct kiln_err *e)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 32], *text;
+	enum kiln_rc rc;
+	json_t *o;
+
+	r->pid = (int)getpid();
+	r->pid_start = proc_start(r->pid);
+	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "id", (json_int_t)r->id, "token", r->token,
+		      "url", r->url, "ca_file", r->ca_file, "runner", r->runner, "pid", r->pid, "pid_start",
+		      (json_int_t)r->pid_start, "sent", (json_int_t)r->sent, "crc", (json_int_t)r->crc);
+	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!text)
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	snprintf(dir, sizeof(dir), "%s/running", state_dir);
+	if (kiln_mkdir_p(dir) < 0) {
+		free(text);
+		return kiln_fail_errno(e, "creating %s", dir);
+	}
+	journal_path(state_dir, r->id, path, sizeof(path));
+	rc = write_file(path, text, strlen(text), e);
+	free(text);
+	return rc;
+}
+
+void jobrec_journal_remove(const char *state_dir, long long id)
+{
+	char path[PATH_MAX + 32];
+
+	journal_path(state_dir, id, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("removing %s: %s", path, strerror(errno));
+}
+
+static bool copy_str(char *dst, size_t size, json_t *v)
+{
+	const char *s = json_string_value(v);
+
+	if (!s || strlen(s) >= size)
+		return false;
+	memcpy(dst, s, strlen(s) + 1);
+	return true;
+}
+
+enum kiln_rc jobrec_journal_orphans(const char *state_dir, struct jobrec_running **out, size_t *n,
+				    struct kiln_err *e)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	struct jobrec_running *list = NULL;
+	size_t cap = 0;
+	struct dirent *de;
+	DIR *d;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(dir, sizeof(dir), "%s/running", state_dir);
+	if (!(d = opendir(dir)))
+		return errno == ENOENT ? KILN_OK : kiln_fail_errno(e, "reading %s", dir);
+	while ((de = readdir(d))) {
+		struct jobrec_running r = { 0 };
+		json_error_t jerr;
+		json_t *o;
+		size_t len = strlen(de->d_name);
+		bool ok;
+
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		o = json_load_file(path, 0, &jerr);
+		ok = o && json_is_integer(json_object_get(o, "id")) && copy_str(r.token, sizeof(r.token), json_object_get(o, "token")) &&
+		     copy_str(r.url, sizeof(r.url), json_object_get(o, "url")) &&
+		     copy_str(r.ca_file, sizeof(r.ca_file), json_object_get(o, "ca_file")) &&
+		     copy_str(r.runner, sizeof(r.runner), json_object_get(o, "runner"));
+		if (ok) {
+			r.id = json_integer_value(json_object_get(o, "id"));
+			r.pid = (int)json_integer_value(json_object_get(o, "pid"));
+			r.pid_start = json_integer_value(json_object_get(o, "pid_start"));
+			r.sent = (uint64_t)json_integer_value(json_object_get(o, "sent"));
+			r.crc = (uint32_t)json_integer_value(json_object_get(o, "crc"));
+		}
+		json_decref(o);
+		if (!ok) {
+			log_warn("%s: not a kiln journal entry: %s", path, o ? "fields missing" : jerr.text);
+			continue;
+		}
+		/* Still running in a live kiln (the same process, not a reused pid)? */
+		if (r.pid > 0 && (kill(r.pid, 0) == 0 || errno == EPERM) && proc_start(r.pid) == r.pid_start)
+			continue;
+		if (*n == cap) {
+			struct jobrec_running *p = realloc(list, (cap ? cap * 2 : 8) * sizeof(*p));
+			if (!p) {
+				closedir(d);
+				free(list);
+				return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+			}
+			list = p;
+			cap = cap ? cap * 2 : 8;
+		}
+		list[(*n)++] = r;
+	}
+	closedir(d);
+	*out = list;
+	return KILN_OK;
+}
