@@ -87,7 +87,7 @@ enum kiln_rc manifest_load(struct manifest *m, const char *path, struct kiln_err
 	json_array_foreach(files, i, v) {
 		struct manifest_file *f = &m->files[i];
 		json_t *size = json_object_get(v, "size"), *sha = json_object_get(v, "sha256");
-		char where[64];
+		char where[4200];
 
 		snprintf(where, sizeof(where), "%s: files[%zu]", path, i);
 		if ((rc = dup_str(v, "name", &f->name, where, e)))
