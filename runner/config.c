@@ -25,17 +25,21 @@ struct field {
 static const char *const executors[] = { "auto", "microvm", "qemu", NULL };
 static const char *const log_formats[] = { "text", "json", NULL };
 
-#define VM_FIELDS(base)                                                                      \
-	{ "executor", F_STR, offsetof(base, executor), 0, 0, executors },                    \
-	{ "image", F_STR, offsetof(base, image), 0, 0, NULL },                               \
-	{ "kernel", F_STR, offsetof(base, kernel), 0, 0, NULL },                             \
-	{ "vcpus", F_INT, offsetof(base, vcpus), 1, 32, NULL },                              \
-	{ "memory_mib", F_INT, offsetof(base, memory_mib), 64, 65536, NULL },                \
-	{ "network", F_BOOL, offsetof(base, network), 0, 0, NULL },                          \
-	{ "rx_rate_limit", F_LONG, offsetof(base, rx_rate_limit), 0, LONG_MAX, NULL },       \
-	{ "tx_rate_limit", F_LONG, offsetof(base, tx_rate_limit), 0, LONG_MAX, NULL }
+/* The job VM settings, at offset off inside the struct being parsed:
+ * global `defaults` and every runner share them. */
+#define VM_FIELD(off, key, type, member, min, max, choices) \
+	{ key, type, (off) + offsetof(struct kiln_vm_settings, member), min, max, choices }
+#define VM_FIELDS(off)                                                              \
+	VM_FIELD(off, "executor", F_STR, executor, 0, 0, executors),                     \
+	VM_FIELD(off, "image", F_STR, image, 0, 0, NULL),                                \
+	VM_FIELD(off, "kernel", F_STR, kernel, 0, 0, NULL),                              \
+	VM_FIELD(off, "vcpus", F_INT, vcpus, 1, 32, NULL),                               \
+	VM_FIELD(off, "memory_mib", F_INT, memory_mib, 64, 65536, NULL),                 \
+	VM_FIELD(off, "network", F_BOOL, network, 0, 0, NULL),                           \
+	VM_FIELD(off, "rx_rate_limit", F_LONG, rx_rate_limit, 0, LONG_MAX, NULL),        \
+	VM_FIELD(off, "tx_rate_limit", F_LONG, tx_rate_limit, 0, LONG_MAX, NULL)
 
-static const struct field vm_fields[] = { VM_FIELDS(struct kiln_vm_settings), { NULL } };
+static const struct field vm_fields[] = { VM_FIELDS(0), { NULL } };
 
 static const struct field runner_fields[] = {
 	{ "name", F_STR, offsetof(struct kiln_runner_config, name), 0, 0, NULL },
@@ -45,16 +49,7 @@ static const struct field runner_fields[] = {
 	{ "cache_dir", F_STR, offsetof(struct kiln_runner_config, cache_dir), 0, 0, NULL },
 	{ "limit", F_INT, offsetof(struct kiln_runner_config, limit), 0, 1000, NULL },
 	{ "request_concurrency", F_INT, offsetof(struct kiln_runner_config, request_concurrency), 1, 100, NULL },
-#define vm_off(f) (offsetof(struct kiln_runner_config, vm) + offsetof(struct kiln_vm_settings, f))
-	{ "executor", F_STR, vm_off(executor), 0, 0, executors },
-	{ "image", F_STR, vm_off(image), 0, 0, NULL },
-	{ "kernel", F_STR, vm_off(kernel), 0, 0, NULL },
-	{ "vcpus", F_INT, vm_off(vcpus), 1, 32, NULL },
-	{ "memory_mib", F_INT, vm_off(memory_mib), 64, 65536, NULL },
-	{ "network", F_BOOL, vm_off(network), 0, 0, NULL },
-	{ "rx_rate_limit", F_LONG, vm_off(rx_rate_limit), 0, LONG_MAX, NULL },
-	{ "tx_rate_limit", F_LONG, vm_off(tx_rate_limit), 0, LONG_MAX, NULL },
-#undef vm_off
+	VM_FIELDS(offsetof(struct kiln_runner_config, vm)),
 	{ NULL }
 };
 
