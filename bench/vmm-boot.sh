@@ -121,7 +121,7 @@ MEM_MIB = 128
 CMDLINE = ("console=ttyS0 reboot=k panic=-1 quiet root=/dev/vda ro rootfstype=ext4 "
            "init=/vmm-test-init kiln.test=boot kiln.end=poweroff")
 img = os.path.join(tmp, "root.ext4")
-TIMEOUT = 300
+TIMEOUT = 120
 
 vm_json = os.path.join(tmp, "vm.json")
 with open(vm_json, "w") as f:
@@ -161,6 +161,25 @@ def progress(msg):
         f.write("%.3f %s\n" % (time.monotonic(), msg))
 
 
+def where(pid):
+    """What a process's threads are doing in the kernel, for a hang report."""
+    parts = []
+    try:
+        for tid in sorted(os.listdir("/proc/%d/task" % pid), key=int):
+            try:
+                state = [l.split(None, 1)[1].strip() for l in open("/proc/%d/task/%s/status" % (pid, tid))
+                         if l.startswith("State:")][0]
+                wchan = open("/proc/%d/task/%s/wchan" % (pid, tid)).read().strip() or "-"
+                stack = open("/proc/%d/task/%s/stack" % (pid, tid)).read().split("\n")[:4]
+                parts.append("tid %s %s wchan %s stack %s" % (tid, state, wchan,
+                                                              " < ".join(x.split()[-1] for x in stack if x)))
+            except (OSError, IndexError):
+                pass
+    except OSError as e:
+        return "no /proc entry (%s)" % e
+    return "; ".join(parts)
+
+
 def run(name, sample):
     t0 = time.monotonic()
     p = subprocess.Popen(CMDS[name], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -187,10 +206,12 @@ def run(name, sample):
     progress("%s: spawned pid %d%s" % (name, p.pid, " (sampling smaps)" if sample else ""))
     out, err = b"", b""
     t_booted = None
+    hung = False
     fds = {p.stdout.fileno(): "out", p.stderr.fileno(): "err"}
     while fds:
         if time.monotonic() - t0 > TIMEOUT:
-            progress("%s: no exit after %d s, killing it" % (name, TIMEOUT))
+            progress("%s: no exit after %d s, killing it; %s" % (name, TIMEOUT, where(p.pid)))
+            hung = True
             p.kill()
             break
         ready, _, _ = select.select(list(fds), [], [], 1.0)
@@ -206,7 +227,17 @@ def run(name, sample):
                     t_booted = now
             else:
                 err += data
-    rc = p.wait()
+    try:
+        rc = p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        # Stuck in the (nested) host kernel: nothing more to learn from it.
+        progress("%s: unkillable (pid %d); %s" % (name, p.pid, where(p.pid)))
+        stop.set()
+        r = {"vmm": name, "rc": None, "exit_ms": None, "boot_ms": None, "hung": True,
+             "error": "no exit within %d s and unkillable (pid %d stuck in the kernel)" % (TIMEOUT, p.pid)}
+        with open(os.path.join(outdir, "fail-%s.log" % name), "ab") as f:
+            f.write(out + b"\n---- stderr ----\n" + err)
+        return r
     t_exit = time.monotonic()
     progress("%s: exited with status %d after %.0f ms" % (name, rc, (t_exit - t0) * 1e3))
     stop.set()
@@ -227,10 +258,13 @@ def run(name, sample):
     m = re.search(rb"Guest-boot-time = (\d+) us", err)
     if m:
         r["marker_ms"] = int(m.group(1)) / 1e3
+    if hung:
+        r["hung"] = True
     if rc != 0 or t_booted is None:
-        r["error"] = "status %d, BOOTED %s; stderr: %s" % (
-            rc, "seen" if t_booted else "never printed", err.decode(errors="replace")[-400:])
-        with open(os.path.join(outdir, "fail-%s.log" % name), "wb") as f:
+        r["error"] = "status %d%s, BOOTED %s; stderr: %s" % (
+            rc, " (killed after %d s)" % TIMEOUT if hung else "", "seen" if t_booted else "never printed",
+            err.decode(errors="replace")[-400:])
+        with open(os.path.join(outdir, "fail-%s.log" % name), "ab") as f:
             f.write(out + b"\n---- stderr ----\n" + err)
     return r
 
@@ -247,14 +281,20 @@ for i in range(runs):
     for n in (names if i % 2 == 0 else names[::-1]):
         r = run(n, False)
         results[n].append(r)
+        if "error" in r:
+            print("timing run %d %-13s FAILED: %s" % (i + 1, n, r["error"][:200]), flush=True)
+            continue
         print("timing run %d %-13s boot %8.1f ms  exit %8.1f ms%s" % (
-            i + 1, n, r["boot_ms"] or -1, r["exit_ms"],
+            i + 1, n, r["boot_ms"], r["exit_ms"],
             "  first KVM_RUN %.1f ms" % r["first_run_ms"] if "first_run_ms" in r else ""), flush=True)
 mem = {n: [] for n in names}
 for i in range(runs):
     for n in (names if i % 2 == 0 else names[::-1]):
         r = run(n, True)
         mem[n].append(r)
+        if "overhead_kib" not in r:
+            print("memory run %d %-13s FAILED: %s" % (i + 1, n, r["error"][:200]), flush=True)
+            continue
         print("memory run %d %-13s overhead max %7.2f MiB while the guest runs, %7.2f MiB over the "
               "process's life (%d samples)" % (i + 1, n, r["overhead_kib"] / 1024,
                                               r["overhead_life_kib"] / 1024, r["samples"]), flush=True)
@@ -262,10 +302,11 @@ for i in range(runs):
 bad = [r for n in names for r in results[n] + mem[n] if "error" in r]
 for r in bad:
     print("FAIL: %s: %s" % (r["vmm"], r["error"]))
+hangs = {n: sum(1 for r in results[n] + mem[n] if r.get("hung")) for n in names}
 
 
 def med(rs, key):
-    v = [r[key] for r in rs if r.get(key) is not None]
+    v = [r[key] for r in rs if r.get(key) is not None and "error" not in r]
     return (statistics.median(v), min(v), max(v)) if v else None
 
 
@@ -298,6 +339,7 @@ lines.append("")
 lines.append("%-31s %-24s %-24s %s" % ("metric", "kiln-vmm", "qemu-microvm", "kiln/qemu"))
 for r in rows:
     lines.append("%-31s %-24s %-24s %s" % r)
+lines.append("%-31s %-24s %-24s" % ("runs that hung (killed)", hangs["kiln-vmm"], hangs["qemu-microvm"]))
 lines.append("")
 b = summary["boot_ms"]
 o = summary["overhead_kib"]["kiln-vmm"]

@@ -23,7 +23,8 @@
  *   sleep            print "SLEEPING" and wait; Ctrl-Alt-Del (kiln-vmm's
  *                    answer to SIGTERM) arrives as SIGINT: print "CTRL-ALT-DEL"
  *                    and reboot
- *   boot             nothing more (boot-time benchmark)
+ *   boot             nothing more (boot-time benchmark); with kiln.dmesg=1
+ *                    print the kernel log first (as "dmesg: " lines)
  *
  * and ends the VM: reboot(RB_AUTOBOOT) (the command line has reboot=k), or
  * power off with kiln.end=poweroff.
@@ -746,9 +747,28 @@ static int write_ref(const char *path)
 	return 0;
 }
 
+/* Print the kernel log (kiln.dmesg=1 in boot mode: with `quiet` and
+ * initcall_debug, where the guest kernel's boot time went). */
+static void dump_kmsg(void)
+{
+	char rec[1024];
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+		if (n <= 0)
+			continue;  /* EPIPE: records were overwritten; go on */
+		rec[n] = '\0';
+		say("dmesg: %.*s", (int)strcspn(rec, "\n"), rec);
+	}
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
-	char mode[32] = "full";
+	char mode[32] = "full", v[16];
 	struct in_addr gw = { 0 };
 	struct timespec up;
 	uint64_t t0;
@@ -772,8 +792,11 @@ int main(int argc, char **argv)
 	param("kiln.test", mode, sizeof(mode));
 	say("vmm-test-init: mode %s", mode);
 
-	if (!strcmp(mode, "boot"))
+	if (!strcmp(mode, "boot")) {
+		if (param("kiln.dmesg", v, sizeof(v)))
+			dump_kmsg();
 		end_vm();
+	}
 	if (!strcmp(mode, "sleep")) {
 		struct sigaction sa = { .sa_handler = on_sigint };
 
