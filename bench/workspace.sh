@@ -138,8 +138,10 @@ run_cases file "$URL"
 
 HAVE_DAEMON=no
 PORT=$(( 20000 + $$ % 20000 ))
-if git daemon --listen=127.0.0.1 --port="$PORT" --export-all --reuseaddr --base-path="$W" "$W" \
-	>/dev/null 2>&1 & then
+GIT_DAEMON="$(git --exec-path)/git-daemon"
+if [ -x "$GIT_DAEMON" ]; then
+	"$GIT_DAEMON" --listen=127.0.0.1 --port="$PORT" --export-all --reuseaddr --base-path="$W" "$W" \
+		>/dev/null 2>&1 &
 	DAEMON=$!
 	for i in $(seq 50); do
 		git ls-remote "git://127.0.0.1:$PORT/src.git" >/dev/null 2>&1 && { HAVE_DAEMON=yes; break; }

@@ -12,6 +12,7 @@
 #define AP_HEADER_SIZE 8
 #define AP_MAX_PAYLOAD (1u << 20)   /* a larger frame is a protocol error */
 #define AP_VSOCK_PORT 1024          /* the agent connects to host CID 2 on this port */
+#define AP_FEATURE_SHELL "shell"    /* in HELLO's features: it holds failed jobs for a shell */
 
 enum ap_type {
 	AP_HELLO = 1,    /* guest -> host: {"version": N, "agent": "..."} */
@@ -20,7 +21,10 @@ enum ap_type {
 	AP_STEP = 4,     /* guest -> host: {"step": NAME, "exit_code": N} when a step ends */
 	AP_EXIT = 5,     /* guest -> host: {"exit_code": N, "failure_reason": S?} then power off */
 	AP_CANCEL = 6,   /* host -> guest: {"graceful": BOOL} */
-	AP_TYPE_MAX = AP_CANCEL,
+	AP_SHELL = 7,    /* host -> guest, to a held job: {"rows": N, "cols": N, "term": S} */
+	AP_STDIN = 8,    /* host -> guest: raw bytes typed into that shell */
+	AP_WINSIZE = 9,  /* host -> guest: {"rows": N, "cols": N} of the host's terminal */
+	AP_TYPE_MAX = AP_WINSIZE,
 };
 
 /* Accumulates stream bytes and cuts them into frames; its buffer never

@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,7 +95,9 @@ static void reply_reset(struct gl_reply *r)
 struct xfer {
 	struct gl_reply *r;
 	size_t cap, max;
-	bool over;
+	int out_fd;                /* the body goes here when >= 0 */
+	uint64_t written;
+	bool over, write_failed;
 	const volatile sig_atomic_t *stop;
 };
 
@@ -103,6 +106,27 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	struct xfer *x = arg;
 	size_t n = size * nmemb;
 
+	if (x->out_fd >= 0) {
+		size_t off = 0;
+
+		if (x->written + n > x->max) {
+			x->over = true;
+			return 0;
+		}
+		while (off < n) {
+			ssize_t w = write(x->out_fd, data + off, n - off);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				x->write_failed = true;
+				return 0;
+			}
+			off += (size_t)w;
+		}
+		x->written += n;
+		return n;
+	}
 	if (x->r->len + n > x->max) {
 		x->over = true;
 		return 0;
@@ -273,63 +297,59 @@ static long backoff_ms(const struct gl_client *c, int attempt)
 	return ms / 2 + (long)(r % (unsigned)(ms / 2 + 1));
 }
 
-enum kiln_rc gl_call(struct gl_client *c, const char *method, const char *path, const char *runner_token,
-		     const char *job_token, const char *ctype, const void *body, size_t len,
-		     const char *content_range, size_t max_reply, struct gl_reply *r, struct kiln_err *e)
+/* One request through the retry layer. */
+struct call {
+	const char *method;
+	const char *url;             /* absolute */
+	const char *what;            /* "POST /jobs/request", for messages */
+	struct curl_slist *headers;  /* X-Request-Id is added per try */
+	const void *body;
+	size_t len;
+	curl_mime *mime;             /* a multipart body instead */
+	int out_fd;                  /* the reply body goes to this file when >= 0 */
+	size_t max_reply;
+	int max_attempts;            /* 0: the client's */
+	bool (*retry)(long status, int attempt); /* NULL: status_retryable */
+};
+
+static enum kiln_rc perform(struct gl_client *c, const struct call *k, struct gl_reply *r, struct kiln_err *e)
 {
-	char url[1536], hdr[512], errbuf[CURL_ERROR_SIZE], reqid[65];
-	struct curl_slist *h = NULL;
-	struct xfer x = { .r = r, .max = max_reply, .stop = c->stop };
+	struct xfer x = { .r = r, .max = k->max_reply, .out_fd = k->out_fd, .stop = c->stop };
+	int attempts = k->max_attempts > 0 ? k->max_attempts : c->max_attempts, attempt;
+	char hdr[128], errbuf[CURL_ERROR_SIZE], reqid[65];
 	enum kiln_rc rc = KILN_OK;
 	CURLcode cc = CURLE_OK;
-	int attempt;
 
 	reply_reset(r);
 	r->attempts = 0;
-	if ((size_t)snprintf(url, sizeof(url), "%s%s", c->api, path) >= sizeof(url))
-		return kiln_fail(e, KILN_E_LIMIT, "%s %s: URL too long", method, path);
 	if (!c->curl && !(c->curl = curl_easy_init()))
-		return kiln_fail(e, KILN_E_NOMEM, "%s %s: cannot make a curl handle", method, path);
-	if (body)
-		h = curl_slist_append(h, ctype && !strcmp(ctype, "text/plain") ? "Content-Type: text/plain"
-										: "Content-Type: application/json");
-	h = curl_slist_append(h, "Accept: application/json");
-	h = curl_slist_append(h, "Expect:");
-	if (runner_token) {
-		snprintf(hdr, sizeof(hdr), "RUNNER-TOKEN: %s", runner_token);
-		h = curl_slist_append(h, hdr);
-	}
-	if (job_token) {
-		snprintf(hdr, sizeof(hdr), "JOB-TOKEN: %s", job_token);
-		h = curl_slist_append(h, hdr);
-	}
-	if (content_range) {
-		snprintf(hdr, sizeof(hdr), "Content-Range: %s", content_range);
-		h = curl_slist_append(h, hdr);
-	}
+		return kiln_fail(e, KILN_E_NOMEM, "%s: cannot make a curl handle", k->what);
 	for (attempt = 1;; attempt++) {
-		struct curl_slist *hh;
+		struct curl_slist *hh, *it;
+		bool again;
 		long wait;
 
 		reply_reset(r);
 		x.cap = 0;
-		x.over = false;
+		x.written = 0;
+		x.over = x.write_failed = false;
 		r->attempts = attempt;
+		if (k->out_fd >= 0 && (ftruncate(k->out_fd, 0) < 0 || lseek(k->out_fd, 0, SEEK_SET) < 0)) {
+			rc = kiln_fail_errno(e, "%s: the download file", k->what);
+			break;
+		}
 		random_hex(reqid, 16);
 		snprintf(hdr, sizeof(hdr), "X-Request-Id: %s", reqid);
 		hh = curl_slist_append(NULL, hdr);
-		{
-			struct curl_slist *it;
-			for (it = h; it && hh; it = it->next)
-				hh = curl_slist_append(hh, it->data);
-		}
+		for (it = k->headers; it && hh; it = it->next)
+			hh = curl_slist_append(hh, it->data);
 		if (!hh) {
-			rc = kiln_fail(e, KILN_E_NOMEM, "%s %s: out of memory", method, path);
+			rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", k->what);
 			break;
 		}
 		curl_easy_reset(c->curl);
 		errbuf[0] = '\0';
-		curl_easy_setopt(c->curl, CURLOPT_URL, url);
+		curl_easy_setopt(c->curl, CURLOPT_URL, k->url);
 		curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "kiln " PACKAGE_VERSION);
 		curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hh);
@@ -350,48 +370,91 @@ enum kiln_rc gl_call(struct gl_client *c, const char *method, const char *path, 
 		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &x);
 		if (c->ca_file[0])
 			curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
-		if (body) {
-			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+		if (k->mime) {
+			curl_easy_setopt(c->curl, CURLOPT_MIMEPOST, k->mime);
+		} else if (k->body) {
+			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, k->body);
+			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)k->len);
 		}
-		if (strcmp(method, "POST") || !body)
-			curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+		if (strcmp(k->method, "POST") || !(k->body || k->mime))
+			curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, k->method);
 		cc = curl_easy_perform(c->curl);
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->status);
 		curl_slist_free_all(hh);
 		if (cc == CURLE_ABORTED_BY_CALLBACK) {
-			rc = kiln_fail(e, KILN_E_IO, "%s %s: stopped", method, path);
+			rc = kiln_fail(e, KILN_E_IO, "%s: stopped", k->what);
 			break;
 		}
 		if (x.over) {
-			rc = kiln_fail(e, KILN_E_LIMIT, "%s %s: the reply is larger than %zu bytes", method, path,
-				       max_reply);
+			rc = kiln_fail(e, KILN_E_LIMIT, "%s: the reply is larger than %zu bytes", k->what, k->max_reply);
+			break;
+		}
+		if (x.write_failed) {
+			rc = kiln_fail_errno(e, "%s: writing the reply", k->what);
 			break;
 		}
 		if (cc != CURLE_OK)
 			r->status = 0;
-		if (cc == CURLE_OK && !status_retryable(r->status))
-			break;
-		if (attempt >= c->max_attempts || (cc != CURLE_OK && !curl_retryable(cc))) {
+		again = cc == CURLE_OK ? (k->retry ? k->retry(r->status, attempt) : status_retryable(r->status))
+				       : curl_retryable(cc);
+		if (!again || attempt >= attempts) {
 			if (cc != CURLE_OK)
-				rc = kiln_fail(e, KILN_E_IO, "%s %s%s: %s", method, c->api, path,
+				rc = kiln_fail(e, KILN_E_IO, "%s %s: %s", k->method, k->url,
 					       errbuf[0] ? errbuf : curl_easy_strerror(cc));
 			break;
 		}
 		wait = r->retry_after_ms >= 0 ? r->retry_after_ms : backoff_ms(c, attempt);
 		if (wait > c->backoff_max_ms)
 			wait = c->backoff_max_ms;
-		log_debug("%s %s: %s, try %d of %d in %ld ms", method, path,
+		log_debug("%s: %s, try %d of %d in %ld ms", k->what,
 			  cc != CURLE_OK ? (errbuf[0] ? errbuf : curl_easy_strerror(cc)) : "server error", attempt + 1,
-			  c->max_attempts, wait);
+			  attempts, wait);
 		if (!nap(c->stop, wait)) {
-			rc = kiln_fail(e, KILN_E_IO, "%s %s: stopped", method, path);
+			rc = kiln_fail(e, KILN_E_IO, "%s: stopped", k->what);
 			break;
 		}
 	}
-	curl_slist_free_all(h);
 	if (rc)
 		r->status = 0;
+	return rc;
+}
+
+enum kiln_rc gl_call(struct gl_client *c, const char *method, const char *path, const char *runner_token,
+		     const char *job_token, const char *ctype, const void *body, size_t len,
+		     const char *content_range, size_t max_reply, struct gl_reply *r, struct kiln_err *e)
+{
+	char url[1536], hdr[512], what[160];
+	struct curl_slist *h = NULL;
+	struct call k = { .method = method, .url = url, .what = what, .body = body, .len = len, .out_fd = -1,
+			  .max_reply = max_reply };
+	enum kiln_rc rc;
+
+	reply_reset(r);
+	snprintf(what, sizeof(what), "%s %s", method, path);
+	if ((size_t)snprintf(url, sizeof(url), "%s%s", c->api, path) >= sizeof(url))
+		return kiln_fail(e, KILN_E_LIMIT, "%s: URL too long", what);
+	if (body)
+		h = curl_slist_append(h, ctype && !strcmp(ctype, "text/plain") ? "Content-Type: text/plain"
+										: "Content-Type: application/json");
+	h = curl_slist_append(h, "Accept: application/json");
+	h = curl_slist_append(h, "Expect:");
+	if (runner_token) {
+		snprintf(hdr, sizeof(hdr), "RUNNER-TOKEN: %s", runner_token);
+		h = curl_slist_append(h, hdr);
+	}
+	if (job_token) {
+		snprintf(hdr, sizeof(hdr), "JOB-TOKEN: %s", job_token);
+		h = curl_slist_append(h, hdr);
+	}
+	if (content_range) {
+		snprintf(hdr, sizeof(hdr), "Content-Range: %s", content_range);
+		h = curl_slist_append(h, hdr);
+	}
+	if (!h)
+		return kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);
+	k.headers = h;
+	rc = perform(c, &k, r, e);
+	curl_slist_free_all(h);
 	return rc;
 }
 
@@ -405,9 +468,9 @@ static const struct {
 	{ "variables", true },          /* the payload's variables reach the job */
 	{ "image", true },              /* image: picks a kiln image of that name */
 	{ "services", false },
-	{ "artifacts", false },
-	{ "cache", false },
-	{ "fallback_cache_keys", false },
+	{ "artifacts", true },          /* archive artifacts: runner/glartifacts.h */
+	{ "cache", true },              /* local caches in cache_dir */
+	{ "fallback_cache_keys", true },
 	{ "shared", false },
 	{ "upload_multiple_artifacts", false },
 	{ "upload_raw_artifacts", false },
@@ -417,7 +480,7 @@ static const struct {
 	{ "masking", true },            /* runner/mask.h */
 	{ "proxy", false },
 	{ "raw_variables", true },      /* kiln never expands variables */
-	{ "artifacts_exclude", false },
+	{ "artifacts_exclude", true },
 	{ "multi_build_steps", true },  /* every step of the payload runs */
 	{ "trace_reset", true },        /* 412: the whole trace again */
 	{ "trace_checksum", true },
@@ -726,7 +789,10 @@ enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *toke
 				       GL_FINAL_MAX_S);
 			break;
 		}
-		nap(NULL, wait);
+		if (!nap(c->stop, wait)) {
+			rc = kiln_fail(e, KILN_E_IO, "job %lld: the final update was stopped", id);
+			break;
+		}
 	}
 	return rc;
 }
@@ -770,6 +836,134 @@ enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *toke
 		kiln_fail(e, KILN_E_IO, "PATCH %s answered %ld%s", path, r->status, reply_message(r, msg, sizeof(msg)));
 		return GL_TRACE_FAILED;
 	}
+}
+
+/* --- artifacts ------------------------------------------------------------ */
+
+/* The retries of artifact transfers: 503 six tries, other server errors three. */
+static bool artifacts_retry(long status, int attempt)
+{
+	if (status == 503)
+		return attempt < 6;
+	return (status == 408 || status == 429 || status >= 500) && attempt < 3;
+}
+
+/* Where a redirect points (CURLINFO_REDIRECT_URL), into buf. */
+static bool redirect_url(struct gl_client *c, char *buf, size_t size)
+{
+	char *loc = NULL;
+
+	if (curl_easy_getinfo(c->curl, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK || !loc || strlen(loc) >= size)
+		return false;
+	snprintf(buf, size, "%s", loc);
+	return true;
+}
+
+enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *token, const char *zip_path,
+				 const char *filename, const char *type, const char *format, const char *expire_in,
+				 struct kiln_err *e)
+{
+	char url[2048], hdr[512], what[96], msg[256];
+	struct curl_slist *h = NULL;
+	struct gl_reply r = { 0 };
+	struct call k = { .method = "POST", .url = url, .what = what, .out_fd = -1, .max_reply = GL_MAX_REPLY,
+			  .max_attempts = 6, .retry = artifacts_retry };
+	enum kiln_rc rc = KILN_OK;
+	curl_mimepart *part;
+	char *q_type = NULL, *q_format = NULL, *q_expire = NULL;
+	int redirects;
+
+	if (!c->curl && !(c->curl = curl_easy_init()))
+		return kiln_fail(e, KILN_E_NOMEM, "artifacts: cannot make a curl handle");
+	snprintf(what, sizeof(what), "POST /jobs/%lld/artifacts", id);
+	q_type = curl_easy_escape(c->curl, type, 0);
+	q_format = curl_easy_escape(c->curl, format, 0);
+	q_expire = expire_in && *expire_in ? curl_easy_escape(c->curl, expire_in, 0) : NULL;
+	if (!q_type || !q_format || (expire_in && *expire_in && !q_expire)) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);
+		goto out;
+	}
+	if ((size_t)snprintf(url, sizeof(url), "%s/jobs/%lld/artifacts?artifact_format=%s&artifact_type=%s%s%s", c->api,
+			     id, q_format, q_type, q_expire ? "&expire_in=" : "", q_expire ? q_expire : "") >= sizeof(url)) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "%s: URL too long", what);
+		goto out;
+	}
+	snprintf(hdr, sizeof(hdr), "JOB-TOKEN: %s", token);
+	h = curl_slist_append(h, hdr);
+	h = curl_slist_append(h, "Accept: application/json");
+	h = curl_slist_append(h, "Expect:");
+	k.mime = curl_mime_init(c->curl);
+	part = k.mime ? curl_mime_addpart(k.mime) : NULL;
+	if (!h || !part || curl_mime_name(part, "file") || curl_mime_filedata(part, zip_path) ||
+	    curl_mime_filename(part, filename) || curl_mime_type(part, "application/octet-stream")) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "%s: cannot make the request body from %s", what, zip_path);
+		goto out;
+	}
+	k.headers = h;
+	for (redirects = 0;; redirects++) {
+		if ((rc = perform(c, &k, &r, e)))
+			break;
+		/* 307: the same request, elsewhere. */
+		if (r.status == 307 && redirects < 3 && redirect_url(c, url, sizeof(url)))
+			continue;
+		break;
+	}
+	if (rc)
+		goto out;
+	if (r.status == 201 || r.status == 200)
+		goto out;
+	if (r.status == 413)
+		rc = kiln_fail(e, KILN_E_LIMIT, "%s: too large for GitLab (413)%s", what, reply_message(&r, msg, sizeof(msg)));
+	else
+		rc = kiln_fail(e, r.status == 403 ? KILN_E_INVALID : KILN_E_IO, "%s answered %ld%s", what, r.status,
+			       reply_message(&r, msg, sizeof(msg)));
+out:
+	curl_mime_free(k.mime);
+	curl_slist_free_all(h);
+	curl_free(q_type);
+	curl_free(q_format);
+	curl_free(q_expire);
+	gl_reply_free(&r);
+	return rc;
+}
+
+enum kiln_rc gl_download_artifacts(struct gl_client *c, long long id, const char *token, const char *path,
+				   uint64_t max_bytes, struct kiln_err *e)
+{
+	char url[2048], hdr[512], what[96];
+	struct curl_slist *h = NULL;
+	struct gl_reply r = { 0 };
+	struct call k = { .method = "GET", .url = url, .what = what, .max_reply = (size_t)max_bytes,
+			  .max_attempts = 3, .retry = artifacts_retry };
+	enum kiln_rc rc;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	snprintf(what, sizeof(what), "GET /jobs/%lld/artifacts", id);
+	if (fd < 0)
+		return kiln_fail_errno(e, "%s: creating %s", what, path);
+	k.out_fd = fd;
+	snprintf(url, sizeof(url), "%s/jobs/%lld/artifacts", c->api, id);
+	snprintf(hdr, sizeof(hdr), "JOB-TOKEN: %s", token);
+	h = curl_slist_append(NULL, hdr);
+	k.headers = h;
+	rc = h ? perform(c, &k, &r, e) : kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);
+	/* Object storage: the redirect carries its own credentials; the job
+	 * token does not follow it. */
+	if (!rc && (r.status == 302 || r.status == 307 || r.status == 301 || r.status == 303) &&
+	    redirect_url(c, url, sizeof(url))) {
+		k.headers = NULL;
+		snprintf(what, sizeof(what), "GET /jobs/%lld/artifacts (redirected)", id);
+		rc = perform(c, &k, &r, e);
+	}
+	if (!rc && r.status != 200)
+		rc = kiln_fail(e, r.status == 404 ? KILN_E_NOTFOUND : KILN_E_IO, "%s answered %ld", what, r.status);
+	if (close(fd) < 0 && !rc)
+		rc = kiln_fail_errno(e, "writing %s", path);
+	if (rc)
+		unlink(path);
+	curl_slist_free_all(h);
+	gl_reply_free(&r);
+	return rc;
 }
 
 /* --- failure reasons ----------------------------------------------------- */

@@ -128,7 +128,8 @@ enum gl_put gl_update_job(struct gl_client *c, long long id, const char *token, 
  * what is left of the trace (all of it after a 412), then the PUT. 200 or
  * an abort reply ends it; 202 and 412 wait the reply's interval (3 s
  * without) and go again; failures back off from 1 s doubling, at most
- * GL_FINAL_RETRIES times; the whole loop at most GL_FINAL_MAX_S. */
+ * GL_FINAL_RETRIES times; the whole loop at most GL_FINAL_MAX_S. Setting
+ * c->stop ends it (KILN_E_IO). */
 enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *token, const struct gl_update *u,
 			     enum kiln_rc (*flush)(void *arg, bool from_zero, struct kiln_err *e), void *arg,
 			     struct kiln_err *e);
@@ -146,6 +147,21 @@ enum gl_trace {
  * reply, with Job-Status and the update interval. */
 enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *token, const char *data, size_t total,
 			     size_t *offset, struct gl_reply *r, struct kiln_err *e);
+
+/* POST /jobs/:id/artifacts: the zip at zip_path as the multipart part
+ * "file" named filename, with artifact_type, artifact_format and expire_in
+ * (NULL or "": GitLab's default) in the query. 307 is followed; 503 is
+ * tried 6 times, other server errors 3. KILN_E_LIMIT for 413 (too large),
+ * KILN_E_INVALID for 403. */
+enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *token, const char *zip_path,
+				 const char *filename, const char *type, const char *format, const char *expire_in,
+				 struct kiln_err *e);
+
+/* GET /jobs/:id/artifacts with that job's token into the file path, at
+ * most max_bytes; a redirect (object storage) is followed without the
+ * token. KILN_E_NOTFOUND for 404; path is removed on failure. */
+enum kiln_rc gl_download_artifacts(struct gl_client *c, long long id, const char *token, const char *path,
+				   uint64_t max_bytes, struct kiln_err *e);
 
 /* The reason to send for kiln's failure reason, checked against the job's
  * features.failure_reasons (n names): "" or NULL means script_failure;

@@ -360,8 +360,10 @@ static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc
 	int opt, ret = EXIT_FAIL;
 	bool parsed = false;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	/* Options may follow the payload: getopt permutes (optind 0 makes
+	 * glibc forget the "+" of the global options). */
+	optind = 0;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'v':
 			if (n_vars >= MAX_REPLAY_VARS)

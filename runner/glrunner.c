@@ -13,6 +13,7 @@
 
 #include "build-config.h"
 #include "runner/cli.h"
+#include "runner/glartifacts.h"
 #include "runner/glclient.h"
 #include "runner/glconfig.h"
 #include "runner/job.h"
@@ -27,10 +28,12 @@
 #define CA_MAX_BYTES (1u << 20)
 #define SYSTEM_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 
-/* One runners: entry, kept across reloads (matched by token). */
+/* One runners: entry's scheduling state, kept across reloads (matched by
+ * URL and token, which never change). Its other settings come from the
+ * configuration a request holds. */
 struct rstate {
 	struct rstate *next;
-	char *name, *url, *token, *ca_file, *executor;
+	char *url, *token;
 	int limit, request_concurrency;
 	char last_update[128];
 	int running, requesting, unhealthy;
@@ -67,7 +70,8 @@ struct daemon {
 struct req {
 	struct daemon *d;
 	struct rstate *r;
-	struct cfgref *cref;
+	struct cfgref *cref;                  /* held for the request and its job */
+	const struct kiln_runner_config *rc;  /* r's entry in cref */
 };
 
 static double mono_s(void)
@@ -93,17 +97,19 @@ static void cfgref_put(struct daemon *d, struct cfgref *c)
 
 static void rstate_free(struct rstate *r)
 {
-	free(r->name);
 	free(r->url);
 	free(r->token);
-	free(r->ca_file);
-	free(r->executor);
 	free(r);
 }
 
-static char *dup_or_null(const char *s)
+static const struct kiln_runner_config *find_runner(const struct kiln_config *cfg, const struct rstate *r)
 {
-	return s ? strdup(s) : NULL;
+	size_t i;
+
+	for (i = 0; i < cfg->n_runners; i++)
+		if (!strcmp(cfg->runners[i].token, r->token) && !strcmp(cfg->runners[i].url, r->url))
+			return &cfg->runners[i];
+	return NULL;
 }
 
 /* Match the runner states to d->cur's runners (lock held). */
@@ -121,24 +127,16 @@ static void sync_runners(struct daemon *d)
 		for (r = d->runners; r && (strcmp(r->token, rc->token) || strcmp(r->url, rc->url)); r = r->next)
 			;
 		if (!r) {
-			if (!(r = calloc(1, sizeof(*r))) || !(r->token = strdup(rc->token))) {
-				free(r);
+			if (!(r = calloc(1, sizeof(*r))) || !(r->token = strdup(rc->token)) || !(r->url = strdup(rc->url))) {
+				if (r)
+					rstate_free(r);
 				log_error("runner %s: out of memory", rc->name);
 				continue;
 			}
 			for (pp = &d->runners; *pp; pp = &(*pp)->next)
 				;
 			*pp = r;
-		} else {
-			free(r->name);
-			free(r->url);
-			free(r->ca_file);
-			free(r->executor);
 		}
-		r->name = dup_or_null(rc->name);
-		r->url = dup_or_null(rc->url);
-		r->ca_file = dup_or_null(rc->tls_ca_file);
-		r->executor = dup_or_null(rc->vm.executor);
 		r->limit = rc->limit;
 		r->request_concurrency = rc->request_concurrency > 0 ? rc->request_concurrency : 1;
 		r->removed = false;
@@ -152,16 +150,6 @@ static void sync_runners(struct daemon *d)
 			pp = &r->next;
 		}
 	}
-}
-
-static const struct kiln_runner_config *find_runner(const struct kiln_config *cfg, const char *token)
-{
-	size_t i;
-
-	for (i = 0; i < cfg->n_runners; i++)
-		if (!strcmp(cfg->runners[i].token, token))
-			return &cfg->runners[i];
-	return NULL;
 }
 
 /* --- git trusts the runners' CAs ------------------------------------------ */
@@ -232,6 +220,7 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
 
 struct jctx {
 	struct trace *t;
+	struct gla *gla;
 	const char *executor;
 	const char *state_dir;
 	struct jobrec_running jr;
@@ -266,6 +255,13 @@ static void on_stage(void *arg, const char *name, bool begin)
 	else
 		snprintf(header, sizeof(header), "Executing \"%s\" stage of the job script", name);
 	trace_section(c->t, name, begin, begin ? header : NULL);
+}
+
+static void on_finished(void *arg, const char *image, const char *project, bool ok)
+{
+	struct jctx *c = arg;
+
+	gla_collect(c->gla, image, project, ok);
 }
 
 static void on_sent(void *arg, size_t offset, uint32_t crc)
@@ -329,13 +325,15 @@ static void job_list_remove(struct daemon *d, struct gjob *j)
 	pthread_mutex_unlock(&d->mu);
 }
 
-/* Run the job in text (len bytes) that rs's request got. */
-static void run_job(struct daemon *d, struct rstate *rs, struct cfgref *cref, const char *text, size_t len)
+/* Run the job in text (len bytes) that q's request got. */
+static void run_job(const struct req *q, const char *text, size_t len)
 {
-	const struct kiln_config *cfg = &cref->cfg;
-	const struct kiln_runner_config *rc = find_runner(cfg, rs->token);
+	struct daemon *d = q->d;
+	const struct kiln_config *cfg = &q->cref->cfg;
+	const struct kiln_runner_config *rc = q->rc;
 	struct gjob job = { 0 };
 	struct jctx c = { 0 };
+	struct gla gla = { 0 };
 	struct job_payload p = { 0 };
 	struct job_result res = { 0 };
 	struct gl_client cl = { 0 };
@@ -353,22 +351,23 @@ static void run_job(struct daemon *d, struct rstate *rs, struct cfgref *cref, co
 
 	id = json_integer_value(json_object_get(doc, "id"));
 	token = json_string_value(json_object_get(doc, "token"));
-	if (!rc || id <= 0 || !token || !*token) {
-		log_error("runner %s: a job payload without a usable id or token: dropped", rs->name);
+	if (id <= 0 || !token || !*token) {
+		log_error("runner %s: a job payload without a usable id or token: dropped", rc->name);
 		goto out;
 	}
 	c.executor = rc->vm.executor ? rc->vm.executor : "auto";
+	c.gla = &gla;
 	c.state_dir = cfg->state_dir;
 	ack.executor = c.executor;
-	log_info("runner %s: job %lld (%s) received", rs->name, id,
+	log_info("runner %s: job %lld (%s) received", rc->name, id,
 		 json_string_value(json_object_get(json_object_get(doc, "job_info"), "name")) ?: "?");
 	if (jobrec_save_payload(cfg->state_dir, id, text, len, &e))
 		log_warn("job %lld: saving the payload: %s", id, e.msg);
 	c.jr.id = id;
 	snprintf(c.jr.token, sizeof(c.jr.token), "%s", token);
-	snprintf(c.jr.url, sizeof(c.jr.url), "%s", rs->url);
-	snprintf(c.jr.ca_file, sizeof(c.jr.ca_file), "%s", rs->ca_file ? rs->ca_file : "");
-	snprintf(c.jr.runner, sizeof(c.jr.runner), "%s", rs->name);
+	snprintf(c.jr.url, sizeof(c.jr.url), "%s", rc->url);
+	snprintf(c.jr.ca_file, sizeof(c.jr.ca_file), "%s", rc->tls_ca_file ? rc->tls_ca_file : "");
+	snprintf(c.jr.runner, sizeof(c.jr.runner), "%s", rc->name);
 	if (jobrec_journal_write(cfg->state_dir, &c.jr, &e))
 		log_warn("job %lld: journal: %s", id, e.msg);
 	else
@@ -377,7 +376,7 @@ static void run_job(struct daemon *d, struct rstate *rs, struct cfgref *cref, co
 	job_list_add(d, &job);
 	parsed = payload_parse(text, len, &p, &pe) == KILN_OK;
 
-	if (gl_client_init(&cl, rs->url, rs->ca_file, &e)) {
+	if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e)) {
 		log_error("job %lld: %s", id, e.msg);
 		keep_journal = true;
 		goto out;
@@ -393,8 +392,8 @@ static void run_job(struct daemon *d, struct rstate *rs, struct cfgref *cref, co
 	if (!strcmp(rep.job_status, "canceling") || !strcmp(rep.job_status, "canceled"))
 		job.cancel = JOB_CANCEL_NOW;
 
-	to.url = rs->url;
-	to.ca_file = rs->ca_file;
+	to.url = rc->url;
+	to.ca_file = rc->tls_ca_file;
 	to.job_id = id;
 	to.token = token;
 	to.executor = c.executor;
@@ -409,16 +408,23 @@ static void run_job(struct daemon *d, struct rstate *rs, struct cfgref *cref, co
 	if (parsed)
 		add_masks(c.t, &p);
 	trace_printf(c.t, "\033[0KRunning with kiln %s\033[0;m\n\033[0K  on %s, system ID: %s\033[0;m\n", PACKAGE_VERSION,
-		     rs->name, d->system_id);
+		     rc->name, d->system_id);
 	if (!parsed) {
 		/* Unsupported payload: say why in the log, fail as a system failure. */
 		snprintf(why, sizeof(why), "%s", pe.msg);
 		reason = "runner_system_failure";
 		exit_code = 3;
+	} else if (gla_init(&gla, &p, &cl, c.t, cfg->state_dir, rc->cache_dir ? rc->cache_dir : cfg->cache_dir, &e) ||
+		   gla_before(&gla, &e)) {
+		/* No VM without the dependencies it needs. */
+		snprintf(why, sizeof(why), "%s", e.msg);
+		reason = "runner_system_failure";
+		exit_code = 1;
 	} else {
 		struct job_opts o = { .cfg = cfg, .executor = rc->vm.executor, .image = NULL, .kernel = rc->vm.kernel,
 				      .vcpus = rc->vm.vcpus, .memory_mib = rc->vm.memory_mib, .network = rc->vm.network,
-				      .output = on_output, .notice = on_notice, .stage = on_stage, .arg = &c,
+				      .extra_dirs = gla.extra, .n_extra_dirs = gla.n_extra, .output = on_output,
+				      .notice = on_notice, .stage = on_stage, .finished = on_finished, .arg = &c,
 				      .cancel = &job.cancel };
 
 		/* The runner's image is the default; the payload's image, when
@@ -432,6 +438,12 @@ static void run_job(struct daemon *d, struct rstate *rs, struct cfgref *cref, co
 			reason = res.failure_reason[0] ? res.failure_reason : "script_failure";
 		}
 		exit_code = res.exit_code;
+		/* Caches and artifacts, as the job's outcome allows. */
+		if (gla_after(&gla, &e) && !reason) {
+			snprintf(why, sizeof(why), "%s", e.msg);
+			reason = "runner_system_failure";
+			exit_code = 1;
+		}
 	}
 	if (job.shutdown) {
 		snprintf(why, sizeof(why), "kiln is shutting down (shutdown_timeout %d s)", cfg->shutdown_timeout);
@@ -468,6 +480,7 @@ out:
 		job_list_remove(d, &job);
 	if (journal && !keep_journal)
 		jobrec_journal_remove(cfg->state_dir, id);
+	gla_free(&gla);
 	trace_free(c.t);
 	gl_reply_free(&rep);
 	gl_client_free(&cl);
@@ -481,6 +494,7 @@ static void *request_thread(void *arg)
 	struct req *q = arg;
 	struct daemon *d = q->d;
 	struct rstate *r = q->r;
+	const struct kiln_runner_config *rc = q->rc;
 	struct gl_client cl;
 	struct kiln_err e = { 0 };
 	enum gl_poll res = GL_NO_JOB;
@@ -490,13 +504,13 @@ static void *request_thread(void *arg)
 	pthread_mutex_lock(&d->mu);
 	memcpy(last_update, r->last_update, sizeof(last_update));
 	pthread_mutex_unlock(&d->mu);
-	if (gl_client_init(&cl, r->url, r->ca_file, &e) == KILN_OK) {
+	if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e) == KILN_OK) {
 		cl.stop = &d->stopping;
-		res = gl_request_job(&cl, r->token, d->system_id, r->executor, last_update, &payload, &len, &e);
+		res = gl_request_job(&cl, rc->token, d->system_id, rc->vm.executor, last_update, &payload, &len, &e);
 		gl_client_free(&cl);
 	}
 	if (res != GL_JOB && e.rc != KILN_E_NOTFOUND && !d->stopping)
-		log_warn("runner %s: %s", r->name, e.msg);
+		log_warn("runner %s: %s", rc->name, e.msg);
 	pthread_mutex_lock(&d->mu);
 	r->requesting--;
 	if (last_update[0])
@@ -505,7 +519,7 @@ static void *request_thread(void *arg)
 		if (++r->unhealthy >= UNHEALTHY_LIMIT) {
 			r->paused_until = mono_s() + UNHEALTHY_PAUSE_S;
 			r->unhealthy = 0;
-			log_error("runner %s: %d job requests in a row were refused (403): pausing it for %d min", r->name,
+			log_error("runner %s: %d job requests in a row were refused (403): pausing it for %d min", rc->name,
 				  UNHEALTHY_LIMIT, UNHEALTHY_PAUSE_S / 60);
 		}
 	} else {
@@ -518,7 +532,7 @@ static void *request_thread(void *arg)
 	pthread_mutex_unlock(&d->mu);
 
 	if (res == GL_JOB) {
-		run_job(d, r, q->cref, payload, len);
+		run_job(q, payload, len);
 		pthread_mutex_lock(&d->mu);
 		r->running--;
 		d->busy--;
@@ -536,11 +550,12 @@ static void *request_thread(void *arg)
 /* Start a request for r if the slots allow (lock held). */
 static void feed(struct daemon *d, struct rstate *r)
 {
+	const struct kiln_runner_config *rc = find_runner(&d->cur->cfg, r);
 	pthread_attr_t attr;
 	pthread_t th;
 	struct req *q;
 
-	if (r->removed || d->stopping || mono_s() < r->paused_until || d->busy >= d->cur->cfg.concurrent ||
+	if (!rc || r->removed || d->stopping || mono_s() < r->paused_until || d->busy >= d->cur->cfg.concurrent ||
 	    r->requesting >= r->request_concurrency || (r->limit > 0 && r->running + r->requesting >= r->limit))
 		return;
 	if (!(q = calloc(1, sizeof(*q))))
@@ -548,6 +563,7 @@ static void feed(struct daemon *d, struct rstate *r)
 	q->d = d;
 	q->r = r;
 	q->cref = d->cur;
+	q->rc = rc;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	d->cur->refs++;
@@ -560,14 +576,14 @@ static void feed(struct daemon *d, struct rstate *r)
 		d->threads--;
 		r->requesting--;
 		free(q);
-		log_error("runner %s: cannot start a thread", r->name);
+		log_error("runner %s: cannot start a thread", rc->name);
 	}
 	pthread_attr_destroy(&attr);
 }
 
 /* --- orphans of a dead kiln ------------------------------------------------ */
 
-static void report_orphan(const char *state_dir, const struct jobrec_running *o)
+static void report_orphan(const char *state_dir, const struct jobrec_running *o, const volatile sig_atomic_t *stop)
 {
 	char msg[300], range[64], path[64];
 	struct gl_client cl;
@@ -584,6 +600,7 @@ static void report_orphan(const char *state_dir, const struct jobrec_running *o)
 		log_error("job %lld: %s", o->id, e.msg);
 		return;
 	}
+	cl.stop = stop;
 	n = snprintf(msg, sizeof(msg),
 		     "\n\033[31;1mERROR: Job failed (system failure): kiln was interrupted while running this job "
 		     "(pid %d); its VM is gone\033[0;m\n",
@@ -625,7 +642,7 @@ out:
 	gl_client_free(&cl);
 }
 
-void glrunner_report_orphans(const char *state_dir)
+void glrunner_report_orphans(const char *state_dir, const volatile sig_atomic_t *stop)
 {
 	struct jobrec_running *list;
 	struct kiln_err e = { 0 };
@@ -635,9 +652,54 @@ void glrunner_report_orphans(const char *state_dir)
 		log_error("%s", e.msg);
 		return;
 	}
-	for (i = 0; i < n; i++)
-		report_orphan(state_dir, &list[i]);
+	for (i = 0; i < n && !(stop && *stop); i++)
+		report_orphan(state_dir, &list[i], stop);
 	free(list);
+}
+
+struct orphans {
+	struct daemon *d;
+	struct cfgref *cref;
+};
+
+static void *orphans_thread(void *arg)
+{
+	struct orphans *o = arg;
+	struct daemon *d = o->d;
+
+	glrunner_report_orphans(o->cref->cfg.state_dir, &d->stopping);
+	cfgref_put(d, o->cref);
+	free(o);
+	pthread_mutex_lock(&d->mu);
+	d->threads--;
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+/* Report the orphans in a thread while polling goes on (lock not held). */
+static void start_orphans(struct daemon *d)
+{
+	struct orphans *o = calloc(1, sizeof(*o));
+	pthread_attr_t attr;
+	pthread_t th;
+
+	if (!o) {
+		log_error("out of memory");
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	o->d = d;
+	o->cref = d->cur;
+	d->cur->refs++;
+	d->threads++;
+	pthread_mutex_unlock(&d->mu);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, orphans_thread, o)) {
+		log_error("cannot start a thread: reporting the jobs of a dead kiln in this one");
+		orphans_thread(o);
+	}
+	pthread_attr_destroy(&attr);
 }
 
 /* --- the main loop ---------------------------------------------------------- */
@@ -725,7 +787,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 	gl_global_init();
 
 	job_sweep(d.cur->cfg.state_dir);
-	glrunner_report_orphans(d.cur->cfg.state_dir);
+	start_orphans(&d);
 	pthread_mutex_lock(&d.mu);
 	sync_runners(&d);
 	pthread_mutex_unlock(&d.mu);

@@ -19,9 +19,12 @@
  * with).
  *
  * At start: job_sweep(state_dir), then every journal entry left by a kiln
- * that died is reported to GitLab as failed (runner_system_failure). */
+ * that died is reported to GitLab as failed (runner_system_failure), in a
+ * thread of its own while polling starts. */
 #ifndef KILN_GLRUNNER_H
 #define KILN_GLRUNNER_H
+
+#include <signal.h>
 
 #include "runner/config.h"
 #include "runner/result.h"
@@ -35,7 +38,9 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path);
  * <state_dir>/tls/. Nothing to do when no runner has one. */
 enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *e);
 
-/* Report to GitLab the journal entries a dead kiln left (see above). */
-void glrunner_report_orphans(const char *state_dir);
+/* Report to GitLab the journal entries a dead kiln left (see above);
+ * setting *stop (may be NULL) ends it early, the rest waits for the next
+ * start. */
+void glrunner_report_orphans(const char *state_dir, const volatile sig_atomic_t *stop);
 
 #endif

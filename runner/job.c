@@ -6,10 +6,13 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -179,7 +182,7 @@ static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, st
  * KVM boots stock kernels, QEMU otherwise (said once per process). */
 static enum kiln_rc pick_executor(struct job *j, struct kiln_err *e)
 {
-	static bool told;
+	static atomic_bool told;
 	const char *want = j->o->executor ? j->o->executor : j->o->cfg->defaults.executor;
 	struct doctor_facts f;
 	struct doctor_report rep;
@@ -210,8 +213,7 @@ static enum kiln_rc pick_executor(struct job *j, struct kiln_err *e)
 	} else {
 		return kiln_fail(e, KILN_E_INVALID, "unknown executor '%s' (auto, microvm or qemu)", want);
 	}
-	if (!told) {
-		told = true;
+	if (!atomic_exchange(&told, true)) {
 		log_info("executor: %s%s", j->backend->name,
 			 j->backend == &executor_qemu ? (!strcmp(j->accel, "kvm") ? " (QEMU microvm, KVM)"
 										 : " (QEMU microvm, TCG: no usable hardware KVM)")
@@ -239,6 +241,8 @@ static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 	ws.project_path = project;
 	ws.image_path = j->ws_image;
 	ws.dirty_dir = j->o->dirty_dir;
+	ws.extra_dirs = j->o->extra_dirs;
+	ws.n_extra_dirs = j->o->n_extra_dirs;
 	stage_begin(j, "get_sources");
 	notice(j, "preparing the workspace: %s at %.12s", project, j->p->sha);
 	rc = ws_prepare(&ws, &res, e);
@@ -248,12 +252,133 @@ static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 	return rc;
 }
 
+static void write_all_fd(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+static void send_size(int fd, uint8_t type, const struct winsize *ws, const char *term)
+{
+	char msg[160];
+	int n = term ? snprintf(msg, sizeof(msg), "{\"rows\":%u,\"cols\":%u,\"term\":\"%s\"}", ws->ws_row, ws->ws_col, term)
+		     : snprintf(msg, sizeof(msg), "{\"rows\":%u,\"cols\":%u}", ws->ws_row, ws->ws_col);
+
+	ap_send(fd, type, msg, (uint32_t)n);
+}
+
+/* The shell in a held job's VM (job_opts.shell), on the stream fd whose
+ * reader is rd, until the agent's STEP "shell", the end of the stream or
+ * a hard cancel. */
+static void shell_session(struct job *j, int fd, struct ap_reader *rd)
+{
+	const struct job_opts *o = j->o;
+	struct winsize ws = { .ws_row = 24, .ws_col = 80 }, now;
+	struct termios saved, raw;
+	bool tty = isatty(o->shell_in), raw_on = false, in_eof = false, done = false;
+	const char *term = getenv("TERM");
+	char buf[16384], line[320];
+	int code = -1, n;
+
+	if (!term || !*term || strlen(term) > 40 || strpbrk(term, "\"\\"))
+		term = "xterm";
+	if (o->shell_hook)
+		o->shell_hook(o->arg, true);
+	ioctl(o->shell_out, TIOCGWINSZ, &ws);
+	if (!ws.ws_row || !ws.ws_col)
+		ws = (struct winsize){ .ws_row = 24, .ws_col = 80 };
+	n = snprintf(line, sizeof(line),
+		     "\r\n*** kiln: job '%.100s' failed: a shell in its VM (exit or Ctrl-D ends it, and the VM) ***\r\n",
+		     j->p->job_name);
+	write_all_fd(o->shell_out, line, (size_t)n);
+	if (tty && tcgetattr(o->shell_in, &saved) == 0) {
+		raw = saved;
+		cfmakeraw(&raw);
+		raw_on = tcsetattr(o->shell_in, TCSANOW, &raw) == 0;
+	}
+	send_size(fd, AP_SHELL, &ws, term);
+	while (!done) {
+		struct pollfd p[2] = { { in_eof ? -1 : o->shell_in, POLLIN, 0 }, { fd, POLLIN, 0 } };
+		const uint8_t *payload;
+		uint32_t len;
+		uint8_t type;
+
+		if (o->cancel && *o->cancel == JOB_CANCEL_NOW)
+			break;
+		if (poll(p, 2, 250) < 0 && errno != EINTR)
+			break;
+		if (tty && ioctl(o->shell_out, TIOCGWINSZ, &now) == 0 && now.ws_row && now.ws_col &&
+		    (now.ws_row != ws.ws_row || now.ws_col != ws.ws_col)) {
+			ws = now;
+			send_size(fd, AP_WINSIZE, &ws, NULL);
+		}
+		if (p[0].revents) {
+			ssize_t r = read(o->shell_in, buf, sizeof(buf));
+
+			if (r > 0) {
+				ap_send(fd, AP_STDIN, buf, (uint32_t)r);
+			} else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+				in_eof = true;
+				ap_send(fd, AP_STDIN, "\x04", 1); /* Ctrl-D */
+			}
+		}
+		if (!p[1].revents)
+			continue;
+		n = (int)read(fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0 || ap_reader_feed(rd, buf, (size_t)n))
+			break;
+		while (!done && ap_reader_next(rd, &type, &payload, &len) == 1) {
+			if (type == AP_OUTPUT) {
+				write_all_fd(o->shell_out, payload, len);
+			} else if (type == AP_STEP) {
+				json_t *s = json_loadb((const char *)payload, len, 0, NULL);
+
+				if (json_is_integer(json_object_get(s, "exit_code")))
+					code = (int)json_integer_value(json_object_get(s, "exit_code"));
+				done = true;
+				json_decref(s);
+			}
+		}
+	}
+	if (raw_on)
+		tcsetattr(o->shell_in, TCSANOW, &saved);
+	n = snprintf(line, sizeof(line), "\r\n*** kiln: the shell ended (exit status %d): the VM goes ***\r\n", code);
+	write_all_fd(o->shell_out, line, (size_t)n);
+	if (o->shell_hook)
+		o->shell_hook(o->arg, false);
+}
+
+/* Whether HELLO's payload lists the shell feature. */
+static bool agent_has_shell(const uint8_t *payload, uint32_t len)
+{
+	json_t *o = json_loadb((const char *)payload, len, 0, NULL), *f;
+	bool has = false;
+	size_t i;
+
+	json_array_foreach(json_object_get(o, "features"), i, f)
+		has |= json_is_string(f) && !strcmp(json_string_value(f), AP_FEATURE_SHELL);
+	json_decref(o);
+	return has;
+}
+
 /* Read frames until the agent's EXIT and the end of the stream, the
  * deadline, or a cancel. */
 static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_boot, struct kiln_err *e)
 {
 	struct ap_reader rd;
-	bool hello = false, exited = false, cancel_sent = false;
+	bool hello = false, exited = false, cancel_sent = false, shell_ok = false;
 	double t_run = 0, deadline = 0;
 	enum kiln_rc rc = KILN_OK;
 	char buf[65536];
@@ -284,9 +409,13 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			char line[160];
 			int k = snprintf(line, sizeof(line),
 					 "\r\nERROR: Job failed: execution took longer than %d seconds\r\n", j->p->timeout);
-			j->o->output(j->o->arg, line, (size_t)k);
+
+			/* After EXIT the job is over: the VM just has to go. */
+			if (!exited) {
+				j->o->output(j->o->arg, line, (size_t)k);
+				fail_reason(j, "job_execution_timeout");
+			}
 			j->x.ops->cancel(&j->x);
-			fail_reason(j, "job_execution_timeout");
 			break;
 		}
 		if (!hello && (now_s() - t_boot) * 1000 > BOOT_TIMEOUT_MS) {
@@ -312,6 +441,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			switch (type) {
 			case AP_HELLO:
 				hello = true;
+				shell_ok = agent_has_shell(payload, len);
 				j->r->boot_s = now_s() - t_boot;
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
 				stage_next_step(j, false);
@@ -344,6 +474,16 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				json_decref(o);
 				j->r->run_s = now_s() - t_run;
 				exited = true;
+				/* The agent holds a failed job for the shell asked for. */
+				if (j->o->shell && !cancel_sent && (j->r->exit_code || j->r->failure_reason[0]) &&
+				    strcmp(j->r->failure_reason, "canceled")) {
+					if (shell_ok) {
+						shell_session(j, fd, &rd);
+						deadline = now_s() + STOP_TIMEOUT_MS / 1000.0;
+					} else
+						notice(j, "no shell: this image's kiln-agent cannot hold a job "
+							  "(rebuild the image with this kiln: kiln images build NAME)");
+				}
 				break;
 			}
 			default:
@@ -409,6 +549,22 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, struct kiln_err *e)
 	return rc;
 }
 
+/* Ask the agent to hold the job when it fails (job_opts.shell). */
+static enum kiln_rc spec_hold(char **spec, struct kiln_err *e)
+{
+	json_t *o = json_loads(*spec, 0, NULL);
+	char *text;
+
+	if (!o || json_object_set_new(o, "hold_on_failure", json_true()) || !(text = json_dumps(o, JSON_COMPACT))) {
+		json_decref(o);
+		return kiln_fail(e, KILN_E_NOMEM, "job spec: out of memory");
+	}
+	json_decref(o);
+	free(*spec);
+	*spec = text;
+	return KILN_OK;
+}
+
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e)
 {
@@ -423,7 +579,8 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	r->exit_code = 1;
 	jobnet_disabled(&j.net);
 	images_ctx_init(&ictx, o->cfg);
-	if ((rc = jobspec_build(p, &spec, e)) || (rc = pick_executor(&j, e)) || (rc = pick_images(&j, &ictx, e))) {
+	if ((rc = jobspec_build(p, &spec, e)) || (o->shell && (rc = spec_hold(&spec, e))) || (rc = pick_executor(&j, e)) ||
+	    (rc = pick_images(&j, &ictx, e))) {
 		fail_reason(&j, "runner_system_failure");
 		goto out;
 	}
@@ -458,6 +615,12 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		goto out;
 	}
 	rc = run_vm(&j, spec, e);
+	if (o->finished && j.x_ready && r->boot_s > 0) {
+		char project[256];
+
+		jobspec_project_path(p, project, sizeof(project));
+		o->finished(o->arg, j.ws_image, project, !rc && r->exit_code == 0 && !r->failure_reason[0]);
+	}
 out:
 	if (j.x_ready)
 		j.x.ops->cleanup(&j.x);

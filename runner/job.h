@@ -23,6 +23,8 @@ struct job_opts {
 	int vcpus, memory_mib;       /* 0: the config's */
 	int network;                 /* -1: the config's, 0 off, 1 on */
 	const char *dirty_dir;       /* overlay this working tree's changes on the checkout */
+	const char *const *extra_dirs; /* folders laid over the project folder after the checkout */
+	size_t n_extra_dirs;           /* and the dirty overlay, in order (ws_spec.extra_dirs) */
 	/* The job log, as it arrives. */
 	void (*output)(void *arg, const void *buf, size_t n);
 	/* What kiln is doing (workspace, boot...), one line each. */
@@ -34,6 +36,24 @@ struct job_opts {
 	 * that runs next is predicted by the agent's rules (docs/agent-protocol.md).
 	 * NULL: none. */
 	void (*stage)(void *arg, const char *name, bool begin);
+	/* Called once the VM has stopped, before its workspace image is
+	 * removed: image is that ext4 image (the guest's /builds), project the
+	 * project folder inside it ("group/project"), ok whether the job
+	 * succeeded (exit code 0, no failure reason). Not called when the
+	 * guest never said hello (nothing ran in it). The image may be read,
+	 * not kept. NULL: none. */
+	void (*finished)(void *arg, const char *image, const char *project, bool ok);
+	/* When the job fails, hold its VM and run an interactive shell in it
+	 * (docs/agent-protocol.md, "Holding a failed job") on shell_in and
+	 * shell_out, before the VM is destroyed: shell_in in raw mode while
+	 * it runs when it is a terminal, the guest terminal's size following
+	 * shell_out's, end of input typed as Ctrl-D. shell_hook(arg, true)
+	 * comes before, (arg, false) after (to keep other output away). A job
+	 * canceled or stopped at its timeout gets no shell, nor one whose
+	 * image's agent lacks the feature (a notice says so). */
+	bool shell;
+	int shell_in, shell_out;
+	void (*shell_hook)(void *arg, bool begin);
 	void *arg;
 	volatile sig_atomic_t *cancel; /* enum job_cancel, set from signal handlers */
 };
@@ -46,7 +66,8 @@ struct job_result {
 	double run_s;                /* JOB sent to EXIT */
 };
 
-/* Run p to the end. Returns KILN_OK when the job ran (whatever its exit
+/* Run p to the end. Safe to call from several threads at once, each with
+ * its own p, o and r. Returns KILN_OK when the job ran (whatever its exit
  * code: see r), or an error when it could not run (bad payload for kiln,
  * workspace or VM failure: r->failure_reason says which). */
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,

@@ -23,6 +23,7 @@
 #include "runner/images.h"
 #include "runner/job.h"
 #include "runner/payload.h"
+#include "runner/pipeexec.h"
 #include "runner/log.h"
 #include "runner/manifest.h"
 #include "runner/paths.h"
@@ -49,6 +50,8 @@ static void usage(FILE *out)
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
 		"  exec --job-file FILE   run one GitLab job payload in a fresh VM, print its log,\n"
 		"                         exit with its exit code (125: it could not run)\n"
+		"  exec [OPTIONS] [JOB...]  run the .gitlab-ci.yml pipeline of the repository here,\n"
+		"                         each job in a fresh VM (see kiln exec --help)\n"
 		"  register --url URL --token TOKEN [-c FILE] [--name N] [--tls-ca-file F]\n"
 		"                         add a GitLab runner to the configuration (glrt- tokens are\n"
 		"                         verified, others are legacy registration tokens)\n"
@@ -366,6 +369,9 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_cancel_signal };
 	int opt;
 
+	/* Without --job-file: the repository's pipeline (runner/pipeexec.h). */
+	if (!pipeexec_is_job_file(argc, argv))
+		return pipeexec_main(&c->cfg, argc, argv);
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		char *end;

@@ -16,6 +16,7 @@
 #include <git2.h>
 
 #include "runner/ext4img.h"
+#include "runner/fstree.h"
 #include "runner/log.h"
 #include "runner/mirror.h"
 #include "runner/paths.h"
@@ -161,6 +162,7 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	git_oid oid;
 	long t0;
 	int tmp_fd = -1;
+	size_t i;
 
 	memset(res, 0, sizeof(*res));
 	tmp[0] = '\0';
@@ -266,6 +268,14 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 		rc = wsco_overlay(spec->dirty_dir, work, &res->overlay_files, e);
 		if (rc)
 			goto out;
+	}
+	for (i = 0; i < spec->n_extra_dirs; i++) {
+		struct fstree_stats fst;
+
+		rc = fstree_copy(spec->extra_dirs[i], work, NULL, NULL, &fst, e);
+		if (rc)
+			goto out;
+		res->extra_files += fst.files;
 	}
 	res->checkout_ms = now_ms() - t0;
 

@@ -65,6 +65,11 @@ struct ws_spec {
 	const char *dirty_dir;    /* optional: a working tree whose uncommitted and
 				   * untracked (not ignored) files are laid over the
 				   * checkout; files deleted there are deleted too */
+	const char *const *extra_dirs; /* optional: folders whose contents are copied
+				   * into the project folder after the checkout and
+				   * the dirty overlay, in order (later ones win):
+				   * e.g. artifacts of earlier jobs (runner/fstree.h) */
+	size_t n_extra_dirs;
 	unsigned lock_timeout_s;  /* mirror lock wait; 0: 600 */
 	unsigned fetch_timeout_s; /* one fetch; 0: 3600 */
 	unsigned mirror_max_packs; /* repack a mirror above this; 0: 32 */
@@ -81,6 +86,7 @@ struct ws_result {
 	bool fetched_by_sha;      /* the commit had to be fetched by its SHA */
 	unsigned submodules;      /* submodules checked out (all levels) */
 	unsigned overlay_files;   /* files copied or deleted from dirty_dir */
+	unsigned extra_files;     /* files and links copied from extra_dirs */
 	uint64_t content_bytes;   /* what the checkout takes */
 	uint64_t image_bytes;     /* the image's apparent size (it is sparse) */
 };

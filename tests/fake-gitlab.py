@@ -26,16 +26,19 @@ Control (the tests' side, same server, no authentication):
                    filled in ("repo": "group/project" picks the repository)
   POST /__faults   {"request": [...], "verify": [...], ...}  endpoint-wide faults
   POST /__cancel   {"id": N, "status": "canceling" | "canceled"}
+  POST /__public   {"repo": "group/project"}   anyone may clone it from now on
+  POST /__config   {"long_poll": S}            change --long-poll
   GET  /__state    everything received, as JSON
   GET  /__trace/N  the job's stored trace, raw bytes
   POST /__shutdown
 
 A fault, in a list consumed one per request: an HTTP status (500), or an
-object {"status": S, "delay": seconds, "drop": true (close the connection
+object {"status": S (200: answer as usual), "delay": seconds, "drop": true (close the connection
 without a reply), "headers": {...}, "discard": true (PATCH: reply 202 as if
 stored but drop the data, so the next PATCH gets a real 416)}.
 Per-job script keys: "ack" (faults for PUT state=running), "patch" (faults
-for PATCH), "final" (faults for the final PUT: [202, 412, 200], ...),
+for PATCH), "final" (faults for the final PUT: [202, 412, 200], ...; a 412 drops the
+stored trace, as GitLab does when the checksum does not match),
 "interval" (X-GitLab-Trace-Update-Interval, default 1), "cancel_on" (a
 string: once the stored trace contains it the job's status becomes
 "cancel_status", default canceling).
@@ -68,6 +71,10 @@ STATE = {
     "registrations": [],
     "unregistrations": [],
     "faults": {},           # endpoint -> [fault...]
+    "public_repos": [],     # repositories anyone may clone
+    "long_poll": 0.0,       # seconds a job request waits for a job
+    "inflight": {},         # runner token -> job requests being answered
+    "max_inflight": {},     # runner token -> the most at once
     "last_update": 1,
     "next_id": 1000,
 }
@@ -192,7 +199,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if f.get("drop"):
             self.drop()
             return True
-        if f.get("status") and not f.get("discard"):
+        if f.get("status") and f["status"] != 200 and not f.get("discard"):
             self.reply(int(f["status"]), f.get("body", {"message": "fault injected"}),
                        headers=f.get("headers"))
             return True
@@ -264,6 +271,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with LOCK:
                 for k, v in req.items():
                     STATE["faults"][k] = list(v)
+            return self.reply(200, {})
+        if path == "/__config" and method == "POST":
+            with LOCK:
+                if "long_poll" in req:
+                    STATE["long_poll"] = float(req["long_poll"])
+            return self.reply(200, {})
+        if path == "/__public" and method == "POST":
+            with LOCK:
+                STATE["public_repos"].append(req["repo"])
             return self.reply(200, {})
         if path == "/__cancel" and method == "POST":
             with LOCK:
@@ -348,8 +364,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             STATE["job_requests"].append(rec)
         if not rec["token_ok"]:
             return self.reply(403, {"message": "403 Forbidden"})
-        deadline = time.time() + ARGS.long_poll
         with LOCK:
+            deadline = time.time() + STATE["long_poll"]
+            n = STATE["inflight"].get(token, 0) + 1
+            STATE["inflight"][token] = n
+            STATE["max_inflight"][token] = max(n, STATE["max_inflight"].get(token, 0))
             while True:
                 for i, q in enumerate(STATE["queue"]):
                     if q["runner"] in (None, token):
@@ -363,6 +382,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     break
                 LOCK.wait(max(0.05, deadline - time.time()))
             lu = str(STATE["last_update"])
+            STATE["inflight"][token] -= 1
         if job:
             return self.reply(201, payload, headers={"X-GitLab-Last-Update": lu})
         return self.reply(204, headers={"X-GitLab-Last-Update": lu, "Gitlab-Ci-Builds-Polling": "yes"})
@@ -398,6 +418,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if f and f.get("status") in (202, 412) and not f.get("drop"):
             if f.get("delay"):
                 time.sleep(float(f["delay"]))
+            if f["status"] == 412:
+                # The checksum did not match: GitLab drops the trace (trace_reset).
+                with LOCK:
+                    job["trace_resets"] = job.get("trace_resets", 0) + 1
+                    TRACES[str(job["id"])] = bytearray()
             h = self.job_headers(job)
             h["X-GitLab-Trace-Update-Interval"] = f.get("interval", 1)
             return self.reply(int(f["status"]), {}, headers=h)
@@ -470,7 +495,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK:
             tokens = {j["token"] for j in STATE["jobs"].values()
                       if j["status"] in ("pending", "running")}
-        if user != "gitlab-ci-token" or pw not in tokens:
+        repo = urllib.parse.urlsplit(self.path).path.strip("/").split(".git/")[0]
+        public = auth == "" and repo in STATE["public_repos"]
+        if not public and (user != "gitlab-ci-token" or pw not in tokens):
             return self.reply(401, "HTTP Basic: Access denied\n", "text/plain",
                               {"WWW-Authenticate": 'Basic realm="GitLab"'})
         u = urllib.parse.urlsplit(self.path)
@@ -483,7 +510,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "QUERY_STRING": u.query,
             "CONTENT_TYPE": self.headers.get("Content-Type", ""),
             "CONTENT_LENGTH": str(len(raw)),
-            "REMOTE_USER": user,
+            "REMOTE_USER": user or "",
             "REMOTE_ADDR": "127.0.0.1",
             "GATEWAY_INTERFACE": "CGI/1.1",
             "SERVER_PROTOCOL": "HTTP/1.1",
@@ -543,6 +570,7 @@ def main():
     ap.add_argument("--long-poll", type=float, default=0.0, help="seconds a job request waits for a job")
     ap.add_argument("--runner-token", action="append", default=[], help="accept this runner token")
     ARGS = ap.parse_args()
+    STATE["long_poll"] = ARGS.long_poll
     os.makedirs(os.path.join(ARGS.dir, "repos"), exist_ok=True)
     make_certs(ARGS.dir)
     for t in ARGS.runner_token:

@@ -4,6 +4,7 @@
 #include "images/agent/init.h"
 #include "images/agent/jobspec.h"
 #include "images/agent/log.h"
+#include "images/agent/shell.h"
 #include "images/agent/step.h"
 #include "runner/agentproto.h"
 
@@ -566,7 +567,8 @@ static int receive_job(struct job *j)
 
 static void send_hello(struct job *j)
 {
-	send_json(j, AP_HELLO, json_pack("{s:i, s:s}", "version", AP_VERSION, "agent", "kiln-agent " PACKAGE_VERSION));
+	send_json(j, AP_HELLO, json_pack("{s:i, s:s, s:[s]}", "version", AP_VERSION, "agent", "kiln-agent " PACKAGE_VERSION,
+					 "features", AP_FEATURE_SHELL));
 }
 
 static void send_exit(struct job *j)
@@ -633,6 +635,15 @@ out:
 	if (j.cancel != CANCEL_NONE)
 		j.reason = "canceled";
 	send_exit(&j);
+	/* A failed job the host wants to look into: hold it for a shell. */
+	if (j.spec.hold_on_failure && j.failed && j.cancel == CANCEL_NONE && !j.host_dead && !j.host_eof) {
+		struct shell_io io = { j.host, j.sigfd, &j.rd };
+		char **env = step_env(&j.spec, "failed");
+
+		if (env)
+			shell_hold(&io, &j.spec, env);
+		step_env_free(&env);
+	}
 	job_cleanup(&j);
 	return j.exit_code & 0xff;
 }

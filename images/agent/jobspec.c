@@ -301,6 +301,11 @@ static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 		rc = get_array(root, "steps", 1, JOBSPEC_MAX_STEPS, &steps, e);
 	if (!rc)
 		rc = parse_steps(steps, spec, e);
+	if (!rc && json_object_get(root, "hold_on_failure")) {
+		if (!json_is_boolean(json_object_get(root, "hold_on_failure")))
+			return bad(e, "hold_on_failure", "must be true or false");
+		spec->hold_on_failure = json_is_true(json_object_get(root, "hold_on_failure"));
+	}
 	return rc;
 }
 

@@ -43,13 +43,15 @@ struct job_spec {
 	size_t nfiles;
 	struct job_step *steps;   /* at least one */
 	size_t nsteps;
+	int hold_on_failure;      /* keep the VM for a shell when the job failed */
 };
 
 /* Parse and check json[0..len). Required: workdir (absolute path) and steps
  * (1..JOBSPEC_MAX_STEPS objects, each with a non-empty name and a script
  * array of strings). Optional: env ([name, value] string pairs), files
  * ({path, content, mode}), a step's timeout (default
- * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success). Unknown members
+ * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success), hold_on_failure
+ * (a boolean, default false). Unknown members
  * are ignored, so a newer host can add some. On success returns 0 and
  * fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
  * spec) or -ENOMEM, leaves *spec empty, and writes one line without a

@@ -30,6 +30,10 @@ int main(void)
 	srunner_add_suite(sr, pipeline_suite());
 	srunner_add_suite(sr, cirules_suite());
 	srunner_add_suite(sr, workspace_suite());
+	srunner_add_suite(sr, gitlab_suite());
+	srunner_add_suite(sr, localci_suite());
+	srunner_add_suite(sr, outmux_suite());
+	srunner_add_suite(sr, artifacts_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

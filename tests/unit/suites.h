@@ -15,6 +15,10 @@ Suite *payload_suite(void);
 Suite *pipeline_suite(void);
 Suite *cirules_suite(void);
 Suite *workspace_suite(void);
+Suite *gitlab_suite(void);
+Suite *localci_suite(void);
+Suite *outmux_suite(void);
+Suite *artifacts_suite(void);
 
 /* Absolute path of a file under tests/fixtures (from $top_srcdir). */
 const char *fixture(const char *rel);

@@ -1,0 +1,398 @@
+#include "runner/glartifacts.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runner/artifacts.h"
+#include "runner/jobspec.h"
+#include "runner/log.h"
+#include "runner/paths.h"
+#include "runner/zip.h"
+
+#define YELLOW "\033[0;33m"
+#define GREEN "\033[32;1m"
+#define RED "\033[31;1m"
+#define RESET "\033[0;m"
+
+static json_t *entries(const struct gla *g, const char *key)
+{
+	json_t *a = json_object_get(g->p->doc, key);
+
+	return json_is_array(a) ? a : NULL;
+}
+
+static const char *str_of(json_t *o, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s && *s ? s : dflt;
+}
+
+/* $NAME and ${NAME} from the job's variables ($CI_PROJECT_DIR too). */
+static void expand(const struct gla *g, const char *s, char *out, size_t size)
+{
+	size_t n = 0;
+
+	while (*s && n + 1 < size) {
+		char name[256];
+		const char *v, *end;
+		size_t k;
+
+		if (s[0] != '$') {
+			out[n++] = *s++;
+			continue;
+		}
+		if (s[1] == '$') {
+			out[n++] = '$';
+			s += 2;
+			continue;
+		}
+		end = s + 1 + (s[1] == '{');
+		k = strspn(end, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
+		if (!k || (s[1] == '{' && end[k] != '}') || k >= sizeof(name)) {
+			out[n++] = *s++;
+			continue;
+		}
+		memcpy(name, end, k);
+		name[k] = '\0';
+		s = end + k + (s[1] == '{');
+		v = !strcmp(name, "CI_PROJECT_DIR") ? g->project_dir : payload_var(g->p, name);
+		for (; v && *v && n + 1 < size; v++)
+			out[n++] = *v;
+	}
+	out[n] = '\0';
+}
+
+/* Whether a `when` lets an archive be made after a job that ended ok or not. */
+static bool when_matches(const char *when, bool ok)
+{
+	return !strcmp(when, "always") || (!strcmp(when, "on_failure") ? !ok : ok);
+}
+
+/* A cache key usable as one folder name. */
+static bool key_ok(const char *k)
+{
+	return *k && !strchr(k, '/') && strcmp(k, ".") && strcmp(k, "..") && strlen(k) < 200;
+}
+
+enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_client *cl, struct trace *t,
+		      const char *state_dir, const char *cache_root, struct kiln_err *e)
+{
+	char dir[PATH_MAX];
+
+	memset(g, 0, sizeof(*g));
+	g->p = p;
+	g->cl = cl;
+	g->t = t;
+	g->cache_root = cache_root;
+	jobspec_project_path(p, g->project, sizeof(g->project));
+	snprintf(g->project_dir, sizeof(g->project_dir), "%s/%s", JOBSPEC_BUILDS_DIR, g->project);
+	snprintf(dir, sizeof(dir), "%s/tmp", state_dir);
+	if (kiln_mkdir_p(dir) < 0)
+		return kiln_fail_errno(e, "creating %s", dir);
+	if ((size_t)snprintf(g->tmp, sizeof(g->tmp), "%s/gljob-%lld.XXXXXX", dir, p->id) >= sizeof(g->tmp) ||
+	    !mkdtemp(g->tmp)) {
+		g->tmp[0] = '\0';
+		return kiln_fail_errno(e, "creating a job folder in %s", dir);
+	}
+	snprintf(g->cache_in, sizeof(g->cache_in), "%s/cache-in", g->tmp);
+	snprintf(g->deps_in, sizeof(g->deps_in), "%s/deps-in", g->tmp);
+	return KILN_OK;
+}
+
+static void restore_caches(struct gla *g)
+{
+	json_t *arr = entries(g, "cache"), *c;
+	bool opened = false, any = false;
+	size_t i;
+
+	json_array_foreach(arr, i, c) {
+		const char *policy = str_of(c, "policy", "pull-push"), *tried[34];
+		json_t *fb = json_object_get(c, "fallback_keys"), *v;
+		char key[256], path[PATH_MAX * 2];
+		size_t n = 0, j;
+
+		if (i >= GLA_MAX_ENTRIES || !strcmp(policy, "push"))
+			continue;
+		if (!opened) {
+			trace_section(g->t, "restore_cache", true, "Restoring cache");
+			opened = true;
+		}
+		tried[n++] = str_of(c, "key", "default");
+		json_array_foreach(fb, j, v)
+			if (json_is_string(v) && n < 33)
+				tried[n++] = json_string_value(v);
+		if (payload_var(g->p, "CACHE_FALLBACK_KEY"))
+			tried[n++] = payload_var(g->p, "CACHE_FALLBACK_KEY");
+		for (j = 0; j < n; j++) {
+			struct zip_stats st;
+			struct kiln_err e = { 0 };
+
+			expand(g, tried[j], key, sizeof(key));
+			if (!key_ok(key)) {
+				trace_printf(g->t, YELLOW "WARNING: cache key '%s' cannot be used" RESET "\n", key);
+				continue;
+			}
+			trace_printf(g->t, "Checking cache for %s...\n", key);
+			snprintf(path, sizeof(path), "%s/%s/%s/cache.zip", g->cache_root, g->project, key);
+			if (access(path, F_OK) < 0)
+				continue;
+			if (zip_extract(path, g->cache_in, GLA_MAX_BYTES, &st, &e)) {
+				trace_printf(g->t, YELLOW "WARNING: cache %s: %s" RESET "\n", key, e.msg);
+				continue;
+			}
+			trace_printf(g->t, "Successfully extracted cache (%s: %u files)\n", key, st.files);
+			any = true;
+			break;
+		}
+		if (j == n)
+			trace_printf(g->t, YELLOW "WARNING: no cache found for %s" RESET "\n", tried[0]);
+	}
+	if (opened)
+		trace_section(g->t, "restore_cache", false, NULL);
+	if (any)
+		g->extra[g->n_extra++] = g->cache_in;
+}
+
+static enum kiln_rc download_dependencies(struct gla *g, struct kiln_err *e)
+{
+	json_t *arr = entries(g, "dependencies"), *d;
+	enum kiln_rc rc = KILN_OK;
+	bool opened = false, any = false;
+	size_t i;
+
+	json_array_foreach(arr, i, d) {
+		json_t *file = json_object_get(d, "artifacts_file");
+		const char *token = json_string_value(json_object_get(d, "token")), *name = str_of(d, "name", "?");
+		long long id = json_integer_value(json_object_get(d, "id"));
+		char zip[PATH_MAX + 64];
+		struct zip_stats st;
+
+		if (!json_is_object(file) || !json_string_value(json_object_get(file, "filename")))
+			continue;
+		if (!opened) {
+			trace_section(g->t, "download_artifacts", true, "Downloading artifacts");
+			opened = true;
+		}
+		if (id <= 0 || !token) {
+			rc = kiln_fail(e, KILN_E_INVALID, "dependencies[%zu]: no id or token", i);
+			break;
+		}
+		trace_printf(g->t, "Downloading artifacts for %s (%lld)...\n", name, id);
+		snprintf(zip, sizeof(zip), "%s/dep-%lld.zip", g->tmp, id);
+		if ((rc = gl_download_artifacts(g->cl, id, token, zip, GLA_MAX_BYTES, e)) ||
+		    (rc = zip_extract(zip, g->deps_in, GLA_MAX_BYTES, &st, e)))
+			break;
+		unlink(zip);
+		trace_printf(g->t, "Downloaded artifacts for %s (%lld): %u files\n", name, id, st.files);
+		any = true;
+	}
+	if (rc)
+		trace_printf(g->t, RED "ERROR: Downloading artifacts failed: %s" RESET "\n", e->msg);
+	if (opened)
+		trace_section(g->t, "download_artifacts", false, NULL);
+	if (any)
+		g->extra[g->n_extra++] = g->deps_in;
+	return rc;
+}
+
+enum kiln_rc gla_before(struct gla *g, struct kiln_err *e)
+{
+	restore_caches(g);
+	return download_dependencies(g, e);
+}
+
+/* Copy what paths/exclude of o select out of the image into en->dir. */
+static void collect_one(struct gla *g, json_t *o, const char *image, const char *project, struct gla_entry *en)
+{
+	char *paths[ARTIFACTS_MAX_PATTERNS], *excl[ARTIFACTS_MAX_PATTERNS];
+	struct artifacts_spec spec = { .project_dir = g->project_dir };
+	json_t *arr, *v;
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+	size_t i, np = 0, nx = 0;
+
+	arr = json_object_get(o, "paths");
+	json_array_foreach(arr, i, v) {
+		char buf[PATH_MAX];
+
+		if (!json_is_string(v) || np >= ARTIFACTS_MAX_PATTERNS)
+			continue;
+		expand(g, json_string_value(v), buf, sizeof(buf));
+		if ((paths[np] = strdup(buf)))
+			np++;
+	}
+	arr = json_object_get(o, "exclude");
+	json_array_foreach(arr, i, v) {
+		char buf[PATH_MAX];
+
+		if (!json_is_string(v) || nx >= ARTIFACTS_MAX_PATTERNS)
+			continue;
+		expand(g, json_string_value(v), buf, sizeof(buf));
+		if ((excl[nx] = strdup(buf)))
+			nx++;
+	}
+	spec.paths = (const char *const *)paths;
+	spec.n_paths = np;
+	spec.exclude = (const char *const *)excl;
+	spec.n_exclude = nx;
+	en->wanted = true;
+	if (np && artifacts_collect(image, project, &spec, g->tmp, en->dir, &st, &e) == KILN_OK)
+		en->files = st.files;
+	else if (np)
+		snprintf(en->error, sizeof(en->error), "%s", e.msg);
+	for (i = 0; i < np; i++)
+		free(paths[i]);
+	for (i = 0; i < nx; i++)
+		free(excl[i]);
+}
+
+void gla_collect(struct gla *g, const char *image, const char *project, bool ok)
+{
+	json_t *arr, *o;
+	size_t i;
+
+	g->collected = true;
+	g->ok = ok;
+	arr = entries(g, "artifacts");
+	json_array_foreach(arr, i, o) {
+		if (i >= GLA_MAX_ENTRIES || strcmp(str_of(o, "artifact_type", "archive"), "archive") ||
+		    !when_matches(str_of(o, "when", "on_success"), ok))
+			continue;
+		snprintf(g->art[i].dir, sizeof(g->art[i].dir), "%s/art-%zu", g->tmp, i);
+		collect_one(g, o, image, project, &g->art[i]);
+	}
+	arr = entries(g, "cache");
+	json_array_foreach(arr, i, o) {
+		const char *policy = str_of(o, "policy", "pull-push");
+
+		if (i >= GLA_MAX_ENTRIES || !strcmp(policy, "pull") || !when_matches(str_of(o, "when", "on_success"), ok))
+			continue;
+		snprintf(g->cache[i].dir, sizeof(g->cache[i].dir), "%s/cache-%zu", g->tmp, i);
+		collect_one(g, o, image, project, &g->cache[i]);
+	}
+}
+
+static void save_caches(struct gla *g)
+{
+	json_t *arr = entries(g, "cache"), *o;
+	bool opened = false;
+	size_t i;
+
+	json_array_foreach(arr, i, o) {
+		struct gla_entry *en = &g->cache[i];
+		char key[256], dir[PATH_MAX * 2], tmp[PATH_MAX * 2 + 32], final[PATH_MAX * 2 + 16];
+		struct zip_stats st;
+		struct kiln_err e = { 0 };
+
+		if (i >= GLA_MAX_ENTRIES || !en->wanted)
+			continue;
+		if (!opened) {
+			trace_section(g->t, g->ok ? "archive_cache" : "archive_cache_on_failure", true,
+				      g->ok ? "Saving cache for successful job" : "Saving cache for failed job");
+			opened = true;
+		}
+		expand(g, str_of(o, "key", "default"), key, sizeof(key));
+		if (json_is_true(json_object_get(o, "untracked")))
+			trace_printf(g->t, YELLOW "WARNING: cache:untracked is not supported by kiln" RESET "\n");
+		if (en->error[0] || !key_ok(key)) {
+			trace_printf(g->t, YELLOW "WARNING: cache %s not saved: %s" RESET "\n", key,
+				     en->error[0] ? en->error : "the key cannot be used");
+			continue;
+		}
+		if (!en->files) {
+			trace_printf(g->t, YELLOW "WARNING: cache %s: no matching files; not saved" RESET "\n", key);
+			continue;
+		}
+		trace_printf(g->t, "Creating cache %s...\n", key);
+		snprintf(dir, sizeof(dir), "%s/%s/%s", g->cache_root, g->project, key);
+		snprintf(tmp, sizeof(tmp), "%s/cache.zip.tmp.%d", dir, (int)getpid());
+		snprintf(final, sizeof(final), "%s/cache.zip", dir);
+		if (kiln_mkdir_p(dir) < 0) {
+			trace_printf(g->t, YELLOW "WARNING: cache %s: creating %s: %s" RESET "\n", key, dir, strerror(errno));
+			continue;
+		}
+		if (zip_write_dir(en->dir, tmp, GLA_MAX_BYTES, &st, &e) || rename(tmp, final) < 0) {
+			trace_printf(g->t, YELLOW "WARNING: cache %s: %s" RESET "\n", key, e.msg[0] ? e.msg : strerror(errno));
+			unlink(tmp);
+			continue;
+		}
+		trace_printf(g->t, "Created cache %s: %u files\n", key, st.files);
+	}
+	if (opened)
+		trace_section(g->t, g->ok ? "archive_cache" : "archive_cache_on_failure", false, NULL);
+}
+
+static enum kiln_rc upload_artifacts(struct gla *g, struct kiln_err *e)
+{
+	json_t *arr = entries(g, "artifacts"), *o;
+	const char *section = g->ok ? "upload_artifacts_on_success" : "upload_artifacts_on_failure";
+	enum kiln_rc rc = KILN_OK;
+	bool opened = false;
+	size_t i;
+
+	json_array_foreach(arr, i, o) {
+		struct gla_entry *en = i < GLA_MAX_ENTRIES ? &g->art[i] : NULL;
+		const char *type = str_of(o, "artifact_type", "archive");
+		char name[256], file[300], zip[PATH_MAX + 64];
+		struct zip_stats st;
+
+		if (!opened && (strcmp(type, "archive") || (en && en->wanted))) {
+			trace_section(g->t, section, true,
+				      g->ok ? "Uploading artifacts for successful job" : "Uploading artifacts for failed job");
+			opened = true;
+		}
+		if (strcmp(type, "archive")) {
+			trace_printf(g->t, YELLOW "WARNING: %s artifacts are not supported by kiln: not uploaded" RESET "\n",
+				     type);
+			continue;
+		}
+		if (!en || !en->wanted)
+			continue;
+		if (json_is_true(json_object_get(o, "untracked")))
+			trace_printf(g->t, YELLOW "WARNING: artifacts:untracked is not supported by kiln" RESET "\n");
+		if (en->error[0]) {
+			rc = kiln_fail(e, KILN_E_IO, "collecting artifacts: %s", en->error);
+			break;
+		}
+		if (!en->files) {
+			trace_printf(g->t, YELLOW "WARNING: no files to upload (no path matched)" RESET "\n");
+			continue;
+		}
+		expand(g, str_of(o, "name", "artifacts"), name, sizeof(name));
+		snprintf(file, sizeof(file), "%s.zip", name);
+		snprintf(zip, sizeof(zip), "%s/art-%zu.zip", g->tmp, i);
+		trace_printf(g->t, "Uploading artifacts: %u files...\n", en->files);
+		if ((rc = zip_write_dir(en->dir, zip, GLA_MAX_BYTES, &st, e)) ||
+		    (rc = gl_upload_artifacts(g->cl, g->p->id, g->p->token, zip, file, "archive", "zip",
+					      str_of(o, "expire_in", NULL), e)))
+			break;
+		unlink(zip);
+		trace_printf(g->t, "Uploading artifacts as \"archive\" to coordinator... 201 Created (%s, %u files)\n", file,
+			     st.files);
+	}
+	if (rc)
+		trace_printf(g->t, RED "ERROR: Uploading artifacts failed: %s" RESET "\n", e->msg);
+	if (opened)
+		trace_section(g->t, section, false, NULL);
+	return rc;
+}
+
+enum kiln_rc gla_after(struct gla *g, struct kiln_err *e)
+{
+	if (!g->collected)
+		return KILN_OK;
+	save_caches(g);
+	return upload_artifacts(g, e);
+}
+
+void gla_free(struct gla *g)
+{
+	if (g->tmp[0] && kiln_rm_rf(g->tmp) < 0)
+		log_warn("removing %s: %s", g->tmp, strerror(errno));
+	g->tmp[0] = '\0';
+}

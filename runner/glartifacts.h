@@ -1,0 +1,77 @@
+/* Artifacts, dependencies and cache of a GitLab job run by `kiln run`
+ * (protocol reference, section 6).
+ *
+ * Before the VM: caches are restored from the local cache
+ * (<cache_root>/<project path>/<key>/cache.zip, the key, then its
+ * fallback_keys, then $CACHE_FALLBACK_KEY; a cache problem never fails the
+ * job) and the dependencies' artifacts are downloaded (GET
+ * /jobs/:id/artifacts with each dependency's token; a failure fails the
+ * job). Both are extracted into folders that job_opts.extra_dirs lays over
+ * the checkout, caches first.
+ *
+ * When the VM has stopped (job_opts.finished), the files that
+ * artifacts:paths/exclude and cache:paths select are copied out of the
+ * workspace image (runner/artifacts.h); afterwards the caches are zipped
+ * into the local cache and the artifacts zipped and uploaded (POST
+ * /jobs/:id/artifacts, type archive, format zip). A failed upload fails
+ * the job. Each phase writes its section into the trace.
+ *
+ * Not done: artifacts:untracked and cache:untracked, report artifacts
+ * (kiln does not advertise upload_multiple_artifacts, so GitLab sends no
+ * job that has them), distributed (S3, GCS, Azure) caches. */
+#ifndef KILN_GLARTIFACTS_H
+#define KILN_GLARTIFACTS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "runner/glclient.h"
+#include "runner/payload.h"
+#include "runner/result.h"
+#include "runner/trace.h"
+
+#define GLA_MAX_ENTRIES 32                 /* artifacts: and cache: entries used */
+#define GLA_MAX_BYTES (4ULL << 30)         /* one archive, uncompressed */
+
+struct gla_entry {
+	bool wanted;              /* collected (when: matched the outcome) */
+	char dir[PATH_MAX];       /* what was collected */
+	unsigned files;
+	char error[512];          /* why collecting failed, "" when it did not */
+};
+
+struct gla {
+	const struct job_payload *p;
+	struct gl_client *cl;
+	struct trace *t;
+	const char *cache_root;
+	char project[256];        /* "group/project" */
+	char project_dir[320];    /* /builds/group/project */
+	char tmp[PATH_MAX];       /* private scratch folder, removed by gla_free */
+	char cache_in[PATH_MAX + 16], deps_in[PATH_MAX + 16];
+	const char *extra[2];     /* for job_opts.extra_dirs */
+	size_t n_extra;
+	bool collected, ok;
+	struct gla_entry art[GLA_MAX_ENTRIES], cache[GLA_MAX_ENTRIES];
+};
+
+/* Set g up for job p: its client (for the API), trace, the local cache
+ * root and a scratch folder under state_dir/tmp. */
+enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_client *cl, struct trace *t,
+		      const char *state_dir, const char *cache_root, struct kiln_err *e);
+
+/* Restore caches and download dependencies; g->extra gets the folders.
+ * Fails when a dependency cannot be had. */
+enum kiln_rc gla_before(struct gla *g, struct kiln_err *e);
+
+/* job_opts.finished: copy artifacts and cache paths out of the image. */
+void gla_collect(struct gla *g, const char *image, const char *project, bool ok);
+
+/* Save caches, upload artifacts. Fails when an upload does. */
+enum kiln_rc gla_after(struct gla *g, struct kiln_err *e);
+
+/* Remove the scratch folder. */
+void gla_free(struct gla *g);
+
+#endif

@@ -1,0 +1,58 @@
+/* `kiln exec [JOB...]`: the pipeline of a local repository, each job in a
+ * fresh VM through job_run, like jobs from GitLab.
+ *
+ * The repository (--cwd, else the current folder) and its .gitlab-ci.yml
+ * (--file) become a pipeline with runner/pipeline.h (pipeline_load with
+ * the predefined variables of runner/localci.h and --variable ones; a YAML
+ * error is one line FILE:LINE, exit 2, before any VM), then a plan
+ * (pipeline_plan: every job but manual ones, or the JOBs named, --needs,
+ * --manual). Each job's payload is built as JSON and parsed
+ * (runner/localci.h), and run by job_run in a thread of its own.
+ *
+ * Scheduling: a step starts when pipeline_step_ready says so (its stage's
+ * predecessors, or its needs) and fewer than --concurrency jobs run (1 by
+ * default), in plan order. Its `when` is then judged on how the steps it
+ * waited for went: on_success (and manual, delayed) runs when none of them
+ * failed (an allowed failure is not one) and, for needs, none was skipped;
+ * on_failure when one failed; always always. A job that failed with
+ * allow_failure, or with an exit code in allow_failure:exit_codes, is WARN.
+ *
+ * Artifacts: when a job's VM has stopped (job_opts.finished), artifacts:paths
+ * minus exclude (per artifacts:when) are copied from its workspace image to
+ * <repo>/.kiln/artifacts/<job>/ (runner/artifacts.h); a later job gets
+ * those of its dependencies laid into its workspace (ws_spec.extra_dirs).
+ * The artifacts of a job planned in this run are removed when the run
+ * starts; those of jobs not in it stay from earlier runs and are used.
+ * .kiln/ holds a .gitignore of "*", so --dirty never copies it.
+ *
+ * Output: runner/outmux.h (prefixed lines, partial lines after 100 ms,
+ * kiln's notices, a line every 30 s for a quiet job), then a summary in
+ * stage order: PASS, WARN or FAIL with durations, skipped jobs with why,
+ * the last lines of failed jobs. Exit status 1 when a job failed without
+ * being allowed to, 2 for usage and pipeline errors, 0 otherwise.
+ *
+ * Signals: SIGINT cancels every running job at once and skips the rest;
+ * SIGTERM cancels them gracefully (after_script runs) and skips the rest;
+ * a second signal is SIGINT. */
+#ifndef KILN_PIPEEXEC_H
+#define KILN_PIPEEXEC_H
+
+#include <stdbool.h>
+
+#include "runner/config.h"
+
+#define PIPEEXEC_MAX_CONCURRENCY 64
+#define PIPEEXEC_HEARTBEAT_MS 30000
+#define PIPEEXEC_MAX_ARGS 256          /* JOBs, --variable, --manual: each */
+#define PIPEEXEC_JOB_IDS 10000         /* job ids: pipeline id * this + 1..; > PIPELINE_MAX_JOBS */
+#define PIPEEXEC_MAX_PIPELINE_ID (1LL << 40)
+
+/* Whether exec's arguments (argv[0] is "exec") ask for one payload
+ * (--job-file): the other mode of kiln exec. */
+bool pipeexec_is_job_file(int argc, char **argv);
+
+/* Run `kiln exec` on a pipeline; argv[0] is "exec". Returns the exit
+ * status. */
+int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv);
+
+#endif

@@ -1,0 +1,288 @@
+#!/bin/bash
+# kiln as a GitLab runner, end to end: `kiln register/verify/list/unregister`
+# and `kiln run` against tests/fake-gitlab.py (real HTTPS with a CA made for
+# the test, git over smart HTTP), jobs in fresh VMs with the qemu executor.
+# Checks the trace bytes and offsets, masking, sections, final states and
+# failure reasons, 416 recovery, the 202/412 final update loop, 5xx and
+# dropped-connection retries, cancel (canceling: after_script runs;
+# canceled: the VM is killed), SIGKILL and restart (the job is reported
+# failed), SIGTERM, SIGHUP, SIGQUIT, 403 pauses, payload records, replay.
+# Exit 77 (SKIP) with the reason when something it needs is missing.
+set -u
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+images=${KILN_IMAGES_DIR:-/var/lib/kiln/images}
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ -n "${KILN_SKIP_VM_TESTS:-}" ] && skip "KILN_SKIP_VM_TESTS is set ($KILN_SKIP_VM_TESTS)"
+for tool in openssl python3 git curl; do
+	command -v "$tool" >/dev/null || skip "$tool is not installed (./tools/dev deps)"
+done
+for i in kernel tiny; do
+	[ -f "$images/$i/manifest.json" ] || skip "image $i is not built (./tools/dev images $i)"
+done
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed"
+
+work=$(mktemp -d /tmp/kiln-gitlab-test.XXXXXX)
+state=$work/state
+cfg=$work/config.yml
+fake=$work/fake
+fails=0
+fpid=
+kpid=
+export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$state KILN_IMAGES_DIR=$images
+kiln=$top_builddir/kiln
+token=glrt-kiln-test-0123456789
+
+cleanup() {
+	[ -n "$kpid" ] && kill -KILL "$kpid" 2>/dev/null && wait "$kpid" 2>/dev/null
+	[ -n "$fpid" ] && kill "$fpid" 2>/dev/null && wait "$fpid" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { echo "ok: [${SECONDS}s] $*"; }
+bad() { echo "FAIL: [${SECONDS}s] $*"; fails=$((fails + 1)); }
+check() { # check DESCRIPTION COMMAND...
+	local what=$1
+	shift
+	if "$@"; then ok "$what"; else bad "$what"; fi
+}
+
+# --- the fake GitLab ------------------------------------------------------
+python3 "$top_srcdir/tests/fake-gitlab.py" --dir "$fake" --runner-token "$token" >"$work/fake.log" 2>&1 &
+fpid=$!
+for _ in $(seq 100); do [ -f "$fake/url" ] && break; sleep 0.1; done
+[ -f "$fake/url" ] || { cat "$work/fake.log"; echo "FAIL: the fake GitLab did not start"; exit 1; }
+url=$(cat "$fake/url")
+ca=$fake/ca.pem
+sha=$("$top_srcdir/examples/make-demo-repo.sh" "$fake/repos/group/project.git") || { echo "FAIL: demo repo"; exit 1; }
+
+ctl() { # ctl METHOD PATH [curl args]
+	local m=$1 p=$2
+	shift 2
+	curl -sS --cacert "$ca" -X "$m" "$url$p" "$@"
+}
+# st EXPR: a Python expression over the fake's state s (and the job j when $J is set).
+st() {
+	ctl GET /__state | J=${J:-} python3 -c '
+import json, os, re, sys
+s = json.load(sys.stdin)
+j = s["jobs"].get(os.environ["J"]) if os.environ["J"] else None
+print(eval(sys.argv[1]))' "$1"
+}
+# wait_for EXPR SECONDS: until st EXPR prints True.
+wait_for() {
+	local i
+	for i in $(seq $(($2 * 5))); do
+		[ "$(st "$1" 2>/dev/null)" = True ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+# enqueue NAME SCRIPT AFTER FAULTS [TIMEOUT]: queue a job (JSON arrays for
+# the scripts, a JSON object for the fake's per-job script); prints its id.
+enqueue() {
+	python3 - "$sha" "$@" <<'PY' | ctl POST /__job --data-binary @- | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+import json, sys
+sha, name, script, after, faults = sys.argv[1:6]
+timeout = int(sys.argv[6]) if len(sys.argv) > 6 else 600
+p = {
+    "job_info": {"name": name, "stage": "test", "project_id": 1, "project_name": "project",
+                 "project_full_path": "group/project", "pipeline_id": 7},
+    "git_info": {"ref": "main", "sha": sha, "before_sha": "0" * 40, "ref_type": "branch",
+                 "refspecs": ["+refs/heads/*:refs/remotes/origin/*"], "depth": 0},
+    "runner_info": {"timeout": timeout},
+    "variables": [{"key": "SECRET_VALUE", "value": "s3cr3t-value-XYZ", "masked": True, "public": False},
+                  {"key": "PLAIN", "value": "hello-plain", "public": True},
+                  {"key": "CONFIG_FILE", "value": "file-secret-content", "file": True}],
+    "steps": [{"name": "script", "script": json.loads(script), "timeout": timeout, "when": "on_success",
+               "allow_failure": False},
+              {"name": "after_script", "script": json.loads(after), "timeout": 60, "when": "always",
+               "allow_failure": True}],
+    "image": {"name": "tiny"},
+    "features": {"trace_sections": True,
+                 "failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout"],
+                 "token_mask_prefixes": ["glcbt-", "mytok-"]},
+}
+print(json.dumps({"payload": p, "script": json.loads(faults)}))
+PY
+}
+trace() { ctl GET "/__trace/$1"; }
+start_kiln() {
+	"$kiln" -c "$cfg" run >>"$work/run.log" 2>&1 &
+	kpid=$!
+}
+stop_kiln() { # stop_kiln SIGNAL: signal kiln, wait for it; its exit status in $kst
+	kill -"$1" "$kpid"
+	for _ in $(seq 300); do kill -0 "$kpid" 2>/dev/null || break; sleep 0.1; done
+	wait "$kpid"
+	kst=$?
+	kpid=
+}
+
+# --- register, list, verify ---------------------------------------------------
+out=$("$kiln" -c "$cfg" register --url "$url" --token "$token" --tls-ca-file "$ca" --name main-runner --executor qemu 2>&1)
+check "register: $out" grep -q "registered runner main-runner" <<<"$out"
+sysid=$(cat "$work/.runner_system_id" 2>/dev/null)
+check "system_id $sysid kept beside the config" grep -Eq '^[sr]_[0-9a-zA-Z]{12}$' <<<"$sysid"
+check "verify carried the system_id and info" test "$(st "s['verify'][-1]['system_id'] + '/' + s['verify'][-1]['info']['name']")" = "$sysid/kiln"
+check "list" grep -q "main-runner.*executor=qemu.*url=$url" <<<"$("$kiln" -c "$cfg" list)"
+check "verify" grep -q "main-runner: $url: valid" <<<"$("$kiln" -c "$cfg" verify)"
+out=$("$kiln" -c "$cfg" register --url "$url" --token glrt-not-known --tls-ca-file "$ca" --name bad 2>&1)
+check "register with a refused token fails: $out" grep -q "refused (403" <<<"$out"
+cat >>"$cfg" <<EOF
+concurrent: 2
+check_interval: 1
+shutdown_timeout: 3
+defaults:
+  network: false
+  image: tiny
+  executor: qemu
+EOF
+
+# --- a job with every transport fault -------------------------------------------
+ctl POST /__faults -d '{"request": [503, {"drop": true}]}' >/dev/null
+a=$(enqueue hello \
+	'["echo plain=$PLAIN", "printf \"s3cr3t-\"; sleep 0.5; printf \"value-XYZ\\n\"", "echo var=$SECRET_VALUE", "echo pat=glpat-abcDEF123 job=mytok-zz9", "echo file=$(cat $CONFIG_FILE)", "sleep 2", "echo done-A"]' \
+	'["echo after_script ran: $CI_JOB_STATUS"]' \
+	'{"ack": [502, {"status": 200, "delay": 1.5}], "patch": [500, {"discard": true}], "final": [202, 412, 200]}')
+start_kiln
+J=$a
+if wait_for "j['final'] is not None" 180; then
+	ok "job A ($a): final update received"
+else
+	bad "job A: no final update"; tail -20 "$work/run.log"
+fi
+check "job A: success" test "$(J=$a st "j['status'] + '/' + j['final']['state']")" = success/success
+check "job A: checksum and size match the bytes GitLab holds" test "$(J=$a st "j['final']['checksum_ok'] and j['final']['bytesize_ok']")" = True
+tr=$(trace "$a")
+check "job A: log has the job's output" grep -q "plain=hello-plain" <<<"$tr"
+check "job A: log has after_script" grep -q "after_script ran: success" <<<"$tr"
+check "job A: a secret split across two writes is masked" grep -qx '\[MASKED\]' <<<"$tr"
+check "job A: masked variable masked" grep -q 'var=\[MASKED\]' <<<"$tr"
+check "job A: token prefixes masked" grep -q 'pat=glpat-\[MASKED\] job=mytok-\[MASKED\]' <<<"$tr"
+check "job A: no secret in the log" bash -c '! grep -q "s3cr3t-value-XYZ\|abcDEF123\|zz9" <<<"$1"' _ "$tr"
+check "job A: file variable's content is its own" grep -q "file=file-secret-content" <<<"$tr"
+for s in get_sources prepare_executor step_script after_script; do
+	check "job A: section $s" test "$(J=$a st "bool(re.search(r'\x1b\[0Ksection_start:\d+:$s\r\x1b\[0K', j['trace']) and re.search(r'\x1b\[0Ksection_end:\d+:$s\r\x1b\[0K', j['trace']))")" = True
+done
+check "job A: 'Job succeeded'" grep -q "Job succeeded" <<<"$tr"
+check "job A: 503 and a dropped connection on /jobs/request were retried" \
+	test "$(st "[r['status'] for r in s['requests'] if r['path'] == '/api/v4/jobs/request'][:3]")" = "[503, 'dropped', 201]"
+check "job A: the acknowledgement retried after a 502 (then a slow reply)" test "$(J=$a st "[u['state'] for u in j['updates']][:2]")" = "['running', 'running']"
+# PATCH: a 500 (retried), then a write GitLab lost: the next PATCH gets 416
+# and kiln resends from the Range GitLab gave.
+check "job A: 416 recovery" test "$(J=$a st "any(p['status'] == 416 and j['patches'][i + 1]['status'] == 202 and j['patches'][i + 1]['start'] == j['patches'][i - 1]['start'] for i, p in enumerate(j['patches'][:-1]))")" = True
+check "job A: 202 then 412 (trace reset, sent again from 0) then 200" \
+	test "$(J=$a st "[u['state'] for u in j['updates']].count('success') == 3 and j.get('trace_resets') == 1")" = True
+check "job A: PATCH ranges as GitLab wants them" test "$(J=$a st "all(p['end'] == p['start'] + p['len'] - 1 for p in j['patches'])")" = True
+check "job A: features advertised" test "$(st "s['job_requests'][-1]['info']['features']['cancel_gracefully'] and not s['job_requests'][-1]['info']['features']['artifacts']")" = True
+check "job A: last_update sent back" test "$(st "bool(s['job_requests'][-1].get('last_update'))")" = True
+check "job A: User-Agent" test "$(st "s['job_requests'][-1]['user_agent']")" = "kiln $("$kiln" -V | cut -d' ' -f2)"
+pl=$state/payloads/$a.json
+check "job A: payload recorded" test -f "$pl"
+check "job A: payload scrubbed" bash -c '! grep -q "s3cr3t-value-XYZ\|$2\|file-secret\|gitlab-ci-token:" "$1"' _ "$pl" "$(J=$a st "j['token']")"
+
+# --- failure reasons: exit code, timeout (two at once: concurrent 2) ---------------
+# Long polling as Workhorse does it: a request waits up to 3 s for a job.
+ctl POST /__config -d '{"long_poll": 3}' >/dev/null
+sleep 1.5
+b=$(enqueue fail '["echo about to fail", "exit 3", "echo never printed"]' '["echo after: $CI_JOB_STATUS"]' '{}')
+c=$(enqueue slow '["echo sleeping past the 5 s timeout", "sleep 60"]' '["echo after timeout"]' '{}' 5)
+J=$b wait_for "j['final'] is not None" 180 || bad "job B: no final update"
+J=$c wait_for "j['final'] is not None" 180 || bad "job C: no final update"
+check "job B: failed, script_failure, exit code 3" test "$(J=$b st "'%s/%s/%s' % (j['final']['state'], j['final']['failure_reason'], j['final']['exit_code'])")" = failed/script_failure/3
+check "job B: after_script sees failed" grep -q "after: failed" <<<"$(trace "$b")"
+check "job B: 'ERROR: Job failed: exit code 3'" grep -q "ERROR: Job failed: exit code 3" <<<"$(trace "$b")"
+check "job C: failed, job_execution_timeout" test "$(J=$c st "j['final']['state'] + '/' + j['final']['failure_reason']")" = failed/job_execution_timeout
+check "job C: timeout message" grep -q "execution took longer than 5 seconds" <<<"$(trace "$c")"
+ctl POST /__config -d '{"long_poll": 0}' >/dev/null
+
+# --- cancel: canceling (after_script runs), canceled (the VM is killed) -----------------
+tick='for i in $(seq 120); do echo tick $i; sleep 0.5; done'
+d=$(enqueue graceful "[\"echo ready-to-cancel\", \"$tick\"]" '["echo after_script after cancel: $CI_JOB_STATUS"]' '{"cancel_on": "ready-to-cancel", "cancel_status": "canceling"}')
+e=$(enqueue hard "[\"echo ready-to-kill\", \"$tick\"]" '["echo after_script after kill"]' '{"cancel_on": "ready-to-kill", "cancel_status": "canceled"}')
+t0=$(date +%s)
+J=$d wait_for "j['final'] is not None" 180 || bad "job D: no final update"
+J=$e wait_for "j['final'] is not None" 180 || bad "job E: no final update"
+t1=$(date +%s)
+check "job D: canceled on GitLab, reported failed" test "$(J=$d st "j['status'] + '/' + j['final']['state']")" = canceled/failed
+check "job D: after_script ran" grep -q "after_script after cancel: canceled" <<<"$(trace "$d")"
+check "job D: the script stopped" bash -c '! grep -q "tick 120" <<<"$1"' _ "$(trace "$d")"
+check "job E: canceled on GitLab" test "$(J=$e st "j['status']")" = canceled
+check "job E: no after_script" bash -c '! grep -q "after_script after kill" <<<"$1"' _ "$(trace "$e")"
+check "jobs D and E: over in $((t1 - t0)) s (the scripts would take 60)" test $((t1 - t0)) -lt 55
+check "jobs D and E: no VM left" bash -c '! pgrep -f "$1/jobs" >/dev/null' _ "$state"
+
+# --- kiln SIGKILLed mid-job, then restarted -------------------------------------------
+f=$(enqueue killed '["echo F-started", "sleep 300"]' '["echo after F"]' '{}')
+J=$f wait_for "'F-started' in j['trace']" 180 || bad "job F: never started"
+kill -KILL "$kpid"
+wait "$kpid" 2>/dev/null
+kpid=
+sleep 1
+check "SIGKILL: no VM outlived kiln" bash -c '! pgrep -f "$1/jobs" >/dev/null' _ "$state"
+check "SIGKILL: the journal has job F" test -f "$state/running/$f.json"
+start_kiln
+J=$f wait_for "j['final'] is not None" 60 || bad "job F: not reported after the restart"
+check "job F: failed, runner_system_failure" test "$(J=$f st "j['final']['state'] + '/' + j['final']['failure_reason']")" = failed/runner_system_failure
+check "job F: the log says why, checksum right" test "$(J=$f st "'kiln was interrupted' in j['trace'] and j['final']['checksum_ok']")" = True
+check "job F: journal entry gone" test ! -e "$state/running/$f.json"
+check "job F: job folder swept" test -z "$(ls -A "$state/jobs" 2>/dev/null)"
+
+# --- replay a recorded payload ---------------------------------------------------------
+ctl POST /__public -d '{"repo": "group/project"}' >/dev/null
+out=$("$kiln" -c "$cfg" replay "$a" --variable SECRET_VALUE=replayed-secret-value 2>&1)
+st_=$?
+check "replay $a: exit status $st_" test "$st_" = 0
+check "replay: the job ran again" grep -q "done-A" <<<"$out"
+check "replay: the new value is masked" bash -c 'grep -q "var=\[MASKED\]" <<<"$1" && ! grep -q replayed-secret <<<"$1"' _ "$out"
+
+# --- legacy registration, SIGHUP, unregister -----------------------------------------------
+out=$("$kiln" -c "$cfg" register --url "$url" --token kiln-registration-token --tls-ca-file "$ca" --name legacy 2>&1)
+check "legacy registration: $out" grep -q "registered runner legacy" <<<"$out"
+kill -HUP "$kpid"
+sleep 1
+check "SIGHUP: configuration reloaded" grep -q "reloaded $cfg: 2 runners" "$work/run.log"
+out=$("$kiln" -c "$cfg" unregister --name legacy 2>&1)
+check "unregister legacy: DELETE /runners" test "$(st "s['unregistrations'][-1]['path']")" = /runners
+check "unregister legacy: gone from the config" bash -c '! grep -q "name: legacy" "$1"' _ "$cfg"
+kill -HUP "$kpid"
+
+# --- SIGTERM: running jobs get shutdown_timeout, then are canceled ----------------------------
+h=$(enqueue term '["echo H-started", "sleep 300"]' '["echo after H"]' '{}')
+J=$h wait_for "'H-started' in j['trace']" 180 || bad "job H: never started"
+stop_kiln TERM
+check "SIGTERM: kiln exited 0 ($kst)" test "$kst" = 0
+check "job H: failed, runner_system_failure" test "$(J=$h st "j['final']['state'] + '/' + j['final']['failure_reason']")" = failed/runner_system_failure
+check "job H: the log says kiln stopped" grep -q "kiln is shutting down" <<<"$(trace "$h")"
+check "SIGTERM: no VM left" bash -c '! pgrep -f "$1/jobs" >/dev/null' _ "$state"
+
+# --- 403 three times pauses the runner; SIGQUIT drains -----------------------------------------
+ctl POST /__faults -d '{"request": [403, 403, 403]}' >/dev/null
+start_kiln
+for _ in $(seq 100); do grep -q "pausing it" "$work/run.log" && break; sleep 0.2; done
+check "three 403s pause the runner" grep -q "3 job requests in a row were refused (403): pausing it" "$work/run.log"
+req="len([r for r in s['requests'] if r['path'] == '/api/v4/jobs/request'])"
+n=$(st "$req")
+sleep 3
+check "paused: no more job requests" test "$(st "$req")" = "$n"
+stop_kiln QUIT
+check "SIGQUIT: kiln exited 0 ($kst)" test "$kst" = 0
+
+# --- unregister --all ------------------------------------------------------------------------
+out=$("$kiln" -c "$cfg" unregister --all 2>&1)
+check "unregister --all: DELETE /runners/managers with the system_id" \
+	test "$(st "s['unregistrations'][-1]['path'] + ' ' + s['unregistrations'][-1]['system_id']")" = "/runners/managers $sysid"
+check "unregister --all: no runners left" grep -q ": 0 runners" <<<"$("$kiln" -c "$cfg" list)"
+
+check "never more job requests at once than request_concurrency (1)" test "$(st "s['max_inflight']['$token']")" = 1
+check "nothing left: job folders, VMs, journal" \
+	bash -c 'test -z "$(ls -A "$1/jobs" 2>/dev/null)$(ls -A "$1/running" 2>/dev/null)" && ! pgrep -f "$1/jobs" >/dev/null' _ "$state"
+if [ "$fails" -gt 0 ]; then
+	echo "--- kiln run log"; tail -40 "$work/run.log"
+	echo "--- fake GitLab log"; tail -20 "$work/fake.log"
+fi
+echo "# $fails failure(s)"
+[ "$fails" = 0 ]

@@ -1,0 +1,210 @@
+/* Artifacts of kiln exec: doublestar globs, paths minus exclude, the
+ * extraction from an ext4 image made with mke2fs (no VM, no mount), and
+ * the tree copy that never writes through a link in its destination. */
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runner/artifacts.h"
+#include "runner/fstree.h"
+#include "tests/unit/suites.h"
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static bool exists(const char *dir, const char *rel)
+{
+	char path[PATH_MAX * 2];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	return lstat(path, &st) == 0;
+}
+
+START_TEST(doublestar_globs)
+{
+	static const struct {
+		const char *pattern, *path;
+		bool match;
+	} cases[] = {
+		{ "dist/*.o", "dist/a.o", true },
+		{ "dist/*.o", "dist/sub/a.o", false },
+		{ "**/*.o", "a/b/c.o", true },
+		{ "**/*.o", "c.o", true },
+		{ "dist/**", "dist/a/b", true },
+		{ "dist/**/x", "dist/x", true },
+		{ "dist/**/x", "dist/a/b/x", true },
+		{ "dist/**/x", "dist/a/b/y", false },
+		{ "*", ".hidden", true },
+		{ "a?c", "abc", true },
+		{ "a[0-9]", "a7", true },
+		{ "a[0-9]", "ab", false },
+		{ "build", "build", true },
+		{ "build", "build2", false },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_msg(artifacts_glob(cases[i].pattern, cases[i].path) == cases[i].match, "%s ~ %s",
+			      cases[i].pattern, cases[i].path);
+}
+END_TEST
+
+START_TEST(normalised_patterns)
+{
+	char b[PATH_MAX];
+
+	ck_assert(artifacts_normalize("./dist/", NULL, b, sizeof(b)));
+	ck_assert_str_eq(b, "dist");
+	ck_assert(artifacts_normalize("/builds/g/p/out//x/", "/builds/g/p", b, sizeof(b)));
+	ck_assert_str_eq(b, "out/x");
+	ck_assert(artifacts_normalize(".", NULL, b, sizeof(b)));
+	ck_assert_str_eq(b, "**");
+	ck_assert(!artifacts_normalize("../x", NULL, b, sizeof(b)));
+	ck_assert(!artifacts_normalize("a/../../x", NULL, b, sizeof(b)));
+	ck_assert(!artifacts_normalize("/etc/passwd", "/builds/g/p", b, sizeof(b)));
+	ck_assert(!artifacts_normalize("a\"b", NULL, b, sizeof(b)));
+}
+END_TEST
+
+START_TEST(paths_minus_exclude)
+{
+	const char *paths[] = { "dist/", "reports/*.xml", "**/*.log" };
+	const char *excl[] = { "dist/*.tmp", "dist/sub" };
+	struct artifacts_spec a = { paths, 3, excl, 2, NULL };
+	const char *all[] = { "**" };
+	struct artifacts_spec everything = { all, 1, NULL, 0, NULL };
+
+	ck_assert(artifacts_selected(&a, "dist/app.txt"));
+	ck_assert(artifacts_selected(&a, "dist/deep/er/x"));
+	ck_assert(!artifacts_selected(&a, "dist/scratch.tmp"));
+	/* exclude is not recursive: a folder matched keeps its files. */
+	ck_assert(artifacts_selected(&a, "dist/sub/x.tmp"));
+	ck_assert(artifacts_selected(&a, "reports/unit.xml"));
+	ck_assert(!artifacts_selected(&a, "reports/unit.txt"));
+	ck_assert(artifacts_selected(&a, "a/b/build.log"));
+	ck_assert(!artifacts_selected(&a, "src/main.c"));
+	ck_assert(artifacts_selected(&everything, "src/main.c"));
+	ck_assert(!artifacts_selected(&everything, ".git/config"));
+	ck_assert(!artifacts_selected(&everything, ".git"));
+	ck_assert(artifacts_selected(&everything, ".gitignore"));
+}
+END_TEST
+
+START_TEST(copy_never_follows_links_in_the_destination)
+{
+	char dir[] = "/tmp/kiln-fstree-test-XXXXXX", src[PATH_MAX], dst[PATH_MAX], outside[PATH_MAX];
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+	struct stat sb;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(src, sizeof(src), "%s/src", dir);
+	snprintf(dst, sizeof(dst), "%s/dst", dir);
+	snprintf(outside, sizeof(outside), "%s/outside", dir);
+	ck_assert_int_eq(sh("set -e; cd '%s'; mkdir -p src/dist/sub dst outside; echo a > src/dist/a.txt;"
+			    "echo b > src/dist/sub/b.txt; chmod 751 src/dist/a.txt; ln -s a.txt src/dist/link;"
+			    "touch -d 2001-02-03 src/dist/a.txt; ln -s ../outside dst/dist; echo keep > dst/keep;"
+			    "mkdir dst/file-here; echo c > src/file-here",
+			    dir),
+			 0);
+	ck_assert_msg(fstree_copy(src, dst, NULL, NULL, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 4);
+	/* The link in dst was replaced by a folder; nothing went outside. */
+	ck_assert_int_eq(lstat(outside, &sb), 0);
+	ck_assert(!exists(outside, "a.txt"));
+	ck_assert_int_eq(sh("test -d '%s/dist' && ! test -L '%s/dist'", dst, dst), 0);
+	ck_assert_int_eq(sh("cmp -s '%s/dist/a.txt' '%s/dist/a.txt'", src, dst), 0);
+	ck_assert_int_eq(sh("test \"$(stat -c %%a '%s/dist/a.txt')\" = 751", dst), 0);
+	ck_assert_int_eq(sh("test \"$(stat -c %%Y '%s/dist/a.txt')\" = \"$(stat -c %%Y '%s/dist/a.txt')\"", dst, src), 0);
+	ck_assert_int_eq(sh("test \"$(readlink '%s/dist/link')\" = a.txt", dst), 0);
+	ck_assert(exists(dst, "keep"));
+	ck_assert_int_eq(sh("test -f '%s/file-here'", dst), 0);
+	sh("rm -rf '%s'", dir);
+}
+END_TEST
+
+START_TEST(collect_from_an_ext4_image)
+{
+	char dir[] = "/tmp/kiln-artifacts-test-XXXXXX", img[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX];
+	const char *paths[] = { "dist/", "reports/*.xml", "**/*.log", "nope/", "/builds/g/demo/abs.txt" };
+	const char *excl[] = { "dist/*.tmp" };
+	struct artifacts_spec a = { paths, 5, excl, 1, "/builds/g/demo" };
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/ws.ext4", dir);
+	snprintf(dest, sizeof(dest), "%s/store/job", dir);
+	snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+	ck_assert_int_eq(sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/dist/sub $p/reports $p/src/x $p/.git;"
+			    "echo app > $p/dist/app.txt; echo s > $p/dist/scratch.tmp; echo d > $p/dist/sub/deep.bin;"
+			    "echo x > $p/reports/unit.xml; echo t > $p/reports/unit.txt; echo l > $p/src/x/build.log;"
+			    "echo c > $p/src/main.c; echo g > $p/.git/config; echo abs > $p/abs.txt;"
+			    "mkdir -p store/job/stale && echo old > store/job/stale/old;"
+			    "PATH=$PATH:/usr/sbin:/sbin mke2fs -q -F -t ext4 -d root ws.ext4 32M >/dev/null",
+			    dir),
+			 0);
+	ck_assert_msg(artifacts_collect(img, "g/demo", &a, tmp, dest, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 5);
+	ck_assert(exists(dest, "dist/app.txt"));
+	ck_assert(exists(dest, "dist/sub/deep.bin"));
+	ck_assert(!exists(dest, "dist/scratch.tmp"));
+	ck_assert(exists(dest, "reports/unit.xml"));
+	ck_assert(!exists(dest, "reports/unit.txt"));
+	ck_assert(exists(dest, "src/x/build.log"));
+	ck_assert(exists(dest, "abs.txt"));
+	ck_assert(!exists(dest, "src/main.c"));
+	ck_assert(!exists(dest, ".git"));
+	ck_assert(!exists(dest, "stale"));
+	/* The temporary extraction is gone. */
+	ck_assert_int_eq(sh("test -z \"$(ls -A '%s')\"", tmp), 0);
+
+	/* Only literal leading folders: each dumped on its own. */
+	a.n_paths = 2;
+	ck_assert_msg(artifacts_collect(img, "g/demo", &a, tmp, dest, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 3);
+	ck_assert(exists(dest, "dist/app.txt"));
+	ck_assert(exists(dest, "reports/unit.xml"));
+	ck_assert(!exists(dest, "src"));
+
+	/* Nothing matches: no folder at all. */
+	paths[0] = "missing/";
+	a.n_paths = 1;
+	ck_assert_msg(artifacts_collect(img, "g/demo", &a, tmp, dest, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 0);
+	ck_assert_int_ne(access(dest, F_OK), 0);
+	sh("rm -rf '%s'", dir);
+}
+END_TEST
+
+Suite *artifacts_suite(void)
+{
+	Suite *s = suite_create("artifacts");
+	TCase *tc = tcase_create("artifacts");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, doublestar_globs);
+	tcase_add_test(tc, normalised_patterns);
+	tcase_add_test(tc, paths_minus_exclude);
+	tcase_add_test(tc, copy_never_follows_links_in_the_destination);
+	tcase_add_test(tc, collect_from_an_ext4_image);
+	suite_add_tcase(s, tc);
+	return s;
+}
