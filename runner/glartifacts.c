@@ -1,6 +1,8 @@
 #include "runner/glartifacts.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +96,9 @@ enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_clie
 	snprintf(dir, sizeof(dir), "%s/tmp", state_dir);
 	if (kiln_mkdir_p(dir) < 0)
 		return kiln_fail_errno(e, "creating %s", dir);
-	if ((size_t)snprintf(g->tmp, sizeof(g->tmp), "%s/gljob-%lld.XXXXXX", dir, p->id) >= sizeof(g->tmp) ||
+	/* The pid in the name lets a later kiln tell an abandoned folder (gla_sweep). */
+	if ((size_t)snprintf(g->tmp, sizeof(g->tmp), "%s/gljob-%lld.%d.XXXXXX", dir, p->id, (int)getpid()) >=
+		    sizeof(g->tmp) ||
 	    !mkdtemp(g->tmp)) {
 		g->tmp[0] = '\0';
 		return kiln_fail_errno(e, "creating a job folder in %s", dir);
@@ -388,6 +392,28 @@ enum kiln_rc gla_after(struct gla *g, struct kiln_err *e)
 		return KILN_OK;
 	save_caches(g);
 	return upload_artifacts(g, e);
+}
+
+void gla_sweep(const char *state_dir)
+{
+	char dir[PATH_MAX], path[PATH_MAX * 2];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/tmp", state_dir);
+	if (!(d = opendir(dir)))
+		return;
+	while ((de = readdir(d))) {
+		long long id;
+		int pid;
+
+		if (sscanf(de->d_name, "gljob-%lld.%d.", &id, &pid) != 2 || (kill(pid, 0) == 0 || errno == EPERM))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		log_info("removing what an interrupted kiln (pid %d) left of job %lld's artifacts", pid, id);
+		kiln_rm_rf(path);
+	}
+	closedir(d);
 }
 
 void gla_free(struct gla *g)

@@ -74,4 +74,7 @@ enum kiln_rc gla_after(struct gla *g, struct kiln_err *e);
 /* Remove the scratch folder. */
 void gla_free(struct gla *g);
 
+/* Remove the scratch folders of kilns that died (their pid is gone). */
+void gla_sweep(const char *state_dir);
+
 #endif

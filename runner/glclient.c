@@ -15,6 +15,7 @@
 
 #include "build-config.h"
 #include "runner/log.h"
+#include "runner/metrics.h"
 #include "runner/payload.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -297,6 +298,42 @@ static long backoff_ms(const struct gl_client *c, int attempt)
 	return ms / 2 + (long)(r % (unsigned)(ms / 2 + 1));
 }
 
+/* The endpoint of "METHOD /jobs/42/trace?x" as metrics name it:
+ * "/jobs/:id/trace". */
+static void endpoint_of(const char *what, char *buf, size_t size)
+{
+	const char *p = strchr(what, ' ');
+	size_t n = 0;
+
+	for (p = p ? p + 1 : what; *p && *p != '?' && *p != ' ' && n + 4 < size;) {
+		if (p[-1] == '/' && *p >= '0' && *p <= '9') {
+			memcpy(buf + n, ":id", 3);
+			n += 3;
+			while (*p >= '0' && *p <= '9')
+				p++;
+			continue;
+		}
+		buf[n++] = *p++;
+	}
+	buf[n] = '\0';
+}
+
+static void count_request(const char *method, const char *what, long status, bool retry)
+{
+	char labels[METRICS_MAX_LABELS] = "", ep[96], st[16];
+
+	endpoint_of(what, ep, sizeof(ep));
+	snprintf(st, sizeof(st), "%ld", status);
+	metrics_label(labels, sizeof(labels), "endpoint", ep);
+	metrics_label(labels, sizeof(labels), "method", method);
+	metrics_label(labels, sizeof(labels), "status", st);
+	metrics_add("kiln_api_request_statuses_total", labels, 1);
+	if (retry) {
+		labels[0] = '\0';
+		metrics_add("kiln_api_request_retries_total", metrics_label(labels, sizeof(labels), "endpoint", ep), 1);
+	}
+}
+
 /* One request through the retry layer. */
 struct call {
 	const char *method;
@@ -397,6 +434,7 @@ static enum kiln_rc perform(struct gl_client *c, const struct call *k, struct gl
 			r->status = 0;
 		again = cc == CURLE_OK ? (k->retry ? k->retry(r->status, attempt) : status_retryable(r->status))
 				       : curl_retryable(cc);
+		count_request(k->method, k->what, r->status, again && attempt < attempts);
 		if (!again || attempt >= attempts) {
 			if (cc != CURLE_OK)
 				rc = kiln_fail(e, KILN_E_IO, "%s %s: %s", k->method, k->url,
@@ -867,11 +905,10 @@ enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *
 	struct curl_slist *h = NULL;
 	struct gl_reply r = { 0 };
 	struct call k = { .method = "POST", .url = url, .what = what, .out_fd = -1, .max_reply = GL_MAX_REPLY,
-			  .max_attempts = 6, .retry = artifacts_retry };
+			  .max_attempts = 1 };
 	enum kiln_rc rc = KILN_OK;
-	curl_mimepart *part;
 	char *q_type = NULL, *q_format = NULL, *q_expire = NULL;
-	int redirects;
+	int attempt, redirects = 0;
 
 	if (!c->curl && !(c->curl = curl_easy_init()))
 		return kiln_fail(e, KILN_E_NOMEM, "artifacts: cannot make a curl handle");
@@ -892,21 +929,41 @@ enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *
 	h = curl_slist_append(h, hdr);
 	h = curl_slist_append(h, "Accept: application/json");
 	h = curl_slist_append(h, "Expect:");
-	k.mime = curl_mime_init(c->curl);
-	part = k.mime ? curl_mime_addpart(k.mime) : NULL;
-	if (!h || !part || curl_mime_name(part, "file") || curl_mime_filedata(part, zip_path) ||
-	    curl_mime_filename(part, filename) || curl_mime_type(part, "application/octet-stream")) {
-		rc = kiln_fail(e, KILN_E_NOMEM, "%s: cannot make the request body from %s", what, zip_path);
+	if (!h) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);
 		goto out;
 	}
 	k.headers = h;
-	for (redirects = 0;; redirects++) {
-		if ((rc = perform(c, &k, &r, e)))
+	/* The retry loop is here, not in perform(): each try gets a fresh body. */
+	for (attempt = 1;; attempt++) {
+		curl_mimepart *part;
+		bool again;
+
+		k.mime = curl_mime_init(c->curl);
+		part = k.mime ? curl_mime_addpart(k.mime) : NULL;
+		if (!part || curl_mime_name(part, "file") || curl_mime_filedata(part, zip_path) ||
+		    curl_mime_filename(part, filename) || curl_mime_type(part, "application/octet-stream")) {
+			rc = kiln_fail(e, KILN_E_NOMEM, "%s: cannot make the request body from %s", what, zip_path);
 			break;
+		}
+		rc = perform(c, &k, &r, e);
+		curl_mime_free(k.mime);
+		k.mime = NULL;
 		/* 307: the same request, elsewhere. */
-		if (r.status == 307 && redirects < 3 && redirect_url(c, url, sizeof(url)))
+		if (!rc && r.status == 307 && redirects < 3 && redirect_url(c, url, sizeof(url))) {
+			redirects++;
+			attempt--;
 			continue;
-		break;
+		}
+		again = rc ? e->rc == KILN_E_IO && !(c->stop && *c->stop) && attempt < 3
+			   : artifacts_retry(r.status, attempt);
+		if (!again)
+			break;
+		log_debug("%s: %s, try %d", what, rc ? e->msg : "server error", attempt + 1);
+		if (!nap(c->stop, r.retry_after_ms >= 0 ? r.retry_after_ms : backoff_ms(c, attempt))) {
+			rc = kiln_fail(e, KILN_E_IO, "%s: stopped", what);
+			break;
+		}
 	}
 	if (rc)
 		goto out;

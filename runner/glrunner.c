@@ -19,6 +19,7 @@
 #include "runner/job.h"
 #include "runner/jobrecord.h"
 #include "runner/log.h"
+#include "runner/metrics.h"
 #include "runner/paths.h"
 #include "runner/payload.h"
 #include "runner/trace.h"
@@ -73,6 +74,17 @@ struct req {
 	struct cfgref *cref;                  /* held for the request and its job */
 	const struct kiln_runner_config *rc;  /* r's entry in cref */
 };
+
+/* The gauges of runner rc from its state r (lock held). */
+static void runner_gauges(const struct kiln_runner_config *rc, const struct rstate *r)
+{
+	char l[METRICS_MAX_LABELS] = "";
+
+	metrics_label(l, sizeof(l), "runner", rc->name);
+	metrics_set("kiln_jobs", l, r->running);
+	metrics_set("kiln_request_concurrency", l, r->requesting);
+	metrics_set("kiln_runner_paused", l, r->paused_until > 0 ? 1 : 0);
+}
 
 static double mono_s(void)
 {
@@ -348,6 +360,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	enum gl_put put;
 	long long id;
 	int exit_code = 0;
+	double t_start = mono_s();
 
 	id = json_integer_value(json_object_get(doc, "id"));
 	token = json_string_value(json_object_get(doc, "token"));
@@ -465,6 +478,16 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		const char *sent_reason = reason ? gl_failure_reason(reason, reasons, n) : NULL;
 		enum kiln_rc frc = trace_finish(c.t, state, sent_reason, reason ? exit_code : 0, &e);
 
+		char l[METRICS_MAX_LABELS] = "";
+
+		metrics_label(metrics_label(l, sizeof(l), "runner", rc->name), sizeof(l), "state", state);
+		metrics_add("kiln_jobs_total", l, 1);
+		if (sent_reason) {
+			l[0] = '\0';
+			metrics_add("kiln_failed_jobs_total", metrics_label(l, sizeof(l), "failure_reason", sent_reason), 1);
+		}
+		metrics_add("kiln_job_duration_seconds_sum", "", mono_s() - t_start);
+		metrics_add("kiln_job_duration_seconds_count", "", 1);
 		if (frc == KILN_OK)
 			log_info("job %lld: %s%s%s (exit code %d)", id, state, sent_reason ? ", " : "",
 				 sent_reason ? sent_reason : "", exit_code);
@@ -529,6 +552,7 @@ static void *request_thread(void *arg)
 		r->running++;
 	else
 		d->busy--;
+	runner_gauges(rc, r);
 	pthread_mutex_unlock(&d->mu);
 
 	if (res == GL_JOB) {
@@ -536,6 +560,7 @@ static void *request_thread(void *arg)
 		pthread_mutex_lock(&d->mu);
 		r->running--;
 		d->busy--;
+		runner_gauges(rc, r);
 		pthread_mutex_unlock(&d->mu);
 	}
 	free(payload);
@@ -570,6 +595,8 @@ static void feed(struct daemon *d, struct rstate *r)
 	d->busy++;
 	d->threads++;
 	r->requesting++;
+	r->paused_until = 0;
+	runner_gauges(rc, r);
 	if (pthread_create(&th, &attr, request_thread, q)) {
 		d->cur->refs--;
 		d->busy--;
@@ -704,6 +731,13 @@ static void start_orphans(struct daemon *d)
 
 /* --- the main loop ---------------------------------------------------------- */
 
+static bool healthy(void *arg)
+{
+	const struct daemon *d = arg;
+
+	return !d->stopping;
+}
+
 static void reload(struct daemon *d)
 {
 	struct cfgref *n = calloc(1, sizeof(*n)), *old;
@@ -729,6 +763,7 @@ static void reload(struct daemon *d)
 	pthread_mutex_unlock(&d->mu);
 	log_info("reloaded %s: %zu runner%s, concurrent %d", d->config_path, n->cfg.n_runners,
 		 n->cfg.n_runners == 1 ? "" : "s", n->cfg.concurrent);
+	metrics_set("kiln_concurrent", "", n->cfg.concurrent);
 	cfgref_put(d, old);
 }
 
@@ -786,7 +821,16 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 	gl_global_init();
 
+	metrics_set("kiln_version_info", "version=\"" PACKAGE_VERSION "\"", 1);
+	metrics_set("kiln_concurrent", "", d.cur->cfg.concurrent);
+	if (d.cur->cfg.listen_address && *d.cur->cfg.listen_address) {
+		if (metrics_serve(d.cur->cfg.listen_address, healthy, &d, &e))
+			log_error("%s: no /metrics", e.msg);
+		else
+			log_info("serving /metrics and /healthz on %s", d.cur->cfg.listen_address);
+	}
 	job_sweep(d.cur->cfg.state_dir);
+	gla_sweep(d.cur->cfg.state_dir);
 	start_orphans(&d);
 	pthread_mutex_lock(&d.mu);
 	sync_runners(&d);
@@ -852,6 +896,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 			cancel_all(&d, "kiln is shutting down");
 		}
 	}
+	metrics_stop();
 	log_info("stopped");
 	pthread_mutex_lock(&d.mu);
 	while ((r = d.runners)) {

@@ -16,6 +16,9 @@ Runner API (see shared/ref/gitlab-runner-protocol.md):
   DELETE /api/v4/runners                204 | 403
   DELETE /api/v4/runners/managers       204 | 404 | 403
   POST   /api/v4/jobs/request           201 payload | 204 (after the long poll) | 403
+  POST   /api/v4/jobs/:id/artifacts     multipart "file": 201 | 403 (per "artifacts" faults)
+  GET    /api/v4/jobs/:id/artifacts     the zip (rewritten by Python's zipfile) | 302 to
+                                        /__objects/:id ("artifacts_redirect") | 404
   PUT    /api/v4/jobs/:id               200 | 202 | 412 | 403 (per the job's script)
   PATCH  /api/v4/jobs/:id/trace         202 + Range | 416 + Range | 403
 
@@ -48,6 +51,7 @@ import argparse
 import base64
 import binascii
 import http.server
+import io
 import json
 import os
 import secrets
@@ -58,6 +62,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zipfile
 
 LOCK = threading.Condition()
 STATE = {
@@ -79,6 +84,7 @@ STATE = {
     "next_id": 1000,
 }
 TRACES = {}                 # str(id) -> bytearray
+ARTIFACTS = {}              # str(id) -> the zip uploaded for the job
 ARGS = None
 BASE_URL = ""
 
@@ -272,6 +278,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 for k, v in req.items():
                     STATE["faults"][k] = list(v)
             return self.reply(200, {})
+        if path.startswith("/__objects/") and method == "GET":
+            # Object storage behind a redirect: it must not see the job token.
+            jid = path[len("/__objects/"):]
+            with LOCK:
+                STATE["jobs"][jid].setdefault("object_gets", []).append(
+                    {"job_token_sent": "JOB-TOKEN" in self.headers})
+                data = ARTIFACTS.get(jid)
+            return self.reply(200 if data else 404, repack(data) if data else b"", "application/zip")
         if path == "/__config" and method == "POST":
             with LOCK:
                 if "long_poll" in req:
@@ -293,7 +307,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # --- runner API ---------------------------------------------------
     def api(self, method, path, raw):
-        body = self.json_body(raw)
+        multipart = self.headers.get("Content-Type", "").startswith("multipart/")
+        body = {} if multipart else self.json_body(raw)
         if body is None and method in ("POST", "PUT", "DELETE") and raw:
             return self.reply(400, {"message": "400 Bad request - invalid JSON"})
         body = body or {}
@@ -350,6 +365,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.job_update(job, body)
             if method == "PATCH" and len(parts) == 3 and parts[2] == "trace":
                 return self.job_trace(job, raw)
+            if method == "POST" and len(parts) == 3 and parts[2] == "artifacts":
+                return self.artifacts_upload(job, raw)
+            if method == "GET" and len(parts) == 3 and parts[2] == "artifacts":
+                return self.artifacts_download(job)
         return self.reply(404, {"message": "404 Not Found"})
 
     def job_request(self, body):
@@ -483,6 +502,51 @@ class Handler(http.server.BaseHTTPRequestHandler):
             h = dict(self.job_headers(job), Range="0-%d" % size)
         return self.reply(202, b"", headers=h)
 
+    # --- artifacts ----------------------------------------------------
+    def artifacts_upload(self, job, raw):
+        with LOCK:
+            f = take_fault(job["script"].setdefault("artifacts", []))
+        if self.apply_fault(f):
+            return None
+        if self.headers.get("JOB-TOKEN") != job["token"] or job["status"] != "running":
+            return self.reply(403, {"message": "403 Forbidden"})
+        ctype = self.headers.get("Content-Type", "")
+        if not ctype.startswith("multipart/form-data") or "boundary=" not in ctype:
+            return self.reply(400, {"message": "400 Bad request - not multipart"})
+        boundary = ctype.split("boundary=", 1)[1].strip('"').encode()
+        part = None
+        for chunk in raw.split(b"--" + boundary):
+            head, sep, body = chunk.partition(b"\r\n\r\n")
+            if sep and b'name="file"' in head:
+                fname = head.split(b'filename="', 1)[1].split(b'"', 1)[0].decode() if b"filename=" in head else None
+                part = (fname, body[:-2] if body.endswith(b"\r\n") else body)
+        if not part:
+            return self.reply(400, {"message": "400 Bad request - file is missing"})
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        try:
+            z = zipfile.ZipFile(io.BytesIO(part[1]))
+            names, ok = sorted(z.namelist()), z.testzip() is None
+        except zipfile.BadZipFile:
+            names, ok = [], False
+        with LOCK:
+            ARTIFACTS[str(job["id"])] = part[1]
+            job.setdefault("artifacts", []).append({"filename": part[0], "query": query, "size": len(part[1]),
+                                                    "names": names, "zip_ok": ok})
+        return self.reply(201, {})
+
+    def artifacts_download(self, job):
+        with LOCK:
+            tokens = {j["token"] for j in STATE["jobs"].values()}
+            data = ARTIFACTS.get(str(job["id"]))
+            job.setdefault("downloads", []).append({"token_ok": self.headers.get("JOB-TOKEN") in tokens})
+        if self.headers.get("JOB-TOKEN") not in tokens:
+            return self.reply(403, {"message": "403 Forbidden"})
+        if data is None:
+            return self.reply(404, {"message": "404 Not Found"})
+        if job["script"].get("artifacts_redirect"):
+            return self.reply(302, b"", "text/html", {"Location": "%s/__objects/%d?sig=x" % (BASE_URL, job["id"])})
+        return self.reply(200, repack(data), "application/zip")
+
     # --- git smart HTTP through git http-backend ----------------------
     def git(self, method, raw):
         auth = self.headers.get("Authorization", "")
@@ -534,6 +598,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log("git http-backend failed:", p.stderr.decode(errors="replace"))
             return self.reply(500, p.stderr, "text/plain")
         return self.reply(status, out, ctype, headers)
+
+
+def repack(data):
+    """The zip as another writer makes it (Python's zipfile, deflate)."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info), zipfile.ZIP_DEFLATED)
+    return out.getvalue()
 
 
 def make_certs(d):

@@ -31,6 +31,7 @@ fails=0
 fpid=
 kpid=
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$state KILN_IMAGES_DIR=$images
+export KILN_CACHE_DIR=$work/cache
 kiln=$top_builddir/kiln
 token=glrt-kiln-test-0123456789
 
@@ -80,13 +81,15 @@ wait_for() {
 	done
 	return 1
 }
-# enqueue NAME SCRIPT AFTER FAULTS [TIMEOUT]: queue a job (JSON arrays for
-# the scripts, a JSON object for the fake's per-job script); prints its id.
+# enqueue NAME SCRIPT AFTER FAULTS [TIMEOUT [EXTRA]]: queue a job (JSON arrays
+# for the scripts, a JSON object for the fake's per-job script, EXTRA a JSON
+# object merged into the payload); prints its id.
 enqueue() {
 	python3 - "$sha" "$@" <<'PY' | ctl POST /__job --data-binary @- | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 import json, sys
 sha, name, script, after, faults = sys.argv[1:6]
 timeout = int(sys.argv[6]) if len(sys.argv) > 6 else 600
+extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}
 p = {
     "job_info": {"name": name, "stage": "test", "project_id": 1, "project_name": "project",
                  "project_full_path": "group/project", "pipeline_id": 7},
@@ -105,6 +108,7 @@ p = {
                  "failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout"],
                  "token_mask_prefixes": ["glcbt-", "mytok-"]},
 }
+p.update(extra)
 print(json.dumps({"payload": p, "script": json.loads(faults)}))
 PY
 }
@@ -131,7 +135,9 @@ check "list" grep -q "main-runner.*executor=qemu.*url=$url" <<<"$("$kiln" -c "$c
 check "verify" grep -q "main-runner: $url: valid" <<<"$("$kiln" -c "$cfg" verify)"
 out=$("$kiln" -c "$cfg" register --url "$url" --token glrt-not-known --tls-ca-file "$ca" --name bad 2>&1)
 check "register with a refused token fails: $out" grep -q "refused (403" <<<"$out"
+mport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >>"$cfg" <<EOF
+listen_address: 127.0.0.1:$mport
 concurrent: 2
 check_interval: 1
 shutdown_timeout: 3
@@ -177,7 +183,7 @@ check "job A: 416 recovery" test "$(J=$a st "any(p['status'] == 416 and j['patch
 check "job A: 202 then 412 (trace reset, sent again from 0) then 200" \
 	test "$(J=$a st "[u['state'] for u in j['updates']].count('success') == 3 and j.get('trace_resets') == 1")" = True
 check "job A: PATCH ranges as GitLab wants them" test "$(J=$a st "all(p['end'] == p['start'] + p['len'] - 1 for p in j['patches'])")" = True
-check "job A: features advertised" test "$(st "s['job_requests'][-1]['info']['features']['cancel_gracefully'] and not s['job_requests'][-1]['info']['features']['artifacts']")" = True
+check "job A: features advertised" test "$(st "(lambda f: f['cancel_gracefully'] and f['artifacts'] and not f['services'])(s['job_requests'][-1]['info']['features'])")" = True
 check "job A: last_update sent back" test "$(st "bool(s['job_requests'][-1].get('last_update'))")" = True
 check "job A: User-Agent" test "$(st "s['job_requests'][-1]['user_agent']")" = "kiln $("$kiln" -V | cut -d' ' -f2)"
 pl=$state/payloads/$a.json
@@ -215,6 +221,46 @@ check "job E: no after_script" bash -c '! grep -q "after_script after kill" <<<"
 check "jobs D and E: over in $((t1 - t0)) s (the scripts would take 60)" test $((t1 - t0)) -lt 55
 check "jobs D and E: no VM left" bash -c '! pgrep -f "$1/jobs" >/dev/null' _ "$state"
 
+# --- artifacts, dependencies, cache ---------------------------------------------------
+art='{"artifacts": [{"name": "build-out", "paths": ["out/"], "exclude": ["out/*.tmp"], "when": "on_success",
+	"expire_in": "1 week", "artifact_type": "archive", "artifact_format": "zip"}],
+	"cache": [{"key": "deps-1", "paths": ["vendor/"], "policy": "pull-push", "when": "on_success"}]}'
+pj=$(enqueue producer '["mkdir -p out vendor", "echo result-from-P > out/result.txt", "echo tmp > out/skip.tmp", "echo cached-lib > vendor/lib.txt"]' 	'[]' '{"artifacts": [503], "artifacts_redirect": true}' 600 "$art")
+J=$pj wait_for "j['final'] is not None" 180 || bad "job P: no final update"
+check "job P: success" test "$(J=$pj st "j['final']['state']")" = success
+check "job P: artifacts uploaded (zip, archive, expire_in, excludes applied) after a 503" \
+	test "$(J=$pj st "(lambda a: (a['filename'], a['query'], a['names'], a['zip_ok']))(j['artifacts'][0])")" = \
+	"('build-out.zip', {'artifact_format': 'zip', 'artifact_type': 'archive', 'expire_in': '1 week'}, ['out/', 'out/result.txt'], True)"
+check "job P: the upload was retried" test "$(st "[r['status'] for r in s['requests'] if r['path'] == '/api/v4/jobs/$pj/artifacts']")" = "[503, 201]"
+check "job P: cache saved" test -s "$KILN_CACHE_DIR/group/project/deps-1/cache.zip"
+check "job P: sections archive_cache, upload_artifacts_on_success" test "$(J=$pj st "'section_start' in j['trace'] and ':archive_cache\r' in j['trace'] and ':upload_artifacts_on_success\r' in j['trace']")" = True
+ptok=$(J=$pj st "j['token']")
+dep="{\"dependencies\": [{\"id\": $pj, \"name\": \"producer\", \"token\": \"$ptok\", \"artifacts_file\": {\"filename\": \"build-out.zip\", \"size\": 100}}],
+	\"cache\": [{\"key\": \"deps-1\", \"paths\": [\"vendor/\"], \"policy\": \"pull\"}]}"
+q=$(enqueue consumer '["cat out/result.txt", "cat vendor/lib.txt", "test ! -e out/skip.tmp"]' '[]' '{}' 600 "$dep")
+nodep="{\"dependencies\": [{\"id\": $b, \"name\": \"fail\", \"token\": \"$ptok\", \"artifacts_file\": {\"filename\": \"x.zip\", \"size\": 1}}]}"
+q2=$(enqueue missing '["echo never runs"]' '[]' '{}' 600 "$nodep")
+J=$q wait_for "j['final'] is not None" 180 || bad "job Q: no final update"
+J=$q2 wait_for "j['final'] is not None" 60 || bad "job Q2: no final update"
+check "job Q: success" test "$(J=$q st "j['final']['state']")" = success
+check "job Q: the dependency's artifacts are in its checkout" grep -q "result-from-P" <<<"$(trace "$q")"
+check "job Q: the cache is restored" grep -q "cached-lib" <<<"$(trace "$q")"
+check "job Q: sections restore_cache, download_artifacts" test "$(J=$q st "':restore_cache\r' in j['trace'] and ':download_artifacts\r' in j['trace']")" = True
+check "job Q: the redirect to object storage went without the job token" \
+	test "$(J=$pj st "[g['job_token_sent'] for g in j['object_gets']]")" = "[False]"
+check "job Q2: a dependency without artifacts fails the job before any VM" \
+	test "$(J=$q2 st "j['final']['state'] + '/' + j['final']['failure_reason'] + '/' + str(':prepare_executor' not in j['trace'])")" = failed/runner_system_failure/True
+
+# --- /metrics and /healthz on listen_address -----------------------------------------------
+m=$(curl -sS "http://127.0.0.1:$mport/metrics")
+check "metrics: /healthz" test "$(curl -sS "http://127.0.0.1:$mport/healthz")" = ok
+check "metrics: version" grep -q '^kiln_version_info{version="[0-9.]*"} 1$' <<<"$m"
+check "metrics: successful jobs counted" grep -q '^kiln_jobs_total{runner="main-runner",state="success"} [3-9]$' <<<"$m"
+check "metrics: failure reasons counted" grep -q '^kiln_failed_jobs_total{failure_reason="job_execution_timeout"} 1$' <<<"$m"
+check "metrics: the 416 is in the API statuses" grep -q '^kiln_api_request_statuses_total{endpoint="/jobs/:id/trace",method="PATCH",status="416"} 1$' <<<"$m"
+check "metrics: retries counted" grep -q '^kiln_api_request_retries_total{endpoint="/jobs/request"} [1-9]' <<<"$m"
+check "metrics: no job running now" grep -q '^kiln_jobs{runner="main-runner"} 0$' <<<"$m"
+
 # --- kiln SIGKILLed mid-job, then restarted -------------------------------------------
 f=$(enqueue killed '["echo F-started", "sleep 300"]' '["echo after F"]' '{}')
 J=$f wait_for "'F-started' in j['trace']" 180 || bad "job F: never started"
@@ -229,7 +275,7 @@ J=$f wait_for "j['final'] is not None" 60 || bad "job F: not reported after the 
 check "job F: failed, runner_system_failure" test "$(J=$f st "j['final']['state'] + '/' + j['final']['failure_reason']")" = failed/runner_system_failure
 check "job F: the log says why, checksum right" test "$(J=$f st "'kiln was interrupted' in j['trace'] and j['final']['checksum_ok']")" = True
 check "job F: journal entry gone" test ! -e "$state/running/$f.json"
-check "job F: job folder swept" test -z "$(ls -A "$state/jobs" 2>/dev/null)"
+check "job F: job folder and scratch folder swept" test -z "$(ls -A "$state/jobs" "$state/tmp" 2>/dev/null | grep -v "^/\|^$")"
 
 # --- replay a recorded payload ---------------------------------------------------------
 ctl POST /__public -d '{"repo": "group/project"}' >/dev/null
@@ -278,8 +324,8 @@ check "unregister --all: DELETE /runners/managers with the system_id" \
 check "unregister --all: no runners left" grep -q ": 0 runners" <<<"$("$kiln" -c "$cfg" list)"
 
 check "never more job requests at once than request_concurrency (1)" test "$(st "s['max_inflight']['$token']")" = 1
-check "nothing left: job folders, VMs, journal" \
-	bash -c 'test -z "$(ls -A "$1/jobs" 2>/dev/null)$(ls -A "$1/running" 2>/dev/null)" && ! pgrep -f "$1/jobs" >/dev/null' _ "$state"
+check "nothing left: job folders, scratch folders, VMs, journal" \
+	bash -c 'test -z "$(ls -A "$1/jobs" "$1/tmp" "$1/running" 2>/dev/null | grep -v "^/\|^$")" && ! pgrep -f "$1/jobs" >/dev/null' _ "$state"
 if [ "$fails" -gt 0 ]; then
 	echo "--- kiln run log"; tail -40 "$work/run.log"
 	echo "--- fake GitLab log"; tail -20 "$work/fake.log"

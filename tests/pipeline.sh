@@ -29,6 +29,10 @@ fails=0
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$state KILN_IMAGES_DIR=$images
 export GIT_CONFIG_NOSYSTEM=1 HOME=$work NO_COLOR=1
 kiln=$top_builddir/kiln
+mode=${1:-host}
+executor=qemu
+[ "$mode" = sandbox ] && executor=microvm
+echo "# executor: $executor"
 trap 'rm -rf "$work"' EXIT
 
 ok() { echo "ok: $*"; }
@@ -50,7 +54,7 @@ out=
 run() {
 	local what=$1 want=$2 dir=$3 st
 	shift 3
-	out=$(cd "$dir" && "$kiln" exec --executor qemu --no-network "$@" 2>&1)
+	out=$(cd "$dir" && "$kiln" exec --executor "$executor" --no-network "$@" 2>&1)
 	st=$?
 	[ "$st" = "$want" ] && ok "$what: exit status $st" || { bad "$what: exit status $st, want $want"; echo "$out" | tail -30; }
 }
@@ -93,7 +97,6 @@ needs=$(repo needs)
 matrix=$(repo matrix)
 
 echo "# without a VM: --list, --variable, errors"
-t0=$(date +%s%N)
 run "list" 0 "$basic" --list
 has "list" "build   build    on_success" "deploy  deploy   manual" "skipped: rules: no rule matched" \
 	"allow_failure" "artifacts: dist/"
@@ -112,8 +115,9 @@ has "unknown job" "no job named 'no-such-job'"
 mkdir -p "$work/norepo"
 run "not a repository" 2 "$work/norepo"
 has "not a repository" "not in a git repository"
-t1=$(date +%s%N)
-[ $(( (t1 - t0) / 1000000 )) -lt 5000 ] && ok "no VM for these: $(( (t1 - t0) / 1000000 )) ms" || bad "took $(( (t1 - t0) / 1000000 )) ms"
+# None of these may have started a VM: no job folder was ever made.
+[ -z "$(ls -A "$state/jobs" 2>/dev/null)" ] && ! [ -d "$state/mirrors" ] && ok "no VM and no workspace for these" ||
+	bad "a job folder or mirror appeared for commands that need no VM"
 
 echo "# basic: artifacts, allow_failure, after_script, manual, rules"
 run "basic" 0 "$basic"
@@ -156,6 +160,9 @@ b=$(echo "$out" | grep -n '^build-slow > passed' | cut -d: -f1)
 run "--needs" 0 "$needs" --needs test-fast
 has "--needs" ": 2 jobs, 1 at a time" "test-fast  > fast" "!deploy"
 
+# In the sandbox (nested virtualisation, slow) the microvm executor runs
+# the pipelines above; what follows is scheduling logic the host run covers.
+if [ "$mode" = host ]; then
 echo "# matrix, exit_codes, timeout, on_failure, always"
 t0=$(date +%s)
 run "matrix" 1 "$matrix" --concurrency 2
@@ -177,7 +184,7 @@ echo "$out" | sed -n '/^pipeline #/,$p' | grep -qF '| a real failure' && ok "mat
 leftovers "matrix"
 
 echo "# signals"
-(cd "$needs" && exec "$kiln" exec --executor qemu --no-network --concurrency 2) > "$work/int.log" 2>&1 &
+(cd "$needs" && exec "$kiln" exec --executor "$executor" --no-network --concurrency 2) > "$work/int.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do grep -q '\$ sleep 12' "$work/int.log" && break; sleep 0.1; done
 kill -INT $pid
@@ -192,7 +199,7 @@ summary "SIGINT" build-slow FAIL canceled
 summary "SIGINT" deploy skip canceled
 leftovers "SIGINT"
 
-(cd "$matrix" && exec "$kiln" exec --executor qemu --no-network slow) > "$work/term.log" 2>&1 &
+(cd "$matrix" && exec "$kiln" exec --executor "$executor" --no-network slow) > "$work/term.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do grep -q 'sleeping past the timeout' "$work/term.log" && break; sleep 0.1; done
 kill -TERM $pid
@@ -205,7 +212,7 @@ leftovers "SIGTERM"
 
 echo "# --shell: a shell in the failed job's VM (typed from a pipe here)"
 out=$(cd "$matrix" && printf 'echo "inside $CI_JOB_NAME with status $CI_JOB_STATUS in $(pwd)"\nexit 7\n' |
-	timeout 120 "$kiln" exec --executor qemu --no-network --shell broken 2>&1)
+	timeout 120 "$kiln" exec --executor "$executor" --no-network --shell broken 2>&1)
 st=$?
 if echo "$out" | grep -qF "cannot hold a job"; then
 	echo "skip: --shell: the tiny image's kiln-agent predates the shell (./tools/dev images tiny)"
@@ -217,5 +224,14 @@ else
 	leftovers "--shell"
 fi
 
+fi
+
+if [ "$mode" = host ] && [ -f "$images/sandbox/manifest.json" ]; then
+	echo "# the microvm executor, in the KVM sandbox"
+	"$top_srcdir/tests/kvm-sandbox" --timeout 1200 --env top_srcdir --env top_builddir --env KILN_IMAGES_DIR -- \
+		bash "$top_srcdir/tests/pipeline.sh" sandbox
+	st=$?
+	[ "$st" = 0 ] && ok "sandbox run" || bad "sandbox run: status $st"
+fi
 echo "$fails failed"
 [ "$fails" = 0 ]

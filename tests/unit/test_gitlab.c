@@ -21,6 +21,7 @@
 #include "runner/glconfig.h"
 #include "runner/jobrecord.h"
 #include "runner/mask.h"
+#include "runner/metrics.h"
 #include "runner/paths.h"
 #include "runner/trace.h"
 #include "runner/zip.h"
@@ -841,32 +842,58 @@ START_TEST(zip_roundtrip)
 }
 END_TEST
 
+static uint8_t *p16(uint8_t *p, unsigned v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	return p + 2;
+}
+
+static uint8_t *p32(uint8_t *p, uint32_t v)
+{
+	return p16(p16(p, v & 0xffff), v >> 16);
+}
+
+static uint8_t *pstr(uint8_t *p, const char *s, size_t n)
+{
+	memcpy(p, s, n);
+	return p + n;
+}
+
 /* A zip of stored entries, by hand: names the writer would never make. */
 static size_t craft_zip(uint8_t *buf, const char *const *names, const char *data, bool bad_crc)
 {
 	uint8_t *p = buf, *cd;
 	uint32_t offs[8], crc = (uint32_t)crc32(0, (const Bytef *)data, (uInt)strlen(data)) ^ (bad_crc ? 1u : 0u);
-	size_t i, n = 0, dl = strlen(data);
+	uint32_t dl = (uint32_t)strlen(data), cd_size;
+	size_t i, n = 0;
 
-#define P16(v) (*p++ = (uint8_t)(v), *p++ = (uint8_t)((v) >> 8))
-#define P32(v) (P16((v) & 0xffff), P16((uint32_t)(v) >> 16))
 	for (i = 0; names[i]; i++, n++) {
+		unsigned nl = (unsigned)strlen(names[i]);
+
 		offs[i] = (uint32_t)(p - buf);
-		P32(0x04034b50u); P16(20); P16(0); P16(0); P16(0); P16(0);
-		P32(crc); P32(dl); P32(dl); P16(strlen(names[i])); P16(0);
-		memcpy(p, names[i], strlen(names[i])); p += strlen(names[i]);
-		memcpy(p, data, dl); p += dl;
+		p = p32(p, 0x04034b50u);
+		p = p16(p16(p16(p16(p16(p, 20), 0), 0), 0), 0);
+		p = p32(p32(p32(p, crc), dl), dl);
+		p = p16(p16(p, nl), 0);
+		p = pstr(pstr(p, names[i], nl), data, dl);
 	}
 	cd = p;
 	for (i = 0; i < n; i++) {
-		P32(0x02014b50u); P16(0x031e); P16(20); P16(0); P16(0); P16(0); P16(0);
-		P32(crc); P32(dl); P32(dl); P16(strlen(names[i])); P16(0); P16(0); P16(0); P16(0);
-		P32((uint32_t)0100644 << 16); P32(offs[i]);
-		memcpy(p, names[i], strlen(names[i])); p += strlen(names[i]);
+		unsigned nl = (unsigned)strlen(names[i]);
+
+		p = p32(p, 0x02014b50u);
+		p = p16(p16(p16(p16(p16(p16(p, 0x031e), 20), 0), 0), 0), 0);
+		p = p32(p32(p32(p, crc), dl), dl);
+		p = p16(p16(p16(p16(p16(p, nl), 0), 0), 0), 0);
+		p = p32(p32(p, (uint32_t)0100644 << 16), offs[i]);
+		p = pstr(p, names[i], nl);
 	}
-	P32(0x06054b50u); P16(0); P16(0); P16(n); P16(n); P32((uint32_t)(p - cd) - 0); P32((uint32_t)(cd - buf)); P16(0);
-#undef P16
-#undef P32
+	cd_size = (uint32_t)(p - cd);
+	p = p32(p, 0x06054b50u);
+	p = p16(p16(p16(p16(p, 0), 0), (unsigned)n), (unsigned)n);
+	p = p32(p32(p, cd_size), (uint32_t)(cd - buf));
+	p = p16(p, 0);
 	return (size_t)(p - buf);
 }
 
@@ -906,6 +933,81 @@ START_TEST(zip_refuses_unsafe)
 }
 END_TEST
 
+/* --- metrics ----------------------------------------------------------------------- */
+
+static char *http_get(int port, const char *path)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	char req[128], *buf = calloc(1, 65536);
+	size_t n = 0;
+	ssize_t r;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	ck_assert_int_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+	while ((r = read(fd, buf + n, 65535 - n)) > 0)
+		n += (size_t)r;
+	close(fd);
+	return buf;
+}
+
+static bool unless_stopping(void *arg)
+{
+	return !*(bool *)arg;
+}
+
+START_TEST(metrics_text_and_http)
+{
+	char l[METRICS_MAX_LABELS] = "", addr[32], *text;
+	struct kiln_err e = { 0 };
+	bool stopping = false;
+	int port = 0, i;
+
+	metrics_reset();
+	metrics_label(metrics_label(l, sizeof(l), "runner", "a \"quoted\" name\\x"), sizeof(l), "state", "success");
+	ck_assert_str_eq(l, "runner=\"a \\\"quoted\\\" name\\\\x\",state=\"success\"");
+	metrics_add("kiln_jobs_total", l, 1);
+	metrics_add("kiln_jobs_total", l, 2);
+	metrics_set("kiln_concurrent", "", 4);
+	metrics_set("kiln_concurrent", "", 2);
+	text = metrics_render();
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE kiln_jobs_total counter\nkiln_jobs_total{" ));
+	ck_assert_ptr_nonnull(strstr(text, ",state=\"success\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE kiln_concurrent gauge\nkiln_concurrent 2\n"));
+	free(text);
+
+	/* Over HTTP; a port that may be taken is tried again. */
+	for (i = 0; i < 20; i++) {
+		port = 20000 + (int)(getpid() * 7 + i * 131) % 30000;
+		snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+		if (metrics_serve(addr, unless_stopping, &stopping, &e) == KILN_OK)
+			break;
+	}
+	ck_assert_msg(i < 20, "%s", e.msg);
+	text = http_get(port, "/metrics");
+	ck_assert_int_eq(strncmp(text, "HTTP/1.", 7), 0);
+	ck_assert_ptr_nonnull(strstr(text, " 200 "));
+	ck_assert_ptr_nonnull(strstr(text, "text/plain; version=0.0.4"));
+	ck_assert_ptr_nonnull(strstr(text, "kiln_concurrent 2\n"));
+	free(text);
+	text = http_get(port, "/healthz");
+	ck_assert_ptr_nonnull(strstr(text, "200"));
+	free(text);
+	stopping = true;
+	text = http_get(port, "/healthz");
+	ck_assert_ptr_nonnull(strstr(text, "503"));
+	free(text);
+	text = http_get(port, "/nope");
+	ck_assert_ptr_nonnull(strstr(text, "404"));
+	free(text);
+	metrics_stop();
+	ck_assert_int_eq(metrics_serve("nonsense", NULL, NULL, &e), KILN_E_INVALID);
+	metrics_reset();
+}
+END_TEST
+
 Suite *gitlab_suite(void)
 {
 	Suite *s = suite_create("gitlab");
@@ -930,6 +1032,7 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, journal_orphans);
 	tcase_add_test(tc, zip_roundtrip);
 	tcase_add_test(tc, zip_refuses_unsafe);
+	tcase_add_test(tc, metrics_text_and_http);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,308 @@
+#include "runner/metrics.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "runner/log.h"
+
+#if MHD_VERSION < 0x00097002
+typedef int MHD_Result_t;
+#else
+typedef enum MHD_Result MHD_Result_t;
+#endif
+
+enum kind { COUNTER, GAUGE };
+
+struct series {
+	char name[64];
+	char labels[METRICS_MAX_LABELS];
+	enum kind kind;
+	double value;
+};
+
+static const struct {
+	const char *name, *help;
+} helps[] = {
+	{ "kiln_version_info", "kiln's version" },
+	{ "kiln_concurrent", "The concurrent setting: jobs at once over all runners" },
+	{ "kiln_jobs", "Jobs running now, per runner" },
+	{ "kiln_jobs_total", "Jobs finished, per runner and final state" },
+	{ "kiln_failed_jobs_total", "Failed jobs, per failure reason sent to GitLab" },
+	{ "kiln_job_duration_seconds_sum", "Total time jobs took, from acknowledgement to final update" },
+	{ "kiln_job_duration_seconds_count", "Jobs timed in kiln_job_duration_seconds_sum" },
+	{ "kiln_request_concurrency", "Job requests in flight, per runner" },
+	{ "kiln_runner_paused", "1 while a runner is paused after repeated 403 replies" },
+	{ "kiln_api_request_statuses_total", "GitLab API requests, per endpoint, method and HTTP status (0: no reply)" },
+	{ "kiln_api_request_retries_total", "GitLab API requests tried again, per endpoint" },
+	{ "kiln_metrics_dropped_total", "Series not kept because there were too many" },
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct series *all;
+static size_t n_all;
+static double dropped;
+static struct MHD_Daemon *daemon_;
+static bool (*healthy_fn)(void *);
+static void *healthy_arg;
+
+static void update(const char *name, const char *labels, enum kind kind, double v)
+{
+	size_t i;
+
+	pthread_mutex_lock(&mu);
+	for (i = 0; i < n_all; i++)
+		if (!strcmp(all[i].name, name) && !strcmp(all[i].labels, labels))
+			break;
+	if (i == n_all) {
+		if (!all && !(all = calloc(METRICS_MAX_SERIES, sizeof(*all)))) {
+			pthread_mutex_unlock(&mu);
+			return;
+		}
+		if (n_all == METRICS_MAX_SERIES || strlen(name) >= sizeof(all[0].name) ||
+		    strlen(labels) >= sizeof(all[0].labels)) {
+			dropped++;
+			pthread_mutex_unlock(&mu);
+			return;
+		}
+		snprintf(all[i].name, sizeof(all[i].name), "%s", name);
+		snprintf(all[i].labels, sizeof(all[i].labels), "%s", labels);
+		all[i].kind = kind;
+		all[i].value = 0;
+		n_all++;
+	}
+	all[i].value = kind == COUNTER ? all[i].value + v : v;
+	pthread_mutex_unlock(&mu);
+}
+
+void metrics_add(const char *name, const char *labels, double v)
+{
+	update(name, labels ? labels : "", COUNTER, v);
+}
+
+void metrics_set(const char *name, const char *labels, double v)
+{
+	update(name, labels ? labels : "", GAUGE, v);
+}
+
+char *metrics_label(char *buf, size_t size, const char *key, const char *value)
+{
+	size_t n = strlen(buf);
+	int k = snprintf(buf + n, size > n ? size - n : 0, "%s%s=\"", n ? "," : "", key);
+
+	if (k < 0 || (size_t)k >= size - n) {
+		buf[n] = '\0';
+		return buf;
+	}
+	n += (size_t)k;
+	for (; *value && n + 3 < size; value++) {
+		if (*value == '\\' || *value == '"' || *value == '\n') {
+			buf[n++] = '\\';
+			buf[n++] = *value == '\n' ? 'n' : *value;
+		} else {
+			buf[n++] = *value;
+		}
+	}
+	if (n + 1 < size)
+		buf[n++] = '"';
+	buf[n] = '\0';
+	return buf;
+}
+
+/* Append to a growing text; false when out of memory. */
+static bool emit(char **text, size_t *len, size_t *cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static bool emit(char **text, size_t *len, size_t *cap, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	for (;;) {
+		va_start(ap, fmt);
+		k = vsnprintf(*text + *len, *cap - *len, fmt, ap);
+		va_end(ap);
+		if (k < 0)
+			return false;
+		if ((size_t)k < *cap - *len) {
+			*len += (size_t)k;
+			return true;
+		}
+		{
+			char *p = realloc(*text, *cap * 2 + (size_t)k);
+			if (!p)
+				return false;
+			*text = p;
+			*cap = *cap * 2 + (size_t)k;
+		}
+	}
+}
+
+char *metrics_render(void)
+{
+	size_t len = 0, cap = 4096, i, j, h;
+	char *text = malloc(cap);
+	bool ok = text != NULL;
+
+	if (!text)
+		return NULL;
+	text[0] = '\0';
+	pthread_mutex_lock(&mu);
+	/* Each name once, with its HELP and TYPE, then its series. */
+	for (i = 0; ok && i < n_all; i++) {
+		const char *help = "";
+
+		for (j = 0; j < i && strcmp(all[j].name, all[i].name); j++)
+			;
+		if (j < i)
+			continue;
+		for (h = 0; h < sizeof(helps) / sizeof(helps[0]); h++)
+			if (!strcmp(helps[h].name, all[i].name))
+				help = helps[h].help;
+		ok = emit(&text, &len, &cap, "# HELP %s %s\n# TYPE %s %s\n", all[i].name, help, all[i].name,
+			  all[i].kind == COUNTER ? "counter" : "gauge");
+		for (j = i; ok && j < n_all; j++)
+			if (!strcmp(all[j].name, all[i].name))
+				ok = emit(&text, &len, &cap, "%s%s%s%s %.17g\n", all[j].name, all[j].labels[0] ? "{" : "",
+					  all[j].labels, all[j].labels[0] ? "}" : "", all[j].value);
+	}
+	if (ok)
+		ok = emit(&text, &len, &cap, "# HELP kiln_metrics_dropped_total %s\n# TYPE kiln_metrics_dropped_total counter\n"
+					     "kiln_metrics_dropped_total %.17g\n",
+			  helps[sizeof(helps) / sizeof(helps[0]) - 1].help, dropped);
+	pthread_mutex_unlock(&mu);
+	if (!ok) {
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+void metrics_reset(void)
+{
+	pthread_mutex_lock(&mu);
+	n_all = 0;
+	dropped = 0;
+	pthread_mutex_unlock(&mu);
+}
+
+static MHD_Result_t answer(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+			   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct MHD_Response *resp;
+	unsigned status = MHD_HTTP_OK;
+	char *body = NULL;
+	const char *ctype = "text/plain; charset=utf-8";
+	MHD_Result_t ret;
+
+	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+		body = strdup("method not allowed\n");
+		status = MHD_HTTP_METHOD_NOT_ALLOWED;
+	} else if (!strcmp(url, "/metrics")) {
+		body = metrics_render();
+		ctype = "text/plain; version=0.0.4; charset=utf-8";
+		if (!body) {
+			body = strdup("out of memory\n");
+			status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		}
+	} else if (!strcmp(url, "/healthz")) {
+		bool ok = !healthy_fn || healthy_fn(healthy_arg);
+		body = strdup(ok ? "ok\n" : "stopping\n");
+		status = ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+	} else {
+		body = strdup("not found: /metrics or /healthz\n");
+		status = MHD_HTTP_NOT_FOUND;
+	}
+	if (!body)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", ctype);
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* host:port into sa; false when it is not an address. */
+static bool parse_address(const char *address, struct sockaddr_storage *sa, socklen_t *len)
+{
+	char host[128];
+	const char *colon;
+	char *end;
+	long port;
+
+	if (address[0] == '[') {
+		const char *close = strchr(address, ']');
+		if (!close || close[1] != ':' || (size_t)(close - address - 1) >= sizeof(host))
+			return false;
+		snprintf(host, sizeof(host), "%.*s", (int)(close - address - 1), address + 1);
+		colon = close + 1;
+	} else {
+		colon = strrchr(address, ':');
+		if (!colon || (size_t)(colon - address) >= sizeof(host))
+			return false;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - address), address);
+	}
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return false;
+	memset(sa, 0, sizeof(*sa));
+	if (!strchr(host, ':')) {
+		struct sockaddr_in *a = (struct sockaddr_in *)sa;
+
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		*len = sizeof(*a);
+		if (!host[0])
+			a->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (!strcmp(host, "localhost"))
+			a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		else if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return false;
+		return true;
+	}
+	{
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
+
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+			return false;
+		*len = sizeof(*a);
+		return true;
+	}
+}
+
+enum kiln_rc metrics_serve(const char *address, bool (*healthy)(void *arg), void *arg, struct kiln_err *e)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = 0;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+
+	if (!parse_address(address, &sa, &len))
+		return kiln_fail(e, KILN_E_INVALID, "listen_address '%s': expected host:port, [v6]:port or :port", address);
+	if (sa.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	healthy_fn = healthy;
+	healthy_arg = arg;
+	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+				   MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+	if (!daemon_)
+		return kiln_fail(e, KILN_E_IO, "listen_address %s: cannot listen there (in use, or not this host's)",
+				 address);
+	return KILN_OK;
+}
+
+void metrics_stop(void)
+{
+	if (daemon_)
+		MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
+}

@@ -1,0 +1,44 @@
+/* Prometheus metrics of `kiln run`, and the HTTP endpoint that serves them
+ * (libmicrohttpd) on the configuration's listen_address:
+ *
+ *   GET /metrics   the text exposition format (version 0.0.4)
+ *   GET /healthz   200 "ok" while kiln takes jobs, 503 once it stops
+ *
+ * Series are counters or gauges named kiln_*, after gitlab-runner's
+ * gitlab_runner_* (protocol reference, section 7). At most METRICS_MAX_SERIES
+ * series are kept; more are dropped (and counted in
+ * kiln_metrics_dropped_total). Safe from any thread. */
+#ifndef KILN_METRICS_H
+#define KILN_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "runner/result.h"
+
+#define METRICS_MAX_SERIES 1024
+#define METRICS_MAX_LABELS 256   /* bytes of one series' labels */
+
+/* Add to the counter name{labels}; labels is the text inside the braces,
+ * already formatted with metrics_label, or "". */
+void metrics_add(const char *name, const char *labels, double v);
+/* Set the gauge name{labels}. */
+void metrics_set(const char *name, const char *labels, double v);
+
+/* Append key="value" (escaped as the format wants; a ',' before it when
+ * buf is not empty) to buf (size bytes). Returns buf. */
+char *metrics_label(char *buf, size_t size, const char *key, const char *value);
+
+/* The exposition text of every series (caller frees). */
+char *metrics_render(void);
+
+/* Serve /metrics and /healthz on address ("host:port", "[v6]:port" or
+ * ":port" for every address). healthy(arg) decides /healthz. */
+enum kiln_rc metrics_serve(const char *address, bool (*healthy)(void *arg), void *arg, struct kiln_err *e);
+/* Stop serving (no-op when not serving). */
+void metrics_stop(void);
+
+/* Forget every series (tests). */
+void metrics_reset(void);
+
+#endif
