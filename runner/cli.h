@@ -8,4 +8,11 @@ enum {
 	EXIT_USAGE = 2,  /* bad command line */
 };
 
+#include <stdarg.h>
+
+/* Print "kiln: error: [CMD: ]MSG (see kiln [CMD ]--help)" on stderr and
+ * return EXIT_USAGE; cmd is NULL for the top level. */
+int cli_usage_errorv(const char *cmd, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

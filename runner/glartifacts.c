@@ -1,3 +1,4 @@
+#include "runner/varexpand.h"
 #include "runner/glartifacts.h"
 
 #include <dirent.h>
@@ -35,38 +36,16 @@ static const char *str_of(json_t *o, const char *key, const char *dflt)
 }
 
 /* $NAME and ${NAME} from the job's variables ($CI_PROJECT_DIR too). */
+static const char *gla_var(void *arg, const char *name)
+{
+	const struct gla *g = arg;
+
+	return !strcmp(name, "CI_PROJECT_DIR") ? g->project_dir : payload_var(g->p, name);
+}
+
 static void expand(const struct gla *g, const char *s, char *out, size_t size)
 {
-	size_t n = 0;
-
-	while (*s && n + 1 < size) {
-		char name[256];
-		const char *v, *end;
-		size_t k;
-
-		if (s[0] != '$') {
-			out[n++] = *s++;
-			continue;
-		}
-		if (s[1] == '$') {
-			out[n++] = '$';
-			s += 2;
-			continue;
-		}
-		end = s + 1 + (s[1] == '{');
-		k = strspn(end, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
-		if (!k || (s[1] == '{' && end[k] != '}') || k >= sizeof(name)) {
-			out[n++] = *s++;
-			continue;
-		}
-		memcpy(name, end, k);
-		name[k] = '\0';
-		s = end + k + (s[1] == '{');
-		v = !strcmp(name, "CI_PROJECT_DIR") ? g->project_dir : payload_var(g->p, name);
-		for (; v && *v && n + 1 < size; v++)
-			out[n++] = *v;
-	}
-	out[n] = '\0';
+	var_expand(s, gla_var, (void *)g, out, size);
 }
 
 /* Whether a `when` lets an archive be made after a job that ended ok or not. */

@@ -22,18 +22,6 @@
 
 #define MAX_REPLAY_VARS 256
 
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "kiln: error: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see kiln --help)\n");
-	return EXIT_USAGE;
-}
 
 /* The token as `kiln list` shows it: its prefix and first characters. */
 static void short_token(const char *token, char *buf, size_t size)
@@ -74,7 +62,7 @@ static int cmd_register(struct kiln_config *cfg, const char *config_path, int ar
 		case 'a': gr.tls_ca_file = optarg; break;
 		case 'x':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return usage("register: --executor must be auto, microvm or qemu, not '%s'", optarg);
+				return cli_usage_error("register: --executor must be auto, microvm or qemu, not '%s'", optarg);
 			gr.executor = optarg;
 			break;
 		case 'i': gr.image = optarg; break;
@@ -82,9 +70,9 @@ static int cmd_register(struct kiln_config *cfg, const char *config_path, int ar
 		}
 	}
 	if (optind < argc)
-		return usage("register: unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("register: unexpected argument '%s'", argv[optind]);
 	if (!gr.url || !gr.token)
-		return usage("register: --url URL and --token TOKEN are required%s", "");
+		return cli_usage_error("register: --url URL and --token TOKEN are required%s", "");
 	/* The file kiln reads is the one -c names after the command, if any. */
 	if (path != config_path) {
 		if (kiln_config_defaults(&own, &e) || kiln_config_load(&own, path, false, &e)) {
@@ -151,7 +139,7 @@ static int cmd_verify(struct kiln_config *cfg, const char *config_path, int argc
 		if (!strcmp(argv[i], "--delete"))
 			del = true;
 		else
-			return usage("verify: unexpected argument '%s'", argv[i]);
+			return cli_usage_error("verify: unexpected argument '%s'", argv[i]);
 	}
 	if (!cfg->n_runners) {
 		printf("%s: no runners\n", config_path);
@@ -222,9 +210,9 @@ static int cmd_unregister(struct kiln_config *cfg, const char *config_path, int 
 			return EXIT_USAGE;
 	}
 	if (optind < argc)
-		return usage("unregister: unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("unregister: unexpected argument '%s'", argv[optind]);
 	if (!name == !all)
-		return usage("unregister: give --name NAME or --all%s", "");
+		return cli_usage_error("unregister: give --name NAME or --all%s", "");
 	if (glc_system_id(config_path, sysid, &e)) {
 		log_error("%s", e.msg);
 		return EXIT_FAIL;
@@ -271,7 +259,7 @@ static int cmd_list(struct kiln_config *cfg, const char *config_path, int argc, 
 	size_t i;
 
 	if (argc > 1)
-		return usage("list takes no arguments, got '%s'", argv[1]);
+		return cli_usage_error("list takes no arguments, got '%s'", argv[1]);
 	printf("%s: %zu runner%s\n", config_path, cfg->n_runners, cfg->n_runners == 1 ? "" : "s");
 	for (i = 0; i < cfg->n_runners; i++) {
 		const struct kiln_runner_config *r = &cfg->runners[i];
@@ -367,12 +355,12 @@ static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc
 		switch (opt) {
 		case 'v':
 			if (n_vars >= MAX_REPLAY_VARS)
-				return usage("replay: more than %d --variable", MAX_REPLAY_VARS);
+				return cli_usage_error("replay: more than %d --variable", MAX_REPLAY_VARS);
 			vars[n_vars++] = optarg;
 			break;
 		case 'x':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return usage("replay: --executor must be auto, microvm or qemu, not '%s'", optarg);
+				return cli_usage_error("replay: --executor must be auto, microvm or qemu, not '%s'", optarg);
 			o.executor = optarg;
 			break;
 		default:
@@ -380,7 +368,7 @@ static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc
 		}
 	}
 	if (optind != argc - 1)
-		return usage("replay: expected one FILE or JOB_ID%s", "");
+		return cli_usage_error("replay: expected one FILE or JOB_ID%s", "");
 	what = argv[optind];
 	if (access(what, F_OK) == 0 || strspn(what, "0123456789") != strlen(what))
 		snprintf(path, sizeof(path), "%s", what);
@@ -393,7 +381,7 @@ static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc
 	for (i = 0; i < n_vars; i++)
 		if (set_variable(doc, vars[i], &e)) {
 			json_decref(doc);
-			return usage("replay: %s", e.msg);
+			return cli_usage_error("replay: %s", e.msg);
 		}
 	text = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
@@ -441,7 +429,7 @@ out:
 static int cmd_run(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
 {
 	if (argc > 1)
-		return usage("run takes no arguments, got '%s'", argv[1]);
+		return cli_usage_error("run takes no arguments, got '%s'", argv[1]);
 	return glrunner_run(cfg, config_path);
 }
 
@@ -470,5 +458,5 @@ int glcmd_main(struct kiln_config *cfg, const char *config_path, int argc, char 
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		if (!strcmp(argv[0], cmds[i].name))
 			return cmds[i].fn(cfg, config_path, argc, argv);
-	return usage("unknown command '%s'", argv[0]);
+	return cli_usage_error("unknown command '%s'", argv[0]);
 }

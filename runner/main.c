@@ -70,18 +70,6 @@ static void usage(FILE *out)
 		kiln_config_default_path());
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "kiln: error: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see kiln --help)\n");
-	return EXIT_USAGE;
-}
 
 static int load_config(struct cli *c)
 {
@@ -105,7 +93,7 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	struct images_ctx ictx;
 
 	if (argc > 1)
-		return usage_error("doctor takes no arguments, got '%s'", argv[1]);
+		return cli_usage_error("doctor takes no arguments, got '%s'", argv[1]);
 	images_ctx_init(&ictx, &c->cfg);
 	doctor_probe("", kiln_libexec_dir(), &facts);
 	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
@@ -171,10 +159,10 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 
 	images_ctx_init(&ictx, &c->cfg);
 	if (argc < 2)
-		return usage_error("%s: missing subcommand (list, build, path)", "images");
+		return cli_usage_error("%s: missing subcommand (list, build, path)", "images");
 	if (!strcmp(argv[1], "list")) {
 		if (argc > 2)
-			return usage_error("images list takes no arguments, got '%s'", argv[2]);
+			return cli_usage_error("images list takes no arguments, got '%s'", argv[2]);
 		return images_list(&ictx);
 	}
 	if (!strcmp(argv[1], "build")) {
@@ -186,10 +174,10 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 			i++;
 		}
 		if (i >= argc)
-			return usage_error("images build: missing image %s", "NAME");
+			return cli_usage_error("images build: missing image %s", "NAME");
 		for (; i < argc; i++) {
 			if (argv[i][0] == '-')
-				return usage_error("images build: unknown option '%s'", argv[i]);
+				return cli_usage_error("images build: unknown option '%s'", argv[i]);
 			if (images_build(&ictx, argv[i], force, &rebuilt, &e)) {
 				log_error("%s", e.msg);
 				return EXIT_FAIL;
@@ -203,7 +191,7 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 		char path[PATH_MAX];
 
 		if (argc != 4)
-			return usage_error("images path: expected NAME FILE%s", "");
+			return cli_usage_error("images path: expected NAME FILE%s", "");
 		if (images_file(&ictx, argv[2], argv[3], path, sizeof(path), &e)) {
 			log_error("%s", e.msg);
 			return EXIT_FAIL;
@@ -211,7 +199,7 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 		printf("%s\n", path);
 		return EXIT_OK;
 	}
-	return usage_error("images: unknown subcommand '%s'", argv[1]);
+	return cli_usage_error("images: unknown subcommand '%s'", argv[1]);
 }
 
 static int cmd_config(struct cli *c, int argc, char **argv)
@@ -219,7 +207,7 @@ static int cmd_config(struct cli *c, int argc, char **argv)
 	size_t i;
 
 	if (argc != 2 || strcmp(argv[1], "check"))
-		return usage_error("config: expected 'config check'%s", "");
+		return cli_usage_error("config: expected 'config check'%s", "");
 	/* load_config already validated it; say what was read. */
 	printf("%s: ok (%zu runner%s, executor %s, images in %s)\n",
 	       c->cfg.path ? c->cfg.path : "built-in defaults", c->cfg.n_runners,
@@ -263,7 +251,7 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 		case 'n':
 			v = strtol(optarg, &end, 10);
 			if (*end || v < (opt == 'm' ? 64 : 1) || v > (opt == 'm' ? 65536 : 32))
-				return usage_error("boot: bad number '%s'", optarg);
+				return cli_usage_error("boot: bad number '%s'", optarg);
 			*(opt == 'm' ? &o.memory_mib : &o.vcpus) = (int)v;
 			break;
 		default:
@@ -271,7 +259,7 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error("boot: missing the command to run, after %s", "--");
+		return cli_usage_error("boot: missing the command to run, after %s", "--");
 	o.command = argv + optind;
 
 	images_ctx_init(&ictx, &c->cfg);
@@ -381,7 +369,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 		case 'j': job_file = optarg; break;
 		case 'x':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return usage_error("exec: --executor must be auto, microvm or qemu, not '%s'", optarg);
+				return cli_usage_error("exec: --executor must be auto, microvm or qemu, not '%s'", optarg);
 			o.executor = optarg;
 			break;
 		case 'i': o.image = optarg; break;
@@ -392,7 +380,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 		case 'm':
 			v = strtol(optarg, &end, 10);
 			if (*end || v < (opt == 'm' ? 64 : 1) || v > (opt == 'm' ? 65536 : 32))
-				return usage_error("exec: bad number '%s'", optarg);
+				return cli_usage_error("exec: bad number '%s'", optarg);
 			*(opt == 'm' ? &o.memory_mib : &o.vcpus) = (int)v;
 			break;
 		default:
@@ -400,9 +388,9 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 		}
 	}
 	if (!job_file)
-		return usage_error("exec: missing --job-file FILE%s", "");
+		return cli_usage_error("exec: missing --job-file FILE%s", "");
 	if (optind < argc)
-		return usage_error("exec: unexpected argument '%s'", argv[optind]);
+		return cli_usage_error("exec: unexpected argument '%s'", argv[optind]);
 	if (payload_load(job_file, &p, &e)) {
 		log_error("%s", e.msg);
 		return EXIT_USAGE;
@@ -466,7 +454,7 @@ int main(int argc, char **argv)
 			break;
 		case 'L':
 			if (strcmp(optarg, "text") && strcmp(optarg, "json"))
-				return usage_error("--log-format must be text or json, not '%s'", optarg);
+				return cli_usage_error("--log-format must be text or json, not '%s'", optarg);
 			log_format = optarg;
 			break;
 		case 'D':
@@ -479,11 +467,11 @@ int main(int argc, char **argv)
 			printf("kiln %s\n", PACKAGE_VERSION);
 			return EXIT_OK;
 		default:
-			return usage_error("unknown option '%s'", argv[optind - 1]);
+			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (optind >= argc)
-		return usage_error("missing %s", "command");
+		return cli_usage_error("missing %s", "command");
 	opterr = 1;
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[optind], cmds[i].name))
@@ -498,5 +486,5 @@ int main(int argc, char **argv)
 		kiln_config_free(&c.cfg);
 		return ret;
 	}
-	return usage_error("unknown command '%s'", argv[optind]);
+	return cli_usage_error("unknown command '%s'", argv[optind]);
 }

@@ -1,3 +1,4 @@
+#include "runner/varexpand.h"
 #include "runner/pipeexec.h"
 
 #include <errno.h>
@@ -156,13 +157,12 @@ static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
+	int rc;
 
-	fprintf(stderr, "kiln: error: exec: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	rc = cli_usage_errorv("exec", fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see kiln exec --help)\n");
-	return EXIT_USAGE;
+	return rc;
 }
 
 bool pipeexec_is_job_file(int argc, char **argv)
@@ -339,38 +339,23 @@ static void ids_drop(int *fd)
 
 /* s with $NAME, ${NAME} and $$ expanded against the job's variables (an
  * undefined one is empty, as in the runner's shell-less expansion). */
+struct expand_ctx {
+	const struct pexec *x;
+	const struct pjob *pj;
+};
+
+static const char *pexec_var(void *arg, const char *name)
+{
+	const struct expand_ctx *c = arg;
+
+	return !strcmp(name, "CI_PROJECT_DIR") ? c->x->project_dir : pipeline_job_var(c->pj->job, name);
+}
+
 static void expand(const struct pexec *x, const struct pjob *pj, const char *s, char *out, size_t size)
 {
-	size_t n = 0;
+	struct expand_ctx c = { x, pj };
 
-	while (*s && n + 1 < size) {
-		char name[256];
-		const char *v, *end;
-		size_t k;
-
-		if (s[0] != '$') {
-			out[n++] = *s++;
-			continue;
-		}
-		if (s[1] == '$') {
-			out[n++] = '$';
-			s += 2;
-			continue;
-		}
-		end = s + 1 + (s[1] == '{');
-		k = strspn(end, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_");
-		if (!k || (s[1] == '{' && end[k] != '}') || k >= sizeof(name)) {
-			out[n++] = *s++;
-			continue;
-		}
-		memcpy(name, end, k);
-		name[k] = '\0';
-		s = end + k + (s[1] == '{');
-		v = !strcmp(name, "CI_PROJECT_DIR") ? x->project_dir : pipeline_job_var(pj->job, name);
-		for (; v && *v && n + 1 < size; v++)
-			out[n++] = *v;
-	}
-	out[n] = '\0';
+	var_expand(s, pexec_var, &c, out, size);
 }
 
 static void on_finished(void *arg, const char *image, const char *project, bool ok)
