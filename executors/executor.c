@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runner/hosttsc.h"
+
 void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec)
 {
 	memset(x, 0, sizeof(*x));
@@ -31,16 +33,19 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 	/* The agent's reboot must end the VM: kiln-vmm takes an i8042 reset
 	 * (reboot=k); QEMU's microvm has no i8042, so it gets a triple fault
 	 * (reboot=t) which -no-reboot turns into an exit. panic=-1 turns a
-	 * guest panic into the same. Without KVM the guest has no kvm-clock
-	 * and TSC calibration may hang: tsc_early_khz skips it. */
+	 * guest panic into the same. Without KVM the guest has no kvm-clock:
+	 * it gets the host TSC's rate (runner/hosttsc.h). */
 	bool qemu = !strcmp(channel, "virtio-console");
 	bool tcg = qemu && s->accel && !strcmp(s->accel, "tcg");
+	char tsc[48] = "";
 
+	if (tcg)
+		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%lu", hosttsc_khz());
 	snprintf(buf, size,
 		 "console=ttyS0 reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw init=/sbin/kiln-agent "
 		 "kiln.channel=%s%s%s%s",
-		 qemu ? "t" : "k", channel, tcg ? " tsc_early_khz=2000000" : "",
-		 s->net_cmdline && *s->net_cmdline ? " " : "", s->net_cmdline ? s->net_cmdline : "");
+		 qemu ? "t" : "k", channel, tsc, s->net_cmdline && *s->net_cmdline ? " " : "",
+		 s->net_cmdline ? s->net_cmdline : "");
 }
 
 enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e)

@@ -12,10 +12,15 @@
  * checkout's .git folder is never an artifact: it would replace the next
  * job's own.
  *
+ * With untracked (GitLab's artifacts:untracked and cache:untracked), every
+ * file that the checkout's git index does not list is taken as well (`git
+ * ls-files -o`: ignored files included; files inside a submodule belong to
+ * it); exclude patterns apply to those too.
+ *
  * Extraction runs `debugfs -f` (e2fsprogs) with one `rdump` per path's
- * literal leading folder (the whole project folder when a path starts with
- * a wildcard) into a temporary folder, then copies what matches with
- * runner/fstree.h. The image was written by the job: debugfs only reads it,
+ * literal leading folder (each entry of the project folder but .git when a
+ * path starts with a wildcard or untracked is set, plus .git/index) into a
+ * temporary folder, then copies what matches with runner/fstree.h. The image was written by the job: debugfs only reads it,
  * and the copy never follows links out of the destination. */
 #ifndef KILN_ARTIFACTS_H
 #define KILN_ARTIFACTS_H
@@ -28,6 +33,8 @@
 
 #define ARTIFACTS_MAX_PATTERNS 256
 #define ARTIFACTS_MAX_COMPONENTS 64   /* of a path or pattern */
+#define ARTIFACTS_MAX_TRACKED 10000000u /* entries of a checkout's git index */
+#define ARTIFACTS_MAX_TOP 100000u     /* entries directly in the project folder */
 
 struct artifacts_spec {
 	const char *const *paths;     /* artifacts:paths, variables expanded */
@@ -35,6 +42,7 @@ struct artifacts_spec {
 	const char *const *exclude;   /* artifacts:exclude, variables expanded */
 	size_t n_exclude;
 	const char *project_dir;      /* the job's CI_PROJECT_DIR, for absolute paths; may be NULL */
+	bool untracked;               /* artifacts:untracked: also every file git does not track */
 };
 
 /* Whether path ("a/b/c.txt") matches the doublestar glob pattern. */

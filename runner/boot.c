@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "runner/hosttsc.h"
+
 #define AGENT_STATUS "kiln-agent: exit status "
 
 /* Append s to the buffer, returning a pointer to the copy or NULL. */
@@ -36,10 +38,14 @@ enum kiln_rc boot_qemu_argv(const struct boot_opts *o, char **argv, int max, cha
 	char *const *c;
 
 	/* reboot=t: microvm has no i8042, a triple fault ends QEMU (-no-reboot);
-	 * under TCG there is no kvm-clock and TSC calibration may hang. */
+	 * under TCG there is no kvm-clock: the host TSC's rate instead. */
+	char tsc[48] = "";
+
+	if (strcmp(o->accel, "kvm"))
+		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%lu", hosttsc_khz());
 	len = (size_t)snprintf(cmdline, sizeof(cmdline),
 			       "console=ttyS0 reboot=t panic=-1 quiet loglevel=1%s root=/dev/vda rw init=/sbin/kiln-agent --",
-			       strcmp(o->accel, "kvm") ? " tsc_early_khz=2000000" : "");
+			       tsc);
 	for (c = o->command; *c; c++) {
 		const char *s;
 		int quote = !**c;

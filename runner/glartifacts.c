@@ -1,4 +1,3 @@
-#include "runner/varexpand.h"
 #include "runner/glartifacts.h"
 
 #include <dirent.h>
@@ -11,9 +10,11 @@
 #include <unistd.h>
 
 #include "runner/artifacts.h"
+#include "runner/gzmembers.h"
 #include "runner/jobspec.h"
 #include "runner/log.h"
 #include "runner/paths.h"
+#include "runner/varexpand.h"
 #include "runner/zip.h"
 
 #define YELLOW "\033[0;33m"
@@ -223,10 +224,11 @@ static void collect_one(struct gla *g, json_t *o, const char *image, const char 
 	spec.n_paths = np;
 	spec.exclude = (const char *const *)excl;
 	spec.n_exclude = nx;
+	spec.untracked = json_is_true(json_object_get(o, "untracked"));
 	en->wanted = true;
-	if (np && artifacts_collect(image, project, &spec, g->tmp, en->dir, &st, &e) == KILN_OK)
+	if ((np || spec.untracked) && artifacts_collect(image, project, &spec, g->tmp, en->dir, &st, &e) == KILN_OK)
 		en->files = st.files;
-	else if (np)
+	else if (np || spec.untracked)
 		snprintf(en->error, sizeof(en->error), "%s", e.msg);
 	for (i = 0; i < np; i++)
 		free(paths[i]);
@@ -243,8 +245,7 @@ void gla_collect(struct gla *g, const char *image, const char *project, bool ok)
 	g->ok = ok;
 	arr = entries(g, "artifacts");
 	json_array_foreach(arr, i, o) {
-		if (i >= GLA_MAX_ENTRIES || strcmp(str_of(o, "artifact_type", "archive"), "archive") ||
-		    !when_matches(str_of(o, "when", "on_success"), ok))
+		if (i >= GLA_MAX_ENTRIES || !when_matches(str_of(o, "when", "on_success"), ok))
 			continue;
 		snprintf(g->art[i].dir, sizeof(g->art[i].dir), "%s/art-%zu", g->tmp, i);
 		collect_one(g, o, image, project, &g->art[i]);
@@ -280,8 +281,6 @@ static void save_caches(struct gla *g)
 			opened = true;
 		}
 		expand(g, str_of(o, "key", "default"), key, sizeof(key));
-		if (json_is_true(json_object_get(o, "untracked")))
-			trace_printf(g->t, YELLOW "WARNING: cache:untracked is not supported by kiln" RESET "\n");
 		if (en->error[0] || !key_ok(key)) {
 			trace_printf(g->t, YELLOW "WARNING: cache %s not saved: %s" RESET "\n", key,
 				     en->error[0] ? en->error : "the key cannot be used");
@@ -310,6 +309,69 @@ static void save_caches(struct gla *g)
 		trace_section(g->t, g->ok ? "archive_cache" : "archive_cache_on_failure", false, NULL);
 }
 
+/* The path of the one file below dir (collected folders hold only what was
+ * copied, so a single file is the end of a single chain of folders). */
+static bool only_file(const char *dir, char *buf, size_t size)
+{
+	char cur[PATH_MAX];
+	int depth;
+
+	snprintf(cur, sizeof(cur), "%s", dir);
+	for (depth = 0; depth < 64; depth++) {
+		struct dirent *de;
+		struct stat sb;
+		DIR *d = opendir(cur);
+		bool found = false;
+
+		if (!d)
+			return false;
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+				found = (size_t)snprintf(buf, size, "%s/%s", cur, de->d_name) < size;
+				break;
+			}
+		closedir(d);
+		if (!found || lstat(buf, &sb) < 0)
+			return false;
+		if (S_ISREG(sb.st_mode))
+			return true;
+		if (!S_ISDIR(sb.st_mode))
+			return false;
+		snprintf(cur, sizeof(cur), "%s", buf);
+	}
+	return false;
+}
+
+/* Pack en's files as format into a file under g->tmp (*path, the upload's
+ * *file name from name): zip (archive), gzip (reports: one member per
+ * file) or raw (exactly one file, sent as it is). */
+static enum kiln_rc pack(struct gla *g, struct gla_entry *en, size_t i, const char *format, const char *name,
+			 char *path, size_t path_size, char *file, size_t file_size, struct zip_stats *st,
+			 struct kiln_err *e)
+{
+	if (!strcmp(format, "zip")) {
+		snprintf(file, file_size, "%s.zip", name);
+		snprintf(path, path_size, "%s/art-%zu.zip", g->tmp, i);
+		return zip_write_dir(en->dir, path, GLA_MAX_BYTES, st, e);
+	}
+	if (!strcmp(format, "gzip")) {
+		snprintf(file, file_size, "%s.gz", name);
+		snprintf(path, path_size, "%s/art-%zu.gz", g->tmp, i);
+		return gzm_write_dir(en->dir, path, GLA_MAX_BYTES, st, e);
+	}
+	if (!strcmp(format, "raw")) {
+		memset(st, 0, sizeof(*st));
+		if (en->files != 1)
+			return kiln_fail(e, KILN_E_INVALID, "a raw artifact is one file, and %u matched", en->files);
+		if (!only_file(en->dir, path, path_size))
+			return kiln_fail(e, KILN_E_IO, "the raw artifact's file is not in %s", en->dir);
+		snprintf(file, file_size, "%s", name);
+		st->files = 1;
+		return KILN_OK;
+	}
+	return kiln_fail(e, KILN_E_INVALID, "artifact format '%s' is not supported (zip, gzip, raw)", format);
+}
+
 static enum kiln_rc upload_artifacts(struct gla *g, struct kiln_err *e)
 {
 	json_t *arr = entries(g, "artifacts"), *o;
@@ -321,42 +383,35 @@ static enum kiln_rc upload_artifacts(struct gla *g, struct kiln_err *e)
 	json_array_foreach(arr, i, o) {
 		struct gla_entry *en = i < GLA_MAX_ENTRIES ? &g->art[i] : NULL;
 		const char *type = str_of(o, "artifact_type", "archive");
-		char name[256], file[300], zip[PATH_MAX + 64];
+		const char *format = str_of(o, "artifact_format", strcmp(type, "archive") ? "gzip" : "zip");
+		char name[256], file[300], path[PATH_MAX + 64];
 		struct zip_stats st;
 
-		if (!opened && (strcmp(type, "archive") || (en && en->wanted))) {
+		if (!en || !en->wanted)
+			continue;
+		if (!opened) {
 			trace_section(g->t, section, true,
 				      g->ok ? "Uploading artifacts for successful job" : "Uploading artifacts for failed job");
 			opened = true;
 		}
-		if (strcmp(type, "archive")) {
-			trace_printf(g->t, YELLOW "WARNING: %s artifacts are not supported by kiln: not uploaded" RESET "\n",
-				     type);
-			continue;
-		}
-		if (!en || !en->wanted)
-			continue;
-		if (json_is_true(json_object_get(o, "untracked")))
-			trace_printf(g->t, YELLOW "WARNING: artifacts:untracked is not supported by kiln" RESET "\n");
 		if (en->error[0]) {
-			rc = kiln_fail(e, KILN_E_IO, "collecting artifacts: %s", en->error);
+			rc = kiln_fail(e, KILN_E_IO, "collecting %s artifacts: %s", type, en->error);
 			break;
 		}
 		if (!en->files) {
-			trace_printf(g->t, YELLOW "WARNING: no files to upload (no path matched)" RESET "\n");
+			trace_printf(g->t, YELLOW "WARNING: %s: no files to upload (no path matched)" RESET "\n", type);
 			continue;
 		}
 		expand(g, str_of(o, "name", "artifacts"), name, sizeof(name));
-		snprintf(file, sizeof(file), "%s.zip", name);
-		snprintf(zip, sizeof(zip), "%s/art-%zu.zip", g->tmp, i);
-		trace_printf(g->t, "Uploading artifacts: %u files...\n", en->files);
-		if ((rc = zip_write_dir(en->dir, zip, GLA_MAX_BYTES, &st, e)) ||
-		    (rc = gl_upload_artifacts(g->cl, g->p->id, g->p->token, zip, file, "archive", "zip",
+		trace_printf(g->t, "Uploading artifacts (%s, %s): %u files...\n", type, format, en->files);
+		if ((rc = pack(g, en, i, format, name, path, sizeof(path), file, sizeof(file), &st, e)) ||
+		    (rc = gl_upload_artifacts(g->cl, g->p->id, g->p->token, path, file, type, format,
 					      str_of(o, "expire_in", NULL), e)))
 			break;
-		unlink(zip);
-		trace_printf(g->t, "Uploading artifacts as \"archive\" to coordinator... 201 Created (%s, %u files)\n", file,
-			     st.files);
+		if (strcmp(format, "raw"))
+			unlink(path);
+		trace_printf(g->t, "Uploading artifacts as \"%s\" to coordinator... 201 Created (%s, %u files)\n", type,
+			     file, st.files);
 	}
 	if (rc)
 		trace_printf(g->t, RED "ERROR: Uploading artifacts failed: %s" RESET "\n", e->msg);

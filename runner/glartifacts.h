@@ -12,13 +12,13 @@
  * When the VM has stopped (job_opts.finished), the files that
  * artifacts:paths/exclude and cache:paths select are copied out of the
  * workspace image (runner/artifacts.h); afterwards the caches are zipped
- * into the local cache and the artifacts zipped and uploaded (POST
- * /jobs/:id/artifacts, type archive, format zip). A failed upload fails
- * the job. Each phase writes its section into the trace.
+ * into the local cache and the artifacts packed and uploaded (POST
+ * /jobs/:id/artifacts with their artifact_type and artifact_format: zip
+ * archives, gzip members for reports, raw single files). untracked: true
+ * adds what git does not track. A failed upload fails the job. Each phase
+ * writes its section into the trace.
  *
- * Not done: artifacts:untracked and cache:untracked, report artifacts
- * (kiln does not advertise upload_multiple_artifacts, so GitLab sends no
- * job that has them), distributed (S3, GCS, Azure) caches. */
+ * Not done: distributed (S3, GCS, Azure) caches, the zstd formats. */
 #ifndef KILN_GLARTIFACTS_H
 #define KILN_GLARTIFACTS_H
 

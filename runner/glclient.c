@@ -510,8 +510,8 @@ static const struct {
 	{ "cache", true },              /* local caches in cache_dir */
 	{ "fallback_cache_keys", true },
 	{ "shared", false },
-	{ "upload_multiple_artifacts", false },
-	{ "upload_raw_artifacts", false },
+	{ "upload_multiple_artifacts", true },
+	{ "upload_raw_artifacts", true },
 	{ "session", false },
 	{ "terminal", false },
 	{ "refspecs", true },           /* the workspace fetches git_info.refspecs */
@@ -897,7 +897,7 @@ static bool redirect_url(struct gl_client *c, char *buf, size_t size)
 	return true;
 }
 
-enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *token, const char *zip_path,
+enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *token, const char *file_path,
 				 const char *filename, const char *type, const char *format, const char *expire_in,
 				 struct kiln_err *e)
 {
@@ -941,9 +941,9 @@ enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *
 
 		k.mime = curl_mime_init(c->curl);
 		part = k.mime ? curl_mime_addpart(k.mime) : NULL;
-		if (!part || curl_mime_name(part, "file") || curl_mime_filedata(part, zip_path) ||
+		if (!part || curl_mime_name(part, "file") || curl_mime_filedata(part, file_path) ||
 		    curl_mime_filename(part, filename) || curl_mime_type(part, "application/octet-stream")) {
-			rc = kiln_fail(e, KILN_E_NOMEM, "%s: cannot make the request body from %s", what, zip_path);
+			rc = kiln_fail(e, KILN_E_NOMEM, "%s: cannot make the request body from %s", what, file_path);
 			break;
 		}
 		rc = perform(c, &k, &r, e);

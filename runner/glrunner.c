@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <git2.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,6 +41,9 @@ struct rstate {
 	int running, requesting, unhealthy;
 	double paused_until;
 	bool removed;
+	/* A client kept between job requests: its connection and TLS session
+	 * are reused, so an idle poll costs no handshake. */
+	struct gl_client *poller;
 };
 
 /* A configuration and the threads using it. */
@@ -107,8 +111,17 @@ static void cfgref_put(struct daemon *d, struct cfgref *c)
 	}
 }
 
+static void poller_free(struct gl_client *cl)
+{
+	if (cl) {
+		gl_client_free(cl);
+		free(cl);
+	}
+}
+
 static void rstate_free(struct rstate *r)
 {
+	poller_free(r->poller);
 	free(r->url);
 	free(r->token);
 	free(r);
@@ -376,6 +389,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		 json_string_value(json_object_get(json_object_get(doc, "job_info"), "name")) ?: "?");
 	if (jobrec_save_payload(cfg->state_dir, id, text, len, &e))
 		log_warn("job %lld: saving the payload: %s", id, e.msg);
+	jobrec_prune_payloads(cfg->state_dir, JOBREC_KEEP_PAYLOADS);
 	c.jr.id = id;
 	snprintf(c.jr.token, sizeof(c.jr.token), "%s", token);
 	snprintf(c.jr.url, sizeof(c.jr.url), "%s", rc->url);
@@ -512,13 +526,15 @@ out:
 	json_decref(doc);
 }
 
+static void feed(struct daemon *d, struct rstate *r);
+
 static void *request_thread(void *arg)
 {
 	struct req *q = arg;
 	struct daemon *d = q->d;
 	struct rstate *r = q->r;
 	const struct kiln_runner_config *rc = q->rc;
-	struct gl_client cl;
+	struct gl_client *cl = NULL;
 	struct kiln_err e = { 0 };
 	enum gl_poll res = GL_NO_JOB;
 	char last_update[128], *payload = NULL;
@@ -526,11 +542,21 @@ static void *request_thread(void *arg)
 
 	pthread_mutex_lock(&d->mu);
 	memcpy(last_update, r->last_update, sizeof(last_update));
+	/* The kept client serves while the CA file is the one it was made with. */
+	if (r->poller && !strcmp(r->poller->ca_file, rc->tls_ca_file ? rc->tls_ca_file : "")) {
+		cl = r->poller;
+		r->poller = NULL;
+	}
 	pthread_mutex_unlock(&d->mu);
-	if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e) == KILN_OK) {
-		cl.stop = &d->stopping;
-		res = gl_request_job(&cl, rc->token, d->system_id, rc->vm.executor, last_update, &payload, &len, &e);
-		gl_client_free(&cl);
+	if (!cl && (cl = calloc(1, sizeof(*cl))) && gl_client_init(cl, rc->url, rc->tls_ca_file, &e)) {
+		free(cl);
+		cl = NULL;
+	}
+	if (cl) {
+		cl->stop = &d->stopping;
+		res = gl_request_job(cl, rc->token, d->system_id, rc->vm.executor, last_update, &payload, &len, &e);
+	} else if (!e.msg[0]) {
+		kiln_fail(&e, KILN_E_NOMEM, "out of memory");
 	}
 	if (res != GL_JOB && e.rc != KILN_E_NOTFOUND && !d->stopping)
 		log_warn("runner %s: %s", rc->name, e.msg);
@@ -552,15 +578,28 @@ static void *request_thread(void *arg)
 		r->running++;
 	else
 		d->busy--;
+	if (cl && !r->poller && !r->removed && !d->stopping) {
+		r->poller = cl;
+		cl = NULL;
+	}
 	runner_gauges(rc, r);
+	/* A runner that just got a job likely has more waiting: ask again now
+	 * (as gitlab-runner requeues it) rather than at the next tick. */
+	if (res == GL_JOB)
+		feed(d, r);
 	pthread_mutex_unlock(&d->mu);
+	poller_free(cl);
 
 	if (res == GL_JOB) {
 		run_job(q, payload, len);
+		malloc_trim(0);
 		pthread_mutex_lock(&d->mu);
 		r->running--;
 		d->busy--;
 		runner_gauges(rc, r);
+		/* The freed slot goes to the same runner at once: jobs queued
+		 * back to back do not wait a check_interval each. */
+		feed(d, r);
 		pthread_mutex_unlock(&d->mu);
 	}
 	free(payload);
@@ -791,6 +830,10 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 	size_t turn = 0;
 	int signals = 0;
 
+	/* A long-lived daemon whose threads come and go: one arena per thread
+	 * would keep what each job freed. Two arenas, and trimming after each
+	 * job, keep the idle footprint small. */
+	mallopt(M_ARENA_MAX, 2);
 	pthread_mutex_init(&d.mu, NULL);
 	if (!(d.cur = calloc(1, sizeof(*d.cur)))) {
 		log_error("out of memory");

@@ -381,7 +381,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 	bool hello = false, exited = false, cancel_sent = false, shell_ok = false;
 	double t_run = 0, deadline = 0;
 	enum kiln_rc rc = KILN_OK;
-	char buf[65536];
+	char buf[65536], *stamped = NULL;
 
 	ap_reader_init(&rd);
 	for (;;) {
@@ -445,10 +445,14 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				j->r->boot_s = now_s() - t_boot;
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
 				stage_next_step(j, false);
-				if (ap_send(fd, AP_JOB, spec, (uint32_t)strlen(spec)) < 0) {
+				if ((rc = jobspec_stamp_clock(spec, &stamped, e)))
+					goto out;
+				if (ap_send(fd, AP_JOB, stamped, (uint32_t)strlen(stamped)) < 0) {
 					rc = kiln_fail_errno(e, "sending the job to the agent");
 					goto out;
 				}
+				free(stamped);
+				stamped = NULL;
 				t_run = now_s();
 				deadline = t_run + j->p->timeout;
 				break;
@@ -497,6 +501,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 		}
 	}
 out:
+	free(stamped);
 	stage_end(j);
 	ap_reader_free(&rd);
 	if (!rc && !exited && !j->r->failure_reason[0]) {

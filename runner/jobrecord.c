@@ -210,6 +210,52 @@ out:
 	return rc;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+size_t jobrec_prune_payloads(const char *state_dir, size_t keep)
+{
+	/* The listing has a ceiling; what lies past it goes on a later call. */
+	enum { MAX_LISTED = 1 << 20 };
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+	long long *ids = NULL, *grown;
+	size_t n = 0, cap = 0, removed = 0, i;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/payloads", state_dir);
+	if (!(d = opendir(dir)))
+		return 0;
+	while ((de = readdir(d)) && n < MAX_LISTED) {
+		char *end;
+		long long id = strtoll(de->d_name, &end, 10);
+
+		if (end == de->d_name || strcmp(end, ".json") || id <= 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			if (!(grown = realloc(ids, cap * sizeof(*ids))))
+				break;
+			ids = grown;
+		}
+		ids[n++] = id;
+	}
+	closedir(d);
+	if (n > keep) {
+		qsort(ids, n, sizeof(*ids), cmp_id);
+		for (i = 0; i < n - keep; i++) {
+			jobrec_payload_path(state_dir, ids[i], path, sizeof(path));
+			removed += unlink(path) == 0;
+		}
+	}
+	free(ids);
+	return removed;
+}
+
 /* --- the journal ---------------------------------------------------------- */
 
 /* A process's start time in clock ticks since boot (field 22 of

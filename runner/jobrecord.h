@@ -1,8 +1,8 @@
 /* What `kiln run` keeps on disk about the GitLab jobs it takes, under the
  * state folder:
  *
- *   payloads/<id>.json  every payload received, secrets scrubbed, for
- *                       `kiln replay` (mode 0600)
+ *   payloads/<id>.json  the last JOBREC_KEEP_PAYLOADS payloads received,
+ *                       secrets scrubbed, for `kiln replay` (mode 0600)
  *   running/<id>.json   the journal: one file per job this process runs,
  *                       with what a kiln restarted after a crash needs to
  *                       report the job failed (mode 0600: it holds the job
@@ -19,6 +19,7 @@
 #include "runner/result.h"
 
 #define JOBREC_SCRUBBED "[MASKED]"
+#define JOBREC_KEEP_PAYLOADS 1000 /* payload records `kiln run` keeps */
 
 /* Scrub doc (a job payload) in place: the job token, the dependencies'
  * tokens, registry passwords, the values of masked and file variables
@@ -30,6 +31,10 @@ void jobrec_scrub(json_t *doc);
 /* Save the payload text (len bytes) scrubbed as <state_dir>/payloads/<id>.json. */
 enum kiln_rc jobrec_save_payload(const char *state_dir, long long id, const char *text, size_t len,
 				 struct kiln_err *e);
+
+/* Remove the saved payloads beyond the newest keep (by job id, which
+ * GitLab hands out in increasing order). Returns how many were removed. */
+size_t jobrec_prune_payloads(const char *state_dir, size_t keep);
 
 /* The path of a saved payload. */
 void jobrec_payload_path(const char *state_dir, long long id, char *buf, size_t size);

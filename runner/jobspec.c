@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "build-config.h"
 
@@ -114,5 +115,26 @@ enum kiln_rc jobspec_build(const struct job_payload *p, char **out, struct kiln_
 		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
 out:
 	json_decref(spec);
+	return rc;
+}
+
+enum kiln_rc jobspec_stamp_clock(const char *spec, char **out, struct kiln_err *e)
+{
+	json_t *o = json_loads(spec, 0, NULL);
+	enum kiln_rc rc = KILN_OK;
+	struct timespec now;
+
+	*out = NULL;
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (!json_is_object(o)) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "job spec: not a JSON object");
+		goto out;
+	}
+	if (json_object_set_new(o, "clock", json_pack("{s:I, s:I}", "sec", (json_int_t)now.tv_sec, "nsec",
+						     (json_int_t)now.tv_nsec)) ||
+	    !(*out = json_dumps(o, JSON_COMPACT)))
+		rc = kiln_fail(e, KILN_E_NOMEM, "job spec: out of memory");
+out:
+	json_decref(o);
 	return rc;
 }

@@ -19,4 +19,8 @@ void jobspec_project_path(const struct job_payload *p, char *buf, size_t size);
 /* The agent's job spec as JSON text (caller frees *json). */
 enum kiln_rc jobspec_build(const struct job_payload *p, char **json, struct kiln_err *e);
 
+/* spec with "clock": {sec, nsec} set to this host's CLOCK_REALTIME now, for
+ * the agent to set the guest's clock from (caller frees *json). */
+enum kiln_rc jobspec_stamp_clock(const char *spec, char **json, struct kiln_err *e);
+
 #endif

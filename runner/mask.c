@@ -9,6 +9,20 @@ static bool token_char(unsigned char c)
 	       c == '=' || c == '-';
 }
 
+/* A URL parameter's value runs to the next '&', '#', blank or quote. */
+static bool param_char(unsigned char c)
+{
+	return c > ' ' && c != 0x7f && c != '&' && c != '#' && c != '"' && c != '\'' && c != '<' && c != '>' &&
+	       c != '`';
+}
+
+/* URL parameters whose values gitlab-runner hides (after '?' or '&', any
+ * case): "?private_token=abc" gives "?private_token=[MASKED]". */
+static const char *const url_params[] = {
+	"private_token=",    "authenticity_token=", "rss_token=",
+	"x-amz-signature=",  "x-amz-credential=",   "x-amz-security-token=",
+};
+
 static bool blank(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
@@ -33,6 +47,7 @@ void mask_init(struct mask *m, mask_out_fn out, void *arg)
 	memset(m, 0, sizeof(*m));
 	m->out = out;
 	m->arg = arg;
+	m->first['?'] = m->first['&'] = 1;
 	mask_add_prefix(m, "glpat-", NULL);
 }
 
@@ -117,15 +132,58 @@ static void emit(struct mask *m, const char *p, size_t n)
 		m->out(m->arg, p, n);
 }
 
-/* What stands at d[i] (len bytes in all): 1 and *adv when a secret or a
- * prefixed token starts there, 0 when nothing does, -1 when more bytes are
- * needed to tell. *prefix_len is the prefix's length for a token. */
-static int match_at(const struct mask *m, const char *d, size_t i, size_t len, size_t *adv, size_t *prefix_len)
+/* 1 when d[i..] is '?' or '&' and a hidden URL parameter's name with its
+ * '=' and the first character of a value: *adv the bytes up to the value.
+ * 0 when not, -1 when more bytes are needed to tell. */
+static int param_at(const char *d, size_t i, size_t len, size_t *adv)
+{
+	size_t avail = len - i - 1, k, j;
+
+	if (d[i] != '?' && d[i] != '&')
+		return 0;
+	for (k = 0; k < sizeof(url_params) / sizeof(url_params[0]); k++) {
+		const char *p = url_params[k];
+		size_t pl = strlen(p);
+
+		for (j = 0; j < pl && j < avail; j++) {
+			char c = d[i + 1 + j];
+
+			if (c >= 'A' && c <= 'Z')
+				c = (char)(c - 'A' + 'a');
+			if (c != p[j])
+				break;
+		}
+		if (j < pl && j < avail)
+			continue; /* differs */
+		if (avail <= pl)
+			return -1; /* the name, or the value's first character, is still to come */
+		if (param_char((unsigned char)d[i + 1 + pl])) {
+			*adv = 1 + pl;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* What stands at d[i] (len bytes in all): 1 and *adv when a secret, a
+ * prefixed token or a hidden URL parameter starts there, 0 when nothing
+ * does, -1 when more bytes are needed to tell. *prefix_len is what is kept
+ * before "[MASKED]" (a token's prefix, a parameter's "?name="), *run the
+ * kind of run then dropped. */
+static int match_at(const struct mask *m, const char *d, size_t i, size_t len, size_t *adv, size_t *prefix_len,
+		    int *run)
 {
 	size_t avail = len - i, k;
+	int r;
 
 	if (!m->first[(unsigned char)d[i]])
 		return 0;
+	if ((r = param_at(d, i, len, adv)) != 0) {
+		*prefix_len = *adv;
+		*run = MASK_RUN_PARAM;
+		return r;
+	}
+	*run = MASK_RUN_TOKEN;
 	for (k = 0; k < m->n_secrets; k++) {
 		size_t sl = m->lens[k];
 
@@ -182,16 +240,16 @@ enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
 	d = m->hold;
 	while (i < len) {
 		size_t adv = 0, pl = 0;
-		int r;
+		int r, run = MASK_RUN_NONE;
 
-		if (m->in_token) {
-			if (token_char((unsigned char)d[i])) {
+		if (m->in_run) {
+			if (m->in_run == MASK_RUN_TOKEN ? token_char((unsigned char)d[i]) : param_char((unsigned char)d[i])) {
 				from = ++i;
 				continue;
 			}
-			m->in_token = false;
+			m->in_run = MASK_RUN_NONE;
 		}
-		r = match_at(m, d, i, len, &adv, &pl);
+		r = match_at(m, d, i, len, &adv, &pl, &run);
 		if (r < 0)
 			break;
 		if (r == 0) {
@@ -202,7 +260,7 @@ enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
 		emit(m, MASK_TEXT, sizeof(MASK_TEXT) - 1);
 		i += adv;
 		from = i;
-		m->in_token = pl > 0;
+		m->in_run = pl > 0 ? run : MASK_RUN_NONE;
 	}
 	emit(m, d + from, i - from);
 	/* Keep what could not be decided yet. */
@@ -223,5 +281,5 @@ void mask_flush(struct mask *m)
 {
 	emit(m, m->hold, m->hold_len);
 	m->hold_len = 0;
-	m->in_token = false;
+	m->in_run = MASK_RUN_NONE;
 }

@@ -7,7 +7,11 @@
  *   features.token_mask_prefixes, MASK_MAX_PREFIXES in all), the run of
  *   [A-Za-z0-9._=-] that follows becomes "[MASKED]": "glpat-abc" gives
  *   "glpat-[MASKED]", as gitlab-runner writes it. A prefix not followed by
- *   such a character is left alone.
+ *   such a character is left alone;
+ * - the values of the URL parameters private_token, authenticity_token,
+ *   rss_token and x-amz-signature/credential/security-token (after '?' or
+ *   '&', any case) up to the next '&', '#', blank or quote:
+ *   "?private_token=abc&x=1" gives "?private_token=[MASKED]&x=1".
  *
  * Matches span write boundaries: a write may hold back the bytes that could
  * still be the start of a secret (at most the longest secret's length - 1)
@@ -26,6 +30,8 @@
 #define MASK_MAX_SECRET_BYTES (64u << 10)
 #define MASK_TEXT "[MASKED]"
 
+enum { MASK_RUN_NONE, MASK_RUN_TOKEN, MASK_RUN_PARAM };
+
 typedef void (*mask_out_fn)(void *arg, const void *buf, size_t n);
 
 struct mask {
@@ -37,7 +43,7 @@ struct mask {
 	unsigned char first[256]; /* first bytes of secrets and prefixes */
 	char *hold;               /* bytes held back from the last write */
 	size_t hold_len, hold_cap;
-	bool in_token;            /* dropping a token's characters */
+	int in_run;               /* MASK_RUN_*: dropping a token's or a parameter's characters */
 	mask_out_fn out;
 	void *arg;
 };

@@ -276,25 +276,103 @@ static enum kiln_rc mirror_fetch(git_remote *remote, char **specs, size_t n, con
 	return KILN_OK;
 }
 
+/* ---- config ------------------------------------------------------------ */
+
+/* value as a quoted git config value into f. */
+static void config_quoted(FILE *f, const char *value)
+{
+	fputc('"', f);
+	for (; *value; value++) {
+		if (*value == '"' || *value == '\\')
+			fputc('\\', f);
+		else if (*value == '\t') {
+			fputs("\\t", f);
+			continue;
+		}
+		fputc(*value, f);
+	}
+	fputc('"', f);
+}
+
+enum kiln_rc ws_config_add_remote(git_repository *repo, const char *name, const char *url,
+				  const char *const *fetch, size_t n_fetch, struct kiln_err *e)
+{
+	char path[PATH_MAX];
+	git_config *cfg = NULL;
+	size_t i;
+	FILE *f;
+
+	if (strpbrk(name, "\"\\\n\r") || strchr(url, '\n') || strchr(url, '\r'))
+		return kiln_fail(e, KILN_E_INVALID, "remote %s: a newline or quote cannot go into the git config", name);
+	for (i = 0; i < n_fetch; i++)
+		if (strchr(fetch[i], '\n') || strchr(fetch[i], '\r'))
+			return kiln_fail(e, KILN_E_INVALID, "remote %s: a fetch spec holds a newline", name);
+	if (!kiln_path_join(path, sizeof(path), git_repository_path(repo), "config"))
+		return kiln_fail(e, KILN_E_LIMIT, "path too long: %s", git_repository_path(repo));
+	if (!(f = fopen(path, "ae")))
+		return kiln_fail_errno(e, "opening %s", path);
+	fprintf(f, "[remote \"%s\"]\n\turl = ", name);
+	config_quoted(f, url);
+	fputc('\n', f);
+	for (i = 0; i < n_fetch; i++) {
+		fputs("\tfetch = ", f);
+		config_quoted(f, fetch[i]);
+		fputc('\n', f);
+	}
+	if (fclose(f) != 0)
+		return kiln_fail_errno(e, "writing %s", path);
+	/* libgit2 caches the parsed file; a lookup re-reads a changed file, and
+	 * reading the URL back checks what was written. */
+	{
+		git_buf got = { 0 };
+		char key[300];
+		bool same;
+
+		snprintf(key, sizeof(key), "remote.%s.url", name);
+		if (git_repository_config(&cfg, repo) < 0 || git_config_get_string_buf(&got, cfg, key) < 0) {
+			git_config_free(cfg);
+			return kiln_git_fail(e, KILN_E_IO, "reading back %s from %s", key, path);
+		}
+		same = !strcmp(got.ptr, url);
+		git_buf_dispose(&got);
+		git_config_free(cfg);
+		if (!same)
+			return kiln_fail(e, KILN_E_IO, "%s: %s reads back differently", path, key);
+	}
+	return KILN_OK;
+}
+
 /* ---- mirror ------------------------------------------------------------ */
 
 static enum kiln_rc open_or_init(struct mirror *m, const char *url, struct kiln_err *e)
 {
 	git_repository_init_options io;
-	git_remote_create_options ro;
 	git_remote *remote = NULL;
 	enum kiln_rc rc = KILN_OK;
 	struct stat st;
 
 	git_repository_init_options_init(&io, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
-	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
 	if (git_repository_open_bare(&m->repo, m->path) == 0) {
-		if (git_remote_lookup(&remote, m->repo, "origin") == 0) {
-			if (strcmp(git_remote_url(remote), url) != 0 &&
-			    git_remote_set_url(m->repo, "origin", url) < 0)
-				rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: set origin", m->path);
+		/* The URL from the config, not git_remote_lookup: that walks
+		 * url.*.insteadOf with a regexp over every entry, and libgit2
+		 * 1.5 leaks on each one that does not match. */
+		git_config *cfg = NULL;
+		git_buf got = { 0 };
+		bool found = false;
+
+		if (git_repository_config(&cfg, m->repo) < 0) {
+			rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: config", m->path);
 			goto out;
 		}
+		if (git_config_get_string_buf(&got, cfg, "remote.origin.url") == 0) {
+			found = true;
+			if (strcmp(got.ptr, url) != 0 && git_config_set_string(cfg, "remote.origin.url", url) < 0)
+				rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: set origin", m->path);
+		}
+		git_buf_dispose(&got);
+		git_config_free(cfg);
+		if (found || rc)
+			goto out;
 	} else {
 		if (stat(m->path, &st) == 0) {
 			log_warn("mirror %s is not a usable repository; recreating it", m->path);
@@ -310,11 +388,7 @@ static enum kiln_rc open_or_init(struct mirror *m, const char *url, struct kiln_
 		}
 		m->cloned = true;
 	}
-	ro.repository = m->repo;
-	ro.name = "origin";
-	ro.flags = GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
-	if (git_remote_create_with_opts(&remote, url, &ro) < 0)
-		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s: add origin", m->path);
+	rc = ws_config_add_remote(m->repo, "origin", url, NULL, 0, e);
 out:
 	git_remote_free(remote);
 	return rc;
@@ -556,9 +630,19 @@ static enum kiln_rc sync_remote(struct mirror *m, const struct mirror_opts *o, c
 	size_t i, n_sha = 0;
 	enum kiln_rc rc = KILN_OK;
 
-	if (git_remote_lookup(&remote, m->repo, "origin") < 0) {
-		rc = kiln_git_fail(e, KILN_E_IO, "mirror %s", m->path);
-		goto out;
+	/* An anonymous remote with the fetch specs given: no config walk
+	 * (see open_or_init), and the mirror's origin URL is the redacted one
+	 * its path is made from. */
+	{
+		git_remote_create_options ro;
+
+		git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+		ro.repository = m->repo;
+		ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF | GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+		if (git_remote_create_with_opts(&remote, o->url->redacted, &ro) < 0) {
+			rc = kiln_git_fail(e, KILN_E_IO, "mirror %s", m->path);
+			goto out;
+		}
 	}
 	if (p->n_normal > 0) {
 		rc = mirror_fetch(remote, (char **)p->normal, p->n_normal, o, true, e);

@@ -90,6 +90,15 @@ void mirror_release(struct mirror *m);
 enum kiln_rc kiln_git_fail(struct kiln_err *e, enum kiln_rc rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Add remote name (url, fetch specs) to repo's config by appending the
+ * section to its config file. libgit2 1.5's config writer leaks pcre2
+ * match data (about 20 KiB) on every regexp that does not match, which
+ * git_remote_create and git_remote_add_fetch do; a daemon running
+ * thousands of jobs cannot afford that. The repository must not have the
+ * remote yet. KILN_E_INVALID for a newline or NUL in a value. */
+enum kiln_rc ws_config_add_remote(git_repository *repo, const char *name, const char *url,
+				  const char *const *fetch, size_t n_fetch, struct kiln_err *e);
+
 /* Parse 40 hex digits into oid; 0 or -1. */
 int ws_parse_sha(git_oid *oid, const char *hex);
 

@@ -371,16 +371,13 @@ static void on_finished(void *arg, const char *image, const char *project, bool 
 
 	if (!a->defined)
 		return;
-	if (a->untracked)
-		outmux_note(&pj->out, "artifacts:untracked is not supported by kiln exec: "
-				      "only artifacts:paths are kept");
-	if (!a->n_paths)
+	if (!a->n_paths && !a->untracked)
 		return;
 	if ((a->when == PL_ON_SUCCESS && !ok) || (a->when == PL_ON_FAILURE && ok)) {
 		outmux_note(&pj->out, "artifacts: not kept (artifacts:when is %s)", pipeline_when_name(a->when));
 		return;
 	}
-	paths = calloc(a->n_paths, sizeof(*paths));
+	paths = calloc(a->n_paths + 1, sizeof(*paths));
 	excl = calloc(a->n_exclude + 1, sizeof(*excl));
 	if (!paths || !excl)
 		goto out;
@@ -402,6 +399,7 @@ static void on_finished(void *arg, const char *image, const char *project, bool 
 	spec.n_paths = a->n_paths;
 	spec.exclude = (const char *const *)excl;
 	spec.n_exclude = a->n_exclude;
+	spec.untracked = a->untracked;
 	safe_name(pj->job->name, name, sizeof(name));
 	snprintf(dest, sizeof(dest), "%s/%s", x->art_root, name);
 	if (artifacts_collect(image, project, &spec, x->tmp_dir, dest, &st, &e)) {
@@ -409,8 +407,8 @@ static void on_finished(void *arg, const char *image, const char *project, bool 
 		goto out;
 	}
 	if (!st.files)
-		outmux_note(&pj->out, "artifacts: no file matched %s%s", paths[0],
-			    a->n_paths > 1 ? " (and the others)" : "");
+		outmux_note(&pj->out, "artifacts: no file matched %s%s", a->n_paths ? paths[0] : "(untracked)",
+			    a->n_paths > 1 || (a->n_paths && a->untracked) ? " (and the others)" : "");
 	else
 		outmux_note(&pj->out, "artifacts: %u file%s (%llu bytes) kept in %s/artifacts/%s/", st.files,
 			    st.files == 1 ? "" : "s", (unsigned long long)st.bytes, LOCALCI_KILN_DIR, name);

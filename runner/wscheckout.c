@@ -352,18 +352,10 @@ static enum kiln_rc write_packed_refs(const char *gitdir, const struct reflist *
 
 static enum kiln_rc set_origin(git_repository *repo, const struct wsco_opts *o, struct kiln_err *e)
 {
-	git_remote_create_options ro;
-	git_remote *remote = NULL;
-	size_t i, added = 0;
+	const char *fetch[MIRROR_MAX_REFSPECS + 1];
+	size_t i, n = 0;
 
-	git_remote_create_options_init(&ro, GIT_REMOTE_CREATE_OPTIONS_VERSION);
-	ro.repository = repo;
-	ro.name = "origin";
-	ro.flags = GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
-	if (git_remote_create_with_opts(&remote, o->origin_url, &ro) < 0)
-		return kiln_git_fail(e, KILN_E_IO, "checkout %s: add origin", o->workdir);
-	git_remote_free(remote);
-	for (i = 0; i < o->n_refspecs; i++) {
+	for (i = 0; i < o->n_refspecs && n < MIRROR_MAX_REFSPECS; i++) {
 		git_refspec *rs = NULL;
 		git_oid oid;
 		bool sha;
@@ -372,15 +364,12 @@ static enum kiln_rc set_origin(git_repository *repo, const struct wsco_opts *o, 
 			return kiln_git_fail(e, KILN_E_INVALID, "refspec '%s'", o->refspecs[i]);
 		sha = ws_parse_sha(&oid, git_refspec_src(rs)) == 0;
 		git_refspec_free(rs);
-		if (sha)
-			continue; /* one-off: not a fetch spec for later */
-		if (git_remote_add_fetch(repo, "origin", o->refspecs[i]) < 0)
-			return kiln_git_fail(e, KILN_E_IO, "checkout %s: origin fetch spec", o->workdir);
-		added++;
+		if (!sha) /* a one-off by SHA is not a fetch spec for later */
+			fetch[n++] = o->refspecs[i];
 	}
-	if (added == 0 && git_remote_add_fetch(repo, "origin", WS_DEFAULT_REFSPEC_HEADS) < 0)
-		return kiln_git_fail(e, KILN_E_IO, "checkout %s: origin fetch spec", o->workdir);
-	return KILN_OK;
+	if (n == 0)
+		fetch[n++] = WS_DEFAULT_REFSPEC_HEADS;
+	return ws_config_add_remote(repo, "origin", o->origin_url, fetch, n, e);
 }
 
 enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)

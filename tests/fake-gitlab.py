@@ -63,6 +63,7 @@ import threading
 import time
 import urllib.parse
 import zipfile
+import zlib
 
 LOCK = threading.Condition()
 STATE = {
@@ -136,6 +137,34 @@ def new_job(req):
 
 def job_status(job):
     return job["job_status_override"] or job["status"]
+
+
+def gzip_members(data):
+    """[[name, text], ...] of concatenated gzip members, or [["<bad>", why]]."""
+    out = []
+    while data:
+        if len(data) < 10 or data[:3] != b"\x1f\x8b\x08":
+            return out + [["<bad>", "not a gzip member at byte %d" % len(data)]]
+        flags, pos, name = data[3], 10, ""
+        if flags & 4:  # FEXTRA
+            pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
+        if flags & 8:  # FNAME
+            end = data.index(b"\0", pos)
+            name, pos = data[pos:end].decode("utf-8", "replace"), end + 1
+        if flags & 16:  # FCOMMENT
+            pos = data.index(b"\0", pos) + 1
+        if flags & 2:  # FHCRC
+            pos += 2
+        d = zlib.decompressobj(-15)
+        text = d.decompress(data[pos:])
+        if not d.eof:
+            return out + [["<bad>", "a truncated member"]]
+        rest = d.unused_data
+        if len(rest) < 8 or int.from_bytes(rest[:4], "little") != zlib.crc32(text):
+            return out + [["<bad>", "a bad CRC"]]
+        out.append([name, text.decode("utf-8", "replace")])
+        data = rest[8:]
+    return out
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -472,7 +501,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(400, {"message": "400 Bad request - bad Content-Range"})
         with LOCK:
             f = take_fault(job["script"].setdefault("patch", []))
-        rec = {"start": start, "end": end, "len": len(raw), "status": None}
+        rec = {"start": start, "end": end, "len": len(raw), "status": None, "t": time.time()}
         with LOCK:
             job["patches"].append(rec)
         if self.apply_fault(f):
@@ -523,15 +552,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not part:
             return self.reply(400, {"message": "400 Bad request - file is missing"})
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
-        try:
-            z = zipfile.ZipFile(io.BytesIO(part[1]))
-            names, ok = sorted(z.namelist()), z.testzip() is None
-        except zipfile.BadZipFile:
-            names, ok = [], False
+        atype, fmt = query.get("artifact_type", "archive"), query.get("artifact_format", "zip")
+        # GitLab: each type has its format (archive: zip; reports: gzip or raw).
+        if (atype == "archive") != (fmt == "zip") or fmt not in ("zip", "gzip", "raw"):
+            return self.reply(400, {"message": "400 Bad request - %s artifacts cannot be %s" % (atype, fmt)})
+        rec = {"filename": part[0], "query": query, "size": len(part[1])}
+        if fmt == "zip":
+            try:
+                z = zipfile.ZipFile(io.BytesIO(part[1]))
+                rec["names"], rec["zip_ok"] = sorted(z.namelist()), z.testzip() is None
+            except zipfile.BadZipFile:
+                rec["names"], rec["zip_ok"] = [], False
+        elif fmt == "gzip":
+            rec["members"] = gzip_members(part[1])
+        else:
+            rec["content"] = part[1].decode("utf-8", "replace")
         with LOCK:
-            ARTIFACTS[str(job["id"])] = part[1]
-            job.setdefault("artifacts", []).append({"filename": part[0], "query": query, "size": len(part[1]),
-                                                    "names": names, "zip_ok": ok})
+            if atype == "archive":
+                ARTIFACTS[str(job["id"])] = part[1]
+            job.setdefault("artifacts", []).append(rec)
         return self.reply(201, {})
 
     def artifacts_download(self, job):

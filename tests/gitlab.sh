@@ -234,6 +234,19 @@ check "job P: artifacts uploaded (zip, archive, expire_in, excludes applied) aft
 check "job P: the upload was retried" test "$(st "[r['status'] for r in s['requests'] if r['path'] == '/api/v4/jobs/$pj/artifacts']")" = "[503, 201]"
 check "job P: cache saved" test -s "$KILN_CACHE_DIR/group/project/deps-1/cache.zip"
 check "job P: sections archive_cache, upload_artifacts_on_success" test "$(J=$pj st "'section_start' in j['trace'] and ':archive_cache\r' in j['trace'] and ':upload_artifacts_on_success\r' in j['trace']")" = True
+# artifacts:untracked: what git does not track (ignored files too), minus
+# exclude; a junit report as gzip members.
+uart='{"artifacts": [{"name": "untracked", "untracked": true, "exclude": ["gen/*.tmp"], "when": "on_success",
+	"artifact_type": "archive", "artifact_format": "zip"},
+	{"name": "junit.xml", "paths": ["rspec.xml"], "when": "always", "artifact_type": "junit", "artifact_format": "gzip"}]}'
+uj=$(enqueue untracked '["mkdir -p gen", "echo g > gen/out.bin", "echo t > gen/skip.tmp", "echo u > notes.txt", "echo \"<testsuite/>\" > rspec.xml"]' '[]' '{}' 600 "$uart")
+J=$uj wait_for "j['final'] is not None" 180 || bad "job U: no final update"
+check "job U: artifacts:untracked uploads the files git does not track" \
+	test "$(J=$uj st "j['final']['state'] + ' ' + str(j['artifacts'][0].get('names') if j.get('artifacts') else None)")" = \
+	"success ['gen/', 'gen/out.bin', 'notes.txt', 'rspec.xml']"
+check "job U: the junit report went up as gzip members" \
+	test "$(J=$uj st "(lambda a: (a['filename'], a['query']['artifact_type'], a['query']['artifact_format'], a['members']))(j['artifacts'][1])")" = \
+	"('junit.xml.gz', 'junit', 'gzip', [['rspec.xml', '<testsuite/>\\n']])"
 ptok=$(J=$pj st "j['token']")
 dep="{\"dependencies\": [{\"id\": $pj, \"name\": \"producer\", \"token\": \"$ptok\", \"artifacts_file\": {\"filename\": \"build-out.zip\", \"size\": 100}}],
 	\"cache\": [{\"key\": \"deps-1\", \"paths\": [\"vendor/\"], \"policy\": \"pull\"}]}"

@@ -281,6 +281,29 @@ static int parse_steps(json_t *arr, struct job_spec *spec, struct perr *e)
 	return 0;
 }
 
+/* The optional host clock: {sec: seconds since the epoch, nsec}. */
+static int parse_clock(json_t *clock, struct job_spec *spec, struct perr *e)
+{
+	long long sec, nsec;
+	int rc;
+
+	if (!clock)
+		return 0;
+	if (!json_is_object(clock))
+		return bad(e, "clock", "must be an object {sec, nsec}");
+	if (!json_object_get(clock, "sec"))
+		return bad(e, "clock.sec", "is missing");
+	rc = get_int(clock, "sec", "clock.sec", 0, (1LL << 40), 0, &sec, e);
+	if (!rc)
+		rc = get_int(clock, "nsec", "clock.nsec", 0, 999999999, 0, &nsec, e);
+	if (rc)
+		return rc;
+	spec->has_clock = 1;
+	spec->clock_sec = sec;
+	spec->clock_nsec = (long)nsec;
+	return 0;
+}
+
 static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 {
 	json_t *env, *files, *steps;
@@ -301,6 +324,8 @@ static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 		rc = get_array(root, "steps", 1, JOBSPEC_MAX_STEPS, &steps, e);
 	if (!rc)
 		rc = parse_steps(steps, spec, e);
+	if (!rc)
+		rc = parse_clock(json_object_get(root, "clock"), spec, e);
 	if (!rc && json_object_get(root, "hold_on_failure")) {
 		if (!json_is_boolean(json_object_get(root, "hold_on_failure")))
 			return bad(e, "hold_on_failure", "must be true or false");

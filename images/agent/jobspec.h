@@ -44,6 +44,9 @@ struct job_spec {
 	struct job_step *steps;   /* at least one */
 	size_t nsteps;
 	int hold_on_failure;      /* keep the VM for a shell when the job failed */
+	int has_clock;            /* the host's wall clock came with the job */
+	long long clock_sec;      /* CLOCK_REALTIME on the host when it sent the job */
+	long clock_nsec;
 };
 
 /* Parse and check json[0..len). Required: workdir (absolute path) and steps
@@ -51,7 +54,8 @@ struct job_spec {
  * array of strings). Optional: env ([name, value] string pairs), files
  * ({path, content, mode}), a step's timeout (default
  * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success), hold_on_failure
- * (a boolean, default false). Unknown members
+ * (a boolean, default false), clock ({sec, nsec}: the host's wall clock
+ * when it sent the job). Unknown members
  * are ignored, so a newer host can add some. On success returns 0 and
  * fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
  * spec) or -ENOMEM, leaves *spec empty, and writes one line without a

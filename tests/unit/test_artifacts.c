@@ -87,9 +87,9 @@ START_TEST(paths_minus_exclude)
 {
 	const char *paths[] = { "dist/", "reports/*.xml", "**/*.log" };
 	const char *excl[] = { "dist/*.tmp", "dist/sub" };
-	struct artifacts_spec a = { paths, 3, excl, 2, NULL };
+	struct artifacts_spec a = { paths, 3, excl, 2, NULL, false };
 	const char *all[] = { "**" };
-	struct artifacts_spec everything = { all, 1, NULL, 0, NULL };
+	struct artifacts_spec everything = { all, 1, NULL, 0, NULL, false };
 
 	ck_assert(artifacts_selected(&a, "dist/app.txt"));
 	ck_assert(artifacts_selected(&a, "dist/deep/er/x"));
@@ -145,7 +145,7 @@ START_TEST(collect_from_an_ext4_image)
 	char dir[] = "/tmp/kiln-artifacts-test-XXXXXX", img[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX];
 	const char *paths[] = { "dist/", "reports/*.xml", "**/*.log", "nope/", "/builds/g/demo/abs.txt" };
 	const char *excl[] = { "dist/*.tmp" };
-	struct artifacts_spec a = { paths, 5, excl, 1, "/builds/g/demo" };
+	struct artifacts_spec a = { paths, 5, excl, 1, "/builds/g/demo", false };
 	struct fstree_stats st;
 	struct kiln_err e = { 0 };
 
@@ -194,6 +194,59 @@ START_TEST(collect_from_an_ext4_image)
 }
 END_TEST
 
+/* artifacts:untracked: what the checkout's git index does not list,
+ * ignored files included, .git and submodule contents never. */
+START_TEST(collect_untracked_files)
+{
+	char dir[] = "/tmp/kiln-artifacts-test-XXXXXX", img[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX];
+	const char *paths[] = { "src/main.c" };
+	const char *excl[] = { "**/*.o" };
+	struct artifacts_spec a = { NULL, 0, NULL, 0, "/builds/g/demo", true };
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/ws.ext4", dir);
+	snprintf(dest, sizeof(dest), "%s/store/job", dir);
+	snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+	ck_assert_int_eq(sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/src $p/sub $p/mod; cd $p;"
+			    "git init -q .; echo c > src/main.c; echo '*.log' > .gitignore; echo r > README;"
+			    "echo m > mod/tracked; git add src/main.c .gitignore README mod/tracked;"
+			    "git update-index --add --cacheinfo 160000,1111111111111111111111111111111111111111,vendor;"
+			    "mkdir vendor; echo v > vendor/in-submodule;"
+			    "echo b > build.log; echo n > notes.txt; echo o > src/main.o; echo s > sub/new.txt;"
+			    "echo x > mod/extra; echo ' ' > 'with space';"
+			    "cd '%s'; PATH=$PATH:/usr/sbin:/sbin mke2fs -q -F -t ext4 -d root ws.ext4 32M >/dev/null",
+			    dir, dir),
+			 0);
+	ck_assert_msg(artifacts_collect(img, "g/demo", &a, tmp, dest, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 6);
+	ck_assert(exists(dest, "build.log"));   /* ignored, still untracked */
+	ck_assert(exists(dest, "notes.txt"));
+	ck_assert(exists(dest, "sub/new.txt"));
+	ck_assert(exists(dest, "mod/extra"));
+	ck_assert(exists(dest, "with space"));
+	ck_assert(exists(dest, "src/main.o"));
+	ck_assert(!exists(dest, "src/main.c"));
+	ck_assert(!exists(dest, "README"));
+	ck_assert(!exists(dest, "mod/tracked"));
+	ck_assert(!exists(dest, "vendor"));
+	ck_assert(!exists(dest, ".git"));
+	ck_assert_int_eq(sh("test -z \"$(ls -A '%s')\"", tmp), 0);
+
+	/* With paths (a tracked file) and an exclude pattern. */
+	a.paths = paths;
+	a.n_paths = 1;
+	a.exclude = excl;
+	a.n_exclude = 1;
+	ck_assert_msg(artifacts_collect(img, "g/demo", &a, tmp, dest, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 6);
+	ck_assert(exists(dest, "src/main.c"));
+	ck_assert(!exists(dest, "src/main.o"));
+	sh("rm -rf '%s'", dir);
+}
+END_TEST
+
 Suite *artifacts_suite(void)
 {
 	Suite *s = suite_create("artifacts");
@@ -205,6 +258,7 @@ Suite *artifacts_suite(void)
 	tcase_add_test(tc, paths_minus_exclude);
 	tcase_add_test(tc, copy_never_follows_links_in_the_destination);
 	tcase_add_test(tc, collect_from_an_ext4_image);
+	tcase_add_test(tc, collect_untracked_files);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -19,6 +19,7 @@
 #include "runner/config.h"
 #include "runner/glclient.h"
 #include "runner/glconfig.h"
+#include "runner/gzmembers.h"
 #include "runner/jobrecord.h"
 #include "runner/mask.h"
 #include "runner/metrics.h"
@@ -161,6 +162,29 @@ START_TEST(mask_token_prefixes)
 	/* The job's prefixes (trimmed); ten prefixes in all, glpat- included. */
 	check_mask("CI_JOB_TOKEN=glcbt-123abc tok-zz", NULL, custom, "CI_JOB_TOKEN=glcbt-[MASKED] tok-[MASKED]");
 	check_mask("p9-x p10-x glpat-x", NULL, many, "p9-[MASKED] p10-x glpat-[MASKED]");
+}
+END_TEST
+
+START_TEST(mask_url_params)
+{
+	static const char *const pw[] = { "hunter22", NULL };
+
+	check_mask("GET /a?private_token=abc123&page=2 HTTP", NULL, NULL, "GET /a?private_token=[MASKED]&page=2 HTTP");
+	check_mask("u?x=1&RSS_TOKEN=Zz9#frag", NULL, NULL, "u?x=1&RSS_TOKEN=[MASKED]#frag");
+	check_mask("'https://s3/b?X-Amz-Signature=ab%2Fcd&X-Amz-Credential=AKIA/x'", NULL, NULL,
+		   "'https://s3/b?X-Amz-Signature=[MASKED]&X-Amz-Credential=[MASKED]'");
+	check_mask("?authenticity_token=a+b/c= next", NULL, NULL, "?authenticity_token=[MASKED] next");
+	check_mask("\"&x-amz-security-token=q\"", NULL, NULL, "\"&x-amz-security-token=[MASKED]\"");
+	/* Split anywhere: the separator, the name, the value. */
+	check_mask("a?|private_tok|en=ab|c&b=1", NULL, NULL, "a?private_token=[MASKED]&b=1");
+	check_mask("a|&|private_token=|abc d", NULL, NULL, "a&private_token=[MASKED] d");
+	/* No value, no separator before it, other names: left alone. */
+	check_mask("?private_token=&a=1 ?private_token= x", NULL, NULL, "?private_token=&a=1 ?private_token= x");
+	check_mask("private_token=abc ?token=abc ?private_tokens=abc", NULL, NULL,
+		   "private_token=abc ?token=abc ?private_tokens=abc");
+	check_mask("?private_tok", NULL, NULL, "?private_tok");
+	/* Together with masked values. */
+	check_mask("?rss_token=hunter22 hunter22", pw, NULL, "?rss_token=[MASKED] [MASKED]");
 }
 END_TEST
 
@@ -545,9 +569,10 @@ START_TEST(client_url_and_info)
 	ck_assert(json_is_true(json_object_get(f, "artifacts")));
 	ck_assert(json_is_true(json_object_get(f, "cache")));
 	ck_assert(json_is_false(json_object_get(f, "services")));
-	ck_assert(json_is_false(json_object_get(f, "upload_multiple_artifacts")));
+	ck_assert(json_is_true(json_object_get(f, "upload_multiple_artifacts")));
+	ck_assert(json_is_true(json_object_get(f, "upload_raw_artifacts")));
 	ck_assert(json_is_false(json_object_get(f, "vault_secrets")));
-	ck_assert_uint_eq(n_true, 16);
+	ck_assert_uint_eq(n_true, 18);
 	json_decref(info);
 	json_decref(fx);
 }
@@ -765,6 +790,30 @@ START_TEST(journal_orphans)
 }
 END_TEST
 
+START_TEST(payload_pruning)
+{
+	static const long long ids[] = { 3, 10, 1, 7, 20 };
+	struct kiln_err e = { 0 };
+	char path[200], cmd[160], *d = tmpdir();
+	size_t i;
+
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+		ck_assert_msg(jobrec_save_payload(d, ids[i], "{}", 2, &e) == KILN_OK, "%s", e.msg);
+	snprintf(path, sizeof(path), "%s/payloads/notes.json", d);
+	fclose(fopen(path, "w"));
+	ck_assert_uint_eq(jobrec_prune_payloads(d, 10), 0);
+	ck_assert_uint_eq(jobrec_prune_payloads(d, 2), 3);
+	for (i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		jobrec_payload_path(d, ids[i], path, sizeof(path));
+		ck_assert_int_eq(access(path, F_OK) == 0, ids[i] >= 10);
+	}
+	snprintf(path, sizeof(path), "%s/payloads/notes.json", d);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* --- zip ------------------------------------------------------------------------ */
 
 static void write_file(const char *path, const void *data, size_t n, mode_t mode)
@@ -837,6 +886,69 @@ START_TEST(zip_roundtrip)
 	snprintf(out, sizeof(out), "%s/out2", d);
 	ck_assert_int_eq(zip_extract(zipf, out, 1000, &st, &e), KILN_E_LIMIT);
 	free(big);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* Report artifacts: one gzip member per regular file, named by its path,
+ * in sorted order; links are not members; a size limit holds. */
+START_TEST(gzip_members)
+{
+	char *d = tmpdir(), src[128], path[256], gz[128], cmd[160], *data, names[4][64];
+	static const char *const want_names[] = { "a.txt", "sub/b.xml", "sub/empty" };
+	static const char *const want_data[] = { "hello\n", "<testsuite/>\n", "" };
+	struct zip_stats st;
+	struct kiln_err e = { 0 };
+	unsigned char out[256];
+	size_t n, off = 0;
+	int k = 0;
+
+	snprintf(src, sizeof(src), "%s/src", d);
+	snprintf(path, sizeof(path), "%s/sub", src);
+	ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	snprintf(path, sizeof(path), "%s/sub/b.xml", src);
+	write_file(path, "<testsuite/>\n", 13, 0644);
+	snprintf(path, sizeof(path), "%s/a.txt", src);
+	write_file(path, "hello\n", 6, 0644);
+	snprintf(path, sizeof(path), "%s/sub/empty", src);
+	write_file(path, "", 0, 0644);
+	snprintf(path, sizeof(path), "%s/link", src);
+	ck_assert_int_eq(symlink("a.txt", path), 0);
+	snprintf(gz, sizeof(gz), "%s/junit.gz", d);
+	ck_assert_msg(gzm_write_dir(src, gz, 1 << 20, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 3);
+	ck_assert_uint_eq(st.bytes, 19);
+	ck_assert_uint_eq(st.skipped, 1);
+	data = read_file(gz, &n);
+	/* Member by member: the header's name, then the content. */
+	while (off < n) {
+		z_stream z = { 0 };
+		gz_header h = { 0 };
+		int zr;
+
+		ck_assert_int_lt(k, 3);
+		h.name = (Bytef *)names[k];
+		h.name_max = sizeof(names[k]);
+		ck_assert_int_eq(inflateInit2(&z, 15 + 16), Z_OK);
+		ck_assert_int_eq(inflateGetHeader(&z, &h), Z_OK);
+		z.next_in = (Bytef *)data + off;
+		z.avail_in = (uInt)(n - off);
+		z.next_out = out;
+		z.avail_out = sizeof(out);
+		zr = inflate(&z, Z_FINISH);
+		ck_assert_int_eq(zr, Z_STREAM_END);
+		ck_assert_str_eq(names[k], want_names[k]);
+		ck_assert_uint_eq(z.total_out, strlen(want_data[k]));
+		ck_assert_int_eq(memcmp(out, want_data[k], z.total_out), 0);
+		off += z.total_in;
+		inflateEnd(&z);
+		k++;
+	}
+	ck_assert_int_eq(k, 3);
+	free(data);
+	ck_assert_int_eq(gzm_write_dir(src, gz, 10, &st, &e), KILN_E_LIMIT);
+	ck_assert_int_ne(access(gz, F_OK), 0); /* removed on failure */
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
 	ck_assert_int_eq(system(cmd), 0);
 }
@@ -1019,6 +1131,7 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, mask_holds_back_little);
 	tcase_add_test(tc, mask_large_value);
 	tcase_add_test(tc, mask_token_prefixes);
+	tcase_add_test(tc, mask_url_params);
 	tcase_add_test(tc, trace_crc_and_sections);
 	tcase_add_test(tc, trace_limit_cuts_at_utf8);
 	tcase_add_test(tc, client_trace_chunks_and_offsets);
@@ -1030,7 +1143,9 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, config_rewrite);
 	tcase_add_test(tc, payload_scrubbing);
 	tcase_add_test(tc, journal_orphans);
+	tcase_add_test(tc, payload_pruning);
 	tcase_add_test(tc, zip_roundtrip);
+	tcase_add_test(tc, gzip_members);
 	tcase_add_test(tc, zip_refuses_unsafe);
 	tcase_add_test(tc, metrics_text_and_http);
 	suite_add_tcase(s, tc);
