@@ -18,9 +18,10 @@ typedef int MHD_Result_t;
 typedef enum MHD_Result MHD_Result_t;
 #endif
 
-enum kind { COUNTER, GAUGE };
+enum kind { COUNTER, GAUGE, HISTOGRAM };
 
 struct series {
+	char family[64];   /* the name HELP and TYPE use: name without _bucket, _sum, _count */
 	char name[64];
 	char labels[METRICS_MAX_LABELS];
 	enum kind kind;
@@ -35,8 +36,8 @@ static const struct {
 	{ "kiln_jobs", "Jobs running now, per runner" },
 	{ "kiln_jobs_total", "Jobs finished, per runner and final state" },
 	{ "kiln_failed_jobs_total", "Failed jobs, per failure reason sent to GitLab" },
-	{ "kiln_job_duration_seconds_sum", "Total time jobs took, from acknowledgement to final update" },
-	{ "kiln_job_duration_seconds_count", "Jobs timed in kiln_job_duration_seconds_sum" },
+	{ "kiln_job_duration_seconds", "Time jobs took, from acknowledgement to final update" },
+	{ "kiln_vm_boot_seconds", "Time from starting a job's VM to its agent's hello" },
 	{ "kiln_request_concurrency", "Job requests in flight, per runner" },
 	{ "kiln_runner_paused", "1 while a runner is paused after repeated 403 replies" },
 	{ "kiln_api_request_statuses_total", "GitLab API requests, per endpoint, method and HTTP status (0: no reply)" },
@@ -52,43 +53,69 @@ static struct MHD_Daemon *daemon_;
 static bool (*healthy_fn)(void *);
 static void *healthy_arg;
 
-static void update(const char *name, const char *labels, enum kind kind, double v)
+/* Add v to (COUNTER, HISTOGRAM) or set (GAUGE) the series name{labels} of
+ * family; lock held. */
+static void update_locked(const char *family, const char *name, const char *labels, enum kind kind, double v)
 {
 	size_t i;
 
-	pthread_mutex_lock(&mu);
 	for (i = 0; i < n_all; i++)
 		if (!strcmp(all[i].name, name) && !strcmp(all[i].labels, labels))
 			break;
 	if (i == n_all) {
-		if (!all && !(all = calloc(METRICS_MAX_SERIES, sizeof(*all)))) {
-			pthread_mutex_unlock(&mu);
+		if (!all && !(all = calloc(METRICS_MAX_SERIES, sizeof(*all))))
 			return;
-		}
 		if (n_all == METRICS_MAX_SERIES || strlen(name) >= sizeof(all[0].name) ||
-		    strlen(labels) >= sizeof(all[0].labels)) {
+		    strlen(family) >= sizeof(all[0].family) || strlen(labels) >= sizeof(all[0].labels)) {
 			dropped++;
-			pthread_mutex_unlock(&mu);
 			return;
 		}
+		snprintf(all[i].family, sizeof(all[i].family), "%s", family);
 		snprintf(all[i].name, sizeof(all[i].name), "%s", name);
 		snprintf(all[i].labels, sizeof(all[i].labels), "%s", labels);
 		all[i].kind = kind;
 		all[i].value = 0;
 		n_all++;
 	}
-	all[i].value = kind == COUNTER ? all[i].value + v : v;
-	pthread_mutex_unlock(&mu);
+	all[i].value = kind == GAUGE ? v : all[i].value + v;
 }
 
 void metrics_add(const char *name, const char *labels, double v)
 {
-	update(name, labels ? labels : "", COUNTER, v);
+	pthread_mutex_lock(&mu);
+	update_locked(name, name, labels ? labels : "", COUNTER, v);
+	pthread_mutex_unlock(&mu);
 }
 
 void metrics_set(const char *name, const char *labels, double v)
 {
-	update(name, labels ? labels : "", GAUGE, v);
+	pthread_mutex_lock(&mu);
+	update_locked(name, name, labels ? labels : "", GAUGE, v);
+	pthread_mutex_unlock(&mu);
+}
+
+void metrics_observe(const char *name, const char *labels, const double *bounds, size_t n_bounds, double v)
+{
+	char series[96], l[METRICS_MAX_LABELS + 32];
+	size_t i;
+
+	labels = labels ? labels : "";
+	pthread_mutex_lock(&mu);
+	snprintf(series, sizeof(series), "%s_bucket", name);
+	for (i = 0; i <= n_bounds; i++) {
+		if (i < n_bounds)
+			snprintf(l, sizeof(l), "%s%sle=\"%g\"", labels, *labels ? "," : "", bounds[i]);
+		else
+			snprintf(l, sizeof(l), "%s%sle=\"+Inf\"", labels, *labels ? "," : "");
+		/* Cumulative: every bucket at or above v counts it; the others
+		 * still appear, with 0. */
+		update_locked(name, series, l, HISTOGRAM, i == n_bounds || v <= bounds[i] ? 1 : 0);
+	}
+	snprintf(series, sizeof(series), "%s_sum", name);
+	update_locked(name, series, labels, HISTOGRAM, v);
+	snprintf(series, sizeof(series), "%s_count", name);
+	update_locked(name, series, labels, HISTOGRAM, 1);
+	pthread_mutex_unlock(&mu);
 }
 
 char *metrics_label(char *buf, size_t size, const char *key, const char *value)
@@ -156,17 +183,17 @@ char *metrics_render(void)
 	for (i = 0; ok && i < n_all; i++) {
 		const char *help = "";
 
-		for (j = 0; j < i && strcmp(all[j].name, all[i].name); j++)
+		for (j = 0; j < i && strcmp(all[j].family, all[i].family); j++)
 			;
 		if (j < i)
 			continue;
 		for (h = 0; h < sizeof(helps) / sizeof(helps[0]); h++)
-			if (!strcmp(helps[h].name, all[i].name))
+			if (!strcmp(helps[h].name, all[i].family))
 				help = helps[h].help;
-		ok = emit(&text, &len, &cap, "# HELP %s %s\n# TYPE %s %s\n", all[i].name, help, all[i].name,
-			  all[i].kind == COUNTER ? "counter" : "gauge");
+		ok = emit(&text, &len, &cap, "# HELP %s %s\n# TYPE %s %s\n", all[i].family, help, all[i].family,
+			  all[i].kind == COUNTER ? "counter" : all[i].kind == GAUGE ? "gauge" : "histogram");
 		for (j = i; ok && j < n_all; j++)
-			if (!strcmp(all[j].name, all[i].name))
+			if (!strcmp(all[j].family, all[i].family))
 				ok = emit(&text, &len, &cap, "%s%s%s%s %.17g\n", all[j].name, all[j].labels[0] ? "{" : "",
 					  all[j].labels, all[j].labels[0] ? "}" : "", all[j].value);
 	}

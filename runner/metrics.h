@@ -4,7 +4,7 @@
  *   GET /metrics   the text exposition format (version 0.0.4)
  *   GET /healthz   200 "ok" while kiln takes jobs, 503 once it stops
  *
- * Series are counters or gauges named kiln_*, after gitlab-runner's
+ * Series are counters, gauges or histograms named kiln_*, after gitlab-runner's
  * gitlab_runner_* (protocol reference, section 7). At most METRICS_MAX_SERIES
  * series are kept; more are dropped (and counted in
  * kiln_metrics_dropped_total). Safe from any thread. */
@@ -24,6 +24,10 @@
 void metrics_add(const char *name, const char *labels, double v);
 /* Set the gauge name{labels}. */
 void metrics_set(const char *name, const char *labels, double v);
+
+/* Count v in the histogram name{labels}: name_bucket{le=...} for each of
+ * the n_bounds upper bounds (ascending) and +Inf, name_sum, name_count. */
+void metrics_observe(const char *name, const char *labels, const double *bounds, size_t n_bounds, double v);
 
 /* Append key="value" (escaped as the format wants; a ',' before it when
  * buf is not empty) to buf (size bytes). Returns buf. */

@@ -273,6 +273,8 @@ check "metrics: failure reasons counted" grep -q '^kiln_failed_jobs_total{failur
 check "metrics: the 416 is in the API statuses" grep -q '^kiln_api_request_statuses_total{endpoint="/jobs/:id/trace",method="PATCH",status="416"} 1$' <<<"$m"
 check "metrics: retries counted" grep -q '^kiln_api_request_retries_total{endpoint="/jobs/request"} [1-9]' <<<"$m"
 check "metrics: no job running now" grep -q '^kiln_jobs{runner="main-runner"} 0$' <<<"$m"
+check "metrics: job durations as a histogram" grep -q '^kiln_job_duration_seconds_bucket{le="+Inf"} [1-9]' <<<"$m"
+check "metrics: VM boot durations as a histogram" grep -q '^# TYPE kiln_vm_boot_seconds histogram$' <<<"$m"
 
 # --- kiln SIGKILLed mid-job, then restarted -------------------------------------------
 f=$(enqueue killed '["echo F-started", "sleep 300"]' '["echo after F"]' '{}')

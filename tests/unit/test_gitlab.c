@@ -1090,6 +1090,26 @@ START_TEST(metrics_text_and_http)
 	ck_assert_ptr_nonnull(strstr(text, "# TYPE kiln_concurrent gauge\nkiln_concurrent 2\n"));
 	free(text);
 
+	/* A histogram: cumulative buckets, +Inf, sum and count under one TYPE. */
+	{
+		static const double b[] = { 1, 5 };
+		char want[400];
+
+		metrics_observe("kiln_vm_boot_seconds", "", b, 2, 0.5);
+		metrics_observe("kiln_vm_boot_seconds", "", b, 2, 3);
+		metrics_observe("kiln_vm_boot_seconds", "", b, 2, 9);
+		text = metrics_render();
+		snprintf(want, sizeof(want),
+			 "# TYPE kiln_vm_boot_seconds histogram\n"
+			 "kiln_vm_boot_seconds_bucket{le=\"1\"} 1\n"
+			 "kiln_vm_boot_seconds_bucket{le=\"5\"} 2\n"
+			 "kiln_vm_boot_seconds_bucket{le=\"+Inf\"} 3\n"
+			 "kiln_vm_boot_seconds_sum 12.5\n"
+			 "kiln_vm_boot_seconds_count 3\n");
+		ck_assert_msg(strstr(text, want), "no histogram in:\n%s", text);
+		free(text);
+	}
+
 	/* Over HTTP; a port that may be taken is tried again. */
 	for (i = 0; i < 20; i++) {
 		port = 20000 + (int)(getpid() * 7 + i * 131) % 30000;
