@@ -49,6 +49,8 @@ static const struct field runner_fields[] = {
 	{ "cache_dir", F_STR, offsetof(struct kiln_runner_config, cache_dir), 0, 0, NULL },
 	{ "limit", F_INT, offsetof(struct kiln_runner_config, limit), 0, 1000, NULL },
 	{ "request_concurrency", F_INT, offsetof(struct kiln_runner_config, request_concurrency), 1, 100, NULL },
+	{ "token_obtained_at", F_LONG, offsetof(struct kiln_runner_config, token_obtained_at), 0, LONG_MAX, NULL },
+	{ "token_expires_at", F_LONG, offsetof(struct kiln_runner_config, token_expires_at), 0, LONG_MAX, NULL },
 	VM_FIELDS(offsetof(struct kiln_runner_config, vm)),
 	{ NULL }
 };
@@ -231,9 +233,18 @@ static enum kiln_rc parse_mapping(struct parse_ctx *c, yaml_node_t *map, const s
 		const char *key;
 		enum kiln_rc rc = KILN_OK;
 
+		yaml_node_pair_t *q;
+
 		if (!k || !v || k->type != YAML_SCALAR_NODE)
 			return at(c, map, KILN_E_INVALID, where, "%s", "keys must be plain strings");
 		key = (const char *)k->data.scalar.value;
+		/* YAML says keys are unique; silently taking the last would hide a typo'd edit. */
+		for (q = map->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *qk = yaml_document_get_node(c->doc, q->key);
+
+			if (qk && qk->type == YAML_SCALAR_NODE && !strcmp((const char *)qk->data.scalar.value, key))
+				return at(c, k, KILN_E_INVALID, where, "key '%s' appears twice", key);
+		}
 		for (f = fields; f->key && strcmp(f->key, key); f++)
 			;
 		if (f->key) {

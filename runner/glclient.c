@@ -590,8 +590,41 @@ static const char *reply_message(const struct gl_reply *r, char *buf, size_t siz
 	return buf;
 }
 
+long long gl_parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+	const char *p;
+	long long t, off = 0;
+
+	if (!s || !(p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)))
+		return 0;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	if (*p == '+' || *p == '-') {
+		int h, m;
+
+		if (sscanf(p + 1, "%2d:%2d", &h, &m) != 2)
+			return 0;
+		off = (h * 3600LL + m * 60LL) * (*p == '+' ? 1 : -1);
+		p += 6;
+	} else if (*p == 'Z') {
+		p++;
+	}
+	if (*p)
+		return 0;
+	t = (long long)timegm(&tm) - off;
+	return t > 0 ? t : 0; /* GitLab's "never" is 0001-01-01 */
+}
+
+/* token_expires_at of a verify, register or reset reply: 0 for none. */
+static long long reply_expiry(json_t *o)
+{
+	return gl_parse_time(json_string_value(json_object_get(o, "token_expires_at")));
+}
+
 enum kiln_rc gl_verify(struct gl_client *c, const char *token, const char *system_id, const char *executor,
-		       long long *id, struct kiln_err *e)
+		       long long *id, long long *expires_at, struct kiln_err *e)
 {
 	struct gl_reply r = { 0 };
 	enum kiln_rc rc;
@@ -599,6 +632,8 @@ enum kiln_rc gl_verify(struct gl_client *c, const char *token, const char *syste
 	json_t *o;
 
 	*id = 0;
+	if (expires_at)
+		*expires_at = 0;
 	rc = call_json(c, "POST", "/runners/verify", token, NULL,
 		       json_pack("{s:s, s:s?, s:o?}", "token", token, "system_id", system_id, "info", gl_info(executor)),
 		       GL_MAX_REPLY, &r, e);
@@ -609,6 +644,8 @@ enum kiln_rc gl_verify(struct gl_client *c, const char *token, const char *syste
 		o = r.body ? json_loads(r.body, 0, NULL) : NULL;
 		if (json_is_integer(json_object_get(o, "id")))
 			*id = json_integer_value(json_object_get(o, "id"));
+		if (expires_at)
+			*expires_at = reply_expiry(o);
 		json_decref(o);
 		break;
 	case 403:
@@ -628,7 +665,7 @@ out:
 }
 
 enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const char *description,
-			 const char *executor, char **token, long long *id, struct kiln_err *e)
+			 const char *executor, char **token, long long *id, long long *expires_at, struct kiln_err *e)
 {
 	struct gl_reply r = { 0 };
 	enum kiln_rc rc;
@@ -637,6 +674,8 @@ enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const char 
 
 	*token = NULL;
 	*id = 0;
+	if (expires_at)
+		*expires_at = 0;
 	rc = call_json(c, "POST", "/runners", NULL, NULL,
 		       json_pack("{s:s, s:s, s:b, s:b, s:o?}", "token", reg_token, "description", description,
 				 "run_untagged", 1, "locked", 0, "info", gl_info(executor)),
@@ -659,7 +698,44 @@ enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const char 
 	}
 	if (json_is_integer(json_object_get(o, "id")))
 		*id = json_integer_value(json_object_get(o, "id"));
+	if (expires_at)
+		*expires_at = reply_expiry(o);
 	if (!(*token = strdup(json_string_value(t))))
+		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
+out:
+	json_decref(o);
+	gl_reply_free(&r);
+	return rc;
+}
+
+enum kiln_rc gl_reset_token(struct gl_client *c, const char *token, char **new_token, long long *expires_at,
+			    struct kiln_err *e)
+{
+	struct gl_reply r = { 0 };
+	enum kiln_rc rc;
+	json_t *o = NULL, *t;
+	char msg[256];
+
+	*new_token = NULL;
+	*expires_at = 0;
+	rc = call_json(c, "POST", "/runners/reset_authentication_token", token, NULL, json_pack("{s:s}", "token", token),
+		       GL_MAX_REPLY, &r, e);
+	if (rc)
+		goto out;
+	if (r.status != 201) {
+		rc = kiln_fail(e, r.status == 403 ? KILN_E_INVALID : KILN_E_IO,
+			       "%s: POST /runners/reset_authentication_token answered %ld%s", c->api, r.status,
+			       reply_message(&r, msg, sizeof(msg)));
+		goto out;
+	}
+	o = r.body ? json_loads(r.body, 0, NULL) : NULL;
+	t = json_object_get(o, "token");
+	if (!json_is_string(t) || !*json_string_value(t) || strpbrk(json_string_value(t), "\r\n")) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "%s: reset_authentication_token: the reply has no usable token", c->api);
+		goto out;
+	}
+	*expires_at = reply_expiry(o);
+	if (!(*new_token = strdup(json_string_value(t))))
 		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
 out:
 	json_decref(o);

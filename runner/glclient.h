@@ -75,17 +75,30 @@ enum kiln_rc gl_call(struct gl_client *c, const char *method, const char *path, 
  * feature booleans, true only for what kiln implements. New reference. */
 json_t *gl_info(const char *executor);
 
+/* An RFC 3339 time as GitLab writes it ("2026-12-01T10:00:00.000Z",
+ * "...+02:00") in seconds since the epoch; 0 when absent, unreadable or
+ * before 1970 (GitLab's "never expires" is 0001-01-01). */
+long long gl_parse_time(const char *s);
+
 /* POST /runners/verify. KILN_OK with *id (0 when an old server answers
- * plain text); KILN_E_INVALID when the token is refused (403) or the
- * runner is orphaned (422); KILN_E_IO otherwise. */
+ * plain text) and *expires_at (token_expires_at, 0: never; may be NULL);
+ * KILN_E_INVALID when the token is refused (403) or the runner is
+ * orphaned (422); KILN_E_IO otherwise. */
 enum kiln_rc gl_verify(struct gl_client *c, const char *token, const char *system_id, const char *executor,
-		       long long *id, struct kiln_err *e);
+		       long long *id, long long *expires_at, struct kiln_err *e);
 
 /* Legacy registration, POST /runners with a registration token: *token
- * gets the runner's authentication token (caller frees), *id its id.
- * KILN_E_INVALID for 403 (bad token), 410 (disabled) and 400. */
+ * gets the runner's authentication token (caller frees), *id its id,
+ * *expires_at its expiry (0: never; may be NULL). KILN_E_INVALID for 403
+ * (bad token), 410 (disabled) and 400. */
 enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const char *description,
-			 const char *executor, char **token, long long *id, struct kiln_err *e);
+			 const char *executor, char **token, long long *id, long long *expires_at, struct kiln_err *e);
+
+/* POST /runners/reset_authentication_token: GitLab replaces the runner's
+ * token (the old one stops working). *new_token (caller frees) and
+ * *expires_at (0: never) on 201; KILN_E_INVALID for 403. */
+enum kiln_rc gl_reset_token(struct gl_client *c, const char *token, char **new_token, long long *expires_at,
+			    struct kiln_err *e);
 
 /* Unregister: DELETE /runners/managers (token, system_id) for glrt-
  * tokens, DELETE /runners (the whole runner) for legacy ones. KILN_OK on

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runner/cli.h"
@@ -99,13 +100,14 @@ static int cmd_register(struct kiln_config *cfg, const char *config_path, int ar
 		goto out;
 	}
 	gl_global_init();
+	gr.token_obtained_at = (long long)time(NULL);
 	if (gl_is_auth_token(gr.token)) {
-		if (gl_verify(&cl, gr.token, sysid, gr.executor, &id, &e)) {
+		if (gl_verify(&cl, gr.token, sysid, gr.executor, &id, &gr.token_expires_at, &e)) {
 			log_error("register: %s", e.msg);
 			goto out;
 		}
 	} else {
-		if (gl_register(&cl, gr.token, gr.name, gr.executor, &new_token, &id, &e)) {
+		if (gl_register(&cl, gr.token, gr.name, gr.executor, &new_token, &id, &gr.token_expires_at, &e)) {
 			log_error("register: %s", e.msg);
 			goto out;
 		}
@@ -160,7 +162,7 @@ static int cmd_verify(struct kiln_config *cfg, const char *config_path, int argc
 		enum kiln_rc rc = gl_client_init(&cl, r->url, r->tls_ca_file, &e);
 
 		if (!rc)
-			rc = gl_verify(&cl, r->token, sysid, r->vm.executor, &id, &e);
+			rc = gl_verify(&cl, r->token, sysid, r->vm.executor, &id, NULL, &e);
 		gl_client_free(&cl);
 		if (!rc) {
 			printf("runner %s: %s: valid (id %lld)\n", r->name, r->url, id);

@@ -274,15 +274,85 @@ static bool add_pair(yaml_document_t *d, int map, const char *k, const char *v)
 	return vn && yaml_document_append_mapping_pair(d, map, kn, vn);
 }
 
+static bool add_time(yaml_document_t *d, int map, const char *k, long long t)
+{
+	char v[32];
+
+	if (t <= 0)
+		return true;
+	snprintf(v, sizeof(v), "%lld", t);
+	return add_pair(d, map, k, v);
+}
+
 /* A mapping node for r in d; 0 on failure. */
 static int runner_node(yaml_document_t *d, const struct glc_runner *r)
 {
 	int m = yaml_document_add_mapping(d, NULL, YAML_BLOCK_MAPPING_STYLE);
 
 	if (!m || !add_pair(d, m, "name", r->name) || !add_pair(d, m, "url", r->url) ||
-	    !add_pair(d, m, "token", r->token) || !add_pair(d, m, "tls_ca_file", r->tls_ca_file) ||
-	    !add_pair(d, m, "executor", r->executor) || !add_pair(d, m, "image", r->image))
+	    !add_pair(d, m, "token", r->token) || !add_time(d, m, "token_obtained_at", r->token_obtained_at) ||
+	    !add_time(d, m, "token_expires_at", r->token_expires_at) ||
+	    !add_pair(d, m, "tls_ca_file", r->tls_ca_file) || !add_pair(d, m, "executor", r->executor) ||
+	    !add_pair(d, m, "image", r->image))
 		return 0;
+	return m;
+}
+
+/* A new token for the runner with url and old_token (rewrite()). */
+struct token_update {
+	const char *url, *old_token, *new_token;
+	long long obtained_at, expires_at;
+	bool done;
+};
+
+/* The scalar value of key in the mapping n, or NULL. */
+static const char *map_get(yaml_document_t *doc, yaml_node_t *n, const char *key)
+{
+	yaml_node_pair_t *p;
+
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(doc, p->key), *v = yaml_document_get_node(doc, p->value);
+
+		if (k && k->type == YAML_SCALAR_NODE && v && v->type == YAML_SCALAR_NODE &&
+		    !strcmp((const char *)k->data.scalar.value, key))
+			return (const char *)v->data.scalar.value;
+	}
+	return NULL;
+}
+
+/* Copy the runner mapping n, with u's token and times when it is u's
+ * runner; the new node's index, 0 on failure. */
+static int copy_runner(yaml_document_t *dst, yaml_document_t *src, yaml_node_t *n, struct token_update *u)
+{
+	const char *url = map_get(src, n, "url"), *token = map_get(src, n, "token");
+	yaml_node_pair_t *p;
+	int m;
+
+	if (!u || u->done || !url || !token || strcmp(url, u->url) || strcmp(token, u->old_token))
+		return copy_node(dst, src, n, 1);
+	m = yaml_document_add_mapping(dst, n->tag, YAML_BLOCK_MAPPING_STYLE);
+	for (p = n->data.mapping.pairs.start; m && p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(src, p->key);
+		const char *name = k && k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "";
+		int kn, vn;
+
+		if (!strcmp(name, "token_obtained_at") || !strcmp(name, "token_expires_at"))
+			continue;
+		if (!strcmp(name, "token")) {
+			if (!add_pair(dst, m, "token", u->new_token) ||
+			    !add_time(dst, m, "token_obtained_at", u->obtained_at) ||
+			    !add_time(dst, m, "token_expires_at", u->expires_at))
+				return 0;
+			continue;
+		}
+		kn = copy_node(dst, src, k, 2);
+		vn = copy_node(dst, src, yaml_document_get_node(src, p->value), 2);
+		if (!kn || !vn || !yaml_document_append_mapping_pair(dst, m, kn, vn))
+			return 0;
+	}
+	u->done = m != 0;
 	return m;
 }
 
@@ -317,10 +387,10 @@ static enum kiln_rc load_doc(const char *path, yaml_document_t *doc, bool *loade
 /* Rewrite path: a copy of its document where the runners list loses the
  * entries marked in drop and gains add (when not NULL). */
 static enum kiln_rc rewrite(const char *path, const struct glc_runner *add, const bool *drop, size_t n_drop,
-			    struct kiln_err *e)
+			    struct token_update *upd, struct kiln_err *e)
 {
-	static const char header[] = "# kiln configuration. `kiln register` and `kiln unregister` rewrite this\n"
-				     "# file: keys and values are kept, comments are not.\n";
+	static const char header[] = "# kiln configuration. `kiln register`, `kiln unregister` and token renewals\n"
+				     "# rewrite this file: keys and values are kept, comments are not.\n";
 	yaml_document_t src, dst;
 	yaml_emitter_t em;
 	struct outbuf out = { 0 };
@@ -367,7 +437,7 @@ static enum kiln_rc rewrite(const char *path, const struct glc_runner *add, cons
 
 					if (drop && i < n_drop && drop[i])
 						continue;
-					c = copy_node(&dst, &src, yaml_document_get_node(&src, *it), 1);
+					c = copy_runner(&dst, &src, yaml_document_get_node(&src, *it), upd);
 					if (!c || !yaml_document_append_sequence_item(&dst, vn, c))
 						vn = 0;
 				}
@@ -393,6 +463,10 @@ static enum kiln_rc rewrite(const char *path, const struct glc_runner *add, cons
 	}
 	if (!droot) {
 		rc = kiln_fail(e, KILN_E_NOMEM, "config %s: cannot build the new document", path);
+		goto out;
+	}
+	if (upd && !upd->done) {
+		rc = kiln_fail(e, KILN_E_NOTFOUND, "config %s: no runner for %s with that token any more", path, upd->url);
 		goto out;
 	}
 	out_write(&out, (unsigned char *)header, sizeof(header) - 1);
@@ -438,10 +512,18 @@ out:
 
 enum kiln_rc glc_config_add(const char *path, const struct glc_runner *r, struct kiln_err *e)
 {
-	return rewrite(path, r, NULL, 0, e);
+	return rewrite(path, r, NULL, 0, NULL, e);
 }
 
 enum kiln_rc glc_config_remove(const char *path, const bool *drop, size_t n, struct kiln_err *e)
 {
-	return rewrite(path, NULL, drop, n, e);
+	return rewrite(path, NULL, drop, n, NULL, e);
+}
+
+enum kiln_rc glc_config_set_token(const char *path, const char *url, const char *old_token, const char *new_token,
+				  long long obtained_at, long long expires_at, struct kiln_err *e)
+{
+	struct token_update u = { url, old_token, new_token, obtained_at, expires_at, false };
+
+	return rewrite(path, NULL, NULL, 0, &u, e);
 }

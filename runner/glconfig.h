@@ -29,9 +29,10 @@ void glc_system_id_from_machine_id(const char *machine_id, char out[GLC_SYSTEM_I
  * alphanumerics) and written there (its folder is created). */
 enum kiln_rc glc_system_id(const char *config_path, char out[GLC_SYSTEM_ID_SIZE], struct kiln_err *e);
 
-/* A runner to add. NULL fields are left out. */
+/* A runner to add. NULL fields (and zero times) are left out. */
 struct glc_runner {
 	const char *name, *url, *token, *tls_ca_file, *executor, *image;
+	long long token_obtained_at, token_expires_at;   /* seconds since the epoch */
 };
 
 /* Append r to the runners: list of the file at path (made when missing). */
@@ -40,5 +41,11 @@ enum kiln_rc glc_config_add(const char *path, const struct glc_runner *r, struct
 /* Drop the runners whose index i has drop[i] set (n entries, in the
  * file's order, which is the order kiln_config_load gives). */
 enum kiln_rc glc_config_remove(const char *path, const bool *drop, size_t n, struct kiln_err *e);
+
+/* Give the runner with url and old_token its new token, token_obtained_at
+ * and token_expires_at (0: the key is dropped). KILN_E_NOTFOUND when no
+ * runner has them. */
+enum kiln_rc glc_config_set_token(const char *path, const char *url, const char *old_token, const char *new_token,
+				  long long obtained_at, long long expires_at, struct kiln_err *e);
 
 #endif

@@ -49,6 +49,7 @@ struct rstate {
 	/* A client kept between job requests: its connection and TLS session
 	 * are reused, so an idle poll costs no handshake. */
 	struct gl_client *poller;
+	double renew_retry_at;    /* mono_s() before which no token renewal is tried */
 };
 
 /* A configuration and the threads using it. */
@@ -814,6 +815,74 @@ static void reload(struct daemon *d)
 	cfgref_put(d, old);
 }
 
+/* Renew the runner tokens past 75 % of their lifetime (an hour before
+ * expiry when the time they were obtained is unknown), as gitlab-runner
+ * does: the new token goes into the configuration file, then the
+ * configuration is reloaded. Main thread only (d->cur changes only there). */
+static void renew_tokens(struct daemon *d)
+{
+	const struct kiln_config *cfg = &d->cur->cfg;
+	long long now = (long long)time(NULL);
+	bool changed = false;
+	size_t i;
+
+	if (!d->config_path)
+		return;
+	for (i = 0; i < cfg->n_runners; i++) {
+		const struct kiln_runner_config *rc = &cfg->runners[i];
+		long long got = rc->token_obtained_at, exp = rc->token_expires_at, due, new_exp = 0;
+		struct kiln_err e = { 0 };
+		struct gl_client cl;
+		struct rstate *r;
+		char *fresh = NULL;
+
+		if (exp <= 0)
+			continue;
+		due = got > 0 && got < exp ? got + (exp - got) * 3 / 4 : exp - 3600;
+		if (now < due)
+			continue;
+		pthread_mutex_lock(&d->mu);
+		for (r = d->runners; r && (strcmp(r->token, rc->token) || strcmp(r->url, rc->url)); r = r->next)
+			;
+		if (r && mono_s() >= r->renew_retry_at)
+			r->renew_retry_at = mono_s() + 60;
+		else
+			r = NULL;
+		pthread_mutex_unlock(&d->mu);
+		if (!r)
+			continue;
+		if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e) == KILN_OK) {
+			cl.stop = &d->stopping;
+			gl_reset_token(&cl, rc->token, &fresh, &new_exp, &e);
+			gl_client_free(&cl);
+		}
+		if (!fresh) {
+			log_warn("runner %s: renewing its token (it expires in %lld s): %s; trying again in 60 s", rc->name,
+				 exp - now, e.msg);
+			continue;
+		}
+		if (glc_config_set_token(d->config_path, rc->url, rc->token, fresh, now, new_exp, &e)) {
+			/* GitLab has already retired the old token. */
+			log_error("runner %s: GitLab renewed its token but it could not be saved: %s; the runner stops "
+				  "working until it is registered again",
+				  rc->name, e.msg);
+			free(fresh);
+			continue;
+		}
+		pthread_mutex_lock(&d->mu);
+		free(r->token);
+		r->token = fresh; /* the same state under the new token after the reload */
+		pthread_mutex_unlock(&d->mu);
+		changed = true;
+		if (new_exp > 0)
+			log_info("runner %s: token renewed; the new one expires in %lld s", rc->name, new_exp - now);
+		else
+			log_info("runner %s: token renewed; the new one does not expire", rc->name);
+	}
+	if (changed)
+		reload(d);
+}
+
 static void cancel_all(struct daemon *d, const char *why)
 {
 	struct gjob *j;
@@ -897,6 +966,9 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 		size_t n = 0, i;
 		int sig;
 
+		/* Before any request goes out with a token about to be retired. */
+		if (!d.stopping)
+			renew_tokens(&d);
 		pthread_mutex_lock(&d.mu);
 		if (d.stopping && d.threads == 0) {
 			pthread_mutex_unlock(&d.mu);

@@ -13,6 +13,8 @@ its port and DIR/url its base URL. Repositories are served from DIR/repos
 Runner API (see shared/ref/gitlab-runner-protocol.md):
   POST   /api/v4/runners/verify         200 {id, token} | 403
   POST   /api/v4/runners                legacy registration: 201 | 403
+  POST   /api/v4/runners/reset_authentication_token   201 {token, token_expires_at} (the old
+                                        token stops working) | 403
   DELETE /api/v4/runners                204 | 403
   DELETE /api/v4/runners/managers       204 | 404 | 403
   POST   /api/v4/jobs/request           201 payload | 204 (after the long poll) | 403
@@ -30,7 +32,8 @@ Control (the tests' side, same server, no authentication):
   POST /__faults   {"request": [...], "verify": [...], ...}  endpoint-wide faults
   POST /__cancel   {"id": N, "status": "canceling" | "canceled"}
   POST /__public   {"repo": "group/project"}   anyone may clone it from now on
-  POST /__config   {"long_poll": S}            change --long-poll
+  POST /__config   {"long_poll": S, "token_lifetime": S}   change --long-poll, the
+                   lifetime of renewed runner tokens (0: they never expire)
   GET  /__state    everything received, as JSON
   GET  /__trace/N  the job's stored trace, raw bytes
   POST /__shutdown
@@ -79,6 +82,8 @@ STATE = {
     "faults": {},           # endpoint -> [fault...]
     "public_repos": [],     # repositories anyone may clone
     "long_poll": 0.0,       # seconds a job request waits for a job
+    "token_resets": [],     # POST /runners/reset_authentication_token: {"ok", "old", "new"}
+    "token_lifetime": 0,    # seconds a renewed token lives (0: never expires)
     "inflight": {},         # runner token -> job requests being answered
     "max_inflight": {},     # runner token -> the most at once
     "last_update": 1,
@@ -319,6 +324,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with LOCK:
                 if "long_poll" in req:
                     STATE["long_poll"] = float(req["long_poll"])
+                if "token_lifetime" in req:
+                    STATE["token_lifetime"] = int(req["token_lifetime"])
             return self.reply(200, {})
         if path == "/__public" and method == "POST":
             with LOCK:
@@ -354,6 +361,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if body.get("system_id") and body["system_id"] not in r["system_ids"]:
                     r["system_ids"].append(body["system_id"])
             return self.reply(200, {"id": r["id"], "token": body["token"], "token_expires_at": None})
+        if method == "POST" and path == "/runners/reset_authentication_token":
+            with LOCK:
+                r = STATE["runners"].get(body.get("token") or "")
+                if not r or r["deleted"]:
+                    STATE["token_resets"].append({"ok": False})
+                    new = None
+                else:
+                    new = "glrt-renewed-" + secrets.token_hex(8)
+                    STATE["runners"][new] = dict(r, system_ids=list(r["system_ids"]))
+                    r["deleted"] = True  # GitLab retires the old token at once
+                    STATE["token_resets"].append({"ok": True, "old": body["token"], "new": new})
+                life = STATE["token_lifetime"]
+            if not new:
+                return self.reply(403, {"message": "403 Forbidden"})
+            exp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + life)) if life else None
+            return self.reply(201, {"token": new, "token_expires_at": exp})
         if method == "POST" and path == "/runners":
             with LOCK:
                 STATE["registrations"].append({k: v for k, v in body.items() if k != "token"})

@@ -6,7 +6,8 @@
 # failure reasons, 416 recovery, the 202/412 final update loop, 5xx and
 # dropped-connection retries, cancel (canceling: after_script runs;
 # canceled: the VM is killed), SIGKILL and restart (the job is reported
-# failed), SIGTERM, SIGHUP, SIGQUIT, 403 pauses, payload records, replay.
+# failed), SIGTERM, SIGHUP, SIGQUIT, 403 pauses, payload records, replay,
+# token renewal.
 # Exit 77 (SKIP) with the reason when something it needs is missing.
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -331,6 +332,31 @@ sleep 3
 check "paused: no more job requests" test "$(st "$req")" = "$n"
 stop_kiln QUIT
 check "SIGQUIT: kiln exited 0 ($kst)" test "$kst" = 0
+
+# --- token renewal: past 75 % of its lifetime, kiln run gets a new token ----------------------
+ctl POST /__config -d '{"token_lifetime": 3600}' >/dev/null
+now=$(date +%s)
+python3 - "$cfg" "$token" "$((now - 1000))" "$((now + 100))" <<'PY'
+import re, sys
+path, token, got, exp = sys.argv[1:5]
+text = re.sub(r"^ *token_(obtained|expires)_at: .*\n", "", open(path).read(), flags=re.M)
+m = re.search(r"^( *)token: %s$" % re.escape(token), text, re.M)
+text = text[:m.end()] + "\n%stoken_obtained_at: %s\n%stoken_expires_at: %s" % (m.group(1), got, m.group(1), exp) + text[m.end():]
+open(path, "w").write(text)
+PY
+start_kiln
+wait_for "len(s['token_resets']) > 0" 30 || bad "no token renewal"
+newtok=$(st "s['token_resets'][0].get('new', '')")
+check "token renewal: reset_authentication_token with the old token" test "$(st "s['token_resets'][0]['ok'] and s['token_resets'][0]['old'] == '$token'")" = True
+for _ in $(seq 50); do grep -q "token: $newtok" "$cfg" && break; sleep 0.1; done
+check "token renewal: the new token and its expiry are in the config" \
+	python3 -c 'import re, sys, time; t = open(sys.argv[1]).read(); e = int(re.search(r"token_expires_at: (\d+)", t).group(1)); sys.exit(not (sys.argv[2] in t and sys.argv[3] not in t and abs(e - time.time() - 3600) < 120))' "$cfg" "$newtok" "$token"
+rn=$(enqueue renewed '["echo after-renewal"]' '[]' '{}')
+J=$rn wait_for "j['final'] is not None" 180 || bad "job R: no final update"
+check "token renewal: jobs are taken with the new token" test "$(J=$rn st "j['final']['state']")" = success
+check "token renewal: logged" grep -q "runner main-runner: token renewed; the new one expires in" "$work/run.log"
+check "token renewal: the token is not in the log" bash -c '! grep -q "$1" "$2"' _ "$newtok" "$work/run.log"
+stop_kiln QUIT
 
 # --- unregister --all ------------------------------------------------------------------------
 out=$("$kiln" -c "$cfg" unregister --all 2>&1)

@@ -21,7 +21,7 @@ static char *slurp(const char *path, size_t *len)
  * line) must equal NAME.expect. */
 static const char *const golden[] = {
 	"full", "empty", "unknown-key", "bad-int", "range", "bad-enum", "syntax",
-	"missing-token", "not-a-list", "bad-bool", "nested",
+	"missing-token", "not-a-list", "bad-bool", "nested", "duplicate-key",
 };
 
 START_TEST(golden_files)

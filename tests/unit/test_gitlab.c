@@ -683,6 +683,30 @@ START_TEST(config_rewrite)
 	ck_assert_int_eq(cfg.runners[1].vm.memory_mib, 1024);
 	kiln_config_free(&cfg);
 
+	/* A renewed token: the runner keeps its other keys and gains the times;
+	 * a token no runner has is not found. */
+	ck_assert_msg(glc_config_set_token(path, "https://a.example", "glrt-one", "glrt-one-b", 1000, 5000, &e) ==
+			      KILN_OK,
+		      "%s", e.msg);
+	ck_assert_int_eq(glc_config_set_token(path, "https://a.example", "glrt-one", "x", 1, 2, &e), KILN_E_NOTFOUND);
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_msg(kiln_config_load(&cfg, path, true, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_str_eq(cfg.runners[0].token, "glrt-one-b");
+	ck_assert_int_eq(cfg.runners[0].token_obtained_at, 1000);
+	ck_assert_int_eq(cfg.runners[0].token_expires_at, 5000);
+	ck_assert_int_eq(cfg.runners[0].limit, 2);
+	ck_assert_str_eq(cfg.runners[1].token, "glrt-two");
+	ck_assert_int_eq(cfg.runners[1].token_expires_at, 0);
+	kiln_config_free(&cfg);
+	/* Renewed again to a token that never expires: the times go. */
+	ck_assert_int_eq(glc_config_set_token(path, "https://a.example", "glrt-one-b", "glrt-one", 2000, 0, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_load(&cfg, path, true, &e), KILN_OK);
+	ck_assert_str_eq(cfg.runners[0].token, "glrt-one");
+	ck_assert_int_eq(cfg.runners[0].token_obtained_at, 2000);
+	ck_assert_int_eq(cfg.runners[0].token_expires_at, 0);
+	kiln_config_free(&cfg);
+
 	ck_assert_msg(glc_config_remove(path, drop, 2, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
 	ck_assert_int_eq(kiln_config_load(&cfg, path, true, &e), KILN_OK);
@@ -700,6 +724,19 @@ START_TEST(config_rewrite)
 	kiln_config_free(&cfg);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
 	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(gitlab_times)
+{
+	ck_assert_int_eq(gl_parse_time("2026-11-27T00:00:00Z"), 1795737600LL);
+	ck_assert_int_eq(gl_parse_time("2026-11-27T00:00:00.123Z"), 1795737600LL);
+	ck_assert_int_eq(gl_parse_time("2026-11-27T02:00:00+02:00"), 1795737600LL);
+	ck_assert_int_eq(gl_parse_time("2026-11-26T22:30:00-01:30"), 1795737600LL);
+	ck_assert_int_eq(gl_parse_time("0001-01-01T00:00:00Z"), 0);
+	ck_assert_int_eq(gl_parse_time("2026-11-27"), 0);
+	ck_assert_int_eq(gl_parse_time("2026-11-27T00:00:00Zjunk"), 0);
+	ck_assert_int_eq(gl_parse_time(NULL), 0);
 }
 END_TEST
 
@@ -1164,6 +1201,7 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, payload_scrubbing);
 	tcase_add_test(tc, journal_orphans);
 	tcase_add_test(tc, payload_pruning);
+	tcase_add_test(tc, gitlab_times);
 	tcase_add_test(tc, zip_roundtrip);
 	tcase_add_test(tc, gzip_members);
 	tcase_add_test(tc, zip_refuses_unsafe);
