@@ -6,7 +6,7 @@
 # tests/kvm-sandbox (this host's /dev/kvm may be one that cannot boot stock
 # kernels, and the test creates a tap: only ever inside the sandbox VM),
 # one sandbox per case; a sandbox that times out (the emulated machine
-# stopped) is retried once, a case that fails is not.
+# stopped) is run again (three runs at most), a case that fails is not.
 # Inside, with a test root ext4 (busybox + tests/guest/vmm-test-init as
 # init=, a pattern file /ref.bin) attached copy-on-write, a tap with a tx
 # rate limiter, vsock and entropy, it boots
@@ -110,7 +110,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 
 	# One sandbox per case: the emulated machine (TCG emulating SVM) now
 	# and then stops altogether under load, and a case whose sandbox timed
-	# out gets one more try in a fresh one (kvm-sandbox --tries), reported
+	# out or stalled is run again in a fresh one (kvm-sandbox --tries), reported
 	# as such.  A case that fails inside the sandbox is never retried.
 	# sigterm starts over the socket file sigkill leaves: one sandbox.
 	units=$(echo $cases | sed 's/sigkill sigterm\( \|$\)/sigkill+sigterm\1/')
@@ -123,7 +123,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 			out_opt="--out=$KILN_VMM_BOOT_KEEP/$unit"
 		fi
 		rc=0
-		"$top_srcdir/tests/kvm-sandbox" --timeout 480 --tries 2 $out_opt \
+		"$top_srcdir/tests/kvm-sandbox" --timeout 480 --tries 3 $out_opt \
 			--env top_srcdir="$top_srcdir" --env top_builddir="$top_builddir" \
 			--env KILN_VMM_BOOT_INSIDE=1 --env KILN_VMM_BOOT_CASES="$c" \
 			--env KILN_BZIMAGE="$bz" --env KILN_VMLINUX="$vml" \
@@ -133,7 +133,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 		case $rc in
 		0) passed="$passed $unit" ;;
 		77) skip "the sandbox could not run (see above)" ;;
-		124) echo "FAIL: $unit: the sandbox timed out twice"; failed="$failed $unit" ;;
+		124) echo "FAIL: $unit: the sandbox timed out or stalled three times"; failed="$failed $unit" ;;
 		125) echo "FAIL: $unit: the sandbox itself failed"; failed="$failed $unit" ;;
 		*) echo "FAIL: $unit: kiln-vmm acceptance failed (status $rc)"; failed="$failed $unit" ;;
 		esac
