@@ -258,6 +258,10 @@ def run(name, sample):
     m = re.search(rb"Guest-boot-time = (\d+) us", err)
     if m:
         r["marker_ms"] = int(m.group(1)) / 1e3
+    m = re.search(rb"start-up phases, us since main\(\): ([^\n]*)", err)
+    if m:
+        r["phases_ms"] = {k: int(v) / 1e3 for k, v in
+                          (x.rsplit(" ", 1) for x in m.group(1).decode().split(", "))}
     if hung:
         r["hung"] = True
     if rc != 0 or t_booted is None:
@@ -340,6 +344,12 @@ lines.append("%-31s %-24s %-24s %s" % ("metric", "kiln-vmm", "qemu-microvm", "ki
 for r in rows:
     lines.append("%-31s %-24s %-24s %s" % r)
 lines.append("%-31s %-24s %-24s" % ("runs that hung (killed)", hangs["kiln-vmm"], hangs["qemu-microvm"]))
+ph = [r["phases_ms"] for r in results["kiln-vmm"] if "phases_ms" in r and "error" not in r]
+if ph:
+    # Medians of the end of each start-up phase, then what each one took.
+    ends = [(k, statistics.median(p[k] for p in ph if k in p)) for k in ph[0]]
+    lines.append("kiln-vmm start-up, median ms per phase: " + ", ".join(
+        "%s %.1f" % (k, t - (ends[i - 1][1] if i else 0)) for i, (k, t) in enumerate(ends)))
 lines.append("")
 b = summary["boot_ms"]
 o = summary["overhead_kib"]["kiln-vmm"]

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vmm/layout.h"
 
@@ -58,6 +59,31 @@ static bool is_bzimage(const uint8_t *buf, size_t len)
 	return len > 0x264 && rd32(buf + ZP_HEADER) == HDRS_MAGIC && rd16(buf + ZP_BOOT_FLAG) == 0xaa55;
 }
 
+/* Copy n bytes at offset off of the image into dst: with pread when fd is
+ * open (the page cache is copied straight into guest RAM, without faulting
+ * in a mapping of the file page by page), else from the mapped image. */
+static int copy_in(void *dst, const uint8_t *buf, int fd, uint64_t off, size_t n)
+{
+	uint8_t *d = dst;
+
+	if (fd < 0) {
+		memcpy(d, buf + off, n);
+		return 0;
+	}
+	while (n > 0) {
+		ssize_t r = pread(fd, d, n, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -EIO;
+		d += r;
+		off += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
 static bool is_elf64(const uint8_t *buf, size_t len)
 {
 	return len >= sizeof(Elf64_Ehdr) && !memcmp(buf, ELFMAG, SELFMAG) && buf[EI_CLASS] == ELFCLASS64;
@@ -70,7 +96,7 @@ uint64_t loader_initrd_max(const uint8_t *buf, size_t len)
 	return 0xffffffffULL;
 }
 
-static int load_bzimage(const struct guest_mem *m, const uint8_t *buf, size_t len, struct boot_info *bi,
+static int load_bzimage(const struct guest_mem *m, const uint8_t *buf, size_t len, int fd, struct boot_info *bi,
 			char *err, size_t errlen)
 {
 	uint16_t version = rd16(buf + ZP_VERSION);
@@ -89,7 +115,8 @@ static int load_bzimage(const struct guest_mem *m, const uint8_t *buf, size_t le
 	dst = gm_ptr(m, LAYOUT_HIMEM, len - off);
 	if (!dst)
 		return fail(err, errlen, -E2BIG, "bzImage (%zu bytes) does not fit in guest memory", len - off);
-	memcpy(dst, buf + off, len - off);
+	if (copy_in(dst, buf, fd, off, len - off))
+		return fail(err, errlen, -EIO, "reading the bzImage failed");
 	/* The decompressor runs in place at pref_address and needs init_size. */
 	pref = rd64(buf + ZP_PREF_ADDRESS);
 	init_size = rd32(buf + ZP_INIT_SIZE);
@@ -123,8 +150,8 @@ static uint64_t pvh_note(const uint8_t *p, size_t n)
 	return 0;
 }
 
-static int load_elf(const struct guest_mem *m, const uint8_t *buf, size_t len, struct boot_info *bi, char *err,
-		    size_t errlen)
+static int load_elf(const struct guest_mem *m, const uint8_t *buf, size_t len, int fd, struct boot_info *bi,
+		    char *err, size_t errlen)
 {
 	const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
 	uint64_t pvh = 0, end = 0;
@@ -153,7 +180,8 @@ static int load_elf(const struct guest_mem *m, const uint8_t *buf, size_t len, s
 		if (!dst)
 			return fail(err, errlen, -E2BIG, "ELF segment %d at 0x%llx does not fit in guest memory", i,
 				    (unsigned long long)ph->p_paddr);
-		memcpy(dst, buf + ph->p_offset, ph->p_filesz);
+		if (copy_in(dst, buf, fd, ph->p_offset, ph->p_filesz))
+			return fail(err, errlen, -EIO, "reading ELF segment %d failed", i);
 		memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
 		if (ph->p_paddr + ph->p_memsz > end)
 			end = ph->p_paddr + ph->p_memsz;
@@ -172,18 +200,18 @@ static int load_elf(const struct guest_mem *m, const uint8_t *buf, size_t len, s
 	return 0;
 }
 
-int loader_load_kernel(const struct guest_mem *m, const uint8_t *buf, size_t len, struct boot_info *bi,
+int loader_load_kernel(const struct guest_mem *m, const uint8_t *buf, size_t len, int fd, struct boot_info *bi,
 		       char *err, size_t errlen)
 {
 	memset(bi, 0, sizeof(*bi));
 	if (is_elf64(buf, len))
-		return load_elf(m, buf, len, bi, err, errlen);
+		return load_elf(m, buf, len, fd, bi, err, errlen);
 	if (is_bzimage(buf, len))
-		return load_bzimage(m, buf, len, bi, err, errlen);
+		return load_bzimage(m, buf, len, fd, bi, err, errlen);
 	return fail(err, errlen, -EINVAL, "kernel is neither an ELF vmlinux nor a bzImage");
 }
 
-int loader_load_initrd(const struct guest_mem *m, const uint8_t *buf, size_t len, uint64_t max_addr,
+int loader_load_initrd(const struct guest_mem *m, const uint8_t *buf, size_t len, int fd, uint64_t max_addr,
 		       struct boot_info *bi)
 {
 	uint64_t top = m->low_size < max_addr + 1 ? m->low_size : max_addr + 1;
@@ -195,7 +223,8 @@ int loader_load_initrd(const struct guest_mem *m, const uint8_t *buf, size_t len
 	addr = (top - len) & ~0xfffULL;
 	if (addr < bi->kernel_end || !(dst = gm_ptr(m, addr, len)))
 		return -E2BIG;
-	memcpy(dst, buf, len);
+	if (copy_in(dst, buf, fd, 0, len))
+		return -EIO;
 	bi->initrd_addr = addr;
 	bi->initrd_size = len;
 	return 0;

@@ -22,14 +22,18 @@ struct boot_info {
 	uint64_t initrd_size;
 };
 
-/* Load the kernel image held in buf (size len); err gets a one-line reason
- * on failure. Returns 0 or -EINVAL/-E2BIG/-ENOMEM. */
-int loader_load_kernel(const struct guest_mem *m, const uint8_t *buf, size_t len, struct boot_info *bi,
+/* Load the kernel image held in buf (size len, parsed from there); what
+ * goes into guest memory is read from fd with pread when fd >= 0 (the file
+ * buf maps: faster than faulting the mapping in), else copied from buf.
+ * err gets a one-line reason on failure. Returns 0 or
+ * -EINVAL/-E2BIG/-ENOMEM/-EIO. */
+int loader_load_kernel(const struct guest_mem *m, const uint8_t *buf, size_t len, int fd, struct boot_info *bi,
 		       char *err, size_t errlen);
 
-/* Place the initrd at the top of low RAM (below max_addr) after the
- * kernel. 0 or -E2BIG when it does not fit. */
-int loader_load_initrd(const struct guest_mem *m, const uint8_t *buf, size_t len, uint64_t max_addr,
+/* Place the initrd (buf, or read from fd when fd >= 0, as above) at the top
+ * of low RAM (below max_addr) after the kernel. 0, -E2BIG when it does not
+ * fit, -EIO when reading fails. */
+int loader_load_initrd(const struct guest_mem *m, const uint8_t *buf, size_t len, int fd, uint64_t max_addr,
 		       struct boot_info *bi);
 
 /* Write the command line and the zero page (BOOT_LINUX64) or the PVH start

@@ -73,7 +73,7 @@ static void usage(FILE *out)
  * are ever read (which matters when the image sits on a slow filesystem).
  * Images are replaced by rename, never truncated in place; a file cut short
  * under us would end the process with SIGBUS before the guest starts. */
-static uint8_t *map_file(const char *path, size_t max, size_t *len, const char *what)
+static uint8_t *map_file(const char *path, size_t max, size_t *len, int *fd_out, const char *what)
 {
 	struct stat st;
 	void *p;
@@ -88,9 +88,29 @@ static uint8_t *map_file(const char *path, size_t max, size_t *len, const char *
 	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (p == MAP_FAILED)
 		vmm_die("%s %s: mmap: %s", what, path, strerror(errno));
-	close(fd);
+	*fd_out = fd;
 	*len = (size_t)st.st_size;
 	return p;
+}
+
+/* With KILN_VMM_TIMINGS set, where start-up time goes: microseconds since
+ * main() at the end of each phase, in one line at the first KVM_RUN. */
+struct phases {
+	bool on;
+	char line[512];
+	size_t len;
+};
+
+static void phase(struct phases *ph, const struct vm *vm, const char *name)
+{
+	int n;
+
+	if (!ph->on || ph->len >= sizeof(ph->line))
+		return;
+	n = snprintf(ph->line + ph->len, sizeof(ph->line) - ph->len, "%s%s %llu", ph->len ? ", " : "", name,
+		     (unsigned long long)(vm_now_ns() - vm->t0_ns) / 1000);
+	if (n > 0)
+		ph->len += (size_t)n;
 }
 
 static void serial_irq(void *arg) { vm_irq_pulse(arg, LAYOUT_SERIAL_IRQ); }
@@ -202,6 +222,8 @@ int main(int argc, char **argv)
 	int opt, i, rc, serial_fd = -1;
 	sigset_t sigs;
 	uint64_t t_run;
+	struct phases ph = { 0 };
+	int kernel_fd = -1, initrd_fd = -1;
 
 	vm->t0_ns = vm_now_ns();
 	opterr = 0;
@@ -223,13 +245,16 @@ int main(int argc, char **argv)
 #ifdef VMM_NO_SECCOMP
 	vmm_warn("this is the debug build: it runs WITHOUT the seccomp jail");
 #endif
+	ph.on = getenv("KILN_VMM_TIMINGS") != NULL;
 	if (vm_config_load(&cfg, config, err, sizeof(err)))
 		vmm_die("%s", err);
+	phase(&ph, vm, "config");
 
 	/* Acquire: files, KVM, memory, devices. */
-	kernel = map_file(cfg.kernel, KERNEL_MAX_BYTES, &klen, "kernel");
+	kernel = map_file(cfg.kernel, KERNEL_MAX_BYTES, &klen, &kernel_fd, "kernel");
 	if (cfg.initrd)
-		initrd = map_file(cfg.initrd, INITRD_MAX_BYTES, &ilen, "initrd");
+		initrd = map_file(cfg.initrd, INITRD_MAX_BYTES, &ilen, &initrd_fd, "initrd");
+	phase(&ph, vm, "files");
 	vm->kvm_fd = vm->vm_fd = vm->exit_fd = -1;
 	vm->n_vcpus = cfg.vcpus;
 #ifndef VMM_NO_SECCOMP
@@ -237,12 +262,20 @@ int main(int argc, char **argv)
 #endif
 	if (vm_create(vm, cfg.mem_mib, err, sizeof(err)))
 		vmm_die("%s", err);
-	if (loader_load_kernel(&vm->mem, kernel, klen, &bi, err, sizeof(err)))
+	phase(&ph, vm, "vm");
+	if (loader_load_kernel(&vm->mem, kernel, klen, kernel_fd, &bi, err, sizeof(err)))
 		vmm_die("kernel %s: %s", cfg.kernel, err);
-	if (initrd && loader_load_initrd(&vm->mem, initrd, ilen, loader_initrd_max(kernel, klen), &bi))
-		vmm_die("initrd %s: does not fit in guest memory after the kernel", cfg.initrd);
-	if (initrd)
+	close(kernel_fd);
+	kernel_fd = -1;
+	phase(&ph, vm, "kernel");
+	if (initrd && (rc = loader_load_initrd(&vm->mem, initrd, ilen, initrd_fd, loader_initrd_max(kernel, klen), &bi)))
+		vmm_die("initrd %s: %s", cfg.initrd,
+			rc == -EIO ? "reading it failed" : "does not fit in guest memory after the kernel");
+	if (initrd) {
 		munmap(initrd, ilen);
+		close(initrd_fd);
+		initrd_fd = -1;
+	}
 	if ((rc = ev_init(&vm->loop)))
 		vmm_die("epoll: %s", strerror(-rc));
 
@@ -291,6 +324,7 @@ int main(int argc, char **argv)
 		if ((rc = add_virtio(vm, &virtio_rng_ops, priv, virtio_rng_close, acpi, cmdline, sizeof(cmdline))))
 			vmm_die("entropy: attaching: %s", strerror(-rc));
 	}
+	phase(&ph, vm, "devices");
 	if (loader_write_boot_params(&vm->mem, kernel, klen, cmdline, &bi, err, sizeof(err)))
 		vmm_die("%s", err);
 	munmap(kernel, klen);
@@ -319,6 +353,7 @@ int main(int argc, char **argv)
 	 * barrier until this thread has installed the device filter. */
 	if (pthread_barrier_init(&vm->start, NULL, (unsigned)cfg.vcpus + 1))
 		vmm_die("pthread_barrier_init failed");
+	phase(&ph, vm, "vcpus");
 	for (i = 0; i < cfg.vcpus; i++)
 		if (pthread_create(&vm->vcpus[i].thread, NULL, vm_vcpu_thread, &vm->vcpus[i]))
 			vmm_die("creating vCPU thread %d failed", i);
@@ -326,9 +361,12 @@ int main(int argc, char **argv)
 	if ((rc = jail_enter(JAIL_VMM)))
 		vmm_die("installing the seccomp filter failed: %s", strerror(-rc));
 #endif
+	phase(&ph, vm, "jail");
 	t_run = vm_now_ns();
-	if (getenv("KILN_VMM_TIMINGS"))
+	if (ph.on) {
 		vmm_log("process start to first KVM_RUN: %llu us", (unsigned long long)(t_run - vm->t0_ns) / 1000);
+		vmm_log("start-up phases, us since main(): %s", ph.line);
+	}
 	pthread_barrier_wait(&vm->start);
 
 	rc = ev_run(&vm->loop);

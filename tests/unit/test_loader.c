@@ -1,6 +1,8 @@
 #include <elf.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/unit/vmm_suites.h"
 #include "vmm/layout.h"
@@ -47,12 +49,12 @@ START_TEST(bzimage_loads_at_1mib)
 	uint8_t *k = fake_bzimage(&len, 0x20f, 1), *zp;
 	static uint8_t initrd[8192];
 
-	ck_assert_msg(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(bi.mode, BOOT_LINUX64);
 	ck_assert_uint_eq(bi.entry, 0x100200);
 	ck_assert(!memcmp(gm_ptr(&mem, 0x100000, 7), "payload", 7));
 	memset(initrd, 0x5a, sizeof(initrd));
-	ck_assert_int_eq(loader_load_initrd(&mem, initrd, sizeof(initrd), loader_initrd_max(k, len), &bi), 0);
+	ck_assert_int_eq(loader_load_initrd(&mem, initrd, sizeof(initrd), -1, loader_initrd_max(k, len), &bi), 0);
 	ck_assert_uint_eq(bi.initrd_addr, (64 << 20) - 8192);
 	ck_assert_uint_eq(bi.initrd_addr % 4096, 0);
 	ck_assert_msg(loader_write_boot_params(&mem, k, len, "console=ttyS0", &bi, err, sizeof(err)) == 0, "%s", err);
@@ -77,25 +79,25 @@ START_TEST(bzimage_rejections)
 	static uint8_t junk[4096];
 	char big[3000];
 
-	ck_assert_int_ne(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(strstr(err, "older than 2.12"));
 	free(k);
 	k = fake_bzimage(&len, 0x20f, 0);
-	ck_assert_int_ne(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(strstr(err, "64-bit entry"));
-	ck_assert_int_ne(loader_load_kernel(&mem, k, 5 * 512, &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, k, 5 * 512, -1, &bi, err, sizeof(err)), 0);
 	free(k);
-	ck_assert_int_ne(loader_load_kernel(&mem, junk, sizeof(junk), &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, junk, sizeof(junk), -1, &bi, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(strstr(err, "neither"));
 	/* A command line over 2047 bytes is refused, not truncated. */
 	k = fake_bzimage(&len, 0x20f, 1);
-	ck_assert_int_eq(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_eq(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	ck_assert_int_ne(loader_write_boot_params(&mem, k, len, big, &bi, err, sizeof(err)), 0);
 	ck_assert_ptr_nonnull(strstr(err, "command line"));
 	/* An initrd larger than RAM does not fit. */
-	ck_assert_int_ne(loader_load_initrd(&mem, mem.host, 64 << 20, 0xffffffff, &bi), 0);
+	ck_assert_int_ne(loader_load_initrd(&mem, mem.host, 64 << 20, -1, 0xffffffff, &bi), 0);
 	free(k);
 }
 END_TEST
@@ -137,7 +139,7 @@ START_TEST(elf_with_pvh_note)
 	uint8_t *k = fake_elf(&len, 1), *info;
 
 	memset(gm_ptr(&mem, 0x1001000, 4096), 0xee, 4096);
-	ck_assert_msg(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_msg(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(bi.mode, BOOT_PVH);
 	ck_assert_uint_eq(bi.entry, 0x1000123);
 	ck_assert_uint_eq(bi.kernel_end, 0x1002000);
@@ -150,9 +152,34 @@ START_TEST(elf_with_pvh_note)
 	ck_assert_uint_eq(r32(info + 48), 3); /* memmap entries */
 	free(k);
 	k = fake_elf(&len, 0);
-	ck_assert_int_eq(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_eq(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	ck_assert_int_eq(bi.mode, BOOT_LINUX64);
 	ck_assert_uint_eq(bi.entry, 0x1000000);
+	free(k);
+}
+END_TEST
+
+/* Read through the file descriptor: the same guest memory as the copy,
+ * and a file cut short is an error, not a crash. */
+START_TEST(elf_read_through_fd)
+{
+	char path[] = "/tmp/kiln-loader-test-XXXXXX";
+	struct boot_info bi;
+	size_t len;
+	uint8_t *k = fake_elf(&len, 1);
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	ck_assert_int_eq(write(fd, k, len), (ssize_t)len);
+	memset(gm_ptr(&mem, 0x1000000, 8192), 0x55, 8192);
+	ck_assert_msg(loader_load_kernel(&mem, k, len, fd, &bi, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(memcmp(gm_ptr(&mem, 0x1000000, 4096), k + 4096, 4096), 0);
+	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&mem, 0x1001000, 1), 0);
+	ck_assert_int_eq(ftruncate(fd, 4096 + 100), 0);
+	ck_assert_int_eq(loader_load_kernel(&mem, k, len, fd, &bi, err, sizeof(err)), -EIO);
+	ck_assert_ptr_nonnull(strstr(err, "reading ELF segment"));
+	close(fd);
 	free(k);
 }
 END_TEST
@@ -165,16 +192,16 @@ START_TEST(elf_hostile_headers)
 	Elf64_Phdr *ph = (Elf64_Phdr *)(k + sizeof(Elf64_Ehdr));
 
 	ph[0].p_paddr = 0xfffffffffffff000ULL;  /* wraps around */
-	ck_assert_int_ne(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	ph[0].p_paddr = 0x1000000;
 	ph[0].p_filesz = 1 << 30;               /* past the file */
-	ck_assert_int_ne(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	ph[0].p_filesz = 4096;
 	ph[0].p_memsz = 1ULL << 40;             /* past guest RAM */
-	ck_assert_int_ne(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	ph[0].p_memsz = 8192;
 	((Elf64_Ehdr *)k)->e_phnum = 60000;     /* table past the file */
-	ck_assert_int_ne(loader_load_kernel(&mem, k, len, &bi, err, sizeof(err)), 0);
+	ck_assert_int_ne(loader_load_kernel(&mem, k, len, -1, &bi, err, sizeof(err)), 0);
 	free(k);
 }
 END_TEST
@@ -188,6 +215,7 @@ Suite *loader_suite(void)
 	tcase_add_test(tc, bzimage_loads_at_1mib);
 	tcase_add_test(tc, bzimage_rejections);
 	tcase_add_test(tc, elf_with_pvh_note);
+	tcase_add_test(tc, elf_read_through_fd);
 	tcase_add_test(tc, elf_hostile_headers);
 	suite_add_tcase(s, tc);
 	return s;
