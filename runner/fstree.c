@@ -263,3 +263,69 @@ enum kiln_rc fstree_copy(const char *src, const char *dst, fstree_want_fn want, 
 	close(root.fd);
 	return rc;
 }
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void fstree_names_free(char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+enum kiln_rc fstree_names(int dfd, const char *rel, size_t max, char ***names, size_t *n, struct kiln_err *e)
+{
+	const char *what = rel && rel[0] ? rel : ".";
+	char **list = NULL, **grown;
+	size_t cnt = 0, cap = 0;
+	enum kiln_rc rc = KILN_OK;
+	struct dirent *de;
+	DIR *d;
+	int dup_fd;
+
+	*names = NULL;
+	*n = 0;
+	/* A duplicate: closedir must not close the caller's fd. */
+	if ((dup_fd = dup(dfd)) < 0 || !(d = fdopendir(dup_fd))) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		return kiln_fail_errno(e, "reading %s", what);
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (cnt == cap) {
+			if (cap >= max) {
+				rc = kiln_fail(e, KILN_E_LIMIT, "%s: more than %zu entries", what, max);
+				break;
+			}
+			cap = cap ? cap * 2 : 32;
+			if (!(grown = realloc(list, cap * sizeof(*grown)))) {
+				rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);
+				break;
+			}
+			list = grown;
+		}
+		if (!(list[cnt] = strdup(de->d_name))) {
+			rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);
+			break;
+		}
+		cnt++;
+	}
+	closedir(d);
+	if (rc) {
+		fstree_names_free(list, cnt);
+		return rc;
+	}
+	if (cnt)
+		qsort(list, cnt, sizeof(*list), cmp_names);
+	*names = list;
+	*n = cnt;
+	return KILN_OK;
+}

@@ -39,4 +39,11 @@ typedef bool (*fstree_want_fn)(void *arg, const char *rel);
 enum kiln_rc fstree_copy(const char *src, const char *dst, fstree_want_fn want, void *arg,
 			 struct fstree_stats *st, struct kiln_err *e);
 
+/* The names in the folder dfd (not "." and ".."), sorted bytewise, so a
+ * walk over them is the same every time: *names (n of them) for
+ * fstree_names_free. rel names the folder in messages. KILN_E_LIMIT past
+ * max entries. dfd stays open and unmoved. */
+enum kiln_rc fstree_names(int dfd, const char *rel, size_t max, char ***names, size_t *n, struct kiln_err *e);
+void fstree_names_free(char **names, size_t n);
+
 #endif

@@ -1,6 +1,5 @@
 #include "runner/gzmembers.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "runner/fstree.h"
 
 #define CHUNK 65536
 
@@ -92,53 +93,17 @@ out:
 	return rc;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* The members of the folder dfd, named rel ("" at the top). */
 static enum kiln_rc walk(struct gzw *g, int dfd, const char *rel, int depth)
 {
 	char **names = NULL, path[PATH_MAX];
-	size_t n = 0, cap = 0, i;
-	enum kiln_rc rc = KILN_OK;
-	struct dirent *de;
-	DIR *d = NULL;
-	int dup_fd;
+	size_t n = 0, i;
+	enum kiln_rc rc;
 
 	if (depth > GZM_MAX_DEPTH)
 		return kiln_fail(g->e, KILN_E_LIMIT, "gzip: %s: deeper than %d folders", rel, GZM_MAX_DEPTH);
-	if ((dup_fd = dup(dfd)) < 0 || !(d = fdopendir(dup_fd))) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return kiln_fail_errno(g->e, "gzip: reading %s", rel[0] ? rel : ".");
-	}
-	while ((de = readdir(d))) {
-		char **grown;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (n == cap) {
-			if (cap >= GZM_MAX_FILES) {
-				rc = kiln_fail(g->e, KILN_E_LIMIT, "gzip: more than %u entries in %s", GZM_MAX_FILES,
-					       rel[0] ? rel : ".");
-				goto out;
-			}
-			if (!(grown = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof(*grown)))) {
-				rc = kiln_fail(g->e, KILN_E_NOMEM, "gzip: out of memory");
-				goto out;
-			}
-			names = grown;
-		}
-		if (!(names[n] = strdup(de->d_name))) {
-			rc = kiln_fail(g->e, KILN_E_NOMEM, "gzip: out of memory");
-			goto out;
-		}
-		n++;
-	}
-	if (n)
-		qsort(names, n, sizeof(*names), cmp_names);
+	if ((rc = fstree_names(dfd, rel, GZM_MAX_FILES, &names, &n, g->e)))
+		return rc;
 	for (i = 0; i < n && !rc; i++) {
 		struct stat sb;
 		int fd;
@@ -172,11 +137,7 @@ static enum kiln_rc walk(struct gzw *g, int dfd, const char *rel, int depth)
 		}
 		close(fd);
 	}
-out:
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	closedir(d);
+	fstree_names_free(names, n);
 	return rc;
 }
 

@@ -1,6 +1,5 @@
 #include "runner/zip.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "runner/fstree.h"
 #include "runner/paths.h"
 
 #define SIG_LOCAL 0x04034b50u
@@ -217,48 +217,18 @@ static enum kiln_rc add(struct zw *z, const char *name, mode_t mode, time_t mtim
 	return rc;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Add what is in the folder dfd (named rel, "" at the top). */
+/* Add what is in the folder dfd (named rel, "" at the top), in sorted
+ * order: the same tree always makes the same archive. */
 static enum kiln_rc walk(struct zw *z, int dfd, const char *rel, int depth)
 {
 	char **names = NULL, path[PATH_MAX];
-	size_t n = 0, cap = 0, i;
-	enum kiln_rc rc = KILN_OK;
-	struct dirent *de;
-	DIR *d;
-	int dup_fd;
+	size_t n = 0, i;
+	enum kiln_rc rc;
 
 	if (depth > MAX_DEPTH)
 		return kiln_fail(z->e, KILN_E_LIMIT, "zip: %s: deeper than %d folders", rel, MAX_DEPTH);
-	if ((dup_fd = dup(dfd)) < 0 || !(d = fdopendir(dup_fd))) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return kiln_fail_errno(z->e, "reading %s", rel[0] ? rel : ".");
-	}
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		if (n == cap) {
-			char **p = realloc(names, (cap = cap ? cap * 2 : 32) * sizeof(*p));
-			if (!p) {
-				rc = kiln_fail(z->e, KILN_E_NOMEM, "zip: out of memory");
-				goto out;
-			}
-			names = p;
-		}
-		if (!(names[n] = strdup(de->d_name))) {
-			rc = kiln_fail(z->e, KILN_E_NOMEM, "zip: out of memory");
-			goto out;
-		}
-		n++;
-	}
-	/* Sorted: the same tree always makes the same archive. */
-	if (n)
-		qsort(names, n, sizeof(*names), cmp_names);
+	if ((rc = fstree_names(dfd, rel, ZIP_MAX_ENTRIES, &names, &n, z->e)))
+		return rc;
 	for (i = 0; i < n && !rc; i++) {
 		struct stat sb;
 
@@ -308,11 +278,7 @@ static enum kiln_rc walk(struct zw *z, int dfd, const char *rel, int depth)
 			z->st->skipped++;
 		}
 	}
-out:
-	for (i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	closedir(d);
+	fstree_names_free(names, n);
 	return rc;
 }
 

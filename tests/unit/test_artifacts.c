@@ -140,19 +140,32 @@ START_TEST(copy_never_follows_links_in_the_destination)
 }
 END_TEST
 
+/* A scratch folder for an image test: dir, with ws.ext4 (img), the
+ * store's job folder (dest) and a temporary folder (tmp) named in it. */
+struct scratch {
+	char dir[32], img[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX];
+};
+
+static void scratch_init(struct scratch *sc)
+{
+	snprintf(sc->dir, sizeof(sc->dir), "/tmp/kiln-artifacts-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(sc->dir));
+	snprintf(sc->img, sizeof(sc->img), "%s/ws.ext4", sc->dir);
+	snprintf(sc->dest, sizeof(sc->dest), "%s/store/job", sc->dir);
+	snprintf(sc->tmp, sizeof(sc->tmp), "%s/tmp", sc->dir);
+}
+
 START_TEST(collect_from_an_ext4_image)
 {
-	char dir[] = "/tmp/kiln-artifacts-test-XXXXXX", img[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX];
+	struct scratch sc;
+	char *dir = sc.dir, *img = sc.img, *dest = sc.dest, *tmp = sc.tmp;
 	const char *paths[] = { "dist/", "reports/*.xml", "**/*.log", "nope/", "/builds/g/demo/abs.txt" };
 	const char *excl[] = { "dist/*.tmp" };
 	struct artifacts_spec a = { paths, 5, excl, 1, "/builds/g/demo", false };
 	struct fstree_stats st;
 	struct kiln_err e = { 0 };
 
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(img, sizeof(img), "%s/ws.ext4", dir);
-	snprintf(dest, sizeof(dest), "%s/store/job", dir);
-	snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+	scratch_init(&sc);
 	ck_assert_int_eq(sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/dist/sub $p/reports $p/src/x $p/.git;"
 			    "echo app > $p/dist/app.txt; echo s > $p/dist/scratch.tmp; echo d > $p/dist/sub/deep.bin;"
 			    "echo x > $p/reports/unit.xml; echo t > $p/reports/unit.txt; echo l > $p/src/x/build.log;"
@@ -198,17 +211,15 @@ END_TEST
  * ignored files included, .git and submodule contents never. */
 START_TEST(collect_untracked_files)
 {
-	char dir[] = "/tmp/kiln-artifacts-test-XXXXXX", img[PATH_MAX], dest[PATH_MAX], tmp[PATH_MAX];
+	struct scratch sc;
+	char *dir = sc.dir, *img = sc.img, *dest = sc.dest, *tmp = sc.tmp;
 	const char *paths[] = { "src/main.c" };
 	const char *excl[] = { "**/*.o" };
 	struct artifacts_spec a = { NULL, 0, NULL, 0, "/builds/g/demo", true };
 	struct fstree_stats st;
 	struct kiln_err e = { 0 };
 
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(img, sizeof(img), "%s/ws.ext4", dir);
-	snprintf(dest, sizeof(dest), "%s/store/job", dir);
-	snprintf(tmp, sizeof(tmp), "%s/tmp", dir);
+	scratch_init(&sc);
 	ck_assert_int_eq(sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/src $p/sub $p/mod; cd $p;"
 			    "git init -q .; echo c > src/main.c; echo '*.log' > .gitignore; echo r > README;"
 			    "echo m > mod/tracked; git add src/main.c .gitignore README mod/tracked;"
