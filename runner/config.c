@@ -49,6 +49,7 @@ static const struct field runner_fields[] = {
 	{ "cache_dir", F_STR, offsetof(struct kiln_runner_config, cache_dir), 0, 0, NULL },
 	{ "limit", F_INT, offsetof(struct kiln_runner_config, limit), 0, 1000, NULL },
 	{ "request_concurrency", F_INT, offsetof(struct kiln_runner_config, request_concurrency), 1, 100, NULL },
+	{ "output_limit", F_INT, offsetof(struct kiln_runner_config, output_limit), 1, 102400, NULL },
 	{ "token_obtained_at", F_LONG, offsetof(struct kiln_runner_config, token_obtained_at), 0, LONG_MAX, NULL },
 	{ "token_expires_at", F_LONG, offsetof(struct kiln_runner_config, token_expires_at), 0, LONG_MAX, NULL },
 	VM_FIELDS(offsetof(struct kiln_runner_config, vm)),

@@ -31,6 +31,7 @@ struct kiln_runner_config {
 	char *cache_dir;
 	int limit;               /* concurrent jobs of this runner, 0 = global only */
 	int request_concurrency; /* parallel job requests, 1.. */
+	int output_limit;        /* KiB of job log kept, 0: GitLab's default (4096) */
 	long token_obtained_at;  /* seconds since the epoch; 0: unknown */
 	long token_expires_at;   /* seconds since the epoch; 0: never expires */
 	struct kiln_vm_settings vm;

@@ -426,6 +426,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		job.cancel = JOB_CANCEL_NOW;
 
 	to.url = rc->url;
+	to.limit = rc->output_limit > 0 ? (size_t)rc->output_limit << 10 : 0;
 	to.ca_file = rc->tls_ca_file;
 	to.job_id = id;
 	to.token = token;

@@ -341,7 +341,8 @@ import re, sys
 path, token, got, exp = sys.argv[1:5]
 text = re.sub(r"^ *token_(obtained|expires)_at: .*\n", "", open(path).read(), flags=re.M)
 m = re.search(r"^( *)token: %s$" % re.escape(token), text, re.M)
-text = text[:m.end()] + "\n%stoken_obtained_at: %s\n%stoken_expires_at: %s" % (m.group(1), got, m.group(1), exp) + text[m.end():]
+text = text[:m.end()] + "\n%stoken_obtained_at: %s\n%stoken_expires_at: %s\n%soutput_limit: 2" % (
+    m.group(1), got, m.group(1), exp, m.group(1)) + text[m.end():]
 open(path, "w").write(text)
 PY
 start_kiln
@@ -351,9 +352,11 @@ check "token renewal: reset_authentication_token with the old token" test "$(st 
 for _ in $(seq 50); do grep -q "token: $newtok" "$cfg" && break; sleep 0.1; done
 check "token renewal: the new token and its expiry are in the config" \
 	python3 -c 'import re, sys, time; t = open(sys.argv[1]).read(); e = int(re.search(r"token_expires_at: (\d+)", t).group(1)); sys.exit(not (sys.argv[2] in t and sys.argv[3] not in t and abs(e - time.time() - 3600) < 120))' "$cfg" "$newtok" "$token"
-rn=$(enqueue renewed '["echo after-renewal"]' '[]' '{}')
+rn=$(enqueue renewed '["echo after-renewal", "head -c 4000 /dev/zero | tr \"\\\\0\" x"]' '[]' '{}')
 J=$rn wait_for "j['final'] is not None" 180 || bad "job R: no final update"
 check "token renewal: jobs are taken with the new token" test "$(J=$rn st "j['final']['state']")" = success
+check "output_limit: 2 KiB of log kept, then GitLab's notice" \
+	test "$(J=$rn st "(j['trace_len'] < 2048 + 200, 'exceeded limit of 2048 bytes' in j['trace'], 'x' * 4000 in j['trace'])")" = "(True, True, False)"
 check "token renewal: logged" grep -q "runner main-runner: token renewed; the new one expires in" "$work/run.log"
 check "token renewal: the token is not in the log" bash -c '! grep -q "$1" "$2"' _ "$newtok" "$work/run.log"
 stop_kiln QUIT
