@@ -19,6 +19,7 @@
 #include "runner/jobrecord.h"
 #include "runner/log.h"
 #include "runner/mask.h"
+#include "runner/paths.h"
 #include "runner/payload.h"
 
 #define MAX_REPLAY_VARS 256
@@ -283,15 +284,8 @@ static void on_replay_signal(int sig)
 
 static void write_stdout(void *arg, const void *buf, size_t n)
 {
-	while (n > 0) {
-		ssize_t w = write(1, buf, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		buf = (const char *)buf + w;
-		n -= (size_t)w;
-	}
+	(void)arg;
+	kiln_write_all(1, buf, n);
 }
 
 static void replay_output(void *arg, const void *buf, size_t n)

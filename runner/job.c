@@ -252,22 +252,6 @@ static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 	return rc;
 }
 
-static void write_all_fd(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
-}
-
 static void send_size(int fd, uint8_t type, const struct winsize *ws, const char *term)
 {
 	char msg[160];
@@ -300,7 +284,7 @@ static void shell_session(struct job *j, int fd, struct ap_reader *rd)
 	n = snprintf(line, sizeof(line),
 		     "\r\n*** kiln: job '%.100s' failed: a shell in its VM (exit or Ctrl-D ends it, and the VM) ***\r\n",
 		     j->p->job_name);
-	write_all_fd(o->shell_out, line, (size_t)n);
+	kiln_write_all(o->shell_out, line, (size_t)n);
 	if (tty && tcgetattr(o->shell_in, &saved) == 0) {
 		raw = saved;
 		cfmakeraw(&raw);
@@ -341,7 +325,7 @@ static void shell_session(struct job *j, int fd, struct ap_reader *rd)
 			break;
 		while (!done && ap_reader_next(rd, &type, &payload, &len) == 1) {
 			if (type == AP_OUTPUT) {
-				write_all_fd(o->shell_out, payload, len);
+				kiln_write_all(o->shell_out, payload, len);
 			} else if (type == AP_STEP) {
 				json_t *s = json_loadb((const char *)payload, len, 0, NULL);
 
@@ -355,7 +339,7 @@ static void shell_session(struct job *j, int fd, struct ap_reader *rd)
 	if (raw_on)
 		tcsetattr(o->shell_in, TCSANOW, &saved);
 	n = snprintf(line, sizeof(line), "\r\n*** kiln: the shell ended (exit status %d): the VM goes ***\r\n", code);
-	write_all_fd(o->shell_out, line, (size_t)n);
+	kiln_write_all(o->shell_out, line, (size_t)n);
 	if (o->shell_hook)
 		o->shell_hook(o->arg, false);
 }

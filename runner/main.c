@@ -312,15 +312,7 @@ static void on_cancel_signal(int sig)
 static void exec_output(void *arg, const void *buf, size_t n)
 {
 	(void)arg;
-	while (n > 0) {
-		ssize_t w = write(1, buf, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		buf = (const char *)buf + w;
-		n -= (size_t)w;
-	}
+	kiln_write_all(1, buf, n);
 }
 
 static void exec_notice(void *arg, const char *line)

@@ -1,26 +1,17 @@
 #include "runner/outmux.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "runner/paths.h"
 
 static const int palette[] = { 36, 33, 35, 34, 96, 93, 95, 94 };
 
 static void write_fd1(void *arg, const char *buf, size_t n)
 {
 	(void)arg;
-	while (n > 0) {
-		ssize_t w = write(1, buf, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		buf += w;
-		n -= (size_t)w;
-	}
+	kiln_write_all(1, buf, n);
 }
 
 void outmux_init(struct outmux *m, outmux_write_fn write, void *arg, bool colour, int width)
@@ -312,12 +303,8 @@ void outmux_note(struct outmux_stream *s, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	pthread_mutex_lock(&s->m->mu);
-	/* A note never joins the job's open line. */
-	if (s->m->open) {
-		puts_(s->m, "\n");
-		s->m->open->line_open = false;
-		s->m->open = NULL;
-	}
+	/* A note never joins an open line, not even its own job's. */
+	close_open_line(s->m, NULL);
 	prefix(s);
 	if (s->m->colour)
 		puts_(s->m, "\033[2m");

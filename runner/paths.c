@@ -62,3 +62,20 @@ int kiln_rm_rf(const char *path)
 		return errno == ENOENT ? 0 : -1;
 	return 0;
 }
+
+int kiln_write_all(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

@@ -16,5 +16,8 @@ char *kiln_path_join(char *buf, size_t size, const char *dir, const char *name);
 int kiln_mkdir_p(const char *dir);
 /* Remove path and everything below it; 0 or -1 with errno. */
 int kiln_rm_rf(const char *path);
+/* Write all n bytes to fd, again after EINTR and short writes; 0, or -1
+ * with errno (a closed reader: the caller decides whether that matters). */
+int kiln_write_all(int fd, const void *buf, size_t n);
 
 #endif

@@ -13,20 +13,7 @@
 #include "runner/artifacts.h"
 #include "runner/fstree.h"
 #include "tests/unit/suites.h"
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+#include "tests/unit/testutil.h"
 
 static bool exists(const char *dir, const char *rel)
 {
@@ -118,7 +105,7 @@ START_TEST(copy_never_follows_links_in_the_destination)
 	snprintf(src, sizeof(src), "%s/src", dir);
 	snprintf(dst, sizeof(dst), "%s/dst", dir);
 	snprintf(outside, sizeof(outside), "%s/outside", dir);
-	ck_assert_int_eq(sh("set -e; cd '%s'; mkdir -p src/dist/sub dst outside; echo a > src/dist/a.txt;"
+	ck_assert_int_eq(test_sh("set -e; cd '%s'; mkdir -p src/dist/sub dst outside; echo a > src/dist/a.txt;"
 			    "echo b > src/dist/sub/b.txt; chmod 751 src/dist/a.txt; ln -s a.txt src/dist/link;"
 			    "touch -d 2001-02-03 src/dist/a.txt; ln -s ../outside dst/dist; echo keep > dst/keep;"
 			    "mkdir dst/file-here; echo c > src/file-here",
@@ -129,14 +116,14 @@ START_TEST(copy_never_follows_links_in_the_destination)
 	/* The link in dst was replaced by a folder; nothing went outside. */
 	ck_assert_int_eq(lstat(outside, &sb), 0);
 	ck_assert(!exists(outside, "a.txt"));
-	ck_assert_int_eq(sh("test -d '%s/dist' && ! test -L '%s/dist'", dst, dst), 0);
-	ck_assert_int_eq(sh("cmp -s '%s/dist/a.txt' '%s/dist/a.txt'", src, dst), 0);
-	ck_assert_int_eq(sh("test \"$(stat -c %%a '%s/dist/a.txt')\" = 751", dst), 0);
-	ck_assert_int_eq(sh("test \"$(stat -c %%Y '%s/dist/a.txt')\" = \"$(stat -c %%Y '%s/dist/a.txt')\"", dst, src), 0);
-	ck_assert_int_eq(sh("test \"$(readlink '%s/dist/link')\" = a.txt", dst), 0);
+	ck_assert_int_eq(test_sh("test -d '%s/dist' && ! test -L '%s/dist'", dst, dst), 0);
+	ck_assert_int_eq(test_sh("cmp -s '%s/dist/a.txt' '%s/dist/a.txt'", src, dst), 0);
+	ck_assert_int_eq(test_sh("test \"$(stat -c %%a '%s/dist/a.txt')\" = 751", dst), 0);
+	ck_assert_int_eq(test_sh("test \"$(stat -c %%Y '%s/dist/a.txt')\" = \"$(stat -c %%Y '%s/dist/a.txt')\"", dst, src), 0);
+	ck_assert_int_eq(test_sh("test \"$(readlink '%s/dist/link')\" = a.txt", dst), 0);
 	ck_assert(exists(dst, "keep"));
-	ck_assert_int_eq(sh("test -f '%s/file-here'", dst), 0);
-	sh("rm -rf '%s'", dir);
+	ck_assert_int_eq(test_sh("test -f '%s/file-here'", dst), 0);
+	test_sh("rm -rf '%s'", dir);
 }
 END_TEST
 
@@ -166,7 +153,7 @@ START_TEST(collect_from_an_ext4_image)
 	struct kiln_err e = { 0 };
 
 	scratch_init(&sc);
-	ck_assert_int_eq(sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/dist/sub $p/reports $p/src/x $p/.git;"
+	ck_assert_int_eq(test_sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/dist/sub $p/reports $p/src/x $p/.git;"
 			    "echo app > $p/dist/app.txt; echo s > $p/dist/scratch.tmp; echo d > $p/dist/sub/deep.bin;"
 			    "echo x > $p/reports/unit.xml; echo t > $p/reports/unit.txt; echo l > $p/src/x/build.log;"
 			    "echo c > $p/src/main.c; echo g > $p/.git/config; echo abs > $p/abs.txt;"
@@ -187,7 +174,7 @@ START_TEST(collect_from_an_ext4_image)
 	ck_assert(!exists(dest, ".git"));
 	ck_assert(!exists(dest, "stale"));
 	/* The temporary extraction is gone. */
-	ck_assert_int_eq(sh("test -z \"$(ls -A '%s')\"", tmp), 0);
+	ck_assert_int_eq(test_sh("test -z \"$(ls -A '%s')\"", tmp), 0);
 
 	/* Only literal leading folders: each dumped on its own. */
 	a.n_paths = 2;
@@ -203,7 +190,7 @@ START_TEST(collect_from_an_ext4_image)
 	ck_assert_msg(artifacts_collect(img, "g/demo", &a, tmp, dest, &st, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_uint_eq(st.files, 0);
 	ck_assert_int_ne(access(dest, F_OK), 0);
-	sh("rm -rf '%s'", dir);
+	test_sh("rm -rf '%s'", dir);
 }
 END_TEST
 
@@ -220,7 +207,7 @@ START_TEST(collect_untracked_files)
 	struct kiln_err e = { 0 };
 
 	scratch_init(&sc);
-	ck_assert_int_eq(sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/src $p/sub $p/mod; cd $p;"
+	ck_assert_int_eq(test_sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/src $p/sub $p/mod; cd $p;"
 			    "git init -q .; echo c > src/main.c; echo '*.log' > .gitignore; echo r > README;"
 			    "echo m > mod/tracked; git add src/main.c .gitignore README mod/tracked;"
 			    "git update-index --add --cacheinfo 160000,1111111111111111111111111111111111111111,vendor;"
@@ -243,7 +230,7 @@ START_TEST(collect_untracked_files)
 	ck_assert(!exists(dest, "mod/tracked"));
 	ck_assert(!exists(dest, "vendor"));
 	ck_assert(!exists(dest, ".git"));
-	ck_assert_int_eq(sh("test -z \"$(ls -A '%s')\"", tmp), 0);
+	ck_assert_int_eq(test_sh("test -z \"$(ls -A '%s')\"", tmp), 0);
 
 	/* With paths (a tracked file) and an exclude pattern. */
 	a.paths = paths;
@@ -254,7 +241,7 @@ START_TEST(collect_untracked_files)
 	ck_assert_uint_eq(st.files, 6);
 	ck_assert(exists(dest, "src/main.c"));
 	ck_assert(!exists(dest, "src/main.o"));
-	sh("rm -rf '%s'", dir);
+	test_sh("rm -rf '%s'", dir);
 }
 END_TEST
 

@@ -16,20 +16,7 @@
 #include "runner/payload.h"
 #include "runner/pipeline.h"
 #include "tests/unit/suites.h"
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
+#include "tests/unit/testutil.h"
 
 #define GIT \
 	"GIT_CONFIG_NOSYSTEM=1 HOME=/nonexistent GIT_AUTHOR_NAME=Ada GIT_AUTHOR_EMAIL=ada@example.invalid " \
@@ -41,7 +28,7 @@ static void make_repo(char *dir, size_t size)
 {
 	snprintf(dir, size, "/tmp/kiln-localci-test-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	ck_assert_int_eq(sh("set -e; cd '%s'; exec >/dev/null 2>&1\n"
+	ck_assert_int_eq(test_sh("set -e; cd '%s'; exec >/dev/null 2>&1\n"
 			    GIT " init -q -b develop\n"
 			    "echo one > a.txt; " GIT " add a.txt; " GIT " commit -q -m first\n"
 			    GIT " checkout -q -b feature/x\n"
@@ -95,7 +82,7 @@ START_TEST(repo_facts_from_libgit2)
 	localci_repo_free(&r);
 
 	/* Detached at a tag; no origin: the folder's name. */
-	ck_assert_int_eq(sh("cd '%s' && " GIT " tag v1 HEAD~1 && " GIT " checkout -q -f --detach v1 && "
+	ck_assert_int_eq(test_sh("cd '%s' && " GIT " tag v1 HEAD~1 && " GIT " checkout -q -f --detach v1 && "
 			    GIT " -C '%s' remote remove origin", dir, dir), 0);
 	ck_assert_msg(localci_repo_open(dir, &r, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_str_eq(r.branch, "");
@@ -107,7 +94,7 @@ START_TEST(repo_facts_from_libgit2)
 
 	ck_assert_int_eq(localci_repo_open("/", &r, &e), KILN_E_NOTFOUND);
 	ck_assert_ptr_nonnull(strstr(e.msg, "not in a git repository"));
-	sh("rm -rf '%s'", dir);
+	test_sh("rm -rf '%s'", dir);
 }
 END_TEST
 

@@ -23,6 +23,7 @@
 #include "runner/workspace.h"
 #include "runner/wscheckout.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/testutil.h"
 
 #define SECRET "s3ntinelT0ken"
 
@@ -34,20 +35,6 @@ static char g_feature[41];
 static char g_sub_sha[41];     /* the submodule commit recorded in main */
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[8192];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 /* Run a shell command and keep its first line of output (trimmed). */
 static int sh_out(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -93,7 +80,7 @@ static void spec_init(struct ws_spec *s, const char *state, const char *url, con
 /* Dump the image's files into dir (made fresh). */
 static void extract(const char *image, const char *dir)
 {
-	ck_assert_int_eq(sh("rm -rf '%s' && mkdir -p '%s' && debugfs -R 'rdump / %s' '%s' >/dev/null 2>&1",
+	ck_assert_int_eq(test_sh("rm -rf '%s' && mkdir -p '%s' && debugfs -R 'rdump / %s' '%s' >/dev/null 2>&1",
 			    dir, dir, dir, image), 0);
 }
 
@@ -142,7 +129,7 @@ static void fixture_up(void)
 		 GIT " submodule -q add ../sub.git libs/sub; git commit -q -m 'add submodule'\n"
 		 "for i in 4 5 6; do echo $i >> a.txt; git commit -q -am \"commit $i\"; done\n",
 		 g_dir);
-	if (sh("%s", cmd) != 0)
+	if (test_sh("%s", cmd) != 0)
 		abort();
 	g_nsha = 6;
 	for (i = 0; i < g_nsha; i++)
@@ -263,7 +250,7 @@ static void check_checkout(const char *image, const char *dir, const char *sha)
 	snprintf(path, sizeof(path), "%s/group/project", dir);
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s' rev-parse HEAD", path), 0);
 	ck_assert_str_eq(out, sha);
-	ck_assert_int_ne(sh(GIT " -C '%s' symbolic-ref -q HEAD >/dev/null", path), 0); /* detached */
+	ck_assert_int_ne(test_sh(GIT " -C '%s' symbolic-ref -q HEAD >/dev/null", path), 0); /* detached */
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s' status --porcelain --ignore-submodules=all", path), 0);
 	ck_assert_msg(out[0] == '\0', "status not clean: %s", out);
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s' remote get-url origin", path), 0);
@@ -284,7 +271,7 @@ START_TEST(cold_then_warm_prepare)
 	make_state(state, sizeof(state), "warm");
 	/* A repository of its own: this test adds a commit. */
 	snprintf(repo, sizeof(repo), "%s/warm-src", state);
-	ck_assert_int_eq(sh("cp -a '%s/work' '%s'", g_dir, repo), 0);
+	ck_assert_int_eq(test_sh("cp -a '%s/work' '%s'", g_dir, repo), 0);
 	snprintf(url, sizeof(url), "file://%s", repo);
 	spec_init(&s, state, url, g_sha[5], image, sizeof(image));
 	s.ref = "main";
@@ -302,13 +289,13 @@ START_TEST(cold_then_warm_prepare)
 	ck_assert_str_eq(out, g_feature);
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s/group/project' rev-parse v1^{commit}", dir), 0);
 	ck_assert_str_eq(out, g_sha[1]);
-	ck_assert_int_eq(sh("test -x '%s/group/project/run.sh'", dir), 0);
-	ck_assert_int_eq(sh("debugfs -R 'stat /' '%s' 2>/dev/null | grep -q 'Mode:  0755'", image), 0);
-	ck_assert_int_eq(sh("dumpe2fs -h '%s' 2>/dev/null | grep -q 'volume name:.*kiln-ws'", image), 0);
-	ck_assert_int_eq(sh("dumpe2fs -h '%s' 2>/dev/null | grep features | grep -q has_journal", image), 1);
+	ck_assert_int_eq(test_sh("test -x '%s/group/project/run.sh'", dir), 0);
+	ck_assert_int_eq(test_sh("debugfs -R 'stat /' '%s' 2>/dev/null | grep -q 'Mode:  0755'", image), 0);
+	ck_assert_int_eq(test_sh("dumpe2fs -h '%s' 2>/dev/null | grep -q 'volume name:.*kiln-ws'", image), 0);
+	ck_assert_int_eq(test_sh("dumpe2fs -h '%s' 2>/dev/null | grep features | grep -q has_journal", image), 1);
 
 	/* Warm: one new commit upstream, fetched into the existing mirror. */
-	ck_assert_int_eq(sh("cd '%s' && echo new >> a.txt && git commit -q -am warm", repo), 0);
+	ck_assert_int_eq(test_sh("cd '%s' && echo new >> a.txt && git commit -q -am warm", repo), 0);
 	sh_out(new_sha, sizeof(new_sha), "git -C '%s' rev-parse HEAD", repo);
 	s.sha = new_sha;
 	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
@@ -319,18 +306,18 @@ START_TEST(cold_then_warm_prepare)
 	snprintf(dir, sizeof(dir), "%s/tmp", state);
 	ck_assert_int_eq(count_files(dir, "ws-*"), 0);
 	/* A local source: the new mirror hard-linked its packs. */
-	ck_assert_int_eq(sh("test -n \"$(find '%s/mirrors' -path '*/objects/*' -type f -links +1)\"", state), 0);
+	ck_assert_int_eq(test_sh("test -n \"$(find '%s/mirrors' -path '*/objects/*' -type f -links +1)\"", state), 0);
 
 	/* A deleted branch leaves the mirror (prune); a commit no ref reaches
 	 * is copied by its SHA. */
-	ck_assert_int_eq(sh("cd '%s' && git branch -q -D feature", repo), 0);
+	ck_assert_int_eq(test_sh("cd '%s' && git branch -q -D feature", repo), 0);
 	ck_assert_int_eq(sh_out(new_sha, sizeof(new_sha), "cd '%s' && git commit-tree -p HEAD -m orphan 'HEAD^{tree}'", repo), 0);
 	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
 	ck_assert(r.fetched_by_sha);
 	snprintf(dir, sizeof(dir), "%s/x3", state);
 	check_checkout(image, dir, new_sha);
-	ck_assert_int_ne(sh(GIT " -C '%s/group/project' rev-parse -q --verify origin/feature >/dev/null", dir), 0);
-	ck_assert_int_ne(sh("git --git-dir=\"$(echo %s/mirrors/*.git)\" rev-parse -q --verify refs/remotes/origin/feature >/dev/null", state), 0);
+	ck_assert_int_ne(test_sh(GIT " -C '%s/group/project' rev-parse -q --verify origin/feature >/dev/null", dir), 0);
+	ck_assert_int_ne(test_sh("git --git-dir=\"$(echo %s/mirrors/*.git)\" rev-parse -q --verify refs/remotes/origin/feature >/dev/null", state), 0);
 }
 END_TEST
 
@@ -346,10 +333,10 @@ START_TEST(exact_older_sha_detached)
 	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
 	snprintf(dir, sizeof(dir), "%s/x", state);
 	check_checkout(image, dir, g_sha[1]);
-	ck_assert_int_eq(sh("test -f '%s/group/project/dir/b.txt' && ! test -e '%s/group/project/libs'", dir, dir), 0);
+	ck_assert_int_eq(test_sh("test -f '%s/group/project/dir/b.txt' && ! test -e '%s/group/project/libs'", dir, dir), 0);
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s/group/project' log --oneline | wc -l", dir), 0);
 	ck_assert_str_eq(out, "2");
-	ck_assert_int_eq(sh(GIT " -C '%s/group/project' fsck --no-dangling --no-progress >/dev/null 2>&1", dir), 0);
+	ck_assert_int_eq(test_sh(GIT " -C '%s/group/project' fsck --no-dangling --no-progress >/dev/null 2>&1", dir), 0);
 }
 END_TEST
 
@@ -366,7 +353,7 @@ static void check_depth(unsigned depth)
 	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
 	snprintf(dir, sizeof(dir), "%s/x", state);
 	check_checkout(image, dir, g_sha[5]);
-	ck_assert_int_eq(sh("test -s '%s/group/project/.git/shallow'", dir), 0);
+	ck_assert_int_eq(test_sh("test -s '%s/group/project/.git/shallow'", dir), 0);
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s/group/project' rev-parse --is-shallow-repository", dir), 0);
 	ck_assert_str_eq(out, "true");
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s/group/project' log --oneline | wc -l", dir), 0);
@@ -375,9 +362,9 @@ static void check_depth(unsigned depth)
 	/* The boundary is the oldest commit kept. */
 	ck_assert_int_eq(sh_out(out, sizeof(out), "cat '%s/group/project/.git/shallow'", dir), 0);
 	ck_assert_str_eq(out, g_sha[6 - depth]);
-	ck_assert_int_eq(sh(GIT " -C '%s/group/project' fsck --no-dangling --no-progress >/dev/null 2>&1", dir), 0);
+	ck_assert_int_eq(test_sh(GIT " -C '%s/group/project' fsck --no-dangling --no-progress >/dev/null 2>&1", dir), 0);
 	/* Only the objects of those commits: the first commit's a.txt is gone. */
-	ck_assert_int_ne(sh(GIT " -C '%s/group/project' cat-file -e %s:a.txt 2>/dev/null", dir, g_sha[0]), 0);
+	ck_assert_int_ne(test_sh(GIT " -C '%s/group/project' cat-file -e %s:a.txt 2>/dev/null", dir, g_sha[0]), 0);
 }
 
 START_TEST(shallow_depth_1) { check_depth(1); }
@@ -779,7 +766,7 @@ START_TEST(sha_only_reachable_by_sha_is_fetched)
 	 * smart http: libgit2's file:// transport sends only what refs reach. */
 	make_state(state, sizeof(state), "bysha");
 	snprintf(repo, sizeof(repo), "%s/src", state);
-	ck_assert_int_eq(sh("cp -a '%s/work' '%s'", g_dir, repo), 0);
+	ck_assert_int_eq(test_sh("cp -a '%s/work' '%s'", g_dir, repo), 0);
 	ck_assert_int_eq(sh_out(sha, sizeof(sha), "cd '%s' && git commit-tree -p HEAD -m orphan 'HEAD^{tree}'", repo), 0);
 	ck_assert_uint_eq(strlen(sha), 40);
 	srv = http_start(state, "u:p", &port);
@@ -792,7 +779,7 @@ START_TEST(sha_only_reachable_by_sha_is_fetched)
 	snprintf(dir, sizeof(dir), "%s/x", state);
 	check_checkout(image, dir, sha);
 	/* The mirror's refs/kiln/ namespace is emptied after use. */
-	ck_assert_int_eq(sh("test -z \"$(git --git-dir=\"$(echo %s/mirrors/*.git)\" for-each-ref refs/kiln/)\"", state), 0);
+	ck_assert_int_eq(test_sh("test -z \"$(git --git-dir=\"$(echo %s/mirrors/*.git)\" for-each-ref refs/kiln/)\"", state), 0);
 	http_stop(srv);
 }
 END_TEST
@@ -818,10 +805,10 @@ START_TEST(credentials_never_reach_disk)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/work", port);
 	ck_assert_str_eq(out, url);
 	/* The sentinel is nowhere: mirrors, checkout, the image's raw bytes. */
-	ck_assert_int_eq(sh("grep -r -a -q '%s' '%s/mirrors'", SECRET, state), 1);
-	ck_assert_int_eq(sh("grep -r -a -q '%s' '%s'", SECRET, dir), 1);
-	ck_assert_int_eq(sh("grep -a -q '%s' '%s'", SECRET, image), 1);
-	ck_assert_int_eq(sh("find '%s/mirrors' -name FETCH_HEAD | grep -q .", state), 1);
+	ck_assert_int_eq(test_sh("grep -r -a -q '%s' '%s/mirrors'", SECRET, state), 1);
+	ck_assert_int_eq(test_sh("grep -r -a -q '%s' '%s'", SECRET, dir), 1);
+	ck_assert_int_eq(test_sh("grep -a -q '%s' '%s'", SECRET, image), 1);
+	ck_assert_int_eq(test_sh("find '%s/mirrors' -name FETCH_HEAD | grep -q .", state), 1);
 
 	/* Wrong token: an authentication error that does not show it. */
 	snprintf(url, sizeof(url), "http://gitlab-ci-token:wrong%s@127.0.0.1:%d/work", SECRET, port);
@@ -863,9 +850,9 @@ START_TEST(submodules_checked_out)
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s/group/project' submodule status", dir), 0);
 	ck_assert_msg(out[0] == ' ' && strstr(out, g_sub_sha), "submodule status: %s", out);
 	/* No trace of the host's mirror paths in the guest's git config. */
-	ck_assert_int_eq(sh("grep -r -q '%s' '%s/group/project/.git/config' '%s/group/project/.git/modules'",
+	ck_assert_int_eq(test_sh("grep -r -q '%s' '%s/group/project/.git/config' '%s/group/project/.git/modules'",
 			    state, dir, dir), 1);
-	ck_assert_int_eq(sh("test -z \"$(find '%s' -name alternates)\"", dir), 0);
+	ck_assert_int_eq(test_sh("test -z \"$(find '%s' -name alternates)\"", dir), 0);
 }
 END_TEST
 
@@ -878,7 +865,7 @@ START_TEST(dirty_overlay)
 
 	make_state(state, sizeof(state), "dirty");
 	snprintf(dirty, sizeof(dirty), "%s/dirty", state);
-	ck_assert_int_eq(sh("git clone -q '%s/work' '%s' && cd '%s' && echo changed > a.txt && "
+	ck_assert_int_eq(test_sh("git clone -q '%s/work' '%s' && cd '%s' && echo changed > a.txt && "
 			    "echo new > untracked.txt && mkdir -p newdir/deep && echo deep > newdir/deep/x.txt && "
 			    "echo noise > debug.log && mkdir build && echo out > build/out.o && "
 			    "git rm -q README && echo staged > dir/b.txt && git add dir/b.txt && "
@@ -895,11 +882,11 @@ START_TEST(dirty_overlay)
 	ck_assert_str_eq(out, "changed");
 	ck_assert_int_eq(sh_out(out, sizeof(out), "cat '%s/dir/b.txt'", dir), 0);
 	ck_assert_str_eq(out, "staged");
-	ck_assert_int_eq(sh("test -f '%s/untracked.txt' && test -f '%s/newdir/deep/x.txt'", dir, dir), 0);
-	ck_assert_int_eq(sh("test -L '%s/link' && test \"$(readlink '%s/link')\" = a.txt", dir, dir), 0);
-	ck_assert_int_eq(sh("test -L '%s/escape'", dir), 0);
-	ck_assert_int_ne(sh("test -e '%s/debug.log' || test -e '%s/build'", dir, dir), 0);
-	ck_assert_int_ne(sh("test -e '%s/README'", dir), 0);
+	ck_assert_int_eq(test_sh("test -f '%s/untracked.txt' && test -f '%s/newdir/deep/x.txt'", dir, dir), 0);
+	ck_assert_int_eq(test_sh("test -L '%s/link' && test \"$(readlink '%s/link')\" = a.txt", dir, dir), 0);
+	ck_assert_int_eq(test_sh("test -L '%s/escape'", dir), 0);
+	ck_assert_int_ne(test_sh("test -e '%s/debug.log' || test -e '%s/build'", dir, dir), 0);
+	ck_assert_int_ne(test_sh("test -e '%s/README'", dir), 0);
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s' rev-parse HEAD", dir), 0);
 	ck_assert_str_eq(out, g_sha[5]);
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s' status --porcelain --ignore-submodules=all | wc -l", dir), 0);
@@ -920,14 +907,14 @@ START_TEST(overlay_does_not_follow_links)
 	snprintf(work, sizeof(work), "%s/work", base);
 	snprintf(dirty, sizeof(dirty), "%s/dirty", base);
 	snprintf(outside, sizeof(outside), "%s/outside", base);
-	ck_assert_int_eq(sh("mkdir -p '%s' '%s' && ln -s '%s' '%s/lnk' && ln -s '%s/victim' '%s/file' && "
+	ck_assert_int_eq(test_sh("mkdir -p '%s' '%s' && ln -s '%s' '%s/lnk' && ln -s '%s/victim' '%s/file' && "
 			    "git init -q '%s' && mkdir '%s/lnk' && echo x > '%s/lnk/x.txt' && echo y > '%s/file'",
 			    work, outside, outside, work, outside, work, dirty, dirty, dirty, dirty), 0);
 	ck_assert_msg(wsco_overlay(dirty, work, &n, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_uint_eq(n, 2);
-	ck_assert_int_eq(sh("test -z \"$(ls -A '%s')\"", outside), 0);
-	ck_assert_int_eq(sh("test -d '%s/lnk' && ! test -L '%s/lnk' && test -f '%s/lnk/x.txt'", work, work, work), 0);
-	ck_assert_int_eq(sh("test -f '%s/file' && ! test -L '%s/file'", work, work), 0);
+	ck_assert_int_eq(test_sh("test -z \"$(ls -A '%s')\"", outside), 0);
+	ck_assert_int_eq(test_sh("test -d '%s/lnk' && ! test -L '%s/lnk' && test -f '%s/lnk/x.txt'", work, work, work), 0);
+	ck_assert_int_eq(test_sh("test -f '%s/file' && ! test -L '%s/file'", work, work), 0);
 	/* Not a working tree: a clear error. */
 	ck_assert_int_eq(wsco_overlay(outside, work, &n, &e), KILN_E_INVALID);
 	ck_assert_msg(strstr(e.msg, outside) != NULL, "%s", e.msg);
@@ -945,31 +932,31 @@ START_TEST(mirror_packs_stay_bounded)
 
 	make_state(state, sizeof(state), "packs");
 	snprintf(repo, sizeof(repo), "%s/src", state);
-	ck_assert_int_eq(sh("cp -a '%s/work' '%s'", g_dir, repo), 0);
+	ck_assert_int_eq(test_sh("cp -a '%s/work' '%s'", g_dir, repo), 0);
 	snprintf(url, sizeof(url), "file://%s", repo);
 	/* A build folder left by a job that died is cleaned up. */
 	snprintf(stale, sizeof(stale), "%s/tmp/ws-stale", state);
 	ck_assert_int_eq(kiln_mkdir_p(stale), 0);
 	/* So is a mirror no job used for 40 days; one used yesterday stays. */
-	ck_assert_int_eq(sh("cd '%s' && mkdir -p mirrors/old.git/objects mirrors/new.git/objects && "
+	ck_assert_int_eq(test_sh("cd '%s' && mkdir -p mirrors/old.git/objects mirrors/new.git/objects && "
 			    "touch -d '40 days ago' mirrors/old.git.lock && touch -d '1 day ago' mirrors/new.git.lock",
 			    state), 0);
 	spec_init(&s, state, url, g_sha[5], image, sizeof(image));
 	s.mirror_max_packs = 2;
 	for (i = 0; i < 4; i++) {
 		if (i > 0) {
-			ck_assert_int_eq(sh("cd '%s' && echo %d >> a.txt && git commit -q -am more", repo, i), 0);
+			ck_assert_int_eq(test_sh("cd '%s' && echo %d >> a.txt && git commit -q -am more", repo, i), 0);
 			sh_out(sha, sizeof(sha), "git -C '%s' rev-parse HEAD", repo);
 			s.sha = sha;
 		}
 		ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
 	}
 	ck_assert_int_ne(access(stale, F_OK), 0);
-	ck_assert_int_eq(sh("cd '%s/mirrors' && ! test -e old.git && ! test -e old.git.lock && test -d new.git", state), 0);
+	ck_assert_int_eq(test_sh("cd '%s/mirrors' && ! test -e old.git && ! test -e old.git.lock && test -d new.git", state), 0);
 	ck_assert_ptr_nonnull(ws_redact_url(url, red, sizeof(red)));
 	ck_assert_ptr_nonnull(mirror_path(mirror, sizeof(mirror), state, red));
 	ck_assert_int_le(count_files(mirror, "objects/pack/*.pack"), 2);
-	ck_assert_int_eq(sh("git --git-dir='%s' fsck --no-dangling --no-progress 2>/dev/null", mirror), 0);
+	ck_assert_int_eq(test_sh("git --git-dir='%s' fsck --no-dangling --no-progress 2>/dev/null", mirror), 0);
 }
 END_TEST
 
