@@ -18,6 +18,7 @@ for i in kernel tiny debian; do
 done
 [ "$(id -u)" = 0 ] || skip "needs root (taps, nftables)"
 
+. "$top_srcdir/tests/vmtest.sh"
 work=$(mktemp -d /tmp/kiln-exec-test.XXXXXX)
 state=$work/state
 fails=0
@@ -57,6 +58,7 @@ run() {
 	shift 2
 	out=$("$kiln" exec --executor "$executor" --job-file "$(payload "$name")" ${EXTRA:-} 2>&1)
 	st=$?
+	vm_glitch_note "$out"
 	[ "$st" = "$want" ] && ok "$name: exit status $st" || { bad "$name: exit status $st, want $want"; echo "$out" | tail -15; }
 	for p in "$@"; do
 		case "$p" in
@@ -145,6 +147,7 @@ if [ "$mode" = sandbox ]; then
 	for h in host1 host2; do
 		cp "$work/$h.json" "$top_builddir/.exec-$h.json" 2>/dev/null || true
 		out=$("$kiln" exec --executor microvm --network --job-file "$work/$h.json" 2>&1); st=$?
+		vm_glitch_note "$out"
 		[ "$st" != 0 ] && ! echo "$out" | grep -q 'hello from outside' && ok "$h: the host's own address is unreachable" ||
 			{ bad "$h: reached the host"; echo "$out" | tail -5; }
 		rm -f "$top_builddir/.exec-$h.json"
@@ -157,10 +160,11 @@ fi
 
 if [ "$mode" = host ] && [ -f "$images/sandbox/manifest.json" ]; then
 	echo "# the microvm executor, in the KVM sandbox"
-	"$top_srcdir/tests/kvm-sandbox" --timeout 900 --tries 3 --env top_srcdir --env top_builddir --env KILN_IMAGES_DIR -- \
+	"$top_srcdir/tests/kvm-sandbox" --timeout 1200 --tries 3 --env top_srcdir --env top_builddir --env KILN_IMAGES_DIR -- \
 		bash "$top_srcdir/tests/exec.sh" sandbox
 	st=$?
 	[ "$st" = 0 ] && ok "sandbox run" || bad "sandbox run: status $st"
 fi
 echo "$fails failed"
+[ "$fails" = 0 ] || vm_glitch_exit
 [ "$fails" = 0 ]

@@ -24,6 +24,7 @@ for i in kernel tiny; do
 done
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed"
 
+. "$top_srcdir/tests/vmtest.sh"
 work=$(mktemp -d /tmp/kiln-gitlab-test.XXXXXX)
 state=$work/state
 cfg=$work/config.yml

@@ -39,7 +39,7 @@ if [ "${1:-}" != --inside ]; then
 	log=$(mktemp) || { echo "FAIL: cannot create a temporary file"; exit 1; }
 	trap 'rm -f "$log"' EXIT
 	rc=0
-	"$top_srcdir/tests/kvm-sandbox" --timeout 400 --tries 3 --env top_srcdir --env top_builddir -- \
+	"$top_srcdir/tests/kvm-sandbox" --timeout 600 --tries 3 --env top_srcdir --env top_builddir -- \
 		/bin/sh "$top_srcdir/tests/jobnet.sh" --inside >"$log" 2>&1 || rc=$?
 	cat "$log"
 	case $rc in

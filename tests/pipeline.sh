@@ -23,6 +23,7 @@ done
 [ "$(id -u)" = 0 ] || skip "needs root (taps, nftables)"
 command -v git >/dev/null || skip "git is not installed"
 
+. "$top_srcdir/tests/vmtest.sh"
 work=$(mktemp -d /tmp/kiln-pipeline-test.XXXXXX)
 state=$work/state
 fails=0
@@ -56,6 +57,7 @@ run() {
 	shift 3
 	out=$(cd "$dir" && "$kiln" exec --executor "$executor" --no-network "$@" 2>&1)
 	st=$?
+	vm_glitch_note "$out"
 	[ "$st" = "$want" ] && ok "$what: exit status $st" || { bad "$what: exit status $st, want $want"; echo "$out" | tail -30; }
 }
 
@@ -228,10 +230,11 @@ fi
 
 if [ "$mode" = host ] && [ -f "$images/sandbox/manifest.json" ]; then
 	echo "# the microvm executor, in the KVM sandbox"
-	"$top_srcdir/tests/kvm-sandbox" --timeout 1200 --tries 3 --env top_srcdir --env top_builddir --env KILN_IMAGES_DIR -- \
+	"$top_srcdir/tests/kvm-sandbox" --timeout 1500 --tries 3 --env top_srcdir --env top_builddir --env KILN_IMAGES_DIR -- \
 		bash "$top_srcdir/tests/pipeline.sh" sandbox
 	st=$?
 	[ "$st" = 0 ] && ok "sandbox run" || bad "sandbox run: status $st"
 fi
 echo "$fails failed"
+[ "$fails" = 0 ] || vm_glitch_exit
 [ "$fails" = 0 ]

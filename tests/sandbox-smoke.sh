@@ -25,7 +25,7 @@ command -v "${KILN_QEMU:-qemu-system-x86_64}" >/dev/null 2>&1 ||
 log=$(mktemp) || { echo "FAIL: cannot create a temporary file"; exit 1; }
 trap 'rm -f "$log"' EXIT
 rc=0
-"$top_srcdir/tests/kvm-sandbox" --timeout 300 --tries 3 -- "$smoke" >"$log" 2>&1 || rc=$?
+"$top_srcdir/tests/kvm-sandbox" --timeout 450 --tries 3 -- "$smoke" >"$log" 2>&1 || rc=$?
 cat "$log"
 case $rc in
 0) ;;

@@ -393,6 +393,8 @@ void *vm_vcpu_thread(void *arg)
 			handle_mmio(c);
 			break;
 		case KVM_EXIT_SHUTDOWN:
+			/* Usually a guest crash: said even though it ends like a reboot. */
+			vmm_log("vCPU %d: triple fault: the guest reset", c->index);
 			vm_request_exit(vm, 0, "guest reset (triple fault)");
 			return NULL;
 		case KVM_EXIT_SYSTEM_EVENT:
