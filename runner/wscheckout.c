@@ -372,6 +372,61 @@ static enum kiln_rc set_origin(git_repository *repo, const struct wsco_opts *o, 
 	return ws_config_add_remote(repo, "origin", o->origin_url, fetch, n, e);
 }
 
+static int spot_gitattributes(const char *root, const git_tree_entry *entry, void *payload)
+{
+	(void)root;
+	if (strcmp(git_tree_entry_name(entry), ".gitattributes"))
+		return 0;
+	*(bool *)payload = true;
+	return -1; /* found: stop the walk */
+}
+
+static bool file_exists(const char *dir, const char *rel)
+{
+	char path[PATH_MAX];
+
+	return dir && *dir && kiln_path_join(path, sizeof(path), dir, rel) && access(path, F_OK) == 0;
+}
+
+/* Whether checking out commit can run a filter (crlf, ident). Both need an
+ * attribute or core.autocrlf / core.eol; with none of them anywhere the
+ * filters change no byte, and skipping them spares libgit2 a realpath()
+ * and a dozen stat()s per file (a third of a warm checkout). Any doubt
+ * (an error, a config key set, an attributes file) answers true. */
+static bool filters_may_apply(git_repository *repo, const git_oid *commit)
+{
+	static const char *const keys[] = { "core.autocrlf", "core.eol", "core.attributesFile" };
+	git_config *cfg = NULL;
+	git_config_entry *ent = NULL;
+	git_commit *c = NULL;
+	git_tree *tree = NULL;
+	bool found = false;
+	size_t i;
+
+	if (file_exists(git_repository_path(repo), "info/attributes") || access("/etc/gitattributes", F_OK) == 0 ||
+	    file_exists(getenv("XDG_CONFIG_HOME"), "git/attributes") || file_exists(getenv("HOME"), ".config/git/attributes"))
+		return true;
+	if (git_repository_config_snapshot(&cfg, repo) < 0)
+		return true;
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]) && !found; i++) {
+		int r = git_config_get_entry(&ent, cfg, keys[i]);
+
+		found = r != GIT_ENOTFOUND && (r < 0 || strcmp(keys[i], "core.autocrlf") || strcmp(ent->value, "false"));
+		git_config_entry_free(ent);
+		ent = NULL;
+	}
+	git_config_free(cfg);
+	if (found)
+		return true;
+	if (git_commit_lookup(&c, repo, commit) < 0 || git_commit_tree(&tree, c) < 0)
+		found = true;
+	else if (git_tree_walk(tree, GIT_TREEWALK_PRE, spot_gitattributes, &found) < 0 && !found)
+		found = true;
+	git_tree_free(tree);
+	git_commit_free(c);
+	return found;
+}
+
 enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 {
 	git_repository_init_options io;
@@ -429,6 +484,7 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 		goto out;
 	git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
 	co.checkout_strategy = GIT_CHECKOUT_FORCE;
+	co.disable_filters = !filters_may_apply(repo, o->commit);
 	if (git_repository_set_head_detached(repo, o->commit) < 0 || git_checkout_head(repo, &co) < 0) {
 		char hex[GIT_OID_HEXSZ + 1];
 		rc = kiln_git_fail(e, KILN_E_IO, "checkout of %s into %s",

@@ -960,6 +960,44 @@ START_TEST(mirror_packs_stay_bounded)
 }
 END_TEST
 
+/* Filters are skipped only when none can apply: a nested .gitattributes
+ * still converts line ends, a top-level one still expands $Id$. */
+START_TEST(gitattributes_filters_apply)
+{
+	char state[PATH_MAX], image[PATH_MAX], repo[PATH_MAX], url[PATH_MAX + 8], sha[41], dir[PATH_MAX];
+	char blob[64], want[128], got[128];
+	struct ws_spec s;
+	struct ws_result r;
+	struct kiln_err e = { 0 };
+	FILE *f;
+	size_t n;
+
+	make_state(state, sizeof(state), "attr");
+	snprintf(repo, sizeof(repo), "%s/src", state);
+	ck_assert_int_eq(test_sh("set -e; git init -q -b main '%s'; cd '%s'; mkdir docs; "
+			    "printf '*.txt text eol=crlf\\n' > docs/.gitattributes; printf 'x\\ny\\n' > docs/a.txt; "
+			    "printf '*.c ident\\n' > .gitattributes; printf '$Id$\\n' > id.c; printf 'x\\ny\\n' > plain.txt; "
+			    "git add .; git commit -q -m attrs",
+			    repo, repo), 0);
+	sh_out(sha, sizeof(sha), "git -C '%s' rev-parse HEAD", repo);
+	sh_out(blob, sizeof(blob), "git -C '%s' rev-parse HEAD:id.c", repo);
+	snprintf(url, sizeof(url), "file://%s", repo);
+	spec_init(&s, state, url, sha, image, sizeof(image));
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	snprintf(dir, sizeof(dir), "%s/x", state);
+	extract(image, dir);
+	ck_assert_int_eq(test_sh("printf 'x\\r\\ny\\r\\n' | cmp -s - '%s/group/project/docs/a.txt'", dir), 0);
+	ck_assert_int_eq(test_sh("printf 'x\\ny\\n' | cmp -s - '%s/group/project/plain.txt'", dir), 0);
+	snprintf(want, sizeof(want), "$Id: %s $\n", blob);
+	snprintf(got, sizeof(got), "%s/group/project/id.c", dir);
+	ck_assert_ptr_nonnull(f = fopen(got, "r"));
+	n = fread(got, 1, sizeof(got) - 1, f);
+	fclose(f);
+	got[n] = '\0';
+	ck_assert_str_eq(got, want);
+}
+END_TEST
+
 Suite *workspace_suite(void)
 {
 	Suite *s = suite_create("workspace");
@@ -991,6 +1029,7 @@ Suite *workspace_suite(void)
 	tcase_add_test(tc, dirty_overlay);
 	tcase_add_test(tc, overlay_does_not_follow_links);
 	tcase_add_test(tc, mirror_packs_stay_bounded);
+	tcase_add_test(tc, gitattributes_filters_apply);
 	suite_add_tcase(s, tc);
 	return s;
 }
