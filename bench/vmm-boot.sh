@@ -143,29 +143,16 @@ ENV = dict(os.environ, KILN_VMM_TIMINGS="1")
 
 
 def overhead_kib(pid):
-    """Rss outside guest RAM, in KiB. Guest RAM is the first run of adjacent
-    mappings whose sizes add up to the guest's memory: kiln-vmm maps the
-    kernel's pages from its file into the middle of it, which splits it."""
-    maps, cur = [], None
+    """Rss of every mapping whose size is not the guest RAM's, in KiB."""
+    total, size = 0, None
     with open("/proc/%d/smaps" % pid) as f:
         for line in f:
-            head = line.split(None, 1)[0]
-            if "-" in head and not head.endswith(":"):
-                lo, hi = (int(x, 16) for x in head.split("-"))
-                cur = [lo, hi, 0]
-                maps.append(cur)
-            elif head == "Rss:" and cur is not None:
-                cur[2] = int(line.split()[1])
-    want, guest = MEM_MIB << 20, set()
-    for i in range(len(maps)):
-        size, j = 0, i
-        while j < len(maps) and size < want and (j == i or maps[j][0] == maps[j - 1][1]):
-            size += maps[j][1] - maps[j][0]
-            j += 1
-        if size == want:
-            guest = set(range(i, j))
-            break
-    return sum(m[2] for k, m in enumerate(maps) if k not in guest)
+            if line.startswith("Size:"):
+                size = int(line.split()[1])
+            elif line.startswith("Rss:"):
+                if size != MEM_MIB * 1024:
+                    total += int(line.split()[1])
+    return total
 
 
 def progress(msg):

@@ -5,8 +5,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm/layout.h"
@@ -61,10 +59,17 @@ static bool is_bzimage(const uint8_t *buf, size_t len)
 	return len > 0x264 && rd32(buf + ZP_HEADER) == HDRS_MAGIC && rd16(buf + ZP_BOOT_FLAG) == 0xaa55;
 }
 
-#define PAGE 4096u
-
-static int read_in(uint8_t *d, int fd, uint64_t off, size_t n)
+/* Copy n bytes at offset off of the image into dst: with pread when fd is
+ * open (the page cache is copied straight into guest RAM, without faulting
+ * in a mapping of the file page by page), else from the mapped image. */
+static int copy_in(void *dst, const uint8_t *buf, int fd, uint64_t off, size_t n)
 {
+	uint8_t *d = dst;
+
+	if (fd < 0) {
+		memcpy(d, buf + off, n);
+		return 0;
+	}
 	while (n > 0) {
 		ssize_t r = pread(fd, d, n, (off_t)off);
 
@@ -76,36 +81,6 @@ static int read_in(uint8_t *d, int fd, uint64_t off, size_t n)
 		off += (uint64_t)r;
 		n -= (size_t)r;
 	}
-	return 0;
-}
-
-/* Put n bytes at offset off of the image into dst. With the file open and
- * dst congruent to off modulo the page size, the whole pages are mapped
- * copy-on-write from the file: nothing is copied or zeroed now, the guest
- * faults in page-cache pages as it runs, and VMs booting one kernel share
- * them until written. The partial pages at the ends, and an incongruent
- * segment, are read with pread; without the file they are copied from
- * the mapped image. */
-static int copy_in(void *dst, const uint8_t *buf, int fd, uint64_t off, size_t n)
-{
-	uint8_t *d = dst;
-	uintptr_t a = ((uintptr_t)d + PAGE - 1) & ~(uintptr_t)(PAGE - 1), z = ((uintptr_t)d + n) & ~(uintptr_t)(PAGE - 1);
-	struct stat st;
-
-	if (fd < 0) {
-		memcpy(d, buf + off, n);
-		return 0;
-	}
-	if (((uintptr_t)d - off) % PAGE || z <= a)
-		return read_in(d, fd, off, n);
-	/* A mapping past the end of the file would fault later, in the guest. */
-	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < off + n)
-		return -EIO;
-	if (mmap((void *)a, z - a, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
-		 (off_t)(off + (a - (uintptr_t)d))) == MAP_FAILED)
-		return -EIO;
-	if (read_in(d, fd, off, a - (uintptr_t)d) || read_in((uint8_t *)z, fd, off + (z - (uintptr_t)d), (uintptr_t)d + n - z))
-		return -EIO;
 	return 0;
 }
 

@@ -1,11 +1,7 @@
 #include <elf.h>
 #include <errno.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "tests/unit/vmm_suites.h"
@@ -188,57 +184,6 @@ START_TEST(elf_read_through_fd)
 }
 END_TEST
 
-/* Whether /proc/self/maps has a mapping of a file named like name at p. */
-static bool maps_file_at(const void *p, const char *name)
-{
-	char line[512], want[32];
-	FILE *f = fopen("/proc/self/maps", "r");
-	bool found = false;
-
-	snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)p);
-	while (f && !found && fgets(line, sizeof(line), f))
-		found = !strncmp(line, want, strlen(want)) && strstr(line, name);
-	if (f)
-		fclose(f);
-	return found;
-}
-
-/* Page-aligned guest RAM, as kiln-vmm maps it: the segment's pages are
- * mapped from the file copy-on-write (a guest write never reaches the
- * file), the bss after it is zero, and a file shorter than its headers say
- * is refused before anything is mapped. */
-START_TEST(elf_mapped_from_file)
-{
-	char path[] = "/tmp/kiln-loader-test-XXXXXX";
-	struct guest_mem pm;
-	struct boot_info bi;
-	size_t len;
-	uint8_t *k = fake_elf(&len, 1), *seg, back[4096];
-	int fd = mkstemp(path);
-
-	ck_assert_int_ge(fd, 0);
-	unlink(path);
-	ck_assert_int_eq(write(fd, k, len), (ssize_t)len);
-	gm_layout(&pm, 64 << 20);
-	pm.host = mmap(NULL, 64 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(pm.host, MAP_FAILED);
-	memset(gm_ptr(&pm, 0x1000000, 8192), 0x55, 8192);
-	ck_assert_msg(loader_load_kernel(&pm, k, len, fd, &bi, err, sizeof(err)) == 0, "%s", err);
-	seg = gm_ptr(&pm, 0x1000000, 4096);
-	ck_assert_int_eq(memcmp(seg, k + 4096, 4096), 0);
-	ck_assert_msg(maps_file_at(seg, "kiln-loader-test"), "the segment was copied, not mapped");
-	ck_assert_uint_eq(*(uint8_t *)gm_ptr(&pm, 0x1001000, 1), 0);
-	seg[0] = 0x11;
-	ck_assert_int_eq(pread(fd, back, sizeof(back), 4096), (ssize_t)sizeof(back));
-	ck_assert_int_eq(memcmp(back, k + 4096, 4096), 0);
-	ck_assert_int_eq(ftruncate(fd, 4096 + 100), 0);
-	ck_assert_int_eq(loader_load_kernel(&pm, k, len, fd, &bi, err, sizeof(err)), -EIO);
-	munmap(pm.host, 64 << 20);
-	close(fd);
-	free(k);
-}
-END_TEST
-
 START_TEST(elf_hostile_headers)
 {
 	struct boot_info bi;
@@ -271,7 +216,6 @@ Suite *loader_suite(void)
 	tcase_add_test(tc, bzimage_rejections);
 	tcase_add_test(tc, elf_with_pvh_note);
 	tcase_add_test(tc, elf_read_through_fd);
-	tcase_add_test(tc, elf_mapped_from_file);
 	tcase_add_test(tc, elf_hostile_headers);
 	suite_add_tcase(s, tc);
 	return s;
