@@ -160,7 +160,7 @@ fi
 
 if [ "$mode" = host ] && [ -f "$images/sandbox/manifest.json" ]; then
 	echo "# the microvm executor, in the KVM sandbox"
-	"$top_srcdir/tests/kvm-sandbox" --timeout 1200 --tries 3 --env top_srcdir --env top_builddir --env KILN_IMAGES_DIR -- \
+	"$top_srcdir/tests/kvm-sandbox" --timeout 1200 --tries 4 --env top_srcdir --env top_builddir --env KILN_IMAGES_DIR -- \
 		bash "$top_srcdir/tests/exec.sh" sandbox
 	st=$?
 	[ "$st" = 0 ] && ok "sandbox run" || bad "sandbox run: status $st"

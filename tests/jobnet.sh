@@ -39,13 +39,13 @@ if [ "${1:-}" != --inside ]; then
 	log=$(mktemp) || { echo "FAIL: cannot create a temporary file"; exit 1; }
 	trap 'rm -f "$log"' EXIT
 	rc=0
-	"$top_srcdir/tests/kvm-sandbox" --timeout 600 --tries 3 --env top_srcdir --env top_builddir -- \
+	"$top_srcdir/tests/kvm-sandbox" --timeout 600 --tries 4 --env top_srcdir --env top_builddir -- \
 		/bin/sh "$top_srcdir/tests/jobnet.sh" --inside >"$log" 2>&1 || rc=$?
 	cat "$log"
 	case $rc in
 	0) echo "PASS: jobnet end to end in the sandbox" ;;
 	77) skip "kvm-sandbox could not run (see above)" ;;
-	124) echo "FAIL: the sandbox timed out or stalled three times"; exit 1 ;;
+	124) echo "FAIL: the sandbox timed out or stalled four times"; exit 1 ;;
 	*) echo "FAIL: jobnet.sh --inside exited with $rc"; exit 1 ;;
 	esac
 	exit 0

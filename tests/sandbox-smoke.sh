@@ -25,7 +25,7 @@ command -v "${KILN_QEMU:-qemu-system-x86_64}" >/dev/null 2>&1 ||
 log=$(mktemp) || { echo "FAIL: cannot create a temporary file"; exit 1; }
 trap 'rm -f "$log"' EXIT
 rc=0
-"$top_srcdir/tests/kvm-sandbox" --timeout 450 --tries 3 -- "$smoke" >"$log" 2>&1 || rc=$?
+"$top_srcdir/tests/kvm-sandbox" --timeout 450 --tries 4 -- "$smoke" >"$log" 2>&1 || rc=$?
 cat "$log"
 case $rc in
 0) ;;
@@ -34,7 +34,7 @@ case $rc in
 	grep -q '^kvm-smoke: SKIP' "$log" && { echo "FAIL: no /dev/kvm inside the sandbox"; exit 1; }
 	skip "kvm-sandbox could not run (see above)"
 	;;
-124) echo "FAIL: the sandbox timed out or stalled three times"; exit 1 ;;
+124) echo "FAIL: the sandbox timed out or stalled four times"; exit 1 ;;
 *) echo "FAIL: kvm-sandbox -- kvm-smoke exited with $rc"; exit 1 ;;
 esac
 grep -q '^kvm-smoke: OK' "$log" || { echo "FAIL: no 'kvm-smoke: OK' in the output"; exit 1; }

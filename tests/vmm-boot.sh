@@ -6,7 +6,7 @@
 # tests/kvm-sandbox (this host's /dev/kvm may be one that cannot boot stock
 # kernels, and the test creates a tap: only ever inside the sandbox VM),
 # one sandbox per case; a sandbox that times out (the emulated machine
-# stopped) is run again (three runs at most), a case that fails is not.
+# stopped) is run again (four runs at most), a case that fails is not.
 # Inside, with a test root ext4 (busybox + tests/guest/vmm-test-init as
 # init=, a pattern file /ref.bin) attached copy-on-write, a tap with a tx
 # rate limiter, vsock and entropy, it boots
@@ -124,7 +124,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 			out_opt="--out=$KILN_VMM_BOOT_KEEP/$unit"
 		fi
 		rc=0
-		"$top_srcdir/tests/kvm-sandbox" --timeout 720 --tries 3 $out_opt \
+		"$top_srcdir/tests/kvm-sandbox" --timeout 720 --tries 4 $out_opt \
 			--env top_srcdir="$top_srcdir" --env top_builddir="$top_builddir" \
 			--env KILN_VMM_BOOT_INSIDE=1 --env KILN_VMM_BOOT_CASES="$c" \
 			--env KILN_BZIMAGE="$bz" --env KILN_VMLINUX="$vml" \
@@ -134,7 +134,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 		case $rc in
 		0) passed="$passed $unit" ;;
 		77) skip "the sandbox could not run (see above)" ;;
-		124) echo "FAIL: $unit: the sandbox timed out, stalled or crashed its guest three times"; failed="$failed $unit" ;;
+		124) echo "FAIL: $unit: the sandbox timed out, stalled or crashed its guest four times"; failed="$failed $unit" ;;
 		125) echo "FAIL: $unit: the sandbox itself failed"; failed="$failed $unit" ;;
 		*) echo "FAIL: $unit: kiln-vmm acceptance failed (status $rc)"; failed="$failed $unit" ;;
 		esac
@@ -197,7 +197,7 @@ fail() {
 # page-fault livelock the emulated SVM shows under load (tests/kvm-sandbox).
 # Such a case is not failed; the script exits 75 and kvm-sandbox runs it
 # again in a fresh machine.  A kiln-vmm that cannot boot a kernel fails
-# the same way every time, and the third run fails the test.
+# the same way every time, and the fourth run fails the test.
 glitched=''
 glitch() {
 	tr -d '\r' <"$T/$1.serial" | grep -q '^BOOTED' && return 1
