@@ -391,7 +391,8 @@ static bool file_exists(const char *dir, const char *rel)
 /* Whether checking out commit can run a filter (crlf, ident). Both need an
  * attribute or core.autocrlf / core.eol; with none of them anywhere the
  * filters change no byte, and skipping them spares libgit2 a realpath()
- * and a dozen stat()s per file (a third of a warm checkout). Any doubt
+ * and a dozen stat()s per file (some 7700 syscalls for 350 files, about
+ * 5 % of a warm checkout on the development VM). Any doubt
  * (an error, a config key set, an attributes file) answers true. */
 static bool filters_may_apply(git_repository *repo, const git_oid *commit)
 {
