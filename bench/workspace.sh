@@ -12,7 +12,10 @@
 #                   ext4 image. Over file:// the source is local, so the new
 #                   mirror hard-links its object files (no pack transfer).
 #   warm            ws_prepare with the mirror in place after one new commit
-#                   was pushed: sync + checkout + image
+#                   was pushed: sync + checkout + image; the checkout updates
+#                   the repository's kept checkout in place (workspace.h)
+#   warm, fresh     the same with --fresh: a new checkout folder each time, as
+#                   before kept checkouts (the previous version)
 # both over file:// and, when git daemon can run on 127.0.0.1, over git://
 # (libgit2's smart-protocol fetch: a real pack transfer, as from GitLab).
 # The ratios warm/git-clone and libgit2-cold/git-clone come last. Everything
@@ -125,11 +128,22 @@ run_cases() {
 		sha=$(push_one "$name-$i")
 		out=$("$BIN" --state "$W/state-$name" --url "$url" --sha "$sha" --image "$W/ws.img")
 		[ "$(field "$out" cloned)" = 0 ] || { echo "workspace.sh: warm run cloned" >&2; exit 1; }
+		[ "$i" = 1 ] || [ "$(field "$out" reused)" = 1 ] || { echo "workspace.sh: warm run did not reuse the checkout" >&2; exit 1; }
 		warm="$warm $(field "$out" total_ms)"
 		warm_m="$warm_m $(field "$out" mirror_ms)"; warm_c="$warm_c $(field "$out" checkout_ms)"
 		warm_i="$warm_i $(field "$out" image_ms)"
 	done
-	eval "COLD_$name=\"$cold\" WARM_$name=\"$warm\""
+	fresh= fresh_m= fresh_c= fresh_i=
+	for i in $(seq "$RUNS"); do
+		sha=$(push_one "$name-fresh-$i")
+		out=$("$BIN" --state "$W/state-$name" --url "$url" --sha "$sha" --image "$W/ws.img" --fresh)
+		[ "$(field "$out" reused)" = 0 ] || { echo "workspace.sh: --fresh run reused the checkout" >&2; exit 1; }
+		fresh="$fresh $(field "$out" total_ms)"
+		fresh_m="$fresh_m $(field "$out" mirror_ms)"; fresh_c="$fresh_c $(field "$out" checkout_ms)"
+		fresh_i="$fresh_i $(field "$out" image_ms)"
+	done
+	eval "COLD_$name=\"$cold\" WARM_$name=\"$warm\" FRESH_$name=\"$fresh\""
+	eval "PH_FRESH_$name=\"$(echo "$fresh_m" | median) / $(echo "$fresh_c" | median) / $(echo "$fresh_i" | median)\""
 	eval "PH_COLD_$name=\"$(echo "$cold_m" | median) / $(echo "$cold_c" | median) / $(echo "$cold_i" | median)\""
 	eval "PH_WARM_$name=\"$(echo "$warm_m" | median) / $(echo "$warm_c" | median) / $(echo "$warm_i" | median)\""
 }
@@ -163,11 +177,15 @@ printf '%-44s %8s   %-18s %s\n' case median phases runs
 printf '%-44s %8s   %-18s %s\n' "git clone --no-local file://" "$G" "" "$GIT_RUNS"
 printf '%-44s %8s   %-18s %s\n' "libgit2 cold ws_prepare file://" "$CF" "$PH_COLD_file" "$COLD_file"
 printf '%-44s %8s   %-18s %s\n' "warm ws_prepare file:// (1 new commit)" "$WF" "$PH_WARM_file" "$WARM_file"
+printf '%-44s %8s   %-18s %s\n' "  the same, fresh checkout (before)" "$(echo "$FRESH_file" | median)" \
+	"$PH_FRESH_file" "$FRESH_file"
 if [ $HAVE_DAEMON = yes ]; then
 	printf '%-44s %8s   %-18s %s\n' "libgit2 cold ws_prepare git://" "$(echo "$COLD_daemon" | median)" \
 		"$PH_COLD_daemon" "$COLD_daemon"
 	printf '%-44s %8s   %-18s %s\n' "warm ws_prepare git:// (1 new commit)" "$(echo "$WARM_daemon" | median)" \
 		"$PH_WARM_daemon" "$WARM_daemon"
+	printf '%-44s %8s   %-18s %s\n' "  the same, fresh checkout (before)" "$(echo "$FRESH_daemon" | median)" \
+		"$PH_FRESH_daemon" "$FRESH_daemon"
 fi
 echo
 DW= DC=
@@ -175,6 +193,14 @@ if [ $HAVE_DAEMON = yes ]; then
 	DW=$(echo "$WARM_daemon" | median)
 	DC=$(echo "$COLD_daemon" | median)
 fi
+FF=$(echo "$FRESH_file" | median)
+DF=
+[ $HAVE_DAEMON = yes ] && DF=$(echo "$FRESH_daemon" | median)
+awk -v w="$WF" -v f="$FF" -v dw="$DW" -v df="$DF" 'BEGIN {
+	printf "ratio warm kept/fresh checkout, file://:            %.3f\n", w / f
+	if (df != "")
+		printf "ratio warm kept/fresh checkout, git://:             %.3f\n", dw / df
+}'
 awk -v w="$WF" -v c="$CF" -v g="$G" -v dwm="$DW" -v dcm="$DC" 'BEGIN {
 	printf "ratio warm/git-clone, file://:                      %.3f (target <= 0.200: %s)\n", w / g, w / g <= 0.2 ? "met" : "NOT met"
 	if (dwm != "")

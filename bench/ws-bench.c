@@ -28,7 +28,8 @@ int main(int argc, char **argv)
 		{ "sha", required_argument, NULL, 'c' },   { "image", required_argument, NULL, 'i' },
 		{ "project", required_argument, NULL, 'p' }, { "depth", required_argument, NULL, 'd' },
 		{ "submodules", no_argument, NULL, 'm' },  { "dirty", required_argument, NULL, 'y' },
-		{ "ref", required_argument, NULL, 'r' },   { NULL, 0, NULL, 0 },
+		{ "ref", required_argument, NULL, 'r' },   { "fresh", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct ws_spec spec = { .project_path = "bench/project" };
 	struct ws_result res;
@@ -47,9 +48,10 @@ int main(int argc, char **argv)
 		case 'm': spec.submodules = true; break;
 		case 'y': spec.dirty_dir = optarg; break;
 		case 'r': spec.ref = optarg; break;
+		case 'f': spec.fresh_checkout = true; break;
 		default:
 			fprintf(stderr, "usage: ws-bench --state DIR --url URL --sha SHA --image PATH "
-					"[--project P] [--depth N] [--submodules] [--dirty DIR] [--ref REF]\n");
+					"[--project P] [--depth N] [--submodules] [--dirty DIR] [--ref REF] [--fresh]\n");
 			return 2;
 		}
 	}
@@ -58,10 +60,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ws-bench: %s\n", e.msg);
 		return 1;
 	}
-	printf("total_ms=%ld lock_ms=%ld mirror_ms=%ld checkout_ms=%ld image_ms=%ld cloned=%d "
+	printf("total_ms=%ld lock_ms=%ld mirror_ms=%ld checkout_ms=%ld image_ms=%ld cloned=%d reused=%d "
 	       "content_bytes=%llu image_bytes=%llu\n",
 	       now_ms() - t0, res.lock_wait_ms, res.mirror_ms, res.checkout_ms, res.image_ms,
-	       res.mirror_cloned, (unsigned long long)res.content_bytes,
+	       res.mirror_cloned, res.tree_reused, (unsigned long long)res.content_bytes,
 	       (unsigned long long)res.image_bytes);
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runner/gitstream.h"
 #include "runner/log.h"
 #include "runner/packwrite.h"
 #include "runner/paths.h"
@@ -141,13 +142,31 @@ void mirror_sweep(const char *state_dir, unsigned max_age_days, const char *keep
 		if (fd < 0)
 			continue;
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			char tree[PATH_MAX];
+
 			log_info("mirror %s: unused for more than %u days, removing it", path, max_age_days);
+			if (mirror_tree_path(tree, sizeof(tree), state_dir, path))
+				kiln_rm_rf(tree);
 			if (kiln_rm_rf(path) == 0)
 				unlink(lock);
 		}
 		close(fd);
 	}
 	closedir(d);
+}
+
+char *mirror_tree_path(char *buf, size_t size, const char *state_dir, const char *mirror)
+{
+	const char *name = strrchr(mirror, '/');
+	size_t len;
+
+	name = name ? name + 1 : mirror;
+	len = strlen(name);
+	if (len > 4 && strcmp(name + len - 4, ".git") == 0)
+		len -= 4;
+	if (snprintf(buf, size, "%s/trees/%.*s", state_dir, (int)len, name) >= (int)size)
+		return NULL;
+	return buf;
 }
 
 void mirror_unlock(int fd)
@@ -256,6 +275,7 @@ static enum kiln_rc mirror_fetch(git_remote *remote, char **specs, size_t n, con
 	git_strarray arr = { specs, n };
 	struct fetch_ctx c = { .url = o->url };
 	char fetch_head[PATH_MAX];
+	int rc;
 
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
 	clock_gettime(CLOCK_MONOTONIC, &c.t0);
@@ -267,7 +287,10 @@ static enum kiln_rc mirror_fetch(git_remote *remote, char **specs, size_t n, con
 	fo.prune = prune ? GIT_FETCH_PRUNE : GIT_FETCH_NO_PRUNE;
 	fo.update_fetchhead = 0;
 	fo.proxy_opts.type = GIT_PROXY_AUTO; /* http.proxy, then $https_proxy/$http_proxy */
-	if (git_remote_fetch(remote, &arr, &fo, "kiln: fetch") < 0)
+	gitstream_deadline_set((unsigned)(c.limit_ms / 1000));
+	rc = git_remote_fetch(remote, &arr, &fo, "kiln: fetch");
+	gitstream_deadline_clear();
+	if (rc < 0)
 		return kiln_git_fail(e, KILN_E_IO, "fetch from %s", o->url->redacted);
 	/* libgit2 1.5 leaves an empty FETCH_HEAD even when told not to write it. */
 	if (kiln_path_join(fetch_head, sizeof(fetch_head), git_repository_path(git_remote_owner(remote)),

@@ -24,6 +24,12 @@
  * does not fit. */
 char *mirror_path(char *buf, size_t size, const char *state_dir, const char *redacted);
 
+/* Write <state_dir>/trees/<name>, where the workspace keeps its checkout of
+ * the mirror at mirror (a mirror_path result; name is its file name less
+ * ".git"), into buf; NULL when it does not fit. mirror_sweep removes it with
+ * the mirror. */
+char *mirror_tree_path(char *buf, size_t size, const char *state_dir, const char *mirror);
+
 /* Take an exclusive flock on lock_path (created 0644 when missing), waiting
  * at most timeout_s seconds (0: the default of 600). Stores the descriptor in
  * *fd and the time waited in *waited_ms. KILN_E_LIMIT when the wait is too

@@ -17,6 +17,7 @@
 
 #include "runner/ext4img.h"
 #include "runner/fstree.h"
+#include "runner/gitstream.h"
 #include "runner/log.h"
 #include "runner/mirror.h"
 #include "runner/paths.h"
@@ -39,13 +40,16 @@ char *ws_redact_url(const char *url, char *out, size_t size)
 }
 
 /* libgit2 stays initialised for the life of the process: initialising it
- * loads the CA certificates (several ms), once is enough. */
+ * loads the CA certificates (several ms), once is enough. Its sockets are
+ * ours (gitstream.h: time limits, no 40 ms delayed-ACK stalls). */
 static int git_init_rc;
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
 
 static void git_init_once(void)
 {
 	git_init_rc = git_libgit2_init();
+	if (git_init_rc >= 0 && gitstream_register() < 0)
+		git_init_rc = -1;
 }
 
 static long now_ms(void)
@@ -147,6 +151,60 @@ static int mkdir_parents(const char *path)
 	return kiln_mkdir_p(buf);
 }
 
+/* <tree>/kept holds the project path of a clean checkout in <tree>/root. */
+#define WS_TREE_MARK "kept"
+
+/* Take the kept checkout at tree (made when missing) without waiting: the
+ * locked descriptor, or -1 when another job holds it or it cannot be made.
+ * *reuse is set when the mark names project_path; the mark is removed either
+ * way (it is written again after a clean job), and a root that cannot be
+ * reused is emptied. */
+static int tree_take(const char *tree, const char *project_path, bool *reuse)
+{
+	char mark[PATH_MAX], root[PATH_MAX], got[300];
+	int fd, mfd;
+
+	*reuse = false;
+	if (!kiln_path_join(mark, sizeof(mark), tree, WS_TREE_MARK) ||
+	    !kiln_path_join(root, sizeof(root), tree, "root") || kiln_mkdir_p(tree) < 0)
+		return -1;
+	fd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		goto fail;
+	mfd = open(mark, O_RDONLY | O_CLOEXEC);
+	if (mfd >= 0) {
+		ssize_t n = read(mfd, got, sizeof(got) - 1);
+
+		close(mfd);
+		*reuse = n > 0 && (size_t)n == strlen(project_path) && memcmp(got, project_path, (size_t)n) == 0;
+	}
+	if ((unlink(mark) < 0 && errno != ENOENT) || (!*reuse && kiln_rm_rf(root) < 0))
+		goto fail;
+	return fd;
+fail:
+	log_debug("workspace: not reusing %s: %s", tree, strerror(errno));
+	*reuse = false;
+	close(fd);
+	return -1;
+}
+
+/* Mark the checkout under tree as clean for the next job on project_path. */
+static void tree_keep(const char *tree, const char *project_path)
+{
+	char mark[PATH_MAX];
+	int fd;
+
+	if (!kiln_path_join(mark, sizeof(mark), tree, WS_TREE_MARK))
+		return;
+	fd = open(mark, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || kiln_write_all(fd, project_path, strlen(project_path)) < 0)
+		log_warn("workspace: cannot mark %s: %s", mark, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struct kiln_err *e)
 {
 	static const char *const default_specs[] = { WS_DEFAULT_REFSPEC_HEADS, WS_DEFAULT_REFSPEC_TAGS };
@@ -155,13 +213,14 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	struct mirror_opts mo;
 	struct wsco_opts co;
 	struct ext4img_stats ist;
-	char tmp_dir[PATH_MAX], tmp[PATH_MAX], work[PATH_MAX];
+	char tmp_dir[PATH_MAX], tmp[PATH_MAX], work[PATH_MAX], tree[PATH_MAX];
 	const char *const *specs = spec->n_refspecs ? spec->refspecs : default_specs;
 	size_t n_specs = spec->n_refspecs ? spec->n_refspecs : 2;
 	enum kiln_rc rc;
 	git_oid oid;
 	long t0;
 	int tmp_fd = -1;
+	bool in_tree = false, reuse = false, dirtied = false;
 	size_t i;
 
 	memset(res, 0, sizeof(*res));
@@ -227,17 +286,26 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	}
 	log_debug("workspace: %s %s in %ld ms", m.cloned ? "cloned" : "fetched", url->redacted, res->mirror_ms);
 
-	/* 2. The checkout, in a folder of its own that is flocked while alive. */
+	/* 2. The checkout: updated in place in the repository's kept one when
+	 * that is free, else in a folder of its own; either is flocked. */
 	t0 = now_ms();
-	if (!mkdtemp(tmp)) {
-		rc = kiln_fail_errno(e, "workspace: temporary folder under %s", tmp_dir);
-		tmp[0] = '\0';
-		goto out;
-	}
-	tmp_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (tmp_fd < 0 || flock(tmp_fd, LOCK_EX) < 0) {
-		rc = kiln_fail_errno(e, "workspace: lock %s", tmp);
-		goto out;
+	if (!spec->fresh_checkout && mirror_tree_path(tree, sizeof(tree), spec->state_dir, m.path) &&
+	    snprintf(tmp, sizeof(tmp), "%s/root", tree) < (int)sizeof(tmp))
+		tmp_fd = tree_take(tree, spec->project_path, &reuse);
+	if (tmp_fd >= 0) {
+		in_tree = true;
+	} else {
+		snprintf(tmp, sizeof(tmp), "%s/ws-XXXXXX", tmp_dir);
+		if (!mkdtemp(tmp)) {
+			rc = kiln_fail_errno(e, "workspace: temporary folder under %s", tmp_dir);
+			tmp[0] = '\0';
+			goto out;
+		}
+		tmp_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (tmp_fd < 0 || flock(tmp_fd, LOCK_EX) < 0) {
+			rc = kiln_fail_errno(e, "workspace: lock %s", tmp);
+			goto out;
+		}
 	}
 	if (!kiln_path_join(work, sizeof(work), tmp, spec->project_path)) {
 		rc = kiln_fail(e, KILN_E_LIMIT, "workspace: path too long: %s/%s", tmp, spec->project_path);
@@ -255,10 +323,26 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	co.refspecs = specs;
 	co.n_refspecs = n_specs;
 	co.depth = spec->depth;
+	co.reuse = reuse;
 	rc = wsco_checkout(&co, e);
+	if (rc && reuse) {
+		log_warn("workspace: updating the kept checkout in %s failed, checking out afresh: %s", tmp, e->msg);
+		co.reuse = reuse = false;
+		if (kiln_rm_rf(tmp) < 0 || mkdir_parents(work) < 0)
+			rc = kiln_fail_errno(e, "workspace: emptying %s", tmp);
+		else
+			rc = wsco_checkout(&co, e);
+	}
+	res->tree_reused = rc == KILN_OK && reuse;
 	mirror_release(&m);
 	if (rc)
 		goto out;
+	/* Submodules and a dirty overlay write what the next update could
+	 * miss (nested repositories, files staged from elsewhere): such a
+	 * checkout is not kept past this job. Extra folders only add and
+	 * replace files, which the next update removes or restores (their
+	 * inode and ctime differ from the index's). */
+	dirtied = spec->submodules || spec->dirty_dir;
 	if (spec->submodules) {
 		rc = wsco_submodules(work, url, &mo, &res->submodules, e);
 		if (rc)
@@ -292,6 +376,13 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 			  (unsigned long long)(res->image_bytes >> 20));
 out:
 	mirror_release(&m);
+	if (in_tree) {
+		if (rc == KILN_OK && !dirtied)
+			tree_keep(tree, spec->project_path);
+		else if (rc != KILN_OK && kiln_rm_rf(tmp) < 0)
+			log_warn("workspace: cannot remove %s: %s", tmp, strerror(errno));
+		tmp[0] = '\0';
+	}
 	if (tmp[0] && kiln_rm_rf(tmp) < 0)
 		log_warn("workspace: cannot remove %s: %s", tmp, strerror(errno));
 	if (tmp_fd >= 0)

@@ -28,9 +28,21 @@
  * Limits: every list, wait and size is bounded (see the constants here and
  * in mirror.h, wscheckout.h, ext4img.h); mirrors unused for 30 days are
  * removed, a mirror is repacked above 32 packs or 1024 loose objects.
- * libgit2 1.5 has no socket timeout: a fetch is stopped after
- * fetch_timeout_s only while data or progress arrives; a server that stalls
- * without sending anything holds the job until TCP gives up.
+ * A fetch is stopped after fetch_timeout_s, also while the server sends
+ * nothing: libgit2's sockets are kiln's (gitstream.h).
+ *
+ * The checkout is kept: each mirror has one at <state>/trees/<name>/root,
+ * flocked by the job using it. The next job on the repository updates it in
+ * place (libgit2 writes and deletes only the files that differ, against the
+ * old index; .git is made again, so refs, objects and shallow state are
+ * exactly the new job's) rather than creating every file anew, much as
+ * gitlab-runner's fetch strategy reuses its build folder, while every VM
+ * still gets an image of its own. A checkout is kept after a job without
+ * submodules or a dirty overlay (extra folders are fine: the next update
+ * removes what they added and restores what they replaced), for the same
+ * project path only; otherwise, when another job holds
+ * it, or with fresh_checkout, the checkout goes to a folder of its own under
+ * <state>/tmp that is removed afterwards. A failed update is retried fresh.
  *
  * Timing on the benchmark (bench/workspace.sh): the checkout and the image
  * are dominated by creating files in the temporary folder; a shallow
@@ -75,6 +87,7 @@ struct ws_spec {
 	unsigned mirror_max_packs; /* repack a mirror above this; 0: 32 */
 	unsigned mirror_max_age_days; /* remove mirrors unused this long; 0: 30 */
 	uint64_t max_image_bytes; /* 0: EXT4IMG_DEFAULT_MAX_BYTES */
+	bool fresh_checkout;      /* never reuse the kept checkout (see above) */
 };
 
 struct ws_result {
@@ -84,6 +97,7 @@ struct ws_result {
 	long image_ms;            /* mke2fs */
 	bool mirror_cloned;       /* the mirror was created (else fetched) */
 	bool fetched_by_sha;      /* the commit had to be fetched by its SHA */
+	bool tree_reused;         /* the kept checkout was updated in place */
 	unsigned submodules;      /* submodules checked out (all levels) */
 	unsigned overlay_files;   /* files copied or deleted from dirty_dir */
 	unsigned extra_files;     /* files and links copied from extra_dirs */

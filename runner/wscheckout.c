@@ -428,20 +428,50 @@ static bool filters_may_apply(git_repository *repo, const git_oid *commit)
 	return found;
 }
 
+/* Move <workdir>/.git to old_git; -1 with errno set. */
+static int rename_dot_git(const char *workdir, const char *old_git)
+{
+	char path[PATH_MAX];
+
+	if (!kiln_path_join(path, sizeof(path), workdir, ".git")) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return rename(path, old_git);
+}
+
 enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 {
 	git_repository_init_options io;
 	git_checkout_options co;
 	git_repository *repo = NULL;
+	git_index *old_index = NULL;
 	git_odb *odb = NULL;
 	struct shallow s;
 	struct reflist refs = { 0 };
 	char gitdir[PATH_MAX], objects[PATH_MAX], pack_dir[PATH_MAX], src_objects[PATH_MAX];
+	char old_git[PATH_MAX + 16], kept_index[PATH_MAX + 32];
 	enum kiln_rc rc = KILN_OK;
 
 	memset(&s, 0, sizeof(s));
 	oidset_init(&s.commits, WSCO_MAX_SHALLOW_OBJECTS);
 	oidset_init(&s.objects, WSCO_MAX_SHALLOW_OBJECTS);
+	old_git[0] = '\0';
+	if (o->reuse) {
+		/* Everything in .git is made again except the index: it says
+		 * what the files are, so that only changes get written. (The
+		 * links to the mirror's packs go without freeing inodes.) */
+		if (snprintf(old_git, sizeof(old_git), "%s.kiln-old-git", o->workdir) >= (int)sizeof(old_git) ||
+		    !kiln_path_join(kept_index, sizeof(kept_index), old_git, "index")) {
+			old_git[0] = '\0';
+			rc = kiln_fail(e, KILN_E_LIMIT, "checkout %s: path too long", o->workdir);
+			goto out;
+		}
+		if (kiln_rm_rf(old_git) < 0 || rename_dot_git(o->workdir, old_git) < 0) {
+			rc = kiln_fail_errno(e, "checkout %s: reusing the earlier checkout", o->workdir);
+			goto out;
+		}
+	}
 	git_repository_init_options_init(&io, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
 	io.flags = GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
 	if (git_repository_init_ext(&repo, o->workdir, &io) < 0) {
@@ -476,6 +506,18 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 		rc = write_packed_refs(gitdir, &refs, e);
 	if (rc)
 		goto out;
+	if (old_git[0]) {
+		char index[PATH_MAX];
+
+		if (!kiln_path_join(index, sizeof(index), gitdir, "index") || rename(kept_index, index) < 0) {
+			rc = kiln_fail_errno(e, "checkout %s: moving the earlier index", o->workdir);
+			goto out;
+		}
+		if (git_index_open(&old_index, index) < 0) {
+			rc = kiln_git_fail(e, KILN_E_IO, "checkout %s: the earlier index", o->workdir);
+			goto out;
+		}
+	}
 	if (git_repository_open(&repo, o->workdir) < 0) {
 		rc = kiln_git_fail(e, KILN_E_IO, "checkout %s: open", o->workdir);
 		goto out;
@@ -486,12 +528,21 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 	git_checkout_options_init(&co, GIT_CHECKOUT_OPTIONS_VERSION);
 	co.checkout_strategy = GIT_CHECKOUT_FORCE;
 	co.disable_filters = !filters_may_apply(repo, o->commit);
+	if (old_index) {
+		/* A copy of the old index is the baseline; files beyond it
+		 * (none expected) are removed. */
+		co.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+		co.baseline_index = old_index;
+	}
 	if (git_repository_set_head_detached(repo, o->commit) < 0 || git_checkout_head(repo, &co) < 0) {
 		char hex[GIT_OID_HEXSZ + 1];
 		rc = kiln_git_fail(e, KILN_E_IO, "checkout of %s into %s",
 				   git_oid_tostr(hex, sizeof(hex), o->commit), o->workdir);
 	}
 out:
+	if (old_git[0] && kiln_rm_rf(old_git) < 0 && rc == KILN_OK)
+		rc = kiln_fail_errno(e, "checkout %s: removing %s", o->workdir, old_git);
+	git_index_free(old_index);
 	reflist_free(&refs);
 	oidset_free(&s.commits);
 	oidset_free(&s.objects);

@@ -25,9 +25,14 @@ struct wsco_opts {
 	const char *const *refspecs; /* the job's refspecs (origin's fetch specs) */
 	size_t n_refspecs;
 	unsigned depth;              /* 0: full */
+	/* workdir holds what an earlier wsco_checkout left there (nothing else
+	 * wrote to it): its .git is made anew around the old index, and the
+	 * checkout writes and deletes only the files that differ. */
+	bool reuse;
 };
 
-/* Make a repository at o->workdir with its .git inside: objects copied from
+/* Make a repository at o->workdir (which must not exist yet, unless
+ * o->reuse) with its .git inside: objects copied from
  * the mirror (hard links where possible; with depth > 0 a new pack of the
  * objects of the last depth commits, and .git/shallow naming the boundary),
  * packed-refs holding the mirror refs that the refspecs' destinations match

@@ -4,6 +4,7 @@
  * inspected without mounting (debugfs rdump). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runner/mirror.h"
@@ -278,6 +280,7 @@ START_TEST(cold_then_warm_prepare)
 	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
 	ck_assert(r.mirror_cloned);
 	ck_assert(!r.fetched_by_sha);
+	ck_assert(!r.tree_reused);
 	ck_assert_int_eq(stat(image, &st), 0);
 	ck_assert_uint_eq((uint64_t)st.st_size, r.image_bytes);
 	ck_assert_uint_ge(r.image_bytes, 256ULL << 20);
@@ -300,9 +303,10 @@ START_TEST(cold_then_warm_prepare)
 	s.sha = new_sha;
 	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
 	ck_assert(!r.mirror_cloned);
+	ck_assert(r.tree_reused);
 	snprintf(dir, sizeof(dir), "%s/x2", state);
 	check_checkout(image, dir, new_sha);
-	/* The build folder is always removed. */
+	/* A temporary build folder is always removed. */
 	snprintf(dir, sizeof(dir), "%s/tmp", state);
 	ck_assert_int_eq(count_files(dir, "ws-*"), 0);
 	/* A local source: the new mirror hard-linked its packs. */
@@ -318,6 +322,140 @@ START_TEST(cold_then_warm_prepare)
 	check_checkout(image, dir, new_sha);
 	ck_assert_int_ne(test_sh(GIT " -C '%s/group/project' rev-parse -q --verify origin/feature >/dev/null", dir), 0);
 	ck_assert_int_ne(test_sh("git --git-dir=\"$(echo %s/mirrors/*.git)\" rev-parse -q --verify refs/remotes/origin/feature >/dev/null", state), 0);
+}
+END_TEST
+
+/* The files of the image's project folder (not .git) are exactly the tree
+ * of sha: same paths, same link and executable bits, same contents. */
+static void check_files_are_commit(const char *dir, const char *sha)
+{
+	ck_assert_int_eq(test_sh("cd '%s/group/project' && "
+				 "find . -path ./.git -prune -o \\( -type f -o -type l \\) -print | sed 's,^\\./,,' | sort > ../got && "
+				 GIT " -C '%s/work' ls-tree -r %s | grep -v '^160000' | cut -f2 | sort > ../want && "
+				 "cmp -s ../got ../want", dir, g_dir, sha), 0);
+	ck_assert_int_eq(test_sh("cd '%s/group/project' && " GIT " -C '%s/work' ls-tree -r %s | grep -v '^160000' | "
+				 "while read -r mode type id path; do "
+				 "case $mode in 120000) [ -L \"$path\" ] || exit 1;; 100755) [ -x \"$path\" ] || exit 1;; "
+				 "*) [ ! -x \"$path\" ] && [ ! -L \"$path\" ] || exit 1;; esac; "
+				 "[ \"$(" GIT " hash-object --no-filters \"$path\" 2>/dev/null || readlink \"$path\")\" = \"$id\" ] || "
+				 "[ -L \"$path\" ] || exit 1; done", dir, g_dir, sha), 0);
+}
+
+START_TEST(kept_checkout_follows_every_change)
+{
+	static const int order[] = { 5, 0, 3, 1, 5, 2 };
+	char state[PATH_MAX], image[PATH_MAX], dir[PATH_MAX], extra[PATH_MAX], out[256];
+	const char *extras[1];
+	struct ws_spec s;
+	struct ws_result r;
+	struct kiln_err e = { 0 };
+	size_t i;
+
+	/* Forward and back through history (files and folders appear and
+	 * go, a submodule link comes and goes): each image holds exactly
+	 * that commit, from the one kept checkout. */
+	make_state(state, sizeof(state), "kept");
+	snprintf(dir, sizeof(dir), "%s/x", state);
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		spec_init(&s, state, g_url, g_sha[order[i]], image, sizeof(image));
+		ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+		ck_assert(r.tree_reused == (i > 0));
+		check_checkout(image, dir, g_sha[order[i]]);
+		check_files_are_commit(dir, g_sha[order[i]]);
+	}
+	/* Shallow, then full again: objects and .git/shallow are the job's. */
+	spec_init(&s, state, g_url, g_sha[5], image, sizeof(image));
+	s.depth = 2;
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(r.tree_reused);
+	check_checkout(image, dir, g_sha[5]);
+	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s/group/project' log --oneline | wc -l", dir), 0);
+	ck_assert_str_eq(out, "2");
+	s.depth = 0;
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(r.tree_reused);
+	check_checkout(image, dir, g_sha[5]);
+	ck_assert_int_ne(test_sh("test -e '%s/group/project/.git/shallow'", dir), 0);
+	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s/group/project' log --oneline | wc -l", dir), 0);
+	ck_assert_str_eq(out, "6");
+
+	/* A job with extra files gets them: ignored and untracked ones, a
+	 * tracked file replaced by one of the same size and mtime, a tracked
+	 * folder replaced by a file, a script without its executable bit.
+	 * The next job updates the kept checkout back to exactly its commit. */
+	snprintf(extra, sizeof(extra), "%s/extra", state);
+	ck_assert_int_eq(test_sh("cd '%s/x/group/project' && mkdir -p '%s/build' && echo x > '%s/build/out.log' && "
+				 "echo new > '%s/new.txt' && echo HELLO > '%s/README' && touch -r README '%s/README' && "
+				 "echo file > '%s/dir' && cp run.sh '%s/run.sh' && chmod 644 '%s/run.sh' && "
+				 "touch -r run.sh '%s/run.sh'",
+				 state, extra, extra, extra, extra, extra, extra, extra, extra, extra), 0);
+	extras[0] = extra;
+	spec_init(&s, state, g_url, g_sha[4], image, sizeof(image));
+	s.extra_dirs = extras;
+	s.n_extra_dirs = 1;
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	extract(image, dir);
+	ck_assert_int_eq(test_sh("cd '%s/group/project' && grep -q HELLO README && test -f build/out.log && "
+				 "test -f dir && test ! -x run.sh", dir), 0);
+	spec_init(&s, state, g_url, g_sha[4], image, sizeof(image));
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(r.tree_reused);
+	check_checkout(image, dir, g_sha[4]);
+	check_files_are_commit(dir, g_sha[4]);
+	ck_assert_int_ne(test_sh("test -e '%s/group/project/build'", dir), 0);
+
+	/* Another project path: not reused. A fresh_checkout job leaves the
+	 * kept one alone, and its own folder goes. */
+	spec_init(&s, state, g_url, g_sha[4], image, sizeof(image));
+	s.project_path = "other/place";
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(!r.tree_reused);
+	s.fresh_checkout = true;
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(!r.tree_reused);
+	snprintf(dir, sizeof(dir), "%s/tmp", state);
+	ck_assert_int_eq(count_files(dir, "ws-*"), 0);
+	ck_assert_int_eq(test_sh("test \"$(cat %s/trees/*/kept)\" = other/place", state), 0);
+}
+END_TEST
+
+/* A kept checkout whose index was damaged: the update fails, the retry
+ * checks out afresh. */
+START_TEST(damaged_kept_checkout_is_replaced)
+{
+	char state[PATH_MAX], image[PATH_MAX], dir[PATH_MAX];
+	struct ws_spec s;
+	struct ws_result r;
+	struct kiln_err e = { 0 };
+
+	make_state(state, sizeof(state), "damaged");
+	spec_init(&s, state, g_url, g_sha[3], image, sizeof(image));
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(test_sh("for f in %s/trees/*/root/group/project/.git/index; do echo garbage > \"$f\"; done", state), 0);
+	spec_init(&s, state, g_url, g_sha[5], image, sizeof(image));
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(!r.tree_reused);
+	snprintf(dir, sizeof(dir), "%s/x", state);
+	check_checkout(image, dir, g_sha[5]);
+	check_files_are_commit(dir, g_sha[5]);
+	/* Files that somehow came into a kept checkout, untracked or
+	 * ignored ones, are removed by the update. */
+	ck_assert_int_eq(test_sh("for d in %s/trees/*/root/group/project; do echo s > \"$d/stray\" && "
+				 "mkdir \"$d/build\" && echo l > \"$d/build/x.log\" && echo l > \"$d/x.log\"; done",
+				 state), 0);
+	spec_init(&s, state, g_url, g_sha[4], image, sizeof(image));
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(r.tree_reused);
+	check_checkout(image, dir, g_sha[4]);
+	check_files_are_commit(dir, g_sha[4]);
+	ck_assert_int_ne(test_sh("test -e '%s/group/project/build'", dir), 0);
+	spec_init(&s, state, g_url, g_sha[5], image, sizeof(image));
+	/* A checkout that a killed job left unmarked is not reused either. */
+	ck_assert_int_eq(test_sh("rm %s/trees/*/kept && for d in %s/trees/*/root/group/project; do echo stray > \"$d/stray\"; done", state, state), 0);
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(!r.tree_reused);
+	check_checkout(image, dir, g_sha[5]);
+	check_files_are_commit(dir, g_sha[5]);
 }
 END_TEST
 
@@ -823,6 +961,116 @@ START_TEST(credentials_never_reach_disk)
 }
 END_TEST
 
+/* A listening socket on 127.0.0.1 that never accepts: connects complete (the
+ * kernel's backlog), then nothing is ever sent. */
+static int silent_listener(int *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t alen = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(s, 16), 0);
+	getsockname(s, (struct sockaddr *)&a, &alen);
+	*port = ntohs(a.sin_port);
+	return s;
+}
+
+START_TEST(stalled_server_hits_the_fetch_limit)
+{
+	char state[PATH_MAX], image[PATH_MAX], url[128];
+	struct ws_spec s;
+	struct ws_result r;
+	struct kiln_err e = { 0 };
+	struct timespec t0, t1;
+	int port, ls = silent_listener(&port);
+	double took;
+
+	/* libgit2's own socket would wait here until TCP gave up. */
+	make_state(state, sizeof(state), "stall");
+	snprintf(url, sizeof(url), "git://127.0.0.1:%d/work", port);
+	spec_init(&s, state, url, g_sha[5], image, sizeof(image));
+	s.fetch_timeout_s = 1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_ne(ws_prepare(&s, &r, &e), KILN_OK);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_msg(took >= 0.9 && took < 10, "the stalled fetch took %.1f s", took);
+	ck_assert_msg(strstr(e.msg, "time limit of 1 s") && strstr(e.msg, "127.0.0.1"), "%s", e.msg);
+	ck_assert_int_ne(access(image, F_OK), 0);
+	close(ls);
+}
+END_TEST
+
+/* git daemon serving g_dir on a free port of 127.0.0.1; 0 when git daemon
+ * cannot run here. */
+static pid_t daemon_start(int *port)
+{
+	char exec_path[PATH_MAX], daemon[PATH_MAX + 16], arg_port[32], arg_base[PATH_MAX + 16];
+	int ls = silent_listener(port), i;
+	pid_t pid;
+
+	close(ls); /* the port is free again; git daemon binds it */
+	if (sh_out(exec_path, sizeof(exec_path), "git --exec-path") != 0)
+		return 0;
+	snprintf(daemon, sizeof(daemon), "%s/git-daemon", exec_path);
+	if (access(daemon, X_OK) != 0)
+		return 0;
+	snprintf(arg_port, sizeof(arg_port), "--port=%d", *port);
+	snprintf(arg_base, sizeof(arg_base), "--base-path=%s", g_dir);
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		dup2(null, 1);
+		dup2(null, 2);
+		execl(daemon, daemon, "--listen=127.0.0.1", arg_port, "--export-all", "--reuseaddr",
+		      arg_base, g_dir, (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 100; i++) {
+		if (test_sh("git ls-remote git://127.0.0.1:%d/work >/dev/null 2>&1", *port) == 0)
+			return pid;
+		usleep(50000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_abort_msg("git daemon did not answer on port %d", *port);
+	return 0;
+}
+
+START_TEST(git_protocol_cold_then_warm)
+{
+	char state[PATH_MAX], image[PATH_MAX], dir[PATH_MAX], url[128];
+	struct ws_spec s;
+	struct ws_result r;
+	struct kiln_err e = { 0 };
+	int port;
+	pid_t srv = daemon_start(&port);
+
+	if (!srv) {
+		fprintf(stderr, "workspace: git:// case skipped: git daemon is not installed\n");
+		return;
+	}
+	make_state(state, sizeof(state), "gitproto");
+	snprintf(url, sizeof(url), "git://127.0.0.1:%d/work", port);
+	spec_init(&s, state, url, g_sha[4], image, sizeof(image));
+	s.fetch_timeout_s = 60;
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(r.mirror_cloned);
+	snprintf(dir, sizeof(dir), "%s/x1", state);
+	check_checkout(image, dir, g_sha[4]);
+	s.sha = g_sha[5];
+	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert(!r.mirror_cloned);
+	snprintf(dir, sizeof(dir), "%s/x2", state);
+	check_checkout(image, dir, g_sha[5]);
+	kill(srv, SIGTERM);
+	waitpid(srv, NULL, 0);
+}
+END_TEST
+
 /* ---- submodules and dirty overlay --------------------------------------- */
 
 START_TEST(submodules_checked_out)
@@ -1016,6 +1264,8 @@ Suite *workspace_suite(void)
 	tcase_add_test(tc, redact_urls);
 	tcase_add_test(tc, url_credentials_parsed_and_scrubbed);
 	tcase_add_test(tc, cold_then_warm_prepare);
+	tcase_add_test(tc, kept_checkout_follows_every_change);
+	tcase_add_test(tc, damaged_kept_checkout_is_replaced);
 	tcase_add_test(tc, exact_older_sha_detached);
 	tcase_add_test(tc, shallow_depth_1);
 	tcase_add_test(tc, shallow_depth_3);
@@ -1025,6 +1275,8 @@ Suite *workspace_suite(void)
 	tcase_add_test(tc, second_job_waits_for_the_mirror);
 	tcase_add_test(tc, two_jobs_at_once_serialize);
 	tcase_add_test(tc, credentials_never_reach_disk);
+	tcase_add_test(tc, stalled_server_hits_the_fetch_limit);
+	tcase_add_test(tc, git_protocol_cold_then_warm);
 	tcase_add_test(tc, submodules_checked_out);
 	tcase_add_test(tc, dirty_overlay);
 	tcase_add_test(tc, overlay_does_not_follow_links);
