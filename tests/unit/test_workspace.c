@@ -1187,7 +1187,8 @@ START_TEST(mirror_packs_stay_bounded)
 	ck_assert_int_eq(kiln_mkdir_p(stale), 0);
 	/* So is a mirror no job used for 40 days; one used yesterday stays. */
 	ck_assert_int_eq(test_sh("cd '%s' && mkdir -p mirrors/old.git/objects mirrors/new.git/objects && "
-			    "touch -d '40 days ago' mirrors/old.git.lock && touch -d '1 day ago' mirrors/new.git.lock",
+			    "touch -d '40 days ago' mirrors/old.git.lock && touch -d '1 day ago' mirrors/new.git.lock && "
+			    "mkdir -p trees/old/root trees/new/root",
 			    state), 0);
 	spec_init(&s, state, url, g_sha[5], image, sizeof(image));
 	s.mirror_max_packs = 2;
@@ -1201,6 +1202,8 @@ START_TEST(mirror_packs_stay_bounded)
 	}
 	ck_assert_int_ne(access(stale, F_OK), 0);
 	ck_assert_int_eq(test_sh("cd '%s/mirrors' && ! test -e old.git && ! test -e old.git.lock && test -d new.git", state), 0);
+	/* The kept checkout goes with its mirror. */
+	ck_assert_int_eq(test_sh("cd '%s/trees' && ! test -e old && test -d new/root", state), 0);
 	ck_assert_ptr_nonnull(ws_redact_url(url, red, sizeof(red)));
 	ck_assert_ptr_nonnull(mirror_path(mirror, sizeof(mirror), state, red));
 	ck_assert_int_le(count_files(mirror, "objects/pack/*.pack"), 2);
