@@ -44,8 +44,12 @@
  * it, or with fresh_checkout, the checkout goes to a folder of its own under
  * <state>/tmp that is removed afterwards. A failed update is retried fresh.
  *
- * Timing on the benchmark (bench/workspace.sh): the checkout and the image
- * are dominated by creating files in the temporary folder; a shallow
+ * Timing on the benchmark (bench/workspace.sh, 10,000 commits, 348 files,
+ * 2-core VM whose ext4 has no journal): a fresh checkout is dominated by
+ * creating files, 40-110 ms, because ext4 without a journal skips inodes
+ * freed in the last minutes one by one; the kept checkout's update takes
+ * 5-12 ms, and a warm prepare 50-60 ms against 155-175 ms. The image (mke2fs
+ * reading the tree) is then the largest part, about 35 ms. A shallow
  * checkout writes a new pack without deltas (packwrite.h has the numbers). */
 #ifndef KILN_WORKSPACE_H
 #define KILN_WORKSPACE_H
