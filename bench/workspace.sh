@@ -110,42 +110,47 @@ for i in $(seq "$RUNS"); do
 done
 rm -rf "$W/gc"
 
-# ---- ws_prepare: cold, then warm ------------------------------------------
-# run_cases NAME URL: sets COLD_<NAME>, WARM_<NAME> (run lists) and the phases.
+# ---- ws_prepare: cold, then warm, then warm with a fresh checkout ---------
+# prepare URL [ARG]: one ws_prepare of main's tip into the state folder of
+# the current case; its key=value line in $out.
+prepare() {
+	out=$("$BIN" --state "$W/state-$name" --url "$1" --sha "$(git -C "$W/src.git" rev-parse main)" \
+		--image "$W/ws.img" ${2:+"$2"})
+}
+# collect KIND: append $out's total and phases to KIND's lists.
+collect() {
+	eval "$1=\"\$$1 $(field "$out" total_ms)\" $1_m=\"\$$1_m $(field "$out" mirror_ms)\"" \
+		"$1_c=\"\$$1_c $(field "$out" checkout_ms)\" $1_i=\"\$$1_i $(field "$out" image_ms)\""
+}
+# run_cases NAME URL: sets COLD_<NAME>, WARM_<NAME>, FRESH_<NAME> (run lists)
+# and PH_{COLD,WARM,FRESH}_<NAME> (median phases).
 run_cases() {
-	name=$1 url=$2 cold= warm= cold_m= cold_c= cold_i= warm_m= warm_c= warm_i=
+	name=$1 url=$2
+	for k in cold warm fresh; do eval "$k= ${k}_m= ${k}_c= ${k}_i="; done
 	for i in $(seq "$RUNS"); do
 		rm -rf "$W/state-$name"
-		sha=$(git -C "$W/src.git" rev-parse main)
-		out=$("$BIN" --state "$W/state-$name" --url "$url" --sha "$sha" --image "$W/ws.img")
+		prepare "$url"
 		[ "$(field "$out" cloned)" = 1 ] || { echo "workspace.sh: cold run did not clone" >&2; exit 1; }
-		cold="$cold $(field "$out" total_ms)"
-		cold_m="$cold_m $(field "$out" mirror_ms)"; cold_c="$cold_c $(field "$out" checkout_ms)"
-		cold_i="$cold_i $(field "$out" image_ms)"
+		collect cold
 	done
 	IMG=$(field "$out" image_bytes)
 	for i in $(seq "$RUNS"); do
-		sha=$(push_one "$name-$i")
-		out=$("$BIN" --state "$W/state-$name" --url "$url" --sha "$sha" --image "$W/ws.img")
+		push_one "$name-$i" >/dev/null
+		prepare "$url"
 		[ "$(field "$out" cloned)" = 0 ] || { echo "workspace.sh: warm run cloned" >&2; exit 1; }
 		[ "$i" = 1 ] || [ "$(field "$out" reused)" = 1 ] || { echo "workspace.sh: warm run did not reuse the checkout" >&2; exit 1; }
-		warm="$warm $(field "$out" total_ms)"
-		warm_m="$warm_m $(field "$out" mirror_ms)"; warm_c="$warm_c $(field "$out" checkout_ms)"
-		warm_i="$warm_i $(field "$out" image_ms)"
+		collect warm
 	done
-	fresh= fresh_m= fresh_c= fresh_i=
 	for i in $(seq "$RUNS"); do
-		sha=$(push_one "$name-fresh-$i")
-		out=$("$BIN" --state "$W/state-$name" --url "$url" --sha "$sha" --image "$W/ws.img" --fresh)
+		push_one "$name-fresh-$i" >/dev/null
+		prepare "$url" --fresh
 		[ "$(field "$out" reused)" = 0 ] || { echo "workspace.sh: --fresh run reused the checkout" >&2; exit 1; }
-		fresh="$fresh $(field "$out" total_ms)"
-		fresh_m="$fresh_m $(field "$out" mirror_ms)"; fresh_c="$fresh_c $(field "$out" checkout_ms)"
-		fresh_i="$fresh_i $(field "$out" image_ms)"
+		collect fresh
 	done
 	eval "COLD_$name=\"$cold\" WARM_$name=\"$warm\" FRESH_$name=\"$fresh\""
-	eval "PH_FRESH_$name=\"$(echo "$fresh_m" | median) / $(echo "$fresh_c" | median) / $(echo "$fresh_i" | median)\""
-	eval "PH_COLD_$name=\"$(echo "$cold_m" | median) / $(echo "$cold_c" | median) / $(echo "$cold_i" | median)\""
-	eval "PH_WARM_$name=\"$(echo "$warm_m" | median) / $(echo "$warm_c" | median) / $(echo "$warm_i" | median)\""
+	for k in cold warm fresh; do
+		eval "PH_$(echo $k | tr a-z A-Z)_$name=\"\$(echo \"\$${k}_m\" | median) / \$(echo \"\$${k}_c\" | median) / \$(echo \"\$${k}_i\" | median)\""
+	done
 }
 
 run_cases file "$URL"

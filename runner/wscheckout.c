@@ -428,18 +428,6 @@ static bool filters_may_apply(git_repository *repo, const git_oid *commit)
 	return found;
 }
 
-/* Move <workdir>/.git to old_git; -1 with errno set. */
-static int rename_dot_git(const char *workdir, const char *old_git)
-{
-	char path[PATH_MAX];
-
-	if (!kiln_path_join(path, sizeof(path), workdir, ".git")) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	return rename(path, old_git);
-}
-
 enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 {
 	git_repository_init_options io;
@@ -450,7 +438,7 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 	struct shallow s;
 	struct reflist refs = { 0 };
 	char gitdir[PATH_MAX], objects[PATH_MAX], pack_dir[PATH_MAX], src_objects[PATH_MAX];
-	char old_git[PATH_MAX + 16], kept_index[PATH_MAX + 32];
+	char dot_git[PATH_MAX], old_git[PATH_MAX + 16], kept_index[PATH_MAX + 32];
 	enum kiln_rc rc = KILN_OK;
 
 	memset(&s, 0, sizeof(s));
@@ -461,13 +449,14 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 		/* Everything in .git is made again except the index: it says
 		 * what the files are, so that only changes get written. (The
 		 * links to the mirror's packs go without freeing inodes.) */
-		if (snprintf(old_git, sizeof(old_git), "%s.kiln-old-git", o->workdir) >= (int)sizeof(old_git) ||
+		if (!kiln_path_join(dot_git, sizeof(dot_git), o->workdir, ".git") ||
+		    snprintf(old_git, sizeof(old_git), "%s.kiln-old-git", o->workdir) >= (int)sizeof(old_git) ||
 		    !kiln_path_join(kept_index, sizeof(kept_index), old_git, "index")) {
 			old_git[0] = '\0';
 			rc = kiln_fail(e, KILN_E_LIMIT, "checkout %s: path too long", o->workdir);
 			goto out;
 		}
-		if (kiln_rm_rf(old_git) < 0 || rename_dot_git(o->workdir, old_git) < 0) {
+		if (kiln_rm_rf(old_git) < 0 || rename(dot_git, old_git) < 0) {
 			rc = kiln_fail_errno(e, "checkout %s: reusing the earlier checkout", o->workdir);
 			goto out;
 		}

@@ -850,23 +850,31 @@ done:
 	waitpid(pid, NULL, 0);
 }
 
-/* A tiny smart-http git server on 127.0.0.1 that wants user:pass. */
-static pid_t http_start(const char *root, const char *userpass, int *port)
+/* A listening socket on a free port of 127.0.0.1. Until something accepts,
+ * connects complete (the kernel's backlog) and nothing is ever sent. */
+static int listen_loopback(int *port)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	socklen_t alen = sizeof(a);
-	char auth[512], enc[512];
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-	pid_t pid;
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	base64(userpass, enc);
-	snprintf(auth, sizeof(auth), "Basic %s", enc);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
 	ck_assert_int_eq(listen(s, 16), 0);
 	getsockname(s, (struct sockaddr *)&a, &alen);
 	*port = ntohs(a.sin_port);
+	return s;
+}
+
+/* A tiny smart-http git server on 127.0.0.1 that wants user:pass. */
+static pid_t http_start(const char *root, const char *userpass, int *port)
+{
+	char auth[512], enc[512];
+	int s = listen_loopback(port);
+	pid_t pid;
+
+	base64(userpass, enc);
+	snprintf(auth, sizeof(auth), "Basic %s", enc);
 	pid = fork();
 	if (pid == 0) {
 		signal(SIGPIPE, SIG_IGN);
@@ -961,22 +969,6 @@ START_TEST(credentials_never_reach_disk)
 }
 END_TEST
 
-/* A listening socket on 127.0.0.1 that never accepts: connects complete (the
- * kernel's backlog), then nothing is ever sent. */
-static int silent_listener(int *port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t alen = sizeof(a);
-	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-	ck_assert_int_eq(listen(s, 16), 0);
-	getsockname(s, (struct sockaddr *)&a, &alen);
-	*port = ntohs(a.sin_port);
-	return s;
-}
-
 START_TEST(stalled_server_hits_the_fetch_limit)
 {
 	char state[PATH_MAX], image[PATH_MAX], url[128];
@@ -984,7 +976,7 @@ START_TEST(stalled_server_hits_the_fetch_limit)
 	struct ws_result r;
 	struct kiln_err e = { 0 };
 	struct timespec t0, t1;
-	int port, ls = silent_listener(&port);
+	int port, ls = listen_loopback(&port);
 	double took;
 
 	/* libgit2's own socket would wait here until TCP gave up. */
@@ -1008,7 +1000,7 @@ END_TEST
 static pid_t daemon_start(int *port)
 {
 	char exec_path[PATH_MAX], daemon[PATH_MAX + 16], arg_port[32], arg_base[PATH_MAX + 16];
-	int ls = silent_listener(port), i;
+	int ls = listen_loopback(port), i;
 	pid_t pid;
 
 	close(ls); /* the port is free again; git daemon binds it */
