@@ -43,8 +43,9 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%lu", hosttsc_khz());
 	snprintf(buf, size,
 		 "console=ttyS0 reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw init=/sbin/kiln-agent "
-		 "kiln.channel=%s%s%s%s",
-		 qemu ? "t" : "k", channel, tsc, s->net_cmdline && *s->net_cmdline ? " " : "",
+		 "kiln.channel=%s%s%s%s%s",
+		 qemu ? "t" : "k", channel, s->workspace_late ? " kiln.workspace=late" : "", tsc,
+		 s->net_cmdline && *s->net_cmdline ? " " : "",
 		 s->net_cmdline ? s->net_cmdline : "");
 }
 
@@ -65,7 +66,7 @@ enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_e
 	return KILN_OK;
 }
 
-enum kiln_rc executor_spawn(struct executor *x, char *const argv[], struct kiln_err *e)
+enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_signal, struct kiln_err *e)
 {
 	pid_t parent = getpid();
 	int log_fd = open(x->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -86,6 +87,8 @@ enum kiln_rc executor_spawn(struct executor *x, char *const argv[], struct kiln_
 		if (getppid() != parent)
 			_exit(127);
 		sigemptyset(&none);
+		if (held_signal)
+			sigaddset(&none, held_signal);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setpgid(0, 0);
 		dup2(null_fd, 0);

@@ -20,6 +20,9 @@ struct vm_spec {
 	const char *initrd;        /* NULL when the kernel needs none */
 	const char *rootfs;        /* root image, used copy-on-write, never written */
 	const char *workspace;     /* per-job ext4 image, writable; NULL for none */
+	bool workspace_late;       /* the workspace file is empty at start and
+				    * filled in while the guest boots; see
+				    * executor_ops.disks_changed */
 	int vcpus;
 	int memory_mib;
 	const char *tap;           /* host tap for eth0; NULL: no network */
@@ -40,6 +43,11 @@ struct executor_ops {
 	enum kiln_rc (*prepare)(struct executor *x, struct kiln_err *e);
 	/* Start the VMM process. */
 	enum kiln_rc (*start)(struct executor *x, struct kiln_err *e);
+	/* The VM's disk files changed size since start (the workspace was
+	 * filled in): make the guest see their new sizes. NULL when the
+	 * backend cannot, and then the workspace must be complete before
+	 * start (workspace_late is not offered). */
+	enum kiln_rc (*disks_changed)(struct executor *x, struct kiln_err *e);
 	/* Wait up to timeout_ms for the agent's channel; *fd gets it (owned by
 	 * the executor). Fails early when the VMM exits first. */
 	enum kiln_rc (*stream)(struct executor *x, int timeout_ms, int *fd, struct kiln_err *e);
@@ -81,7 +89,10 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 
 /* Shared implementations used by the backends' ops tables. */
 enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e);
-enum kiln_rc executor_spawn(struct executor *x, char *const argv[], struct kiln_err *e);
+/* Start argv[0] as the VM's process; held_signal (0: none) starts blocked
+ * in it, for a VMM that takes that signal through a signalfd and must not
+ * die of one sent before it is ready. */
+enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_signal, struct kiln_err *e);
 enum kiln_rc executor_stream(struct executor *x, int timeout_ms, int *fd, struct kiln_err *e);
 enum kiln_rc executor_wait(struct executor *x, int timeout_ms, int *status, struct kiln_err *e);
 void executor_cancel(struct executor *x);

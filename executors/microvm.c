@@ -1,5 +1,6 @@
 /* The microvm backend: kiln-vmm with the agent on vsock. */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,13 +71,25 @@ static enum kiln_rc microvm_start(struct executor *x, struct kiln_err *e)
 {
 	char *argv[] = { (char *)x->spec.helper, "--config", x->config_path, NULL };
 
-	return executor_spawn(x, argv, e);
+	/* SIGUSR1 asks kiln-vmm to rescan its drives; one sent while it is
+	 * still starting must wait for its signalfd, not end it. */
+	return executor_spawn(x, argv, SIGUSR1, e);
+}
+
+/* kiln-vmm takes each drive's new size on SIGUSR1 and raises the
+ * configuration-change interrupt: Firecracker's drive rescan. */
+static enum kiln_rc microvm_disks_changed(struct executor *x, struct kiln_err *e)
+{
+	if (x->pid <= 0 || kill(x->pid, SIGUSR1) < 0)
+		return kiln_fail(e, KILN_E_EXEC, "kiln-vmm is not running: cannot hand it the workspace");
+	return KILN_OK;
 }
 
 const struct executor_ops executor_microvm = {
 	.name = "microvm",
 	.prepare = microvm_prepare,
 	.start = microvm_start,
+	.disks_changed = microvm_disks_changed,
 	.stream = executor_stream,
 	.wait = executor_wait,
 	.cancel = executor_cancel,

@@ -86,7 +86,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 		argv[n++] = "virtio-net-device,netdev=n0";
 	}
 	argv[n] = NULL;
-	return executor_spawn(x, argv, e);
+	return executor_spawn(x, argv, 0, e);
 }
 
 const struct executor_ops executor_qemu = {

@@ -13,6 +13,9 @@
 #define AP_MAX_PAYLOAD (1u << 20)   /* a larger frame is a protocol error */
 #define AP_VSOCK_PORT 1024          /* the agent connects to host CID 2 on this port */
 #define AP_FEATURE_SHELL "shell"    /* in HELLO's features: it holds failed jobs for a shell */
+/* In HELLO's features: it mounts a workspace filled in after boot
+ * (kiln.workspace=late) once the JOB frame is there. */
+#define AP_FEATURE_LATE_WORKSPACE "late-workspace"
 
 enum ap_type {
 	AP_HELLO = 1,    /* guest -> host: {"version": N, "agent": "..."} */

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -36,6 +37,7 @@ struct job {
 	char run_dir[PATH_MAX];
 	char ws_image[PATH_MAX];
 	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], helper[PATH_MAX];
+	char image[128];           /* the rootfs image's name */
 	const char *accel;
 	const struct executor_ops *backend;
 	struct jobnet net;
@@ -44,6 +46,8 @@ struct job {
 	char stage[80];            /* the open section, "" when none */
 	size_t step_next;          /* the next step that may run */
 	bool steps_failed;         /* an on_success step failed */
+	double t_start;            /* job_run() began (monotonic s) */
+	bool relaunch;             /* the agent cannot take a late workspace */
 };
 
 static double now_s(void)
@@ -174,6 +178,7 @@ static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, st
 	if (!rc && manifest_find(&m, "initrd.img"))
 		rc = images_file(ictx, kname, "initrd.img", j->initrd, sizeof(j->initrd), e);
 	manifest_free(&m);
+	snprintf(j->image, sizeof(j->image), "%s", image);
 	notice(j, "image %s, kernel %s", image, kname);
 	return rc;
 }
@@ -344,22 +349,24 @@ static void shell_session(struct job *j, int fd, struct ap_reader *rd)
 		o->shell_hook(o->arg, false);
 }
 
-/* Whether HELLO's payload lists the shell feature. */
-static bool agent_has_shell(const uint8_t *payload, uint32_t len)
+/* Whether HELLO's payload lists feature. */
+static bool agent_has(const uint8_t *payload, uint32_t len, const char *feature)
 {
 	json_t *o = json_loadb((const char *)payload, len, 0, NULL), *f;
 	bool has = false;
 	size_t i;
 
 	json_array_foreach(json_object_get(o, "features"), i, f)
-		has |= json_is_string(f) && !strcmp(json_string_value(f), AP_FEATURE_SHELL);
+		has |= json_is_string(f) && !strcmp(json_string_value(f), feature);
 	json_decref(o);
 	return has;
 }
 
 /* Read frames until the agent's EXIT and the end of the stream, the
- * deadline, or a cancel. */
-static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_boot, struct kiln_err *e)
+ * deadline, or a cancel. t_boot is when the VM started (boot_s counts from
+ * it), t_limit when the HELLO wait began. */
+static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_boot, double t_limit,
+			     struct kiln_err *e)
 {
 	struct ap_reader rd;
 	bool hello = false, exited = false, cancel_sent = false, shell_ok = false;
@@ -402,7 +409,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			j->x.ops->cancel(&j->x);
 			break;
 		}
-		if (!hello && (now_s() - t_boot) * 1000 > BOOT_TIMEOUT_MS) {
+		if (!hello && (now_s() - t_limit) * 1000 > BOOT_TIMEOUT_MS) {
 			rc = kiln_fail(e, KILN_E_LIMIT, "the guest agent did not say hello within %d s", BOOT_TIMEOUT_MS / 1000);
 			break;
 		}
@@ -424,8 +431,14 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 		while ((got = ap_reader_next(&rd, &type, &payload, &len)) == 1) {
 			switch (type) {
 			case AP_HELLO:
+				/* An agent from before late workspaces looked for the
+				 * disk at boot, found it empty and will not look again. */
+				if (j->x.spec.workspace_late && !agent_has(payload, len, AP_FEATURE_LATE_WORKSPACE)) {
+					j->relaunch = true;
+					goto out;
+				}
 				hello = true;
-				shell_ok = agent_has_shell(payload, len);
+				shell_ok = agent_has(payload, len, AP_FEATURE_SHELL);
 				j->r->boot_s = now_s() - t_boot;
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
 				stage_next_step(j, false);
@@ -488,7 +501,7 @@ out:
 	free(stamped);
 	stage_end(j);
 	ap_reader_free(&rd);
-	if (!rc && !exited && !j->r->failure_reason[0]) {
+	if (!rc && !exited && !j->r->failure_reason[0] && !j->relaunch) {
 		char tail[600];
 		executor_tail(&j->x, tail, sizeof(tail));
 		rc = kiln_fail(e, KILN_E_EXEC, "the VM ended before the job finished: %s", tail);
@@ -498,18 +511,50 @@ out:
 	return rc;
 }
 
-static enum kiln_rc run_vm(struct job *j, const char *spec, struct kiln_err *e)
+/* The empty workspace file a VM starts with when its workspace is built
+ * while it boots (vm_spec.workspace_late). */
+static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
+{
+	int fd;
+
+	snprintf(j->ws_image, sizeof(j->ws_image), "%s/workspace.ext4", j->run_dir);
+	fd = open(j->ws_image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fail_reason(j, "runner_system_failure");
+		return kiln_fail_errno(e, "creating %s", j->ws_image);
+	}
+	close(fd);
+	return KILN_OK;
+}
+
+/* Stop a VM that will not get its job, and wait for it to go. */
+static void abandon_vm(struct job *j)
+{
+	int status;
+
+	j->x.ops->cancel(&j->x);
+	j->x.ops->wait(&j->x, -1, &status, NULL);
+}
+
+/* With late set, the workspace is built while the guest boots: the VM
+ * starts with an empty workspace disk, and once the image is complete the
+ * backend makes the guest see its size (executor_ops.disks_changed). The
+ * agent, told so on its command line, mounts the disk at boot when it is
+ * already there, else once the JOB frame (sent only after the rescan) is
+ * in. A warm job's workspace then costs nothing on top of the boot. */
+static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
 	struct vm_spec vs = { 0 };
 	const struct kiln_vm_settings *d = &j->o->cfg->defaults;
 	enum kiln_rc rc;
 	int fd, status;
-	double t0 = now_s();
+	double t0 = now_s(), t_limit;
 
 	vs.kernel = j->kernel;
 	vs.initrd = j->initrd[0] ? j->initrd : NULL;
 	vs.rootfs = j->rootfs;
 	vs.workspace = j->ws_image;
+	vs.workspace_late = late;
 	vs.vcpus = j->o->vcpus ? j->o->vcpus : d->vcpus;
 	vs.memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib;
 	vs.tap = j->net.enabled ? j->net.tap : NULL;
@@ -523,13 +568,39 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, struct kiln_err *e)
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
 	notice(j, "booting a fresh VM (%s, %d vCPU, %d MiB)", j->backend->name, vs.vcpus, vs.memory_mib);
-	if ((rc = j->x.ops->prepare(&j->x, e)) || (rc = j->x.ops->start(&j->x, e)) ||
-	    (rc = j->x.ops->stream(&j->x, BOOT_TIMEOUT_MS, &fd, e))) {
+	if ((rc = j->x.ops->prepare(&j->x, e)) || (rc = j->x.ops->start(&j->x, e))) {
 		stage_end(j);
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	rc = converse(j, fd, spec, t0, e);
+	if (late) {
+		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
+			fail_reason(j, "runner_system_failure");
+			abandon_vm(j);
+			return rc;
+		}
+		j->r->prepare_s = now_s() - j->t_start;
+	}
+	/* The boot limit counts from when the guest could go on: a long clone
+	 * is not the guest's delay (its HELLO waits in the socket meanwhile). */
+	t_limit = now_s();
+	if ((rc = j->x.ops->stream(&j->x, BOOT_TIMEOUT_MS, &fd, e))) {
+		stage_end(j);
+		fail_reason(j, "runner_system_failure");
+		if (late)
+			abandon_vm(j);
+		return rc;
+	}
+	rc = converse(j, fd, spec, t0, t_limit, e);
+	if (!rc && j->relaunch) {
+		notice(j, "image %s has a kiln-agent that cannot take a workspace after boot: booting again "
+			  "with it ready (rebuild the image with this kiln: kiln images build %s)", j->image, j->image);
+		abandon_vm(j);
+		j->x.ops->cleanup(&j->x);
+		j->x_ready = false;
+		j->relaunch = false;
+		return run_vm(j, spec, false, e);
+	}
 	/* The agent reboots the VM after EXIT; give it a moment, then insist. */
 	if (j->x.ops->wait(&j->x, STOP_TIMEOUT_MS, &status, NULL)) {
 		j->x.ops->cancel(&j->x);
@@ -563,7 +634,9 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	enum kiln_rc rc;
 	bool want_net = o->network < 0 ? o->cfg->defaults.network : o->network;
 	double t0 = now_s();
+	bool late;
 
+	j.t_start = t0;
 	memset(r, 0, sizeof(*r));
 	r->exit_code = 1;
 	jobnet_disabled(&j.net);
@@ -586,7 +659,10 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		j.run_dir[0] = '\0';
 		goto out;
 	}
-	if ((rc = prepare_workspace(&j, e)))
+	/* A backend that can hand the guest a disk filled in after start
+	 * boots while the workspace is built. */
+	late = j.backend->disks_changed != NULL;
+	if ((rc = late ? create_late_workspace(&j, e) : prepare_workspace(&j, e)))
 		goto out;
 	if (want_net) {
 		snprintf(job_id, sizeof(job_id), "%lld", p->id);
@@ -603,7 +679,7 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		fail_reason(&j, "canceled");
 		goto out;
 	}
-	rc = run_vm(&j, spec, e);
+	rc = run_vm(&j, spec, late, e);
 	if (o->finished && j.x_ready && r->boot_s > 0) {
 		char project[256];
 

@@ -79,6 +79,16 @@ t1=$(date +%s)
 [ $((t1 - t0)) -lt 60 ] && ok "timeout: ended $((t1 - t0)) s after start (job timeout 5 s)" || bad "timeout: took $((t1 - t0)) s"
 run tiny 0 'NAME="kiln tiny"' 'README.md' 'CI=true job tiny'
 
+# A commit the repository lacks: the job cannot run (125) and says why. The
+# microvm executor has its VM booting by then (the workspace is built
+# meanwhile): it must go too.
+sed 's/a6cc3af9e005e5d0e3e1eb84b2b325f3e9c1b99d/0123456789abcdef0123456789abcdef01234567/' "$(payload tiny)" > "$work/nosha.json"
+out=$("$kiln" exec --executor "$executor" --job-file "$work/nosha.json" 2>&1); st=$?
+[ "$st" = 125 ] && echo "$out" | grep -q 'commit 0123456789abcdef0123456789abcdef01234567 is not in' &&
+	ok "missing commit: status 125, '$(echo "$out" | tail -1 | cut -c1-100)...'" ||
+	{ bad "missing commit: status $st"; echo "$out" | tail -5; }
+leftovers "missing commit"
+
 # An invalid payload: one line naming the field, exit 2, no VM.
 printf '{"id": 1, "job_info": {"name": "x"}, "git_info": {"repo_url": "/x", "sha": "zz"}, "steps": []}' > "$work/bad.json"
 out=$("$kiln" exec --job-file "$work/bad.json" 2>&1); st=$?

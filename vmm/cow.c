@@ -238,6 +238,21 @@ uint64_t cow_size(const struct cow_disk *c)
 	return c->size;
 }
 
+int cow_rescan(struct cow_disk *c)
+{
+	off_t end;
+
+	if (c->cow || c->base_fd < 0)
+		return 0;
+	end = lseek(c->base_fd, 0, SEEK_END);
+	if (end < 0)
+		return -errno;
+	if ((uint64_t)end == c->size)
+		return 0;
+	c->size = (uint64_t)end;
+	return 1;
+}
+
 void cow_close(struct cow_disk *c)
 {
 	if (c->overlay_fd >= 0)

@@ -20,7 +20,7 @@ struct cow_disk {
 	int overlay_fd;       /* -1 unless cow and writable */
 	bool cow;             /* writes go to the overlay */
 	bool read_only;
-	uint64_t size;        /* bytes, fixed at open */
+	uint64_t size;        /* bytes, from open or the last cow_rescan */
 	uint64_t *bitmap;     /* bit per cluster: 1 = in the overlay */
 	uint8_t *cluster_buf; /* COW_CLUSTER_SIZE bytes for copy-ups */
 };
@@ -44,6 +44,12 @@ int cow_flush(struct cow_disk *c);
 
 /* Size of the disk in bytes. */
 uint64_t cow_size(const struct cow_disk *c);
+
+/* Take the image file's current size, for an image the host filled in
+ * after open (Firecracker's drive rescan). A copy-on-write disk keeps its
+ * size: its overlay and bitmap were made for the base as it was. 1 when the
+ * size changed, 0 when not, or -errno (the size is then unchanged). */
+int cow_rescan(struct cow_disk *c);
 
 /* Close everything and drop the overlay; fds go back to -1. Idempotent. */
 void cow_close(struct cow_disk *c);

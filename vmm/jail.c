@@ -62,7 +62,7 @@ static const struct rule vmm_only[] = {
 	R(fsync, "virtio-blk flush fallback"),
 	R(fstat, "stdio"),
 	R(newfstatat, "stdio"),
-	R(lseek, "stdio"),
+	R(lseek, "stdio; a drive's size at a rescan (SIGUSR1)"),
 	R(nanosleep, "shutdown grace polling"),
 	R(clock_nanosleep, "shutdown grace polling"),
 	R(timerfd_gettime, "rate limiter"),

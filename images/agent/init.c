@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -199,6 +200,17 @@ static void ext4_label(const char *dev, char label[17])
 	close(fd);
 }
 
+static void flush_buffers(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (ioctl(fd, BLKFLSBUF, 0) < 0)
+		say("BLKFLSBUF %s: %s", dev, strerror(errno));
+	close(fd);
+}
+
 int init_mount_workspace(const char *label, const char *dir)
 {
 	char dev[32], name[17];
@@ -214,6 +226,9 @@ int init_mount_workspace(const char *label, const char *dir)
 		if (strcmp(name, label))
 			continue;
 		mkdir(dir, 0755);
+		/* Drop what the page cache holds of the disk: for a late
+		 * workspace nothing may be read from before it was complete. */
+		flush_buffers(dev);
 		if (mount(dev, dir, "ext4", MS_NOATIME, NULL) < 0) {
 			say("mounting the workspace %s on %s: %s", dev, dir, strerror(errno));
 			return -1;
@@ -221,4 +236,29 @@ int init_mount_workspace(const char *label, const char *dir)
 		return 0;
 	}
 	return 1;
+}
+
+int init_mount_late_workspace(const char *label, const char *dir, int timeout_ms, char *err, size_t size)
+{
+	const struct timespec pause_ts = { 0, 2 * 1000 * 1000 };
+	struct timespec t0, now;
+	int rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		rc = init_mount_workspace(label, dir);
+		if (rc == 0)
+			return 0;
+		if (rc < 0) {
+			snprintf(err, size, "mounting the workspace (label %s) on %s failed", label, dir);
+			return -1;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >= timeout_ms) {
+			snprintf(err, size, "the workspace disk (label %s) did not appear within %d ms", label,
+				 timeout_ms);
+			return -1;
+		}
+		nanosleep(&pause_ts, NULL);
+	}
 }

@@ -47,4 +47,11 @@ void init_power_off(void) __attribute__((noreturn));
  * disk has that label, -1 when mounting failed (said on the console). */
 int init_mount_workspace(const char *label, const char *dir);
 
+/* The same for a disk the host fills in after boot (kiln.workspace=late):
+ * the disk is empty until the host has built the image and the VMM has
+ * announced its new size, which the kernel takes asynchronously; wait up
+ * to timeout_ms for the label to appear. 0 when mounted, -1 otherwise with
+ * the reason in err. */
+int init_mount_late_workspace(const char *label, const char *dir, int timeout_ms, char *err, size_t size);
+
 #endif

@@ -584,8 +584,9 @@ static int receive_job(struct job *j)
 
 static void send_hello(struct job *j)
 {
-	send_json(j, AP_HELLO, json_pack("{s:i, s:s, s:[s]}", "version", AP_VERSION, "agent", "kiln-agent " PACKAGE_VERSION,
-					 "features", AP_FEATURE_SHELL));
+	send_json(j, AP_HELLO, json_pack("{s:i, s:s, s:[s, s]}", "version", AP_VERSION, "agent",
+					 "kiln-agent " PACKAGE_VERSION, "features", AP_FEATURE_SHELL,
+					 AP_FEATURE_LATE_WORKSPACE));
 }
 
 static void send_exit(struct job *j)
@@ -624,8 +625,10 @@ static void job_cleanup(struct job *j)
 	ap_reader_free(&j->rd);
 }
 
-int job_serve(int host_fd)
+int job_serve(int host_fd, job_ready_fn ready)
 {
+	char err[256];
+
 	struct job j = { .host = host_fd, .sigfd = -1 };
 
 	ap_reader_init(&j.rd);
@@ -643,6 +646,11 @@ int job_serve(int host_fd)
 	send_hello(&j);
 	if (receive_job(&j) < 0)
 		goto out;
+	if (ready && ready(err, sizeof(err)) < 0) {
+		job_log(&j, "kiln-agent: %s", err);
+		fail_system(&j);
+		goto out;
+	}
 	if (make_tmpdir(&j) < 0 || write_files(&j) < 0) {
 		fail_system(&j);
 		goto out;

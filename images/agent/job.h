@@ -14,11 +14,18 @@
 /* One OUTPUT frame carries at most one read of this size. */
 #define JOB_OUTPUT_CHUNK 16384
 
+#include <stddef.h>
+
+/* Called once the JOB frame has arrived, before anything of it runs: 0 to
+ * go on, -1 (with the reason in err) to fail the job as a system failure. */
+typedef int (*job_ready_fn)(char *err, size_t size);
+
 /* Serve one job on host_fd (a connected, blocking stream; not closed here).
  * Expects every signal blocked (init_block_signals): they are taken through
  * a signalfd. Makes the agent the reaper of the job's orphans, also when it
- * is not PID 1. Returns the exit code sent in EXIT (0..255; 1 when the job
- * could not run at all). Never powers off: the caller decides. */
-int job_serve(int host_fd);
+ * is not PID 1. ready may be NULL. Returns the exit code sent in EXIT
+ * (0..255; 1 when the job could not run at all). Never powers off: the
+ * caller decides. */
+int job_serve(int host_fd, job_ready_fn ready);
 
 #endif

@@ -22,9 +22,13 @@
 #include "images/agent/log.h"
 #include "images/agent/net.h"
 
+/* How long a late workspace may take to appear after the JOB frame. */
+#define LATE_WORKSPACE_WAIT_MS 10000
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,14 +59,21 @@ static int parse_fd(const char *s)
 	return (int)v;
 }
 
+/* The workspace disk of kiln.workspace=late: filled in by the host while
+ * the guest boots, complete once the JOB frame is here. */
+static int mount_late_workspace(char *err, size_t size)
+{
+	return init_mount_late_workspace("kiln-ws", "/builds", LATE_WORKSPACE_WAIT_MS, err, size);
+}
+
 /* Job mode on the stream the command line names. */
-static int serve_channel(const char *kind)
+static int serve_channel(const char *kind, bool late_workspace)
 {
 	int fd = channel_open(kind, CHANNEL_TIMEOUT_MS), code;
 
 	if (fd < 0)
 		return 1;
-	code = job_serve(fd);
+	code = job_serve(fd, late_workspace ? mount_late_workspace : NULL);
 	close(fd);
 	fd = -1;
 	return code;
@@ -71,7 +82,8 @@ static int serve_channel(const char *kind)
 /* PID 1: set the machine up, run the job or the command, end the VM. */
 static void __attribute__((noreturn)) run_as_init(char **cmd)
 {
-	char cmdline[CMDLINE_MAX], kind[32];
+	char cmdline[CMDLINE_MAX], kind[32], ws[16];
+	bool late;
 	sigset_t orig;
 	int code, found, rc;
 
@@ -84,10 +96,18 @@ static void __attribute__((noreturn)) run_as_init(char **cmd)
 		init_boot_marker();
 	net_setup(cmdline);
 	found = cmdline_get(cmdline, "kiln.channel", kind, sizeof(kind));
-	if (found > 0 && init_mount_workspace("kiln-ws", "/builds") < 0)
-		found = -1;
+	late = cmdline_get(cmdline, "kiln.workspace", ws, sizeof(ws)) > 0 && !strcmp(ws, "late");
+	/* A late workspace disk stays empty until its image is complete, so
+	 * finding it now is safe; usually the host is done before the guest
+	 * gets here. Otherwise it is mounted once the JOB frame is in. */
+	if (found > 0) {
+		rc = init_mount_workspace("kiln-ws", "/builds");
+		if (rc < 0)
+			found = -1;
+		late = late && rc == 1;
+	}
 	if (found) {
-		code = found > 0 ? serve_channel(kind) : 1;
+		code = found > 0 ? serve_channel(kind, late) : 1;
 	} else if (!cmd[0]) {
 		say("no kiln.channel and no command after `--` on the kernel command line");
 		code = 2;
@@ -119,7 +139,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		init_block_signals(NULL);
-		return job_serve(fd);
+		return job_serve(fd, NULL);
 	}
 	if (argc > 1 && !strcmp(argv[1], "--"))
 		first = 2;

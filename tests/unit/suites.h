@@ -19,6 +19,7 @@ Suite *gitlab_suite(void);
 Suite *localci_suite(void);
 Suite *outmux_suite(void);
 Suite *artifacts_suite(void);
+Suite *executor_suite(void);
 
 /* Absolute path of a file under tests/fixtures (from $top_srcdir). */
 const char *fixture(const char *rel);

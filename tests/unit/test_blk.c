@@ -455,6 +455,73 @@ START_TEST(blk_read_only)
 }
 END_TEST
 
+/* The host fills in a drive's image after start (kiln's workspace while
+ * the guest boots): a rescan gives the driver the new capacity with a
+ * configuration-change interrupt, and the new bytes read back. */
+START_TEST(blk_rescan_after_fill)
+{
+	uint32_t gen;
+	int fd, ro = _i;
+
+	fd = open(image, O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	open_drive(ro, false, NULL);
+	driver_init();
+	ck_assert_uint_eq(mr(VIRTIO_MMIO_CONFIG), 0);
+	queue_req(0, VIRTIO_BLK_T_IN, 0, true, (uint32_t[]){ 512 }, 1);
+	kick();
+	ck_assert_uint_eq(ram[STATUS], VIRTIO_BLK_S_IOERR);  /* nothing there yet */
+	irqs();
+	mw(VIRTIO_MMIO_INTERRUPT_ACK, mr(VIRTIO_MMIO_INTERRUPT_STATUS));
+	gen = mr(VIRTIO_MMIO_CONFIG_GENERATION);
+	ck_assert_int_eq(virtio_blk_rescan(&dev), 0);  /* unchanged: no interrupt */
+	ck_assert_uint_eq(irqs(), 0);
+	ck_assert_uint_eq(mr(VIRTIO_MMIO_CONFIG_GENERATION), gen);
+
+	ck_assert_int_eq(write(fd, orig, DISK_SIZE), DISK_SIZE);
+	close(fd);
+	ck_assert_int_eq(virtio_blk_rescan(&dev), 1);
+	ck_assert_uint_eq(irqs(), 1);
+	ck_assert_uint_eq(mr(VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_INT_CONFIG);
+	ck_assert_uint_ne(mr(VIRTIO_MMIO_CONFIG_GENERATION), gen);
+	ck_assert_uint_eq(mr(VIRTIO_MMIO_CONFIG), DISK_SECTORS);
+	queue_req(1, VIRTIO_BLK_T_IN, DISK_SECTORS - 1, true, (uint32_t[]){ 512 }, 1);
+	kick();
+	ck_assert_uint_eq(ram[STATUS + 1], VIRTIO_BLK_S_OK);
+	ck_assert(memcmp(ram + DATA, orig + DISK_SIZE - 512, 512) == 0);
+
+	/* Shrunk again: the capacity follows and the old end is out of range. */
+	ck_assert_int_eq(truncate(image, DISK_SIZE / 2), 0);
+	ck_assert_int_eq(virtio_blk_rescan(&dev), 1);
+	ck_assert_uint_eq(mr(VIRTIO_MMIO_CONFIG), DISK_SECTORS / 2);
+	queue_req(2, VIRTIO_BLK_T_IN, DISK_SECTORS - 1, true, (uint32_t[]){ 512 }, 1);
+	kick();
+	ck_assert_uint_eq(ram[STATUS + 2], VIRTIO_BLK_S_IOERR);
+	ck_assert(!needs_reset());
+}
+END_TEST
+
+/* A copy-on-write drive keeps the size its overlay was made for. */
+START_TEST(blk_rescan_cow_keeps_size)
+{
+	uint8_t more[4096] = { 0 };
+	int fd;
+
+	open_drive(false, true, NULL);
+	driver_init();
+	irqs();
+	fd = open(image, O_WRONLY | O_APPEND);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, more, sizeof(more)), (int)sizeof(more));
+	close(fd);
+	ck_assert_int_eq(virtio_blk_rescan(&dev), 0);
+	ck_assert_uint_eq(irqs(), 0);
+	ck_assert_uint_eq(mr(VIRTIO_MMIO_CONFIG), DISK_SECTORS);
+	ck_assert_int_eq(truncate(image, DISK_SIZE), 0);
+	ck_assert(base_unchanged());
+}
+END_TEST
+
 /* Well-formed rings, badly formed requests: answered, not fatal. */
 START_TEST(blk_bad_requests_ioerr)
 {
@@ -639,6 +706,8 @@ Suite *blk_suite(void)
 	tcase_add_test(tc, blk_read_only);
 	tcase_add_test(tc, blk_rate_limited);
 	tcase_add_test(tc, blk_open_errors);
+	tcase_add_loop_test(tc, blk_rescan_after_fill, 0, 2);  /* read-write, read-only */
+	tcase_add_test(tc, blk_rescan_cow_keeps_size);
 	suite_add_tcase(s, tc);
 
 	tcase_add_checked_fixture(bad, blk_setup, blk_teardown);

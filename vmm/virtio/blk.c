@@ -310,6 +310,23 @@ fail:
 	return err;
 }
 
+int virtio_blk_rescan(struct virtio_dev *d)
+{
+	struct blk *b = d->priv;
+	int rc;
+
+	pthread_mutex_lock(&d->lock);
+	rc = cow_rescan(&b->disk);
+	if (rc > 0) {
+		/* Requests are checked against capacity, so a shrunk image
+		 * cannot be read past its end either. */
+		b->capacity = cow_size(&b->disk) / SECTOR_SIZE;
+		virtio_config_changed(d);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rc;
+}
+
 void virtio_blk_close(void *priv)
 {
 	struct blk *b = priv;

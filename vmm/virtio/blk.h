@@ -50,6 +50,14 @@ extern const struct virtio_dev_ops virtio_blk_ops;
  * *priv gets the device state. 0 or -errno. */
 int virtio_blk_open(void **priv, const struct vm_drive_cfg *cfg, const char *tmp_dir, uint64_t now_ns);
 
+/* The image file may have changed size (the host filled it in after
+ * start): take its size as the new capacity and, when it changed, tell the
+ * driver with a configuration-change interrupt (virtio 1.1, 5.2.4: the
+ * capacity may change; Linux re-reads it). Copy-on-write drives keep
+ * theirs. d must be a virtio-blk device. 1 when the capacity changed, 0
+ * when not, -errno when the size could not be read. Takes d->lock. */
+int virtio_blk_rescan(struct virtio_dev *d);
+
 /* Release what virtio_blk_open() made; after virtio_mmio_detach() and
  * before the event loop is closed. NULL is allowed. */
 void virtio_blk_close(void *priv);

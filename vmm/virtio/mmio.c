@@ -58,7 +58,15 @@ void virtio_needs_reset(struct virtio_dev *d, const char *why)
 void virtio_config_changed(struct virtio_dev *d)
 {
 	d->config_generation++;
-	raise_irq(d, VIRTIO_INT_CONFIG);
+	/* Not before DRIVER_OK: until the guest has set up its interrupt
+	 * controllers, a legacy GSI can reach the CPU through the 8259 that a
+	 * hardware-reduced ACPI kernel never programs, as an exception vector
+	 * (seen: a rescan early in boot rebooted the guest). A driver that
+	 * read the old config before DRIVER_OK hears of it then (start). */
+	if (d->status & VIRTIO_STATUS_DRIVER_OK)
+		raise_irq(d, VIRTIO_INT_CONFIG);
+	else
+		d->config_pending = true;
 }
 
 static uint64_t offered_features(struct virtio_dev *d)
@@ -74,6 +82,7 @@ static void reset_dev(struct virtio_dev *d)
 		d->ops->reset(d);
 	d->status = 0;
 	d->isr = 0;
+	d->config_pending = false;
 	d->device_features_sel = 0;
 	d->driver_features_sel = 0;
 	d->driver_features = 0;
@@ -106,8 +115,14 @@ static void start(struct virtio_dev *d)
 		}
 	}
 	err = d->ops->activate ? d->ops->activate(d) : 0;
-	if (err < 0)
+	if (err < 0) {
 		virtio_needs_reset(d, "activation failed");
+		return;
+	}
+	if (d->config_pending) {
+		d->config_pending = false;
+		raise_irq(d, VIRTIO_INT_CONFIG);
+	}
 }
 
 static void write_status(struct virtio_dev *d, uint32_t val)

@@ -81,6 +81,7 @@ struct virtio_dev {
 	uint32_t queue_sel;
 	struct virtq vq[VIRTIO_MAX_QUEUES];
 	uint32_t config_generation;
+	bool config_pending;           /* changed before DRIVER_OK: tell at DRIVER_OK */
 
 	/* Host resources, -1 when unset. */
 	uint64_t mmio_base;
@@ -97,7 +98,9 @@ void virtio_notify_used(struct virtio_dev *d, uint16_t q);
  * NEEDS_RESET, stop serving, tell the driver. Call with d->lock held. */
 void virtio_needs_reset(struct virtio_dev *d, const char *why);
 
-/* Raise a configuration-change interrupt. Call with d->lock held. */
+/* The device's config changed: a new generation and a configuration-change
+ * interrupt, held until DRIVER_OK when the driver has not started yet.
+ * Call with d->lock held. */
 void virtio_config_changed(struct virtio_dev *d);
 
 /* Whether the driver accepted feature bit. */

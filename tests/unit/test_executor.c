@@ -1,0 +1,129 @@
+/* The executor layer's shared parts: the guest command line and how the
+ * VMM process is started. */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "executors/executor.h"
+#include "tests/unit/suites.h"
+
+START_TEST(cmdline_words)
+{
+	struct vm_spec s = { .run_dir = "/tmp" };
+	char buf[1024];
+
+	executor_cmdline(&s, "vsock", buf, sizeof(buf));
+	ck_assert_ptr_nonnull(strstr(buf, " reboot=k "));
+	ck_assert_ptr_nonnull(strstr(buf, " kiln.channel=vsock"));
+	ck_assert_ptr_null(strstr(buf, "kiln.workspace"));
+	s.workspace_late = true;
+	s.net_cmdline = "kiln.ip=10.0.0.2/30";
+	executor_cmdline(&s, "vsock", buf, sizeof(buf));
+	ck_assert_ptr_nonnull(strstr(buf, " kiln.channel=vsock kiln.workspace=late kiln.ip=10.0.0.2/30"));
+	s.workspace_late = false;
+	s.accel = "tcg";
+	executor_cmdline(&s, "virtio-console", buf, sizeof(buf));
+	ck_assert_ptr_nonnull(strstr(buf, " reboot=t "));
+	ck_assert_ptr_nonnull(strstr(buf, " tsc_early_khz="));
+}
+END_TEST
+
+/* Only a backend that can show the guest a disk filled in after start may
+ * be handed a late workspace. */
+START_TEST(late_workspace_backends)
+{
+	ck_assert_ptr_nonnull(executor_microvm.disks_changed);
+	ck_assert_ptr_null(executor_qemu.disks_changed);
+}
+END_TEST
+
+/* The signals blocked in pid, from /proc (SigBlk, a hex mask). */
+static unsigned long long blocked(pid_t pid)
+{
+	char path[64], line[256];
+	unsigned long long mask = ~0ULL;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+			break;
+	fclose(f);
+	return mask;
+}
+
+/* The process must have exec'd: before that it runs with the test's mask. */
+static void wait_exec(pid_t pid, const char *comm)
+{
+	char path[64], name[64] = "";
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	for (i = 0; i < 500; i++) {
+		FILE *f = fopen(path, "r");
+
+		if (f) {
+			if (!fgets(name, sizeof(name), f))
+				name[0] = '\0';
+			fclose(f);
+		}
+		if (!strncmp(name, comm, strlen(comm)))
+			return;
+		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
+	}
+	ck_abort_msg("%s did not start", comm);
+}
+
+/* A held signal starts blocked in the VMM: one sent before the VMM is
+ * ready waits instead of killing it. Without one, nothing is blocked. */
+START_TEST(spawn_holds_the_signal)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX";
+	char *argv[] = { "/bin/sleep", "30", NULL };
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	int status;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.run_dir = dir;
+	executor_init(&x, &executor_microvm, &s);
+	ck_assert_int_eq(executor_spawn(&x, argv, SIGUSR1, &e), KILN_OK);
+	wait_exec(x.pid, "sleep");
+	ck_assert_uint_eq(blocked(x.pid), 1ULL << (SIGUSR1 - 1));
+	ck_assert_int_eq(x.ops->disks_changed(&x, &e), KILN_OK);
+	ck_assert_int_eq(executor_wait(&x, 200, &status, &e), KILN_E_LIMIT);  /* still there */
+	executor_cancel(&x);
+	ck_assert_int_eq(executor_wait(&x, 5000, &status, &e), KILN_OK);
+	ck_assert_int_eq(status, 128 + SIGKILL);
+	executor_cleanup(&x);
+
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_int_eq(executor_spawn(&x, argv, 0, &e), KILN_OK);
+	wait_exec(x.pid, "sleep");
+	ck_assert_uint_eq(blocked(x.pid), 0);
+	executor_cleanup(&x);
+	ck_assert_int_eq(x.pid, -1);
+	unlink(x.log_path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+Suite *executor_suite(void)
+{
+	Suite *s = suite_create("executor");
+	TCase *tc = tcase_create("shared");
+
+	tcase_add_test(tc, cmdline_words);
+	tcase_add_test(tc, late_workspace_backends);
+	tcase_add_test(tc, spawn_holds_the_signal);
+	suite_add_tcase(s, tc);
+	return s;
+}
