@@ -9,7 +9,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}
 if [ -z "${KILN_IN_SANDBOX:-}" ]; then
-	exec "$top/tests/kvm-sandbox" --timeout 1200 --env KILN_IN_SANDBOX=1 -- bash "$top/bench/job-start.sh" "$runs"
+	exec "$top/tests/kvm-sandbox" --timeout 1200 --tries 3 --env KILN_IN_SANDBOX=1 -- bash "$top/bench/job-start.sh" "$runs"
 fi
 work=$(mktemp -d /tmp/kiln-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -407,6 +407,14 @@ int main(int argc, char **argv)
 		vm_request_exit(vm, 1, "event loop failed");
 	cleanup_devices(vm);
 	fflush(stdout);
+	if (ph.on) {
+		uint64_t n[VCPU_EXIT_KINDS];
+
+		vm_exit_counts(vm, n);
+		vmm_log("exits to user space: serial %llu, other port I/O %llu, virtio-mmio %llu, other MMIO %llu",
+			(unsigned long long)n[VCPU_EXIT_SERIAL], (unsigned long long)n[VCPU_EXIT_PIO_OTHER],
+			(unsigned long long)n[VCPU_EXIT_VIRTIO], (unsigned long long)n[VCPU_EXIT_MMIO_OTHER]);
+	}
 	if (atomic_load(&vm->exit_code) != 0)
 		vmm_log("error: %s", vm->exit_reason);
 	else

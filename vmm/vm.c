@@ -363,6 +363,23 @@ static void handle_io(struct vcpu *c)
 	}
 }
 
+static void count_exit(struct vcpu *c, enum vcpu_exit_kind k)
+{
+	atomic_store_explicit(&c->exits[k], atomic_load_explicit(&c->exits[k], memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+void vm_exit_counts(const struct vm *vm, uint64_t counts[VCPU_EXIT_KINDS])
+{
+	int i, k;
+
+	for (k = 0; k < VCPU_EXIT_KINDS; k++)
+		counts[k] = 0;
+	for (i = 0; i < vm->n_vcpus; i++)
+		for (k = 0; k < VCPU_EXIT_KINDS; k++)
+			counts[k] += atomic_load_explicit(&vm->vcpus[i].exits[k], memory_order_relaxed);
+}
+
 void *vm_vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -387,9 +404,12 @@ void *vm_vcpu_thread(void *arg)
 		}
 		switch (c->run->exit_reason) {
 		case KVM_EXIT_IO:
+			count_exit(c, c->run->io.port >= SERIAL_PORT && c->run->io.port < SERIAL_PORT + SERIAL_PORTS
+					      ? VCPU_EXIT_SERIAL : VCPU_EXIT_PIO_OTHER);
 			handle_io(c);
 			break;
 		case KVM_EXIT_MMIO:
+			count_exit(c, c->run->mmio.phys_addr >= LAYOUT_MMIO_BASE ? VCPU_EXIT_VIRTIO : VCPU_EXIT_MMIO_OTHER);
 			handle_mmio(c);
 			break;
 		case KVM_EXIT_SHUTDOWN:

@@ -22,12 +22,24 @@
 
 struct vm;
 
+/* Why a vCPU came back to user space, counted for KILN_VMM_TIMINGS: each
+ * such exit is a round trip through the host, and a nested one costs
+ * hundreds of microseconds. */
+enum vcpu_exit_kind {
+	VCPU_EXIT_SERIAL,     /* port I/O to the UART */
+	VCPU_EXIT_PIO_OTHER,  /* other port I/O */
+	VCPU_EXIT_VIRTIO,     /* virtio-mmio registers (queue kicks are ioeventfds) */
+	VCPU_EXIT_MMIO_OTHER, /* the boot timer, unbacked MMIO */
+	VCPU_EXIT_KINDS
+};
+
 struct vcpu {
 	struct vm *vm;
 	int index;
 	int fd;
 	struct kvm_run *run;
 	pthread_t thread;
+	_Atomic uint64_t exits[VCPU_EXIT_KINDS]; /* written by this vCPU only */
 };
 
 struct vm {
@@ -69,5 +81,9 @@ void *vm_vcpu_thread(void *arg);
 
 /* Nanoseconds on CLOCK_MONOTONIC. */
 uint64_t vm_now_ns(void);
+
+/* The vCPUs' exits to user space so far, summed per kind (a snapshot:
+ * running vCPUs go on counting). */
+void vm_exit_counts(const struct vm *vm, uint64_t counts[VCPU_EXIT_KINDS]);
 
 #endif
