@@ -527,15 +527,6 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 	return KILN_OK;
 }
 
-/* Stop a VM that will not get its job, and wait for it to go. */
-static void abandon_vm(struct job *j)
-{
-	int status;
-
-	j->x.ops->cancel(&j->x);
-	j->x.ops->wait(&j->x, -1, &status, NULL);
-}
-
 /* With late set, the workspace is built while the guest boots: the VM
  * starts with an empty workspace disk, and once the image is complete the
  * backend makes the guest see its size (executor_ops.disks_changed). The
@@ -574,9 +565,9 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		return rc;
 	}
 	if (late) {
+		/* On failure the VM goes with the executor's cleanup. */
 		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
 			fail_reason(j, "runner_system_failure");
-			abandon_vm(j);
 			return rc;
 		}
 		j->r->prepare_s = now_s() - j->t_start;
@@ -587,16 +578,13 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	if ((rc = j->x.ops->stream(&j->x, BOOT_TIMEOUT_MS, &fd, e))) {
 		stage_end(j);
 		fail_reason(j, "runner_system_failure");
-		if (late)
-			abandon_vm(j);
 		return rc;
 	}
 	rc = converse(j, fd, spec, t0, t_limit, e);
 	if (!rc && j->relaunch) {
 		notice(j, "image %s has a kiln-agent that cannot take a workspace after boot: booting again "
 			  "with it ready (rebuild the image with this kiln: kiln images build %s)", j->image, j->image);
-		abandon_vm(j);
-		j->x.ops->cleanup(&j->x);
+		j->x.ops->cleanup(&j->x);  /* kills and reaps the VM */
 		j->x_ready = false;
 		j->relaunch = false;
 		return run_vm(j, spec, false, e);
