@@ -61,8 +61,10 @@ struct job_opts {
 struct job_result {
 	int exit_code;               /* the job's; 1 when it failed without one */
 	char failure_reason[48];     /* "" on success, else GitLab's failure reason */
-	double prepare_s;            /* workspace + network */
-	double boot_s;               /* VMM start to the agent's HELLO */
+	double prepare_s;            /* job start to workspace and network ready */
+	double boot_s;               /* VMM start to the job starting in it: the
+				      * agent's HELLO, and with a workspace built
+				      * while the VM boots, that workspace */
 	double run_s;                /* JOB sent to EXIT */
 };
 

@@ -37,7 +37,7 @@ static const struct {
 	{ "kiln_jobs_total", "Jobs finished, per runner and final state" },
 	{ "kiln_failed_jobs_total", "Failed jobs, per failure reason sent to GitLab" },
 	{ "kiln_job_duration_seconds", "Time jobs took, from acknowledgement to final update" },
-	{ "kiln_vm_boot_seconds", "Time from starting a job's VM to its agent's hello" },
+	{ "kiln_vm_boot_seconds", "Time from starting a job's VM to its agent's hello (with the microvm executor, or to its workspace built meanwhile, if later)" },
 	{ "kiln_request_concurrency", "Job requests in flight, per runner" },
 	{ "kiln_runner_paused", "1 while a runner is paused after repeated 403 replies" },
 	{ "kiln_api_request_statuses_total", "GitLab API requests, per endpoint, method and HTTP status (0: no reply)" },
