@@ -101,7 +101,7 @@ if [ "${KILN_BENCH_INSIDE:-}" != 1 ]; then
 	# The sandbox's nested paging follows KILN_SANDBOX_NPT (default off:
 	# reliable; KILN_SANDBOX_NPT=on is closer to hardware but the emulation
 	# hangs now and then, and such a run is killed and counted).
-	exec "$top_srcdir/tests/kvm-sandbox" --timeout 1800 $out_opt \
+	exec "$top_srcdir/tests/kvm-sandbox" --timeout 1800 --tries 3 $out_opt \
 		--env top_srcdir="$top_srcdir" --env top_builddir="$top_builddir" \
 		--env KILN_BENCH_INSIDE=1 --env KILN_BENCH_RUNS="$runs" --env KILN_BENCH_KERNEL_PATH="$kernel" \
 		-- sh "$top_srcdir/bench/vmm-boot.sh"
