@@ -235,7 +235,6 @@ static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 	enum kiln_rc rc;
 
 	jobspec_project_path(j->p, project, sizeof(project));
-	snprintf(j->ws_image, sizeof(j->ws_image), "%s/workspace.ext4", j->run_dir);
 	ws.state_dir = j->o->cfg->state_dir;
 	ws.url = j->p->repo_url;
 	ws.sha = j->p->sha;
@@ -517,7 +516,6 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 {
 	int fd;
 
-	snprintf(j->ws_image, sizeof(j->ws_image), "%s/workspace.ext4", j->run_dir);
 	fd = open(j->ws_image, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fail_reason(j, "runner_system_failure");
@@ -647,6 +645,7 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		j.run_dir[0] = '\0';
 		goto out;
 	}
+	snprintf(j.ws_image, sizeof(j.ws_image), "%s/workspace.ext4", j.run_dir);
 	/* A backend that can hand the guest a disk filled in after start
 	 * boots while the workspace is built. */
 	late = j.backend->disks_changed != NULL;
