@@ -37,7 +37,12 @@
 #          median over runs
 #   kiln-vmm only: "process start to first KVM_RUN" (main() to the first
 #          KVM_RUN, printed with KILN_VMM_TIMINGS=1) and its boot-marker
-#          time (spawn-independent: main() to the guest's /dev/mem write)
+#          time (spawn-independent: main() to the guest's /dev/mem write);
+#          main() to the first KVM_RUN also on the host's own /dev/kvm,
+#          before the sandbox starts, when there is one (2 x runs, each
+#          killed at its first KVM_RUN, so the guest need not boot there:
+#          a kvm_pvm host runs only PVM guests); the target is held
+#          against that one
 # Targets reported against: boot ratio kiln/QEMU <= 0.5, overhead <= 5 MiB,
 # first KVM_RUN < 10 ms (on hardware; the sandbox inflates absolute times).
 #
@@ -98,12 +103,55 @@ if [ "${KILN_BENCH_INSIDE:-}" != 1 ]; then
 		mkdir -p "$KILN_BENCH_OUT" || exit 1
 		out_opt="--out=$KILN_BENCH_OUT"
 	fi
+	# Start-up on this host's own /dev/kvm too: closer to hardware than the
+	# sandbox for main() -> first KVM_RUN, which needs no guest to boot
+	# (this machine's kvm_pvm runs only PVM guests: a stock guest spins, and
+	# each run is killed once kiln-vmm has logged its first KVM_RUN).
+	host_first=''
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		host_first=$(python3 - "$top_builddir/kiln-vmm" "$kernel" "$runs" <<'EOF'
+import json, os, re, select, statistics, subprocess, sys, tempfile, time
+
+kiln_vmm, kernel, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with tempfile.TemporaryDirectory() as tmp:
+    disk = os.path.join(tmp, "root.img")
+    with open(disk, "wb") as f:
+        f.truncate(32 << 20)
+    cfg = os.path.join(tmp, "vm.json")
+    with open(cfg, "w") as f:
+        json.dump({"boot": {"kernel": kernel, "cmdline": "console=ttyS0 quiet panic=-1"},
+                   "machine": {"vcpus": 1, "mem_mib": 128},
+                   "drives": [{"id": "root", "path": disk, "read_only": True}],
+                   "serial": {"output": "none"}}, f)
+    env = dict(os.environ, KILN_VMM_TIMINGS="1")
+    got = []
+    for i in range(2 * runs + 1):  # the first one warms the page cache
+        p = subprocess.Popen([kiln_vmm, "--config", cfg], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        err, t_end = b"", time.monotonic() + 10
+        while time.monotonic() < t_end and b"first KVM_RUN" not in err:
+            if select.select([p.stderr], [], [], 0.5)[0]:
+                data = os.read(p.stderr.fileno(), 4096)
+                if not data:
+                    break
+                err += data
+        p.kill()
+        p.wait()
+        m = re.search(rb"first KVM_RUN: (\d+) us", err)
+        if i and m:
+            got.append(int(m.group(1)) / 1e3)
+if len(got) >= runs:
+    print("%.1f %.1f %.1f %d" % (statistics.median(got), min(got), max(got), len(got)))
+EOF
+)
+	fi
 	# The sandbox's nested paging follows KILN_SANDBOX_NPT (default off:
 	# reliable; KILN_SANDBOX_NPT=on is closer to hardware but the emulation
 	# hangs now and then, and such a run is killed and counted).
 	exec "$top_srcdir/tests/kvm-sandbox" --timeout 1800 --tries 3 $out_opt \
 		--env top_srcdir="$top_srcdir" --env top_builddir="$top_builddir" \
 		--env KILN_BENCH_INSIDE=1 --env KILN_BENCH_RUNS="$runs" --env KILN_BENCH_KERNEL_PATH="$kernel" \
+		--env KILN_BENCH_HOST_FIRST_RUN="$host_first" \
 		-- sh "$top_srcdir/bench/vmm-boot.sh"
 fi
 
@@ -353,16 +401,28 @@ if ph:
     ends = [(k, statistics.median(p[k] for p in ph if k in p)) for k in ph[0]]
     lines.append("kiln-vmm start-up, median ms per phase: " + ", ".join(
         "%s %.1f" % (k, t - (ends[i - 1][1] if i else 0)) for i, (k, t) in enumerate(ends)))
+host_first = os.environ.get("KILN_BENCH_HOST_FIRST_RUN", "").split()
+if len(host_first) == 4:
+    summary["host_first_run_ms"] = float(host_first[0])
+    lines.append("%-31s %-24s %-24s %s" % ("main() -> first KVM_RUN, host", "%s [%s-%s]" % tuple(host_first[:3]),
+                                           "n/a", "-"))
+    lines.append("  (this host's own /dev/kvm, not the sandbox: %s runs, each killed after its first KVM_RUN)"
+                 % host_first[3])
 lines.append("")
 b = summary["boot_ms"]
 o = summary["overhead_kib"]["kiln-vmm"]
 f = summary["first_run_ms"]["kiln-vmm"]
 ratio = b["kiln-vmm"] / b["qemu-microvm"] if b["kiln-vmm"] and b["qemu-microvm"] else None
+hf = summary.get("host_first_run_ms")
+if hf is not None:
+    first = "%s on this host's /dev/kvm (%.1f ms; sandbox %.1f ms)" % ("met" if hf < 10 else "NOT met", hf, f or 0)
+else:
+    first = "%s (%.1f ms, sandbox-inflated; no usable /dev/kvm on the host)" % (
+        "met" if f is not None and f < 10 else "not met here", f or 0)
 lines.append("targets: boot ratio <= 0.5: %s; kiln-vmm overhead <= 5 MiB: %s (%.2f MiB); "
-             "first KVM_RUN < 10 ms: %s (%.1f ms, sandbox-inflated)" % (
+             "first KVM_RUN < 10 ms: %s" % (
                  "met" if ratio is not None and ratio <= 0.5 else "NOT met",
-                 "met" if o is not None and o <= 5 else "NOT met", o or 0,
-                 "met" if f is not None and f < 10 else "not met here", f or 0))
+                 "met" if o is not None and o <= 5 else "NOT met", o or 0, first))
 lines.append("ratio kiln/QEMU (spawn -> BOOTED): %s" % ("%.3f" % ratio if ratio is not None else "n/a"))
 text = "\n".join(lines)
 print()

@@ -43,4 +43,16 @@ printf '{ "boot": { "kernel": "/k" }, "machine": { "vcpus": 99 } }' > "$tmp/vm.j
 out=$("$b/kiln-vmm" --config "$tmp/vm.json" 2>&1)
 [ $? = 1 ] && [ "$out" = "kiln-vmm: error: $tmp/vm.json: machine.vcpus: must be an integer in 1..32" ] &&
 	echo "ok: bad vm.json" || { echo "FAIL: bad vm.json: $out"; fail=1; }
+# A file that is no kernel: named with its path, status 1. It is read on
+# kiln-vmm's loader thread while the VM is created, so this needs /dev/kvm.
+if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+	head -c 4096 /dev/zero > "$tmp/zero"
+	printf '{ "boot": { "kernel": "%s", "cmdline": "x" }, "machine": { "vcpus": 1, "mem_mib": 64 } }' \
+		"$tmp/zero" > "$tmp/vm.json"
+	out=$("$b/kiln-vmm" --config "$tmp/vm.json" 2>&1)
+	[ $? = 1 ] && [ "$out" = "kiln-vmm: error: kernel $tmp/zero: kernel is neither an ELF vmlinux nor a bzImage" ] &&
+		echo "ok: not a kernel" || { echo "FAIL: not a kernel: $out"; fail=1; }
+else
+	echo "skip: not a kernel (no usable /dev/kvm)"
+fi
 exit $fail

@@ -39,6 +39,7 @@
 #define INITRD_MAX_BYTES (1024u << 20)
 #define SERIAL_FILE_LIMIT (64ull << 20)
 #define SHUTDOWN_GRACE_S 5
+#define LOADER_STACK_BYTES (64u << 10)
 
 #ifdef VMM_NO_SECCOMP
 #define PROG "kiln-vmm-debug"
@@ -115,6 +116,40 @@ static void phase(struct phases *ph, const struct vm *vm, const char *name)
 		     (unsigned long long)(vm_now_ns() - vm->t0_ns) / 1000);
 	if (n > 0)
 		ph->len += (size_t)n;
+}
+
+/* The kernel and initrd are read into guest RAM on a thread of their own
+ * while this one creates the VM and its devices: the copy and KVM's set-up
+ * are each several milliseconds and independent. The thread ends before
+ * the jail, and touches nothing but guest RAM and its own fds. */
+struct image_load {
+	const struct guest_mem *mem;
+	const uint8_t *kernel, *initrd;
+	size_t klen, ilen;
+	int kernel_fd, initrd_fd;
+	struct boot_info bi;
+	int rc;
+	bool initrd_failed; /* else the kernel, when rc != 0 */
+	char err[256];
+};
+
+static void *load_images(void *arg)
+{
+	struct image_load *l = arg;
+	int rc;
+
+	l->rc = loader_load_kernel(l->mem, l->kernel, l->klen, l->kernel_fd, &l->bi, l->err, sizeof(l->err));
+	if (l->rc || !l->initrd)
+		return NULL;
+	rc = loader_load_initrd(l->mem, l->initrd, l->ilen, l->initrd_fd, loader_initrd_max(l->kernel, l->klen),
+				&l->bi);
+	if (rc) {
+		snprintf(l->err, sizeof(l->err), "%s",
+			 rc == -EIO ? "reading it failed" : "does not fit in guest memory after the kernel");
+		l->rc = rc;
+		l->initrd_failed = true;
+	}
+	return NULL;
 }
 
 static void serial_irq(void *arg) { vm_irq_pulse(arg, LAYOUT_SERIAL_IRQ); }
@@ -251,6 +286,9 @@ int main(int argc, char **argv)
 	uint64_t t_run;
 	struct phases ph = { 0 };
 	int kernel_fd = -1, initrd_fd = -1;
+	struct image_load load;
+	pthread_t loader;
+	pthread_attr_t attr;
 
 	vm->t0_ns = vm_now_ns();
 	/* A SIGUSR1 (drive rescan) sent while we start up waits for the event
@@ -292,22 +330,19 @@ int main(int argc, char **argv)
 #ifndef VMM_NO_SECCOMP
 	vm->jail = true;
 #endif
-	if (vm_create(vm, cfg.mem_mib, err, sizeof(err)))
+	if (vm_map_memory(vm, cfg.mem_mib, err, sizeof(err)))
+		vmm_die("%s", err);
+	load = (struct image_load){ .mem = &vm->mem, .kernel = kernel, .klen = klen, .kernel_fd = kernel_fd,
+				    .initrd = initrd, .ilen = ilen, .initrd_fd = initrd_fd };
+	/* A small stack: the default 8 MiB one is 2 MiB aligned, and where THP
+	 * is "always" it becomes a 2 MiB page of memory overhead. */
+	if (pthread_attr_init(&attr) || pthread_attr_setstacksize(&attr, LOADER_STACK_BYTES) ||
+	    pthread_create(&loader, &attr, load_images, &load))
+		vmm_die("creating the kernel loader thread failed");
+	pthread_attr_destroy(&attr);
+	if (vm_create(vm, err, sizeof(err)))
 		vmm_die("%s", err);
 	phase(&ph, vm, "vm");
-	if (loader_load_kernel(&vm->mem, kernel, klen, kernel_fd, &bi, err, sizeof(err)))
-		vmm_die("kernel %s: %s", cfg.kernel, err);
-	close(kernel_fd);
-	kernel_fd = -1;
-	phase(&ph, vm, "kernel");
-	if (initrd && (rc = loader_load_initrd(&vm->mem, initrd, ilen, initrd_fd, loader_initrd_max(kernel, klen), &bi)))
-		vmm_die("initrd %s: %s", cfg.initrd,
-			rc == -EIO ? "reading it failed" : "does not fit in guest memory after the kernel");
-	if (initrd) {
-		munmap(initrd, ilen);
-		close(initrd_fd);
-		initrd_fd = -1;
-	}
 	if ((rc = ev_init(&vm->loop)))
 		vmm_die("epoll: %s", strerror(-rc));
 
@@ -357,14 +392,31 @@ int main(int argc, char **argv)
 			vmm_die("entropy: attaching: %s", strerror(-rc));
 	}
 	phase(&ph, vm, "devices");
+	for (i = 0; i < cfg.vcpus; i++)
+		if (vm_create_vcpu(vm, i, err, sizeof(err)))
+			vmm_die("%s", err);
+	phase(&ph, vm, "vcpus");
+	if (pthread_join(loader, NULL))
+		vmm_die("joining the kernel loader thread failed");
+	if (load.rc)
+		vmm_die("%s %s: %s", load.initrd_failed ? "initrd" : "kernel", load.initrd_failed ? cfg.initrd : cfg.kernel,
+			load.err);
+	phase(&ph, vm, "kernel");
+	close(kernel_fd);
+	kernel_fd = -1;
+	if (initrd) {
+		munmap(initrd, ilen);
+		close(initrd_fd);
+		initrd_fd = -1;
+	}
+	bi = load.bi;
 	if (loader_write_boot_params(&vm->mem, kernel, klen, cmdline, &bi, err, sizeof(err)))
 		vmm_die("%s", err);
 	munmap(kernel, klen);
 	if (acpi_build(&vm->mem, cfg.vcpus, acpi, vm->n_virtio) || mptable_build(&vm->mem, cfg.vcpus))
 		vmm_die("firmware tables do not fit below 1 MiB");
-	for (i = 0; i < cfg.vcpus; i++)
-		if (vm_create_vcpu(vm, i, &bi, err, sizeof(err)))
-			vmm_die("%s", err);
+	if (vm_set_boot_regs(vm, &bi, err, sizeof(err)))
+		vmm_die("%s", err);
 
 	/* Signals arrive through a signalfd on the device thread only. */
 	sigemptyset(&sigs);
@@ -386,7 +438,7 @@ int main(int argc, char **argv)
 	 * barrier until this thread has installed the device filter. */
 	if (pthread_barrier_init(&vm->start, NULL, (unsigned)cfg.vcpus + 1))
 		vmm_die("pthread_barrier_init failed");
-	phase(&ph, vm, "vcpus");
+	phase(&ph, vm, "boot");
 	for (i = 0; i < cfg.vcpus; i++)
 		if (pthread_create(&vm->vcpus[i].thread, NULL, vm_vcpu_thread, &vm->vcpus[i]))
 			vmm_die("creating vCPU thread %d failed", i);

@@ -35,7 +35,35 @@ static int fail(char *err, size_t errlen, const char *what)
 	return -e;
 }
 
-int vm_create(struct vm *vm, uint64_t mem_mib, char *err, size_t errlen)
+int vm_map_memory(struct vm *vm, uint64_t mem_mib, char *err, size_t errlen)
+{
+	vm->mem_bytes = mem_mib << 20;
+	gm_layout(&vm->mem, vm->mem_bytes);
+	/* 2 MiB aligned, so that guest-physical huge pages are host huge
+	 * pages too: loading the kernel then faults 2 MiB at a time instead of
+	 * 4 KiB, and the guest's nested page tables stay small. */
+	{
+		size_t span = vm->mem_bytes + GUEST_HUGE_PAGE;
+		uint8_t *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		uintptr_t base;
+
+		if (raw == MAP_FAILED)
+			return fail(err, errlen, "mapping guest memory");
+		base = ((uintptr_t)raw + GUEST_HUGE_PAGE - 1) & ~(uintptr_t)(GUEST_HUGE_PAGE - 1);
+		if (base > (uintptr_t)raw)
+			munmap(raw, base - (uintptr_t)raw);
+		if ((uintptr_t)raw + span > base + vm->mem_bytes)
+			munmap((void *)(base + vm->mem_bytes), (uintptr_t)raw + span - (base + vm->mem_bytes));
+		vm->mem.host = (uint8_t *)base;
+	}
+	/* Guest RAM is not worth a core dump or a fork copy; huge pages where
+	 * the host allows them (THP "madvise" or "always"). */
+	madvise(vm->mem.host, vm->mem_bytes, MADV_DONTDUMP);
+	madvise(vm->mem.host, vm->mem_bytes, MADV_HUGEPAGE);
+	return 0;
+}
+
+int vm_create(struct vm *vm, char *err, size_t errlen)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	struct kvm_userspace_memory_region region;
@@ -68,29 +96,6 @@ int vm_create(struct vm *vm, uint64_t mem_mib, char *err, size_t errlen)
 	if ((long)vm->run_size <= 0)
 		return fail(err, errlen, "KVM_GET_VCPU_MMAP_SIZE");
 
-	vm->mem_bytes = mem_mib << 20;
-	gm_layout(&vm->mem, vm->mem_bytes);
-	/* 2 MiB aligned, so that guest-physical huge pages are host huge
-	 * pages too: loading the kernel then faults 2 MiB at a time instead of
-	 * 4 KiB, and the guest's nested page tables stay small. */
-	{
-		size_t span = vm->mem_bytes + GUEST_HUGE_PAGE;
-		uint8_t *raw = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-		uintptr_t base;
-
-		if (raw == MAP_FAILED)
-			return fail(err, errlen, "mapping guest memory");
-		base = ((uintptr_t)raw + GUEST_HUGE_PAGE - 1) & ~(uintptr_t)(GUEST_HUGE_PAGE - 1);
-		if (base > (uintptr_t)raw)
-			munmap(raw, base - (uintptr_t)raw);
-		if ((uintptr_t)raw + span > base + vm->mem_bytes)
-			munmap((void *)(base + vm->mem_bytes), (uintptr_t)raw + span - (base + vm->mem_bytes));
-		vm->mem.host = (uint8_t *)base;
-	}
-	/* Guest RAM is not worth a core dump or a fork copy; huge pages where
-	 * the host allows them (THP "madvise" or "always"). */
-	madvise(vm->mem.host, vm->mem_bytes, MADV_DONTDUMP);
-	madvise(vm->mem.host, vm->mem_bytes, MADV_HUGEPAGE);
 	region = (struct kvm_userspace_memory_region){
 		.slot = 0, .guest_phys_addr = 0, .memory_size = vm->mem.low_size,
 		.userspace_addr = (uint64_t)(uintptr_t)vm->mem.host,
@@ -252,7 +257,7 @@ static int setup_boot_regs(struct vm *vm, struct vcpu *c, const struct boot_info
 	return 0;
 }
 
-int vm_create_vcpu(struct vm *vm, int i, const struct boot_info *bi, char *err, size_t errlen)
+int vm_create_vcpu(struct vm *vm, int i, char *err, size_t errlen)
 {
 	struct vcpu *c = &vm->vcpus[i];
 	int rc;
@@ -267,12 +272,20 @@ int vm_create_vcpu(struct vm *vm, int i, const struct boot_info *bi, char *err, 
 		c->run = NULL;
 		return fail(err, errlen, "mapping kvm_run");
 	}
-	if ((rc = setup_cpuid(vm, c)) || (rc = setup_msrs(c)) || (rc = setup_lapic(c)) ||
-	    (i == 0 && (rc = setup_boot_regs(vm, c, bi)))) {
+	if ((rc = setup_cpuid(vm, c)) || (rc = setup_msrs(c)) || (rc = setup_lapic(c))) {
 		snprintf(err, errlen, "setting up vCPU %d: %s", i, strerror(-rc));
 		return rc;
 	}
 	return 0;
+}
+
+int vm_set_boot_regs(struct vm *vm, const struct boot_info *bi, char *err, size_t errlen)
+{
+	int rc = setup_boot_regs(vm, &vm->vcpus[0], bi);
+
+	if (rc)
+		snprintf(err, errlen, "setting up vCPU 0's boot registers: %s", strerror(-rc));
+	return rc;
 }
 
 void vm_irq_pulse(struct vm *vm, uint32_t irq)

@@ -63,12 +63,21 @@ struct vm {
 	pthread_barrier_t start;  /* vCPUs wait here until the jail is in place */
 };
 
-/* Open /dev/kvm, create the VM with its irqchip and PIT, map mem_mib of
- * RAM. Fills err on failure; 0 or -errno. */
-int vm_create(struct vm *vm, uint64_t mem_mib, char *err, size_t errlen);
+/* Map mem_mib of guest RAM (vm->mem), not yet known to KVM, so that the
+ * kernel can be loaded into it while the VM is created. Fills err on
+ * failure; 0 or -errno. */
+int vm_map_memory(struct vm *vm, uint64_t mem_mib, char *err, size_t errlen);
 
-/* Create vCPU i and set its registers for the boot described by bi. */
-int vm_create_vcpu(struct vm *vm, int i, const struct boot_info *bi, char *err, size_t errlen);
+/* Open /dev/kvm, create the VM with its irqchip and PIT, and give it the
+ * RAM vm_map_memory mapped. Fills err on failure; 0 or -errno. */
+int vm_create(struct vm *vm, char *err, size_t errlen);
+
+/* Create vCPU i: its fd, kvm_run, CPUID, MSRs and local APIC. */
+int vm_create_vcpu(struct vm *vm, int i, char *err, size_t errlen);
+
+/* Set vCPU 0's registers for the boot described by bi (after
+ * vm_create_vcpu, once the kernel is loaded). */
+int vm_set_boot_regs(struct vm *vm, const struct boot_info *bi, char *err, size_t errlen);
 
 /* Pulse a legacy interrupt line (edge). */
 void vm_irq_pulse(struct vm *vm, uint32_t irq);
