@@ -34,7 +34,10 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 	 * (reboot=k); QEMU's microvm has no i8042, so it gets a triple fault
 	 * (reboot=t) which -no-reboot turns into an exit. panic=-1 turns a
 	 * guest panic into the same. Without KVM the guest has no kvm-clock:
-	 * it gets the host TSC's rate (runner/hosttsc.h). */
+	 * it gets the host TSC's rate (runner/hosttsc.h). Neither machine has
+	 * PCI or more than one UART, and probing for them costs the boot about
+	 * 250 port I/O exits, each a round trip through the VMM: pci=off and
+	 * 8250.nr_uarts=1 skip that. */
 	bool qemu = !strcmp(channel, "virtio-console");
 	bool tcg = qemu && s->accel && !strcmp(s->accel, "tcg");
 	char tsc[48] = "";
@@ -42,7 +45,8 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 	if (tcg)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%lu", hosttsc_khz());
 	snprintf(buf, size,
-		 "console=ttyS0 reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw init=/sbin/kiln-agent "
+		 "console=ttyS0 8250.nr_uarts=1 pci=off reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw "
+		 "init=/sbin/kiln-agent "
 		 "kiln.channel=%s%s%s%s%s",
 		 qemu ? "t" : "k", channel, s->workspace_late ? " kiln.workspace=late" : "", tsc,
 		 s->net_cmdline && *s->net_cmdline ? " " : "",

@@ -19,6 +19,9 @@ START_TEST(cmdline_words)
 
 	executor_cmdline(&s, "vsock", buf, sizeof(buf));
 	ck_assert_ptr_nonnull(strstr(buf, " reboot=k "));
+	/* no probing for hardware neither machine has */
+	ck_assert_ptr_nonnull(strstr(buf, " pci=off "));
+	ck_assert_ptr_nonnull(strstr(buf, " 8250.nr_uarts=1 "));
 	ck_assert_ptr_nonnull(strstr(buf, " kiln.channel=vsock"));
 	ck_assert_ptr_null(strstr(buf, "kiln.workspace"));
 	s.workspace_late = true;
