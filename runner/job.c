@@ -192,6 +192,11 @@ static enum kiln_rc pick_executor(struct job *j, struct kiln_err *e)
 	struct doctor_facts f;
 	struct doctor_report rep;
 
+	if (j->o->backend) {
+		j->backend = j->o->backend;
+		j->accel = "kvm";
+		return KILN_OK;
+	}
 	doctor_probe("", kiln_libexec_dir(), &f);
 	f.have_kernel = f.have_rootfs = true;
 	doctor_judge(&f, &rep);

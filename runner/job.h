@@ -13,11 +13,16 @@
 #include "runner/payload.h"
 #include "runner/result.h"
 
+struct executor_ops;
+
 enum job_cancel { JOB_RUN = 0, JOB_CANCEL_GRACEFUL = 1, JOB_CANCEL_NOW = 2 };
 
 struct job_opts {
 	const struct kiln_config *cfg;
 	const char *executor;        /* auto, microvm, qemu; NULL: the config's */
+	/* A backend to run the VM with instead of the one executor names
+	 * (tests drive job_run with a fake VM). NULL: by executor. */
+	const struct executor_ops *backend;
 	const char *image;           /* rootfs image; NULL: the payload's image if built, else the default */
 	const char *kernel;          /* kernel image; NULL: the config's */
 	int vcpus, memory_mib;       /* 0: the config's */

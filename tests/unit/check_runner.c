@@ -29,6 +29,7 @@ int main(void)
 	srunner_add_suite(sr, payload_suite());
 	srunner_add_suite(sr, pipeline_suite());
 	srunner_add_suite(sr, executor_suite());
+	srunner_add_suite(sr, job_suite());
 	srunner_add_suite(sr, cirules_suite());
 	srunner_add_suite(sr, workspace_suite());
 	srunner_add_suite(sr, gitlab_suite());

@@ -20,6 +20,7 @@ Suite *localci_suite(void);
 Suite *outmux_suite(void);
 Suite *artifacts_suite(void);
 Suite *executor_suite(void);
+Suite *job_suite(void);
 
 /* Absolute path of a file under tests/fixtures (from $top_srcdir). */
 const char *fixture(const char *rel);
