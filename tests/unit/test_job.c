@@ -300,29 +300,36 @@ static int entries(const char *dir)
 	return n;
 }
 
-/* The VM starts with an empty workspace file, which is complete at the
- * rescan; the job runs once and its folder is gone afterwards. */
-START_TEST(late_workspace_order)
+/* Run the job with the fake agent, old or current; it must succeed, leave
+ * its output, and leave no job folder behind. */
+static void run_fake_job_ok(bool old_agent)
 {
 	struct job_result r;
 	struct kiln_err e = { 0 };
 	char jobs[PATH_MAX + 16];
 
-	g_old_agent = false;
+	g_old_agent = old_agent;
 	ck_assert_msg(run_fake_job(&r, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_int_eq(r.exit_code, 0);
 	ck_assert_str_eq(r.failure_reason, "");
 	ck_assert_ptr_nonnull(strstr(g_out, "fake job ran"));
+	ck_assert_int_ge(g_cleanups, g_starts);
+	snprintf(jobs, sizeof(jobs), "%s/state/jobs", g_dir);
+	ck_assert_int_eq(entries(jobs), 0);
+}
+
+/* The VM starts with an empty workspace file, which is complete at the
+ * rescan, and the JOB frame comes after that; the job runs once. */
+START_TEST(late_workspace_order)
+{
+	run_fake_job_ok(false);
 	ck_assert_int_eq(g_starts, 1);
 	ck_assert(g_launch[0].late);
 	ck_assert_int_eq(g_launch[0].ws_size, 0);
 	ck_assert_int_eq(g_rescans, 1);
 	ck_assert_int_gt(g_ws_size_at_rescan, 0);
-	ck_assert_int_eq(g_rescans_at_stream, 1); /* so the JOB frame came after it */
+	ck_assert_int_eq(g_rescans_at_stream, 1);
 	ck_assert_ptr_null(strstr(g_notices, "booting again"));
-	ck_assert_int_ge(g_cleanups, 1);
-	snprintf(jobs, sizeof(jobs), "%s/state/jobs", g_dir);
-	ck_assert_int_eq(entries(jobs), 0);
 }
 END_TEST
 
@@ -330,23 +337,13 @@ END_TEST
  * with the workspace complete, and the job runs there. */
 START_TEST(old_agent_gets_a_second_vm)
 {
-	struct job_result r;
-	struct kiln_err e = { 0 };
-	char jobs[PATH_MAX + 16];
-
-	g_old_agent = true;
-	ck_assert_msg(run_fake_job(&r, &e) == KILN_OK, "%s", e.msg);
-	ck_assert_int_eq(r.exit_code, 0);
-	ck_assert_ptr_nonnull(strstr(g_out, "fake job ran"));
+	run_fake_job_ok(true);
 	ck_assert_int_eq(g_starts, 2);
 	ck_assert(g_launch[0].late);
 	ck_assert(!g_launch[1].late);
 	ck_assert_int_gt(g_launch[1].ws_size, 0);
 	ck_assert_ptr_nonnull(strstr(g_notices, "booting again"));
 	ck_assert_ptr_nonnull(strstr(g_notices, "kiln images build img"));
-	ck_assert_int_ge(g_cleanups, 2);
-	snprintf(jobs, sizeof(jobs), "%s/state/jobs", g_dir);
-	ck_assert_int_eq(entries(jobs), 0);
 }
 END_TEST
 
