@@ -27,7 +27,13 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	if (strchr(s->rootfs, ',') || (s->workspace && strchr(s->workspace, ',')) || strchr(s->run_dir, ','))
 		return kiln_fail(e, KILN_E_INVALID, "QEMU cannot take paths containing a comma");
 	executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline));
-	snprintf(machine, sizeof(machine), "microvm,accel=%s,x-option-roms=off,rtc=off", s->accel);
+	/* Under TCG the guest has no kvm-clock and reads the wall clock from
+	 * the CMOS RTC at boot. Without one, every port reads 0xff, the
+	 * "update in progress" bit never clears, and Linux polls it for a full
+	 * second before it gives up: so TCG gets the RTC. With KVM the clock
+	 * comes from kvm-clock and the RTC is left out. */
+	snprintf(machine, sizeof(machine), "microvm,accel=%s,x-option-roms=off,rtc=%s", s->accel,
+		 strcmp(s->accel, "kvm") ? "on" : "off");
 	snprintf(mem, sizeof(mem), "%d", s->memory_mib);
 	snprintf(smp, sizeof(smp), "%d", s->vcpus);
 	snprintf(serial, sizeof(serial), "file:%s", x->console_path);

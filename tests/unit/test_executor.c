@@ -1,6 +1,8 @@
 /* The executor layer's shared parts: the guest command line and how the
  * VMM process is started. */
 #include <check.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +121,73 @@ START_TEST(spawn_holds_the_signal)
 }
 END_TEST
 
+/* The -M words the qemu backend starts QEMU with, for accel: a fake QEMU
+ * (a shell script) writes its arguments one per line into dir/argv. */
+static void qemu_machine(const char *dir, const char *accel, char *machine, size_t size)
+{
+	char helper[PATH_MAX], out[PATH_MAX], line[512];
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	bool next = false;
+	int status;
+	FILE *f;
+
+	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
+	snprintf(out, sizeof(out), "%s/argv", dir);
+	f = fopen(helper, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\n", out);
+	fclose(f);
+	ck_assert_int_eq(chmod(helper, 0755), 0);
+	s.kernel = "/k";
+	s.rootfs = "/r.ext4";
+	s.vcpus = 1;
+	s.memory_mib = 256;
+	s.run_dir = dir;
+	s.helper = helper;
+	s.accel = accel;
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
+	ck_assert_int_eq(executor_wait(&x, 5000, &status, &e), KILN_OK);
+	ck_assert_int_eq(status, 0);
+	executor_cleanup(&x);
+	unlink(x.log_path);
+	machine[0] = '\0';
+	f = fopen(out, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (next) {
+			snprintf(machine, size, "%s", line);
+			break;
+		}
+		next = !strcmp(line, "-M");
+	}
+	fclose(f);
+	unlink(out);
+	unlink(helper);
+}
+
+/* Under TCG the guest reads the wall clock from the CMOS RTC, and without
+ * one Linux polls it for a second at boot: TCG gets the RTC, KVM (which
+ * has kvm-clock) does not. */
+START_TEST(qemu_rtc_under_tcg_only)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", machine[256];
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	qemu_machine(dir, "tcg", machine, sizeof(machine));
+	ck_assert_ptr_nonnull(strstr(machine, "accel=tcg"));
+	ck_assert_ptr_nonnull(strstr(machine, "rtc=on"));
+	qemu_machine(dir, "kvm", machine, sizeof(machine));
+	ck_assert_ptr_nonnull(strstr(machine, "accel=kvm"));
+	ck_assert_ptr_nonnull(strstr(machine, "rtc=off"));
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 Suite *executor_suite(void)
 {
 	Suite *s = suite_create("executor");
@@ -127,6 +196,7 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, cmdline_words);
 	tcase_add_test(tc, late_workspace_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);
+	tcase_add_test(tc, qemu_rtc_under_tcg_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
