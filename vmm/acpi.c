@@ -326,7 +326,11 @@ int acpi_build(const struct guest_mem *m, int vcpus, const struct acpi_mmio_dev 
 	put32(&a, (uint32_t)(LAYOUT_RSDP + dsdt));   /* DSDT */
 	while (a.len - fadt < 109)
 		put8(&a, 0);
-	put16(&a, 1 << 2);                           /* IAPC_BOOT_ARCH: VGA not present */
+	/* IAPC_BOOT_ARCH: no VGA, no CMOS RTC. Without the second, a kernel
+	 * with the rtc_cmos driver polls the absent RTC's ports (0xff: update
+	 * always in progress) for a second or more at boot; the wall clock
+	 * comes from kvm-clock. */
+	put16(&a, 1 << 2 | 1 << 5);
 	put8(&a, 0);
 	put32(&a, 1 << 20 | 1 << 4 | 1 << 5);        /* HW_REDUCED_ACPI, PWR_BUTTON, SLP_BUTTON */
 	while (a.len - fadt < 131)

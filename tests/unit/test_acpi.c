@@ -70,6 +70,8 @@ START_TEST(tables_checksum_to_zero)
 	t = table("FACP");
 	ck_assert_uint_eq(rd32(t + 4), 276);
 	ck_assert_uint_eq(rd32(t + 112) & (1u << 20), 1u << 20); /* HW_REDUCED_ACPI */
+	/* IAPC_BOOT_ARCH: no VGA, no CMOS RTC (which Linux would poll for) */
+	ck_assert_uint_eq(t[109] | t[110] << 8, 1u << 2 | 1u << 5);
 	ck_assert_uint_eq(rd64(t + 244 + 4), VMM_ACPI_SLEEP_CONTROL);
 	t = table("APIC");
 	/* 44-byte header, 4 local APICs (8 bytes each), 1 IOAPIC (12 bytes). */
