@@ -275,7 +275,6 @@ int main(int argc, char **argv)
 	};
 	struct vm *vm = &the_vm;
 	struct vm_config cfg;
-	struct boot_info bi;
 	struct acpi_mmio_dev acpi[VM_MAX_VIRTIO];
 	char err[512], cmdline[VM_CMDLINE_MAX + 64];
 	const char *config = NULL, *tmp_dir;
@@ -409,13 +408,12 @@ int main(int argc, char **argv)
 		close(initrd_fd);
 		initrd_fd = -1;
 	}
-	bi = load.bi;
-	if (loader_write_boot_params(&vm->mem, kernel, klen, cmdline, &bi, err, sizeof(err)))
+	if (loader_write_boot_params(&vm->mem, kernel, klen, cmdline, &load.bi, err, sizeof(err)))
 		vmm_die("%s", err);
 	munmap(kernel, klen);
 	if (acpi_build(&vm->mem, cfg.vcpus, acpi, vm->n_virtio) || mptable_build(&vm->mem, cfg.vcpus))
 		vmm_die("firmware tables do not fit below 1 MiB");
-	if (vm_set_boot_regs(vm, &bi, err, sizeof(err)))
+	if (vm_set_boot_regs(vm, &load.bi, err, sizeof(err)))
 		vmm_die("%s", err);
 
 	/* Signals arrive through a signalfd on the device thread only. */
