@@ -447,7 +447,11 @@ int main(int argc, char **argv)
 	phase(&ph, vm, "jail");
 	t_run = vm_now_ns();
 	if (ph.on) {
-		vmm_log("process start to first KVM_RUN: %llu us", (unsigned long long)(t_run - vm->t0_ns) / 1000);
+		/* The absolute time lets a caller that spawned kiln-vmm through
+		 * others (kiln exec) place the first KVM_RUN on its own clock. */
+		vmm_log("process start to first KVM_RUN: %llu us (CLOCK_MONOTONIC %llu.%06llu s)",
+			(unsigned long long)(t_run - vm->t0_ns) / 1000, (unsigned long long)(t_run / 1000000000ULL),
+			(unsigned long long)(t_run % 1000000000ULL) / 1000);
 		vmm_log("start-up phases, us since main(): %s", ph.line);
 	}
 	pthread_barrier_wait(&vm->start);
