@@ -119,8 +119,8 @@ static void phase(struct phases *ph, const struct vm *vm, const char *name)
 }
 
 /* The kernel and initrd are read into guest RAM on a thread of their own
- * while this one creates the VM and its devices: the copy and KVM's set-up
- * are each several milliseconds and independent. The thread ends before
+ * while this one creates the VM, its devices and vCPUs: the copy takes
+ * several milliseconds and needs none of them. The thread ends before
  * the jail, and touches nothing but guest RAM and its own fds. */
 struct image_load {
 	const struct guest_mem *mem;

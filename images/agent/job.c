@@ -627,9 +627,8 @@ static void job_cleanup(struct job *j)
 
 int job_serve(int host_fd, job_ready_fn ready)
 {
-	char err[256];
-
 	struct job j = { .host = host_fd, .sigfd = -1 };
+	char err[256];
 
 	ap_reader_init(&j.rd);
 	/* The stream is the agent's alone: no step may inherit it and keep it

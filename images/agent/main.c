@@ -22,9 +22,6 @@
 #include "images/agent/log.h"
 #include "images/agent/net.h"
 
-/* How long a late workspace may take to appear after the JOB frame. */
-#define LATE_WORKSPACE_WAIT_MS 10000
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -33,6 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* How long a late workspace may take to appear after the JOB frame. */
+#define LATE_WORKSPACE_WAIT_MS 10000
 
 static void usage(FILE *out)
 {
