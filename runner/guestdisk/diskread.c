@@ -203,6 +203,8 @@ enum kiln_rc diskread_extract(const struct diskread_req *r, const char *dest, st
 	close(out[1]);
 	close(err[1]);
 	out[1] = err[1] = -1;
+	if (r->started)
+		r->started(pid, r->started_arg);
 	rc = tarin_extract(out[0], dest, &lim, st, e);
 	/* A reader that is not done when kiln is (an error, the deadline) goes. */
 	close(out[0]);

@@ -46,6 +46,10 @@ struct diskread_req {
 	uint64_t max_bytes;       /* 0: ARTIFACTS_MAX_BYTES */
 	uint32_t max_files;       /* 0: ARTIFACTS_MAX_FILES */
 	unsigned time_s;          /* 0: DISKREAD_TIME_S */
+	/* Called with the reader's pid before its stream is read (so it
+	 * blocks once the pipe is full); the tests look at its /proc. */
+	void (*started)(pid_t pid, void *arg);
+	void *started_arg;
 };
 
 /* Extract what r->a selects from r->image into dest (created, left as it

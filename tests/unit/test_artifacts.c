@@ -12,6 +12,7 @@
 
 #include "runner/artifacts.h"
 #include "runner/fstree.h"
+#include "runner/guestdisk/diskread.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 
@@ -378,6 +379,77 @@ START_TEST(setuid_bits_never_come_out)
 }
 END_TEST
 
+/* What the reader is once it runs, from its /proc while it waits on a
+ * full pipe: the jail of runner/guestdisk/diskread.h. */
+struct jail_seen {
+	char status[4096];
+	bool own_net, own_mnt;
+	char root[PATH_MAX];
+};
+
+static void look_at_reader(pid_t pid, void *arg)
+{
+	struct jail_seen *js = arg;
+	char path[64], mine[64], theirs[64];
+	int i;
+
+	/* Until it has jailed itself (seccomp is its last step): 10 s at most. */
+	for (i = 0; i < 1000; i++) {
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+		if (!(f = fopen(path, "r")))
+			break;
+		n = fread(js->status, 1, sizeof(js->status) - 1, f);
+		js->status[n] = '\0';
+		fclose(f);
+		if (strstr(js->status, "\nSeccomp:\t2"))
+			break;
+		usleep(10000);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	js->own_net = readlink("/proc/self/ns/net", mine, sizeof(mine)) > 0 &&
+		      readlink(path, theirs, sizeof(theirs)) > 0 && strcmp(mine, theirs);
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	memset(mine, 0, sizeof(mine));
+	memset(theirs, 0, sizeof(theirs));
+	js->own_mnt = readlink("/proc/self/ns/mnt", mine, sizeof(mine)) > 0 &&
+		      readlink(path, theirs, sizeof(theirs)) > 0 && strcmp(mine, theirs);
+}
+
+START_TEST(the_reader_is_jailed)
+{
+	static const char *const fields[] = {
+		"\nUid:\t65534\t65534\t65534\t65534", "\nGid:\t65534\t65534\t65534\t65534", "\nGroups:\t \n",
+		"\nCapEff:\t0000000000000000", "\nCapPrm:\t0000000000000000", "\nNoNewPrivs:\t1", "\nSeccomp:\t2",
+	};
+	struct scratch sc;
+	struct jail_seen js = { 0 };
+	const char *paths[] = { "dist/" };
+	struct artifacts_spec a = { paths, 1, NULL, 0, "/builds/g/demo", false };
+	struct diskread_req r = { .image = sc.img, .project = "g/demo", .a = &a, .tmp_dir = sc.tmp,
+				  .started = look_at_reader, .started_arg = &js };
+	struct tarin_stats st;
+	struct kiln_err e = { 0 };
+	size_t i;
+
+	scratch_init(&sc);
+	r.image = sc.img;
+	r.tmp_dir = sc.tmp;
+	/* 4 MiB: more than a pipe holds, so the reader waits for kiln. */
+	hostile_image(&sc, "head -c 4194304 /dev/zero > $p/dist/big", "true");
+	ck_assert_msg(diskread_extract(&r, sc.dest, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 1);
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		ck_assert_msg(strstr(js.status, fields[i]), "no '%s' in the reader's status:\n%s", fields[i] + 1,
+			      js.status);
+	ck_assert(js.own_net);
+	ck_assert(js.own_mnt);
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
 Suite *artifacts_suite(void)
 {
 	Suite *s = suite_create("artifacts");
@@ -396,6 +468,7 @@ Suite *artifacts_suite(void)
 	tcase_add_test(tc, hostile_corrupt_fast_link);
 	tcase_add_test(tc, hostile_folder_inside_itself);
 	tcase_add_test(tc, setuid_bits_never_come_out);
+	tcase_add_test(tc, the_reader_is_jailed);
 	suite_add_tcase(s, tc);
 	return s;
 }
