@@ -4,11 +4,10 @@
  * Before the VM: caches are restored from the local cache
  * (<cache_root>/<project path>/<key>/cache.zip, <key> as gla_cache_key
  * makes it: the key, then its fallback_keys, then $CACHE_FALLBACK_KEY; a
- * cache problem never fails the
- * job) and the dependencies' artifacts are downloaded (GET
- * /jobs/:id/artifacts with each dependency's token; a failure fails the
- * job). Both are extracted into folders that job_opts.extra_dirs lays over
- * the checkout, caches first.
+ * cache problem never fails the job) and the dependencies' artifacts are
+ * downloaded (GET /jobs/:id/artifacts with each dependency's token; a
+ * failure fails the job). Both are extracted into folders that
+ * job_opts.extra_dirs lays over the checkout, caches first.
  *
  * When the VM has stopped (job_opts.finished), the files that
  * artifacts:paths/exclude and cache:paths select are copied out of the
