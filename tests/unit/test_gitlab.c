@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "runner/config.h"
+#include "runner/fstree.h"
 #include "runner/glclient.h"
 #include "runner/glartifacts.h"
 #include "runner/glconfig.h"
@@ -1070,6 +1071,59 @@ START_TEST(zip_roundtrip)
 }
 END_TEST
 
+/* No setuid, setgid or sticky bit survives a zip (written or read) or a
+ * tree copy: modes are masked to 0777. The written archive is checked with
+ * Python's zipfile, and a zip made by Python with 06755 is extracted. */
+START_TEST(modes_lose_setuid)
+{
+	char *d = tmpdir(), path[256], zipf[128], out[128], cmd[600];
+	struct fstree_stats fst;
+	struct zip_stats st;
+	struct kiln_err e = { 0 };
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/src/sub", d);
+	ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	ck_assert_int_eq(chmod(path, 01777), 0);
+	snprintf(path, sizeof(path), "%s/src/sub/suid", d);
+	write_file(path, "#!/bin/sh\n", 10, 0755);
+	ck_assert_int_eq(chmod(path, 06755), 0);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 06755);
+
+	snprintf(zipf, sizeof(zipf), "%s/w.zip", d);
+	snprintf(path, sizeof(path), "%s/src", d);
+	ck_assert_msg(zip_write_dir(path, zipf, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import sys, zipfile; sys.exit(any(i.external_attr >> 16 & 0o7000 "
+		 "for i in zipfile.ZipFile(\"%s\").infolist()))'", zipf);
+	ck_assert_int_eq(system(cmd), 0);
+
+	snprintf(zipf, sizeof(zipf), "%s/py.zip", d);
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import zipfile; z = zipfile.ZipFile(\"%s\", \"w\"); i = zipfile.ZipInfo(\"x/suid\"); "
+		 "i.external_attr = 0o106755 << 16; z.writestr(i, \"hi\"); z.close()'", zipf);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/out", d);
+	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	snprintf(path, sizeof(path), "%s/x/suid", out);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0755);
+
+	snprintf(path, sizeof(path), "%s/src", d);
+	snprintf(out, sizeof(out), "%s/copy", d);
+	ck_assert_msg(fstree_copy(path, out, NULL, NULL, &fst, &e) == KILN_OK, "%s", e.msg);
+	snprintf(path, sizeof(path), "%s/sub/suid", out);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0755);
+	snprintf(path, sizeof(path), "%s/sub", out);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07000, 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* Report artifacts: one gzip member per regular file, named by its path,
  * in sorted order; links are not members; a size limit holds. */
 START_TEST(gzip_members)
@@ -1348,6 +1402,7 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, cache_key_suffixes);
 	tcase_add_test(tc, zip_roundtrip);
 	tcase_add_test(tc, gzip_members);
+	tcase_add_test(tc, modes_lose_setuid);
 	tcase_add_test(tc, zip_refuses_unsafe);
 	tcase_add_test(tc, metrics_text_and_http);
 	suite_add_tcase(s, tc);
