@@ -19,9 +19,10 @@ static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
-	char cmdline[2048], machine[96], mem[16], smp[16], serial[PATH_MAX + 8], chardev[PATH_MAX + 32];
+	char cmdline[2048], machine[96], mem[16], smp[16], addfd[32], chardev[PATH_MAX + 32];
 	char root[PATH_MAX + 64], ws[PATH_MAX + 64], netdev[128];
 	char *argv[MAX_ARGS];
+	enum kiln_rc rc;
 	int n = 0;
 
 	if (strchr(s->rootfs, ',') || (s->workspace && strchr(s->workspace, ',')) || strchr(s->run_dir, ','))
@@ -35,7 +36,10 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	snprintf(machine, sizeof(machine), "microvm,accel=%s,x-option-roms=off,rtc=on", s->accel);
 	snprintf(mem, sizeof(mem), "%d", s->memory_mib);
 	snprintf(smp, sizeof(smp), "%d", s->vcpus);
-	snprintf(serial, sizeof(serial), "file:%s", x->console_path);
+	/* QEMU's file chardev has no size limit: the console goes through a
+	 * pipe that kiln copies with one (fd set 1 is that pipe; append=on,
+	 * as QEMU's O_TRUNC is an ftruncate that a pipe refuses). */
+	snprintf(addfd, sizeof(addfd), "fd=%d,set=1", EXECUTOR_CONSOLE_FD);
 	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s", x->listen_path);
 	/* snapshot=on: a private temporary overlay; the image is never written. */
 	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on", s->rootfs);
@@ -54,8 +58,12 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-display";
 	argv[n++] = "none";
 	argv[n++] = "-no-reboot";
+	argv[n++] = "-add-fd";
+	argv[n++] = addfd;
+	argv[n++] = "-chardev";
+	argv[n++] = "file,id=console,path=/dev/fdset/1,append=on";
 	argv[n++] = "-serial";
-	argv[n++] = serial;
+	argv[n++] = "chardev:console";
 	argv[n++] = "-kernel";
 	argv[n++] = (char *)s->kernel;
 	if (s->initrd) {
@@ -91,6 +99,8 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 		argv[n++] = "virtio-net-device,netdev=n0";
 	}
 	argv[n] = NULL;
+	if ((rc = executor_console_pipe(x, EXECUTOR_CONSOLE_MAX, e)))
+		return rc;
 	return executor_spawn(x, argv, 0, e);
 }
 
