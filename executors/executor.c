@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -102,6 +103,12 @@ enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_sig
 		dup2(log_fd, 2);
 		if (x->console_fd >= 0)
 			dup2(x->console_fd, EXECUTOR_CONSOLE_FD);
+		if (x->fsize_max) {
+			struct rlimit rl = { x->fsize_max, x->fsize_max };
+
+			if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+				_exit(127);
+		}
 		execv(argv[0], argv);
 		dprintf(log_fd, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);

@@ -74,6 +74,7 @@ struct executor {
 	char log_path[PATH_MAX];   /* the VMM's own stderr */
 	int console_fd;            /* executor_console_pipe's write end until spawn, -1 */
 	pid_t drain_pid;           /* its copying process, -1 */
+	unsigned long long fsize_max; /* RLIMIT_FSIZE for the VM's process, 0: none */
 };
 
 /* The most of a guest's console that a console file keeps (kiln-vmm's
@@ -99,7 +100,8 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e);
 /* Start argv[0] as the VM's process; held_signal (0: none) starts blocked
  * in it, for a VMM that takes that signal through a signalfd and must not
- * die of one sent before it is ready. */
+ * die of one sent before it is ready. With x->fsize_max set, no file the
+ * process writes grows past it (RLIMIT_FSIZE). */
 enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_signal, struct kiln_err *e);
 /* For a VMM that writes the guest's console to a file without a limit
  * (QEMU): make the console a pipe, which the next executor_spawn hands the

@@ -3,10 +3,12 @@
  * QEMU offers vsock only through the host's vhost-vsock. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "executors/executor.h"
 
 #define MAX_ARGS 64
+#define QEMU_OVERLAY_MAX (2048ULL << 20) /* as kiln-vmm's VM_COW_LIMIT_MIB */
 
 static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 {
@@ -23,6 +25,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	char root[PATH_MAX + 64], ws[PATH_MAX + 64], netdev[128];
 	char *argv[MAX_ARGS];
 	enum kiln_rc rc;
+	struct stat st;
 	int n = 0;
 
 	if (strchr(s->rootfs, ',') || (s->workspace && strchr(s->workspace, ',')) || strchr(s->run_dir, ','))
@@ -99,6 +102,13 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 		argv[n++] = "virtio-net-device,netdev=n0";
 	}
 	argv[n] = NULL;
+	/* snapshot=on's overlay is a qcow2 file QEMU writes in /var/tmp with
+	 * no cap of its own: no file QEMU writes grows past the workspace
+	 * image (written in place) or kiln-vmm's overlay cap, whichever is
+	 * larger. Past it QEMU dies of SIGXFSZ and the job fails. */
+	x->fsize_max = QEMU_OVERLAY_MAX;
+	if (s->workspace && stat(s->workspace, &st) == 0 && (unsigned long long)st.st_size > x->fsize_max)
+		x->fsize_max = (unsigned long long)st.st_size;
 	if ((rc = executor_console_pipe(x, EXECUTOR_CONSOLE_MAX, e)))
 		return rc;
 	return executor_spawn(x, argv, 0, e);

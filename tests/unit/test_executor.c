@@ -244,15 +244,16 @@ END_TEST
 
 /* QEMU writes its serial console into that pipe (fd set 1 on fd 3, a file
  * chardev with append=on: QEMU 7.2 opens /dev/fdset/1 so, checked by hand),
- * not into a file of its own: a fake QEMU records its arguments and writes
- * a line to fd 3, which lands in console.log. */
+ * not into a file of its own, and no file it writes (snapshot=on's overlay)
+ * grows past 2 GiB: a fake QEMU records its arguments and RLIMIT_FSIZE and
+ * writes a line to fd 3, which lands in console.log. */
 START_TEST(qemu_console_goes_through_the_pipe)
 {
 	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", helper[PATH_MAX], out[PATH_MAX + 8], line[512], prev[512] = "";
 	struct vm_spec s = { 0 };
 	struct executor x;
 	struct kiln_err e;
-	bool addfd = false, serial = false, chardev = false;
+	bool addfd = false, serial = false, chardev = false, fsize = false;
 	int status;
 	FILE *f;
 
@@ -261,8 +262,9 @@ START_TEST(qemu_console_goes_through_the_pipe)
 	snprintf(out, sizeof(out), "%s/argv", dir);
 	f = fopen(helper, "w");
 	ck_assert_ptr_nonnull(f);
-	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\ncase \"$*\" in *-add-fd*) echo 'Linux booted' >&3;; esac\n",
-		out);
+	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\ngrep 'Max file size' /proc/$$/limits >> %s\n"
+		   "case \"$*\" in *-add-fd*) echo 'Linux booted' >&3;; esac\n",
+		out, out);
 	fclose(f);
 	ck_assert_int_eq(chmod(helper, 0755), 0);
 	s.kernel = "/k";
@@ -285,12 +287,14 @@ START_TEST(qemu_console_goes_through_the_pipe)
 		addfd |= !strcmp(prev, "-add-fd") && !strcmp(line, "fd=3,set=1");
 		serial |= !strcmp(prev, "-chardev") && !strcmp(line, "file,id=console,path=/dev/fdset/1,append=on");
 		chardev |= !strcmp(prev, "-serial") && !strcmp(line, "chardev:console");
+		fsize |= !strncmp(line, "Max file size", 13) && strstr(line, " 2147483648 ");
 		snprintf(prev, sizeof(prev), "%s", line);
 	}
 	fclose(f);
 	ck_assert(addfd);
 	ck_assert(serial);
 	ck_assert(chardev);
+	ck_assert(fsize); /* snapshot=on's overlay: 2 GiB at most */
 	f = fopen(x.console_path, "r");
 	ck_assert_ptr_nonnull(f);
 	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
