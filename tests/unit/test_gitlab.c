@@ -271,6 +271,7 @@ struct srv {
 	char method[SRV_MAX][8], path[SRV_MAX][128], range[SRV_MAX][64];
 	char *body[SRV_MAX];
 	size_t body_len[SRV_MAX], n_req;
+	bool job_token[SRV_MAX];  /* the request had a JOB-TOKEN header */
 	char *stored;        /* the trace as a GitLab would keep it */
 	size_t stored_len;
 };
@@ -330,6 +331,7 @@ static void *srv_main(void *arg)
 		i = s->n_req++;
 		sscanf(buf, "%7s %127s", s->method[i], s->path[i]);
 		s->range[i][0] = '\0';
+		s->job_token[i] = strcasestr(buf, "\r\nJOB-TOKEN:") != NULL;
 		if ((h = strcasestr(buf, "\r\nContent-Range: ")))
 			sscanf(h + 17, "%63[^\r]", s->range[i]);
 		s->body[i] = body;
@@ -535,6 +537,60 @@ START_TEST(client_final_update_loop)
 	ck_assert_uint_eq(s.n_req, 4);
 	gl_client_free(&c);
 	srv_stop(&s);
+}
+END_TEST
+
+/* A 307 on artifact upload is followed with the job token only on the
+ * GitLab's own origin: not to another port or host, not to another scheme. */
+START_TEST(client_upload_redirects)
+{
+	static struct srv gl, other;
+	char file[64] = "/tmp/kiln-upload-XXXXXX", loc[3][160];
+	struct gl_client c;
+	struct kiln_err e = { 0 };
+	int fd = mkstemp(file), i;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "PK", 2), 2);
+	close(fd);
+	memset(&gl, 0, sizeof(gl));
+	memset(&other, 0, sizeof(other));
+	srv_start(&gl);
+	srv_start(&other);
+	client_for(&c, &gl);
+	snprintf(loc[0], sizeof(loc[0]), "307 Location: http://127.0.0.1:%d/api/v4/jobs/5/artifacts?moved=1", gl.port);
+	snprintf(loc[1], sizeof(loc[1]), "307 Location: http://127.0.0.1:%d/steal", other.port);
+	snprintf(loc[2], sizeof(loc[2]), "307 Location: https://127.0.0.1:%d/steal", gl.port);
+	gl.script[0] = loc[0];
+	gl.script[1] = "201";
+	gl.script[2] = loc[1];
+	gl.script[3] = loc[2];
+	gl.n_script = 4;
+
+	/* Same origin: followed, token and all. */
+	ck_assert_msg(gl_upload_artifacts(&c, 5, "glcbt-tok", file, "a.zip", "archive", "zip", NULL, &e) == KILN_OK,
+		      "%s", e.msg);
+	ck_assert_uint_eq(gl.n_req, 2);
+	ck_assert_ptr_nonnull(strstr(gl.path[1], "moved=1"));
+	ck_assert(gl.job_token[0] && gl.job_token[1]);
+	/* Another port, another scheme: refused, nothing sent there. */
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(gl_upload_artifacts(&c, 5, "glcbt-tok", file, "a.zip", "archive", "zip", NULL, &e),
+				 KILN_E_INVALID);
+		ck_assert_msg(strstr(e.msg, "not followed with the job token"), "%s", e.msg);
+	}
+	ck_assert_uint_eq(gl.n_req, 4);
+	ck_assert_uint_eq(other.n_req, 0);
+	gl_client_free(&c);
+	srv_stop(&gl);
+	srv_stop(&other);
+	unlink(file);
+
+	ck_assert(gl_same_origin("https://GitLab.example.com/api/v4", "https://gitlab.example.com:443/x?y"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "http://gitlab.example.com/api/v4"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "https://gitlab.example.com.evil/"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "https://gitlab.example.com:8443/"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "/relative"));
 }
 END_TEST
 
@@ -1391,6 +1447,7 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, client_retries_and_aborts);
 	tcase_add_test(tc, client_final_update_loop);
 	tcase_add_test(tc, client_url_and_info);
+	tcase_add_test(tc, client_upload_redirects);
 	tcase_add_test(tc, failure_reason_mapping);
 	tcase_add_test(tc, system_id);
 	tcase_add_test(tc, config_rewrite);
