@@ -134,6 +134,14 @@ static void fail_reason(struct job *j, const char *reason)
 		snprintf(j->r->failure_reason, sizeof(j->r->failure_reason), "%s", reason);
 }
 
+/* Whether s can be a failure reason: 1-47 of a-z and '_'. */
+static bool reason_word(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz_");
+
+	return n > 0 && n < 48 && !s[n];
+}
+
 /* The rootfs image for the job: --image, else the payload's image when a
  * kiln image of that name (or of its part before ':') is built, else the
  * default, with a warning. */
@@ -506,8 +514,11 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					goto out;
 				}
 				j->r->exit_code = (int)json_integer_value(code);
+				/* A reason is a word (GitLab's); anything else from the
+				 * guest (escape sequences...) is not repeated. */
 				if (json_is_string(why) && *json_string_value(why))
-					fail_reason(j, json_string_value(why));
+					fail_reason(j, reason_word(json_string_value(why)) ? json_string_value(why)
+											  : "script_failure");
 				json_decref(o);
 				j->r->run_s = now_s() - t_run;
 				exited = true;

@@ -41,7 +41,7 @@ static long long g_ws_size_at_rescan = -1;
 static bool g_old_agent;          /* the fake agent lacks late-workspace */
 /* What the fake agent does after the JOB frame: its job, a second HELLO
  * (then the job if it gets another JOB), or nothing until killed. */
-static enum { AGENT_JOB, AGENT_HELLO_TWICE, AGENT_SILENT } g_agent;
+static enum { AGENT_JOB, AGENT_HELLO_TWICE, AGENT_SILENT, AGENT_ESCAPES } g_agent;
 static int g_rescan_delay_ms;     /* the fake workspace rescan takes this long */
 static int g_timeout_s;           /* the payload's timeout; 0: tiny.json's */
 static int g_boot_ms;             /* job_opts.boot_timeout_ms */
@@ -95,6 +95,12 @@ static void fake_agent(int fd)
 		await_job(fd, &rd);
 	}
 	ap_send(fd, AP_OUTPUT, "fake job ran\n", 13);
+	if (g_agent == AGENT_ESCAPES) {
+		static const char ex[] = "{\"exit_code\":1,\"failure_reason\":\"\\u001b]0;pwned\\u0007x\"}";
+
+		ap_send(fd, AP_EXIT, ex, sizeof(ex) - 1);
+		_exit(0);
+	}
 	ap_send(fd, AP_EXIT, "{\"exit_code\":0}", 15);
 	_exit(0);
 }
@@ -413,6 +419,20 @@ START_TEST(hard_cap_counts_from_the_vm_start)
 }
 END_TEST
 
+/* The agent's failure reason is a word or is not taken: no escape
+ * sequence from the guest reaches kiln's messages through it. */
+START_TEST(failure_reason_is_a_word)
+{
+	struct job_result r;
+	struct kiln_err e = { 0 };
+
+	g_agent = AGENT_ESCAPES;
+	ck_assert_msg(run_fake_job(&r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(r.exit_code, 1);
+	ck_assert_str_eq(r.failure_reason, "script_failure");
+}
+END_TEST
+
 Suite *job_suite(void)
 {
 	Suite *s = suite_create("job");
@@ -424,6 +444,7 @@ Suite *job_suite(void)
 	tcase_add_test(tc, old_agent_gets_a_second_vm);
 	tcase_add_test(tc, second_hello_fails_the_job);
 	tcase_add_test(tc, hard_cap_counts_from_the_vm_start);
+	tcase_add_test(tc, failure_reason_is_a_word);
 	suite_add_tcase(s, tc);
 	return s;
 }
