@@ -104,9 +104,10 @@ enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_sig
 		if (x->console_fd >= 0)
 			dup2(x->console_fd, EXECUTOR_CONSOLE_FD);
 		if (x->fsize_max) {
-			struct rlimit rl = { x->fsize_max, x->fsize_max };
+			/* Dying of SIGXFSZ must not leave a core of guest RAM. */
+			struct rlimit rl = { x->fsize_max, x->fsize_max }, no_core = { 0, 0 };
 
-			if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+			if (setrlimit(RLIMIT_FSIZE, &rl) < 0 || setrlimit(RLIMIT_CORE, &no_core) < 0)
 				_exit(127);
 		}
 		execv(argv[0], argv);

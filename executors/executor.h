@@ -101,7 +101,7 @@ enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_e
 /* Start argv[0] as the VM's process; held_signal (0: none) starts blocked
  * in it, for a VMM that takes that signal through a signalfd and must not
  * die of one sent before it is ready. With x->fsize_max set, no file the
- * process writes grows past it (RLIMIT_FSIZE). */
+ * process writes grows past it (RLIMIT_FSIZE), and it dumps no core. */
 enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_signal, struct kiln_err *e);
 /* For a VMM that writes the guest's console to a file without a limit
  * (QEMU): make the console a pipe, which the next executor_spawn hands the

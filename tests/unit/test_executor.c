@@ -253,7 +253,7 @@ START_TEST(qemu_console_goes_through_the_pipe)
 	struct vm_spec s = { 0 };
 	struct executor x;
 	struct kiln_err e;
-	bool addfd = false, serial = false, chardev = false, fsize = false;
+	bool addfd = false, serial = false, chardev = false, fsize = false, core = false;
 	int status;
 	FILE *f;
 
@@ -262,7 +262,7 @@ START_TEST(qemu_console_goes_through_the_pipe)
 	snprintf(out, sizeof(out), "%s/argv", dir);
 	f = fopen(helper, "w");
 	ck_assert_ptr_nonnull(f);
-	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\ngrep 'Max file size' /proc/$$/limits >> %s\n"
+	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\ngrep 'Max file size\\|Max core' /proc/$$/limits >> %s\n"
 		   "case \"$*\" in *-add-fd*) echo 'Linux booted' >&3;; esac\n",
 		out, out);
 	fclose(f);
@@ -288,6 +288,11 @@ START_TEST(qemu_console_goes_through_the_pipe)
 		serial |= !strcmp(prev, "-chardev") && !strcmp(line, "file,id=console,path=/dev/fdset/1,append=on");
 		chardev |= !strcmp(prev, "-serial") && !strcmp(line, "chardev:console");
 		fsize |= !strncmp(line, "Max file size", 13) && strstr(line, " 2147483648 ");
+		if (!strncmp(line, "Max core file size", 18)) {
+			char soft[32], hard[32];
+
+			core = sscanf(line + 18, "%31s %31s", soft, hard) == 2 && !strcmp(soft, "0") && !strcmp(hard, "0");
+		}
 		snprintf(prev, sizeof(prev), "%s", line);
 	}
 	fclose(f);
@@ -295,6 +300,7 @@ START_TEST(qemu_console_goes_through_the_pipe)
 	ck_assert(serial);
 	ck_assert(chardev);
 	ck_assert(fsize); /* snapshot=on's overlay: 2 GiB at most */
+	ck_assert(core);
 	f = fopen(x.console_path, "r");
 	ck_assert_ptr_nonnull(f);
 	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
