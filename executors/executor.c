@@ -346,7 +346,8 @@ static void strip_controls(char *s, size_t n)
 	*w = '\0';
 }
 
-/* The last max/2 bytes of a file, lines joined with " | ". */
+/* The last bytes of a file (at most max - 1) as one line, made safe to
+ * print (strip_controls). */
 static void tail_file(const char *path, char *buf, size_t max)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
