@@ -27,6 +27,9 @@ struct job_opts {
 	const char *kernel;          /* kernel image; NULL: the config's */
 	int vcpus, memory_mib;       /* 0: the config's */
 	int network;                 /* -1: the config's, 0 off, 1 on */
+	int boot_timeout_ms;         /* the guest's time to say HELLO, also part
+				      * of the VM's hard cap (timeout plus this,
+				      * from its start); 0: 180 s */
 	const char *dirty_dir;       /* overlay this working tree's changes on the checkout */
 	const char *const *extra_dirs; /* folders laid over the project folder after the checkout */
 	size_t n_extra_dirs;           /* and the dirty overlay, in order (ws_spec.extra_dirs) */

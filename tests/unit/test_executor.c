@@ -154,6 +154,7 @@ static void qemu_machine(const char *dir, const char *accel, char *machine, size
 	ck_assert_int_eq(status, 0);
 	executor_cleanup(&x);
 	unlink(x.log_path);
+	unlink(x.console_path);
 	machine[0] = '\0';
 	f = fopen(out, "r");
 	ck_assert_ptr_nonnull(f);
@@ -188,6 +189,158 @@ START_TEST(qemu_has_an_rtc)
 }
 END_TEST
 
+static long long size_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static void write_text(const char *path, const char *text, size_t n)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(text, 1, n, f), n);
+	fclose(f);
+}
+
+/* A guest's console is copied through a pipe into console.log up to the
+ * limit, then a line saying so; the VM's process never blocks on the rest. */
+START_TEST(console_pipe_has_a_ceiling)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", text[256];
+	char *argv[] = { "/bin/sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x >&3 && echo wrote-all", NULL };
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	FILE *f;
+	int status;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.run_dir = dir;
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_msg(executor_console_pipe(&x, 4096, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(executor_spawn(&x, argv, 0, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(x.console_fd, -1);
+	ck_assert_int_eq(executor_wait(&x, 10000, &status, &e), KILN_OK);
+	ck_assert_int_eq(status, 0);
+	executor_cleanup(&x);
+	ck_assert_int_eq(x.drain_pid, -1);
+	ck_assert_int_lt(size_of(x.console_path), 4096 + 100);
+	ck_assert_int_gt(size_of(x.console_path), 4096);
+	f = fopen(x.log_path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
+	fclose(f);
+	ck_assert_str_eq(text, "wrote-all\n");
+	executor_tail(&x, text, sizeof(text));
+	ck_assert_msg(strstr(text, "console output limit reached"), "%s", text);
+	unlink(x.console_path);
+	unlink(x.log_path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* QEMU writes its serial console into that pipe (fd set 1 on fd 3, a file
+ * chardev with append=on: QEMU 7.2 opens /dev/fdset/1 so, checked by hand),
+ * not into a file of its own, and no file it writes (snapshot=on's overlay)
+ * grows past 2 GiB: a fake QEMU records its arguments and RLIMIT_FSIZE and
+ * writes a line to fd 3, which lands in console.log. */
+START_TEST(qemu_console_goes_through_the_pipe)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", helper[PATH_MAX], out[PATH_MAX + 8], line[512], prev[512] = "";
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	bool addfd = false, serial = false, chardev = false, fsize = false, core = false;
+	int status;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
+	snprintf(out, sizeof(out), "%s/argv", dir);
+	f = fopen(helper, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\ngrep 'Max file size\\|Max core' /proc/$$/limits >> %s\n"
+		   "case \"$*\" in *-add-fd*) echo 'Linux booted' >&3;; esac\n",
+		out, out);
+	fclose(f);
+	ck_assert_int_eq(chmod(helper, 0755), 0);
+	s.kernel = "/k";
+	s.rootfs = "/r.ext4";
+	s.vcpus = 1;
+	s.memory_mib = 256;
+	s.run_dir = dir;
+	s.helper = helper;
+	s.accel = "tcg";
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
+	ck_assert_int_eq(executor_wait(&x, 5000, &status, &e), KILN_OK);
+	ck_assert_int_eq(status, 0);
+	executor_cleanup(&x);
+	f = fopen(out, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		addfd |= !strcmp(prev, "-add-fd") && !strcmp(line, "fd=3,set=1");
+		serial |= !strcmp(prev, "-chardev") && !strcmp(line, "file,id=console,path=/dev/fdset/1,append=on");
+		chardev |= !strcmp(prev, "-serial") && !strcmp(line, "chardev:console");
+		fsize |= !strncmp(line, "Max file size", 13) && strstr(line, " 2147483648 ");
+		if (!strncmp(line, "Max core file size", 18)) {
+			char soft[32], hard[32];
+
+			core = sscanf(line + 18, "%31s %31s", soft, hard) == 2 && !strcmp(soft, "0") && !strcmp(hard, "0");
+		}
+		snprintf(prev, sizeof(prev), "%s", line);
+	}
+	fclose(f);
+	ck_assert(addfd);
+	ck_assert(serial);
+	ck_assert(chardev);
+	ck_assert(fsize); /* snapshot=on's overlay: 2 GiB at most */
+	ck_assert(core);
+	f = fopen(x.console_path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	fclose(f);
+	ck_assert_str_eq(line, "Linux booted\n");
+	unlink(out);
+	unlink(helper);
+	unlink(x.console_path);
+	unlink(x.log_path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* The console tail that goes into error messages is one line of printable
+ * ASCII: the guest's escape sequences (a screen clear, a window title, a
+ * colour, an 8-bit CSI) are gone, its text stays. */
+START_TEST(tail_strips_escape_sequences)
+{
+	static const char console[] = "\x1b[2J\x1b]0;pwned\x07" "boot \x1b[31;1mfailed\x1b[0m\r\n"
+				      "\x9b" "6n\x1bPq#0\x1b\\x\ty\x00z\x7f\x1b[1";
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", text[600], *c;
+	struct vm_spec s = { 0 };
+	struct executor x;
+	size_t i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.run_dir = dir;
+	executor_init(&x, &executor_qemu, &s);
+	write_text(x.console_path, console, sizeof(console) - 1);
+	executor_tail(&x, text, sizeof(text));
+	for (i = 0; text[i]; i++)
+		ck_assert_msg(text[i] >= 0x20 && text[i] < 0x7f, "byte %zu is 0x%02x: %s", i, (unsigned char)text[i], text);
+	c = strstr(text, "console: [");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(c, "console: [boot failed ?6nx yz]");
+	unlink(x.console_path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 Suite *executor_suite(void)
 {
 	Suite *s = suite_create("executor");
@@ -197,6 +350,9 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, late_workspace_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);
 	tcase_add_test(tc, qemu_has_an_rtc);
+	tcase_add_test(tc, console_pipe_has_a_ceiling);
+	tcase_add_test(tc, qemu_console_goes_through_the_pipe);
+	tcase_add_test(tc, tail_strips_escape_sequences);
 	suite_add_tcase(s, tc);
 	return s;
 }
