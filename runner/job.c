@@ -658,7 +658,7 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		goto out;
 	if (want_net) {
 		snprintf(job_id, sizeof(job_id), "%lld", p->id);
-		if ((rc = jobnet_setup(o->cfg->state_dir, job_id, &j.net, e))) {
+		if ((rc = jobnet_setup(job_id, &j.net, e))) {
 			fail_reason(&j, "runner_system_failure");
 			goto out;
 		}
@@ -718,5 +718,5 @@ void job_sweep(const char *state_dir)
 		}
 		closedir(d);
 	}
-	jobnet_sweep(state_dir, NULL);
+	jobnet_sweep(NULL);
 }

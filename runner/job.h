@@ -80,8 +80,9 @@ struct job_result {
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e);
 
-/* Remove what killed kiln processes left in state_dir: job folders whose
- * owner is dead (their VMMs died with their parent), taps and nft rules. */
+/* Remove what killed kiln processes left: job folders in state_dir whose
+ * owner is dead (their VMMs died with their parent), and the taps and nft
+ * entries of dead owners' network slots (host-global: jobnet_sweep). */
 void job_sweep(const char *state_dir);
 
 #endif

@@ -644,17 +644,17 @@ void jobnet_disabled(struct jobnet *n)
 	jobnet_fill_cmdline(n);
 }
 
-static enum kiln_rc net_dir(const char *state_dir, char *buf, size_t size, struct kiln_err *e)
+const char *jobnet_dir(void)
 {
-	if (!kiln_path_join(buf, size, state_dir, "net"))
-		return kiln_fail(e, KILN_E_LIMIT, "state folder path %s too long", state_dir);
-	return KILN_OK;
+	const char *v = getenv(JOBNET_DIR_ENV);
+
+	return v && *v ? v : JOBNET_DIR;
 }
 
-enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobnet *n,
-			  struct kiln_err *e)
+enum kiln_rc jobnet_setup(const char *job_id, struct jobnet *n, struct kiln_err *e)
 {
-	char dir[PATH_MAX], script[4096];
+	const char *dir = jobnet_dir();
+	char script[4096];
 	const char *veth = getenv(JOBNET_TEST_VETH_ENV);
 	struct kiln_err local;
 	enum kiln_rc rc;
@@ -662,8 +662,6 @@ enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobn
 	if (!e)
 		e = &local;
 	jobnet_disabled(n);
-	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
-		return rc;
 	rc = jobnet_claim(dir, job_id, JOBNET_SLOTS, reclaim_slot, NULL, &n->slot, n->slot_file,
 			  sizeof(n->slot_file), e);
 	if (rc != KILN_OK)
@@ -755,17 +753,16 @@ static long slot_of(const char *name)
 	return (long)v;
 }
 
-enum kiln_rc jobnet_sweep(const char *state_dir, struct kiln_err *e)
+enum kiln_rc jobnet_sweep(struct kiln_err *e)
 {
-	char dir[PATH_MAX], path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
-	enum kiln_rc rc;
+	const char *dir = jobnet_dir();
+	char path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
+	enum kiln_rc rc = KILN_OK;
 	struct dirent *d;
 	DIR *dp = NULL;
 	int lock = -1;
 	pid_t pid;
 
-	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
-		return rc;
 	if (access(dir, F_OK) < 0 && errno == ENOENT)
 		return KILN_OK;
 	if ((rc = lock_dir(dir, &lock, e)) != KILN_OK)
@@ -796,44 +793,41 @@ out:
 	return rc;
 }
 
-enum kiln_rc jobnet_lookup(const char *state_dir, const char *job_id, struct jobnet *n,
-			   struct kiln_err *e)
+enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err *e)
 {
-	char dir[PATH_MAX], path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
-	enum kiln_rc rc;
+	const char *dir = jobnet_dir();
+	char path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
 	struct dirent *d;
+	long best = -1;
 	DIR *dp;
-	pid_t pid;
+	pid_t pid, best_pid = 0;
 
 	jobnet_disabled(n);
-	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
-		return rc;
 	dp = opendir(dir);
-	if (!dp)
-		return errno == ENOENT ? kiln_fail(e, KILN_E_NOTFOUND, "job %s holds no network slot in %s",
-						   job_id, dir)
-				       : kiln_fail_errno(e, "network state folder %s", dir);
-	rc = KILN_E_NOTFOUND;
-	while ((d = readdir(dp)) != NULL) {
+	if (!dp && errno != ENOENT)
+		return kiln_fail_errno(e, "network state folder %s", dir);
+	while (dp && (d = readdir(dp)) != NULL) {
 		long slot = slot_of(d->d_name);
 
-		if (slot < 0 || !kiln_path_join(path, sizeof(path), dir, d->d_name))
+		if (slot < 0 || (best >= 0 && slot > best) ||
+		    !kiln_path_join(path, sizeof(path), dir, d->d_name))
 			continue;
 		jobnet_slot_live(path, &pid, job, sizeof(job));
-		if (strcmp(job, job_id) != 0)
-			continue;
-		n->enabled = n->claimed = true;
-		n->owner = pid;
-		snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
-		snprintf(n->slot_file, sizeof(n->slot_file), "%s", path);
-		jobnet_addrs((unsigned)slot, n, NULL);
-		fill_dns(n);
-		jobnet_fill_cmdline(n);
-		rc = KILN_OK;
-		break;
+		if (strcmp(job, job_id) == 0) {
+			best = slot;
+			best_pid = pid;
+		}
 	}
-	closedir(dp);
-	if (rc != KILN_OK)
-		return kiln_fail(e, rc, "job %s holds no network slot in %s", job_id, dir);
-	return rc;
+	if (dp)
+		closedir(dp);
+	if (best < 0)
+		return kiln_fail(e, KILN_E_NOTFOUND, "job %s holds no network slot in %s", job_id, dir);
+	n->enabled = n->claimed = true;
+	n->owner = best_pid;
+	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
+	snprintf(n->slot_file, sizeof(n->slot_file), "%s/" SLOT_PREFIX "%ld", dir, best);
+	jobnet_addrs((unsigned)best, n, NULL);
+	fill_dns(n);
+	jobnet_fill_cmdline(n);
+	return KILN_OK;
 }

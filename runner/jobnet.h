@@ -21,12 +21,16 @@
  * No other table is ever touched. Rules of other tables still apply: a host
  * firewall whose forward policy is drop must allow the pool.
  *
- * Slots are claimed under <state_dir>/net/: the file slot-<N>, created with
- * O_EXCL, holds the owner's pid, its start time and the job id. Claims,
- * reclaims and removals hold an flock on <state_dir>/net/lock, so concurrent
- * kiln processes never share a slot and never reclaim a live one. A slot
- * whose owner is dead (or whose pid was reused by another process) is stale:
- * its leftovers are removed before it is used again.
+ * Slots are claimed in one folder for the whole host, jobnet_dir()
+ * (/run/kiln/net), whatever each kiln's state_dir: taps, addresses and
+ * nftables entries are global to the host, so two kiln processes with their
+ * own state folders (a `kiln exec` beside a `kiln run`) must draw from one
+ * pool. The file slot-<N>, created with O_EXCL, holds the owner's pid, its
+ * start time and the job id. Claims, reclaims and removals hold an flock on
+ * <dir>/lock, so concurrent kiln processes never share a slot and never
+ * reclaim a live one. A slot whose owner is dead (or whose pid was reused by
+ * another process) is stale: its leftovers are removed before it is used
+ * again. /run is emptied at boot, as the taps and rules are.
  *
  * With the network off (jobnet_disabled) nothing is created and the guest
  * gets no kiln.ip on its command line: it comes up with loopback only.
@@ -55,6 +59,11 @@
 #define JOBNET_SLOTS 16384u          /* /30s in the /16 */
 #define JOBNET_JOB_ID_MAX 63         /* [A-Za-z0-9._-], 1..63 characters */
 #define JOBNET_NFT_TABLE "inet kiln"
+#define JOBNET_DIR "/run/kiln/net"       /* the host's slot claims */
+/* Names another claim folder instead of JOBNET_DIR: for the unit tests,
+ * which must not touch the host's. Never set it in production: two kiln
+ * processes with different values would share taps again. */
+#define JOBNET_DIR_ENV "KILN_NET_DIR"
 /* Set to 1, setup makes a veth pair instead of a tap and moves its far end,
  * named eth0, into the existing network namespace named like the job id:
  * a stand-in guest for tests/jobnet.sh. Never set it in production. */
@@ -67,7 +76,7 @@ struct jobnet {
 	unsigned slot;
 	pid_t owner;              /* pid recorded in slot_file */
 	char job_id[JOBNET_JOB_ID_MAX + 1];
-	char slot_file[PATH_MAX]; /* <state_dir>/net/slot-<N> */
+	char slot_file[PATH_MAX]; /* <jobnet_dir()>/slot-<N> */
 	char tap[16];             /* kt<N>, fits IFNAMSIZ */
 	char host_ip[16];         /* 172.30.x.y+1: the tap's address */
 	char guest_ip[16];        /* 172.30.x.y+2 */
@@ -81,14 +90,17 @@ struct jobnet {
 				   * guest agent; "" with the network off */
 };
 
-/* Give job_id a network: claim a free slot under <state_dir>/net/, create
+/* The host-global folder of slot claims: $KILN_NET_DIR when set (tests
+ * only), else JOBNET_DIR. */
+const char *jobnet_dir(void);
+
+/* Give job_id a network: claim a free slot in jobnet_dir(), create
  * and configure its tap (persistent, so the VMM attaches to it by name:
  * IFF_TAP|IFF_NO_PI|IFF_VNET_HDR), enable IPv4 forwarding and add the slot
  * to the nftables sets, then fill n. On failure everything made so far is
  * removed again and e says which step failed. job_id must be 1..63 of
  * [A-Za-z0-9._-]. */
-enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobnet *n,
-			  struct kiln_err *e);
+enum kiln_rc jobnet_setup(const char *job_id, struct jobnet *n, struct kiln_err *e);
 
 /* Fill n for a job whose network is off: enabled false, empty cmdline (no
  * kiln.ip for the guest), nothing created; jobnet_teardown on it does
@@ -101,17 +113,17 @@ void jobnet_disabled(struct jobnet *n);
  * problems are logged as warnings. */
 void jobnet_teardown(struct jobnet *n);
 
-/* At kiln start: for every allocation file under <state_dir>/net/ whose
+/* At kiln start: for every allocation file in jobnet_dir() whose
  * owner is dead, remove its tap, its set elements and the file. Slots of
  * live processes are left alone. A missing folder is fine; fails only when
  * the folder cannot be read or locked. */
-enum kiln_rc jobnet_sweep(const char *state_dir, struct kiln_err *e);
+enum kiln_rc jobnet_sweep(struct kiln_err *e);
 
-/* Find the slot that job_id holds under <state_dir>/net/ and fill n as
- * setup did (owner = the recorded pid), so that another process can tear
- * it down. KILN_E_NOTFOUND when no slot names job_id. */
-enum kiln_rc jobnet_lookup(const char *state_dir, const char *job_id, struct jobnet *n,
-			   struct kiln_err *e);
+/* Find the slot that job_id holds in jobnet_dir() (the lowest, should
+ * two kiln processes run jobs of the same id) and fill n as setup did
+ * (owner = the recorded pid), so that another process can tear it down.
+ * KILN_E_NOTFOUND when no slot names job_id. */
+enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err *e);
 
 /* --- The pure parts, exposed for the unit tests. --- */
 

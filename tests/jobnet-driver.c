@@ -1,9 +1,11 @@
 /* jobnet-driver: runner/jobnet's calls as commands, for tests/jobnet.sh
- * (which runs it inside tests/kvm-sandbox: it changes the network).
- *   setup STATE JOB     set up JOB's network, print it as KEY=VALUE lines
- *   hold STATE JOB      the same, then sleep until killed (owning the slot)
- *   teardown STATE JOB  tear down the network that JOB holds (none: no-op)
- *   sweep STATE         remove what dead owners left
+ * (which runs it inside tests/kvm-sandbox: it changes the network). Slots
+ * are claimed in jobnet_dir() ($KILN_NET_DIR, else /run/kiln/net), like
+ * kiln's, whatever $KILN_STATE_DIR says.
+ *   setup JOB     set up JOB's network, print it as KEY=VALUE lines
+ *   hold JOB      the same, then sleep until killed (owning the slot)
+ *   teardown JOB  tear down the network that JOB holds (none: no-op)
+ *   sweep         remove what dead owners left
  * Exit status 0, 1 on failure (one line on stderr), 2 on bad usage. */
 #include <stdio.h>
 #include <string.h>
@@ -29,25 +31,25 @@ int main(int argc, char **argv)
 	enum kiln_rc rc;
 
 	kiln_log_set_level(KILN_LOG_DEBUG);
-	if ((strcmp(verb, "setup") == 0 || strcmp(verb, "hold") == 0) && argc == 4) {
-		rc = jobnet_setup(argv[2], argv[3], &n, &e);
+	if ((strcmp(verb, "setup") == 0 || strcmp(verb, "hold") == 0) && argc == 3) {
+		rc = jobnet_setup(argv[2], &n, &e);
 		if (rc == KILN_OK) {
 			print(&n);
 			while (strcmp(verb, "hold") == 0)
 				pause();
 		}
-	} else if (strcmp(verb, "teardown") == 0 && argc == 4) {
-		rc = jobnet_lookup(argv[2], argv[3], &n, &e);
+	} else if (strcmp(verb, "teardown") == 0 && argc == 3) {
+		rc = jobnet_lookup(argv[2], &n, &e);
 		if (rc == KILN_E_NOTFOUND) { /* torn down before: nothing to do */
 			fprintf(stderr, "jobnet-driver: %s\n", e.msg);
 			rc = KILN_OK;
 		} else if (rc == KILN_OK) {
 			jobnet_teardown(&n);
 		}
-	} else if (strcmp(verb, "sweep") == 0 && argc == 3) {
-		rc = jobnet_sweep(argv[2], &e);
+	} else if (strcmp(verb, "sweep") == 0 && argc == 2) {
+		rc = jobnet_sweep(&e);
 	} else {
-		fprintf(stderr, "usage: jobnet-driver setup|hold|teardown STATE JOB | sweep STATE\n");
+		fprintf(stderr, "usage: jobnet-driver setup|hold|teardown JOB | sweep\n");
 		return 2;
 	}
 	if (rc != KILN_OK) {

@@ -14,7 +14,9 @@
 # and checks NAT to the outside, no way from a job to any host address
 # (the tap's, another job's, the outside veth's, one on lo, 127.0.0.1,
 # DNAT to a "published" port), no way to the other job, no spoofed source;
-# then teardown, and sweep after kill -9 (sparing a live job).
+# then teardown, and sweep after kill -9 (sparing a live job); and two
+# "kiln processes" with their own state folders claiming at the same moment
+# (issue 13, finding 7: both got kt0).
 set -eu
 
 : "${top_srcdir:?top_srcdir is not set (run from make check)}"
@@ -56,6 +58,9 @@ fi
 [ -n "${KILN_SANDBOX_OUT:-}" ] || { echo "FAIL: --inside outside tests/kvm-sandbox"; exit 1; }
 
 S=$(mktemp -d /tmp/jobnet.XXXXXX)
+# The host's claim folder, the default (the sandbox's /run starts empty).
+N=/run/kiln/net
+unset KILN_NET_DIR
 export KILN_JOBNET_TEST_VETH=1
 fails=0
 pids=''
@@ -202,11 +207,11 @@ EOF
 # --- two jobs -----------------------------------------------------------------
 ip netns add job-1
 ip netns add job-2
-"$driver" hold "$S" job-1 >"$S/job-1.env" 2>"$S/job-1.err" &
+"$driver" hold job-1 >"$S/job-1.env" 2>"$S/job-1.err" &
 h1=$!
 pids="$pids $h1"
 wait_for 20 grep -q '^OWNER=' "$S/job-1.env" || { cat "$S/job-1.err"; echo "FAIL: job-1 setup"; exit 1; }
-"$driver" hold "$S" job-2 >"$S/job-2.env" 2>"$S/job-2.err" &
+"$driver" hold job-2 >"$S/job-2.env" 2>"$S/job-2.err" &
 h2=$!
 pids="$pids $h2"
 wait_for 20 grep -q '^OWNER=' "$S/job-2.env" || { cat "$S/job-2.err"; echo "FAIL: job-2 setup"; exit 1; }
@@ -226,10 +231,10 @@ check_env() { # check_env JOB SLOT HOST GUEST OWNER
 	else
 		bad "$1: unexpected fields (see above), want slot $2, host $3, guest $4, owner $5, '$want'"
 	fi
-	if grep -qx "pid=$5" "$S/net/slot-$2" && grep -qx "job=$1" "$S/net/slot-$2"; then
+	if grep -qx "pid=$5" "$N/slot-$2" && grep -qx "job=$1" "$N/slot-$2"; then
 		ok "$1: allocation file slot-$2 names pid $5"
 	else
-		bad "$1: allocation file slot-$2: $(cat "$S/net/slot-$2" 2>&1)"
+		bad "$1: allocation file slot-$2: $(cat "$N/slot-$2" 2>&1)"
 	fi
 }
 check_env job-1 0 172.30.0.1 172.30.0.2 "$h1"
@@ -315,16 +320,16 @@ else
 fi
 
 # --- teardown --------------------------------------------------------------------
-"$driver" teardown "$S" job-1 || bad "teardown job-1 failed"
+"$driver" teardown job-1 || bad "teardown job-1 failed"
 if no_link kt0 && ! ip -n job-1 link show eth0 >/dev/null 2>&1 && ! in_set job_ifs kt0 &&
-	! in_set job_guests kt0 && [ ! -e "$S/net/slot-0" ]; then
+	! in_set job_guests kt0 && [ ! -e "$N/slot-0" ]; then
 	ok "teardown removed kt0, its peer, its set elements and slot-0"
 else
-	bad "teardown left: $(ip -br link; nft list table inet kiln; ls "$S/net")"
+	bad "teardown left: $(ip -br link; nft list table inet kiln; ls "$N")"
 fi
-if "$driver" teardown "$S" job-1 2>/dev/null; then ok "a second teardown is a no-op"; else bad "second teardown failed"; fi
+if "$driver" teardown job-1 2>/dev/null; then ok "a second teardown is a no-op"; else bad "second teardown failed"; fi
 kill "$h1" 2>/dev/null || true
-if has_link kt1 && in_set job_ifs kt1 && [ -e "$S/net/slot-1" ]; then
+if has_link kt1 && in_set job_ifs kt1 && [ -e "$N/slot-1" ]; then
 	ok "job-2's network is untouched"
 else
 	bad "job-2's network was touched by job-1's teardown"
@@ -338,7 +343,7 @@ fi
 
 # --- sweep after kill -9, sparing a live job --------------------------------
 ip netns add job-3
-"$driver" hold "$S" job-3 >"$S/job-3.env" 2>"$S/job-3.err" &
+"$driver" hold job-3 >"$S/job-3.env" 2>"$S/job-3.err" &
 h3=$!
 pids="$pids $h3"
 wait_for 20 grep -q '^OWNER=' "$S/job-3.env" || { cat "$S/job-3.err"; echo "FAIL: job-3 setup"; exit 1; }
@@ -346,41 +351,41 @@ slot=$(val "$S/job-3.env" SLOT)
 if [ "$slot" = 0 ]; then ok "job-3 got the freed slot 0"; else bad "job-3 got slot $slot, not the freed 0"; fi
 kill -9 "$h2"
 wait "$h2" 2>/dev/null || true
-if has_link kt1 && [ -e "$S/net/slot-1" ]; then
+if has_link kt1 && [ -e "$N/slot-1" ]; then
 	ok "kill -9 left kt1 and slot-1 behind"
 else
 	bad "kt1 or slot-1 vanished before the sweep"
 fi
-"$driver" sweep "$S" || bad "sweep failed"
-if no_link kt1 && ! in_set job_ifs kt1 && ! in_set job_guests kt1 && [ ! -e "$S/net/slot-1" ]; then
+"$driver" sweep || bad "sweep failed"
+if no_link kt1 && ! in_set job_ifs kt1 && ! in_set job_guests kt1 && [ ! -e "$N/slot-1" ]; then
 	ok "sweep removed the dead job's kt1, set elements and slot-1"
 else
-	bad "sweep left: $(ip -br link; nft list table inet kiln; ls "$S/net")"
+	bad "sweep left: $(ip -br link; nft list table inet kiln; ls "$N")"
 fi
-if has_link kt0 && in_set job_ifs kt0 && [ -e "$S/net/slot-0" ]; then
+if has_link kt0 && in_set job_ifs kt0 && [ -e "$N/slot-0" ]; then
 	ok "sweep spared live job-3"
 else
 	bad "sweep touched live job-3"
 fi
-"$driver" teardown "$S" job-3 || bad "teardown job-3 failed"
-left=$(cd "$S/net" && echo slot-*)
+"$driver" teardown job-3 || bad "teardown job-3 failed"
+left=$(cd "$N" && echo slot-*)
 if no_link kt0 && [ "$left" = 'slot-*' ] && ! in_set job_ifs kt0; then
 	ok "all gone after the last teardown"
 else
-	bad "left after the last teardown: $(ip -br link; ls "$S/net")"
+	bad "left after the last teardown: $(ip -br link; ls "$N")"
 fi
 
 # A failed setup (no namespace for the veth's far end) leaves nothing.
-if "$driver" setup "$S" no-such-ns >/dev/null 2>"$S/fail.err"; then
+if "$driver" setup no-such-ns >/dev/null 2>"$S/fail.err"; then
 	bad "setup into a missing namespace succeeded"
-elif no_link kt0 && [ ! -e "$S/net/slot-0" ] && ! in_set job_ifs kt0; then
+elif no_link kt0 && [ ! -e "$N/slot-0" ] && ! in_set job_ifs kt0; then
 	ok "a failed setup leaves nothing ($(cat "$S/fail.err"))"
 else
-	bad "a failed setup left: $(ip -br link; ls "$S/net")"
+	bad "a failed setup left: $(ip -br link; ls "$N")"
 fi
 
 # --- the real thing: a persistent tap ------------------------------------------
-if (unset KILN_JOBNET_TEST_VETH && "$driver" setup "$S" job-tap >"$S/job-tap.env" 2>"$S/job-tap.err"); then
+if (unset KILN_JOBNET_TEST_VETH && "$driver" setup job-tap >"$S/job-tap.env" 2>"$S/job-tap.err"); then
 	d=$(ip -d link show dev kt0 2>&1) || d=''
 	case $d in
 	*"tun type tap pi off vnet_hdr on persist on"*) ok "kt0 is a persistent tap with vnet_hdr, no pi" ;;
@@ -391,11 +396,45 @@ if (unset KILN_JOBNET_TEST_VETH && "$driver" setup "$S" job-tap >"$S/job-tap.env
 	else
 		bad "the tap lacks 172.30.0.1/30: $(ip -br addr show dev kt0)"
 	fi
-	"$driver" teardown "$S" job-tap || bad "teardown job-tap failed"
-	if no_link kt0 && [ ! -e "$S/net/slot-0" ]; then ok "the tap is gone"; else bad "the tap or slot-0 is left"; fi
+	"$driver" teardown job-tap || bad "teardown job-tap failed"
+	if no_link kt0 && [ ! -e "$N/slot-0" ]; then ok "the tap is gone"; else bad "the tap or slot-0 is left"; fi
 else
 	bad "setup with a tap failed: $(cat "$S/job-tap.err")"
 fi
+
+# --- two kiln processes with their own state folders, at once ----------------
+# Issue 13, finding 7: claims under each state_dir gave both kt0 and
+# 172.30.0.2. Both start together; each must get its own slot in $N.
+ip netns add job-4
+ip netns add job-5
+KILN_STATE_DIR=$S/state-a "$driver" hold job-4 >"$S/job-4.env" 2>"$S/job-4.err" &
+h4=$!
+KILN_STATE_DIR=$S/state-b "$driver" hold job-5 >"$S/job-5.env" 2>"$S/job-5.err" &
+h5=$!
+pids="$pids $h4 $h5"
+wait_for 20 grep -q '^OWNER=' "$S/job-4.env" || { cat "$S/job-4.err"; echo "FAIL: job-4 setup"; exit 1; }
+wait_for 20 grep -q '^OWNER=' "$S/job-5.env" || { cat "$S/job-5.err"; echo "FAIL: job-5 setup"; exit 1; }
+t4=$(val "$S/job-4.env" TAP) t5=$(val "$S/job-5.env" TAP)
+g4=$(val "$S/job-4.env" GUEST_IP) g5=$(val "$S/job-5.env" GUEST_IP)
+if [ "$t4" != "$t5" ] && [ "$g4" != "$g5" ] && has_link "$t4" && has_link "$t5" &&
+	[ "$(val "$S/job-4.env" SLOT_FILE)" != "$(val "$S/job-5.env" SLOT_FILE)" ]; then
+	ok "two processes with their own state folders got $t4/$g4 and $t5/$g5"
+else
+	bad "two processes with their own state folders share a network: $t4/$g4 and $t5/$g5"
+fi
+case $(val "$S/job-4.env" SLOT_FILE) in
+"$N"/slot-*) ok "claims live in the host's $N" ;;
+*) bad "job-4 claimed $(val "$S/job-4.env" SLOT_FILE), not in $N" ;;
+esac
+if [ -e "$S/state-a/net" ] || [ -e "$S/state-b/net" ]; then bad "a claim folder in a state folder"; fi
+"$driver" teardown job-4 || bad "teardown job-4 failed"
+if no_link "$t4" && has_link "$t5" && in_set job_ifs "$t5"; then
+	ok "tearing down job-4 left job-5's $t5 alone"
+else
+	bad "tearing down job-4 touched job-5's $t5"
+fi
+"$driver" teardown job-5 || bad "teardown job-5 failed"
+kill "$h4" "$h5" 2>/dev/null || true
 
 if [ "$fails" -ne 0 ]; then
 	echo "$fails check(s) failed"

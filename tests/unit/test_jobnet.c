@@ -15,17 +15,6 @@
 
 static char scratch[PATH_MAX];
 
-static void make_scratch(void)
-{
-	snprintf(scratch, sizeof(scratch), "%s/jobnet-test.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(scratch));
-}
-
-static void drop_scratch(void)
-{
-	kiln_rm_rf(scratch);
-}
-
 /* The net folder inside the scratch folder. */
 static const char *net(void)
 {
@@ -33,6 +22,20 @@ static const char *net(void)
 
 	snprintf(buf, sizeof(buf), "%s/net", scratch);
 	return buf;
+}
+
+/* A scratch folder whose net/ stands for the host's claim folder. */
+static void make_scratch(void)
+{
+	snprintf(scratch, sizeof(scratch), "%s/jobnet-test.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(scratch));
+	ck_assert_int_eq(setenv(JOBNET_DIR_ENV, net(), 1), 0);
+}
+
+static void drop_scratch(void)
+{
+	unsetenv(JOBNET_DIR_ENV);
+	kiln_rm_rf(scratch);
 }
 
 static void write_slot(unsigned slot, const char *text)
@@ -347,18 +350,18 @@ START_TEST(sweep_keeps_live_and_lookup)
 
 	make_scratch();
 	/* no net folder yet: nothing to sweep */
-	ck_assert_int_eq(jobnet_sweep(scratch, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_sweep(&e), KILN_OK);
 	ck_assert_int_eq(jobnet_claim(net(), "a", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
 	ck_assert_int_eq(jobnet_claim(net(), "b", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
 	snprintf(buf, sizeof(buf), "pid=%d\njob=other\n", (int)getppid());
 	write_slot(7, buf);
 	/* only live owners: sweep leaves every file (and runs no tool) */
-	ck_assert_int_eq(jobnet_sweep(scratch, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_sweep(&e), KILN_OK);
 	ck_assert_int_eq(access(path, F_OK), 0);
 	snprintf(path, sizeof(path), "%s/slot-7", net());
 	ck_assert_int_eq(access(path, F_OK), 0);
 
-	ck_assert_int_eq(jobnet_lookup(scratch, "b", &n, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_lookup("b", &n, &e), KILN_OK);
 	ck_assert(n.enabled && n.claimed);
 	ck_assert_uint_eq(n.slot, 1);
 	ck_assert_str_eq(n.tap, "kt1");
@@ -366,10 +369,49 @@ START_TEST(sweep_keeps_live_and_lookup)
 	ck_assert_int_eq(n.owner, getpid());
 	ck_assert_ptr_nonnull(strstr(n.slot_file, "/net/slot-1"));
 	ck_assert_ptr_nonnull(strstr(n.cmdline, "kiln.ip=172.30.0.6/30 kiln.gw=172.30.0.5"));
-	ck_assert_int_eq(jobnet_lookup(scratch, "other", &n, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_lookup("other", &n, &e), KILN_OK);
 	ck_assert_uint_eq(n.slot, 7);
-	ck_assert_int_eq(jobnet_lookup(scratch, "c", &n, &e), KILN_E_NOTFOUND);
+	ck_assert_int_eq(jobnet_lookup("c", &n, &e), KILN_E_NOTFOUND);
 	ck_assert(!n.enabled);
+	/* two kiln processes ran jobs of one id: the lowest slot answers */
+	snprintf(buf, sizeof(buf), "pid=%d\njob=twice\n", (int)getppid());
+	write_slot(12, buf);
+	write_slot(9, buf);
+	write_slot(10, buf);
+	ck_assert_int_eq(jobnet_lookup("twice", &n, &e), KILN_OK);
+	ck_assert_uint_eq(n.slot, 9);
+	ck_assert_int_eq(n.owner, getppid());
+	ck_assert_ptr_nonnull(strstr(n.slot_file, "/net/slot-9"));
+	drop_scratch();
+}
+END_TEST
+
+/* Finding 7 of issue 13: two kiln processes with their own state folders
+ * (a `kiln exec` beside a `kiln run`) each claimed slot 0 under
+ * <state_dir>/net and shared kt0. Claims now live in one folder for the
+ * host, whatever the state folder. */
+START_TEST(claims_are_host_global)
+{
+	static const char *const states[] = { "/var/lib/kiln", "/home/dev/.local/state/kiln" };
+	char path[2][PATH_MAX];
+	unsigned slot[2] = { 99, 99 };
+	int i;
+
+	unsetenv(JOBNET_DIR_ENV);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(setenv("KILN_STATE_DIR", states[i], 1), 0);
+		ck_assert_str_eq(jobnet_dir(), "/run/kiln/net");
+	}
+	unsetenv("KILN_STATE_DIR");
+	make_scratch();
+	ck_assert_str_eq(jobnet_dir(), net());
+	/* Each "kiln" claims for its job 1 (both number their jobs alike). */
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(jobnet_claim(jobnet_dir(), "1", 16, NULL, NULL, &slot[i], path[i],
+					      sizeof(path[i]), NULL), KILN_OK);
+	ck_assert_uint_eq(slot[0], 0);
+	ck_assert_uint_eq(slot[1], 1);
+	ck_assert_str_ne(path[0], path[1]);
 	drop_scratch();
 }
 END_TEST
@@ -387,6 +429,7 @@ Suite *jobnet_suite(void)
 	tcase_add_test(tc, claim_concurrent_distinct);
 	tcase_add_test(tc, claim_reuses_stale_not_live);
 	tcase_add_test(tc, sweep_keeps_live_and_lookup);
+	tcase_add_test(tc, claims_are_host_global);
 	suite_add_tcase(s, tc);
 	return s;
 }
