@@ -28,7 +28,11 @@ struct vm_spec {
 	const char *tap;           /* host tap for eth0; NULL: no network */
 	const char *net_cmdline;   /* the agent's network parameters (kiln.ip=...) */
 	long rx_rate_limit;        /* bytes/s into the guest, 0 = none */
-	long tx_rate_limit;        /* bytes/s out of the guest, 0 = none */
+	long tx_rate_limit;        /* bytes/s out of the guest, 0 = none
+				    * (both: kiln-vmm only; QEMU has no
+				    * limiter for a tap) */
+	long disk_rate_limit;      /* bytes/s per disk, 0 = none */
+	long disk_iops_limit;      /* requests/s per disk, 0 = none */
 	const char *run_dir;       /* private folder for sockets, config, logs */
 	const char *helper;        /* kiln-vmm or qemu-system-x86_64 */
 	const char *accel;         /* qemu only: "kvm" or "tcg" */

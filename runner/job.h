@@ -27,6 +27,10 @@ struct job_opts {
 	const char *kernel;          /* kernel image; NULL: the config's */
 	int vcpus, memory_mib;       /* 0: the config's */
 	int network;                 /* -1: the config's, 0 off, 1 on */
+	/* The runner's settings for what the fields above do not name: rate
+	 * limits and the network's allowed/denied networks. NULL: the
+	 * config's defaults. */
+	const struct kiln_vm_settings *vm;
 	const char *dirty_dir;       /* overlay this working tree's changes on the checkout */
 	const char *const *extra_dirs; /* folders laid over the project folder after the checkout */
 	size_t n_extra_dirs;           /* and the dirty overlay, in order (ws_spec.extra_dirs) */

@@ -7,6 +7,7 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,9 @@
 #define IP_FORWARD "/proc/sys/net/ipv4/ip_forward"
 /* Output kept from a helper program for error messages. */
 #define CMD_OUT_MAX 1024
+/* A setup's nft script: the base (about 2.5 KiB) and up to 2 x
+ * KILN_MAX_NETWORKS rules of the job's policy (under 80 bytes each). */
+#define JOBNET_SCRIPT_MAX 16384
 
 static bool valid_job_id(const char *id)
 {
@@ -257,13 +261,19 @@ static enum kiln_rc link_configure(const struct jobnet *n, struct kiln_err *e)
 
 /* --- nftables ------------------------------------------------------------- */
 
-static const char nft_base[] =
+static const char nft_decls[] =
 	"add table inet kiln\n"
 	"add set inet kiln job_ifs { type ifname; }\n"
 	"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+	"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+	"add map inet kiln job_policy { type ifname : verdict; }\n";
+
+static const char nft_base[] =
 	"add chain inet kiln input { type filter hook input priority filter; policy accept; }\n"
 	"add chain inet kiln forward { type filter hook forward priority filter; policy accept; }\n"
 	"add chain inet kiln postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+	"flush set inet kiln refused\n"
+	"add element inet kiln refused { " JOBNET_REFUSED " }\n"
 	"flush chain inet kiln input\n"
 	"flush chain inet kiln forward\n"
 	"flush chain inet kiln postrouting\n"
@@ -271,35 +281,97 @@ static const char nft_base[] =
 	"add rule inet kiln input iifname @job_ifs ct state established,related accept\n"
 	"add rule inet kiln input iifname @job_ifs drop\n"
 	/* IPv4 only, from the job's own address, not DNATed to a host
-	 * service, not to another job. */
+	 * service, not to another job; then the job's own policy (its DNS
+	 * server, allowed and denied networks), then the public internet
+	 * only. */
 	"add rule inet kiln forward iifname @job_ifs meta nfproto != ipv4 drop\n"
 	"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
 	"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
 	"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
+	"add rule inet kiln forward iifname @job_ifs iifname vmap @job_policy\n"
+	"add rule inet kiln forward iifname @job_ifs ip daddr @refused drop\n"
 	"add rule inet kiln forward iifname @job_ifs accept\n"
 	"add rule inet kiln forward oifname @job_ifs ct state established,related accept\n"
 	"add rule inet kiln forward oifname @job_ifs drop\n"
 	"add rule inet kiln postrouting ip saddr " JOBNET_POOL " oifname != @job_ifs masquerade\n";
 
+/* Append to buf (size bytes, *len used); false once it does not fit. */
+static bool put(char *buf, size_t size, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static bool put(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (*len >= size)
+		return false;
+	va_start(ap, fmt);
+	r = vsnprintf(buf + *len, size - *len, fmt, ap);
+	va_end(ap);
+	if (r < 0 || (size_t)r >= size - *len) {
+		*len = size;
+		return false;
+	}
+	*len += (size_t)r;
+	return true;
+}
+
+/* Rules "ip daddr NET verdict" in n's chain for each of list. */
+static bool put_nets(char *buf, size_t size, size_t *len, const struct jobnet *n,
+		     const struct kiln_cidrs *list, const char *verdict)
+{
+	char net[KILN_CIDR_STR_MAX];
+	size_t i;
+
+	for (i = 0; i < list->n && i < KILN_MAX_NETWORKS; i++) {
+		kiln_cidr_str(&list->v[i], net, sizeof(net));
+		if (!put(buf, size, len, "add rule inet kiln job_%s ip daddr %s %s\n", n->tap, net,
+			 verdict))
+			return false;
+	}
+	return true;
+}
+
 int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size)
 {
-	int len;
+	const char *t = n->tap;
+	size_t len = 0;
+	bool ok;
 
-	if (add)
-		len = snprintf(buf, size,
-			       "# kiln: network of job %s, slot %u\n%s"
-			       "add element inet kiln job_ifs { \"%s\" }\n"
-			       "add element inet kiln job_guests { \"%s\" . %s }\n",
-			       n->job_id, n->slot, nft_base, n->tap, n->tap, n->guest_ip);
-	else /* add first: deleting a missing element would fail */
-		len = snprintf(buf, size,
-			       "# kiln: remove the network of slot %u\n"
-			       "add element inet kiln job_ifs { \"%s\" }\n"
-			       "add element inet kiln job_guests { \"%s\" . %s }\n"
-			       "delete element inet kiln job_ifs { \"%s\" }\n"
-			       "delete element inet kiln job_guests { \"%s\" . %s }\n",
-			       n->slot, n->tap, n->tap, n->guest_ip, n->tap, n->tap, n->guest_ip);
-	return len < 0 || (size_t)len >= size ? -1 : len;
+	if (size)
+		buf[0] = '\0';
+	if (!add) /* add first: deleting a missing element or chain would fail */
+		ok = put(buf, size, &len,
+			 "# kiln: remove the network of slot %u\n%s"
+			 "add chain inet kiln job_%s\n"
+			 "add element inet kiln job_ifs { \"%s\" }\n"
+			 "add element inet kiln job_guests { \"%s\" . %s }\n"
+			 "add element inet kiln job_policy { \"%s\" : jump job_%s }\n"
+			 "delete element inet kiln job_ifs { \"%s\" }\n"
+			 "delete element inet kiln job_guests { \"%s\" . %s }\n"
+			 "delete element inet kiln job_policy { \"%s\" }\n"
+			 "flush chain inet kiln job_%s\n"
+			 "delete chain inet kiln job_%s\n",
+			 n->slot, nft_decls, t, t, t, n->guest_ip, t, t, t, t, n->guest_ip, t, t, t);
+	else
+		ok = put(buf, size, &len,
+			 "# kiln: network of job %s, slot %u\n%s%s"
+			 "add chain inet kiln job_%s\n"
+			 "flush chain inet kiln job_%s\n",
+			 n->job_id, n->slot, nft_decls, nft_base, t, t) &&
+		     (!*n->dns ||
+		      put(buf, size, &len,
+			  "add rule inet kiln job_%s ip daddr %s udp dport 53 accept\n"
+			  "add rule inet kiln job_%s ip daddr %s tcp dport 53 accept\n",
+			  t, n->dns, t, n->dns)) &&
+		     put_nets(buf, size, &len, n, &n->allowed, "accept") &&
+		     put_nets(buf, size, &len, n, &n->denied, "drop") &&
+		     put(buf, size, &len,
+			 "add element inet kiln job_ifs { \"%s\" }\n"
+			 "add element inet kiln job_guests { \"%s\" . %s }\n"
+			 "add element inet kiln job_policy { \"%s\" : jump job_%s }\n",
+			 t, t, n->guest_ip, t, t);
+	return ok ? (int)len : -1;
 }
 
 static enum kiln_rc nft_run(const char *script, struct kiln_err *e)
@@ -313,7 +385,7 @@ static enum kiln_rc nft_run(const char *script, struct kiln_err *e)
 static enum kiln_rc nft_remove(const struct jobnet *n, struct kiln_err *e)
 {
 	char *list[] = { "nft", "list", "set", "inet", "kiln", "job_ifs", NULL };
-	char script[1024];
+	char script[2048];
 	struct kiln_err ignored;
 
 	if (run_cmd(list, NULL, &ignored) != KILN_OK)
@@ -651,10 +723,11 @@ const char *jobnet_dir(void)
 	return v && *v ? v : JOBNET_DIR;
 }
 
-enum kiln_rc jobnet_setup(const char *job_id, struct jobnet *n, struct kiln_err *e)
+enum kiln_rc jobnet_setup(const char *job_id, const struct kiln_cidrs *allowed,
+			  const struct kiln_cidrs *denied, struct jobnet *n, struct kiln_err *e)
 {
 	const char *dir = jobnet_dir();
-	char script[4096];
+	char script[JOBNET_SCRIPT_MAX];
 	const char *veth = getenv(JOBNET_TEST_VETH_ENV);
 	struct kiln_err local;
 	enum kiln_rc rc;
@@ -670,6 +743,10 @@ enum kiln_rc jobnet_setup(const char *job_id, struct jobnet *n, struct kiln_err 
 	n->owner = getpid();
 	n->veth = veth && strcmp(veth, "1") == 0;
 	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
+	if (allowed)
+		n->allowed = *allowed;
+	if (denied)
+		n->denied = *denied;
 	if ((rc = jobnet_addrs(n->slot, n, e)) != KILN_OK)
 		goto out;
 	fill_dns(n);

@@ -5,21 +5,41 @@
  *
  *   - NAT: traffic from the pool leaving through a non-kiln interface is
  *     masqueraded;
- *   - forward: job -> outside is allowed, replies come back
- *     (established/related), job -> another job's interface is dropped, a
- *     job may only send from its own guest address, IPv4 only, and no
- *     connection from a job may be DNATed (that would reach host services
- *     published through DNAT, such as container ports);
+ *   - forward: a job reaches the public internet only: replies come back
+ *     (established/related); a job may only send from its own guest
+ *     address, IPv4 only; no connection from a job may be DNATed (that
+ *     would reach host services published through DNAT, such as container
+ *     ports); job -> another job's interface is dropped; and the egress
+ *     policy below decides on the destination;
  *   - input: everything from a kiln interface to the host itself is dropped
  *     (any host address, any family) except established/related replies.
  *
+ * Egress policy, per job, in this order (the first match decides):
+ *   1. its DNS server (n->dns, the host's) on port 53, UDP and TCP: allowed,
+ *      whatever else says, so that name lookups work when the host's
+ *      resolver sits on a private address (it often does: 10.x, 192.168.x);
+ *   2. allowed_networks: allowed (punched through 3 and 4);
+ *   3. denied_networks: dropped;
+ *   4. the set @refused: dropped. It holds what is not the public internet:
+ *      JOBNET_REFUSED (this network 0/8, RFC 1918 10/8, 172.16/12 (the
+ *      pool too) and 192.168/16, CGNAT 100.64/10, loopback 127/8,
+ *      link-local 169.254/16 with the cloud metadata service
+ *      169.254.169.254, multicast 224/4, reserved 240/4 and broadcast);
+ *   5. anything else: allowed (NATed).
+ * The host's own addresses, whatever they are, never reach the forward
+ * chain: they are input, dropped above. A DNS server on the host itself
+ * (a loopback one is never handed to the guest) is therefore not reachable.
+ * Steps 1-3 live in the job's own chain job_<tap>, which the forward chain
+ * jumps to through the verdict map @job_policy.
+ *
  * The base chains match the named sets @job_ifs (interface names) and
- * @job_guests (interface . guest address); a job's state is exactly its two
- * set elements, so removing them removes the job from the rules and nothing
- * else. The base chains are (re)written by every setup in the same atomic
- * transaction and are inert while the sets are empty; the table stays.
- * No other table is ever touched. Rules of other tables still apply: a host
- * firewall whose forward policy is drop must allow the pool.
+ * @job_guests (interface . guest address); a job's state is exactly its
+ * three set and map elements and its chain, so removing them removes the
+ * job from the rules and nothing else. The base chains and @refused are
+ * (re)written by every setup in the same atomic transaction and are inert
+ * while the sets are empty; the table stays. No other table is ever
+ * touched. Rules of other tables still apply: a host firewall whose forward
+ * policy is drop must allow the pool.
  *
  * Slots are claimed in one folder for the whole host, jobnet_dir()
  * (/run/kiln/net), whatever each kiln's state_dir: taps, addresses and
@@ -51,6 +71,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "runner/cidr.h"
 #include "runner/result.h"
 
 #define JOBNET_POOL "172.30.0.0/16"
@@ -59,6 +80,10 @@
 #define JOBNET_SLOTS 16384u          /* /30s in the /16 */
 #define JOBNET_JOB_ID_MAX 63         /* [A-Za-z0-9._-], 1..63 characters */
 #define JOBNET_NFT_TABLE "inet kiln"
+/* What a job may not reach unless allowed_networks says so (see above). */
+#define JOBNET_REFUSED \
+	"0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, " \
+	"192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4"
 #define JOBNET_DIR "/run/kiln/net"       /* the host's slot claims */
 /* Names another claim folder instead of JOBNET_DIR: for the unit tests,
  * which must not touch the host's. Never set it in production: two kiln
@@ -88,6 +113,8 @@ struct jobnet {
 				   * none (then the guest gets no kiln.dns) */
 	char cmdline[128];        /* "kiln.ip=G/30 kiln.gw=H kiln.dns=D" for the
 				   * guest agent; "" with the network off */
+	struct kiln_cidrs allowed; /* egress policy steps 2 and 3 (above) */
+	struct kiln_cidrs denied;
 };
 
 /* The host-global folder of slot claims: $KILN_NET_DIR when set (tests
@@ -97,10 +124,12 @@ const char *jobnet_dir(void);
 /* Give job_id a network: claim a free slot in jobnet_dir(), create
  * and configure its tap (persistent, so the VMM attaches to it by name:
  * IFF_TAP|IFF_NO_PI|IFF_VNET_HDR), enable IPv4 forwarding and add the slot
- * to the nftables sets, then fill n. On failure everything made so far is
+ * and its egress policy (allowed and denied networks, either NULL: none)
+ * to the nftables table, then fill n. On failure everything made so far is
  * removed again and e says which step failed. job_id must be 1..63 of
  * [A-Za-z0-9._-]. */
-enum kiln_rc jobnet_setup(const char *job_id, struct jobnet *n, struct kiln_err *e);
+enum kiln_rc jobnet_setup(const char *job_id, const struct kiln_cidrs *allowed,
+			  const struct kiln_cidrs *denied, struct jobnet *n, struct kiln_err *e);
 
 /* Fill n for a job whose network is off: enabled false, empty cmdline (no
  * kiln.ip for the guest), nothing created; jobnet_teardown on it does
@@ -156,9 +185,10 @@ int jobnet_parse_resolv(const char *text, char *out, size_t size);
 void jobnet_fill_cmdline(struct jobnet *n);
 
 /* The nft script (for `nft -f -`) that creates table, sets and base chains
- * and adds n's elements (add = true), or removes n's elements (add =
- * false; the table and sets must exist). Returns the length, or -1 when it
- * does not fit in size. */
+ * and adds n's chain (its DNS server, allowed and denied networks) and
+ * elements (add = true), or removes n's elements and chain (add = false;
+ * the table must exist). Returns the length, or -1 when it does not fit in
+ * size. */
 int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size);
 
 #endif

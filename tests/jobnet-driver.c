@@ -2,11 +2,14 @@
  * (which runs it inside tests/kvm-sandbox: it changes the network). Slots
  * are claimed in jobnet_dir() ($KILN_NET_DIR, else /run/kiln/net), like
  * kiln's, whatever $KILN_STATE_DIR says.
- *   setup JOB     set up JOB's network, print it as KEY=VALUE lines
- *   hold JOB      the same, then sleep until killed (owning the slot)
+ *   setup JOB [+NET|-NET]...  set up JOB's network, NETs allowed (+) and
+ *                 denied (-), print it as KEY=VALUE lines
+ *   hold JOB [+NET|-NET]...   the same, then sleep until killed (owning
+ *                 the slot)
  *   teardown JOB  tear down the network that JOB holds (none: no-op)
  *   sweep         remove what dead owners left
  * Exit status 0, 1 on failure (one line on stderr), 2 on bad usage. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,16 +26,41 @@ static void print(const struct jobnet *n)
 	fflush(stdout);
 }
 
+/* +NET and -NET words into allowed and denied; false (with a message) on
+ * a bad one. */
+static bool policy(int argc, char **argv, struct kiln_cidrs *allowed, struct kiln_cidrs *denied)
+{
+	int i;
+
+	memset(allowed, 0, sizeof(*allowed));
+	memset(denied, 0, sizeof(*denied));
+	for (i = 0; i < argc; i++) {
+		struct kiln_cidrs *list = argv[i][0] == '+' ? allowed : denied;
+		const char *why = "must start with + or -";
+
+		if ((argv[i][0] != '+' && argv[i][0] != '-') || list->n >= KILN_MAX_NETWORKS ||
+		    !kiln_cidr_parse(argv[i] + 1, &list->v[list->n], &why)) {
+			fprintf(stderr, "jobnet-driver: '%s': %s\n", argv[i], why);
+			return false;
+		}
+		list->n++;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
+	struct kiln_cidrs allowed, denied;
 	struct kiln_err e = { 0 };
 	struct jobnet n;
 	const char *verb = argc > 1 ? argv[1] : "";
 	enum kiln_rc rc;
 
 	kiln_log_set_level(KILN_LOG_DEBUG);
-	if ((strcmp(verb, "setup") == 0 || strcmp(verb, "hold") == 0) && argc == 3) {
-		rc = jobnet_setup(argv[2], &n, &e);
+	if ((strcmp(verb, "setup") == 0 || strcmp(verb, "hold") == 0) && argc >= 3) {
+		if (!policy(argc - 3, argv + 3, &allowed, &denied))
+			return 2;
+		rc = jobnet_setup(argv[2], &allowed, &denied, &n, &e);
 		if (rc == KILN_OK) {
 			print(&n);
 			while (strcmp(verb, "hold") == 0)
@@ -49,7 +77,7 @@ int main(int argc, char **argv)
 	} else if (strcmp(verb, "sweep") == 0 && argc == 2) {
 		rc = jobnet_sweep(&e);
 	} else {
-		fprintf(stderr, "usage: jobnet-driver setup|hold|teardown JOB | sweep\n");
+		fprintf(stderr, "usage: jobnet-driver setup|hold JOB [+NET|-NET]... | teardown JOB | sweep\n");
 		return 2;
 	}
 	if (rc != KILN_OK) {

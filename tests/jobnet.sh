@@ -126,11 +126,16 @@ serve() {
 		sleep 0.1
 	done
 }
-# probe NETNS ADDR PORT: the service's line, or status 1 within 2 s.
+# probe NETNS|- ADDR PORT: the service's line, or status 1 within 2 s
+# (-: from the sandbox itself).
 probe() {
 	# shellcheck disable=SC2016 # expanded by that bash
-	ip netns exec "$1" timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1" && read -r l <&3 && echo "$l"' \
-		"$2" "$3" 2>/dev/null
+	set -- "$1" 'exec 3<>"/dev/tcp/$0/$1" && read -r l <&3 && echo "$l"' "$2" "$3"
+	if [ "$1" = - ]; then
+		timeout 2 bash -c "$2" "$3" "$4" 2>/dev/null
+	else
+		ip netns exec "$1" timeout 2 bash -c "$2" "$3" "$4" 2>/dev/null
+	fi
 }
 # reach NETNS ADDR PORT WANT: the service answers WANT (a prefix).
 reach() {
@@ -188,11 +193,30 @@ ip -n ctl addr add 192.168.77.2/24 dev eth0
 ip -n ctl link set eth0 up
 ip -n ctl route add default via 192.168.77.1
 ip addr add 192.0.2.1/32 dev lo
+# "The LAN": namespace lan behind veth kx-lan (10.77.0.0/24), also holding
+# the cloud metadata address 169.254.169.254, a CGNAT address 100.64.0.5
+# and the host's DNS server (from /etc/resolv.conf), each routed to it:
+# what a job must not reach (but the DNS port), all inside the sandbox.
+dns=$(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ &&
+	$2 != "0.0.0.0" { print $2; exit }' /etc/resolv.conf)
+ip netns add lan
+ip link add kx-lan type veth peer name eth0 netns lan
+ip addr add 10.77.0.1/24 dev kx-lan
+ip link set kx-lan up
+ip -n lan addr add 10.77.0.2/24 dev eth0
+ip -n lan link set eth0 up
+ip -n lan link set lo up
+for a in 169.254.169.254 100.64.0.5 ${dns:+"$dns"}; do
+	ip -n lan addr add "$a/32" dev lo
+	ip route add "$a/32" via 10.77.0.2
+done
 # The outside routes back to ctl (for the DNAT control), never to 172.30.
 ip -n outside route add 192.168.77.0/24 via 198.18.0.1
 serve outside tcp 0.0.0.0 8080 outside
 serve outside udp 0.0.0.0 8085 "$S/outside-udp.log"
 serve - tcp 0.0.0.0 8081 host
+serve lan tcp 0.0.0.0 8080 lan
+[ -z "$dns" ] || serve lan tcp "$dns" 53 dns
 serve - udp 127.0.0.1 8083 "$S/udp.log"
 # A "published" host port, DNATed like a container's (in a test table).
 nft -f - <<'EOF'
@@ -217,8 +241,6 @@ pids="$pids $h2"
 wait_for 20 grep -q '^OWNER=' "$S/job-2.env" || { cat "$S/job-2.err"; echo "FAIL: job-2 setup"; exit 1; }
 cat "$S/job-1.env" "$S/job-2.env"
 
-dns=$(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ &&
-	$2 != "0.0.0.0" { print $2; exit }' /etc/resolv.conf)
 check_env() { # check_env JOB SLOT HOST GUEST OWNER
 	e=$S/$1.env
 	want="kiln.ip=$4/30 kiln.gw=$3${dns:+ kiln.dns=$dns}"
@@ -318,6 +340,53 @@ if grep -q ' from-job-1$' "$S/udp.log" 2>/dev/null; then
 else
 	ok "job-1 cannot reach 127.0.0.1 even with route_localnet on"
 fi
+
+# --- egress policy: the public internet only ---------------------------------
+# Controls: the sandbox itself reaches every "LAN" service.
+for a in 10.77.0.2 169.254.169.254 100.64.0.5 ${dns:+"$dns"}; do
+	reach - "$a" 8080 "lan 10.77.0.1"
+done
+# A job with the default policy: none of them, nor the host's side of the
+# LAN.
+for a in 10.77.0.2 169.254.169.254 100.64.0.5; do
+	blocked job-1 "$a" 8080
+done
+blocked job-1 10.77.0.1 8081
+if [ -n "$dns" ]; then
+	reach job-1 "$dns" 53 "dns 10.77.0.1"
+	blocked job-1 "$dns" 8080
+else
+	echo "note: /etc/resolv.conf names no IPv4 nameserver: the DNS exception is not checked"
+fi
+# allowed_networks punches through, also through denied_networks; the
+# rest stays refused, and denied_networks refuses a public address.
+ip netns add job-6
+"$driver" hold job-6 +10.77.0.2/32 -10.77.0.0/24 -198.18.0.2/32 >"$S/job-6.env" 2>"$S/job-6.err" &
+h6=$!
+pids="$pids $h6"
+wait_for 20 grep -q '^OWNER=' "$S/job-6.env" || { cat "$S/job-6.err"; echo "FAIL: job-6 setup"; exit 1; }
+t6=$(val "$S/job-6.env" TAP)
+ip -n job-6 addr add "$(val "$S/job-6.env" GUEST_IP)/30" dev eth0
+ip -n job-6 link set eth0 up
+ip -n job-6 route add default via "$(val "$S/job-6.env" GATEWAY)"
+reach job-6 10.77.0.2 8080 "lan 10.77.0.1"
+blocked job-6 169.254.169.254 8080
+blocked job-6 198.18.0.2 8080
+blocked job-1 10.77.0.2 8080
+reach job-1 198.18.0.2 8080 "outside 198.18.0.1"
+if "$driver" setup job-x +fd00::/8 2>"$S/bad.err"; then
+	bad "an IPv6 network was taken"
+else
+	ok "a bad network is refused: $(cat "$S/bad.err")"
+fi
+"$driver" teardown job-6 || bad "teardown job-6 failed"
+kill "$h6" 2>/dev/null || true
+if nft list chain inet kiln "job_$t6" >/dev/null 2>&1 || nft list map inet kiln job_policy | grep -q "\"$t6\""; then
+	bad "teardown left job-6's chain or verdict: $(nft list table inet kiln)"
+else
+	ok "teardown removed job-6's chain and verdict"
+fi
+reach job-1 198.18.0.2 8080 "outside 198.18.0.1"
 
 # --- teardown --------------------------------------------------------------------
 "$driver" teardown job-1 || bad "teardown job-1 failed"

@@ -148,9 +148,14 @@ START_TEST(nft_script_golden)
 		"add table inet kiln\n"
 		"add set inet kiln job_ifs { type ifname; }\n"
 		"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+		"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+		"add map inet kiln job_policy { type ifname : verdict; }\n"
 		"add chain inet kiln input { type filter hook input priority filter; policy accept; }\n"
 		"add chain inet kiln forward { type filter hook forward priority filter; policy accept; }\n"
 		"add chain inet kiln postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+		"flush set inet kiln refused\n"
+		"add element inet kiln refused { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, "
+		"169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4 }\n"
 		"flush chain inet kiln input\n"
 		"flush chain inet kiln forward\n"
 		"flush chain inet kiln postrouting\n"
@@ -160,29 +165,119 @@ START_TEST(nft_script_golden)
 		"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
 		"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
 		"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
+		"add rule inet kiln forward iifname @job_ifs iifname vmap @job_policy\n"
+		"add rule inet kiln forward iifname @job_ifs ip daddr @refused drop\n"
 		"add rule inet kiln forward iifname @job_ifs accept\n"
 		"add rule inet kiln forward oifname @job_ifs ct state established,related accept\n"
 		"add rule inet kiln forward oifname @job_ifs drop\n"
 		"add rule inet kiln postrouting ip saddr 172.30.0.0/16 oifname != @job_ifs masquerade\n"
-		"add element inet kiln job_ifs { \"kt3\" }\n"
-		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n";
-	static const char want_del[] =
-		"# kiln: remove the network of slot 3\n"
+		"add chain inet kiln job_kt3\n"
+		"flush chain inet kiln job_kt3\n";
+	static const char want_policy[] =
+		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 udp dport 53 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 tcp dport 53 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 192.168.5.0/24 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 10.9.9.9/32 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 0.0.0.0/0 drop\n";
+	static const char want_elements[] =
 		"add element inet kiln job_ifs { \"kt3\" }\n"
 		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n"
+		"add element inet kiln job_policy { \"kt3\" : jump job_kt3 }\n";
+	static const char want_del[] =
+		"# kiln: remove the network of slot 3\n"
+		"add table inet kiln\n"
+		"add set inet kiln job_ifs { type ifname; }\n"
+		"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+		"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+		"add map inet kiln job_policy { type ifname : verdict; }\n"
+		"add chain inet kiln job_kt3\n"
+		"add element inet kiln job_ifs { \"kt3\" }\n"
+		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n"
+		"add element inet kiln job_policy { \"kt3\" : jump job_kt3 }\n"
 		"delete element inet kiln job_ifs { \"kt3\" }\n"
-		"delete element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n";
+		"delete element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n"
+		"delete element inet kiln job_policy { \"kt3\" }\n"
+		"flush chain inet kiln job_kt3\n"
+		"delete chain inet kiln job_kt3\n";
+	static const char *const allowed[] = { "192.168.5.0/24", "10.9.9.9" };
 	struct jobnet n;
-	char buf[4096];
+	char buf[16384], want[8192];
+	const char *why;
+	size_t i;
 
+	/* No DNS server, no policy: the default list alone. */
 	memset(&n, 0, sizeof(n));
 	ck_assert_int_eq(jobnet_addrs(3, &n, NULL), KILN_OK);
 	snprintf(n.job_id, sizeof(n.job_id), "1234");
-	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want_add));
-	ck_assert_str_eq(buf, want_add);
+	snprintf(want, sizeof(want), "%s%s", want_add, want_elements);
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want));
+	ck_assert_str_eq(buf, want);
 	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, sizeof(buf)), (int)strlen(want_del));
 	ck_assert_str_eq(buf, want_del);
+
+	/* Its DNS server first, then allowed, then denied (all else). */
+	snprintf(n.dns, sizeof(n.dns), "10.0.0.53");
+	for (i = 0; i < 2; i++)
+		ck_assert(kiln_cidr_parse(allowed[i], &n.allowed.v[n.allowed.n++], &why));
+	ck_assert(kiln_cidr_parse("0.0.0.0/0", &n.denied.v[n.denied.n++], &why));
+	snprintf(want, sizeof(want), "%s%s%s", want_add, want_policy, want_elements);
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want));
+	ck_assert_str_eq(buf, want);
+	/* The policy never changes what removal does. */
+	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, sizeof(buf)), (int)strlen(want_del));
+
+	/* Too small a buffer: -1, never a cut script. */
 	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, 100), -1);
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, strlen(want)), -1);
+	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, strlen(want_del)), -1);
+
+	/* The longest policy fits the buffer jobnet_setup uses (16 KiB). */
+	n.allowed.n = n.denied.n = KILN_MAX_NETWORKS;
+	for (i = 0; i < KILN_MAX_NETWORKS; i++)
+		n.allowed.v[i] = n.denied.v[i] = (struct kiln_cidr){ 0xfffffffeu, 31 };
+	ck_assert_int_eq(jobnet_addrs(JOBNET_SLOTS - 1, &n, NULL), KILN_OK);
+	snprintf(n.dns, sizeof(n.dns), "255.255.255.255");
+	ck_assert_int_gt(jobnet_nft_script(&n, true, buf, sizeof(buf)), 0);
+}
+END_TEST
+
+/* The allowed_networks/denied_networks syntax: IPv4, host bits clear. */
+START_TEST(cidr_parse)
+{
+	static const struct {
+		const char *in, *out; /* out: the canonical text, or the reason */
+	} cases[] = {
+		{ "10.0.0.0/8", "10.0.0.0/8" },
+		{ "169.254.169.254", "169.254.169.254/32" },
+		{ "0.0.0.0/0", "0.0.0.0/0" },
+		{ "192.168.1.128/25", "192.168.1.128/25" },
+		{ "203.0.113.7/32", "203.0.113.7/32" },
+		{ "10.0.0.1/8", "host bits are set after the prefix length (write the network's first address)" },
+		{ "10.0.0.0/33", "the prefix length must be 0..32" },
+		{ "10.0.0.0/", "the prefix length must be 0..32" },
+		{ "10.0.0.0/8x", "the prefix length must be 0..32" },
+		{ "10.0.0.0/0008", "the prefix length must be 0..32" },
+		{ "fd00::/8", "IPv6 is not supported: the job network is IPv4 only" },
+		{ "256.0.0.0/8", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "10.0.0/8", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "10.0.0.0 /8", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "lan", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kiln_cidr c;
+		const char *why = NULL;
+		char buf[KILN_CIDR_STR_MAX];
+
+		if (kiln_cidr_parse(cases[i].in, &c, &why)) {
+			kiln_cidr_str(&c, buf, sizeof(buf));
+			ck_assert_msg(strcmp(buf, cases[i].out) == 0, "'%s' -> '%s'", cases[i].in, buf);
+		} else {
+			ck_assert_msg(strcmp(why, cases[i].out) == 0, "'%s': %s", cases[i].in, why);
+		}
+	}
 }
 END_TEST
 
@@ -424,6 +519,7 @@ Suite *jobnet_suite(void)
 	tcase_add_test(tc, addrs_of_slots);
 	tcase_add_test(tc, cmdline);
 	tcase_add_test(tc, nft_script_golden);
+	tcase_add_test(tc, cidr_parse);
 	tcase_add_test(tc, resolv_conf);
 	tcase_add_test(tc, claim_writes_owner);
 	tcase_add_test(tc, claim_concurrent_distinct);
