@@ -22,6 +22,9 @@
 
 #define SLOT_PREFIX "slot-"
 #define RESOLV_CONF "/etc/resolv.conf"
+/* systemd-resolved's upstream servers, for a host whose resolv.conf names
+ * only its stub on 127.0.0.53 (which the guest cannot reach). */
+#define RESOLVED_CONF "/run/systemd/resolve/resolv.conf"
 #define IP_FORWARD "/proc/sys/net/ipv4/ip_forward"
 /* Output kept from a helper program for error messages. */
 #define CMD_OUT_MAX 1024
@@ -687,24 +690,36 @@ void jobnet_fill_cmdline(struct jobnet *n)
 		 n->gateway, *n->dns ? " kiln.dns=" : "", n->dns);
 }
 
+int jobnet_read_dns(const char *const *paths, char *out, size_t size)
+{
+	char buf[16384];
+	int i;
+
+	if (size)
+		*out = '\0';
+	for (i = 0; paths[i]; i++) {
+		ssize_t r;
+		int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			continue;
+		r = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[r > 0 ? r : 0] = '\0';
+		if (jobnet_parse_resolv(buf, out, size))
+			return i;
+	}
+	return -1;
+}
+
 /* The host's DNS server for the guest into n->dns ("" when none). */
 static void fill_dns(struct jobnet *n)
 {
-	char buf[16384];
-	ssize_t r;
-	int fd = open(RESOLV_CONF, O_RDONLY | O_CLOEXEC);
+	static const char *const paths[] = { RESOLV_CONF, RESOLVED_CONF, NULL };
 
-	n->dns[0] = '\0';
-	if (fd < 0) {
-		log_warn("%s: %s; the job VM gets no DNS server", RESOLV_CONF, strerror(errno));
-		return;
-	}
-	r = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[r > 0 ? r : 0] = '\0';
-	if (!jobnet_parse_resolv(buf, n->dns, sizeof(n->dns)))
-		log_warn("%s names no IPv4 nameserver outside 127.0.0.0/8; the job VM gets no DNS server",
-			 RESOLV_CONF);
+	if (jobnet_read_dns(paths, n->dns, sizeof(n->dns)) < 0)
+		log_warn("neither %s nor %s names an IPv4 nameserver outside 127.0.0.0/8; the job VM "
+			 "gets no DNS server", RESOLV_CONF, RESOLVED_CONF);
 }
 
 /* --- the job's network ------------------------------------------------------ */

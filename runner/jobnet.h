@@ -109,8 +109,9 @@ struct jobnet {
 	int prefix;               /* 30 */
 	char mac[18];             /* guest MAC, locally administered, from the slot */
 	char dns[16];             /* first non-loopback IPv4 nameserver of the
-				   * host's /etc/resolv.conf; "" when there is
-				   * none (then the guest gets no kiln.dns) */
+				   * host's /etc/resolv.conf (or of
+				   * systemd-resolved's upstreams); "" when there
+				   * is none (then the guest gets no kiln.dns) */
 	char cmdline[128];        /* "kiln.ip=G/30 kiln.gw=H kiln.dns=D" for the
 				   * guest agent; "" with the network off */
 	struct kiln_cidrs allowed; /* egress policy steps 2 and 3 (above) */
@@ -180,6 +181,12 @@ enum kiln_rc jobnet_addrs(unsigned slot, struct jobnet *n, struct kiln_err *e);
  * (127/8) or 0.0.0.0, into out (size bytes); 1 when found, else 0 and out
  * is "". Comments (# or ;) and other keywords are skipped. */
 int jobnet_parse_resolv(const char *text, char *out, size_t size);
+
+/* The first nameserver jobnet_parse_resolv finds in the files paths
+ * (NULL-terminated), tried in order, into out: the index of the file it
+ * came from, or -1 (out "") when none names one. Setup tries
+ * /etc/resolv.conf, then systemd-resolved's upstream list. */
+int jobnet_read_dns(const char *const *paths, char *out, size_t size);
 
 /* The guest's kernel command line fragment for n (fills n->cmdline). */
 void jobnet_fill_cmdline(struct jobnet *n);

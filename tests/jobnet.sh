@@ -197,8 +197,12 @@ ip addr add 192.0.2.1/32 dev lo
 # the cloud metadata address 169.254.169.254, a CGNAT address 100.64.0.5
 # and the host's DNS server (from /etc/resolv.conf), each routed to it:
 # what a job must not reach (but the DNS port), all inside the sandbox.
-dns=$(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ &&
-	$2 != "0.0.0.0" { print $2; exit }' /etc/resolv.conf)
+# (jobnet's choice: the first IPv4 one outside 127/8, else resolved's.)
+for f in /etc/resolv.conf /run/systemd/resolve/resolv.conf; do
+	dns=$(awk '$1 == "nameserver" && $2 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/ && $2 !~ /^127\./ &&
+		$2 != "0.0.0.0" { print $2; exit }' "$f" 2>/dev/null) || dns=''
+	[ -z "$dns" ] || break
+done
 ip netns add lan
 ip link add kx-lan type veth peer name eth0 netns lan
 ip addr add 10.77.0.1/24 dev kx-lan

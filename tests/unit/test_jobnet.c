@@ -312,6 +312,42 @@ START_TEST(resolv_conf)
 }
 END_TEST
 
+/* A host with systemd-resolved names only its stub 127.0.0.53 in
+ * /etc/resolv.conf: the guest gets the first upstream server instead. */
+START_TEST(dns_from_files)
+{
+	char stub[PATH_MAX], upstream[PATH_MAX], missing[PATH_MAX], dns[16];
+	const char *paths[4];
+	FILE *f;
+
+	make_scratch();
+	snprintf(stub, sizeof(stub), "%s/resolv.conf", scratch);
+	snprintf(upstream, sizeof(upstream), "%s/resolved.conf", scratch);
+	snprintf(missing, sizeof(missing), "%s/missing.conf", scratch);
+	f = fopen(stub, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("nameserver 127.0.0.53\noptions edns0 trust-ad\n", f);
+	fclose(f);
+	f = fopen(upstream, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("# resolved's upstreams\nnameserver 192.168.1.1\nnameserver 10.0.0.1\n", f);
+	fclose(f);
+	paths[0] = missing;
+	paths[1] = stub;
+	paths[2] = upstream;
+	paths[3] = NULL;
+	ck_assert_int_eq(jobnet_read_dns(paths, dns, sizeof(dns)), 2);
+	ck_assert_str_eq(dns, "192.168.1.1");
+	paths[2] = NULL;
+	ck_assert_int_eq(jobnet_read_dns(paths, dns, sizeof(dns)), -1);
+	ck_assert_str_eq(dns, "");
+	paths[0] = upstream;
+	ck_assert_int_eq(jobnet_read_dns(paths, dns, sizeof(dns)), 0);
+	ck_assert_str_eq(dns, "192.168.1.1");
+	drop_scratch();
+}
+END_TEST
+
 START_TEST(claim_writes_owner)
 {
 	struct kiln_err e = { 0 };
@@ -521,6 +557,7 @@ Suite *jobnet_suite(void)
 	tcase_add_test(tc, nft_script_golden);
 	tcase_add_test(tc, cidr_parse);
 	tcase_add_test(tc, resolv_conf);
+	tcase_add_test(tc, dns_from_files);
 	tcase_add_test(tc, claim_writes_owner);
 	tcase_add_test(tc, claim_concurrent_distinct);
 	tcase_add_test(tc, claim_reuses_stale_not_live);
