@@ -129,6 +129,7 @@ static enum kiln_rc microvm_disks_changed(struct executor *x, struct kiln_err *e
 
 const struct executor_ops executor_microvm = {
 	.name = "microvm",
+	.limits_net = true,
 	.prepare = microvm_prepare,
 	.start = microvm_start,
 	.disks_changed = microvm_disks_changed,

@@ -17,7 +17,7 @@ static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 }
 
 /* The spec's disk limits as -drive throttling options ("" for none).
- * QEMU has no limiter for a tap netdev: rx/tx_rate_limit do not apply. */
+ * QEMU has no limiter for a tap netdev: runner/jobnet limits the tap. */
 static void throttling(const struct vm_spec *s, char *buf, size_t size)
 {
 	int len = 0;

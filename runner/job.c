@@ -661,8 +661,15 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	if (want_net) {
 		snprintf(job_id, sizeof(job_id), "%lld", p->id);
 		const struct kiln_vm_settings *vm = o->vm ? o->vm : &o->cfg->defaults;
+		struct jobnet_policy policy = { .allowed = vm->allowed_networks,
+						.denied = vm->denied_networks };
 
-		if ((rc = jobnet_setup(job_id, &vm->allowed_networks, &vm->denied_networks, &j.net, e))) {
+		/* A VMM without a limiter of its own gets one on its tap. */
+		if (!j.backend->limits_net) {
+			policy.rx_rate = vm->rx_rate_limit;
+			policy.tx_rate = vm->tx_rate_limit;
+		}
+		if ((rc = jobnet_setup(job_id, &policy, &j.net, e))) {
 			fail_reason(&j, "runner_system_failure");
 			goto out;
 		}

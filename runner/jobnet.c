@@ -32,6 +32,13 @@
  * KILN_MAX_NETWORKS rules of the job's policy (under 80 bytes each). */
 #define JOBNET_SCRIPT_MAX 16384
 
+/* The burst of a limit of rate bytes/s: a tenth of a second's worth, at
+ * least 64 KiB so that one (offloaded) frame always fits. */
+static long limit_burst(long rate)
+{
+	return rate / 10 < 65536 ? 65536 : rate / 10;
+}
+
 static bool valid_job_id(const char *id)
 {
 	size_t i;
@@ -262,6 +269,19 @@ static enum kiln_rc link_configure(const struct jobnet *n, struct kiln_err *e)
 	return run_cmd(up, NULL, e);
 }
 
+/* Shape what the tap sends to the guest to rate bytes/s (tc's "bps" are
+ * bytes): a token bucket queue, up to 100 ms of delay, then drops. */
+static enum kiln_rc link_shape(const struct jobnet *n, long rate, struct kiln_err *e)
+{
+	char r[32], b[32];
+	char *argv[] = { "tc", "qdisc", "replace", "dev", (char *)n->tap, "root", "tbf", "rate", r,
+			 "burst", b, "latency", "100ms", NULL };
+
+	snprintf(r, sizeof(r), "%ldbps", rate);
+	snprintf(b, sizeof(b), "%ld", limit_burst(rate));
+	return run_cmd(argv, NULL, e);
+}
+
 /* --- nftables ------------------------------------------------------------- */
 
 static const char nft_decls[] =
@@ -362,13 +382,17 @@ int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size)
 			 "add chain inet kiln job_%s\n"
 			 "flush chain inet kiln job_%s\n",
 			 n->job_id, n->slot, nft_decls, nft_base, t, t) &&
+		     (n->policy.tx_rate <= 0 ||
+		      put(buf, size, &len,
+			  "add rule inet kiln job_%s limit rate over %ld bytes/second burst %ld bytes drop\n",
+			  t, n->policy.tx_rate, limit_burst(n->policy.tx_rate))) &&
 		     (!*n->dns ||
 		      put(buf, size, &len,
 			  "add rule inet kiln job_%s ip daddr %s udp dport 53 accept\n"
 			  "add rule inet kiln job_%s ip daddr %s tcp dport 53 accept\n",
 			  t, n->dns, t, n->dns)) &&
-		     put_nets(buf, size, &len, n, &n->allowed, "accept") &&
-		     put_nets(buf, size, &len, n, &n->denied, "drop") &&
+		     put_nets(buf, size, &len, n, &n->policy.allowed, "accept") &&
+		     put_nets(buf, size, &len, n, &n->policy.denied, "drop") &&
 		     put(buf, size, &len,
 			 "add element inet kiln job_ifs { \"%s\" }\n"
 			 "add element inet kiln job_guests { \"%s\" . %s }\n"
@@ -738,8 +762,8 @@ const char *jobnet_dir(void)
 	return v && *v ? v : JOBNET_DIR;
 }
 
-enum kiln_rc jobnet_setup(const char *job_id, const struct kiln_cidrs *allowed,
-			  const struct kiln_cidrs *denied, struct jobnet *n, struct kiln_err *e)
+enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy,
+			  struct jobnet *n, struct kiln_err *e)
 {
 	const char *dir = jobnet_dir();
 	char script[JOBNET_SCRIPT_MAX];
@@ -758,10 +782,8 @@ enum kiln_rc jobnet_setup(const char *job_id, const struct kiln_cidrs *allowed,
 	n->owner = getpid();
 	n->veth = veth && strcmp(veth, "1") == 0;
 	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
-	if (allowed)
-		n->allowed = *allowed;
-	if (denied)
-		n->denied = *denied;
+	if (policy)
+		n->policy = *policy;
 	if ((rc = jobnet_addrs(n->slot, n, e)) != KILN_OK)
 		goto out;
 	fill_dns(n);
@@ -773,7 +795,8 @@ enum kiln_rc jobnet_setup(const char *job_id, const struct kiln_cidrs *allowed,
 	rc = n->veth ? veth_create(n->tap, n->job_id, e) : tap_create(n->tap, e);
 	if (rc != KILN_OK)
 		goto out;
-	if ((rc = link_configure(n, e)) != KILN_OK || (rc = enable_forwarding(e)) != KILN_OK)
+	if ((rc = link_configure(n, e)) != KILN_OK || (rc = enable_forwarding(e)) != KILN_OK ||
+	    (n->policy.rx_rate > 0 && (rc = link_shape(n, n->policy.rx_rate, e)) != KILN_OK))
 		goto out;
 	if (jobnet_nft_script(n, true, script, sizeof(script)) < 0) {
 		rc = kiln_fail(e, KILN_E_LIMIT, "nft script for %s too long", n->tap);

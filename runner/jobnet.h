@@ -62,7 +62,8 @@
  * process: it must outlive the job (or the slot turns stale, and the next
  * setup or sweep removes the job's network under it).
  *
- * Requires root (CAP_NET_ADMIN), /dev/net/tun, `ip` (iproute2) and `nft`. */
+ * Requires root (CAP_NET_ADMIN), /dev/net/tun, `ip` (iproute2) and `nft`;
+ * `tc` (iproute2, sch_tbf) for an rx limit. */
 #ifndef KILN_JOBNET_H
 #define KILN_JOBNET_H
 
@@ -94,6 +95,17 @@
  * a stand-in guest for tests/jobnet.sh. Never set it in production. */
 #define JOBNET_TEST_VETH_ENV "KILN_JOBNET_TEST_VETH"
 
+/* What a job's network lets through, beyond the fixed rules above. */
+struct jobnet_policy {
+	struct kiln_cidrs allowed; /* egress policy step 2 */
+	struct kiln_cidrs denied;  /* egress policy step 3 */
+	/* Bytes/s into and out of the guest, 0: none. For a VMM without a
+	 * limiter of its own (QEMU): rx shapes the tap's queue (tc tbf), tx
+	 * polices in the job's chain (nft limit: over it, packets drop). */
+	long rx_rate;
+	long tx_rate;
+};
+
 struct jobnet {
 	bool enabled;             /* false: no network, nothing to tear down */
 	bool claimed;             /* slot_file is ours until teardown */
@@ -114,8 +126,7 @@ struct jobnet {
 				   * is none (then the guest gets no kiln.dns) */
 	char cmdline[128];        /* "kiln.ip=G/30 kiln.gw=H kiln.dns=D" for the
 				   * guest agent; "" with the network off */
-	struct kiln_cidrs allowed; /* egress policy steps 2 and 3 (above) */
-	struct kiln_cidrs denied;
+	struct jobnet_policy policy; /* as setup was given it */
 };
 
 /* The host-global folder of slot claims: $KILN_NET_DIR when set (tests
@@ -125,12 +136,12 @@ const char *jobnet_dir(void);
 /* Give job_id a network: claim a free slot in jobnet_dir(), create
  * and configure its tap (persistent, so the VMM attaches to it by name:
  * IFF_TAP|IFF_NO_PI|IFF_VNET_HDR), enable IPv4 forwarding and add the slot
- * and its egress policy (allowed and denied networks, either NULL: none)
- * to the nftables table, then fill n. On failure everything made so far is
+ * and its policy (NULL: the default policy, no limits) to the nftables
+ * table and the tap, then fill n. On failure everything made so far is
  * removed again and e says which step failed. job_id must be 1..63 of
  * [A-Za-z0-9._-]. */
-enum kiln_rc jobnet_setup(const char *job_id, const struct kiln_cidrs *allowed,
-			  const struct kiln_cidrs *denied, struct jobnet *n, struct kiln_err *e);
+enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy,
+			  struct jobnet *n, struct kiln_err *e);
 
 /* Fill n for a job whose network is off: enabled false, empty cmdline (no
  * kiln.ip for the guest), nothing created; jobnet_teardown on it does
@@ -192,7 +203,8 @@ int jobnet_read_dns(const char *const *paths, char *out, size_t size);
 void jobnet_fill_cmdline(struct jobnet *n);
 
 /* The nft script (for `nft -f -`) that creates table, sets and base chains
- * and adds n's chain (its DNS server, allowed and denied networks) and
+ * and adds n's chain (its tx limit, DNS server, allowed and denied
+ * networks) and
  * elements (add = true), or removes n's elements and chain (add = false;
  * the table must exist). Returns the length, or -1 when it does not fit in
  * size. */

@@ -17,7 +17,7 @@
 # then teardown, and sweep after kill -9 (sparing a live job); and two
 # "kiln processes" with their own state folders claiming at the same moment
 # (issue 13, finding 7: both got kt0); and the egress policy against a
-# "LAN" namespace (issue 13, finding 3).
+# "LAN" namespace and the tap's rate limits (issue 13, finding 3).
 #
 # KILN_JOBNET_NETNS=1 runs the same checks in new network and mount
 # namespaces of this host (unshare -n -m, /run a private tmpfs) instead of
@@ -97,7 +97,20 @@ trap finish EXIT
 cat >"$S/srv.py" <<'EOF'
 import socket, sys
 kind, addr, port, tag, ready = sys.argv[1:6]
-if kind == "tcp":
+if kind == "bulk":  # 1 MiB to each client
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(16)
+    open(ready, "w").close()
+    while True:
+        c, peer = s.accept()
+        try:
+            c.sendall(b"x" * (1 << 20))
+        except OSError:
+            pass
+        c.close()
+elif kind == "tcp":
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, int(port)))
@@ -237,6 +250,8 @@ done
 ip -n outside route add 192.168.77.0/24 via 198.18.0.1
 serve outside tcp 0.0.0.0 8080 outside
 serve outside udp 0.0.0.0 8085 "$S/outside-udp.log"
+serve outside bulk 0.0.0.0 8087 -
+serve outside udp 0.0.0.0 8088 "$S/flood.log"
 serve - tcp 0.0.0.0 8081 host
 serve lan tcp 0.0.0.0 8080 lan
 [ -z "$dns" ] || serve lan tcp "$dns" 53 dns
@@ -410,6 +425,57 @@ else
 	ok "teardown removed job-6's chain and verdict"
 fi
 reach job-1 198.18.0.2 8080 "outside 198.18.0.1"
+
+# --- rate limits on the tap (for a VMM without its own: QEMU) ----------------
+# rx=1000 tx=1000 bytes/s, each with a 64 KiB burst: of 1 MiB sent to the
+# job and 200 KB it sends, about 64 KiB gets through (the bounds hold
+# whatever the machine's speed); job-1, unlimited, gets all 1 MiB.
+# bulk NETNS: the bytes of the outside's 1 MiB that arrive within 5 s.
+bulk() {
+	# shellcheck disable=SC2016 # expanded by that bash
+	ip netns exec "$1" timeout 5 bash -c 'exec 3<>/dev/tcp/198.18.0.2/8087 && cat <&3' >"$S/bulk" 2>/dev/null || true
+	wc -c <"$S/bulk"
+}
+ip netns add job-7
+"$driver" hold job-7 rx=1000 tx=1000 >"$S/job-7.env" 2>"$S/job-7.err" &
+h7=$!
+pids="$pids $h7"
+wait_for 20 grep -q '^OWNER=' "$S/job-7.env" || { cat "$S/job-7.err"; echo "FAIL: job-7 setup"; exit 1; }
+t7=$(val "$S/job-7.env" TAP)
+ip -n job-7 addr add "$(val "$S/job-7.env" GUEST_IP)/30" dev eth0
+ip -n job-7 link set eth0 up
+ip -n job-7 route add default via "$(val "$S/job-7.env" GATEWAY)"
+case $(tc qdisc show dev "$t7") in
+*"tbf"*"rate 8Kbit"*) ok "$t7 has a tbf qdisc at 1000 bytes/s" ;;
+*) bad "$t7 has no tbf at 1000 bytes/s: $(tc qdisc show dev "$t7")" ;;
+esac
+if nft list chain inet kiln "job_$t7" | grep -q 'limit rate over 1000 bytes/second burst 64 kbytes drop'; then
+	ok "job_$t7 polices at 1000 bytes/s"
+else
+	bad "job_$t7 has no limit: $(nft list chain inet kiln "job_$t7")"
+fi
+got=$(bulk job-1)
+if [ "$got" -eq 1048576 ]; then ok "job-1 (no limit) got all 1 MiB"; else bad "control: job-1 got $got of 1 MiB"; fi
+got=$(bulk job-7)
+if [ "$got" -gt 0 ] && [ "$got" -lt 262144 ]; then
+	ok "job-7 (rx 1000 bytes/s) got $got bytes of 1 MiB"
+else
+	bad "job-7 (rx 1000 bytes/s) got $got bytes of 1 MiB"
+fi
+# shellcheck disable=SC2016 # expanded by that python
+ip netns exec job-7 timeout 10 python3 -c 'import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(200):
+    s.sendto(b"%04d" % i + b"y" * 996, ("198.18.0.2", 8088))' || true
+sleep 1
+n=$(wc -l <"$S/flood.log" 2>/dev/null) || n=0
+if [ "$n" -gt 0 ] && [ "$n" -lt 150 ]; then
+	ok "job-7 (tx 1000 bytes/s) got $n of 200 datagrams out"
+else
+	bad "job-7 (tx 1000 bytes/s) got $n of 200 datagrams out"
+fi
+"$driver" teardown job-7 || bad "teardown job-7 failed"
+kill "$h7" 2>/dev/null || true
 
 # --- teardown --------------------------------------------------------------------
 "$driver" teardown job-1 || bad "teardown job-1 failed"

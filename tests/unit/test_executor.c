@@ -50,6 +50,15 @@ START_TEST(late_workspace_backends)
 }
 END_TEST
 
+/* kiln-vmm limits its network devices itself; QEMU has no limiter for a
+ * tap, so runner/jobnet limits the tap for it (issue 13, finding 3). */
+START_TEST(network_limiter_backends)
+{
+	ck_assert(executor_microvm.limits_net);
+	ck_assert(!executor_qemu.limits_net);
+}
+END_TEST
+
 /* The signals blocked in pid, from /proc (SigBlk, a hex mask). */
 static unsigned long long blocked(pid_t pid)
 {
@@ -279,6 +288,7 @@ Suite *executor_suite(void)
 
 	tcase_add_test(tc, cmdline_words);
 	tcase_add_test(tc, late_workspace_backends);
+	tcase_add_test(tc, network_limiter_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);
 	tcase_add_test(tc, qemu_has_an_rtc);
 	tcase_add_test(tc, qemu_throttles_disks);

@@ -174,6 +174,7 @@ START_TEST(nft_script_golden)
 		"add chain inet kiln job_kt3\n"
 		"flush chain inet kiln job_kt3\n";
 	static const char want_policy[] =
+		"add rule inet kiln job_kt3 limit rate over 104857600 bytes/second burst 10485760 bytes drop\n"
 		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 udp dport 53 accept\n"
 		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 tcp dport 53 accept\n"
 		"add rule inet kiln job_kt3 ip daddr 192.168.5.0/24 accept\n"
@@ -215,11 +216,14 @@ START_TEST(nft_script_golden)
 	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, sizeof(buf)), (int)strlen(want_del));
 	ck_assert_str_eq(buf, want_del);
 
-	/* Its DNS server first, then allowed, then denied (all else). */
+	/* The tx limit first (it counts all that leaves), its DNS server,
+	 * then allowed, then denied (all else). The rx limit is the tap's. */
 	snprintf(n.dns, sizeof(n.dns), "10.0.0.53");
+	n.policy.tx_rate = 104857600;
+	n.policy.rx_rate = 1;
 	for (i = 0; i < 2; i++)
-		ck_assert(kiln_cidr_parse(allowed[i], &n.allowed.v[n.allowed.n++], &why));
-	ck_assert(kiln_cidr_parse("0.0.0.0/0", &n.denied.v[n.denied.n++], &why));
+		ck_assert(kiln_cidr_parse(allowed[i], &n.policy.allowed.v[n.policy.allowed.n++], &why));
+	ck_assert(kiln_cidr_parse("0.0.0.0/0", &n.policy.denied.v[n.policy.denied.n++], &why));
 	snprintf(want, sizeof(want), "%s%s%s", want_add, want_policy, want_elements);
 	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want));
 	ck_assert_str_eq(buf, want);
@@ -232,12 +236,19 @@ START_TEST(nft_script_golden)
 	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, strlen(want_del)), -1);
 
 	/* The longest policy fits the buffer jobnet_setup uses (16 KiB). */
-	n.allowed.n = n.denied.n = KILN_MAX_NETWORKS;
+	n.policy.allowed.n = n.policy.denied.n = KILN_MAX_NETWORKS;
 	for (i = 0; i < KILN_MAX_NETWORKS; i++)
-		n.allowed.v[i] = n.denied.v[i] = (struct kiln_cidr){ 0xfffffffeu, 31 };
+		n.policy.allowed.v[i] = n.policy.denied.v[i] = (struct kiln_cidr){ 0xfffffffeu, 31 };
 	ck_assert_int_eq(jobnet_addrs(JOBNET_SLOTS - 1, &n, NULL), KILN_OK);
 	snprintf(n.dns, sizeof(n.dns), "255.255.255.255");
+	n.policy.tx_rate = LONG_MAX;
 	ck_assert_int_gt(jobnet_nft_script(&n, true, buf, sizeof(buf)), 0);
+	/* a small rate still lets a 64 KiB frame through */
+	n.policy.allowed.n = n.policy.denied.n = 0;
+	n.dns[0] = '\0';
+	n.policy.tx_rate = 1000;
+	ck_assert_int_gt(jobnet_nft_script(&n, true, buf, sizeof(buf)), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "job_kt16383 limit rate over 1000 bytes/second burst 65536 bytes drop\n"));
 }
 END_TEST
 
