@@ -382,10 +382,6 @@ int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size)
 			 "add chain inet kiln job_%s\n"
 			 "flush chain inet kiln job_%s\n",
 			 n->job_id, n->slot, nft_decls, nft_base, t, t) &&
-		     (n->policy.tx_rate <= 0 ||
-		      put(buf, size, &len,
-			  "add rule inet kiln job_%s limit rate over %ld bytes/second burst %ld bytes drop\n",
-			  t, n->policy.tx_rate, limit_burst(n->policy.tx_rate))) &&
 		     (!*n->dns ||
 		      put(buf, size, &len,
 			  "add rule inet kiln job_%s ip daddr %s udp dport 53 accept\n"
@@ -399,6 +395,15 @@ int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size)
 			 "add element inet kiln job_policy { \"%s\" : jump job_%s }\n",
 			 t, t, n->guest_ip, t, t);
 	return ok ? (int)len : -1;
+}
+
+int jobnet_nft_limit_script(const struct jobnet *n, char *buf, size_t size)
+{
+	int len = snprintf(buf, size,
+			   "insert rule inet kiln job_%s limit rate over %ld bytes/second burst %ld bytes drop\n",
+			   n->tap, n->policy.tx_rate, limit_burst(n->policy.tx_rate));
+
+	return len < 0 || (size_t)len >= size ? -1 : len;
 }
 
 static enum kiln_rc nft_run(const char *script, struct kiln_err *e)
@@ -762,6 +767,21 @@ const char *jobnet_dir(void)
 	return v && *v ? v : JOBNET_DIR;
 }
 
+/* n's rate limits, each best effort: a host without sch_tbf or nft_limit
+ * (a minimal kernel) runs the job unlimited, and the log says so. Before
+ * the VM starts, so nothing passes unlimited meanwhile. */
+static void apply_limits(const struct jobnet *n)
+{
+	char script[256];
+	struct kiln_err e;
+
+	if (n->policy.rx_rate > 0 && link_shape(n, n->policy.rx_rate, &e) != KILN_OK)
+		log_warn("job %s: traffic into the guest is not rate limited: %s", n->job_id, e.msg);
+	if (n->policy.tx_rate > 0 && jobnet_nft_limit_script(n, script, sizeof(script)) > 0 &&
+	    nft_run(script, &e) != KILN_OK)
+		log_warn("job %s: traffic out of the guest is not rate limited: %s", n->job_id, e.msg);
+}
+
 enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy,
 			  struct jobnet *n, struct kiln_err *e)
 {
@@ -795,8 +815,7 @@ enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy
 	rc = n->veth ? veth_create(n->tap, n->job_id, e) : tap_create(n->tap, e);
 	if (rc != KILN_OK)
 		goto out;
-	if ((rc = link_configure(n, e)) != KILN_OK || (rc = enable_forwarding(e)) != KILN_OK ||
-	    (n->policy.rx_rate > 0 && (rc = link_shape(n, n->policy.rx_rate, e)) != KILN_OK))
+	if ((rc = link_configure(n, e)) != KILN_OK || (rc = enable_forwarding(e)) != KILN_OK)
 		goto out;
 	if (jobnet_nft_script(n, true, script, sizeof(script)) < 0) {
 		rc = kiln_fail(e, KILN_E_LIMIT, "nft script for %s too long", n->tap);
@@ -804,6 +823,7 @@ enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy
 	}
 	if ((rc = nft_run(script, e)) != KILN_OK)
 		goto out;
+	apply_limits(n);
 	log_info("job %s: network %s, guest %s/%d via %s, dns %s", n->job_id, n->tap, n->guest_ip,
 		 n->prefix, n->gateway, *n->dns ? n->dns : "none");
 out:

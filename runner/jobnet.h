@@ -101,7 +101,9 @@ struct jobnet_policy {
 	struct kiln_cidrs denied;  /* egress policy step 3 */
 	/* Bytes/s into and out of the guest, 0: none. For a VMM without a
 	 * limiter of its own (QEMU): rx shapes the tap's queue (tc tbf), tx
-	 * polices in the job's chain (nft limit: over it, packets drop). */
+	 * polices in the job's chain (nft limit: over it, packets drop).
+	 * Best effort: where the kernel lacks sch_tbf or nft_limit, setup
+	 * warns and the job runs unlimited. */
 	long rx_rate;
 	long tx_rate;
 };
@@ -203,11 +205,15 @@ int jobnet_read_dns(const char *const *paths, char *out, size_t size);
 void jobnet_fill_cmdline(struct jobnet *n);
 
 /* The nft script (for `nft -f -`) that creates table, sets and base chains
- * and adds n's chain (its tx limit, DNS server, allowed and denied
- * networks) and
+ * and adds n's chain (its DNS server, allowed and denied networks) and
  * elements (add = true), or removes n's elements and chain (add = false;
  * the table must exist). Returns the length, or -1 when it does not fit in
  * size. */
 int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size);
+
+/* The nft command that puts n's tx limit first in its chain (run after
+ * the script above, alone, so that a kernel without nft_limit fails only
+ * it). Returns the length, or -1 when it does not fit in size. */
+int jobnet_nft_limit_script(const struct jobnet *n, char *buf, size_t size);
 
 #endif

@@ -174,7 +174,6 @@ START_TEST(nft_script_golden)
 		"add chain inet kiln job_kt3\n"
 		"flush chain inet kiln job_kt3\n";
 	static const char want_policy[] =
-		"add rule inet kiln job_kt3 limit rate over 104857600 bytes/second burst 10485760 bytes drop\n"
 		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 udp dport 53 accept\n"
 		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 tcp dport 53 accept\n"
 		"add rule inet kiln job_kt3 ip daddr 192.168.5.0/24 accept\n"
@@ -216,8 +215,8 @@ START_TEST(nft_script_golden)
 	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, sizeof(buf)), (int)strlen(want_del));
 	ck_assert_str_eq(buf, want_del);
 
-	/* The tx limit first (it counts all that leaves), its DNS server,
-	 * then allowed, then denied (all else). The rx limit is the tap's. */
+	/* Its DNS server first, then allowed, then denied (all else); the
+	 * limits are not part of it. */
 	snprintf(n.dns, sizeof(n.dns), "10.0.0.53");
 	n.policy.tx_rate = 104857600;
 	n.policy.rx_rate = 1;
@@ -241,14 +240,22 @@ START_TEST(nft_script_golden)
 		n.policy.allowed.v[i] = n.policy.denied.v[i] = (struct kiln_cidr){ 0xfffffffeu, 31 };
 	ck_assert_int_eq(jobnet_addrs(JOBNET_SLOTS - 1, &n, NULL), KILN_OK);
 	snprintf(n.dns, sizeof(n.dns), "255.255.255.255");
-	n.policy.tx_rate = LONG_MAX;
 	ck_assert_int_gt(jobnet_nft_script(&n, true, buf, sizeof(buf)), 0);
-	/* a small rate still lets a 64 KiB frame through */
-	n.policy.allowed.n = n.policy.denied.n = 0;
-	n.dns[0] = '\0';
+
+	/* The tx limit goes first in the chain, alone (a kernel without
+	 * nft_limit must fail only it); a small rate still lets a 64 KiB
+	 * frame through. */
+	ck_assert_int_eq(jobnet_addrs(3, &n, NULL), KILN_OK);
+	n.policy.tx_rate = 104857600;
+	ck_assert_int_gt(jobnet_nft_limit_script(&n, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "insert rule inet kiln job_kt3 limit rate over 104857600 bytes/second burst "
+			      "10485760 bytes drop\n");
 	n.policy.tx_rate = 1000;
-	ck_assert_int_gt(jobnet_nft_script(&n, true, buf, sizeof(buf)), 0);
-	ck_assert_ptr_nonnull(strstr(buf, "job_kt16383 limit rate over 1000 bytes/second burst 65536 bytes drop\n"));
+	ck_assert_int_gt(jobnet_nft_limit_script(&n, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "insert rule inet kiln job_kt3 limit rate over 1000 bytes/second burst 65536 bytes drop\n");
+	n.policy.tx_rate = LONG_MAX;
+	ck_assert_int_gt(jobnet_nft_limit_script(&n, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(jobnet_nft_limit_script(&n, buf, 40), -1);
 }
 END_TEST
 
