@@ -17,7 +17,8 @@
 # then teardown, and sweep after kill -9 (sparing a live job); and two
 # "kiln processes" with their own state folders claiming at the same moment
 # (issue 13, finding 7: both got kt0); and the egress policy against a
-# "LAN" namespace and the tap's rate limits (issue 13, finding 3).
+# "LAN" namespace and the tap's rate limits (issue 13, finding 3); with
+# KILN_JOBNET_NETNS=1 also a real job VM (qemu executor) probing them.
 #
 # KILN_JOBNET_NETNS=1 runs the same checks in new network and mount
 # namespaces of this host (unshare -n -m, /run a private tmpfs) instead of
@@ -587,6 +588,52 @@ if (unset KILN_JOBNET_TEST_VETH && "$driver" setup job-tap >"$S/job-tap.env" 2>"
 	if no_link kt0 && [ ! -e "$N/slot-0" ]; then ok "the tap is gone"; else bad "the tap or slot-0 is left"; fi
 else
 	bad "setup with a tap failed: $(cat "$S/job-tap.err")"
+fi
+
+# --- a real job VM (private namespaces only: QEMU under TCG, seconds) -------
+# The guest itself tries the outside, the LAN, the metadata address, the
+# host and the DNS server's other port; only the outside and port 53
+# answer. In the sandbox a nested VM would take minutes: tests/exec.sh
+# covers kiln-vmm there.
+images=${KILN_IMAGES_DIR:-/var/lib/kiln/images}
+if [ "${private:-}" != netns ]; then
+	echo "note: the real job VM runs with KILN_JOBNET_NETNS=1 only"
+elif [ ! -f "$images/debian/manifest.json" ] || [ ! -f "$images/kernel/manifest.json" ] ||
+	! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+	echo "note: no debian and kernel images or no qemu: the real job VM is not checked"
+else
+	"$top_srcdir/examples/make-demo-repo.sh" "$S/demo.git" >/dev/null || bad "demo repo"
+	python3 - "$top_srcdir/examples/network.json" "$S" "$dns" <<'EOF_PY'
+import json, sys
+src, s, dns = sys.argv[1:4]
+d = json.load(open(src))
+d["git_info"]["repo_url"] = s + "/demo.git"
+probe = "timeout 3 bash -c 'exec 3<>/dev/tcp/%s/%s && head -1 <&3' && echo %s-REACHED || echo %s-BLOCKED"
+lines = [probe % ("198.18.0.2", 8080, "OUTSIDE", "OUTSIDE"),
+         probe % ("10.77.0.2", 8080, "LAN", "LAN"),
+         probe % ("169.254.169.254", 8080, "METADATA", "METADATA"),
+         probe % ("100.64.0.5", 8080, "CGNAT", "CGNAT"),
+         probe % ("172.30.0.1", 8081, "HOST", "HOST")]
+if dns:
+    lines += [probe % (dns, 53, "DNS53", "DNS53"), probe % (dns, 8080, "DNS8080", "DNS8080")]
+d["steps"][0]["script"] = lines
+json.dump(d, open(s + "/vmjob.json", "w"))
+EOF_PY
+	out=$(unset KILN_JOBNET_TEST_VETH
+		KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$S/state \
+			KILN_IMAGES_DIR=$images timeout 300 "$top_builddir/kiln" exec --executor qemu --network \
+			--job-file "$S/vmjob.json" 2>&1) || bad "the job VM failed: $(echo "$out" | tail -5)"
+	want="OUTSIDE-REACHED LAN-BLOCKED METADATA-BLOCKED CGNAT-BLOCKED HOST-BLOCKED"
+	[ -z "$dns" ] || want="$want DNS53-REACHED DNS8080-BLOCKED"
+	for w in $want; do
+		if echo "$out" | grep -qx "$w"; then ok "the job VM: $w"; else bad "the job VM: no $w in: $(echo "$out" | tail -20)"; fi
+	done
+	if ! ip -br link | grep -q '^kt' && ! nft list map inet kiln job_policy | grep -q elements &&
+		! nft list table inet kiln | grep -q 'chain job_'; then
+		ok "the job VM's network is gone"
+	else
+		bad "the job VM left: $(ip -br link; nft list table inet kiln)"
+	fi
 fi
 
 # --- two kiln processes with their own state folders, at once ----------------
