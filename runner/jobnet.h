@@ -29,8 +29,9 @@
  * The host's own addresses, whatever they are, never reach the forward
  * chain: they are input, dropped above. A DNS server on the host itself
  * (a loopback one is never handed to the guest) is therefore not reachable.
- * Steps 1-3 live in the job's own chain job_<tap>, which the forward chain
- * jumps to through the verdict map @job_policy.
+ * Steps 1-3 live in the job's own chain job_<tap> (after its tx limit,
+ * when it has one: struct jobnet_policy), which the forward chain jumps to
+ * through the verdict map @job_policy.
  *
  * The base chains match the named sets @job_ifs (interface names) and
  * @job_guests (interface . guest address); a job's state is exactly its
