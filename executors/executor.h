@@ -28,7 +28,10 @@ struct vm_spec {
 	const char *tap;           /* host tap for eth0; NULL: no network */
 	const char *net_cmdline;   /* the agent's network parameters (kiln.ip=...) */
 	long rx_rate_limit;        /* bytes/s into the guest, 0 = none */
-	long tx_rate_limit;        /* bytes/s out of the guest, 0 = none */
+	long tx_rate_limit;        /* bytes/s out of the guest, 0 = none
+				    * (both: only where ops->limits_net) */
+	long disk_rate_limit;      /* bytes/s per disk, 0 = none */
+	long disk_iops_limit;      /* requests/s per disk, 0 = none */
 	const char *run_dir;       /* private folder for sockets, config, logs */
 	const char *helper;        /* kiln-vmm or qemu-system-x86_64 */
 	const char *accel;         /* qemu only: "kvm" or "tcg" */
@@ -38,6 +41,9 @@ struct executor;
 
 struct executor_ops {
 	const char *name;
+	/* The VMM applies rx/tx_rate_limit itself; false: the caller must
+	 * (runner/jobnet does, on the tap). */
+	bool limits_net;
 	/* Write the VM's configuration into run_dir and open the socket the
 	 * guest agent will reach. */
 	enum kiln_rc (*prepare)(struct executor *x, struct kiln_err *e);

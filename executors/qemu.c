@@ -18,11 +18,24 @@ static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 	return executor_listen(x, path, e);
 }
 
+/* The spec's disk limits as -drive throttling options ("" for none).
+ * QEMU has no limiter for a tap netdev: runner/jobnet limits the tap. */
+static void throttling(const struct vm_spec *s, char *buf, size_t size)
+{
+	int len = 0;
+
+	buf[0] = '\0';
+	if (s->disk_rate_limit > 0)
+		len = snprintf(buf, size, ",throttling.bps-total=%ld", s->disk_rate_limit);
+	if (s->disk_iops_limit > 0 && len >= 0 && (size_t)len < size)
+		snprintf(buf + len, size - (size_t)len, ",throttling.iops-total=%ld", s->disk_iops_limit);
+}
+
 static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
 	char cmdline[2048], machine[96], mem[16], smp[16], addfd[32], chardev[PATH_MAX + 32];
-	char root[PATH_MAX + 64], ws[PATH_MAX + 64], netdev[128];
+	char root[PATH_MAX + 160], ws[PATH_MAX + 160], netdev[128], throttle[96];
 	char *argv[MAX_ARGS];
 	enum kiln_rc rc;
 	struct stat st;
@@ -45,7 +58,8 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	snprintf(addfd, sizeof(addfd), "fd=%d,set=1", EXECUTOR_CONSOLE_FD);
 	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s", x->listen_path);
 	/* snapshot=on: a private temporary overlay; the image is never written. */
-	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on", s->rootfs);
+	throttling(s, throttle, sizeof(throttle));
+	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on%s", s->rootfs, throttle);
 
 	argv[n++] = (char *)s->helper;
 	argv[n++] = "-M";
@@ -80,7 +94,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-device";
 	argv[n++] = "virtio-blk-device,drive=root";
 	if (s->workspace) {
-		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none", s->workspace);
+		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none%s", s->workspace, throttle);
 		argv[n++] = "-drive";
 		argv[n++] = ws;
 		argv[n++] = "-device";

@@ -147,7 +147,7 @@ static bool reason_word(const char *s)
  * default, with a warning. */
 static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
 {
-	const struct kiln_vm_settings *d = &j->o->cfg->defaults;
+	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	const char *image = j->o->image, *kname = j->o->kernel ? j->o->kernel : d->kernel;
 	struct manifest m;
 	enum kiln_rc rc;
@@ -588,7 +588,7 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
 	struct vm_spec vs = { 0 };
-	const struct kiln_vm_settings *d = &j->o->cfg->defaults;
+	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	enum kiln_rc rc;
 	int fd, status;
 	double t0 = now_s(), t_limit;
@@ -604,6 +604,8 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vs.net_cmdline = j->net.enabled ? j->net.cmdline : NULL;
 	vs.rx_rate_limit = d->rx_rate_limit;
 	vs.tx_rate_limit = d->tx_rate_limit;
+	vs.disk_rate_limit = d->disk_rate_limit;
+	vs.disk_iops_limit = d->disk_iops_limit;
 	vs.run_dir = j->run_dir;
 	vs.helper = j->helper;
 	vs.accel = j->accel;
@@ -707,7 +709,16 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		goto out;
 	if (want_net) {
 		snprintf(job_id, sizeof(job_id), "%lld", p->id);
-		if ((rc = jobnet_setup(o->cfg->state_dir, job_id, &j.net, e))) {
+		const struct kiln_vm_settings *vm = o->vm ? o->vm : &o->cfg->defaults;
+		struct jobnet_policy policy = { .allowed = vm->allowed_networks,
+						.denied = vm->denied_networks };
+
+		/* A VMM without a limiter of its own gets one on its tap. */
+		if (!j.backend->limits_net) {
+			policy.rx_rate = vm->rx_rate_limit;
+			policy.tx_rate = vm->tx_rate_limit;
+		}
+		if ((rc = jobnet_setup(job_id, &policy, &j.net, e))) {
 			fail_reason(&j, "runner_system_failure");
 			goto out;
 		}
@@ -767,5 +778,5 @@ void job_sweep(const char *state_dir)
 		}
 		closedir(d);
 	}
-	jobnet_sweep(state_dir, NULL);
+	jobnet_sweep(NULL);
 }

@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "executors/executor.h"
+#include "runner/paths.h"
 #include "tests/unit/suites.h"
 
 START_TEST(cmdline_words)
@@ -44,6 +47,15 @@ START_TEST(late_workspace_backends)
 {
 	ck_assert_ptr_nonnull(executor_microvm.disks_changed);
 	ck_assert_ptr_null(executor_qemu.disks_changed);
+}
+END_TEST
+
+/* kiln-vmm limits its network devices itself; QEMU has no limiter for a
+ * tap, so runner/jobnet limits the tap for it (issue 13, finding 3). */
+START_TEST(network_limiter_backends)
+{
+	ck_assert(executor_microvm.limits_net);
+	ck_assert(!executor_qemu.limits_net);
 }
 END_TEST
 
@@ -121,12 +133,13 @@ START_TEST(spawn_holds_the_signal)
 }
 END_TEST
 
-/* The -M words the qemu backend starts QEMU with, for accel: a fake QEMU
+/* The word after the first opt that the qemu backend starts QEMU with for
+ * spec t (kernel, rootfs, run_dir and helper filled in here): a fake QEMU
  * (a shell script) writes its arguments one per line into dir/argv. */
-static void qemu_machine(const char *dir, const char *accel, char *machine, size_t size)
+static void qemu_arg(const char *dir, const struct vm_spec *t, const char *opt, char *val, size_t size)
 {
-	char helper[PATH_MAX], out[PATH_MAX], line[512];
-	struct vm_spec s = { 0 };
+	char helper[PATH_MAX], out[PATH_MAX], line[PATH_MAX + 256];
+	struct vm_spec s = *t;
 	struct executor x;
 	struct kiln_err e;
 	bool next = false;
@@ -146,7 +159,6 @@ static void qemu_machine(const char *dir, const char *accel, char *machine, size
 	s.memory_mib = 256;
 	s.run_dir = dir;
 	s.helper = helper;
-	s.accel = accel;
 	executor_init(&x, &executor_qemu, &s);
 	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
 	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
@@ -155,16 +167,16 @@ static void qemu_machine(const char *dir, const char *accel, char *machine, size
 	executor_cleanup(&x);
 	unlink(x.log_path);
 	unlink(x.console_path);
-	machine[0] = '\0';
+	val[0] = '\0';
 	f = fopen(out, "r");
 	ck_assert_ptr_nonnull(f);
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
 		if (next) {
-			snprintf(machine, size, "%s", line);
+			snprintf(val, size, "%s", line);
 			break;
 		}
-		next = !strcmp(line, "-M");
+		next = !strcmp(line, opt);
 	}
 	fclose(f);
 	unlink(out);
@@ -177,12 +189,14 @@ static void qemu_machine(const char *dir, const char *accel, char *machine, size
 START_TEST(qemu_has_an_rtc)
 {
 	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", machine[256];
+	struct vm_spec s = { .accel = "tcg" };
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	qemu_machine(dir, "tcg", machine, sizeof(machine));
+	qemu_arg(dir, &s, "-M", machine, sizeof(machine));
 	ck_assert_ptr_nonnull(strstr(machine, "accel=tcg"));
 	ck_assert_ptr_nonnull(strstr(machine, "rtc=on"));
-	qemu_machine(dir, "kvm", machine, sizeof(machine));
+	s.accel = "kvm";
+	qemu_arg(dir, &s, "-M", machine, sizeof(machine));
 	ck_assert_ptr_nonnull(strstr(machine, "accel=kvm"));
 	ck_assert_ptr_nonnull(strstr(machine, "rtc=on"));
 	ck_assert_int_eq(rmdir(dir), 0);
@@ -341,6 +355,85 @@ START_TEST(tail_strips_escape_sequences)
 }
 END_TEST
 
+/* Issue 13, finding 3: the disk limits reach QEMU as -drive throttling. */
+START_TEST(qemu_throttles_disks)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", drive[PATH_MAX];
+	struct vm_spec s = { .accel = "tcg", .disk_rate_limit = 209715200, .disk_iops_limit = 10000 };
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,"
+				"throttling.bps-total=209715200,throttling.iops-total=10000");
+	s.disk_rate_limit = 0;
+	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,throttling.iops-total=10000");
+	s.disk_iops_limit = 0;
+	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on");
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* Issue 13, finding 3: kiln-vmm's vm.json carries the network and disk
+ * limits as Firecracker's token buckets (100 ms refill), each disk with a
+ * one-time burst for the boot and the checkout. */
+START_TEST(microvm_limits)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX";
+	struct vm_spec s = { .kernel = "/k", .rootfs = "/r.ext4", .workspace = "/w.ext4", .vcpus = 1,
+			     .memory_mib = 256, .tap = "kt0", .rx_rate_limit = 104857600,
+			     .tx_rate_limit = 1000, .disk_rate_limit = 209715200, .disk_iops_limit = 10000 };
+	struct executor x;
+	struct kiln_err e;
+	json_t *cfg, *d;
+	size_t i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.run_dir = dir;
+	executor_init(&x, &executor_microvm, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	cfg = json_load_file(x.config_path, 0, NULL);
+	ck_assert_ptr_nonnull(cfg);
+	d = json_object_get(cfg, "net");
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 json_array_get(d, 0), "rx_rate_limiter"), "bandwidth"), "size")), 10485760);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 json_array_get(d, 0), "rx_rate_limiter"), "bandwidth"), "refill_time")), 100);
+	/* a tiny rate still holds a full frame: 64 KiB per 65.5 s */
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 json_array_get(d, 0), "tx_rate_limiter"), "bandwidth"), "size")), 65536);
+	d = json_object_get(cfg, "drives");
+	ck_assert_uint_eq(json_array_size(d), 2);
+	for (i = 0; i < 2; i++) {
+		json_t *l = json_object_get(json_array_get(d, i), "rate_limiter");
+		json_t *bw = json_object_get(l, "bandwidth"), *ops = json_object_get(l, "ops");
+
+		ck_assert_int_eq(json_integer_value(json_object_get(bw, "size")), 20971520);
+		ck_assert_int_eq(json_integer_value(json_object_get(bw, "refill_time")), 100);
+		ck_assert_int_eq(json_integer_value(json_object_get(bw, "one_time_burst")), 256 << 20);
+		ck_assert_int_eq(json_integer_value(json_object_get(ops, "size")), 1000);
+		ck_assert_int_eq(json_integer_value(json_object_get(ops, "refill_time")), 100);
+		ck_assert_int_eq(json_integer_value(json_object_get(ops, "one_time_burst")), 20000);
+	}
+	json_decref(cfg);
+	executor_cleanup(&x);
+	/* No limits: no limiter objects. */
+	s.rx_rate_limit = s.tx_rate_limit = s.disk_rate_limit = s.disk_iops_limit = 0;
+	executor_init(&x, &executor_microvm, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	cfg = json_load_file(x.config_path, 0, NULL);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(cfg, "drives"), 0), "rate_limiter"));
+	ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(cfg, "net"), 0), "rx_rate_limiter"));
+	json_decref(cfg);
+	executor_cleanup(&x);
+	unlink(x.config_path);
+	unlink(x.log_path);
+	kiln_rm_rf(dir);
+}
+END_TEST
+
 Suite *executor_suite(void)
 {
 	Suite *s = suite_create("executor");
@@ -348,11 +441,14 @@ Suite *executor_suite(void)
 
 	tcase_add_test(tc, cmdline_words);
 	tcase_add_test(tc, late_workspace_backends);
+	tcase_add_test(tc, network_limiter_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);
 	tcase_add_test(tc, qemu_has_an_rtc);
 	tcase_add_test(tc, console_pipe_has_a_ceiling);
 	tcase_add_test(tc, qemu_console_goes_through_the_pipe);
 	tcase_add_test(tc, tail_strips_escape_sequences);
+	tcase_add_test(tc, qemu_throttles_disks);
+	tcase_add_test(tc, microvm_limits);
 	suite_add_tcase(s, tc);
 	return s;
 }
