@@ -691,28 +691,38 @@ static void a_requeue(const struct hdev *d)
 	w32(d, R_STATUS, 0);
 }
 
-/* Notifications the device must not take for a kick of the queue. */
+/* Notifications that are not a 32-bit write of the queue's index (4.2.2.2):
+ * serving the queue on one is harmless, breaking is not. */
 static void a_bad_notify(const struct hdev *d)
 {
+	const struct {
+		const char *name;
+		unsigned width;
+		uint64_t value;
+	} cases[] = {
+		{ "notify-queue-0xffff", 4, 0xffff },
+		{ "notify-queue-0xffffffff", 4, 0xffffffff },
+		{ "notify-queue-plus-0x10000", 4, d->q + 0x10000 },
+		{ "notify-width-1", 1, d->q },
+		{ "notify-width-2", 2, d->q },
+		{ "notify-width-8", 8, d->q },
+	};
 	enum outcome got;
+	size_t i;
 
-	start_ok(d, SMALL_Q);
-	valid_request(d);
-	publish(0);
-	w32(d, R_QUEUE_NOTIFY, 0xffff);
-	w32(d, R_QUEUE_NOTIFY, 0xffffffff);
-	w32(d, R_QUEUE_NOTIFY, d->q + 0x10000);
-	wr(d, R_QUEUE_NOTIFY, 1, d->q);
-	wr(d, R_QUEUE_NOTIFY, 2, d->q);
-	wr(d, R_QUEUE_NOTIFY, 8, d->q);
-	got = wait_for(d, 1, QUIET_MS);
-	/* Serving early is harmless; breaking is not. */
-	note(d, "notify-bogus-queue-and-widths", got != O_RESET, "%s (status %#x)", outcome_name[got],
-	     r32(d, R_STATUS));
-	if (got == O_NOTHING) {
-		kick(d);
-		got = wait_for(d, 1, WAIT_MS);
-		note(d, "notify-after-bogus-ones", got == O_DONE, "%s", outcome_name[got]);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		start_ok(d, SMALL_Q);
+		valid_request(d);
+		publish(0);
+		wr(d, R_QUEUE_NOTIFY, cases[i].width, cases[i].value);
+		got = wait_for(d, 1, QUIET_MS);
+		note(d, cases[i].name, got != O_RESET, "%s (status %#x)", outcome_name[got], r32(d, R_STATUS));
+		if (got == O_NOTHING) {
+			kick(d);
+			got = wait_for(d, 1, WAIT_MS);
+			if (got != O_DONE)
+				note(d, "notify-after-bogus-one", false, "%s", outcome_name[got]);
+		}
 	}
 
 	/* A queue that does not exist. */
@@ -889,24 +899,42 @@ static uint64_t scan_iomem(uint64_t base, char *pdev, size_t len)
 	return end;
 }
 
-/* The platform device of the root file system's disk, or "". */
+/* The platform device of the root file system's disk, or "" (said why):
+ * from the device number of /, else from root=/dev/NAME. */
 static void root_pdev(char *out, size_t len)
 {
-	char link[64], target[512], *p;
+	char link[300] = "(stat /)", target[512], cmd[2048], *p;
 	struct stat st;
-	ssize_t n;
+	ssize_t n = -1;
+	int fd;
 
 	out[0] = '\0';
-	if (stat("/", &st) < 0)
+	if (stat("/", &st) == 0) {
+		snprintf(link, sizeof(link), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+		n = readlink(link, target, sizeof(target) - 1);
+	}
+	if (n <= 0 && (fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC)) >= 0) {
+		ssize_t c = read(fd, cmd, sizeof(cmd) - 1);
+
+		close(fd);
+		cmd[c > 0 ? c : 0] = '\0';
+		say("hostile: readlink %s: %s; trying root=", link, strerror(errno));
+		if ((p = strstr(cmd, "root=/dev/"))) {
+			p += strlen("root=/dev/");
+			snprintf(link, sizeof(link), "/sys/block/%.*s", (int)strcspn(p, " \n"), p);
+			n = readlink(link, target, sizeof(target) - 1);
+		}
+	}
+	if (n <= 0) {
+		say("hostile: readlink %s: %s", link, strerror(errno));
 		return;
-	snprintf(link, sizeof(link), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
-	n = readlink(link, target, sizeof(target) - 1);
-	if (n <= 0)
-		return;
+	}
 	target[n] = '\0';
 	p = strstr(target, "/virtio-mmio.");
-	if (!p)
+	if (!p) {
+		say("hostile: %s -> %s: no virtio-mmio device in the path", link, target);
 		return;
+	}
 	p++;
 	snprintf(out, len, "%.*s", (int)strcspn(p, "/"), p);
 }
