@@ -492,6 +492,10 @@ run_hostile() { # run_hostile KERNEL
 		fail "kiln-vmm's stderr shows a crash: $(grep -ai 'sanitizer\|runtime error\|segmentation fault\|core dumped' "$T/$cur.vmm" | head -n 3)"
 	fi
 	grep -q 'device needs reset' "$T/$cur.vmm" || fail "kiln-vmm logged no NEEDS_RESET: the attacks did not reach the devices"
+	# Entropy, net, vsock and the scratch drive: a device the guest could
+	# not take from its driver is not attacked, and must not pass unseen.
+	tr -d '\r' <"$T/$cur.serial" | grep -aq '^hostile: 4 devices attacked' ||
+		fail "the guest did not attack all 4 devices: $(tr -d '\r' <"$T/$cur.serial" | grep -a 'devices attacked\|cannot\|sparing' | tr '\n' ' ')"
 	if tr -d '\r' <"$T/$cur.serial" | grep -qx SUCCESS; then
 		:
 	else

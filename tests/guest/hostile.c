@@ -785,8 +785,8 @@ static void a_read_sweep(const struct hdev *d)
 	w32(d, R_STATUS, 0);
 }
 
-/* Writes of all-ones then zeros at every aligned offset 0..0x1ff, widths
- * 1, 2, 4 and 8, on a live device: config stays read-only, the device
+/* Writes of all-ones then zeros at every offset 0..0x1ff (aligned or not),
+ * widths 1, 2, 4 and 8, on a live device: config stays read-only, the device
  * still identifies itself, resets and serves afterwards. */
 static void a_write_sweep(const struct hdev *d)
 {
@@ -802,7 +802,7 @@ static void a_write_sweep(const struct hdev *d)
 	read_config(d, before);
 	for (vi = 0; vi < 2; vi++)
 		for (wi = 0; wi < 4; wi++)
-			for (off = 0; off < SWEEP_END; off += widths[wi], writes++)
+			for (off = 0; off < SWEEP_END; off++, writes++)
 				wr(d, off, widths[wi], values[vi]);
 	read_config(d, after);
 	w32(d, R_STATUS, 0);
@@ -874,8 +874,19 @@ static bool lock_pages(void)
 	return true;
 }
 
+static bool bound(const char *pdev)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/sys/bus/platform/drivers/virtio-mmio/%s", pdev);
+	return access(path, F_OK) == 0;
+}
+
 /* The end of the highest "System RAM" range in /proc/iomem; when pdev is
- * given, also the name of the resource that starts at base. */
+ * given, also the name of a resource that starts at base, the one bound to
+ * virtio-mmio if any: kiln-vmm announces each device both in ACPI
+ * (LNRO0005:NN, which the driver takes) and on the command line
+ * (virtio-mmio.N, whose probe then finds the region busy). */
 static uint64_t scan_iomem(uint64_t base, char *pdev, size_t len)
 {
 	FILE *f = fopen("/proc/iomem", "re");
@@ -892,14 +903,15 @@ static uint64_t scan_iomem(uint64_t base, char *pdev, size_t len)
 			continue;
 		if (p == line && !strcmp(name, "System RAM") && b + 1 > end)
 			end = b + 1;
-		if (pdev && a == base && !pdev[0])
+		if (pdev && a == base && (!pdev[0] || (!bound(pdev) && bound(name))))
 			snprintf(pdev, len, "%s", name);
 	}
 	fclose(f);
 	return end;
 }
 
-/* The platform device of the root file system's disk, or "" (said why):
+/* The platform device of the root file system's disk (the path component
+ * before virtioN), or "" (said why):
  * from the device number of /, else from root=/dev/NAME. */
 static void root_pdev(char *out, size_t len)
 {
@@ -930,24 +942,24 @@ static void root_pdev(char *out, size_t len)
 		return;
 	}
 	target[n] = '\0';
-	p = strstr(target, "/virtio-mmio.");
-	if (!p) {
-		say("hostile: %s -> %s: no virtio-mmio device in the path", link, target);
+	for (p = strstr(target, "/virtio"); p && !(p[7] >= '0' && p[7] <= '9'); p = strstr(p + 1, "/virtio"))
+		;
+	if (!p || p == target) {
+		say("hostile: %s -> %s: no virtio device in the path", link, target);
 		return;
 	}
-	p++;
-	snprintf(out, len, "%.*s", (int)strcspn(p, "/"), p);
+	*p = '\0';
+	p = strrchr(target, '/');
+	snprintf(out, len, "%s", p ? p + 1 : target);
 }
 
 static bool unbind(const char *pdev)
 {
-	char path[160];
 	int fd;
 	bool ok;
 
-	snprintf(path, sizeof(path), "/sys/bus/platform/drivers/virtio-mmio/%s", pdev);
-	if (access(path, F_OK) < 0)
-		return true;  /* not bound */
+	if (!bound(pdev))
+		return true;
 	fd = open("/sys/bus/platform/drivers/virtio-mmio/unbind", O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
@@ -1013,8 +1025,12 @@ int hostile_run(void)
 			munmap(p, PAGE);
 			continue;
 		}
-		if (!unbind(d->pdev)) {
-			say("hostile: cannot unbind %s from virtio-mmio: %s", d->pdev, strerror(errno));
+		/* Linux acknowledges a device again after its driver left
+		 * (status 1); DRIVER_OK means it still drives it, and its kicks
+		 * would mix with ours. */
+		if (!unbind(d->pdev) || bound(d->pdev) || (r32(d, R_STATUS) & S_DRIVER_OK)) {
+			say("hostile: cannot take %s at %#llx (%s) from its driver: %s, status %#x", d->name,
+			    (unsigned long long)base, d->pdev, strerror(errno), r32(d, R_STATUS));
 			munmap(p, PAGE);
 			continue;
 		}
