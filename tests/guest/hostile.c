@@ -816,6 +816,91 @@ static void a_write_sweep(const struct hdev *d)
 	expect_works(d, "serves-after-write-sweep");
 }
 
+/* One blk request on a fresh queue: header, data (device-written unless
+ * out), status byte; the status the device wrote (0xff: none). */
+static uint8_t blk_request(const struct hdev *d, uint32_t type, uint64_t sector, uint32_t data_len, bool out,
+			   enum outcome *got)
+{
+	struct vdesc *t = desc_tbl();
+	uint16_t n = 0;
+
+	start_ok(d, SMALL_Q);
+	memcpy(pg[PG_HDR].va, &type, 4);
+	memset(pg[PG_HDR].va + 4, 0, 4);
+	memcpy(pg[PG_HDR].va + 8, &sector, 8);
+	pg[PG_STATUS].va[0] = 0xff;
+	t[n] = (struct vdesc){ pg[PG_HDR].pa, 16, D_NEXT, (uint16_t)(n + 1) };
+	n++;
+	if (data_len) {
+		t[n] = (struct vdesc){ pg[PG_DATA].pa, data_len, (uint16_t)((out ? 0 : D_WRITE) | D_NEXT),
+				       (uint16_t)(n + 1) };
+		n++;
+	}
+	t[n] = (struct vdesc){ pg[PG_STATUS].pa, 1, D_WRITE, 0 };
+	publish(0);
+	kick(d);
+	*got = wait_for(d, 1, WAIT_MS);
+	return pg[PG_STATUS].va[0];
+}
+
+/* Well-formed rings, hostile requests: blk must answer each with a status
+ * (5.2.6: 0 OK, 1 IOERR, 2 UNSUPP) and touch nothing past its disk. */
+static void a_blk_requests(const struct hdev *d)
+{
+	uint64_t cap = rd(d, R_CONFIG, 8);  /* 512-byte sectors */
+	const struct {
+		const char *name;
+		uint32_t type;
+		uint64_t sector;
+		uint32_t len;
+		bool out;
+		uint8_t want;
+	} cases[] = {
+		{ "read-at-capacity", 0, cap, 512, false, 1 },
+		{ "read-across-the-end", 0, cap - 1, 1024, false, 1 },
+		{ "read-sector-2^64-1", 0, ~0ULL, 512, false, 1 },
+		{ "read-sector-overflowing-bytes", 0, 1ULL << 55, 512, false, 1 },
+		{ "read-not-whole-sectors", 0, 0, 100, false, 1 },
+		{ "write-at-capacity", 1, cap, 512, true, 1 },
+		{ "write-last-sector", 1, cap - 1, 512, true, 0 },
+		{ "unknown-type", 0x7fffffff, 0, 512, false, 2 },
+		{ "get-id", 8, 0, 20, false, 0 },
+		{ "flush", 4, 0, 0, false, 0 },
+	};
+	enum outcome got;
+	size_t i;
+
+	memset(pg[PG_DATA].va, 0x5a, PAGE);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t st = blk_request(d, cases[i].type, cases[i].sector, cases[i].len, cases[i].out, &got);
+
+		note(d, cases[i].name, got == O_DONE && st == cases[i].want, "%s, status byte %u (want %u)",
+		     outcome_name[got], st, cases[i].want);
+	}
+	/* The id is the drive's "id" from the VM config, NUL-padded. */
+	note(d, "get-id-value", !memcmp(pg[PG_DATA].va, "scratch", 8),
+	     "\"%.20s\"", (const char *)pg[PG_DATA].va);
+	/* The status byte alone, no header: a request the device cannot read. */
+	start_ok(d, SMALL_Q);
+	pg[PG_STATUS].va[0] = 0xff;
+	desc_tbl()[0] = (struct vdesc){ pg[PG_STATUS].pa, 1, D_WRITE, 0 };
+	publish(0);
+	kick(d);
+	got = wait_for(d, 1, WAIT_MS);
+	note(d, "request-without-header", got != O_NOTHING, "%s, status byte %u", outcome_name[got],
+	     pg[PG_STATUS].va[0]);
+	/* No writable byte for the status: NEEDS_RESET (blk.c). */
+	start_ok(d, SMALL_Q);
+	valid_request(d);
+	desc_tbl()[1].flags = D_NEXT;
+	desc_tbl()[2].flags = 0;
+	publish(0);
+	kick(d);
+	got = wait_for(d, 1, WAIT_MS);
+	note(d, "request-without-status-byte", got == O_RESET, "%s", outcome_name[got]);
+	w32(d, R_STATUS, 0);
+}
+
 static void attack_device(const struct hdev *d)
 {
 	int a;
@@ -831,6 +916,8 @@ static void attack_device(const struct hdev *d)
 	a_bad_notify(d);
 	a_read_sweep(d);
 	a_write_sweep(d);
+	if (d->id == ID_BLK)
+		a_blk_requests(d);
 	expect_works(d, "serves-after-all-attacks");
 	w32(d, R_STATUS, 0);
 }
