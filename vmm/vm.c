@@ -492,6 +492,9 @@ void vm_shutdown(struct vm *vm)
 {
 	int i;
 
+	/* Normally a no-op (the VM was asked to end already); otherwise a
+	 * kicked vCPU would go straight back into the guest. */
+	vm_request_exit(vm, 1, "stopped");
 	/* The flag first: a vCPU between its exit_code check and KVM_RUN gets
 	 * EINTR at once; one already inside it gets the signal. Either way it
 	 * sees exit_code and returns; one in the middle of an exit finishes it

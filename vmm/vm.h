@@ -101,11 +101,12 @@ void *vm_vcpu_thread(void *arg);
  * failure are left to vm_shutdown). */
 int vm_start_vcpus(struct vm *vm);
 
-/* End the VM in order, after vm_request_exit and once the event loop has
- * stopped: kick every vCPU out of KVM_RUN (immediate_exit, then a signal
- * for one inside it), join every vCPU thread, and only then close each
- * virtio device (vm->virtio_close), since a vCPU taking an MMIO exit reads
- * that device's state. */
+/* End the VM in order, once the event loop has stopped (normally after
+ * vm_request_exit; if nothing asked, the VM ends with status 1): kick
+ * every vCPU out of KVM_RUN (immediate_exit, then a signal for one inside
+ * it), join every vCPU thread, and only then close each virtio device
+ * (vm->virtio_close), since a vCPU taking an MMIO exit reads that
+ * device's state. */
 void vm_shutdown(struct vm *vm);
 
 /* Nanoseconds on CLOCK_MONOTONIC. */

@@ -129,6 +129,7 @@ static void setup(void)
 	}
 	atomic_store(&bad_reads, 0);
 	closes = 0;
+	idle_vcpus = false;
 	all_gone_at_close = false;
 }
 
@@ -171,6 +172,23 @@ START_TEST(shutdown_stops_vcpus_before_closing_devices)
 }
 END_TEST
 
+/* Shutdown with no exit asked for (a caller's mistake) still ends: the
+ * kicked vCPUs must not go back into the guest. */
+START_TEST(shutdown_without_exit_request)
+{
+	int i;
+
+	ck_assert_int_eq(vm_start_vcpus(vm), 0);
+	pthread_barrier_wait(&vm->start);
+	for (i = 0; i < N_VCPUS; i++)
+		while (!atomic_load(&reads[i]))
+			sched_yield();
+	vm_shutdown(vm);
+	ck_assert_int_eq(atomic_load(&vm->exit_code), 1);
+	ck_assert(all_gone_at_close);
+}
+END_TEST
+
 /* A vCPU that ended the VM itself (guest halted) has returned already:
  * shutdown joins it all the same. */
 static int halt_enter(struct vcpu *c)
@@ -204,6 +222,7 @@ Suite *vmshutdown_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, shutdown_stops_vcpus_before_closing_devices, 0, 2);
+	tcase_add_test(tc, shutdown_without_exit_request);
 	tcase_add_test(tc, shutdown_after_vcpus_returned);
 	suite_add_tcase(s, tc);
 	return s;
