@@ -79,6 +79,7 @@ static int load_config(struct cli *c)
 	if (kiln_config_defaults(&c->cfg, &e) ||
 	    kiln_config_load(&c->cfg, path, c->config_given, &e)) {
 		log_error("%s", e.msg);
+		kiln_config_free(&c->cfg);
 		return EXIT_FAIL;
 	}
 	if (!strcmp(c->cfg.log_format, "json"))

@@ -1,11 +1,15 @@
+#include "build-config.h"
+
 #include "vmm/jail.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/ioctl.h>
 
 struct rule {
 	int nr;
@@ -41,6 +45,23 @@ static const struct rule common[] = {
 	R(getpid, "glibc abort path"),
 	R(tgkill, "glibc abort path (raise SIGABRT)"),
 };
+
+#ifdef KILN_SANITIZERS
+/* Sanitizer builds only (configure --enable-sanitizers, for CI; never
+ * installed as the jail of a release): what the ASan and UBSan runtimes do
+ * inside a jailed thread. Without these a vCPU thread that ends dies with
+ * SIGSYS, and a sanitizer report dies before it is printed. */
+static const struct rule sanitizer[] = {
+	R(sigaltstack, "ASan removes a thread's alternate signal stack when the thread ends"),
+	R(readlink, "a report finds the binary through /proc/self/exe"),
+	R(fstat, "a report maps the binary to symbolize"),
+	R(newfstatat, "a report maps the binary to symbolize"),
+	R(lseek, "a report reads the binary's debug sections"),
+	R(pread64, "a report reads the binary's debug sections"),
+	R(sched_yield, "the runtimes' spin locks"),
+	R(fcntl, "a report checks the fds it opens"),
+};
+#endif
 
 /* Device (event-loop) thread only. */
 static const struct rule vmm_only[] = {
@@ -84,6 +105,19 @@ int jail_enter(enum jail_kind kind)
 	for (i = 0; i < sizeof(common) / sizeof(common[0]); i++)
 		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, common[i].nr, 0)) < 0)
 			goto out;
+#ifdef KILN_SANITIZERS
+	for (i = 0; i < sizeof(sanitizer) / sizeof(sanitizer[0]); i++)
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sanitizer[i].nr, 0)) < 0 && rc != -EEXIST)
+			goto out;
+	/* A report asks whether stderr is a terminal (colours), and reads
+	 * /proc/self/maps and the binary to symbolize: read-only opens. */
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TCGETS))) < 0 ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(open), 1,
+				   SCMP_A1(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY))) < 0 ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+				   SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY))) < 0)
+		goto out;
+#endif
 	/* ioctl only for what each thread issues: KVM_RUN on its vCPU, and
 	 * KVM_IRQ_LINE for the legacy serial and i8042 interrupts. */
 	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,

@@ -49,12 +49,6 @@
 
 static struct vm the_vm;
 
-struct device_slot {
-	void *priv;
-	void (*close)(void *priv);
-};
-
-static struct device_slot slots[VM_MAX_VIRTIO];
 static int signal_fd = -1, grace_fd = -1;
 
 static void usage(FILE *out)
@@ -249,20 +243,11 @@ static int add_virtio(struct vm *vm, const struct virtio_dev_ops *ops, void *pri
 	rc = virtio_mmio_attach_kvm(&vm->virtio[i], vm->vm_fd);
 	if (rc)
 		return rc;
-	slots[i] = (struct device_slot){ priv, close_fn };
+	vm->virtio_close[i] = close_fn;
 	acpi[i] = (struct acpi_mmio_dev){ base, LAYOUT_MMIO_SIZE, gsi };
 	cmdline_add_device(cmdline, cmdsize, base, gsi);
 	vm->n_virtio++;
 	return 0;
-}
-
-static void cleanup_devices(struct vm *vm)
-{
-	int i;
-
-	for (i = 0; i < vm->n_virtio; i++)
-		if (slots[i].close)
-			slots[i].close(slots[i].priv);
 }
 
 int main(int argc, char **argv)
@@ -434,12 +419,9 @@ int main(int argc, char **argv)
 
 	/* Jail: vCPU threads install their own filter, then wait at the
 	 * barrier until this thread has installed the device filter. */
-	if (pthread_barrier_init(&vm->start, NULL, (unsigned)cfg.vcpus + 1))
-		vmm_die("pthread_barrier_init failed");
 	phase(&ph, vm, "boot");
-	for (i = 0; i < cfg.vcpus; i++)
-		if (pthread_create(&vm->vcpus[i].thread, NULL, vm_vcpu_thread, &vm->vcpus[i]))
-			vmm_die("creating vCPU thread %d failed", i);
+	if ((rc = vm_start_vcpus(vm)))
+		vmm_die("starting the vCPU threads failed: %s", strerror(-rc));
 #ifndef VMM_NO_SECCOMP
 	if ((rc = jail_enter(JAIL_VMM)))
 		vmm_die("installing the seccomp filter failed: %s", strerror(-rc));
@@ -459,7 +441,7 @@ int main(int argc, char **argv)
 	rc = ev_run(&vm->loop);
 	if (rc)
 		vm_request_exit(vm, 1, "event loop failed");
-	cleanup_devices(vm);
+	vm_shutdown(vm);
 	fflush(stdout);
 	if (ph.on) {
 		uint64_t n[VCPU_EXIT_KINDS];
@@ -474,7 +456,8 @@ int main(int argc, char **argv)
 	else
 		vmm_debug("%s", vm->exit_reason);
 	vm_config_free(&cfg);
-	/* The vCPU threads may be inside KVM_RUN; exiting the process ends
-	 * them and releases KVM, memory and every fd at once. */
+	/* Every thread is joined; exiting releases KVM, memory and every fd at
+	 * once, and _exit skips atexit handlers the jail may not allow (a
+	 * sanitizer's leak check at exit needs ptrace). */
 	_exit(atomic_load(&vm->exit_code));
 }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@
 #include "vmm/virtio/mmio.h"
 
 #define BOOT_MARKER_MAGIC 123
+/* Sent by vm_shutdown to a vCPU thread inside KVM_RUN: KVM returns EINTR
+ * for a pending signal; the handler itself does nothing. */
+#define VCPU_KICK_SIGNAL SIGUSR2
 #define GUEST_HUGE_PAGE (2u << 20)
 
 uint64_t vm_now_ns(void)
@@ -410,7 +414,7 @@ void *vm_vcpu_thread(void *arg)
 	}
 	pthread_barrier_wait(&vm->start);
 	while (atomic_load(&vm->exit_code) < 0) {
-		if (ioctl(c->fd, KVM_RUN, 0) < 0) {
+		if ((vm->enter ? vm->enter(c) : ioctl(c->fd, KVM_RUN, 0)) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			snprintf(reason, sizeof(reason), "vCPU %d: KVM_RUN: %s", c->index, strerror(errno));
@@ -457,4 +461,59 @@ void *vm_vcpu_thread(void *arg)
 		}
 	}
 	return NULL;
+}
+
+static void on_kick(int sig) { (void)sig; }
+
+int vm_start_vcpus(struct vm *vm)
+{
+	struct sigaction sa = { .sa_handler = on_kick }; /* no SA_RESTART: KVM_RUN must return */
+	sigset_t kick;
+	int i, rc;
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
+		return -errno;
+	/* The threads inherit this thread's mask: the kick must get through. */
+	sigemptyset(&kick);
+	sigaddset(&kick, VCPU_KICK_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+	if ((rc = pthread_barrier_init(&vm->start, NULL, (unsigned)vm->n_vcpus + 1)))
+		return -rc;
+	for (i = 0; i < vm->n_vcpus; i++) {
+		if ((rc = pthread_create(&vm->vcpus[i].thread, NULL, vm_vcpu_thread, &vm->vcpus[i])))
+			return -rc;
+		vm->vcpus[i].started = true;
+	}
+	return 0;
+}
+
+void vm_shutdown(struct vm *vm)
+{
+	int i;
+
+	/* Normally a no-op (the VM was asked to end already); otherwise a
+	 * kicked vCPU would go straight back into the guest. */
+	vm_request_exit(vm, 1, "stopped");
+	/* The flag first: a vCPU between its exit_code check and KVM_RUN gets
+	 * EINTR at once; one already inside it gets the signal. Either way it
+	 * sees exit_code and returns; one in the middle of an exit finishes it
+	 * against devices that still exist. */
+	for (i = 0; i < vm->n_vcpus; i++)
+		if (vm->vcpus[i].started && vm->vcpus[i].run)
+			__atomic_store_n(&vm->vcpus[i].run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < vm->n_vcpus; i++)
+		if (vm->vcpus[i].started)
+			pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+	for (i = 0; i < vm->n_vcpus; i++) {
+		if (!vm->vcpus[i].started)
+			continue;
+		pthread_join(vm->vcpus[i].thread, NULL);
+		vm->vcpus[i].started = false;
+	}
+	for (i = 0; i < vm->n_virtio; i++) {
+		if (vm->virtio_close[i])
+			vm->virtio_close[i](vm->virtio[i].priv);
+		vm->virtio_close[i] = NULL;
+	}
 }

@@ -39,6 +39,7 @@ struct vcpu {
 	int fd;
 	struct kvm_run *run;
 	pthread_t thread;
+	bool started;                /* thread created, not yet joined */
 	_Atomic uint64_t exits[VCPU_EXIT_KINDS]; /* written by this vCPU only */
 };
 
@@ -52,6 +53,7 @@ struct vm {
 	struct serial serial;
 	struct i8042 kbd;
 	struct virtio_dev virtio[VM_MAX_VIRTIO];
+	void (*virtio_close[VM_MAX_VIRTIO])(void *priv); /* frees virtio[i].priv */
 	int n_virtio;
 	struct evloop loop;
 	int exit_fd;              /* eventfd: a vCPU asks the main thread to end */
@@ -61,6 +63,9 @@ struct vm {
 	atomic_bool first_run_logged;
 	bool jail;                /* vCPU threads install their seccomp filter */
 	pthread_barrier_t start;  /* vCPUs wait here until the jail is in place */
+	/* Enter the guest on c: KVM_RUN on its fd when NULL. Tests put a fake
+	 * guest here. 0, or -1 with errno (EINTR once kicked). */
+	int (*enter)(struct vcpu *c);
 };
 
 /* Map mem_mib of guest RAM (vm->mem), not yet known to KVM, so that the
@@ -87,6 +92,22 @@ void vm_request_exit(struct vm *vm, int code, const char *reason);
 
 /* The vCPU thread body: KVM_RUN until the VM ends. */
 void *vm_vcpu_thread(void *arg);
+
+/* Start a thread per vCPU (vm->n_vcpus of them, each made by
+ * vm_create_vcpu) running vm_vcpu_thread; each waits at vm->start, which
+ * this initialises for n_vcpus + 1 parties, so the caller's
+ * pthread_barrier_wait lets them run. Installs the handler of the signal
+ * that vm_shutdown kicks them with. 0 or -errno (threads started before a
+ * failure are left to vm_shutdown). */
+int vm_start_vcpus(struct vm *vm);
+
+/* End the VM in order, once the event loop has stopped (normally after
+ * vm_request_exit; if nothing asked, the VM ends with status 1): kick
+ * every vCPU out of KVM_RUN (immediate_exit, then a signal for one inside
+ * it), join every vCPU thread, and only then close each virtio device
+ * (vm->virtio_close), since a vCPU taking an MMIO exit reads that
+ * device's state. */
+void vm_shutdown(struct vm *vm);
 
 /* Nanoseconds on CLOCK_MONOTONIC. */
 uint64_t vm_now_ns(void);
