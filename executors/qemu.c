@@ -8,23 +8,37 @@
 
 #define MAX_ARGS 64
 
+/* QEMU's own seccomp filter, inside the jail: no obsolete system calls,
+ * no set*id, no fork or exec, no scheduler or affinity changes. */
+#define QEMU_SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+/* Beyond guest RAM: TCG's translation cache (grown as code is translated),
+ * QEMU's own heap and the page cache its image reads are charged with. */
+#define QEMU_OVERHEAD_MIB 768
+#define QEMU_PIDS 128 /* vCPUs, RCU, and a thread pool of up to 64 workers */
+
 static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 {
+	const struct vm_spec *s = &x->spec;
+	struct jail_limits lim = { (long long)(s->memory_mib + QEMU_OVERHEAD_MIB) << 20, s->vcpus + 1, QEMU_PIDS };
 	char path[PATH_MAX];
+	enum kiln_rc rc;
 
-	snprintf(path, sizeof(path), "%s/agent.sock", x->spec.run_dir);
+	if ((rc = executor_jail(x, &lim, !strcmp(s->accel, "kvm"), e)))
+		return rc;
+	snprintf(path, sizeof(path), "%s/agent.sock", x->host_dir);
 	return executor_listen(x, path, e);
 }
 
 static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
+	const struct vm_view *v = &x->view;
 	char cmdline[2048], machine[96], mem[16], smp[16], serial[PATH_MAX + 8], chardev[PATH_MAX + 32];
 	char root[PATH_MAX + 64], ws[PATH_MAX + 64], netdev[128];
 	char *argv[MAX_ARGS];
 	int n = 0;
 
-	if (strchr(s->rootfs, ',') || (s->workspace && strchr(s->workspace, ',')) || strchr(s->run_dir, ','))
+	if (strchr(v->rootfs, ',') || (v->workspace && strchr(v->workspace, ',')) || strchr(v->dir, ','))
 		return kiln_fail(e, KILN_E_INVALID, "QEMU cannot take paths containing a comma");
 	executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline));
 	/* The machine has a CMOS RTC. Without one every port reads 0xff, the
@@ -35,12 +49,13 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	snprintf(machine, sizeof(machine), "microvm,accel=%s,x-option-roms=off,rtc=on", s->accel);
 	snprintf(mem, sizeof(mem), "%d", s->memory_mib);
 	snprintf(smp, sizeof(smp), "%d", s->vcpus);
-	snprintf(serial, sizeof(serial), "file:%s", x->console_path);
-	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s", x->listen_path);
-	/* snapshot=on: a private temporary overlay; the image is never written. */
-	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on", s->rootfs);
+	snprintf(serial, sizeof(serial), "file:%s", v->console);
+	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s/agent.sock", v->dir);
+	/* snapshot=on: a private temporary overlay in $TMPDIR; the image is
+	 * never written. */
+	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on", v->rootfs);
 
-	argv[n++] = (char *)s->helper;
+	argv[n++] = (char *)v->helper;
 	argv[n++] = "-M";
 	argv[n++] = machine;
 	argv[n++] = "-cpu";
@@ -57,10 +72,10 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-serial";
 	argv[n++] = serial;
 	argv[n++] = "-kernel";
-	argv[n++] = (char *)s->kernel;
-	if (s->initrd) {
+	argv[n++] = (char *)v->kernel;
+	if (v->initrd) {
 		argv[n++] = "-initrd";
-		argv[n++] = (char *)s->initrd;
+		argv[n++] = (char *)v->initrd;
 	}
 	argv[n++] = "-append";
 	argv[n++] = cmdline;
@@ -68,8 +83,8 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = root;
 	argv[n++] = "-device";
 	argv[n++] = "virtio-blk-device,drive=root";
-	if (s->workspace) {
-		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none", s->workspace);
+	if (v->workspace) {
+		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none", v->workspace);
 		argv[n++] = "-drive";
 		argv[n++] = ws;
 		argv[n++] = "-device";
@@ -84,11 +99,18 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-device";
 	argv[n++] = "virtio-rng-device";
 	if (s->tap) {
-		snprintf(netdev, sizeof(netdev), "tap,id=n0,ifname=%s,script=no,downscript=no", s->tap);
+		if (v->tap_fd >= 0)
+			snprintf(netdev, sizeof(netdev), "tap,id=n0,fd=%d", v->tap_fd);
+		else
+			snprintf(netdev, sizeof(netdev), "tap,id=n0,ifname=%s,script=no,downscript=no", s->tap);
 		argv[n++] = "-netdev";
 		argv[n++] = netdev;
 		argv[n++] = "-device";
 		argv[n++] = "virtio-net-device,netdev=n0";
+	}
+	if (x->jail.on) {
+		argv[n++] = "-sandbox";
+		argv[n++] = QEMU_SANDBOX;
 	}
 	argv[n] = NULL;
 	return executor_spawn(x, argv, 0, e);

@@ -1,6 +1,8 @@
 /* The executor layer's shared parts: the guest command line and how the
  * VMM process is started. */
 #include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -188,6 +190,215 @@ START_TEST(qemu_has_an_rtc)
 }
 END_TEST
 
+/* The value of field (e.g. "CapEff:") in /proc/pid/status, "" when none. */
+static void status_field(pid_t pid, const char *field, char *buf, size_t size)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	buf[0] = '\0';
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, strlen(field))) {
+			snprintf(buf, size, "%s", line + strlen(field) + strspn(line + strlen(field), " \t"));
+			buf[strcspn(buf, "\n")] = '\0';
+		}
+	fclose(f);
+}
+
+static bool same_ns(pid_t pid, const char *ns)
+{
+	char a[64], b[64], la[64] = "", lb[64] = "";
+
+	snprintf(a, sizeof(a), "/proc/%d/ns/%s", (int)pid, ns);
+	snprintf(b, sizeof(b), "/proc/self/ns/%s", ns);
+	ck_assert_int_gt(readlink(a, la, sizeof(la) - 1), 0);
+	ck_assert_int_gt(readlink(b, lb, sizeof(lb) - 1), 0);
+	return !strcmp(la, lb);
+}
+
+static void touch(const char *dir, const char *name, const char *text, mode_t mode)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+	ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+/* A jailed VMM (a fake QEMU: a script that leaves its argv in /vm and
+ * sleeps) runs in its own namespaces, sees only its jail's root, runs as
+ * its slot's uid with no capability and no_new_privs, in its cgroup; all
+ * of it goes at cleanup. */
+START_TEST(jailed_vmm)
+{
+	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], helper[PATH_MAX], buf[256], path[PATH_MAX];
+	const char *const wanted[] = { "usr", "dev", "vm", "kernel", "rootfs", "workspace", "console.log", "fake-qemu", NULL };
+	const char *const nss[] = { "mnt", "pid", "net", "ipc", "uts", NULL };
+	struct vm_spec s = { 0 };
+	struct jail_host h;
+	struct executor x;
+	struct kiln_err e;
+	struct dirent *d;
+	char cgroups[3][PATH_MAX];
+	int i, n_cgroups, n_entries = 0;
+	bool sandbox = false;
+	FILE *f;
+	DIR *root;
+
+	jail_probe(&h);
+	if (geteuid() != 0 || !h.namespaces || !h.controllers) {
+		fprintf(stderr, "jailed_vmm: skipped: needs root, namespaces and cgroups (%s)\n", h.detail);
+		return;
+	}
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(run, sizeof(run), "%s/run", dir);
+	ck_assert_int_eq(mkdir(run, 0700), 0);
+	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
+	touch(dir, "fake-qemu", "#!/bin/sh\nprintf '%s\\n' \"$@\" > /vm/argv\nexec sleep 1000\n", 0755);
+	touch(dir, "k", "kernel", 0644);
+	touch(dir, "r.ext4", "rootfs", 0644);
+	touch(dir, "ws.ext4", "", 0644);
+	snprintf(path, sizeof(path), "%s/k", dir);
+	s.kernel = strdup(path);
+	snprintf(path, sizeof(path), "%s/r.ext4", dir);
+	s.rootfs = strdup(path);
+	snprintf(path, sizeof(path), "%s/ws.ext4", dir);
+	s.workspace = strdup(path);
+	s.vcpus = 1;
+	s.memory_mib = 256;
+	s.run_dir = run;
+	s.helper = helper;
+	s.accel = "tcg";
+	s.jail = true;
+	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
+	wait_exec(x.pid, "sleep");
+
+	status_field(x.pid, "Uid:", buf, sizeof(buf));
+	ck_assert_uint_ge(strtoul(buf, NULL, 10), JAIL_UID_BASE_DEFAULT);
+	ck_assert_uint_eq(strtoul(buf, NULL, 10), x.jail.uid);
+	status_field(x.pid, "Gid:", buf, sizeof(buf));
+	ck_assert_uint_eq(strtoul(buf, NULL, 10), x.jail.gid);
+	status_field(x.pid, "CapEff:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0000000000000000");
+	status_field(x.pid, "CapPrm:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0000000000000000");
+	status_field(x.pid, "CapBnd:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0000000000000000");
+	status_field(x.pid, "NoNewPrivs:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1");
+	for (i = 0; nss[i]; i++)
+		ck_assert_msg(!same_ns(x.pid, nss[i]), "the VMM shares kiln's %s namespace", nss[i]);
+
+	/* Its root: the jail's files and nothing of the host's but /usr. */
+	snprintf(path, sizeof(path), "/proc/%d/root", (int)x.pid);
+	root = opendir(path);
+	ck_assert_ptr_nonnull(root);
+	while ((d = readdir(root))) {
+		bool known = !strcmp(d->d_name, ".") || !strcmp(d->d_name, "..");
+
+		for (i = 0; wanted[i]; i++)
+			known |= !strcmp(d->d_name, wanted[i]);
+		/* the host's /lib, /bin... links into /usr */
+		known |= !strncmp(d->d_name, "lib", 3) || !strcmp(d->d_name, "bin") || !strcmp(d->d_name, "sbin");
+		ck_assert_msg(known, "the jail's root holds %s", d->d_name);
+		n_entries++;
+	}
+	closedir(root);
+	ck_assert_int_ge(n_entries, 2 + 8);
+	snprintf(path, sizeof(path), "/proc/%d/root/kernel", (int)x.pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	ck_assert_str_eq(buf, "kernel");
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/%d/root/dev/kvm", (int)x.pid);
+	ck_assert_int_ne(access(path, F_OK), 0);  /* TCG needs no KVM */
+
+	/* Its cgroup, named after the run folder. */
+	ck_assert_int_gt(x.jail.n_cgroups, 0);
+	n_cgroups = x.jail.n_cgroups;
+	for (i = 0; i < n_cgroups; i++) {
+		snprintf(cgroups[i], sizeof(cgroups[i]), "%s", x.jail.cgroups[i]);
+		ck_assert_ptr_nonnull(strstr(cgroups[i], "/kiln/run"));
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroups[i]);
+		f = fopen(path, "r");
+		ck_assert_ptr_nonnull(f);
+		ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+		ck_assert_int_eq(atoi(buf), x.pid);
+		fclose(f);
+	}
+
+	/* The argv it got: paths inside the jail, and QEMU's own sandbox. */
+	snprintf(path, sizeof(path), "%s/vm/argv", run);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(buf, sizeof(buf), f)) {
+		sandbox |= !strncmp(buf, "-sandbox", 8);
+		ck_assert_ptr_null(strstr(buf, dir));
+	}
+	fclose(f);
+	ck_assert(sandbox);
+
+	executor_cancel(&x);
+	executor_cleanup(&x);
+	ck_assert_int_eq(x.pid, -1);
+	for (i = 0; i < n_cgroups; i++)
+		ck_assert_int_ne(access(cgroups[i], F_OK), 0);
+	ck_assert_int_eq(x.jail.slot_fd, -1);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	ck_assert_int_eq(system(path), 0);
+	free((char *)s.kernel);
+	free((char *)s.rootfs);
+	free((char *)s.workspace);
+}
+END_TEST
+
+/* A jail that cannot be built fails start with its reason, at once, and
+ * leaves nothing. */
+START_TEST(jail_failure_is_one_line)
+{
+	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", path[PATH_MAX];
+	struct vm_spec s = { 0 };
+	struct jail_host h;
+	struct executor x;
+	struct kiln_err e;
+
+	jail_probe(&h);
+	if (geteuid() != 0 || !h.namespaces || !h.controllers)
+		return;
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.kernel = "/nonexistent/kernel";
+	s.rootfs = "/bin/sh";
+	s.vcpus = 1;
+	s.memory_mib = 256;
+	s.run_dir = dir;
+	s.helper = "/bin/sh";
+	s.accel = "tcg";
+	s.jail = true;
+	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	ck_assert_int_eq(x.ops->start(&x, &e), KILN_E_EXEC);
+	ck_assert_ptr_nonnull(strstr(e.msg, "jail: stat /nonexistent/kernel"));
+	ck_assert_ptr_null(strchr(e.msg, '\n'));
+	ck_assert_int_eq(x.pid, -1);
+	executor_cleanup(&x);
+	ck_assert_int_eq(x.jail.n_cgroups, 0);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	ck_assert_int_eq(system(path), 0);
+}
+END_TEST
+
 Suite *executor_suite(void)
 {
 	Suite *s = suite_create("executor");
@@ -197,6 +408,8 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, late_workspace_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);
 	tcase_add_test(tc, qemu_has_an_rtc);
+	tcase_add_test(tc, jailed_vmm);
+	tcase_add_test(tc, jail_failure_is_one_line);
 	suite_add_tcase(s, tc);
 	return s;
 }
