@@ -13,5 +13,6 @@ Suite *vsock_suite(void);      /* test_vsock.c: header and credit arithmetic */
 Suite *vmconfig_suite(void);   /* test_vmconfig.c: vm.json validation */
 Suite *acpi_suite(void);       /* test_acpi.c: tables, checksums, AML */
 Suite *loader_suite(void);     /* test_loader.c: bzImage/ELF loading, zero page */
+Suite *jail_suite(void);       /* test_jail.c: seccomp filters, SIGSYS */
 
 #endif
