@@ -191,6 +191,9 @@ enum kiln_rc jail_acquire(struct jail *j, const char *run_dir, long uid_base, co
 
 	if (!j->on)
 		return KILN_OK;
+	if (geteuid() != 0)
+		return kiln_fail(e, KILN_E_EXEC, "jail: kiln must run as root to jail its VMs (namespaces, cgroups, "
+						 "uid switch); or set jail: false to run them unjailed as this user");
 	if (uid_base <= 0 || uid_base + JAIL_SLOTS > 0x7fffffffL)
 		return kiln_fail(e, KILN_E_INVALID, "jail: jail_uid_base %ld is outside 1..%ld", uid_base,
 				 0x7fffffffL - JAIL_SLOTS);

@@ -2,6 +2,7 @@
  * VMM process is started. */
 #include <check.h>
 #include <dirent.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -232,6 +233,33 @@ static void touch(const char *dir, const char *name, const char *text, mode_t mo
 	ck_assert_int_eq(chmod(path, mode), 0);
 }
 
+/* x's VMM runs as its slot's uid/gid, with no capability, no_new_privs,
+ * in namespaces of its own. */
+static void assert_jailed(const struct executor *x)
+{
+	const char *const nss[] = { "mnt", "pid", "net", "ipc", "uts", NULL };
+	char buf[256];
+	int i;
+
+	status_field(x->pid, "Uid:", buf, sizeof(buf));
+	ck_assert_uint_ge(strtoul(buf, NULL, 10), JAIL_UID_BASE_DEFAULT);
+	ck_assert_uint_eq(strtoul(buf, NULL, 10), x->jail.uid);
+	status_field(x->pid, "Gid:", buf, sizeof(buf));
+	ck_assert_uint_eq(strtoul(buf, NULL, 10), x->jail.gid);
+	status_field(x->pid, "Groups:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "");
+	status_field(x->pid, "CapEff:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0000000000000000");
+	status_field(x->pid, "CapPrm:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0000000000000000");
+	status_field(x->pid, "CapBnd:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0000000000000000");
+	status_field(x->pid, "NoNewPrivs:", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1");
+	for (i = 0; nss[i]; i++)
+		ck_assert_msg(!same_ns(x->pid, nss[i]), "the VMM shares kiln's %s namespace", nss[i]);
+}
+
 /* A jailed VMM (a fake QEMU: a script that leaves its argv in /vm and
  * sleeps) runs in its own namespaces, sees only its jail's root, runs as
  * its slot's uid with no capability and no_new_privs, in its cgroup; all
@@ -240,7 +268,6 @@ START_TEST(jailed_vmm)
 {
 	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], helper[PATH_MAX], buf[256], path[PATH_MAX];
 	const char *const wanted[] = { "usr", "dev", "vm", "kernel", "rootfs", "workspace", "console.log", "fake-qemu", NULL };
-	const char *const nss[] = { "mnt", "pid", "net", "ipc", "uts", NULL };
 	struct vm_spec s = { 0 };
 	struct jail_host h;
 	struct executor x;
@@ -283,21 +310,7 @@ START_TEST(jailed_vmm)
 	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
 	wait_exec(x.pid, "sleep");
 
-	status_field(x.pid, "Uid:", buf, sizeof(buf));
-	ck_assert_uint_ge(strtoul(buf, NULL, 10), JAIL_UID_BASE_DEFAULT);
-	ck_assert_uint_eq(strtoul(buf, NULL, 10), x.jail.uid);
-	status_field(x.pid, "Gid:", buf, sizeof(buf));
-	ck_assert_uint_eq(strtoul(buf, NULL, 10), x.jail.gid);
-	status_field(x.pid, "CapEff:", buf, sizeof(buf));
-	ck_assert_str_eq(buf, "0000000000000000");
-	status_field(x.pid, "CapPrm:", buf, sizeof(buf));
-	ck_assert_str_eq(buf, "0000000000000000");
-	status_field(x.pid, "CapBnd:", buf, sizeof(buf));
-	ck_assert_str_eq(buf, "0000000000000000");
-	status_field(x.pid, "NoNewPrivs:", buf, sizeof(buf));
-	ck_assert_str_eq(buf, "1");
-	for (i = 0; nss[i]; i++)
-		ck_assert_msg(!same_ns(x.pid, nss[i]), "the VMM shares kiln's %s namespace", nss[i]);
+	assert_jailed(&x);
 
 	/* Its root: the jail's files and nothing of the host's but /usr. */
 	snprintf(path, sizeof(path), "/proc/%d/root", (int)x.pid);
@@ -363,6 +376,136 @@ START_TEST(jailed_vmm)
 }
 END_TEST
 
+/* A guest that only halts: an ELF vmlinux with a Xen PVH note whose entry
+ * is "hlt; jmp .-1" (kvm_pvm runs it, as it cannot run a stock kernel). */
+static void halting_guest(const char *path)
+{
+	uint8_t b[8192] = { 0 };
+	Elf64_Ehdr *eh = (Elf64_Ehdr *)b;
+	Elf64_Phdr *ph = (Elf64_Phdr *)(b + sizeof(*eh));
+	uint32_t note[5] = { 4, 4, 18, 0, 0x1000000 };
+	FILE *f;
+
+	memcpy(eh->e_ident, ELFMAG, SELFMAG);
+	eh->e_ident[EI_CLASS] = ELFCLASS64;
+	eh->e_ident[EI_DATA] = ELFDATA2LSB;
+	eh->e_machine = EM_X86_64;
+	eh->e_entry = 0x1000000;
+	eh->e_phoff = sizeof(*eh);
+	eh->e_phentsize = sizeof(*ph);
+	eh->e_phnum = 2;
+	ph[0] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_offset = 4096, .p_paddr = 0x1000000, .p_filesz = 4096,
+			      .p_memsz = 4096 };
+	ph[1] = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = 1024, .p_filesz = sizeof(note) };
+	memcpy(&note[3], "Xen", 4);
+	memcpy(b + 1024, note, sizeof(note));
+	memcpy(b + 4096, "\xf4\xeb\xfd", 3);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(b, 1, sizeof(b), f), sizeof(b));
+	fclose(f);
+}
+
+/* Whether every thread of pid shows Seccomp: 2; *tasks gets their count. */
+static bool all_filtered(pid_t pid, int *tasks)
+{
+	char path[128], line[256];
+	struct dirent *d;
+	int filtered = 0;
+	DIR *dir;
+	FILE *f;
+
+	*tasks = 0;
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	if (!(dir = opendir(path)))
+		return false;
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] == '.')
+			continue;
+		(*tasks)++;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, d->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		while (fgets(line, sizeof(line), f))
+			filtered += !strcmp(line, "Seccomp:\t2\n");
+		fclose(f);
+	}
+	closedir(dir);
+	return *tasks > 0 && filtered == *tasks;
+}
+
+/* kiln-vmm itself, jailed by the microvm backend, running a guest that
+ * halts: past its own seccomp filter in every thread (so past acquiring
+ * KVM, memory and devices from inside the jail), as the slot's uid, with
+ * /dev/kvm and its vsock socket in the jail. */
+START_TEST(jailed_kiln_vmm)
+{
+	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], vmm[PATH_MAX], path[PATH_MAX], tail[600];
+	const char *libexec = getenv("KILN_LIBEXEC_DIR");
+	struct vm_spec s = { 0 };
+	struct jail_host h;
+	struct executor x;
+	struct kiln_err e;
+	struct stat st;
+	int tasks = 0;
+
+	jail_probe(&h);
+	snprintf(vmm, sizeof(vmm), "%s/kiln-vmm", libexec ? libexec : ".");
+	if (geteuid() != 0 || !h.namespaces || !h.controllers || access(vmm, X_OK) || access("/dev/kvm", R_OK | W_OK)) {
+		fprintf(stderr, "jailed_kiln_vmm: skipped: needs root, namespaces, cgroups, /dev/kvm and %s\n", vmm);
+		return;
+	}
+	ck_assert_ptr_nonnull(realpath(vmm, path));
+	snprintf(vmm, sizeof(vmm), "%s", path);
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(run, sizeof(run), "%s/run", dir);
+	ck_assert_int_eq(mkdir(run, 0700), 0);
+	snprintf(path, sizeof(path), "%s/vmlinux", dir);
+	halting_guest(path);
+	s.kernel = strdup(path);
+	touch(dir, "r.ext4", "", 0644);
+	ck_assert_int_eq(truncate(strcat(strcpy(path, dir), "/r.ext4"), 1 << 20), 0);
+	s.rootfs = strdup(path);
+	s.vcpus = 1;
+	s.memory_mib = 64;
+	s.run_dir = run;
+	s.helper = vmm;
+	s.jail = true;
+	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	executor_init(&x, &executor_microvm, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
+	while (!all_filtered(x.pid, &tasks)) {
+		int status;
+
+		if (executor_wait(&x, 0, &status, &e) == KILN_OK) {
+			executor_tail(&x, tail, sizeof(tail));
+			ck_abort_msg("kiln-vmm ended (%d) before it was filtered: %s", status, tail);
+		}
+	}
+	ck_assert_int_ge(tasks, 2);  /* the device thread and a vCPU */
+	assert_jailed(&x);
+	snprintf(path, sizeof(path), "/proc/%d/root/dev/kvm", (int)x.pid);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert(S_ISCHR(st.st_mode) && st.st_uid == x.jail.uid);
+	snprintf(path, sizeof(path), "/proc/%d/root/etc", (int)x.pid);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	/* kiln-vmm bound its vsock socket in /vm, which is <run>/vm here. */
+	snprintf(path, sizeof(path), "%s/vm/v.sock", run);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode) && st.st_uid == x.jail.uid);
+
+	executor_cancel(&x);
+	executor_cleanup(&x);
+	ck_assert_int_eq(x.pid, -1);
+	ck_assert_int_eq(x.jail.n_cgroups, 0);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	ck_assert_int_eq(system(path), 0);
+	free((char *)s.kernel);
+	free((char *)s.rootfs);
+}
+END_TEST
+
 /* A jail that cannot be built fails start with its reason, at once, and
  * leaves nothing. */
 START_TEST(jail_failure_is_one_line)
@@ -410,6 +553,7 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, qemu_has_an_rtc);
 	tcase_add_test(tc, jailed_vmm);
 	tcase_add_test(tc, jail_failure_is_one_line);
+	tcase_add_test(tc, jailed_kiln_vmm);
 	suite_add_tcase(s, tc);
 	return s;
 }
