@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "executors/executor.h"
+#include "runner/spawn.h"
 #include "tests/unit/suites.h"
 
 START_TEST(cmdline_words)
@@ -434,29 +435,22 @@ static bool all_filtered(pid_t pid, int *tasks)
 	return *tasks > 0 && filtered == *tasks;
 }
 
-/* kiln-vmm itself, jailed by the microvm backend, running a guest that
- * halts: past its own seccomp filter in every thread (so past acquiring
- * KVM, memory and devices from inside the jail), as the slot's uid, with
- * /dev/kvm and its vsock socket in the jail. */
-START_TEST(jailed_kiln_vmm)
+/* helper (kiln-vmm, or QEMU under TCG), jailed by backend ops, running a
+ * guest that halts: past its seccomp filter in every thread (so past
+ * acquiring its files, memory, devices and, for QEMU, its connection to
+ * the agent socket from inside the jail), as the slot's uid, with no
+ * capabilities, no_new_privs, namespaces of its own and nothing of the
+ * host's in its root but /usr. All gone at cleanup. */
+static void jailed_guest(const struct executor_ops *ops, const char *helper, const char *accel)
 {
-	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], vmm[PATH_MAX], path[PATH_MAX], tail[600];
-	const char *libexec = getenv("KILN_LIBEXEC_DIR");
+	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], path[PATH_MAX], tail[600];
 	struct vm_spec s = { 0 };
-	struct jail_host h;
 	struct executor x;
 	struct kiln_err e;
 	struct stat st;
 	int tasks = 0;
+	bool kvm = !accel || !strcmp(accel, "kvm");
 
-	jail_probe(&h);
-	snprintf(vmm, sizeof(vmm), "%s/kiln-vmm", libexec ? libexec : ".");
-	if (geteuid() != 0 || !h.namespaces || !h.controllers || access(vmm, X_OK) || access("/dev/kvm", R_OK | W_OK)) {
-		fprintf(stderr, "jailed_kiln_vmm: skipped: needs root, namespaces, cgroups, /dev/kvm and %s\n", vmm);
-		return;
-	}
-	ck_assert_ptr_nonnull(realpath(vmm, path));
-	snprintf(vmm, sizeof(vmm), "%s", path);
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(run, sizeof(run), "%s/run", dir);
 	ck_assert_int_eq(mkdir(run, 0700), 0);
@@ -469,10 +463,11 @@ START_TEST(jailed_kiln_vmm)
 	s.vcpus = 1;
 	s.memory_mib = 64;
 	s.run_dir = run;
-	s.helper = vmm;
+	s.helper = helper;
+	s.accel = accel;
 	s.jail = true;
 	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
-	executor_init(&x, &executor_microvm, &s);
+	executor_init(&x, ops, &s);
 	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
 	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
 	while (!all_filtered(x.pid, &tasks)) {
@@ -480,20 +475,31 @@ START_TEST(jailed_kiln_vmm)
 
 		if (executor_wait(&x, 0, &status, &e) == KILN_OK) {
 			executor_tail(&x, tail, sizeof(tail));
-			ck_abort_msg("kiln-vmm ended (%d) before it was filtered: %s", status, tail);
+			ck_abort_msg("%s ended (%d) before it was filtered: %s", helper, status, tail);
 		}
 	}
-	ck_assert_int_ge(tasks, 2);  /* the device thread and a vCPU */
+	ck_assert_int_ge(tasks, 2);  /* at least a device thread and a vCPU */
 	assert_jailed(&x);
 	snprintf(path, sizeof(path), "/proc/%d/root/dev/kvm", (int)x.pid);
-	ck_assert_int_eq(stat(path, &st), 0);
-	ck_assert(S_ISCHR(st.st_mode) && st.st_uid == x.jail.uid);
+	if (kvm) {
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert(S_ISCHR(st.st_mode) && st.st_uid == x.jail.uid);
+	} else {
+		ck_assert_int_ne(access(path, F_OK), 0);
+	}
 	snprintf(path, sizeof(path), "/proc/%d/root/etc", (int)x.pid);
 	ck_assert_int_ne(access(path, F_OK), 0);
-	/* kiln-vmm bound its vsock socket in /vm, which is <run>/vm here. */
-	snprintf(path, sizeof(path), "%s/vm/v.sock", run);
-	ck_assert_int_eq(stat(path, &st), 0);
-	ck_assert(S_ISSOCK(st.st_mode) && st.st_uid == x.jail.uid);
+	snprintf(path, sizeof(path), "/proc/%d/root/proc", (int)x.pid);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	if (ops == &executor_microvm) {
+		/* kiln-vmm bound its vsock socket in /vm, which is <run>/vm here. */
+		snprintf(path, sizeof(path), "%s/vm/v.sock", run);
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert(S_ISSOCK(st.st_mode) && st.st_uid == x.jail.uid);
+	} else {
+		/* QEMU is connected to the agent's socket. */
+		ck_assert_int_eq(executor_stream(&x, 10000, &tasks, &e), KILN_OK);
+	}
 
 	executor_cancel(&x);
 	executor_cleanup(&x);
@@ -503,6 +509,44 @@ START_TEST(jailed_kiln_vmm)
 	ck_assert_int_eq(system(path), 0);
 	free((char *)s.kernel);
 	free((char *)s.rootfs);
+}
+
+static bool can_jail(void)
+{
+	struct jail_host h;
+
+	jail_probe(&h);
+	if (geteuid() != 0 || !h.namespaces || !h.controllers) {
+		fprintf(stderr, "jail tests skipped: need root, namespaces and cgroups (%s)\n", h.detail);
+		return false;
+	}
+	return true;
+}
+
+START_TEST(jailed_kiln_vmm)
+{
+	const char *libexec = getenv("KILN_LIBEXEC_DIR");
+	char vmm[PATH_MAX], path[PATH_MAX];
+
+	snprintf(vmm, sizeof(vmm), "%s/kiln-vmm", libexec ? libexec : ".");
+	if (!can_jail() || access(vmm, X_OK) || access("/dev/kvm", R_OK | W_OK)) {
+		fprintf(stderr, "jailed_kiln_vmm: skipped: needs /dev/kvm and %s\n", vmm);
+		return;
+	}
+	ck_assert_ptr_nonnull(realpath(vmm, path));
+	jailed_guest(&executor_microvm, path, NULL);
+}
+END_TEST
+
+START_TEST(jailed_qemu)
+{
+	char qemu[PATH_MAX];
+
+	if (!can_jail() || !kiln_which(NULL, "qemu-system-x86_64", qemu, sizeof(qemu))) {
+		fprintf(stderr, "jailed_qemu: skipped: needs qemu-system-x86_64\n");
+		return;
+	}
+	jailed_guest(&executor_qemu, qemu, "tcg");
 }
 END_TEST
 
@@ -554,6 +598,7 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, jailed_vmm);
 	tcase_add_test(tc, jail_failure_is_one_line);
 	tcase_add_test(tc, jailed_kiln_vmm);
+	tcase_add_test(tc, jailed_qemu);
 	suite_add_tcase(s, tc);
 	return s;
 }
