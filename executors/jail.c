@@ -1,7 +1,9 @@
 #include "executors/jail.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <sched.h>
@@ -248,6 +250,32 @@ void jail_release(struct jail *j)
 	if (j->slot_fd >= 0)
 		close(j->slot_fd);
 	j->slot_fd = -1;
+}
+
+void jail_sweep(void)
+{
+	static const char *const bases[] = { CGROUP_ROOT "/kiln", CGROUP_ROOT "/memory/kiln", CGROUP_ROOT "/cpu/kiln",
+					     CGROUP_ROOT "/pids/kiln", NULL };
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int i;
+
+	for (i = 0; bases[i]; i++) {
+		if (!(d = opendir(bases[i])))
+			continue;
+		while ((de = readdir(d))) {
+			long long id;
+			int pid;
+
+			if (sscanf(de->d_name, "%lld.%d.", &id, &pid) != 2 || pid <= 0 || kill(pid, 0) == 0 ||
+			    errno != ESRCH)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", bases[i], de->d_name);
+			rmdir(path);
+		}
+		closedir(d);
+	}
 }
 
 /* --- in the child, between clone and exec ---------------------------------- */

@@ -87,6 +87,11 @@ int jail_child(const struct jail *j, char *msg, size_t size);
 /* Remove the cgroup (once the VMM is reaped) and give the slot back. */
 void jail_release(struct jail *j);
 
+/* Remove the cgroups a kiln that died left (named after its run folders,
+ * "<job>.<kiln pid>.XXXXXX", with that pid gone). Their VMMs died with
+ * it (PR_SET_PDEATHSIG), so they are empty. */
+void jail_sweep(void);
+
 /* What the host offers the jail, for kiln doctor: a line per fact. */
 struct jail_host {
 	bool namespaces;      /* new mount/pid/ipc/uts/net namespaces can be made */

@@ -721,4 +721,5 @@ void job_sweep(const char *state_dir)
 		closedir(d);
 	}
 	jobnet_sweep(state_dir, NULL);
+	jail_sweep();
 }

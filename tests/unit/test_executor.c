@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -586,6 +587,33 @@ START_TEST(jail_failure_is_one_line)
 }
 END_TEST
 
+/* A dead kiln's VM cgroups go at the next sweep; a live kiln's stay. */
+START_TEST(sweep_removes_dead_kilns_cgroups)
+{
+	char dead[PATH_MAX], live[PATH_MAX], name[64];
+	const char *base = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0 ? "/sys/fs/cgroup/kiln"
+										   : "/sys/fs/cgroup/pids/kiln";
+	pid_t pid;
+
+	if (!can_jail())
+		return;
+	pid = fork();
+	if (pid == 0)
+		_exit(0);
+	ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+	mkdir(base, 0755);
+	snprintf(name, sizeof(name), "7.%d.AbCdEf", (int)pid);
+	snprintf(dead, sizeof(dead), "%s/%s", base, name);
+	snprintf(live, sizeof(live), "%s/7.%d.AbCdEf", base, (int)getpid());
+	ck_assert_int_eq(mkdir(dead, 0755), 0);
+	ck_assert_int_eq(mkdir(live, 0755), 0);
+	jail_sweep();
+	ck_assert_int_ne(access(dead, F_OK), 0);
+	ck_assert_int_eq(access(live, F_OK), 0);
+	ck_assert_int_eq(rmdir(live), 0);
+}
+END_TEST
+
 Suite *executor_suite(void)
 {
 	Suite *s = suite_create("executor");
@@ -599,6 +627,7 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, jail_failure_is_one_line);
 	tcase_add_test(tc, jailed_kiln_vmm);
 	tcase_add_test(tc, jailed_qemu);
+	tcase_add_test(tc, sweep_removes_dead_kilns_cgroups);
 	suite_add_tcase(s, tc);
 	return s;
 }
