@@ -497,6 +497,10 @@ static void jailed_guest(const struct executor_ops *ops, const char *helper, con
 		snprintf(path, sizeof(path), "%s/vm/v.sock", run);
 		ck_assert_int_eq(stat(path, &st), 0);
 		ck_assert(S_ISSOCK(st.st_mode) && st.st_uid == x.jail.uid);
+		/* The drive rescan reaches it, though it is init of its pid
+		 * namespace: SIGUSR1 is blocked for its signalfd, not ignored. */
+		ck_assert_int_eq(x.ops->disks_changed(&x, &e), KILN_OK);
+		ck_assert_int_eq(executor_wait(&x, 200, &tasks, &e), KILN_E_LIMIT);
 	} else {
 		/* QEMU is connected to the agent's socket. */
 		ck_assert_int_eq(executor_stream(&x, 10000, &tasks, &e), KILN_OK);
