@@ -203,7 +203,8 @@ enum kiln_rc jail_acquire(struct jail *j, const char *run_dir, long uid_base, co
 		return rc;
 	snprintf(j->mnt, sizeof(j->mnt), "%s/root", run_dir);
 	snprintf(j->vm_dir, sizeof(j->vm_dir), "%s/vm", run_dir);
-	if (mkdir(j->mnt, 0700) < 0 || mkdir(j->vm_dir, 0700) < 0)
+	/* They may be there from the job's first VM (a relaunch). */
+	if ((mkdir(j->mnt, 0700) < 0 && errno != EEXIST) || (mkdir(j->vm_dir, 0700) < 0 && errno != EEXIST))
 		return kiln_fail_errno(e, "jail: creating the VM's folders in %s", run_dir);
 	if ((rc = jail_give(j, j->vm_dir, e)))
 		return rc;

@@ -441,7 +441,8 @@ static bool all_filtered(pid_t pid, int *tasks)
  * acquiring its files, memory, devices and, for QEMU, its connection to
  * the agent socket from inside the jail), as the slot's uid, with no
  * capabilities, no_new_privs, namespaces of its own and nothing of the
- * host's in its root but /usr. All gone at cleanup. */
+ * host's in its root but /usr. All gone at cleanup, and a second VM in
+ * the same run folder (a relaunch) is jailed the same. */
 static void jailed_guest(const struct executor_ops *ops, const char *helper, const char *accel)
 {
 	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], path[PATH_MAX], tail[600];
@@ -468,48 +469,51 @@ static void jailed_guest(const struct executor_ops *ops, const char *helper, con
 	s.accel = accel;
 	s.jail = true;
 	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
-	executor_init(&x, ops, &s);
-	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
-	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
-	while (!all_filtered(x.pid, &tasks)) {
-		int status;
+	/* Twice in one run folder, as a job that relaunches its VM does. */
+	for (int pass = 0; pass < 2; pass++) {
+		executor_init(&x, ops, &s);
+		ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+		ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
+		while (!all_filtered(x.pid, &tasks)) {
+			int status;
 
-		if (executor_wait(&x, 0, &status, &e) == KILN_OK) {
-			executor_tail(&x, tail, sizeof(tail));
-			ck_abort_msg("%s ended (%d) before it was filtered: %s", helper, status, tail);
+			if (executor_wait(&x, 0, &status, &e) == KILN_OK) {
+				executor_tail(&x, tail, sizeof(tail));
+				ck_abort_msg("%s ended (%d) before it was filtered: %s", helper, status, tail);
+			}
 		}
-	}
-	ck_assert_int_ge(tasks, 2);  /* at least a device thread and a vCPU */
-	assert_jailed(&x);
-	snprintf(path, sizeof(path), "/proc/%d/root/dev/kvm", (int)x.pid);
-	if (kvm) {
-		ck_assert_int_eq(stat(path, &st), 0);
-		ck_assert(S_ISCHR(st.st_mode) && st.st_uid == x.jail.uid);
-	} else {
+		ck_assert_int_ge(tasks, 2);  /* at least a device thread and a vCPU */
+		assert_jailed(&x);
+		snprintf(path, sizeof(path), "/proc/%d/root/dev/kvm", (int)x.pid);
+		if (kvm) {
+			ck_assert_int_eq(stat(path, &st), 0);
+			ck_assert(S_ISCHR(st.st_mode) && st.st_uid == x.jail.uid);
+		} else {
+			ck_assert_int_ne(access(path, F_OK), 0);
+		}
+		snprintf(path, sizeof(path), "/proc/%d/root/etc", (int)x.pid);
 		ck_assert_int_ne(access(path, F_OK), 0);
-	}
-	snprintf(path, sizeof(path), "/proc/%d/root/etc", (int)x.pid);
-	ck_assert_int_ne(access(path, F_OK), 0);
-	snprintf(path, sizeof(path), "/proc/%d/root/proc", (int)x.pid);
-	ck_assert_int_ne(access(path, F_OK), 0);
-	if (ops == &executor_microvm) {
-		/* kiln-vmm bound its vsock socket in /vm, which is <run>/vm here. */
-		snprintf(path, sizeof(path), "%s/vm/v.sock", run);
-		ck_assert_int_eq(stat(path, &st), 0);
-		ck_assert(S_ISSOCK(st.st_mode) && st.st_uid == x.jail.uid);
-		/* The drive rescan reaches it, though it is init of its pid
-		 * namespace: SIGUSR1 is blocked for its signalfd, not ignored. */
-		ck_assert_int_eq(x.ops->disks_changed(&x, &e), KILN_OK);
-		ck_assert_int_eq(executor_wait(&x, 200, &tasks, &e), KILN_E_LIMIT);
-	} else {
-		/* QEMU is connected to the agent's socket. */
-		ck_assert_int_eq(executor_stream(&x, 10000, &tasks, &e), KILN_OK);
-	}
+		snprintf(path, sizeof(path), "/proc/%d/root/proc", (int)x.pid);
+		ck_assert_int_ne(access(path, F_OK), 0);
+		if (ops == &executor_microvm) {
+			/* kiln-vmm bound its vsock socket in /vm, which is <run>/vm here. */
+			snprintf(path, sizeof(path), "%s/vm/v.sock", run);
+			ck_assert_int_eq(stat(path, &st), 0);
+			ck_assert(S_ISSOCK(st.st_mode) && st.st_uid == x.jail.uid);
+			/* The drive rescan reaches it, though it is init of its pid
+			 * namespace: SIGUSR1 is blocked for its signalfd, not ignored. */
+			ck_assert_int_eq(x.ops->disks_changed(&x, &e), KILN_OK);
+			ck_assert_int_eq(executor_wait(&x, 200, &tasks, &e), KILN_E_LIMIT);
+		} else {
+			/* QEMU is connected to the agent's socket. */
+			ck_assert_int_eq(executor_stream(&x, 10000, &tasks, &e), KILN_OK);
+		}
 
-	executor_cancel(&x);
-	executor_cleanup(&x);
-	ck_assert_int_eq(x.pid, -1);
-	ck_assert_int_eq(x.jail.n_cgroups, 0);
+		executor_cancel(&x);
+		executor_cleanup(&x);
+		ck_assert_int_eq(x.pid, -1);
+		ck_assert_int_eq(x.jail.n_cgroups, 0);
+	}
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	ck_assert_int_eq(system(path), 0);
 	free((char *)s.kernel);
