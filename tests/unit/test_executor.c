@@ -3,6 +3,10 @@
 #include <check.h>
 #include <dirent.h>
 #include <elf.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -436,6 +440,22 @@ static bool all_filtered(pid_t pid, int *tasks)
 	return *tasks > 0 && filtered == *tasks;
 }
 
+/* How many network interfaces pid's network namespace has. */
+static int net_devices(pid_t pid)
+{
+	char path[64], line[512];
+	int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/net/dev", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		n += strchr(line, ':') != NULL;  /* past the two header lines */
+	fclose(f);
+	return n;
+}
+
 /* helper (kiln-vmm, or QEMU under TCG), jailed by backend ops, running a
  * guest that halts: past its seccomp filter in every thread (so past
  * acquiring its files, memory, devices and, for QEMU, its connection to
@@ -443,7 +463,7 @@ static bool all_filtered(pid_t pid, int *tasks)
  * capabilities, no_new_privs, namespaces of its own and nothing of the
  * host's in its root but /usr. All gone at cleanup, and a second VM in
  * the same run folder (a relaunch) is jailed the same. */
-static void jailed_guest(const struct executor_ops *ops, const char *helper, const char *accel)
+static void jailed_guest(const struct executor_ops *ops, const char *helper, const char *accel, const char *tap)
 {
 	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], path[PATH_MAX], tail[600];
 	struct vm_spec s = { 0 };
@@ -469,6 +489,7 @@ static void jailed_guest(const struct executor_ops *ops, const char *helper, con
 	s.accel = accel;
 	s.jail = true;
 	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	s.tap = tap;
 	/* Twice in one run folder, as a job that relaunches its VM does. */
 	for (int pass = 0; pass < 2; pass++) {
 		executor_init(&x, ops, &s);
@@ -495,6 +516,15 @@ static void jailed_guest(const struct executor_ops *ops, const char *helper, con
 		ck_assert_int_ne(access(path, F_OK), 0);
 		snprintf(path, sizeof(path), "/proc/%d/root/proc", (int)x.pid);
 		ck_assert_int_ne(access(path, F_OK), 0);
+		if (tap) {
+			/* Its tap came as fd 3: its own netns has only lo. */
+			char link[64] = "";
+
+			ck_assert_int_eq(net_devices(x.pid), 1);
+			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)x.pid, EXECUTOR_TAP_FD);
+			ck_assert_int_gt(readlink(path, link, sizeof(link) - 1), 0);
+			ck_assert_str_eq(link, "/dev/net/tun");
+		}
 		if (ops == &executor_microvm) {
 			/* kiln-vmm bound its vsock socket in /vm, which is <run>/vm here. */
 			snprintf(path, sizeof(path), "%s/vm/v.sock", run);
@@ -520,6 +550,23 @@ static void jailed_guest(const struct executor_ops *ops, const char *helper, con
 	free((char *)s.rootfs);
 }
 
+/* A persistent tap named name in a network namespace of this test's own
+ * (nothing of it reaches the host's, and it goes with the namespace). */
+static bool private_tap(const char *name)
+{
+	struct ifreq ifr = { 0 };
+	int fd;
+
+	if (unshare(CLONE_NEWNET) < 0 || (fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
+		return false;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	ck_assert_int_eq(ioctl(fd, TUNSETIFF, &ifr), 0);
+	ck_assert_int_eq(ioctl(fd, TUNSETPERSIST, 1), 0);
+	close(fd);
+	return true;
+}
+
 static bool can_jail(void)
 {
 	struct jail_host h;
@@ -543,7 +590,9 @@ START_TEST(jailed_kiln_vmm)
 		return;
 	}
 	ck_assert_ptr_nonnull(realpath(vmm, path));
-	jailed_guest(&executor_microvm, path, NULL);
+	jailed_guest(&executor_microvm, path, NULL, NULL);
+	if (private_tap("kjt0"))
+		jailed_guest(&executor_microvm, path, NULL, "kjt0");
 }
 END_TEST
 
@@ -555,7 +604,9 @@ START_TEST(jailed_qemu)
 		fprintf(stderr, "jailed_qemu: skipped: needs qemu-system-x86_64\n");
 		return;
 	}
-	jailed_guest(&executor_qemu, qemu, "tcg");
+	jailed_guest(&executor_qemu, qemu, "tcg", NULL);
+	if (private_tap("kjt0"))
+		jailed_guest(&executor_qemu, qemu, "tcg", "kjt0");
 }
 END_TEST
 
