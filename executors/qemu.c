@@ -11,19 +11,23 @@
 /* QEMU's own seccomp filter, inside the jail: no obsolete system calls,
  * no set*id, no fork or exec, no scheduler or affinity changes. */
 #define QEMU_SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
-/* Beyond guest RAM: TCG's translation cache (grown as code is translated),
- * QEMU's own heap and the page cache its image reads are charged with. */
-#define QEMU_OVERHEAD_MIB 768
+/* Beyond guest RAM: QEMU's own heap and the page cache its image reads
+ * are charged with, and under TCG its translation cache, which fills up
+ * to 1 GiB (QEMU's default tb-size) before it is flushed. */
+#define QEMU_OVERHEAD_MIB 256
+#define QEMU_TCG_CACHE_MIB 1024
 #define QEMU_PIDS 128 /* vCPUs, RCU, and a thread pool of up to 64 workers */
 
 static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
-	struct jail_limits lim = { (long long)(s->memory_mib + QEMU_OVERHEAD_MIB) << 20, s->vcpus + 1, QEMU_PIDS };
+	bool tcg = strcmp(s->accel, "kvm") != 0;
+	struct jail_limits lim = { (long long)(s->memory_mib + QEMU_OVERHEAD_MIB + (tcg ? QEMU_TCG_CACHE_MIB : 0)) << 20,
+				   s->vcpus + 1, QEMU_PIDS };
 	char path[PATH_MAX];
 	enum kiln_rc rc;
 
-	if ((rc = executor_jail(x, &lim, !strcmp(s->accel, "kvm"), e)))
+	if ((rc = executor_jail(x, &lim, !tcg, e)))
 		return rc;
 	snprintf(path, sizeof(path), "%s/agent.sock", x->host_dir);
 	return executor_listen(x, path, e);
