@@ -382,9 +382,10 @@ START_TEST(jailed_vmm)
 }
 END_TEST
 
-/* A guest that only halts: an ELF vmlinux with a Xen PVH note whose entry
- * is "hlt; jmp .-1" (kvm_pvm runs it, as it cannot run a stock kernel). */
-static void halting_guest(const char *path)
+/* A guest of a few instructions: an ELF vmlinux with a Xen PVH note whose
+ * entry is code, then "hlt; jmp .-1" (kvm_pvm runs it, as it cannot run a
+ * stock kernel). */
+static void tiny_guest(const char *path, const char *code, size_t len)
 {
 	uint8_t b[8192] = { 0 };
 	Elf64_Ehdr *eh = (Elf64_Ehdr *)b;
@@ -405,7 +406,8 @@ static void halting_guest(const char *path)
 	ph[1] = (Elf64_Phdr){ .p_type = PT_NOTE, .p_offset = 1024, .p_filesz = sizeof(note) };
 	memcpy(&note[3], "Xen", 4);
 	memcpy(b + 1024, note, sizeof(note));
-	memcpy(b + 4096, "\xf4\xeb\xfd", 3);
+	memcpy(b + 4096, code, len);
+	memcpy(b + 4096 + len, "\xf4\xeb\xfd", 3);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	ck_assert_uint_eq(fwrite(b, 1, sizeof(b), f), sizeof(b));
@@ -477,7 +479,7 @@ static void jailed_guest(const struct executor_ops *ops, const char *helper, con
 	snprintf(run, sizeof(run), "%s/run", dir);
 	ck_assert_int_eq(mkdir(run, 0700), 0);
 	snprintf(path, sizeof(path), "%s/vmlinux", dir);
-	halting_guest(path);
+	tiny_guest(path, "", 0);
 	s.kernel = strdup(path);
 	touch(dir, "r.ext4", "", 0644);
 	ck_assert_int_eq(truncate(strcat(strcpy(path, dir), "/r.ext4"), 1 << 20), 0);
@@ -596,6 +598,50 @@ START_TEST(jailed_kiln_vmm)
 }
 END_TEST
 
+/* The jailed kiln-vmm's way out: a guest that resets through the i8042
+ * ("mov al, 0xfe; out 0x64, al") ends it with status 0, its devices
+ * closed under its filters (no SIGSYS) and its socket file removed. */
+START_TEST(jailed_kiln_vmm_exits_cleanly)
+{
+	const char *libexec = getenv("KILN_LIBEXEC_DIR");
+	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", vmm[PATH_MAX], helper[PATH_MAX], path[PATH_MAX], tail[600];
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	int status;
+
+	snprintf(vmm, sizeof(vmm), "%s/kiln-vmm", libexec ? libexec : ".");
+	if (!can_jail() || access(vmm, X_OK) || access("/dev/kvm", R_OK | W_OK))
+		return;
+	ck_assert_ptr_nonnull(realpath(vmm, helper));
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vmlinux", dir);
+	tiny_guest(path, "\xb0\xfe\xe6\x64", 4);
+	s.kernel = strdup(path);
+	touch(dir, "r.ext4", "", 0644);
+	ck_assert_int_eq(truncate(strcat(strcpy(path, dir), "/r.ext4"), 1 << 20), 0);
+	s.rootfs = strdup(path);
+	s.vcpus = 1;
+	s.memory_mib = 64;
+	s.run_dir = dir;
+	s.helper = helper;
+	s.jail = true;
+	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	executor_init(&x, &executor_microvm, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
+	ck_assert_int_eq(executor_wait(&x, 20000, &status, &e), KILN_OK);
+	executor_tail(&x, tail, sizeof(tail));
+	ck_assert_msg(status == 0, "kiln-vmm ended with %d: %s", status, tail);
+	ck_assert_int_ne(access(x.vsock_path, F_OK), 0);
+	executor_cleanup(&x);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	ck_assert_int_eq(system(path), 0);
+	free((char *)s.kernel);
+	free((char *)s.rootfs);
+}
+END_TEST
+
 START_TEST(jailed_qemu)
 {
 	char qemu[PATH_MAX];
@@ -685,6 +731,7 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, jailed_vmm);
 	tcase_add_test(tc, jail_failure_is_one_line);
 	tcase_add_test(tc, jailed_kiln_vmm);
+	tcase_add_test(tc, jailed_kiln_vmm_exits_cleanly);
 	tcase_add_test(tc, jailed_qemu);
 	tcase_add_test(tc, sweep_removes_dead_kilns_cgroups);
 	suite_add_tcase(s, tc);
