@@ -185,6 +185,10 @@ static int child_main(void *arg)
 	}
 	if (jail_child(&x->jail, msg, sizeof(msg)) < 0)
 		goto fail;
+	/* Changing uid cleared the parent-death signal: again, and again the
+	 * check that kiln is still there. */
+	if (x->jail.on && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&p, 1, 0) != 0))
+		_exit(127);
 	if (dup2(null_fd, 0) < 0 || dup2(c->log_fd, 1) < 0 || dup2(c->log_fd, 2) < 0 ||
 	    (tap_fd >= 0 && dup2(tap_fd, EXECUTOR_TAP_FD) < 0)) {
 		snprintf(msg, sizeof(msg), "dup2: %s", strerror(errno));

@@ -134,7 +134,7 @@ sleep 1
 outlived=""
 pgrep -f "$state/jobs" >/dev/null && outlived=yes
 # A jailed VMM is known by its cgroup (the next kiln removes the cgroup).
-for d in $(comm -13 <(echo "$cgroups_before") <(cgroups)); do [ -s "$d/cgroup.procs" ] && outlived=yes; done
+for d in $(comm -13 <(echo "$cgroups_before") <(cgroups)); do [ -n "$(cat "$d/cgroup.procs")" ] && outlived=yes; done
 [ -n "$outlived" ] && bad "SIGKILL: a VMM outlived kiln" || ok "SIGKILL: no VMM outlived kiln"
 run tiny 0 'CI=true job tiny'
 

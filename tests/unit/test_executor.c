@@ -692,6 +692,74 @@ START_TEST(jail_failure_is_one_line)
 }
 END_TEST
 
+/* A jailed VMM dies with kiln, SIGKILL included, though its uid switch
+ * cleared the parent-death signal it started with. */
+START_TEST(jailed_vmm_dies_with_kiln)
+{
+	const char *libexec = getenv("KILN_LIBEXEC_DIR");
+	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", path[PATH_MAX], vmm_path[PATH_MAX], helper[PATH_MAX];
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	int pipefd[2];
+	pid_t kiln, vmm = -1;
+
+	/* kiln-vmm, which nothing but a signal ends while its guest halts. */
+	snprintf(vmm_path, sizeof(vmm_path), "%s/kiln-vmm", libexec ? libexec : ".");
+	if (!can_jail() || access(vmm_path, X_OK) || access("/dev/kvm", R_OK | W_OK))
+		return;
+	ck_assert_ptr_nonnull(realpath(vmm_path, helper));
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/vmlinux", dir);
+	tiny_guest(path, "", 0);
+	s.kernel = strdup(path);
+	touch(dir, "r.ext4", "", 0644);
+	ck_assert_int_eq(truncate(strcat(strcpy(path, dir), "/r.ext4"), 1 << 20), 0);
+	s.rootfs = strdup(path);
+	s.vcpus = 1;
+	s.memory_mib = 64;
+	s.run_dir = dir;
+	s.helper = helper;
+	s.jail = true;
+	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	ck_assert_int_eq(pipe(pipefd), 0);
+	kiln = fork();
+	ck_assert_int_ge(kiln, 0);
+	if (kiln == 0) {
+		executor_init(&x, &executor_microvm, &s);
+		if (x.ops->prepare(&x, &e) || x.ops->start(&x, &e))
+			_exit(1);
+		if (write(pipefd[1], &x.pid, sizeof(x.pid)) != sizeof(x.pid))
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	ck_assert_int_eq(read(pipefd[0], &vmm, sizeof(vmm)), sizeof(vmm));
+	ck_assert_int_gt(vmm, 0);
+	ck_assert_int_eq(kill(kiln, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(kiln, NULL, 0), kiln);
+	/* Gone (reaped by whoever inherited it), or a zombie on its way. */
+	for (;;) {
+		char state[256] = "";
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)vmm);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			break;
+		if (!fgets(state, sizeof(state), f))
+			state[0] = '\0';
+		fclose(f);
+		if (strstr(state, ") Z ") || strstr(state, ") X "))
+			break;
+	}
+	jail_sweep();
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	ck_assert_int_eq(system(path), 0);
+	free((char *)s.kernel);
+	free((char *)s.rootfs);
+}
+END_TEST
+
 /* A dead kiln's VM cgroups go at the next sweep; a live kiln's stay. */
 START_TEST(sweep_removes_dead_kilns_cgroups)
 {
@@ -734,6 +802,7 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, jailed_kiln_vmm_exits_cleanly);
 	tcase_add_test(tc, jailed_qemu);
 	tcase_add_test(tc, sweep_removes_dead_kilns_cgroups);
+	tcase_add_test(tc, jailed_vmm_dies_with_kiln);
 	suite_add_tcase(s, tc);
 	return s;
 }
