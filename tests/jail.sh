@@ -85,6 +85,22 @@ kiln_pid=""
 [ "$(cgroups)" = "$before" ] && ok "no cgroup left" || bad "cgroups left: $(comm -13 <(echo "$before") <(cgroups))"
 [ -z "$pid" ] || [ ! -e "/proc/$pid" ] && ok "QEMU is gone" || bad "QEMU $pid outlived the job"
 
+# SIGKILL of kiln: the jailed QEMU dies with it (the parent-death signal
+# survives the uid switch); its cgroup empties (the next kiln removes it).
+before=$(cgroups)
+"$kiln" exec --executor qemu --no-network --job-file "$work/long.json" > "$work/long.log" 2>&1 &
+kiln_pid=$!
+for _ in $(seq 1 1800); do grep -q 'sleeping past' "$work/long.log" && break; sleep 0.1; done
+cg=$(comm -13 <(echo "$before") <(cgroups) | head -1)
+pid=$(head -1 "${cg}cgroup.procs" 2>/dev/null)
+kill -KILL "$kiln_pid"
+wait "$kiln_pid" 2>/dev/null
+kiln_pid=""
+for _ in $(seq 1 100); do [ -n "$pid" ] && [ ! -e "/proc/$pid" ] && break; sleep 0.1; done
+[ -n "$pid" ] && [ ! -e "/proc/$pid" ] && [ -z "$(cat "${cg}cgroup.procs")" ] && ok "SIGKILL of kiln: QEMU died with it" ||
+	bad "SIGKILL of kiln: QEMU ${pid:-?} outlived it"
+for d in $(comm -13 <(echo "$before") <(cgroups)); do rmdir "$d"; done
+
 # jail: false is the only way to run unjailed, and it says so in kiln doctor.
 printf 'jail: false\n' > "$work/off.yml"
 KILN_CONFIG=$work/off.yml "$kiln" doctor | grep -q '^warn  jail: off' && ok "doctor: jail: false is a warning" ||
