@@ -2,11 +2,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -16,6 +20,10 @@
 #include <unistd.h>
 
 #include "runner/hosttsc.h"
+
+#define CHILD_STACK_BYTES (256u << 10)
+
+extern char **environ;
 
 void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec)
 {
@@ -27,6 +35,8 @@ void executor_init(struct executor *x, const struct executor_ops *ops, const str
 	x->chan_fd = -1;
 	x->console_fd = -1;
 	x->drain_pid = -1;
+	x->tap_fd = -1;
+	jail_init(&x->jail, spec->jail);
 	snprintf(x->console_path, sizeof(x->console_path), "%s/console.log", spec->run_dir);
 	snprintf(x->log_path, sizeof(x->log_path), "%s/vmm.log", spec->run_dir);
 }
@@ -70,55 +80,205 @@ enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_e
 	unlink(path);
 	if (bind(x->listen_fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(x->listen_fd, 1) < 0)
 		return kiln_fail_errno(e, "listening on %s", path);
+	/* Connecting takes write access to the socket file. */
+	return jail_give(&x->jail, path, e);
+}
+
+/* The tap, opened here: the jailed VMM's network namespace has no tap to
+ * open (only lo), and its host end keeps its addresses and rules. The
+ * flags are those kiln-vmm and QEMU ask for themselves. */
+static enum kiln_rc open_tap(struct executor *x, struct kiln_err *e)
+{
+	struct ifreq ifr = { 0 };
+
+	if (strlen(x->spec.tap) >= IFNAMSIZ)
+		return kiln_fail(e, KILN_E_INVALID, "tap name %s is too long", x->spec.tap);
+	x->tap_fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (x->tap_fd < 0)
+		return kiln_fail_errno(e, "/dev/net/tun");
+	memcpy(ifr.ifr_name, x->spec.tap, strlen(x->spec.tap) + 1);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(x->tap_fd, TUNSETIFF, &ifr) < 0)
+		return kiln_fail_errno(e, "attaching to tap %s", x->spec.tap);
 	return KILN_OK;
+}
+
+enum kiln_rc executor_jail(struct executor *x, const struct jail_limits *lim, bool kvm, struct kiln_err *e)
+{
+	const struct vm_spec *s = &x->spec;
+	struct vm_view *v = &x->view;
+	const char *helper_name;
+	enum kiln_rc rc;
+	int fd;
+
+	*v = (struct vm_view){ .kernel = s->kernel, .initrd = s->initrd, .rootfs = s->rootfs, .workspace = s->workspace,
+			       .console = x->console_path, .helper = s->helper, .dir = s->run_dir, .tap_fd = -1 };
+	snprintf(x->host_dir, sizeof(x->host_dir), "%s", s->run_dir);
+	if (!x->jail.on)
+		return KILN_OK;
+	if (!s->helper)
+		return kiln_fail(e, KILN_E_INVALID, "jail: no VMM to run");
+	helper_name = strrchr(s->helper, '/') ? strrchr(s->helper, '/') + 1 : s->helper;
+	x->jail.kvm = kvm;
+	if ((rc = jail_acquire(&x->jail, s->run_dir, s->jail_uid_base, lim, e)))
+		return rc;
+	snprintf(x->host_dir, sizeof(x->host_dir), "%s", x->jail.vm_dir);
+	v->dir = "/vm";
+	/* The console file is kiln's, outside the jail's folder: the VMM
+	 * writes it through the bind and cannot swap it for a link. */
+	fd = open(x->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return kiln_fail_errno(e, "%s", x->console_path);
+	close(fd);
+	if ((rc = jail_give(&x->jail, x->console_path, e)) ||
+	    (s->workspace && (rc = jail_give(&x->jail, s->workspace, e))))
+		return rc;
+	v->kernel = jail_expose(&x->jail, s->kernel, "kernel", JAIL_RO);
+	v->initrd = s->initrd ? jail_expose(&x->jail, s->initrd, "initrd", JAIL_RO) : NULL;
+	v->rootfs = jail_expose(&x->jail, s->rootfs, "rootfs", JAIL_RO);
+	v->workspace = s->workspace ? jail_expose(&x->jail, s->workspace, "workspace", JAIL_RW) : NULL;
+	v->console = jail_expose(&x->jail, x->console_path, "console.log", JAIL_RW);
+	/* Under /usr it is there already; elsewhere (a build tree) it is bound. */
+	v->helper = !strncmp(s->helper, "/usr/", 5) ? s->helper : jail_expose(&x->jail, s->helper, helper_name, JAIL_EXEC);
+	if (!v->kernel || (s->initrd && !v->initrd) || !v->rootfs || (s->workspace && !v->workspace) || !v->console ||
+	    !v->helper)
+		return kiln_fail(e, KILN_E_LIMIT, "jail: too many files to expose");
+	if (s->tap) {
+		if ((rc = open_tap(x, e)))
+			return rc;
+		v->tap_fd = EXECUTOR_TAP_FD;
+	}
+	return KILN_OK;
+}
+
+struct child {
+	struct executor *x;
+	char *const *argv, *const *envp;
+	int held_signal;
+	int log_fd, alive_r, alive_w, err_w;
+};
+
+/* Between clone and exec: the child's standard fds, the jail, the VMM.
+ * Failures go to err_w as one line. */
+static int child_main(void *arg)
+{
+	struct child *c = arg;
+	struct executor *x = c->x;
+	struct pollfd p = { c->alive_r, POLLIN, 0 };
+	int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC), err_fd, tap_fd = -1, console_fd = -1;
+	char msg[512];
+	sigset_t none;
+
+	/* The VM must not outlive kiln, even when kiln is SIGKILLed; alive
+	 * hangs up when kiln died before that took hold (in a new pid
+	 * namespace getppid() says 0, whoever the parent is). */
+	close(c->alive_w);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (poll(&p, 1, 0) != 0)
+		_exit(127);
+	/* Out of the way of 0-3, which the VMM gets. */
+	err_fd = fcntl(c->err_w, F_DUPFD_CLOEXEC, 10);
+	if (x->tap_fd >= 0)
+		tap_fd = fcntl(x->tap_fd, F_DUPFD_CLOEXEC, 10);
+	if (x->console_fd >= 0)
+		console_fd = fcntl(x->console_fd, F_DUPFD_CLOEXEC, 10);
+	sigemptyset(&none);
+	if (c->held_signal)
+		sigaddset(&none, c->held_signal);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setpgid(0, 0);
+	if (null_fd < 0 || err_fd < 0 || (x->tap_fd >= 0 && tap_fd < 0) || (x->console_fd >= 0 && console_fd < 0)) {
+		snprintf(msg, sizeof(msg), "starting the VMM: %s", strerror(errno));
+		goto fail;
+	}
+	if (x->fsize_max) {
+		/* Dying of SIGXFSZ must not leave a core of guest RAM. */
+		struct rlimit rl = { x->fsize_max, x->fsize_max }, no_core = { 0, 0 };
+
+		if (setrlimit(RLIMIT_FSIZE, &rl) < 0 || setrlimit(RLIMIT_CORE, &no_core) < 0) {
+			snprintf(msg, sizeof(msg), "setrlimit: %s", strerror(errno));
+			goto fail;
+		}
+	}
+	if (jail_child(&x->jail, msg, sizeof(msg)) < 0)
+		goto fail;
+	/* Changing uid cleared the parent-death signal: again, and again the
+	 * check that kiln is still there. */
+	if (x->jail.on && (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&p, 1, 0) != 0))
+		_exit(127);
+	if (dup2(null_fd, 0) < 0 || dup2(c->log_fd, 1) < 0 || dup2(c->log_fd, 2) < 0 ||
+	    (tap_fd >= 0 && dup2(tap_fd, EXECUTOR_TAP_FD) < 0) ||
+	    (console_fd >= 0 && dup2(console_fd, EXECUTOR_CONSOLE_FD) < 0)) {
+		snprintf(msg, sizeof(msg), "dup2: %s", strerror(errno));
+		goto fail;
+	}
+	execve(c->argv[0], c->argv, c->envp);
+	snprintf(msg, sizeof(msg), "cannot run %s: %s", c->argv[0], strerror(errno));
+fail:
+	if (write(err_fd >= 0 ? err_fd : c->err_w, msg, strlen(msg)) < 0)
+		_exit(126);
+	_exit(127);
 }
 
 enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_signal, struct kiln_err *e)
 {
-	pid_t parent = getpid();
-	int log_fd = open(x->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* A jailed VMM gets no environment of kiln's: only where to put
+	 * temporary files, and kiln-vmm's timing switch when set. */
+	const char *timings = getenv("KILN_VMM_TIMINGS");
+	char timings_env[64];
+	char *jail_env[] = { "PATH=/usr/bin:/bin", "TMPDIR=/vm", "KILN_VMM_TMPDIR=/vm", timings_env, NULL };
+	struct child c = { x, argv, x->jail.on ? jail_env : environ, held_signal, -1, -1, -1, -1 };
+	int alive[2] = { -1, -1 }, err[2] = { -1, -1 };
+	char msg[512];
+	char *stack = NULL;
+	ssize_t n, got = 0;
+	enum kiln_rc rc = KILN_OK;
 
-	if (log_fd < 0)
+	snprintf(timings_env, sizeof(timings_env), "KILN_VMM_TIMINGS=%s", timings ? timings : "");
+	if (!timings)
+		jail_env[3] = NULL;
+	c.log_fd = open(x->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (c.log_fd < 0)
 		return kiln_fail_errno(e, "%s", x->log_path);
-	x->pid = fork();
+	if (pipe2(alive, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || !(stack = malloc(CHILD_STACK_BYTES))) {
+		rc = kiln_fail_errno(e, "starting the VMM");
+		goto out;
+	}
+	c.alive_r = alive[0];
+	c.alive_w = alive[1];
+	c.err_w = err[1];
+	x->pid = clone(child_main, stack + CHILD_STACK_BYTES, jail_clone_flags(&x->jail) | SIGCHLD, &c);
 	if (x->pid < 0) {
-		close(log_fd);
-		return kiln_fail_errno(e, "fork");
+		rc = kiln_fail_errno(e, "clone");
+		goto out;
 	}
-	if (x->pid == 0) {
-		int null_fd = open("/dev/null", O_RDWR);
-		sigset_t none;
-
-		/* The VM must not outlive kiln, even when kiln is SIGKILLed. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		sigemptyset(&none);
-		if (held_signal)
-			sigaddset(&none, held_signal);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		setpgid(0, 0);
-		dup2(null_fd, 0);
-		dup2(log_fd, 1);
-		dup2(log_fd, 2);
-		if (x->console_fd >= 0)
-			dup2(x->console_fd, EXECUTOR_CONSOLE_FD);
-		if (x->fsize_max) {
-			/* Dying of SIGXFSZ must not leave a core of guest RAM. */
-			struct rlimit rl = { x->fsize_max, x->fsize_max }, no_core = { 0, 0 };
-
-			if (setrlimit(RLIMIT_FSIZE, &rl) < 0 || setrlimit(RLIMIT_CORE, &no_core) < 0)
-				_exit(127);
-		}
-		execv(argv[0], argv);
-		dprintf(log_fd, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
+	/* The error pipe closes at exec; a line on it is why there was none. */
+	close(err[1]);
+	err[1] = -1;
+	while ((n = read(err[0], msg + got, sizeof(msg) - 1 - (size_t)got)) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0)
+			got += n;
+	if (got > 0) {
+		msg[got] = '\0';
+		while (waitpid(x->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		x->pid = -1;
+		rc = kiln_fail(e, KILN_E_EXEC, "%s", msg);
 	}
-	close(log_fd);
+out:
+	/* The VMM's now (or nobody's): the drain sees EOF when it ends. */
 	if (x->console_fd >= 0)
-		close(x->console_fd); /* the VMM's now: the drain sees EOF when it ends */
+		close(x->console_fd);
 	x->console_fd = -1;
-	return KILN_OK;
+	free(stack);
+	close(c.log_fd);
+	for (int i = 0; i < 2; i++) {
+		if (alive[i] >= 0)
+			close(alive[i]);
+		if (err[i] >= 0)
+			close(err[i]);
+	}
+	return rc;
 }
 
 /* The console drain's body, in a forked child of a threaded process:
@@ -305,6 +465,11 @@ void executor_cleanup(struct executor *x)
 		unlink(x->vsock_path);
 	if (x->config_path[0])
 		unlink(x->config_path);
+	if (x->tap_fd >= 0)
+		close(x->tap_fd);
+	x->tap_fd = -1;
+	/* After the reap: the cgroup is empty now. */
+	jail_release(&x->jail);
 }
 
 /* Make guest-written text safe in a one-line message, in place: escape

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "executors/jail.h"
 #include "runner/result.h"
 
 /* What the VM is made of. Paths stay owned by the caller. */
@@ -35,6 +36,16 @@ struct vm_spec {
 	const char *run_dir;       /* private folder for sockets, config, logs */
 	const char *helper;        /* kiln-vmm or qemu-system-x86_64 */
 	const char *accel;         /* qemu only: "kvm" or "tcg" */
+	bool jail;                 /* run the VMM jailed (executors/jail.h) */
+	long jail_uid_base;        /* its slot uids start here */
+};
+
+/* The paths the VMM is given: host paths, or where the jail shows them. */
+struct vm_view {
+	const char *kernel, *initrd, *rootfs, *workspace, *console, *helper;
+	const char *config;        /* microvm: vm.json */
+	const char *dir;           /* its writable folder: sockets, overlays */
+	int tap_fd;                /* the tap as fd 3 in the VMM (jailed), else -1 */
 };
 
 struct executor;
@@ -81,13 +92,19 @@ struct executor {
 	int console_fd;            /* executor_console_pipe's write end until spawn, -1 */
 	pid_t drain_pid;           /* its copying process, -1 */
 	unsigned long long fsize_max; /* RLIMIT_FSIZE for the VM's process, 0: none */
+	char host_dir[PATH_MAX];   /* the folder view.dir is on the host */
+	struct jail jail;
+	struct vm_view view;
+	int tap_fd;                /* jailed: the tap, opened by kiln, -1 */
 };
 
 /* The most of a guest's console that a console file keeps (kiln-vmm's
  * own serial limit is the same). */
 #define EXECUTOR_CONSOLE_MAX (64ULL << 20)
+/* The fd number a jailed VMM finds its tap on. */
+#define EXECUTOR_TAP_FD 3
 /* The fd the VM's process finds the console pipe on (executor_console_pipe). */
-#define EXECUTOR_CONSOLE_FD 3
+#define EXECUTOR_CONSOLE_FD 4
 
 extern const struct executor_ops executor_microvm;
 extern const struct executor_ops executor_qemu;
@@ -103,6 +120,10 @@ void executor_tail(const struct executor *x, char *buf, size_t max);
 void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size);
 
 /* Shared implementations used by the backends' ops tables. */
+/* Jail the VM (when spec.jail) with lim and, when kvm, /dev/kvm: claim its
+ * slot and cgroup, expose its files, open its tap; fills x->view either
+ * way. The first thing each backend's prepare does. */
+enum kiln_rc executor_jail(struct executor *x, const struct jail_limits *lim, bool kvm, struct kiln_err *e);
 enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e);
 /* Start argv[0] as the VM's process; held_signal (0: none) starts blocked
  * in it, for a VMM that takes that signal through a signalfd and must not

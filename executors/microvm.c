@@ -8,6 +8,10 @@
 
 #define GUEST_CID 3
 #define AGENT_PORT 1024
+/* Beyond guest RAM: kiln-vmm's queues, buffers and the page cache its
+ * image reads are charged with. */
+#define VMM_OVERHEAD_MIB 256
+#define VMM_THREADS 4 /* the device thread, the loader, slack for glibc */
 
 /* A disk's first bytes and requests go through at full speed (a one-time
  * burst that never refills): the boot and the checkout are not the load
@@ -66,12 +70,18 @@ static json_t *drive(const struct vm_spec *s, const char *id, const char *path, 
 static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
-	char cmdline[2048], agent_sock[4200];
+	const struct vm_view *v = &x->view;
+	struct jail_limits lim = { (long long)(s->memory_mib + VMM_OVERHEAD_MIB) << 20, s->vcpus + 1,
+				   s->vcpus + VMM_THREADS };
+	char cmdline[2048], agent_sock[4200], uds[PATH_MAX];
 	json_t *cfg, *drives, *net;
 	enum kiln_rc rc;
 
+	if ((rc = executor_jail(x, &lim, true, e)))
+		return rc;
 	executor_cmdline(s, "vsock", cmdline, sizeof(cmdline));
-	snprintf(x->vsock_path, sizeof(x->vsock_path), "%s/v.sock", s->run_dir);
+	snprintf(x->vsock_path, sizeof(x->vsock_path), "%s/v.sock", x->host_dir);
+	snprintf(uds, sizeof(uds), "%s/v.sock", v->dir);
 	snprintf(x->config_path, sizeof(x->config_path), "%s/vm.json", s->run_dir);
 	snprintf(agent_sock, sizeof(agent_sock), "%s_%d", x->vsock_path, AGENT_PORT);
 	/* The guest's connection to CID 2 port 1024 arrives here. */
@@ -79,12 +89,15 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 		return rc;
 
 	drives = json_array();
-	json_array_append_new(drives, drive(s, "root", s->rootfs, true));
-	if (s->workspace)
-		json_array_append_new(drives, drive(s, "workspace", s->workspace, false));
+	json_array_append_new(drives, drive(s, "root", v->rootfs, true));
+	if (v->workspace)
+		json_array_append_new(drives, drive(s, "workspace", v->workspace, false));
 	net = json_array();
 	if (s->tap) {
 		json_t *n = json_pack("{s:s, s:s}", "id", "eth0", "tap", s->tap);
+		/* Jailed, the tap comes open: kiln-vmm's netns has none. */
+		if (v->tap_fd >= 0)
+			json_object_set_new(n, "tap_fd", json_integer(v->tap_fd));
 		if (s->rx_rate_limit > 0)
 			json_object_set_new(n, "rx_rate_limiter", limiter(s->rx_rate_limit));
 		if (s->tx_rate_limit > 0)
@@ -92,26 +105,29 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 		json_array_append_new(net, n);
 	}
 	cfg = json_pack("{s:{s:s, s:s}, s:{s:i, s:i}, s:o, s:o, s:{s:i, s:s}, s:{s:s}, s:b}",
-			"boot", "kernel", s->kernel, "cmdline", cmdline,
+			"boot", "kernel", v->kernel, "cmdline", cmdline,
 			"machine", "vcpus", s->vcpus, "mem_mib", s->memory_mib,
 			"drives", drives, "net", net,
-			"vsock", "guest_cid", GUEST_CID, "uds_path", x->vsock_path,
-			"serial", "output", x->console_path, "entropy", 1);
+			"vsock", "guest_cid", GUEST_CID, "uds_path", uds,
+			"serial", "output", v->console, "entropy", 1);
 	if (!cfg)
 		return kiln_fail(e, KILN_E_NOMEM, "building vm.json failed");
-	if (s->initrd)
-		json_object_set_new(json_object_get(cfg, "boot"), "initrd", json_string(s->initrd));
+	if (v->initrd)
+		json_object_set_new(json_object_get(cfg, "boot"), "initrd", json_string(v->initrd));
 	if (json_dump_file(cfg, x->config_path, JSON_INDENT(1)) < 0) {
 		json_decref(cfg);
 		return kiln_fail_errno(e, "writing %s", x->config_path);
 	}
 	json_decref(cfg);
+	/* The jailed kiln-vmm reads it from the jail's root. */
+	if (!(x->view.config = jail_expose(&x->jail, x->config_path, "vm.json", JAIL_RO)))
+		return kiln_fail(e, KILN_E_LIMIT, "jail: too many files to expose");
 	return KILN_OK;
 }
 
 static enum kiln_rc microvm_start(struct executor *x, struct kiln_err *e)
 {
-	char *argv[] = { (char *)x->spec.helper, "--config", x->config_path, NULL };
+	char *argv[] = { (char *)x->view.helper, "--config", (char *)x->view.config, NULL };
 
 	/* SIGUSR1 asks kiln-vmm to rescan its drives; one sent while it is
 	 * still starting must wait for its signalfd, not end it. */

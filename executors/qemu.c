@@ -10,11 +10,28 @@
 #define MAX_ARGS 64
 #define QEMU_OVERLAY_MAX (2048ULL << 20) /* as kiln-vmm's VM_COW_LIMIT_MIB */
 
+/* QEMU's own seccomp filter, inside the jail: no obsolete system calls,
+ * no set*id, no fork or exec, no scheduler or affinity changes. */
+#define QEMU_SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+/* Beyond guest RAM: QEMU's own heap and the page cache its image reads
+ * are charged with, and under TCG its translation cache, which fills up
+ * to 1 GiB (QEMU's default tb-size) before it is flushed. */
+#define QEMU_OVERHEAD_MIB 256
+#define QEMU_TCG_CACHE_MIB 1024
+#define QEMU_PIDS 128 /* vCPUs, RCU, and a thread pool of up to 64 workers */
+
 static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 {
+	const struct vm_spec *s = &x->spec;
+	bool tcg = strcmp(s->accel, "kvm") != 0;
+	struct jail_limits lim = { (long long)(s->memory_mib + QEMU_OVERHEAD_MIB + (tcg ? QEMU_TCG_CACHE_MIB : 0)) << 20,
+				   s->vcpus + 1, QEMU_PIDS };
 	char path[PATH_MAX];
+	enum kiln_rc rc;
 
-	snprintf(path, sizeof(path), "%s/agent.sock", x->spec.run_dir);
+	if ((rc = executor_jail(x, &lim, !tcg, e)))
+		return rc;
+	snprintf(path, sizeof(path), "%s/agent.sock", x->host_dir);
 	return executor_listen(x, path, e);
 }
 
@@ -34,6 +51,7 @@ static void throttling(const struct vm_spec *s, char *buf, size_t size)
 static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
+	const struct vm_view *v = &x->view;
 	char cmdline[2048], machine[96], mem[16], smp[16], addfd[32], chardev[PATH_MAX + 32];
 	char root[PATH_MAX + 160], ws[PATH_MAX + 160], netdev[128], throttle[96];
 	char *argv[MAX_ARGS];
@@ -41,7 +59,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	struct stat st;
 	int n = 0;
 
-	if (strchr(s->rootfs, ',') || (s->workspace && strchr(s->workspace, ',')) || strchr(s->run_dir, ','))
+	if (strchr(v->rootfs, ',') || (v->workspace && strchr(v->workspace, ',')) || strchr(v->dir, ','))
 		return kiln_fail(e, KILN_E_INVALID, "QEMU cannot take paths containing a comma");
 	executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline));
 	/* The machine has a CMOS RTC. Without one every port reads 0xff, the
@@ -56,12 +74,13 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	 * pipe that kiln copies with one (fd set 1 is that pipe; append=on,
 	 * as QEMU's O_TRUNC is an ftruncate that a pipe refuses). */
 	snprintf(addfd, sizeof(addfd), "fd=%d,set=1", EXECUTOR_CONSOLE_FD);
-	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s", x->listen_path);
-	/* snapshot=on: a private temporary overlay; the image is never written. */
+	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s/agent.sock", v->dir);
+	/* snapshot=on: a private temporary overlay in $TMPDIR; the image is
+	 * never written. */
 	throttling(s, throttle, sizeof(throttle));
-	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on%s", s->rootfs, throttle);
+	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on%s", v->rootfs, throttle);
 
-	argv[n++] = (char *)s->helper;
+	argv[n++] = (char *)v->helper;
 	argv[n++] = "-M";
 	argv[n++] = machine;
 	argv[n++] = "-cpu";
@@ -82,10 +101,10 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-serial";
 	argv[n++] = "chardev:console";
 	argv[n++] = "-kernel";
-	argv[n++] = (char *)s->kernel;
-	if (s->initrd) {
+	argv[n++] = (char *)v->kernel;
+	if (v->initrd) {
 		argv[n++] = "-initrd";
-		argv[n++] = (char *)s->initrd;
+		argv[n++] = (char *)v->initrd;
 	}
 	argv[n++] = "-append";
 	argv[n++] = cmdline;
@@ -93,8 +112,8 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = root;
 	argv[n++] = "-device";
 	argv[n++] = "virtio-blk-device,drive=root";
-	if (s->workspace) {
-		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none%s", s->workspace, throttle);
+	if (v->workspace) {
+		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none%s", v->workspace, throttle);
 		argv[n++] = "-drive";
 		argv[n++] = ws;
 		argv[n++] = "-device";
@@ -109,11 +128,18 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-device";
 	argv[n++] = "virtio-rng-device";
 	if (s->tap) {
-		snprintf(netdev, sizeof(netdev), "tap,id=n0,ifname=%s,script=no,downscript=no", s->tap);
+		if (v->tap_fd >= 0)
+			snprintf(netdev, sizeof(netdev), "tap,id=n0,fd=%d", v->tap_fd);
+		else
+			snprintf(netdev, sizeof(netdev), "tap,id=n0,ifname=%s,script=no,downscript=no", s->tap);
 		argv[n++] = "-netdev";
 		argv[n++] = netdev;
 		argv[n++] = "-device";
 		argv[n++] = "virtio-net-device,netdev=n0";
+	}
+	if (x->jail.on) {
+		argv[n++] = "-sandbox";
+		argv[n++] = QEMU_SANDBOX;
 	}
 	argv[n] = NULL;
 	/* snapshot=on's overlay is a qcow2 file QEMU writes in /var/tmp with

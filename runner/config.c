@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "executors/jail.h"
+
 #define CONFIG_MAX_BYTES (1 << 20)
 
 enum field_type { F_STR, F_INT, F_BOOL, F_LONG, F_CIDRS };
@@ -69,6 +71,8 @@ static const struct field global_fields[] = {
 	{ "concurrent", F_INT, offsetof(struct kiln_config, concurrent), 1, 1000, NULL },
 	{ "check_interval", F_INT, offsetof(struct kiln_config, check_interval), 1, 3600, NULL },
 	{ "shutdown_timeout", F_INT, offsetof(struct kiln_config, shutdown_timeout), 0, 86400, NULL },
+	{ "jail", F_BOOL, offsetof(struct kiln_config, jail), 0, 0, NULL },
+	{ "jail_uid_base", F_LONG, offsetof(struct kiln_config, jail_uid_base), 1, 0x7fffffffL - JAIL_SLOTS, NULL },
 	{ NULL }
 };
 
@@ -125,6 +129,8 @@ enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e)
 	cfg->concurrent = 1;
 	cfg->check_interval = 3;
 	cfg->shutdown_timeout = 30;
+	cfg->jail = true;
+	cfg->jail_uid_base = JAIL_UID_BASE_DEFAULT;
 	vm_defaults(&cfg->defaults);
 	cfg->defaults.executor = strdup("auto");
 	cfg->defaults.image = strdup("debian");

@@ -66,6 +66,8 @@ struct kiln_config {
 	int concurrent;
 	int check_interval;      /* seconds */
 	int shutdown_timeout;    /* seconds */
+	bool jail;               /* jail every VMM (executors/jail.h); false runs them as root, unjailed */
+	long jail_uid_base;      /* VM slot n runs as uid/gid jail_uid_base + n */
 	struct kiln_vm_settings defaults;
 	struct kiln_runner_config *runners;
 	size_t n_runners;

@@ -1,12 +1,15 @@
 #include "runner/doctor.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "executors/jail.h"
 #include "runner/images.h"
 #include "runner/manifest.h"
 #include "runner/spawn.h"
@@ -99,6 +102,25 @@ void doctor_probe(const char *root, const char *libexec_dir, struct doctor_facts
 		snprintf(f->vmm, sizeof(f->vmm), "%s", path);
 }
 
+void doctor_probe_jail(bool wanted, long uid_base, struct doctor_facts *f)
+{
+	struct jail_host h;
+	long u;
+
+	jail_probe(&h);
+	f->jail_probed = true;
+	f->jail_wanted = wanted;
+	f->jail_root = geteuid() == 0;
+	f->jail_ns = h.namespaces;
+	f->jail_cgroup = h.cgroup;
+	f->jail_controllers = h.controllers;
+	f->jail_uid_base = uid_base;
+	f->jail_uid_taken = -1;
+	for (u = uid_base; u < uid_base + JAIL_SLOTS && f->jail_uid_taken < 0; u++)
+		if (getpwuid((uid_t)u) || getgrgid((gid_t)u))
+			f->jail_uid_taken = u;
+}
+
 void doctor_probe_images(const struct images_ctx *ctx, const char *default_image, struct doctor_facts *f)
 {
 	char **names = NULL;
@@ -136,10 +158,50 @@ static struct doctor_check *add(struct doctor_report *r, const char *what, enum 
 	return c;
 }
 
+/* The jail's line: what each VMM runs in, or what keeps it from that. */
+static void judge_jail(const struct doctor_facts *f, struct doctor_report *r)
+{
+	char buf[320];
+
+	if (!f->jail_probed)
+		return;
+	if (!f->jail_wanted) {
+		add(r, "jail", DOCTOR_WARN, "jail: off (jail: false): VMMs run as root with the host's view",
+		    "remove jail: false from the configuration");
+		return;
+	}
+	if (!f->jail_root || !f->jail_ns || !f->jail_controllers) {
+		snprintf(buf, sizeof(buf), "jail: cannot jail VMMs here: %s",
+			 !f->jail_root ? "kiln is not root"
+			 : !f->jail_ns ? "new mount, pid, ipc, uts and network namespaces cannot be made"
+			 : f->jail_cgroup == 2 ? "the cgroup v2 root offers no memory, cpu and pids controllers"
+					       : "no cgroup v1 memory, cpu and pids hierarchies or cgroup v2");
+		add(r, "jail", DOCTOR_FAIL, buf,
+		    !f->jail_root ? "run kiln as root, or set jail: false (VMMs then run unjailed)"
+		    : !f->jail_ns ? "use a kernel with CONFIG_NAMESPACES (and no sysctl forbidding them), or set jail: false"
+				  : "mount cgroup2 with those controllers (or v1 hierarchies), or set jail: false");
+		return;
+	}
+	if (f->jail_uid_taken >= 0) {
+		snprintf(buf, sizeof(buf), "jail: uid/gid %ld of the VM slots (%ld..%ld) belongs to someone", f->jail_uid_taken,
+			 f->jail_uid_base, f->jail_uid_base + JAIL_SLOTS - 1);
+		add(r, "jail", DOCTOR_FAIL, buf, "set jail_uid_base to the start of a free range of 1024 ids");
+		return;
+	}
+	snprintf(buf, sizeof(buf),
+		 "jail: each VMM in its own mount, pid, ipc, uts and net namespaces, a cgroup %s (memory, cpu, pids), "
+		 "uid %ld+slot, no capabilities, no_new_privs, seccomp",
+		 f->jail_cgroup == 2 ? "v2" : "v1", f->jail_uid_base);
+	add(r, "jail", DOCTOR_OK, buf, NULL);
+}
+
 void doctor_judge(const struct doctor_facts *f, struct doctor_report *r)
 {
 	char buf[320];
 	bool hw = f->flavour == KVM_FLAVOUR_VMX || f->flavour == KVM_FLAVOUR_SVM;
+	/* A jail that cannot be built fails every job: none can run. */
+	bool jail_ok = !f->jail_probed || !f->jail_wanted ||
+		       (f->jail_root && f->jail_ns && f->jail_controllers && f->jail_uid_taken < 0);
 
 	memset(r, 0, sizeof(*r));
 	r->stock_kernels_boot = f->kvm_dev && f->kvm_rw && hw;
@@ -202,8 +264,10 @@ void doctor_judge(const struct doctor_facts *f, struct doctor_report *r)
 		add(r, "images", DOCTOR_FAIL, buf, "kiln images build kernel && kiln images build debian");
 	}
 
-	r->microvm_ok = r->stock_kernels_boot && f->vmm[0] && f->have_kernel && f->have_rootfs;
-	r->qemu_ok = f->qemu[0] && f->have_kernel && f->have_rootfs;
+	judge_jail(f, r);
+
+	r->microvm_ok = jail_ok && r->stock_kernels_boot && f->vmm[0] && f->have_kernel && f->have_rootfs;
+	r->qemu_ok = jail_ok && f->qemu[0] && f->have_kernel && f->have_rootfs;
 	r->qemu_accel = r->stock_kernels_boot ? "kvm" : "tcg";
 	r->executor = r->microvm_ok ? "microvm" : r->qemu_ok ? "qemu" : NULL;
 }

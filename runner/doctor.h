@@ -22,11 +22,20 @@ struct doctor_facts {
 	bool have_kernel;         /* a guest kernel image is built */
 	bool have_rootfs;         /* the default rootfs image is built */
 	char images[256];         /* names of built images, comma separated */
+	/* The jail's (doctor_probe_jail; all false when not probed). */
+	bool jail_probed;
+	bool jail_wanted;         /* the configuration's jail: */
+	bool jail_root;           /* kiln runs as root */
+	bool jail_ns;             /* new mount, pid, ipc, uts, net namespaces work */
+	int jail_cgroup;          /* 0 none usable, 1 v1, 2 v2 */
+	bool jail_controllers;    /* with memory, cpu and pids */
+	long jail_uid_base;
+	long jail_uid_taken;      /* a uid or gid of the slot range with an owner, -1 */
 };
 
 enum doctor_status { DOCTOR_OK, DOCTOR_WARN, DOCTOR_FAIL };
 
-#define DOCTOR_MAX_CHECKS 16
+#define DOCTOR_MAX_CHECKS 17
 
 struct doctor_check {
 	const char *what;
@@ -53,6 +62,11 @@ void doctor_probe(const char *root, const char *libexec_dir, struct doctor_facts
  * and the default rootfs are among them. */
 struct images_ctx;
 void doctor_probe_images(const struct images_ctx *ctx, const char *default_image, struct doctor_facts *f);
+
+/* What the host allows the jail (executors/jail.h), for a configuration
+ * with jail set as wanted and slot uids from uid_base. Makes namespaces in
+ * a child, so only `kiln doctor` asks. */
+void doctor_probe_jail(bool wanted, long uid_base, struct doctor_facts *f);
 
 /* Turn facts into checks, each problem with its fix, and pick executors. */
 void doctor_judge(const struct doctor_facts *f, struct doctor_report *r);

@@ -609,6 +609,8 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vs.run_dir = j->run_dir;
 	vs.helper = j->helper;
 	vs.accel = j->accel;
+	vs.jail = j->o->cfg->jail;
+	vs.jail_uid_base = j->o->cfg->jail_uid_base;
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
@@ -779,4 +781,5 @@ void job_sweep(const char *state_dir)
 		closedir(d);
 	}
 	jobnet_sweep(NULL);
+	jail_sweep();
 }

@@ -98,6 +98,7 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	images_ctx_init(&ictx, &c->cfg);
 	doctor_probe("", kiln_libexec_dir(), &facts);
 	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
+	doctor_probe_jail(c->cfg.jail, c->cfg.jail_uid_base, &facts);
 	doctor_judge(&facts, &report);
 	return doctor_print(&report, stdout);
 }

@@ -41,11 +41,17 @@ payload() {
 	echo "$work/$1.json"
 }
 
+# The jail's VM cgroups (a jailed VMM's argv names no job folder: a VMM
+# left running keeps its cgroup).
+cgroups() { ls -d /sys/fs/cgroup/kiln/*/ /sys/fs/cgroup/*/kiln/*/ 2>/dev/null | sort; }
+cgroups_before=$(cgroups)
+
 # Nothing of a job may remain: job folders, VMM processes, taps, nft set elements.
 leftovers() {
 	local what=$1 left=""
 	[ -z "$(ls -A "$state/jobs" 2>/dev/null)" ] || left="$left job-folder:$(ls "$state/jobs")"
 	pgrep -f "$state/jobs" >/dev/null && left="$left vmm-process"
+	[ "$(cgroups)" = "$cgroups_before" ] || left="$left cgroup:$(comm -13 <(echo "$cgroups_before") <(cgroups) | tr '\n' ' ')"
 	ip -br link 2>/dev/null | grep -q '^kt[0-9]' && left="$left tap:$(ip -br link | grep -o '^kt[0-9]*' | tr '\n' ' ')"
 	if nft list set inet kiln job_ifs 2>/dev/null | grep -q 'elements'; then left="$left nft-elements"; fi
 	[ -z "$(ls -A "$state/tmp" 2>/dev/null)" ] || left="$left tmp:$(ls "$state/tmp")"
@@ -125,7 +131,11 @@ for _ in $(seq 1 600); do grep -q 'sleeping past' "$work/long.log" && break; sle
 kill -KILL $pid
 wait $pid 2>/dev/null
 sleep 1
-pgrep -f "$state/jobs" >/dev/null && bad "SIGKILL: a VMM outlived kiln" || ok "SIGKILL: no VMM outlived kiln"
+outlived=""
+pgrep -f "$state/jobs" >/dev/null && outlived=yes
+# A jailed VMM is known by its cgroup (the next kiln removes the cgroup).
+for d in $(comm -13 <(echo "$cgroups_before") <(cgroups)); do [ -n "$(cat "$d/cgroup.procs")" ] && outlived=yes; done
+[ -n "$outlived" ] && bad "SIGKILL: a VMM outlived kiln" || ok "SIGKILL: no VMM outlived kiln"
 run tiny 0 'CI=true job tiny'
 
 if [ "$mode" = sandbox ] && [ -f "$images/debian-kernel/manifest.json" ]; then

@@ -7,9 +7,12 @@
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 struct rule {
 	int nr;
@@ -24,7 +27,7 @@ static const struct rule common[] = {
 	R(write, "serial output, eventfd signals (irqfd), logs"),
 	R(futex, "mutexes between vCPU and device threads"),
 	R(brk, "malloc"),
-	R(mmap, "malloc of large blocks"),
+	/* mmap: below, never PROT_EXEC */
 	R(munmap, "free of large blocks, thread stacks"),
 	R(madvise, "glibc releases thread stacks with MADV_DONTNEED"),
 	R(close, "device reset closes its connections"),
@@ -43,7 +46,7 @@ static const struct rule common[] = {
 	R(exit_group, "process exit"),
 	R(gettid, "glibc abort path"),
 	R(getpid, "glibc abort path"),
-	R(tgkill, "glibc abort path (raise SIGABRT)"),
+	/* tgkill: below, only of this process */
 };
 
 #ifdef KILN_SANITIZERS
@@ -70,6 +73,10 @@ static const struct rule vmm_only[] = {
 	R(readv, "virtio-net and vsock scatter reads"),
 	R(writev, "virtio-net frames to the tap"),
 	R(accept4, "host-initiated vsock connections"),
+	/* The path is behind a pointer, out of seccomp's sight: what a
+	 * connect can reach is what the mount namespace shows (kiln's jail:
+	 * the agent's socket in /vm), and its network namespace has only lo
+	 * (abstract Unix sockets are per network namespace too). */
 	R(connect, "guest-initiated vsock connections to <uds_path>_<port>"),
 	R(recvfrom, "vsock socket reads"),
 	R(sendto, "vsock socket writes"),
@@ -78,8 +85,7 @@ static const struct rule vmm_only[] = {
 	R(shutdown, "vsock half-close"),
 	R(getsockopt, "SO_ERROR of non-blocking connects"),
 	R(fcntl, "O_NONBLOCK on new sockets"),
-	R(unlink, "removing the vsock socket file at exit"),
-	R(unlinkat, "removing the vsock socket file at exit"),
+	/* unlink, unlinkat: below, only of the vsock socket's path */
 	R(fsync, "virtio-blk flush fallback"),
 	R(fstat, "stdio"),
 	R(newfstatat, "stdio"),
@@ -88,12 +94,47 @@ static const struct rule vmm_only[] = {
 	R(clock_nanosleep, "shutdown grace polling"),
 	R(timerfd_gettime, "rate limiter"),
 	R(mremap, "realloc"),
-	R(kill, "none expected; kept for glibc's abort of a child"),
+	/* kill: below, only of this process */
 };
 
-int jail_enter(enum jail_kind kind)
+/* Rules with argument checks, for both thread kinds: no executable memory
+ * (nothing here loads code after start; a mapping made executable is how
+ * injected code would run), signals only to this process (glibc's abort
+ * raises SIGABRT with tgkill on itself). */
+static int add_common_args(scmp_filter_ctx ctx, pid_t self)
+{
+	int rc;
+
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+				   SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) < 0)
+		return rc;
+	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+}
+
+/* The device thread's: new sockets only stream Unix ones (vsock's host
+ * side); kill only of itself; unlink only of the vsock socket's path, by
+ * the address of the one buffer it lives in (at exit, the file it bound). */
+static int add_vmm_args(scmp_filter_ctx ctx, pid_t self, const char *unlink_path)
+{
+	int rc;
+
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, SCMP_A0(SCMP_CMP_EQ, AF_UNIX),
+				   SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, SOCK_STREAM))) < 0 ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self))) < 0)
+		return rc;
+	if (!unlink_path)
+		return 0;
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unlink), 1,
+				   SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)(uintptr_t)unlink_path))) < 0)
+		return rc;
+	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unlinkat), 1,
+				SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)(uintptr_t)unlink_path));
+}
+
+int jail_enter(enum jail_kind kind, const char *unlink_path)
 {
 	scmp_filter_ctx ctx;
+	pid_t self = getpid();
 	size_t i;
 	int rc;
 
@@ -118,6 +159,8 @@ int jail_enter(enum jail_kind kind)
 				   SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE, O_RDONLY))) < 0)
 		goto out;
 #endif
+	if ((rc = add_common_args(ctx, self)) < 0)
+		goto out;
 	/* ioctl only for what each thread issues: KVM_RUN on its vCPU, and
 	 * KVM_IRQ_LINE for the legacy serial and i8042 interrupts. */
 	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
@@ -131,9 +174,7 @@ int jail_enter(enum jail_kind kind)
 		for (i = 0; i < sizeof(vmm_only) / sizeof(vmm_only[0]); i++)
 			if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, vmm_only[i].nr, 0)) < 0)
 				goto out;
-		/* New sockets only for vsock's Unix-socket side. */
-		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-					   SCMP_A0(SCMP_CMP_EQ, AF_UNIX))) < 0)
+		if ((rc = add_vmm_args(ctx, self, unlink_path)) < 0)
 			goto out;
 	}
 	rc = seccomp_load(ctx);

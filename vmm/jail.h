@@ -8,7 +8,9 @@
 enum jail_kind { JAIL_VMM, JAIL_VCPU };
 
 /* Install the filter of kind on the calling thread (NO_NEW_PRIVS first).
- * 0 or -errno. */
-int jail_enter(enum jail_kind kind);
+ * The device thread may unlink only the path in the buffer unlink_path
+ * (compared by address; NULL: no unlink at all). A forbidden system call
+ * kills the process (SIGSYS). 0 or -errno. */
+int jail_enter(enum jail_kind kind, const char *unlink_path);
 
 #endif

@@ -262,7 +262,7 @@ int main(int argc, char **argv)
 	struct vm_config cfg;
 	struct acpi_mmio_dev acpi[VM_MAX_VIRTIO];
 	char err[512], cmdline[VM_CMDLINE_MAX + 64];
-	const char *config = NULL, *tmp_dir;
+	const char *config = NULL, *tmp_dir, *vsock_path = NULL;
 	uint8_t *kernel, *initrd = NULL;
 	size_t klen, ilen = 0;
 	int opt, i, rc, serial_fd = -1;
@@ -365,6 +365,7 @@ int main(int argc, char **argv)
 		void *priv;
 		if ((rc = virtio_vsock_open(&priv, &cfg.vsock)))
 			vmm_die("vsock: %s: %s", cfg.vsock.uds_path, strerror(-rc));
+		vsock_path = virtio_vsock_path(priv);
 		if ((rc = add_virtio(vm, &virtio_vsock_ops, priv, virtio_vsock_close, acpi, cmdline, sizeof(cmdline))))
 			vmm_die("vsock: attaching: %s", strerror(-rc));
 	}
@@ -423,8 +424,10 @@ int main(int argc, char **argv)
 	if ((rc = vm_start_vcpus(vm)))
 		vmm_die("starting the vCPU threads failed: %s", strerror(-rc));
 #ifndef VMM_NO_SECCOMP
-	if ((rc = jail_enter(JAIL_VMM)))
+	if ((rc = jail_enter(JAIL_VMM, vsock_path)))
 		vmm_die("installing the seccomp filter failed: %s", strerror(-rc));
+#else
+	(void)vsock_path;
 #endif
 	phase(&ph, vm, "jail");
 	t_run = vm_now_ns();

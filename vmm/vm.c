@@ -406,7 +406,7 @@ void *vm_vcpu_thread(void *arg)
 	char reason[128];
 	int rc;
 
-	if (vm->jail && (rc = jail_enter(JAIL_VCPU)) < 0) {
+	if (vm->jail && (rc = jail_enter(JAIL_VCPU, NULL)) < 0) {
 		snprintf(reason, sizeof(reason), "vCPU %d: installing the seccomp filter: %s", c->index, strerror(-rc));
 		vm_request_exit(vm, 1, reason);
 		pthread_barrier_wait(&vm->start);

@@ -205,15 +205,19 @@ static int parse_mac(struct ctx *c, const char *s, const char *where, uint8_t ma
 
 static int parse_net(struct ctx *c, json_t *obj, int i, struct vm_net_cfg *n)
 {
-	static const char *const keys[] = { "id", "tap", "mac", "rx_rate_limiter", "tx_rate_limiter", NULL };
+	static const char *const keys[] = { "id", "tap", "tap_fd", "mac", "rx_rate_limiter", "tx_rate_limiter", NULL };
 	char where[32], full[64], *mac = NULL;
+	uint64_t fd = 0;
 	json_t *v;
 	int rc;
 
 	snprintf(where, sizeof(where), "net[%d]", i);
 	if ((rc = only_keys(c, obj, where, keys)) || (rc = parse_id(c, obj, where, n->id)) ||
-	    (rc = get_str(c, obj, "tap", where, true, &n->tap)) || (rc = get_str(c, obj, "mac", where, false, &mac)))
+	    (rc = get_str(c, obj, "tap", where, true, &n->tap)) || (rc = get_str(c, obj, "mac", where, false, &mac)) ||
+	    (rc = get_uint(c, obj, "tap_fd", where, false, 3, 1023, &fd)))
 		return rc;
+	n->has_tap_fd = json_object_get(obj, "tap_fd") != NULL;
+	n->tap_fd = (int)fd;
 	if (strlen(n->tap) >= 16) {
 		snprintf(full, sizeof(full), "%s.tap", where);
 		return bad(c, full, "interface names have at most 15 characters");

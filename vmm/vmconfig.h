@@ -31,6 +31,8 @@ struct vm_drive_cfg {
 struct vm_net_cfg {
 	char id[64];
 	char *tap;                 /* host tap interface name */
+	bool has_tap_fd;
+	int tap_fd;                /* the tap, already attached on this fd by a jailer */
 	uint8_t mac[6];
 	bool has_mac;
 	bool has_rx_rate_limiter, has_tx_rate_limiter;

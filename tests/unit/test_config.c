@@ -122,8 +122,29 @@ START_TEST(defaults_and_env)
 	ck_assert_int_eq(cfg.defaults.disk_iops_limit, 10000);
 	ck_assert_uint_eq(cfg.defaults.allowed_networks.n, 0);
 	ck_assert_uint_eq(cfg.defaults.denied_networks.n, 0);
+	ck_assert(cfg.jail);
+	ck_assert_int_eq(cfg.jail_uid_base, 900000);
 	kiln_config_free(&cfg);
 	unsetenv("KILN_STATE_DIR");
+}
+END_TEST
+
+/* The jail is on unless the file says jail: false; its uid range is checked. */
+START_TEST(jail_keys)
+{
+	const char *off = "jail: false\njail_uid_base: 70000\n", *bad = "jail_uid_base: 0\n";
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_parse(&cfg, "off.yml", off, strlen(off), &e), KILN_OK);
+	ck_assert(!cfg.jail);
+	ck_assert_int_eq(cfg.jail_uid_base, 70000);
+	kiln_config_free(&cfg);
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_int_ne(kiln_config_parse(&cfg, "bad.yml", bad, strlen(bad), &e), KILN_OK);
+	ck_assert_ptr_nonnull(strstr(e.msg, "jail_uid_base"));
+	kiln_config_free(&cfg);
 }
 END_TEST
 
@@ -148,6 +169,7 @@ Suite *config_suite(void)
 	tcase_add_loop_test(tc, golden_files, 0, (int)(sizeof(golden) / sizeof(golden[0])));
 	tcase_add_test(tc, full_values);
 	tcase_add_test(tc, defaults_and_env);
+	tcase_add_test(tc, jail_keys);
 	tcase_add_test(tc, missing_file);
 	suite_add_tcase(s, tc);
 	return s;

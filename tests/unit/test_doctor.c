@@ -121,6 +121,62 @@ START_TEST(hybrid_cgroups)
 }
 END_TEST
 
+/* The jail's line for facts f (an SVM host with images), and the exit
+ * status doctor_print gives. */
+static int judge_jail_facts(struct doctor_facts *f, char *text, size_t size)
+{
+	struct doctor_report r;
+	FILE *out;
+	int status;
+
+	doctor_judge(f, &r);
+	out = fmemopen(text, size, "w");
+	status = doctor_print(&r, out);
+	fclose(out);
+	return status;
+}
+
+/* A host that can jail says so; one that cannot fails (every job would),
+ * naming what is missing and the opt-out; jail: false is a warning. */
+START_TEST(jail_report)
+{
+	struct doctor_facts f;
+	struct doctor_report r;
+	char text[8192] = "";
+
+	run_fixture("svm", true, &f, &r, text, sizeof(text));
+	ck_assert_ptr_null(strstr(text, " jail:"));  /* not probed: no line */
+	f.jail_probed = f.jail_wanted = f.jail_root = f.jail_ns = f.jail_controllers = true;
+	f.jail_cgroup = 2;
+	f.jail_uid_base = 900000;
+	f.jail_uid_taken = -1;
+	ck_assert_int_eq(judge_jail_facts(&f, text, sizeof(text)), 0);
+	ck_assert_msg(strstr(text, "ok    jail: each VMM in its own mount, pid, ipc, uts and net namespaces, a cgroup v2"),
+		      "report: %s", text);
+
+	f.jail_ns = false;
+	ck_assert_int_eq(judge_jail_facts(&f, text, sizeof(text)), 1);
+	ck_assert_msg(strstr(text, "FAIL  jail: cannot jail VMMs here: new mount, pid, ipc, uts and network namespaces"),
+		      "report: %s", text);
+	ck_assert_ptr_nonnull(strstr(text, "or set jail: false"));
+	ck_assert_ptr_nonnull(strstr(text, "kiln cannot run jobs"));
+
+	f.jail_ns = true;
+	f.jail_controllers = false;
+	ck_assert_int_eq(judge_jail_facts(&f, text, sizeof(text)), 1);
+	ck_assert_ptr_nonnull(strstr(text, "no memory, cpu and pids controllers"));
+
+	f.jail_controllers = true;
+	f.jail_uid_taken = 900007;
+	ck_assert_int_eq(judge_jail_facts(&f, text, sizeof(text)), 1);
+	ck_assert_ptr_nonnull(strstr(text, "uid/gid 900007 of the VM slots (900000..901023) belongs to someone"));
+
+	f.jail_wanted = false;
+	ck_assert_int_eq(judge_jail_facts(&f, text, sizeof(text)), 0);
+	ck_assert_ptr_nonnull(strstr(text, "warn  jail: off (jail: false)"));
+}
+END_TEST
+
 Suite *doctor_suite(void)
 {
 	Suite *s = suite_create("doctor");
@@ -132,6 +188,7 @@ Suite *doctor_suite(void)
 	tcase_add_test(tc, vmx_cpu_without_module);
 	tcase_add_test(tc, bare_host_fails);
 	tcase_add_test(tc, hybrid_cgroups);
+	tcase_add_test(tc, jail_report);
 	suite_add_tcase(s, tc);
 	return s;
 }

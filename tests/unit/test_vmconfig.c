@@ -31,6 +31,7 @@ START_TEST(parses_everything)
 	ck_assert_uint_eq(c.drives[0].rate_limiter.bandwidth.refill_time_ms, 100);
 	ck_assert_int_eq(c.n_nets, 1);
 	ck_assert(c.nets[0].has_mac && c.nets[0].mac[5] == 2 && c.nets[0].has_tx_rate_limiter);
+	ck_assert(!c.nets[0].has_tap_fd);
 	ck_assert_uint_eq(c.nets[0].tx_rate_limiter.ops.one_time_burst, 5);
 	ck_assert(c.vsock.present && c.vsock.guest_cid == 3);
 	ck_assert_int_eq(c.serial, VM_SERIAL_NONE);
@@ -64,6 +65,8 @@ static const struct {
 	  "vm.json: net[0].mac: is a multicast address" },
 	{ "{ \"boot\": { \"kernel\": \"/k\" }, \"net\": [ { \"id\": \"e\", \"tap\": \"t\", \"mac\": \"zz\" } ] }",
 	  "vm.json: net[0].mac: must look like 06:00:ac:10:00:02" },
+	{ "{ \"boot\": { \"kernel\": \"/k\" }, \"net\": [ { \"id\": \"e\", \"tap\": \"t\", \"tap_fd\": 2 } ] }",
+	  "vm.json: net[0].tap_fd: must be an integer in 3..1023" },
 	{ "{ \"boot\": { \"kernel\": \"/k\" }, \"vsock\": { \"guest_cid\": 2, \"uds_path\": \"/v\" } }",
 	  "vm.json: vsock.guest_cid: must be an integer in 3..4294967294" },
 	{ "{ \"boot\": { \"kernel\": \"/k\" }, \"serial\": { \"output\": 5 } }",

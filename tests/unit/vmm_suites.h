@@ -14,5 +14,6 @@ Suite *vmconfig_suite(void);   /* test_vmconfig.c: vm.json validation */
 Suite *acpi_suite(void);       /* test_acpi.c: tables, checksums, AML */
 Suite *loader_suite(void);     /* test_loader.c: bzImage/ELF loading, zero page */
 Suite *vmshutdown_suite(void); /* test_vmshutdown.c: vCPUs stopped before devices close */
+Suite *jail_suite(void);       /* test_jail.c: seccomp filters, SIGSYS */
 
 #endif

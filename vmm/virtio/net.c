@@ -380,21 +380,34 @@ const struct virtio_dev_ops virtio_net_ops = {
 };
 
 /* Attach n->tap_fd to the named tap. 0 or -errno. */
-static int tap_open(struct net_dev *n, const char *name)
+static int tap_open(struct net_dev *n, const char *name, int given_fd)
 {
 	struct ifreq ifr = { 0 };
 	unsigned int features = 0;
 	int hdr_size = VIRTIO_NET_HDR_SIZE;
 
-	n->tap_fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-	if (n->tap_fd < 0 || ioctl(n->tap_fd, TUNGETFEATURES, &features) < 0)
-		return -errno;
-	if (!(features & IFF_VNET_HDR))
-		return -EOPNOTSUPP;
-	strcpy(ifr.ifr_name, name);  /* length checked by the caller */
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (ioctl(n->tap_fd, TUNSETIFF, &ifr) < 0 ||
-	    ioctl(n->tap_fd, TUNSETVNETHDRSZ, &hdr_size) < 0 ||
+	if (given_fd >= 0) {
+		/* Attached by the jailer, whose netns this tap is in: it must be
+		 * the tap named, with the flags we would have asked for. */
+		n->tap_fd = given_fd;
+		if (fcntl(given_fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(given_fd, F_SETFL, O_NONBLOCK) < 0 ||
+		    ioctl(given_fd, TUNGETIFF, &ifr) < 0)
+			return -errno;
+		if (strcmp(ifr.ifr_name, name) || (ifr.ifr_flags & (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)) !=
+							   (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+			return -EINVAL;
+	} else {
+		n->tap_fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+		if (n->tap_fd < 0 || ioctl(n->tap_fd, TUNGETFEATURES, &features) < 0)
+			return -errno;
+		if (!(features & IFF_VNET_HDR))
+			return -EOPNOTSUPP;
+		strcpy(ifr.ifr_name, name);  /* length checked by the caller */
+		ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+		if (ioctl(n->tap_fd, TUNSETIFF, &ifr) < 0)
+			return -errno;
+	}
+	if (ioctl(n->tap_fd, TUNSETVNETHDRSZ, &hdr_size) < 0 ||
 	    /* No offloads: the host hands us finished, checksummed frames,
 	     * whatever an earlier user of a persistent tap had set. */
 	    ioctl(n->tap_fd, TUNSETOFFLOAD, 0UL) < 0)
@@ -415,7 +428,7 @@ int virtio_net_open(void **priv, const struct vm_net_cfg *cfg, uint64_t now_ns)
 		return -ENOMEM;
 	n->tap_fd = n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
 
-	err = tap_open(n, cfg->tap);
+	err = tap_open(n, cfg->tap, cfg->has_tap_fd ? cfg->tap_fd : -1);
 	if (err < 0)
 		goto fail;
 	if (cfg->has_mac) {

@@ -1156,6 +1156,11 @@ fail:
 	return err;
 }
 
+const char *virtio_vsock_path(const void *priv)
+{
+	return ((const struct vsock_dev *)priv)->uds_path;
+}
+
 void virtio_vsock_close(void *priv)
 {
 	struct vsock_dev *v = priv;

@@ -43,6 +43,10 @@ extern const struct virtio_dev_ops virtio_vsock_ops;
  * fit only makes guest connects to P fail). */
 int virtio_vsock_open(void **priv, const struct vm_vsock_cfg *cfg);
 
+/* The buffer holding the socket's path, the only one close() unlinks: the
+ * seccomp filter allows unlink of that address alone. */
+const char *virtio_vsock_path(const void *priv);
+
 /* Close every socket, remove the socket file and free the state; after
  * virtio_mmio_detach(). NULL is allowed. */
 void virtio_vsock_close(void *priv);
