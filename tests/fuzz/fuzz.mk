@@ -1,0 +1,49 @@
+# The libFuzzer build: clang with -fsanitize=fuzzer,address,undefined, in
+# its own folder so that the normal build is untouched. Driven by make
+# fuzz (Makefile.am); usable alone from the source tree:
+#	make -f tests/fuzz/fuzz.mk [FUZZ_TIME=30] [FUZZ_TARGETS="virtq ..."] run
+# Needs Debian's clang-16 and libfuzzer-16-dev (tools/dev installs them).
+
+top_srcdir ?= .
+B ?= build-fuzz
+FUZZ_CC ?= clang-16
+FUZZ_TIME ?= 30
+FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock
+
+SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
+	-Wall -Wextra -Wno-unused-parameter \
+	-I$(top_srcdir) -D_GNU_SOURCE $(shell pkg-config --cflags jansson yaml-0.1)
+FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1) -lpthread
+
+VMM = vmm/log.c vmm/guestmem.c vmm/evloop.c vmm/ratelimit.c vmm/cow.c \
+	vmm/virtio/queue.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c \
+	vmm/virtio/net.c vmm/virtio/vsock_proto.c vmm/virtio/vsock.c
+FGUEST = tests/fuzz/fguest.c $(VMM)
+
+# Each target's sources beyond tests/fuzz/<name>.c.
+virtq_SRCS = vmm/guestmem.c vmm/virtio/queue.c
+virtio_blk_SRCS = $(FGUEST)
+virtio_net_SRCS = $(FGUEST)
+virtio_rng_SRCS = $(FGUEST)
+virtio_vsock_SRCS = $(FGUEST)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+.PHONY: all run
+all: $(addprefix $(B)/,$(FUZZ_TARGETS))
+
+$(B)/obj/%.o: $(top_srcdir)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+define target_rule
+$(B)/$(1): $(call obj,tests/fuzz/$(1).c $($(1)_SRCS))
+	$(FUZZ_CC) $(SAN) -fsanitize=fuzzer -o $$@ $$^ $(FUZZ_LIBS)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call target_rule,$(t))))
+
+run: all
+	$(top_srcdir)/tests/fuzz/run.sh $(B) $(FUZZ_TIME) $(FUZZ_TARGETS)

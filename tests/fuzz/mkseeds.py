@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Write the seed corpora of the virtio fuzz targets (tests/fuzz/corpus/).
+
+Each seed is a real driver conversation in the command encoding of
+fguest.h (virtq.c has its own): a device set up and asked to do its
+ordinary work, so that the fuzzer starts from deep inside the devices.
+Run from the source tree; the output is committed."""
+import os
+import struct
+
+MMIO_WRITE, MMIO_READ, MEM_WRITE, NOTIFY, SETUP, DESC, AVAIL, LOOP, DEVICE = range(9)
+NEXT, WRITE = 1, 2
+
+
+def setup(features, *sizes):
+    # sizes as queue_size() reads them: 1 << (v % 9)
+    return bytes([SETUP]) + struct.pack('<I', features) + bytes(sizes)
+
+
+def desc(q, i, addr, length, flags, nxt=0):
+    return struct.pack('<BBBBHHBB', DESC, q, i, 0, addr, length, flags, nxt)
+
+
+def avail(q, head):
+    return bytes([AVAIL, q, head])
+
+
+def mem(gpa, data):
+    assert len(data) < 256
+    return struct.pack('<BHB', MEM_WRITE, gpa, len(data)) + data
+
+
+def notify(q):
+    return bytes([NOTIFY, q])
+
+
+def mmio_read(off, width):
+    return struct.pack('<BHB', MMIO_READ, off, width - 1)
+
+
+def vsock_hdr(src_port, dst_port, op, length=0, src_cid=3, dst_cid=2):
+    return struct.pack('<QQIIIHHIII', src_cid, dst_cid, src_port, dst_port, length, 1, op, 0,
+                       65536, 0)
+
+
+def blk_req(kind, sector, data_len, n=0):
+    """Request n of type kind: header at 0x8000 + 16n, data, status."""
+    hdr, data, status = 0x8000 + 16 * n, 0x9000 + 0x400 * n, 0xa000 + n
+    out = mem(hdr, struct.pack('<IIQ', kind, 0, sector))
+    d = 3 * n
+    data_flags = WRITE if kind in (0, 8) else 0
+    if data_len:
+        out += desc(0, d, hdr, 16, NEXT, d + 1)
+        out += desc(0, d + 1, data, data_len, data_flags | NEXT, d + 2)
+        out += desc(0, d + 2, status, 1, WRITE)
+    else:
+        out += desc(0, d, hdr, 16, NEXT, d + 2)
+        out += desc(0, d + 2, status, 1, WRITE)
+    return out + avail(0, d) + notify(0)
+
+
+def seeds():
+    s = {}
+    cfg_reads = b''.join(mmio_read(0x100 + off, w) for off, w in ((0, 8), (8, 4), (20, 4), (0, 1)))
+    regs = b''.join(mmio_read(off, 4) for off in (0, 4, 8, 0x10, 0x34, 0x44, 0x60, 0x70, 0xfc))
+    s['virtio_blk'] = {
+        'read': b'\0' + setup(0x244, 4) + blk_req(0, 1, 512),
+        'write-read': b'\0' + setup(0x244, 4) + mem(0x9000, b'kiln' * 16)
+        + blk_req(1, 3, 512) + blk_req(0, 3, 512, 1),
+        'cow-write-flush': b'\2' + setup(0x244, 4) + blk_req(1, 200, 1024) + blk_req(4, 0, 0, 1),
+        'ro-getid-config': b'\1' + regs + cfg_reads + setup(0x264, 4) + blk_req(8, 0, 20)
+        + blk_req(1, 0, 512, 1),
+    }
+    frame = bytes(12) + b'\xff' * 6 + b'\x02\0\0\0\0\1' + b'\x08\x00' + b'x' * 34
+    s['virtio_net'] = {
+        'rx': setup(0x10020, 4, 4) + desc(0, 0, 0x8000, 1526, WRITE) + avail(0, 0) + notify(0)
+        + bytes([DEVICE, 0]) + struct.pack('<H', 60) + frame + bytes([LOOP]),
+        'tx': setup(0x10020, 4, 4) + mem(0xa000, frame) + desc(1, 0, 0xa000, 60, 0) + avail(1, 0)
+        + notify(1) + bytes([DEVICE, 1]),
+        'config': regs + cfg_reads + setup(0x10020, 4, 4),
+    }
+    s['virtio_rng'] = {
+        'fill': setup(0, 4) + desc(0, 0, 0x8000, 64, WRITE) + avail(0, 0) + notify(0),
+        'two-segments': setup(0, 4) + desc(0, 0, 0x8000, 16, WRITE | NEXT, 1)
+        + desc(0, 1, 0xc100, 16, WRITE) + avail(0, 0) + notify(0) + regs,
+    }
+    # op bytes of the vsock device command: op % 5 picks the action, 0x80
+    # the guest-connection side.
+    rx = b''.join(desc(0, i, 0x8000 + 0x400 * i, 0x400, WRITE) + avail(0, i) for i in range(4))
+    hello = vsock_hdr(5000, 1024, 5, 5) + b'hello'
+    s['virtio_vsock'] = {
+        'guest-connect': setup(0, 4, 4, 4) + rx + notify(0)
+        + mem(0xb000, vsock_hdr(5000, 1024, 1)) + desc(1, 0, 0xb000, 44, 0) + avail(1, 0)
+        + notify(1) + bytes([DEVICE, 130, 0, LOOP])
+        + mem(0xb100, hello) + desc(1, 1, 0xb100, len(hello), 0) + avail(1, 1) + notify(1)
+        + bytes([DEVICE, 129, 0, LOOP]),
+        'host-connect': setup(0, 4, 4, 4) + rx + notify(0) + bytes([DEVICE, 0, 0])
+        + bytes([DEVICE, 1, 0]) + struct.pack('<I', 1234) + bytes([LOOP, LOOP])
+        + mem(0xb000, vsock_hdr(1234, 1 << 30, 2)) + desc(1, 0, 0xb000, 44, 0) + avail(1, 0)
+        + notify(1) + bytes([DEVICE, 2, 0, 3]) + b'abc' + bytes([LOOP, DEVICE, 4, 0]),
+    }
+    # virtq: size, addressing, desc/avail/used, last_avail, pops; 64 bytes
+    # of copy offsets; then RAM from 0.
+    ram = bytearray(0x600)
+    struct.pack_into('<QIHH', ram, 0, 0x400, 16, NEXT, 1)
+    struct.pack_into('<QIHH', ram, 16, 0x500, 32, WRITE, 0)
+    struct.pack_into('<HHH', ram, 0x100, 0, 1, 0)
+    head = struct.pack('<BBHHHHB', 3, 0x3f, 0, 0x100, 0x200, 0, 2)
+    copies = struct.pack('<II', 4, 40) * 8
+    s['virtq'] = {'chain': head + copies + bytes(ram)}
+    loop = bytearray(ram)
+    struct.pack_into('<QIHH', loop, 16, 0x500, 32, WRITE | NEXT, 0)
+    s['virtq']['loop'] = head + copies + bytes(loop)
+    return s
+
+
+def main():
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus')
+    for target, files in seeds().items():
+        os.makedirs(os.path.join(top, target), exist_ok=True)
+        for name, data in files.items():
+            with open(os.path.join(top, target, name), 'wb') as f:
+                f.write(data)
+
+
+if __name__ == '__main__':
+    main()

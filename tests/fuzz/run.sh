@@ -1,0 +1,53 @@
+#!/bin/sh
+# run.sh BUILD_DIR SECONDS TARGET...: run each libFuzzer target for SECONDS
+# over a scratch copy of its seeds and past crashes (the source tree is
+# never written), then print a table of executions per second, coverage
+# (libFuzzer's cov: edges and ft: features) and corpus size. Exits 1 when
+# any target crashed, leaked, timed out or ran out of memory; the input
+# that did it is kept and named, to be committed under
+# tests/fuzz/regress/<target>/ once the bug is fixed.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+build=$1 secs=$2
+shift 2
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/kiln-fuzz.XXXXXX") || exit 1
+summary=$build/fuzz-summary.txt
+failed=
+printf '%-14s %8s %8s %7s %7s %7s  %s\n' target seconds exec/s cov ft corpus result >"$summary"
+
+for t in "$@"; do
+	work=$scratch/$t
+	mkdir -p "$work/corpus" "$work/crash"
+	for d in "$here/corpus/$t" "$here/regress/$t"; do
+		[ -d "$d" ] && cp "$d"/* "$work/corpus/" 2>/dev/null
+	done
+	# -close_fd_mask=3: the targets' own warnings stay out of the log;
+	# libFuzzer and the sanitizers still report on their saved stderr.
+	"$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+		-close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$work/crash/" \
+		"$work/corpus" >"$work/log" 2>&1
+	rc=$?
+	last=$(grep -E '^#[0-9]+.*cov: ' "$work/log" | tail -n 1)
+	cov=$(printf '%s\n' "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
+	ft=$(printf '%s\n' "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
+	eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/log")
+	units=$(ls "$work/corpus" | wc -l)
+	if [ $rc -eq 0 ]; then
+		result=clean
+	else
+		result="FAILED (rc $rc): $(ls "$work/crash"/* 2>/dev/null | head -n 1)"
+		failed="$failed $t"
+		echo "== $t: the end of its log ($work/log)"
+		tail -n 60 "$work/log"
+	fi
+	printf '%-14s %8s %8s %7s %7s %7s  %s\n' "$t" "$secs" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
+		"$units" "$result" | tee -a "$summary"
+done
+
+echo "fuzz: summary in $summary"
+if [ -n "$failed" ]; then
+	echo "fuzz: crashed:$failed; inputs and logs kept in $scratch" >&2
+	exit 1
+fi
+rm -rf "$scratch"
