@@ -8,13 +8,14 @@ top_srcdir ?= .
 B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
-FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock
+FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
+	agentproto payload mask zip
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
 	-Wall -Wextra -Wno-unused-parameter \
-	-I$(top_srcdir) -D_GNU_SOURCE $(shell pkg-config --cflags jansson yaml-0.1)
-FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1) -lpthread
+	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' $(shell pkg-config --cflags jansson yaml-0.1)
+FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1 zlib) -lpthread
 
 VMM = vmm/log.c vmm/guestmem.c vmm/evloop.c vmm/ratelimit.c vmm/cow.c \
 	vmm/virtio/queue.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c \
@@ -27,6 +28,10 @@ virtio_blk_SRCS = $(FGUEST)
 virtio_net_SRCS = $(FGUEST)
 virtio_rng_SRCS = $(FGUEST)
 virtio_vsock_SRCS = $(FGUEST)
+agentproto_SRCS = runner/agentproto.c
+payload_SRCS = runner/payload.c runner/result.c
+mask_SRCS = runner/mask.c runner/result.c
+zip_SRCS = runner/zip.c runner/fstree.c runner/paths.c runner/result.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 

@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """Write the seed corpora of the virtio fuzz targets (tests/fuzz/corpus/).
 
-Each seed is a real driver conversation in the command encoding of
-fguest.h (virtq.c has its own): a device set up and asked to do its
+Each virtio seed is a real driver conversation in the command encoding
+of fguest.h (virtq.c has its own): a device set up and asked to do its
 ordinary work, so that the fuzzer starts from deep inside the devices.
+The others are real agent streams, job payloads (the unit tests'
+fixtures), logs with secrets, and zip archives, safe and hostile.
 Run from the source tree; the output is committed."""
+import io
 import os
+import shutil
 import struct
+import zipfile
 
 MMIO_WRITE, MMIO_READ, MEM_WRITE, NOTIFY, SETUP, DESC, AVAIL, LOOP, DEVICE = range(9)
 NEXT, WRITE = 1, 2
@@ -111,11 +116,83 @@ def seeds():
     loop = bytearray(ram)
     struct.pack_into('<QIHH', loop, 16, 0x500, 32, WRITE | NEXT, 0)
     s['virtq']['loop'] = head + copies + bytes(loop)
+    s['agentproto'] = agent_seeds()
+    s['mask'] = mask_seeds()
+    s['zip'] = zip_seeds()
     return s
 
 
+def frame(kind, payload):
+    return struct.pack('<IB3x', len(payload), kind) + payload
+
+
+def agent_seeds():
+    cuts = bytes([0, 3, 1, 200, 7, 0, 50, 2])
+    hello = frame(1, b'{"version": 1, "agent": "kiln-agent 0.1.0", "features": ["shell"]}')
+    job = (frame(3, b'$ make\r\n') + frame(4, b'{"step": "script", "exit_code": 0}')
+           + frame(5, b'{"exit_code": 0}'))
+    return {
+        'job': cuts + hello + job,
+        'host': cuts + frame(2, b'{"steps": []}') + frame(6, b'{"graceful": true}')
+        + frame(7, b'{"rows": 24, "cols": 80, "term": "xterm"}') + frame(8, b'ls\n')
+        + frame(9, b'{"rows": 50, "cols": 132}'),
+        'bad-type': cuts + hello + frame(10, b''),
+        'too-big': cuts + struct.pack('<IB3x', (1 << 20) + 1, 3) + b'x' * 16,
+    }
+
+
+def mask_seeds():
+    # secrets: count-1, then per secret its length-2 and characters as
+    # indexes into mask.c's alphabet "0123456789bfjqw"; 8 cut bytes; log.
+    def secret(text):
+        alphabet = '0123456789bfjqw'
+        return bytes([len(text) - 2]) + bytes(alphabet.index(c) for c in text)
+
+    head = bytes([1]) + secret('w0bfq') + secret('12345678')
+    cuts = bytes([2, 0, 5, 1, 15, 3, 0, 7])
+    return {
+        'secrets': head + cuts + b'password w0bfq and 12345678, w0bf 1234567 w0bfqw0bfq\n',
+        'tokens': head + cuts + b'git clone https://x:glpat-abc.DEF_12=3@h/r ?private_token=s3&x=1 '
+        b'&X-Amz-Signature=ab"12345678#\n',
+    }
+
+
+def zip_bytes(entries):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
+        for name, data, mode in entries:
+            info = zipfile.ZipInfo(name, (2024, 1, 2, 3, 4, 5))
+            info.external_attr = mode << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def zip_seeds():
+    return {
+        'tree': zip_bytes([('dir/', b'', 0o40755), ('dir/a.txt', b'hello\n' * 20, 0o100644),
+                           ('bin/run', b'#!/bin/sh\n', 0o100755)]),
+        'hostile': zip_bytes([('../escape', b'x', 0o100644), ('/abs', b'x', 0o100644),
+                              ('link', b'/etc', 0o120777), ('suid', b'x', 0o104755),
+                              ('a\\b', b'x', 0o100644)]),
+        'stored': zipfile_stored(),
+    }
+
+
+def zipfile_stored():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as z:
+        z.writestr('plain', b'stored bytes')
+    return buf.getvalue()
+
+
 def main():
-    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'corpus')
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = os.path.join(here, 'corpus')
+    payloads = os.path.join(here, '..', 'fixtures', 'payload')
+    os.makedirs(os.path.join(top, 'payload'), exist_ok=True)
+    for name in ('good.json', 'gitlab-test.json', 'bad-when.json'):
+        shutil.copy(os.path.join(payloads, name), os.path.join(top, 'payload', name))
     for target, files in seeds().items():
         os.makedirs(os.path.join(top, target), exist_ok=True)
         for name, data in files.items():

@@ -13,6 +13,11 @@ build=$1 secs=$2
 shift 2
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/kiln-fuzz.XXXXXX") || exit 1
 summary=$build/fuzz-summary.txt
+# Crash reports with function names and lines.
+if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && [ -x /usr/lib/llvm-16/bin/llvm-symbolizer ]; then
+	ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-16/bin/llvm-symbolizer
+	export ASAN_SYMBOLIZER_PATH
+fi
 failed=
 printf '%-14s %8s %8s %7s %7s %7s  %s\n' target seconds exec/s cov ft corpus result >"$summary"
 
@@ -22,10 +27,10 @@ for t in "$@"; do
 	for d in "$here/corpus/$t" "$here/regress/$t"; do
 		[ -d "$d" ] && cp "$d"/* "$work/corpus/" 2>/dev/null
 	done
-	# -close_fd_mask=3: the targets' own warnings stay out of the log;
-	# libFuzzer and the sanitizers still report on their saved stderr.
+	# Not -close_fd_mask: a device's fds would take 1 and 2 and its
+	# warnings land in them. Its warnings are rate-limited anyway.
 	"$build/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-		-close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$work/crash/" \
+		-print_final_stats=1 -artifact_prefix="$work/crash/" \
 		"$work/corpus" >"$work/log" 2>&1
 	rc=$?
 	last=$(grep -E '^#[0-9]+.*cov: ' "$work/log" | tail -n 1)
