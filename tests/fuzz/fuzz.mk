@@ -9,7 +9,7 @@ B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
 FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
-	agentproto payload mask zip
+	agentproto payload mask zip ciconfig
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
@@ -32,6 +32,8 @@ agentproto_SRCS = runner/agentproto.c
 payload_SRCS = runner/payload.c runner/result.c
 mask_SRCS = runner/mask.c runner/result.c
 zip_SRCS = runner/zip.c runner/fstree.c runner/paths.c runner/result.c
+ciconfig_SRCS = runner/ciconfig.c runner/ciyaml.c runner/cirules.c runner/civars.c \
+	runner/varexpand.c runner/pipeline.c runner/paths.c runner/result.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
