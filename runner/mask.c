@@ -229,6 +229,8 @@ static void scan(struct mask *m, bool at_end)
 	const char *d = m->hold;
 	size_t len = m->hold_len, i = 0, from = 0;
 
+	if (len == 0)
+		return;  /* hold may not be allocated yet */
 	while (i < len) {
 		size_t adv = 0, pl = 0;
 		int r, run = MASK_RUN_NONE;

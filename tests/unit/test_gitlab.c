@@ -122,6 +122,8 @@ START_TEST(mask_flush_masks_held)
 	check_mask("hunter2|", nested, NULL, "[MASKED]");
 	check_mask("hunter2-and|", nested, NULL, "[MASKED]-and");
 	check_mask("x hunter2-and-more", nested, NULL, "x [MASKED]");
+	/* Nothing ever written: nothing held, no buffer yet (UBSan). */
+	check_mask("", nested, NULL, "");
 	/* Prefixes and parameter names cut short by the end stay as they are. */
 	check_mask("a glpat-", NULL, NULL, "a glpat-");
 	check_mask("u?private_tok", param, NULL, "u?private_[MASKED]");
