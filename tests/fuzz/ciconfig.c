@@ -86,7 +86,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	snprintf(repo, sizeof(repo), "/tmp/kiln-fuzz-ci-XXXXXX");
+	snprintf(repo, sizeof(repo), "%s/kiln-fuzz-ci-XXXXXX", fuzz_tmpdir());
 	FUZZ_CHECK(mkdtemp(repo));
 	snprintf(file, sizeof(file), "%s/.gitlab-ci.yml", repo);
 	atexit(cleanup);

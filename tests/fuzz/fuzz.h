@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Optional, once before the first input. */
@@ -28,6 +29,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 			abort();                                                                \
 		}                                                                               \
 	} while (0)
+
+/* Where targets make their scratch files: tmpfs when there is one, as
+ * creating and removing files on a disk file system per input is most of
+ * the time a target spends. */
+static inline const char *fuzz_tmpdir(void)
+{
+	return access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
+}
 
 /* The input as a stream; reads past its end give zeros and set done. */
 struct fuzz_in {

@@ -18,7 +18,7 @@ static char disk_path[64];
  * left behind however the fuzzer ends. */
 static void disk_init(void)
 {
-	disk_fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	disk_fd = open(fuzz_tmpdir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	FUZZ_CHECK(disk_fd >= 0);
 	snprintf(disk_path, sizeof(disk_path), "/proc/self/fd/%d", disk_fd);
 }
@@ -34,7 +34,7 @@ static int blk_open(void **priv, struct fuzz_in *in)
 	};
 
 	FUZZ_CHECK(ftruncate(disk_fd, 0) == 0 && ftruncate(disk_fd, DISK_SIZE) == 0);
-	return virtio_blk_open(priv, &cfg, "/tmp", rl_now_ns());
+	return virtio_blk_open(priv, &cfg, fuzz_tmpdir(), rl_now_ns());
 }
 
 static const struct fg_device blk = {

@@ -45,7 +45,7 @@ static void cleanup(void)
 
 static void vs_init(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/kiln-fuzz-vsock-XXXXXX");
+	snprintf(dir, sizeof(dir), "%s/kiln-fuzz-vsock-XXXXXX", fuzz_tmpdir());
 	FUZZ_CHECK(mkdtemp(dir));
 	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
 	snprintf(service_path, sizeof(service_path), "%s_%u", uds, SERVICE_PORT);

@@ -57,13 +57,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	snprintf(sandbox, sizeof(sandbox), "/tmp/kiln-fuzz-zip-XXXXXX");
+	snprintf(sandbox, sizeof(sandbox), "%s/kiln-fuzz-zip-XXXXXX", fuzz_tmpdir());
 	FUZZ_CHECK(mkdtemp(sandbox));
 	snprintf(top, sizeof(top), "%s/a", sandbox);
 	snprintf(dest, sizeof(dest), "%s/out", top);
 	FUZZ_CHECK(mkdir(top, 0700) == 0);
 	atexit(cleanup);
-	archive_fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	archive_fd = open(fuzz_tmpdir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	FUZZ_CHECK(archive_fd >= 0);
 	snprintf(archive, sizeof(archive), "/proc/self/fd/%d", archive_fd);
 	return 0;
