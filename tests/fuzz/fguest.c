@@ -155,6 +155,28 @@ static void mem_write(struct fguest *g, struct fuzz_in *in)
 	memcpy(fg_host(g, gpa), src, len < room ? len : room);
 }
 
+/* Notify queue q; a queue the device drains is then empty, or the device
+ * gave up on it. */
+static void notify(struct fguest *g, const struct fg_device *dev, uint8_t q)
+{
+	const struct virtq *vq = &g->dev.vq[q % VIRTIO_MAX_QUEUES];
+	uint16_t idx;
+	uint8_t *avail;
+
+	wr32(g, VIRTIO_MMIO_QUEUE_NOTIFY, q);
+	if (q >= g->dev.ops->num_queues || !((dev->drains >> q) & 1) || !vq->ready ||
+	    !virtio_live(&g->dev))
+		return;
+	avail = gm_ptr(&g->mem, vq->avail_gpa, 4);
+	FUZZ_CHECK(avail);
+	memcpy(&idx, avail + 2, 2);
+	if (idx != vq->last_avail) {
+		fprintf(stderr, "fguest: %s queue %u: avail idx %u, the device stopped at %u\n",
+			g->dev.ops->name, q, idx, vq->last_avail);
+		FUZZ_CHECK(!"a live device drained the queue");
+	}
+}
+
 static void play(struct fguest *g, const struct fg_device *dev, struct fuzz_in *in)
 {
 	unsigned n;
@@ -179,7 +201,7 @@ static void play(struct fguest *g, const struct fg_device *dev, struct fuzz_in *
 			mem_write(g, in);
 			break;
 		case FG_CMD_NOTIFY:
-			wr32(g, VIRTIO_MMIO_QUEUE_NOTIFY, fuzz_u8(in));
+			notify(g, dev, fuzz_u8(in));
 			break;
 		case FG_CMD_SETUP:
 			setup(g, in);

@@ -10,8 +10,12 @@
  * The input is a sequence of commands, one byte each (modulo FG_NCMDS) and
  * then its arguments; see fguest.c. A command's argument that runs past
  * the input's end reads as zero. The device target supplies the
- * device-specific command (FG_CMD_DEVICE) and, if it needs one, a step
- * run after every command. */
+ * device-specific command (FG_CMD_DEVICE).
+ *
+ * Besides what ASan and UBSan see, every input checks: no access outside
+ * guest RAM, no fd left open, and after a notification of a queue the
+ * device drains (fg_device.drains), that the ring is empty or the device
+ * is in NEEDS_RESET: a broken ring is never left half-served. */
 #ifndef TESTS_FUZZ_FGUEST_H
 #define TESTS_FUZZ_FGUEST_H
 
@@ -65,6 +69,10 @@ struct fg_device {
 	/* FG_CMD_DEVICE: read its arguments from in and act (the host side:
 	 * a frame on the tap, a client on a socket). NULL: nothing. */
 	void (*command)(struct fguest *g, struct fuzz_in *in);
+	/* Queues (bit per index) that a notification must leave empty unless
+	 * the device gave up with NEEDS_RESET: what it does with each chain
+	 * needs nothing but the chain. */
+	unsigned drains;
 };
 
 /* The host address of guest address gpa, which must be in RAM. */

@@ -2,7 +2,8 @@
 # run.sh BUILD_DIR SECONDS TARGET...: run each libFuzzer target for SECONDS
 # over a scratch copy of its seeds and past crashes (the source tree is
 # never written), then print a table of executions per second, coverage
-# (libFuzzer's cov: edges and ft: features) and corpus size. Exits 1 when
+# (libFuzzer's cov: edges reached, of the edges instrumented in the binary,
+# and ft: features) and corpus size. Exits 1 when
 # any target crashed, leaked, timed out or ran out of memory; the input
 # that did it is kept and named, to be committed under
 # tests/fuzz/regress/<target>/ once the bug is fixed.
@@ -19,7 +20,7 @@ if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && [ -x /usr/lib/llvm-16/bin/llvm-symboliz
 	export ASAN_SYMBOLIZER_PATH
 fi
 failed=
-printf '%-14s %8s %8s %7s %7s %7s  %s\n' target seconds exec/s cov ft corpus result >"$summary"
+printf '%-14s %8s %8s %7s %7s %7s %7s  %s\n' target seconds exec/s cov edges ft corpus result >"$summary"
 
 for t in "$@"; do
 	work=$scratch/$t
@@ -37,6 +38,8 @@ for t in "$@"; do
 	cov=$(printf '%s\n' "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
 	ft=$(printf '%s\n' "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
 	eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$work/log")
+	# Instrumented edges in the binary (the target's code and what it links).
+	edges=$(sed -n 's/^INFO: Loaded 1 modules *(\([0-9]*\) inline 8-bit counters.*/\1/p' "$work/log")
 	units=$(ls "$work/corpus" | wc -l)
 	if [ $rc -eq 0 ]; then
 		result=clean
@@ -46,8 +49,8 @@ for t in "$@"; do
 		echo "== $t: the end of its log ($work/log)"
 		tail -n 60 "$work/log"
 	fi
-	printf '%-14s %8s %8s %7s %7s %7s  %s\n' "$t" "$secs" "${eps:-?}" "${cov:-?}" "${ft:-?}" \
-		"$units" "$result" | tee -a "$summary"
+	printf '%-14s %8s %8s %7s %7s %7s %7s  %s\n' "$t" "$secs" "${eps:-?}" "${cov:-?}" "${edges:-?}" \
+		"${ft:-?}" "$units" "$result" | tee -a "$summary"
 done
 
 echo "fuzz: summary in $summary"

@@ -41,6 +41,7 @@ static const struct fg_device blk = {
 	.ops = &virtio_blk_ops,
 	.init = disk_init,
 	.open = blk_open,
+	.drains = 1,
 	.close = virtio_blk_close,
 };
 

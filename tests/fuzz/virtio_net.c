@@ -76,6 +76,7 @@ static void net_command(struct fguest *g, struct fuzz_in *in)
 static const struct fg_device net = {
 	.ops = &virtio_net_ops,
 	.open = net_open,
+	.drains = 1u << 1,
 	.close = net_close,
 	.command = net_command,
 };

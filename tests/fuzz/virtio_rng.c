@@ -11,6 +11,7 @@ static int rng_open(void **priv, struct fuzz_in *in)
 static const struct fg_device rng = {
 	.ops = &virtio_rng_ops,
 	.open = rng_open,
+	.drains = 1,
 	.close = virtio_rng_close,
 };
 
