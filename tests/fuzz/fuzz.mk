@@ -37,7 +37,7 @@ ciconfig_SRCS = runner/ciconfig.c runner/ciyaml.c runner/cirules.c runner/civars
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
-.PHONY: all run
+.PHONY: all run coverage
 all: $(addprefix $(B)/,$(FUZZ_TARGETS))
 
 $(B)/obj/%.o: $(top_srcdir)/%.c
@@ -51,6 +51,37 @@ $(B)/$(1): $(call obj,tests/fuzz/$(1).c $($(1)_SRCS))
 	$(FUZZ_CC) $(SAN) -fsanitize=fuzzer -o $$@ $$^ $(FUZZ_LIBS)
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call target_rule,$(t))))
+
+# Line coverage of what the last run's corpora reach (build-fuzz/corpus-last,
+# else the seeds), by source file: a build with clang's source-based
+# coverage instead of the sanitizers.
+LLVM_BIN = /usr/lib/llvm-16/bin
+COV_CFLAGS = -g -O0 -fprofile-instr-generate -fcoverage-mapping -fsanitize=fuzzer-no-link \
+	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' \
+	$(shell pkg-config --cflags jansson yaml-0.1)
+cov_obj = $(patsubst %.c,$(B)/cov/obj/%.o,$(1))
+
+$(B)/cov/obj/%.o: $(top_srcdir)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(COV_CFLAGS) -c -o $@ $<
+
+define cov_rule
+$(B)/cov/$(1): $(call cov_obj,tests/fuzz/$(1).c $($(1)_SRCS))
+	$(FUZZ_CC) -fprofile-instr-generate -fsanitize=fuzzer -o $$@ $$^ $(FUZZ_LIBS)
+
+.PHONY: coverage-$(1)
+coverage-$(1): $(B)/cov/$(1)
+	@c=$(B)/corpus-last/$(1); [ -d $$$$c ] || c=$(top_srcdir)/tests/fuzz/corpus/$(1); \
+	LLVM_PROFILE_FILE=$(B)/cov/$(1).profraw $(B)/cov/$(1) -runs=0 $$$$c >/dev/null 2>&1; \
+	$(LLVM_BIN)/llvm-profdata merge -o $(B)/cov/$(1).profdata $(B)/cov/$(1).profraw && \
+	echo "== $(1) ($$$$c)" && \
+	$(LLVM_BIN)/llvm-cov report $(B)/cov/$(1) -instr-profile=$(B)/cov/$(1).profdata \
+	  -show-region-summary=false -show-branch-summary=false -show-instantiation-summary=false \
+	  $(addprefix $(top_srcdir)/,$(filter-out tests/fuzz/%,$($(1)_SRCS)))
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call cov_rule,$(t))))
+
+coverage: $(addprefix coverage-,$(FUZZ_TARGETS))
 
 run: all
 	$(top_srcdir)/tests/fuzz/run.sh $(B) $(FUZZ_TIME) $(FUZZ_TARGETS)

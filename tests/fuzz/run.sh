@@ -53,6 +53,13 @@ for t in "$@"; do
 		"${ft:-?}" "$units" "$result" | tee -a "$summary"
 done
 
+# The corpora as the run left them, for a look or a coverage report
+# (make -f tests/fuzz/fuzz.mk coverage); the next run starts from the seeds.
+for t in "$@"; do
+	rm -rf "$build/corpus-last/$t"
+	mkdir -p "$build/corpus-last"
+	cp -r "$scratch/$t/corpus" "$build/corpus-last/$t"
+done
 echo "fuzz: summary in $summary"
 if [ -n "$failed" ]; then
 	echo "fuzz: crashed:$failed; inputs and logs kept in $scratch" >&2
