@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -24,6 +25,8 @@ void executor_init(struct executor *x, const struct executor_ops *ops, const str
 	x->pid = -1;
 	x->listen_fd = -1;
 	x->chan_fd = -1;
+	x->console_fd = -1;
+	x->drain_pid = -1;
 	snprintf(x->console_path, sizeof(x->console_path), "%s/console.log", spec->run_dir);
 	snprintf(x->log_path, sizeof(x->log_path), "%s/vmm.log", spec->run_dir);
 }
@@ -98,11 +101,92 @@ enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_sig
 		dup2(null_fd, 0);
 		dup2(log_fd, 1);
 		dup2(log_fd, 2);
+		if (x->console_fd >= 0)
+			dup2(x->console_fd, EXECUTOR_CONSOLE_FD);
+		if (x->fsize_max) {
+			/* Dying of SIGXFSZ must not leave a core of guest RAM. */
+			struct rlimit rl = { x->fsize_max, x->fsize_max }, no_core = { 0, 0 };
+
+			if (setrlimit(RLIMIT_FSIZE, &rl) < 0 || setrlimit(RLIMIT_CORE, &no_core) < 0)
+				_exit(127);
+		}
 		execv(argv[0], argv);
 		dprintf(log_fd, "kiln: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	close(log_fd);
+	if (x->console_fd >= 0)
+		close(x->console_fd); /* the VMM's now: the drain sees EOF when it ends */
+	x->console_fd = -1;
+	return KILN_OK;
+}
+
+/* The console drain's body, in a forked child of a threaded process:
+ * async-signal-safe calls only. */
+static void drain(int in, const char *path, unsigned long long max)
+{
+	static const char msg[] = "\n[kiln: console output limit reached, dropping the rest]\n";
+	unsigned long long kept = 0;
+	char buf[65536];
+	int out;
+
+	/* Keep nothing else open: another job's pipe held here would never
+	 * see its EOF. */
+	if (dup2(in, 0) < 0 || close_range(1, ~0U, 0) < 0)
+		_exit(1);
+	out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof(buf)), w;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(0);
+		if (out < 0 || kept >= max)
+			continue;
+		if ((unsigned long long)n > max - kept)
+			n = (ssize_t)(max - kept);
+		w = write(out, buf, (size_t)n);
+		kept = w == n ? kept + (unsigned long long)n : max;
+		if (kept >= max) {
+			w = write(out, msg, sizeof(msg) - 1);
+			(void)w;
+		}
+	}
+}
+
+enum kiln_rc executor_console_pipe(struct executor *x, unsigned long long max, struct kiln_err *e)
+{
+	pid_t parent = getpid();
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return kiln_fail_errno(e, "pipe");
+	/* Above the fds the VMM's process gets, so no dup2 there clobbers it. */
+	if (p[1] <= EXECUTOR_CONSOLE_FD) {
+		int fd = fcntl(p[1], F_DUPFD_CLOEXEC, EXECUTOR_CONSOLE_FD + 1);
+
+		close(p[1]);
+		if (fd < 0) {
+			close(p[0]);
+			return kiln_fail_errno(e, "pipe");
+		}
+		p[1] = fd;
+	}
+	x->drain_pid = fork();
+	if (x->drain_pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return kiln_fail_errno(e, "fork");
+	}
+	if (x->drain_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		drain(p[0], x->console_path, max);
+	}
+	close(p[0]);
+	x->console_fd = p[1];
 	return KILN_OK;
 }
 
@@ -189,9 +273,26 @@ void executor_cancel(struct executor *x)
 
 void executor_cleanup(struct executor *x)
 {
+	int waited;
+
 	if (x->pid > 0) {
 		kill(x->pid, SIGKILL);
 		reap(x, true);
+	}
+	if (x->console_fd >= 0)
+		close(x->console_fd);
+	x->console_fd = -1;
+	/* The drain ends at its pipe's EOF, the VMM gone; a child forked
+	 * elsewhere in kiln may hold the pipe a moment longer. */
+	for (waited = 0; x->drain_pid > 0; waited += 10) {
+		pid_t r = waitpid(x->drain_pid, NULL, waited < 2000 ? WNOHANG : 0);
+
+		if (r == x->drain_pid || (r < 0 && errno != EINTR))
+			x->drain_pid = -1;
+		else if (r == 0 && waited + 10 >= 2000)
+			kill(x->drain_pid, SIGKILL);
+		else if (r == 0)
+			usleep(10000);
 	}
 	if (x->chan_fd >= 0)
 		close(x->chan_fd);
@@ -206,13 +307,52 @@ void executor_cleanup(struct executor *x)
 		unlink(x->config_path);
 }
 
-/* The last max/2 bytes of a file, lines joined with " | ". */
+/* Make guest-written text safe in a one-line message, in place: escape
+ * sequences (CSI, OSC and the like, which would drive the terminal or
+ * GitLab's log renderer) removed, line breaks and tabs made one space, other
+ * control bytes dropped and bytes outside ASCII made '?' (no 8-bit C1
+ * controls), NULs dropped. A sequence cut off at the end goes too. */
+static void strip_controls(char *s, size_t n)
+{
+	unsigned char *r = (unsigned char *)s, *w = r, *end = r + n;
+
+	*end = '\0'; /* s holds n + 1 bytes; the loops below stop at a NUL */
+	while (r < end) {
+		unsigned char c = *r++;
+
+		if (c == 0x1b) {
+			if (*r == '[') { /* CSI: parameters, then a final byte 0x40-0x7e */
+				for (r++; *r && (*r < 0x40 || *r > 0x7e); r++)
+					;
+				if (*r)
+					r++;
+			} else if (*r == ']' || *r == 'P' || *r == '_' || *r == '^' || *r == 'X') {
+				/* OSC, DCS...: up to BEL or ST (ESC \) */
+				for (r++; *r && *r != 0x07 && !(*r == 0x1b && r[1] == '\\'); r++)
+					;
+				r += *r == 0x07 ? 1 : *r ? 2 : 0;
+			} else if (*r) {
+				r++; /* a two-byte sequence */
+			}
+		} else if (c == '\n' || c == '\r' || c == '\t') {
+			if (w == (unsigned char *)s || w[-1] != ' ')
+				*w++ = ' ';
+		} else if (c >= 0x80) {
+			*w++ = '?';
+		} else if (c >= 0x20 && c != 0x7f) {
+			*w++ = c;
+		}
+	}
+	*w = '\0';
+}
+
+/* The last bytes of a file (at most max - 1) as one line, made safe to
+ * print (strip_controls). */
 static void tail_file(const char *path, char *buf, size_t max)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	off_t end;
 	ssize_t n;
-	size_t i;
 
 	buf[0] = '\0';
 	if (fd < 0)
@@ -228,12 +368,10 @@ static void tail_file(const char *path, char *buf, size_t max)
 		buf[0] = '\0';
 		return;
 	}
-	buf[n] = '\0';
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+	strip_controls(buf, (size_t)n);
+	n = (ssize_t)strlen(buf);
+	while (n > 0 && buf[n - 1] == ' ')
 		buf[--n] = '\0';
-	for (i = 0; i < (size_t)n; i++)
-		if (buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')
-			buf[i] = ' ';
 }
 
 void executor_tail(const struct executor *x, char *buf, size_t max)

@@ -28,7 +28,10 @@ struct vm_spec {
 	const char *tap;           /* host tap for eth0; NULL: no network */
 	const char *net_cmdline;   /* the agent's network parameters (kiln.ip=...) */
 	long rx_rate_limit;        /* bytes/s into the guest, 0 = none */
-	long tx_rate_limit;        /* bytes/s out of the guest, 0 = none */
+	long tx_rate_limit;        /* bytes/s out of the guest, 0 = none
+				    * (both: only where ops->limits_net) */
+	long disk_rate_limit;      /* bytes/s per disk, 0 = none */
+	long disk_iops_limit;      /* requests/s per disk, 0 = none */
 	const char *run_dir;       /* private folder for sockets, config, logs */
 	const char *helper;        /* kiln-vmm or qemu-system-x86_64 */
 	const char *accel;         /* qemu only: "kvm" or "tcg" */
@@ -38,6 +41,9 @@ struct executor;
 
 struct executor_ops {
 	const char *name;
+	/* The VMM applies rx/tx_rate_limit itself; false: the caller must
+	 * (runner/jobnet does, on the tap). */
+	bool limits_net;
 	/* Write the VM's configuration into run_dir and open the socket the
 	 * guest agent will reach. */
 	enum kiln_rc (*prepare)(struct executor *x, struct kiln_err *e);
@@ -72,7 +78,16 @@ struct executor {
 	char config_path[PATH_MAX];
 	char console_path[PATH_MAX];
 	char log_path[PATH_MAX];   /* the VMM's own stderr */
+	int console_fd;            /* executor_console_pipe's write end until spawn, -1 */
+	pid_t drain_pid;           /* its copying process, -1 */
+	unsigned long long fsize_max; /* RLIMIT_FSIZE for the VM's process, 0: none */
 };
+
+/* The most of a guest's console that a console file keeps (kiln-vmm's
+ * own serial limit is the same). */
+#define EXECUTOR_CONSOLE_MAX (64ULL << 20)
+/* The fd the VM's process finds the console pipe on (executor_console_pipe). */
+#define EXECUTOR_CONSOLE_FD 3
 
 extern const struct executor_ops executor_microvm;
 extern const struct executor_ops executor_qemu;
@@ -91,8 +106,15 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e);
 /* Start argv[0] as the VM's process; held_signal (0: none) starts blocked
  * in it, for a VMM that takes that signal through a signalfd and must not
- * die of one sent before it is ready. */
+ * die of one sent before it is ready. With x->fsize_max set, no file the
+ * process writes grows past it (RLIMIT_FSIZE), and it dumps no core. */
 enum kiln_rc executor_spawn(struct executor *x, char *const argv[], int held_signal, struct kiln_err *e);
+/* For a VMM that writes the guest's console to a file without a limit
+ * (QEMU): make the console a pipe, which the next executor_spawn hands the
+ * VMM as EXECUTOR_CONSOLE_FD, and which a child process copies into
+ * console_path up to max bytes, then a line saying so; the rest is read
+ * and dropped, so the VM never blocks on it. cleanup reaps that process. */
+enum kiln_rc executor_console_pipe(struct executor *x, unsigned long long max, struct kiln_err *e);
 enum kiln_rc executor_stream(struct executor *x, int timeout_ms, int *fd, struct kiln_err *e);
 enum kiln_rc executor_wait(struct executor *x, int timeout_ms, int *status, struct kiln_err *e);
 void executor_cancel(struct executor *x);

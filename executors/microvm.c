@@ -9,16 +9,58 @@
 #define GUEST_CID 3
 #define AGENT_PORT 1024
 
-/* Firecracker's limiter object for rate bytes/s: refill every 100 ms. The
- * bucket holds at least one full frame so a single frame never waits on
- * the oversized-request path. */
+/* A disk's first bytes and requests go through at full speed (a one-time
+ * burst that never refills): the boot and the checkout are not the load
+ * the limit is for. */
+#define DISK_BURST_BYTES (256L << 20)
+#define DISK_BURST_OPS 20000L
+
+/* Firecracker's token bucket for rate units/s: refill every 100 ms. The
+ * bucket holds at least min_size so that a single frame or request never
+ * waits on the oversized-request path. */
+static json_t *bucket(long rate, long min_size, long burst)
+{
+	long size = rate / 10 < min_size ? min_size : rate / 10;
+	long refill = (long)((double)size * 1000.0 / (double)rate);
+	json_t *b = json_pack("{s:I, s:I}", "size", (json_int_t)size, "refill_time",
+			      (json_int_t)(refill > 0 ? refill : 1));
+
+	if (b && burst > 0)
+		json_object_set_new(b, "one_time_burst", json_integer((json_int_t)burst));
+	return b;
+}
+
+/* A network limiter of rate bytes/s. */
 static json_t *limiter(long rate)
 {
-	long size = rate / 10 < 65536 ? 65536 : rate / 10;
-	long refill = (long)((double)size * 1000.0 / (double)rate);
+	return json_pack("{s:o}", "bandwidth", bucket(rate, 65536, 0));
+}
 
-	return json_pack("{s:{s:I, s:I}}", "bandwidth", "size", (json_int_t)size, "refill_time",
-			 (json_int_t)(refill > 0 ? refill : 1));
+/* A disk limiter of rate bytes/s and iops requests/s (either 0: none);
+ * NULL when both are 0. */
+static json_t *disk_limiter(long rate, long iops)
+{
+	json_t *l;
+
+	if (rate <= 0 && iops <= 0)
+		return NULL;
+	l = json_object();
+	if (l && rate > 0)
+		json_object_set_new(l, "bandwidth", bucket(rate, 65536, DISK_BURST_BYTES));
+	if (l && iops > 0)
+		json_object_set_new(l, "ops", bucket(iops, 1, DISK_BURST_OPS));
+	return l;
+}
+
+/* {id, path, cow} with the spec's disk limiter. */
+static json_t *drive(const struct vm_spec *s, const char *id, const char *path, bool cow)
+{
+	json_t *d = json_pack("{s:s, s:s, s:b}", "id", id, "path", path, "cow", cow);
+	json_t *l = disk_limiter(s->disk_rate_limit, s->disk_iops_limit);
+
+	if (d && l)
+		json_object_set_new(d, "rate_limiter", l);
+	return d;
 }
 
 static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
@@ -36,10 +78,10 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 	if ((rc = executor_listen(x, agent_sock, e)))
 		return rc;
 
-	drives = json_pack("[{s:s, s:s, s:b}]", "id", "root", "path", s->rootfs, "cow", 1);
+	drives = json_array();
+	json_array_append_new(drives, drive(s, "root", s->rootfs, true));
 	if (s->workspace)
-		json_array_append_new(drives, json_pack("{s:s, s:s, s:b}", "id", "workspace", "path", s->workspace,
-							"cow", 0));
+		json_array_append_new(drives, drive(s, "workspace", s->workspace, false));
 	net = json_array();
 	if (s->tap) {
 		json_t *n = json_pack("{s:s, s:s}", "id", "eth0", "tap", s->tap);
@@ -87,6 +129,7 @@ static enum kiln_rc microvm_disks_changed(struct executor *x, struct kiln_err *e
 
 const struct executor_ops executor_microvm = {
 	.name = "microvm",
+	.limits_net = true,
 	.prepare = microvm_prepare,
 	.start = microvm_start,
 	.disks_changed = microvm_disks_changed,

@@ -3,10 +3,12 @@
  * QEMU offers vsock only through the host's vhost-vsock. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "executors/executor.h"
 
 #define MAX_ARGS 64
+#define QEMU_OVERLAY_MAX (2048ULL << 20) /* as kiln-vmm's VM_COW_LIMIT_MIB */
 
 static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 {
@@ -16,12 +18,27 @@ static enum kiln_rc qemu_prepare(struct executor *x, struct kiln_err *e)
 	return executor_listen(x, path, e);
 }
 
+/* The spec's disk limits as -drive throttling options ("" for none).
+ * QEMU has no limiter for a tap netdev: runner/jobnet limits the tap. */
+static void throttling(const struct vm_spec *s, char *buf, size_t size)
+{
+	int len = 0;
+
+	buf[0] = '\0';
+	if (s->disk_rate_limit > 0)
+		len = snprintf(buf, size, ",throttling.bps-total=%ld", s->disk_rate_limit);
+	if (s->disk_iops_limit > 0 && len >= 0 && (size_t)len < size)
+		snprintf(buf + len, size - (size_t)len, ",throttling.iops-total=%ld", s->disk_iops_limit);
+}
+
 static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
-	char cmdline[2048], machine[96], mem[16], smp[16], serial[PATH_MAX + 8], chardev[PATH_MAX + 32];
-	char root[PATH_MAX + 64], ws[PATH_MAX + 64], netdev[128];
+	char cmdline[2048], machine[96], mem[16], smp[16], addfd[32], chardev[PATH_MAX + 32];
+	char root[PATH_MAX + 160], ws[PATH_MAX + 160], netdev[128], throttle[96];
 	char *argv[MAX_ARGS];
+	enum kiln_rc rc;
+	struct stat st;
 	int n = 0;
 
 	if (strchr(s->rootfs, ',') || (s->workspace && strchr(s->workspace, ',')) || strchr(s->run_dir, ','))
@@ -35,10 +52,14 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	snprintf(machine, sizeof(machine), "microvm,accel=%s,x-option-roms=off,rtc=on", s->accel);
 	snprintf(mem, sizeof(mem), "%d", s->memory_mib);
 	snprintf(smp, sizeof(smp), "%d", s->vcpus);
-	snprintf(serial, sizeof(serial), "file:%s", x->console_path);
+	/* QEMU's file chardev has no size limit: the console goes through a
+	 * pipe that kiln copies with one (fd set 1 is that pipe; append=on,
+	 * as QEMU's O_TRUNC is an ftruncate that a pipe refuses). */
+	snprintf(addfd, sizeof(addfd), "fd=%d,set=1", EXECUTOR_CONSOLE_FD);
 	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s", x->listen_path);
 	/* snapshot=on: a private temporary overlay; the image is never written. */
-	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on", s->rootfs);
+	throttling(s, throttle, sizeof(throttle));
+	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on%s", s->rootfs, throttle);
 
 	argv[n++] = (char *)s->helper;
 	argv[n++] = "-M";
@@ -54,8 +75,12 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-display";
 	argv[n++] = "none";
 	argv[n++] = "-no-reboot";
+	argv[n++] = "-add-fd";
+	argv[n++] = addfd;
+	argv[n++] = "-chardev";
+	argv[n++] = "file,id=console,path=/dev/fdset/1,append=on";
 	argv[n++] = "-serial";
-	argv[n++] = serial;
+	argv[n++] = "chardev:console";
 	argv[n++] = "-kernel";
 	argv[n++] = (char *)s->kernel;
 	if (s->initrd) {
@@ -69,7 +94,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-device";
 	argv[n++] = "virtio-blk-device,drive=root";
 	if (s->workspace) {
-		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none", s->workspace);
+		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none%s", s->workspace, throttle);
 		argv[n++] = "-drive";
 		argv[n++] = ws;
 		argv[n++] = "-device";
@@ -91,6 +116,15 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 		argv[n++] = "virtio-net-device,netdev=n0";
 	}
 	argv[n] = NULL;
+	/* snapshot=on's overlay is a qcow2 file QEMU writes in /var/tmp with
+	 * no cap of its own: no file QEMU writes grows past the workspace
+	 * image (written in place) or kiln-vmm's overlay cap, whichever is
+	 * larger. Past it QEMU dies of SIGXFSZ and the job fails. */
+	x->fsize_max = QEMU_OVERLAY_MAX;
+	if (s->workspace && stat(s->workspace, &st) == 0 && (unsigned long long)st.st_size > x->fsize_max)
+		x->fsize_max = (unsigned long long)st.st_size;
+	if ((rc = executor_console_pipe(x, EXECUTOR_CONSOLE_MAX, e)))
+		return rc;
 	return executor_spawn(x, argv, 0, e);
 }
 

@@ -17,11 +17,10 @@
  * ls-files -o`: ignored files included; files inside a submodule belong to
  * it); exclude patterns apply to those too.
  *
- * Extraction runs `debugfs -f` (e2fsprogs) with one `rdump` per path's
- * literal leading folder (each entry of the project folder but .git when a
- * path starts with a wildcard or untracked is set, plus .git/index) into a
- * temporary folder, then copies what matches with runner/fstree.h. The image was written by the job: debugfs only reads it,
- * and the copy never follows links out of the destination. */
+ * The image was written by the job, which may have rewritten its blocks:
+ * kiln never parses it. runner/guestdisk/diskread.h runs a jailed reader
+ * (kiln-diskread) that walks the image and sends what the spec selects as
+ * a tar stream, which kiln checks entry by entry while reading. */
 #ifndef KILN_ARTIFACTS_H
 #define KILN_ARTIFACTS_H
 
@@ -34,7 +33,8 @@
 #define ARTIFACTS_MAX_PATTERNS 256
 #define ARTIFACTS_MAX_COMPONENTS 64   /* of a path or pattern */
 #define ARTIFACTS_MAX_TRACKED 10000000u /* entries of a checkout's git index */
-#define ARTIFACTS_MAX_TOP 100000u     /* entries directly in the project folder */
+#define ARTIFACTS_MAX_FILES 1000000u /* files and links taken */
+#define ARTIFACTS_MAX_BYTES (16ULL << 30) /* their bytes */
 
 struct artifacts_spec {
 	const char *const *paths;     /* artifacts:paths, variables expanded */
@@ -59,10 +59,31 @@ bool artifacts_selected(const struct artifacts_spec *a, const char *rel);
  * extraction cannot quote). */
 bool artifacts_normalize(const char *pattern, const char *project_dir, char *buf, size_t size);
 
+/* The paths a checkout's git index lists, sorted (artifacts:untracked). */
+struct artifacts_tracked {
+	char **paths;
+	size_t n;
+};
+
+/* Load t from the git index file at path (libgit2). Only kiln-diskread
+ * calls it: the index is guest-written. */
+enum kiln_rc artifacts_tracked_load(struct artifacts_tracked *t, const char *path, struct kiln_err *e);
+void artifacts_tracked_free(struct artifacts_tracked *t);
+
+/* Whether the file rel is taken: artifacts_selected, or with untracked a
+ * file that t (NULL: none) does not list, itself or by a folder above it. */
+bool artifacts_wanted(const struct artifacts_spec *a, const struct artifacts_tracked *t, const char *rel);
+
+/* Whether the folder rel may hold something a selects (a walk skips it
+ * when not): a path pattern's literal leading folders lead to it or into
+ * it, or one starts with a wildcard, or untracked is set. */
+bool artifacts_may_hold(const struct artifacts_spec *a, const char *rel);
+
 /* Extract the artifacts a selects from the ext4 image (project: the
  * project folder inside it, "group/project") into dest, which is emptied
- * first (and removed again when nothing matched). tmp_dir is a folder for
- * the temporary extraction (removed afterwards). st gets what was copied. */
+ * first (and removed again when nothing matched or something failed).
+ * tmp_dir is a root-only folder for the reader's jail. st gets what was
+ * copied. */
 enum kiln_rc artifacts_collect(const char *image, const char *project, const struct artifacts_spec *a,
 			       const char *tmp_dir, const char *dest, struct fstree_stats *st, struct kiln_err *e);
 

@@ -12,7 +12,7 @@
 
 #define CONFIG_MAX_BYTES (1 << 20)
 
-enum field_type { F_STR, F_INT, F_BOOL, F_LONG };
+enum field_type { F_STR, F_INT, F_BOOL, F_LONG, F_CIDRS };
 
 struct field {
 	const char *key;
@@ -37,7 +37,11 @@ static const char *const log_formats[] = { "text", "json", NULL };
 	VM_FIELD(off, "memory_mib", F_INT, memory_mib, 64, 65536, NULL),                 \
 	VM_FIELD(off, "network", F_BOOL, network, 0, 0, NULL),                           \
 	VM_FIELD(off, "rx_rate_limit", F_LONG, rx_rate_limit, 0, LONG_MAX, NULL),        \
-	VM_FIELD(off, "tx_rate_limit", F_LONG, tx_rate_limit, 0, LONG_MAX, NULL)
+	VM_FIELD(off, "tx_rate_limit", F_LONG, tx_rate_limit, 0, LONG_MAX, NULL),        \
+	VM_FIELD(off, "disk_rate_limit", F_LONG, disk_rate_limit, 0, LONG_MAX, NULL),    \
+	VM_FIELD(off, "disk_iops_limit", F_LONG, disk_iops_limit, 0, LONG_MAX, NULL),    \
+	VM_FIELD(off, "allowed_networks", F_CIDRS, allowed_networks, 0, 0, NULL),        \
+	VM_FIELD(off, "denied_networks", F_CIDRS, denied_networks, 0, 0, NULL)
 
 static const struct field vm_fields[] = { VM_FIELDS(0), { NULL } };
 
@@ -101,6 +105,10 @@ static void vm_defaults(struct kiln_vm_settings *vm)
 	vm->vcpus = 1;
 	vm->memory_mib = 512;
 	vm->network = true;
+	vm->rx_rate_limit = KILN_NET_RATE_DEFAULT;
+	vm->tx_rate_limit = KILN_NET_RATE_DEFAULT;
+	vm->disk_rate_limit = KILN_DISK_RATE_DEFAULT;
+	vm->disk_iops_limit = KILN_DISK_IOPS_DEFAULT;
 }
 
 enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e)
@@ -152,6 +160,38 @@ static int scalar_is_null(yaml_node_t *n)
 	       (!*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL"));
 }
 
+/* A list of IPv4 networks (`[]` or null: none); each bad entry is named
+ * by its index. */
+static enum kiln_rc set_cidrs(struct parse_ctx *c, struct kiln_cidrs *dst, yaml_node_t *v,
+			      const char *key)
+{
+	yaml_node_item_t *it;
+
+	dst->n = 0;
+	if (v->type == YAML_SCALAR_NODE && scalar_is_null(v))
+		return KILN_OK;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return at(c, v, KILN_E_INVALID, key, "%s", "expected a list of networks (a.b.c.d/len)");
+	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+		yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+		size_t i = (size_t)(it - v->data.sequence.items.start);
+		const char *why;
+		char where[300];
+
+		snprintf(where, sizeof(where), "%s[%zu]", key, i);
+		if (!item || item->type != YAML_SCALAR_NODE)
+			return at(c, item ? item : v, KILN_E_INVALID, where, "%s",
+				  "expected a network (a.b.c.d/len)");
+		if (i >= KILN_MAX_NETWORKS)
+			return at(c, item, KILN_E_LIMIT, key, "more than %d networks", KILN_MAX_NETWORKS);
+		if (!kiln_cidr_parse((const char *)item->data.scalar.value, &dst->v[i], &why))
+			return at(c, item, KILN_E_INVALID, where, "'%.60s': %s",
+				  (const char *)item->data.scalar.value, why);
+		dst->n = i + 1;
+	}
+	return KILN_OK;
+}
+
 static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *base, yaml_node_t *v,
 			      const char *where)
 {
@@ -161,6 +201,8 @@ static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *
 	long num;
 
 	snprintf(key, sizeof(key), "%s%s%s", where, *where ? "." : "", f->key);
+	if (f->type == F_CIDRS)
+		return set_cidrs(c, (struct kiln_cidrs *)((char *)base + f->off), v, key);
 	if (v->type != YAML_SCALAR_NODE)
 		return at(c, v, KILN_E_INVALID, key, "%s", "expected a single value, not a list or mapping");
 	s = (const char *)v->data.scalar.value;
@@ -211,6 +253,8 @@ static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *
 		else
 			*(long *)((char *)base + f->off) = num;
 		return KILN_OK;
+	case F_CIDRS:
+		break; /* above */
 	}
 	return KILN_E_INVALID;
 }

@@ -7,20 +7,39 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "runner/cidr.h"
 #include "runner/result.h"
 
 #define KILN_CONFIG_MAX_RUNNERS 64
 
-/* Settings a job VM gets; global `defaults` and each runner may set them. */
+/* Default limits of a job's network and disks: about a 1 Gbit/s link
+ * each way, and a fast SSD's share (Firecracker's own limiter tests use
+ * 100 MiB/s and 1000 ops/s): enough for a build, not enough for one job to
+ * starve the host's other jobs. kiln-vmm lets a disk's first requests
+ * (boot, checkout) through at full speed: executors/microvm.c. */
+#define KILN_NET_RATE_DEFAULT 104857600L  /* 100 MiB/s */
+#define KILN_DISK_RATE_DEFAULT 209715200L /* 200 MiB/s */
+#define KILN_DISK_IOPS_DEFAULT 10000L
+
+/* Settings a job VM gets; global `defaults` and each runner may set them.
+ * A runner starts from `defaults`; a key it sets replaces the default,
+ * lists included. */
 struct kiln_vm_settings {
-	char *executor;     /* auto, microvm or qemu */
-	char *image;        /* rootfs image name */
-	char *kernel;       /* kernel image name */
-	int vcpus;          /* 1..32 */
-	int memory_mib;     /* 64..65536 */
-	bool network;       /* give the job a NATed tap */
-	long rx_rate_limit; /* bytes/s into the guest, 0 = none */
-	long tx_rate_limit; /* bytes/s out of the guest, 0 = none */
+	char *executor;       /* auto, microvm or qemu */
+	char *image;          /* rootfs image name */
+	char *kernel;         /* kernel image name */
+	int vcpus;            /* 1..32 */
+	int memory_mib;       /* 64..65536 */
+	bool network;         /* give the job a NATed tap */
+	long rx_rate_limit;   /* bytes/s into the guest, 0 = none */
+	long tx_rate_limit;   /* bytes/s out of the guest, 0 = none */
+	long disk_rate_limit; /* bytes/s per disk, reads and writes, 0 = none */
+	long disk_iops_limit; /* requests/s per disk, 0 = none */
+	/* Egress (runner/jobnet.h): networks a job may reach although the
+	 * default policy refuses them (private, link-local...), and networks
+	 * refused on top of that policy; allowed wins over denied. */
+	struct kiln_cidrs allowed_networks;
+	struct kiln_cidrs denied_networks;
 };
 
 struct kiln_runner_config {

@@ -74,7 +74,7 @@ static int open_dir_in(int pfd, const char *name, mode_t mode)
 		if (remove_at(pfd, name, 0) < 0)
 			return -1;
 	}
-	if (mkdirat(pfd, name, (mode & 07777) | 0700) < 0 && errno != EEXIST)
+	if (mkdirat(pfd, name, (mode & 0777) | 0700) < 0 && errno != EEXIST)
 		return -1;
 	return openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
@@ -140,7 +140,7 @@ static int copy_file(int sfd, const char *name, int dfd, const struct stat *sst,
 	if (in < 0 || remove_at(dfd, name, 0) < 0)
 		goto out;
 	out = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0 || copy_data(in, out, copied) < 0 || fchmod(out, sst->st_mode & 07777) < 0 ||
+	if (out < 0 || copy_data(in, out, copied) < 0 || fchmod(out, sst->st_mode & 0777) < 0 ||
 	    futimens(out, times) < 0)
 		goto out;
 	rc = 0;

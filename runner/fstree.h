@@ -5,7 +5,8 @@
  * goes) is removed first. So a copy lands inside dst whatever dst already
  * holds (a job's checkout, an artifacts store).
  *
- * Regular files keep their permission bits and modification time, symbolic
+ * Regular files keep their permission bits (not setuid, setgid or sticky:
+ * modes are masked to 0777) and modification time, symbolic
  * links are copied as links (their targets untouched), folders are merged;
  * other kinds of entries (devices, sockets, fifos) are skipped. The source
  * is walked without following links either. */

@@ -55,6 +55,35 @@ static bool when_matches(const char *when, bool ok)
 	return !strcmp(when, "always") || (!strcmp(when, "on_failure") ? !ok : ok);
 }
 
+/* Whether the job's ref is protected: git_info.protected, else
+ * $CI_COMMIT_REF_PROTECTED. */
+static bool ref_protected(const struct gla *g)
+{
+	json_t *v = json_object_get(json_object_get(g->p->doc, "git_info"), "protected");
+	const char *var = payload_var(g->p, "CI_COMMIT_REF_PROTECTED");
+
+	return json_is_boolean(v) ? json_is_true(v) : var && !strcmp(var, "true");
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && !strcmp(s + n - m, suffix);
+}
+
+void gla_cache_key(const struct gla *g, const char *key, char *out, size_t size)
+{
+	char k[256];
+	bool prot = ref_protected(g);
+
+	expand(g, key, k, sizeof(k));
+	if ((prot && ends_with(k, "-protected")) || ends_with(k, "-non_protected"))
+		snprintf(out, size, "%s", k);
+	else
+		snprintf(out, size, "%s%s", k, prot ? "-protected" : "-non_protected");
+}
+
 /* A cache key usable as one folder name. */
 static bool key_ok(const char *k)
 {
@@ -116,7 +145,7 @@ static void restore_caches(struct gla *g)
 			struct zip_stats st;
 			struct kiln_err e = { 0 };
 
-			expand(g, tried[j], key, sizeof(key));
+			gla_cache_key(g, tried[j], key, sizeof(key));
 			if (!key_ok(key)) {
 				trace_printf(g->t, YELLOW "WARNING: cache key '%s' cannot be used" RESET "\n", key);
 				continue;
@@ -280,7 +309,7 @@ static void save_caches(struct gla *g)
 				      g->ok ? "Saving cache for successful job" : "Saving cache for failed job");
 			opened = true;
 		}
-		expand(g, str_of(o, "key", "default"), key, sizeof(key));
+		gla_cache_key(g, str_of(o, "key", "default"), key, sizeof(key));
 		if (en->error[0] || !key_ok(key)) {
 			trace_printf(g->t, YELLOW "WARNING: cache %s not saved: %s" RESET "\n", key,
 				     en->error[0] ? en->error : "the key cannot be used");

@@ -2,12 +2,12 @@
  * (protocol reference, section 6).
  *
  * Before the VM: caches are restored from the local cache
- * (<cache_root>/<project path>/<key>/cache.zip, the key, then its
- * fallback_keys, then $CACHE_FALLBACK_KEY; a cache problem never fails the
- * job) and the dependencies' artifacts are downloaded (GET
- * /jobs/:id/artifacts with each dependency's token; a failure fails the
- * job). Both are extracted into folders that job_opts.extra_dirs lays over
- * the checkout, caches first.
+ * (<cache_root>/<project path>/<key>/cache.zip, <key> as gla_cache_key
+ * makes it: the key, then its fallback_keys, then $CACHE_FALLBACK_KEY; a
+ * cache problem never fails the job) and the dependencies' artifacts are
+ * downloaded (GET /jobs/:id/artifacts with each dependency's token; a
+ * failure fails the job). Both are extracted into folders that
+ * job_opts.extra_dirs lays over the checkout, caches first.
  *
  * When the VM has stopped (job_opts.finished), the files that
  * artifacts:paths/exclude and cache:paths select are copied out of the
@@ -60,6 +60,15 @@ struct gla {
  * root and a scratch folder under state_dir/tmp. */
 enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_client *cl, struct trace *t,
 		      const char *state_dir, const char *cache_root, struct kiln_err *e);
+
+/* The folder name of cache key for g's job, into out: key with the job's
+ * variables expanded, then kept apart by the ref's protection as GitLab
+ * does (git_info.protected, else $CI_COMMIT_REF_PROTECTED): "-protected"
+ * or "-non_protected" appended unless the key already ends in the suffix
+ * the server gives such a job ("-non_protected" for any job, as with
+ * cache:unprotect; "-protected" only for a protected one). So no
+ * unprotected job reads or writes a cache that protected jobs restore. */
+void gla_cache_key(const struct gla *g, const char *key, char *out, size_t size);
 
 /* Restore caches and download dependencies; g->extra gets the folders.
  * Fails when a dependency cannot be had. */

@@ -1,5 +1,6 @@
 #include "runner/glclient.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -973,11 +974,40 @@ static bool redirect_url(struct gl_client *c, char *buf, size_t size)
 	return true;
 }
 
+/* Scheme, host and port of url, lower-cased, into buf ("" when url is
+ * not an absolute http(s) URL). */
+static void url_origin(const char *url, char *buf, size_t size)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL, *p;
+
+	buf[0] = '\0';
+	if (u && !curl_url_set(u, CURLUPART_URL, url, 0) && !curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) &&
+	    !curl_url_get(u, CURLUPART_HOST, &host, 0) && !curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) &&
+	    (!strcasecmp(scheme, "https") || !strcasecmp(scheme, "http")))
+		snprintf(buf, size, "%s://%s:%s", scheme, host, port);
+	for (p = buf; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+}
+
+bool gl_same_origin(const char *a, const char *b)
+{
+	char oa[512], ob[512];
+
+	url_origin(a, oa, sizeof(oa));
+	url_origin(b, ob, sizeof(ob));
+	return oa[0] && !strcmp(oa, ob);
+}
+
 enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *token, const char *file_path,
 				 const char *filename, const char *type, const char *format, const char *expire_in,
 				 struct kiln_err *e)
 {
-	char url[2048], hdr[512], what[96], msg[256];
+	char url[2048], next[2048], hdr[512], what[96], msg[256];
 	struct curl_slist *h = NULL;
 	struct gl_reply r = { 0 };
 	struct call k = { .method = "POST", .url = url, .what = what, .out_fd = -1, .max_reply = GL_MAX_REPLY,
@@ -1025,8 +1055,16 @@ enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *
 		rc = perform(c, &k, &r, e);
 		curl_mime_free(k.mime);
 		k.mime = NULL;
-		/* 307: the same request, elsewhere. */
-		if (!rc && r.status == 307 && redirects < 3 && redirect_url(c, url, sizeof(url))) {
+		/* 307: the same request, elsewhere, which gets the job token
+		 * too: only on the same origin (scheme, host and port: no
+		 * https to http, no other host). */
+		if (!rc && r.status == 307 && redirects < 3 && redirect_url(c, next, sizeof(next))) {
+			if (!gl_same_origin(c->api, next)) {
+				rc = kiln_fail(e, KILN_E_INVALID, "%s: redirected off %.200s (to %.200s): not followed with the job token",
+					       what, c->api, next);
+				break;
+			}
+			snprintf(url, sizeof(url), "%s", next);
 			redirects++;
 			attempt--;
 			continue;

@@ -161,11 +161,16 @@ enum gl_trace {
 enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *token, const char *data, size_t total,
 			     size_t *offset, struct gl_reply *r, struct kiln_err *e);
 
+/* Whether URLs a and b have one origin: scheme (http or https), host and
+ * port (the scheme's default when absent), case aside. */
+bool gl_same_origin(const char *a, const char *b);
+
 /* POST /jobs/:id/artifacts: the file at file_path (zip, gzip or raw) as the multipart part
  * "file" named filename, with artifact_type, artifact_format and expire_in
- * (NULL or "": GitLab's default) in the query. 307 is followed; 503 is
- * tried 6 times, other server errors 3. KILN_E_LIMIT for 413 (too large),
- * KILN_E_INVALID for 403. */
+ * (NULL or "": GitLab's default) in the query. 307 is followed on the
+ * same origin only (the request carries the job token); one elsewhere
+ * fails with KILN_E_INVALID. 503 is tried 6 times, other server errors 3.
+ * KILN_E_LIMIT for 413 (too large), KILN_E_INVALID for 403. */
 enum kiln_rc gl_upload_artifacts(struct gl_client *c, long long id, const char *token, const char *file_path,
 				 const char *filename, const char *type, const char *format, const char *expire_in,
 				 struct kiln_err *e);

@@ -457,7 +457,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	} else {
 		struct job_opts o = { .cfg = cfg, .executor = rc->vm.executor, .image = NULL, .kernel = rc->vm.kernel,
 				      .vcpus = rc->vm.vcpus, .memory_mib = rc->vm.memory_mib, .network = rc->vm.network,
-				      .extra_dirs = gla.extra, .n_extra_dirs = gla.n_extra, .output = on_output,
+				      .vm = &rc->vm, .extra_dirs = gla.extra, .n_extra_dirs = gla.n_extra, .output = on_output,
 				      .notice = on_notice, .stage = on_stage, .finished = on_finished, .arg = &c,
 				      .cancel = &job.cancel };
 

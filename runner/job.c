@@ -134,12 +134,20 @@ static void fail_reason(struct job *j, const char *reason)
 		snprintf(j->r->failure_reason, sizeof(j->r->failure_reason), "%s", reason);
 }
 
+/* Whether s can be a failure reason: 1-47 of a-z and '_'. */
+static bool reason_word(const char *s)
+{
+	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz_");
+
+	return n > 0 && n < 48 && !s[n];
+}
+
 /* The rootfs image for the job: --image, else the payload's image when a
  * kiln image of that name (or of its part before ':') is built, else the
  * default, with a warning. */
 static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
 {
-	const struct kiln_vm_settings *d = &j->o->cfg->defaults;
+	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	const char *image = j->o->image, *kname = j->o->kernel ? j->o->kernel : d->kernel;
 	struct manifest m;
 	enum kiln_rc rc;
@@ -366,15 +374,39 @@ static bool agent_has(const uint8_t *payload, uint32_t len, const char *feature)
 	return has;
 }
 
+/* The boot allowance: job_opts.boot_timeout_ms, else BOOT_TIMEOUT_MS. */
+static int boot_ms(const struct job *j)
+{
+	return j->o->boot_timeout_ms > 0 ? j->o->boot_timeout_ms : BOOT_TIMEOUT_MS;
+}
+
+/* Stop at the hard cap: the guest ran past everything it was given. */
+static void cap_reached(struct job *j, bool exited)
+{
+	char line[200];
+	int k = snprintf(line, sizeof(line),
+			 "\r\nERROR: Job failed: the VM ran longer than its cap of %d seconds "
+			 "(the job's timeout plus %d s to boot)\r\n",
+			 j->p->timeout + boot_ms(j) / 1000, boot_ms(j) / 1000);
+
+	if (!exited) {
+		j->o->output(j->o->arg, line, (size_t)k);
+		fail_reason(j, "job_execution_timeout");
+	}
+	j->x.ops->cancel(&j->x);
+}
+
 /* Read frames until the agent's EXIT and the end of the stream, the
- * deadline, or a cancel. t_boot is when the VM started (boot_s counts from
- * it), t_limit when the HELLO wait began. */
+ * deadline, the hard cap, or a cancel. t_boot is when the VM started
+ * (boot_s counts from it, and the hard cap: the job's timeout plus the boot
+ * allowance, whatever the guest says or when), t_limit when the HELLO wait
+ * began. A second HELLO is a protocol error: it would start the job again. */
 static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_boot, double t_limit,
 			     struct kiln_err *e)
 {
 	struct ap_reader rd;
 	bool hello = false, exited = false, cancel_sent = false, shell_ok = false;
-	double t_run = 0, deadline = 0;
+	double t_run = 0, deadline = 0, cap = t_boot + boot_ms(j) / 1000.0 + j->p->timeout;
 	enum kiln_rc rc = KILN_OK;
 	char buf[65536], *stamped = NULL;
 
@@ -400,6 +432,10 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			cancel_sent = true;
 			fail_reason(j, "canceled");
 		}
+		if (now_s() > cap) {
+			cap_reached(j, exited);
+			break;
+		}
 		if (hello && now_s() > deadline) {
 			char line[160];
 			int k = snprintf(line, sizeof(line),
@@ -413,8 +449,8 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			j->x.ops->cancel(&j->x);
 			break;
 		}
-		if (!hello && (now_s() - t_limit) * 1000 > BOOT_TIMEOUT_MS) {
-			rc = kiln_fail(e, KILN_E_LIMIT, "the guest agent did not say hello within %d s", BOOT_TIMEOUT_MS / 1000);
+		if (!hello && (now_s() - t_limit) * 1000 > boot_ms(j)) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "the guest agent did not say hello within %d s", boot_ms(j) / 1000);
 			break;
 		}
 		if (n < 0 && errno != EINTR) {
@@ -435,6 +471,10 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 		while ((got = ap_reader_next(&rd, &type, &payload, &len)) == 1) {
 			switch (type) {
 			case AP_HELLO:
+				if (hello) {
+					rc = kiln_fail(e, KILN_E_SYNTAX, "the agent said HELLO twice (a protocol error)");
+					goto out;
+				}
 				/* An agent from before late workspaces looked for the
 				 * disk at boot, found it empty and will not look again. */
 				if (j->x.spec.workspace_late && !agent_has(payload, len, AP_FEATURE_LATE_WORKSPACE)) {
@@ -474,8 +514,11 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					goto out;
 				}
 				j->r->exit_code = (int)json_integer_value(code);
+				/* A reason is a word (GitLab's); anything else from the
+				 * guest (escape sequences...) is not repeated. */
 				if (json_is_string(why) && *json_string_value(why))
-					fail_reason(j, json_string_value(why));
+					fail_reason(j, reason_word(json_string_value(why)) ? json_string_value(why)
+											  : "script_failure");
 				json_decref(o);
 				j->r->run_s = now_s() - t_run;
 				exited = true;
@@ -483,8 +526,11 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				if (j->o->shell && !cancel_sent && (j->r->exit_code || j->r->failure_reason[0]) &&
 				    strcmp(j->r->failure_reason, "canceled")) {
 					if (shell_ok) {
+						/* The shell lasts as long as the user at
+						 * the terminal wants: the cap waits. */
 						shell_session(j, fd, &rd);
 						deadline = now_s() + STOP_TIMEOUT_MS / 1000.0;
+						cap = deadline;
 					} else
 						notice(j, "no shell: this image's kiln-agent cannot hold a job "
 							  "(rebuild the image with this kiln: kiln images build NAME)");
@@ -505,6 +551,9 @@ out:
 	free(stamped);
 	stage_end(j);
 	ap_reader_free(&rd);
+	/* A guest that broke the protocol gets no grace to power off. */
+	if (rc)
+		j->x.ops->cancel(&j->x);
 	if (!rc && !exited && !j->r->failure_reason[0] && !j->relaunch) {
 		char tail[600];
 		executor_tail(&j->x, tail, sizeof(tail));
@@ -539,7 +588,7 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
 	struct vm_spec vs = { 0 };
-	const struct kiln_vm_settings *d = &j->o->cfg->defaults;
+	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	enum kiln_rc rc;
 	int fd, status;
 	double t0 = now_s(), t_limit;
@@ -555,6 +604,8 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vs.net_cmdline = j->net.enabled ? j->net.cmdline : NULL;
 	vs.rx_rate_limit = d->rx_rate_limit;
 	vs.tx_rate_limit = d->tx_rate_limit;
+	vs.disk_rate_limit = d->disk_rate_limit;
+	vs.disk_iops_limit = d->disk_iops_limit;
 	vs.run_dir = j->run_dir;
 	vs.helper = j->helper;
 	vs.accel = j->accel;
@@ -578,7 +629,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	/* The boot limit counts from when the guest could go on: a long clone
 	 * is not the guest's delay (its HELLO waits in the socket meanwhile). */
 	t_limit = now_s();
-	if ((rc = j->x.ops->stream(&j->x, BOOT_TIMEOUT_MS, &fd, e))) {
+	if ((rc = j->x.ops->stream(&j->x, boot_ms(j), &fd, e))) {
 		stage_end(j);
 		fail_reason(j, "runner_system_failure");
 		return rc;
@@ -658,7 +709,16 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		goto out;
 	if (want_net) {
 		snprintf(job_id, sizeof(job_id), "%lld", p->id);
-		if ((rc = jobnet_setup(o->cfg->state_dir, job_id, &j.net, e))) {
+		const struct kiln_vm_settings *vm = o->vm ? o->vm : &o->cfg->defaults;
+		struct jobnet_policy policy = { .allowed = vm->allowed_networks,
+						.denied = vm->denied_networks };
+
+		/* A VMM without a limiter of its own gets one on its tap. */
+		if (!j.backend->limits_net) {
+			policy.rx_rate = vm->rx_rate_limit;
+			policy.tx_rate = vm->tx_rate_limit;
+		}
+		if ((rc = jobnet_setup(job_id, &policy, &j.net, e))) {
 			fail_reason(&j, "runner_system_failure");
 			goto out;
 		}
@@ -718,5 +778,5 @@ void job_sweep(const char *state_dir)
 		}
 		closedir(d);
 	}
-	jobnet_sweep(state_dir, NULL);
+	jobnet_sweep(NULL);
 }

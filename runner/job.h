@@ -27,6 +27,13 @@ struct job_opts {
 	const char *kernel;          /* kernel image; NULL: the config's */
 	int vcpus, memory_mib;       /* 0: the config's */
 	int network;                 /* -1: the config's, 0 off, 1 on */
+	int boot_timeout_ms;         /* the guest's time to say HELLO, also part
+				      * of the VM's hard cap (timeout plus this,
+				      * from its start); 0: 180 s */
+	/* The runner's settings for what the fields above do not name: rate
+	 * limits and the network's allowed/denied networks. NULL: the
+	 * config's defaults. */
+	const struct kiln_vm_settings *vm;
 	const char *dirty_dir;       /* overlay this working tree's changes on the checkout */
 	const char *const *extra_dirs; /* folders laid over the project folder after the checkout */
 	size_t n_extra_dirs;           /* and the dirty overlay, in order (ws_spec.extra_dirs) */
@@ -80,8 +87,9 @@ struct job_result {
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e);
 
-/* Remove what killed kiln processes left in state_dir: job folders whose
- * owner is dead (their VMMs died with their parent), taps and nft rules. */
+/* Remove what killed kiln processes left: job folders in state_dir whose
+ * owner is dead (their VMMs died with their parent), and the taps and nft
+ * entries of dead owners' network slots (host-global: jobnet_sweep). */
 void job_sweep(const char *state_dir);
 
 #endif

@@ -7,6 +7,7 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,22 @@
 
 #define SLOT_PREFIX "slot-"
 #define RESOLV_CONF "/etc/resolv.conf"
+/* systemd-resolved's upstream servers, for a host whose resolv.conf names
+ * only its stub on 127.0.0.53 (which the guest cannot reach). */
+#define RESOLVED_CONF "/run/systemd/resolve/resolv.conf"
 #define IP_FORWARD "/proc/sys/net/ipv4/ip_forward"
 /* Output kept from a helper program for error messages. */
 #define CMD_OUT_MAX 1024
+/* A setup's nft script: the base (about 2.5 KiB) and up to 2 x
+ * KILN_MAX_NETWORKS rules of the job's policy (under 80 bytes each). */
+#define JOBNET_SCRIPT_MAX 16384
+
+/* The burst of a limit of rate bytes/s: a tenth of a second's worth, at
+ * least 64 KiB so that one (offloaded) frame always fits. */
+static long limit_burst(long rate)
+{
+	return rate / 10 < 65536 ? 65536 : rate / 10;
+}
 
 static bool valid_job_id(const char *id)
 {
@@ -255,15 +269,34 @@ static enum kiln_rc link_configure(const struct jobnet *n, struct kiln_err *e)
 	return run_cmd(up, NULL, e);
 }
 
+/* Shape what the tap sends to the guest to rate bytes/s (tc's "bps" are
+ * bytes): a token bucket queue, up to 100 ms of delay, then drops. */
+static enum kiln_rc link_shape(const struct jobnet *n, long rate, struct kiln_err *e)
+{
+	char r[32], b[32];
+	char *argv[] = { "tc", "qdisc", "replace", "dev", (char *)n->tap, "root", "tbf", "rate", r,
+			 "burst", b, "latency", "100ms", NULL };
+
+	snprintf(r, sizeof(r), "%ldbps", rate);
+	snprintf(b, sizeof(b), "%ld", limit_burst(rate));
+	return run_cmd(argv, NULL, e);
+}
+
 /* --- nftables ------------------------------------------------------------- */
 
-static const char nft_base[] =
+static const char nft_decls[] =
 	"add table inet kiln\n"
 	"add set inet kiln job_ifs { type ifname; }\n"
 	"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+	"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+	"add map inet kiln job_policy { type ifname : verdict; }\n";
+
+static const char nft_base[] =
 	"add chain inet kiln input { type filter hook input priority filter; policy accept; }\n"
 	"add chain inet kiln forward { type filter hook forward priority filter; policy accept; }\n"
 	"add chain inet kiln postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+	"flush set inet kiln refused\n"
+	"add element inet kiln refused { " JOBNET_REFUSED " }\n"
 	"flush chain inet kiln input\n"
 	"flush chain inet kiln forward\n"
 	"flush chain inet kiln postrouting\n"
@@ -271,34 +304,105 @@ static const char nft_base[] =
 	"add rule inet kiln input iifname @job_ifs ct state established,related accept\n"
 	"add rule inet kiln input iifname @job_ifs drop\n"
 	/* IPv4 only, from the job's own address, not DNATed to a host
-	 * service, not to another job. */
+	 * service, not to another job; then the job's own policy (its DNS
+	 * server, allowed and denied networks), then the public internet
+	 * only. */
 	"add rule inet kiln forward iifname @job_ifs meta nfproto != ipv4 drop\n"
 	"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
 	"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
 	"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
+	"add rule inet kiln forward iifname @job_ifs iifname vmap @job_policy\n"
+	"add rule inet kiln forward iifname @job_ifs ip daddr @refused drop\n"
 	"add rule inet kiln forward iifname @job_ifs accept\n"
 	"add rule inet kiln forward oifname @job_ifs ct state established,related accept\n"
 	"add rule inet kiln forward oifname @job_ifs drop\n"
 	"add rule inet kiln postrouting ip saddr " JOBNET_POOL " oifname != @job_ifs masquerade\n";
 
+/* Append to buf (size bytes, *len used); false once it does not fit. */
+static bool put(char *buf, size_t size, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static bool put(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (*len >= size)
+		return false;
+	va_start(ap, fmt);
+	r = vsnprintf(buf + *len, size - *len, fmt, ap);
+	va_end(ap);
+	if (r < 0 || (size_t)r >= size - *len) {
+		*len = size;
+		return false;
+	}
+	*len += (size_t)r;
+	return true;
+}
+
+/* Rules "ip daddr NET verdict" in n's chain for each of list. */
+static bool put_nets(char *buf, size_t size, size_t *len, const struct jobnet *n,
+		     const struct kiln_cidrs *list, const char *verdict)
+{
+	char net[KILN_CIDR_STR_MAX];
+	size_t i;
+
+	for (i = 0; i < list->n && i < KILN_MAX_NETWORKS; i++) {
+		kiln_cidr_str(&list->v[i], net, sizeof(net));
+		if (!put(buf, size, len, "add rule inet kiln job_%s ip daddr %s %s\n", n->tap, net,
+			 verdict))
+			return false;
+	}
+	return true;
+}
+
 int jobnet_nft_script(const struct jobnet *n, bool add, char *buf, size_t size)
 {
-	int len;
+	const char *t = n->tap;
+	size_t len = 0;
+	bool ok;
 
-	if (add)
-		len = snprintf(buf, size,
-			       "# kiln: network of job %s, slot %u\n%s"
-			       "add element inet kiln job_ifs { \"%s\" }\n"
-			       "add element inet kiln job_guests { \"%s\" . %s }\n",
-			       n->job_id, n->slot, nft_base, n->tap, n->tap, n->guest_ip);
-	else /* add first: deleting a missing element would fail */
-		len = snprintf(buf, size,
-			       "# kiln: remove the network of slot %u\n"
-			       "add element inet kiln job_ifs { \"%s\" }\n"
-			       "add element inet kiln job_guests { \"%s\" . %s }\n"
-			       "delete element inet kiln job_ifs { \"%s\" }\n"
-			       "delete element inet kiln job_guests { \"%s\" . %s }\n",
-			       n->slot, n->tap, n->tap, n->guest_ip, n->tap, n->tap, n->guest_ip);
+	if (size)
+		buf[0] = '\0';
+	if (!add) /* add first: deleting a missing element or chain would fail */
+		ok = put(buf, size, &len,
+			 "# kiln: remove the network of slot %u\n%s"
+			 "add chain inet kiln job_%s\n"
+			 "add element inet kiln job_ifs { \"%s\" }\n"
+			 "add element inet kiln job_guests { \"%s\" . %s }\n"
+			 "add element inet kiln job_policy { \"%s\" : jump job_%s }\n"
+			 "delete element inet kiln job_ifs { \"%s\" }\n"
+			 "delete element inet kiln job_guests { \"%s\" . %s }\n"
+			 "delete element inet kiln job_policy { \"%s\" }\n"
+			 "flush chain inet kiln job_%s\n"
+			 "delete chain inet kiln job_%s\n",
+			 n->slot, nft_decls, t, t, t, n->guest_ip, t, t, t, t, n->guest_ip, t, t, t);
+	else
+		ok = put(buf, size, &len,
+			 "# kiln: network of job %s, slot %u\n%s%s"
+			 "add chain inet kiln job_%s\n"
+			 "flush chain inet kiln job_%s\n",
+			 n->job_id, n->slot, nft_decls, nft_base, t, t) &&
+		     (!*n->dns ||
+		      put(buf, size, &len,
+			  "add rule inet kiln job_%s ip daddr %s udp dport 53 accept\n"
+			  "add rule inet kiln job_%s ip daddr %s tcp dport 53 accept\n",
+			  t, n->dns, t, n->dns)) &&
+		     put_nets(buf, size, &len, n, &n->policy.allowed, "accept") &&
+		     put_nets(buf, size, &len, n, &n->policy.denied, "drop") &&
+		     put(buf, size, &len,
+			 "add element inet kiln job_ifs { \"%s\" }\n"
+			 "add element inet kiln job_guests { \"%s\" . %s }\n"
+			 "add element inet kiln job_policy { \"%s\" : jump job_%s }\n",
+			 t, t, n->guest_ip, t, t);
+	return ok ? (int)len : -1;
+}
+
+int jobnet_nft_limit_script(const struct jobnet *n, char *buf, size_t size)
+{
+	int len = snprintf(buf, size,
+			   "insert rule inet kiln job_%s limit rate over %ld bytes/second burst %ld bytes drop\n",
+			   n->tap, n->policy.tx_rate, limit_burst(n->policy.tx_rate));
+
 	return len < 0 || (size_t)len >= size ? -1 : len;
 }
 
@@ -313,7 +417,7 @@ static enum kiln_rc nft_run(const char *script, struct kiln_err *e)
 static enum kiln_rc nft_remove(const struct jobnet *n, struct kiln_err *e)
 {
 	char *list[] = { "nft", "list", "set", "inet", "kiln", "job_ifs", NULL };
-	char script[1024];
+	char script[2048];
 	struct kiln_err ignored;
 
 	if (run_cmd(list, NULL, &ignored) != KILN_OK)
@@ -615,24 +719,36 @@ void jobnet_fill_cmdline(struct jobnet *n)
 		 n->gateway, *n->dns ? " kiln.dns=" : "", n->dns);
 }
 
+int jobnet_read_dns(const char *const *paths, char *out, size_t size)
+{
+	char buf[16384];
+	int i;
+
+	if (size)
+		*out = '\0';
+	for (i = 0; paths[i]; i++) {
+		ssize_t r;
+		int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0)
+			continue;
+		r = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[r > 0 ? r : 0] = '\0';
+		if (jobnet_parse_resolv(buf, out, size))
+			return i;
+	}
+	return -1;
+}
+
 /* The host's DNS server for the guest into n->dns ("" when none). */
 static void fill_dns(struct jobnet *n)
 {
-	char buf[16384];
-	ssize_t r;
-	int fd = open(RESOLV_CONF, O_RDONLY | O_CLOEXEC);
+	static const char *const paths[] = { RESOLV_CONF, RESOLVED_CONF, NULL };
 
-	n->dns[0] = '\0';
-	if (fd < 0) {
-		log_warn("%s: %s; the job VM gets no DNS server", RESOLV_CONF, strerror(errno));
-		return;
-	}
-	r = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	buf[r > 0 ? r : 0] = '\0';
-	if (!jobnet_parse_resolv(buf, n->dns, sizeof(n->dns)))
-		log_warn("%s names no IPv4 nameserver outside 127.0.0.0/8; the job VM gets no DNS server",
-			 RESOLV_CONF);
+	if (jobnet_read_dns(paths, n->dns, sizeof(n->dns)) < 0)
+		log_warn("neither %s nor %s names an IPv4 nameserver outside 127.0.0.0/8; the job VM "
+			 "gets no DNS server", RESOLV_CONF, RESOLVED_CONF);
 }
 
 /* --- the job's network ------------------------------------------------------ */
@@ -644,17 +760,33 @@ void jobnet_disabled(struct jobnet *n)
 	jobnet_fill_cmdline(n);
 }
 
-static enum kiln_rc net_dir(const char *state_dir, char *buf, size_t size, struct kiln_err *e)
+const char *jobnet_dir(void)
 {
-	if (!kiln_path_join(buf, size, state_dir, "net"))
-		return kiln_fail(e, KILN_E_LIMIT, "state folder path %s too long", state_dir);
-	return KILN_OK;
+	const char *v = getenv(JOBNET_DIR_ENV);
+
+	return v && *v ? v : JOBNET_DIR;
 }
 
-enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobnet *n,
-			  struct kiln_err *e)
+/* n's rate limits, each best effort: a host without sch_tbf or nft_limit
+ * (a minimal kernel) runs the job unlimited, and the log says so. Before
+ * the VM starts, so nothing passes unlimited meanwhile. */
+static void apply_limits(const struct jobnet *n)
 {
-	char dir[PATH_MAX], script[4096];
+	char script[256];
+	struct kiln_err e;
+
+	if (n->policy.rx_rate > 0 && link_shape(n, n->policy.rx_rate, &e) != KILN_OK)
+		log_warn("job %s: traffic into the guest is not rate limited: %s", n->job_id, e.msg);
+	if (n->policy.tx_rate > 0 && jobnet_nft_limit_script(n, script, sizeof(script)) > 0 &&
+	    nft_run(script, &e) != KILN_OK)
+		log_warn("job %s: traffic out of the guest is not rate limited: %s", n->job_id, e.msg);
+}
+
+enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy,
+			  struct jobnet *n, struct kiln_err *e)
+{
+	const char *dir = jobnet_dir();
+	char script[JOBNET_SCRIPT_MAX];
 	const char *veth = getenv(JOBNET_TEST_VETH_ENV);
 	struct kiln_err local;
 	enum kiln_rc rc;
@@ -662,8 +794,6 @@ enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobn
 	if (!e)
 		e = &local;
 	jobnet_disabled(n);
-	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
-		return rc;
 	rc = jobnet_claim(dir, job_id, JOBNET_SLOTS, reclaim_slot, NULL, &n->slot, n->slot_file,
 			  sizeof(n->slot_file), e);
 	if (rc != KILN_OK)
@@ -672,6 +802,8 @@ enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobn
 	n->owner = getpid();
 	n->veth = veth && strcmp(veth, "1") == 0;
 	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
+	if (policy)
+		n->policy = *policy;
 	if ((rc = jobnet_addrs(n->slot, n, e)) != KILN_OK)
 		goto out;
 	fill_dns(n);
@@ -691,6 +823,7 @@ enum kiln_rc jobnet_setup(const char *state_dir, const char *job_id, struct jobn
 	}
 	if ((rc = nft_run(script, e)) != KILN_OK)
 		goto out;
+	apply_limits(n);
 	log_info("job %s: network %s, guest %s/%d via %s, dns %s", n->job_id, n->tap, n->guest_ip,
 		 n->prefix, n->gateway, *n->dns ? n->dns : "none");
 out:
@@ -755,17 +888,16 @@ static long slot_of(const char *name)
 	return (long)v;
 }
 
-enum kiln_rc jobnet_sweep(const char *state_dir, struct kiln_err *e)
+enum kiln_rc jobnet_sweep(struct kiln_err *e)
 {
-	char dir[PATH_MAX], path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
-	enum kiln_rc rc;
+	const char *dir = jobnet_dir();
+	char path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
+	enum kiln_rc rc = KILN_OK;
 	struct dirent *d;
 	DIR *dp = NULL;
 	int lock = -1;
 	pid_t pid;
 
-	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
-		return rc;
 	if (access(dir, F_OK) < 0 && errno == ENOENT)
 		return KILN_OK;
 	if ((rc = lock_dir(dir, &lock, e)) != KILN_OK)
@@ -796,44 +928,41 @@ out:
 	return rc;
 }
 
-enum kiln_rc jobnet_lookup(const char *state_dir, const char *job_id, struct jobnet *n,
-			   struct kiln_err *e)
+enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err *e)
 {
-	char dir[PATH_MAX], path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
-	enum kiln_rc rc;
+	const char *dir = jobnet_dir();
+	char path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
 	struct dirent *d;
+	long best = -1;
 	DIR *dp;
-	pid_t pid;
+	pid_t pid, best_pid = 0;
 
 	jobnet_disabled(n);
-	if ((rc = net_dir(state_dir, dir, sizeof(dir), e)) != KILN_OK)
-		return rc;
 	dp = opendir(dir);
-	if (!dp)
-		return errno == ENOENT ? kiln_fail(e, KILN_E_NOTFOUND, "job %s holds no network slot in %s",
-						   job_id, dir)
-				       : kiln_fail_errno(e, "network state folder %s", dir);
-	rc = KILN_E_NOTFOUND;
-	while ((d = readdir(dp)) != NULL) {
+	if (!dp && errno != ENOENT)
+		return kiln_fail_errno(e, "network state folder %s", dir);
+	while (dp && (d = readdir(dp)) != NULL) {
 		long slot = slot_of(d->d_name);
 
-		if (slot < 0 || !kiln_path_join(path, sizeof(path), dir, d->d_name))
+		if (slot < 0 || (best >= 0 && slot > best) ||
+		    !kiln_path_join(path, sizeof(path), dir, d->d_name))
 			continue;
 		jobnet_slot_live(path, &pid, job, sizeof(job));
-		if (strcmp(job, job_id) != 0)
-			continue;
-		n->enabled = n->claimed = true;
-		n->owner = pid;
-		snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
-		snprintf(n->slot_file, sizeof(n->slot_file), "%s", path);
-		jobnet_addrs((unsigned)slot, n, NULL);
-		fill_dns(n);
-		jobnet_fill_cmdline(n);
-		rc = KILN_OK;
-		break;
+		if (strcmp(job, job_id) == 0) {
+			best = slot;
+			best_pid = pid;
+		}
 	}
-	closedir(dp);
-	if (rc != KILN_OK)
-		return kiln_fail(e, rc, "job %s holds no network slot in %s", job_id, dir);
-	return rc;
+	if (dp)
+		closedir(dp);
+	if (best < 0)
+		return kiln_fail(e, KILN_E_NOTFOUND, "job %s holds no network slot in %s", job_id, dir);
+	n->enabled = n->claimed = true;
+	n->owner = best_pid;
+	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
+	snprintf(n->slot_file, sizeof(n->slot_file), "%s/" SLOT_PREFIX "%ld", dir, best);
+	jobnet_addrs((unsigned)best, n, NULL);
+	fill_dns(n);
+	jobnet_fill_cmdline(n);
+	return KILN_OK;
 }

@@ -147,7 +147,7 @@ static enum kiln_rc add(struct zw *z, const char *name, mode_t mode, time_t mtim
 		return kiln_fail(z->e, KILN_E_NOMEM, "zip: out of memory");
 	z->n++;
 	en->offset = (uint32_t)start;
-	en->attr = (uint32_t)mode << 16;
+	en->attr = (uint32_t)(mode & (S_IFMT | 0777)) << 16; /* no setuid, setgid or sticky bit */
 	en->method = fd >= 0 ? 8 : 0;
 	dos_time(mtime, &en->time, &en->date);
 	if (fd < 0) {

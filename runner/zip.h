@@ -4,7 +4,8 @@
  * 4 GiB per file and per archive; larger is KILN_E_LIMIT.
  *
  * Writing takes regular files (their permission bits and modification
- * time), folders, and symbolic links (as Info-ZIP stores them: the target
+ * time; modes are masked to 0777 both ways, so no setuid, setgid or sticky
+ * bit is stored or restored), folders, and symbolic links (as Info-ZIP stores them: the target
  * as the content, S_IFLNK in the external attributes); it never follows a
  * link. Reading creates regular files and folders only, inside dest: names
  * that are absolute, hold "..", a backslash or a NUL, and links, are

@@ -234,7 +234,7 @@ check "job P: artifacts uploaded (zip, archive, expire_in, excludes applied) aft
 	test "$(J=$pj st "(lambda a: (a['filename'], a['query'], a['names'], a['zip_ok']))(j['artifacts'][0])")" = \
 	"('build-out.zip', {'artifact_format': 'zip', 'artifact_type': 'archive', 'expire_in': '1 week'}, ['out/', 'out/result.txt'], True)"
 check "job P: the upload was retried" test "$(st "[r['status'] for r in s['requests'] if r['path'] == '/api/v4/jobs/$pj/artifacts']")" = "[503, 201]"
-check "job P: cache saved" test -s "$KILN_CACHE_DIR/group/project/deps-1/cache.zip"
+check "job P: cache saved" test -s "$KILN_CACHE_DIR/group/project/deps-1-non_protected/cache.zip"
 check "job P: sections archive_cache, upload_artifacts_on_success" test "$(J=$pj st "'section_start' in j['trace'] and ':archive_cache\r' in j['trace'] and ':upload_artifacts_on_success\r' in j['trace']")" = True
 # artifacts:untracked: what git does not track (ignored files too), minus
 # exclude; a junit report as gzip members.

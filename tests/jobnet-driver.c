@@ -1,11 +1,18 @@
 /* jobnet-driver: runner/jobnet's calls as commands, for tests/jobnet.sh
- * (which runs it inside tests/kvm-sandbox: it changes the network).
- *   setup STATE JOB     set up JOB's network, print it as KEY=VALUE lines
- *   hold STATE JOB      the same, then sleep until killed (owning the slot)
- *   teardown STATE JOB  tear down the network that JOB holds (none: no-op)
- *   sweep STATE         remove what dead owners left
+ * (which runs it inside tests/kvm-sandbox: it changes the network). Slots
+ * are claimed in jobnet_dir() ($KILN_NET_DIR, else /run/kiln/net), like
+ * kiln's, whatever $KILN_STATE_DIR says.
+ *   setup JOB [WORD]...  set up JOB's network with a policy of WORDs:
+ *                 +NET allowed, -NET denied, rx=N and tx=N bytes/s limits;
+ *                 print it as KEY=VALUE lines
+ *   hold JOB [WORD]...   the same, then sleep until killed (owning the
+ *                 slot)
+ *   teardown JOB  tear down the network that JOB holds (none: no-op)
+ *   sweep         remove what dead owners left
  * Exit status 0, 1 on failure (one line on stderr), 2 on bad usage. */
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -21,33 +28,66 @@ static void print(const struct jobnet *n)
 	fflush(stdout);
 }
 
+/* +NET, -NET, rx=BYTES/S and tx=BYTES/S words into p; false (with a
+ * message) on a bad one. */
+static bool policy(int argc, char **argv, struct jobnet_policy *p)
+{
+	int i;
+
+	memset(p, 0, sizeof(*p));
+	for (i = 0; i < argc; i++) {
+		struct kiln_cidrs *list = argv[i][0] == '+' ? &p->allowed : &p->denied;
+		const char *why = "must be +NET, -NET, rx=N or tx=N";
+		char *end;
+
+		if (!strncmp(argv[i], "rx=", 3) || !strncmp(argv[i], "tx=", 3)) {
+			long v = strtol(argv[i] + 3, &end, 10);
+
+			if (v > 0 && !*end) {
+				*(argv[i][0] == 'r' ? &p->rx_rate : &p->tx_rate) = v;
+				continue;
+			}
+		} else if ((argv[i][0] == '+' || argv[i][0] == '-') && list->n < KILN_MAX_NETWORKS &&
+			   kiln_cidr_parse(argv[i] + 1, &list->v[list->n], &why)) {
+			list->n++;
+			continue;
+		}
+		fprintf(stderr, "jobnet-driver: '%s': %s\n", argv[i], why);
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
+	struct jobnet_policy p;
 	struct kiln_err e = { 0 };
 	struct jobnet n;
 	const char *verb = argc > 1 ? argv[1] : "";
 	enum kiln_rc rc;
 
 	kiln_log_set_level(KILN_LOG_DEBUG);
-	if ((strcmp(verb, "setup") == 0 || strcmp(verb, "hold") == 0) && argc == 4) {
-		rc = jobnet_setup(argv[2], argv[3], &n, &e);
+	if ((strcmp(verb, "setup") == 0 || strcmp(verb, "hold") == 0) && argc >= 3) {
+		if (!policy(argc - 3, argv + 3, &p))
+			return 2;
+		rc = jobnet_setup(argv[2], &p, &n, &e);
 		if (rc == KILN_OK) {
 			print(&n);
 			while (strcmp(verb, "hold") == 0)
 				pause();
 		}
-	} else if (strcmp(verb, "teardown") == 0 && argc == 4) {
-		rc = jobnet_lookup(argv[2], argv[3], &n, &e);
+	} else if (strcmp(verb, "teardown") == 0 && argc == 3) {
+		rc = jobnet_lookup(argv[2], &n, &e);
 		if (rc == KILN_E_NOTFOUND) { /* torn down before: nothing to do */
 			fprintf(stderr, "jobnet-driver: %s\n", e.msg);
 			rc = KILN_OK;
 		} else if (rc == KILN_OK) {
 			jobnet_teardown(&n);
 		}
-	} else if (strcmp(verb, "sweep") == 0 && argc == 3) {
-		rc = jobnet_sweep(argv[2], &e);
+	} else if (strcmp(verb, "sweep") == 0 && argc == 2) {
+		rc = jobnet_sweep(&e);
 	} else {
-		fprintf(stderr, "usage: jobnet-driver setup|hold|teardown STATE JOB | sweep STATE\n");
+		fprintf(stderr, "usage: jobnet-driver setup|hold JOB [+NET|-NET|rx=N|tx=N]... | teardown JOB | sweep\n");
 		return 2;
 	}
 	if (rc != KILN_OK) {

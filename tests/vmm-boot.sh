@@ -26,6 +26,19 @@
 #   sigterm-debian  SIGTERM, cloud kernel: the guest gets Ctrl-Alt-Del and
 #            reboots, exit 0 well before the grace period
 #   (both: no socket file left)
+# And a guest that attacks the devices (kiln.test=hostile, minimal kernel,
+# tests/guest/hostile.c):
+#   hostile  every virtio device but the root disk (entropy, net, vsock and a
+#            scratch drive) unbound from its driver and driven by hand: rings
+#            outside RAM, descriptor loops, over-long chains, buffers outside
+#            or straddling the end of RAM, reset with a request in flight,
+#            queues rewritten after DRIVER_OK, every register and config
+#            offset read and written at widths 1, 2, 4 and 8.  Asserts
+#            "SUCCESS" (the root disk still reads /ref.bin right afterwards),
+#            exit status 0, no crash on kiln-vmm's stderr, NEEDS_RESET logged,
+#            neither image changed, nothing left behind.  What each device
+#            answered is printed ("hostile:" lines); an unexpected answer is
+#            reported, not failed.
 #
 # Environment:
 #   KILN_SKIP_VM_TESTS=1      skip
@@ -46,7 +59,7 @@ set -u
 top_srcdir=$(cd "$top_srcdir" && pwd)
 top_builddir=$(cd "$top_builddir" && pwd)
 
-ALL_CASES="bzimage pvh debian sigkill sigterm sigterm-debian"
+ALL_CASES="bzimage pvh debian sigkill sigterm sigterm-debian hostile"
 
 skip() {
 	echo "SKIP: $*"
@@ -94,7 +107,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 	for c in ${KILN_VMM_BOOT_CASES:-$ALL_CASES}; do
 		case $c in
 		bzimage) need="$bz" what="the kernel image's bzImage" ;;
-		pvh | sigkill | sigterm) need="$vml" what="the kernel image's vmlinux" ;;
+		pvh | sigkill | sigterm | hostile) need="$vml" what="the kernel image's vmlinux" ;;
 		debian | sigterm-debian) need="$dvm" what="the debian-kernel image" ;;
 		*) echo "FAIL: unknown case '$c' in KILN_VMM_BOOT_CASES (cases: $ALL_CASES)"; exit 1 ;;
 		esac
@@ -169,6 +182,8 @@ RL_SIZE=$((RATE * RL_REFILL_MS / 1000))
 RATE=$((RL_SIZE * 1000 / RL_REFILL_MS))
 RATE_BYTES=$((RATE * 4 * 1448 / 1514))
 VM_TIMEOUT=300
+# Thousands of MMIO exits, each slow under nested TCG.
+HOSTILE_TIMEOUT=540
 # A sleeper that has not said SLEEPING by then is stuck (a boot takes 7 to
 # 20 s in the sandbox).
 BOOT_WAIT=180
@@ -241,10 +256,11 @@ ip tuntap add "$TAP" mode tap && ip addr add "$HOST_IP/30" dev "$TAP" && ip link
 quiet=quiet
 [ -z "${KILN_VMM_TEST_VERBOSE:-}" ] || quiet=''
 
-# write_config NAME KERNEL INITRD MODE [WITH_NET]: $T/NAME.json
+# write_config NAME KERNEL INITRD MODE [WITH_NET [SCRATCH_IMAGE]]: $T/NAME.json
 write_config() {
-	initrd_line='' net_line=''
+	initrd_line='' net_line='' scratch_line=''
 	[ -z "$3" ] || initrd_line="\"initrd\": \"$3\","
+	[ -z "${6:-}" ] || scratch_line=", {\"id\": \"scratch\", \"path\": \"$6\", \"read_only\": false, \"cow\": true}"
 	if [ -n "${5:-}" ]; then
 		net_line="\"net\": [{\"id\": \"eth0\", \"tap\": \"$TAP\", \"mac\": \"06:00:ac:1f:00:02\",
 	  \"tx_rate_limiter\": {\"bandwidth\": {\"size\": $RL_SIZE, \"refill_time\": $RL_REFILL_MS}}}],"
@@ -254,7 +270,7 @@ write_config() {
  "boot": {"kernel": "$2", $initrd_line
   "cmdline": "console=ttyS0 reboot=k panic=-1 $quiet root=/dev/vda rw rootfstype=ext4 init=/vmm-test-init kiln.test=$4 kiln.ip=$GUEST_IP/30 kiln.gw=$HOST_IP kiln.rate_bytes=$RATE_BYTES"},
  "machine": {"vcpus": 2, "mem_mib": 256},
- "drives": [{"id": "root", "path": "$IMG", "read_only": false, "cow": true}],
+ "drives": [{"id": "root", "path": "$IMG", "read_only": false, "cow": true}$scratch_line],
  $net_line
  "vsock": {"guest_cid": 3, "uds_path": "$T/v.sock"},
  "serial": {"output": "stdout"},
@@ -441,6 +457,57 @@ run_sigterm() { # run_sigterm CASE KERNEL INITRD
 	case " $failed " in *" $cur "*) ;; *) passed="$passed $cur"; echo "ok: $cur" ;; esac
 }
 
+# --- hostile: the guest attacks its devices -------------------------------------
+run_hostile() { # run_hostile KERNEL
+	cur=hostile
+	echo "== $cur: $1"
+	# The scratch drive holds the /ref.bin pattern: the guest checks what
+	# a well-formed read of its sector 0 returns.
+	SCRATCH=$T/scratch.img
+	"$INIT" --write-ref "$SCRATCH" || { fail "writing $SCRATCH"; return; }
+	scratch_sum=$(sha256sum "$SCRATCH" | cut -d' ' -f1)
+	write_config "$cur" "$1" '' hostile net "$SCRATCH"
+	t0=$(now)
+	rc=0
+	KILN_VMM_TMPDIR=$T/cow timeout -k 5 $HOSTILE_TIMEOUT "$VMM" --config "$T/$cur.json" \
+		>"$T/$cur.serial" 2>"$T/$cur.vmm" || rc=$?
+	t1=$(now)
+	cp "$T/$cur.serial" "$T/$cur.vmm" "$T/$cur.json" "$LOGS/" 2>/dev/null
+	echo "$cur: kiln-vmm ran $(elapsed "$t0" "$t1") s, exit status $rc"
+	st=''
+	[ $rc != 124 ] && [ $rc != 137 ] || st=running
+	if glitch "$cur" $st; then
+		check_clean
+		return
+	fi
+	tr -d '\r' <"$T/$cur.serial" | grep -a '^hostile: \|^vmm-test-init: hostile' | sed "s/^/$cur: guest: /"
+	unexpected=$(tr -d '\r' <"$T/$cur.serial" | grep -ac '^hostile: .*(UNEXPECTED)$')
+	echo "$cur: $unexpected unexpected device answers (reported, not failed)"
+	case $rc in
+	0) ;;
+	124 | 137) fail "kiln-vmm still ran after $HOSTILE_TIMEOUT s (hung?): $(tail -n 3 "$T/$cur.vmm")" ;;
+	*) fail "kiln-vmm exited with status $rc: $(tail -n 3 "$T/$cur.vmm")" ;;
+	esac
+	if grep -aqi 'sanitizer\|runtime error\|segmentation fault\|core dumped' "$T/$cur.vmm"; then
+		fail "kiln-vmm's stderr shows a crash: $(grep -ai 'sanitizer\|runtime error\|segmentation fault\|core dumped' "$T/$cur.vmm" | head -n 3)"
+	fi
+	grep -q 'device needs reset' "$T/$cur.vmm" || fail "kiln-vmm logged no NEEDS_RESET: the attacks did not reach the devices"
+	# Entropy, net, vsock and the scratch drive: a device the guest could
+	# not take from its driver is not attacked, and must not pass unseen.
+	tr -d '\r' <"$T/$cur.serial" | grep -aq '^hostile: 4 devices attacked' ||
+		fail "the guest did not attack all 4 devices: $(tr -d '\r' <"$T/$cur.serial" | grep -a 'devices attacked\|cannot\|sparing' | tr '\n' ' ')"
+	if tr -d '\r' <"$T/$cur.serial" | grep -qx SUCCESS; then
+		:
+	else
+		fail "no SUCCESS on the console: $(tr -d '\r' <"$T/$cur.serial" | grep -a '^FAIL' | head -n 1)"
+		show_log "$T/$cur.serial" "serial console"
+		show_log "$T/$cur.vmm" "kiln-vmm stderr"
+	fi
+	[ "$(sha256sum "$SCRATCH" | cut -d' ' -f1)" = "$scratch_sum" ] || fail "the scratch image changed (cow: true)"
+	check_clean
+	case " $failed " in *" $cur "*) ;; *) passed="$passed $cur"; echo "ok: $cur" ;; esac
+}
+
 for c in $KILN_VMM_BOOT_CASES; do
 	case $c in
 	bzimage) run_full bzimage "$KILN_BZIMAGE" '' ;;
@@ -449,6 +516,7 @@ for c in $KILN_VMM_BOOT_CASES; do
 	sigkill) run_sigkill "$KILN_VMLINUX" ;;
 	sigterm) run_sigterm sigterm "$KILN_VMLINUX" '' grace ;;
 	sigterm-debian) run_sigterm sigterm-debian "$KILN_DEBIAN_VMLINUZ" "$KILN_DEBIAN_INITRD" cad ;;
+	hostile) run_hostile "$KILN_VMLINUX" ;;
 	esac
 done
 

@@ -168,14 +168,22 @@ ssize_t cow_pread(struct cow_disk *c, void *buf, size_t len, uint64_t off)
 	return (ssize_t)done;
 }
 
+void cow_limit(struct cow_disk *c, uint64_t max_bytes)
+{
+	c->overlay_max = max_bytes;
+}
+
 /* Write n bytes at pos, all inside cluster cl, through the overlay. */
 static int write_cluster(struct cow_disk *c, uint64_t cl, const void *buf, size_t n, uint64_t pos)
 {
 	uint64_t start = cl * COW_CLUSTER_SIZE;
 	size_t clen = c->size - start < COW_CLUSTER_SIZE ? (size_t)(c->size - start) : COW_CLUSTER_SIZE;
+	bool fresh = !cluster_in_overlay(c, cl);
 	ssize_t r;
 
-	if (cluster_in_overlay(c, cl) || (pos == start && n == clen)) {
+	if (fresh && c->overlay_max && c->overlay_used + clen > c->overlay_max)
+		return -ENOSPC;
+	if (!fresh || (pos == start && n == clen)) {
 		/* Copied already, or overwritten whole: nothing to preserve. */
 		r = pwrite_full(c->overlay_fd, buf, n, pos);
 	} else {
@@ -193,6 +201,8 @@ static int write_cluster(struct cow_disk *c, uint64_t cl, const void *buf, size_
 	/* Only after the data is there, or a failed write would expose a
 	 * half-empty overlay cluster to later reads. */
 	mark_cluster(c, cl);
+	if (fresh)
+		c->overlay_used += clen;
 	return 0;
 }
 

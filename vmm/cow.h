@@ -5,7 +5,8 @@
  * mkstemp + unlink) of the base's size, sparse, so nothing of it survives
  * the process however it ends. A bitmap with one bit per 64 KiB cluster
  * says which clusters live in the overlay; a cluster is copied there whole
- * on its first write. Not thread-safe: one caller at a time. */
+ * on its first write, within the overlay's cap (cow_limit). Not
+ * thread-safe: one caller at a time. */
 #ifndef VMM_COW_H
 #define VMM_COW_H
 
@@ -22,6 +23,8 @@ struct cow_disk {
 	bool read_only;
 	uint64_t size;        /* bytes, from open or the last cow_rescan */
 	uint64_t *bitmap;     /* bit per cluster: 1 = in the overlay */
+	uint64_t overlay_max; /* bytes the overlay may hold (cow_limit); 0: the disk's size */
+	uint64_t overlay_used; /* bytes of clusters copied into it */
 	uint8_t *cluster_buf; /* COW_CLUSTER_SIZE bytes for copy-ups */
 };
 
@@ -30,12 +33,20 @@ struct cow_disk {
  * writes. 0 or -errno; on failure c is left closed (cow_close is safe). */
 int cow_open(struct cow_disk *c, const char *base_path, bool cow, bool read_only, const char *tmp_dir);
 
+/* Cap the overlay of a copy-on-write disk at max_bytes (0: none beyond
+ * the disk's own size): a write that needs a cluster more than that fails
+ * with -ENOSPC, as on a full disk; clusters already in the overlay stay
+ * writable. So each VM costs the host at most that much, whatever its
+ * image's size. */
+void cow_limit(struct cow_disk *c, uint64_t max_bytes);
+
 /* Read up to len bytes at off; short only at the end of the disk (0 at or
  * past it). Bytes read or -errno. */
 ssize_t cow_pread(struct cow_disk *c, void *buf, size_t len, uint64_t off);
 
 /* Write len bytes at off: len, -EROFS when read-only, -ENOSPC when any of
- * it lies past the end (the disk never grows), or -errno. */
+ * it lies past the end (the disk never grows) or the overlay is full
+ * (cow_limit), or -errno. */
 ssize_t cow_pwrite(struct cow_disk *c, const void *buf, size_t len, uint64_t off);
 
 /* fdatasync the file writes go to (the overlay with cow); 0 when read-only.

@@ -163,7 +163,7 @@ static int parse_id(struct ctx *c, json_t *obj, const char *where, char id[64])
 
 static int parse_drive(struct ctx *c, json_t *obj, int i, struct vm_drive_cfg *d)
 {
-	static const char *const keys[] = { "id", "path", "read_only", "cow", "rate_limiter", NULL };
+	static const char *const keys[] = { "id", "path", "read_only", "cow", "cow_limit_mib", "rate_limiter", NULL };
 	char where[32];
 	json_t *v;
 	int rc;
@@ -173,6 +173,9 @@ static int parse_drive(struct ctx *c, json_t *obj, int i, struct vm_drive_cfg *d
 	    (rc = get_str(c, obj, "path", where, true, &d->path)) ||
 	    (rc = get_bool(c, obj, "read_only", where, &d->read_only)) ||
 	    (rc = get_bool(c, obj, "cow", where, &d->cow)))
+		return rc;
+	d->cow_limit_mib = VM_COW_LIMIT_MIB;
+	if ((rc = get_uint(c, obj, "cow_limit_mib", where, false, 0, 1ULL << 30, &d->cow_limit_mib)))
 		return rc;
 	if ((v = json_object_get(obj, "rate_limiter"))) {
 		char full[64];

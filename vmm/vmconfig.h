@@ -14,11 +14,16 @@
 #define VM_CMDLINE_MAX 2048
 #define VM_MAX_VCPUS 32
 
+/* A copy-on-write overlay's cap by default, MiB: the images' free space
+ * (1 GiB) and more, not the whole image that a guest may rewrite. */
+#define VM_COW_LIMIT_MIB 2048
+
 struct vm_drive_cfg {
 	char id[64];
 	char *path;
 	bool read_only;
 	bool cow;                  /* private copy-on-write overlay; path never written */
+	uint64_t cow_limit_mib;    /* the overlay's cap (cow_limit); 0: none */
 	bool has_rate_limiter;
 	struct rate_limiter_cfg rate_limiter;
 };

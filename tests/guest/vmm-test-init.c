@@ -25,6 +25,11 @@
  *                    and reboot
  *   boot             nothing more (boot-time benchmark); with kiln.dmesg=1
  *                    print the kernel log first (as "dmesg: " lines)
+ *   hostile          attack every virtio device but the root disk by hand
+ *                    (tests/guest/hostile.c: bad rings, loops, resets, every
+ *                    register width), then read /ref.bin back from the root
+ *                    disk: "SUCCESS" when the VM still works, whatever the
+ *                    devices answered (the "hostile:" lines say)
  *
  * and ends the VM: reboot(RB_AUTOBOOT) (the command line has reboot=k), or
  * power off with kiln.end=poweroff.
@@ -60,6 +65,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/guest/vmm-test-init.h"
+
 #define MARKER_ADDR 0xc0000000UL
 #define MARKER_VALUE 123
 
@@ -82,8 +89,7 @@
 static char failure[256];
 static volatile sig_atomic_t got_sigint;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
+void say(const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -125,8 +131,7 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The test pattern: byte i of a stream with the given seed. */
-static uint8_t pat(unsigned seed, uint32_t i)
+uint8_t pat(unsigned seed, uint32_t i)
 {
 	return (uint8_t)(((uint32_t)(i * 2654435761u) >> 11) ^ (i >> 8) ^ (seed * 0x9du));
 }
@@ -711,6 +716,33 @@ static bool step_rate(struct in_addr gw)
 	return true;
 }
 
+/* --- hostile: the devices attacked, then the root disk still reads right ---- */
+
+static void step_hostile(void)
+{
+	uint8_t *want = malloc(REF_SIZE);
+	int unexpected = hostile_run();
+
+	if (unexpected < 0) {
+		say("FAIL: hostile: no device could be attacked (see above)");
+		goto out;
+	}
+	if (!want || !drop_caches()) {
+		say("FAIL: hostile: cannot drop the page cache: %s", strerror(errno));
+		goto out;
+	}
+	fill(want, REF_SIZE, 0, 0);
+	if (!check_file(REF_PATH, want, REF_SIZE)) {
+		say("FAIL: %s", failure);
+		goto out;
+	}
+	say("vmm-test-init: hostile: %d unexpected device answers; the root disk still reads %s back", unexpected,
+	    REF_PATH);
+	say("SUCCESS");
+out:
+	free(want);
+}
+
 /* --- modes and the end ------------------------------------------------------ */
 
 static void on_sigint(int sig)
@@ -807,6 +839,10 @@ int main(int argc, char **argv)
 		while (!got_sigint)
 			pause();
 		say("CTRL-ALT-DEL");
+		end_vm();
+	}
+	if (!strcmp(mode, "hostile")) {
+		step_hostile();
 		end_vm();
 	}
 	if (strcmp(mode, "full")) {

@@ -19,6 +19,7 @@ Suite *gitlab_suite(void);
 Suite *localci_suite(void);
 Suite *outmux_suite(void);
 Suite *artifacts_suite(void);
+Suite *tarstream_suite(void);
 Suite *executor_suite(void);
 Suite *job_suite(void);
 

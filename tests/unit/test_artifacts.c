@@ -12,6 +12,7 @@
 
 #include "runner/artifacts.h"
 #include "runner/fstree.h"
+#include "runner/guestdisk/diskread.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 
@@ -245,6 +246,210 @@ START_TEST(collect_untracked_files)
 }
 END_TEST
 
+/* A guest that rewrites its disk's raw blocks. Each image is built with
+ * mke2fs -d (no metadata checksums, so an edit is not caught as a bad
+ * checksum but by the reader's own rules) and then edited: by debugfs -w
+ * for inode fields and links, by replacing a name's bytes for names mke2fs
+ * cannot make. debugfs rdump, the reader before kiln-diskread, wrote
+ * outside its destination or ran out of bounds on each. */
+static void hostile_image(const struct scratch *sc, const char *setup, const char *edit)
+{
+	ck_assert_int_eq(test_sh("set -e; cd '%s'; p=root/g/demo; mkdir -p $p/dist; %s;"
+				 "PATH=$PATH:/usr/sbin:/sbin; mke2fs -q -F -t ext4 -O ^metadata_csum,^dir_index "
+				 "-d root ws.ext4 32M >/dev/null; %s",
+				 sc->dir, setup, edit),
+			 0);
+}
+
+/* Replace the bytes from with to (the same length) once in the image. */
+#define PATCH_NAME(from, to)                                                                                    \
+	"python3 -c 'import sys; b=open(\"ws.ext4\",\"rb\").read(); assert b.count(b\"" from "\")==1; "           \
+	"open(\"ws.ext4\",\"wb\").write(b.replace(b\"" from "\", b\"" to "\"))'"
+
+static enum kiln_rc collect_all(struct scratch *sc, struct fstree_stats *st, struct kiln_err *e)
+{
+	static const char *paths[] = { "dist/" };
+	struct artifacts_spec a = { paths, 1, NULL, 0, "/builds/g/demo", false };
+
+	return artifacts_collect(sc->img, "g/demo", &a, sc->tmp, sc->dest, st, e);
+}
+
+START_TEST(hostile_name_climbs_out)
+{
+	struct scratch sc;
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+
+	scratch_init(&sc);
+	hostile_image(&sc, "echo pwned > $p/dist/..%..%..%..%escaped; echo ok > $p/dist/fine",
+		      PATCH_NAME("..%..%..%..%escaped", "../../../../escaped"));
+	ck_assert_int_ne(collect_all(&sc, &st, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "'/'"), "%s", e.msg);
+	ck_assert(!exists(sc.dir, "escaped"));
+	ck_assert(!exists(sc.dir, "tmp/escaped"));
+	ck_assert_int_ne(access(sc.dest, F_OK), 0); /* all or nothing */
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
+START_TEST(hostile_link_then_file_of_the_same_name)
+{
+	struct scratch sc;
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+	char victim[PATH_MAX + 16];
+
+	scratch_init(&sc);
+	snprintf(victim, sizeof(victim), "%s/victim", sc.dir);
+	ck_assert_int_eq(test_sh("echo untouched > '%s'", victim), 0);
+	/* "twin_a" is a link to the host's victim, "twin_b" becomes "twin_a". */
+	hostile_image(&sc, "ln -s $PWD/victim $p/dist/twin_a; echo pwned > $p/dist/twin_b",
+		      PATCH_NAME("twin_b", "twin_a"));
+	ck_assert_int_ne(collect_all(&sc, &st, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "twice"), "%s", e.msg);
+	ck_assert_int_eq(test_sh("grep -qx untouched '%s'", victim), 0);
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
+START_TEST(hostile_inflated_size)
+{
+	struct scratch sc;
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+
+	scratch_init(&sc);
+	/* 16 TiB claimed by a 3-byte file: refused before a byte is written. */
+	hostile_image(&sc, "echo big > $p/dist/big",
+		      "debugfs -w -R 'sif /g/demo/dist/big size 0x100000000000' ws.ext4 >/dev/null 2>&1");
+	ck_assert_int_eq(collect_all(&sc, &st, &e), KILN_E_LIMIT);
+	ck_assert_msg(strstr(e.msg, "dist/big"), "%s", e.msg);
+	ck_assert_int_ne(access(sc.dest, F_OK), 0);
+	ck_assert_int_eq(test_sh("test -z \"$(ls -A '%s')\"", sc.tmp), 0);
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
+START_TEST(hostile_corrupt_fast_link)
+{
+	struct scratch sc;
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+
+	scratch_init(&sc);
+	/* A fast link (target in the inode) that claims 4000 bytes. */
+	hostile_image(&sc, "ln -s short $p/dist/link",
+		      "debugfs -w -R 'sif /g/demo/dist/link size 4000' ws.ext4 >/dev/null 2>&1");
+	ck_assert_int_ne(collect_all(&sc, &st, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "dist/link"), "%s", e.msg);
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
+START_TEST(hostile_folder_inside_itself)
+{
+	struct scratch sc;
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+
+	scratch_init(&sc);
+	hostile_image(&sc, "mkdir -p $p/dist/sub; echo x > $p/dist/sub/x",
+		      "debugfs -w -R 'ln /g/demo/dist /g/demo/dist/sub/again' ws.ext4 >/dev/null 2>&1");
+	ck_assert_int_ne(collect_all(&sc, &st, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "inside itself"), "%s", e.msg);
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
+START_TEST(setuid_bits_never_come_out)
+{
+	struct scratch sc;
+	struct fstree_stats st;
+	struct kiln_err e = { 0 };
+	char path[PATH_MAX + 32];
+	struct stat sb;
+
+	scratch_init(&sc);
+	hostile_image(&sc, "echo x > $p/dist/tool; chmod 6755 $p/dist/tool", "true");
+	ck_assert_msg(collect_all(&sc, &st, &e) == KILN_OK, "%s", e.msg);
+	snprintf(path, sizeof(path), "%s/dist/tool", sc.dest);
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert_uint_eq(sb.st_mode & 07777, 0755);
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
+/* What the reader is once it runs, from its /proc while it waits on a
+ * full pipe: the jail of runner/guestdisk/diskread.h. */
+struct jail_seen {
+	char status[4096];
+	bool own_net, own_mnt;
+	char root[PATH_MAX];
+};
+
+static void look_at_reader(pid_t pid, void *arg)
+{
+	struct jail_seen *js = arg;
+	char path[64], mine[64], theirs[64];
+	int i;
+
+	/* Until it has jailed itself (seccomp is its last step): 10 s at most. */
+	for (i = 0; i < 1000; i++) {
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+		if (!(f = fopen(path, "r")))
+			break;
+		n = fread(js->status, 1, sizeof(js->status) - 1, f);
+		js->status[n] = '\0';
+		fclose(f);
+		if (strstr(js->status, "\nSeccomp:\t2"))
+			break;
+		usleep(10000);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	js->own_net = readlink("/proc/self/ns/net", mine, sizeof(mine)) > 0 &&
+		      readlink(path, theirs, sizeof(theirs)) > 0 && strcmp(mine, theirs);
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	memset(mine, 0, sizeof(mine));
+	memset(theirs, 0, sizeof(theirs));
+	js->own_mnt = readlink("/proc/self/ns/mnt", mine, sizeof(mine)) > 0 &&
+		      readlink(path, theirs, sizeof(theirs)) > 0 && strcmp(mine, theirs);
+}
+
+START_TEST(the_reader_is_jailed)
+{
+	static const char *const fields[] = {
+		"\nUid:\t65534\t65534\t65534\t65534", "\nGid:\t65534\t65534\t65534\t65534", "\nGroups:\t \n",
+		"\nCapEff:\t0000000000000000", "\nCapPrm:\t0000000000000000", "\nNoNewPrivs:\t1", "\nSeccomp:\t2",
+	};
+	struct scratch sc;
+	struct jail_seen js = { 0 };
+	const char *paths[] = { "dist/" };
+	struct artifacts_spec a = { paths, 1, NULL, 0, "/builds/g/demo", false };
+	struct diskread_req r = { .image = sc.img, .project = "g/demo", .a = &a, .tmp_dir = sc.tmp,
+				  .started = look_at_reader, .started_arg = &js };
+	struct tarin_stats st;
+	struct kiln_err e = { 0 };
+	size_t i;
+
+	scratch_init(&sc);
+	r.image = sc.img;
+	r.tmp_dir = sc.tmp;
+	/* 4 MiB: more than a pipe holds, so the reader waits for kiln. */
+	hostile_image(&sc, "head -c 4194304 /dev/zero > $p/dist/big", "true");
+	ck_assert_msg(diskread_extract(&r, sc.dest, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 1);
+	for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		ck_assert_msg(strstr(js.status, fields[i]), "no '%s' in the reader's status:\n%s", fields[i] + 1,
+			      js.status);
+	ck_assert(js.own_net);
+	ck_assert(js.own_mnt);
+	test_sh("rm -rf '%s'", sc.dir);
+}
+END_TEST
+
 Suite *artifacts_suite(void)
 {
 	Suite *s = suite_create("artifacts");
@@ -257,6 +462,13 @@ Suite *artifacts_suite(void)
 	tcase_add_test(tc, copy_never_follows_links_in_the_destination);
 	tcase_add_test(tc, collect_from_an_ext4_image);
 	tcase_add_test(tc, collect_untracked_files);
+	tcase_add_test(tc, hostile_name_climbs_out);
+	tcase_add_test(tc, hostile_link_then_file_of_the_same_name);
+	tcase_add_test(tc, hostile_inflated_size);
+	tcase_add_test(tc, hostile_corrupt_fast_link);
+	tcase_add_test(tc, hostile_folder_inside_itself);
+	tcase_add_test(tc, setuid_bits_never_come_out);
+	tcase_add_test(tc, the_reader_is_jailed);
 	suite_add_tcase(s, tc);
 	return s;
 }

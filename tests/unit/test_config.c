@@ -22,6 +22,7 @@ static char *slurp(const char *path, size_t *len)
 static const char *const golden[] = {
 	"full", "empty", "unknown-key", "bad-int", "range", "bad-enum", "syntax",
 	"missing-token", "not-a-list", "bad-bool", "nested", "duplicate-key",
+	"bad-network", "network-not-list", "too-many-networks",
 };
 
 START_TEST(golden_files)
@@ -74,6 +75,20 @@ START_TEST(full_values)
 	ck_assert_int_eq(cfg.runners[0].vm.memory_mib, 2048);
 	ck_assert_int_eq(cfg.runners[0].limit, 2);
 	ck_assert_int_eq(cfg.runners[0].vm.rx_rate_limit, 10485760);
+	ck_assert_int_eq(cfg.runners[0].vm.disk_rate_limit, 0);
+	ck_assert_int_eq(cfg.runners[0].vm.disk_iops_limit, 500);
+	ck_assert_uint_eq(cfg.runners[0].vm.allowed_networks.n, 2);
+	ck_assert_uint_eq(cfg.runners[0].vm.allowed_networks.v[0].addr, 0x0a140000u);
+	ck_assert_uint_eq(cfg.runners[0].vm.allowed_networks.v[0].prefix, 16);
+	ck_assert_uint_eq(cfg.runners[0].vm.allowed_networks.v[1].addr, 0xc0a8010au);
+	ck_assert_uint_eq(cfg.runners[0].vm.allowed_networks.v[1].prefix, 32);
+	/* inherited from defaults where the runner says nothing */
+	ck_assert_int_eq(cfg.runners[0].vm.tx_rate_limit, 1048576);
+	ck_assert_uint_eq(cfg.runners[0].vm.denied_networks.n, 1);
+	ck_assert_uint_eq(cfg.runners[0].vm.denied_networks.v[0].addr, 0xc6336400u);
+	ck_assert_uint_eq(cfg.runners[0].vm.denied_networks.v[0].prefix, 24);
+	ck_assert_uint_eq(cfg.runners[1].vm.allowed_networks.n, 0);
+	ck_assert_int_eq(cfg.runners[1].vm.disk_iops_limit, KILN_DISK_IOPS_DEFAULT);
 	/* `defaults` comes after `runners` in the file yet is inherited. */
 	ck_assert_str_eq(cfg.runners[0].vm.image, "tiny");
 	ck_assert(!cfg.runners[0].vm.network);
@@ -100,6 +115,13 @@ START_TEST(defaults_and_env)
 	ck_assert_str_eq(cfg.defaults.image, "debian");
 	ck_assert_int_eq(cfg.defaults.vcpus, 1);
 	ck_assert(cfg.defaults.network);
+	/* Limits on by default (issue 13, finding 3); no extra networks. */
+	ck_assert_int_eq(cfg.defaults.rx_rate_limit, 104857600);
+	ck_assert_int_eq(cfg.defaults.tx_rate_limit, 104857600);
+	ck_assert_int_eq(cfg.defaults.disk_rate_limit, 209715200);
+	ck_assert_int_eq(cfg.defaults.disk_iops_limit, 10000);
+	ck_assert_uint_eq(cfg.defaults.allowed_networks.n, 0);
+	ck_assert_uint_eq(cfg.defaults.denied_networks.n, 0);
 	kiln_config_free(&cfg);
 	unsetenv("KILN_STATE_DIR");
 }

@@ -273,6 +273,33 @@ START_TEST(cow_open_failures)
 }
 END_TEST
 
+/* The overlay holds at most its cap: a write needing one cluster more
+ * fails as on a full disk, leaving the disk as it was; clusters already
+ * copied stay writable, and without a cap every cluster can be. */
+START_TEST(cow_overlay_cap)
+{
+	struct cow_disk c;
+	uint8_t b = 0x5a;
+
+	ck_assert_int_eq(cow_open(&c, base, true, false, tmp), 0);
+	cow_limit(&c, 2 * CL);
+	put(&c, 10, 100, 1);                 /* cluster 0 */
+	put(&c, CL + 7, 100, 2);             /* cluster 1: the overlay is full */
+	ck_assert_int_eq(cow_pwrite(&c, &b, 1, 2 * CL + 3), -ENOSPC);
+	ck_assert_int_eq(cow_pwrite(&c, &b, 1, 3 * CL), -ENOSPC); /* the short last cluster too */
+	put(&c, CL - 1, 2, 3);               /* clusters 0 and 1 again */
+	check_model(&c);
+	ck_assert_uint_eq(c.overlay_used, 2 * CL);
+	cow_limit(&c, 0);
+	put(&c, 2 * CL + 3, 1, 4);
+	put(&c, 3 * CL, 1000, 5);
+	check_model(&c);
+	ck_assert_uint_eq(c.overlay_used, 3 * CL + 1000);
+	cow_close(&c);
+	ck_assert(base_unchanged());
+}
+END_TEST
+
 START_TEST(cow_empty_disk)
 {
 	struct cow_disk c;
@@ -301,6 +328,7 @@ Suite *cow_suite(void)
 	tcase_add_test(tc, cow_plain_read_write);
 	tcase_add_test(tc, cow_open_failures);
 	tcase_add_test(tc, cow_empty_disk);
+	tcase_add_test(tc, cow_overlay_cap);
 	suite_add_tcase(s, tc);
 	return s;
 }

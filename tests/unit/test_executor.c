@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "executors/executor.h"
+#include "runner/paths.h"
 #include "tests/unit/suites.h"
 
 START_TEST(cmdline_words)
@@ -44,6 +47,15 @@ START_TEST(late_workspace_backends)
 {
 	ck_assert_ptr_nonnull(executor_microvm.disks_changed);
 	ck_assert_ptr_null(executor_qemu.disks_changed);
+}
+END_TEST
+
+/* kiln-vmm limits its network devices itself; QEMU has no limiter for a
+ * tap, so runner/jobnet limits the tap for it (issue 13, finding 3). */
+START_TEST(network_limiter_backends)
+{
+	ck_assert(executor_microvm.limits_net);
+	ck_assert(!executor_qemu.limits_net);
 }
 END_TEST
 
@@ -121,12 +133,13 @@ START_TEST(spawn_holds_the_signal)
 }
 END_TEST
 
-/* The -M words the qemu backend starts QEMU with, for accel: a fake QEMU
+/* The word after the first opt that the qemu backend starts QEMU with for
+ * spec t (kernel, rootfs, run_dir and helper filled in here): a fake QEMU
  * (a shell script) writes its arguments one per line into dir/argv. */
-static void qemu_machine(const char *dir, const char *accel, char *machine, size_t size)
+static void qemu_arg(const char *dir, const struct vm_spec *t, const char *opt, char *val, size_t size)
 {
-	char helper[PATH_MAX], out[PATH_MAX], line[512];
-	struct vm_spec s = { 0 };
+	char helper[PATH_MAX], out[PATH_MAX], line[PATH_MAX + 256];
+	struct vm_spec s = *t;
 	struct executor x;
 	struct kiln_err e;
 	bool next = false;
@@ -146,7 +159,6 @@ static void qemu_machine(const char *dir, const char *accel, char *machine, size
 	s.memory_mib = 256;
 	s.run_dir = dir;
 	s.helper = helper;
-	s.accel = accel;
 	executor_init(&x, &executor_qemu, &s);
 	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
 	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
@@ -154,16 +166,17 @@ static void qemu_machine(const char *dir, const char *accel, char *machine, size
 	ck_assert_int_eq(status, 0);
 	executor_cleanup(&x);
 	unlink(x.log_path);
-	machine[0] = '\0';
+	unlink(x.console_path);
+	val[0] = '\0';
 	f = fopen(out, "r");
 	ck_assert_ptr_nonnull(f);
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
 		if (next) {
-			snprintf(machine, size, "%s", line);
+			snprintf(val, size, "%s", line);
 			break;
 		}
-		next = !strcmp(line, "-M");
+		next = !strcmp(line, opt);
 	}
 	fclose(f);
 	unlink(out);
@@ -176,15 +189,248 @@ static void qemu_machine(const char *dir, const char *accel, char *machine, size
 START_TEST(qemu_has_an_rtc)
 {
 	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", machine[256];
+	struct vm_spec s = { .accel = "tcg" };
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	qemu_machine(dir, "tcg", machine, sizeof(machine));
+	qemu_arg(dir, &s, "-M", machine, sizeof(machine));
 	ck_assert_ptr_nonnull(strstr(machine, "accel=tcg"));
 	ck_assert_ptr_nonnull(strstr(machine, "rtc=on"));
-	qemu_machine(dir, "kvm", machine, sizeof(machine));
+	s.accel = "kvm";
+	qemu_arg(dir, &s, "-M", machine, sizeof(machine));
 	ck_assert_ptr_nonnull(strstr(machine, "accel=kvm"));
 	ck_assert_ptr_nonnull(strstr(machine, "rtc=on"));
 	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+static long long size_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static void write_text(const char *path, const char *text, size_t n)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(text, 1, n, f), n);
+	fclose(f);
+}
+
+/* A guest's console is copied through a pipe into console.log up to the
+ * limit, then a line saying so; the VM's process never blocks on the rest. */
+START_TEST(console_pipe_has_a_ceiling)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", text[256];
+	char *argv[] = { "/bin/sh", "-c", "head -c 1048576 /dev/zero | tr '\\0' x >&3 && echo wrote-all", NULL };
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	FILE *f;
+	int status;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.run_dir = dir;
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_msg(executor_console_pipe(&x, 4096, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(executor_spawn(&x, argv, 0, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(x.console_fd, -1);
+	ck_assert_int_eq(executor_wait(&x, 10000, &status, &e), KILN_OK);
+	ck_assert_int_eq(status, 0);
+	executor_cleanup(&x);
+	ck_assert_int_eq(x.drain_pid, -1);
+	ck_assert_int_lt(size_of(x.console_path), 4096 + 100);
+	ck_assert_int_gt(size_of(x.console_path), 4096);
+	f = fopen(x.log_path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(text, sizeof(text), f));
+	fclose(f);
+	ck_assert_str_eq(text, "wrote-all\n");
+	executor_tail(&x, text, sizeof(text));
+	ck_assert_msg(strstr(text, "console output limit reached"), "%s", text);
+	unlink(x.console_path);
+	unlink(x.log_path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* QEMU writes its serial console into that pipe (fd set 1 on fd 3, a file
+ * chardev with append=on: QEMU 7.2 opens /dev/fdset/1 so, checked by hand),
+ * not into a file of its own, and no file it writes (snapshot=on's overlay)
+ * grows past 2 GiB: a fake QEMU records its arguments and RLIMIT_FSIZE and
+ * writes a line to fd 3, which lands in console.log. */
+START_TEST(qemu_console_goes_through_the_pipe)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", helper[PATH_MAX], out[PATH_MAX + 8], line[512], prev[512] = "";
+	struct vm_spec s = { 0 };
+	struct executor x;
+	struct kiln_err e;
+	bool addfd = false, serial = false, chardev = false, fsize = false, core = false;
+	int status;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
+	snprintf(out, sizeof(out), "%s/argv", dir);
+	f = fopen(helper, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\ngrep 'Max file size\\|Max core' /proc/$$/limits >> %s\n"
+		   "case \"$*\" in *-add-fd*) echo 'Linux booted' >&3;; esac\n",
+		out, out);
+	fclose(f);
+	ck_assert_int_eq(chmod(helper, 0755), 0);
+	s.kernel = "/k";
+	s.rootfs = "/r.ext4";
+	s.vcpus = 1;
+	s.memory_mib = 256;
+	s.run_dir = dir;
+	s.helper = helper;
+	s.accel = "tcg";
+	executor_init(&x, &executor_qemu, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
+	ck_assert_int_eq(executor_wait(&x, 5000, &status, &e), KILN_OK);
+	ck_assert_int_eq(status, 0);
+	executor_cleanup(&x);
+	f = fopen(out, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		addfd |= !strcmp(prev, "-add-fd") && !strcmp(line, "fd=3,set=1");
+		serial |= !strcmp(prev, "-chardev") && !strcmp(line, "file,id=console,path=/dev/fdset/1,append=on");
+		chardev |= !strcmp(prev, "-serial") && !strcmp(line, "chardev:console");
+		fsize |= !strncmp(line, "Max file size", 13) && strstr(line, " 2147483648 ");
+		if (!strncmp(line, "Max core file size", 18)) {
+			char soft[32], hard[32];
+
+			core = sscanf(line + 18, "%31s %31s", soft, hard) == 2 && !strcmp(soft, "0") && !strcmp(hard, "0");
+		}
+		snprintf(prev, sizeof(prev), "%s", line);
+	}
+	fclose(f);
+	ck_assert(addfd);
+	ck_assert(serial);
+	ck_assert(chardev);
+	ck_assert(fsize); /* snapshot=on's overlay: 2 GiB at most */
+	ck_assert(core);
+	f = fopen(x.console_path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	fclose(f);
+	ck_assert_str_eq(line, "Linux booted\n");
+	unlink(out);
+	unlink(helper);
+	unlink(x.console_path);
+	unlink(x.log_path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* The console tail that goes into error messages is one line of printable
+ * ASCII: the guest's escape sequences (a screen clear, a window title, a
+ * colour, an 8-bit CSI) are gone, its text stays. */
+START_TEST(tail_strips_escape_sequences)
+{
+	static const char console[] = "\x1b[2J\x1b]0;pwned\x07" "boot \x1b[31;1mfailed\x1b[0m\r\n"
+				      "\x9b" "6n\x1bPq#0\x1b\\x\ty\x00z\x7f\x1b[1";
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", text[600], *c;
+	struct vm_spec s = { 0 };
+	struct executor x;
+	size_t i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.run_dir = dir;
+	executor_init(&x, &executor_qemu, &s);
+	write_text(x.console_path, console, sizeof(console) - 1);
+	executor_tail(&x, text, sizeof(text));
+	for (i = 0; text[i]; i++)
+		ck_assert_msg(text[i] >= 0x20 && text[i] < 0x7f, "byte %zu is 0x%02x: %s", i, (unsigned char)text[i], text);
+	c = strstr(text, "console: [");
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(c, "console: [boot failed ?6nx yz]");
+	unlink(x.console_path);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* Issue 13, finding 3: the disk limits reach QEMU as -drive throttling. */
+START_TEST(qemu_throttles_disks)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX", drive[PATH_MAX];
+	struct vm_spec s = { .accel = "tcg", .disk_rate_limit = 209715200, .disk_iops_limit = 10000 };
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,"
+				"throttling.bps-total=209715200,throttling.iops-total=10000");
+	s.disk_rate_limit = 0;
+	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,throttling.iops-total=10000");
+	s.disk_iops_limit = 0;
+	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on");
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
+/* Issue 13, finding 3: kiln-vmm's vm.json carries the network and disk
+ * limits as Firecracker's token buckets (100 ms refill), each disk with a
+ * one-time burst for the boot and the checkout. */
+START_TEST(microvm_limits)
+{
+	char dir[] = "/tmp/kiln-exec-unit-XXXXXX";
+	struct vm_spec s = { .kernel = "/k", .rootfs = "/r.ext4", .workspace = "/w.ext4", .vcpus = 1,
+			     .memory_mib = 256, .tap = "kt0", .rx_rate_limit = 104857600,
+			     .tx_rate_limit = 1000, .disk_rate_limit = 209715200, .disk_iops_limit = 10000 };
+	struct executor x;
+	struct kiln_err e;
+	json_t *cfg, *d;
+	size_t i;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	s.run_dir = dir;
+	executor_init(&x, &executor_microvm, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	cfg = json_load_file(x.config_path, 0, NULL);
+	ck_assert_ptr_nonnull(cfg);
+	d = json_object_get(cfg, "net");
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 json_array_get(d, 0), "rx_rate_limiter"), "bandwidth"), "size")), 10485760);
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 json_array_get(d, 0), "rx_rate_limiter"), "bandwidth"), "refill_time")), 100);
+	/* a tiny rate still holds a full frame: 64 KiB per 65.5 s */
+	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(
+				 json_array_get(d, 0), "tx_rate_limiter"), "bandwidth"), "size")), 65536);
+	d = json_object_get(cfg, "drives");
+	ck_assert_uint_eq(json_array_size(d), 2);
+	for (i = 0; i < 2; i++) {
+		json_t *l = json_object_get(json_array_get(d, i), "rate_limiter");
+		json_t *bw = json_object_get(l, "bandwidth"), *ops = json_object_get(l, "ops");
+
+		ck_assert_int_eq(json_integer_value(json_object_get(bw, "size")), 20971520);
+		ck_assert_int_eq(json_integer_value(json_object_get(bw, "refill_time")), 100);
+		ck_assert_int_eq(json_integer_value(json_object_get(bw, "one_time_burst")), 256 << 20);
+		ck_assert_int_eq(json_integer_value(json_object_get(ops, "size")), 1000);
+		ck_assert_int_eq(json_integer_value(json_object_get(ops, "refill_time")), 100);
+		ck_assert_int_eq(json_integer_value(json_object_get(ops, "one_time_burst")), 20000);
+	}
+	json_decref(cfg);
+	executor_cleanup(&x);
+	/* No limits: no limiter objects. */
+	s.rx_rate_limit = s.tx_rate_limit = s.disk_rate_limit = s.disk_iops_limit = 0;
+	executor_init(&x, &executor_microvm, &s);
+	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
+	cfg = json_load_file(x.config_path, 0, NULL);
+	ck_assert_ptr_nonnull(cfg);
+	ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(cfg, "drives"), 0), "rate_limiter"));
+	ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(cfg, "net"), 0), "rx_rate_limiter"));
+	json_decref(cfg);
+	executor_cleanup(&x);
+	unlink(x.config_path);
+	unlink(x.log_path);
+	kiln_rm_rf(dir);
 }
 END_TEST
 
@@ -195,8 +441,14 @@ Suite *executor_suite(void)
 
 	tcase_add_test(tc, cmdline_words);
 	tcase_add_test(tc, late_workspace_backends);
+	tcase_add_test(tc, network_limiter_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);
 	tcase_add_test(tc, qemu_has_an_rtc);
+	tcase_add_test(tc, console_pipe_has_a_ceiling);
+	tcase_add_test(tc, qemu_console_goes_through_the_pipe);
+	tcase_add_test(tc, tail_strips_escape_sequences);
+	tcase_add_test(tc, qemu_throttles_disks);
+	tcase_add_test(tc, microvm_limits);
 	suite_add_tcase(s, tc);
 	return s;
 }

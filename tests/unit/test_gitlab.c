@@ -17,13 +17,16 @@
 #include <zlib.h>
 
 #include "runner/config.h"
+#include "runner/fstree.h"
 #include "runner/glclient.h"
+#include "runner/glartifacts.h"
 #include "runner/glconfig.h"
 #include "runner/gzmembers.h"
 #include "runner/jobrecord.h"
 #include "runner/mask.h"
 #include "runner/metrics.h"
 #include "runner/paths.h"
+#include "runner/payload.h"
 #include "runner/trace.h"
 #include "runner/zip.h"
 #include "tests/unit/suites.h"
@@ -287,6 +290,7 @@ struct srv {
 	char method[SRV_MAX][8], path[SRV_MAX][128], range[SRV_MAX][64];
 	char *body[SRV_MAX];
 	size_t body_len[SRV_MAX], n_req;
+	bool job_token[SRV_MAX];  /* the request had a JOB-TOKEN header */
 	char *stored;        /* the trace as a GitLab would keep it */
 	size_t stored_len;
 };
@@ -346,6 +350,7 @@ static void *srv_main(void *arg)
 		i = s->n_req++;
 		sscanf(buf, "%7s %127s", s->method[i], s->path[i]);
 		s->range[i][0] = '\0';
+		s->job_token[i] = strcasestr(buf, "\r\nJOB-TOKEN:") != NULL;
 		if ((h = strcasestr(buf, "\r\nContent-Range: ")))
 			sscanf(h + 17, "%63[^\r]", s->range[i]);
 		s->body[i] = body;
@@ -551,6 +556,60 @@ START_TEST(client_final_update_loop)
 	ck_assert_uint_eq(s.n_req, 4);
 	gl_client_free(&c);
 	srv_stop(&s);
+}
+END_TEST
+
+/* A 307 on artifact upload is followed with the job token only on the
+ * GitLab's own origin: not to another port or host, not to another scheme. */
+START_TEST(client_upload_redirects)
+{
+	static struct srv gl, other;
+	char file[64] = "/tmp/kiln-upload-XXXXXX", loc[3][160];
+	struct gl_client c;
+	struct kiln_err e = { 0 };
+	int fd = mkstemp(file), i;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "PK", 2), 2);
+	close(fd);
+	memset(&gl, 0, sizeof(gl));
+	memset(&other, 0, sizeof(other));
+	srv_start(&gl);
+	srv_start(&other);
+	client_for(&c, &gl);
+	snprintf(loc[0], sizeof(loc[0]), "307 Location: http://127.0.0.1:%d/api/v4/jobs/5/artifacts?moved=1", gl.port);
+	snprintf(loc[1], sizeof(loc[1]), "307 Location: http://127.0.0.1:%d/steal", other.port);
+	snprintf(loc[2], sizeof(loc[2]), "307 Location: https://127.0.0.1:%d/steal", gl.port);
+	gl.script[0] = loc[0];
+	gl.script[1] = "201";
+	gl.script[2] = loc[1];
+	gl.script[3] = loc[2];
+	gl.n_script = 4;
+
+	/* Same origin: followed, token and all. */
+	ck_assert_msg(gl_upload_artifacts(&c, 5, "glcbt-tok", file, "a.zip", "archive", "zip", NULL, &e) == KILN_OK,
+		      "%s", e.msg);
+	ck_assert_uint_eq(gl.n_req, 2);
+	ck_assert_ptr_nonnull(strstr(gl.path[1], "moved=1"));
+	ck_assert(gl.job_token[0] && gl.job_token[1]);
+	/* Another port, another scheme: refused, nothing sent there. */
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(gl_upload_artifacts(&c, 5, "glcbt-tok", file, "a.zip", "archive", "zip", NULL, &e),
+				 KILN_E_INVALID);
+		ck_assert_msg(strstr(e.msg, "not followed with the job token"), "%s", e.msg);
+	}
+	ck_assert_uint_eq(gl.n_req, 4);
+	ck_assert_uint_eq(other.n_req, 0);
+	gl_client_free(&c);
+	srv_stop(&gl);
+	srv_stop(&other);
+	unlink(file);
+
+	ck_assert(gl_same_origin("https://GitLab.example.com/api/v4", "https://gitlab.example.com:443/x?y"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "http://gitlab.example.com/api/v4"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "https://gitlab.example.com.evil/"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "https://gitlab.example.com:8443/"));
+	ck_assert(!gl_same_origin("https://gitlab.example.com/api/v4", "/relative"));
 }
 END_TEST
 
@@ -870,6 +929,146 @@ START_TEST(payload_pruning)
 }
 END_TEST
 
+/* --- caches ----------------------------------------------------------------------- */
+
+static void write_file(const char *path, const void *data, size_t n, mode_t mode);
+
+/* examples/tiny.json with cache key "deps" (and a fallback), its ref
+ * protected or not: by git_info.protected when by_var is false, else by
+ * $CI_COMMIT_REF_PROTECTED. */
+static void cache_payload(struct job_payload *p, bool prot, bool by_var)
+{
+	const char *top = getenv("top_srcdir");
+	char path[PATH_MAX], *text;
+	struct kiln_err e = { 0 };
+	json_t *root;
+
+	snprintf(path, sizeof(path), "%s/examples/tiny.json", top ? top : ".");
+	root = json_load_file(path, 0, NULL);
+	ck_assert_ptr_nonnull(root);
+	json_object_set_new(root, "cache", json_pack("[{s:s,s:[s],s:s,s:[s]}]", "key", "deps", "paths", "vendor/",
+						      "policy", "pull-push", "fallback_keys", "main-deps"));
+	if (by_var)
+		json_array_append_new(json_object_get(root, "variables"),
+				      json_pack("{s:s,s:s}", "key", "CI_COMMIT_REF_PROTECTED", "value",
+						prot ? "true" : "false"));
+	else
+		json_object_set_new(json_object_get(root, "git_info"), "protected", json_boolean(prot));
+	text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	ck_assert_msg(payload_parse(text, strlen(text), p, &e) == KILN_OK, "%s", e.msg);
+	free(text);
+}
+
+/* Save cache "deps" holding vendor.txt = who, as a job whose ref is
+ * protected or not. */
+static void cache_save(const char *d, bool prot, bool by_var, const char *who)
+{
+	char state[128], root[128], path[PATH_MAX];
+	struct kiln_err e = { 0 };
+	struct job_payload p;
+	struct trace *t = offline_trace(0);
+	struct gla g;
+
+	cache_payload(&p, prot, by_var);
+	snprintf(state, sizeof(state), "%s/state", d);
+	snprintf(root, sizeof(root), "%s/cache", d);
+	ck_assert_msg(gla_init(&g, &p, NULL, t, state, root, &e) == KILN_OK, "%s", e.msg);
+	snprintf(g.cache[0].dir, sizeof(g.cache[0].dir), "%s/collected", g.tmp);
+	ck_assert_int_eq(kiln_mkdir_p(g.cache[0].dir), 0);
+	snprintf(path, sizeof(path), "%s/vendor.txt", g.cache[0].dir);
+	write_file(path, who, strlen(who), 0644);
+	g.cache[0].wanted = g.collected = g.ok = true;
+	g.cache[0].files = 1;
+	ck_assert_msg(gla_after(&g, &e) == KILN_OK, "%s", e.msg);
+	gla_free(&g);
+	trace_free(t);
+	payload_free(&p);
+}
+
+/* What a job whose ref is protected or not restores of cache "deps":
+ * vendor.txt's text, "" when nothing. */
+static void cache_restore(const char *d, bool prot, bool by_var, char *got, size_t size)
+{
+	char state[128], root[128], path[PATH_MAX];
+	struct kiln_err e = { 0 };
+	struct job_payload p;
+	struct trace *t = offline_trace(0);
+	struct gla g;
+	FILE *f;
+
+	cache_payload(&p, prot, by_var);
+	snprintf(state, sizeof(state), "%s/state", d);
+	snprintf(root, sizeof(root), "%s/cache", d);
+	ck_assert_msg(gla_init(&g, &p, NULL, t, state, root, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(gla_before(&g, &e) == KILN_OK, "%s", e.msg);
+	got[0] = '\0';
+	snprintf(path, sizeof(path), "%s/vendor.txt", g.cache_in);
+	if (g.n_extra && (f = fopen(path, "r"))) {
+		size_t n = fread(got, 1, size - 1, f);
+
+		got[n] = '\0';
+		fclose(f);
+	}
+	gla_free(&g);
+	trace_free(t);
+	payload_free(&p);
+}
+
+/* Caches of protected and unprotected refs are kept apart, as GitLab's
+ * key suffixes do: neither restores what the other saved under the same
+ * key, whether protection comes from git_info or the variable. */
+START_TEST(cache_kept_apart_by_protection)
+{
+	char *d = tmpdir(), got[64], cmd[160];
+	int by_var;
+
+	for (by_var = 0; by_var < 2; by_var++) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s/cache", d);
+		ck_assert_int_eq(system(cmd), 0);
+		cache_save(d, false, by_var, "unprotected");
+		cache_restore(d, true, by_var, got, sizeof(got));
+		ck_assert_str_eq(got, "");
+		cache_save(d, true, by_var, "protected");
+		cache_restore(d, false, by_var, got, sizeof(got));
+		ck_assert_str_eq(got, "unprotected");
+		cache_restore(d, true, by_var, got, sizeof(got));
+		ck_assert_str_eq(got, "protected");
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* A key that already carries the server's suffix keeps it when it fits the
+ * job; one that claims "-protected" for an unprotected job does not. */
+START_TEST(cache_key_suffixes)
+{
+	struct job_payload p;
+	struct gla g = { 0 };
+	char k[256];
+
+	cache_payload(&p, false, false);
+	g.p = &p;
+	gla_cache_key(&g, "deps-0-non_protected", k, sizeof(k));
+	ck_assert_str_eq(k, "deps-0-non_protected");
+	gla_cache_key(&g, "deps-0-protected", k, sizeof(k));
+	ck_assert_str_eq(k, "deps-0-protected-non_protected");
+	gla_cache_key(&g, "$CI_PIPELINE_ID-x", k, sizeof(k));
+	ck_assert_str_eq(k, "1-x-non_protected");
+	payload_free(&p);
+	cache_payload(&p, true, false);
+	g.p = &p;
+	gla_cache_key(&g, "deps-0-protected", k, sizeof(k));
+	ck_assert_str_eq(k, "deps-0-protected");
+	gla_cache_key(&g, "deps-0-non_protected", k, sizeof(k)); /* cache:unprotect */
+	ck_assert_str_eq(k, "deps-0-non_protected");
+	gla_cache_key(&g, "deps", k, sizeof(k));
+	ck_assert_str_eq(k, "deps-protected");
+	payload_free(&p);
+}
+END_TEST
+
 /* --- zip ------------------------------------------------------------------------ */
 
 static void write_file(const char *path, const void *data, size_t n, mode_t mode)
@@ -942,6 +1141,59 @@ START_TEST(zip_roundtrip)
 	snprintf(out, sizeof(out), "%s/out2", d);
 	ck_assert_int_eq(zip_extract(zipf, out, 1000, &st, &e), KILN_E_LIMIT);
 	free(big);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* No setuid, setgid or sticky bit survives a zip (written or read) or a
+ * tree copy: modes are masked to 0777. The written archive is checked with
+ * Python's zipfile, and a zip made by Python with 06755 is extracted. */
+START_TEST(modes_lose_setuid)
+{
+	char *d = tmpdir(), path[256], zipf[128], out[128], cmd[600];
+	struct fstree_stats fst;
+	struct zip_stats st;
+	struct kiln_err e = { 0 };
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/src/sub", d);
+	ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	ck_assert_int_eq(chmod(path, 01777), 0);
+	snprintf(path, sizeof(path), "%s/src/sub/suid", d);
+	write_file(path, "#!/bin/sh\n", 10, 0755);
+	ck_assert_int_eq(chmod(path, 06755), 0);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 06755);
+
+	snprintf(zipf, sizeof(zipf), "%s/w.zip", d);
+	snprintf(path, sizeof(path), "%s/src", d);
+	ck_assert_msg(zip_write_dir(path, zipf, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import sys, zipfile; sys.exit(any(i.external_attr >> 16 & 0o7000 "
+		 "for i in zipfile.ZipFile(\"%s\").infolist()))'", zipf);
+	ck_assert_int_eq(system(cmd), 0);
+
+	snprintf(zipf, sizeof(zipf), "%s/py.zip", d);
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import zipfile; z = zipfile.ZipFile(\"%s\", \"w\"); i = zipfile.ZipInfo(\"x/suid\"); "
+		 "i.external_attr = 0o106755 << 16; z.writestr(i, \"hi\"); z.close()'", zipf);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/out", d);
+	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	snprintf(path, sizeof(path), "%s/x/suid", out);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0755);
+
+	snprintf(path, sizeof(path), "%s/src", d);
+	snprintf(out, sizeof(out), "%s/copy", d);
+	ck_assert_msg(fstree_copy(path, out, NULL, NULL, &fst, &e) == KILN_OK, "%s", e.msg);
+	snprintf(path, sizeof(path), "%s/sub/suid", out);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07777, 0755);
+	snprintf(path, sizeof(path), "%s/sub", out);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 07000, 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
 	ck_assert_int_eq(system(cmd), 0);
 }
@@ -1215,6 +1467,7 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, client_retries_and_aborts);
 	tcase_add_test(tc, client_final_update_loop);
 	tcase_add_test(tc, client_url_and_info);
+	tcase_add_test(tc, client_upload_redirects);
 	tcase_add_test(tc, failure_reason_mapping);
 	tcase_add_test(tc, system_id);
 	tcase_add_test(tc, config_rewrite);
@@ -1222,8 +1475,11 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, journal_orphans);
 	tcase_add_test(tc, payload_pruning);
 	tcase_add_test(tc, gitlab_times);
+	tcase_add_test(tc, cache_kept_apart_by_protection);
+	tcase_add_test(tc, cache_key_suffixes);
 	tcase_add_test(tc, zip_roundtrip);
 	tcase_add_test(tc, gzip_members);
+	tcase_add_test(tc, modes_lose_setuid);
 	tcase_add_test(tc, zip_refuses_unsafe);
 	tcase_add_test(tc, metrics_text_and_http);
 	suite_add_tcase(s, tc);

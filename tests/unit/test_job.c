@@ -39,6 +39,12 @@ static int g_starts, g_cleanups, g_rescans;
 static int g_rescans_at_stream = -1; /* rescans done when the host took the channel */
 static long long g_ws_size_at_rescan = -1;
 static bool g_old_agent;          /* the fake agent lacks late-workspace */
+/* What the fake agent does after the JOB frame: its job, a second HELLO
+ * (then the job if it gets another JOB), or nothing until killed. */
+static enum { AGENT_JOB, AGENT_HELLO_TWICE, AGENT_SILENT, AGENT_ESCAPES } g_agent;
+static int g_rescan_delay_ms;     /* the fake workspace rescan takes this long */
+static int g_timeout_s;           /* the payload's timeout; 0: tiny.json's */
+static int g_boot_ms;             /* job_opts.boot_timeout_ms */
 static char g_dir[PATH_MAX], g_sha[41];
 static char g_out[4096], g_notices[4096];
 
@@ -50,30 +56,51 @@ static long long file_size(const char *path)
 }
 
 /* The guest's side: HELLO, wait for JOB, one OUTPUT, EXIT, power off. */
-static void fake_agent(int fd)
+static void await_job(int fd, struct ap_reader *rd)
 {
-	struct ap_reader rd;
-	char hello[160], buf[4096];
 	const uint8_t *payload;
+	char buf[4096];
 	uint32_t len;
 	uint8_t type;
 	ssize_t n;
+
+	for (;;) {
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			_exit(3); /* the host hung up without a job */
+		if (ap_reader_feed(rd, buf, (size_t)n))
+			_exit(4);
+		if (ap_reader_next(rd, &type, &payload, &len) == 1 && type == AP_JOB)
+			return;
+	}
+}
+
+static void fake_agent(int fd)
+{
+	struct ap_reader rd;
+	char hello[160];
 
 	snprintf(hello, sizeof(hello), "{\"version\":1,\"agent\":\"fake\",\"features\":[\"%s\"%s]}", AP_FEATURE_SHELL,
 		 g_old_agent ? "" : ",\"" AP_FEATURE_LATE_WORKSPACE "\"");
 	if (ap_send(fd, AP_HELLO, hello, (uint32_t)strlen(hello)) < 0)
 		_exit(2);
 	ap_reader_init(&rd);
-	for (;;) {
-		n = read(fd, buf, sizeof(buf));
-		if (n <= 0)
-			_exit(3); /* the host hung up without a job */
-		if (ap_reader_feed(&rd, buf, (size_t)n))
-			_exit(4);
-		if (ap_reader_next(&rd, &type, &payload, &len) == 1 && type == AP_JOB)
-			break;
+	await_job(fd, &rd);
+	if (g_agent == AGENT_SILENT)
+		for (;;)
+			pause();
+	if (g_agent == AGENT_HELLO_TWICE) {
+		if (ap_send(fd, AP_HELLO, hello, (uint32_t)strlen(hello)) < 0)
+			_exit(2);
+		await_job(fd, &rd);
 	}
 	ap_send(fd, AP_OUTPUT, "fake job ran\n", 13);
+	if (g_agent == AGENT_ESCAPES) {
+		static const char ex[] = "{\"exit_code\":1,\"failure_reason\":\"\\u001b]0;pwned\\u0007x\"}";
+
+		ap_send(fd, AP_EXIT, ex, sizeof(ex) - 1);
+		_exit(0);
+	}
 	ap_send(fd, AP_EXIT, "{\"exit_code\":0}", 15);
 	_exit(0);
 }
@@ -114,6 +141,8 @@ static enum kiln_rc fake_start(struct executor *x, struct kiln_err *e)
 static enum kiln_rc fake_disks_changed(struct executor *x, struct kiln_err *e)
 {
 	(void)e;
+	if (g_rescan_delay_ms)
+		poll(NULL, 0, g_rescan_delay_ms);
 	g_rescans++;
 	g_ws_size_at_rescan = file_size(x->spec.workspace);
 	return KILN_OK;
@@ -238,6 +267,8 @@ static void fixture_up(void)
 	g_ws_size_at_rescan = -1;
 	g_rescans_at_stream = -1;
 	g_out[0] = g_notices[0] = '\0';
+	g_agent = AGENT_JOB;
+	g_rescan_delay_ms = g_timeout_s = g_boot_ms = 0;
 }
 
 static void fixture_down(void)
@@ -265,6 +296,8 @@ static enum kiln_rc run_fake_job(struct job_result *r, struct kiln_err *e)
 	json_object_set_new(git, "repo_url", json_string(path));
 	json_object_set_new(git, "sha", json_string(g_sha));
 	json_object_set_new(root, "image", json_pack("{s:s}", "name", "img"));
+	if (g_timeout_s)
+		json_object_set_new(root, "runner_info", json_pack("{s:i}", "timeout", g_timeout_s));
 	text = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	ck_assert_msg(payload_parse(text, strlen(text), &p, e) == KILN_OK, "%s", e->msg);
@@ -279,6 +312,7 @@ static enum kiln_rc run_fake_job(struct job_result *r, struct kiln_err *e)
 	o.network = 0;
 	o.output = on_output;
 	o.notice = on_notice;
+	o.boot_timeout_ms = g_boot_ms;
 	rc = job_run(&p, &o, r, e);
 	payload_free(&p);
 	kiln_config_free(&cfg);
@@ -347,6 +381,58 @@ START_TEST(old_agent_gets_a_second_vm)
 }
 END_TEST
 
+/* A second HELLO would start the job again (and re-arm its deadline, so
+ * that a guest saying HELLO often never timed out): a protocol error that
+ * fails the job and stops the VM, whose job never runs twice. */
+START_TEST(second_hello_fails_the_job)
+{
+	struct job_result r;
+	struct kiln_err e = { 0 };
+
+	g_agent = AGENT_HELLO_TWICE;
+	ck_assert_int_eq(run_fake_job(&r, &e), KILN_E_SYNTAX);
+	ck_assert_ptr_nonnull(strstr(e.msg, "HELLO twice"));
+	ck_assert_str_eq(r.failure_reason, "runner_system_failure");
+	ck_assert_ptr_null(strstr(g_out, "fake job ran"));
+	ck_assert_int_eq(g_cleanups, g_starts);
+}
+END_TEST
+
+/* The hard cap counts from the VM's start, not from the HELLO: here the
+ * workspace takes 2.5 s while the guest waits, so the cap (1 s timeout +
+ * 1 s boot allowance) is over before its HELLO is read and the job never
+ * starts; the script's deadline alone would have let it run to 3.5 s. */
+START_TEST(hard_cap_counts_from_the_vm_start)
+{
+	struct job_result r;
+	struct kiln_err e = { 0 };
+
+	g_agent = AGENT_SILENT;
+	g_timeout_s = 1;
+	g_boot_ms = 1000;
+	g_rescan_delay_ms = 2500;
+	ck_assert_msg(run_fake_job(&r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_str_eq(r.failure_reason, "job_execution_timeout");
+	ck_assert_msg(strstr(g_out, "ran longer than its cap of 2 seconds"), "%s", g_out);
+	ck_assert_ptr_null(strstr(g_notices, "running the job"));
+	ck_assert_int_eq(g_cleanups, g_starts);
+}
+END_TEST
+
+/* The agent's failure reason is a word or is not taken: no escape
+ * sequence from the guest reaches kiln's messages through it. */
+START_TEST(failure_reason_is_a_word)
+{
+	struct job_result r;
+	struct kiln_err e = { 0 };
+
+	g_agent = AGENT_ESCAPES;
+	ck_assert_msg(run_fake_job(&r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(r.exit_code, 1);
+	ck_assert_str_eq(r.failure_reason, "script_failure");
+}
+END_TEST
+
 Suite *job_suite(void)
 {
 	Suite *s = suite_create("job");
@@ -356,6 +442,9 @@ Suite *job_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, late_workspace_order);
 	tcase_add_test(tc, old_agent_gets_a_second_vm);
+	tcase_add_test(tc, second_hello_fails_the_job);
+	tcase_add_test(tc, hard_cap_counts_from_the_vm_start);
+	tcase_add_test(tc, failure_reason_is_a_word);
 	suite_add_tcase(s, tc);
 	return s;
 }

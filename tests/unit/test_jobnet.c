@@ -15,17 +15,6 @@
 
 static char scratch[PATH_MAX];
 
-static void make_scratch(void)
-{
-	snprintf(scratch, sizeof(scratch), "%s/jobnet-test.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(scratch));
-}
-
-static void drop_scratch(void)
-{
-	kiln_rm_rf(scratch);
-}
-
 /* The net folder inside the scratch folder. */
 static const char *net(void)
 {
@@ -33,6 +22,20 @@ static const char *net(void)
 
 	snprintf(buf, sizeof(buf), "%s/net", scratch);
 	return buf;
+}
+
+/* A scratch folder whose net/ stands for the host's claim folder. */
+static void make_scratch(void)
+{
+	snprintf(scratch, sizeof(scratch), "%s/jobnet-test.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(scratch));
+	ck_assert_int_eq(setenv(JOBNET_DIR_ENV, net(), 1), 0);
+}
+
+static void drop_scratch(void)
+{
+	unsetenv(JOBNET_DIR_ENV);
+	kiln_rm_rf(scratch);
 }
 
 static void write_slot(unsigned slot, const char *text)
@@ -145,9 +148,14 @@ START_TEST(nft_script_golden)
 		"add table inet kiln\n"
 		"add set inet kiln job_ifs { type ifname; }\n"
 		"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+		"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+		"add map inet kiln job_policy { type ifname : verdict; }\n"
 		"add chain inet kiln input { type filter hook input priority filter; policy accept; }\n"
 		"add chain inet kiln forward { type filter hook forward priority filter; policy accept; }\n"
 		"add chain inet kiln postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+		"flush set inet kiln refused\n"
+		"add element inet kiln refused { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, "
+		"169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4 }\n"
 		"flush chain inet kiln input\n"
 		"flush chain inet kiln forward\n"
 		"flush chain inet kiln postrouting\n"
@@ -157,29 +165,137 @@ START_TEST(nft_script_golden)
 		"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
 		"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
 		"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
+		"add rule inet kiln forward iifname @job_ifs iifname vmap @job_policy\n"
+		"add rule inet kiln forward iifname @job_ifs ip daddr @refused drop\n"
 		"add rule inet kiln forward iifname @job_ifs accept\n"
 		"add rule inet kiln forward oifname @job_ifs ct state established,related accept\n"
 		"add rule inet kiln forward oifname @job_ifs drop\n"
 		"add rule inet kiln postrouting ip saddr 172.30.0.0/16 oifname != @job_ifs masquerade\n"
-		"add element inet kiln job_ifs { \"kt3\" }\n"
-		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n";
-	static const char want_del[] =
-		"# kiln: remove the network of slot 3\n"
+		"add chain inet kiln job_kt3\n"
+		"flush chain inet kiln job_kt3\n";
+	static const char want_policy[] =
+		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 udp dport 53 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 10.0.0.53 tcp dport 53 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 192.168.5.0/24 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 10.9.9.9/32 accept\n"
+		"add rule inet kiln job_kt3 ip daddr 0.0.0.0/0 drop\n";
+	static const char want_elements[] =
 		"add element inet kiln job_ifs { \"kt3\" }\n"
 		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n"
+		"add element inet kiln job_policy { \"kt3\" : jump job_kt3 }\n";
+	static const char want_del[] =
+		"# kiln: remove the network of slot 3\n"
+		"add table inet kiln\n"
+		"add set inet kiln job_ifs { type ifname; }\n"
+		"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
+		"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+		"add map inet kiln job_policy { type ifname : verdict; }\n"
+		"add chain inet kiln job_kt3\n"
+		"add element inet kiln job_ifs { \"kt3\" }\n"
+		"add element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n"
+		"add element inet kiln job_policy { \"kt3\" : jump job_kt3 }\n"
 		"delete element inet kiln job_ifs { \"kt3\" }\n"
-		"delete element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n";
+		"delete element inet kiln job_guests { \"kt3\" . 172.30.0.14 }\n"
+		"delete element inet kiln job_policy { \"kt3\" }\n"
+		"flush chain inet kiln job_kt3\n"
+		"delete chain inet kiln job_kt3\n";
+	static const char *const allowed[] = { "192.168.5.0/24", "10.9.9.9" };
 	struct jobnet n;
-	char buf[4096];
+	char buf[16384], want[8192];
+	const char *why;
+	size_t i;
 
+	/* No DNS server, no policy: the default list alone. */
 	memset(&n, 0, sizeof(n));
 	ck_assert_int_eq(jobnet_addrs(3, &n, NULL), KILN_OK);
 	snprintf(n.job_id, sizeof(n.job_id), "1234");
-	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want_add));
-	ck_assert_str_eq(buf, want_add);
+	snprintf(want, sizeof(want), "%s%s", want_add, want_elements);
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want));
+	ck_assert_str_eq(buf, want);
 	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, sizeof(buf)), (int)strlen(want_del));
 	ck_assert_str_eq(buf, want_del);
+
+	/* Its DNS server first, then allowed, then denied (all else); the
+	 * limits are not part of it. */
+	snprintf(n.dns, sizeof(n.dns), "10.0.0.53");
+	n.policy.tx_rate = 104857600;
+	n.policy.rx_rate = 1;
+	for (i = 0; i < 2; i++)
+		ck_assert(kiln_cidr_parse(allowed[i], &n.policy.allowed.v[n.policy.allowed.n++], &why));
+	ck_assert(kiln_cidr_parse("0.0.0.0/0", &n.policy.denied.v[n.policy.denied.n++], &why));
+	snprintf(want, sizeof(want), "%s%s%s", want_add, want_policy, want_elements);
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, sizeof(buf)), (int)strlen(want));
+	ck_assert_str_eq(buf, want);
+	/* The policy never changes what removal does. */
+	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, sizeof(buf)), (int)strlen(want_del));
+
+	/* Too small a buffer: -1, never a cut script. */
 	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, 100), -1);
+	ck_assert_int_eq(jobnet_nft_script(&n, true, buf, strlen(want)), -1);
+	ck_assert_int_eq(jobnet_nft_script(&n, false, buf, strlen(want_del)), -1);
+
+	/* The longest policy fits the buffer jobnet_setup uses (16 KiB). */
+	n.policy.allowed.n = n.policy.denied.n = KILN_MAX_NETWORKS;
+	for (i = 0; i < KILN_MAX_NETWORKS; i++)
+		n.policy.allowed.v[i] = n.policy.denied.v[i] = (struct kiln_cidr){ 0xfffffffeu, 31 };
+	ck_assert_int_eq(jobnet_addrs(JOBNET_SLOTS - 1, &n, NULL), KILN_OK);
+	snprintf(n.dns, sizeof(n.dns), "255.255.255.255");
+	ck_assert_int_gt(jobnet_nft_script(&n, true, buf, sizeof(buf)), 0);
+
+	/* The tx limit goes first in the chain, alone (a kernel without
+	 * nft_limit must fail only it); a small rate still lets a 64 KiB
+	 * frame through. */
+	ck_assert_int_eq(jobnet_addrs(3, &n, NULL), KILN_OK);
+	n.policy.tx_rate = 104857600;
+	ck_assert_int_gt(jobnet_nft_limit_script(&n, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "insert rule inet kiln job_kt3 limit rate over 104857600 bytes/second burst "
+			      "10485760 bytes drop\n");
+	n.policy.tx_rate = 1000;
+	ck_assert_int_gt(jobnet_nft_limit_script(&n, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "insert rule inet kiln job_kt3 limit rate over 1000 bytes/second burst 65536 bytes drop\n");
+	n.policy.tx_rate = LONG_MAX;
+	ck_assert_int_gt(jobnet_nft_limit_script(&n, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(jobnet_nft_limit_script(&n, buf, 40), -1);
+}
+END_TEST
+
+/* The allowed_networks/denied_networks syntax: IPv4, host bits clear. */
+START_TEST(cidr_parse)
+{
+	static const struct {
+		const char *in, *out; /* out: the canonical text, or the reason */
+	} cases[] = {
+		{ "10.0.0.0/8", "10.0.0.0/8" },
+		{ "169.254.169.254", "169.254.169.254/32" },
+		{ "0.0.0.0/0", "0.0.0.0/0" },
+		{ "192.168.1.128/25", "192.168.1.128/25" },
+		{ "203.0.113.7/32", "203.0.113.7/32" },
+		{ "10.0.0.1/8", "host bits are set after the prefix length (write the network's first address)" },
+		{ "10.0.0.0/33", "the prefix length must be 0..32" },
+		{ "10.0.0.0/", "the prefix length must be 0..32" },
+		{ "10.0.0.0/8x", "the prefix length must be 0..32" },
+		{ "10.0.0.0/0008", "the prefix length must be 0..32" },
+		{ "fd00::/8", "IPv6 is not supported: the job network is IPv4 only" },
+		{ "256.0.0.0/8", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "10.0.0/8", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "10.0.0.0 /8", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+		{ "lan", "not an IPv4 address or network (a.b.c.d or a.b.c.d/len)" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct kiln_cidr c;
+		const char *why = NULL;
+		char buf[KILN_CIDR_STR_MAX];
+
+		if (kiln_cidr_parse(cases[i].in, &c, &why)) {
+			kiln_cidr_str(&c, buf, sizeof(buf));
+			ck_assert_msg(strcmp(buf, cases[i].out) == 0, "'%s' -> '%s'", cases[i].in, buf);
+		} else {
+			ck_assert_msg(strcmp(why, cases[i].out) == 0, "'%s': %s", cases[i].in, why);
+		}
+	}
 }
 END_TEST
 
@@ -211,6 +327,42 @@ START_TEST(resolv_conf)
 	ck_assert_int_eq(jobnet_parse_resolv("", dns, sizeof(dns)), 0);
 	ck_assert_int_eq(jobnet_parse_resolv("nameserver 8.8.8.8", dns, sizeof(dns)), 1); /* no newline */
 	ck_assert_str_eq(dns, "8.8.8.8");
+}
+END_TEST
+
+/* A host with systemd-resolved names only its stub 127.0.0.53 in
+ * /etc/resolv.conf: the guest gets the first upstream server instead. */
+START_TEST(dns_from_files)
+{
+	char stub[PATH_MAX], upstream[PATH_MAX], missing[PATH_MAX], dns[16];
+	const char *paths[4];
+	FILE *f;
+
+	make_scratch();
+	snprintf(stub, sizeof(stub), "%s/resolv.conf", scratch);
+	snprintf(upstream, sizeof(upstream), "%s/resolved.conf", scratch);
+	snprintf(missing, sizeof(missing), "%s/missing.conf", scratch);
+	f = fopen(stub, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("nameserver 127.0.0.53\noptions edns0 trust-ad\n", f);
+	fclose(f);
+	f = fopen(upstream, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("# resolved's upstreams\nnameserver 192.168.1.1\nnameserver 10.0.0.1\n", f);
+	fclose(f);
+	paths[0] = missing;
+	paths[1] = stub;
+	paths[2] = upstream;
+	paths[3] = NULL;
+	ck_assert_int_eq(jobnet_read_dns(paths, dns, sizeof(dns)), 2);
+	ck_assert_str_eq(dns, "192.168.1.1");
+	paths[2] = NULL;
+	ck_assert_int_eq(jobnet_read_dns(paths, dns, sizeof(dns)), -1);
+	ck_assert_str_eq(dns, "");
+	paths[0] = upstream;
+	ck_assert_int_eq(jobnet_read_dns(paths, dns, sizeof(dns)), 0);
+	ck_assert_str_eq(dns, "192.168.1.1");
+	drop_scratch();
 }
 END_TEST
 
@@ -347,18 +499,18 @@ START_TEST(sweep_keeps_live_and_lookup)
 
 	make_scratch();
 	/* no net folder yet: nothing to sweep */
-	ck_assert_int_eq(jobnet_sweep(scratch, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_sweep(&e), KILN_OK);
 	ck_assert_int_eq(jobnet_claim(net(), "a", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
 	ck_assert_int_eq(jobnet_claim(net(), "b", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
 	snprintf(buf, sizeof(buf), "pid=%d\njob=other\n", (int)getppid());
 	write_slot(7, buf);
 	/* only live owners: sweep leaves every file (and runs no tool) */
-	ck_assert_int_eq(jobnet_sweep(scratch, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_sweep(&e), KILN_OK);
 	ck_assert_int_eq(access(path, F_OK), 0);
 	snprintf(path, sizeof(path), "%s/slot-7", net());
 	ck_assert_int_eq(access(path, F_OK), 0);
 
-	ck_assert_int_eq(jobnet_lookup(scratch, "b", &n, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_lookup("b", &n, &e), KILN_OK);
 	ck_assert(n.enabled && n.claimed);
 	ck_assert_uint_eq(n.slot, 1);
 	ck_assert_str_eq(n.tap, "kt1");
@@ -366,10 +518,49 @@ START_TEST(sweep_keeps_live_and_lookup)
 	ck_assert_int_eq(n.owner, getpid());
 	ck_assert_ptr_nonnull(strstr(n.slot_file, "/net/slot-1"));
 	ck_assert_ptr_nonnull(strstr(n.cmdline, "kiln.ip=172.30.0.6/30 kiln.gw=172.30.0.5"));
-	ck_assert_int_eq(jobnet_lookup(scratch, "other", &n, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_lookup("other", &n, &e), KILN_OK);
 	ck_assert_uint_eq(n.slot, 7);
-	ck_assert_int_eq(jobnet_lookup(scratch, "c", &n, &e), KILN_E_NOTFOUND);
+	ck_assert_int_eq(jobnet_lookup("c", &n, &e), KILN_E_NOTFOUND);
 	ck_assert(!n.enabled);
+	/* two kiln processes ran jobs of one id: the lowest slot answers */
+	snprintf(buf, sizeof(buf), "pid=%d\njob=twice\n", (int)getppid());
+	write_slot(12, buf);
+	write_slot(9, buf);
+	write_slot(10, buf);
+	ck_assert_int_eq(jobnet_lookup("twice", &n, &e), KILN_OK);
+	ck_assert_uint_eq(n.slot, 9);
+	ck_assert_int_eq(n.owner, getppid());
+	ck_assert_ptr_nonnull(strstr(n.slot_file, "/net/slot-9"));
+	drop_scratch();
+}
+END_TEST
+
+/* Finding 7 of issue 13: two kiln processes with their own state folders
+ * (a `kiln exec` beside a `kiln run`) each claimed slot 0 under
+ * <state_dir>/net and shared kt0. Claims now live in one folder for the
+ * host, whatever the state folder. */
+START_TEST(claims_are_host_global)
+{
+	static const char *const states[] = { "/var/lib/kiln", "/home/dev/.local/state/kiln" };
+	char path[2][PATH_MAX];
+	unsigned slot[2] = { 99, 99 };
+	int i;
+
+	unsetenv(JOBNET_DIR_ENV);
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(setenv("KILN_STATE_DIR", states[i], 1), 0);
+		ck_assert_str_eq(jobnet_dir(), "/run/kiln/net");
+	}
+	unsetenv("KILN_STATE_DIR");
+	make_scratch();
+	ck_assert_str_eq(jobnet_dir(), net());
+	/* Each "kiln" claims for its job 1 (both number their jobs alike). */
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(jobnet_claim(jobnet_dir(), "1", 16, NULL, NULL, &slot[i], path[i],
+					      sizeof(path[i]), NULL), KILN_OK);
+	ck_assert_uint_eq(slot[0], 0);
+	ck_assert_uint_eq(slot[1], 1);
+	ck_assert_str_ne(path[0], path[1]);
 	drop_scratch();
 }
 END_TEST
@@ -382,11 +573,14 @@ Suite *jobnet_suite(void)
 	tcase_add_test(tc, addrs_of_slots);
 	tcase_add_test(tc, cmdline);
 	tcase_add_test(tc, nft_script_golden);
+	tcase_add_test(tc, cidr_parse);
 	tcase_add_test(tc, resolv_conf);
+	tcase_add_test(tc, dns_from_files);
 	tcase_add_test(tc, claim_writes_owner);
 	tcase_add_test(tc, claim_concurrent_distinct);
 	tcase_add_test(tc, claim_reuses_stale_not_live);
 	tcase_add_test(tc, sweep_keeps_live_and_lookup);
+	tcase_add_test(tc, claims_are_host_global);
 	suite_add_tcase(s, tc);
 	return s;
 }

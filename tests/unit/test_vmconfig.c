@@ -26,6 +26,7 @@ START_TEST(parses_everything)
 	ck_assert_uint_eq(c.mem_mib, 256);
 	ck_assert_int_eq(c.n_drives, 1);
 	ck_assert(c.drives[0].cow && !c.drives[0].read_only && c.drives[0].has_rate_limiter);
+	ck_assert_uint_eq(c.drives[0].cow_limit_mib, VM_COW_LIMIT_MIB);
 	ck_assert_uint_eq(c.drives[0].rate_limiter.bandwidth.size, 1000);
 	ck_assert_uint_eq(c.drives[0].rate_limiter.bandwidth.refill_time_ms, 100);
 	ck_assert_int_eq(c.n_nets, 1);
@@ -54,6 +55,8 @@ static const struct {
 	  "vm.json: drives[0].id: must be 1-20 letters, digits, '-' or '_'" },
 	{ "{ \"boot\": { \"kernel\": \"/k\" }, \"drives\": [ { \"id\": \"a\", \"path\": \"/x\", \"cow\": 1 } ] }",
 	  "vm.json: drives[0].cow: must be true or false" },
+	{ "{ \"boot\": { \"kernel\": \"/k\" }, \"drives\": [ { \"id\": \"a\", \"path\": \"/x\", \"cow_limit_mib\": -1 } ] }",
+	  "vm.json: drives[0].cow_limit_mib: must be an integer in 0..1073741824" },
 	{ "{ \"boot\": { \"kernel\": \"/k\" }, \"drives\": [ { \"id\": \"a\", \"path\": \"/x\","
 	  " \"rate_limiter\": { \"bandwidth\": { \"size\": 1 } } } ] }",
 	  "vm.json: drives[0].rate_limiter.bandwidth.refill_time: missing" },

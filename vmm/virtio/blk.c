@@ -295,6 +295,7 @@ int virtio_blk_open(void **priv, const struct vm_drive_cfg *cfg, const char *tmp
 	err = cow_open(&b->disk, cfg->path, cfg->cow, cfg->read_only, tmp_dir);
 	if (err < 0)
 		goto fail;
+	cow_limit(&b->disk, cfg->cow_limit_mib << 20);
 	err = rl_init(&b->rl, cfg->has_rate_limiter ? &cfg->rate_limiter : NULL, now_ns);
 	if (err < 0)
 		goto fail;
