@@ -9,13 +9,13 @@ B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
 FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
-	agentproto payload mask zip ciconfig
+	agentproto payload mask zip ciconfig tarin ext4walk
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
 	-Wall -Wextra -Wno-unused-parameter \
-	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' $(shell pkg-config --cflags jansson yaml-0.1)
-FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1 zlib) -lpthread
+	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' $(shell pkg-config --cflags jansson yaml-0.1 libarchive ext2fs)
+FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1 zlib libarchive ext2fs com_err) -lpthread
 
 VMM = vmm/log.c vmm/guestmem.c vmm/evloop.c vmm/ratelimit.c vmm/cow.c \
 	vmm/virtio/queue.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c \
@@ -34,6 +34,8 @@ mask_SRCS = runner/mask.c runner/result.c
 zip_SRCS = runner/zip.c runner/fstree.c runner/paths.c runner/result.c
 ciconfig_SRCS = runner/ciconfig.c runner/ciyaml.c runner/cirules.c runner/civars.c \
 	runner/varexpand.c runner/pipeline.c runner/paths.c runner/result.c
+tarin_SRCS = runner/guestdisk/tarstream.c runner/paths.c runner/result.c
+ext4walk_SRCS = runner/guestdisk/ext4walk.c runner/result.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -58,7 +60,7 @@ $(foreach t,$(FUZZ_TARGETS),$(eval $(call target_rule,$(t))))
 LLVM_BIN = /usr/lib/llvm-16/bin
 COV_CFLAGS = -g -O0 -fprofile-instr-generate -fcoverage-mapping -fsanitize=fuzzer-no-link \
 	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' \
-	$(shell pkg-config --cflags jansson yaml-0.1)
+	$(shell pkg-config --cflags jansson yaml-0.1 libarchive ext2fs)
 cov_obj = $(patsubst %.c,$(B)/cov/obj/%.o,$(1))
 
 $(B)/cov/obj/%.o: $(top_srcdir)/%.c

@@ -11,6 +11,9 @@ import io
 import os
 import shutil
 import struct
+import subprocess
+import tarfile
+import tempfile
 import zipfile
 
 MMIO_WRITE, MMIO_READ, MEM_WRITE, NOTIFY, SETUP, DESC, AVAIL, LOOP, DEVICE = range(9)
@@ -119,7 +122,65 @@ def seeds():
     s['agentproto'] = agent_seeds()
     s['mask'] = mask_seeds()
     s['zip'] = zip_seeds()
+    s['tarin'] = tar_seeds()
+    s['ext4walk'] = ext4_seeds()
     return s
+
+
+def tar_bytes(entries, fmt=tarfile.PAX_FORMAT):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=fmt) as t:
+        for name, kind, data, mode in entries:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = kind, mode, 1700000000
+            if kind == tarfile.SYMTYPE or kind == tarfile.LNKTYPE:
+                info.linkname = data.decode()
+                data = b''
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+def tar_seeds():
+    # What kiln-diskread sends (pax), and what a compromised one might.
+    return {
+        'tree': tar_bytes([('dir', tarfile.DIRTYPE, b'', 0o755),
+                           ('dir/a.txt', tarfile.REGTYPE, b'hello\n' * 20, 0o644),
+                           ('dir/link', tarfile.SYMTYPE, b'a.txt', 0o777)]),
+        'hostile': tar_bytes([('../escape', tarfile.REGTYPE, b'x', 0o644),
+                              ('/abs', tarfile.REGTYPE, b'x', 0o644),
+                              ('up', tarfile.SYMTYPE, b'../../etc', 0o777),
+                              ('up/passwd', tarfile.REGTYPE, b'x', 0o644),
+                              ('hard', tarfile.LNKTYPE, b'/etc/passwd', 0o644),
+                              ('suid', tarfile.REGTYPE, b'x', 0o4755),
+                              ('dev', tarfile.CHRTYPE, b'', 0o666)]),
+        'gnu-long-name': tar_bytes([('d/' + 'n' * 200, tarfile.REGTYPE, b'long', 0o644)],
+                                   tarfile.GNU_FORMAT),
+    }
+
+
+def ext4_seeds():
+    """A small ext4 image of a workspace (mke2fs -d), when mke2fs is here."""
+    mke2fs = shutil.which('mke2fs') or '/sbin/mke2fs'
+    if not os.path.exists(mke2fs):
+        return {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, 'root')
+        os.makedirs(os.path.join(root, 'g/demo/.git'))
+        with open(os.path.join(root, 'g/demo/.git/index'), 'wb') as f:
+            f.write(b'DIRC' + bytes(28))
+        with open(os.path.join(root, 'g/demo/out.txt'), 'w') as f:
+            f.write('artifact\n')
+        os.symlink('out.txt', os.path.join(root, 'g/demo/link'))
+        img = os.path.join(tmp, 'img')
+        # Fixed UUID, hash seed and time: the same image every time.
+        subprocess.run([mke2fs, '-q', '-F', '-t', 'ext4', '-b', '1024', '-N', '32', '-O',
+                        '^has_journal,^resize_inode', '-U', '6b696c6e-0000-4000-8000-000000000001',
+                        '-E', 'root_owner=0:0,hash_seed=6b696c6e-0000-4000-8000-000000000002',
+                        '-d', root, img, '128'], check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, 'E2FSPROGS_FAKE_TIME': '1700000000'})
+        with open(img, 'rb') as f:
+            return {'workspace': f.read()}
 
 
 def frame(kind, payload):
@@ -182,7 +243,7 @@ def zip_seeds():
 def zipfile_stored():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as z:
-        z.writestr('plain', b'stored bytes')
+        z.writestr(zipfile.ZipInfo('plain', (2024, 1, 2, 3, 4, 5)), b'stored bytes')
     return buf.getvalue()
 
 
@@ -196,7 +257,12 @@ def main():
     for target, files in seeds().items():
         os.makedirs(os.path.join(top, target), exist_ok=True)
         for name, data in files.items():
-            with open(os.path.join(top, target, name), 'wb') as f:
+            path = os.path.join(top, target, name)
+            # mke2fs takes inode times from the files it copies: an image
+            # made again differs in them, so one is made only once.
+            if target == 'ext4walk' and os.path.exists(path):
+                continue
+            with open(path, 'wb') as f:
                 f.write(data)
 
 

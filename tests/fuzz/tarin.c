@@ -15,8 +15,7 @@
 
 #include "runner/guestdisk/tarstream.h"
 #include "runner/paths.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len);
+#include "tests/fuzz/fuzz.h"
 
 static char top[PATH_MAX], above[PATH_MAX + 8], dest[PATH_MAX + 16], beside[PATH_MAX + 16];
 
@@ -43,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 	int fd = memfd_create("stream", MFD_CLOEXEC);
 
 	if (!top[0]) {
-		snprintf(top, sizeof(top), "/tmp/kiln-fuzz-tarin-XXXXXX");
+		snprintf(top, sizeof(top), "%s/kiln-fuzz-tarin-XXXXXX", fuzz_tmpdir());
 		if (!mkdtemp(top))
 			abort();
 		snprintf(above, sizeof(above), "%s/a", top);
