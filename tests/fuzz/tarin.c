@@ -34,6 +34,11 @@ static int entries(const char *path)
 	return n;
 }
 
+static void cleanup(void)
+{
+	kiln_rm_rf(top);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 {
 	static const struct tarin_limits lim = { 1 << 20, 100, 0 };
@@ -45,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 		snprintf(top, sizeof(top), "%s/kiln-fuzz-tarin-XXXXXX", fuzz_tmpdir());
 		if (!mkdtemp(top))
 			abort();
+		atexit(cleanup);
 		snprintf(above, sizeof(above), "%s/a", top);
 		snprintf(dest, sizeof(dest), "%s/out", above);
 		snprintf(beside, sizeof(beside), "%s/beside", above);
