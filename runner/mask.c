@@ -134,8 +134,9 @@ static void emit(struct mask *m, const char *p, size_t n)
 
 /* 1 when d[i..] is '?' or '&' and a hidden URL parameter's name with its
  * '=' and the first character of a value: *adv the bytes up to the value.
- * 0 when not, -1 when more bytes are needed to tell. */
-static int param_at(const char *d, size_t i, size_t len, size_t *adv)
+ * 0 when not, -1 when more bytes are needed to tell (never at_end: the
+ * stream ended, no more will come). */
+static int param_at(const char *d, size_t i, size_t len, bool at_end, size_t *adv)
 {
 	size_t avail = len - i - 1, k, j;
 
@@ -155,8 +156,11 @@ static int param_at(const char *d, size_t i, size_t len, size_t *adv)
 		}
 		if (j < pl && j < avail)
 			continue; /* differs */
-		if (avail <= pl)
+		if (avail <= pl) {
+			if (at_end)
+				continue;
 			return -1; /* the name, or the value's first character, is still to come */
+		}
 		if (param_char((unsigned char)d[i + 1 + pl])) {
 			*adv = 1 + pl;
 			return 1;
@@ -167,18 +171,19 @@ static int param_at(const char *d, size_t i, size_t len, size_t *adv)
 
 /* What stands at d[i] (len bytes in all): 1 and *adv when a secret, a
  * prefixed token or a hidden URL parameter starts there, 0 when nothing
- * does, -1 when more bytes are needed to tell. *prefix_len is what is kept
- * before "[MASKED]" (a token's prefix, a parameter's "?name="), *run the
- * kind of run then dropped. */
-static int match_at(const struct mask *m, const char *d, size_t i, size_t len, size_t *adv, size_t *prefix_len,
-		    int *run)
+ * does, -1 when more bytes are needed to tell; at_end, the stream ended, so
+ * what could only match with more bytes does not, and a shorter secret
+ * may. *prefix_len is what is kept before "[MASKED]" (a token's prefix, a
+ * parameter's "?name="), *run the kind of run then dropped. */
+static int match_at(const struct mask *m, const char *d, size_t i, size_t len, bool at_end, size_t *adv,
+		    size_t *prefix_len, int *run)
 {
 	size_t avail = len - i, k;
 	int r;
 
 	if (!m->first[(unsigned char)d[i]])
 		return 0;
-	if ((r = param_at(d, i, len, adv)) != 0) {
+	if ((r = param_at(d, i, len, at_end, adv)) != 0) {
 		*prefix_len = *adv;
 		*run = MASK_RUN_PARAM;
 		return r;
@@ -195,7 +200,7 @@ static int match_at(const struct mask *m, const char *d, size_t i, size_t len, s
 				*prefix_len = 0;
 				return 1;
 			}
-		} else if (!memcmp(d + i, m->secrets[k], avail)) {
+		} else if (!at_end && !memcmp(d + i, m->secrets[k], avail)) {
 			return -1; /* a longer secret may still match */
 		}
 	}
@@ -210,34 +215,22 @@ static int match_at(const struct mask *m, const char *d, size_t i, size_t len, s
 				*prefix_len = pl;
 				return 1;
 			}
-		} else if (!memcmp(d + i, m->prefixes[k], avail)) {
+		} else if (!at_end && !memcmp(d + i, m->prefixes[k], avail)) {
 			return -1; /* the prefix, or the character after it, is still to come */
 		}
 	}
 	return 0;
 }
 
-enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
+/* Mask the hold_len bytes held, emitting all that is decided and keeping
+ * the rest (nothing at_end, when no more bytes will come). */
+static void scan(struct mask *m, bool at_end)
 {
-	const char *d;
-	size_t len, i = 0, from = 0;
+	const char *d = m->hold;
+	size_t len = m->hold_len, i = 0, from = 0;
 
-	if (n == 0)
-		return KILN_OK;
-	if (m->hold_len + n > m->hold_cap) {
-		size_t cap = m->hold_cap ? m->hold_cap : 4096;
-		char *p;
-
-		while (cap < m->hold_len + n)
-			cap *= 2;
-		if (!(p = realloc(m->hold, cap)))
-			return KILN_E_NOMEM;
-		m->hold = p;
-		m->hold_cap = cap;
-	}
-	memcpy(m->hold + m->hold_len, buf, n);
-	len = m->hold_len + n;
-	d = m->hold;
+	if (len == 0)
+		return;  /* hold may not be allocated yet */
 	while (i < len) {
 		size_t adv = 0, pl = 0;
 		int r, run = MASK_RUN_NONE;
@@ -249,7 +242,7 @@ enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
 			}
 			m->in_run = MASK_RUN_NONE;
 		}
-		r = match_at(m, d, i, len, &adv, &pl, &run);
+		r = match_at(m, d, i, len, at_end, &adv, &pl, &run);
 		if (r < 0)
 			break;
 		if (r == 0) {
@@ -266,7 +259,27 @@ enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
 	/* Keep what could not be decided yet. */
 	memmove(m->hold, d + i, len - i);
 	m->hold_len = len - i;
-	/* A long stream must not keep a large buffer it no longer needs. */
+}
+
+enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
+{
+	if (n == 0)
+		return KILN_OK;
+	if (m->hold_len + n > m->hold_cap) {
+		size_t cap = m->hold_cap ? m->hold_cap : 4096;
+		char *p;
+
+		while (cap < m->hold_len + n)
+			cap *= 2;
+		if (!(p = realloc(m->hold, cap)))
+			return KILN_E_NOMEM;
+		m->hold = p;
+		m->hold_cap = cap;
+	}
+	memcpy(m->hold + m->hold_len, buf, n);
+	m->hold_len += n;
+	scan(m, false);
+/* A long stream must not keep a large buffer it no longer needs. */
 	if (m->hold_cap > (1u << 20) && m->hold_len < m->hold_cap / 4) {
 		char *p = realloc(m->hold, m->hold_len > 4096 ? m->hold_len : 4096);
 		if (p) {
@@ -279,7 +292,9 @@ enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
 
 void mask_flush(struct mask *m)
 {
-	emit(m, m->hold, m->hold_len);
+	/* What was held may still hold a whole secret: one that is also the
+	 * start of a longer one, which can no longer come. */
+	scan(m, true);
 	m->hold_len = 0;
 	m->in_run = MASK_RUN_NONE;
 }

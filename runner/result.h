@@ -23,7 +23,9 @@ struct kiln_err {
 };
 
 /* Record rc and a printf-style message in e (which may be NULL); returns rc
- * so callers can write `return kiln_fail(e, KILN_E_IO, "...")`. */
+ * so callers can write `return kiln_fail(e, KILN_E_IO, "...")`. The message
+ * stays one line: control characters in it (from quoted input) are written
+ * as C escapes. */
 enum kiln_rc kiln_fail(struct kiln_err *e, enum kiln_rc rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

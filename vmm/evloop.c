@@ -72,28 +72,33 @@ void ev_del(struct evloop *l, int fd)
 	pthread_mutex_unlock(&l->lock);
 }
 
-int ev_run(struct evloop *l)
+int ev_run_once(struct evloop *l, int timeout_ms)
 {
 	struct epoll_event evs[64];
+	int n = epoll_wait(l->epfd, evs, 64, timeout_ms), i;
 
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (i = 0; i < n && !l->stop; i++) {
+		struct ev_watch w;
+
+		/* A callback earlier in this batch may have removed it. */
+		pthread_mutex_lock(&l->lock);
+		w = l->watches[evs[i].data.u32];
+		pthread_mutex_unlock(&l->lock);
+		if (w.used)
+			w.fn(w.arg, evs[i].events);
+	}
+	return n;
+}
+
+int ev_run(struct evloop *l)
+{
 	while (!l->stop) {
-		int n = epoll_wait(l->epfd, evs, 64, -1), i;
+		int rc = ev_run_once(l, -1);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		for (i = 0; i < n && !l->stop; i++) {
-			struct ev_watch w;
-
-			/* A callback earlier in this batch may have removed it. */
-			pthread_mutex_lock(&l->lock);
-			w = l->watches[evs[i].data.u32];
-			pthread_mutex_unlock(&l->lock);
-			if (w.used)
-				w.fn(w.arg, evs[i].events);
-		}
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }

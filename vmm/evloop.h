@@ -38,6 +38,10 @@ int ev_mod(struct evloop *l, int fd, uint32_t events);
 void ev_del(struct evloop *l, int fd);
 /* Dispatch until ev_stop(); returns 0 or -errno on an epoll failure. */
 int ev_run(struct evloop *l);
+/* Wait at most timeout_ms (0: don't, -1: forever) for one batch of events
+ * and dispatch it, as one turn of ev_run() (tests and fuzzers drive the
+ * loop this way). The events seen (0 on EINTR) or -errno. */
+int ev_run_once(struct evloop *l, int timeout_ms);
 void ev_stop(struct evloop *l);
 void ev_close(struct evloop *l);
 

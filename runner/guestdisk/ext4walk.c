@@ -445,7 +445,8 @@ static enum kiln_rc walk_dir(struct walk *k, ext2_ino_t dir, const char *rel, in
 		rc = fs_fail(e, err, "reading the folder", rel);
 		goto out;
 	}
-	qsort(l.v, l.n, sizeof(*l.v), cmp_dent);
+	if (l.n > 1)  /* an empty folder has no list at all */
+		qsort(l.v, l.n, sizeof(*l.v), cmp_dent);
 	for (i = 0; i < l.n; i++) {
 		if (i && !strcmp(l.v[i].name, l.v[i - 1].name)) {
 			rc = kiln_fail(e, KILN_E_SYNTAX, "/%s: the name '%s' twice", rel, l.v[i].name);

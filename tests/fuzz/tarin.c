@@ -15,8 +15,7 @@
 
 #include "runner/guestdisk/tarstream.h"
 #include "runner/paths.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len);
+#include "tests/fuzz/fuzz.h"
 
 static char top[PATH_MAX], above[PATH_MAX + 8], dest[PATH_MAX + 16], beside[PATH_MAX + 16];
 
@@ -35,6 +34,11 @@ static int entries(const char *path)
 	return n;
 }
 
+static void cleanup(void)
+{
+	kiln_rm_rf(top);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 {
 	static const struct tarin_limits lim = { 1 << 20, 100, 0 };
@@ -43,9 +47,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
 	int fd = memfd_create("stream", MFD_CLOEXEC);
 
 	if (!top[0]) {
-		snprintf(top, sizeof(top), "/tmp/kiln-fuzz-tarin-XXXXXX");
+		snprintf(top, sizeof(top), "%s/kiln-fuzz-tarin-XXXXXX", fuzz_tmpdir());
 		if (!mkdtemp(top))
 			abort();
+		atexit(cleanup);
 		snprintf(above, sizeof(above), "%s/a", top);
 		snprintf(dest, sizeof(dest), "%s/out", above);
 		snprintf(beside, sizeof(beside), "%s/beside", above);

@@ -114,6 +114,25 @@ START_TEST(mask_split_writes)
 }
 END_TEST
 
+/* Found by the mask fuzz target: the stream ends (mask_flush) while a
+ * secret that is also the start of a longer one is held back. */
+START_TEST(mask_flush_masks_held)
+{
+	static const char *const nested[] = { "hunter2", "hunter2-and-more", NULL };
+	static const char *const param[] = { "tok", NULL };
+
+	check_mask("echo -n hunter2", nested, NULL, "echo -n [MASKED]");
+	check_mask("hunter2|", nested, NULL, "[MASKED]");
+	check_mask("hunter2-and|", nested, NULL, "[MASKED]-and");
+	check_mask("x hunter2-and-more", nested, NULL, "x [MASKED]");
+	/* Nothing ever written: nothing held, no buffer yet (UBSan). */
+	check_mask("", nested, NULL, "");
+	/* Prefixes and parameter names cut short by the end stay as they are. */
+	check_mask("a glpat-", NULL, NULL, "a glpat-");
+	check_mask("u?private_tok", param, NULL, "u?private_[MASKED]");
+}
+END_TEST
+
 START_TEST(mask_holds_back_little)
 {
 	struct sink s = { .len = 0 };
@@ -1437,6 +1456,7 @@ Suite *gitlab_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, mask_values);
 	tcase_add_test(tc, mask_split_writes);
+	tcase_add_test(tc, mask_flush_masks_held);
 	tcase_add_test(tc, mask_holds_back_little);
 	tcase_add_test(tc, mask_large_value);
 	tcase_add_test(tc, mask_token_prefixes);

@@ -30,7 +30,7 @@ static const char *const golden[] = {
 	"err-reference-missing", "err-reference-cycle", "err-include-cycle", "err-include-missing",
 	"err-include-outside", "err-include-ext", "err-alias", "err-script-mapping", "err-parallel",
 	"err-rules-if", "err-deps-not-in-needs", "err-empty", "err-option", "err-name-collision",
-	"err-merge", "err-allow-failure",
+	"err-merge", "err-allow-failure", "err-newline-in-name",
 };
 
 static const char *const default_predefined[] = {

@@ -415,22 +415,12 @@ static int tap_open(struct net_dev *n, const char *name, int given_fd)
 	return 0;
 }
 
-int virtio_net_open(void **priv, const struct vm_net_cfg *cfg, uint64_t now_ns)
+/* The device over n->tap_fd, already open: MAC and rate limiters from
+ * cfg. On failure n is freed (its fd closed). */
+static int net_setup(void **priv, struct net_dev *n, const struct vm_net_cfg *cfg, uint64_t now_ns)
 {
-	struct net_dev *n;
 	int err;
 
-	*priv = NULL;
-	if (!cfg->tap || !cfg->tap[0] || strlen(cfg->tap) >= IFNAMSIZ)
-		return -EINVAL;
-	n = calloc(1, sizeof(*n));
-	if (!n)
-		return -ENOMEM;
-	n->tap_fd = n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
-
-	err = tap_open(n, cfg->tap, cfg->has_tap_fd ? cfg->tap_fd : -1);
-	if (err < 0)
-		goto fail;
 	if (cfg->has_mac) {
 		memcpy(n->mac, cfg->mac, sizeof(n->mac));
 	} else {
@@ -452,6 +442,48 @@ int virtio_net_open(void **priv, const struct vm_net_cfg *cfg, uint64_t now_ns)
 fail:
 	virtio_net_close(n);
 	return err;
+}
+
+static struct net_dev *net_alloc(void)
+{
+	struct net_dev *n = calloc(1, sizeof(*n));
+
+	if (n)
+		n->tap_fd = n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
+	return n;
+}
+
+int virtio_net_open(void **priv, const struct vm_net_cfg *cfg, uint64_t now_ns)
+{
+	struct net_dev *n;
+	int err;
+
+	*priv = NULL;
+	if (!cfg->tap || !cfg->tap[0] || strlen(cfg->tap) >= IFNAMSIZ)
+		return -EINVAL;
+	n = net_alloc();
+	if (!n)
+		return -ENOMEM;
+	err = tap_open(n, cfg->tap, cfg->has_tap_fd ? cfg->tap_fd : -1);
+	if (err < 0) {
+		virtio_net_close(n);
+		return err;
+	}
+	return net_setup(priv, n, cfg, now_ns);
+}
+
+int virtio_net_open_fd(void **priv, int fd, const struct vm_net_cfg *cfg, uint64_t now_ns)
+{
+	struct net_dev *n;
+
+	*priv = NULL;
+	n = net_alloc();
+	if (!n) {
+		close(fd);
+		return -ENOMEM;
+	}
+	n->tap_fd = fd;
+	return net_setup(priv, n, cfg, now_ns);
 }
 
 void virtio_net_close(void *priv)

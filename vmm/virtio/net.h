@@ -48,6 +48,12 @@ extern const struct virtio_dev_ops virtio_net_ops;
  * tap name, -EOPNOTSUPP for a tun driver without vnet headers). */
 int virtio_net_open(void **priv, const struct vm_net_cfg *cfg, uint64_t now_ns);
 
+/* The same device over fd, which already carries one frame per read and
+ * write behind a 12-byte vnet header, non-blocking (a set-up tap; tests and
+ * fuzzers pass a SOCK_SEQPACKET socketpair); cfg->tap is ignored. The
+ * device owns fd from here, closed on failure too. 0 or -errno. */
+int virtio_net_open_fd(void **priv, int fd, const struct vm_net_cfg *cfg, uint64_t now_ns);
+
 /* Release what virtio_net_open() made; after virtio_mmio_detach() and
  * before the event loop is closed. NULL is allowed. */
 void virtio_net_close(void *priv);

@@ -1,0 +1,89 @@
+# The libFuzzer build: clang with -fsanitize=fuzzer,address,undefined, in
+# its own folder so that the normal build is untouched. Driven by make
+# fuzz (Makefile.am); usable alone from the source tree:
+#	make -f tests/fuzz/fuzz.mk [FUZZ_TIME=30] [FUZZ_TARGETS="virtq ..."] run
+# Needs Debian's clang-16 and libfuzzer-16-dev (tools/dev installs them).
+
+top_srcdir ?= .
+B ?= build-fuzz
+FUZZ_CC ?= clang-16
+FUZZ_TIME ?= 30
+FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
+	agentproto payload mask zip ciconfig tarin ext4walk
+
+SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
+	-Wall -Wextra -Wno-unused-parameter \
+	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' $(shell pkg-config --cflags jansson yaml-0.1 libarchive ext2fs)
+FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1 zlib libarchive ext2fs com_err) -lpthread
+
+VMM = vmm/log.c vmm/guestmem.c vmm/evloop.c vmm/ratelimit.c vmm/cow.c \
+	vmm/virtio/queue.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c \
+	vmm/virtio/net.c vmm/virtio/vsock_proto.c vmm/virtio/vsock.c
+FGUEST = tests/fuzz/fguest.c $(VMM)
+
+# Each target's sources beyond tests/fuzz/<name>.c.
+virtq_SRCS = vmm/guestmem.c vmm/virtio/queue.c
+virtio_blk_SRCS = $(FGUEST)
+virtio_net_SRCS = $(FGUEST)
+virtio_rng_SRCS = $(FGUEST)
+virtio_vsock_SRCS = $(FGUEST)
+agentproto_SRCS = runner/agentproto.c
+payload_SRCS = runner/payload.c runner/result.c
+mask_SRCS = runner/mask.c runner/result.c
+zip_SRCS = runner/zip.c runner/fstree.c runner/paths.c runner/result.c
+ciconfig_SRCS = runner/ciconfig.c runner/ciyaml.c runner/cirules.c runner/civars.c \
+	runner/varexpand.c runner/pipeline.c runner/paths.c runner/result.c
+tarin_SRCS = runner/guestdisk/tarstream.c runner/paths.c runner/result.c
+ext4walk_SRCS = runner/guestdisk/ext4walk.c runner/result.c
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+.PHONY: all run coverage
+all: $(addprefix $(B)/,$(FUZZ_TARGETS))
+
+$(B)/obj/%.o: $(top_srcdir)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+
+define target_rule
+$(B)/$(1): $(call obj,tests/fuzz/$(1).c $($(1)_SRCS))
+	$(FUZZ_CC) $(SAN) -fsanitize=fuzzer -o $$@ $$^ $(FUZZ_LIBS)
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call target_rule,$(t))))
+
+# Line coverage of what the last run's corpora reach (build-fuzz/corpus-last,
+# else the seeds), by source file: a build with clang's source-based
+# coverage instead of the sanitizers.
+LLVM_BIN = /usr/lib/llvm-16/bin
+COV_CFLAGS = -g -O0 -fprofile-instr-generate -fcoverage-mapping -fsanitize=fuzzer-no-link \
+	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' \
+	$(shell pkg-config --cflags jansson yaml-0.1 libarchive ext2fs)
+cov_obj = $(patsubst %.c,$(B)/cov/obj/%.o,$(1))
+
+$(B)/cov/obj/%.o: $(top_srcdir)/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(COV_CFLAGS) -c -o $@ $<
+
+define cov_rule
+$(B)/cov/$(1): $(call cov_obj,tests/fuzz/$(1).c $($(1)_SRCS))
+	$(FUZZ_CC) -fprofile-instr-generate -fsanitize=fuzzer -o $$@ $$^ $(FUZZ_LIBS)
+
+.PHONY: coverage-$(1)
+coverage-$(1): $(B)/cov/$(1)
+	@c=$(B)/corpus-last/$(1); [ -d $$$$c ] || c=$(top_srcdir)/tests/fuzz/corpus/$(1); \
+	LLVM_PROFILE_FILE=$(B)/cov/$(1).profraw $(B)/cov/$(1) -runs=0 $$$$c >/dev/null 2>&1; \
+	$(LLVM_BIN)/llvm-profdata merge -o $(B)/cov/$(1).profdata $(B)/cov/$(1).profraw && \
+	echo "== $(1) ($$$$c)" && \
+	$(LLVM_BIN)/llvm-cov report $(B)/cov/$(1) -instr-profile=$(B)/cov/$(1).profdata \
+	  -show-region-summary=false -show-branch-summary=false -show-instantiation-summary=false \
+	  $(addprefix $(top_srcdir)/,$(filter-out tests/fuzz/%,$($(1)_SRCS)))
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call cov_rule,$(t))))
+
+coverage: $(addprefix coverage-,$(FUZZ_TARGETS))
+
+run: all
+	$(top_srcdir)/tests/fuzz/run.sh $(B) $(FUZZ_TIME) $(FUZZ_TARGETS)

@@ -1,0 +1,85 @@
+/* Zip extraction (runner/zip.c), which reads archives from GitLab and the
+ * local cache, with the input as the archive. Properties: whatever the
+ * archive, only regular files and folders appear, all inside dest, with no
+ * setuid, setgid or sticky bit, and no more bytes than the limit. */
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runner/zip.h"
+#include "tests/fuzz/fuzz.h"
+
+#define LIMIT (256u << 10)
+
+static char sandbox[64], top[80], dest[96], archive[64];
+static int archive_fd = -1;
+static uint64_t seen_bytes;
+
+/* The sandbox holds a/ and in it dest, a/out/; anything else got out. */
+static int check(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	const char *rel = path + strlen(sandbox);
+
+	(void)ftw;
+	if (strcmp(rel, "") && strcmp(rel, "/a") && strcmp(rel, "/a/out") && strncmp(rel, "/a/out/", 7)) {
+		fprintf(stderr, "zip: %s is outside %s\n", path, dest);
+		FUZZ_CHECK(!"an entry outside dest");
+	}
+	FUZZ_CHECK(flag == FTW_F || flag == FTW_D);
+	FUZZ_CHECK(S_ISREG(st->st_mode) || S_ISDIR(st->st_mode));
+	FUZZ_CHECK(!(st->st_mode & (S_ISUID | S_ISGID | S_ISVTX)));
+	if (S_ISREG(st->st_mode))
+		seen_bytes += (uint64_t)st->st_size;
+	return 0;
+}
+
+/* Empty dest for the next input (root needs no permission bits). */
+static int removal(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	if (ftw->level >= 2)
+		remove(path);
+	return 0;
+}
+
+static void cleanup(void)
+{
+	nftw(sandbox, removal, 16, FTW_PHYS | FTW_DEPTH);
+	rmdir(top);
+	rmdir(sandbox);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	snprintf(sandbox, sizeof(sandbox), "%s/kiln-fuzz-zip-XXXXXX", fuzz_tmpdir());
+	FUZZ_CHECK(mkdtemp(sandbox));
+	snprintf(top, sizeof(top), "%s/a", sandbox);
+	snprintf(dest, sizeof(dest), "%s/out", top);
+	FUZZ_CHECK(mkdir(top, 0700) == 0);
+	atexit(cleanup);
+	archive_fd = open(fuzz_tmpdir(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	FUZZ_CHECK(archive_fd >= 0);
+	snprintf(archive, sizeof(archive), "/proc/self/fd/%d", archive_fd);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct zip_stats st = { 0 };
+	struct kiln_err e = { 0 };
+
+	FUZZ_CHECK(ftruncate(archive_fd, 0) == 0);
+	FUZZ_CHECK(pwrite(archive_fd, data, size, 0) == (ssize_t)size);
+	zip_extract(archive, dest, LIMIT, &st, &e);
+	seen_bytes = 0;
+	FUZZ_CHECK(nftw(sandbox, check, 16, FTW_PHYS) == 0);
+	FUZZ_CHECK(seen_bytes <= LIMIT && st.bytes <= LIMIT);
+	nftw(sandbox, removal, 16, FTW_PHYS | FTW_DEPTH);
+	return 0;
+}
