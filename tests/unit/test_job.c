@@ -41,7 +41,9 @@ static long long g_ws_size_at_rescan = -1;
 static bool g_old_agent;          /* the fake agent lacks late-workspace */
 /* What the fake agent does after the JOB frame: its job, a second HELLO
  * (then the job if it gets another JOB), or nothing until killed. */
-static enum { AGENT_JOB, AGENT_HELLO_TWICE, AGENT_SILENT, AGENT_ESCAPES } g_agent;
+static enum { AGENT_JOB, AGENT_HELLO_TWICE, AGENT_SILENT, AGENT_ESCAPES, AGENT_FLOOD, AGENT_HUGE_FRAME,
+	       AGENT_UNKNOWN_FRAME } g_agent;
+static size_t g_out_bytes;         /* all the output kiln passed on */
 static int g_rescan_delay_ms;     /* the fake workspace rescan takes this long */
 static int g_timeout_s;           /* the payload's timeout; 0: tiny.json's */
 static int g_boot_ms;             /* job_opts.boot_timeout_ms */
@@ -95,6 +97,34 @@ static void fake_agent(int fd)
 		await_job(fd, &rd);
 	}
 	ap_send(fd, AP_OUTPUT, "fake job ran\n", 13);
+	if (g_agent == AGENT_FLOOD) {
+		/* 64 MiB of output in the largest frames, as fast as the
+		 * socket takes them: kiln passes it on, holding one frame. */
+		static char big[AP_MAX_PAYLOAD];
+		int i;
+
+		memset(big, 'x', sizeof(big));
+		for (i = 0; i < 64; i++)
+			if (ap_send(fd, AP_OUTPUT, big, sizeof(big)) < 0)
+				_exit(2);
+	}
+	if (g_agent == AGENT_HUGE_FRAME) {
+		/* A header that claims 4 GiB: refused before anything is read
+		 * into it, however much more the guest sends. */
+		static const uint8_t hdr[AP_HEADER_SIZE] = { 0xff, 0xff, 0xff, 0xff, AP_OUTPUT, 0, 0, 0 };
+		static char fill[65536];
+
+		if (write(fd, hdr, sizeof(hdr)) < 0)
+			_exit(2);
+		while (write(fd, fill, sizeof(fill)) > 0)
+			;
+		_exit(0);
+	}
+	if (g_agent == AGENT_UNKNOWN_FRAME) {
+		ap_send(fd, 0x7f, "?", 1);
+		for (;;)
+			pause();
+	}
 	if (g_agent == AGENT_ESCAPES) {
 		static const char ex[] = "{\"exit_code\":1,\"failure_reason\":\"\\u001b]0;pwned\\u0007x\"}";
 
@@ -208,6 +238,8 @@ static void on_output(void *arg, const void *buf, size_t n)
 {
 	size_t have = strlen(g_out);
 
+	g_out_bytes += n;
+
 	(void)arg;
 	if (have + n < sizeof(g_out)) {
 		memcpy(g_out + have, buf, n);
@@ -267,6 +299,7 @@ static void fixture_up(void)
 	g_ws_size_at_rescan = -1;
 	g_rescans_at_stream = -1;
 	g_out[0] = g_notices[0] = '\0';
+	g_out_bytes = 0;
 	g_agent = AGENT_JOB;
 	g_rescan_delay_ms = g_timeout_s = g_boot_ms = 0;
 }
@@ -433,6 +466,46 @@ START_TEST(failure_reason_is_a_word)
 }
 END_TEST
 
+/* A guest that floods the agent channel: 64 MiB of output frames reach
+ * the job's log whole, and the job ends as the agent says. */
+START_TEST(flooded_channel_is_passed_on)
+{
+	struct job_result r;
+	struct kiln_err e = { 0 };
+
+	g_agent = AGENT_FLOOD;
+	ck_assert_msg(run_fake_job(&r, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(r.exit_code, 0);
+	ck_assert_uint_eq(g_out_bytes, 13 + 64 * (size_t)AP_MAX_PAYLOAD);
+	ck_assert_int_eq(g_cleanups, g_starts);
+}
+END_TEST
+
+/* A frame header claiming more than AP_MAX_PAYLOAD, and a frame of a type
+ * kiln does not know: protocol errors that fail the job with a system
+ * failure and stop the VM, whatever the guest goes on sending. */
+START_TEST(broken_frames_fail_the_job)
+{
+	struct job_result r;
+	struct kiln_err e = { 0 };
+
+	g_agent = AGENT_HUGE_FRAME;
+	ck_assert_int_eq(run_fake_job(&r, &e), KILN_E_SYNTAX);
+	ck_assert_msg(strstr(e.msg, "broke the protocol"), "%s", e.msg);
+	ck_assert_str_eq(r.failure_reason, "runner_system_failure");
+	ck_assert_int_eq(g_cleanups, g_starts);
+
+	fixture_down();
+	fixture_up();
+	g_agent = AGENT_UNKNOWN_FRAME;
+	memset(&e, 0, sizeof(e));
+	ck_assert_int_eq(run_fake_job(&r, &e), KILN_E_SYNTAX);
+	ck_assert_msg(strstr(e.msg, "broke the protocol"), "%s", e.msg);
+	ck_assert_str_eq(r.failure_reason, "runner_system_failure");
+	ck_assert_int_eq(g_cleanups, g_starts);
+}
+END_TEST
+
 Suite *job_suite(void)
 {
 	Suite *s = suite_create("job");
@@ -445,6 +518,8 @@ Suite *job_suite(void)
 	tcase_add_test(tc, second_hello_fails_the_job);
 	tcase_add_test(tc, hard_cap_counts_from_the_vm_start);
 	tcase_add_test(tc, failure_reason_is_a_word);
+	tcase_add_test(tc, flooded_channel_is_passed_on);
+	tcase_add_test(tc, broken_frames_fail_the_job);
 	suite_add_tcase(s, tc);
 	return s;
 }
