@@ -85,6 +85,29 @@ t1=$(date +%s)
 [ $((t1 - t0)) -lt 60 ] && ok "timeout: ended $((t1 - t0)) s after start (job timeout 5 s)" || bad "timeout: took $((t1 - t0)) s"
 run tiny 0 'NAME="kiln tiny"' 'README.md' 'CI=true job tiny'
 
+# A guest that fills its disks: the workspace (its image has a fixed size)
+# and the root file system (a copy-on-write overlay that kiln caps). The job
+# fails on its own ENOSPC or I/O error like any failing script; the host's
+# state folder holds no more than before, and nothing is left.
+python3 - "$(payload fail)" "$work/fill.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["steps"][0]["script"] = [
+    "dd if=/dev/zero of=fill bs=1M 2>&1 | tail -1; echo workspace-full",
+    "dd if=/dev/zero of=/var/tmp/fill bs=1M count=64 2>&1 | tail -1; echo root-written",
+    "exit 7",
+]
+json.dump(d, open(sys.argv[2], "w"))
+PY
+out=$("$kiln" exec --executor "$executor" --job-file "$work/fill.json" 2>&1); st=$?
+vm_glitch_note "$out"
+[ "$st" = 7 ] && echo "$out" | grep -q 'No space left on device' && echo "$out" | grep -q 'workspace-full' &&
+	echo "$out" | grep -q 'root-written' && ok "a guest that fills its workspace: ENOSPC in the guest, status 7" ||
+	{ bad "fill: status $st"; echo "$out" | tail -8; }
+[ "$(du -sm "$state" | cut -f1)" -lt 64 ] && ok "fill: the state folder stays small ($(du -sh "$state" | cut -f1))" ||
+	bad "fill: the state folder grew to $(du -sh "$state" | cut -f1)"
+leftovers "fill"
+
 # A commit the repository lacks: the job cannot run (125) and says why. The
 # microvm executor has its VM booting by then (the workspace is built
 # meanwhile): it must go too.

@@ -34,7 +34,9 @@ ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 cgroups() { ls -d /sys/fs/cgroup/kiln/*/ /sys/fs/cgroup/*/kiln/*/ 2>/dev/null | sort; }
-before=$(cgroups)
+# The cgroups of the VMs of the kiln with pid $1 (named after the job
+# folder, <job>.<kiln's pid>.<random>): other tests' VMs may run meanwhile.
+mine() { cgroups | grep -F ".$1."; }
 
 "$top_srcdir/examples/make-demo-repo.sh" "$work/demo.git" >/dev/null || { echo "FAIL: demo repo"; exit 1; }
 sed "s|/var/lib/kiln/examples/demo.git|$work/demo.git|; s/\"sleep 600\"/\"sleep 300\"/; s/\"timeout\": 5/\"timeout\": 600/g" \
@@ -45,7 +47,8 @@ for _ in $(seq 1 1800); do grep -q 'sleeping past' "$work/long.log" && break; sl
 grep -q 'sleeping past' "$work/long.log" || { echo "FAIL: the job did not start"; tail -5 "$work/long.log"; exit 1; }
 
 # The VMM: the one process in the job's new cgroup.
-cg=$(comm -13 <(echo "$before") <(cgroups) | head -1)
+cg=$(mine "$kiln_pid" | head -1)
+mykiln=$kiln_pid
 [ -n "$cg" ] && ok "the VM has its cgroup ($cg)" || bad "no cgroup for the VM"
 pid=$(head -1 "${cg}cgroup.procs" 2>/dev/null)
 [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm")" = qemu-system-x86 ] && ok "QEMU ($pid) is in it" || bad "QEMU is not in $cg"
@@ -82,16 +85,16 @@ kill -INT "$kiln_pid"
 wait "$kiln_pid"
 kiln_pid=""
 [ -z "$(ls -A "$state/jobs" 2>/dev/null)" ] && ok "no job folder left" || bad "job folder left: $(ls "$state/jobs")"
-[ "$(cgroups)" = "$before" ] && ok "no cgroup left" || bad "cgroups left: $(comm -13 <(echo "$before") <(cgroups))"
+[ -z "$(mine "$mykiln")" ] && ok "no cgroup left" || bad "cgroups left: $(mine "$mykiln")"
 [ -z "$pid" ] || [ ! -e "/proc/$pid" ] && ok "QEMU is gone" || bad "QEMU $pid outlived the job"
 
 # SIGKILL of kiln: the jailed QEMU dies with it (the parent-death signal
 # survives the uid switch); its cgroup empties (the next kiln removes it).
-before=$(cgroups)
 "$kiln" exec --executor qemu --no-network --job-file "$work/long.json" > "$work/long.log" 2>&1 &
 kiln_pid=$!
+mykiln=$kiln_pid
 for _ in $(seq 1 1800); do grep -q 'sleeping past' "$work/long.log" && break; sleep 0.1; done
-cg=$(comm -13 <(echo "$before") <(cgroups) | head -1)
+cg=$(mine "$kiln_pid" | head -1)
 pid=$(head -1 "${cg}cgroup.procs" 2>/dev/null)
 kill -KILL "$kiln_pid"
 wait "$kiln_pid" 2>/dev/null
@@ -99,7 +102,7 @@ kiln_pid=""
 for _ in $(seq 1 100); do [ -n "$pid" ] && [ ! -e "/proc/$pid" ] && break; sleep 0.1; done
 [ -n "$pid" ] && [ ! -e "/proc/$pid" ] && [ -z "$(cat "${cg}cgroup.procs")" ] && ok "SIGKILL of kiln: QEMU died with it" ||
 	bad "SIGKILL of kiln: QEMU ${pid:-?} outlived it"
-for d in $(comm -13 <(echo "$before") <(cgroups)); do rmdir "$d"; done
+for d in $(mine "$mykiln"); do rmdir "$d"; done
 
 # jail: false is the only way to run unjailed, and it says so in kiln doctor.
 printf 'jail: false\n' > "$work/off.yml"
