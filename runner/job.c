@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "executors/executor.h"
+#include "runner/agentmsg.h"
 #include "runner/agentproto.h"
 #include "runner/doctor.h"
 #include "runner/images.h"
@@ -113,18 +114,15 @@ static void stage_next_step(struct job *j, bool graceful)
 /* The agent's STEP frame: the open step ended with its exit code. */
 static void stage_step_ended(struct job *j, const uint8_t *payload, uint32_t len, bool graceful)
 {
-	json_t *o = json_loadb((const char *)payload, len, 0, NULL);
-	json_t *code = json_object_get(o, "exit_code");
-
 	if (j->step_next < j->p->n_steps) {
 		const struct job_step *s = &j->p->steps[j->step_next];
 		bool on_success = !*s->when || !strcmp(s->when, "on_success");
+		int code;
 
-		if (on_success && (!json_is_integer(code) || json_integer_value(code) != 0))
+		if (on_success && !(agentmsg_step(payload, len, &code) && code == 0))
 			j->steps_failed = true;
 		j->step_next++;
 	}
-	json_decref(o);
 	stage_next_step(j, graceful);
 }
 
@@ -132,14 +130,6 @@ static void fail_reason(struct job *j, const char *reason)
 {
 	if (!j->r->failure_reason[0])
 		snprintf(j->r->failure_reason, sizeof(j->r->failure_reason), "%s", reason);
-}
-
-/* Whether s can be a failure reason: 1-47 of a-z and '_'. */
-static bool reason_word(const char *s)
-{
-	size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz_");
-
-	return n > 0 && n < 48 && !s[n];
 }
 
 /* The rootfs image for the job: --image, else the payload's image when a
@@ -344,12 +334,8 @@ static void shell_session(struct job *j, int fd, struct ap_reader *rd)
 			if (type == AP_OUTPUT) {
 				kiln_write_all(o->shell_out, payload, len);
 			} else if (type == AP_STEP) {
-				json_t *s = json_loadb((const char *)payload, len, 0, NULL);
-
-				if (json_is_integer(json_object_get(s, "exit_code")))
-					code = (int)json_integer_value(json_object_get(s, "exit_code"));
+				agentmsg_step(payload, len, &code);
 				done = true;
-				json_decref(s);
 			}
 		}
 	}
@@ -359,19 +345,6 @@ static void shell_session(struct job *j, int fd, struct ap_reader *rd)
 	kiln_write_all(o->shell_out, line, (size_t)n);
 	if (o->shell_hook)
 		o->shell_hook(o->arg, false);
-}
-
-/* Whether HELLO's payload lists feature. */
-static bool agent_has(const uint8_t *payload, uint32_t len, const char *feature)
-{
-	json_t *o = json_loadb((const char *)payload, len, 0, NULL), *f;
-	bool has = false;
-	size_t i;
-
-	json_array_foreach(json_object_get(o, "features"), i, f)
-		has |= json_is_string(f) && !strcmp(json_string_value(f), feature);
-	json_decref(o);
-	return has;
 }
 
 /* The boot allowance: job_opts.boot_timeout_ms, else BOOT_TIMEOUT_MS. */
@@ -405,6 +378,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			     struct kiln_err *e)
 {
 	struct ap_reader rd;
+	struct agent_hello said;
 	bool hello = false, exited = false, cancel_sent = false, shell_ok = false;
 	double t_run = 0, deadline = 0, cap = t_boot + boot_ms(j) / 1000.0 + j->p->timeout;
 	enum kiln_rc rc = KILN_OK;
@@ -475,14 +449,18 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					rc = kiln_fail(e, KILN_E_SYNTAX, "the agent said HELLO twice (a protocol error)");
 					goto out;
 				}
+				if (!agentmsg_hello(payload, len, &said)) {
+					rc = kiln_fail(e, KILN_E_SYNTAX, "the agent's HELLO is not a JSON object");
+					goto out;
+				}
 				/* An agent from before late workspaces looked for the
 				 * disk at boot, found it empty and will not look again. */
-				if (j->x.spec.workspace_late && !agent_has(payload, len, AP_FEATURE_LATE_WORKSPACE)) {
+				if (j->x.spec.workspace_late && !said.late_workspace) {
 					j->relaunch = true;
 					goto out;
 				}
 				hello = true;
-				shell_ok = agent_has(payload, len, AP_FEATURE_SHELL);
+				shell_ok = said.shell;
 				j->r->boot_s = now_s() - t_boot;
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
 				stage_next_step(j, false);
@@ -504,22 +482,16 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				stage_step_ended(j, payload, len, cancel_sent);
 				break;
 			case AP_EXIT: {
-				json_error_t jerr;
-				json_t *o = json_loadb((const char *)payload, len, 0, &jerr);
-				json_t *code = json_object_get(o, "exit_code"), *why = json_object_get(o, "failure_reason");
+				char why[AGENTMSG_REASON_MAX];
 
-				if (!json_is_integer(code)) {
-					json_decref(o);
+				if (!agentmsg_exit(payload, len, &j->r->exit_code, why)) {
 					rc = kiln_fail(e, KILN_E_SYNTAX, "the agent's EXIT frame has no exit_code");
 					goto out;
 				}
-				j->r->exit_code = (int)json_integer_value(code);
 				/* A reason is a word (GitLab's); anything else from the
 				 * guest (escape sequences...) is not repeated. */
-				if (json_is_string(why) && *json_string_value(why))
-					fail_reason(j, reason_word(json_string_value(why)) ? json_string_value(why)
-											  : "script_failure");
-				json_decref(o);
+				if (why[0])
+					fail_reason(j, why);
 				j->r->run_s = now_s() - t_run;
 				exited = true;
 				/* The agent holds a failed job for the shell asked for. */

@@ -4,10 +4,14 @@
  * - the frames and the error that come out do not depend on how the stream
  *   was cut, and match a whole-stream reading of the format;
  * - a reader drained after every piece never holds more than one header,
- *   one maximal payload and one piece. */
+ *   one maximal payload and one piece;
+ * - the host's parsers of HELLO, STEP and EXIT payloads (runner/agentmsg.h)
+ *   take each frame without a sanitizer report, and a failure reason that
+ *   comes out is one word. */
 #include <errno.h>
 #include <string.h>
 
+#include "runner/agentmsg.h"
 #include "runner/agentproto.h"
 #include "tests/fuzz/fuzz.h"
 
@@ -38,6 +42,22 @@ static int model(const uint8_t *s, size_t n, size_t *offsets, uint32_t *lens, si
 		lens[(*count)++] = len;
 		at += AP_HEADER_SIZE + len;
 	}
+}
+
+/* The host's reading of a frame's payload (runner/agentmsg.h): whatever
+ * the guest wrote, a failure reason is empty or one word of a-z and '_'. */
+static void judge(uint8_t type, const uint8_t *payload, uint32_t len)
+{
+	char why[AGENTMSG_REASON_MAX];
+	struct agent_hello h;
+	int code;
+
+	if (type == AP_HELLO)
+		agentmsg_hello(payload, len, &h);
+	else if (type == AP_STEP)
+		agentmsg_step(payload, len, &code);
+	else if (type == AP_EXIT && agentmsg_exit(payload, len, &code, why))
+		FUZZ_CHECK(strspn(why, "abcdefghijklmnopqrstuvwxyz_") == strlen(why) && strlen(why) < sizeof(why));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -76,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_CHECK(seen < frames);
 			FUZZ_CHECK(len == lens[seen] && type == stream[offsets[seen] + 4]);
 			FUZZ_CHECK(memcmp(payload, stream + offsets[seen] + AP_HEADER_SIZE, len) == 0);
+			judge(type, payload, len);
 			seen++;
 		}
 		FUZZ_CHECK(r.len - r.skip <= AP_HEADER_SIZE + AP_MAX_PAYLOAD + piece);

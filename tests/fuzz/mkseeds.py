@@ -199,6 +199,10 @@ def agent_seeds():
         + frame(9, b'{"rows": 50, "cols": 132}'),
         'bad-type': cuts + hello + frame(10, b''),
         'too-big': cuts + struct.pack('<IB3x', (1 << 20) + 1, 3) + b'x' * 16,
+        'hostile-payloads': cuts + frame(1, b'[1]') + frame(1, b'{"features": [7, "late-workspace"]}')
+        + frame(4, b'{"exit_code": 99999999999}') + frame(4, b'{"exit_code": "0"}')
+        + frame(5, b'{"exit_code": -1, "failure_reason": "\\u001b]0;pwned\\u0007"}')
+        + frame(5, b'{"exit_code": 1, "failure_reason": "script_failure", "exit_code": 2}'),
     }
 
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runner/agentmsg.h"
 #include "runner/agentproto.h"
 #include "tests/unit/suites.h"
 
@@ -198,6 +199,43 @@ START_TEST(send_then_read)
 }
 END_TEST
 
+#define MSG(s) (const uint8_t *)(s), (uint32_t)strlen(s)
+
+/* The host's reading of HELLO, STEP and EXIT payloads: what a guest may
+ * write there (not JSON, arrays, strings for numbers, numbers past int,
+ * escape sequences, duplicate keys) is refused or made harmless. */
+START_TEST(payloads_read_without_trust)
+{
+	char why[AGENTMSG_REASON_MAX];
+	struct agent_hello h;
+	int code = 5;
+
+	ck_assert(agentmsg_hello(MSG("{\"version\":1,\"features\":[\"shell\",7,\"late-workspace\"]}"), &h));
+	ck_assert(h.shell && h.late_workspace);
+	ck_assert(agentmsg_hello(MSG("{}"), &h) && !h.shell && !h.late_workspace);
+	ck_assert(!agentmsg_hello(MSG("[\"shell\"]"), &h));
+	ck_assert(!agentmsg_hello(MSG("{\"features\":[\"shell\"]"), &h));
+	ck_assert(!agentmsg_hello(MSG("{\"a\":1,\"a\":2}"), &h));
+
+	ck_assert(agentmsg_step(MSG("{\"step\":\"script\",\"exit_code\":0}"), &code) && code == 0);
+	ck_assert(agentmsg_step(MSG("{\"exit_code\":-2147483648}"), &code) && code == INT32_MIN);
+	ck_assert(!agentmsg_step(MSG("{\"exit_code\":2147483648}"), &code));
+	ck_assert(!agentmsg_step(MSG("{\"exit_code\":\"0\"}"), &code));
+	ck_assert(!agentmsg_step(MSG("not json"), &code));
+
+	ck_assert(agentmsg_exit(MSG("{\"exit_code\":3}"), &code, why) && code == 3 && !why[0]);
+	ck_assert(agentmsg_exit(MSG("{\"exit_code\":1,\"failure_reason\":\"job_execution_timeout\"}"), &code, why));
+	ck_assert_str_eq(why, "job_execution_timeout");
+	ck_assert(agentmsg_exit(MSG("{\"exit_code\":1,\"failure_reason\":\"\\u001b]0;pwned\\u0007\"}"), &code, why));
+	ck_assert_str_eq(why, "script_failure");
+	ck_assert(agentmsg_exit(MSG("{\"exit_code\":1,\"failure_reason\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}"),
+			       &code, why));
+	ck_assert_str_eq(why, "script_failure");
+	ck_assert(!agentmsg_exit(MSG("{\"exit_code\":99999999999}"), &code, why));
+	ck_assert(!agentmsg_exit(MSG("{\"failure_reason\":\"x\"}"), &code, why));
+}
+END_TEST
+
 Suite *agentproto_suite(void)
 {
 	Suite *s = suite_create("agentproto");
@@ -210,6 +248,7 @@ Suite *agentproto_suite(void)
 	tcase_add_test(tc, malformed_header);
 	tcase_add_test(tc, oversized_frame);
 	tcase_add_test(tc, send_then_read);
+	tcase_add_test(tc, payloads_read_without_trust);
 	suite_add_tcase(s, tc);
 	return s;
 }
