@@ -93,8 +93,8 @@ python3 - "$(payload fail)" "$work/fill.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 d["steps"][0]["script"] = [
-    "dd if=/dev/zero of=fill bs=1M 2>&1 | tail -1; echo workspace-full",
-    "dd if=/dev/zero of=/var/tmp/fill bs=1M count=64 2>&1 | tail -1; echo root-written",
+    "dd if=/dev/zero of=fill bs=1M 2>/tmp/dd.err || cat /tmp/dd.err; echo workspace-full",
+    "dd if=/dev/zero of=/var/tmp/fill bs=1M count=64 2>/dev/null; echo root-written",
     "exit 7",
 ]
 json.dump(d, open(sys.argv[2], "w"))

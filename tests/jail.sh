@@ -18,6 +18,8 @@ for i in kernel debian; do
 done
 [ "$(id -u)" = 0 ] || skip "needs root (namespaces, cgroups)"
 command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
+# One VM test at a time (the lock): others' VMs would be counted here.
+. "$top_srcdir/tests/vmtest.sh"
 
 work=$(mktemp -d /tmp/kiln-jail-test.XXXXXX)
 state=$work/state

@@ -1,11 +1,12 @@
 # tests/vmtest.sh: sourced by the tests that boot job VMs (exec, gitlab,
-# pipeline).
+# pipeline, jail).
 #
 # The lock: on the host, such a test never runs beside another one or
 # beside tests/kvm-sandbox (which takes the same lock).  Under make -j2 on
 # a 2-core host a TCG guest beside the sandbox starves it, and the
 # sandbox's emulated SVM misbehaves far more often when its threads are
-# preempted (see tests/kvm-sandbox).  KILN_VM_LOCK_HELD tells this test's
+# preempted (see tests/kvm-sandbox).  And the tests count what VMs leave
+# (cgroups, taps, processes) host-wide.  KILN_VM_LOCK_HELD tells this test's
 # own kvm-sandbox calls that the lock is held; KILN_SANDBOX_NO_LOCK=1 turns
 # both off.  Children inherit the lock's fd: a test must stop what it starts.
 if [ -z "${KILN_VM_LOCK_HELD:-}" ] && [ -z "${KILN_SANDBOX_NO_LOCK:-}" ] && [ -z "${KILN_SANDBOX_OUT:-}" ]; then
