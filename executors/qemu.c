@@ -20,7 +20,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 {
 	const struct vm_spec *s = &x->spec;
 	char cmdline[2048], machine[96], mem[16], smp[16], serial[PATH_MAX + 8], chardev[PATH_MAX + 32];
-	char root[PATH_MAX + 64], ws[PATH_MAX + 64], netdev[128];
+	char root[PATH_MAX + 128], ws[PATH_MAX + 128], netdev[128];
 	char *argv[MAX_ARGS];
 	int n = 0;
 
@@ -37,8 +37,12 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	snprintf(smp, sizeof(smp), "%d", s->vcpus);
 	snprintf(serial, sizeof(serial), "file:%s", x->console_path);
 	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s", x->listen_path);
-	/* snapshot=on: a private temporary overlay; the image is never written. */
-	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on", s->rootfs);
+	/* snapshot=on: a private temporary overlay; the image is never written.
+	 * werror=report: a write that fails (the host's disk full) is an I/O
+	 * error for the guest; QEMU's default stops the VM on ENOSPC, and the
+	 * job would hang until its timeout. */
+	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on,werror=report,rerror=report",
+		 s->rootfs);
 
 	argv[n++] = (char *)s->helper;
 	argv[n++] = "-M";
@@ -69,7 +73,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-device";
 	argv[n++] = "virtio-blk-device,drive=root";
 	if (s->workspace) {
-		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none", s->workspace);
+		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none,werror=report,rerror=report", s->workspace);
 		argv[n++] = "-drive";
 		argv[n++] = ws;
 		argv[n++] = "-device";

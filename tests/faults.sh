@@ -6,6 +6,7 @@
 # mounts, loop devices; taps and nftables elements in the network cell).
 #   disk-full-workspace   state_dir on a tmpfs too small for the workspace
 #   disk-full-guest       the guest fills its workspace disk past the tmpfs
+#   disk-full-overlay     the guest fills its root disk's overlay ($TMPDIR on a tmpfs)
 #   disk-full-artifacts   .kiln/artifacts on a tmpfs smaller than the artifacts
 #   tap-removed           the job's tap deleted under its VM (KILN_FAULTS_NET=1:
 #                         taps are host-wide names another test may be using)
@@ -116,6 +117,52 @@ p["steps"][0]["timeout"] = int(sys.argv[4])
 print(json.dumps(p))
 PY
 }
+
+# --- 1. disk full in state_dir ------------------------------------------------
+echo "# disk full in state_dir"
+# a. Too small for the workspace kiln builds: the job never gets a VM.
+s1=$work/state-small
+tmpfs "$s1" 256k || skip "cannot mount a tmpfs"
+payload "$work/small.json" '["echo never runs"]'
+out=$(KILN_STATE_DIR=$s1 "$kiln" exec --executor qemu --no-network --job-file "$work/small.json" 2>&1)
+st=$?
+vm_glitch_note "$out"
+err=$(echo "$out" | grep '^kiln: error:')
+check "disk full (workspace): exit status $st, not 0" test "$st" != 0
+check "disk full (workspace): one error line names the full disk: $err" grep -q "the disk holding $s1 is full" <<<"$err"
+check "disk full (workspace): no VM was started" bash -c '! grep -q "booting a fresh VM" <<<"$1"' _ "$out"
+cell disk-full-workspace "exit $st, '$err'" nothing "$(left "$s1")"
+
+# b. Room for the workspace, not for what the guest writes into it.
+s2=$work/state-full
+tmpfs "$s2" 24m
+payload "$work/fill.json" '["echo filling", "dd if=/dev/zero of=big bs=1M count=64 conv=fsync", "echo never printed"]'
+t0=$(date +%s)
+out=$(KILN_STATE_DIR=$s2 timeout 300 "$kiln" exec --executor qemu --no-network --job-file "$work/fill.json" 2>&1)
+st=$?
+t1=$(date +%s)
+vm_glitch_note "$out"
+err=$(echo "$out" | grep -m1 'is full')
+check "disk full (guest): exit status $st, not 0, after $((t1 - t0)) s" test "$st" != 0 -a "$st" != 124
+check "disk full (guest): over in $((t1 - t0)) s, not at the job's timeout (120 s)" test $((t1 - t0)) -lt 100
+check "disk full (guest): the script stopped at the failed write" bash -c '! grep -q "^never printed" <<<"$1"' _ "$out"
+check "disk full (guest): kiln names the full disk: $err" grep -q "the disk holding $s2 .* is full" <<<"$err"
+cell disk-full-guest "exit $st after $((t1 - t0)) s, '$err'" nothing "$(left "$s2")"
+
+# c. The copy-on-write overlay of the VM's root disk ($TMPDIR) full.
+vt=$work/vartmp
+tmpfs "$vt" 32m
+payload "$work/root.json" '["echo filling", "dd if=/dev/zero of=/big bs=1M count=48 conv=fsync", "echo never printed"]'
+t0=$(date +%s)
+out=$(KILN_STATE_DIR=$work/state TMPDIR=$vt timeout 300 "$kiln" exec --executor qemu --no-network --job-file "$work/root.json" 2>&1)
+st=$?
+t1=$(date +%s)
+vm_glitch_note "$out"
+err=$(echo "$out" | grep -m1 'is full')
+check "disk full (overlay): exit status $st, not 0, over in $((t1 - t0)) s (job timeout 120 s)" test "$st" != 0 -a $((t1 - t0)) -lt 100
+check "disk full (overlay): the script stopped at the failed write" bash -c '! grep -q "^never printed" <<<"$1"' _ "$out"
+check "disk full (overlay): kiln names the full disk: $err" grep -q "the disk holding $vt .* is full" <<<"$err"
+cell disk-full-overlay "exit $st after $((t1 - t0)) s, '$err'" nothing "$(left "$work/state" "$vt")"
 
 export KILN_STATE_DIR=$work/state
 
