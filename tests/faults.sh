@@ -164,7 +164,38 @@ check "disk full (overlay): the script stopped at the failed write" bash -c '! g
 check "disk full (overlay): kiln names the full disk: $err" grep -q "the disk holding $vt .* is full" <<<"$err"
 cell disk-full-overlay "exit $st after $((t1 - t0)) s, '$err'" nothing "$(left "$work/state" "$vt")"
 
+# d. Artifacts that do not fit where kiln exec keeps them.
+echo "# disk full during artifact collection"
 export KILN_STATE_DIR=$work/state
+repo=$work/artrepo
+mkdir -p "$repo"
+cat >"$repo/.gitlab-ci.yml" <<'EOF'
+image: tiny
+stages: [build, test]
+build:
+  stage: build
+  script:
+    - mkdir -p out
+    - dd if=/dev/urandom of=out/big.bin bs=1M count=6
+    - echo small > out/small.txt
+  artifacts:
+    paths: [out/]
+test:
+  stage: test
+  script:
+    - ls out/
+EOF
+git -C "$repo" init -q -b main && git -C "$repo" add -A &&
+	git -C "$repo" -c user.name=kiln -c user.email=kiln@example.invalid commit -qm artifacts || { echo "FAIL: repo"; exit 1; }
+tmpfs "$repo/.kiln/artifacts" 2m
+out=$(cd "$repo" && "$kiln" exec --executor qemu --no-network 2>&1)
+st=$?
+vm_glitch_note "$out"
+err=$(echo "$out" | grep -m1 'build *> artifacts:')
+summ=$(echo "$out" | sed -n '/^pipeline #/,$p' | grep -E '^  build ' | tr -s ' ' | cut -c1-160)
+check "disk full (artifacts): exit status $st, not 0" test "$st" != 0
+check "disk full (artifacts): the job says why: $err" grep -q "No space left on device" <<<"$err"
+cell disk-full-artifacts "exit $st, '$err', summary '$summ'" nothing "$(left "$KILN_STATE_DIR" "$repo/.kiln/artifacts")"
 
 # --- 3. the tap removed under a running VM ----------------------------------------
 if [ "${KILN_FAULTS_NET:-}" = 1 ]; then
