@@ -195,6 +195,8 @@ err=$(echo "$out" | grep -m1 'build *> artifacts:')
 summ=$(echo "$out" | sed -n '/^pipeline #/,$p' | grep -E '^  build ' | tr -s ' ' | cut -c1-160)
 check "disk full (artifacts): exit status $st, not 0" test "$st" != 0
 check "disk full (artifacts): the job says why: $err" grep -q "No space left on device" <<<"$err"
+check "disk full (artifacts): build failed: $summ" grep -q "FAIL" <<<"$summ"
+check "disk full (artifacts): test did not run without them" bash -c '! grep -q "^test *> .*ls out/" <<<"$1"' _ "$out"
 cell disk-full-artifacts "exit $st, '$err', summary '$summ'" nothing "$(left "$KILN_STATE_DIR" "$repo/.kiln/artifacts")"
 
 # --- 3. the tap removed under a running VM ----------------------------------------
