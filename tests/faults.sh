@@ -202,7 +202,7 @@ cell disk-full-artifacts "exit $st, '$err', summary '$summ'" nothing "$(left "$K
 # --- 3. the tap removed under a running VM ----------------------------------------
 if [ "${KILN_FAULTS_NET:-}" = 1 ]; then
 	echo "# the tap removed under a running VM"
-	payload "$work/net.json" '["echo N-started", "sleep 6", "echo N-done"]'
+	payload "$work/net.json" '["echo N-started", "sleep 3", "set -- $(ip route | grep default); ping -c 2 -W 2 $3 && echo N-net-up || echo N-net-down", "echo N-done"]'
 	"$kiln" exec --executor qemu --network --job-file "$work/net.json" >"$work/net.log" 2>&1 &
 	pid=$!
 	wait_until 120 grep -q '^N-started' "$work/net.log"
@@ -215,7 +215,9 @@ if [ "${KILN_FAULTS_NET:-}" = 1 ]; then
 	t1=$(date +%s)
 	out=$(cat "$work/net.log")
 	vm_glitch_note "$out"
-	sees=$(echo "$out" | grep -E 'N-done|ERROR|error|warning' | head -2 | tr '\n' ' ' | cut -c1-200)
+	sees=$(echo "$out" | grep -E '^N-net-|^kiln: (job (succeeded|failed)|warning|error)' | tr '\n' ' ')
+	check "tap: the job ran to its end ($st), its network down from then on" \
+		bash -c 'grep -q "^N-net-down" <<<"$1" && grep -q "^N-done" <<<"$1"' _ "$out"
 	netleft=$(left "$KILN_STATE_DIR")
 	[ -n "$tap" ] && ip link show "$tap" >/dev/null 2>&1 && netleft="${netleft/#nothing/} tap:$tap"
 	[ -n "$tap" ] && nft list set inet kiln job_ifs 2>/dev/null | grep -qw "$tap" && netleft="${netleft/#nothing/} nft-element:$tap"
