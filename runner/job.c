@@ -182,11 +182,11 @@ static void note_full_disks(struct job *j, enum kiln_rc rc, struct kiln_err *e)
 				 avail >> 10);
 		else
 			notice(j, "the disk holding %s (job folders, workspace images) is full: %lld KiB free; "
-				  "the VM's writes to its workspace failed", state, avail >> 10);
+				  "the VM's writes to its workspace may have failed", state, avail >> 10);
 	}
 	if (!rc && j->x_ready && (avail = disk_full(tmp, &seen)) >= 0)
 		notice(j, "the disk holding %s (copy-on-write overlays of the VM's root disk) is full: %lld KiB free; "
-			  "the VM's writes to its root disk failed", tmp, avail >> 10);
+			  "the VM's writes to its root disk may have failed", tmp, avail >> 10);
 }
 
 /* The rootfs image for the job: --image, else the payload's image when a
