@@ -16,6 +16,8 @@
 #                         state_dir reports the job failed and sweeps
 #   server-gone           the CI server unreachable mid-trace (a TCP proxy in
 #                         front of tests/fake-gitlab.py, killed and started again)
+#   sigkill-final         the server gone when the job ends, kiln SIGKILLed while
+#                         it retries the final update, then restarted
 # Each cell prints "cell NAME: user sees ...; lost: ...; left behind: ...";
 # the matrix is printed again at the end.
 # Exit 77 (SKIP) with the reason when something it needs is missing.
@@ -382,6 +384,33 @@ if J=$g wait_until 120 is "'G-started' in j['trace']"; then
 		"$lost" "$(left "$state")"
 else
 	bad "server-gone: job $g never started"
+fi
+
+# f. The server gone when the job ends, and kiln SIGKILLed while it retries
+# the final update: the new kiln reports the job as it ended.
+k=$(enqueue final '["echo K-started", "sleep 5", "echo K-done"]')
+if J=$k wait_until 120 is "'K-started' in j['trace']"; then
+	kill -KILL "$ppid_"
+	wait "$ppid_" 2>/dev/null
+	ppid_=
+	wait_until 60 grep -q "job $k: final update failed" "$work/run.log"
+	check "sigkill-final: kiln was retrying the final update" grep -q "job $k: final update failed" "$work/run.log"
+	kill -KILL "$kpid"
+	wait "$kpid" 2>/dev/null
+	kpid=
+	start_proxy
+	start_kiln
+	J=$k wait_until 60 is "j['final'] is not None" || bad "sigkill-final: job $k not reported after the restart"
+	res=$(J=$k st "'%s/%s, checksum %s' % (j['final']['state'], j['final'].get('failure_reason'), j['final']['checksum_ok'] and j['final']['bytesize_ok']) if j['final'] else 'none'")
+	check "sigkill-final: reported as it ended: $res" test "$res" = "success/None, checksum True"
+	J=$k check "sigkill-final: the log says the rest of it is lost" is "'the rest of its log is lost; the job had succeeded' in j['trace']"
+	lost=nothing
+	J=$k is "j['final'] and j['final']['state'] == 'success'" || lost="the job's outcome ($res)"
+	wait_until 10 test -z "$(ls -A "$state/running" 2>/dev/null)"
+	cell sigkill-final "after the restart $res, '$(J=$k st "re.sub(r'\x1b\[[0-9;]*m', '', j['trace']).strip().splitlines()[-1]")' (the log after the outage began was never acknowledged)" \
+		"$lost" "$(left "$state")"
+else
+	bad "sigkill-final: job $k never started"
 fi
 
 kill -TERM "$kpid"
