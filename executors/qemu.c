@@ -53,7 +53,7 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	const struct vm_spec *s = &x->spec;
 	const struct vm_view *v = &x->view;
 	char cmdline[2048], machine[96], mem[16], smp[16], addfd[32], chardev[PATH_MAX + 32];
-	char root[PATH_MAX + 160], ws[PATH_MAX + 160], netdev[128], throttle[96];
+	char root[PATH_MAX + 200], ws[PATH_MAX + 200], netdev[128], throttle[96];
 	char *argv[MAX_ARGS];
 	enum kiln_rc rc;
 	struct stat st;
@@ -76,9 +76,12 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	snprintf(addfd, sizeof(addfd), "fd=%d,set=1", EXECUTOR_CONSOLE_FD);
 	snprintf(chardev, sizeof(chardev), "socket,id=agent,path=%s/agent.sock", v->dir);
 	/* snapshot=on: a private temporary overlay in $TMPDIR; the image is
-	 * never written. */
+	 * never written. werror=report: a write that fails (the host's disk
+	 * full) is an I/O error for the guest; QEMU's default stops the VM on
+	 * ENOSPC, and the job would hang until its timeout. */
 	throttling(s, throttle, sizeof(throttle));
-	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on%s", v->rootfs, throttle);
+	snprintf(root, sizeof(root), "id=root,file=%s,format=raw,if=none,snapshot=on,werror=report,rerror=report%s",
+		 v->rootfs, throttle);
 
 	argv[n++] = (char *)v->helper;
 	argv[n++] = "-M";
@@ -113,7 +116,8 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	argv[n++] = "-device";
 	argv[n++] = "virtio-blk-device,drive=root";
 	if (v->workspace) {
-		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none%s", v->workspace, throttle);
+		snprintf(ws, sizeof(ws), "id=ws,file=%s,format=raw,if=none,werror=report,rerror=report%s", v->workspace,
+			 throttle);
 		argv[n++] = "-drive";
 		argv[n++] = ws;
 		argv[n++] = "-device";

@@ -254,6 +254,7 @@ struct jctx {
 	struct gla *gla;
 	const char *executor;
 	const char *state_dir;
+	pthread_mutex_t mu;        /* guards jr: the trace's uploader writes it too */
 	struct jobrec_running jr;
 };
 
@@ -300,10 +301,28 @@ static void on_sent(void *arg, size_t offset, uint32_t crc)
 	struct jctx *c = arg;
 	struct kiln_err e = { 0 };
 
+	pthread_mutex_lock(&c->mu);
 	c->jr.sent = offset;
 	c->jr.crc = crc;
 	if (jobrec_journal_write(c->state_dir, &c->jr, &e))
 		log_warn("job %lld: journal: %s", c->jr.id, e.msg);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* The job's outcome into its journal entry, before the final update: a
+ * kiln restarted after a crash (or after GitLab could not be reached)
+ * reports it as it was. */
+static void journal_outcome(struct jctx *c, const char *state, const char *reason, int exit_code)
+{
+	struct kiln_err e = { 0 };
+
+	pthread_mutex_lock(&c->mu);
+	snprintf(c->jr.state, sizeof(c->jr.state), "%s", state);
+	snprintf(c->jr.failure_reason, sizeof(c->jr.failure_reason), "%s", reason ? reason : "");
+	c->jr.exit_code = exit_code;
+	if (jobrec_journal_write(c->state_dir, &c->jr, &e))
+		log_warn("job %lld: journal: %s", c->jr.id, e.msg);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* The job's masks: masked variables, token prefixes, its own token. */
@@ -381,6 +400,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	int exit_code = 0;
 	double t_start = mono_s();
 
+	pthread_mutex_init(&c.mu, NULL);
 	id = json_integer_value(json_object_get(doc, "id"));
 	token = json_string_value(json_object_get(doc, "token"));
 	if (id <= 0 || !token || !*token) {
@@ -500,9 +520,12 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	{
 		size_t n = parsed ? supported_reasons(p.doc, reasons, sizeof(reasons) / sizeof(reasons[0])) : 0;
 		const char *sent_reason = reason ? gl_failure_reason(reason, reasons, n) : NULL;
-		enum kiln_rc frc = trace_finish(c.t, state, sent_reason, reason ? exit_code : 0, &e);
-
 		char l[METRICS_MAX_LABELS] = "";
+		enum kiln_rc frc;
+
+		if (journal)
+			journal_outcome(&c, state, sent_reason, reason ? exit_code : 0);
+		frc = trace_finish(c.t, state, sent_reason, reason ? exit_code : 0, &e);
 
 		metrics_label(metrics_label(l, sizeof(l), "runner", rc->name), sizeof(l), "state", state);
 		metrics_add("kiln_jobs_total", l, 1);
@@ -534,6 +557,7 @@ out:
 	if (parsed)
 		payload_free(&p);
 	json_decref(doc);
+	pthread_mutex_destroy(&c.mu);
 }
 
 static void feed(struct daemon *d, struct rstate *r);
@@ -670,17 +694,30 @@ static void report_orphan(const char *state_dir, const struct jobrec_running *o,
 	enum kiln_rc rc;
 	int n, tries;
 
-	log_warn("job %lld (runner %s): the kiln that ran it (pid %d) died: reporting it failed", o->id, o->runner,
-		 o->pid);
+	/* A job that had ended is reported as it ended: only its final update
+	 * (and the log GitLab had not acknowledged) was missing. */
+	if (o->state[0]) {
+		u.state = o->state;
+		u.failure_reason = o->failure_reason[0] ? o->failure_reason : NULL;
+		u.exit_code = o->exit_code;
+	}
+	log_warn("job %lld (runner %s): the kiln that ran it (pid %d) %s: reporting it %s", o->id, o->runner, o->pid,
+		 o->state[0] ? "ended before GitLab had the job's end" : "died", u.state);
 	if (gl_client_init(&cl, o->url, o->ca_file, &e)) {
 		log_error("job %lld: %s", o->id, e.msg);
 		return;
 	}
 	cl.stop = stop;
-	n = snprintf(msg, sizeof(msg),
-		     "\n\033[31;1mERROR: Job failed (system failure): kiln was interrupted while running this job "
-		     "(pid %d); its VM is gone\033[0;m\n",
-		     o->pid);
+	if (o->state[0])
+		n = snprintf(msg, sizeof(msg),
+			     "\n\033[0;33mWARNING: kiln (pid %d) stopped before GitLab had this job's end: the rest of its "
+			     "log is lost; the job had %s\033[0;m\n",
+			     o->pid, strcmp(o->state, "success") ? "failed" : "succeeded");
+	else
+		n = snprintf(msg, sizeof(msg),
+			     "\n\033[31;1mERROR: Job failed (system failure): kiln was interrupted while running this job "
+			     "(pid %d); its VM is gone\033[0;m\n",
+			     o->pid);
 	snprintf(path, sizeof(path), "/jobs/%lld/trace", o->id);
 	u.crc = o->crc;
 	u.output = true;
@@ -708,7 +745,9 @@ static void report_orphan(const char *state_dir, const struct jobrec_running *o,
 	}
 	rc = gl_final_update(&cl, o->id, o->token, &u, NULL, NULL, &e);
 	if (rc == KILN_OK || rc == KILN_E_NOTFOUND) {
-		log_info("job %lld: reported failed (runner_system_failure)%s%s", o->id, rc ? ": " : "", rc ? e.msg : "");
+		log_info("job %lld: reported %s%s%s%s%s%s", o->id, u.state, u.failure_reason ? " (" : "",
+			 u.failure_reason ? u.failure_reason : "", u.failure_reason ? ")" : "", rc ? ": " : "",
+			 rc ? e.msg : "");
 		jobrec_journal_remove(state_dir, o->id);
 	} else {
 		log_error("job %lld: reporting it: %s (again at the next start)", o->id, e.msg);

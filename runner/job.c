@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 
 #define BOOT_TIMEOUT_MS (180 * 1000)   /* TCG boots are slow; hardware takes well under a second */
 #define STOP_TIMEOUT_MS (10 * 1000)
+#define DISK_FULL_BYTES (16ULL << 20)  /* free space below which a disk counts as full */
 
 struct job {
 	const struct job_payload *p;
@@ -49,6 +51,7 @@ struct job {
 	bool steps_failed;         /* an on_success step failed */
 	double t_start;            /* job_run() began (monotonic s) */
 	bool relaunch;             /* the agent cannot take a late workspace */
+	bool disks_checked;        /* note_full_disks ran */
 };
 
 static double now_s(void)
@@ -130,6 +133,58 @@ static void fail_reason(struct job *j, const char *reason)
 {
 	if (!j->r->failure_reason[0])
 		snprintf(j->r->failure_reason, sizeof(j->r->failure_reason), "%s", reason);
+}
+
+/* The free bytes of the disk holding dir when it is full (less than
+ * DISK_FULL_BYTES free) and not the disk *seen; else -1. */
+static long long disk_full(const char *dir, dev_t *seen)
+{
+	struct statvfs v;
+	struct stat st;
+	unsigned long long avail;
+
+	if (stat(dir, &st) < 0 || statvfs(dir, &v) < 0 || st.st_dev == *seen)
+		return -1;
+	*seen = st.st_dev;
+	avail = (unsigned long long)v.f_bavail * v.f_frsize;
+	return avail < DISK_FULL_BYTES ? (long long)avail : -1;
+}
+
+/* After a failed job: a full disk is the likely cause. kiln's own writes
+ * (the workspace image) failed with rc: e says which disk. The guest saw
+ * it only as I/O errors (the executors report them to it rather than
+ * stopping the VM): a notice says. The job folder holds the workspace
+ * image; copy-on-write overlays live in $TMPDIR (kiln-vmm:
+ * $KILN_VMM_TMPDIR first), nameless, and free their space when the VM
+ * ends: converse checks at the agent's EXIT, while the VM still runs.
+ * Once per job. */
+static void note_full_disks(struct job *j, enum kiln_rc rc, struct kiln_err *e)
+{
+	const char *tmp = j->backend == &executor_microvm ? getenv("KILN_VMM_TMPDIR") : NULL;
+	const char *state = j->o->cfg->state_dir;
+	dev_t seen = (dev_t)-1;
+	long long avail;
+
+	if (j->disks_checked)
+		return;
+	j->disks_checked = true;
+	if (!tmp || !*tmp)
+		tmp = getenv("TMPDIR");
+	if (!tmp || !*tmp)
+		tmp = "/var/tmp";
+	if ((avail = disk_full(state, &seen)) >= 0) {
+		size_t n = e ? strlen(e->msg) : 0;
+
+		if (rc && e)
+			snprintf(e->msg + n, sizeof(e->msg) - n, " (the disk holding %s is full: %lld KiB free)", state,
+				 avail >> 10);
+		else
+			notice(j, "the disk holding %s (job folders, workspace images) is full: %lld KiB free; "
+				  "the VM's writes to its workspace may have failed", state, avail >> 10);
+	}
+	if (!rc && j->x_ready && (avail = disk_full(tmp, &seen)) >= 0)
+		notice(j, "the disk holding %s (copy-on-write overlays of the VM's root disk) is full: %lld KiB free; "
+			  "the VM's writes to its root disk may have failed", tmp, avail >> 10);
 }
 
 /* The rootfs image for the job: --image, else the payload's image when a
@@ -494,6 +549,8 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					fail_reason(j, why);
 				j->r->run_s = now_s() - t_run;
 				exited = true;
+				if (j->r->exit_code || j->r->failure_reason[0])
+					note_full_disks(j, KILN_OK, NULL);
 				/* The agent holds a failed job for the shell asked for. */
 				if (j->o->shell && !cancel_sent && (j->r->exit_code || j->r->failure_reason[0]) &&
 				    strcmp(j->r->failure_reason, "canceled")) {
@@ -713,6 +770,8 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		o->finished(o->arg, j.ws_image, project, !rc && r->exit_code == 0 && !r->failure_reason[0]);
 	}
 out:
+	if (rc || r->exit_code || r->failure_reason[0])
+		note_full_disks(&j, rc, e);
 	if (j.x_ready)
 		j.x.ops->cleanup(&j.x);
 	jobnet_teardown(&j.net);

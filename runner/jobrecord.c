@@ -298,9 +298,10 @@ enum kiln_rc jobrec_journal_write(const char *state_dir, struct jobrec_running *
 
 	r->pid = (int)getpid();
 	r->pid_start = proc_start(r->pid);
-	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I}", "id", (json_int_t)r->id, "token", r->token,
-		      "url", r->url, "ca_file", r->ca_file, "runner", r->runner, "pid", r->pid, "pid_start",
-		      (json_int_t)r->pid_start, "sent", (json_int_t)r->sent, "crc", (json_int_t)r->crc);
+	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:s, s:s, s:i}", "id", (json_int_t)r->id, "token",
+		      r->token, "url", r->url, "ca_file", r->ca_file, "runner", r->runner, "pid", r->pid, "pid_start",
+		      (json_int_t)r->pid_start, "sent", (json_int_t)r->sent, "crc", (json_int_t)r->crc, "state", r->state,
+		      "failure_reason", r->failure_reason, "exit_code", r->exit_code);
 	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	if (!text)
@@ -370,6 +371,14 @@ enum kiln_rc jobrec_journal_orphans(const char *state_dir, struct jobrec_running
 			r.pid_start = json_integer_value(json_object_get(o, "pid_start"));
 			r.sent = (uint64_t)json_integer_value(json_object_get(o, "sent"));
 			r.crc = (uint32_t)json_integer_value(json_object_get(o, "crc"));
+			/* An outcome only when it is one kiln could have written. */
+			if (copy_str(r.state, sizeof(r.state), json_object_get(o, "state")) &&
+			    strcmp(r.state, "success") && strcmp(r.state, "failed"))
+				r.state[0] = '\0';
+			if (!r.state[0] || !copy_str(r.failure_reason, sizeof(r.failure_reason),
+						     json_object_get(o, "failure_reason")))
+				r.failure_reason[0] = '\0';
+			r.exit_code = (int)json_integer_value(json_object_get(o, "exit_code"));
 		}
 		json_decref(o);
 		if (!ok) {

@@ -49,6 +49,12 @@ struct jobrec_running {
 	long long pid_start;      /* that process's start time (clock ticks since boot) */
 	uint64_t sent;            /* log bytes GitLab acknowledged */
 	uint32_t crc;             /* their CRC32 */
+	/* Once the job has ended, before GitLab has its final update: how it
+	 * ended, so that a kiln restarted after a crash reports that rather
+	 * than a failure. state "" while the job runs. */
+	char state[16];           /* "success" or "failed" */
+	char failure_reason[64];  /* as sent to GitLab; "" for none */
+	int exit_code;
 };
 
 /* Write (or replace) the journal entry of r->id; pid and pid_start are

@@ -44,6 +44,7 @@ struct pjob {
 	long long id;
 	long long t_start, t_end, last_beat;  /* ms */
 	struct job_result res;
+	char art_err[300];             /* why its artifacts could not be kept, "" when they were */
 };
 
 struct pexec_opts {
@@ -403,7 +404,11 @@ static void on_finished(void *arg, const char *image, const char *project, bool 
 	safe_name(pj->job->name, name, sizeof(name));
 	snprintf(dest, sizeof(dest), "%s/%s", x->art_root, name);
 	if (artifacts_collect(image, project, &spec, x->tmp_dir, dest, &st, &e)) {
-		outmux_note(&pj->out, "artifacts: %s", e.msg);
+		const char *why = strncmp(e.msg, "artifacts: ", 11) ? e.msg : e.msg + 11;
+
+		/* As gitlab-runner fails a job whose artifacts it cannot upload. */
+		outmux_note(&pj->out, "artifacts: %s", why);
+		snprintf(pj->art_err, sizeof(pj->art_err), "%s", why);
 		goto out;
 	}
 	if (!st.files)
@@ -469,12 +474,14 @@ static void judge(struct pjob *pj, enum kiln_rc rc, const char *err)
 	const struct job_result *r = &pj->res;
 	bool allowed;
 
-	if (!rc && r->exit_code == 0 && !r->failure_reason[0]) {
+	if (!rc && r->exit_code == 0 && !r->failure_reason[0] && !pj->art_err[0]) {
 		pj->state = PJ_PASS;
 		return;
 	}
 	if (rc)
 		snprintf(pj->why, sizeof(pj->why), "could not run: %s", err);
+	else if (r->exit_code == 0 && !r->failure_reason[0])
+		snprintf(pj->why, sizeof(pj->why), "artifacts not kept: %s", pj->art_err);
 	else if (!strcmp(r->failure_reason, "script_failure"))
 		snprintf(pj->why, sizeof(pj->why), "exit code %d", r->exit_code);
 	else if (!strcmp(r->failure_reason, "job_execution_timeout"))

@@ -29,12 +29,14 @@ Control (the tests' side, same server, no authentication):
   POST /__job      {"payload": {...}, "script": {...}, "runner": T?}
                    queue a job; missing id, token and git_info.repo_url are
                    filled in ("repo": "group/project" picks the repository)
-  POST /__faults   {"request": [...], "verify": [...], ...}  endpoint-wide faults
+  POST /__faults   {"request": [...], "verify": [...], "git": [...], ...}  endpoint-wide
+                   faults ("git": each request of git smart HTTP)
   POST /__cancel   {"id": N, "status": "canceling" | "canceled"}
   POST /__public   {"repo": "group/project"}   anyone may clone it from now on
   POST /__config   {"long_poll": S, "token_lifetime": S}   change --long-poll, the
                    lifetime of renewed runner tokens (0: they never expire)
-  GET  /__state    everything received, as JSON
+  GET  /__state    everything received, as JSON ("arrived": each API and git
+                   request when it came in, before any fault's delay)
   GET  /__trace/N  the job's stored trace, raw bytes
   POST /__shutdown
 
@@ -75,6 +77,7 @@ STATE = {
     "queue": [],            # [{"job_id", "runner"}]
     "jobs": {},             # str(id) -> job record
     "requests": [],         # every API request: {"method", "path", "status", "t"}
+    "arrived": [],          # every API and git request as it came in: {"method", "path"}
     "job_requests": [],     # bodies of POST /jobs/request (token redacted)
     "verify": [],           # bodies of POST /runners/verify
     "registrations": [],
@@ -272,6 +275,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def route(self, method):
         path = urllib.parse.urlsplit(self.path).path
+        if not path.startswith("/__"):
+            with LOCK:
+                STATE["arrived"].append({"method": method, "path": path})
         raw = self.body()
         try:
             if path.startswith("/__"):
@@ -611,6 +617,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # --- git smart HTTP through git http-backend ----------------------
     def git(self, method, raw):
+        if self.apply_fault(self.endpoint_fault("git")):
+            return None
         auth = self.headers.get("Authorization", "")
         user = pw = None
         if auth.startswith("Basic "):

@@ -216,7 +216,11 @@ enum kiln_rc diskread_extract(const struct diskread_req *r, const char *dest, st
 		;
 	pid = -1;
 	/* The reader's own failure says more than the stream it cut short,
-	 * unless it died of kiln's kill. */
+	 * unless it died of kiln's kill, or kiln failed on its own side
+	 * (writing dest: the disk full): then the reader only saw its pipe
+	 * close, and kiln's error is the one that says why. */
+	if (rc == KILN_E_IO || rc == KILN_E_NOMEM)
+		status = 0;
 	if (WIFSIGNALED(status) && !(rc && WTERMSIG(status) == SIGKILL))
 		rc = kiln_fail(e, KILN_E_EXEC, "artifacts: reading %s: kiln-diskread died of signal %d (%s)%s%s",
 			       r->image, WTERMSIG(status), strsignal(WTERMSIG(status)), why[0] ? ": " : "", why);

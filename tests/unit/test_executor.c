@@ -372,14 +372,15 @@ START_TEST(qemu_throttles_disks)
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
-	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,"
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,werror=report,rerror=report,"
 				"throttling.bps-total=209715200,throttling.iops-total=10000");
 	s.disk_rate_limit = 0;
 	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
-	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,throttling.iops-total=10000");
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,werror=report,rerror=report,"
+				"throttling.iops-total=10000");
 	s.disk_iops_limit = 0;
 	qemu_arg(dir, &s, "-drive", drive, sizeof(drive));
-	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on");
+	ck_assert_str_eq(drive, "id=root,file=/r.ext4,format=raw,if=none,snapshot=on,werror=report,rerror=report");
 	ck_assert_int_eq(rmdir(dir), 0);
 }
 END_TEST
