@@ -6,7 +6,8 @@
 # mounts, loop devices; taps and nftables elements in the network cell).
 #   disk-full-workspace   state_dir on a tmpfs too small for the workspace
 #   disk-full-guest       the guest fills its workspace disk past the tmpfs
-#   disk-full-overlay     the guest fills its root disk's overlay ($TMPDIR on a tmpfs)
+#   disk-full-overlay     the guest fills its root disk's overlay (in the job folder,
+#                         or $TMPDIR unjailed: both on a tmpfs)
 #   disk-full-artifacts   .kiln/artifacts on a tmpfs smaller than the artifacts
 #   tap-removed           the job's tap deleted under its VM (KILN_FAULTS_NET=1:
 #                         taps are host-wide names another test may be using)
@@ -151,20 +152,22 @@ check "disk full (guest): the script stopped at the failed write" bash -c '! gre
 check "disk full (guest): kiln names the full disk: $err" grep -q "the disk holding $s2 .* is full" <<<"$err"
 cell disk-full-guest "exit $st after $((t1 - t0)) s, '$err'" nothing "$(left "$s2")"
 
-# c. The copy-on-write overlay of the VM's root disk ($TMPDIR) full.
+# c. The copy-on-write overlay of the VM's root disk full. A jailed QEMU
+# keeps it in the VM's own folder (TMPDIR=/vm, the job folder in
+# state_dir); unjailed, in kiln's $TMPDIR. Both on the same small tmpfs.
 vt=$work/vartmp
 tmpfs "$vt" 32m
 payload "$work/root.json" '["echo filling", "dd if=/dev/zero of=/big bs=1M count=48 conv=fsync", "echo never printed"]'
 t0=$(date +%s)
-out=$(KILN_STATE_DIR=$work/state TMPDIR=$vt timeout 300 "$kiln" exec --executor qemu --no-network --job-file "$work/root.json" 2>&1)
+out=$(KILN_STATE_DIR=$vt/state TMPDIR=$vt timeout 300 "$kiln" exec --executor qemu --no-network --job-file "$work/root.json" 2>&1)
 st=$?
 t1=$(date +%s)
 vm_glitch_note "$out"
 err=$(echo "$out" | grep -m1 'is full')
 check "disk full (overlay): exit status $st, not 0, over in $((t1 - t0)) s (job timeout 120 s)" test "$st" != 0 -a $((t1 - t0)) -lt 100
 check "disk full (overlay): the script stopped at the failed write" bash -c '! grep -q "^never printed" <<<"$1"' _ "$out"
-check "disk full (overlay): kiln names the full disk: $err" grep -q "the disk holding $vt .* is full" <<<"$err"
-cell disk-full-overlay "exit $st after $((t1 - t0)) s, '$err'" nothing "$(left "$work/state" "$vt")"
+check "disk full (overlay): kiln names the full disk: $err" grep -q "the disk holding $vt.* is full" <<<"$err"
+cell disk-full-overlay "exit $st after $((t1 - t0)) s, '$err'" nothing "$(left "$vt/state")"
 
 # d. Artifacts that do not fit where kiln exec keeps them.
 echo "# disk full during artifact collection"
@@ -313,12 +316,20 @@ sigkill() {
 		tail -5 "$work/run.log"
 		return
 	fi
+	local vmm
+	vmm=$(pgrep -P "$kpid" qemu-system-x86)
 	kill -KILL "$kpid"
 	wait "$kpid" 2>/dev/null
 	kpid=
 	sleep 0.5
 	dead=$(ls "$state/jobs" "$state/tmp" "$state/running" 2>/dev/null | grep -v '^/\|^$' | tr '\n' ' ')
-	check "sigkill-$phase: no VMM outlived kiln" bash -c '! pgrep -f "$1/jobs" >/dev/null' _ "$state"
+	# A jailed VMM's argv names no job folder: it is known as kiln's child.
+	# (the parent-death signal takes a moment; a dead one may stay a zombie
+	# where nothing reaps orphans)
+	check "sigkill-$phase: no VMM outlived kiln" wait_until 10 bash -c '
+		for p in $1; do
+			[ -e /proc/$p ] && [ "$(cut -d" " -f3 /proc/$p/stat 2>/dev/null)" != Z ] && exit 1
+		done; exit 0' _ "$vmm"
 	start_kiln
 	if ! J=$id wait_until 60 is "j['final'] is not None"; then
 		bad "sigkill-$phase: job $id not reported after the restart"
@@ -345,7 +356,7 @@ ctl POST /__faults -d '{"git": []}' >/dev/null
 # b. While the guest boots: QEMU is up (polled every 0.1 s; the guest
 # needs about a second to say hello), the script has not begun.
 b=$(enqueue boot '["echo B-started", "sleep 300"]')
-sigkill boot "$b" bash -c 'pgrep -f "qemu-system-x86_64 .*$1/jobs/" >/dev/null' _ "$state"
+sigkill boot "$b" bash -c 'pgrep -P "$1" qemu-system-x86 >/dev/null' _ "$kpid"
 check "sigkill-boot: the script never started" bash -c '! grep -q "B-started" <<<"$1"' _ "$(ctl GET "/__trace/$b")"
 
 # c. While the script runs.
