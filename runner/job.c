@@ -154,10 +154,11 @@ static long long disk_full(const char *dir, dev_t *seen)
  * (the workspace image) failed with rc: e says which disk. The guest saw
  * it only as I/O errors (the executors report them to it rather than
  * stopping the VM): a notice says. The job folder holds the workspace
- * image; copy-on-write overlays live in $TMPDIR (kiln-vmm:
- * $KILN_VMM_TMPDIR first), nameless, and free their space when the VM
- * ends: converse checks at the agent's EXIT, while the VM still runs.
- * Once per job. */
+ * image and, for a jailed VMM, the copy-on-write overlays of the root disk
+ * (its TMPDIR is its own folder there); unjailed, they live in $TMPDIR
+ * (kiln-vmm: $KILN_VMM_TMPDIR first), nameless, and free their space when
+ * the VM ends: converse checks at the agent's EXIT, while the VM still
+ * runs. Once per job. */
 static void note_full_disks(struct job *j, enum kiln_rc rc, struct kiln_err *e)
 {
 	const char *tmp = j->backend == &executor_microvm ? getenv("KILN_VMM_TMPDIR") : NULL;
@@ -179,8 +180,9 @@ static void note_full_disks(struct job *j, enum kiln_rc rc, struct kiln_err *e)
 			snprintf(e->msg + n, sizeof(e->msg) - n, " (the disk holding %s is full: %lld KiB free)", state,
 				 avail >> 10);
 		else
-			notice(j, "the disk holding %s (job folders, workspace images) is full: %lld KiB free; "
-				  "the VM's writes to its workspace may have failed", state, avail >> 10);
+			notice(j, "the disk holding %s (job folders: workspace images%s) is full: %lld KiB free; "
+				  "the VM's writes to its disks may have failed", state,
+			       j->x.jail.on ? ", root disk overlays" : "", avail >> 10);
 	}
 	if (!rc && j->x_ready && (avail = disk_full(tmp, &seen)) >= 0)
 		notice(j, "the disk holding %s (copy-on-write overlays of the VM's root disk) is full: %lld KiB free; "
