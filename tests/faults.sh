@@ -9,8 +9,8 @@
 #   disk-full-overlay     the guest fills its root disk's overlay (in the job folder,
 #                         or $TMPDIR unjailed: both on a tmpfs)
 #   disk-full-artifacts   .kiln/artifacts on a tmpfs smaller than the artifacts
-#   tap-removed           the job's tap deleted under its VM (KILN_FAULTS_NET=1:
-#                         taps are host-wide names another test may be using)
+#   tap-removed           the job's tap deleted under its VM (KILN_FAULTS_NET=0
+#                         leaves it out; the VM tests' lock keeps others' taps away)
 #   sigkill-*             kiln run SIGKILLed while it builds the workspace,
 #                         while the guest boots, while the script runs, while
 #                         it uploads artifacts; a new kiln on the same
@@ -205,7 +205,7 @@ check "disk full (artifacts): test did not run without them" bash -c '! grep -q 
 cell disk-full-artifacts "exit $st, '$err', summary '$summ'" nothing "$(left "$KILN_STATE_DIR" "$repo/.kiln/artifacts")"
 
 # --- 3. the tap removed under a running VM ----------------------------------------
-if [ "${KILN_FAULTS_NET:-}" = 1 ]; then
+if [ "${KILN_FAULTS_NET:-1}" = 1 ]; then
 	echo "# the tap removed under a running VM"
 	payload "$work/net.json" '["echo N-started", "sleep 3", "set -- $(ip route | grep default); ping -c 2 -W 2 $3 && echo N-net-up || echo N-net-down", "echo N-done"]'
 	"$kiln" exec --executor qemu --network --job-file "$work/net.json" >"$work/net.log" 2>&1 &
@@ -226,11 +226,12 @@ if [ "${KILN_FAULTS_NET:-}" = 1 ]; then
 	netleft=$(left "$KILN_STATE_DIR")
 	[ -n "$tap" ] && ip link show "$tap" >/dev/null 2>&1 && netleft="${netleft/#nothing/} tap:$tap"
 	[ -n "$tap" ] && nft list set inet kiln job_ifs 2>/dev/null | grep -qw "$tap" && netleft="${netleft/#nothing/} nft-element:$tap"
-	ls "$KILN_STATE_DIR"/net/slot-* >/dev/null 2>&1 && netleft="${netleft/#nothing/} net-slot-files"
+	# The job's claim on its network slot (host-wide, /run/kiln/net).
+	grep -qx "pid=$pid" /run/kiln/net/slot-* 2>/dev/null && netleft="${netleft/#nothing/} net-slot-claim"
 	cell tap-removed "exit $st $((t1 - t0)) s after, '$sees'" nothing "${netleft# }"
 else
-	echo "skip: cell tap-removed: set KILN_FAULTS_NET=1 (it makes a tap, a host-wide name other tests may hold)"
-	matrix+=("cell tap-removed: skipped (KILN_FAULTS_NET=1 runs it)")
+	echo "skip: cell tap-removed: KILN_FAULTS_NET=0"
+	matrix+=("cell tap-removed: skipped (KILN_FAULTS_NET=0)")
 fi
 
 # --- 4 and 5: kiln run against the fake GitLab, through a proxy ----------------------
