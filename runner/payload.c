@@ -161,6 +161,8 @@ static enum kiln_rc parse_steps(struct kiln_err *e, json_t *arr, struct job_payl
 		st->script = calloc(json_array_size(script) + 1, sizeof(char *));
 		if (!st->script)
 			return kiln_fail(e, KILN_E_NOMEM, "payload: out of memory");
+		/* Counted now: payload_free frees its script when a line is bad. */
+		p->n_steps++;
 		json_array_foreach(script, j, line) {
 			if (!json_is_string(line)) {
 				snprintf(field, sizeof(field), "%s.script[%zu]", where, j);
@@ -168,7 +170,6 @@ static enum kiln_rc parse_steps(struct kiln_err *e, json_t *arr, struct job_payl
 			}
 			st->script[st->n_script++] = json_string_value(line);
 		}
-		p->n_steps++;
 	}
 	return KILN_OK;
 }
