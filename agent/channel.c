@@ -1,6 +1,6 @@
-#include "images/agent/channel.h"
-#include "images/agent/log.h"
-#include "runner/agentproto.h"
+#include "agent/channel.h"
+#include "agent/log.h"
+#include "agent/proto.h"
 
 #include <dirent.h>
 #include <errno.h>

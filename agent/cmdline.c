@@ -1,4 +1,4 @@
-#include "images/agent/cmdline.h"
+#include "agent/cmdline.h"
 
 #include <errno.h>
 #include <fcntl.h>

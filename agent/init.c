@@ -1,5 +1,5 @@
-#include "images/agent/init.h"
-#include "images/agent/log.h"
+#include "agent/init.h"
+#include "agent/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,12 +1,12 @@
 #include "build-config.h"
 
-#include "images/agent/job.h"
-#include "images/agent/init.h"
-#include "images/agent/jobspec.h"
-#include "images/agent/log.h"
-#include "images/agent/shell.h"
-#include "images/agent/step.h"
-#include "runner/agentproto.h"
+#include "agent/job.h"
+#include "agent/init.h"
+#include "agent/jobspec.h"
+#include "agent/log.h"
+#include "agent/shell.h"
+#include "agent/step.h"
+#include "agent/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>

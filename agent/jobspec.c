@@ -1,4 +1,4 @@
-#include "images/agent/jobspec.h"
+#include "agent/jobspec.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -1,4 +1,4 @@
-#include "images/agent/log.h"
+#include "agent/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -15,12 +15,12 @@
  */
 #include "build-config.h"
 
-#include "images/agent/channel.h"
-#include "images/agent/cmdline.h"
-#include "images/agent/init.h"
-#include "images/agent/job.h"
-#include "images/agent/log.h"
-#include "images/agent/net.h"
+#include "agent/channel.h"
+#include "agent/cmdline.h"
+#include "agent/init.h"
+#include "agent/job.h"
+#include "agent/log.h"
+#include "agent/net.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
-#include "images/agent/net.h"
-#include "images/agent/cmdline.h"
-#include "images/agent/log.h"
+#include "agent/net.h"
+#include "agent/cmdline.h"
+#include "agent/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

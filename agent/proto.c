@@ -1,4 +1,4 @@
-#include "runner/agentproto.h"
+#include "agent/proto.h"
 
 #include <errno.h>
 #include <stdlib.h>

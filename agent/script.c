@@ -1,4 +1,4 @@
-#include "images/agent/script.h"
+#include "agent/script.h"
 
 #include <errno.h>
 #include <stdlib.h>

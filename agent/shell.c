@@ -1,6 +1,6 @@
-#include "images/agent/shell.h"
-#include "images/agent/init.h"
-#include "images/agent/log.h"
+#include "agent/shell.h"
+#include "agent/init.h"
+#include "agent/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,8 +5,8 @@
 #ifndef KILN_AGENT_SHELL_H
 #define KILN_AGENT_SHELL_H
 
-#include "images/agent/jobspec.h"
-#include "runner/agentproto.h"
+#include "agent/jobspec.h"
+#include "agent/proto.h"
 
 #define SHELL_OUTPUT_CHUNK 16384
 #define SHELL_HANGUP_GRACE_MS 2000   /* SIGHUP, then SIGKILL this much later */

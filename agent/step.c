@@ -1,6 +1,6 @@
-#include "images/agent/step.h"
-#include "images/agent/init.h"
-#include "images/agent/script.h"
+#include "agent/step.h"
+#include "agent/init.h"
+#include "agent/script.h"
 
 #include <errno.h>
 #include <fcntl.h>

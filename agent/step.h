@@ -5,7 +5,7 @@
 
 #include <sys/types.h>
 
-#include "images/agent/jobspec.h"
+#include "agent/jobspec.h"
 
 /* The environment of a step, built from nothing: PATH (INIT_PATH), HOME=/root,
  * the job's env in order (a later NAME replaces an earlier one in place), then

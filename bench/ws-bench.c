@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "runner/workspace.h"
+#include "workspace/workspace.h"
 
 static long now_ms(void)
 {

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runner/hosttsc.h"
+#include "executors/hosttsc.h"
 
 #define CHILD_STACK_BYTES (256u << 10)
 
@@ -47,7 +47,7 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 	 * (reboot=k); QEMU's microvm has no i8042, so it gets a triple fault
 	 * (reboot=t) which -no-reboot turns into an exit. panic=-1 turns a
 	 * guest panic into the same. Without KVM the guest has no kvm-clock:
-	 * it gets the host TSC's rate (runner/hosttsc.h). Neither machine has
+	 * it gets the host TSC's rate (executors/hosttsc.h). Neither machine has
 	 * PCI or more than one UART, and probing for them costs the boot about
 	 * 250 port I/O exits, each a round trip through the VMM: pci=off and
 	 * 8250.nr_uarts=1 skip that. */

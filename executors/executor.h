@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 #include "executors/jail.h"
-#include "runner/result.h"
+#include "lib/result.h"
 
 /* What the VM is made of. Paths stay owned by the caller. */
 struct vm_spec {

@@ -1,4 +1,4 @@
-#include "runner/hosttsc.h"
+#include "executors/hosttsc.h"
 
 #include <pthread.h>
 #include <time.h>

@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runner/paths.h"
+#include "lib/paths.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define CPU_PERIOD_US 100000

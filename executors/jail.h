@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define JAIL_UID_BASE_DEFAULT 900000L /* slot n runs as uid/gid base + n */
 #define JAIL_SLOTS 1024               /* VMs jailed at once on one host */

@@ -1,4 +1,4 @@
-#include "runner/jobnet.h"
+#include "executors/jobnet.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -17,8 +17,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runner/log.h"
-#include "runner/paths.h"
+#include "lib/log.h"
+#include "lib/paths.h"
 
 #define SLOT_PREFIX "slot-"
 #define RESOLV_CONF "/etc/resolv.conf"

@@ -73,8 +73,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "runner/cidr.h"
-#include "runner/result.h"
+#include "lib/cidr.h"
+#include "lib/result.h"
 
 #define JOBNET_POOL "172.30.0.0/16"
 #define JOBNET_POOL_BASE 0xac1e0000u /* 172.30.0.0, as a number */

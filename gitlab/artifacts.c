@@ -1,4 +1,4 @@
-#include "runner/glartifacts.h"
+#include "gitlab/artifacts.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,13 +9,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runner/artifacts.h"
-#include "runner/gzmembers.h"
-#include "runner/jobspec.h"
-#include "runner/log.h"
-#include "runner/paths.h"
-#include "runner/varexpand.h"
-#include "runner/zip.h"
+#include "workspace/artifacts.h"
+#include "gitlab/gzmembers.h"
+#include "job/jobspec.h"
+#include "lib/log.h"
+#include "lib/paths.h"
+#include "lib/varexpand.h"
+#include "workspace/zip.h"
 
 #define YELLOW "\033[0;33m"
 #define GREEN "\033[32;1m"

@@ -11,7 +11,7 @@
  *
  * When the VM has stopped (job_opts.finished), the files that
  * artifacts:paths/exclude and cache:paths select are copied out of the
- * workspace image (runner/artifacts.h); afterwards the caches are zipped
+ * workspace image (workspace/artifacts.h); afterwards the caches are zipped
  * into the local cache and the artifacts packed and uploaded (POST
  * /jobs/:id/artifacts with their artifact_type and artifact_format: zip
  * archives, gzip members for reports, raw single files). untracked: true
@@ -26,10 +26,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/glclient.h"
-#include "runner/payload.h"
-#include "runner/result.h"
-#include "runner/trace.h"
+#include "gitlab/client.h"
+#include "job/payload.h"
+#include "lib/result.h"
+#include "gitlab/trace.h"
 
 #define GLA_MAX_ENTRIES 32                 /* artifacts: and cache: entries used */
 #define GLA_MAX_BYTES (4ULL << 30)         /* one archive, uncompressed */

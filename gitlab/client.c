@@ -1,4 +1,4 @@
-#include "runner/glclient.h"
+#include "gitlab/client.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "build-config.h"
-#include "runner/log.h"
-#include "runner/metrics.h"
-#include "runner/payload.h"
+#include "lib/log.h"
+#include "gitlab/metrics.h"
+#include "job/payload.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -507,7 +507,7 @@ static const struct {
 	{ "variables", true },          /* the payload's variables reach the job */
 	{ "image", true },              /* image: picks a kiln image of that name */
 	{ "services", false },
-	{ "artifacts", true },          /* archive artifacts: runner/glartifacts.h */
+	{ "artifacts", true },          /* archive artifacts: gitlab/artifacts.h */
 	{ "cache", true },              /* local caches in cache_dir */
 	{ "fallback_cache_keys", true },
 	{ "shared", false },
@@ -516,7 +516,7 @@ static const struct {
 	{ "session", false },
 	{ "terminal", false },
 	{ "refspecs", true },           /* the workspace fetches git_info.refspecs */
-	{ "masking", true },            /* runner/mask.h */
+	{ "masking", true },            /* gitlab/mask.h */
 	{ "proxy", false },
 	{ "raw_variables", true },      /* kiln never expands variables */
 	{ "artifacts_exclude", true },

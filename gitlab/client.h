@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define GL_MAX_REPLY (64u << 10)      /* replies other than a job payload */
 #define GL_TRACE_CHUNK (1u << 20)     /* at most this much log per PATCH */

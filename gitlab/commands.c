@@ -1,4 +1,4 @@
-#include "runner/glcmd.h"
+#include "gitlab/commands.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -12,15 +12,15 @@
 #include <unistd.h>
 
 #include "runner/cli.h"
-#include "runner/glclient.h"
-#include "runner/glconfig.h"
-#include "runner/glrunner.h"
-#include "runner/job.h"
-#include "runner/jobrecord.h"
-#include "runner/log.h"
-#include "runner/mask.h"
-#include "runner/paths.h"
-#include "runner/payload.h"
+#include "gitlab/client.h"
+#include "gitlab/registration.h"
+#include "gitlab/daemon.h"
+#include "job/job.h"
+#include "gitlab/jobrecord.h"
+#include "lib/log.h"
+#include "gitlab/mask.h"
+#include "lib/paths.h"
+#include "job/payload.h"
 
 #define MAX_REPLAY_VARS 256
 

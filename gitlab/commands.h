@@ -8,7 +8,7 @@
  *   verify [--delete]        verify every runner; --delete drops refused ones
  *   unregister --name N | --all
  *   list                     the runners, without network
- *   run                      the runner daemon (runner/glrunner.h)
+ *   run                      the runner daemon (gitlab/daemon.h)
  *   replay FILE|JOB_ID [--variable K=V]... [--executor E]
  *       run a saved payload (<state_dir>/payloads/<id>.json) again
  */

@@ -1,4 +1,4 @@
-#include "runner/glrunner.h"
+#include "gitlab/daemon.h"
 
 #include <errno.h>
 #include <git2.h>
@@ -14,16 +14,16 @@
 
 #include "build-config.h"
 #include "runner/cli.h"
-#include "runner/glartifacts.h"
-#include "runner/glclient.h"
-#include "runner/glconfig.h"
-#include "runner/job.h"
-#include "runner/jobrecord.h"
-#include "runner/log.h"
-#include "runner/metrics.h"
-#include "runner/paths.h"
-#include "runner/payload.h"
-#include "runner/trace.h"
+#include "gitlab/artifacts.h"
+#include "gitlab/client.h"
+#include "gitlab/registration.h"
+#include "job/job.h"
+#include "gitlab/jobrecord.h"
+#include "lib/log.h"
+#include "gitlab/metrics.h"
+#include "lib/paths.h"
+#include "job/payload.h"
+#include "gitlab/trace.h"
 
 /* Histogram bounds, seconds: gitlab-runner's for job durations; a VM boot
  * is under a second on hardware and several under TCG. */

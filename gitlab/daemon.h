@@ -6,9 +6,9 @@
  * the runner has fewer than `request_concurrency` requests in flight; the
  * thread POSTs /jobs/request (with last_update, system_id and info) and,
  * when a job comes, runs it: the payload is saved scrubbed
- * (runner/jobrecord.h), a journal entry written, the job acknowledged with
+ * (gitlab/jobrecord.h), a journal entry written, the job acknowledged with
  * PUT state=running, run with job_run() while its trace streams
- * (runner/trace.h), and finished with the final update. Three 403 replies
+ * (gitlab/trace.h), and finished with the final update. Three 403 replies
  * in a row pause a runner for an hour.
  *
  * Signals: SIGTERM or SIGINT stop polling and let running jobs finish for
@@ -27,7 +27,7 @@
 #include <signal.h>
 
 #include "runner/config.h"
-#include "runner/result.h"
+#include "lib/result.h"
 
 /* Run until stopped by a signal. Takes over *cfg (it is left zeroed).
  * Returns the process exit status. */

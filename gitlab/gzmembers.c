@@ -1,4 +1,4 @@
-#include "runner/gzmembers.h"
+#include "gitlab/gzmembers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "runner/fstree.h"
+#include "workspace/fstree.h"
 
 #define CHUNK 65536
 

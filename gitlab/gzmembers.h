@@ -9,8 +9,8 @@
 
 #include <stdint.h>
 
-#include "runner/result.h"
-#include "runner/zip.h"
+#include "lib/result.h"
+#include "workspace/zip.h"
 
 #define GZM_MAX_FILES 65535u
 #define GZM_MAX_DEPTH 64

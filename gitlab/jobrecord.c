@@ -1,4 +1,4 @@
-#include "runner/jobrecord.h"
+#include "gitlab/jobrecord.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runner/log.h"
-#include "runner/paths.h"
+#include "lib/log.h"
+#include "lib/paths.h"
 
 #define SCRUB_MAX_SECRETS 256
 

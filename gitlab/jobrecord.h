@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define JOBREC_SCRUBBED "[MASKED]"
 #define JOBREC_KEEP_PAYLOADS 1000 /* payload records `kiln run` keeps */

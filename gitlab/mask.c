@@ -1,4 +1,4 @@
-#include "runner/mask.h"
+#include "gitlab/mask.h"
 
 #include <stdlib.h>
 #include <string.h>

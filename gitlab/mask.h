@@ -23,7 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define MASK_MAX_PREFIXES 10          /* glpat- included; more are ignored */
 #define MASK_MAX_SECRETS 4096

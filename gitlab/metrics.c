@@ -1,4 +1,4 @@
-#include "runner/metrics.h"
+#include "gitlab/metrics.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "runner/log.h"
+#include "lib/log.h"
 
 #if MHD_VERSION < 0x00097002
 typedef int MHD_Result_t;

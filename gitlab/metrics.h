@@ -14,7 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define METRICS_MAX_SERIES 1024
 #define METRICS_MAX_LABELS 256   /* bytes of one series' labels */

@@ -1,4 +1,4 @@
-#include "runner/glconfig.h"
+#include "gitlab/registration.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 #include <yaml.h>
 
 #include "runner/config.h"
-#include "runner/paths.h"
-#include "runner/sha256.h"
+#include "lib/paths.h"
+#include "lib/sha256.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
 

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define GLC_SYSTEM_ID_FILE ".runner_system_id"
 #define GLC_SYSTEM_ID_SIZE 16   /* "s_" + 12 + NUL, rounded */

@@ -1,4 +1,4 @@
-#include "runner/trace.h"
+#include "gitlab/trace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -9,9 +9,9 @@
 #include <time.h>
 #include <zlib.h>
 
-#include "runner/glclient.h"
-#include "runner/job.h"
-#include "runner/log.h"
+#include "gitlab/client.h"
+#include "job/job.h"
+#include "lib/log.h"
 
 /* Room past the limit for the notice and a final newline. */
 #define NOTICE_ROOM 512

@@ -1,7 +1,7 @@
 /* A GitLab job's trace (protocol reference, sections 4 and 5): the log as
  * GitLab gets it, and the thread that sends it.
  *
- * Everything written goes through the job's masker (runner/mask.h) first,
+ * Everything written goes through the job's masker (gitlab/mask.h) first,
  * then into a buffer bounded by the output limit (GitLab's default 4 MiB):
  * past it the log is cut at a UTF-8 character boundary, gitlab-runner's
  * yellow "Job's log exceeded limit" notice is appended, and the job goes
@@ -26,8 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runner/mask.h"
-#include "runner/result.h"
+#include "gitlab/mask.h"
+#include "lib/result.h"
 
 #define TRACE_DEFAULT_LIMIT (4u << 20)
 #define TRACE_MAX_LIMIT (100u << 20)    /* GitLab's ci_jobs_trace_size_limit */

@@ -1,4 +1,4 @@
-#include "runner/agentmsg.h"
+#include "job/agentmsg.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -6,7 +6,7 @@
 
 #include <jansson.h>
 
-#include "runner/agentproto.h"
+#include "agent/proto.h"
 
 /* The payload as a JSON object, or NULL. */
 static json_t *object(const uint8_t *payload, uint32_t len)

@@ -1,9 +1,9 @@
 /* What the guest agent's frames say (HELLO, STEP, EXIT), read on the host
  * without trusting them: the guest wrote these bytes. Each parser takes a
- * payload as runner/agentproto.h cut it (at most AP_MAX_PAYLOAD bytes),
+ * payload as agent/proto.h cut it (at most AP_MAX_PAYLOAD bytes),
  * accepts only a JSON object with the fields in range, and never lets a
  * guest string reach kiln's messages unless it is a word. What the host
- * does with them (one HELLO per VM, the deadline) is runner/job.c's. */
+ * does with them (one HELLO per VM, the deadline) is job/job.c's. */
 #ifndef KILN_AGENTMSG_H
 #define KILN_AGENTMSG_H
 

@@ -1,4 +1,4 @@
-#include "runner/images.h"
+#include "job/images.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include "runner/config.h"
-#include "runner/log.h"
-#include "runner/paths.h"
-#include "runner/sha256.h"
-#include "runner/spawn.h"
+#include "lib/log.h"
+#include "lib/paths.h"
+#include "lib/sha256.h"
+#include "lib/spawn.h"
 
 #define INPUTS_MAX_BYTES (64 * 1024)
 

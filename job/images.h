@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/manifest.h"
-#include "runner/result.h"
+#include "job/manifest.h"
+#include "lib/result.h"
 
 struct images_ctx {
 	const char *images_dir;   /* built images, one folder each */

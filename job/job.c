@@ -1,4 +1,4 @@
-#include "runner/job.h"
+#include "job/job.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,15 +19,15 @@
 #include <unistd.h>
 
 #include "executors/executor.h"
-#include "runner/agentmsg.h"
-#include "runner/agentproto.h"
+#include "job/agentmsg.h"
+#include "agent/proto.h"
 #include "runner/doctor.h"
-#include "runner/images.h"
-#include "runner/jobnet.h"
-#include "runner/jobspec.h"
-#include "runner/log.h"
-#include "runner/paths.h"
-#include "runner/workspace.h"
+#include "job/images.h"
+#include "executors/jobnet.h"
+#include "job/jobspec.h"
+#include "lib/log.h"
+#include "lib/paths.h"
+#include "workspace/workspace.h"
 
 #define BOOT_TIMEOUT_MS (180 * 1000)   /* TCG boots are slow; hardware takes well under a second */
 #define STOP_TIMEOUT_MS (10 * 1000)

@@ -10,8 +10,8 @@
 #include <stddef.h>
 
 #include "runner/config.h"
-#include "runner/payload.h"
-#include "runner/result.h"
+#include "job/payload.h"
+#include "lib/result.h"
 
 struct executor_ops;
 

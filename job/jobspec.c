@@ -1,4 +1,4 @@
-#include "runner/jobspec.h"
+#include "job/jobspec.h"
 
 #include <stdio.h>
 #include <stdlib.h>

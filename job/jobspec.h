@@ -6,8 +6,8 @@
 
 #include <stddef.h>
 
-#include "runner/payload.h"
-#include "runner/result.h"
+#include "job/payload.h"
+#include "lib/result.h"
 
 #define JOBSPEC_BUILDS_DIR "/builds"
 

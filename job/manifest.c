@@ -1,4 +1,4 @@
-#include "runner/manifest.h"
+#include "job/manifest.h"
 
 #include <jansson.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define MANIFEST_MAX_FILES 16
 #define MANIFEST_MAX_INPUTS 256

@@ -1,4 +1,4 @@
-#include "runner/payload.h"
+#include "job/payload.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define PAYLOAD_MAX_BYTES (16u << 20)
 #define PAYLOAD_MAX_VARS 4096

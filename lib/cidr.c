@@ -1,4 +1,4 @@
-#include "runner/cidr.h"
+#include "lib/cidr.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* IPv4 networks in CIDR notation, for the job network's egress policy
- * (runner/jobnet.h) and the `allowed_networks`/`denied_networks` settings
+ * (executors/jobnet.h) and the `allowed_networks`/`denied_networks` settings
  * (runner/config.h). The job network is IPv4 only: IPv6 is refused. */
 #ifndef KILN_CIDR_H
 #define KILN_CIDR_H

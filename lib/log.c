@@ -1,4 +1,4 @@
-#include "runner/log.h"
+#include "lib/log.h"
 
 #include <jansson.h>
 #include <stdarg.h>

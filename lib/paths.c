@@ -1,4 +1,4 @@
-#include "runner/paths.h"
+#include "lib/paths.h"
 
 #include <errno.h>
 #include <ftw.h>

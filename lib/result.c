@@ -1,4 +1,4 @@
-#include "runner/result.h"
+#include "lib/result.h"
 
 #include <errno.h>
 #include <stdarg.h>

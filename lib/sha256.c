@@ -1,4 +1,4 @@
-#include "runner/sha256.h"
+#include "lib/sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 struct sha256 {
 	uint32_t h[8];

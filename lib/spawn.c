@@ -1,4 +1,4 @@
-#include "runner/spawn.h"
+#include "lib/spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 /* Run argv[0] (looked up in PATH when it has no '/') with the NAME=VALUE
  * strings of env_add added to the environment. When out is not NULL the

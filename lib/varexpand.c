@@ -1,4 +1,4 @@
-#include "runner/varexpand.h"
+#include "lib/varexpand.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-#include "runner/ciconfig.h"
+#include "localci/config.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -31,9 +31,9 @@
 #ifndef KILN_CICONFIG_H
 #define KILN_CICONFIG_H
 
-#include "runner/cirules.h"
-#include "runner/ciyaml.h"
-#include "runner/result.h"
+#include "localci/rules.h"
+#include "localci/yaml.h"
+#include "lib/result.h"
 
 #define CICONFIG_MAX_INCLUDE_DEPTH 100
 #define CICONFIG_MAX_INCLUDES 150

@@ -1,10 +1,10 @@
-#include "runner/outmux.h"
+#include "localci/outmux.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "runner/paths.h"
+#include "lib/paths.h"
 
 static const int palette[] = { 36, 33, 35, 34, 96, 93, 95, 94 };
 

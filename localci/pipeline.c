@@ -1,4 +1,4 @@
-#include "runner/pipeline.h"
+#include "localci/pipeline.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -3,17 +3,17 @@
  * then goes through the payload path like a job from GitLab).
  *
  * pipeline_load does, in GitLab's order: include (local files), extends,
- * !reference (runner/ciconfig.h); stages (.pre first and .post last, always);
+ * !reference (localci/config.h); stages (.pre first and .post last, always);
  * workflow:rules; then for each job (a top-level key that is not a keyword
  * and does not start with '.'): default: and top-level image /
  * before_script / after_script inherited per `inherit:default`; parallel
- * and parallel:matrix instances; variables (runner/civars.h); rules
- * (runner/cirules.h); needs and dependencies checked and resolved.
+ * and parallel:matrix instances; variables (localci/variables.h); rules
+ * (localci/rules.h); needs and dependencies checked and resolved.
  *
  * Decisions where GitLab leaves room (GitLab's behaviour otherwise):
  *  - Variable values in pipeline_job.vars are final: expanded the way
  *    GitLab's server expands them before a job reaches a runner (see
- *    runner/civars.h), so the payload can carry them as they are. Raw ones
+ *    localci/variables.h), so the payload can carry them as they are. Raw ones
  *    (`expand: false`, and every predefined one) are kept as written and
  *    flagged. Scripts, artifacts:name/paths and the like are not expanded
  *    (that is the job shell's or the runner's business); the image name is,
@@ -60,11 +60,11 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-#include "runner/ciconfig.h"
-#include "runner/cirules.h"
-#include "runner/civars.h"
-#include "runner/ciyaml.h"
-#include "runner/result.h"
+#include "localci/config.h"
+#include "localci/rules.h"
+#include "localci/variables.h"
+#include "localci/yaml.h"
+#include "lib/result.h"
 
 #define PIPELINE_DEFAULT_FILE ".gitlab-ci.yml"
 #define PIPELINE_MAX_JOBS 2000        /* after parallel */

@@ -1,4 +1,4 @@
-#include "runner/localci.h"
+#include "localci/project.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -8,9 +8,9 @@
 
 #include <git2.h>
 
-#include "runner/jobspec.h"
-#include "runner/mirror.h"
-#include "runner/payload.h"
+#include "job/jobspec.h"
+#include "workspace/mirror.h"
+#include "job/payload.h"
 
 /* ---- strings ------------------------------------------------------------ */
 

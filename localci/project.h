@@ -17,8 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/pipeline.h"
-#include "runner/result.h"
+#include "localci/pipeline.h"
+#include "lib/result.h"
 
 #define LOCALCI_KILN_DIR ".kiln"              /* kiln's folder in the repository */
 #define LOCALCI_AFTER_SCRIPT_TIMEOUT 300      /* seconds: GitLab's default */
@@ -61,7 +61,7 @@ void localci_strv_free(struct localci_strv *s);
 void localci_slug(const char *s, char *buf, size_t size);
 
 /* The project folder in the VM ("/builds/group/project"): what the runner
- * makes CI_PROJECT_DIR for this repository (runner/jobspec.h). */
+ * makes CI_PROJECT_DIR for this repository (job/jobspec.h). */
 void localci_project_dir(const struct localci_repo *r, char *buf, size_t size);
 
 /* Append the predefined variables of a push pipeline of r (CI, GITLAB_CI,

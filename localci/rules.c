@@ -1,4 +1,4 @@
-#include "runner/cirules.h"
+#include "localci/rules.h"
 
 #include <ctype.h>
 #include <dirent.h>

@@ -31,8 +31,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/ciyaml.h"
-#include "runner/result.h"
+#include "localci/yaml.h"
+#include "lib/result.h"
 
 #define CIRULES_MAX_EXPR 4096        /* bytes of one if: expression */
 #define CIRULES_MAX_DEPTH 64         /* nested parentheses */

@@ -1,5 +1,5 @@
-#include "runner/varexpand.h"
-#include "runner/pipeexec.h"
+#include "lib/varexpand.h"
+#include "localci/scheduler.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,15 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runner/artifacts.h"
+#include "workspace/artifacts.h"
 #include "runner/cli.h"
-#include "runner/job.h"
-#include "runner/localci.h"
-#include "runner/log.h"
-#include "runner/outmux.h"
-#include "runner/paths.h"
-#include "runner/payload.h"
-#include "runner/pipeline.h"
+#include "job/job.h"
+#include "localci/project.h"
+#include "lib/log.h"
+#include "localci/outmux.h"
+#include "lib/paths.h"
+#include "job/payload.h"
+#include "localci/pipeline.h"
 
 enum pj_state { PJ_WAITING, PJ_RUNNING, PJ_PASS, PJ_WARN, PJ_FAIL, PJ_SKIPPED };
 

@@ -2,12 +2,12 @@
  * fresh VM through job_run, like jobs from GitLab.
  *
  * The repository (--cwd, else the current folder) and its .gitlab-ci.yml
- * (--file) become a pipeline with runner/pipeline.h (pipeline_load with
- * the predefined variables of runner/localci.h and --variable ones; a YAML
+ * (--file) become a pipeline with localci/pipeline.h (pipeline_load with
+ * the predefined variables of localci/project.h and --variable ones; a YAML
  * error is one line FILE:LINE, exit 2, before any VM), then a plan
  * (pipeline_plan: every job but manual ones, or the JOBs named, --needs,
  * --manual). Each job's payload is built as JSON and parsed
- * (runner/localci.h), and run by job_run in a thread of its own.
+ * (localci/project.h), and run by job_run in a thread of its own.
  *
  * Scheduling: a step starts when pipeline_step_ready says so (its stage's
  * predecessors, or its needs) and fewer than --concurrency jobs run (1 by
@@ -19,13 +19,13 @@
  *
  * Artifacts: when a job's VM has stopped (job_opts.finished), artifacts:paths
  * minus exclude (per artifacts:when) are copied from its workspace image to
- * <repo>/.kiln/artifacts/<job>/ (runner/artifacts.h); a later job gets
+ * <repo>/.kiln/artifacts/<job>/ (workspace/artifacts.h); a later job gets
  * those of its dependencies laid into its workspace (ws_spec.extra_dirs).
  * The artifacts of a job planned in this run are removed when the run
  * starts; those of jobs not in it stay from earlier runs and are used.
  * .kiln/ holds a .gitignore of "*", so --dirty never copies it.
  *
- * Output: runner/outmux.h (prefixed lines, partial lines after 100 ms,
+ * Output: localci/outmux.h (prefixed lines, partial lines after 100 ms,
  * kiln's notices, a line every 30 s for a quiet job), then a summary in
  * stage order: PASS, WARN or FAIL with durations, skipped jobs with why,
  * the last lines of failed jobs. Exit status 1 when a job failed without

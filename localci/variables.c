@@ -1,4 +1,4 @@
-#include "runner/civars.h"
+#include "localci/variables.h"
 
 #include <stdarg.h>
 #include <stdio.h>

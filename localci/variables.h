@@ -22,8 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/ciyaml.h"
-#include "runner/result.h"
+#include "localci/yaml.h"
+#include "lib/result.h"
 
 #define CIVARS_MAX 4096                 /* variables of one job (the payload's cap) */
 #define CIVARS_MAX_VALUE (256u << 10)   /* one value after expansion */

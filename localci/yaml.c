@@ -1,4 +1,4 @@
-#include "runner/ciyaml.h"
+#include "localci/yaml.h"
 
 #include <errno.h>
 #include <stdarg.h>

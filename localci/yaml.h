@@ -27,7 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define CY_MAX_FILE_BYTES (1u << 20)    /* one YAML file */
 #define CY_MAX_ARENA_BYTES (96u << 20)  /* everything one pipeline allocates */

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runner/hosttsc.h"
+#include "executors/hosttsc.h"
 
 #define AGENT_STATUS "kiln-agent: exit status "
 

@@ -4,7 +4,7 @@
 #ifndef KILN_BOOT_H
 #define KILN_BOOT_H
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 struct boot_opts {
 	const char *kernel;    /* kernel image file (bzImage/vmlinuz) */

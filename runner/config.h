@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/cidr.h"
-#include "runner/result.h"
+#include "lib/cidr.h"
+#include "lib/result.h"
 
 #define KILN_CONFIG_MAX_RUNNERS 64
 
@@ -35,7 +35,7 @@ struct kiln_vm_settings {
 	long tx_rate_limit;   /* bytes/s out of the guest, 0 = none */
 	long disk_rate_limit; /* bytes/s per disk, reads and writes, 0 = none */
 	long disk_iops_limit; /* requests/s per disk, 0 = none */
-	/* Egress (runner/jobnet.h): networks a job may reach although the
+	/* Egress (executors/jobnet.h): networks a job may reach although the
 	 * default policy refuses them (private, link-local...), and networks
 	 * refused on top of that policy; allowed wins over denied. */
 	struct kiln_cidrs allowed_networks;

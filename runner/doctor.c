@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "executors/jail.h"
-#include "runner/images.h"
-#include "runner/manifest.h"
-#include "runner/spawn.h"
+#include "job/images.h"
+#include "job/manifest.h"
+#include "lib/spawn.h"
 
 static bool exists(const char *root, const char *path)
 {

@@ -19,14 +19,14 @@
 #include "runner/cli.h"
 #include "runner/config.h"
 #include "runner/doctor.h"
-#include "runner/glcmd.h"
-#include "runner/images.h"
-#include "runner/job.h"
-#include "runner/payload.h"
-#include "runner/pipeexec.h"
-#include "runner/log.h"
-#include "runner/manifest.h"
-#include "runner/paths.h"
+#include "gitlab/commands.h"
+#include "job/images.h"
+#include "job/job.h"
+#include "job/payload.h"
+#include "localci/scheduler.h"
+#include "lib/log.h"
+#include "job/manifest.h"
+#include "lib/paths.h"
 
 struct cli {
 	const char *config_path;  /* -c, NULL for the default */
@@ -323,7 +323,7 @@ static void exec_notice(void *arg, const char *line)
 	log_info("%s", line);
 }
 
-/* register, verify, unregister, list, run, replay: runner/glcmd.h. */
+/* register, verify, unregister, list, run, replay: gitlab/commands.h. */
 static int cmd_gitlab(struct cli *c, int argc, char **argv)
 {
 	return glcmd_main(&c->cfg, c->config_path ? c->config_path : kiln_config_default_path(), argc, argv);
@@ -351,7 +351,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_cancel_signal };
 	int opt;
 
-	/* Without --job-file: the repository's pipeline (runner/pipeexec.h). */
+	/* Without --job-file: the repository's pipeline (localci/scheduler.h). */
 	if (!pipeexec_is_job_file(argc, argv))
 		return pipeexec_main(&c->cfg, argc, argv);
 	optind = 1;

@@ -24,7 +24,7 @@
  * was followed (HELLO first, nothing after EXIT, the agent's exit status
  * equal to EXIT's code), 1 otherwise, with the reason on stderr.
  */
-#include "runner/agentproto.h"
+#include "agent/proto.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runner/jobnet.h"
-#include "runner/log.h"
+#include "executors/jobnet.h"
+#include "lib/log.h"
 
 static void print(const struct jobnet *n)
 {

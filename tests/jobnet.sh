@@ -1,5 +1,5 @@
 #!/bin/sh
-# jobnet.sh: runner/jobnet end to end, inside tests/kvm-sandbox (it changes
+# jobnet.sh: executors/jobnet end to end, inside tests/kvm-sandbox (it changes
 # the network: taps, nftables, forwarding, namespaces).  Automake test (run
 # with $SHELL, plain POSIX sh); exit 77 skips when KILN_SKIP_VM_TESTS is set
 # or the sandbox image, qemu or tests/jobnet-driver is missing.

@@ -1,4 +1,4 @@
-#include "runner/artifacts.h"
+#include "workspace/artifacts.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 
 #include <git2.h>
 
-#include "runner/guestdisk/diskread.h"
-#include "runner/paths.h"
+#include "workspace/guestdisk/diskread.h"
+#include "lib/paths.h"
 
 /* Split s (modified) at '/' into at most max components; -1 when more. */
 static int split(char *s, char **parts, int max)

@@ -18,7 +18,7 @@
  * it); exclude patterns apply to those too.
  *
  * The image was written by the job, which may have rewritten its blocks:
- * kiln never parses it. runner/guestdisk/diskread.h runs a jailed reader
+ * kiln never parses it. workspace/guestdisk/diskread.h runs a jailed reader
  * (kiln-diskread) that walks the image and sends what the spec selects as
  * a tar stream, which kiln checks entry by entry while reading. */
 #ifndef KILN_ARTIFACTS_H
@@ -27,8 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "runner/fstree.h"
-#include "runner/result.h"
+#include "workspace/fstree.h"
+#include "lib/result.h"
 
 #define ARTIFACTS_MAX_PATTERNS 256
 #define ARTIFACTS_MAX_COMPONENTS 64   /* of a path or pattern */

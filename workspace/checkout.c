@@ -1,4 +1,4 @@
-#include "runner/wscheckout.h"
+#include "workspace/checkout.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,10 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runner/log.h"
-#include "runner/packwrite.h"
-#include "runner/paths.h"
-#include "runner/workspace.h"
+#include "lib/log.h"
+#include "workspace/packwrite.h"
+#include "lib/paths.h"
+#include "workspace/workspace.h"
 
 /* ---- shallow history --------------------------------------------------- */
 

@@ -9,8 +9,8 @@
 
 #include <git2.h>
 
-#include "runner/mirror.h"
-#include "runner/result.h"
+#include "workspace/mirror.h"
+#include "lib/result.h"
 
 #define WSCO_MAX_REFS 1000000
 #define WSCO_MAX_SHALLOW_OBJECTS 50000000

@@ -1,4 +1,4 @@
-#include "runner/ext4img.h"
+#include "workspace/ext4img.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runner/spawn.h"
+#include "lib/spawn.h"
 
 #define BLOCK 4096ULL
 

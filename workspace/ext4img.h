@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define EXT4IMG_HEADROOM_BYTES (256ULL << 20)
 #define EXT4IMG_DEFAULT_MAX_BYTES (512ULL << 30)

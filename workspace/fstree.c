@@ -1,4 +1,4 @@
-#include "runner/fstree.h"
+#include "workspace/fstree.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runner/paths.h"
+#include "lib/paths.h"
 
 /* A destination folder that is made only when something goes into it. */
 struct lazy {

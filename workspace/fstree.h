@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define FSTREE_MAX_DEPTH 64
 #define FSTREE_MAX_FILES 1000000u

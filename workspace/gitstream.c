@@ -1,4 +1,4 @@
-#include "runner/gitstream.h"
+#include "workspace/gitstream.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "runner/mirror.h"
+#include "workspace/mirror.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -15,12 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runner/gitstream.h"
-#include "runner/log.h"
-#include "runner/packwrite.h"
-#include "runner/paths.h"
-#include "runner/sha256.h"
-#include "runner/spawn.h"
+#include "workspace/gitstream.h"
+#include "lib/log.h"
+#include "workspace/packwrite.h"
+#include "lib/paths.h"
+#include "lib/sha256.h"
+#include "lib/spawn.h"
 
 /* ---- errors ------------------------------------------------------------ */
 

@@ -17,8 +17,8 @@
 
 #include <git2.h>
 
-#include "runner/result.h"
-#include "runner/wsurl.h"
+#include "lib/result.h"
+#include "workspace/url.h"
 
 /* Write <state_dir>/mirrors/<sha256 of redacted>.git into buf; NULL when it
  * does not fit. */

@@ -1,4 +1,4 @@
-#include "runner/packwrite.h"
+#include "workspace/packwrite.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "runner/mirror.h"
-#include "runner/paths.h"
+#include "workspace/mirror.h"
+#include "lib/paths.h"
 
 /* ---- oidset ------------------------------------------------------------ */
 

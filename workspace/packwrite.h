@@ -18,7 +18,7 @@
 
 #include <git2.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 /* A set of object ids that remembers insertion order. */
 struct oidset {

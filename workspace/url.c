@@ -1,4 +1,4 @@
-#include "runner/wsurl.h"
+#include "workspace/url.h"
 
 #include <ctype.h>
 #include <stdbool.h>

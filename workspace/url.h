@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define WS_URL_MAX 2048
 

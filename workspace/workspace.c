@@ -1,4 +1,4 @@
-#include "runner/workspace.h"
+#include "workspace/workspace.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,13 +15,13 @@
 
 #include <git2.h>
 
-#include "runner/ext4img.h"
-#include "runner/fstree.h"
-#include "runner/gitstream.h"
-#include "runner/log.h"
-#include "runner/mirror.h"
-#include "runner/paths.h"
-#include "runner/wscheckout.h"
+#include "workspace/ext4img.h"
+#include "workspace/fstree.h"
+#include "workspace/gitstream.h"
+#include "lib/log.h"
+#include "workspace/mirror.h"
+#include "lib/paths.h"
+#include "workspace/checkout.h"
 
 char *ws_redact_url(const char *url, char *out, size_t size)
 {

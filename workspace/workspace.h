@@ -1,12 +1,12 @@
 /* The job workspace: the job's commit checked out into an ext4 image that
  * the microVM mounts.
  *
- * ws_prepare() updates the mirror of the repository (runner/mirror.h), makes
+ * ws_prepare() updates the mirror of the repository (workspace/mirror.h), makes
  * a normal repository with a working .git at <image root>/<project_path>
  * (origin = the URL without credentials, HEAD detached at the commit, its own
  * copy of the objects: no alternates, the guest cannot see the mirror),
  * optionally shallow, with submodules, with a local working tree's changes
- * laid over it, and packs it into an image with mke2fs (runner/ext4img.h).
+ * laid over it, and packs it into an image with mke2fs (workspace/ext4img.h).
  * The temporary folder it builds in is always removed.
  *
  * Credentials embedded in the URL never reach disk (mirror config, the
@@ -58,7 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define WS_DEFAULT_REFSPEC_HEADS "+refs/heads/*:refs/remotes/origin/*"
 #define WS_DEFAULT_REFSPEC_TAGS "+refs/tags/*:refs/tags/*"
@@ -84,7 +84,7 @@ struct ws_spec {
 	const char *const *extra_dirs; /* optional: folders whose contents are copied
 				   * into the project folder after the checkout and
 				   * the dirty overlay, in order (later ones win):
-				   * e.g. artifacts of earlier jobs (runner/fstree.h) */
+				   * e.g. artifacts of earlier jobs (workspace/fstree.h) */
 	size_t n_extra_dirs;
 	unsigned lock_timeout_s;  /* mirror lock wait; 0: 600 */
 	unsigned fetch_timeout_s; /* one fetch; 0: 3600 */

@@ -1,4 +1,4 @@
-#include "runner/zip.h"
+#include "workspace/zip.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "runner/fstree.h"
-#include "runner/paths.h"
+#include "workspace/fstree.h"
+#include "lib/paths.h"
 
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u

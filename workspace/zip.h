@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define ZIP_MAX_ENTRIES 65535u
 #define ZIP_MAX_BYTES 0xfffffffeULL    /* per file, and the archive */

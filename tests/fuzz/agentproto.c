@@ -1,18 +1,18 @@
-/* The agent protocol's frame reader (runner/agentproto.c), which both the
+/* The agent protocol's frame reader (agent/proto.c), which both the
  * host and kiln-agent run over bytes from the other side. The input is a
  * byte stream fed in fuzzed pieces; properties:
  * - the frames and the error that come out do not depend on how the stream
  *   was cut, and match a whole-stream reading of the format;
  * - a reader drained after every piece never holds more than one header,
  *   one maximal payload and one piece;
- * - the host's parsers of HELLO, STEP and EXIT payloads (runner/agentmsg.h)
+ * - the host's parsers of HELLO, STEP and EXIT payloads (job/agentmsg.h)
  *   take each frame without a sanitizer report, and a failure reason that
  *   comes out is one word. */
 #include <errno.h>
 #include <string.h>
 
-#include "runner/agentmsg.h"
-#include "runner/agentproto.h"
+#include "job/agentmsg.h"
+#include "agent/proto.h"
 #include "tests/fuzz/fuzz.h"
 
 #define PIECES 8
@@ -44,7 +44,7 @@ static int model(const uint8_t *s, size_t n, size_t *offsets, uint32_t *lens, si
 	}
 }
 
-/* The host's reading of a frame's payload (runner/agentmsg.h): whatever
+/* The host's reading of a frame's payload (job/agentmsg.h): whatever
  * the guest wrote, a failure reason is empty or one word of a-z and '_'. */
 static void judge(uint8_t type, const uint8_t *payload, uint32_t len)
 {

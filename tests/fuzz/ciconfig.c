@@ -1,4 +1,4 @@
-/* The .gitlab-ci.yml loader (runner/ciyaml.c, ciconfig.c, pipeline.c):
+/* The .gitlab-ci.yml loader (localci/yaml.c, ciconfig.c, pipeline.c):
  * the input is the repository's .gitlab-ci.yml, which a merge request
  * controls. It is parsed, its local includes (only itself exists), extends
  * and !reference resolved; then loaded as a pipeline, planned and dumped.
@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runner/ciconfig.h"
-#include "runner/pipeline.h"
+#include "localci/config.h"
+#include "localci/pipeline.h"
 #include "tests/fuzz/fuzz.h"
 
 #define WALK_BUDGET (8u * CY_MAX_NODES)

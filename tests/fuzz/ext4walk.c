@@ -1,5 +1,5 @@
 /* Fuzz target: kiln-diskread's walk over a mutated ext4 image
- * (runner/guestdisk/ext4walk.h). The input is the whole image; the walk
+ * (workspace/guestdisk/ext4walk.h). The input is the whole image; the walk
  * must end with KILN_OK or an error, within its ceilings, without a
  * sanitizer report. Seeds: small images made by mke2fs -d. */
 #include <stdint.h>
@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "runner/guestdisk/ext4walk.h"
+#include "workspace/guestdisk/ext4walk.h"
 
 static bool want_all(void *arg, const char *rel, bool folder)
 {

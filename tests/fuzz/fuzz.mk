@@ -28,14 +28,14 @@ virtio_blk_SRCS = $(FGUEST)
 virtio_net_SRCS = $(FGUEST)
 virtio_rng_SRCS = $(FGUEST)
 virtio_vsock_SRCS = $(FGUEST)
-agentproto_SRCS = runner/agentproto.c runner/agentmsg.c
-payload_SRCS = runner/payload.c runner/result.c
-mask_SRCS = runner/mask.c runner/result.c
-zip_SRCS = runner/zip.c runner/fstree.c runner/paths.c runner/result.c
-ciconfig_SRCS = runner/ciconfig.c runner/ciyaml.c runner/cirules.c runner/civars.c \
-	runner/varexpand.c runner/pipeline.c runner/paths.c runner/result.c
-tarin_SRCS = runner/guestdisk/tarstream.c runner/paths.c runner/result.c
-ext4walk_SRCS = runner/guestdisk/ext4walk.c runner/result.c
+agentproto_SRCS = agent/proto.c job/agentmsg.c
+payload_SRCS = job/payload.c lib/result.c
+mask_SRCS = gitlab/mask.c lib/result.c
+zip_SRCS = workspace/zip.c workspace/fstree.c lib/paths.c lib/result.c
+ciconfig_SRCS = localci/config.c localci/yaml.c localci/rules.c localci/variables.c \
+	lib/varexpand.c localci/pipeline.c lib/paths.c lib/result.c
+tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
+ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 

@@ -1,4 +1,4 @@
-/* Masking of job logs (runner/mask.c) across writes. The input gives a few
+/* Masking of job logs (gitlab/mask.c) across writes. The input gives a few
  * secrets, where to cut the stream into writes, and the stream; properties:
  * - the output is the same however the stream was cut;
  * - no secret is left in it. Secrets are drawn from characters that appear
@@ -6,7 +6,7 @@
  *   parameters' names, so that any secret in the output was let through. */
 #include <string.h>
 
-#include "runner/mask.h"
+#include "gitlab/mask.h"
 #include "tests/fuzz/fuzz.h"
 
 #define MAX_OUT (1 << 16)

@@ -1,9 +1,9 @@
-/* The job payload parser (runner/payload.c): GitLab's JSON job, or a
+/* The job payload parser (job/payload.c): GitLab's JSON job, or a
  * replayed one. Whatever the bytes, it returns an error or a payload
  * within its ceilings whose every string is there to read. */
 #include <string.h>
 
-#include "runner/payload.h"
+#include "job/payload.h"
 #include "tests/fuzz/fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,5 +1,5 @@
 /* Fuzz target: kiln's reader of kiln-diskread's tar stream
- * (runner/guestdisk/tarstream.h), which a compromised reader controls.
+ * (workspace/guestdisk/tarstream.h), which a compromised reader controls.
  * Whatever the input, nothing may be written outside the destination
  * (checked: the folder beside it stays empty) and no sanitizer report. */
 #include <dirent.h>
@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runner/guestdisk/tarstream.h"
-#include "runner/paths.h"
+#include "workspace/guestdisk/tarstream.h"
+#include "lib/paths.h"
 #include "tests/fuzz/fuzz.h"
 
 static char top[PATH_MAX], above[PATH_MAX + 8], dest[PATH_MAX + 16], beside[PATH_MAX + 16];

@@ -1,4 +1,4 @@
-/* Zip extraction (runner/zip.c), which reads archives from GitLab and the
+/* Zip extraction (workspace/zip.c), which reads archives from GitLab and the
  * local cache, with the input as the archive. Properties: whatever the
  * archive, only regular files and folders appear, all inside dest, with no
  * setuid, setgid or sticky bit, and no more bytes than the limit. */
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runner/zip.h"
+#include "workspace/zip.h"
 #include "tests/fuzz/fuzz.h"
 
 #define LIMIT (256u << 10)

@@ -1,12 +1,12 @@
-/* The frame codec of runner/agentproto.c: what a reader accepts, in which
+/* The frame codec of agent/proto.c: what a reader accepts, in which
  * pieces, and what it refuses. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "runner/agentmsg.h"
-#include "runner/agentproto.h"
+#include "job/agentmsg.h"
+#include "agent/proto.h"
 #include "tests/unit/suites.h"
 
 /* A frame's bytes into buf; returns its size. */

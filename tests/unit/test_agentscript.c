@@ -1,4 +1,4 @@
-/* The step scripts of images/agent/script.c: the exact text, and what a
+/* The step scripts of agent/script.c: the exact text, and what a
  * shell makes of it. */
 #include <errno.h>
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "images/agent/script.h"
+#include "agent/script.h"
 #include "tests/unit/suites.h"
 
 #define GREEN "\\033[32;1m"

@@ -10,9 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runner/artifacts.h"
-#include "runner/fstree.h"
-#include "runner/guestdisk/diskread.h"
+#include "workspace/artifacts.h"
+#include "workspace/fstree.h"
+#include "workspace/guestdisk/diskread.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 
@@ -380,7 +380,7 @@ START_TEST(setuid_bits_never_come_out)
 END_TEST
 
 /* What the reader is once it runs, from its /proc while it waits on a
- * full pipe: the jail of runner/guestdisk/diskread.h. */
+ * full pipe: the jail of workspace/guestdisk/diskread.h. */
 struct jail_seen {
 	char status[4096];
 	bool own_net, own_mnt;

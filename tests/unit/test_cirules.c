@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner/cirules.h"
-#include "runner/civars.h"
-#include "runner/pipeline.h"
+#include "localci/rules.h"
+#include "localci/variables.h"
+#include "localci/pipeline.h"
 #include "tests/unit/suites.h"
 
 /* The variables every expression below sees. */

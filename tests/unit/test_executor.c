@@ -22,8 +22,8 @@
 #include <jansson.h>
 
 #include "executors/executor.h"
-#include "runner/spawn.h"
-#include "runner/paths.h"
+#include "lib/spawn.h"
+#include "lib/paths.h"
 #include "tests/unit/suites.h"
 
 START_TEST(cmdline_words)

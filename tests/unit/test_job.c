@@ -19,10 +19,10 @@
 #include <unistd.h>
 
 #include "executors/executor.h"
-#include "runner/agentproto.h"
+#include "agent/proto.h"
 #include "runner/config.h"
-#include "runner/job.h"
-#include "runner/payload.h"
+#include "job/job.h"
+#include "job/payload.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 

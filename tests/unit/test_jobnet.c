@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runner/jobnet.h"
-#include "runner/paths.h"
+#include "executors/jobnet.h"
+#include "lib/paths.h"
 #include "tests/unit/suites.h"
 
 static char scratch[PATH_MAX];

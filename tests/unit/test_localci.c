@@ -11,10 +11,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "runner/jobspec.h"
-#include "runner/localci.h"
-#include "runner/payload.h"
-#include "runner/pipeline.h"
+#include "job/jobspec.h"
+#include "localci/project.h"
+#include "job/payload.h"
+#include "localci/pipeline.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 

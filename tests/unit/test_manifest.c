@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include "runner/config.h"
-#include "runner/images.h"
-#include "runner/manifest.h"
-#include "runner/paths.h"
+#include "job/images.h"
+#include "job/manifest.h"
+#include "lib/paths.h"
 #include "tests/unit/suites.h"
 
 START_TEST(load_good)

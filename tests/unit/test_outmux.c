@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner/outmux.h"
+#include "localci/outmux.h"
 #include "tests/unit/suites.h"
 
 struct sink {

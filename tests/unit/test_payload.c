@@ -1,8 +1,8 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "runner/jobspec.h"
-#include "runner/payload.h"
+#include "job/jobspec.h"
+#include "job/payload.h"
 #include "tests/unit/suites.h"
 
 START_TEST(parses_gitlab_shape)

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runner/pipeline.h"
+#include "localci/pipeline.h"
 #include "tests/unit/suites.h"
 
 static const char *const golden[] = {

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "runner/sha256.h"
+#include "lib/sha256.h"
 #include "tests/unit/suites.h"
 
 START_TEST(known_vectors)

@@ -14,7 +14,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "runner/guestdisk/tarstream.h"
+#include "workspace/guestdisk/tarstream.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 

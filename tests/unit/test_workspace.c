@@ -19,11 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runner/mirror.h"
-#include "runner/paths.h"
-#include "runner/spawn.h"
-#include "runner/workspace.h"
-#include "runner/wscheckout.h"
+#include "workspace/mirror.h"
+#include "lib/paths.h"
+#include "lib/spawn.h"
+#include "workspace/workspace.h"
+#include "workspace/checkout.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 

@@ -1,4 +1,4 @@
-#include "runner/guestdisk/diskread.h"
+#include "workspace/guestdisk/diskread.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "runner/paths.h"
+#include "lib/paths.h"
 
 #define ERR_MAX 400
 #define MAX_ARGS (16 + 4 * ARTIFACTS_MAX_PATTERNS)

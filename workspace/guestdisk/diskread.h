@@ -4,7 +4,7 @@
  * blocks: names with "/" or "..", links and files under one name, folders
  * inside themselves, inflated sizes, corrupt inode maps. Parsing it as root
  * (debugfs did, until this) handed the guest the host. Instead kiln runs
- * kiln-diskread (runner/guestdisk/main.c), a throw-away process that:
+ * kiln-diskread (workspace/guestdisk/main.c), a throw-away process that:
  *   - starts in new mount, network, IPC and UTS namespaces, with the image
  *     open on fd 3 (opening is not parsing) and nothing else of the host;
  *   - has as its whole file system a private tmpfs of DISKREAD_SCRATCH_BYTES
@@ -14,11 +14,11 @@
  *     RLIMIT_NOFILE, RLIMIT_FSIZE and RLIMIT_CORE set;
  *   - under a seccomp allowlist (no socket, no exec, no kill, no ptrace, no
  *     PROT_EXEC), entered before the first byte of the image is read;
- *   - walks the project folder with runner/guestdisk/ext4walk.h (libext2fs,
+ *   - walks the project folder with workspace/guestdisk/ext4walk.h (libext2fs,
  *     bounded) and, for untracked, reads the guest's .git/index with
  *     libgit2, then writes what the artifact spec selects as a tar stream on
  *     a pipe.
- * kiln reads that stream with runner/guestdisk/tarstream.h, which checks
+ * kiln reads that stream with workspace/guestdisk/tarstream.h, which checks
  * every name, type, size and ceiling itself, within a wall-clock deadline,
  * and kills the reader past it. */
 #ifndef KILN_GUESTDISK_DISKREAD_H
@@ -27,9 +27,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "runner/artifacts.h"
-#include "runner/guestdisk/tarstream.h"
-#include "runner/result.h"
+#include "workspace/artifacts.h"
+#include "workspace/guestdisk/tarstream.h"
+#include "lib/result.h"
 
 #define DISKREAD_UID 65534                   /* nobody: owns nothing on the host */
 #define DISKREAD_SCRATCH_BYTES (264ULL << 20) /* the git index and a margin */

@@ -1,4 +1,4 @@
-#include "runner/guestdisk/ext4walk.h"
+#include "workspace/guestdisk/ext4walk.h"
 
 #include <errno.h>
 #include <limits.h>

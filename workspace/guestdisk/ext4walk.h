@@ -7,7 +7,7 @@
  * size is charged against the byte ceiling before a byte of it is read, so
  * an inflated size costs nothing. Corruption is an error naming the path,
  * never a crash or a loop. This runs only inside kiln-diskread's jail
- * (runner/guestdisk/jail.h); the fuzz target drives it in-process. */
+ * (workspace/guestdisk/jail.h); the fuzz target drives it in-process. */
 #ifndef KILN_GUESTDISK_EXT4WALK_H
 #define KILN_GUESTDISK_EXT4WALK_H
 
@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "runner/result.h"
+#include "lib/result.h"
 
 #define EXT4WALK_MAX_DEPTH 64
 #define EXT4WALK_MAX_DIR_ENTRIES 200000u   /* names in one folder */

@@ -1,5 +1,5 @@
 /* kiln-diskread: the only code of kiln that parses a guest-written disk.
- * Started by runner/guestdisk/diskread.c with the image on fd 3, a tar
+ * Started by workspace/guestdisk/diskread.c with the image on fd 3, a tar
  * stream to write on fd 1 and one line of complaint for fd 2, already in
  * its own namespaces with a private tmpfs mounted on --root. It jails
  * itself before it reads a byte of the image: chroot into that tmpfs, the
@@ -27,11 +27,11 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-#include "runner/artifacts.h"
-#include "runner/guestdisk/diskread.h"
-#include "runner/guestdisk/ext4walk.h"
-#include "runner/guestdisk/tarstream.h"
-#include "runner/paths.h"
+#include "workspace/artifacts.h"
+#include "workspace/guestdisk/diskread.h"
+#include "workspace/guestdisk/ext4walk.h"
+#include "workspace/guestdisk/tarstream.h"
+#include "lib/paths.h"
 
 #define IMAGE_FD 3
 

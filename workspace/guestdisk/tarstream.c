@@ -1,4 +1,4 @@
-#include "runner/guestdisk/tarstream.h"
+#include "workspace/guestdisk/tarstream.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#include "runner/paths.h"
+#include "lib/paths.h"
 
 #define TARIN_BLOCK 65536
 

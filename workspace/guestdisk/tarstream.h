@@ -14,8 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "runner/guestdisk/ext4walk.h"
-#include "runner/result.h"
+#include "workspace/guestdisk/ext4walk.h"
+#include "lib/result.h"
 
 #define TARSTREAM_MAX_DEPTH 64
 
