@@ -33,7 +33,8 @@ payload_SRCS = job/payload.c lib/result.c
 mask_SRCS = gitlab/mask.c lib/result.c
 zip_SRCS = workspace/zip.c workspace/fstree.c lib/paths.c lib/result.c
 ciconfig_SRCS = localci/config.c localci/yaml.c localci/expr.c localci/rules.c localci/variables.c \
-	lib/varexpand.c localci/pipeline.c lib/paths.c lib/result.c
+	lib/varexpand.c localci/pipeline.c localci/jobdef.c localci/instances.c localci/plan.c \
+	lib/paths.c lib/result.c
 tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
 ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c
 
