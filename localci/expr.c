@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- expressions ------------------------------------------------------ */
-
 #define MAX_AST 1024
 
 enum tok_kind { T_END, T_VAR, T_STR, T_RE, T_NULL, T_EQ, T_NE, T_MATCH, T_NMATCH, T_AND, T_OR, T_LP, T_RP };

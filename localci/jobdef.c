@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +53,7 @@ const char *pipeline_when_name(enum pipeline_when w)
 
 /* A job's or a rule's `when`. */
 enum kiln_rc parse_when(struct ctx *c, const char *what, const char *key, const struct cy_node *n,
-			       enum pipeline_when *w)
+			enum pipeline_when *w)
 {
 	static const struct { const char *s; enum pipeline_when w; } names[] = {
 		{ "on_success", PL_ON_SUCCESS }, { "on_failure", PL_ON_FAILURE }, { "always", PL_ALWAYS },
@@ -558,7 +557,7 @@ void rules_env(struct ctx *c, struct cirules_env *env, const struct civars *vars
 }
 
 enum kiln_rc append_vars(struct civars *to, const struct civars *from, const struct inherit *filter,
-				struct kiln_err *e)
+			 struct kiln_err *e)
 {
 	enum kiln_rc rc;
 	size_t i;

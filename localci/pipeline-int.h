@@ -78,37 +78,86 @@ struct ctx {
 	size_t n_jobs, cap_jobs;
 };
 
-/* pipeline.c: messages, lists */
+/* ---- pipeline.c: messages and lists ---- */
+
+/* A ci_warn_fn for the civars/ciconfig/cirules callbacks; arg is the ctx. */
 void warn_cb(void *arg, const char *msg);
+
+/* A warning "FILE:LINE: ..." at n, each text once, passed to o->warn. */
 void warnf(struct ctx *c, const struct cy_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Fail with rc and "FILE:LINE: ..." at n; returns rc. */
 enum kiln_rc failf(struct ctx *c, const struct cy_node *n, enum kiln_rc rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* The arena's out-of-memory (or over its ceiling) error. */
 enum kiln_rc nomem(struct ctx *c);
+
+/* Append p to v (malloc'd); -1 when out of memory. */
 int vec_push(struct vec *v, void *p);
+
+/* Free v's array (not what it points to). */
 void vec_free(struct vec *v);
+
+/* Flatten n (a scalar, or lists nested up to 10 levels) into out, as
+ * nodes, at most max of them. Mappings are taken when allow_maps,
+ * otherwise an error; null items are skipped. */
 enum kiln_rc flatten(struct ctx *c, const char *what, const char *key, const struct cy_node *n, int depth,
-			    bool allow_maps, size_t max, struct vec *out);
+		     bool allow_maps, size_t max, struct vec *out);
+
+/* n flattened into an array of strings in the arena. */
 enum kiln_rc strings(struct ctx *c, const char *what, const char *key, const struct cy_node *n, size_t max,
-			    const char ***out, size_t *n_out);
+		     const char ***out, size_t *n_out);
+
+/* A scalar's text, else the name of n's kind, for messages. */
 const char *scalar_or_kind(const struct cy_node *n);
 
-/* jobdef.c: job definitions, stages, default, workflow */
+/* ---- jobdef.c: job definitions, stages, default, workflow ---- */
+
+/* A job's or a rule's `when` (key names it in errors). */
 enum kiln_rc parse_when(struct ctx *c, const char *what, const char *key, const struct cy_node *n,
-			       enum pipeline_when *w);
+			enum pipeline_when *w);
+
+/* A boolean (key names it in errors). */
 enum kiln_rc parse_bool(struct ctx *c, const char *what, const char *key, const struct cy_node *n, bool *b);
+
+/* stages: (or types:, or GitLab's default ones) into c->pl->stages. */
 enum kiln_rc load_stages(struct ctx *c);
+
+/* Warn about default: keys kiln ignores; an error when it is no mapping. */
 enum kiln_rc check_default(struct ctx *c);
+
+/* A cirules_lookup_fn over a struct civars (arg). */
 const char *lookup_vars(void *arg, const char *name);
+
+/* A cirules_exists_fn looking in the repository (arg is the ctx). */
 enum kiln_rc exists_default(void *arg, const char *pattern, bool *found, struct kiln_err *e);
+
+/* env for matching rules with vars, named what in messages. */
 void rules_env(struct ctx *c, struct cirules_env *env, const struct civars *vars, const char *what);
+
+/* Set from's variables in to (those filter lets through, when given). */
 enum kiln_rc append_vars(struct civars *to, const struct civars *from, const struct inherit *filter,
-				struct kiln_err *e);
+			 struct kiln_err *e);
+
+/* workflow: whether the pipeline is created (c->pl->created and why not),
+ * its name and the variables of the matching rule (c->workflow). */
 enum kiln_rc load_workflow(struct ctx *c);
+
+/* Parse and check the job definition d (name and nodes set). */
 enum kiln_rc parse_job(struct ctx *c, struct jobdef *d);
 
-/* instances.c: instances, needs and dependencies */
+/* ---- instances.c: instances, needs and dependencies ---- */
+
+/* The jobs of definition di (one, or one per parallel/matrix instance)
+ * appended to c->jobs, each with its variables and rules judged. */
 enum kiln_rc add_instances(struct ctx *c, size_t di);
+
+/* Sort the jobs by stage (stable), checking that names are unique. */
 enum kiln_rc sort_jobs(struct ctx *c);
+
+/* Resolve every job's needs and dependencies to job indexes; a cycle of
+ * needs is an error. */
 enum kiln_rc link_jobs(struct ctx *c);
 
 #endif

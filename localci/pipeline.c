@@ -1,11 +1,7 @@
 #include "localci/pipeline-int.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +93,7 @@ void vec_free(struct vec *v)
  * out, as nodes. Mappings are taken when allow_maps, otherwise an error;
  * null items are skipped. */
 enum kiln_rc flatten(struct ctx *c, const char *what, const char *key, const struct cy_node *n, int depth,
-			    bool allow_maps, size_t max, struct vec *out)
+		     bool allow_maps, size_t max, struct vec *out)
 {
 	enum kiln_rc rc;
 	size_t i;
@@ -128,7 +124,7 @@ enum kiln_rc flatten(struct ctx *c, const char *what, const char *key, const str
 
 /* n flattened into an array of strings in the arena. */
 enum kiln_rc strings(struct ctx *c, const char *what, const char *key, const struct cy_node *n, size_t max,
-			    const char ***out, size_t *n_out)
+		     const char ***out, size_t *n_out)
 {
 	struct vec v = { 0 };
 	enum kiln_rc rc;

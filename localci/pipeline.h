@@ -8,7 +8,10 @@
  * and does not start with '.'): default: and top-level image /
  * before_script / after_script inherited per `inherit:default`; parallel
  * and parallel:matrix instances; variables (localci/variables.h); rules
- * (localci/rules.h); needs and dependencies checked and resolved.
+ * (localci/rules.h, localci/expr.h); needs and dependencies checked and
+ * resolved. The code: pipeline.c (pipeline_load, the dump), jobdef.c (job
+ * definitions, stages, workflow), instances.c (instances, needs), plan.c
+ * (pipeline_plan); localci/pipeline-int.h is what they share.
  *
  * Decisions where GitLab leaves room (GitLab's behaviour otherwise):
  *  - Variable values in pipeline_job.vars are final: expanded the way
