@@ -78,6 +78,8 @@ static struct pjob *sig_jobs;             /* the steps whose cancel flags a sign
 static size_t sig_n;
 static pthread_mutex_t shell_mu = PTHREAD_MUTEX_INITIALIZER; /* one shell at a time */
 
+struct pipeexec_jobcore pipeexec_jobcore = { job_run, job_sweep };
+
 /* Cancel every job at once, from the handler: the main thread may be
  * waiting for the terminal (a shell). */
 static void on_signal(int sig)
@@ -553,7 +555,7 @@ static void *worker(void *arg)
 			outmux_note(&pj->out, "with the artifacts of %s", names);
 		o.extra_dirs = (const char *const *)extra;
 		o.n_extra_dirs = n_extra;
-		rc = job_run(&p, &o, &pj->res, &e);
+		rc = pipeexec_jobcore.run(&p, &o, &pj->res, &e);
 	} else {
 		pj->res.exit_code = 1;
 		snprintf(pj->res.failure_reason, sizeof(pj->res.failure_reason), "runner_system_failure");
@@ -1001,7 +1003,7 @@ int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	job_sweep(cfg->state_dir);
+	pipeexec_jobcore.sweep(cfg->state_dir);
 	t0 = now_ms();
 	run_all(&x);
 	sig_n = 0;

@@ -39,6 +39,7 @@
 
 #include <stdbool.h>
 
+#include "job/job.h"
 #include "runner/config.h"
 
 #define PIPEEXEC_MAX_CONCURRENCY 64
@@ -46,6 +47,15 @@
 #define PIPEEXEC_MAX_ARGS 256          /* JOBs, --variable, --manual: each */
 #define PIPEEXEC_JOB_IDS 10000         /* job ids: pipeline id * this + 1..; > PIPELINE_MAX_JOBS */
 #define PIPEEXEC_MAX_PIPELINE_ID (1LL << 40)
+
+/* The job core's calls kiln exec makes: job_run and job_sweep, unless a
+ * test puts fakes here (tests/unit/test_scheduler.c). */
+struct pipeexec_jobcore {
+	enum kiln_rc (*run)(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
+			    struct kiln_err *e);
+	void (*sweep)(const char *state_dir);
+};
+extern struct pipeexec_jobcore pipeexec_jobcore;
 
 /* Whether exec's arguments (argv[0] is "exec") ask for one payload
  * (--job-file): the other mode of kiln exec. */
