@@ -34,6 +34,7 @@ int main(void)
 	srunner_add_suite(sr, workspace_suite());
 	srunner_add_suite(sr, gitlab_suite());
 	srunner_add_suite(sr, localci_suite());
+	srunner_add_suite(sr, scheduler_suite());
 	srunner_add_suite(sr, outmux_suite());
 	srunner_add_suite(sr, artifacts_suite());
 	srunner_add_suite(sr, tarstream_suite());
