@@ -15,7 +15,7 @@
 #include "oci/store.h"
 #include "workspace/ext4img.h"
 
-#define MAX_IMAGES 4096
+#define MAX_IMAGES 100000 /* the list's ceiling */
 
 struct dirs {
 	char oci[PATH_MAX], blobs[PATH_MAX], images[PATH_MAX], locks[PATH_MAX], tmp[PATH_MAX];
@@ -306,7 +306,7 @@ enum kiln_rc oci_images_list(const char *state_dir, struct oci_image **out, size
 	struct oci_image *v = NULL;
 	struct dirent *de;
 	struct dirs d;
-	size_t cnt = 0;
+	size_t cnt = 0, cap = 0;
 	DIR *dir;
 	enum kiln_rc rc;
 
@@ -318,16 +318,23 @@ enum kiln_rc oci_images_list(const char *state_dir, struct oci_image **out, size
 	dir = opendir(d.images);
 	if (!dir)
 		return errno == ENOENT ? KILN_OK : kiln_fail_errno(e, "image store: reading %s", d.images);
-	v = calloc(MAX_IMAGES, sizeof(*v));
-	if (!v) {
-		closedir(dir);
-		return kiln_fail(e, KILN_E_NOMEM, "image store: out of memory");
-	}
 	while ((de = readdir(dir)) && cnt < MAX_IMAGES) {
 		char p[PATH_MAX];
 
 		if (de->d_name[0] == '.')
 			continue;
+		if (cnt == cap) {
+			struct oci_image *nv;
+
+			cap = cap ? cap * 2 : 16;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(dir);
+				return kiln_fail(e, KILN_E_NOMEM, "image store: out of memory");
+			}
+			v = nv;
+		}
 		snprintf(p, sizeof(p), "%s/%s", d.images, de->d_name);
 		if (read_meta(p, &v[cnt]) == 0)
 			cnt++;
