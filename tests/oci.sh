@@ -40,11 +40,12 @@ done
 
 w=$(mktemp -d "${TMPDIR:-/tmp}/kiln-oci.XXXXXX")
 reg_pid=
+fake_pid=
 cleanup() {
-	if [ -n "$reg_pid" ]; then
-		kill "$reg_pid" 2>/dev/null || :
-		wait "$reg_pid" 2>/dev/null || :
-	fi
+	for p in $reg_pid $fake_pid; do
+		kill "$p" 2>/dev/null || :
+		wait "$p" 2>/dev/null || :
+	done
 	[ -n "${KILN_OCI_KEEP:-}" ] && echo "kept $w" || rm -rf "$w"
 }
 trap cleanup EXIT
@@ -224,6 +225,29 @@ grep -q "^$reg/test/arch:1 sha256:" list.out || fail "list: no arch:1 in $(cat l
 [ -z "$("$driver" list "$st")" ] || fail "prune 0 left images"
 [ -z "$(ls -A "$st/oci/blobs/sha256")" ] || fail "prune 0 left blobs"
 echo "ok: list and prune"
+
+# Token auth as Docker Hub does it, 429 with Retry-After, blobs redirected
+# to another host that must not see the token; plain http (insecure).
+python3 "$top_srcdir/tests/oci-fake-registry.py" "$w/lay" "$w/fake.port" "$w/fake.log" 2>fake.err &
+fake_pid=$!
+for _ in $(seq 1 100); do
+	[ -s fake.port ] && break
+	sleep 0.1
+done
+[ -s fake.port ] || fail "the fake registry did not start: $(cat fake.err)"
+fake=127.0.0.1:$(cat fake.port)
+"$driver" pull "$w/st-fake" "$fake/test/multi:multi" -k -u tester -p s3cret >f.out 2>f.err ||
+	fail "token-auth pull: $(cat f.err) (requests: $(cat fake.log))"
+in_img "$(rootfs_of f.out)" 'cat /etc/new' | grep -qx new || fail "token-auth pull: /etc/new is missing"
+grep -q '^GET /token?.* auth=Basic$' fake.log || fail "no token request with basic credentials: $(cat fake.log)"
+grep -q '^GET /cdn/.* auth=-$' fake.log || fail "no blob from the redirect target: $(cat fake.log)"
+grep -q 'cdn got an Authorization header' fake.log && fail "the token went to the redirect target"
+[ "$(grep -c '^GET /v2/test/multi/manifests/multi auth=Bearer' fake.log)" = 2 ] ||
+	fail "the 429 was not retried: $(cat fake.log)"
+"$driver" pull "$w/st-fake2" "$fake/test/multi:multi" -k >/dev/null 2>f2.err &&
+	fail "an anonymous pull from the token registry succeeded"
+grep -q 'token realm http://127.0.0.1:[0-9]*/token answered 401' f2.err || fail "anonymous: $(cat f2.err)"
+echo "ok: bearer token from the realm, 429 retried, redirect without the token"
 
 # A tampered blob: same size, one byte changed, in the registry's storage.
 man=$(python3 - lay <<'EOP'
