@@ -14,6 +14,9 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <openssl/evp.h>
+#include <zlib.h>
+#include <zstd.h>
 
 #include "lib/paths.h"
 #include "oci/layers.h"
@@ -89,6 +92,159 @@ static void set_free(struct pathset *ps)
 	for (i = 0; i < ps->cap; i++)
 		free(ps->slot[i]);
 	free(ps->slot);
+}
+
+/* The layer's bytes, uncompressed here (not by libarchive) so that the
+ * uncompressed stream can be hashed for its diff_id. */
+enum src_kind { SRC_PLAIN, SRC_GZIP, SRC_ZSTD };
+
+struct src {
+	int fd;
+	enum src_kind kind;
+	z_stream z;
+	int z_live;
+	ZSTD_DStream *zs;
+	size_t zs_last; /* ZSTD_decompressStream's last answer: 0 at a frame's end */
+	int member_end;  /* gzip: the last member ended and no byte came since */
+	unsigned char in[1 << 16];
+	size_t in_len, in_pos;
+	int in_eof;
+	unsigned char out[1 << 17];
+	EVP_MD_CTX *md;
+	char err[200];
+};
+
+static int src_fill(struct src *s)
+{
+	ssize_t n;
+
+	if (s->in_pos < s->in_len || s->in_eof)
+		return 0;
+	do
+		n = read(s->fd, s->in, sizeof(s->in));
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		snprintf(s->err, sizeof(s->err), "reading: %s", strerror(errno));
+		return -1;
+	}
+	s->in_len = (size_t)n;
+	s->in_pos = 0;
+	s->in_eof = n == 0;
+	return 0;
+}
+
+/* Up to sizeof(s->out) uncompressed bytes into s->out: their count, 0 at
+ * the end, -1 with s->err set. */
+static ssize_t src_next(struct src *s)
+{
+	for (;;) {
+		size_t made = 0;
+
+		if (src_fill(s) != 0)
+			return -1;
+		if (s->kind == SRC_PLAIN) {
+			made = s->in_len - s->in_pos;
+			memcpy(s->out, s->in + s->in_pos, made);
+			s->in_pos = s->in_len;
+		} else if (s->in_eof) {
+			if (s->kind == SRC_GZIP ? !s->member_end : s->zs_last != 0) {
+				snprintf(s->err, sizeof(s->err), "the %s stream is truncated",
+					 s->kind == SRC_GZIP ? "gzip" : "zstd");
+				return -1;
+			}
+			return 0;
+		} else if (s->kind == SRC_GZIP) {
+			int r;
+
+			if (s->member_end) {
+				/* Another member follows: gzip allows several. */
+				if (inflateReset(&s->z) != Z_OK) {
+					snprintf(s->err, sizeof(s->err), "gzip: inflateReset failed");
+					return -1;
+				}
+				s->member_end = 0;
+			}
+			s->z.next_in = s->in + s->in_pos;
+			s->z.avail_in = (uInt)(s->in_len - s->in_pos);
+			s->z.next_out = s->out;
+			s->z.avail_out = sizeof(s->out);
+			r = inflate(&s->z, Z_NO_FLUSH);
+			s->in_pos = s->in_len - s->z.avail_in;
+			made = sizeof(s->out) - s->z.avail_out;
+			if (r == Z_STREAM_END)
+				s->member_end = 1;
+			else if (r != Z_OK && r != Z_BUF_ERROR) {
+				snprintf(s->err, sizeof(s->err), "bad gzip data: %s", s->z.msg ? s->z.msg : "inflate failed");
+				return -1;
+			}
+		} else {
+			ZSTD_inBuffer ib = { s->in, s->in_len, s->in_pos };
+			ZSTD_outBuffer ob = { s->out, sizeof(s->out), 0 };
+
+			s->zs_last = ZSTD_decompressStream(s->zs, &ob, &ib);
+			if (ZSTD_isError(s->zs_last)) {
+				snprintf(s->err, sizeof(s->err), "bad zstd data: %s", ZSTD_getErrorName(s->zs_last));
+				return -1;
+			}
+			s->in_pos = ib.pos;
+			made = ob.pos;
+		}
+		if (made) {
+			EVP_DigestUpdate(s->md, s->out, made);
+			return (ssize_t)made;
+		}
+		if (s->kind == SRC_PLAIN)
+			return 0;
+	}
+}
+
+static la_ssize_t src_read(struct archive *ar, void *ud, const void **buf)
+{
+	struct src *s = ud;
+	ssize_t n = src_next(s);
+
+	*buf = s->out;
+	if (n < 0) {
+		archive_set_error(ar, EIO, "%s", s->err);
+		return -1;
+	}
+	return n;
+}
+
+static int src_open(struct src *s, const char *path)
+{
+	unsigned char magic[4] = { 0 };
+	ssize_t n;
+
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0)
+		return -1;
+	n = pread(s->fd, magic, sizeof(magic), 0);
+	if (n >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+		s->kind = SRC_GZIP;
+		if (inflateInit2(&s->z, 16 + MAX_WBITS) != Z_OK)
+			return errno = ENOMEM, -1;
+		s->z_live = 1;
+	} else if (n == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd) {
+		s->kind = SRC_ZSTD;
+		s->zs = ZSTD_createDStream();
+		if (!s->zs)
+			return errno = ENOMEM, -1;
+	}
+	s->md = EVP_MD_CTX_new();
+	if (!s->md || EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1)
+		return errno = ENOMEM, -1;
+	return 0;
+}
+
+static void src_close(struct src *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->z_live)
+		inflateEnd(&s->z);
+	ZSTD_freeDStream(s->zs);
+	EVP_MD_CTX_free(s->md);
 }
 
 /* Folders whose times are set last (writing into them changes them). */
@@ -484,31 +640,43 @@ out:
 	return rc;
 }
 
-enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, struct oci_layer_stats *st,
-			     struct kiln_err *e)
+enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const char *diff_id,
+			     struct oci_layer_stats *st, struct kiln_err *e)
 {
 	struct apply a = { .root = -1, .layer = layer_path, .is_root = geteuid() == 0 };
+	struct src *s = calloc(1, sizeof(*s));
 	struct archive_entry *en;
-	struct archive *ar;
+	struct archive *ar = NULL;
 	enum kiln_rc rc = KILN_OK;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned ml = 0, k;
+	char got[80];
 	size_t i;
+	ssize_t n;
 	int r;
 
+	if (!s)
+		return kiln_fail(e, KILN_E_NOMEM, "layer %s: out of memory", layer_path);
+	s->fd = -1;
 	a.root = open(root_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (a.root < 0)
-		return kiln_fail_errno(e, "layer %s: opening %s", layer_path, root_dir);
+	if (a.root < 0) {
+		rc = kiln_fail_errno(e, "layer %s: opening %s", layer_path, root_dir);
+		goto out;
+	}
+	if (src_open(s, layer_path) != 0) {
+		rc = kiln_fail_errno(e, "layer %s: opening", layer_path);
+		goto out;
+	}
 	ar = archive_read_new();
 	if (!ar) {
-		close(a.root);
-		return kiln_fail(e, KILN_E_NOMEM, "layer %s: out of memory", layer_path);
+		rc = kiln_fail(e, KILN_E_NOMEM, "layer %s: out of memory", layer_path);
+		goto out;
 	}
-	archive_read_support_filter_gzip(ar);
-	archive_read_support_filter_zstd(ar);
 	archive_read_support_filter_none(ar);
 	archive_read_support_format_tar(ar);
 	archive_read_support_format_gnutar(ar);
-	if (archive_read_open_filename(ar, layer_path, 1 << 16) != ARCHIVE_OK) {
-		rc = kiln_fail(e, KILN_E_IO, "layer %s: %s", layer_path, archive_error_string(ar));
+	if (archive_read_open(ar, s, NULL, src_read, NULL) != ARCHIVE_OK) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "layer %s: %s", layer_path, s->err[0] ? s->err : archive_error_string(ar));
 		goto out;
 	}
 	while ((r = archive_read_next_header(ar, &en)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
@@ -522,7 +690,24 @@ enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, struc
 			goto out;
 	}
 	if (r != ARCHIVE_EOF) {
-		rc = kiln_fail(e, KILN_E_SYNTAX, "layer %s: %s", layer_path, archive_error_string(ar));
+		rc = kiln_fail(e, KILN_E_SYNTAX, "layer %s: %s", layer_path, s->err[0] ? s->err : archive_error_string(ar));
+		goto out;
+	}
+	/* The rest of the stream (tar's end blocks, padding) counts for the
+	 * diff_id and must decompress cleanly too. */
+	while ((n = src_next(s)) > 0)
+		;
+	if (n < 0) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "layer %s: %s", layer_path, s->err);
+		goto out;
+	}
+	EVP_DigestFinal_ex(s->md, md, &ml);
+	memcpy(got, "sha256:", 7);
+	for (k = 0; k < ml; k++)
+		sprintf(got + 7 + 2 * k, "%02x", md[k]);
+	if (diff_id && strcmp(diff_id, got) != 0) {
+		rc = kiln_fail(e, KILN_E_INVALID, "layer %s: uncompressed it is %s, not the config's diff_id %s",
+			       layer_path, got, diff_id);
 		goto out;
 	}
 	/* Folder times last, deepest first (children were written later). */
@@ -543,7 +728,11 @@ out:
 		free(a.dirs[i].path);
 	free(a.dirs);
 	set_free(&a.made);
-	archive_read_free(ar);
-	close(a.root);
+	if (ar)
+		archive_read_free(ar);
+	src_close(s);
+	free(s);
+	if (a.root >= 0)
+		close(a.root);
 	return rc;
 }

@@ -24,11 +24,15 @@ struct oci_layer_stats {
 	uint64_t skipped;   /* devices skipped (no CAP_MKNOD), xattrs refused */
 };
 
-/* Apply the layer in the file layer_path (compression detected from its
- * bytes) on top of the tree at root_dir (which must exist). On failure the
- * tree is left part-applied: callers build into a scratch folder and throw
- * it away. st may be NULL. */
-enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, struct oci_layer_stats *st,
-			     struct kiln_err *e);
+/* Apply the layer in the file layer_path on top of the tree at root_dir
+ * (which must exist). Its compression is detected from its first bytes:
+ * gzip (through zlib, several members allowed), zstd (through libzstd,
+ * several and skippable frames allowed) or none; a corrupt or truncated
+ * stream is an error. When diff_id is not NULL ("sha256:<hex>", the
+ * config's rootfs.diff_ids entry), the uncompressed stream must hash to it.
+ * On failure the tree is left part-applied: callers build into a scratch
+ * folder and throw it away. st may be NULL. */
+enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const char *diff_id,
+			     struct oci_layer_stats *st, struct kiln_err *e);
 
 #endif

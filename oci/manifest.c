@@ -251,6 +251,34 @@ void oci_manifest_free(struct oci_manifest *m)
 	m->n_layers = 0;
 }
 
+enum kiln_rc oci_config_diff_ids(const char *body, size_t len, size_t n_layers, char (*out)[80],
+				 struct kiln_err *e)
+{
+	json_t *j, *ids, *id;
+	enum kiln_rc rc = KILN_OK;
+	size_t i;
+
+	j = load(body, len, "image config", e);
+	if (!j)
+		return e ? e->rc : KILN_E_SYNTAX;
+	ids = json_object_get(json_object_get(j, "rootfs"), "diff_ids");
+	if (!json_is_array(ids) || json_array_size(ids) != n_layers) {
+		rc = kiln_fail(e, KILN_E_INVALID, "image config: rootfs.diff_ids has %zu entries for %zu layers",
+			       json_is_array(ids) ? json_array_size(ids) : 0, n_layers);
+		goto out;
+	}
+	json_array_foreach(ids, i, id) {
+		if (!json_is_string(id) || !oci_digest_valid(json_string_value(id))) {
+			rc = kiln_fail(e, KILN_E_SYNTAX, "image config: diff_ids[%zu] is not sha256: and 64 hex digits", i);
+			goto out;
+		}
+		snprintf(out[i], 80, "%s", json_string_value(id));
+	}
+out:
+	json_decref(j);
+	return rc;
+}
+
 /* One auth-param value, quoted (with \-escapes) or a token, into out. */
 static const char *param_value(const char *p, char *out, size_t size, int *overflow)
 {

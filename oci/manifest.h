@@ -62,6 +62,11 @@ enum kiln_rc oci_manifest_parse(const char *body, size_t len, const char *mt, st
 				struct kiln_err *e);
 void oci_manifest_free(struct oci_manifest *m);
 
+/* The image config's rootfs.diff_ids (sha256 of each layer uncompressed),
+ * into out[0..n_layers-1]: there must be exactly one per layer. */
+enum kiln_rc oci_config_diff_ids(const char *body, size_t len, size_t n_layers, char (*out)[80],
+				 struct kiln_err *e);
+
 enum oci_auth_scheme { OCI_AUTH_NONE, OCI_AUTH_BEARER, OCI_AUTH_BASIC };
 
 struct oci_challenge {

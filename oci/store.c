@@ -172,6 +172,7 @@ static enum kiln_rc build(const struct dirs *d, struct oci_client *c, const stru
 {
 	char scratch[PATH_MAX], root[PATH_MAX], stage[PATH_MAX], path[PATH_MAX], final[PATH_MAX];
 	struct ext4img_stats xs;
+	char (*diff_ids)[80] = NULL;
 	char *config = NULL;
 	enum kiln_rc rc;
 	size_t i;
@@ -188,6 +189,14 @@ static enum kiln_rc build(const struct dirs *d, struct oci_client *c, const stru
 	rc = oci_get_blob_mem(c, &m->config, OCI_CONFIG_MAX_BYTES, &config, e);
 	if (rc != KILN_OK)
 		goto out;
+	diff_ids = calloc(m->n_layers + 1, sizeof(*diff_ids));
+	if (!diff_ids) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "image store: out of memory");
+		goto out;
+	}
+	rc = oci_config_diff_ids(config, m->config.size, m->n_layers, diff_ids, e);
+	if (rc != KILN_OK)
+		goto out;
 	for (i = 0; i < m->n_layers; i++) {
 		snprintf(path, sizeof(path), "%s/%s", d->blobs, m->layers[i].digest + 7);
 		if (access(path, F_OK) != 0) {
@@ -197,7 +206,7 @@ static enum kiln_rc build(const struct dirs *d, struct oci_client *c, const stru
 		} else {
 			utimensat(AT_FDCWD, path, NULL, 0); /* used: for the prune's blob sweep */
 		}
-		rc = oci_layer_apply(root, path, NULL, e);
+		rc = oci_layer_apply(root, path, diff_ids[i], NULL, e);
 		if (rc != KILN_OK)
 			goto out;
 	}
@@ -224,6 +233,7 @@ static enum kiln_rc build(const struct dirs *d, struct oci_client *c, const stru
 		goto out;
 	}
 out:
+	free(diff_ids);
 	free(config);
 	kiln_rm_rf(scratch);
 	return rc;

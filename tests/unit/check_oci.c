@@ -14,6 +14,7 @@
 #include <check.h>
 
 #include "lib/paths.h"
+#include "lib/sha256.h"
 #include "oci/layers.h"
 #include "oci/manifest.h"
 #include "oci/ref.h"
@@ -174,6 +175,19 @@ START_TEST(challenges)
 }
 END_TEST
 
+START_TEST(config_diff_ids)
+{
+	static const char cfg[] = "{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"" D1 "\",\"" D2 "\"]}}";
+	struct kiln_err e = { 0 };
+	char ids[2][80];
+
+	ck_assert_int_eq(oci_config_diff_ids(cfg, strlen(cfg), 2, ids, &e), KILN_OK);
+	ck_assert_str_eq(ids[1], D2);
+	ck_assert_int_eq(oci_config_diff_ids(cfg, strlen(cfg), 3, ids, &e), KILN_E_INVALID);
+	ck_assert_msg(strstr(e.msg, "2 entries for 3 layers"), "%s", e.msg);
+}
+END_TEST
+
 /* ---- layers ---------------------------------------------------------- */
 
 struct tent {
@@ -256,7 +270,7 @@ static enum kiln_rc apply(int filter, const struct tent *t, size_t n, struct kil
 	snprintf(layer, sizeof(layer), "%s/layer%d", tmp, seq++);
 	mk_layer(layer, filter, t, n);
 	mkdir(at(""), 0755);
-	return oci_layer_apply(at(""), layer, NULL, e);
+	return oci_layer_apply(at(""), layer, NULL, NULL, e);
 }
 
 static const char *slurp(const char *path)
@@ -451,8 +465,49 @@ START_TEST(layers_bad_stream)
 	ck_assert_int_eq(stat(layer, &st), 0);
 	ck_assert_int_eq(truncate(layer, st.st_size / 2), 0);
 	mkdir(at(""), 0755);
-	ck_assert_int_ne(oci_layer_apply(at(""), layer, NULL, &e), KILN_OK);
+	ck_assert_int_ne(oci_layer_apply(at(""), layer, NULL, NULL, &e), KILN_OK);
 	ck_assert(e.msg[0] && !strchr(e.msg, '\n'));
+}
+END_TEST
+
+/* Several gzip members, the diff_id checked, truncated zstd refused. */
+START_TEST(layers_streams_and_diff_ids)
+{
+	static const struct tent t[] = {
+		{ 'f', "one", "first file", 0 },
+		{ 'f', "two", "second file", 0 },
+	};
+	char plain[PATH_MAX], multi[PATH_MAX], zst[PATH_MAX], cmd[4 * PATH_MAX], id[80], hex[65];
+	struct kiln_err e = { 0 };
+	struct stat st;
+
+	snprintf(plain, sizeof(plain), "%s/plain.tar", tmp);
+	snprintf(multi, sizeof(multi), "%s/multi.tar.gz", tmp);
+	snprintf(zst, sizeof(zst), "%s/layer.tar.zst", tmp);
+	mk_layer(plain, 0, t, N(t));
+	ck_assert_int_eq(sha256_file_hex(plain, hex, NULL, &e), KILN_OK);
+	snprintf(id, sizeof(id), "sha256:%s", hex);
+	/* Two members: the first 1000 bytes, then the rest. */
+	snprintf(cmd, sizeof(cmd), "head -c 1000 %s | gzip -c >%s && tail -c +1001 %s | gzip -c >>%s", plain, multi,
+		 plain, multi);
+	ck_assert_int_eq(system(cmd), 0);
+	mkdir(at(""), 0755);
+	ck_assert_msg(oci_layer_apply(at(""), multi, id, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_str_eq(slurp(at("two")), "second file");
+	ck_assert_msg(oci_layer_apply(at(""), plain, id, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(oci_layer_apply(at(""), multi, D1, NULL, &e), KILN_E_INVALID);
+	ck_assert_msg(strstr(e.msg, "not the config's diff_id " D1), "%s", e.msg);
+	mk_layer(zst, 'z', t, N(t));
+	ck_assert_msg(oci_layer_apply(at(""), zst, id, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(stat(zst, &st), 0);
+	ck_assert_int_eq(truncate(zst, st.st_size - 3), 0);
+	ck_assert_int_ne(oci_layer_apply(at(""), zst, NULL, NULL, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "zstd"), "%s", e.msg);
+	/* Garbage after a gzip member is not a layer. */
+	snprintf(cmd, sizeof(cmd), "printf 'garbage!' >>%s", multi);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_ne(oci_layer_apply(at(""), multi, NULL, NULL, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "gzip"), "%s", e.msg);
 }
 END_TEST
 
@@ -541,6 +596,7 @@ static Suite *oci_suite(void)
 	tcase_add_test(t, index_picks_amd64);
 	tcase_add_test(t, manifest_types);
 	tcase_add_test(t, challenges);
+	tcase_add_test(t, config_diff_ids);
 	suite_add_tcase(s, t);
 	t = tcase_create("layers");
 	tcase_add_checked_fixture(t, setup, teardown);
@@ -548,6 +604,7 @@ static Suite *oci_suite(void)
 	tcase_add_test(t, layers_plain_tar_and_replace);
 	tcase_add_test(t, layers_hostile);
 	tcase_add_test(t, layers_bad_stream);
+	tcase_add_test(t, layers_streams_and_diff_ids);
 	suite_add_tcase(s, t);
 	t = tcase_create("store");
 	tcase_add_checked_fixture(t, setup, teardown);
