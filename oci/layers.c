@@ -663,6 +663,16 @@ enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const
 		rc = kiln_fail_errno(e, "layer %s: opening %s", layer_path, root_dir);
 		goto out;
 	}
+	r = open_in_root(a.root, "", O_PATH | O_DIRECTORY);
+	if (r < 0) {
+		rc = errno == ENOSYS || errno == EPERM
+			     ? kiln_fail(e, KILN_E_IO, "layer %s: openat2 is not available (Linux 5.6 or later, "
+						    "not blocked by seccomp): layers are only applied with it",
+					 layer_path)
+			     : kiln_fail_errno(e, "layer %s: opening %s", layer_path, root_dir);
+		goto out;
+	}
+	close(r);
 	if (src_open(s, layer_path) != 0) {
 		rc = kiln_fail_errno(e, "layer %s: opening", layer_path);
 		goto out;
