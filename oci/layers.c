@@ -345,28 +345,81 @@ static int remove_at(int dirfd, const char *name, int depth)
 	return rc;
 }
 
-/* The parent folder of clean path p, opened inside the root; its missing
- * folders are made (0755, root-owned, as tar does for implied folders). */
+/* The folder path (any string: the kernel resolves it, symlinks and ".."
+ * included, inside the root) opened O_PATH; missing folders are made
+ * (0755, as tar does for implied folders), also where a symlink on the way
+ * dangles: its target is made, inside the root, as containerd does. Only
+ * single names are ever created, each in a folder resolved inside the
+ * root. */
+static int ensure_dir(struct apply *a, const char *path, int depth)
+{
+	char head[PATH_MAX], last[NAME_MAX + 1], target[PATH_MAX], next[PATH_MAX];
+	const char *slash;
+	size_t n = strlen(path);
+	ssize_t tl;
+	int fd, pfd;
+
+	fd = open_in_root(a->root, path, O_PATH | O_DIRECTORY);
+	if (fd >= 0 || errno != ENOENT)
+		return fd;
+	if (depth > MAX_DEPTH) {
+		errno = ELOOP;
+		return -1;
+	}
+	while (n > 0 && path[n - 1] == '/')
+		n--;
+	slash = memrchr(path, '/', n);
+	snprintf(head, sizeof(head), "%.*s", slash ? (int)(slash - path) : 0, path);
+	if ((size_t)(n - (slash ? (size_t)(slash - path) + 1 : 0)) > NAME_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	snprintf(last, sizeof(last), "%.*s", (int)(n - (slash ? (size_t)(slash - path) + 1 : 0)), slash ? slash + 1 : path);
+	if (!last[0] || !strcmp(last, ".") || !strcmp(last, "..")) {
+		errno = ENOENT;
+		return -1;
+	}
+	pfd = ensure_dir(a, head, depth + 1);
+	if (pfd < 0)
+		return -1;
+	if (mkdirat(pfd, last, 0755) != 0) {
+		if (errno != EEXIST) {
+			close(pfd);
+			return -1;
+		}
+		/* There but not resolvable: a symlink whose target is missing. */
+		tl = readlinkat(pfd, last, target, sizeof(target) - 1);
+		close(pfd);
+		if (tl < 0) {
+			errno = ENOTDIR;
+			return -1;
+		}
+		target[tl] = '\0';
+		if (snprintf(next, sizeof(next), "%s%s%s", target[0] == '/' ? "" : head,
+			     target[0] == '/' || !head[0] ? "" : "/", target) >= (int)sizeof(next)) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		fd = ensure_dir(a, next, depth + 1);
+		if (fd < 0)
+			return -1;
+		close(fd);
+	} else {
+		close(pfd);
+	}
+	return open_in_root(a->root, path, O_PATH | O_DIRECTORY);
+}
+
+/* The parent folder of clean path p, made when missing (ensure_dir). */
 static int open_parent(struct apply *a, const char *p, int depth)
 {
 	char dir[PATH_MAX];
 	const char *slash = strrchr(p, '/');
-	int fd, pfd;
 
 	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - p) : 0, p);
-	fd = open_in_root(a->root, dir, O_PATH | O_DIRECTORY);
-	if (fd >= 0 || errno != ENOENT || !dir[0] || depth > MAX_DEPTH)
-		return fd;
-	pfd = open_parent(a, dir, depth + 1);
-	if (pfd < 0)
-		return -1;
-	slash = strrchr(dir, '/');
-	if (mkdirat(pfd, slash ? slash + 1 : dir, 0755) != 0 && errno != EEXIST) {
-		close(pfd);
-		return -1;
-	}
-	close(pfd);
-	return open_in_root(a->root, dir, O_PATH | O_DIRECTORY);
+	if (depth > MAX_DEPTH)
+		return open_in_root(a->root, dir, O_PATH | O_DIRECTORY);
+	return ensure_dir(a, dir, depth);
 }
 
 static enum kiln_rc whiteout(struct apply *a, const char *path, int pfd, const char *base, struct kiln_err *e)

@@ -417,6 +417,18 @@ START_TEST(layers_hostile)
 		ck_assert_int_eq(access("/tmp", F_OK), 0);
 		ck_assert_int_ne(access(at("tmp"), F_OK), 0);
 	}
+	/* A dangling symlinked parent: its target is made inside the root. */
+	{
+		static const struct tent t1[] = { { 'l', "dang", "/kiln-oci-made/by/link", 0 },
+						  { 'l', "rel", "../../kiln-oci-rel", 0 } };
+		static const struct tent t2[] = { { 'f', "dang/file", "d", 0 }, { 'f', "rel/sub/file", "r", 0 } };
+
+		ck_assert_msg(apply(0, t1, N(t1), &e) == KILN_OK, "%s", e.msg);
+		ck_assert_msg(apply(0, t2, N(t2), &e) == KILN_OK, "%s", e.msg);
+		ck_assert_str_eq(slurp(at("kiln-oci-made/by/link/file")), "d");
+		ck_assert_str_eq(slurp(at("kiln-oci-rel/sub/file")), "r");
+		ck_assert_int_ne(access("/kiln-oci-made", F_OK), 0);
+	}
 	/* Hard links out of the root: by '..', by an absolute host path (it
 	 * resolves inside, where there is nothing), through a symlink. */
 	{
