@@ -9,7 +9,9 @@
 # and skopeo from busybox-static:
 #   test/multi:1     two layers: a hard link, then a whiteout (OCI manifest)
 #   test/multi:v2s2  the same as a Docker v2 schema 2 manifest
+#   test/multi:zstd  the same with zstd layers
 #   test/arch:1      an OCI index: linux/arm64 first, then linux/amd64
+#   test/hostile:*   a symlinked parent into the host, a '..' name
 # and pulls them through tests/oci-driver, checking the ext4 images with
 # debugfs; then wrong credentials, an unknown tag, concurrent pulls of one
 # image, list and prune, and a tampered blob (a digest mismatch fails and
@@ -148,6 +150,51 @@ idx["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json",
 json.dump(idx, open(os.path.join(lay, "index.json"), "w"))
 EOP
 
+# Hostile layers, written with Python's tarfile into a layout of their own:
+# hostile:symlink  layer 1 "evil" -> this test's folder on the host,
+#                  layer 2 "evil/pwned" (must land inside the image);
+# hostile:dotdot   "../../escape" (must be refused).
+mkdir outside
+python3 - hostile "$w/outside" <<'EOP'
+import gzip, hashlib, io, json, os, sys, tarfile
+lay, outside = sys.argv[1], sys.argv[2]
+os.makedirs(os.path.join(lay, "blobs", "sha256"))
+open(os.path.join(lay, "oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
+def blob(data):
+    h = hashlib.sha256(data).hexdigest()
+    open(os.path.join(lay, "blobs", "sha256", h), "wb").write(data)
+    return "sha256:" + h
+def layer(entries):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, kind, arg in entries:
+            ti = tarfile.TarInfo(name)
+            if kind == "sym":
+                ti.type, ti.linkname = tarfile.SYMTYPE, arg
+                t.addfile(ti)
+            else:
+                ti.size = len(arg)
+                t.addfile(ti, io.BytesIO(arg))
+    tar = raw.getvalue()
+    gz = gzip.compress(tar)
+    return {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": blob(gz), "size": len(gz)}, \
+        "sha256:" + hashlib.sha256(tar).hexdigest()
+def image(tag, layers):
+    descs, ids = zip(*[layer(l) for l in layers])
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                      "rootfs": {"type": "layers", "diff_ids": list(ids)}}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(cfg),
+                                 "size": len(cfg)}, "layers": list(descs)}).encode()
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": blob(man), "size": len(man),
+            "annotations": {"org.opencontainers.image.ref.name": tag}}
+idx = {"schemaVersion": 2, "manifests": [
+    image("symlink", [[("evil", "sym", outside)], [("evil/pwned", "file", b"pwned\n")]]),
+    image("dotdot", [[("ok", "file", b"ok\n"), ("../../escape", "file", b"escaped\n")]]),
+]}
+json.dump(idx, open(os.path.join(lay, "index.json"), "w"))
+EOP
+
 push() {
 	skopeo copy -q --dest-creds tester:s3cret --dest-cert-dir "$w/certs" "$@" >/dev/null 2>>skopeo.log ||
 		{ cat skopeo.log; fail "skopeo copy $*"; }
@@ -156,6 +203,11 @@ push "oci:lay:multi" "docker://$reg/test/multi:1"
 push --format v2s2 "oci:lay:multi" "docker://$reg/test/multi:v2s2"
 push --all "oci:lay:arch" "docker://$reg/test/arch:1"
 push "oci:lay:amd64" "docker://$reg/test/tamper:1"
+push "oci:hostile:symlink" "docker://$reg/test/hostile:symlink"
+push "oci:hostile:dotdot" "docker://$reg/test/hostile:dotdot"
+skopeo copy -q --dest-compress --dest-compress-format zstd oci:lay:multi oci:layz:multi >/dev/null 2>>skopeo.log ||
+	{ cat skopeo.log; fail "skopeo copy to zstd"; }
+push "oci:layz:multi" "docker://$reg/test/multi:zstd"
 
 # --- pulls ---------------------------------------------------------------
 creds="-u tester -p s3cret -c $w/ca.crt"
@@ -184,6 +236,11 @@ pull "$st" "$reg/test/multi:v2s2" >p2.out 2>p2.err || { cat p2.err; fail "pull t
 in_img "$(rootfs_of p2.out)" 'cat /etc/new' | grep -qx new || fail "multi:v2s2: /etc/new is missing"
 echo "ok: multi:v2s2 (Docker schema 2)"
 
+pull "$st" "$reg/test/multi:zstd" >pz.out 2>pz.err || { cat pz.err; fail "pull test/multi:zstd"; }
+grep -q 'tar+zstd' "$(dirname "$(rootfs_of pz.out)")/manifest.json" || fail "multi:zstd: the layers are not zstd"
+in_img "$(rootfs_of pz.out)" 'cat /etc/new' | grep -qx new || fail "multi:zstd: /etc/new is missing"
+echo "ok: multi:zstd (zstd layers)"
+
 pull "$st" "$reg/test/arch:1" >p3.out 2>p3.err || { cat p3.err; fail "pull test/arch:1"; }
 in_img "$(rootfs_of p3.out)" 'cat /etc/arch' | grep -qx amd64 || fail "arch:1: not the amd64 manifest"
 "$driver" pull "$st" "$reg/test/arch:1" -a arm64 $creds >p4.out 2>p4.err || { cat p4.err; fail "pull arm64"; }
@@ -191,6 +248,17 @@ in_img "$(rootfs_of p4.out)" 'cat /etc/arch' | grep -qx arm64 || fail "arch:1 -a
 "$driver" pull "$st" "$reg/test/arch:1" -a s390x $creds >/dev/null 2>p5.err && fail "arch:1 -a s390x pulled"
 grep -q 'no linux/s390x manifest (it has: linux/arm64, linux/amd64)' p5.err || fail "s390x: $(cat p5.err)"
 echo "ok: arch:1 (OCI index, linux/amd64 picked)"
+
+pull "$st" "$reg/test/hostile:symlink" >h1.out 2>h1.err || fail "hostile:symlink: $(cat h1.err)"
+[ -e "$w/outside/pwned" ] && fail "hostile:symlink wrote through a symlink onto the host"
+in_img "$(rootfs_of h1.out)" "cat $w/outside/pwned" | grep -qx pwned ||
+	fail "hostile:symlink: evil/pwned is not inside the image"
+st4=$w/state4
+pull "$st4" "$reg/test/hostile:dotdot" >/dev/null 2>h2.err && fail "hostile:dotdot pulled"
+grep -q "entry '../../escape' climbs out of the root" h2.err || fail "hostile:dotdot: $(cat h2.err)"
+[ ! -e "$w/escape" ] && [ ! -e "$st4/escape" ] && [ ! -e "$st4/oci/escape" ] || fail "hostile:dotdot escaped"
+[ -z "$(ls -A "$st4/oci/images" "$st4/oci/tmp" | grep -v '^/\|^$')" ] || fail "hostile:dotdot left files"
+echo "ok: hostile layers (a symlinked parent stays inside, '..' is refused)"
 
 "$driver" pull "$w/st-bad" "$reg/test/multi:1" -u tester -p wrong -c "$w/ca.crt" >/dev/null 2>bad.err &&
 	fail "a pull with a wrong password succeeded"
@@ -218,8 +286,8 @@ wait "$c2" || fail "concurrent pull 2: $(cat c2.err)"
 echo "ok: concurrent pulls of one image"
 
 "$driver" list "$st" >list.out
-# multi:1 and multi:v2s2 are two manifests; arch:1 was pulled for two platforms.
-[ "$(wc -l <list.out)" = 4 ] || fail "list: $(cat list.out)"
+# multi:1, :v2s2, :zstd, hostile:symlink; arch:1 was pulled for two platforms.
+[ "$(wc -l <list.out)" = 6 ] || fail "list: $(cat list.out)"
 grep -q "^$reg/test/arch:1 sha256:" list.out || fail "list: no arch:1 in $(cat list.out)"
 "$driver" prune "$st" 0 >prune.out || fail "prune"
 [ -z "$("$driver" list "$st")" ] || fail "prune 0 left images"
