@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "lib/paths.h"
+#include "lib/sha256.h"
 #include "oci/layers.h"
 #include "oci/store.h"
 #include "workspace/ext4img.h"
@@ -18,7 +19,7 @@
 #define MAX_IMAGES 100000 /* the list's ceiling */
 
 struct dirs {
-	char oci[PATH_MAX], blobs[PATH_MAX], images[PATH_MAX], locks[PATH_MAX], tmp[PATH_MAX];
+	char oci[PATH_MAX], blobs[PATH_MAX], images[PATH_MAX], locks[PATH_MAX], tmp[PATH_MAX], refs[PATH_MAX];
 };
 
 static enum kiln_rc store_dirs(const char *state_dir, struct dirs *d, int create, struct kiln_err *e)
@@ -29,8 +30,9 @@ static enum kiln_rc store_dirs(const char *state_dir, struct dirs *d, int create
 	snprintf(d->images, sizeof(d->images), "%s/images", d->oci);
 	snprintf(d->locks, sizeof(d->locks), "%s/locks", d->oci);
 	snprintf(d->tmp, sizeof(d->tmp), "%s/tmp", d->oci);
+	snprintf(d->refs, sizeof(d->refs), "%s/refs", d->oci);
 	if (create && (kiln_mkdir_p(d->blobs) != 0 || kiln_mkdir_p(d->images) != 0 || kiln_mkdir_p(d->locks) != 0 ||
-		       kiln_mkdir_p(d->tmp) != 0))
+		       kiln_mkdir_p(d->tmp) != 0 || kiln_mkdir_p(d->refs) != 0))
 		return kiln_fail_errno(e, "image store: creating folders in %s", d->oci);
 	return KILN_OK;
 }
@@ -136,6 +138,18 @@ static int read_meta(const char *dir, struct oci_image *im)
 	snprintf(im->rootfs, sizeof(im->rootfs), "%s/rootfs.ext4", dir);
 	json_decref(j);
 	return im->digest[0] ? 0 : -1;
+}
+
+/* Where the store remembers which image ref named for os/arch. */
+static void ref_path(const struct dirs *d, const struct oci_ref *ref, const char *os, const char *arch, char *out,
+		     size_t size)
+{
+	char canon[OCI_REF_MAX + 64], key[OCI_REF_MAX + 200], hex[65];
+
+	oci_ref_str(ref, canon, sizeof(canon));
+	snprintf(key, sizeof(key), "%s %s/%s", canon, os ? os : "linux", arch ? arch : "amd64");
+	sha256_buf_hex(key, strlen(key), hex);
+	snprintf(out, size, "%s/%s", d->refs, hex);
 }
 
 /* Fetch the platform manifest for ref: through an index when there is one. */
@@ -292,6 +306,10 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 	if (rc != KILN_OK)
 		goto out;
 	snprintf(im.rootfs, sizeof(im.rootfs), "%s/rootfs.ext4", dir);
+	ref_path(&d, &ref, o ? o->os : NULL, o ? o->arch : NULL, path, sizeof(path));
+	rc = write_file(path, digest + 7, 64, e);
+	if (rc != KILN_OK)
+		goto out;
 	if (out)
 		*out = im;
 out:
@@ -301,6 +319,45 @@ out:
 	oci_manifest_free(&m);
 	free(body);
 	oci_client_free(c);
+	return rc;
+}
+
+enum kiln_rc oci_image_find(const char *state_dir, const char *reference, const char *os, const char *arch,
+			    struct oci_image *out, struct kiln_err *e)
+{
+	char path[PATH_MAX], dir[PATH_MAX], hex[65] = "", canon[OCI_REF_MAX + 64];
+	struct oci_image im;
+	struct oci_ref ref;
+	struct dirs d;
+	enum kiln_rc rc;
+	ssize_t n = -1;
+	int fd;
+
+	rc = oci_ref_parse(reference, &ref, e);
+	if (rc == KILN_OK)
+		rc = store_dirs(state_dir, &d, 0, e);
+	if (rc != KILN_OK)
+		return rc;
+	ref_path(&d, &ref, os, arch, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, hex, 64);
+		close(fd);
+	}
+	if (n != 64 && ref.digest[0])
+		snprintf(hex, sizeof(hex), "%s", ref.digest + 7); /* a platform manifest named by digest */
+	else if (n != 64)
+		hex[0] = '\0';
+	hex[64] = '\0';
+	snprintf(dir, sizeof(dir), "%s/%s", d.images, hex);
+	oci_ref_str(&ref, canon, sizeof(canon));
+	if (!hex[0] || strspn(hex, "0123456789abcdef") != 64 || read_meta(dir, &im) != 0)
+		return kiln_fail(e, KILN_E_NOTFOUND, "image %s (%s/%s) is not in the store", canon, os ? os : "linux",
+				 arch ? arch : "amd64");
+	im.last_used = time(NULL);
+	rc = write_meta(dir, &im, e);
+	if (rc == KILN_OK && out)
+		*out = im;
 	return rc;
 }
 
@@ -411,6 +468,34 @@ static void sweep_blobs(const struct dirs *d, uint64_t *freed)
 	json_decref(keep);
 }
 
+/* Forget references whose image is gone. */
+static void sweep_refs(const struct dirs *d)
+{
+	struct dirent *de;
+	DIR *dir = opendir(d->refs);
+
+	while (dir && (de = readdir(dir))) {
+		char p[PATH_MAX], img[PATH_MAX], hex[65] = "";
+		ssize_t n = -1;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", d->refs, de->d_name);
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			n = read(fd, hex, 64);
+			close(fd);
+		}
+		hex[n == 64 ? 64 : 0] = '\0';
+		snprintf(img, sizeof(img), "%s/%s", d->images, hex);
+		if (!hex[0] || access(img, F_OK) != 0)
+			unlink(p);
+	}
+	if (dir)
+		closedir(dir);
+}
+
 enum kiln_rc oci_images_prune(const char *state_dir, uint64_t cap_bytes, uint64_t *freed, struct kiln_err *e)
 {
 	struct oci_image *v = NULL;
@@ -453,6 +538,7 @@ enum kiln_rc oci_images_prune(const char *state_dir, uint64_t cap_bytes, uint64_
 		sweep_blobs(&d, &gone);
 		total = du(d.images) + du(d.blobs);
 	}
+	sweep_refs(&d);
 out:
 	if (freed)
 		*freed = gone;

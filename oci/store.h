@@ -6,6 +6,8 @@
  *       rootfs.ext4                the image's root filesystem, built once
  *       manifest.json config.json  as the registry served them
  *       image.json                 reference, digest, size, last used
+ *   STATE/oci/refs/HEX            reference + platform -> image HEX, as last
+ *                                 pulled (HEX: sha256 of "REF OS/ARCH")
  *   STATE/oci/locks/HEX.lock      one pull builds an image, others wait
  *   STATE/oci/store.lock          pulls share it, prune takes it alone
  *   STATE/oci/tmp/                scratch trees, removed on every exit
@@ -45,6 +47,13 @@ struct oci_image {
  * for the first. On failure nothing is added to the store. */
 enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct oci_pull_opts *o,
 		      struct oci_image *out, struct kiln_err *e);
+
+/* The image reference names for os/arch (NULL: linux/amd64) as last
+ * pulled into the store, without asking the registry (pull_policy
+ * if-not-present and never): KILN_E_NOTFOUND when it was never pulled or
+ * has been pruned. Found, it is marked used. */
+enum kiln_rc oci_image_find(const char *state_dir, const char *reference, const char *os, const char *arch,
+			    struct oci_image *out, struct kiln_err *e);
 
 /* The store's images, least recently used first, in a new array *out of *n
  * entries (free it). An empty or missing store is 0 entries. */

@@ -2,6 +2,7 @@
  *
  *   oci-driver pull STATE REF [-u USER -p PASS] [-c CAFILE] [-k] [-a ARCH]
  *       prints "digest DIGEST", "rootfs PATH", "size BYTES"
+ *   oci-driver find STATE REF [-a ARCH]   the same, from the store only
  *   oci-driver list STATE        one "REF DIGEST SIZE LAST_USED" a line
  *   oci-driver prune STATE CAP   prints "freed BYTES"
  * Exit 1 with "oci-driver: error: MSG" on failure. */
@@ -47,6 +48,14 @@ int main(int argc, char **argv)
 			}
 		}
 		if (oci_pull(argv[2], argv[3], &o, &im, &e) != KILN_OK)
+			return fail(&e);
+		printf("digest %s\nrootfs %s\nsize %llu\n", im.digest, im.rootfs, (unsigned long long)im.size);
+		return 0;
+	}
+	if (!strcmp(argv[1], "find") && argc >= 4) {
+		if (argc == 6 && !strcmp(argv[4], "-a"))
+			o.arch = argv[5];
+		if (oci_image_find(argv[2], argv[3], NULL, o.arch, &im, &e) != KILN_OK)
 			return fail(&e);
 		printf("digest %s\nrootfs %s\nsize %llu\n", im.digest, im.rootfs, (unsigned long long)im.size);
 		return 0;

@@ -230,7 +230,11 @@ in_img "$img" 'stat /bin/ls' | grep -q 'Type: symlink' || fail "multi:1: /bin/ls
 in_img "$img" 'stat /etc/keep' | grep -q 'Mode:  04755' || fail "multi:1: /etc/keep lost its mode"
 cmp -s /bin/busybox "$w/bb" 2>/dev/null || in_img "$img" "dump /bin/busybox $w/bb"
 cmp -s /bin/busybox "$w/bb" || fail "multi:1: /bin/busybox differs from the one pushed"
-echo "ok: multi:1 (OCI, 2 layers, whiteout, hard link)"
+"$driver" find "$st" "$reg/test/multi:1" >f1.out 2>f1.err || fail "find test/multi:1: $(cat f1.err)"
+cmp -s p1.out f1.out || fail "find test/multi:1: $(cat f1.out), not $(cat p1.out)"
+"$driver" find "$st" "$reg/test/multi:1" -a arm64 >/dev/null 2>f2.err && fail "find multi:1 for arm64 found it"
+grep -q "image $reg/test/multi:1 (linux/arm64) is not in the store" f2.err || fail "find arm64: $(cat f2.err)"
+echo "ok: multi:1 (OCI, 2 layers, whiteout, hard link), found in the store"
 
 pull "$st" "$reg/test/multi:v2s2" >p2.out 2>p2.err || { cat p2.err; fail "pull test/multi:v2s2"; }
 in_img "$(rootfs_of p2.out)" 'cat /etc/new' | grep -qx new || fail "multi:v2s2: /etc/new is missing"
@@ -292,6 +296,8 @@ grep -q "^$reg/test/arch:1 sha256:" list.out || fail "list: no arch:1 in $(cat l
 "$driver" prune "$st" 0 >prune.out || fail "prune"
 [ -z "$("$driver" list "$st")" ] || fail "prune 0 left images"
 [ -z "$(ls -A "$st/oci/blobs/sha256")" ] || fail "prune 0 left blobs"
+[ -z "$(ls -A "$st/oci/refs")" ] || fail "prune 0 left references"
+"$driver" find "$st" "$reg/test/multi:1" >/dev/null 2>&1 && fail "find after prune found test/multi:1"
 echo "ok: list and prune"
 
 # Token auth as Docker Hub does it, 429 with Retry-After, blobs redirected
