@@ -418,6 +418,16 @@ enum kiln_rc oci_get_manifest(struct oci_client *c, const char *reference, char 
 		goto out;
 	n = strcspn(r.content_type, "; \t");
 	snprintf(mt, 160, "%.*s", (int)n, r.content_type);
+	if (oci_mt_kind(mt) == OCI_KIND_UNKNOWN && (!mt[0] || !strcmp(mt, "application/json") ||
+						     !strcmp(mt, "application/octet-stream"))) {
+		/* Old registries and static mirrors send a generic type: the body's own decides. */
+		json_t *j = r.buf ? json_loadb(r.buf, r.len, 0, NULL) : NULL;
+		const char *own = json_string_value(json_object_get(j, "mediaType"));
+
+		if (own && oci_mt_kind(own) != OCI_KIND_UNKNOWN)
+			snprintf(mt, 160, "%s", own);
+		json_decref(j);
+	}
 	if (oci_mt_kind(mt) == OCI_KIND_UNKNOWN) {
 		rc = kiln_fail(e, KILN_E_INVALID, "registry: %s/%s:%s has media type '%s', which kiln does not know",
 			       c->ref.domain, c->ref.path, reference, mt[0] ? mt : "(none)");

@@ -2,7 +2,8 @@
 """A registry for tests/oci.sh's token-auth case, serving an OCI layout over
 plain http as Docker Hub behaves: every /v2/ request needs a bearer token
 from the realm (/token, basic credentials tester:s3cret), the first manifest
-request is answered 429 with Retry-After: 1, and blobs are 307 redirects to
+request is answered 429 with Retry-After: 1, tag "weird" has a media type
+kiln does not know, and blobs are 307 redirects to
 another host name (localhost) that refuses any Authorization header.
 
     oci-fake-registry.py LAYOUT PORTFILE LOGFILE
@@ -75,6 +76,8 @@ class H(http.server.BaseHTTPRequestHandler):
             state["429"] = 1
             return self.reply(429, b'{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
                               headers=[("Retry-After", "1")])
+        if ref == "weird":
+            return self.reply(200, b"{}", "application/vnd.example.thing+json")
         for m in index()["manifests"]:
             if m["digest"] == ref or m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref:
                 with open(os.path.join(layout, "blobs", "sha256", m["digest"][7:]), "rb") as f:

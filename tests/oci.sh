@@ -39,6 +39,8 @@ for tool in docker-registry:docker-registry skopeo:skopeo umoci:umoci htpasswd:a
 done
 [ -x /bin/busybox ] || skip "/bin/busybox is missing (apt-get install busybox-static)"
 [ -x "$driver" ] || skip "$driver is not built"
+# umoci unpacks with the images' owners, and hard links need them too.
+[ "$(id -u)" = 0 ] || skip "needs root (umoci unpack and repack keep the images' owners)"
 
 w=$(mktemp -d "${TMPDIR:-/tmp}/kiln-oci.XXXXXX")
 reg_pid=
@@ -321,7 +323,11 @@ grep -q 'cdn got an Authorization header' fake.log && fail "the token went to th
 "$driver" pull "$w/st-fake2" "$fake/test/multi:multi" -k >/dev/null 2>f2.err &&
 	fail "an anonymous pull from the token registry succeeded"
 grep -q 'token realm http://127.0.0.1:[0-9]*/token answered 401' f2.err || fail "anonymous: $(cat f2.err)"
-echo "ok: bearer token from the realm, 429 retried, redirect without the token"
+"$driver" pull "$w/st-fake" "$fake/test/multi:weird" -k -u tester -p s3cret >/dev/null 2>f3.err &&
+	fail "a manifest of an unknown media type pulled"
+grep -q "has media type 'application/vnd.example.thing+json', which kiln does not know" f3.err ||
+	fail "unknown media type: $(cat f3.err)"
+echo "ok: bearer token from the realm, 429 retried, redirect without the token, unknown media type"
 
 # A tampered blob: same size, one byte changed, in the registry's storage.
 man=$(python3 - lay <<'EOP'
