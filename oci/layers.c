@@ -19,6 +19,7 @@
 #include <zstd.h>
 
 #include "lib/paths.h"
+#include "lib/sha256.h"
 #include "oci/layers.h"
 
 #define WH ".wh."
@@ -702,7 +703,7 @@ enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const
 	struct archive *ar = NULL;
 	enum kiln_rc rc = KILN_OK;
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned ml = 0, k;
+	unsigned ml = 0;
 	char got[80];
 	size_t i;
 	ssize_t n;
@@ -766,8 +767,7 @@ enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const
 	}
 	EVP_DigestFinal_ex(s->md, md, &ml);
 	memcpy(got, "sha256:", 7);
-	for (k = 0; k < ml; k++)
-		sprintf(got + 7 + 2 * k, "%02x", md[k]);
+	sha256_hex(md, got + 7);
 	if (diff_id && strcmp(diff_id, got) != 0) {
 		rc = kiln_fail(e, KILN_E_INVALID, "layer %s: uncompressed it is %s, not the config's diff_id %s",
 			       layer_path, got, diff_id);

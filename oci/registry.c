@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "lib/paths.h"
+#include "lib/sha256.h"
 #include "oci/registry.h"
 
 #define ERR_BODY_MAX 4096
@@ -384,14 +385,6 @@ static enum kiln_rc fetch(struct oci_client *c, const char *url, const char *acc
 	return kiln_fail(e, KILN_E_IO, "registry: GET %s: %s", url, why);
 }
 
-static void hex(const unsigned char *d, unsigned n, char *out)
-{
-	unsigned i;
-
-	for (i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", d[i]);
-}
-
 static void digest_buf(const char *b, size_t n, char out[80])
 {
 	unsigned char d[EVP_MAX_MD_SIZE];
@@ -399,7 +392,7 @@ static void digest_buf(const char *b, size_t n, char out[80])
 
 	EVP_Digest(b, n, d, &dl, EVP_sha256(), NULL);
 	memcpy(out, "sha256:", 7);
-	hex(d, dl, out + 7);
+	sha256_hex(d, out + 7);
 }
 
 enum kiln_rc oci_get_manifest(struct oci_client *c, const char *reference, char **body, size_t *len,
@@ -506,7 +499,7 @@ enum kiln_rc oci_get_blob_file(struct oci_client *c, const struct oci_desc *d, c
 		goto out;
 	EVP_DigestFinal_ex(r.md, md, &ml);
 	memcpy(got, "sha256:", 7);
-	hex(md, ml, got + 7);
+	sha256_hex(md, got + 7);
 	if (r.written != d->size) {
 		rc = kiln_fail(e, KILN_E_INVALID, "registry: blob %s is truncated: %llu of %llu bytes", d->digest,
 			       (unsigned long long)r.written, (unsigned long long)d->size);
