@@ -14,8 +14,9 @@
 #   test/hostile:*   a symlinked parent into the host, a '..' name
 # and pulls them through tests/oci-driver, checking the ext4 images with
 # debugfs; then wrong credentials, an unknown tag, concurrent pulls of one
-# image, list and prune, and a tampered blob (a digest mismatch fails and
-# leaves nothing in the store). Everything it starts it stops.
+# image, list and prune, a fake token-auth registry (tests/oci-fake-registry.py),
+# and a tampered and a truncated blob (each fails and leaves nothing in the
+# store). Everything it starts it stops.
 set -eu
 
 : "${top_srcdir:?top_srcdir is not set (run from make check)}"
@@ -354,4 +355,25 @@ grep -q "blob sha256:$man arrived with digest sha256:" t.err || fail "tamper: $(
 [ -z "$(ls -A "$st3/oci/images" "$st3/oci/blobs/sha256" "$st3/oci/tmp" | grep -v '^/\|^$')" ] ||
 	fail "a failed pull left files: $(find "$st3/oci" -type f)"
 echo "ok: a tampered blob fails and leaves nothing"
+
+# A truncated blob: the registry serves fewer bytes than the manifest says.
+man=$(python3 - lay <<'EOP'
+import json, os, sys
+lay = sys.argv[1]
+idx = json.load(open(os.path.join(lay, "index.json")))
+m = [m for m in idx["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == "arm64"][0]
+mf = json.load(open(os.path.join(lay, "blobs", "sha256", m["digest"][7:])))
+print(mf["layers"][-1]["digest"][7:])
+EOP
+)
+data=$w/reg/docker/registry/v2/blobs/sha256/$(printf %s "$man" | cut -c1-2)/$man/data
+[ -f "$data" ] || fail "no blob $data in the registry's storage"
+size=$(stat -c %s "$data")
+truncate -s $((size / 2)) "$data"
+st5=$w/state5
+pull "$st5" "$reg/test/arch:1" -a arm64 >/dev/null 2>tr.err && fail "a truncated blob was accepted"
+grep -q "blob sha256:$man is truncated: $((size / 2)) of $size bytes" tr.err || fail "truncated: $(cat tr.err)"
+[ -z "$(ls -A "$st5/oci/images" "$st5/oci/blobs/sha256" "$st5/oci/tmp" | grep -v '^/\|^$')" ] ||
+	fail "a failed pull left files: $(find "$st5/oci" -type f)"
+echo "ok: a truncated blob fails and leaves nothing"
 exit 0
