@@ -31,6 +31,7 @@ struct oci_client {
 
 /* One request's reply: status, headers kiln reads, and the body's sink. */
 struct reply {
+	int head;       /* HEAD: headers only */
 	long status;
 	char content_type[160];
 	char digest[80];
@@ -222,6 +223,8 @@ static enum kiln_rc perform(struct oci_client *c, const char *url, const char *a
 	}
 	if (c->ca_file)
 		curl_easy_setopt(k, CURLOPT_CAINFO, c->ca_file);
+	if (r->head)
+		curl_easy_setopt(k, CURLOPT_NOBODY, 1L);
 	cc = curl_easy_perform(k);
 	if (cc != CURLE_OK) {
 		if (r->over)
@@ -439,6 +442,23 @@ enum kiln_rc oci_get_manifest(struct oci_client *c, const char *reference, char 
 	*len = r.len;
 	r.buf = NULL;
 out:
+	free(r.buf);
+	return rc;
+}
+
+enum kiln_rc oci_head_manifest(struct oci_client *c, const char *tag, char digest[80], struct kiln_err *e)
+{
+	struct reply r = { .fd = -1, .head = 1 };
+	char url[900];
+	enum kiln_rc rc;
+
+	digest[0] = '\0';
+	snprintf(url, sizeof(url), "%s/manifests/%s", c->base, tag);
+	rc = fetch(c, url, OCI_ACCEPT, &r, e);
+	if (rc == KILN_OK && !oci_digest_valid(r.digest))
+		rc = kiln_fail(e, KILN_E_NOTFOUND, "registry: HEAD %s: no Docker-Content-Digest", url);
+	if (rc == KILN_OK)
+		snprintf(digest, 80, "%s", r.digest);
 	free(r.buf);
 	return rc;
 }

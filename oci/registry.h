@@ -43,6 +43,11 @@ void oci_client_free(struct oci_client *c);
 enum kiln_rc oci_get_manifest(struct oci_client *c, const char *reference, char **body, size_t *len,
 			      char mt[160], char digest[80], struct kiln_err *e);
 
+/* HEAD the manifest tag names: its digest (Docker-Content-Digest) in
+ * digest, without a body. Registries that do not say are KILN_E_NOTFOUND
+ * (then GET it); Docker Hub does not count HEADs against pull limits. */
+enum kiln_rc oci_head_manifest(struct oci_client *c, const char *tag, char digest[80], struct kiln_err *e);
+
 /* GET blob d into a new buffer (configs: at most max bytes). Verified. */
 enum kiln_rc oci_get_blob_mem(struct oci_client *c, const struct oci_desc *d, size_t max, char **body,
 			      struct kiln_err *e);

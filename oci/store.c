@@ -152,14 +152,45 @@ static void ref_path(const struct dirs *d, const struct oci_ref *ref, const char
 	snprintf(out, size, "%s/%s", d->refs, hex);
 }
 
+/* A reference file: the image's hex and the hex of what the tag named
+ * (an index or the manifest itself). 0, or -1 when absent or malformed. */
+static int read_ref(const char *path, char image[65], char top[65])
+{
+	char buf[140];
+	ssize_t n = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+	}
+	if (n < 129 || buf[64] != ' ')
+		return -1;
+	memcpy(image, buf, 64);
+	memcpy(top, buf + 65, 64);
+	image[64] = top[64] = '\0';
+	return strspn(image, "0123456789abcdef") == 64 && strspn(top, "0123456789abcdef") == 64 ? 0 : -1;
+}
+
+static int lock_file_at(const char *locks, const char *hex)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%.64s.lock", locks, hex);
+	return lock_file(path, LOCK_EX);
+}
+
 /* Fetch the platform manifest for ref: through an index when there is one. */
 static enum kiln_rc resolve(struct oci_client *c, const struct oci_ref *ref, const struct oci_pull_opts *o,
-			    char **body, size_t *len, char mt[160], char digest[80], struct kiln_err *e)
+			    char **body, size_t *len, char mt[160], char digest[80], char top[80],
+			    struct kiln_err *e)
 {
 	struct oci_desc pick;
 	enum kiln_rc rc;
 
 	rc = oci_get_manifest(c, ref->digest[0] ? ref->digest : ref->tag, body, len, mt, digest, e);
+	if (rc == KILN_OK)
+		snprintf(top, 80, "%s", digest);
 	if (rc != KILN_OK || oci_mt_kind(mt) != OCI_KIND_INDEX)
 		return rc;
 	rc = oci_index_pick(*body, *len, mt, o && o->os ? o->os : "linux", o && o->arch ? o->arch : "amd64", &pick,
@@ -261,7 +292,8 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 	struct oci_image im, old;
 	struct oci_ref ref;
 	struct dirs d;
-	char mt[160], digest[80], path[PATH_MAX], dir[PATH_MAX], *body = NULL;
+	char mt[160], digest[80], top[80], path[PATH_MAX], dir[PATH_MAX], refp[PATH_MAX], *body = NULL;
+	char known[65], known_top[65], line[140];
 	int store_fd = -1, lock_fd = -1;
 	size_t len = 0;
 	enum kiln_rc rc;
@@ -280,16 +312,33 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 	rc = oci_client_new(&ref, o ? &o->reg : NULL, &c, e);
 	if (rc != KILN_OK)
 		goto out;
-	rc = resolve(c, &ref, o, &body, &len, mt, digest, e);
+	ref_path(&d, &ref, o ? o->os : NULL, o ? o->arch : NULL, refp, sizeof(refp));
+	if (!ref.digest[0] && read_ref(refp, known, known_top) == 0 &&
+	    oci_head_manifest(c, ref.tag, top, NULL) == KILN_OK && !strcmp(top + 7, known_top)) {
+		/* The tag still names what was pulled: no manifest GET. */
+		snprintf(dir, sizeof(dir), "%s/%s", d.images, known);
+		lock_fd = lock_file_at(d.locks, known);
+		if (lock_fd >= 0 && read_meta(dir, &old) == 0) {
+			old.last_used = time(NULL);
+			oci_ref_str(&ref, old.ref, sizeof(old.ref));
+			rc = write_meta(dir, &old, e);
+			if (rc == KILN_OK && out)
+				*out = old;
+			goto out;
+		}
+		if (lock_fd >= 0)
+			close(lock_fd);
+		lock_fd = -1;
+	}
+	rc = resolve(c, &ref, o, &body, &len, mt, digest, top, e);
 	if (rc != KILN_OK)
 		goto out;
 	rc = oci_manifest_parse(body, len, mt, &m, e);
 	if (rc != KILN_OK)
 		goto out;
-	snprintf(path, sizeof(path), "%s/%s.lock", d.locks, digest + 7);
-	lock_fd = lock_file(path, LOCK_EX);
+	lock_fd = lock_file_at(d.locks, digest + 7);
 	if (lock_fd < 0) {
-		rc = kiln_fail_errno(e, "image store: locking %s", path);
+		rc = kiln_fail_errno(e, "image store: locking the image %s", digest);
 		goto out;
 	}
 	snprintf(dir, sizeof(dir), "%s/%s", d.images, digest + 7);
@@ -306,8 +355,8 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 	if (rc != KILN_OK)
 		goto out;
 	snprintf(im.rootfs, sizeof(im.rootfs), "%s/rootfs.ext4", dir);
-	ref_path(&d, &ref, o ? o->os : NULL, o ? o->arch : NULL, path, sizeof(path));
-	rc = write_file(path, digest + 7, 64, e);
+	snprintf(line, sizeof(line), "%s %s\n", digest + 7, top + 7);
+	rc = write_file(refp, line, strlen(line), e);
 	if (rc != KILN_OK)
 		goto out;
 	if (out)

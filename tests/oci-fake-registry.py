@@ -8,7 +8,8 @@ another host name (localhost) that refuses any Authorization header.
 
     oci-fake-registry.py LAYOUT PORTFILE LOGFILE
 Writes the port it listens on to PORTFILE and one line per request to
-LOGFILE ("GET /path auth=<scheme or ->" and a note)."""
+LOGFILE ("GET /path auth=<scheme or ->" and a note). Manifests carry
+Docker-Content-Digest and answer HEAD."""
 import base64
 import http.server
 import json
@@ -41,11 +42,15 @@ class H(http.server.BaseHTTPRequestHandler):
         for k, v in headers:
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self.do_GET()
 
     def do_GET(self):
         auth = self.headers.get("Authorization", "")
-        log("GET %s auth=%s" % (self.path, auth.split(" ")[0] if auth else "-"))
+        log("%s %s auth=%s" % (self.command, self.path, auth.split(" ")[0] if auth else "-"))
         port = self.server.server_address[1]
         if self.path.startswith("/token?"):
             want = "Basic " + base64.b64encode(b"tester:s3cret").decode()
@@ -81,7 +86,7 @@ class H(http.server.BaseHTTPRequestHandler):
         for m in index()["manifests"]:
             if m["digest"] == ref or m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref:
                 with open(os.path.join(layout, "blobs", "sha256", m["digest"][7:]), "rb") as f:
-                    return self.reply(200, f.read(), m["mediaType"])
+                    return self.reply(200, f.read(), m["mediaType"], [("Docker-Content-Digest", m["digest"])])
         return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}')
 
 

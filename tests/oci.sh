@@ -321,6 +321,13 @@ grep -q '^GET /cdn/.* auth=-$' fake.log || fail "no blob from the redirect targe
 grep -q 'cdn got an Authorization header' fake.log && fail "the token went to the redirect target"
 [ "$(grep -c '^GET /v2/test/multi/manifests/multi auth=Bearer' fake.log)" = 2 ] ||
 	fail "the 429 was not retried: $(cat fake.log)"
+# Pulled again: a HEAD says the tag has not moved, no manifest GET.
+"$driver" pull "$w/st-fake" "$fake/test/multi:multi" -k -u tester -p s3cret >f4.out 2>f4.err ||
+	fail "token-auth pull again: $(cat f4.err)"
+cmp -s f.out f4.out || fail "pulled again: $(cat f4.out), not $(cat f.out)"
+grep -q '^HEAD /v2/test/multi/manifests/multi auth=Bearer$' fake.log || fail "no HEAD: $(cat fake.log)"
+[ "$(grep -c '^GET /v2/test/multi/manifests/multi auth=Bearer' fake.log)" = 2 ] ||
+	fail "pulled again with a manifest GET: $(cat fake.log)"
 "$driver" pull "$w/st-fake2" "$fake/test/multi:multi" -k >/dev/null 2>f2.err &&
 	fail "an anonymous pull from the token registry succeeded"
 grep -q 'token realm http://127.0.0.1:[0-9]*/token answered 401' f2.err || fail "anonymous: $(cat f2.err)"
@@ -328,7 +335,7 @@ grep -q 'token realm http://127.0.0.1:[0-9]*/token answered 401' f2.err || fail 
 	fail "a manifest of an unknown media type pulled"
 grep -q "has media type 'application/vnd.example.thing+json', which kiln does not know" f3.err ||
 	fail "unknown media type: $(cat f3.err)"
-echo "ok: bearer token from the realm, 429 retried, redirect without the token, unknown media type"
+echo "ok: bearer token from the realm, 429 retried, redirect without the token, HEAD when pulled again, unknown media type"
 
 # A tampered blob: same size, one byte changed, in the registry's storage.
 man=$(python3 - lay <<'EOP'
