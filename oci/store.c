@@ -87,10 +87,18 @@ static enum kiln_rc write_file(const char *path, const char *data, size_t n, str
 	char tmp[PATH_MAX];
 	int fd;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
+	/* A name of its own: writers of one file (a reference, a last-used
+	 * time) may race, and the last rename wins whole. */
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+		return kiln_fail(e, KILN_E_LIMIT, "image store: path %s is too long", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0 || fchmod(fd, 0644) != 0) {
+		if (fd >= 0) {
+			close(fd);
+			unlink(tmp);
+		}
 		return kiln_fail_errno(e, "image store: creating %s", tmp);
+	}
 	if (kiln_write_all(fd, data, n) != 0 || fsync(fd) != 0) {
 		close(fd);
 		unlink(tmp);
