@@ -103,6 +103,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 		r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		r->content_type[0] = r->digest[0] = r->www_auth[0] = '\0';
 		r->retry_after = -1;
+		/* A redirect's own body is not part of what follows it. */
+		r->len = 0;
+		r->over = 0;
+		if (r->buf)
+			r->buf[0] = '\0';
 	} else if (!strncasecmp(line, "Content-Type:", 13)) {
 		snprintf(r->content_type, sizeof(r->content_type), "%s", line + 13 + strspn(line + 13, " \t"));
 	} else if (!strncasecmp(line, "Docker-Content-Digest:", 22)) {
