@@ -605,7 +605,7 @@ static enum kiln_rc entry(struct apply *a, struct archive *ar, struct archive_en
 		}
 		tb = strrchr(target, '/');
 		tb = tb ? tb + 1 : target;
-		tfd = open_parent(a, target, 0);
+		tfd = open_parent(a, target, MAX_DEPTH + 1); /* resolve only: make nothing for a link */
 		if (tfd < 0) {
 			rc = kiln_fail_errno(e, "layer %s: hard link %s -> %s", a->layer, path, target);
 			goto out;
