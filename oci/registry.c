@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,13 @@ struct reply {
 	int werr;
 };
 
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT); /* reference-counted: the GitLab client's own call is harmless */
+}
+
 static char *xstrdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -56,8 +64,10 @@ static char *xstrdup(const char *s)
 enum kiln_rc oci_client_new(const struct oci_ref *ref, const struct oci_registry_opts *opts,
 			    struct oci_client **out, struct kiln_err *e)
 {
-	struct oci_client *c = calloc(1, sizeof(*c));
+	struct oci_client *c;
 
+	pthread_once(&curl_once, curl_init_once);
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return kiln_fail(e, KILN_E_NOMEM, "registry client: out of memory");
 	c->ref = *ref;

@@ -30,7 +30,8 @@ struct oci_registry_opts {
 
 struct oci_client;
 
-/* A client for ref's registry and repository; opts' strings are copied. */
+/* A client for ref's registry and repository; opts' strings are copied.
+ * The first call initialises libcurl. One client serves one thread. */
 enum kiln_rc oci_client_new(const struct oci_ref *ref, const struct oci_registry_opts *opts,
 			    struct oci_client **out, struct kiln_err *e);
 void oci_client_free(struct oci_client *c);

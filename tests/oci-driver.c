@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "oci/store.h"
 
 static int fail(const struct kiln_err *e)
@@ -34,7 +32,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: oci-driver pull|list|prune STATE ...\n");
 		return 2;
 	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!strcmp(argv[1], "pull") && argc >= 4) {
 		optind = 4;
 		while ((c = getopt(argc, argv, "u:p:c:ka:")) != -1) {
