@@ -456,10 +456,14 @@ START_TEST(layers_hostile)
 	{
 		static const struct tent t1[] = { { 'd', "dir", NULL, 0755 }, { 'h', "dl", "dir", 0 } };
 		static const struct tent t2[] = { { 'f', ".wh.", "", 0 } };
+		static const struct tent t4[] = { { 'd', "w", NULL, 0755 }, { 'f', "w/.wh...", "", 0 } };
 		static const struct tent t3[] = { { 'f', "/.", "", 0 } };
 
 		ck_assert_int_eq(apply(0, t1, N(t1), &e), KILN_E_INVALID);
 		ck_assert_int_eq(apply(0, t2, 1, &e), KILN_E_INVALID);
+		ck_assert_int_eq(apply(0, t4, N(t4), &e), KILN_E_INVALID);
+		ck_assert_msg(strstr(e.msg, "names no file"), "%s", e.msg);
+		ck_assert_int_eq(access(at("evil"), F_OK), 0);
 		ck_assert_int_eq(apply(0, t3, 1, &e), KILN_E_INVALID);
 	}
 }
