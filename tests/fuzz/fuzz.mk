@@ -28,9 +28,9 @@ virtio_blk_SRCS = $(FGUEST)
 virtio_net_SRCS = $(FGUEST)
 virtio_rng_SRCS = $(FGUEST)
 virtio_vsock_SRCS = $(FGUEST)
-agentproto_SRCS = agent/proto.c job/agentmsg.c
+agentproto_SRCS = agent/proto.c job/agentmsg.c lib/vec.c
 payload_SRCS = job/payload.c lib/result.c
-mask_SRCS = gitlab/mask.c lib/result.c
+mask_SRCS = gitlab/mask.c lib/result.c lib/vec.c
 zip_SRCS = workspace/zip.c workspace/fstree.c lib/paths.c lib/result.c
 ciconfig_SRCS = localci/config.c localci/yaml.c localci/rules.c localci/variables.c \
 	lib/varexpand.c localci/pipeline.c lib/paths.c lib/result.c
