@@ -38,6 +38,7 @@
 #define CIRULES_MAX_DEPTH 64         /* nested parentheses */
 #define CIRULES_MAX_PATTERN 1024     /* bytes of one exists: pattern */
 #define CIRULES_EXISTS_MAX_FILES 10000 /* GitLab's cap: past it, exists holds */
+#define CIRULES_EXISTS_MAX_DEPTH 64    /* folders deeper down are not looked into */
 
 /* The value of variable name (already expanded), or NULL when undefined. */
 typedef const char *(*cirules_lookup_fn)(void *arg, const char *name);
