@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/vec.h"
+
 #define MAX_NESTED_LISTS 10
 #define MAX_WARNINGS 2000
+#define MAX_LIST_ITEMS 1000000 /* nodes one list collects: past every item limit of its callers */
 
 static const char *const default_supported[] = {
 	"image", "before_script", "after_script", "timeout", "artifacts", NULL,
@@ -112,7 +115,7 @@ struct ctx {
 	size_t n_defs;
 	struct pipeline_job *jobs; /* malloc'd while building */
 	size_t *job_def;
-	size_t n_jobs, cap_jobs;
+	size_t n_jobs, cap_jobs, cap_job_def;
 };
 
 static void warn_msg(struct ctx *c, const char *msg)
@@ -123,16 +126,8 @@ static void warn_msg(struct ctx *c, const char *msg)
 		if (!strcmp(c->warned[i], msg))
 			return;
 	if (c->n_warned < MAX_WARNINGS) {
-		if (c->n_warned == c->cap_warned) {
-			size_t cap = c->cap_warned ? c->cap_warned * 2 : 32;
-			char **bigger = realloc(c->warned, cap * sizeof(*bigger));
-
-			if (bigger) {
-				c->warned = bigger;
-				c->cap_warned = cap;
-			}
-		}
-		if (c->n_warned < c->cap_warned && (c->warned[c->n_warned] = strdup(msg)))
+		if (!VEC_GROW(c->warned, c->cap_warned, c->n_warned, 1, MAX_WARNINGS) &&
+		    (c->warned[c->n_warned] = strdup(msg)))
 			c->n_warned++;
 	}
 	if (c->o->warn)
@@ -177,15 +172,8 @@ static enum kiln_rc nomem(struct ctx *c)
 
 static int vec_push(struct vec *v, void *p)
 {
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 16;
-		void **bigger = realloc(v->v, cap * sizeof(*bigger));
-
-		if (!bigger)
-			return -1;
-		v->v = bigger;
-		v->cap = cap;
-	}
+	if (VEC_GROW(v->v, v->cap, v->n, 1, MAX_LIST_ITEMS))
+		return -1;
 	v->v[v->n++] = p;
 	return 0;
 }
@@ -1324,20 +1312,9 @@ static enum kiln_rc add_instance(struct ctx *c, size_t di, const char *name, int
 
 	if (c->n_jobs >= PIPELINE_MAX_JOBS)
 		return failf(c, d->knode, KILN_E_LIMIT, "more than %d jobs", PIPELINE_MAX_JOBS);
-	if (c->n_jobs == c->cap_jobs) {
-		size_t cap = c->cap_jobs ? c->cap_jobs * 2 : 32;
-		struct pipeline_job *bigger = realloc(c->jobs, cap * sizeof(*bigger));
-		size_t *bigger_def;
-
-		if (!bigger)
-			return kiln_fail(c->e, KILN_E_NOMEM, "out of memory");
-		c->jobs = bigger;
-		bigger_def = realloc(c->job_def, cap * sizeof(*bigger_def));
-		if (!bigger_def)
-			return kiln_fail(c->e, KILN_E_NOMEM, "out of memory");
-		c->job_def = bigger_def;
-		c->cap_jobs = cap;
-	}
+	if (VEC_GROW(c->jobs, c->cap_jobs, c->n_jobs, 1, PIPELINE_MAX_JOBS) ||
+	    VEC_GROW(c->job_def, c->cap_job_def, c->n_jobs, 1, PIPELINE_MAX_JOBS))
+		return kiln_fail(c->e, KILN_E_NOMEM, "out of memory");
 	j = &c->jobs[c->n_jobs];
 	memset(j, 0, sizeof(*j));
 	j->name = name;
