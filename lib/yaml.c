@@ -1,4 +1,4 @@
-#include "localci/yaml.h"
+#include "lib/yaml.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -31,7 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "localci/yaml.h"
+#include "lib/yaml.h"
 #include "lib/result.h"
 
 #define CIRULES_MAX_EXPR 4096        /* bytes of one if: expression */
