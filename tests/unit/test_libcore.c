@@ -1,5 +1,5 @@
 /* lib/'s primitives written once: the growable array, the doublestar
- * glob, the tree walk and the $VAR expander. */
+ * glob, the tree walk, the $VAR expander and the YAML tree's readings. */
 #include <check.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "lib/treewalk.h"
 #include "lib/varexpand.h"
 #include "lib/vec.h"
+#include "lib/yaml.h"
 #include "tests/unit/suites.h"
 
 START_TEST(vec_grows_to_its_ceiling)
@@ -221,6 +222,33 @@ START_TEST(varexpand_flags)
 }
 END_TEST
 
+/* The configuration's reading of the YAML tree: pairs as written. */
+START_TEST(yaml_as_written)
+{
+	static const char text[] = "a: 1\nb: ~\na: 2\n<<: {c: 3}\n";
+	struct cy_arena *a = cy_arena_new();
+	struct kiln_err e = { 0 };
+	struct cy_node *root;
+
+	ck_assert_int_eq(cy_parse_flags(a, "t.yml", text, sizeof(text) - 1, CY_AS_WRITTEN, &root, NULL, NULL, &e),
+			 KILN_OK);
+	ck_assert_int_eq(root->kind, CY_MAP);
+	ck_assert_uint_eq(root->n, 4);
+	ck_assert_str_eq(root->pairs[2].key, "a");
+	ck_assert_uint_eq(root->pairs[2].knode->line, 3);
+	ck_assert_int_eq(root->pairs[1].value->kind, CY_NULL);
+	ck_assert_str_eq(root->pairs[1].value->str, "~");
+	ck_assert_str_eq(root->pairs[3].key, "<<");
+
+	/* The pipeline's reading: the later value wins, the merge applies. */
+	ck_assert_int_eq(cy_parse(a, "t.yml", text, sizeof(text) - 1, &root, NULL, NULL, &e), KILN_OK);
+	ck_assert_uint_eq(root->n, 3);
+	ck_assert_str_eq(cy_get(root, "a")->str, "2");
+	ck_assert_str_eq(cy_get(root, "c")->str, "3");
+	cy_arena_free(&a);
+}
+END_TEST
+
 Suite *libcore_suite(void)
 {
 	Suite *s = suite_create("libcore");
@@ -234,6 +262,7 @@ Suite *libcore_suite(void)
 	tcase_add_test(tc, treewalk_bounded_and_skipping);
 	tcase_add_test(tc, varexpand_runner_reading);
 	tcase_add_test(tc, varexpand_flags);
+	tcase_add_test(tc, yaml_as_written);
 	suite_add_tcase(s, tc);
 	return s;
 }
