@@ -101,32 +101,29 @@ enum kiln_rc var_expand_into(const char *s, unsigned flags, var_lookup_n_fn look
 	return o.rc;
 }
 
-struct short_names {
-	var_lookup_fn lookup;
-	void *arg;
-};
-
-static const char *short_name(void *arg, const char *name, size_t len)
+const char *var_by_name(void *arg, const char *name, size_t len)
 {
-	const struct short_names *sn = arg;
+	const struct var_names *vn = arg;
 	char buf[256];
 
 	if (len >= sizeof(buf))
 		return var_as_written;
+	if (!vn->lookup)
+		return NULL;
 	memcpy(buf, name, len);
 	buf[len] = '\0';
-	return sn->lookup(sn->arg, buf);
+	return vn->lookup(vn->arg, buf);
 }
 
 void var_expand(const char *s, var_lookup_fn lookup, void *arg, char *out, size_t size)
 {
-	struct short_names sn = { lookup, arg };
+	struct var_names vn = { lookup, arg };
 	char *p = NULL;
 	size_t len = 0, cap = 0;
 
 	if (!size)
 		return;
-	var_expand_into(s, VAR_DIGIT_FIRST, short_name, &sn, &p, &len, &cap, size);
+	var_expand_into(s, VAR_DIGIT_FIRST, var_by_name, &vn, &p, &len, &cap, size);
 	memcpy(out, p ? p : "", len + 1);
 	free(p);
 }

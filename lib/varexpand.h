@@ -28,6 +28,15 @@ enum kiln_rc var_expand_into(const char *s, unsigned flags, var_lookup_n_fn look
 /* The value of name, or NULL when it is undefined (expands to nothing). */
 typedef const char *(*var_lookup_fn)(void *arg, const char *name);
 
+/* For var_expand_into with a var_lookup_fn: pass var_by_name as lookup
+ * and a struct var_names as arg. A name of 256 bytes or more is left as
+ * written; lookup may be NULL (nothing is defined). */
+struct var_names {
+	var_lookup_fn lookup;
+	void *arg;
+};
+const char *var_by_name(void *arg, const char *name, size_t len);
+
 /* Expand s into out (always NUL-terminated, cut at size - 1 bytes), the
  * runner's reading for artifact paths and names: names may start with a
  * digit and are at most 255 bytes (a longer one is kept as written), an

@@ -731,30 +731,16 @@ static void warn_node(const struct cirules_env *env, const struct cy_node *n, co
 	env->warn(env->warn_arg, msg);
 }
 
-struct pattern_vars {
-	cirules_lookup_fn lookup;
-	void *arg;
-};
-
-static const char *pattern_var(void *arg, const char *name, size_t len)
-{
-	const struct pattern_vars *pv = arg;
-	char key[256];
-
-	snprintf(key, sizeof(key), "%.*s", (int)len, name);
-	return pv->lookup ? pv->lookup(pv->arg, key) : NULL;
-}
-
 /* s with $VAR and ${VAR} of defined variables replaced and the others
  * kept, into out (size outsz); -1 when it does not fit. */
 static int expand_pattern(const char *s, cirules_lookup_fn lookup, void *arg, char *out, size_t outsz)
 {
-	struct pattern_vars pv = { lookup, arg };
+	struct var_names vn = { lookup, arg };
 	char *p = NULL;
 	size_t len = 0, cap = 0;
 	enum kiln_rc rc;
 
-	rc = var_expand_into(s, VAR_KEEP_UNDEFINED | VAR_NO_ESCAPE | VAR_DIGIT_FIRST, pattern_var, &pv, &p, &len,
+	rc = var_expand_into(s, VAR_KEEP_UNDEFINED | VAR_NO_ESCAPE | VAR_DIGIT_FIRST, var_by_name, &vn, &p, &len,
 			     &cap, outsz);
 	if (!rc)
 		memcpy(out, p, len + 1);
