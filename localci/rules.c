@@ -1,7 +1,6 @@
 #include "localci/rules.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
