@@ -6,6 +6,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "lib/vec.h"
+
 void ap_reader_init(struct ap_reader *r)
 {
 	memset(r, 0, sizeof(*r));
@@ -29,20 +31,13 @@ static void consume(struct ap_reader *r)
 int ap_reader_feed(struct ap_reader *r, const void *data, size_t n)
 {
 	consume(r);
-	if (r->len + n > r->cap) {
-		/* Grow geometrically; callers feed at most a read()'s worth at a
-		 * time, and frames are checked against AP_MAX_PAYLOAD as soon as
-		 * their header is in, so this stays bounded. */
-		size_t cap = r->cap ? r->cap : 4096;
-		uint8_t *nb;
-
-		while (cap < r->len + n)
-			cap *= 2;
-		nb = realloc(r->buf, cap);
-		if (!nb)
-			return -ENOMEM;
-		r->buf = nb;
-		r->cap = cap;
+	switch (VEC_GROW(r->buf, r->cap, r->len, n, AP_READER_MAX)) {
+	case KILN_OK:
+		break;
+	case KILN_E_LIMIT:
+		return -EMSGSIZE;
+	default:
+		return -ENOMEM;
 	}
 	memcpy(r->buf + r->len, data, n);
 	r->len += n;

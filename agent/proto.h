@@ -11,6 +11,9 @@
 #define AP_VERSION 1
 #define AP_HEADER_SIZE 8
 #define AP_MAX_PAYLOAD (1u << 20)   /* a larger frame is a protocol error */
+/* A reader holds a frame being read plus what its caller fed before taking
+ * the complete frames out (a read()'s worth at a time). */
+#define AP_READER_MAX (16u << 20)
 #define AP_VSOCK_PORT 1024          /* the agent connects to host CID 2 on this port */
 #define AP_FEATURE_SHELL "shell"    /* in HELLO's features: it holds failed jobs for a shell */
 /* In HELLO's features: it mounts a workspace filled in after boot
@@ -31,7 +34,7 @@ enum ap_type {
 };
 
 /* Accumulates stream bytes and cuts them into frames; its buffer never
- * grows past one header plus AP_MAX_PAYLOAD. */
+ * grows past AP_READER_MAX. */
 struct ap_reader {
 	uint8_t *buf;
 	size_t len;   /* bytes held */
@@ -42,7 +45,8 @@ struct ap_reader {
 void ap_reader_init(struct ap_reader *r);
 void ap_reader_free(struct ap_reader *r);
 
-/* Append n bytes read from the stream. 0, or -ENOMEM. */
+/* Append n bytes read from the stream. 0, -EMSGSIZE past AP_READER_MAX, or
+ * -ENOMEM. */
 int ap_reader_feed(struct ap_reader *r, const void *data, size_t n);
 
 /* The next complete frame: returns 1 with *type, *payload and *len set (the

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/vec.h"
+
 /* Bold green, then reset: the exact sequences gitlab-runner emits, written
  * as printf(1) octal escapes so both bash and a busybox sh expand them. */
 #define ECHO_FMT "printf '\\033[32;1m$ %s\\033[0;m\\n' "
@@ -24,21 +26,9 @@ static void put(struct sbuf *b, const char *s, size_t n)
 		b->err = -E2BIG;
 		return;
 	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *np;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if (cap > SCRIPT_MAX)
-			cap = SCRIPT_MAX;
-		np = realloc(b->p, cap);
-		if (!np) {
-			b->err = -ENOMEM;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
+	if (VEC_GROW(b->p, b->cap, b->len, n + 1, SCRIPT_MAX)) {
+		b->err = -ENOMEM;
+		return;
 	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;

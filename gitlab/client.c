@@ -18,6 +18,7 @@
 #include "lib/log.h"
 #include "gitlab/metrics.h"
 #include "job/payload.h"
+#include "lib/vec.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
@@ -133,17 +134,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 		x->over = true;
 		return 0;
 	}
-	if (x->r->len + n + 1 > x->cap) {
-		size_t cap = x->cap ? x->cap : 4096;
-		char *p;
-
-		while (cap < x->r->len + n + 1)
-			cap *= 2;
-		if (!(p = realloc(x->r->body, cap)))
-			return 0;
-		x->r->body = p;
-		x->cap = cap;
-	}
+	if (VEC_GROW(x->r->body, x->cap, x->r->len, n + 1, x->max + 1))
+		return 0;
 	memcpy(x->r->body + x->r->len, data, n);
 	x->r->len += n;
 	x->r->body[x->r->len] = '\0';

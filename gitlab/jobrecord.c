@@ -12,8 +12,10 @@
 
 #include "lib/log.h"
 #include "lib/paths.h"
+#include "lib/vec.h"
 
 #define SCRUB_MAX_SECRETS 256
+#define JOBREC_MAX_RUNNING 65536 /* journal entries read at start-up */
 
 struct secrets {
 	const char *v[SCRUB_MAX_SECRETS];
@@ -222,7 +224,7 @@ size_t jobrec_prune_payloads(const char *state_dir, size_t keep)
 	/* The listing has a ceiling; what lies past it goes on a later call. */
 	enum { MAX_LISTED = 1 << 20 };
 	char dir[PATH_MAX], path[PATH_MAX + 32];
-	long long *ids = NULL, *grown;
+	long long *ids = NULL;
 	size_t n = 0, cap = 0, removed = 0, i;
 	struct dirent *de;
 	DIR *d;
@@ -236,12 +238,8 @@ size_t jobrec_prune_payloads(const char *state_dir, size_t keep)
 
 		if (end == de->d_name || strcmp(end, ".json") || id <= 0)
 			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 256;
-			if (!(grown = realloc(ids, cap * sizeof(*ids))))
-				break;
-			ids = grown;
-		}
+		if (VEC_GROW(ids, cap, n, 1, MAX_LISTED))
+			break;
 		ids[n++] = id;
 	}
 	closedir(d);
@@ -341,6 +339,7 @@ enum kiln_rc jobrec_journal_orphans(const char *state_dir, struct jobrec_running
 {
 	char dir[PATH_MAX], path[PATH_MAX + 300];
 	struct jobrec_running *list = NULL;
+	enum kiln_rc rc;
 	size_t cap = 0;
 	struct dirent *de;
 	DIR *d;
@@ -388,15 +387,12 @@ enum kiln_rc jobrec_journal_orphans(const char *state_dir, struct jobrec_running
 		/* Still running in a live kiln (the same process, not a reused pid)? */
 		if (r.pid > 0 && (kill(r.pid, 0) == 0 || errno == EPERM) && proc_start(r.pid) == r.pid_start)
 			continue;
-		if (*n == cap) {
-			struct jobrec_running *p = realloc(list, (cap ? cap * 2 : 8) * sizeof(*p));
-			if (!p) {
-				closedir(d);
-				free(list);
-				return kiln_fail(e, KILN_E_NOMEM, "out of memory");
-			}
-			list = p;
-			cap = cap ? cap * 2 : 8;
+		if ((rc = VEC_GROW(list, cap, *n, 1, JOBREC_MAX_RUNNING))) {
+			closedir(d);
+			free(list);
+			*n = 0;
+			return rc == KILN_E_LIMIT ? kiln_fail(e, rc, "%s: more than %d journal entries", dir, JOBREC_MAX_RUNNING)
+						  : kiln_fail(e, rc, "out of memory");
 		}
 		list[(*n)++] = r;
 	}

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/vec.h"
+
 static bool token_char(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
@@ -81,18 +83,9 @@ enum kiln_rc mask_add_secret(struct mask *m, const char *value, struct kiln_err 
 			return KILN_OK;
 	if (m->n_secrets >= MASK_MAX_SECRETS)
 		return kiln_fail(e, KILN_E_LIMIT, "masking: more than %d masked values", MASK_MAX_SECRETS);
-	if (!(m->n_secrets & (m->n_secrets + 1))) { /* grow at 0, 1, 3, 7, ...: capacity 2^k */
-		size_t cap = (m->n_secrets + 1) * 2;
-		char **s = realloc(m->secrets, cap * sizeof(*s));
-		size_t *l;
-
-		if (!s)
-			return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
-		m->secrets = s;
-		if (!(l = realloc(m->lens, cap * sizeof(*l))))
-			return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
-		m->lens = l;
-	}
+	if (VEC_GROW(m->secrets, m->secrets_cap, m->n_secrets, 1, MASK_MAX_SECRETS) ||
+	    VEC_GROW(m->lens, m->lens_cap, m->n_secrets, 1, MASK_MAX_SECRETS))
+		return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
 	if (!(copy = malloc(n + 1)))
 		return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
 	memcpy(copy, v, n);
@@ -263,19 +256,12 @@ static void scan(struct mask *m, bool at_end)
 
 enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n)
 {
+	enum kiln_rc rc;
+
 	if (n == 0)
 		return KILN_OK;
-	if (m->hold_len + n > m->hold_cap) {
-		size_t cap = m->hold_cap ? m->hold_cap : 4096;
-		char *p;
-
-		while (cap < m->hold_len + n)
-			cap *= 2;
-		if (!(p = realloc(m->hold, cap)))
-			return KILN_E_NOMEM;
-		m->hold = p;
-		m->hold_cap = cap;
-	}
+	if ((rc = VEC_GROW(m->hold, m->hold_cap, m->hold_len, n, MASK_MAX_HOLD)))
+		return rc;
 	memcpy(m->hold + m->hold_len, buf, n);
 	m->hold_len += n;
 	scan(m, false);

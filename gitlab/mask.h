@@ -28,6 +28,7 @@
 #define MASK_MAX_PREFIXES 10          /* glpat- included; more are ignored */
 #define MASK_MAX_SECRETS 4096
 #define MASK_MAX_SECRET_BYTES (64u << 10)
+#define MASK_MAX_HOLD (256u << 20)    /* what is held back plus one write */
 #define MASK_TEXT "[MASKED]"
 
 enum { MASK_RUN_NONE, MASK_RUN_TOKEN, MASK_RUN_PARAM };
@@ -37,7 +38,7 @@ typedef void (*mask_out_fn)(void *arg, const void *buf, size_t n);
 struct mask {
 	char **secrets;           /* longest first */
 	size_t *lens;
-	size_t n_secrets;
+	size_t n_secrets, secrets_cap, lens_cap;
 	char *prefixes[MASK_MAX_PREFIXES];
 	size_t n_prefixes;
 	unsigned char first[256]; /* first bytes of secrets and prefixes */
@@ -61,7 +62,8 @@ enum kiln_rc mask_add_secret(struct mask *m, const char *value, struct kiln_err 
  * or past MASK_MAX_PREFIXES). */
 enum kiln_rc mask_add_prefix(struct mask *m, const char *prefix, struct kiln_err *e);
 
-/* Mask n bytes of the stream. KILN_E_NOMEM only. */
+/* Mask n bytes of the stream. KILN_E_NOMEM, or KILN_E_LIMIT for a write
+ * that would hold more than MASK_MAX_HOLD bytes. */
 enum kiln_rc mask_write(struct mask *m, const void *buf, size_t n);
 
 /* Release what is held back (the stream ends, or a marker follows). */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "lib/log.h"
+#include "lib/vec.h"
 
 #if MHD_VERSION < 0x00097002
 typedef int MHD_Result_t;
@@ -142,7 +143,7 @@ char *metrics_label(char *buf, size_t size, const char *key, const char *value)
 	return buf;
 }
 
-/* Append to a growing text; false when out of memory. */
+/* Append to a growing text; false when out of memory or past METRICS_MAX_TEXT. */
 static bool emit(char **text, size_t *len, size_t *cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static bool emit(char **text, size_t *len, size_t *cap, const char *fmt, ...)
 {
@@ -159,13 +160,8 @@ static bool emit(char **text, size_t *len, size_t *cap, const char *fmt, ...)
 			*len += (size_t)k;
 			return true;
 		}
-		{
-			char *p = realloc(*text, *cap * 2 + (size_t)k);
-			if (!p)
-				return false;
-			*text = p;
-			*cap = *cap * 2 + (size_t)k;
-		}
+		if (kiln_vec_grow(text, cap, *len, (size_t)k + 1, 1, METRICS_MAX_TEXT))
+			return false;
 	}
 }
 

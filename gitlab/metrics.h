@@ -18,6 +18,7 @@
 
 #define METRICS_MAX_SERIES 1024
 #define METRICS_MAX_LABELS 256   /* bytes of one series' labels */
+#define METRICS_MAX_TEXT (4u << 20) /* bytes of the rendered page: every series with its HELP */
 
 /* Add to the counter name{labels}; labels is the text inside the braces,
  * already formatted with metrics_label, or "". */

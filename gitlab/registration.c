@@ -14,6 +14,7 @@
 #include "runner/config.h"
 #include "lib/paths.h"
 #include "lib/sha256.h"
+#include "lib/vec.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
 
@@ -202,17 +203,8 @@ static int out_write(void *data, unsigned char *buf, size_t n)
 		o->over = true;
 		return 0;
 	}
-	if (o->len + n + 1 > o->cap) {
-		size_t cap = o->cap ? o->cap * 2 : 4096;
-		char *p;
-
-		while (cap < o->len + n + 1)
-			cap *= 2;
-		if (!(p = realloc(o->p, cap)))
-			return 0;
-		o->p = p;
-		o->cap = cap;
-	}
+	if (VEC_GROW(o->p, o->cap, o->len, n + 1, CONFIG_MAX_BYTES))
+		return 0;
 	memcpy(o->p + o->len, buf, n);
 	o->len += n;
 	o->p[o->len] = '\0';

@@ -15,6 +15,7 @@
 #include "lib/paths.h"
 #include "lib/sha256.h"
 #include "lib/spawn.h"
+#include "lib/vec.h"
 
 #define INPUTS_MAX_BYTES (64 * 1024)
 
@@ -55,25 +56,21 @@ enum kiln_rc images_recipes(const struct images_ctx *ctx, char ***names, size_t 
 	struct dirent *de;
 	char **v = NULL;
 	size_t cap = 0;
+	enum kiln_rc rc;
 
 	*names = NULL;
 	*n = 0;
 	if (!d)
 		return kiln_fail_errno(e, "recipes folder %s", ctx->recipes_dir);
 	while ((de = readdir(d))) {
-		char **nv;
-
 		if (!images_valid_name(de->d_name))
 			continue;
-		if (*n + 1 >= cap) {
-			cap = cap ? cap * 2 : 8;
-			nv = realloc(v, cap * sizeof(*v));
-			if (!nv)
-				goto nomem;
-			v = nv;
+		if ((rc = VEC_GROW(v, cap, *n, 1, IMAGES_MAX_RECIPES)))
+			goto fail;
+		if (!(v[*n] = strdup(de->d_name))) {
+			rc = KILN_E_NOMEM;
+			goto fail;
 		}
-		if (!(v[*n] = strdup(de->d_name)))
-			goto nomem;
 		(*n)++;
 	}
 	closedir(d);
@@ -81,12 +78,14 @@ enum kiln_rc images_recipes(const struct images_ctx *ctx, char ***names, size_t 
 		qsort(v, *n, sizeof(*v), cmp_str);
 	*names = v;
 	return KILN_OK;
-nomem:
+fail:
 	closedir(d);
 	while (*n)
 		free(v[--*n]);
 	free(v);
-	return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	return rc == KILN_E_LIMIT ? kiln_fail(e, rc, "recipes folder %s: more than %d recipes", ctx->recipes_dir,
+					      IMAGES_MAX_RECIPES)
+				  : kiln_fail(e, KILN_E_NOMEM, "out of memory");
 }
 
 static enum kiln_rc recipe_path(const struct images_ctx *ctx, const char *name, char *buf, size_t size,

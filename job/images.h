@@ -23,7 +23,8 @@ struct kiln_config;
 void images_ctx_init(struct images_ctx *ctx, const struct kiln_config *cfg);
 
 /* The names of all recipes, sorted, in names (caller frees each and the
- * array); *n gets the count. */
+ * array); *n gets the count. KILN_E_LIMIT past IMAGES_MAX_RECIPES. */
+#define IMAGES_MAX_RECIPES 4096
 enum kiln_rc images_recipes(const struct images_ctx *ctx, char ***names, size_t *n,
 			    struct kiln_err *e);
 

@@ -1,6 +1,5 @@
 #include "localci/config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,8 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/treewalk.h"
+
 #define GLOB_MAX_MATCHES CICONFIG_MAX_INCLUDES
 #define GLOB_MAX_ENTRIES 100000
+#define GLOB_MAX_DEPTH 32
 
 static enum kiln_rc fail_at(struct kiln_err *e, const struct cy_node *n, enum kiln_rc rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -115,42 +117,24 @@ struct glob_walk {
 	bool too_many;
 };
 
-static void glob_dir(struct glob_walk *w, int fd, char *rel, size_t rel_len, int depth)
+static enum kiln_walk_step glob_one(void *arg, const char *rel, const struct stat *st)
 {
-	DIR *d = fdopendir(fd);
-	struct dirent *de;
+	struct glob_walk *w = arg;
+	const char *name = strrchr(rel, '/');
 
-	if (!d) {
-		close(fd);
-		return;
-	}
-	while (!w->too_many && (de = readdir(d))) {
-		size_t n = strlen(de->d_name);
-		struct stat st;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, ".git"))
-			continue;
-		if (++w->seen > GLOB_MAX_ENTRIES || rel_len + n + 2 > PATH_MAX)
-			break;
-		if (rel_len)
-			rel[rel_len] = '/';
-		memcpy(rel + rel_len + (rel_len ? 1 : 0), de->d_name, n + 1);
-		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			if (S_ISREG(st.st_mode) && cirules_glob_match(w->pattern, rel)) {
-				if (w->n_found >= GLOB_MAX_MATCHES)
-					w->too_many = true;
-				else if ((w->found[w->n_found] = strdup(rel)))
-					w->n_found++;
-			} else if (S_ISDIR(st.st_mode) && depth < 32) {
-				int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-				if (sub >= 0)
-					glob_dir(w, sub, rel, rel_len + (rel_len ? 1 : 0) + n, depth + 1);
-			}
+	if (!strcmp(name ? name + 1 : rel, ".git"))
+		return KILN_WALK_SKIP;
+	if (++w->seen > GLOB_MAX_ENTRIES)
+		return KILN_WALK_STOP;
+	if (S_ISREG(st->st_mode) && cirules_glob_match(w->pattern, rel)) {
+		if (w->n_found >= GLOB_MAX_MATCHES) {
+			w->too_many = true;
+			return KILN_WALK_STOP;
 		}
-		rel[rel_len] = '\0';
+		if ((w->found[w->n_found] = strdup(rel)))
+			w->n_found++;
 	}
-	closedir(d);
+	return KILN_WALK_NEXT;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -164,7 +148,7 @@ static enum kiln_rc load_file(struct inc *s, const char *rel, const struct cy_no
 static enum kiln_rc include_local(struct inc *s, const struct cy_node *n, struct cy_node **acc)
 {
 	const struct ciconfig_ctx *c = s->c;
-	char rel[PATH_MAX], rel_buf[PATH_MAX];
+	char rel[PATH_MAX];
 	char *found[GLOB_MAX_MATCHES];
 	struct glob_walk w = { rel, found, 0, 0, false };
 	enum kiln_rc rc = KILN_OK;
@@ -190,8 +174,7 @@ static enum kiln_rc include_local(struct inc *s, const struct cy_node *n, struct
 
 		if (fd < 0)
 			return kiln_fail_errno(s->e, "%s", c->repo_dir);
-		rel_buf[0] = '\0';
-		glob_dir(&w, fd, rel_buf, 0, 0);
+		kiln_treewalk(fd, GLOB_MAX_DEPTH, glob_one, &w);
 	}
 	if (w.too_many) {
 		rc = fail_at(s->e, n, KILN_E_LIMIT, "include: '%s' matches more than %d files", n->str,

@@ -32,7 +32,7 @@
 #define KILN_CICONFIG_H
 
 #include "localci/rules.h"
-#include "localci/yaml.h"
+#include "lib/yaml.h"
 #include "lib/result.h"
 
 #define CICONFIG_MAX_INCLUDE_DEPTH 100

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/vec.h"
+
 /* ---- instances ---------------------------------------------------------- */
 
 static const char *slug(struct ctx *c, const char *name)
@@ -128,20 +130,9 @@ static enum kiln_rc add_instance(struct ctx *c, size_t di, const char *name, int
 
 	if (c->n_jobs >= PIPELINE_MAX_JOBS)
 		return failf(c, d->knode, KILN_E_LIMIT, "more than %d jobs", PIPELINE_MAX_JOBS);
-	if (c->n_jobs == c->cap_jobs) {
-		size_t cap = c->cap_jobs ? c->cap_jobs * 2 : 32;
-		struct pipeline_job *bigger = realloc(c->jobs, cap * sizeof(*bigger));
-		size_t *bigger_def;
-
-		if (!bigger)
-			return kiln_fail(c->e, KILN_E_NOMEM, "out of memory");
-		c->jobs = bigger;
-		bigger_def = realloc(c->job_def, cap * sizeof(*bigger_def));
-		if (!bigger_def)
-			return kiln_fail(c->e, KILN_E_NOMEM, "out of memory");
-		c->job_def = bigger_def;
-		c->cap_jobs = cap;
-	}
+	if (VEC_GROW(c->jobs, c->cap_jobs, c->n_jobs, 1, PIPELINE_MAX_JOBS) ||
+	    VEC_GROW(c->job_def, c->cap_job_def, c->n_jobs, 1, PIPELINE_MAX_JOBS))
+		return kiln_fail(c->e, KILN_E_NOMEM, "out of memory");
 	j = &c->jobs[c->n_jobs];
 	memset(j, 0, sizeof(*j));
 	j->name = name;

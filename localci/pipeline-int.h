@@ -75,7 +75,7 @@ struct ctx {
 	size_t n_defs;
 	struct pipeline_job *jobs; /* malloc'd while building */
 	size_t *job_def;
-	size_t n_jobs, cap_jobs;
+	size_t n_jobs, cap_jobs, cap_job_def;
 };
 
 /* ---- pipeline.c: messages and lists ---- */

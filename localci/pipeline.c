@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/vec.h"
+
 #define MAX_NESTED_LISTS 10
 #define MAX_WARNINGS 2000
+#define MAX_LIST_ITEMS 1000000 /* nodes one list collects: past every item limit of its callers */
 
 /* ---- context, messages ------------------------------------------------ */
 
@@ -19,16 +22,8 @@ static void warn_msg(struct ctx *c, const char *msg)
 		if (!strcmp(c->warned[i], msg))
 			return;
 	if (c->n_warned < MAX_WARNINGS) {
-		if (c->n_warned == c->cap_warned) {
-			size_t cap = c->cap_warned ? c->cap_warned * 2 : 32;
-			char **bigger = realloc(c->warned, cap * sizeof(*bigger));
-
-			if (bigger) {
-				c->warned = bigger;
-				c->cap_warned = cap;
-			}
-		}
-		if (c->n_warned < c->cap_warned && (c->warned[c->n_warned] = strdup(msg)))
+		if (!VEC_GROW(c->warned, c->cap_warned, c->n_warned, 1, MAX_WARNINGS) &&
+		    (c->warned[c->n_warned] = strdup(msg)))
 			c->n_warned++;
 	}
 	if (c->o->warn)
@@ -70,15 +65,8 @@ enum kiln_rc nomem(struct ctx *c)
 
 int vec_push(struct vec *v, void *p)
 {
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 16;
-		void **bigger = realloc(v->v, cap * sizeof(*bigger));
-
-		if (!bigger)
-			return -1;
-		v->v = bigger;
-		v->cap = cap;
-	}
+	if (VEC_GROW(v->v, v->cap, v->n, 1, MAX_LIST_ITEMS))
+		return -1;
 	v->v[v->n++] = p;
 	return 0;
 }

@@ -66,7 +66,7 @@
 #include "localci/config.h"
 #include "localci/rules.h"
 #include "localci/variables.h"
-#include "localci/yaml.h"
+#include "lib/yaml.h"
 #include "lib/result.h"
 
 #define PIPELINE_DEFAULT_FILE ".gitlab-ci.yml"

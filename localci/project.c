@@ -11,22 +11,18 @@
 #include "job/jobspec.h"
 #include "workspace/mirror.h"
 #include "job/payload.h"
+#include "lib/vec.h"
 
 /* ---- strings ------------------------------------------------------------ */
 
 enum kiln_rc localci_strv_add(struct localci_strv *s, const char *key, const char *value, struct kiln_err *e)
 {
+	enum kiln_rc rc;
 	char *kv;
 
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 32;
-		char **v = realloc(s->v, cap * sizeof(*v));
-
-		if (!v)
-			return kiln_fail(e, KILN_E_NOMEM, "out of memory");
-		s->v = v;
-		s->cap = cap;
-	}
+	if ((rc = VEC_GROW(s->v, s->cap, s->n, 1, LOCALCI_STRV_MAX)))
+		return rc == KILN_E_LIMIT ? kiln_fail(e, rc, "more than %d predefined variables", LOCALCI_STRV_MAX)
+					  : kiln_fail(e, rc, "out of memory");
 	if (asprintf(&kv, "%s=%s", key, value) < 0)
 		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
 	s->v[s->n++] = kv;

@@ -47,7 +47,9 @@ struct localci_repo {
 enum kiln_rc localci_repo_open(const char *cwd, struct localci_repo *r, struct kiln_err *e);
 void localci_repo_free(struct localci_repo *r);
 
-/* A list of "KEY=VALUE" strings (pipeline_opts.predefined). */
+/* A list of "KEY=VALUE" strings (pipeline_opts.predefined), at most
+ * LOCALCI_STRV_MAX. */
+#define LOCALCI_STRV_MAX 4096
 struct localci_strv {
 	char **v;
 	size_t n, cap;

@@ -13,11 +13,12 @@
 #include <stddef.h>
 
 #include "localci/expr.h"
-#include "localci/yaml.h"
+#include "lib/yaml.h"
 #include "lib/result.h"
 
 #define CIRULES_MAX_PATTERN 1024     /* bytes of one exists: pattern */
 #define CIRULES_EXISTS_MAX_FILES 10000 /* GitLab's cap: past it, exists holds */
+#define CIRULES_EXISTS_MAX_DEPTH 64    /* folders deeper down are not looked into */
 
 /* Whether path (repository-relative, '/'-separated) matches the glob. */
 bool cirules_glob_match(const char *pattern, const char *path);

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/varexpand.h"
+#include "lib/vec.h"
+
 const char *civar_source_name(enum civar_source s)
 {
 	switch (s) {
@@ -46,15 +49,8 @@ enum kiln_rc civars_set(struct civars *vs, const struct civar *v, struct kiln_er
 	}
 	if (vs->n >= CIVARS_MAX)
 		return kiln_fail(e, KILN_E_LIMIT, "more than %d variables in one job", CIVARS_MAX);
-	if (vs->n == vs->cap) {
-		size_t cap = vs->cap ? vs->cap * 2 : 32;
-		struct civar *bigger = realloc(vs->v, cap * sizeof(*bigger));
-
-		if (!bigger)
-			return kiln_fail(e, KILN_E_NOMEM, "out of memory");
-		vs->v = bigger;
-		vs->cap = cap;
-	}
+	if (VEC_GROW(vs->v, vs->cap, vs->n, 1, CIVARS_MAX))
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
 	vs->v[vs->n++] = *v;
 	return KILN_OK;
 }
@@ -179,71 +175,6 @@ enum kiln_rc civars_parse(struct cy_arena *a, const struct cy_node *map, enum ci
 
 /* ---- expansion -------------------------------------------------------- */
 
-struct buf {
-	char *p;
-	size_t n, cap;
-	bool over, oom;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-	if (b->over)
-		return;
-	if (b->n + n + 1 > CIVARS_MAX_VALUE) {
-		b->over = true;
-		return;
-	}
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		char *bigger;
-
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		bigger = realloc(b->p, cap);
-		if (!bigger) {
-			b->over = b->oom = true;
-			return;
-		}
-		b->p = bigger;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-}
-
-/* The reference at s ('$' first): its name (*name, *len) and the bytes it
- * takes, or 0 when s does not start a reference. */
-static size_t reference(const char *s, const char **name, size_t *len)
-{
-	size_t i;
-
-	if (s[0] != '$')
-		return 0;
-	if (s[1] == '{') {
-		if (!(s[2] == '_' || (s[2] >= 'A' && s[2] <= 'Z') || (s[2] >= 'a' && s[2] <= 'z')))
-			return 0;
-		for (i = 3; s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-			    (s[i] >= '0' && s[i] <= '9');
-		     i++)
-			;
-		if (s[i] != '}')
-			return 0;
-		*name = s + 2;
-		*len = i - 2;
-		return i + 1;
-	}
-	if (!(s[1] == '_' || (s[1] >= 'A' && s[1] <= 'Z') || (s[1] >= 'a' && s[1] <= 'z')))
-		return 0;
-	for (i = 2; s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= '0' && s[i] <= '9');
-	     i++)
-		;
-	*name = s + 1;
-	*len = i - 1;
-	return i;
-}
-
 static ssize_t find_n(const struct civars *vs, const char *name, size_t len)
 {
 	size_t i;
@@ -265,6 +196,7 @@ struct expander {
 	ci_warn_fn warn;
 	void *warn_arg;
 	struct kiln_err *e;
+	enum kiln_rc rc;          /* a nested expansion's failure */
 };
 
 /* j, in progress, was referenced again: every variable on the stack from
@@ -297,15 +229,36 @@ static void cycle(struct expander *x, size_t j)
 	x->warn(x->warn_arg, msg);
 }
 
+static enum kiln_rc expand_one(struct expander *x, size_t i);
+
+/* A reference met while expanding: the referenced variable's expanded
+ * value, or NULL to keep it as written (undefined, in a cycle, or after a
+ * failure, which x->rc keeps). */
+static const char *expand_ref(void *arg, const char *name, size_t len)
+{
+	struct expander *x = arg;
+	ssize_t j = find_n(x->in, name, len);
+
+	if (j < 0 || x->rc)
+		return NULL;
+	if (x->state[j] == 0 && (x->rc = expand_one(x, (size_t)j)))
+		return NULL;
+	if (x->state[j] == 1) {
+		cycle(x, (size_t)j);
+		return NULL;
+	}
+	return x->result[j];
+}
+
 static enum kiln_rc expand_one(struct expander *x, size_t i)
 {
 	const struct civar *v = &x->in->v[i];
-	struct buf b = { NULL, 0, 0, false, false };
-	const char *s = v->value;
-	enum kiln_rc rc = KILN_OK;
+	char *p = NULL;
+	size_t len = 0, cap = 0;
+	enum kiln_rc rc = KILN_OK, over;
 
-	if (v->raw || !strchr(s, '$')) {
-		x->result[i] = s;
+	if (v->raw || !strchr(v->value, '$')) {
+		x->result[i] = v->value;
 		x->state[i] = 2;
 		return KILN_OK;
 	}
@@ -314,57 +267,32 @@ static enum kiln_rc expand_one(struct expander *x, size_t i)
 				 v->file ? v->file : "(command line)", v->line, v->key, CIVARS_MAX_DEPTH);
 	x->state[i] = 1;
 	x->stack[x->depth++] = i;
-	put(&b, "", 0);
-	while (*s) {
-		const char *name;
-		size_t len, used;
-		ssize_t j;
-
-		if (s[0] == '$' && s[1] == '$') {
-			put(&b, "$", 1);
-			s += 2;
-			continue;
-		}
-		used = reference(s, &name, &len);
-		j = used ? find_n(x->in, name, len) : -1;
-		if (j < 0) {
-			put(&b, s, used ? used : 1);
-			s += used ? used : 1;
-			continue;
-		}
-		if (x->state[j] == 0 && (rc = expand_one(x, (size_t)j)))
-			goto out;
-		if (x->state[j] == 1) {
-			cycle(x, (size_t)j);
-			put(&b, s, used);
-		} else {
-			put(&b, x->result[j], strlen(x->result[j]));
-		}
-		s += used;
-	}
+	over = var_expand_into(v->value, VAR_KEEP_UNDEFINED, expand_ref, x, &p, &len, &cap, CIVARS_MAX_VALUE);
+	if ((rc = x->rc))
+		goto out;
 	if (x->cyclic[i]) {
 		x->result[i] = v->value;
-	} else if (b.over) {
-		rc = b.oom ? kiln_fail(x->e, KILN_E_NOMEM, "out of memory")
+	} else if (over) {
+		rc = over == KILN_E_NOMEM ? kiln_fail(x->e, KILN_E_NOMEM, "out of memory")
 			   : kiln_fail(x->e, KILN_E_LIMIT, "%s:%u: variable '%s': value longer than %u KiB after "
 				       "expansion", v->file ? v->file : "(command line)", v->line, v->key,
 				       CIVARS_MAX_VALUE >> 10);
 		goto out;
-	} else if (!(x->result[i] = cy_strndup(x->a, b.p, b.n))) {
+	} else if (!(x->result[i] = cy_strndup(x->a, p, len))) {
 		rc = cy_fail_alloc(x->a, x->e);
 		goto out;
 	}
 	x->state[i] = 2;
 out:
 	x->depth--;
-	free(b.p);
+	free(p);
 	return rc;
 }
 
 enum kiln_rc civars_expand(struct cy_arena *a, const struct civars *in, struct civars *out, ci_warn_fn warn,
 			   void *warn_arg, struct kiln_err *e)
 {
-	struct expander x = { a, in, NULL, NULL, NULL, 0, NULL, warn, warn_arg, e };
+	struct expander x = { a, in, NULL, NULL, NULL, 0, NULL, warn, warn_arg, e, KILN_OK };
 	enum kiln_rc rc = KILN_OK;
 	size_t i;
 
@@ -394,42 +322,31 @@ out:
 	return rc;
 }
 
+static const char *lookup_value(void *arg, const char *name, size_t len)
+{
+	const struct civars *vs = arg;
+	ssize_t j = find_n(vs, name, len);
+
+	return j < 0 ? NULL : vs->v[j].value;
+}
+
 enum kiln_rc civars_expand_str(struct cy_arena *a, const struct civars *vs, const char *s, const char **out,
 			       struct kiln_err *e)
 {
-	struct buf b = { NULL, 0, 0, false, false };
-	enum kiln_rc rc = KILN_OK;
+	char *p = NULL;
+	size_t len = 0, cap = 0;
+	enum kiln_rc rc;
 
 	*out = s;
 	if (!strchr(s, '$'))
 		return KILN_OK;
-	put(&b, "", 0);
-	while (*s) {
-		const char *name;
-		size_t len, used;
-		ssize_t j;
-
-		if (s[0] == '$' && s[1] == '$') {
-			put(&b, "$", 1);
-			s += 2;
-			continue;
-		}
-		used = reference(s, &name, &len);
-		j = used ? find_n(vs, name, len) : -1;
-		if (j < 0) {
-			put(&b, s, used ? used : 1);
-			s += used ? used : 1;
-			continue;
-		}
-		put(&b, vs->v[j].value, strlen(vs->v[j].value));
-		s += used;
-	}
-	if (b.oom)
+	rc = var_expand_into(s, VAR_KEEP_UNDEFINED, lookup_value, (void *)vs, &p, &len, &cap, CIVARS_MAX_VALUE);
+	if (rc == KILN_E_NOMEM)
 		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
-	else if (b.over)
+	else if (rc)
 		rc = kiln_fail(e, KILN_E_LIMIT, "value longer than %u KiB after expansion", CIVARS_MAX_VALUE >> 10);
-	else if (!(*out = cy_strndup(a, b.p, b.n)))
+	else if (!(*out = cy_strndup(a, p, len)))
 		rc = cy_fail_alloc(a, e);
-	free(b.p);
+	free(p);
 	return rc;
 }

@@ -22,7 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "localci/yaml.h"
+#include "lib/yaml.h"
 #include "lib/result.h"
 
 #define CIVARS_MAX 4096                 /* variables of one job (the payload's cap) */

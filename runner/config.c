@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <yaml.h>
 
 #include "executors/jail.h"
+#include "lib/yaml.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
 
@@ -77,7 +77,6 @@ static const struct field global_fields[] = {
 };
 
 struct parse_ctx {
-	yaml_document_t *doc;
 	const char *name;
 	struct kiln_err *e;
 };
@@ -143,9 +142,9 @@ enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e)
 	return KILN_OK;
 }
 
-static enum kiln_rc at(struct parse_ctx *c, yaml_node_t *n, enum kiln_rc rc, const char *where,
+static enum kiln_rc at(struct parse_ctx *c, const struct cy_node *n, enum kiln_rc rc, const char *where,
 		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static enum kiln_rc at(struct parse_ctx *c, yaml_node_t *n, enum kiln_rc rc, const char *where,
+static enum kiln_rc at(struct parse_ctx *c, const struct cy_node *n, enum kiln_rc rc, const char *where,
 		       const char *fmt, ...)
 {
 	char what[256];
@@ -154,51 +153,46 @@ static enum kiln_rc at(struct parse_ctx *c, yaml_node_t *n, enum kiln_rc rc, con
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return kiln_fail(c->e, rc, "%s:%lu: %s%s%s", c->name, (unsigned long)n->start_mark.line + 1,
-			 where, *where ? ": " : "", what);
+	return kiln_fail(c->e, rc, "%s:%u: %s%s%s", c->name, n->line, where, *where ? ": " : "", what);
 }
 
-static int scalar_is_null(yaml_node_t *n)
+/* A single value (a null too: the tree is read as written, so its str is
+ * the text). */
+static bool is_scalar(const struct cy_node *n)
 {
-	const char *v = (const char *)n->data.scalar.value;
-
-	return n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-	       (!*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL"));
+	return n->kind == CY_SCALAR || n->kind == CY_NULL;
 }
 
 /* A list of IPv4 networks (`[]` or null: none); each bad entry is named
  * by its index. */
-static enum kiln_rc set_cidrs(struct parse_ctx *c, struct kiln_cidrs *dst, yaml_node_t *v,
+static enum kiln_rc set_cidrs(struct parse_ctx *c, struct kiln_cidrs *dst, const struct cy_node *v,
 			      const char *key)
 {
-	yaml_node_item_t *it;
+	size_t i;
 
 	dst->n = 0;
-	if (v->type == YAML_SCALAR_NODE && scalar_is_null(v))
+	if (v->kind == CY_NULL)
 		return KILN_OK;
-	if (v->type != YAML_SEQUENCE_NODE)
+	if (v->kind != CY_SEQ)
 		return at(c, v, KILN_E_INVALID, key, "%s", "expected a list of networks (a.b.c.d/len)");
-	for (it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
-		yaml_node_t *item = yaml_document_get_node(c->doc, *it);
-		size_t i = (size_t)(it - v->data.sequence.items.start);
+	for (i = 0; i < v->n; i++) {
+		const struct cy_node *item = v->items[i];
 		const char *why;
 		char where[300];
 
 		snprintf(where, sizeof(where), "%s[%zu]", key, i);
-		if (!item || item->type != YAML_SCALAR_NODE)
-			return at(c, item ? item : v, KILN_E_INVALID, where, "%s",
-				  "expected a network (a.b.c.d/len)");
+		if (!is_scalar(item))
+			return at(c, item, KILN_E_INVALID, where, "%s", "expected a network (a.b.c.d/len)");
 		if (i >= KILN_MAX_NETWORKS)
 			return at(c, item, KILN_E_LIMIT, key, "more than %d networks", KILN_MAX_NETWORKS);
-		if (!kiln_cidr_parse((const char *)item->data.scalar.value, &dst->v[i], &why))
-			return at(c, item, KILN_E_INVALID, where, "'%.60s': %s",
-				  (const char *)item->data.scalar.value, why);
+		if (!kiln_cidr_parse(item->str, &dst->v[i], &why))
+			return at(c, item, KILN_E_INVALID, where, "'%.60s': %s", item->str, why);
 		dst->n = i + 1;
 	}
 	return KILN_OK;
 }
 
-static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *base, yaml_node_t *v,
+static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *base, const struct cy_node *v,
 			      const char *where)
 {
 	char key[256];
@@ -209,15 +203,15 @@ static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *
 	snprintf(key, sizeof(key), "%s%s%s", where, *where ? "." : "", f->key);
 	if (f->type == F_CIDRS)
 		return set_cidrs(c, (struct kiln_cidrs *)((char *)base + f->off), v, key);
-	if (v->type != YAML_SCALAR_NODE)
+	if (!is_scalar(v))
 		return at(c, v, KILN_E_INVALID, key, "%s", "expected a single value, not a list or mapping");
-	s = (const char *)v->data.scalar.value;
+	s = v->str;
 	switch (f->type) {
 	case F_STR: {
 		char **dst = (char **)((char *)base + f->off);
 		const char *const *ch;
 
-		if (scalar_is_null(v)) {
+		if (v->kind == CY_NULL) {
 			free(*dst);
 			*dst = NULL;
 			return KILN_OK;
@@ -267,35 +261,26 @@ static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *
 
 /* Walk a mapping node, handing each key to its field; `extra` gets keys not
  * in the table (for nested objects) and returns 1 when it took the key. */
-typedef int (*extra_fn)(struct parse_ctx *c, const char *key, yaml_node_t *v, void *base,
+typedef int (*extra_fn)(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
 			enum kiln_rc *rc);
 
-static enum kiln_rc parse_mapping(struct parse_ctx *c, yaml_node_t *map, const struct field *fields,
+static enum kiln_rc parse_mapping(struct parse_ctx *c, const struct cy_node *map, const struct field *fields,
 				  void *base, const char *where, extra_fn extra)
 {
-	yaml_node_pair_t *p;
+	size_t i, j;
 
-	if (map->type != YAML_MAPPING_NODE)
+	if (map->kind != CY_MAP)
 		return at(c, map, KILN_E_INVALID, where, "%s", "expected a mapping");
-	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-		yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
-		yaml_node_t *v = yaml_document_get_node(c->doc, p->value);
+	for (i = 0; i < map->n; i++) {
+		const struct cy_node *k = map->pairs[i].knode, *v = map->pairs[i].value;
+		const char *key = map->pairs[i].key;
 		const struct field *f;
-		const char *key;
 		enum kiln_rc rc = KILN_OK;
 
-		yaml_node_pair_t *q;
-
-		if (!k || !v || k->type != YAML_SCALAR_NODE)
-			return at(c, map, KILN_E_INVALID, where, "%s", "keys must be plain strings");
-		key = (const char *)k->data.scalar.value;
 		/* YAML says keys are unique; silently taking the last would hide a typo'd edit. */
-		for (q = map->data.mapping.pairs.start; q < p; q++) {
-			yaml_node_t *qk = yaml_document_get_node(c->doc, q->key);
-
-			if (qk && qk->type == YAML_SCALAR_NODE && !strcmp((const char *)qk->data.scalar.value, key))
+		for (j = 0; j < i; j++)
+			if (!strcmp(map->pairs[j].key, key))
 				return at(c, k, KILN_E_INVALID, where, "key '%s' appears twice", key);
-		}
 		for (f = fields; f->key && strcmp(f->key, key); f++)
 			;
 		if (f->key) {
@@ -329,22 +314,21 @@ static void free_vm(struct kiln_vm_settings *vm)
 	memset(vm, 0, sizeof(*vm));
 }
 
-static enum kiln_rc parse_runners(struct parse_ctx *c, struct kiln_config *cfg, yaml_node_t *seq)
+static enum kiln_rc parse_runners(struct parse_ctx *c, struct kiln_config *cfg, const struct cy_node *seq)
 {
-	yaml_node_item_t *it;
-	size_t n;
+	size_t n, i;
 
-	if (seq->type != YAML_SEQUENCE_NODE)
+	if (seq->kind != CY_SEQ)
 		return at(c, seq, KILN_E_INVALID, "runners", "%s", "expected a list");
-	n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+	n = seq->n;
 	if (n > KILN_CONFIG_MAX_RUNNERS)
 		return at(c, seq, KILN_E_LIMIT, "runners", "%s", "more than 64 runners");
 	cfg->runners = calloc(n ? n : 1, sizeof(*cfg->runners));
 	if (!cfg->runners)
 		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
-	for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
+	for (i = 0; i < n; i++) {
 		struct kiln_runner_config *r = &cfg->runners[cfg->n_runners++];
-		yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+		const struct cy_node *item = seq->items[i];
 		char where[32];
 		enum kiln_rc rc;
 
@@ -365,7 +349,7 @@ static enum kiln_rc parse_runners(struct parse_ctx *c, struct kiln_config *cfg, 
 	return KILN_OK;
 }
 
-static int global_extra(struct parse_ctx *c, const char *key, yaml_node_t *v, void *base,
+static int global_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
 			enum kiln_rc *rc)
 {
 	struct kiln_config *cfg = base;
@@ -386,41 +370,28 @@ static int global_extra(struct parse_ctx *c, const char *key, yaml_node_t *v, vo
 enum kiln_rc kiln_config_parse(struct kiln_config *cfg, const char *name, const char *text,
 			       size_t len, struct kiln_err *e)
 {
-	struct parse_ctx c = { NULL, name, e };
-	yaml_parser_t parser;
-	yaml_document_t doc;
-	yaml_node_t *root;
-	enum kiln_rc rc = KILN_OK;
+	struct parse_ctx c = { name, e };
+	struct cy_arena *a = cy_arena_new();
+	struct cy_node *root;
+	enum kiln_rc rc;
+	size_t i;
 
-	if (!yaml_parser_initialize(&parser))
+	if (!a)
 		return kiln_fail(e, KILN_E_NOMEM, "config: out of memory");
-	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	if (!yaml_parser_load(&parser, &doc)) {
-		rc = kiln_fail(e, KILN_E_SYNTAX, "%s:%lu: %s", name,
-			       (unsigned long)parser.problem_mark.line + 1,
-			       parser.problem ? parser.problem : "invalid YAML");
-		yaml_parser_delete(&parser);
-		return rc;
-	}
-	c.doc = &doc;
-	root = yaml_document_get_root_node(&doc);
+	if ((rc = cy_parse_flags(a, name, text, len, CY_AS_WRITTEN, &root, NULL, NULL, e)))
+		goto out;
 	/* An empty file is a valid, empty configuration. */
-	if (root && !(root->type == YAML_SCALAR_NODE && scalar_is_null(root))) {
-		yaml_node_pair_t *p;
-
-		if (root->type == YAML_MAPPING_NODE)
-			for (p = root->data.mapping.pairs.start; !rc && p < root->data.mapping.pairs.top; p++) {
-				yaml_node_t *k = yaml_document_get_node(&doc, p->key);
-				if (k && k->type == YAML_SCALAR_NODE &&
-				    !strcmp((const char *)k->data.scalar.value, "defaults"))
-					rc = parse_mapping(&c, yaml_document_get_node(&doc, p->value),
-							   vm_fields, &cfg->defaults, "defaults", NULL);
-			}
+	if (root->kind != CY_NULL) {
+		if (root->kind == CY_MAP)
+			for (i = 0; !rc && i < root->n; i++)
+				if (!strcmp(root->pairs[i].key, "defaults"))
+					rc = parse_mapping(&c, root->pairs[i].value, vm_fields, &cfg->defaults, "defaults",
+							   NULL);
 		if (!rc)
 			rc = parse_mapping(&c, root, global_fields, cfg, "", global_extra);
 	}
-	yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
+out:
+	cy_arena_free(&a);
 	return rc;
 }
 

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,57 +13,11 @@
 
 #include "workspace/guestdisk/diskread.h"
 #include "lib/paths.h"
-
-/* Split s (modified) at '/' into at most max components; -1 when more. */
-static int split(char *s, char **parts, int max)
-{
-	int n = 0;
-	char *save = NULL, *tok;
-
-	for (tok = strtok_r(s, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
-		if (n == max)
-			return -1;
-		parts[n++] = tok;
-	}
-	return n;
-}
-
-static bool match_parts(char **pp, int np, char **sp, int ns)
-{
-	int k;
-
-	if (np == 0)
-		return ns == 0;
-	if (!strcmp(pp[0], "**")) {
-		/* Consecutive ** are one. */
-		while (np > 1 && !strcmp(pp[1], "**")) {
-			pp++;
-			np--;
-		}
-		for (k = 0; k <= ns; k++)
-			if (match_parts(pp + 1, np - 1, sp + k, ns - k))
-				return true;
-		return false;
-	}
-	if (ns == 0 || fnmatch(pp[0], sp[0], 0) != 0)
-		return false;
-	return match_parts(pp + 1, np - 1, sp + 1, ns - 1);
-}
+#include "lib/glob.h"
 
 bool artifacts_glob(const char *pattern, const char *path)
 {
-	char pbuf[PATH_MAX], sbuf[PATH_MAX];
-	char *pp[ARTIFACTS_MAX_COMPONENTS], *sp[ARTIFACTS_MAX_COMPONENTS];
-	int np, ns;
-
-	if (snprintf(pbuf, sizeof(pbuf), "%s", pattern) >= (int)sizeof(pbuf) ||
-	    snprintf(sbuf, sizeof(sbuf), "%s", path) >= (int)sizeof(sbuf))
-		return false;
-	np = split(pbuf, pp, ARTIFACTS_MAX_COMPONENTS);
-	ns = split(sbuf, sp, ARTIFACTS_MAX_COMPONENTS);
-	if (np <= 0 || ns < 0)
-		return false;
-	return match_parts(pp, np, sp, ns);
+	return *pattern && kiln_glob_match(pattern, path, KILN_GLOB_DEEP_TAIL);
 }
 
 bool artifacts_normalize(const char *pattern, const char *project_dir, char *buf, size_t size)

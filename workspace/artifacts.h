@@ -31,7 +31,6 @@
 #include "lib/result.h"
 
 #define ARTIFACTS_MAX_PATTERNS 256
-#define ARTIFACTS_MAX_COMPONENTS 64   /* of a path or pattern */
 #define ARTIFACTS_MAX_TRACKED 10000000u /* entries of a checkout's git index */
 #define ARTIFACTS_MAX_FILES 1000000u /* files and links taken */
 #define ARTIFACTS_MAX_BYTES (16ULL << 30) /* their bytes */

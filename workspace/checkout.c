@@ -14,6 +14,7 @@
 #include "workspace/packwrite.h"
 #include "lib/paths.h"
 #include "workspace/workspace.h"
+#include "lib/vec.h"
 
 /* ---- shallow history --------------------------------------------------- */
 
@@ -33,8 +34,7 @@ static enum kiln_rc shallow_walk(git_repository *repo, const git_oid *tip, unsig
 	size_t dist_cap = 0, i, boundary_cap = 0;
 	enum kiln_rc rc = KILN_OK;
 
-	dist_cap = 1024;
-	if (!(dist = malloc(dist_cap * sizeof(*dist))) || oidset_add(&s->commits, tip) < 0) {
+	if (VEC_GROW(dist, dist_cap, 0, 1024, WSCO_MAX_SHALLOW_OBJECTS) || oidset_add(&s->commits, tip) < 0) {
 		free(dist);
 		return kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
 	}
@@ -57,17 +57,10 @@ static enum kiln_rc shallow_walk(git_repository *repo, const git_oid *tip, unsig
 		np = git_commit_parentcount(c);
 		if (d + 1 >= depth) {
 			if (np > 0) {
-				if (s->n_boundary == boundary_cap) {
-					size_t ncap = boundary_cap ? boundary_cap * 2 : 16;
-					git_oid *nb = realloc(s->boundary, ncap * sizeof(*nb));
-
-					if (!nb) {
-						git_commit_free(c);
-						rc = kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
-						goto out;
-					}
-					s->boundary = nb;
-					boundary_cap = ncap;
+				if (VEC_GROW(s->boundary, boundary_cap, s->n_boundary, 1, WSCO_MAX_SHALLOW_OBJECTS)) {
+					git_commit_free(c);
+					rc = kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
+					goto out;
 				}
 				s->boundary[s->n_boundary++] = s->commits.list[i];
 			}
@@ -85,17 +78,10 @@ static enum kiln_rc shallow_walk(git_repository *repo, const git_oid *tip, unsig
 			if (r == 1) {
 				size_t k = s->commits.n - 1;
 
-				if (k >= dist_cap) {
-					size_t ncap = dist_cap * 2;
-					unsigned *nd = realloc(dist, ncap * sizeof(*nd));
-
-					if (!nd) {
-						git_commit_free(c);
-						rc = kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
-						goto out;
-					}
-					dist = nd;
-					dist_cap = ncap;
+				if (VEC_GROW(dist, dist_cap, k, 1, WSCO_MAX_SHALLOW_OBJECTS)) {
+					git_commit_free(c);
+					rc = kiln_fail(e, KILN_E_NOMEM, "shallow history: out of memory");
+					goto out;
 				}
 				dist[k] = d + 1;
 			}
@@ -166,16 +152,9 @@ static int reflist_add(struct reflist *l, const char *name, const git_oid *oid, 
 		git_error_set(GIT_ERROR_INVALID, "more than %d refs", WSCO_MAX_REFS);
 		return -1;
 	}
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 64;
-		struct refent *nv = realloc(l->v, ncap * sizeof(*nv));
-
-		if (!nv) {
-			git_error_set_oom();
-			return -1;
-		}
-		l->v = nv;
-		l->cap = ncap;
+	if (VEC_GROW(l->v, l->cap, l->n, 1, WSCO_MAX_REFS)) {
+		git_error_set_oom();
+		return -1;
 	}
 	r = &l->v[l->n];
 	if (!(r->name = strdup(name))) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/paths.h"
+#include "lib/vec.h"
 
 /* A destination folder that is made only when something goes into it. */
 struct lazy {
@@ -281,7 +282,7 @@ void fstree_names_free(char **names, size_t n)
 enum kiln_rc fstree_names(int dfd, const char *rel, size_t max, char ***names, size_t *n, struct kiln_err *e)
 {
 	const char *what = rel && rel[0] ? rel : ".";
-	char **list = NULL, **grown;
+	char **list = NULL;
 	size_t cnt = 0, cap = 0;
 	enum kiln_rc rc = KILN_OK;
 	struct dirent *de;
@@ -300,17 +301,10 @@ enum kiln_rc fstree_names(int dfd, const char *rel, size_t max, char ***names, s
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (cnt == cap) {
-			if (cap >= max) {
-				rc = kiln_fail(e, KILN_E_LIMIT, "%s: more than %zu entries", what, max);
-				break;
-			}
-			cap = cap ? cap * 2 : 32;
-			if (!(grown = realloc(list, cap * sizeof(*grown)))) {
-				rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);
-				break;
-			}
-			list = grown;
+		if ((rc = VEC_GROW(list, cap, cnt, 1, max))) {
+			rc = rc == KILN_E_LIMIT ? kiln_fail(e, rc, "%s: more than %zu entries", what, max)
+						: kiln_fail(e, rc, "%s: out of memory", what);
+			break;
 		}
 		if (!(list[cnt] = strdup(de->d_name))) {
 			rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", what);

@@ -21,6 +21,7 @@
 #include "lib/paths.h"
 #include "lib/sha256.h"
 #include "lib/spawn.h"
+#include "lib/vec.h"
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -741,16 +742,9 @@ static int updates_add(struct ref_updates *u, const char *name, const git_oid *o
 		git_error_set(GIT_ERROR_INVALID, "more than %d refs", MIRROR_MAX_REFS);
 		return -1;
 	}
-	if (u->n == u->cap) {
-		size_t ncap = u->cap ? u->cap * 2 : 64;
-		struct ref_update *nv = realloc(u->v, ncap * sizeof(*nv));
-
-		if (!nv) {
-			git_error_set_oom();
-			return -1;
-		}
-		u->v = nv;
-		u->cap = ncap;
+	if (VEC_GROW(u->v, u->cap, u->n, 1, MIRROR_MAX_REFS)) {
+		git_error_set_oom();
+		return -1;
 	}
 	if (!(u->v[u->n].name = strdup(name))) {
 		git_error_set_oom();

@@ -14,6 +14,7 @@
 
 #include "workspace/mirror.h"
 #include "lib/paths.h"
+#include "lib/vec.h"
 
 /* ---- oidset ------------------------------------------------------------ */
 
@@ -75,15 +76,8 @@ int oidset_add(struct oidset *s, const git_oid *id)
 		s->slots = ns;
 		s->cap = ncap;
 	}
-	if (s->n == s->list_cap) {
-		size_t ncap = s->list_cap ? s->list_cap * 2 : 1024;
-		git_oid *nl = realloc(s->list, ncap * sizeof(*nl));
-
-		if (!nl)
-			return -1;
-		s->list = nl;
-		s->list_cap = ncap;
-	}
+	if (VEC_GROW(s->list, s->list_cap, s->n, 1, s->max))
+		return -1;
 	*find_slot(s->slots, s->cap, id) = *id;
 	s->list[s->n++] = *id;
 	return 1;

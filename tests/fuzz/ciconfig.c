@@ -1,4 +1,4 @@
-/* The .gitlab-ci.yml loader (localci/yaml.c, ciconfig.c, pipeline.c):
+/* The .gitlab-ci.yml loader (lib/yaml.c, ciconfig.c, pipeline.c):
  * the input is the repository's .gitlab-ci.yml, which a merge request
  * controls. It is parsed, its local includes (only itself exists), extends
  * and !reference resolved; then loaded as a pipeline, planned and dumped.

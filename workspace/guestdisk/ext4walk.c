@@ -11,6 +11,8 @@
 #include <et/com_err.h>
 #include <ext2fs/ext2fs.h>
 
+#include "lib/vec.h"
+
 #define READ_CHUNK 65536
 
 struct ext4walk {
@@ -332,16 +334,9 @@ static int collect_cb(struct ext2_dir_entry *de, int offset, int blocksize, char
 		l->rc = kiln_fail(l->e, KILN_E_LIMIT, "/%s: more than %u entries", l->rel, EXT4WALK_MAX_DIR_ENTRIES);
 		return DIRENT_ABORT;
 	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct dent *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v) {
-			l->rc = kiln_fail(l->e, KILN_E_NOMEM, "out of memory");
-			return DIRENT_ABORT;
-		}
-		l->v = v;
-		l->cap = cap;
+	if (VEC_GROW(l->v, l->cap, l->n, 1, EXT4WALK_MAX_DIR_ENTRIES)) {
+		l->rc = kiln_fail(l->e, KILN_E_NOMEM, "out of memory");
+		return DIRENT_ABORT;
 	}
 	if (!(l->v[l->n].name = strdup(name))) {
 		l->rc = kiln_fail(l->e, KILN_E_NOMEM, "out of memory");

@@ -1,4 +1,4 @@
-#include "localci/yaml.h"
+#include "lib/yaml.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+
+#include "lib/vec.h"
 
 #define CHUNK_BYTES (64u << 10)
 
@@ -373,6 +375,7 @@ struct parser {
 	ci_warn_fn warn;
 	void *warn_arg;
 	struct kiln_err *e;
+	unsigned flags;         /* CY_AS_WRITTEN */
 };
 
 static enum kiln_rc fail_at(struct parser *p, size_t line0, enum kiln_rc rc, const char *fmt, ...)
@@ -479,17 +482,11 @@ struct merged_flags {
 static int set_merged(struct merged_flags *m, size_t i, bool val)
 {
 	if (i >= m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 16;
-		bool *bigger;
+		size_t old = m->cap;
 
-		while (cap <= i)
-			cap *= 2;
-		bigger = realloc(m->v, cap * sizeof(*bigger));
-		if (!bigger)
+		if (VEC_GROW(m->v, m->cap, i, 1, CY_MAX_MAP_KEYS))
 			return -1;
-		memset(bigger + m->cap, 0, (cap - m->cap) * sizeof(*bigger));
-		m->v = bigger;
-		m->cap = cap;
+		memset(m->v + old, 0, (m->cap - old) * sizeof(*m->v));
 	}
 	m->v[i] = val;
 	return 0;
@@ -587,14 +584,14 @@ static enum kiln_rc parse_mapping(struct parser *p, yaml_event_t *start, int dep
 		yaml_event_delete(&vev);
 		if (rc)
 			goto out;
-		if (k->kind == CY_SCALAR && k->plain && !strcmp(k->str, "<<")) {
+		if (k->kind == CY_SCALAR && k->plain && !strcmp(k->str, "<<") && !(p->flags & CY_AS_WRITTEN)) {
 			if ((rc = apply_merge(p, map, &merged, v, kline)))
 				goto out;
 			continue;
 		}
 		for (j = 0; j < map->n && strcmp(map->pairs[j].key, k->str); j++)
 			;
-		if (j < map->n) {
+		if (j < map->n && !(p->flags & CY_AS_WRITTEN)) {
 			if (!was_merged(&merged, j))
 				warn_at(p, kline, "duplicate key '%s' (also on line %u; the later value wins)",
 					k->str, map->pairs[j].knode->line);
@@ -706,7 +703,8 @@ static enum kiln_rc parse_node(struct parser *p, yaml_event_t *ev, int depth, st
 		n->plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !as_str;
 		if (n->plain && is_null_text(n->str)) {
 			n->kind = CY_NULL;
-			n->str = "";
+			if (!(p->flags & CY_AS_WRITTEN))
+				n->str = "";
 		}
 		if ((rc = add_anchor(p, ev->data.scalar.anchor, n)))
 			return rc;
@@ -753,7 +751,13 @@ static enum kiln_rc parse_document(struct parser *p, struct cy_node **root, bool
 enum kiln_rc cy_parse(struct cy_arena *a, const char *name, const char *text, size_t len, struct cy_node **root,
 		      ci_warn_fn warn, void *warn_arg, struct kiln_err *e)
 {
-	struct parser p = { .a = a, .warn = warn, .warn_arg = warn_arg, .e = e };
+	return cy_parse_flags(a, name, text, len, 0, root, warn, warn_arg, e);
+}
+
+enum kiln_rc cy_parse_flags(struct cy_arena *a, const char *name, const char *text, size_t len, unsigned flags,
+			    struct cy_node **root, ci_warn_fn warn, void *warn_arg, struct kiln_err *e)
+{
+	struct parser p = { .a = a, .warn = warn, .warn_arg = warn_arg, .e = e, .flags = flags };
 	struct cy_node *first = NULL, *second = NULL, *third = NULL;
 	yaml_event_t ev;
 	enum kiln_rc rc;

@@ -1,4 +1,5 @@
-/* GitLab CI YAML as a tree: every node knows the file and line it came
+/* YAML as a tree, the one libyaml front end (the pipeline's .gitlab-ci.yml
+ * and kiln's configuration file): every node knows the file and line it came
  * from, mappings keep their key order, anchors/aliases are expanded,
  * `<<` merge keys are applied (Psych's semantics, see below) and a
  * `!reference [job, key, ...]` sequence is kept as a marked node for the
@@ -91,6 +92,13 @@ int cy_map_push(struct cy_arena *a, struct cy_node *map, const char *key, const 
  * (which may be NULL). */
 enum kiln_rc cy_parse(struct cy_arena *a, const char *name, const char *text, size_t len, struct cy_node **root,
 		      ci_warn_fn warn, void *warn_arg, struct kiln_err *e);
+/* cy_parse with flags: CY_AS_WRITTEN reads the mappings as written (a key
+ * written twice is there twice, `<<` is an ordinary key) and leaves a null
+ * its text in str, for a caller that reports those itself (the kiln
+ * configuration file). */
+#define CY_AS_WRITTEN 1u
+enum kiln_rc cy_parse_flags(struct cy_arena *a, const char *name, const char *text, size_t len, unsigned flags,
+			    struct cy_node **root, ci_warn_fn warn, void *warn_arg, struct kiln_err *e);
 /* Read path (at most CY_MAX_FILE_BYTES) and parse it as cy_parse does,
  * naming it name in messages. A missing file is KILN_E_NOTFOUND. */
 enum kiln_rc cy_load_file(struct cy_arena *a, const char *path, const char *name, struct cy_node **root,
