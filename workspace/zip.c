@@ -274,7 +274,7 @@ static enum kiln_rc read_at(int fd, void *buf, size_t n, uint64_t off, const cha
  * held to the ceilings first. Anything malformed is left to libarchive. */
 static enum kiln_rc directory_fits(int fd, const char *path, struct kiln_err *e)
 {
-	static uint8_t tail[LOCATOR64_SIZE + END_SIZE + 65535];
+	uint8_t tail[LOCATOR64_SIZE + END_SIZE + 65535];
 	uint8_t end64[END64_SIZE];
 	uint64_t count, cd_size;
 	size_t n;
@@ -367,7 +367,7 @@ static enum kiln_rc make_parents(const char *dest, const char *rel, struct kiln_
 static enum kiln_rc extract_data(struct archive *a, struct archive_entry *ent, int out, uint64_t *total,
 				 uint64_t max, const char *path, const char *name, uint64_t *got, struct kiln_err *e)
 {
-	static unsigned char buf[CHUNK];
+	unsigned char buf[CHUNK];
 	bool sized = archive_entry_size_is_set(ent);
 	uint64_t size = sized ? (uint64_t)archive_entry_size(ent) : 0;
 	enum kiln_rc rc;
