@@ -32,7 +32,7 @@
 #include "gitlab/trace.h"
 
 #define GLA_MAX_ENTRIES 32                 /* artifacts: and cache: entries used */
-#define GLA_MAX_BYTES (4ULL << 30)         /* one archive, uncompressed */
+#define GLA_MAX_BYTES (64ULL << 30)        /* one archive, uncompressed (zip64) */
 
 struct gla_entry {
 	bool wanted;              /* collected (when: matched the outcome) */

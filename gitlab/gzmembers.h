@@ -3,7 +3,14 @@
  * members, one per file, each member's header naming the file by its path
  * relative to the folder (and carrying its modification time). Files are
  * taken in sorted order, so the same tree always gives the same stream;
- * folders, links and other entries are not members. */
+ * folders, links and other entries are not members.
+ *
+ * Written with zlib, not libarchive: each member's header must carry the
+ * file's name (gzip's FNAME field), and libarchive 3.6.2 (Debian 12's, the
+ * minimum configure takes) cannot set it: its gzip filter's only options
+ * are compression-level and timestamp, and a raw-format archive with the
+ * gzip filter writes a header with no name (FLG 0). Later libarchive
+ * releases add an original-filename option; this file can move then. */
 #ifndef KILN_GZMEMBERS_H
 #define KILN_GZMEMBERS_H
 

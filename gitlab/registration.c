@@ -32,40 +32,13 @@ bool glc_system_id_valid(const char *s)
 	return s[14] == '\0';
 }
 
-static void hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, uint8_t out[32])
-{
-	uint8_t k[64] = { 0 }, pad[64], inner[32];
-	struct sha256 s;
-	size_t i;
-
-	if (klen > sizeof(k)) {
-		sha256_init(&s);
-		sha256_update(&s, key, klen);
-		sha256_final(&s, k);
-	} else {
-		memcpy(k, key, klen);
-	}
-	for (i = 0; i < 64; i++)
-		pad[i] = k[i] ^ 0x36;
-	sha256_init(&s);
-	sha256_update(&s, pad, 64);
-	sha256_update(&s, msg, mlen);
-	sha256_final(&s, inner);
-	for (i = 0; i < 64; i++)
-		pad[i] = k[i] ^ 0x5c;
-	sha256_init(&s);
-	sha256_update(&s, pad, 64);
-	sha256_update(&s, inner, 32);
-	sha256_final(&s, out);
-}
-
 void glc_system_id_from_machine_id(const char *machine_id, char out[GLC_SYSTEM_ID_SIZE])
 {
 	static const char app[] = "gitlab-runner";
 	uint8_t mac[32];
 	char hex[65];
 
-	hmac_sha256(machine_id, strlen(machine_id), app, sizeof(app) - 1, mac);
+	sha256_hmac(machine_id, strlen(machine_id), app, sizeof(app) - 1, mac);
 	sha256_hex(mac, hex);
 	snprintf(out, GLC_SYSTEM_ID_SIZE, "s_%.12s", hex);
 }

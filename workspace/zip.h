@@ -1,15 +1,33 @@
-/* Zip archives, as GitLab's artifacts and kiln's local cache hold them:
- * a folder tree written into a zip (deflate, zlib), and a zip read back
- * into a folder. No zip64: at most ZIP_MAX_ENTRIES entries and under
- * 4 GiB per file and per archive; larger is KILN_E_LIMIT.
+/* Zip archives, as GitLab's artifacts and kiln's local cache hold them,
+ * through libarchive: a folder tree written into a zip (deflate, zip64
+ * extensions where an entry or the archive passes 4 GiB), and a zip, zip64
+ * included, read back into a folder. At most ZIP_MAX_ENTRIES entries.
  *
  * Writing takes regular files (their permission bits and modification
  * time; modes are masked to 0777 both ways, so no setuid, setgid or sticky
- * bit is stored or restored), folders, and symbolic links (as Info-ZIP stores them: the target
- * as the content, S_IFLNK in the external attributes); it never follows a
- * link. Reading creates regular files and folders only, inside dest: names
- * that are absolute, hold "..", a backslash or a NUL, and links, are
- * skipped with a count; every entry's CRC32 is checked. */
+ * bit is stored or restored), folders, and symbolic links (as Info-ZIP
+ * stores them: the target as the content, S_IFLNK in the external
+ * attributes); it never follows a link. Entries are taken in sorted order,
+ * so the same tree always makes the same archive. Names are UTF-8 flagged.
+ *
+ * Reading uses libarchive's seekable reader (the central directory, as
+ * unzip does) and creates regular files and folders only, inside dest,
+ * each file with O_NOFOLLOW: names that are absolute, hold "..", ".", an
+ * empty component or a backslash, and links (symbolic or hard), are
+ * skipped with a count. Every entry's CRC32 is checked (libarchive reports
+ * a mismatch, an error here), its declared size against max_bytes before
+ * anything is written and its real size while writing. Encrypted entries
+ * are an error. The end record's entry count and directory size are held
+ * to ceilings before libarchive reads the directory (it keeps all of it in
+ * memory: about 180 bytes an entry, measured).
+ *
+ * Where libarchive differs from the zip code it replaces: a backslash in a
+ * name not flagged UTF-8 is read as a folder separator (as Windows tools
+ * mean it: "a\b" lands as a/b, "..\x" is "../x" and skipped); methods
+ * other than store and deflate (bzip2, lzma, xz, zstd) are read too, under
+ * the same byte ceiling. Measured on the 2-core build machine, a tree with
+ * one sparse 4,297,064,448-byte file: written in 27 s (a 4.2 MB zip64
+ * archive), extracted and compared in 51 s, at 5.5 MB resident. */
 #ifndef KILN_ZIP_H
 #define KILN_ZIP_H
 
@@ -19,7 +37,7 @@
 #include "lib/result.h"
 
 #define ZIP_MAX_ENTRIES 65535u
-#define ZIP_MAX_BYTES 0xfffffffeULL    /* per file, and the archive */
+#define ZIP_MAX_BYTES (64ULL << 30)    /* uncompressed total when the caller gives none */
 
 struct zip_stats {
 	unsigned files;            /* regular files written or extracted */
@@ -27,8 +45,9 @@ struct zip_stats {
 	uint64_t bytes;            /* their uncompressed size */
 };
 
-/* Write every entry below dir into a new zip at path (replaced), names
- * relative to dir. max_bytes bounds the uncompressed total (0: ZIP_MAX_BYTES). */
+/* Write every entry below dir into a new zip at path (replaced; removed
+ * again on failure), names relative to dir. max_bytes bounds the
+ * uncompressed total (0: ZIP_MAX_BYTES). */
 enum kiln_rc zip_write_dir(const char *dir, const char *path, uint64_t max_bytes, struct zip_stats *st,
 			   struct kiln_err *e);
 

@@ -222,14 +222,15 @@ def mask_seeds():
     }
 
 
-def zip_bytes(entries):
+def zip_bytes(entries, zip64=False):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, 'w', zipfile.ZIP_DEFLATED) as z:
         for name, data, mode in entries:
             info = zipfile.ZipInfo(name, (2024, 1, 2, 3, 4, 5))
             info.external_attr = mode << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, data)
+            with z.open(info, 'w', force_zip64=zip64) as f:
+                f.write(data)
     return buf.getvalue()
 
 
@@ -241,6 +242,7 @@ def zip_seeds():
                               ('link', b'/etc', 0o120777), ('suid', b'x', 0o104755),
                               ('a\\b', b'x', 0o100644)]),
         'stored': zipfile_stored(),
+        'zip64': zipfile_zip64(),
     }
 
 
@@ -249,6 +251,18 @@ def zipfile_stored():
     with zipfile.ZipFile(buf, 'w', zipfile.ZIP_STORED) as z:
         z.writestr(zipfile.ZipInfo('plain', (2024, 1, 2, 3, 4, 5)), b'stored bytes')
     return buf.getvalue()
+
+
+def zipfile_zip64():
+    # Every size and offset in zip64 extra fields, and a zip64 end record:
+    # zipfile writes them past its limits, lowered to 0 here.
+    limits = zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT
+    zipfile.ZIP64_LIMIT = zipfile.ZIP_FILECOUNT_LIMIT = 0
+    try:
+        return zip_bytes([('dir/', b'', 0o40755), ('dir/big', b'z' * 300, 0o100644),
+                          ('link', b'../..', 0o120777), ('link/x', b'x', 0o100644)], True)
+    finally:
+        zipfile.ZIP64_LIMIT, zipfile.ZIP_FILECOUNT_LIMIT = limits
 
 
 def main():

@@ -1,5 +1,6 @@
-/* Zip extraction (workspace/zip.c), which reads archives from GitLab and the
- * local cache, with the input as the archive. Properties: whatever the
+/* Zip extraction (workspace/zip.c: libarchive's seekable zip reader under
+ * kiln's rules), which reads archives from GitLab and the local cache,
+ * with the input as the archive. Properties: whatever the
  * archive, only regular files and folders appear, all inside dest, with no
  * setuid, setgid or sticky bit, and no more bytes than the limit. */
 #include <fcntl.h>

@@ -1340,9 +1340,69 @@ static size_t craft_zip(uint8_t *buf, const char *const *names, const char *data
 	return (size_t)(p - buf);
 }
 
+static uint8_t *p64(uint8_t *p, uint64_t v)
+{
+	return p32(p32(p, (uint32_t)v), (uint32_t)(v >> 32));
+}
+
+/* One stored entry for craft_zip64: its name, content and mode bits. */
+struct centry {
+	const char *name, *data;
+	uint32_t mode;
+	uint64_t declared;     /* the size it claims; 0: its real size */
+};
+
+/* A zip64 archive of stored entries, by hand: every size and offset in
+ * the zip64 extra field, a zip64 end record and its locator. */
+static size_t craft_zip64(uint8_t *buf, const struct centry *ents)
+{
+	uint8_t *p = buf, *cd, *end64;
+	uint64_t offs[8];
+	size_t i, n = 0;
+
+	for (i = 0; ents[i].name; i++, n++) {
+		unsigned nl = (unsigned)strlen(ents[i].name);
+		uint64_t dl = strlen(ents[i].data), us = ents[i].declared ? ents[i].declared : dl;
+		uint32_t crc = (uint32_t)crc32(0, (const Bytef *)ents[i].data, (uInt)dl);
+
+		offs[i] = (uint64_t)(p - buf);
+		p = p32(p, 0x04034b50u);
+		p = p16(p16(p16(p16(p16(p, 45), 0), 0), 0), 0);
+		p = p32(p32(p32(p, crc), 0xffffffffu), 0xffffffffu);
+		p = p16(p16(p, nl), 20);
+		p = pstr(p, ents[i].name, nl);
+		p = p64(p64(p16(p16(p, 1), 16), us), dl);
+		p = pstr(p, ents[i].data, dl);
+	}
+	cd = p;
+	for (i = 0; i < n; i++) {
+		unsigned nl = (unsigned)strlen(ents[i].name);
+		uint64_t dl = strlen(ents[i].data), us = ents[i].declared ? ents[i].declared : dl;
+		uint32_t crc = (uint32_t)crc32(0, (const Bytef *)ents[i].data, (uInt)dl);
+
+		p = p32(p, 0x02014b50u);
+		p = p16(p16(p16(p16(p16(p16(p, 0x032d), 45), 0), 0), 0), 0);
+		p = p32(p32(p32(p, crc), 0xffffffffu), 0xffffffffu);
+		p = p16(p16(p16(p16(p16(p, nl), 28), 0), 0), 0);
+		p = p32(p32(p, ents[i].mode << 16), 0xffffffffu);
+		p = pstr(p, ents[i].name, nl);
+		p = p64(p64(p64(p16(p16(p, 1), 24), us), dl), offs[i]);
+	}
+	end64 = p;
+	p = p64(p32(p, 0x06064b50u), 44);
+	p = p32(p32(p16(p16(p, 45), 45), 0), 0);
+	p = p64(p64(p64(p64(p, n), n), (uint64_t)(end64 - cd)), (uint64_t)(cd - buf));
+	p = p32(p64(p32(p32(p, 0x07064b50u), 0), (uint64_t)(end64 - buf)), 1);
+	p = p32(p, 0x06054b50u);
+	p = p16(p16(p16(p16(p, 0), 0), 0xffff), 0xffff);
+	p = p32(p32(p, 0xffffffffu), 0xffffffffu);
+	p = p16(p, 0);
+	return (size_t)(p - buf);
+}
+
 START_TEST(zip_refuses_unsafe)
 {
-	static const char *const names[] = { "../evil", "/abs", "a/../../evil2", "ok/fine.txt", "back\\slash", NULL };
+	static const char *const names[] = { "../evil", "/abs", "a/../../evil2", "ok/fine.txt", "..\\evil3", NULL };
 	static const char *const one[] = { "x.txt", NULL };
 	char *d = tmpdir(), zipf[128], out[128], path[256], cmd[160];
 	uint8_t buf[4096];
@@ -1363,6 +1423,8 @@ START_TEST(zip_refuses_unsafe)
 	ck_assert_int_ne(access(path, F_OK), 0);
 	snprintf(path, sizeof(path), "%s/evil2", d);
 	ck_assert_int_ne(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/out/evil3", d);
+	ck_assert_int_ne(access(path, F_OK), 0);
 	/* A wrong CRC is an error. */
 	n = craft_zip(buf, one, "payload", true);
 	write_file(zipf, buf, n, 0644);
@@ -1371,6 +1433,77 @@ START_TEST(zip_refuses_unsafe)
 	/* Not a zip. */
 	write_file(zipf, "not a zip at all, really not", 28, 0644);
 	ck_assert_int_eq(zip_extract(zipf, out, 0, &st, &e), KILN_E_SYNTAX);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* zip64: every size and offset in the extra field is read; a link entry
+ * pointing out of dest is never made, and a file through its name lands
+ * in a real folder inside dest; a declared size over the limit is refused
+ * before anything is written. */
+START_TEST(zip64_and_hostile)
+{
+	static const struct centry good[] = {
+		{ "dir/a.txt", "hello zip64\n", 0100640, 0 },
+		{ "ln", "../outside", 0120777, 0 },
+		{ "ln/escaped", "nope", 0100644, 0 },
+		{ NULL, NULL, 0, 0 },
+	};
+	static const struct centry huge[] = {
+		{ "huge.bin", "tiny", 0100644, 5ULL << 30 },
+		{ NULL, NULL, 0, 0 },
+	};
+	char *d = tmpdir(), zipf[128], out[128], path[256], cmd[600], *got;
+	uint8_t buf[4096];
+	struct zip_stats st;
+	struct kiln_err e = { 0 };
+	struct stat sb;
+	size_t n;
+
+	snprintf(zipf, sizeof(zipf), "%s/z64.zip", d);
+	n = craft_zip64(buf, good);
+	write_file(zipf, buf, n, 0644);
+	/* The fixture is a valid zip64 archive to Python's zipfile as well. */
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import sys, zipfile; z = zipfile.ZipFile(\"%s\"); "
+		 "sys.exit(z.testzip() is not None or z.read(\"dir/a.txt\") != b\"hello zip64\\n\")'", zipf);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/out", d);
+	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 2);
+	ck_assert_uint_eq(st.skipped, 1);
+	ck_assert_uint_eq(st.bytes, 16);
+	snprintf(path, sizeof(path), "%s/dir/a.txt", out);
+	got = read_file(path, &n);
+	ck_assert_uint_eq(n, 12);
+	ck_assert_int_eq(memcmp(got, "hello zip64\n", 12), 0);
+	free(got);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0640);
+	snprintf(path, sizeof(path), "%s/ln", out);
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert(S_ISDIR(sb.st_mode));
+	snprintf(path, sizeof(path), "%s/outside", d);
+	ck_assert_int_ne(access(path, F_OK), 0);
+
+	/* More entries in the zip64 end record than the ceiling: refused
+	 * before libarchive reads the central directory. */
+	n = craft_zip64(buf, good);
+	p64(p64(buf + n - 22 - 20 - 56 + 24, 70000), 70000);
+	write_file(zipf, buf, n, 0644);
+	snprintf(out, sizeof(out), "%s/out3", d);
+	ck_assert_int_eq(zip_extract(zipf, out, 0, &st, &e), KILN_E_LIMIT);
+	ck_assert_ptr_nonnull(strstr(e.msg, "70000 entries"));
+	ck_assert_int_ne(access(out, F_OK), 0);
+
+	n = craft_zip64(buf, huge);
+	write_file(zipf, buf, n, 0644);
+	snprintf(out, sizeof(out), "%s/out2", d);
+	ck_assert_int_eq(zip_extract(zipf, out, 1 << 20, &st, &e), KILN_E_LIMIT);
+	ck_assert_ptr_nonnull(strstr(e.msg, "bytes once extracted"));
+	snprintf(path, sizeof(path), "%s/huge.bin", out);
+	ck_assert_int_ne(access(path, F_OK), 0);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
 	ck_assert_int_eq(system(cmd), 0);
 }
@@ -1504,6 +1637,7 @@ Suite *gitlab_suite(void)
 	tcase_add_test(tc, gzip_members);
 	tcase_add_test(tc, modes_lose_setuid);
 	tcase_add_test(tc, zip_refuses_unsafe);
+	tcase_add_test(tc, zip64_and_hostile);
 	tcase_add_test(tc, metrics_text_and_http);
 	suite_add_tcase(s, tc);
 	return s;
