@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "build-config.h"
+#include "lib/clock.h"
 #include "runner/cli.h"
 #include "gitlab/artifacts.h"
 #include "gitlab/client.h"
@@ -94,14 +95,6 @@ static void runner_gauges(const struct kiln_runner_config *rc, const struct rsta
 	metrics_set("kiln_jobs", l, r->running);
 	metrics_set("kiln_request_concurrency", l, r->requesting);
 	metrics_set("kiln_runner_paused", l, r->paused_until > 0 ? 1 : 0);
-}
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void cfgref_put(struct daemon *d, struct cfgref *c)
