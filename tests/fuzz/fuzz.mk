@@ -29,11 +29,11 @@ virtio_net_SRCS = $(FGUEST)
 virtio_rng_SRCS = $(FGUEST)
 virtio_vsock_SRCS = $(FGUEST)
 agentproto_SRCS = agent/proto.c job/agentmsg.c
-payload_SRCS = job/payload.c lib/result.c
+payload_SRCS = job/payload.c lib/readfile.c lib/result.c
 mask_SRCS = gitlab/mask.c lib/result.c
 zip_SRCS = workspace/zip.c workspace/fstree.c lib/paths.c lib/result.c
 ciconfig_SRCS = localci/config.c localci/yaml.c localci/rules.c localci/variables.c \
-	lib/varexpand.c localci/pipeline.c lib/paths.c lib/result.c
+	lib/varexpand.c localci/pipeline.c lib/paths.c lib/readfile.c lib/result.c
 tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
 ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c
 
