@@ -20,6 +20,7 @@ int main(void)
 	SRunner *sr = srunner_create(sha256_suite());
 	int failed;
 
+	srunner_add_suite(sr, lib_suite());
 	srunner_add_suite(sr, config_suite());
 	srunner_add_suite(sr, manifest_suite());
 	srunner_add_suite(sr, doctor_suite());

@@ -5,6 +5,7 @@
 #include <check.h>
 
 Suite *sha256_suite(void);
+Suite *lib_suite(void);
 Suite *config_suite(void);
 Suite *manifest_suite(void);
 Suite *doctor_suite(void);
