@@ -103,8 +103,8 @@ static void drain(int *fd, char *buf, size_t cap, size_t *len, bool *over)
  * closed both and taken its input (or stopped reading it). stdin is a
  * socket written with MSG_NOSIGNAL, so that a child ending early cannot
  * SIGPIPE kiln. */
-static enum kiln_rc pump(const struct kiln_spawn_io *io, int fds[3], char *out, size_t *out_len, bool *out_over,
-			 size_t *err_len, struct kiln_err *e)
+static enum kiln_rc pump(const struct kiln_spawn_io *io, int fds[3], char *out, size_t *out_len,
+			 bool *out_over, size_t *err_len, struct kiln_err *e)
 {
 	size_t off = 0;
 	bool err_over = false;
