@@ -1,6 +1,7 @@
 #include "agent/channel.h"
 #include "agent/log.h"
 #include "agent/proto.h"
+#include "lib/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,14 +15,6 @@
 
 #define RETRY_MS 100
 #define PORTS_DIR "/sys/class/virtio-ports"
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int vsock_connect(void)
 {
@@ -92,7 +85,7 @@ static int console_open(void)
 int channel_open(const char *kind, int timeout_ms)
 {
 	int (*attempt)(void);
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = mono_ms() + timeout_ms;
 	int fd;
 
 	if (!strcmp(kind, "vsock"))
@@ -107,7 +100,7 @@ int channel_open(const char *kind, int timeout_ms)
 		struct timespec pause_ts = { 0, RETRY_MS * 1000000L };
 
 		fd = attempt();
-		if (fd >= 0 || now_ms() >= deadline)
+		if (fd >= 0 || mono_ms() >= deadline)
 			break;
 		nanosleep(&pause_ts, NULL);
 	}

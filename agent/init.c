@@ -1,5 +1,6 @@
 #include "agent/init.h"
 #include "agent/log.h"
+#include "lib/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -241,10 +242,9 @@ int init_mount_workspace(const char *label, const char *dir)
 int init_mount_late_workspace(const char *label, const char *dir, int timeout_ms, char *err, size_t size)
 {
 	const struct timespec pause_ts = { 0, 2 * 1000 * 1000 };
-	struct timespec t0, now;
+	int64_t t0 = mono_ms();
 	int rc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		rc = init_mount_workspace(label, dir);
 		if (rc == 0)
@@ -253,8 +253,7 @@ int init_mount_late_workspace(const char *label, const char *dir, int timeout_ms
 			snprintf(err, size, "mounting the workspace (label %s) on %s failed", label, dir);
 			return -1;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >= timeout_ms) {
+		if (mono_ms() - t0 >= timeout_ms) {
 			snprintf(err, size, "the workspace disk (label %s) did not appear within %d ms", label,
 				 timeout_ms);
 			return -1;

@@ -7,6 +7,7 @@
 #include "agent/shell.h"
 #include "agent/step.h"
 #include "agent/proto.h"
+#include "lib/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,14 +77,6 @@ struct job {
 	const char *reason;     /* failure_reason, NULL on success */
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* --- sending ------------------------------------------------------------ */
 
 static void request_cancel(struct job *j, int graceful);
@@ -149,7 +142,7 @@ static void kill_group(pid_t pid, int sig)
  * kill is already due sooner). The first reason to stop it is kept. */
 static void stop_run(struct run *r, enum stop why, int grace_ms)
 {
-	long long at = now_ms() + grace_ms;
+	long long at = mono_ms() + grace_ms;
 
 	if (r->exited)
 		return;
@@ -272,7 +265,7 @@ static void pump_signals(struct job *j)
 	if (init_reap(j->run ? j->run->pid : 0, &status) && j->run) {
 		j->run->exited = 1;
 		j->run->status = status;
-		j->run->exited_at = j->run->quiet_from = now_ms();
+		j->run->exited_at = j->run->quiet_from = mono_ms();
 	}
 }
 
@@ -286,7 +279,7 @@ static void pump_output(struct job *j, struct run *r)
 	if (n > 0) {
 		send_frame(j, AP_OUTPUT, buf, (size_t)n);
 		if (r->exited)
-			r->quiet_from = now_ms();
+			r->quiet_from = mono_ms();
 		return;
 	}
 	close(r->out);
@@ -359,7 +352,7 @@ static long long tick(struct run *r, long long now)
 static void supervise(struct job *j, struct run *r)
 {
 	for (;;) {
-		long long now = now_ms(), next = tick(r, now);
+		long long now = mono_ms(), next = tick(r, now);
 
 		if (r->exited && r->out < 0)
 			break;
@@ -404,7 +397,7 @@ static int run_step(struct job *j, size_t idx, enum stop *stopped)
 		goto out;
 	}
 	j->groups[j->ngroups++] = r.pid;
-	r.deadline = now_ms() + (long long)step->timeout * 1000;
+	r.deadline = mono_ms() + (long long)step->timeout * 1000;
 	j->run = &r;
 	supervise(j, &r);
 	j->run = NULL;

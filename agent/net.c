@@ -1,6 +1,7 @@
 #include "agent/net.h"
 #include "agent/cmdline.h"
 #include "agent/log.h"
+#include "lib/atomicfile.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -98,28 +99,16 @@ static int add_default_route(int sock, const char *ifname, struct in_addr gw)
  * into a resolver daemon's /run that this VM does not have. */
 static int write_resolv_conf(struct in_addr dns)
 {
-	static const char tmp[] = RESOLV_CONF ".kiln";
+	struct kiln_err e;
 	char text[64];
-	int fd = -1, rc = 0, n;
+	int n;
 
 	n = snprintf(text, sizeof(text), "nameserver %s\n", inet_ntoa(dns));
-	errno = 0;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-	if (fd < 0 || write(fd, text, (size_t)n) != n)
-		goto fail;
-	rc = close(fd);
-	fd = -1;
-	if (rc < 0 || rename(tmp, RESOLV_CONF) < 0)
-		goto fail;
+	if (kiln_write_atomic(RESOLV_CONF, text, (size_t)n, 0644, &e)) {
+		say("%s", e.msg);
+		return -EIO;
+	}
 	return 0;
-fail:
-	/* A short write leaves errno 0: call it EIO. */
-	rc = errno ? -errno : -EIO;
-	say("%s: %s", RESOLV_CONF, strerror(-rc));
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
-	return rc;
 }
 
 /* One parameter as an address; 0 absent, 1 set, -EINVAL malformed. */

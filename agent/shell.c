@@ -1,6 +1,7 @@
 #include "agent/shell.h"
 #include "agent/init.h"
 #include "agent/log.h"
+#include "lib/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,14 +33,6 @@ struct session {
 	int host_gone;
 	long long hangup_at;      /* when SIGKILL follows the SIGHUP; 0: none */
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void json_winsize(const uint8_t *payload, uint32_t len, struct winsize *ws, const char **term,
 			 char *term_buf, size_t term_size)
@@ -135,7 +128,7 @@ static void hang_up(struct session *s)
 		return;
 	kill(-s->pid, SIGHUP);
 	kill(s->pid, SIGHUP);
-	s->hangup_at = now_ms() + SHELL_HANGUP_GRACE_MS;
+	s->hangup_at = mono_ms() + SHELL_HANGUP_GRACE_MS;
 }
 
 static void send_or_lose(struct session *s, uint8_t type, const void *p, size_t n)
@@ -241,7 +234,7 @@ static void drain_signals(struct session *s)
 		;
 	if (!s->exited && init_reap(s->pid, &s->status)) {
 		s->exited = 1;
-		s->exited_at = now_ms();
+		s->exited_at = mono_ms();
 	}
 }
 
@@ -290,7 +283,7 @@ int shell_hold(struct shell_io *io, const struct job_spec *spec, char *const env
 			{ .fd = s.host_gone ? -1 : io->host, .events = POLLIN },
 			{ .fd = s.master, .events = POLLIN },
 		};
-		long long left = s.hangup_at ? s.hangup_at - now_ms() : -1;
+		long long left = s.hangup_at ? s.hangup_at - mono_ms() : -1;
 
 		if (s.hangup_at && left <= 0 && !s.exited) {
 			kill(-s.pid, SIGKILL);
@@ -299,7 +292,7 @@ int shell_hold(struct shell_io *io, const struct job_spec *spec, char *const env
 		}
 		/* After the exit, a quiet terminal is a drained one; a chatty
 		 * straggler gets DRAIN_MAX_MS. */
-		if (s.exited && now_ms() - s.exited_at > DRAIN_MAX_MS)
+		if (s.exited && mono_ms() - s.exited_at > DRAIN_MAX_MS)
 			break;
 		if (poll(p, 3, s.exited ? 200 : left < 0 ? 1000 : (int)left) == 0 && s.exited)
 			break;

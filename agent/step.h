@@ -30,7 +30,9 @@ int step_mkdir_parents(const char *dir, mode_t mode);
  * stdout and stderr both the write end of one new pipe, environment env, an
  * empty signal mask and default signal actions. Returns the pid (which is
  * also the process group id) and sets *out_fd to the pipe's read end
- * (non-blocking, close-on-exec); or returns -errno with *out_fd -1. */
+ * (non-blocking, close-on-exec); or returns -errno with *out_fd -1. Not
+ * lib/spawn: the agent is PID 1, and a step runs while the agent streams its
+ * output and reaps it later. */
 pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int *out_fd);
 
 #endif

@@ -11,15 +11,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "lib/clock.h"
 #include "workspace/workspace.h"
-
-static long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 int main(int argc, char **argv)
 {
@@ -55,14 +48,14 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	t0 = now_ms();
+	t0 = mono_ms();
 	if (ws_prepare(&spec, &res, &e) != KILN_OK) {
 		fprintf(stderr, "ws-bench: %s\n", e.msg);
 		return 1;
 	}
 	printf("total_ms=%ld lock_ms=%ld mirror_ms=%ld checkout_ms=%ld image_ms=%ld cloned=%d reused=%d "
 	       "content_bytes=%llu image_bytes=%llu\n",
-	       now_ms() - t0, res.lock_wait_ms, res.mirror_ms, res.checkout_ms, res.image_ms,
+	       mono_ms() - t0, res.lock_wait_ms, res.mirror_ms, res.checkout_ms, res.image_ms,
 	       res.mirror_cloned, res.tree_reused, (unsigned long long)res.content_bytes,
 	       (unsigned long long)res.image_bytes);
 	return 0;

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "executors/hosttsc.h"
+#include "lib/clock.h"
 
 #define CHILD_STACK_BYTES (256u << 10)
 
@@ -352,14 +353,6 @@ enum kiln_rc executor_console_pipe(struct executor *x, unsigned long long max, s
 	return KILN_OK;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reap the VMM if it ended; true when it is gone. */
 static bool reap(struct executor *x, bool block)
 {
@@ -380,7 +373,7 @@ static bool reap(struct executor *x, bool block)
 
 enum kiln_rc executor_stream(struct executor *x, int timeout_ms, int *fd, struct kiln_err *e)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = mono_ms() + timeout_ms;
 
 	*fd = -1;
 	while (x->chan_fd < 0) {
@@ -401,7 +394,7 @@ enum kiln_rc executor_stream(struct executor *x, int timeout_ms, int *fd, struct
 			return kiln_fail(e, KILN_E_EXEC, "the VM ended (status %d) before its agent connected: %s",
 					 x->status, tail);
 		}
-		if (now_ms() > deadline) {
+		if (mono_ms() > deadline) {
 			char tail[600];
 			executor_tail(x, tail, sizeof(tail));
 			return kiln_fail(e, KILN_E_LIMIT, "the guest agent did not connect within %d s: %s",
@@ -414,14 +407,14 @@ enum kiln_rc executor_stream(struct executor *x, int timeout_ms, int *fd, struct
 
 enum kiln_rc executor_wait(struct executor *x, int timeout_ms, int *status, struct kiln_err *e)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = mono_ms() + timeout_ms;
 
 	for (;;) {
 		if (reap(x, false)) {
 			*status = x->status;
 			return KILN_OK;
 		}
-		if (timeout_ms >= 0 && now_ms() >= deadline)
+		if (timeout_ms >= 0 && mono_ms() >= deadline)
 			return kiln_fail(e, KILN_E_LIMIT, "the VM did not stop within %d ms", timeout_ms);
 		usleep(10000);
 	}

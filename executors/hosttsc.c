@@ -10,6 +10,9 @@
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static unsigned long khz = HOSTTSC_FALLBACK_KHZ;
 
+/* Not lib/clock.h on purpose: CLOCK_MONOTONIC_RAW is not slewed by NTP, so
+ * the TSC is compared with the oscillator itself rather than with a clock
+ * that is being adjusted while we measure. */
 static double now_ns(void)
 {
 	struct timespec ts;

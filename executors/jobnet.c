@@ -19,6 +19,7 @@
 
 #include "lib/log.h"
 #include "lib/paths.h"
+#include "lib/spawn.h"
 
 #define SLOT_PREFIX "slot-"
 #define RESOLV_CONF "/etc/resolv.conf"
@@ -54,128 +55,17 @@ static bool valid_job_id(const char *id)
 
 /* --- helper programs ------------------------------------------------------ */
 
-/* The first line of text, at most size-1 bytes, into buf. */
-static const char *first_line(const char *text, char *buf, size_t size)
-{
-	size_t n = strcspn(text, "\n");
-
-	while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == ' '))
-		n--;
-	if (n >= size)
-		n = size - 1;
-	memcpy(buf, text, n);
-	buf[n] = '\0';
-	return buf;
-}
-
-static void child_exec(char *const argv[], int in_fd, int out_fd)
-{
-	int null_fd = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-	if (null_fd >= 0)
-		dup2(null_fd, 0);
-	dup2(out_fd, 1);
-	dup2(out_fd, 2);
-	execvp(argv[0], argv);
-	dprintf(out_fd, "cannot run %s: %s\n", argv[0], strerror(errno));
-	_exit(127);
-}
-
-/* argv joined by blanks into buf, cut short to fit. */
-static const char *cmd_str(char *const argv[], char *buf, size_t size)
-{
-	size_t len = 0;
-	int i;
-
-	buf[0] = '\0';
-	for (i = 0; argv[i] && len < size; i++)
-		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? " " : "", argv[i]);
-	return buf;
-}
-
-/* Run argv (PATH lookup) with input (may be NULL: /dev/null) on stdin and
- * its stdout and stderr together captured (the first CMD_OUT_MAX-1 bytes
- * kept). Succeeds when it exits 0; otherwise e names the command, its
- * status and the first line it printed. stdin is a socket, written with
- * MSG_NOSIGNAL, so that a child dying early cannot SIGPIPE us. */
+/* Run argv with input (may be NULL: /dev/null) on stdin; its stdout and
+ * stderr together are kept for the error message (the first CMD_OUT_MAX-1
+ * bytes). Succeeds when it exits 0; otherwise e names the command, its
+ * status and the first line it printed. */
 static enum kiln_rc run_cmd(char *const argv[], const char *input, struct kiln_err *e)
 {
-	int in[2] = { -1, -1 }, pipefd[2] = { -1, -1 };
-	char buf[CMD_OUT_MAX], line[200], cmd[120];
-	size_t len = 0;
-	enum kiln_rc rc = KILN_OK;
-	pid_t pid = -1;
-	int status;
+	char out[CMD_OUT_MAX];
+	struct kiln_spawn_io io = { .input = input, .input_len = input ? strlen(input) : 0,
+				    .err = out, .err_size = sizeof(out), .merge = true };
 
-	if (input && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) < 0) {
-		rc = kiln_fail_errno(e, "%s: socketpair", argv[0]);
-		goto out;
-	}
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		rc = kiln_fail_errno(e, "%s: pipe", argv[0]);
-		goto out;
-	}
-	pid = fork();
-	if (pid < 0) {
-		rc = kiln_fail_errno(e, "%s: fork", argv[0]);
-		goto out;
-	}
-	if (pid == 0)
-		child_exec(argv, in[1], pipefd[1]);
-	close(pipefd[1]);
-	pipefd[1] = -1;
-	if (input) {
-		size_t off = 0, total = strlen(input);
-
-		close(in[1]);
-		in[1] = -1;
-		while (off < total) {
-			ssize_t w = send(in[0], input + off, total - off, MSG_NOSIGNAL);
-
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break; /* the child's exit status tells */
-			off += (size_t)w;
-		}
-		close(in[0]);
-		in[0] = -1;
-	}
-	for (;;) {
-		char sink[512];
-		ssize_t r = len < sizeof(buf) - 1 ? read(pipefd[0], buf + len, sizeof(buf) - 1 - len)
-						  : read(pipefd[0], sink, sizeof(sink));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		if (len < sizeof(buf) - 1)
-			len += (size_t)r;
-	}
-	buf[len] = '\0';
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			rc = kiln_fail_errno(e, "%s: waitpid", argv[0]);
-			goto out;
-		}
-	}
-	if (WIFSIGNALED(status))
-		rc = kiln_fail(e, KILN_E_EXEC, "`%s`: killed by signal %d", cmd_str(argv, cmd, sizeof(cmd)),
-			       WTERMSIG(status));
-	else if (WEXITSTATUS(status) != 0)
-		rc = kiln_fail(e, KILN_E_EXEC, "`%s`: exit status %d: %s", cmd_str(argv, cmd, sizeof(cmd)),
-			       WEXITSTATUS(status), first_line(buf, line, sizeof(line)));
-out:
-	if (in[0] >= 0)
-		close(in[0]);
-	if (in[1] >= 0)
-		close(in[1]);
-	if (pipefd[0] >= 0)
-		close(pipefd[0]);
-	if (pipefd[1] >= 0)
-		close(pipefd[1]);
-	return rc;
+	return kiln_spawn_io(argv, &io, e);
 }
 
 /* Write value into a /proc/sys file. */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "gitlab/metrics.h"
 #include "job/payload.h"
@@ -842,14 +843,6 @@ enum gl_put gl_update_job(struct gl_client *c, long long id, const char *token, 
 		return GL_PUT_RESEND;
 	kiln_fail(e, KILN_E_IO, "PUT %s answered %ld%s", path, r->status, reply_message(r, msg, sizeof(msg)));
 	return GL_PUT_FAILED;
-}
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *token, const struct gl_update *u,

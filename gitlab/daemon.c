@@ -13,6 +13,8 @@
 #include <zlib.h>
 
 #include "build-config.h"
+#include "lib/atomicfile.h"
+#include "lib/clock.h"
 #include "runner/cli.h"
 #include "gitlab/artifacts.h"
 #include "gitlab/client.h"
@@ -94,14 +96,6 @@ static void runner_gauges(const struct kiln_runner_config *rc, const struct rsta
 	metrics_set("kiln_jobs", l, r->running);
 	metrics_set("kiln_request_concurrency", l, r->requesting);
 	metrics_set("kiln_runner_paused", l, r->paused_until > 0 ? 1 : 0);
-}
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 static void cfgref_put(struct daemon *d, struct cfgref *c)
@@ -208,11 +202,12 @@ static enum kiln_rc append_file(FILE *out, const char *path, struct kiln_err *e)
 
 enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *e)
 {
-	char dir[PATH_MAX], path[PATH_MAX + 32], tmp[PATH_MAX + 48];
+	char dir[PATH_MAX], path[PATH_MAX + 32];
 	enum kiln_rc rc = KILN_OK;
 	bool any = false;
+	char *text = NULL;
+	size_t i, len = 0;
 	FILE *out;
-	size_t i;
 
 	for (i = 0; i < cfg->n_runners; i++)
 		any |= cfg->runners[i].tls_ca_file && *cfg->runners[i].tls_ca_file;
@@ -222,22 +217,20 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
 	if (kiln_mkdir_p(dir) < 0)
 		return kiln_fail_errno(e, "creating %s", dir);
 	snprintf(path, sizeof(path), "%s/git-ca-bundle.pem", dir);
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	if (!(out = fopen(tmp, "we")))
-		return kiln_fail_errno(e, "creating %s", tmp);
+	if (!(out = open_memstream(&text, &len)))
+		return kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", path);
 	if (access(SYSTEM_CA_BUNDLE, R_OK) == 0)
 		rc = append_file(out, SYSTEM_CA_BUNDLE, e);
 	for (i = 0; !rc && i < cfg->n_runners; i++)
 		if (cfg->runners[i].tls_ca_file && *cfg->runners[i].tls_ca_file)
 			rc = append_file(out, cfg->runners[i].tls_ca_file, e);
 	if (fclose(out) != 0 && !rc)
-		rc = kiln_fail_errno(e, "writing %s", tmp);
-	if (!rc && rename(tmp, path) < 0)
-		rc = kiln_fail_errno(e, "replacing %s", path);
-	if (rc) {
-		unlink(tmp);
+		rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", path);
+	if (!rc)
+		rc = kiln_write_atomic(path, text, len, 0, e);
+	free(text);
+	if (rc)
 		return rc;
-	}
 	/* Initialised for the life of the process, like the workspace does. */
 	if (git_libgit2_init() < 0 || git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, path, NULL) < 0) {
 		const git_error *ge = git_error_last();

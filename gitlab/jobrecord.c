@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/atomicfile.h"
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/vec.h"
@@ -151,35 +152,6 @@ void jobrec_scrub(json_t *doc)
 	json_decref(copy);
 }
 
-static enum kiln_rc write_file(const char *path, const char *text, size_t len, struct kiln_err *e)
-{
-	char tmp[PATH_MAX + 16];
-	size_t off = 0;
-	int fd;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return kiln_fail_errno(e, "creating %s", tmp);
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			close(fd);
-			unlink(tmp);
-			return kiln_fail_errno(e, "writing %s", tmp);
-		}
-		off += (size_t)w;
-	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		unlink(tmp);
-		return kiln_fail_errno(e, "writing %s", path);
-	}
-	return KILN_OK;
-}
-
 void jobrec_payload_path(const char *state_dir, long long id, char *buf, size_t size)
 {
 	snprintf(buf, size, "%s/payloads/%lld.json", state_dir, id);
@@ -206,7 +178,7 @@ enum kiln_rc jobrec_save_payload(const char *state_dir, long long id, const char
 		goto out;
 	}
 	jobrec_payload_path(state_dir, id, path, sizeof(path));
-	rc = write_file(path, out, strlen(out), e);
+	rc = kiln_write_atomic(path, out, strlen(out), 0600, e);
 out:
 	free(out);
 	return rc;
@@ -310,7 +282,7 @@ enum kiln_rc jobrec_journal_write(const char *state_dir, struct jobrec_running *
 		return kiln_fail_errno(e, "creating %s", dir);
 	}
 	journal_path(state_dir, r->id, path, sizeof(path));
-	rc = write_file(path, text, strlen(text), e);
+	rc = kiln_write_atomic(path, text, strlen(text), 0600, e);
 	free(text);
 	return rc;
 }

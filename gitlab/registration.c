@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "runner/config.h"
+#include "lib/atomicfile.h"
 #include "lib/paths.h"
 #include "lib/sha256.h"
 #include "lib/vec.h"
@@ -64,50 +65,6 @@ static bool read_machine_id(char *buf, size_t size)
 	return false;
 }
 
-/* Write text to path through a temporary file and a rename. */
-static enum kiln_rc write_atomic(const char *path, const char *text, size_t len, mode_t mode, struct kiln_err *e)
-{
-	char tmp[PATH_MAX];
-	enum kiln_rc rc = KILN_OK;
-	size_t off = 0;
-	int fd = -1;
-
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= sizeof(tmp))
-		return kiln_fail(e, KILN_E_LIMIT, "%s: path too long", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0)
-		return kiln_fail_errno(e, "creating %s", tmp);
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = kiln_fail_errno(e, "writing %s", tmp);
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) < 0) {
-		rc = kiln_fail_errno(e, "writing %s", tmp);
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		rc = kiln_fail_errno(e, "writing %s", tmp);
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0)
-		rc = kiln_fail_errno(e, "replacing %s", path);
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		unlink(tmp);
-	return rc;
-}
-
 /* The folder of path (".", when it has none) into dir. */
 static void dir_of(const char *path, char *dir, size_t size)
 {
@@ -157,7 +114,7 @@ enum kiln_rc glc_system_id(const char *config_path, char out[GLC_SYSTEM_ID_SIZE]
 	if (kiln_mkdir_p(dir) < 0)
 		return kiln_fail_errno(e, "creating %s", dir);
 	snprintf(line, sizeof(line), "%s\n", out);
-	return write_atomic(path, line, strlen(line), 0600, e);
+	return kiln_write_atomic(path, line, strlen(line), 0600, e);
 }
 
 /* --- the configuration file ---------------------------------------------- */
@@ -463,7 +420,7 @@ static enum kiln_rc rewrite(const char *path, const struct glc_runner *add, cons
 		rc = kiln_fail_errno(e, "creating %s", dir);
 		goto out;
 	}
-	rc = write_atomic(path, out.p, out.len, 0600, e);
+	rc = kiln_write_atomic(path, out.p, out.len, 0600, e);
 out:
 	if (em_ready)
 		yaml_emitter_delete(&em);

@@ -11,6 +11,7 @@
 
 #include "gitlab/client.h"
 #include "job/job.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 
 /* Room past the limit for the notice and a final newline. */
@@ -42,14 +43,6 @@ struct trace {
 	void (*sent_cb)(void *arg, size_t offset, uint32_t crc);
 	void *sent_arg;
 };
-
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static uint32_t crc_more(uint32_t crc, const char *p, size_t n)
 {

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "runner/config.h"
 #include "lib/log.h"
 #include "lib/paths.h"
@@ -281,14 +282,6 @@ static enum kiln_rc split_lines(char *text, struct manifest *m, struct kiln_err 
 	return KILN_OK;
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool force, bool *rebuilt,
 			  struct kiln_err *e)
 {
@@ -324,12 +317,12 @@ enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool f
 	chmod(tmpdir, 0755);
 	log_info("building image %s (%s) with %s", name, kind, recipe);
 	recipe_env(ctx, env);
-	t0 = now_seconds();
+	t0 = mono_s();
 	if ((rc = kiln_spawn(argv, envp, NULL, 0, e))) {
 		rc = wrap(e, rc, name, "recipe failed");
 		goto out;
 	}
-	m.build_seconds = now_seconds() - t0;
+	m.build_seconds = mono_s() - t0;
 	m.name = strdup(name);
 	m.kind = strdup(kind);
 	now = time(NULL);

@@ -21,6 +21,7 @@
 #include "executors/executor.h"
 #include "job/agentmsg.h"
 #include "agent/proto.h"
+#include "lib/clock.h"
 #include "runner/doctor.h"
 #include "job/images.h"
 #include "executors/jobnet.h"
@@ -53,14 +54,6 @@ struct job {
 	bool relaunch;             /* the agent cannot take a late workspace */
 	bool disks_checked;        /* note_full_disks ran */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void notice(const struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void notice(const struct job *j, const char *fmt, ...)
@@ -463,11 +456,11 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			cancel_sent = true;
 			fail_reason(j, "canceled");
 		}
-		if (now_s() > cap) {
+		if (mono_s() > cap) {
 			cap_reached(j, exited);
 			break;
 		}
-		if (hello && now_s() > deadline) {
+		if (hello && mono_s() > deadline) {
 			char line[160];
 			int k = snprintf(line, sizeof(line),
 					 "\r\nERROR: Job failed: execution took longer than %d seconds\r\n", j->p->timeout);
@@ -480,7 +473,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			j->x.ops->cancel(&j->x);
 			break;
 		}
-		if (!hello && (now_s() - t_limit) * 1000 > boot_ms(j)) {
+		if (!hello && (mono_s() - t_limit) * 1000 > boot_ms(j)) {
 			rc = kiln_fail(e, KILN_E_LIMIT, "the guest agent did not say hello within %d s", boot_ms(j) / 1000);
 			break;
 		}
@@ -518,7 +511,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				}
 				hello = true;
 				shell_ok = said.shell;
-				j->r->boot_s = now_s() - t_boot;
+				j->r->boot_s = mono_s() - t_boot;
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
 				stage_next_step(j, false);
 				if ((rc = jobspec_stamp_clock(spec, &stamped, e)))
@@ -529,7 +522,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				}
 				free(stamped);
 				stamped = NULL;
-				t_run = now_s();
+				t_run = mono_s();
 				deadline = t_run + j->p->timeout;
 				break;
 			case AP_OUTPUT:
@@ -549,7 +542,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				 * guest (escape sequences...) is not repeated. */
 				if (why[0])
 					fail_reason(j, why);
-				j->r->run_s = now_s() - t_run;
+				j->r->run_s = mono_s() - t_run;
 				exited = true;
 				if (j->r->exit_code || j->r->failure_reason[0])
 					note_full_disks(j, KILN_OK, NULL);
@@ -560,7 +553,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 						/* The shell lasts as long as the user at
 						 * the terminal wants: the cap waits. */
 						shell_session(j, fd, &rd);
-						deadline = now_s() + STOP_TIMEOUT_MS / 1000.0;
+						deadline = mono_s() + STOP_TIMEOUT_MS / 1000.0;
 						cap = deadline;
 					} else
 						notice(j, "no shell: this image's kiln-agent cannot hold a job "
@@ -622,7 +615,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	enum kiln_rc rc;
 	int fd, status;
-	double t0 = now_s(), t_limit;
+	double t0 = mono_s(), t_limit;
 
 	vs.kernel = j->kernel;
 	vs.initrd = j->initrd[0] ? j->initrd : NULL;
@@ -657,11 +650,11 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 			fail_reason(j, "runner_system_failure");
 			return rc;
 		}
-		j->r->prepare_s = now_s() - j->t_start;
+		j->r->prepare_s = mono_s() - j->t_start;
 	}
 	/* The boot limit counts from when the guest could go on: a long clone
 	 * is not the guest's delay (its HELLO waits in the socket meanwhile). */
-	t_limit = now_s();
+	t_limit = mono_s();
 	if ((rc = j->x.ops->stream(&j->x, boot_ms(j), &fd, e))) {
 		stage_end(j);
 		fail_reason(j, "runner_system_failure");
@@ -708,7 +701,7 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	char jobs_dir[PATH_MAX], job_id[64], *spec = NULL;
 	enum kiln_rc rc;
 	bool want_net = o->network < 0 ? o->cfg->defaults.network : o->network;
-	double t0 = now_s();
+	double t0 = mono_s();
 	bool late;
 
 	j.t_start = t0;
@@ -759,7 +752,7 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	} else {
 		notice(&j, "network: off");
 	}
-	r->prepare_s = now_s() - t0;
+	r->prepare_s = mono_s() - t0;
 	if (o->cancel && *o->cancel) {
 		fail_reason(&j, "canceled");
 		goto out;

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/atomicfile.h"
+
 static int is_sha256(const char *s)
 {
 	size_t i;
@@ -119,7 +121,7 @@ out:
 enum kiln_rc manifest_save(const struct manifest *m, const char *path, struct kiln_err *e)
 {
 	json_t *root, *files, *inputs;
-	char tmp[4096];
+	char *text = NULL;
 	enum kiln_rc rc = KILN_OK;
 	size_t i;
 
@@ -138,15 +140,13 @@ enum kiln_rc manifest_save(const struct manifest *m, const char *path, struct ki
 						       (json_int_t)m->files[i].size, "sha256", m->files[i].sha256));
 	json_object_set(root, "inputs", inputs);
 	json_object_set(root, "files", files);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		rc = kiln_fail(e, KILN_E_LIMIT, "%s: path too long", path);
+	if (!(text = json_dumps(root, JSON_INDENT(2)))) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", path);
 		goto out;
 	}
-	if (json_dump_file(root, tmp, JSON_INDENT(2)) < 0 || rename(tmp, path) < 0) {
-		rc = kiln_fail_errno(e, "%s: write", path);
-		unlink(tmp);
-	}
+	rc = kiln_write_atomic(path, text, strlen(text), 0, e);
 out:
+	free(text);
 	json_decref(inputs);
 	json_decref(files);
 	json_decref(root);

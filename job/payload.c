@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/readfile.h"
+
 static enum kiln_rc bad(struct kiln_err *e, const char *field, const char *what)
 {
 	return kiln_fail(e, KILN_E_INVALID, "payload: %s: %s", field, what);
@@ -280,21 +282,20 @@ fail:
 
 enum kiln_rc payload_load(const char *path, struct job_payload *p, struct kiln_err *e)
 {
-	FILE *f = fopen(path, "re");
-	char *buf;
+	char *buf = NULL;
 	size_t len;
 	enum kiln_rc rc;
+	int r = kiln_read_file(path, PAYLOAD_MAX_BYTES, &buf, &len);
 
 	memset(p, 0, sizeof(*p));
-	if (!f)
-		return kiln_fail_errno(e, "job file %s", path);
-	buf = malloc(PAYLOAD_MAX_BYTES + 1);
-	if (!buf) {
-		fclose(f);
+	if (r == -EFBIG)
+		return kiln_fail(e, KILN_E_LIMIT, "%s: payload: larger than 16 MiB", path);
+	if (r == -ENOMEM)
 		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	if (r < 0) {
+		errno = -r;
+		return kiln_fail_errno(e, "job file %s", path);
 	}
-	len = fread(buf, 1, PAYLOAD_MAX_BYTES + 1, f);
-	fclose(f);
 	rc = payload_parse(buf, len, p, e);
 	free(buf);
 	if (rc && e) {

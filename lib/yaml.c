@@ -8,6 +8,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "lib/readfile.h"
 #include "lib/vec.h"
 
 #define CHUNK_BYTES (64u << 10)
@@ -805,34 +806,22 @@ out:
 enum kiln_rc cy_load_file(struct cy_arena *a, const char *path, const char *name, struct cy_node **root,
 			  ci_warn_fn warn, void *warn_arg, struct kiln_err *e)
 {
-	FILE *f = NULL;
 	char *text = NULL;
 	size_t len;
 	enum kiln_rc rc;
+	int r = kiln_read_file(path, CY_MAX_FILE_BYTES, &text, &len);
 
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return kiln_fail(e, KILN_E_NOTFOUND, "%s: no such file", name);
+	if (r == -ENOENT || r == -ENOTDIR)
+		return kiln_fail(e, KILN_E_NOTFOUND, "%s: no such file", name);
+	if (r == -EFBIG)
+		return kiln_fail(e, KILN_E_LIMIT, "%s: larger than %u MiB", name, CY_MAX_FILE_BYTES >> 20);
+	if (r == -ENOMEM)
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	if (r < 0) {
+		errno = -r;
 		return kiln_fail_errno(e, "%s", name);
 	}
-	text = malloc(CY_MAX_FILE_BYTES + 1);
-	if (!text) {
-		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
-		goto out;
-	}
-	len = fread(text, 1, CY_MAX_FILE_BYTES + 1, f);
-	if (ferror(f)) {
-		rc = kiln_fail_errno(e, "%s: read", name);
-		goto out;
-	}
-	if (len > CY_MAX_FILE_BYTES) {
-		rc = kiln_fail(e, KILN_E_LIMIT, "%s: larger than %u MiB", name, CY_MAX_FILE_BYTES >> 20);
-		goto out;
-	}
 	rc = cy_parse(a, name, text, len, root, warn, warn_arg, e);
-out:
 	free(text);
-	fclose(f);
 	return rc;
 }

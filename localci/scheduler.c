@@ -1,3 +1,4 @@
+#include "lib/clock.h"
 #include "lib/varexpand.h"
 #include "localci/scheduler.h"
 
@@ -90,14 +91,6 @@ static void on_signal(int sig)
 	for (i = 0; i < sig_n; i++)
 		if (sig_jobs[i].cancel < got_signal)
 			sig_jobs[i].cancel = got_signal;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void iso_now(char *buf, size_t size)
@@ -434,7 +427,7 @@ static void on_output(void *arg, const void *buf, size_t n)
 {
 	struct pjob *pj = arg;
 
-	outmux_write(&pj->out, buf, n, now_ms());
+	outmux_write(&pj->out, buf, n, mono_ms());
 }
 
 static void on_notice(void *arg, const char *line)
@@ -451,7 +444,7 @@ static void on_shell(void *arg, bool begin)
 
 	if (begin) {
 		pthread_mutex_lock(&shell_mu);
-		outmux_tick(&pj->out, now_ms(), true);
+		outmux_tick(&pj->out, mono_ms(), true);
 		outmux_pause(&pj->x->out);
 	} else {
 		outmux_resume(&pj->x->out);
@@ -560,7 +553,7 @@ static void *worker(void *arg)
 		pj->res.exit_code = 1;
 		snprintf(pj->res.failure_reason, sizeof(pj->res.failure_reason), "runner_system_failure");
 	}
-	outmux_tick(&pj->out, now_ms(), true);
+	outmux_tick(&pj->out, mono_ms(), true);
 	if (parsed)
 		payload_free(&p);
 	free(json);
@@ -569,7 +562,7 @@ static void *worker(void *arg)
 	free(extra);
 
 	pthread_mutex_lock(&x->mu);
-	pj->t_end = now_ms();
+	pj->t_end = mono_ms();
 	judge(pj, rc, e.msg);
 	{
 		const char *verdict = pj->state == PJ_PASS   ? "passed"
@@ -632,7 +625,7 @@ static enum kiln_rc start(struct pexec *x, size_t i, struct kiln_err *e)
 	int err;
 
 	pj->state = PJ_RUNNING;
-	pj->t_start = pj->last_beat = now_ms();
+	pj->t_start = pj->last_beat = mono_ms();
 	x->running++;
 	err = pthread_create(&pj->th, NULL, worker, pj);
 	if (err) {
@@ -683,7 +676,7 @@ static bool schedule(struct pexec *x)
 /* Partial lines, quiet jobs, signals: every 100 ms. */
 static void housekeeping(struct pexec *x)
 {
-	long long now = now_ms();
+	long long now = mono_ms();
 	size_t i;
 
 	if (got_signal && !x->interrupted) {
@@ -977,7 +970,7 @@ int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv)
 		pj->index = x.plan.steps[i].job;
 		pj->job = &x.pl.jobs[pj->index];
 		pj->id = x.pipeline_id * PIPEEXEC_JOB_IDS + (long long)pj->index + 1;
-		outmux_stream_init(&x.out, &pj->out, pj->job->name, (unsigned)i, now_ms());
+		outmux_stream_init(&x.out, &pj->out, pj->job->name, (unsigned)i, mono_ms());
 		/* A planned job's artifacts are this run's, or none. */
 		safe_name(pj->job->name, name, sizeof(name));
 		snprintf(dir, sizeof(dir), "%s/%s", x.art_root, name);
@@ -1004,10 +997,10 @@ int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pipeexec_jobcore.sweep(cfg->state_dir);
-	t0 = now_ms();
+	t0 = mono_ms();
 	run_all(&x);
 	sig_n = 0;
-	summary(&x, now_ms() - t0);
+	summary(&x, mono_ms() - t0);
 	ret = EXIT_OK;
 	for (i = 0; i < x.plan.n; i++)
 		if (x.jobs[i].state == PJ_FAIL)

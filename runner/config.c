@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "executors/jail.h"
+#include "lib/readfile.h"
 #include "lib/yaml.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -398,39 +399,27 @@ out:
 enum kiln_rc kiln_config_load(struct kiln_config *cfg, const char *path, bool must_exist,
 			      struct kiln_err *e)
 {
-	FILE *f = NULL;
 	char *text = NULL;
 	size_t len;
 	enum kiln_rc rc;
+	int r = kiln_read_file(path, CONFIG_MAX_BYTES, &text, &len);
 
-	f = fopen(path, "re");
-	if (!f) {
-		if (errno == ENOENT && !must_exist)
-			return KILN_OK;
+	if (r == -ENOENT && !must_exist)
+		return KILN_OK;
+	if (r == -EFBIG)
+		return kiln_fail(e, KILN_E_LIMIT, "config %s: larger than 1 MiB", path);
+	if (r == -ENOMEM)
+		return kiln_fail(e, KILN_E_NOMEM, "config: out of memory");
+	if (r < 0) {
+		errno = -r;
 		return kiln_fail_errno(e, "config %s", path);
-	}
-	text = malloc(CONFIG_MAX_BYTES + 1);
-	if (!text) {
-		rc = kiln_fail(e, KILN_E_NOMEM, "config: out of memory");
-		goto out;
-	}
-	len = fread(text, 1, CONFIG_MAX_BYTES + 1, f);
-	if (ferror(f)) {
-		rc = kiln_fail_errno(e, "config %s: read", path);
-		goto out;
-	}
-	if (len > CONFIG_MAX_BYTES) {
-		rc = kiln_fail(e, KILN_E_LIMIT, "config %s: larger than 1 MiB", path);
-		goto out;
 	}
 	rc = kiln_config_parse(cfg, path, text, len, e);
 	if (rc == KILN_OK) {
 		free(cfg->path);
 		cfg->path = strdup(path);
 	}
-out:
 	free(text);
-	fclose(f);
 	return rc;
 }
 

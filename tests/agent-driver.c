@@ -25,6 +25,7 @@
  * equal to EXIT's code), 1 otherwise, with the reason on stderr.
  */
 #include "agent/proto.h"
+#include "lib/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -60,18 +61,10 @@ struct state {
 	int log_ends_nl;
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void event(struct state *s, const char *what, const char *detail)
 {
 	if (s->ev) {
-		fprintf(s->ev, "%lld %s %s\n", now_ms() - s->t0, what, detail);
+		fprintf(s->ev, "%lld %s %s\n", mono_ms() - s->t0, what, detail);
 		fflush(s->ev);
 	}
 }
@@ -152,7 +145,7 @@ static pid_t spawn_agent(const char *agent, int fd, int *stdin_w)
 static int connect_unix(const char *path, int timeout_s)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	long long deadline = now_ms() + (long long)timeout_s * 1000;
+	long long deadline = mono_ms() + (long long)timeout_s * 1000;
 
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	for (;;) {
@@ -163,7 +156,7 @@ static int connect_unix(const char *path, int timeout_s)
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
 			return fd;
 		close(fd);
-		if (now_ms() >= deadline)
+		if (mono_ms() >= deadline)
 			return -1;
 		usleep(100000);
 	}
@@ -259,7 +252,7 @@ static void on_frame(struct state *s, const struct opts *o, uint8_t type, const 
 static int converse(struct state *s, const struct opts *o, const char *job, size_t joblen)
 {
 	struct ap_reader rd;
-	long long deadline = now_ms() + (long long)o->timeout_s * 1000;
+	long long deadline = mono_ms() + (long long)o->timeout_s * 1000;
 	int sent = 0, rc = 0;
 
 	ap_reader_init(&rd);
@@ -272,17 +265,17 @@ static int converse(struct state *s, const struct opts *o, const char *job, size
 		int r;
 
 		if (s->hello && !sent) {
-			s->t0 = now_ms();
+			s->t0 = mono_ms();
 			event(s, "SEND", "JOB");
 			if (ap_send(s->sock, AP_JOB, job, (uint32_t)joblen) < 0)
 				protocol_error(s, "cannot send JOB");
 			sent = 1;
 		}
-		if (now_ms() >= deadline) {
+		if (mono_ms() >= deadline) {
 			rc = -1;
 			break;
 		}
-		if (poll(&p, 1, (int)(deadline - now_ms())) <= 0)
+		if (poll(&p, 1, (int)(deadline - mono_ms())) <= 0)
 			continue;
 		n = read(s->sock, buf, sizeof(buf));
 		if (n <= 0)
@@ -339,7 +332,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (o.unix_path) {
-		s.t0 = now_ms();
+		s.t0 = mono_ms();
 		s.sock = connect_unix(o.unix_path, o.timeout_s);
 		if (s.sock < 0) {
 			fprintf(stderr, "agent-driver: %s: %s\n", o.unix_path, strerror(errno));
@@ -356,7 +349,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	fcntl(sv[0], F_SETFD, FD_CLOEXEC);
-	s.t0 = now_ms();
+	s.t0 = mono_ms();
 	pid = spawn_agent(o.agent, sv[1], &stdin_w);
 	close(sv[1]);
 	sv[1] = -1;

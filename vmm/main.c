@@ -107,7 +107,7 @@ static void phase(struct phases *ph, const struct vm *vm, const char *name)
 	if (!ph->on || ph->len >= sizeof(ph->line))
 		return;
 	n = snprintf(ph->line + ph->len, sizeof(ph->line) - ph->len, "%s%s %llu", ph->len ? ", " : "", name,
-		     (unsigned long long)(vm_now_ns() - vm->t0_ns) / 1000);
+		     (unsigned long long)(mono_ns() - vm->t0_ns) / 1000);
 	if (n > 0)
 		ph->len += (size_t)n;
 }
@@ -274,7 +274,7 @@ int main(int argc, char **argv)
 	pthread_t loader;
 	pthread_attr_t attr;
 
-	vm->t0_ns = vm_now_ns();
+	vm->t0_ns = mono_ns();
 	/* A SIGUSR1 (drive rescan) sent while we start up waits for the event
 	 * loop instead of ending the process; kiln also starts us with it held. */
 	sigemptyset(&sigs);
@@ -349,14 +349,14 @@ int main(int argc, char **argv)
 		tmp_dir = "/var/tmp";
 	for (i = 0; i < cfg.n_drives; i++) {
 		void *priv;
-		if ((rc = virtio_blk_open(&priv, &cfg.drives[i], tmp_dir, vm_now_ns())))
+		if ((rc = virtio_blk_open(&priv, &cfg.drives[i], tmp_dir, mono_ns())))
 			vmm_die("drives[%d] (%s): %s: %s", i, cfg.drives[i].id, cfg.drives[i].path, strerror(-rc));
 		if ((rc = add_virtio(vm, &virtio_blk_ops, priv, virtio_blk_close, acpi, cmdline, sizeof(cmdline))))
 			vmm_die("drives[%d]: attaching: %s", i, strerror(-rc));
 	}
 	for (i = 0; i < cfg.n_nets; i++) {
 		void *priv;
-		if ((rc = virtio_net_open(&priv, &cfg.nets[i], vm_now_ns())))
+		if ((rc = virtio_net_open(&priv, &cfg.nets[i], mono_ns())))
 			vmm_die("net[%d] (%s): tap %s: %s", i, cfg.nets[i].id, cfg.nets[i].tap, strerror(-rc));
 		if ((rc = add_virtio(vm, &virtio_net_ops, priv, virtio_net_close, acpi, cmdline, sizeof(cmdline))))
 			vmm_die("net[%d]: attaching: %s", i, strerror(-rc));
@@ -430,7 +430,7 @@ int main(int argc, char **argv)
 	(void)vsock_path;
 #endif
 	phase(&ph, vm, "jail");
-	t_run = vm_now_ns();
+	t_run = mono_ns();
 	if (ph.on) {
 		/* The absolute time lets a caller that spawned kiln-vmm through
 		 * others (kiln exec) place the first KVM_RUN on its own clock. */

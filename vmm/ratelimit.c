@@ -212,11 +212,3 @@ void rl_timer_event(struct rate_limiter *rl)
 	}
 	rl->blocked = false;
 }
-
-uint64_t rl_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
-}

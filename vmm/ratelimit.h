@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/clock.h" /* now_ns arguments are mono_ns() */
+
 struct token_bucket_cfg {
 	uint64_t size;            /* 0 disables the bucket */
 	uint64_t one_time_burst;
@@ -50,9 +52,6 @@ bool rl_consume(struct rate_limiter *rl, uint64_t bytes, uint64_t now_ns);
 
 /* The timer fired: read it and unblock. */
 void rl_timer_event(struct rate_limiter *rl);
-
-/* Nanoseconds on CLOCK_MONOTONIC. */
-uint64_t rl_now_ns(void);
 
 /* Bucket arithmetic, exposed for tests: refill to now_ns, then try to take
  * n tokens; returns true when paid. *wait_ns gets how long until n could be

@@ -23,14 +23,6 @@
 #define VCPU_KICK_SIGNAL SIGUSR2
 #define GUEST_HUGE_PAGE (2u << 20)
 
-uint64_t vm_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static int fail(char *err, size_t errlen, const char *what)
 {
 	int e = errno;
@@ -318,7 +310,7 @@ void vm_request_exit(struct vm *vm, int code, const char *reason)
 
 static void boot_marker(struct vm *vm)
 {
-	uint64_t us = (vm_now_ns() - vm->t0_ns) / 1000;
+	uint64_t us = (mono_ns() - vm->t0_ns) / 1000;
 	char line[96];
 	int len;
 	ssize_t n;

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "lib/clock.h"
 #include "vmm/evloop.h"
 #include "vmm/guestmem.h"
 #include "vmm/i8042.h"
@@ -108,9 +109,6 @@ int vm_start_vcpus(struct vm *vm);
  * (vm->virtio_close), since a vCPU taking an MMIO exit reads that
  * device's state. */
 void vm_shutdown(struct vm *vm);
-
-/* Nanoseconds on CLOCK_MONOTONIC. */
-uint64_t vm_now_ns(void);
 
 /* The vCPUs' exits to user space so far, summed per kind (a snapshot:
  * running vCPUs go on counting). */

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/readfile.h"
+
 #define VM_CONFIG_MAX_BYTES (1 << 20)
 
 struct ctx {
@@ -381,29 +383,19 @@ out:
 
 int vm_config_load(struct vm_config *cfg, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
 	char *text = NULL;
 	size_t len;
-	int rc;
+	int rc = kiln_read_file(path, VM_CONFIG_MAX_BYTES, &text, &len);
 
 	memset(cfg, 0, sizeof(*cfg));
-	if (!f) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -errno;
-	}
-	text = malloc(VM_CONFIG_MAX_BYTES + 1);
-	if (!text) {
-		fclose(f);
-		return -ENOMEM;
-	}
-	len = fread(text, 1, VM_CONFIG_MAX_BYTES + 1, f);
-	fclose(f);
-	if (len > VM_CONFIG_MAX_BYTES) {
+	if (rc == -EFBIG) {
 		snprintf(err, errlen, "%s: larger than 1 MiB", path);
-		free(text);
 		return -E2BIG;
 	}
-	text[len] = '\0';
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
+	}
 	rc = vm_config_parse(cfg, path, text, err, errlen);
 	free(text);
 	return rc;

@@ -1,3 +1,4 @@
+#include "lib/clock.h"
 #include "workspace/gitstream.h"
 
 #include <errno.h>
@@ -27,18 +28,10 @@ struct gitstream {
 static _Thread_local long deadline_ms; /* CLOCK_MONOTONIC ms; 0: none */
 static _Thread_local unsigned deadline_limit_s;
 
-static long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 void gitstream_deadline_set(unsigned limit_s)
 {
 	deadline_limit_s = limit_s;
-	deadline_ms = limit_s ? now_ms() + (long)limit_s * 1000 : 0;
+	deadline_ms = limit_s ? mono_ms() + (long)limit_s * 1000 : 0;
 }
 
 void gitstream_deadline_clear(void)
@@ -51,11 +44,11 @@ void gitstream_deadline_clear(void)
  * one, GITSTREAM_IDLE_S. 0 when ready, -1 with libgit2's error set. */
 static int wait_fd(struct gitstream *st, short events, const char *what)
 {
-	long end = deadline_ms ? deadline_ms : now_ms() + GITSTREAM_IDLE_S * 1000L;
+	long end = deadline_ms ? deadline_ms : mono_ms() + GITSTREAM_IDLE_S * 1000L;
 
 	for (;;) {
 		struct pollfd p = { .fd = st->s, .events = events };
-		long left = end - now_ms();
+		long left = end - mono_ms();
 		int r;
 
 		if (left <= 0) {

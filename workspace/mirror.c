@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "workspace/gitstream.h"
+#include "lib/clock.h"
 #include "lib/log.h"
 #include "workspace/packwrite.h"
 #include "lib/paths.h"
@@ -60,25 +61,17 @@ int ws_parse_sha(git_oid *oid, const char *hex)
 
 /* ---- lock -------------------------------------------------------------- */
 
-static long ms_since(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long)(t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
 enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, long *waited_ms,
 			 struct kiln_err *e)
 {
-	struct timespec t0;
+	int64_t t0;
 	long limit_ms = (long)(timeout_s ? timeout_s : MIRROR_DEFAULT_LOCK_TIMEOUT_S) * 1000;
 	long pause_ms = 10;
 	int lfd = -1;
 
 	*fd = -1;
 	*waited_ms = 0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = mono_ms();
 	for (;;) {
 		struct stat a, b;
 		struct timespec ts;
@@ -99,7 +92,7 @@ enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, lon
 			close(lfd);
 			return rc;
 		}
-		if (ms_since(&t0) >= limit_ms) {
+		if ((long)(mono_ms() - t0) >= limit_ms) {
 			close(lfd);
 			return kiln_fail(e, KILN_E_LIMIT,
 					 "mirror lock %s: still held by another job after %ld s",
@@ -113,7 +106,7 @@ enum kiln_rc mirror_lock(const char *lock_path, unsigned timeout_s, int *fd, lon
 	}
 	futimens(lfd, NULL); /* the mirror's last use, for mirror_sweep() */
 	*fd = lfd;
-	*waited_ms = ms_since(&t0);
+	*waited_ms = (long)(mono_ms() - t0);
 	return KILN_OK;
 }
 
@@ -192,7 +185,7 @@ char *mirror_path(char *buf, size_t size, const char *state_dir, const char *red
 
 struct fetch_ctx {
 	const struct ws_url *url;
-	struct timespec t0;
+	int64_t t0;
 	long limit_ms;
 	unsigned userpass_tries, ssh_tries, username_tries;
 };
@@ -204,7 +197,7 @@ static int fetch_check(struct fetch_ctx *c, uint64_t bytes)
 			      (unsigned long long)MIRROR_MAX_FETCH_BYTES);
 		return -1;
 	}
-	if (ms_since(&c->t0) > c->limit_ms) {
+	if (mono_ms() - c->t0 > c->limit_ms) {
 		git_error_set(GIT_ERROR_NET, "the fetch took longer than %ld s", c->limit_ms / 1000);
 		return -1;
 	}
@@ -279,7 +272,7 @@ static enum kiln_rc mirror_fetch(git_remote *remote, char **specs, size_t n, con
 	int rc;
 
 	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
-	clock_gettime(CLOCK_MONOTONIC, &c.t0);
+	c.t0 = mono_ms();
 	c.limit_ms = (long)(o->fetch_timeout_s ? o->fetch_timeout_s : MIRROR_DEFAULT_FETCH_TIMEOUT_S) * 1000;
 	fo.callbacks.credentials = cred_cb;
 	fo.callbacks.transfer_progress = progress_cb;

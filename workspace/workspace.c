@@ -15,6 +15,7 @@
 
 #include <git2.h>
 
+#include "lib/clock.h"
 #include "workspace/ext4img.h"
 #include "workspace/fstree.h"
 #include "workspace/gitstream.h"
@@ -50,14 +51,6 @@ static void git_init_once(void)
 	git_init_rc = git_libgit2_init();
 	if (git_init_rc >= 0 && gitstream_register() < 0)
 		git_init_rc = -1;
-}
-
-static long now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* A relative path of plain components: no "", ".", ".." or ".git". */
@@ -270,12 +263,12 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	mo.lock_timeout_s = spec->lock_timeout_s;
 	mo.fetch_timeout_s = spec->fetch_timeout_s;
 	mo.max_packs = spec->mirror_max_packs;
-	t0 = now_ms();
+	t0 = mono_ms();
 	rc = mirror_acquire(&m, &mo, e);
 	res->lock_wait_ms = m.lock_wait_ms;
 	res->mirror_cloned = m.cloned;
 	res->fetched_by_sha = m.fetched_by_sha;
-	res->mirror_ms = now_ms() - t0 - m.lock_wait_ms;
+	res->mirror_ms = mono_ms() - t0 - m.lock_wait_ms;
 	if (rc) {
 		size_t n = e ? strlen(e->msg) : 0;
 
@@ -288,7 +281,7 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 
 	/* 2. The checkout: updated in place in the repository's kept one when
 	 * that is free, else in a folder of its own; either is flocked. */
-	t0 = now_ms();
+	t0 = mono_ms();
 	if (!spec->fresh_checkout && mirror_tree_path(tree, sizeof(tree), spec->state_dir, m.path) &&
 	    snprintf(tmp, sizeof(tmp), "%s/root", tree) < (int)sizeof(tmp))
 		tmp_fd = tree_take(tree, spec->project_path, &reuse);
@@ -361,12 +354,12 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 			goto out;
 		res->extra_files += fst.files;
 	}
-	res->checkout_ms = now_ms() - t0;
+	res->checkout_ms = mono_ms() - t0;
 
 	/* 3. The image. */
-	t0 = now_ms();
+	t0 = mono_ms();
 	rc = ext4img_build(tmp, spec->image_path, "kiln-ws", spec->max_image_bytes, &ist, e);
-	res->image_ms = now_ms() - t0;
+	res->image_ms = mono_ms() - t0;
 	res->content_bytes = ist.content_bytes;
 	res->image_bytes = ist.image_bytes;
 	if (rc == KILN_OK)

@@ -29,12 +29,12 @@ virtio_net_SRCS = $(FGUEST)
 virtio_rng_SRCS = $(FGUEST)
 virtio_vsock_SRCS = $(FGUEST)
 agentproto_SRCS = agent/proto.c job/agentmsg.c lib/vec.c
-payload_SRCS = job/payload.c lib/result.c
+payload_SRCS = job/payload.c lib/readfile.c lib/result.c
 mask_SRCS = gitlab/mask.c lib/result.c lib/vec.c
 zip_SRCS = workspace/zip.c workspace/fstree.c lib/paths.c lib/result.c lib/vec.c
 ciconfig_SRCS = localci/config.c lib/yaml.c localci/expr.c localci/rules.c localci/variables.c \
 	lib/varexpand.c localci/pipeline.c localci/jobdef.c localci/instances.c localci/plan.c \
-	lib/paths.c lib/result.c lib/vec.c lib/glob.c lib/treewalk.c
+	lib/paths.c lib/readfile.c lib/result.c lib/vec.c lib/glob.c lib/treewalk.c
 tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
 ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c lib/vec.c
 ocimanifest_SRCS = oci/manifest.c oci/ref.c lib/result.c

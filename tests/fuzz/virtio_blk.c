@@ -34,7 +34,7 @@ static int blk_open(void **priv, struct fuzz_in *in)
 	};
 
 	FUZZ_CHECK(ftruncate(disk_fd, 0) == 0 && ftruncate(disk_fd, DISK_SIZE) == 0);
-	return virtio_blk_open(priv, &cfg, fuzz_tmpdir(), rl_now_ns());
+	return virtio_blk_open(priv, &cfg, fuzz_tmpdir(), mono_ns());
 }
 
 static const struct fg_device blk = {

@@ -22,7 +22,7 @@ static int net_open(void **priv, struct fuzz_in *in)
 	(void)in;
 	FUZZ_CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
 	host_fd = sv[1];
-	if (virtio_net_open_fd(priv, sv[0], &cfg, rl_now_ns()) < 0) {
+	if (virtio_net_open_fd(priv, sv[0], &cfg, mono_ns()) < 0) {
 		close(host_fd);
 		host_fd = -1;
 		return -1;

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "tests/guest/vmm-test-init.h"
 
 /* kiln-vmm's layout (vmm/layout.h): devices 4 KiB apart from here. */
@@ -119,14 +120,6 @@ static uint64_t ram_end;           /* first byte past guest RAM */
 static uint16_t qsize, avail_idx;  /* the ring as last programmed */
 static int unexpected;
 static char unexpected_list[MAX_UNEXPECTED][160];
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* One line per attack; ok false counts it and keeps it for the summary. */
 static void note(const struct hdev *d, const char *attack, bool ok, const char *fmt, ...)
@@ -284,14 +277,14 @@ static void kick(const struct hdev *d) { w32(d, R_QUEUE_NOTIFY, d->q); }
 /* Wait up to ms for NEEDS_RESET or the used index to reach want. */
 static enum outcome wait_for(const struct hdev *d, uint16_t want, unsigned ms)
 {
-	uint64_t end = ms_now() + ms;
+	int64_t end = mono_ms() + ms;
 
 	for (;;) {
 		if (r32(d, R_STATUS) & S_NEEDS_RESET)
 			return O_RESET;
 		if (used_idx() == want)
 			return O_DONE;
-		if (ms_now() >= end)
+		if (mono_ms() >= end)
 			return O_NOTHING;
 		usleep(1000);
 	}
@@ -753,7 +746,7 @@ static void a_read_sweep(const struct hdev *d)
 	uint8_t cfg[SWEEP_END - R_CONFIG];
 	unsigned wi, mismatches = 0, subword_nonzero = 0, reads = 0;
 	uint32_t off, first_bad = 0;
-	uint64_t t0 = ms_now();
+	uint64_t t0 = mono_ms();
 	bool ids_ok;
 
 	start_ok(d, SMALL_Q);
@@ -780,7 +773,7 @@ static void a_read_sweep(const struct hdev *d)
 	note(d, "read-every-offset-width-1-2-4-8", ids_ok && !mismatches && !(r32(d, R_STATUS) & S_NEEDS_RESET),
 	     "%u reads in %llu ms; identity registers %s; config reads at every width %s (first at %#x width %u); "
 	     "%u sub-word or unaligned register reads gave non-zero",
-	     reads, (unsigned long long)(ms_now() - t0), ids_ok ? "ok" : "WRONG",
+	     reads, (unsigned long long)(mono_ms() - t0), ids_ok ? "ok" : "WRONG",
 	     mismatches ? "DISAGREE" : "agree", first_bad & 0xffff, first_bad >> 16, subword_nonzero);
 	w32(d, R_STATUS, 0);
 }
@@ -795,7 +788,7 @@ static void a_write_sweep(const struct hdev *d)
 	uint8_t before[SWEEP_END - R_CONFIG], after[SWEEP_END - R_CONFIG];
 	unsigned vi, wi, writes = 0;
 	uint32_t off, st;
-	uint64_t t0 = ms_now();
+	uint64_t t0 = mono_ms();
 	bool ok;
 
 	start_ok(d, SMALL_Q);
@@ -811,7 +804,7 @@ static void a_write_sweep(const struct hdev *d)
 	     st == 0;
 	note(d, "write-every-offset-width-1-2-4-8", ok,
 	     "%u writes in %llu ms; identity %s; config %s; status %#x after reset", writes,
-	     (unsigned long long)(ms_now() - t0), r32(d, R_MAGIC) == MAGIC ? "ok" : "WRONG",
+	     (unsigned long long)(mono_ms() - t0), r32(d, R_MAGIC) == MAGIC ? "ok" : "WRONG",
 	     memcmp(before, after, sizeof(before)) ? "CHANGED" : "unchanged", st);
 	expect_works(d, "serves-after-write-sweep");
 }
@@ -1071,7 +1064,7 @@ int hostile_run(void)
 	struct hdev devs[MAX_DEVS];
 	char root[64];
 	int fd, n = 0, i;
-	uint64_t t0 = ms_now();
+	uint64_t t0 = mono_ms();
 
 	ram_end = scan_iomem(0, NULL, 0);
 	if (!ram_end || !lock_pages())
@@ -1139,7 +1132,7 @@ int hostile_run(void)
 		munmap((void *)devs[i].regs, PAGE);
 	}
 	say("hostile: %d devices attacked in %llu ms; %d unexpected answers", n,
-	    (unsigned long long)(ms_now() - t0), unexpected);
+	    (unsigned long long)(mono_ms() - t0), unexpected);
 	for (i = 0; i < unexpected && i < MAX_UNEXPECTED; i++)
 		say("hostile: unexpected: %s", unexpected_list[i]);
 	return n ? unexpected : -1;

@@ -65,6 +65,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "tests/guest/vmm-test-init.h"
 
 #define MARKER_ADDR 0xc0000000UL
@@ -121,14 +122,6 @@ static bool fail(const char *step, const char *fmt, ...)
 	if (!failure[0])
 		snprintf(failure, sizeof(failure), "%s: %s", step, why);
 	return false;
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 uint8_t pat(unsigned seed, uint32_t i)
@@ -411,10 +404,10 @@ out:
 static bool wait_fd(int fd, short events, int ms)
 {
 	struct pollfd p = { .fd = fd, .events = events };
-	uint64_t end = now_ms() + (uint64_t)ms;
+	int64_t end = mono_ms() + ms;
 
 	for (;;) {
-		int left = (int)(end > now_ms() ? end - now_ms() : 0);
+		int left = (int)(end > mono_ms() ? end - mono_ms() : 0);
 		int n = poll(&p, 1, left);
 
 		if (n < 0 && errno == EINTR)
@@ -576,7 +569,7 @@ static int ping3(struct in_addr gw)
 	for (seq = 1; seq <= 3; seq++) {
 		uint8_t pkt[64] = { 0 }, buf[1500];
 		struct icmphdr *ic = (struct icmphdr *)pkt;
-		uint64_t sent = now_ms(), end = sent + 2000;
+		int64_t sent = mono_ms(), end = sent + 2000;
 
 		ic->type = ICMP_ECHO;
 		ic->un.echo.id = htons(id);
@@ -587,12 +580,12 @@ static int ping3(struct in_addr gw)
 			say("vmm-test-init: net: ping %d: %s", seq, strerror(errno));
 			continue;
 		}
-		while (now_ms() < end) {
+		while (mono_ms() < end) {
 			const struct iphdr *ip = (const struct iphdr *)buf;
 			const struct icmphdr *r;
 			ssize_t n;
 
-			if (!wait_fd(s, POLLIN, (int)(end - now_ms())))
+			if (!wait_fd(s, POLLIN, (int)(end - mono_ms())))
 				break;
 			n = recv(s, buf, sizeof(buf), MSG_DONTWAIT);
 			if (n < (ssize_t)sizeof(*ip) || n < (ssize_t)(ip->ihl * 4 + sizeof(*r)))
@@ -601,7 +594,7 @@ static int ping3(struct in_addr gw)
 			if (r->type == ICMP_ECHOREPLY && ntohs(r->un.echo.id) == id &&
 			    ntohs(r->un.echo.sequence) == seq) {
 				say("vmm-test-init: net: reply from %s seq=%d time=%llu ms", inet_ntoa(gw), seq,
-				    (unsigned long long)(now_ms() - sent));
+				    (unsigned long long)(mono_ms() - sent));
 				got++;
 				break;
 			}
@@ -635,13 +628,13 @@ static bool parse_net(struct in_addr *ip, struct in_addr *mask, struct in_addr *
 static bool step_net(struct in_addr *gw_out)
 {
 	struct in_addr ip, mask, gw;
-	uint64_t end = now_ms() + 20000;
+	int64_t end = mono_ms() + 20000;
 	int s, got;
 
 	if (!parse_net(&ip, &mask, &gw))
 		return false;
 	/* Drivers may still be probing. */
-	while (!if_nametoindex("eth0") && now_ms() < end)
+	while (!if_nametoindex("eth0") && mono_ms() < end)
 		usleep(50000);
 	if (!if_nametoindex("eth0"))
 		return fail("net", "no eth0");
@@ -686,7 +679,7 @@ static bool step_rate(struct in_addr gw)
 		close(fd);
 		return fail("rate", "connect to %s:%d: %s", inet_ntoa(gw), RATE_PORT, strerror(err));
 	}
-	t0 = now_ms();
+	t0 = mono_ms();
 	while (sent < total) {
 		size_t n = total - sent < sizeof(buf) ? (size_t)(total - sent) : sizeof(buf);
 		ssize_t w;
@@ -712,7 +705,7 @@ static bool step_rate(struct in_addr gw)
 			    (int)strcspn(want, "\n"), want);
 	}
 	close(fd);
-	say("vmm-test-init: rate: %llu bytes sent in %llu ms", total, (unsigned long long)(now_ms() - t0));
+	say("vmm-test-init: rate: %llu bytes sent in %llu ms", total, (unsigned long long)(mono_ms() - t0));
 	return true;
 }
 
@@ -850,9 +843,9 @@ int main(int argc, char **argv)
 		end_vm();
 	}
 
-	t0 = now_ms();
+	t0 = mono_ms();
 	if (step_disk() && step_vsock() && step_net(&gw) && step_rate(gw)) {
-		say("vmm-test-init: all steps passed in %llu ms", (unsigned long long)(now_ms() - t0));
+		say("vmm-test-init: all steps passed in %llu ms", (unsigned long long)(mono_ms() - t0));
 		say("SUCCESS");
 	} else {
 		say("FAIL: %s", failure[0] ? failure : "unknown: a step failed without a reason");

@@ -21,6 +21,7 @@ int main(void)
 	int failed;
 
 	srunner_add_suite(sr, libcore_suite());
+	srunner_add_suite(sr, lib_suite());
 	srunner_add_suite(sr, config_suite());
 	srunner_add_suite(sr, manifest_suite());
 	srunner_add_suite(sr, doctor_suite());

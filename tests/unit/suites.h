@@ -6,6 +6,7 @@
 
 Suite *sha256_suite(void);
 Suite *libcore_suite(void);
+Suite *lib_suite(void);
 Suite *config_suite(void);
 Suite *manifest_suite(void);
 Suite *doctor_suite(void);

@@ -114,7 +114,7 @@ static void open_drive(bool read_only, bool cow, const struct rate_limiter_cfg *
 		cfg.has_rate_limiter = true;
 		cfg.rate_limiter = *rl;
 	}
-	ck_assert_int_eq(virtio_blk_open(&blk, &cfg, dir, rl_now_ns()), 0);
+	ck_assert_int_eq(virtio_blk_open(&blk, &cfg, dir, mono_ns()), 0);
 	ck_assert_int_eq(virtio_mmio_init(&dev, &virtio_blk_ops, blk, &mem, &loop, 0xc0001000, 5), 0);
 	dev.irqfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	ck_assert_int_ge(dev.irqfd, 0);
@@ -682,10 +682,10 @@ START_TEST(blk_open_errors)
 	struct vm_drive_cfg cfg = { .id = "x", .path = NULL };
 	void *p = (void *)1;
 
-	ck_assert_int_eq(virtio_blk_open(&p, &cfg, dir, rl_now_ns()), -EINVAL);
+	ck_assert_int_eq(virtio_blk_open(&p, &cfg, dir, mono_ns()), -EINVAL);
 	ck_assert_ptr_null(p);
 	cfg.path = "/nonexistent/disk.img";
-	ck_assert_int_eq(virtio_blk_open(&p, &cfg, dir, rl_now_ns()), -ENOENT);
+	ck_assert_int_eq(virtio_blk_open(&p, &cfg, dir, mono_ns()), -ENOENT);
 	ck_assert_ptr_null(p);
 	virtio_blk_close(NULL);
 }

@@ -111,7 +111,7 @@ static void setup(void)
 	ck_assert_int_eq(ftruncate(fd, DISK_SECTORS * 512), 0);
 	close(fd);
 	ck_assert_int_eq(ev_init(&vm->loop), 0);
-	ck_assert_int_eq(virtio_blk_open(&blk, &cfg, dir, rl_now_ns()), 0);
+	ck_assert_int_eq(virtio_blk_open(&blk, &cfg, dir, mono_ns()), 0);
 	ck_assert_int_eq(virtio_mmio_init(&vm->virtio[0], &virtio_blk_ops, blk, &vm->mem, &vm->loop,
 					  LAYOUT_MMIO_BASE, LAYOUT_FIRST_GSI), 0);
 	vm->virtio_close[0] = close_drive;

@@ -131,7 +131,7 @@ static enum blk_outcome blk_serve(struct blk *b, const struct virtq_chain *c, ui
 		bytes = data_len = c->writable - 1;
 	else if (h.type == VIRTIO_BLK_T_OUT)
 		bytes = data_len = c->readable - sizeof(h);
-	if (b->rl.enabled && !rl_consume(&b->rl, bytes, rl_now_ns()))
+	if (b->rl.enabled && !rl_consume(&b->rl, bytes, mono_ns()))
 		return BLK_THROTTLED;
 
 	switch (h.type) {

@@ -3,7 +3,7 @@
  *
  * Use:
  *	void *priv;
- *	virtio_blk_open(&priv, &cfg->drives[i], tmp_dir, rl_now_ns());
+ *	virtio_blk_open(&priv, &cfg->drives[i], tmp_dir, mono_ns());
  *	virtio_mmio_init(d, &virtio_blk_ops, priv, mem, loop, base, gsi);
  *	virtio_mmio_attach_kvm(d, vm_fd);
  *	...

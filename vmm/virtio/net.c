@@ -135,7 +135,7 @@ static void net_rx(struct net_dev *n)
 			break;
 		if (!n->rx_paid) {
 			/* Throttled: the frame waits, the limiter's timer resumes us. */
-			if (!rl_consume(&n->rx_rl, n->rx_len - VIRTIO_NET_HDR_SIZE, rl_now_ns()))
+			if (!rl_consume(&n->rx_rl, n->rx_len - VIRTIO_NET_HDR_SIZE, mono_ns()))
 				break;
 			n->rx_paid = true;
 		}
@@ -199,7 +199,7 @@ static void net_tx(struct net_dev *n)
 		len = n->chain.readable;
 		if (len < NET_MIN_FRAME || len > VIRTIO_NET_MAX_FRAME) {
 			vmm_debug("net: dropping a %u-byte tx chain", len);
-		} else if (!rl_consume(&n->tx_rl, len - VIRTIO_NET_HDR_SIZE, rl_now_ns())) {
+		} else if (!rl_consume(&n->tx_rl, len - VIRTIO_NET_HDR_SIZE, mono_ns())) {
 			/* Back in the ring; the limiter's timer resumes us. */
 			virtq_undo_pop(q);
 			break;

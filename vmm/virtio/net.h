@@ -3,7 +3,7 @@
  *
  * Use:
  *	void *priv;
- *	virtio_net_open(&priv, &cfg->nets[i], rl_now_ns());
+ *	virtio_net_open(&priv, &cfg->nets[i], mono_ns());
  *	virtio_mmio_init(d, &virtio_net_ops, priv, mem, loop, base, gsi);
  *	virtio_mmio_attach_kvm(d, vm_fd);
  *	...

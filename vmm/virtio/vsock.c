@@ -467,7 +467,7 @@ static bool conn_after_shutdown(struct vsock_dev *v, struct vs_conn *c)
 			return true;
 		}
 		if (!c->deadline_ns)
-			conn_deadline(v, c, rl_now_ns() + VSOCK_TIMEOUT_NS);
+			conn_deadline(v, c, mono_ns() + VSOCK_TIMEOUT_NS);
 		return false;
 	}
 	/* Half-close: pass the guest's EOF on once its data is out. */
@@ -508,7 +508,7 @@ static void vs_accept(struct vsock_dev *v)
 		}
 		c->fd = fd;
 		c->state = VS_LINE;
-		conn_deadline(v, c, rl_now_ns() + VSOCK_TIMEOUT_NS);
+		conn_deadline(v, c, mono_ns() + VSOCK_TIMEOUT_NS);
 		conn_refresh(v, c);
 	}
 }
@@ -580,7 +580,7 @@ static void conn_event(struct vsock_dev *v, struct vs_conn *c, uint32_t events)
 
 static void vs_timer(struct vsock_dev *v)
 {
-	uint64_t expirations, now = rl_now_ns(), next = 0;
+	uint64_t expirations, now = mono_ns(), next = 0;
 	ssize_t r = read(v->timer_fd, &expirations, sizeof(expirations));
 	int i;
 
@@ -647,7 +647,7 @@ static uint16_t conn_rx_data(struct vsock_dev *v, struct vs_conn *c, const struc
 		c->owe &= ~OWE_RW;
 		c->state = VS_LOCAL_CLOSED;
 		h->flags = VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND;
-		conn_deadline(v, c, rl_now_ns() + VSOCK_TIMEOUT_NS);
+		conn_deadline(v, c, mono_ns() + VSOCK_TIMEOUT_NS);
 		return VSOCK_OP_SHUTDOWN;
 	}
 	/* More may be waiting: OWE_RW stays until a read would block. */
@@ -679,7 +679,7 @@ static uint32_t conn_rx(struct vsock_dev *v, struct vs_conn *c, const struct vir
 		h.op = VSOCK_OP_RESPONSE;
 	} else if (c->owe & OWE_REQUEST) {
 		c->owe &= ~OWE_REQUEST;
-		conn_deadline(v, c, rl_now_ns() + VSOCK_TIMEOUT_NS);
+		conn_deadline(v, c, mono_ns() + VSOCK_TIMEOUT_NS);
 		h.op = VSOCK_OP_REQUEST;
 	} else if (c->owe & OWE_RW) {
 		h.op = conn_rx_data(v, c, ch, &h);

@@ -17,18 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/paths.h"
 
 #define ERR_MAX 400
 #define MAX_ARGS (16 + 4 * ARTIFACTS_MAX_PATTERNS)
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* In the forked child, before exec: only system calls (kiln may have other
  * threads, whose locks a fork copies held). A failure writes one line to
@@ -160,7 +153,7 @@ enum kiln_rc diskread_extract(const struct diskread_req *r, const char *dest, st
 	struct tarin_limits lim = {
 		.max_bytes = r->max_bytes ? r->max_bytes : ARTIFACTS_MAX_BYTES,
 		.max_files = r->max_files ? r->max_files : ARTIFACTS_MAX_FILES,
-		.deadline = now_s() + time_s,
+		.deadline = mono_s() + time_s,
 	};
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, img = -1, status = 0;
 	char **argv = NULL;

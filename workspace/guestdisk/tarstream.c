@@ -14,6 +14,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "lib/clock.h"
 #include "lib/paths.h"
 
 #define TARIN_BLOCK 65536
@@ -134,14 +135,6 @@ struct tarin {
 	char buf[TARIN_BLOCK];
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* libarchive's read callback: the next bytes of the pipe, waiting no later
  * than the deadline (a jailed writer that stalls does not stall kiln). */
 static la_ssize_t in_read(struct archive *a, void *arg, const void **out)
@@ -154,7 +147,7 @@ static la_ssize_t in_read(struct archive *a, void *arg, const void **out)
 		ssize_t got;
 
 		if (t->deadline > 0) {
-			double left = t->deadline - now_s();
+			double left = t->deadline - mono_s();
 
 			if (left <= 0) {
 				t->timed_out = true;
