@@ -8,6 +8,7 @@ Suite *guestmem_suite(void);   /* test_guestmem.c */
 Suite *virtq_suite(void);      /* test_virtq.c: rings, malicious rings */
 Suite *cow_suite(void);        /* test_cow.c: copy-on-write overlay */
 Suite *blk_suite(void);        /* test_blk.c: virtio-blk requests */
+Suite *net_suite(void);        /* test_net.c: virtio-net frames over a socketpair */
 Suite *ratelimit_suite(void);  /* test_ratelimit.c: token buckets */
 Suite *vsock_suite(void);      /* test_vsock.c: header and credit arithmetic */
 Suite *vmconfig_suite(void);   /* test_vmconfig.c: vm.json validation */
