@@ -6,7 +6,7 @@ int main(void)
 {
 	Suite *(*const suites[])(void) = {
 		guestmem_suite, virtq_suite, cow_suite, blk_suite, net_suite, ratelimit_suite,
-		vsock_suite, vmconfig_suite, acpi_suite, loader_suite, vmshutdown_suite,
+		vsock_suite, vmconfig_suite, acpi_suite, loader_suite, vmshutdown_suite, vm_suite,
 		jail_suite,
 	};
 	SRunner *sr = srunner_create(NULL);

@@ -15,6 +15,7 @@ Suite *vmconfig_suite(void);   /* test_vmconfig.c: vm.json validation */
 Suite *acpi_suite(void);       /* test_acpi.c: tables, checksums, AML */
 Suite *loader_suite(void);     /* test_loader.c: bzImage/ELF loading, zero page */
 Suite *vmshutdown_suite(void); /* test_vmshutdown.c: vCPUs stopped before devices close */
+Suite *vm_suite(void);         /* test_vm.c: exits, exit requests, RAM mapping, no KVM */
 Suite *jail_suite(void);       /* test_jail.c: seccomp filters, SIGSYS */
 
 #endif
