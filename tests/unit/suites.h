@@ -26,6 +26,7 @@ Suite *glartifacts_suite(void);
 Suite *zip_suite(void);
 Suite *gzmembers_suite(void);
 Suite *glmetrics_suite(void);
+Suite *gldaemon_suite(void);
 Suite *localci_suite(void);
 Suite *outmux_suite(void);
 Suite *artifacts_suite(void);
