@@ -388,12 +388,14 @@ int vm_config_load(struct vm_config *cfg, const char *path, char *err, size_t er
 
 	memset(cfg, 0, sizeof(*cfg));
 	if (!f) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -errno;
+		rc = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
+		return rc;
 	}
 	text = malloc(VM_CONFIG_MAX_BYTES + 1);
 	if (!text) {
 		fclose(f);
+		snprintf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	len = fread(text, 1, VM_CONFIG_MAX_BYTES + 1, f);
