@@ -34,7 +34,8 @@ int test_sh_out(char *out, size_t size, const char *fmt, ...) __attribute__((for
 
 /* The workspace fixture: a test repository made with git in /tmp
  * (ws_fixture_up, an unchecked fixture), removed by ws_fixture_down unless
- * KILN_TEST_KEEP is set. */
+ * KILN_TEST_KEEP is set. WS_GIT: git that trusts any folder's owner and
+ * file:// submodules. */
 #define WS_GIT "git -c safe.directory='*' -c protocol.file.allow=always"
 extern char wsfx_dir[PATH_MAX];   /* the fixture root */
 extern char wsfx_url[PATH_MAX];   /* file:// URL of the test repository */
