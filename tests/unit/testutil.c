@@ -1,11 +1,15 @@
 #include "tests/unit/testutil.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -206,4 +210,128 @@ bool ws_fixture_usable(const char *suite)
 		return false;
 	}
 	return true;
+}
+
+/* ---- a scripted HTTP server ---------------------------------------------- */
+
+static bool srv_read(int c, char *buf, size_t size, size_t *got, char **body, size_t *blen)
+{
+	char *end = NULL;
+	size_t cl = 0;
+
+	*got = 0;
+	while (!(end = *got ? memmem(buf, *got, "\r\n\r\n", 4) : NULL)) {
+		ssize_t n = read(c, buf + *got, size - 1 - *got);
+		if (n <= 0)
+			return false;
+		*got += (size_t)n;
+	}
+	buf[*got] = '\0';
+	{
+		char *h = strcasestr(buf, "\r\nContent-Length:");
+		if (h && h < end)
+			cl = strtoul(h + 17, NULL, 10);
+	}
+	*blen = cl;
+	*body = malloc(cl + 1);
+	{
+		size_t have = *got - (size_t)(end + 4 - buf);
+		memcpy(*body, end + 4, have < cl ? have : cl);
+		while (have < cl) {
+			ssize_t n = read(c, *body + have, cl - have);
+			if (n <= 0)
+				return false;
+			have += (size_t)n;
+		}
+	}
+	*end = '\0';
+	return true;
+}
+
+static void *srv_main(void *arg)
+{
+	struct srv *s = arg;
+	static char buf[1 << 16];
+
+	for (;;) {
+		int c = accept(s->fd, NULL, NULL);
+		char *body = NULL, reply[512], extra[256] = "", *h;
+		size_t got, blen, i;
+		int status;
+
+		if (c < 0)
+			return NULL;
+		if (!srv_read(c, buf, sizeof(buf), &got, &body, &blen) || s->n_req >= SRV_MAX) {
+			free(body);
+			close(c);
+			continue;
+		}
+		i = s->n_req++;
+		sscanf(buf, "%7s %127s", s->method[i], s->path[i]);
+		s->range[i][0] = '\0';
+		s->job_token[i] = strcasestr(buf, "\r\nJOB-TOKEN:") != NULL;
+		if ((h = strcasestr(buf, "\r\nContent-Range: ")))
+			sscanf(h + 17, "%63[^\r]", s->range[i]);
+		s->body[i] = body;
+		s->body_len[i] = blen;
+		if (s->next < s->n_script) {
+			const char *sc = s->script[s->next++];
+			status = atoi(sc);
+			if (strchr(sc, ' '))
+				snprintf(extra, sizeof(extra), "%s\r\n", strchr(sc, ' ') + 1);
+			if (!strcmp(s->method[i], "PATCH") && status == 202) { /* stored as it came */
+				s->stored = realloc(s->stored, s->stored_len + blen + 1);
+				memcpy(s->stored + s->stored_len, body, blen);
+				s->stored_len += blen;
+				snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "Range: 0-%zu\r\n", s->stored_len);
+			}
+		} else if (!strcmp(s->method[i], "PATCH")) {
+			size_t start = strtoul(s->range[i], NULL, 10);
+			if (start != s->stored_len) {
+				status = 416;
+			} else {
+				status = 202;
+				s->stored = realloc(s->stored, s->stored_len + blen + 1);
+				memcpy(s->stored + s->stored_len, body, blen);
+				s->stored_len += blen;
+			}
+			snprintf(extra, sizeof(extra), "Range: 0-%zu\r\nJob-Status: running\r\n", s->stored_len);
+		} else {
+			status = 200;
+		}
+		snprintf(reply, sizeof(reply), "HTTP/1.1 %d X\r\nContent-Length: 2\r\nConnection: close\r\n%s\r\n{}", status,
+			 extra);
+		if (write(c, reply, strlen(reply)) < 0)
+			perror("write");
+		close(c);
+	}
+}
+
+void srv_start(struct srv *s)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	int one = 1;
+
+	s->fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(s->fd, 0);
+	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(s->fd, 16), 0);
+	getsockname(s->fd, (struct sockaddr *)&a, &al);
+	s->port = ntohs(a.sin_port);
+	ck_assert_int_eq(pthread_create(&s->th, NULL, srv_main, s), 0);
+}
+
+void srv_stop(struct srv *s)
+{
+	size_t i;
+
+	shutdown(s->fd, SHUT_RDWR);
+	close(s->fd);
+	pthread_join(s->th, NULL);
+	for (i = 0; i < s->n_req; i++)
+		free(s->body[i]);
+	free(s->stored);
 }

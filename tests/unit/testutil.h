@@ -3,6 +3,7 @@
 #define KILN_TESTS_TESTUTIL_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -66,5 +67,33 @@ int ws_count_files(const char *dir, const char *glob);
 /* The image's checkout of group/project (dumped into dir) is at sha,
  * detached, clean, without credentials in origin or alternates. */
 void ws_check_checkout(const char *image, const char *dir, const char *sha);
+
+/* A scripted HTTP server on 127.0.0.1 (a thread, one connection at a
+ * time), standing in for GitLab: it records each request and answers from
+ * the script; past the script a PATCH is a trace append (416 when its
+ * Content-Range does not start where the stored trace ends), anything else
+ * 200. */
+#define SRV_MAX 64
+
+struct srv {
+	int fd, port;
+	pthread_t th;
+	/* Replies: "STATUS[ header lines]"; past the script, trace semantics. */
+	const char *script[SRV_MAX];
+	size_t n_script, next;
+	/* What came. */
+	char method[SRV_MAX][8], path[SRV_MAX][128], range[SRV_MAX][64];
+	char *body[SRV_MAX];
+	size_t body_len[SRV_MAX], n_req;
+	bool job_token[SRV_MAX];  /* the request had a JOB-TOKEN header */
+	char *stored;        /* the trace as a GitLab would keep it */
+	size_t stored_len;
+};
+
+/* Listen on a free port (s->port) and serve; s zeroed but for the script. */
+void srv_start(struct srv *s);
+
+/* Stop serving and free what was recorded. */
+void srv_stop(struct srv *s);
 
 #endif
