@@ -1,5 +1,6 @@
 /* The poll loop of `kiln run` (gitlab/daemon): glrunner_run against a fake
- * GitLab and a fake job runner (glrunner_set_hooks). A helper thread ends
+ * GitLab and a fake job runner (glrunner_set_hooks), and once with the real
+ * job path against the scripted server of testutil.h. A helper thread ends
  * the daemon with SIGTERM, as a service manager would; the test thread is
  * the daemon's main thread. Times are generous: the loop's own ticks are
  * whole seconds (check_interval). */
@@ -102,11 +103,12 @@ static void *stopper(void *arg)
 	return NULL;
 }
 
-/* Run the daemon with one runner (settings: its extra lines) and the
- * top-level lines top, until SIGTERM after stop_ms; its exit status. */
-static int run_daemon(const char *top, const char *runner, int stop_ms)
+/* Run the daemon with one runner at url (settings: its extra lines) and
+ * the top-level lines top, with the fakes in hooks, until SIGTERM after
+ * stop_ms; its exit status. */
+static int run_daemon_at(const char *url, const struct glrunner_hooks *hooks, const char *top, const char *runner,
+			 int stop_ms)
 {
-	static const struct glrunner_hooks fakes = { .request = fake_request, .job = fake_job };
 	char path[256], *d = test_tmpdir();
 	struct kiln_config cfg;
 	struct kiln_err e = { 0 };
@@ -119,12 +121,12 @@ static int run_daemon(const char *top, const char *runner, int stop_ms)
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "state_dir: %s/state\nshutdown_timeout: 30\n%srunners:\n"
-		   "  - name: fake\n    url: https://gitlab.invalid\n    token: glrt-fake\n%s",
-		d, top, runner);
+		   "  - name: fake\n    url: %s\n    token: glrt-fake\n%s",
+		d, top, url, runner);
 	fclose(f);
 	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
 	ck_assert_msg(kiln_config_load(&cfg, path, true, &e) == KILN_OK, "%s", e.msg);
-	glrunner_set_hooks(&fakes);
+	glrunner_set_hooks(hooks);
 	/* The daemon takes its signals synchronously: no other thread may. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -137,6 +139,14 @@ static int run_daemon(const char *top, const char *runner, int stop_ms)
 	pthread_join(th, NULL);
 	test_sh("rm -rf '%s'", d);
 	return rc;
+}
+
+/* The same against a GitLab that is not there, with a fake job runner. */
+static int run_daemon(const char *top, const char *runner, int stop_ms)
+{
+	static const struct glrunner_hooks fakes = { .request = fake_request, .job = fake_job };
+
+	return run_daemon_at("https://gitlab.invalid", &fakes, top, runner, stop_ms);
 }
 
 /* No job (204): the next request waits for the next tick instead of going
@@ -207,6 +217,43 @@ START_TEST(shutdown_stops_polling_and_waits_for_jobs)
 }
 END_TEST
 
+/* A job that came goes through the real job path against a scripted
+ * GitLab: acknowledged (PUT state=running), its log sent (PATCH trace),
+ * finished with the final update. The payload has no steps kiln can run,
+ * so the job fails as a system failure without a VM. */
+START_TEST(job_is_acknowledged_logged_and_finished)
+{
+	static const struct glrunner_hooks real_job = { .request = fake_request };
+	static struct srv s;
+	char url[64];
+	size_t i, last;
+	bool patched = false;
+
+	srv_start(&s);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", s.port);
+	fk.jobs_left = 1;
+	fk.otherwise = GL_NO_JOB;
+	ck_assert_int_eq(run_daemon_at(url, &real_job, "check_interval: 60\nconcurrent: 1\n", "", 1500), 0);
+	ck_assert_uint_ge(s.n_req, 3);
+	ck_assert_str_eq(s.method[0], "PUT");
+	ck_assert_str_eq(s.path[0], "/api/v4/jobs/101");
+	ck_assert_ptr_nonnull(strstr(s.body[0], "running"));
+	ck_assert(s.job_token[0]);
+	for (i = 1; i < s.n_req; i++)
+		patched |= !strcmp(s.method[i], "PATCH") && !strcmp(s.path[i], "/api/v4/jobs/101/trace");
+	ck_assert(patched);
+	last = s.n_req - 1;
+	ck_assert_str_eq(s.method[last], "PUT");
+	ck_assert_str_eq(s.path[last], "/api/v4/jobs/101");
+	ck_assert_msg(strstr(s.body[last], "failed") && strstr(s.body[last], "runner_system_failure"), "%s",
+		      s.body[last]);
+	ck_assert_ptr_nonnull(s.stored);
+	s.stored[s.stored_len] = '\0';
+	ck_assert_msg(strstr(s.stored, "Running with kiln") && strstr(s.stored, "system failure"), "%s", s.stored);
+	srv_stop(&s);
+}
+END_TEST
+
 /* Three 403 replies in a row pause the runner: no fourth request. */
 START_TEST(unhealthy_runner_is_paused)
 {
@@ -226,6 +273,7 @@ Suite *gldaemon_suite(void)
 	tcase_add_test(tc, jobs_run_and_the_slot_is_fed_at_once);
 	tcase_add_loop_test(tc, concurrency_limits_hold, 0, 2);
 	tcase_add_test(tc, shutdown_stops_polling_and_waits_for_jobs);
+	tcase_add_test(tc, job_is_acknowledged_logged_and_finished);
 	tcase_add_test(tc, unhealthy_runner_is_paused);
 	suite_add_tcase(s, tc);
 	return s;
