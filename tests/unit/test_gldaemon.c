@@ -263,12 +263,19 @@ START_TEST(unhealthy_runner_is_paused)
 }
 END_TEST
 
+/* Each test starts from a clean fake (they share it when CK_FORK=no). */
+static void fake_reset(void)
+{
+	memset(&fk, 0, sizeof(fk));
+}
+
 Suite *gldaemon_suite(void)
 {
 	Suite *s = suite_create("gldaemon");
 	TCase *tc = tcase_create("poll");
 
 	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, fake_reset, NULL);
 	tcase_add_test(tc, no_job_waits_for_the_next_tick);
 	tcase_add_test(tc, jobs_run_and_the_slot_is_fed_at_once);
 	tcase_add_loop_test(tc, concurrency_limits_hold, 0, 2);
