@@ -34,6 +34,7 @@ int main(void)
 	srunner_add_suite(sr, wsurl_suite());
 	srunner_add_suite(sr, checkout_suite());
 	srunner_add_suite(sr, mirror_suite());
+	srunner_add_suite(sr, packwrite_suite());
 	srunner_add_suite(sr, glmask_suite());
 	srunner_add_suite(sr, gltrace_suite());
 	srunner_add_suite(sr, glclient_suite());

@@ -17,6 +17,7 @@ Suite *cirules_suite(void);
 Suite *wsurl_suite(void);
 Suite *checkout_suite(void);
 Suite *mirror_suite(void);
+Suite *packwrite_suite(void);
 Suite *glmask_suite(void);
 Suite *gltrace_suite(void);
 Suite *glclient_suite(void);
