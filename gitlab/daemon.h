@@ -26,6 +26,7 @@
 
 #include <signal.h>
 
+#include "gitlab/client.h"
 #include "runner/config.h"
 #include "lib/result.h"
 
@@ -42,5 +43,16 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
  * setting *stop (may be NULL) ends it early, the rest waits for the next
  * start. */
 void glrunner_report_orphans(const char *state_dir, const volatile sig_atomic_t *stop);
+
+/* What the poll loop calls out to, so that tests can run it against fakes:
+ * request stands for gl_request_job, job for taking a job that came
+ * (acknowledge, run, final update) for runner rc. A NULL member, or no
+ * call, keeps the real one. Call before glrunner_run. */
+struct glrunner_hooks {
+	enum gl_poll (*request)(struct gl_client *c, const char *token, const char *system_id, const char *executor,
+				char last_update[128], char **payload, size_t *len, struct kiln_err *e);
+	void (*job)(const struct kiln_runner_config *rc, const char *payload, size_t len);
+};
+void glrunner_set_hooks(const struct glrunner_hooks *h);
 
 #endif

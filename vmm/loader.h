@@ -38,7 +38,8 @@ int loader_load_initrd(const struct guest_mem *m, const uint8_t *buf, size_t len
 
 /* Write the command line and the zero page (BOOT_LINUX64) or the PVH start
  * info (BOOT_PVH), both with the e820 map; kernel_buf is the image again
- * (its setup header seeds the zero page of a bzImage). */
+ * (its setup header seeds the zero page of a bzImage). err gets a one-line
+ * reason on failure. Returns 0 or -E2BIG/-EINVAL. */
 int loader_write_boot_params(const struct guest_mem *m, const uint8_t *kernel_buf, size_t kernel_len,
 			     const char *cmdline, const struct boot_info *bi, char *err, size_t errlen);
 

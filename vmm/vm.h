@@ -78,11 +78,13 @@ int vm_map_memory(struct vm *vm, uint64_t mem_mib, char *err, size_t errlen);
  * RAM vm_map_memory mapped. Fills err on failure; 0 or -errno. */
 int vm_create(struct vm *vm, char *err, size_t errlen);
 
-/* Create vCPU i: its fd, kvm_run, CPUID, MSRs and local APIC. */
+/* Create vCPU i: its fd, kvm_run, CPUID, MSRs and local APIC. Fills err
+ * on failure; 0 or -errno. */
 int vm_create_vcpu(struct vm *vm, int i, char *err, size_t errlen);
 
 /* Set vCPU 0's registers for the boot described by bi (after
- * vm_create_vcpu, once the kernel is loaded). */
+ * vm_create_vcpu, once the kernel is loaded). Fills err on failure; 0 or
+ * -errno. */
 int vm_set_boot_regs(struct vm *vm, const struct boot_info *bi, char *err, size_t errlen);
 
 /* Pulse a legacy interrupt line (edge). */

@@ -64,9 +64,10 @@ struct vm_config {
 };
 
 /* Parse the JSON text (name is used in messages). On failure returns
- * -EINVAL and writes a one-line message naming the key into err. */
+ * -EINVAL (-ENOMEM) and writes a one-line message naming the key into err. */
 int vm_config_parse(struct vm_config *c, const char *name, const char *text, char *err, size_t errlen);
-/* Read and parse a file; same contract. */
+/* Read and parse a file; the same contract, and -errno of the read (-E2BIG
+ * past 1 MiB) with a message naming the file. */
 int vm_config_load(struct vm_config *c, const char *path, char *err, size_t errlen);
 void vm_config_free(struct vm_config *c);
 

@@ -5,8 +5,8 @@
 int main(void)
 {
 	Suite *(*const suites[])(void) = {
-		guestmem_suite, virtq_suite, cow_suite, blk_suite, ratelimit_suite,
-		vsock_suite, vmconfig_suite, acpi_suite, loader_suite, vmshutdown_suite,
+		guestmem_suite, virtq_suite, cow_suite, blk_suite, net_suite, ratelimit_suite,
+		vsock_suite, vmconfig_suite, acpi_suite, loader_suite, vmshutdown_suite, vm_suite,
 		jail_suite,
 	};
 	SRunner *sr = srunner_create(NULL);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "tests/unit/vmm_suites.h"
+#include "lib/clock.h"
 #include "vmm/evloop.h"
 #include "vmm/guestmem.h"
 #include "vmm/ratelimit.h"

@@ -1,5 +1,8 @@
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/unit/vmm_suites.h"
 #include "vmm/vmconfig.h"
@@ -87,6 +90,35 @@ START_TEST(rejects_with_the_key)
 }
 END_TEST
 
+/* Reading the file: -errno, and a message that names the file. */
+START_TEST(load_errors_name_the_file)
+{
+	char path[64] = "/tmp/kiln-vmconfig-test-XXXXXX", err[256] = "", want[128];
+	struct vm_config c;
+	FILE *f;
+	int fd;
+
+	ck_assert_int_eq(vm_config_load(&c, "/nonexistent/vm.json", err, sizeof(err)), -ENOENT);
+	ck_assert_str_eq(err, "/nonexistent/vm.json: No such file or directory");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_ptr_nonnull(f = fdopen(fd, "w"));
+	ck_assert_int_eq(fseek(f, 1 << 20, SEEK_SET), 0);  /* 1 MiB + 1 byte */
+	fputc(' ', f);
+	fclose(f);
+	ck_assert_int_eq(vm_config_load(&c, path, err, sizeof(err)), -E2BIG);
+	snprintf(want, sizeof(want), "%s: larger than 1 MiB", path);
+	ck_assert_str_eq(err, want);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs(good, f);
+	fclose(f);
+	ck_assert_msg(vm_config_load(&c, path, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(c.vcpus, 2);
+	vm_config_free(&c);
+	unlink(path);
+}
+END_TEST
+
 Suite *vmconfig_suite(void)
 {
 	Suite *s = suite_create("vmconfig");
@@ -94,6 +126,7 @@ Suite *vmconfig_suite(void)
 
 	tcase_add_test(tc, parses_everything);
 	tcase_add_loop_test(tc, rejects_with_the_key, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+	tcase_add_test(tc, load_errors_name_the_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

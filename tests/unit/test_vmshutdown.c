@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tests/unit/vmm_suites.h"
+#include "lib/clock.h"
 #include "vmm/layout.h"
 #include "vmm/ratelimit.h"
 #include "vmm/virtio/blk.h"
