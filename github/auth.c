@@ -193,7 +193,7 @@ enum kiln_rc gh_auth_refresh(struct gh_auth *a, struct gh_client *c, struct kiln
 	long long exp;
 	enum kiln_rc rc;
 
-	if (!a->app || (c->bearer && a->expires_at - GH_TOKEN_SLACK_S > now))
+	if (!a->app || (c->bearer && !c->bearer_refused && a->expires_at - GH_TOKEN_SLACK_S > now))
 		return KILN_OK;
 	if ((rc = gh_auth_jwt(a, now, &jwt, e)))
 		return rc;
@@ -219,6 +219,7 @@ enum kiln_rc gh_auth_refresh(struct gh_auth *a, struct gh_client *c, struct kiln
 	if ((rc = gh_client_set_bearer(c, tok, e)))
 		goto out;
 	a->expires_at = exp;
+	c->bearer_refused = false;
 	OPENSSL_cleanse((char *)tok, strlen(tok)); /* jansson's copy */
 	log_debug("github: App %lld: installation token valid for %lld s", a->app_id, exp - now);
 out:

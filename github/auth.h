@@ -42,8 +42,8 @@ enum kiln_rc gh_auth_jwt(const struct gh_auth *a, long long now, char **jwt, str
 
 /* For an App: find the installation when not known (GET
  * /repos/{o}/{r}/installation or /orgs/{org}/installation; 404: "the App
- * is not installed on ..."), then, when c's token is missing or expires
- * within GH_TOKEN_SLACK_S, POST /app/installations/{id}/access_tokens and
+ * is not installed on ..."), then, when c's token is missing, was refused
+ * (a 401) or expires within GH_TOKEN_SLACK_S, POST /app/installations/{id}/access_tokens and
  * set it as c's bearer. A PAT: nothing. */
 enum kiln_rc gh_auth_refresh(struct gh_auth *a, struct gh_client *c, struct kiln_err *e);
 

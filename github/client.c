@@ -586,9 +586,13 @@ enum kiln_rc gh_request(struct gh_client *c, const struct gh_req *q, struct gh_r
 				wait = 0;
 			limited++;
 			c->blocked_until_ms = mono_ms() + wait;
-			log_warn("github: %s %s: rate limited (%ld), waiting %ld ms", method, q->path, r->status, wait);
+			if (wait <= c->max_wait_ms)
+				log_warn("github: %s %s: rate limited (%ld), waiting %ld ms", method, q->path, r->status,
+					 wait);
 			continue;
 		}
+		if (r->status == 401 && !q->bearer && !q->no_auth)
+			c->bearer_refused = true; /* revoked or expired early: the next authorize renews it */
 		if (x.remaining == 0 && x.reset > 0)
 			c->blocked_until_ms = mono_ms() + ((long)(x.reset - (long long)time(NULL)) + 1) * 1000;
 		if (r->status >= 500 && r->status <= 599) {

@@ -57,6 +57,7 @@ struct gh_client {
 	long timeout_s;             /* one transfer, 60 */
 	int64_t blocked_until_ms;   /* mono_ms(): rate limited until then (0: not) */
 	int64_t last_mutation_ms;
+	bool bearer_refused;        /* a 401 came for bearer: authorize should replace it */
 	long rl_remaining;          /* x-ratelimit-remaining of the last reply, -1 unknown */
 	long long rl_reset;         /* x-ratelimit-reset (epoch s), 0 unknown */
 	uint64_t requests;          /* requests sent */

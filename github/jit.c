@@ -317,6 +317,8 @@ enum kiln_rc gh_jit_create(struct gh_client *c, const struct gh_scope *scope, co
 
 		if ((rc = gh_jit_parse(r.body, r.len, out, &pe)))
 			rc = kiln_fail(e, rc, "%s: %s", what, pe.msg);
+		else if (req->mask)
+			req->mask(req->mask_arg, out->encoded, out->len);
 	} else if (r.status == 404) {
 		char buf[300];
 

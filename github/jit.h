@@ -41,6 +41,11 @@ struct gh_jit_req {
 	long long runner_group_id;/* 0: 1 (Default) */
 	const struct gh_labels *labels;
 	const char *work_folder;  /* NULL: "_work" */
+	/* Called with the blob as soon as it arrived, before gh_jit_create
+	 * returns: where the caller registers it with its log masker (the
+	 * runner's output is streamed to kiln's log). NULL: none. */
+	void (*mask)(void *arg, const char *secret, size_t len);
+	void *mask_arg;
 };
 
 /* A fresh runner name: prefix, '-', 12 random hex digits, into buf (size

@@ -19,7 +19,8 @@
 /* Whether sig ("sha256=<64 hex>") is the HMAC of body under secret. */
 bool gh_webhook_signed(const char *secret, const void *body, size_t len, const char *sig);
 
-/* Delivery ids seen, oldest forgotten first. */
+/* Delivery ids seen, oldest forgotten first (about 260 KiB: static or
+ * on the heap, not on a stack). */
 struct gh_deliveries {
 	char ids[GH_DELIVERIES][GH_DELIVERY_MAX + 1];
 	size_t next, n;

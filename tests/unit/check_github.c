@@ -516,6 +516,12 @@ START_TEST(fake_app_tokens)
 	st = ctl("GET", "/__state", NULL);
 	ck_assert_int_eq(json_integer_value(json_object_get(st, "tokens_issued")), 2);
 	json_decref(st);
+	/* A token refused early (401): that poll fails, the next one renews it. */
+	faults("{\"GET /repos/acme/widgets/actions/runs\":[{\"status\":401,\"body\":{\"message\":\"Bad credentials\"}}]}");
+	ck_assert_int_eq(gh_demand_poll(&c, &s, true, &served, &d, &e), KILN_E_INVALID);
+	ck_assert_msg(strstr(e.msg, "401 Bad credentials"), "%s", e.msg);
+	ck_assert_msg(gh_demand_poll(&c, &s, true, &served, &d, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(arrived("POST /app/installations/77/access_tokens", 201), 3);
 	free(first);
 	gh_auth_free(&a);
 	gh_client_free(&c);
@@ -532,13 +538,23 @@ START_TEST(fake_app_tokens)
 }
 END_TEST
 
+static char masked[GH_JIT_MAX + 1];
+
+static void mask_cb(void *arg, const char *secret, size_t len)
+{
+	ck_assert_ptr_eq(arg, masked);
+	ck_assert_uint_lt(len, sizeof(masked));
+	memcpy(masked, secret, len);
+	masked[len] = '\0';
+}
+
 START_TEST(fake_jit)
 {
 	struct gh_client c;
 	struct gh_auth a;
 	struct gh_labels labels = { 0 };
 	struct gh_scope s = { .owner = "acme", .repo = "widgets" }, org = { .owner = "acme" };
-	struct gh_jit_req req = { .prefix = "kiln", .labels = &labels };
+	struct gh_jit_req req = { .prefix = "kiln", .labels = &labels, .mask = mask_cb, .mask_arg = masked };
 	struct gh_jit j;
 	struct gh_runner *list;
 	struct gh_runner found;
@@ -554,6 +570,7 @@ START_TEST(fake_jit)
 	ck_assert_msg(gh_jit_create(&c, &s, &req, &j, &e) == KILN_OK, "%s", e.msg);
 	ck_assert(!strncmp(j.runner.name, "kiln-", 5));
 	ck_assert(gh_jit_blob_valid(j.encoded, j.len));
+	ck_assert_str_eq(masked, j.encoded); /* the masking hook saw it */
 	ck_assert_int_eq(gh_runner_find(&c, &s, j.runner.name, &found, &e), KILN_OK);
 	ck_assert_int_eq(found.id, j.runner.id);
 	ck_assert_int_eq(gh_runners_list(&c, &s, "kiln", &list, &n, &e), KILN_OK);
