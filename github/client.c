@@ -540,6 +540,17 @@ enum kiln_rc gh_request(struct gh_client *c, const struct gh_req *q, struct gh_r
 		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &x);
 		if (c->ca_file[0])
 			curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
+		if (get) {
+			/* GitHub moves renamed repositories with 301/302/307;
+			 * curl sends Authorization to the same host only. */
+			curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 1L);
+			curl_easy_setopt(c->curl, CURLOPT_MAXREDIRS, 3L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+			curl_easy_setopt(c->curl, CURLOPT_REDIR_PROTOCOLS_STR, "https");
+#else
+			curl_easy_setopt(c->curl, CURLOPT_REDIR_PROTOCOLS, (long)CURLPROTO_HTTPS);
+#endif
+		}
 		if (body) {
 			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
 			curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));

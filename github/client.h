@@ -8,7 +8,8 @@
  * waits GitHub documents: at least 1 s between mutations, on a rate-limit
  * reply (403/429) retry-after, else x-ratelimit-reset when remaining is 0,
  * else at least a minute, then doubling; on 5xx and network errors a
- * jittered doubling backoff.
+ * jittered doubling backoff. GETs follow up to 3 redirects (https only:
+ * GitHub moves renamed repositories).
  *
  * A gh_client keeps one curl handle and its cache: one thread at a time.
  * curl_global_init must have run (gh_global_init, or gl_global_init). */

@@ -644,6 +644,11 @@ START_TEST(fake_job_result)
 	ck_assert_int_eq(j.runner_id, 8);
 	ck_assert_str_eq(j.runner_name, "kiln-abc");
 	ck_assert_int_eq(gh_job_get(&c, "acme/widgets", 301, &j, &e), KILN_E_NOTFOUND);
+	/* A renamed repository: GitHub redirects, the GET follows. */
+	faults("{\"GET /repos/acme/old-name/actions/jobs/300\":[{\"status\":301,"
+	       "\"headers\":{\"Location\":\"/repos/acme/widgets/actions/jobs/300\"}}]}");
+	ck_assert_msg(gh_job_get(&c, "acme/old-name", 300, &j, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_str_eq(j.conclusion, "failure");
 	gh_client_free(&c);
 }
 END_TEST
