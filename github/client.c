@@ -643,6 +643,8 @@ enum kiln_rc gh_request(struct gh_client *c, const struct gh_req *q, struct gh_r
 stopped:
 	rc = kiln_fail(e, KILN_E_IO, "github: %s %s: stopped", method, q->path);
 out:
+	if (rc)
+		gh_reply_free(r); /* callers free r only after KILN_OK */
 	curl_slist_free_all(hh);
 	if (body) {
 		OPENSSL_cleanse(body, strlen(body));

@@ -110,7 +110,8 @@ struct gh_req {
  * whatever its status (r->status); a 304 puts the cached body in r.
  * KILN_E_LIMIT when rate limited for longer than max_wait_ms (the message
  * says until when; calls before then fail at once); KILN_E_IO naming the
- * call when no reply came after the retries, or when stop was set. */
+ * call when no reply came after the retries, or when stop was set.
+ * After an error r holds nothing (no gh_reply_free needed). */
 enum kiln_rc gh_request(struct gh_client *c, const struct gh_req *q, struct gh_reply *r, struct kiln_err *e);
 
 /* GitHub's error for a reply: "STATUS: message" from the body's message
