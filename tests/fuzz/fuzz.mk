@@ -9,13 +9,13 @@ B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
 FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
-	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest
+	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest ghwebhook ghjson
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
 	-Wall -Wextra -Wno-unused-parameter \
 	-I$(top_srcdir) -D_GNU_SOURCE -DKILN_DATADIR='"/nonexistent"' -DKILN_LIBEXECDIR='"/nonexistent"' $(shell pkg-config --cflags jansson yaml-0.1 libarchive ext2fs)
-FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1 zlib libarchive ext2fs com_err) -lpthread
+FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1 zlib libarchive ext2fs com_err libcurl libcrypto) -lpthread
 
 VMM = vmm/log.c vmm/guestmem.c vmm/evloop.c vmm/ratelimit.c vmm/cow.c \
 	vmm/virtio/queue.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c \
@@ -38,6 +38,8 @@ ciconfig_SRCS = localci/config.c lib/yaml.c localci/expr.c localci/rules.c local
 tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
 ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c lib/vec.c
 ocimanifest_SRCS = oci/manifest.c oci/ref.c lib/result.c
+ghwebhook_SRCS = github/webhook.c github/demand.c github/client.c lib/sha256.c lib/log.c lib/result.c lib/vec.c
+ghjson_SRCS = github/jit.c github/demand.c github/client.c lib/log.c lib/result.c lib/vec.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
