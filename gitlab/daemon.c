@@ -24,6 +24,7 @@
 #include "lib/paths.h"
 #include "job/payload.h"
 #include "gitlab/trace.h"
+#include "workspace/gittls.h"
 
 /* Histogram bounds, seconds: gitlab-runner's for job durations; a VM boot
  * is under a second on hardware and several under TCG. */
@@ -238,13 +239,8 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
 		unlink(tmp);
 		return rc;
 	}
-	/* Initialised for the life of the process, like the workspace does. */
-	if (git_libgit2_init() < 0 || git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, path, NULL) < 0) {
-		const git_error *ge = git_error_last();
-		return kiln_fail(e, KILN_E_INVALID, "libgit2: cannot use the CA bundle %s: %s", path,
-				 ge ? ge->message : "unknown error");
-	}
-	return KILN_OK;
+	/* The fetches' TLS is kiln's (workspace/gittls.h), not libgit2's. */
+	return gittls_trust(path, e);
 }
 
 /* --- jobs ------------------------------------------------------------------ */
