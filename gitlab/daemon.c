@@ -243,6 +243,14 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
 	return gittls_trust(path, e);
 }
 
+/* A client for the runner's GitLab with its TLS settings. */
+static enum kiln_rc runner_client(struct gl_client *c, const struct kiln_runner_config *rc, struct kiln_err *e)
+{
+	enum kiln_rc r = gl_client_init(c, rc->url, rc->tls_ca_file, e);
+
+	return r ? r : gl_client_tls(c, rc->tls_cert_file, rc->tls_key_file, e);
+}
+
 /* --- jobs ------------------------------------------------------------------ */
 
 struct jctx {
@@ -425,7 +433,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	job_list_add(d, &job);
 	parsed = payload_parse(text, len, &p, &pe) == KILN_OK;
 
-	if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e)) {
+	if (runner_client(&cl, rc, &e)) {
 		log_error("job %lld: %s", id, e.msg);
 		keep_journal = true;
 		goto out;
@@ -444,6 +452,8 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	to.url = rc->url;
 	to.limit = rc->output_limit > 0 ? (size_t)rc->output_limit << 10 : 0;
 	to.ca_file = rc->tls_ca_file;
+	to.cert_file = rc->tls_cert_file;
+	to.key_file = rc->tls_key_file;
 	to.job_id = id;
 	to.token = token;
 	to.executor = c.executor;
@@ -572,13 +582,14 @@ static void *request_thread(void *arg)
 
 	pthread_mutex_lock(&d->mu);
 	memcpy(last_update, r->last_update, sizeof(last_update));
-	/* The kept client serves while the CA file is the one it was made with. */
-	if (r->poller && !strcmp(r->poller->ca_file, rc->tls_ca_file ? rc->tls_ca_file : "")) {
+	/* The kept client serves while its TLS files are the ones it was made with. */
+	if (r->poller && !strcmp(r->poller->ca_file, rc->tls_ca_file ? rc->tls_ca_file : "") &&
+	    !strcmp(r->poller->cert_file, rc->tls_cert_file ? rc->tls_cert_file : "")) {
 		cl = r->poller;
 		r->poller = NULL;
 	}
 	pthread_mutex_unlock(&d->mu);
-	if (!cl && (cl = calloc(1, sizeof(*cl))) && gl_client_init(cl, rc->url, rc->tls_ca_file, &e)) {
+	if (!cl && (cl = calloc(1, sizeof(*cl))) && runner_client(cl, rc, &e)) {
 		free(cl);
 		cl = NULL;
 	}
@@ -887,7 +898,7 @@ static void renew_tokens(struct daemon *d)
 		pthread_mutex_unlock(&d->mu);
 		if (!r)
 			continue;
-		if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e) == KILN_OK) {
+		if (runner_client(&cl, rc, &e) == KILN_OK) {
 			cl.stop = &d->stopping;
 			gl_reset_token(&cl, rc->token, &fresh, &new_exp, &e);
 			gl_client_free(&cl);
