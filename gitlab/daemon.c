@@ -24,6 +24,7 @@
 #include "lib/paths.h"
 #include "job/payload.h"
 #include "gitlab/trace.h"
+#include "gitlab/tlsvars.h"
 #include "workspace/gittls.h"
 
 /* Histogram bounds, seconds: gitlab-runner's for job durations; a VM boot
@@ -389,6 +390,8 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	struct jctx c = { 0 };
 	struct gla gla = { 0 };
 	struct job_payload p = { 0 };
+	char *tls_text = NULL;
+	size_t tls_len = 0;
 	struct job_result res = { 0 };
 	struct gl_client cl = { 0 };
 	struct gl_reply rep = { 0 };
@@ -431,7 +434,12 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		journal = true;
 	job.id = id;
 	job_list_add(d, &job);
-	parsed = payload_parse(text, len, &p, &pe) == KILN_OK;
+	/* The job's git and curl trust what the runner trusts (gitlab-runner's CI_SERVER_TLS_*). */
+	if (gl_payload_tls_vars(text, len, rc->tls_ca_file, rc->tls_cert_file, rc->tls_key_file, &tls_text,
+				&tls_len, &e))
+		log_warn("job %lld: CI_SERVER_TLS_CA_FILE: %s", id, e.msg);
+	parsed = payload_parse(tls_text ? tls_text : text, tls_text ? tls_len : len, &p, &pe) == KILN_OK;
+	free(tls_text);
 
 	if (runner_client(&cl, rc, &e)) {
 		log_error("job %lld: %s", id, e.msg);
