@@ -26,6 +26,7 @@
 #include "gitlab/trace.h"
 #include "gitlab/tlsvars.h"
 #include "workspace/gittls.h"
+#include "workspace/url.h"
 
 /* Histogram bounds, seconds: gitlab-runner's for job durations; a VM boot
  * is under a second on hardware and several under TCG. */
@@ -208,6 +209,36 @@ static enum kiln_rc append_file(FILE *out, const char *path, struct kiln_err *e)
 	return KILN_OK;
 }
 
+/* The runners' client certificates for the fetches from their GitLab's host. */
+static enum kiln_rc git_client_certs(const struct kiln_config *cfg, struct kiln_err *e)
+{
+	size_t i;
+
+	gittls_client_certs_clear();
+	for (i = 0; i < cfg->n_runners; i++) {
+		const struct kiln_runner_config *r = &cfg->runners[i];
+		struct ws_url u;
+		char *h, *end;
+		enum kiln_rc rc;
+
+		if (!r->tls_cert_file || !r->tls_key_file || ws_url_parse(r->url, &u, e))
+			continue;
+		/* "host:port" or "[v6]:port" as libgit2's stream gets it: bare. */
+		h = u.host;
+		if (*h == '[' && (end = strchr(h, ']'))) {
+			h++;
+			*end = '\0';
+		} else if ((end = strrchr(h, ':'))) {
+			*end = '\0';
+		}
+		rc = gittls_client_cert(h, r->tls_cert_file, r->tls_key_file, e);
+		ws_url_wipe(&u);
+		if (rc)
+			return rc;
+	}
+	return KILN_OK;
+}
+
 enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *e)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 32], tmp[PATH_MAX + 48];
@@ -216,6 +247,8 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
 	FILE *out;
 	size_t i;
 
+	if ((rc = git_client_certs(cfg, e)))
+		return rc;
 	for (i = 0; i < cfg->n_runners; i++)
 		any |= cfg->runners[i].tls_ca_file && *cfg->runners[i].tls_ca_file;
 	if (!any)

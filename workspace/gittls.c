@@ -3,10 +3,14 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include <git2.h>
 #include <git2/sys/stream.h>
@@ -25,6 +29,13 @@ struct gittls {
 
 static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 static SSL_CTX *shared_ctx;  /* under ctx_lock; each SSL holds its own reference */
+
+/* Client certificates by host, under ctx_lock. */
+static struct client_cert {
+	char host[256];
+	char cert[PATH_MAX], key[PATH_MAX];
+} clients[GITTLS_MAX_CLIENTS];
+static size_t n_clients;
 
 static SSL_CTX *ctx_new(const char *ca_file, struct kiln_err *e)
 {
@@ -55,6 +66,65 @@ enum kiln_rc gittls_trust(const char *ca_file, struct kiln_err *e)
 	pthread_mutex_unlock(&ctx_lock);
 	SSL_CTX_free(old);
 	return KILN_OK;
+}
+
+enum kiln_rc gittls_client_cert(const char *host, const char *cert_file, const char *key_file,
+				struct kiln_err *e)
+{
+	enum kiln_rc rc = KILN_OK;
+	struct client_cert *c = NULL;
+	size_t i;
+
+	if (strlen(host) >= sizeof(c->host) || strlen(cert_file) >= sizeof(c->cert) ||
+	    strlen(key_file) >= sizeof(c->key))
+		return kiln_fail(e, KILN_E_LIMIT, "git TLS client certificate for %.64s: name too long", host);
+	if (access(cert_file, R_OK) < 0)
+		return kiln_fail_errno(e, "tls_cert_file %s", cert_file);
+	if (access(key_file, R_OK) < 0)
+		return kiln_fail_errno(e, "tls_key_file %s", key_file);
+	pthread_mutex_lock(&ctx_lock);
+	for (i = 0; i < n_clients && !c; i++)
+		if (!strcasecmp(clients[i].host, host))
+			c = &clients[i];
+	if (!c && n_clients < GITTLS_MAX_CLIENTS)
+		c = &clients[n_clients++];
+	if (c) {
+		snprintf(c->host, sizeof(c->host), "%s", host);
+		snprintf(c->cert, sizeof(c->cert), "%s", cert_file);
+		snprintf(c->key, sizeof(c->key), "%s", key_file);
+	} else {
+		rc = kiln_fail(e, KILN_E_LIMIT, "git TLS client certificates: more than %d hosts", GITTLS_MAX_CLIENTS);
+	}
+	pthread_mutex_unlock(&ctx_lock);
+	return rc;
+}
+
+void gittls_client_certs_clear(void)
+{
+	pthread_mutex_lock(&ctx_lock);
+	n_clients = 0;
+	pthread_mutex_unlock(&ctx_lock);
+}
+
+/* ssl presents host's client certificate, if any. Under ctx_lock. -1 with
+ * libgit2's error set when it cannot be loaded. */
+static int use_client_cert(SSL *ssl, const char *host)
+{
+	size_t i;
+
+	for (i = 0; i < n_clients; i++) {
+		if (strcasecmp(clients[i].host, host))
+			continue;
+		if (SSL_use_certificate_chain_file(ssl, clients[i].cert) != 1 ||
+		    SSL_use_PrivateKey_file(ssl, clients[i].key, SSL_FILETYPE_PEM) != 1) {
+			ERR_clear_error();
+			git_error_set(GIT_ERROR_SSL, "TLS to %s: cannot use the client certificate %s with %s", host,
+				      clients[i].cert, clients[i].key);
+			return -1;
+		}
+		return 0;
+	}
+	return 0;
 }
 
 /* --- a BIO on the stream underneath ---------------------------------------- */
@@ -138,6 +208,10 @@ static int gt_connect(git_stream *stream)
 		shared_ctx = ctx_new(NULL, &e);
 	ctx = shared_ctx;
 	st->ssl = ctx ? SSL_new(ctx) : NULL;
+	if (st->ssl && use_client_cert(st->ssl, st->host) < 0) {
+		pthread_mutex_unlock(&ctx_lock);
+		return -1;
+	}
 	pthread_mutex_unlock(&ctx_lock);
 	if (!st->ssl || !bio_method || !(bio = BIO_new(bio_method))) {
 		git_error_set(GIT_ERROR_SSL, "TLS to %s: %s", st->host, e.msg[0] ? e.msg : "out of memory");

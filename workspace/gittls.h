@@ -19,4 +19,15 @@ int gittls_register(void);
  * alone) for the connections made from now on. Thread-safe. */
 enum kiln_rc gittls_trust(const char *ca_file, struct kiln_err *e);
 
+/* Present cert_file (PEM, the chain) with key_file to host (a name or an
+ * address, no port) from now on; replaces host's earlier one. Fails naming a
+ * file that cannot be read, or past GITTLS_MAX_CLIENTS hosts. Thread-safe. */
+enum kiln_rc gittls_client_cert(const char *host, const char *cert_file, const char *key_file,
+				struct kiln_err *e);
+
+/* Forget every client certificate (before a reload sets them again). */
+void gittls_client_certs_clear(void);
+
+#define GITTLS_MAX_CLIENTS 64
+
 #endif

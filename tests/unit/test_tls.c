@@ -234,6 +234,20 @@ static int git_https_clone(const char *url, const char *to, char *err, size_t si
 	return r;
 }
 
+/* s's repository g/p with f = "hi"; libgit2 with kiln's streams. */
+static void make_repo(struct server *s)
+{
+	ck_assert_int_eq(test_sh("cd '%s' && git init -q --bare repos/g/p.git && git init -q w && cd w && "
+				 "echo hi >f && git add f && git -c user.name=t -c user.email=t@t commit -qm one && "
+				 "git push -q ../repos/g/p.git HEAD:refs/heads/main && "
+				 "git -C ../repos/g/p.git symbolic-ref HEAD refs/heads/main",
+				 s->dir),
+			 0);
+	ck_assert_int_ge(git_libgit2_init(), 0);
+	ck_assert_int_eq(gitstream_register(), 0);
+	ck_assert_int_eq(gittls_register(), 0);
+}
+
 START_TEST(tls_git_fetch_ip_san)
 {
 	struct server s;
@@ -243,15 +257,7 @@ START_TEST(tls_git_fetch_ip_san)
 	/* Named by its address alone, as many internal GitLabs are. libgit2's
 	 * own TLS (mbedTLS) matched dNSName SANs only and refused it. */
 	server_start(&s, "--san IP:127.0.0.1 --public g/p");
-	ck_assert_int_eq(test_sh("cd '%s' && git init -q --bare repos/g/p.git && git init -q w && cd w && "
-				 "echo hi >f && git add f && git -c user.name=t -c user.email=t@t commit -qm one && "
-				 "git push -q ../repos/g/p.git HEAD:refs/heads/main && "
-				 "git -C ../repos/g/p.git symbolic-ref HEAD refs/heads/main",
-				 s.dir),
-			 0);
-	ck_assert_int_ge(git_libgit2_init(), 0);
-	ck_assert_int_eq(gitstream_register(), 0);
-	ck_assert_int_eq(gittls_register(), 0);
+	make_repo(&s);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", s.dir);
 	snprintf(to, sizeof(to), "%s/clone", s.dir);
 	ck_assert_msg(gittls_trust(ca, &e) == KILN_OK, "%s", e.msg);
@@ -272,6 +278,38 @@ START_TEST(tls_git_fetch_ip_san)
 	ck_assert_msg(strstr(err, "certificate refused"), "%s", err);
 	git_libgit2_shutdown();
 	server_stop(&s);
+}
+END_TEST
+
+START_TEST(tls_git_fetch_client_certificate)
+{
+	struct server s;
+	struct kiln_err e = { 0 };
+	char *d = tmpdir(), args[PATH_MAX + 48], url[256], to[PATH_MAX], ca[PATH_MAX], cert[PATH_MAX];
+	char key[PATH_MAX], err[512] = "";
+
+	make_ca(d, "clientca");
+	make_cert(d, "clientca", "client", "kiln runner", "extendedKeyUsage=clientAuth");
+	snprintf(args, sizeof(args), "--client-ca '%s/clientca.pem' --public g/p", d);
+	server_start(&s, args);
+	make_repo(&s);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", s.dir);
+	snprintf(to, sizeof(to), "%s/clone", s.dir);
+	snprintf(cert, sizeof(cert), "%s/client.pem", d);
+	snprintf(key, sizeof(key), "%s/client.key", d);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/g/p.git", s.port);
+	ck_assert_msg(gittls_trust(ca, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_lt(git_https_clone(url, to, err, sizeof(err)), 0);
+	/* Per host: another host's certificate is not sent. */
+	ck_assert_msg(gittls_client_cert("gitlab.example.com", cert, key, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_lt(git_https_clone(url, to, err, sizeof(err)), 0);
+	ck_assert_msg(gittls_client_cert("127.0.0.1", cert, key, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(git_https_clone(url, to, err, sizeof(err)) == 0, "%s", err);
+	gittls_client_certs_clear();
+	ck_assert_int_lt(git_https_clone(url, to, err, sizeof(err)), 0);
+	git_libgit2_shutdown();
+	server_stop(&s);
+	rmdir_all(d);
 }
 END_TEST
 
@@ -415,6 +453,7 @@ Suite *tls_suite(void)
 	tcase_add_test(tc, tls_api_ca_file_adds_to_system);
 	tcase_add_test(tc, tls_api_client_certificate);
 	tcase_add_test(tc, tls_git_fetch_ip_san);
+	tcase_add_test(tc, tls_git_fetch_client_certificate);
 	tcase_add_test(tc, tls_config_keys);
 	tcase_add_test(tc, tls_config_certs_dir);
 	tcase_add_test(tc, tls_job_variables);
