@@ -17,6 +17,7 @@
 #include "build-config.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "lib/tls.h"
 #include "gitlab/metrics.h"
 #include "job/payload.h"
 #include "lib/vec.h"
@@ -68,6 +69,53 @@ enum kiln_rc gl_client_init(struct gl_client *c, const char *url, const char *ca
 		snprintf(c->ca_file, sizeof(c->ca_file), "%s", ca_file);
 	}
 	return KILN_OK;
+}
+
+enum kiln_rc gl_client_tls(struct gl_client *c, const char *cert_file, const char *key_file, struct kiln_err *e)
+{
+	if (!cert_file || !*cert_file || !key_file || !*key_file)
+		return KILN_OK;
+	if (strlen(cert_file) >= sizeof(c->cert_file) || strlen(key_file) >= sizeof(c->key_file))
+		return kiln_fail(e, KILN_E_LIMIT, "tls_cert_file/tls_key_file: path too long");
+	if (access(cert_file, R_OK) < 0)
+		return kiln_fail_errno(e, "tls_cert_file %s", cert_file);
+	if (access(key_file, R_OK) < 0)
+		return kiln_fail_errno(e, "tls_key_file %s", key_file);
+	snprintf(c->cert_file, sizeof(c->cert_file), "%s", cert_file);
+	snprintf(c->key_file, sizeof(c->key_file), "%s", key_file);
+	return KILN_OK;
+}
+
+/* curl has loaded its own CA bundle into the context: add the runner's. */
+static CURLcode on_ssl_ctx(CURL *curl, void *ssl_ctx, void *arg)
+{
+	const struct gl_client *c = arg;
+	struct kiln_err e = { 0 };
+
+	(void)curl;
+	if (kiln_tls_trust(SSL_CTX_get_cert_store(ssl_ctx), c->ca_file, &e)) {
+		log_warn("%s", e.msg);
+		return CURLE_SSL_CACERT_BADFILE;
+	}
+	return CURLE_OK;
+}
+
+/* The system's CAs plus the runner's CA file (not CURLOPT_CAINFO, which
+ * would replace them), and the client certificate when there is one. */
+static void tls_setup(struct gl_client *c)
+{
+	if (c->ca_file[0]) {
+		curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+		curl_easy_setopt(c->curl, CURLOPT_SSL_CTX_DATA, c);
+#if LIBCURL_VERSION_NUM >= 0x075700
+		/* A cached store would be shared with the certificates added to it. */
+		curl_easy_setopt(c->curl, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
+	}
+	if (c->cert_file[0]) {
+		curl_easy_setopt(c->curl, CURLOPT_SSLCERT, c->cert_file);
+		curl_easy_setopt(c->curl, CURLOPT_SSLKEY, c->key_file);
+	}
 }
 
 void gl_client_free(struct gl_client *c)
@@ -399,8 +447,7 @@ static enum kiln_rc perform(struct gl_client *c, const struct call *k, struct gl
 		curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
 		curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &x);
-		if (c->ca_file[0])
-			curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->ca_file);
+		tls_setup(c);
 		if (k->mime) {
 			curl_easy_setopt(c->curl, CURLOPT_MIMEPOST, k->mime);
 		} else if (k->body) {

@@ -28,7 +28,9 @@
 
 struct gl_client {
 	char api[1024];           /* <url>/api/v4 (a trailing '/' or '/ci' stripped) */
-	char ca_file[PATH_MAX];   /* "" for the system's CAs */
+	char ca_file[PATH_MAX];   /* trusted besides the system's CAs; "" for none */
+	char cert_file[PATH_MAX]; /* client certificate (PEM) and its key; "" for none */
+	char key_file[PATH_MAX];
 	/* When set, a transfer in progress aborts and retries end (shutdown).
 	 * NULL: never. */
 	const volatile sig_atomic_t *stop;
@@ -55,8 +57,11 @@ struct gl_reply {
 void gl_global_init(void);
 
 /* Set c up for the GitLab at url ("https://gitlab.example.com"), trusting
- * ca_file (NULL or "": the system's CAs). Fails on a URL that is not http(s). */
+ * the system's CAs plus ca_file (NULL or "": none). Fails on a URL that is not http(s). */
 enum kiln_rc gl_client_init(struct gl_client *c, const char *url, const char *ca_file, struct kiln_err *e);
+/* Present cert_file (PEM, the chain) with key_file to the server; nothing
+ * when either is NULL or "". Fails naming a file that cannot be read. */
+enum kiln_rc gl_client_tls(struct gl_client *c, const char *cert_file, const char *key_file, struct kiln_err *e);
 void gl_client_free(struct gl_client *c);
 void gl_reply_free(struct gl_reply *r);
 

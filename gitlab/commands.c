@@ -163,6 +163,8 @@ static int cmd_verify(struct kiln_config *cfg, const char *config_path, int argc
 		enum kiln_rc rc = gl_client_init(&cl, r->url, r->tls_ca_file, &e);
 
 		if (!rc)
+			rc = gl_client_tls(&cl, r->tls_cert_file, r->tls_key_file, &e);
+		if (!rc)
 			rc = gl_verify(&cl, r->token, sysid, r->vm.executor, &id, NULL, &e);
 		gl_client_free(&cl);
 		if (!rc) {
@@ -231,6 +233,8 @@ static int cmd_unregister(struct kiln_config *cfg, const char *config_path, int 
 		if (!all && strcmp(r->name, name))
 			continue;
 		rc = gl_client_init(&cl, r->url, r->tls_ca_file, &e);
+		if (!rc)
+			rc = gl_client_tls(&cl, r->tls_cert_file, r->tls_key_file, &e);
 		if (!rc)
 			rc = gl_unregister(&cl, r->token, sysid, &e);
 		gl_client_free(&cl);

@@ -26,6 +26,9 @@
 #include "lib/paths.h"
 #include "job/payload.h"
 #include "gitlab/trace.h"
+#include "gitlab/tlsvars.h"
+#include "workspace/gittls.h"
+#include "workspace/url.h"
 
 /* Histogram bounds, seconds: gitlab-runner's for job durations; a VM boot
  * is under a second on hardware and several under TCG. */
@@ -202,6 +205,36 @@ static enum kiln_rc append_file(FILE *out, const char *path, struct kiln_err *e)
 	return KILN_OK;
 }
 
+/* The runners' client certificates for the fetches from their GitLab's host. */
+static enum kiln_rc git_client_certs(const struct kiln_config *cfg, struct kiln_err *e)
+{
+	size_t i;
+
+	gittls_client_certs_clear();
+	for (i = 0; i < cfg->n_runners; i++) {
+		const struct kiln_runner_config *r = &cfg->runners[i];
+		struct ws_url u;
+		char *h, *end;
+		enum kiln_rc rc;
+
+		if (!r->tls_cert_file || !r->tls_key_file || ws_url_parse(r->url, &u, e))
+			continue;
+		/* "host:port" or "[v6]:port" as libgit2's stream gets it: bare. */
+		h = u.host;
+		if (*h == '[' && (end = strchr(h, ']'))) {
+			h++;
+			*end = '\0';
+		} else if ((end = strrchr(h, ':'))) {
+			*end = '\0';
+		}
+		rc = gittls_client_cert(h, r->tls_cert_file, r->tls_key_file, e);
+		ws_url_wipe(&u);
+		if (rc)
+			return rc;
+	}
+	return KILN_OK;
+}
+
 enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *e)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 32];
@@ -211,6 +244,8 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
 	size_t i, len = 0;
 	FILE *out;
 
+	if ((rc = git_client_certs(cfg, e)))
+		return rc;
 	for (i = 0; i < cfg->n_runners; i++)
 		any |= cfg->runners[i].tls_ca_file && *cfg->runners[i].tls_ca_file;
 	if (!any)
@@ -233,13 +268,16 @@ enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *
 	free(text);
 	if (rc)
 		return rc;
-	/* Initialised for the life of the process, like the workspace does. */
-	if (git_libgit2_init() < 0 || git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, path, NULL) < 0) {
-		const git_error *ge = git_error_last();
-		return kiln_fail(e, KILN_E_INVALID, "libgit2: cannot use the CA bundle %s: %s", path,
-				 ge ? ge->message : "unknown error");
-	}
-	return KILN_OK;
+	/* The fetches' TLS is kiln's (workspace/gittls.h), not libgit2's. */
+	return gittls_trust(path, e);
+}
+
+/* A client for the runner's GitLab with its TLS settings. */
+static enum kiln_rc runner_client(struct gl_client *c, const struct kiln_runner_config *rc, struct kiln_err *e)
+{
+	enum kiln_rc r = gl_client_init(c, rc->url, rc->tls_ca_file, e);
+
+	return r ? r : gl_client_tls(c, rc->tls_cert_file, rc->tls_key_file, e);
 }
 
 /* --- jobs ------------------------------------------------------------------ */
@@ -380,6 +418,8 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	struct jctx c = { 0 };
 	struct gla gla = { 0 };
 	struct job_payload p = { 0 };
+	char *tls_text = NULL;
+	size_t tls_len = 0;
 	struct job_result res = { 0 };
 	struct gl_client cl = { 0 };
 	struct gl_reply rep = { 0 };
@@ -422,9 +462,14 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		journal = true;
 	job.id = id;
 	job_list_add(d, &job);
-	parsed = payload_parse(text, len, &p, &pe) == KILN_OK;
+	/* The job's git and curl trust what the runner trusts (gitlab-runner's CI_SERVER_TLS_*). */
+	if (gl_payload_tls_vars(text, len, rc->tls_ca_file, rc->tls_cert_file, rc->tls_key_file, &tls_text,
+				&tls_len, &e))
+		log_warn("job %lld: CI_SERVER_TLS_CA_FILE: %s", id, e.msg);
+	parsed = payload_parse(tls_text ? tls_text : text, tls_text ? tls_len : len, &p, &pe) == KILN_OK;
+	free(tls_text);
 
-	if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e)) {
+	if (runner_client(&cl, rc, &e)) {
 		log_error("job %lld: %s", id, e.msg);
 		keep_journal = true;
 		goto out;
@@ -443,6 +488,8 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	to.url = rc->url;
 	to.limit = rc->output_limit > 0 ? (size_t)rc->output_limit << 10 : 0;
 	to.ca_file = rc->tls_ca_file;
+	to.cert_file = rc->tls_cert_file;
+	to.key_file = rc->tls_key_file;
 	to.job_id = id;
 	to.token = token;
 	to.executor = c.executor;
@@ -571,13 +618,14 @@ static void *request_thread(void *arg)
 
 	pthread_mutex_lock(&d->mu);
 	memcpy(last_update, r->last_update, sizeof(last_update));
-	/* The kept client serves while the CA file is the one it was made with. */
-	if (r->poller && !strcmp(r->poller->ca_file, rc->tls_ca_file ? rc->tls_ca_file : "")) {
+	/* The kept client serves while its TLS files are the ones it was made with. */
+	if (r->poller && !strcmp(r->poller->ca_file, rc->tls_ca_file ? rc->tls_ca_file : "") &&
+	    !strcmp(r->poller->cert_file, rc->tls_cert_file ? rc->tls_cert_file : "")) {
 		cl = r->poller;
 		r->poller = NULL;
 	}
 	pthread_mutex_unlock(&d->mu);
-	if (!cl && (cl = calloc(1, sizeof(*cl))) && gl_client_init(cl, rc->url, rc->tls_ca_file, &e)) {
+	if (!cl && (cl = calloc(1, sizeof(*cl))) && runner_client(cl, rc, &e)) {
 		free(cl);
 		cl = NULL;
 	}
@@ -895,7 +943,7 @@ static void renew_tokens(struct daemon *d)
 		pthread_mutex_unlock(&d->mu);
 		if (!r)
 			continue;
-		if (gl_client_init(&cl, rc->url, rc->tls_ca_file, &e) == KILN_OK) {
+		if (runner_client(&cl, rc, &e) == KILN_OK) {
 			cl.stop = &d->stopping;
 			gl_reset_token(&cl, rc->token, &fresh, &new_exp, &e);
 			gl_client_free(&cl);

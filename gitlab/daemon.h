@@ -35,8 +35,9 @@
 int glrunner_run(struct kiln_config *cfg, const char *config_path);
 
 /* Make the runners' tls_ca_file trusted by the jobs' git fetches as well
- * (libgit2 is process-wide): a bundle of the system's CAs and theirs under
- * <state_dir>/tls/. Nothing to do when no runner has one. */
+ * (process-wide): a bundle of the system's CAs and theirs under
+ * <state_dir>/tls/, nothing when no runner has one; and their client
+ * certificates presented to their GitLab's host. */
 enum kiln_rc glrunner_git_trust(const struct kiln_config *cfg, struct kiln_err *e);
 
 /* Report to GitLab the journal entries a dead kiln left (see above);

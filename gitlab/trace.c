@@ -247,7 +247,8 @@ enum kiln_rc trace_start(struct trace **out, const struct trace_opts *o, struct 
 		goto out;
 	}
 	if (o->url) {
-		if ((rc = gl_client_init(&t->cl, o->url, o->ca_file, e)))
+		if ((rc = gl_client_init(&t->cl, o->url, o->ca_file, e)) ||
+		    (rc = gl_client_tls(&t->cl, o->cert_file, o->key_file, e)))
 			goto out;
 		t->gitlab = true;
 		if (pthread_create(&t->thread, NULL, uploader, t)) {

@@ -38,6 +38,7 @@ struct trace_opts {
 	/* The GitLab; url NULL: no uploader (the trace only collects). */
 	const char *url;
 	const char *ca_file;
+	const char *cert_file, *key_file; /* client certificate, or NULL */
 	long long job_id;
 	const char *token;            /* the job token */
 	const char *executor;         /* for the info sent with PUT */

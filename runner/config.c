@@ -53,6 +53,8 @@ static const struct field runner_fields[] = {
 	{ "url", F_STR, offsetof(struct kiln_runner_config, url), 0, 0, NULL },
 	{ "token", F_STR, offsetof(struct kiln_runner_config, token), 0, 0, NULL },
 	{ "tls_ca_file", F_STR, offsetof(struct kiln_runner_config, tls_ca_file), 0, 0, NULL },
+	{ "tls_cert_file", F_STR, offsetof(struct kiln_runner_config, tls_cert_file), 0, 0, NULL },
+	{ "tls_key_file", F_STR, offsetof(struct kiln_runner_config, tls_key_file), 0, 0, NULL },
 	{ "cache_dir", F_STR, offsetof(struct kiln_runner_config, cache_dir), 0, 0, NULL },
 	{ "limit", F_INT, offsetof(struct kiln_runner_config, limit), 0, 1000, NULL },
 	{ "request_concurrency", F_INT, offsetof(struct kiln_runner_config, request_concurrency), 1, 100, NULL },
@@ -346,8 +348,87 @@ static enum kiln_rc parse_runners(struct parse_ctx *c, struct kiln_config *cfg, 
 			return at(c, item, KILN_E_INVALID, where, "%s", "missing key 'token'");
 		if (!r->name && !(r->name = strdup(r->url)))
 			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		if (!r->tls_cert_file != !r->tls_key_file)
+			return at(c, item, KILN_E_INVALID, where, "%s",
+				  "tls_cert_file and tls_key_file go together: set both or neither");
 	}
 	return KILN_OK;
+}
+
+/* The host of url ("https://user@[::1]:8443/x" -> "::1") in buf; false when
+ * there is none or it does not fit. */
+static bool url_host(const char *url, char *buf, size_t size)
+{
+	const char *p = strstr(url, "://"), *end, *at;
+	size_t n;
+
+	if (!p)
+		return false;
+	p += 3;
+	end = p + strcspn(p, "/?#");
+	at = memchr(p, '@', (size_t)(end - p));
+	if (at)
+		p = at + 1;
+	if (*p == '[') {
+		const char *close = memchr(p, ']', (size_t)(end - p));
+
+		if (!close)
+			return false;
+		p++;
+		end = close;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		if (colon)
+			end = colon;
+	}
+	n = (size_t)(end - p);
+	if (n == 0 || n >= size || memchr(p, '/', n))
+		return false;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
+	return true;
+}
+
+static char *readable(const char *dir, const char *host, const char *suffix)
+{
+	char path[PATH_MAX];
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/certs/%s%s", dir, host, suffix) >= sizeof(path) ||
+	    access(path, R_OK) < 0)
+		return NULL;
+	return strdup(path);
+}
+
+/* gitlab-runner's certs/ lookup beside the configuration: a runner without
+ * tls_ca_file trusts <dir>/certs/<host>.crt, and one without a client
+ * certificate presents <dir>/certs/<host>.auth.crt and .auth.key. */
+static void find_host_certs(struct kiln_config *cfg, const char *path)
+{
+	char dir[PATH_MAX], host[256];
+	const char *slash = strrchr(path, '/');
+	size_t i;
+
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash == path ? 1 : slash - path), path);
+	for (i = 0; i < cfg->n_runners; i++) {
+		struct kiln_runner_config *r = &cfg->runners[i];
+
+		if (!url_host(r->url, host, sizeof(host)))
+			continue;
+		if (!r->tls_ca_file)
+			r->tls_ca_file = readable(dir, host, ".crt");
+		if (!r->tls_cert_file && !r->tls_key_file) {
+			r->tls_cert_file = readable(dir, host, ".auth.crt");
+			r->tls_key_file = r->tls_cert_file ? readable(dir, host, ".auth.key") : NULL;
+			if (!r->tls_key_file) {
+				free(r->tls_cert_file);
+				r->tls_cert_file = NULL;
+			}
+		}
+	}
 }
 
 static int global_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
@@ -416,6 +497,7 @@ enum kiln_rc kiln_config_load(struct kiln_config *cfg, const char *path, bool mu
 	}
 	rc = kiln_config_parse(cfg, path, text, len, e);
 	if (rc == KILN_OK) {
+		find_host_certs(cfg, path);
 		free(cfg->path);
 		cfg->path = strdup(path);
 	}
@@ -433,6 +515,8 @@ void kiln_config_free(struct kiln_config *cfg)
 		free(r->url);
 		free(r->token);
 		free(r->tls_ca_file);
+		free(r->tls_cert_file);
+		free(r->tls_key_file);
 		free(r->cache_dir);
 		free_vm(&r->vm);
 	}

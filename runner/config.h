@@ -46,7 +46,9 @@ struct kiln_runner_config {
 	char *name;
 	char *url;
 	char *token;
-	char *tls_ca_file;
+	char *tls_ca_file;       /* trusted besides the system's CAs; else <config dir>/certs/<host>.crt */
+	char *tls_cert_file;     /* client certificate and key, both or neither; else */
+	char *tls_key_file;      /* <config dir>/certs/<host>.auth.crt and .auth.key */
 	char *cache_dir;
 	int limit;               /* concurrent jobs of this runner, 0 = global only */
 	int request_concurrency; /* parallel job requests, 1.. */

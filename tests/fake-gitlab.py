@@ -2,10 +2,12 @@
 """A fake GitLab for kiln's tests: the runner API over real HTTPS, plus git
 smart HTTP for the jobs' repositories. Python standard library only.
 
-    fake-gitlab.py --dir DIR [--port N] [--long-poll S]
+    fake-gitlab.py --dir DIR [--port N] [--long-poll S] [--san SAN] [--client-ca PEM] [--public REPO]
 
 DIR gets a fresh CA and server certificate (made with `openssl`): DIR/ca.pem
-is the file to pass as tls_ca_file. When the server listens, DIR/port holds
+is the file to pass as tls_ca_file; --san sets the server certificate's
+subjectAltName ("IP:127.0.0.1": named by its address only), --client-ca
+makes the server require a client certificate that CA issued. When the server listens, DIR/port holds
 its port and DIR/url its base URL. Repositories are served from DIR/repos
 (GIT_PROJECT_ROOT of `git http-backend`); a job's repo_url carries
 `gitlab-ci-token:<job token>@`, and any other credentials get 401.
@@ -680,18 +682,23 @@ def repack(data):
     return out.getvalue()
 
 
-def make_certs(d):
+# DNS:127.0.0.1 as well: mbedTLS 2 (libgit2's own TLS) matches no IP SANs.
+DEFAULT_SAN = "IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost"
+
+
+def make_certs(d, san):
     def run(*a):
         subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
         "-subj", "/CN=kiln fake GitLab CA",
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    # The CN is no name when SANs are there (RFC 6125): --san alone names the server.
+    run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj",
+        "/CN=127.0.0.1" if san == DEFAULT_SAN else "/CN=kiln fake GitLab")
     with open(os.path.join(d, "server.ext"), "w") as f:
-        # DNS:127.0.0.1 as well: mbedTLS 2 (libgit2's TLS here) matches no IP SANs.
-        f.write("subjectAltName=IP:127.0.0.1,DNS:127.0.0.1,DNS:localhost\n"
-                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+        f.write("subjectAltName=%s\n"
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n" % san)
     run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
 
@@ -713,15 +720,22 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--long-poll", type=float, default=0.0, help="seconds a job request waits for a job")
     ap.add_argument("--runner-token", action="append", default=[], help="accept this runner token")
+    ap.add_argument("--san", default=DEFAULT_SAN, help="the server certificate's subjectAltName")
+    ap.add_argument("--client-ca", help="require a client certificate issued by this CA (PEM)")
+    ap.add_argument("--public", action="append", default=[], help="a repository anyone may clone")
     ARGS = ap.parse_args()
     STATE["long_poll"] = ARGS.long_poll
     os.makedirs(os.path.join(ARGS.dir, "repos"), exist_ok=True)
-    make_certs(ARGS.dir)
+    make_certs(ARGS.dir, ARGS.san)
+    STATE["public_repos"].extend(ARGS.public)
     for t in ARGS.runner_token:
         STATE["runners"][t] = {"id": len(STATE["runners"]) + 1, "system_ids": [], "deleted": False}
     srv = Server(("127.0.0.1", ARGS.port), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(ARGS.dir, "server.pem"), os.path.join(ARGS.dir, "server.key"))
+    if ARGS.client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(ARGS.client_ca)
     # The handshake happens in the request's thread, not in accept().
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     port = srv.server_address[1]

@@ -228,6 +228,11 @@ static int gs_new(git_stream **out, const char *host, const char *port)
 	return 0;
 }
 
+int gitstream_new(git_stream **out, const char *host, const char *port)
+{
+	return gs_new(out, host, port);
+}
+
 int gitstream_register(void)
 {
 	static git_stream_registration reg = { GIT_STREAM_VERSION, gs_new, NULL };

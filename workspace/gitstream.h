@@ -19,6 +19,11 @@
  * error code. */
 int gitstream_register(void);
 
+/* A new, unconnected stream to host:port (the TLS stream's socket). 0, or -1
+ * with libgit2's error set. */
+struct git_stream;
+int gitstream_new(struct git_stream **out, const char *host, const char *port);
+
 /* Bound every network wait of this thread's libgit2 calls until
  * gitstream_deadline_clear(): they fail with a message naming host, port and
  * limit_s once limit_s seconds (> 0) have passed from now. Without a deadline

@@ -19,6 +19,7 @@
 #include "workspace/ext4img.h"
 #include "workspace/fstree.h"
 #include "workspace/gitstream.h"
+#include "workspace/gittls.h"
 #include "lib/log.h"
 #include "workspace/mirror.h"
 #include "lib/paths.h"
@@ -49,7 +50,7 @@ static pthread_once_t git_once = PTHREAD_ONCE_INIT;
 static void git_init_once(void)
 {
 	git_init_rc = git_libgit2_init();
-	if (git_init_rc >= 0 && gitstream_register() < 0)
+	if (git_init_rc >= 0 && (gitstream_register() < 0 || gittls_register() < 0))
 		git_init_rc = -1;
 }
 
