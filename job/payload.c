@@ -73,11 +73,12 @@ static bool is_hex_sha(const char *s)
 	return true;
 }
 
+/* GitLab stores any [A-Za-z0-9_]+ key, a leading digit included. */
 static bool valid_var_name(const char *s)
 {
 	size_t i;
 
-	if (!*s || (*s >= '0' && *s <= '9'))
+	if (!*s)
 		return false;
 	for (i = 0; s[i]; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
@@ -113,7 +114,7 @@ static enum kiln_rc parse_vars(struct kiln_err *e, json_t *arr, struct job_paylo
 		if (!valid_var_name(jv->key)) {
 			char field[64];
 			snprintf(field, sizeof(field), "%s.key", where);
-			return bad(e, field, "must be letters, digits and '_', not starting with a digit");
+			return bad(e, field, "must be letters, digits and '_'");
 		}
 		if (!jv->value)
 			jv->value = "";
