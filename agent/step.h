@@ -31,6 +31,6 @@ int step_mkdir_parents(const char *dir, mode_t mode);
  * empty signal mask and default signal actions. Returns the pid (which is
  * also the process group id) and sets *out_fd to the pipe's read end
  * (non-blocking, close-on-exec); or returns -errno with *out_fd -1. */
-pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int *out_fd);
+pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd);
 
 #endif

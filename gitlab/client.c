@@ -912,7 +912,8 @@ enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *toke
 
 	if (n > GL_TRACE_CHUNK)
 		n = GL_TRACE_CHUNK;
-	snprintf(path, sizeof(path), "/jobs/%lld/trace", id);
+	/* gitlab-runner's query parameter: GitLab then keeps the log as a debug trace. */
+	snprintf(path, sizeof(path), "/jobs/%lld/trace%s", id, c->debug_trace ? "?debug_trace=true" : "");
 	if (n == 0) {
 		reply_reset(r);
 		return GL_TRACE_OK;

@@ -454,6 +454,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	to.cancel = &job.cancel;
 	to.sent = journal ? on_sent : NULL;
 	to.sent_arg = &c;
+	to.debug_trace = parsed && payload_var_true(&p, "CI_DEBUG_TRACE");
 	if (trace_start(&c.t, &to, &e)) {
 		log_error("job %lld: %s", id, e.msg);
 		keep_journal = true;
@@ -463,6 +464,9 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		add_masks(c.t, &p);
 	trace_printf(c.t, "\033[0KRunning with kiln %s\033[0;m\n\033[0K  on %s, system ID: %s\033[0;m\n", PACKAGE_VERSION,
 		     rc->name, d->system_id);
+	if (to.debug_trace)
+		trace_printf(c.t, "\033[0;33mWARNING: CI_DEBUG_TRACE is enabled: every command the job runs and the "
+			     "values it handles appear in this log, secrets included\033[0;m\n");
 	if (!parsed) {
 		/* Unsupported payload: say why in the log, fail as a system failure. */
 		snprintf(why, sizeof(why), "%s", pe.msg);

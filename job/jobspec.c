@@ -200,6 +200,11 @@ enum kiln_rc jobspec_build(const struct job_payload *p, char **out, struct kiln_
 			goto out;
 		}
 	}
+	/* CI_DEBUG_TRACE: the guest's shell traces each command. */
+	if (payload_var_true(p, "CI_DEBUG_TRACE") && json_object_set_new(spec, "debug_trace", json_true())) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
+		goto out;
+	}
 	*out = json_dumps(spec, JSON_COMPACT);
 	if (!*out)
 		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");

@@ -329,3 +329,15 @@ const char *payload_var(const struct job_payload *p, const char *key)
 			v = p->vars[i].value;
 	return v;
 }
+
+bool payload_var_true(const struct job_payload *p, const char *key)
+{
+	static const char *const yes[] = { "1", "t", "T", "true", "True", "TRUE" };
+	const char *v = payload_var(p, key);
+	size_t i;
+
+	for (i = 0; v && i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!strcmp(v, yes[i]))
+			return true;
+	return false;
+}

@@ -58,4 +58,8 @@ void payload_free(struct job_payload *p);
 /* The value of variable key, or NULL (the last definition wins). */
 const char *payload_var(const struct job_payload *p, const char *key);
 
+/* Whether variable key is true as Go's strconv.ParseBool reads it (1, t, T,
+ * true, True, TRUE), as gitlab-runner reads CI_DEBUG_TRACE and FF_* flags. */
+bool payload_var_true(const struct job_payload *p, const char *key);
+
 #endif
