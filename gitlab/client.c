@@ -1142,6 +1142,7 @@ const char *gl_failure_reason(const char *reason, const char *const *supported, 
 		{ "runner_configuration_error", "script_failure" },
 		{ "runner_external_dependency_failure", "runner_system_failure" },
 		{ "runner_interrupted", NULL },
+		{ "runner_unsupported", "runner_system_failure" },
 		{ "unknown_failure", NULL },
 	};
 	size_t i, j;

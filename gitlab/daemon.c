@@ -472,6 +472,11 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		snprintf(why, sizeof(why), "%s", pe.msg);
 		reason = "runner_system_failure";
 		exit_code = 3;
+	} else if (payload_unsupported(&p)) {
+		/* GitLab assigns these anyway: fail them as gitlab-runner fails
+		 * what its executor cannot do (the reason is logged below). */
+		reason = "runner_unsupported";
+		exit_code = 1;
 	} else if (gla_init(&gla, &p, &cl, c.t, cfg->state_dir, rc->cache_dir ? rc->cache_dir : cfg->cache_dir, &e) ||
 		   gla_before(&gla, &e)) {
 		/* No VM without the dependencies it needs. */
@@ -520,6 +525,8 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		trace_printf(c.t, "\033[31;1mERROR: Job failed: exit code %d\033[0;m\n", exit_code);
 	} else if (!strcmp(reason, "canceled")) {
 		trace_printf(c.t, "\033[31;1mERROR: Job failed: canceled\033[0;m\n");
+	} else if (!strcmp(reason, "runner_unsupported") && parsed && payload_unsupported(&p)) {
+		trace_printf(c.t, "\033[31;1mERROR: Job failed: %s\033[0;m\n", payload_unsupported(&p));
 	}
 	{
 		size_t n = parsed ? supported_reasons(p.doc, reasons, sizeof(reasons) / sizeof(reasons[0])) : 0;

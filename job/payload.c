@@ -341,3 +341,21 @@ bool payload_var_true(const struct job_payload *p, const char *key)
 			return true;
 	return false;
 }
+
+static bool non_empty(json_t *v)
+{
+	return (json_is_array(v) && json_array_size(v)) || (json_is_object(v) && json_object_size(v));
+}
+
+const char *payload_unsupported(const struct job_payload *p)
+{
+	/* GitLab holds back only the jobs whose features the runner does not
+	 * advertise in Ci::Build::RUNNER_FEATURES; these come anyway. */
+	if (non_empty(json_object_get(p->doc, "services")))
+		return "this job uses services:, which kiln does not run (no service containers beside the job's VM)";
+	if (non_empty(json_object_get(p->doc, "secrets")))
+		return "this job uses secrets:, which kiln does not fetch (no secrets provider integration)";
+	if (non_empty(json_object_get(json_object_get(p->doc, "image"), "executor_opts")))
+		return "this job sets image:docker: executor options, which kiln does not apply";
+	return NULL;
+}
