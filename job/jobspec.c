@@ -162,9 +162,12 @@ enum kiln_rc jobspec_build(const struct job_payload *p, char **out, struct kiln_
 
 		if (!v->raw) {
 			blen = 0;
-			if (var_expand_into(v->value, VAR_GO_NAMES, var_lookup, &vs, &buf, &blen, &bcap,
-					    PAYLOAD_MAX_BYTES) ||
-			    (total += blen) > PAYLOAD_MAX_BYTES) {
+			rc = var_expand_into(v->value, VAR_GO_NAMES, var_lookup, &vs, &buf, &blen, &bcap, PAYLOAD_MAX_BYTES);
+			if (rc == KILN_E_NOMEM) {
+				rc = kiln_fail(e, rc, "out of memory");
+				goto out;
+			}
+			if (rc || (total += blen) > PAYLOAD_MAX_BYTES) {
 				rc = kiln_fail(e, KILN_E_LIMIT, "variable %s: the variables expand to more than 16 MiB",
 					       v->key);
 				goto out;
