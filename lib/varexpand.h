@@ -1,7 +1,8 @@
 /* $NAME and ${NAME} in a string, against the caller's variables: the one
  * shell-less expander behind artifact paths and names, the pipeline's
- * variables and the rules' exists: patterns. Each caller keeps its own
- * reading through flags. */
+ * variables, the rules' exists: patterns and the runner's pass over a
+ * job's variables (job/jobspec.c). Each caller keeps its own reading
+ * through flags. */
 #ifndef KILN_VAREXPAND_H
 #define KILN_VAREXPAND_H
 
