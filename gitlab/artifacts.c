@@ -14,6 +14,7 @@
 #include "job/jobspec.h"
 #include "lib/log.h"
 #include "lib/paths.h"
+#include "lib/sha256.h"
 #include "lib/varexpand.h"
 #include "workspace/zip.h"
 
@@ -84,10 +85,39 @@ void gla_cache_key(const struct gla *g, const char *key, char *out, size_t size)
 		snprintf(out, size, "%s%s", k, prot ? "-protected" : "-non_protected");
 }
 
-/* A cache key usable as one folder name. */
-static bool key_ok(const char *k)
+bool gla_cache_folder(const char *key, char *out, size_t size)
 {
-	return *k && !strchr(k, '/') && strcmp(k, ".") && strcmp(k, "..") && strlen(k) < 200;
+	static const char hex[] = "0123456789ABCDEF";
+	char name[256 * 3 + 1];
+	size_t i, n = 0;
+
+	if (!*key || size < 70)
+		return false;
+	for (i = 0; key[i] && n + 4 < sizeof(name); i++) {
+		unsigned char c = (unsigned char)key[i];
+		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+			     c == '-' || (c == '.' && i > 0);
+
+		if (plain) {
+			name[n++] = (char)c;
+			continue;
+		}
+		name[n++] = '%';
+		name[n++] = hex[c >> 4];
+		name[n++] = hex[c & 15];
+	}
+	name[n] = '\0';
+	/* Too long for one folder name: its hash ('h' is no hex digit, so no
+	 * escaped key reads the same). */
+	if (key[i] || n >= 200 || n >= size) {
+		char digest[65];
+
+		sha256_buf_hex(key, strlen(key), digest);
+		snprintf(out, size, "%%h%s", digest);
+		return true;
+	}
+	memcpy(out, name, n + 1);
+	return true;
 }
 
 enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_client *cl, struct trace *t,
@@ -126,7 +156,7 @@ static void restore_caches(struct gla *g)
 	json_array_foreach(arr, i, c) {
 		const char *policy = str_of(c, "policy", "pull-push"), *tried[34];
 		json_t *fb = json_object_get(c, "fallback_keys"), *v;
-		char key[256], path[PATH_MAX * 2];
+		char key[256], folder[256], path[PATH_MAX * 2];
 		size_t n = 0, j;
 
 		if (i >= GLA_MAX_ENTRIES || !strcmp(policy, "push"))
@@ -146,12 +176,12 @@ static void restore_caches(struct gla *g)
 			struct kiln_err e = { 0 };
 
 			gla_cache_key(g, tried[j], key, sizeof(key));
-			if (!key_ok(key)) {
+			if (!gla_cache_folder(key, folder, sizeof(folder))) {
 				trace_printf(g->t, YELLOW "WARNING: cache key '%s' cannot be used" RESET "\n", key);
 				continue;
 			}
 			trace_printf(g->t, "Checking cache for %s...\n", key);
-			snprintf(path, sizeof(path), "%s/%s/%s/cache.zip", g->cache_root, g->project, key);
+			snprintf(path, sizeof(path), "%s/%s/%s/cache.zip", g->cache_root, g->project, folder);
 			if (access(path, F_OK) < 0)
 				continue;
 			if (zip_extract(path, g->cache_in, GLA_MAX_BYTES, &st, &e)) {
@@ -298,7 +328,7 @@ static void save_caches(struct gla *g)
 
 	json_array_foreach(arr, i, o) {
 		struct gla_entry *en = &g->cache[i];
-		char key[256], dir[PATH_MAX * 2], tmp[PATH_MAX * 2 + 32], final[PATH_MAX * 2 + 16];
+		char key[256], folder[256], dir[PATH_MAX * 2], tmp[PATH_MAX * 2 + 32], final[PATH_MAX * 2 + 16];
 		struct zip_stats st;
 		struct kiln_err e = { 0 };
 
@@ -310,7 +340,7 @@ static void save_caches(struct gla *g)
 			opened = true;
 		}
 		gla_cache_key(g, str_of(o, "key", "default"), key, sizeof(key));
-		if (en->error[0] || !key_ok(key)) {
+		if (en->error[0] || !gla_cache_folder(key, folder, sizeof(folder))) {
 			trace_printf(g->t, YELLOW "WARNING: cache %s not saved: %s" RESET "\n", key,
 				     en->error[0] ? en->error : "the key cannot be used");
 			continue;
@@ -320,7 +350,7 @@ static void save_caches(struct gla *g)
 			continue;
 		}
 		trace_printf(g->t, "Creating cache %s...\n", key);
-		snprintf(dir, sizeof(dir), "%s/%s/%s", g->cache_root, g->project, key);
+		snprintf(dir, sizeof(dir), "%s/%s/%s", g->cache_root, g->project, folder);
 		snprintf(tmp, sizeof(tmp), "%s/cache.zip.tmp.%d", dir, (int)getpid());
 		snprintf(final, sizeof(final), "%s/cache.zip", dir);
 		if (kiln_mkdir_p(dir) < 0) {

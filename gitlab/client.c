@@ -952,7 +952,8 @@ enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *toke
 
 	if (n > GL_TRACE_CHUNK)
 		n = GL_TRACE_CHUNK;
-	snprintf(path, sizeof(path), "/jobs/%lld/trace", id);
+	/* gitlab-runner's query parameter: GitLab then keeps the log as a debug trace. */
+	snprintf(path, sizeof(path), "/jobs/%lld/trace%s", id, c->debug_trace ? "?debug_trace=true" : "");
 	if (n == 0) {
 		reply_reset(r);
 		return GL_TRACE_OK;
@@ -1181,6 +1182,7 @@ const char *gl_failure_reason(const char *reason, const char *const *supported, 
 		{ "runner_configuration_error", "script_failure" },
 		{ "runner_external_dependency_failure", "runner_system_failure" },
 		{ "runner_interrupted", NULL },
+		{ "runner_unsupported", "runner_system_failure" },
 		{ "unknown_failure", NULL },
 	};
 	size_t i, j;

@@ -38,6 +38,7 @@ struct gl_client {
 	long backoff_min_ms;      /* 100 */
 	long backoff_max_ms;      /* 60000 */
 	long timeout_s;           /* one transfer, 600 */
+	bool debug_trace;         /* CI_DEBUG_TRACE: trace PATCHes say debug_trace=true */
 	void *curl;               /* CURL *, made on first use */
 };
 

@@ -250,6 +250,7 @@ enum kiln_rc trace_start(struct trace **out, const struct trace_opts *o, struct 
 		if ((rc = gl_client_init(&t->cl, o->url, o->ca_file, e)) ||
 		    (rc = gl_client_tls(&t->cl, o->cert_file, o->key_file, e)))
 			goto out;
+		t->cl.debug_trace = o->debug_trace;
 		t->gitlab = true;
 		if (pthread_create(&t->thread, NULL, uploader, t)) {
 			rc = kiln_fail(e, KILN_E_IO, "trace: cannot start the uploader thread");

@@ -44,6 +44,7 @@ struct trace_opts {
 	const char *executor;         /* for the info sent with PUT */
 	size_t limit;                 /* bytes kept; 0: TRACE_DEFAULT_LIMIT */
 	int first_interval_s;         /* 0: TRACE_FIRST_INTERVAL_S */
+	bool debug_trace;             /* CI_DEBUG_TRACE: PATCH with debug_trace=true */
 	/* Where Job-Status lands (enum job_cancel); NULL: ignored. */
 	volatile sig_atomic_t *cancel;
 	/* After each acknowledged PATCH: the server holds bytes [0, offset),

@@ -78,7 +78,7 @@ STATE = {
     "registration_token": "kiln-registration-token",
     "queue": [],            # [{"job_id", "runner"}]
     "jobs": {},             # str(id) -> job record
-    "requests": [],         # every API request: {"method", "path", "status", "t"}
+    "requests": [],         # every API request: {"method", "path", "query", "status", "t"}
     "arrived": [],          # every API and git request as it came in: {"method", "path"}
     "job_requests": [],     # bodies of POST /jobs/request (token redacted)
     "verify": [],           # bodies of POST /runners/verify
@@ -223,6 +223,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/api/"):
             with LOCK:
                 STATE["requests"].append({"method": self.command, "path": self.path.split("?")[0],
+                                          "query": urllib.parse.urlsplit(self.path).query,
                                           "status": status, "t": time.time()})
 
     def drop(self):

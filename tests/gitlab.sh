@@ -278,6 +278,29 @@ check "metrics: no job running now" grep -q '^kiln_jobs{runner="main-runner"} 0$
 check "metrics: job durations as a histogram" grep -q '^kiln_job_duration_seconds_bucket{le="+Inf"} [1-9]' <<<"$m"
 check "metrics: VM boot durations as a histogram" grep -q '^# TYPE kiln_vm_boot_seconds histogram$' <<<"$m"
 
+# --- job semantics: variable expansion, CI_DEBUG_TRACE, cache keys, runner_unsupported ---
+vx='{"variables": [{"key": "BUILD", "value": "$CI_PROJECT_DIR/build"}, {"key": "CF", "value": "cf", "file": true},
+	{"key": "CF_AT", "value": "at:$CF"}, {"key": "1DIGIT", "value": "d"}, {"key": "RAWV", "value": "$HOME", "raw": true},
+	{"key": "CI_DEBUG_TRACE", "value": "true"}],
+	"cache": [{"key": "deps/feature/../x", "paths": ["vendor/"], "policy": "pull-push", "when": "on_success"}]}'
+v=$(enqueue semantics '["echo build=$BUILD cf=$CF_AT raw=$RAWV", "mkdir -p vendor", "echo v > vendor/v.txt"]' '[]' '{}' 600 "$vx")
+sx='{"services": [{"name": "postgres:16"}], "features": {"trace_sections": true,
+	"failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported"]}}'
+s_=$(enqueue services '["echo never runs"]' '[]' '{}' 600 "$sx")
+J=$v wait_for "j['final'] is not None" 180 || bad "job V: no final update"
+J=$s_ wait_for "j['final'] is not None" 60 || bad "job S: no final update"
+check "job V: success" test "$(J=$v st "j['final']['state']")" = success
+check "job V: values expanded as gitlab-runner does (file variable as its path, raw kept)" \
+	grep -q 'build=/builds/group/project/build cf=at:/builds/group/project.tmp/CF raw=\$HOME' <<<"$(trace "$v")"
+check "job V: CI_DEBUG_TRACE warns" grep -q "CI_DEBUG_TRACE is enabled" <<<"$(trace "$v")"
+check "job V: its PATCHes carry debug_trace=true" \
+	test "$(st "sorted(set(r['query'] for r in s['requests'] if r['method'] == 'PATCH' and r['path'] == '/api/v4/jobs/$v/trace'))")" = "['debug_trace=true']"
+check "job V: a key with '/' and '..' is cached in one escaped folder" \
+	test -s "$KILN_CACHE_DIR/group/project/deps%2Ffeature%2F..%2Fx-non_protected/cache.zip"
+check "job V: nothing written outside it" test ! -e "$KILN_CACHE_DIR/group/project/deps"
+check "job S: services: fails runner_unsupported before any VM, saying why" \
+	test "$(J=$s_ st "j['final']['state'] + '/' + j['final']['failure_reason'] + '/' + str('this job uses services:' in j['trace'] and ':prepare_executor' not in j['trace'])")" = failed/runner_unsupported/True
+
 # --- kiln SIGKILLed mid-job, then restarted -------------------------------------------
 f=$(enqueue killed '["echo F-started", "sleep 300"]' '["echo after F"]' '{}')
 J=$f wait_for "'F-started' in j['trace']" 180 || bad "job F: never started"

@@ -14,6 +14,7 @@ Suite *agentproto_suite(void);
 Suite *agentscript_suite(void);
 Suite *jobnet_suite(void);
 Suite *payload_suite(void);
+Suite *jobvars_suite(void);
 Suite *pipeline_suite(void);
 Suite *cirules_suite(void);
 Suite *wsurl_suite(void);
