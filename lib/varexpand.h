@@ -17,6 +17,8 @@ extern const char var_as_written[];
 #define VAR_KEEP_UNDEFINED 1u /* an undefined reference stays as written (else: nothing) */
 #define VAR_NO_ESCAPE 2u      /* `$$` is not special (else: a literal `$`) */
 #define VAR_DIGIT_FIRST 4u    /* a name may start with a digit (else: a letter or '_') */
+#define VAR_KEEP_ESCAPE 16u   /* `$$` stays `$$` and starts no reference (GitLab's
+			       * server side: the runner turns it into `$`) */
 
 /* Expand s onto the byte array *out (*len bytes used, *cap allocated;
  * NUL-terminated after), never past max bytes with the NUL. A `$` that

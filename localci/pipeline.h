@@ -14,9 +14,10 @@
  * (pipeline_plan); localci/pipeline-int.h is what they share.
  *
  * Decisions where GitLab leaves room (GitLab's behaviour otherwise):
- *  - Variable values in pipeline_job.vars are final: expanded the way
- *    GitLab's server expands them before a job reaches a runner (see
- *    localci/variables.h), so the payload can carry them as they are. Raw ones
+ *  - Variable values in pipeline_job.vars are expanded the way GitLab's
+ *    server expands them before a job reaches a runner (see
+ *    localci/variables.h: `$$` stays for the runner), so the payload can
+ *    carry them as they are. Raw ones
  *    (`expand: false`, and every predefined one) are kept as written and
  *    flagged. Scripts, artifacts:name/paths and the like are not expanded
  *    (that is the job shell's or the runner's business); the image name is,
