@@ -191,7 +191,10 @@ struct pipeline_plan {
 /* Plan a run. With no selected names: every job in the pipeline except
  * manual ones not listed in manual[]. With names (a job's name, or the
  * name in the file of a parallel job: all its instances): those jobs, even
- * manual ones, and with include_needs also the jobs they need, transitively.
+ * manual ones, and with include_needs also what they wait for,
+ * transitively: their needs, or for a job without needs every job of the
+ * earlier stages, and the jobs whose artifacts they take (dependencies);
+ * manual ones there only when named or in manual[].
  * A needed manual job that is neither selected nor in manual[] is an error
  * (dropped when the need is optional), as is a selected or listed name
  * that matches no job (KILN_E_NOTFOUND) or only skipped ones. Needs of a
