@@ -120,10 +120,13 @@ static void stage_step_ended(struct job *j, const uint8_t *payload, uint32_t len
 	if (j->step_next < j->p->n_steps) {
 		const struct job_step *s = &j->p->steps[j->step_next];
 		bool on_success = !*s->when || !strcmp(s->when, "on_success");
-		int code;
+		int code = 0;
+		bool got = agentmsg_step(payload, len, &code);
 
-		if (on_success && !(agentmsg_step(payload, len, &code) && code == 0))
+		if (on_success && !(got && code == 0))
 			j->steps_failed = true;
+		if (got && code && !strcmp(s->name, "after_script"))
+			j->r->after_script_exit = code;
 		j->step_next++;
 	}
 	stage_next_step(j, graceful);

@@ -73,6 +73,9 @@ struct job_opts {
 struct job_result {
 	int exit_code;               /* the job's; 1 when it failed without one */
 	char failure_reason[48];     /* "" on success, else GitLab's failure reason */
+	int after_script_exit;       /* after_script's exit code when it failed
+				      * (the job keeps its result, as in
+				      * gitlab-runner), else 0 */
 	double prepare_s;            /* job start to workspace and network ready */
 	double boot_s;               /* VMM start to the job starting in it: the
 				      * agent's HELLO, and with a workspace built
