@@ -91,8 +91,9 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		     struct kiln_err *e);
 
 /* Remove what killed kiln processes left: job folders in state_dir whose
- * owner is dead (their VMMs died with their parent), and the taps and nft
- * entries of dead owners' network slots (host-global: jobnet_sweep). */
+ * owner is dead (their VMMs died with their parent) and that no process
+ * holds (flock), and the taps and nft entries of dead owners' network
+ * slots (host-global: jobnet_sweep). Safe beside another live kiln. */
 void job_sweep(const char *state_dir);
 
 #endif
