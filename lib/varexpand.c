@@ -115,7 +115,7 @@ enum kiln_rc var_expand_into(const char *s, unsigned flags, var_lookup_n_fn look
 			continue;
 		}
 		if (s[1] == '$' && !(flags & VAR_NO_ESCAPE)) {
-			put(&o, "$", 1);
+			put(&o, "$$", flags & VAR_KEEP_ESCAPE ? 2 : 1);
 			s += 2;
 			continue;
 		}

@@ -22,6 +22,8 @@ extern const char var_as_written[];
  * `*#$@!?-` is a one-character name, `${...}` takes any bytes up to its `}`,
  * and `${}` or a `${` without its `}` is dropped. */
 #define VAR_GO_NAMES 8u
+#define VAR_KEEP_ESCAPE 16u   /* `$$` stays `$$` and starts no reference (GitLab's
+			       * server side: the runner turns it into `$`) */
 
 /* Expand s onto the byte array *out (*len bytes used, *cap allocated;
  * NUL-terminated after), never past max bytes with the NUL. A `$` that

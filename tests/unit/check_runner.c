@@ -28,6 +28,7 @@ int main(void)
 	srunner_add_suite(sr, agentproto_suite());
 	srunner_add_suite(sr, agentscript_suite());
 	srunner_add_suite(sr, jobnet_suite());
+	srunner_add_suite(sr, claims_suite());
 	srunner_add_suite(sr, payload_suite());
 	srunner_add_suite(sr, jobvars_suite());
 	srunner_add_suite(sr, pipeline_suite());

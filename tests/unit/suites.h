@@ -13,6 +13,7 @@ Suite *doctor_suite(void);
 Suite *agentproto_suite(void);
 Suite *agentscript_suite(void);
 Suite *jobnet_suite(void);
+Suite *claims_suite(void);
 Suite *payload_suite(void);
 Suite *jobvars_suite(void);
 Suite *pipeline_suite(void);

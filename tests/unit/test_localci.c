@@ -247,7 +247,7 @@ START_TEST(payload_of_a_matrix_job)
 	ck_assert_str_eq(spec_env(spec, "CI_DISPOSABLE_ENVIRONMENT"), "true");
 	ck_assert_str_eq(spec_env(spec, "CI_JOB_ID"), "70002");
 	ck_assert_str_eq(spec_env(spec, "CI_NODE_INDEX"), "2");
-	/* kiln exec has expanded the values already: the runner's pass leaves them. */
+	/* GitLab keeps `$$`; the runner's pass makes it `$`. */
 	ck_assert_str_eq(spec_env(spec, "PRICE"), "cost $5");
 	json_decref(spec);
 	free(spec_text);
