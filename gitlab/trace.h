@@ -5,8 +5,9 @@
  * then into a buffer bounded by the output limit (GitLab's default 4 MiB):
  * past it the log is cut at a UTF-8 character boundary, gitlab-runner's
  * yellow "Job's log exceeded limit" notice is appended, and the job goes
- * on. The CRC32 and size sent in the final update cover exactly the bytes
- * kept.
+ * on. Bytes that start no valid UTF-8 character become U+FFFD, as in
+ * gitlab-runner's trace buffer. The CRC32 and size sent in the final update
+ * cover exactly the bytes kept (and sent).
  *
  * With a GitLab to talk to, an uploader thread PATCHes what is new every
  * update interval (3 s at first, then X-GitLab-Trace-Update-Interval, at
