@@ -839,9 +839,13 @@ static bool payload_head(const char *s, size_t n, long long *id, char *token, si
 	*id = 0;
 	if ((p = memmem(s, (size_t)(end - s), "\"id\":", 5)))
 		*id = strtoll(p + 5, NULL, 10);
-	if (!(p = memmem(s, (size_t)(end - s), "\"token\":\"", 9)))
+	if (!(p = memmem(s, (size_t)(end - s), "\"token\":", 8)))
 		return false;
-	for (p += 9; p < end && *p != '"' && k + 1 < size; p++) {
+	for (p += 8; p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'); p++)
+		;
+	if (p >= end || *p++ != '"')
+		return false;
+	for (; p < end && *p != '"' && k + 1 < size; p++) {
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
 			return false;
 		token[k++] = *p;
