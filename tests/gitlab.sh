@@ -210,8 +210,10 @@ ctl POST /__config -d '{"long_poll": 0}' >/dev/null
 # --- transfer and trace (issue #15): a proxy's 404 to a PATCH, 5xx at the job's end,
 # a payload too large ---------------------------------------------------------------
 f4=$(enqueue proxy404 '["echo before-the-404", "sleep 2", "echo after-the-404"]' '[]' '{"patch": [404]}')
-fe=$(enqueue tail '["echo mark-the-end", "sleep 1", "echo the-tail-of-the-log"]' '[]' \
-	'{"patch_fail_after": {"mark": "mark-the-end", "seconds": 6, "status": 502}}')
+# The mark is stored within an interval (3 s at first); the PATCHes of the 12 s after it
+# fail, and the job ends inside them: its final flush meets the 502s.
+fe=$(enqueue tail '["echo mark-the-end", "sleep 5", "echo the-tail-of-the-log"]' '[]' \
+	'{"patch_fail_after": {"mark": "mark-the-end", "seconds": 12, "status": 502}}')
 J=$f4 wait_for "j['final'] is not None" 180 || bad "job proxy404: no final update"
 J=$fe wait_for "j['final'] is not None" 180 || bad "job tail: no final update"
 check "job proxy404: a PATCH answered 404 did not stop it" \
