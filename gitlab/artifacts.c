@@ -431,6 +431,19 @@ static enum kiln_rc pack(struct gla *g, struct gla_entry *en, size_t i, const ch
 	return kiln_fail(e, KILN_E_INVALID, "artifact format '%s' is not supported (zip, gzip, raw)", format);
 }
 
+/* A line in the job log every few seconds while an archive goes up: a
+ * large one takes minutes, and the file is read from disk as it is sent. */
+static void upload_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct gla *g = arg;
+
+	if (total)
+		trace_printf(g->t, "Uploading artifacts... %.1f of %.1f MiB (%u%%)\n", done / 1048576.0,
+			     total / 1048576.0, (unsigned)(done * 100 / total));
+	else
+		trace_printf(g->t, "Uploading artifacts... %.1f MiB\n", done / 1048576.0);
+}
+
 static enum kiln_rc upload_artifacts(struct gla *g, struct kiln_err *e)
 {
 	json_t *arr = entries(g, "artifacts"), *o;
@@ -463,9 +476,14 @@ static enum kiln_rc upload_artifacts(struct gla *g, struct kiln_err *e)
 		}
 		expand(g, str_of(o, "name", "artifacts"), name, sizeof(name));
 		trace_printf(g->t, "Uploading artifacts (%s, %s): %u files...\n", type, format, en->files);
-		if ((rc = pack(g, en, i, format, name, path, sizeof(path), file, sizeof(file), &st, e)) ||
-		    (rc = gl_upload_artifacts(g->cl, g->p->id, g->p->token, path, file, type, format,
-					      str_of(o, "expire_in", NULL), e)))
+		if ((rc = pack(g, en, i, format, name, path, sizeof(path), file, sizeof(file), &st, e)))
+			break;
+		g->cl->progress = upload_progress;
+		g->cl->progress_arg = g;
+		rc = gl_upload_artifacts(g->cl, g->p->id, g->p->token, path, file, type, format,
+					 str_of(o, "expire_in", NULL), e);
+		g->cl->progress = NULL;
+		if (rc)
 			break;
 		if (strcmp(format, "raw"))
 			unlink(path);

@@ -207,6 +207,28 @@ check "job C: failed, job_execution_timeout" test "$(J=$c st "j['final']['state'
 check "job C: timeout message" grep -q "execution took longer than 5 seconds" <<<"$(trace "$c")"
 ctl POST /__config -d '{"long_poll": 0}' >/dev/null
 
+# --- transfer and trace (issue #15): a proxy's 404 to a PATCH, 5xx at the job's end,
+# a payload too large ---------------------------------------------------------------
+f4=$(enqueue proxy404 '["echo before-the-404", "sleep 2", "echo after-the-404"]' '[]' '{"patch": [404]}')
+# The mark is stored within an interval (3 s at first); the PATCHes of the 12 s after it
+# fail, and the job ends inside them: its final flush meets the 502s.
+fe=$(enqueue tail '["echo mark-the-end", "sleep 5", "echo the-tail-of-the-log"]' '[]' \
+	'{"patch_fail_after": {"mark": "mark-the-end", "seconds": 12, "status": 502}}')
+J=$f4 wait_for "j['final'] is not None" 180 || bad "job proxy404: no final update"
+J=$fe wait_for "j['final'] is not None" 180 || bad "job tail: no final update"
+check "job proxy404: a PATCH answered 404 did not stop it" \
+	test "$(J=$f4 st "'%s/%s/%s' % (j['patches'][0]['status'], j['final']['state'], j['final']['checksum_ok'])")" = 404/success/True
+check "job proxy404: its whole log" grep -q "after-the-404" <<<"$(trace "$f4")"
+check "job tail: PATCHes failed at its end" test "$(J=$fe st "sum(p['status'] == 502 for p in j['patches']) >= 5")" = True
+check "job tail: no final PUT until GitLab had the tail of the log" \
+	test "$(J=$fe st "'%s/%s/%s' % (j['final']['state'], j['final']['checksum_ok'], j['final']['bytesize_ok'])")" = success/True/True
+check "job tail: the tail is there" grep -q "the-tail-of-the-log" <<<"$(trace "$fe")"
+big=$(enqueue huge '["echo never runs"]' '[]' '{"pad_payload": 17825792}')
+J=$big wait_for "j['final'] is not None" 120 || bad "job huge: no final update"
+check "job huge: a 17 MiB payload is reported failed, runner_system_failure" \
+	test "$(J=$big st "j['final']['state'] + '/' + j['final']['failure_reason']")" = failed/runner_system_failure
+check "job huge: its log says why" grep -q "larger than 16 MiB" <<<"$(trace "$big")"
+
 # --- cancel: canceling (after_script runs), canceled (the VM is killed) -----------------
 tick='for i in $(seq 120); do echo tick $i; sleep 0.5; done'
 d=$(enqueue graceful "[\"echo ready-to-cancel\", \"$tick\"]" '["echo after_script after cancel: $CI_JOB_STATUS"]' '{"cancel_on": "ready-to-cancel", "cancel_status": "canceling"}')

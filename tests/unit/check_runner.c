@@ -49,6 +49,7 @@ int main(void)
 	srunner_add_suite(sr, gzmembers_suite());
 	srunner_add_suite(sr, glmetrics_suite());
 	srunner_add_suite(sr, gldaemon_suite());
+	srunner_add_suite(sr, gltransfer_suite());
 	srunner_add_suite(sr, localci_suite());
 	srunner_add_suite(sr, scheduler_suite());
 	srunner_add_suite(sr, outmux_suite());

@@ -32,6 +32,7 @@ Suite *zip_suite(void);
 Suite *gzmembers_suite(void);
 Suite *glmetrics_suite(void);
 Suite *gldaemon_suite(void);
+Suite *gltransfer_suite(void);
 Suite *localci_suite(void);
 Suite *outmux_suite(void);
 Suite *artifacts_suite(void);
