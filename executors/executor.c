@@ -25,6 +25,67 @@
 
 extern char **environ;
 
+/* Every backend, in the order `auto` prefers them. */
+static const struct executor_ops *const backends[] = { &executor_microvm, &executor_qemu };
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+const struct executor_ops *executor_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_BACKENDS; i++)
+		if (!strcmp(backends[i]->name, name))
+			return backends[i];
+	return NULL;
+}
+
+bool executor_known(const char *name)
+{
+	return !strcmp(name, "auto") || executor_find(name);
+}
+
+const char *executor_names(void)
+{
+	static char names[128];
+	size_t i, len;
+
+	if (names[0])
+		return names;
+	len = (size_t)snprintf(names, sizeof(names), "auto");
+	for (i = 0; i < N_BACKENDS && len < sizeof(names); i++)
+		len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+					i + 1 == N_BACKENDS ? " or " : ", ", backends[i]->name);
+	return names;
+}
+
+static enum kiln_rc check(const struct executor_ops *ops, const struct host_facts *f, struct executor_choice *c,
+			  struct kiln_err *e)
+{
+	memset(c, 0, sizeof(*c));
+	c->ops = ops;
+	c->accel = "kvm";
+	return ops->check ? ops->check(f, c, e) : KILN_OK;
+}
+
+enum kiln_rc executor_pick(const char *want, const struct host_facts *f, struct executor_choice *c,
+			   struct kiln_err *e)
+{
+	const struct executor_ops *ops;
+	struct kiln_err ignored;
+	size_t i;
+
+	if (!strcmp(want, "auto")) {
+		for (i = 0; i < N_BACKENDS; i++)
+			if (check(backends[i], f, c, &ignored) == KILN_OK)
+				return KILN_OK;
+		memset(c, 0, sizeof(*c));
+		return kiln_fail(e, KILN_E_NOTFOUND, "no executor can run VMs on this host (run: kiln doctor)");
+	}
+	if (!(ops = executor_find(want)))
+		return kiln_fail(e, KILN_E_INVALID, "unknown executor '%s' (%s)", want, executor_names());
+	return check(ops, f, c, e);
+}
+
 void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec)
 {
 	memset(x, 0, sizeof(*x));

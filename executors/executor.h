@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "executors/hostfacts.h"
 #include "executors/jail.h"
 #include "lib/result.h"
 
@@ -49,9 +50,14 @@ struct vm_view {
 };
 
 struct executor;
+struct executor_choice;
 
 struct executor_ops {
 	const char *name;
+	/* Whether host f can run this backend: fills c's helper and accel, or
+	 * fails saying what is missing and how to get it. NULL: it always can
+	 * (test backends). */
+	enum kiln_rc (*check)(const struct host_facts *f, struct executor_choice *c, struct kiln_err *e);
 	/* The VMM applies rx/tx_rate_limit itself; false: the caller must
 	 * (runner/jobnet does, on the tap). */
 	bool limits_net;
@@ -108,6 +114,29 @@ struct executor {
 
 extern const struct executor_ops executor_microvm;
 extern const struct executor_ops executor_qemu;
+
+/* A backend picked for a host, with what it runs. */
+struct executor_choice {
+	const struct executor_ops *ops;
+	char helper[PATH_MAX];     /* kiln-vmm or qemu-system-x86_64 */
+	const char *accel;         /* "kvm" or "tcg" */
+};
+
+/* The backend called name, NULL for none ("auto" is none either). */
+const struct executor_ops *executor_find(const char *name);
+
+/* Whether name is something to ask executor_pick for: "auto" or a backend. */
+bool executor_known(const char *name);
+
+/* The names executor_known takes, for messages: "auto, microvm or qemu". */
+const char *executor_names(void);
+
+/* The backend want names on host f, or for "auto" the first that f can
+ * run, in the order of preference (kiln-vmm where KVM boots stock kernels,
+ * else QEMU). Fails naming what is missing; KILN_E_INVALID for a name
+ * that is no backend. */
+enum kiln_rc executor_pick(const char *want, const struct host_facts *f, struct executor_choice *c,
+			   struct kiln_err *e);
 
 /* Set up x for backend ops and spec; fds start at -1. */
 void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec);

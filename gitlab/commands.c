@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "runner/cli.h"
+#include "executors/executor.h"
 #include "gitlab/client.h"
 #include "gitlab/registration.h"
 #include "gitlab/daemon.h"
@@ -63,8 +64,8 @@ static int cmd_register(struct kiln_config *cfg, const char *config_path, int ar
 		case 'n': gr.name = optarg; break;
 		case 'a': gr.tls_ca_file = optarg; break;
 		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return cli_usage_error("register: --executor must be auto, microvm or qemu, not '%s'", optarg);
+			if (!executor_known(optarg))
+				return cli_usage_error("register: --executor must be %s, not '%s'", executor_names(), optarg);
 			gr.executor = optarg;
 			break;
 		case 'i': gr.image = optarg; break;
@@ -355,8 +356,8 @@ static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc
 			vars[n_vars++] = optarg;
 			break;
 		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return cli_usage_error("replay: --executor must be auto, microvm or qemu, not '%s'", optarg);
+			if (!executor_known(optarg))
+				return cli_usage_error("replay: --executor must be %s, not '%s'", executor_names(), optarg);
 			o.executor = optarg;
 			break;
 		default:

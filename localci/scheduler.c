@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "executors/executor.h"
 #include "workspace/artifacts.h"
 #include "runner/cli.h"
 #include "job/job.h"
@@ -71,6 +72,7 @@ struct pexec {
 	struct outmux out;
 	char kiln_dir[PATH_MAX], art_root[PATH_MAX + 16], tmp_dir[PATH_MAX], project_dir[320];
 	long long pipeline_id;
+	struct host_facts host;        /* probed once, for every job */
 };
 
 static volatile sig_atomic_t got_signal;  /* enum job_cancel */
@@ -230,8 +232,8 @@ static int parse_args(struct pexec_opts *o, int argc, char **argv)
 		case 'l': o->list = true; break;
 		case 's': o->shell = true; break;
 		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return usage_error("--executor must be auto, microvm or qemu, not '%s'", optarg);
+			if (!executor_known(optarg))
+				return usage_error("--executor must be %s, not '%s'", executor_names(), optarg);
 			o->executor = optarg;
 			break;
 		case 'i': o->image = optarg; break;
@@ -514,7 +516,7 @@ static void *worker(void *arg)
 			      .network = x->o->network, .dirty_dir = x->o->dirty ? x->repo.dir : NULL,
 			      .output = on_output, .notice = on_notice, .finished = on_finished, .arg = pj,
 			      .shell = x->o->shell, .shell_in = 0, .shell_out = 1, .shell_hook = on_shell,
-			      .cancel = &pj->cancel };
+			      .cancel = &pj->cancel, .host = &x->host };
 	char started[32], *json = NULL, **extra = NULL, names[1024];
 	struct job_payload p;
 	bool parsed = false;
@@ -1002,6 +1004,7 @@ int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	job_sweep(cfg->state_dir);
+	hostfacts_probe("", kiln_libexec_dir(), &x.host);
 	t0 = now_ms();
 	run_all(&x);
 	sig_n = 0;

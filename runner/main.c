@@ -19,6 +19,7 @@
 #include "runner/cli.h"
 #include "runner/config.h"
 #include "runner/doctor.h"
+#include "executors/executor.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
 #include "job/job.h"
@@ -89,6 +90,7 @@ static int load_config(struct cli *c)
 
 static int cmd_doctor(struct cli *c, int argc, char **argv)
 {
+	struct host_facts host;
 	struct doctor_facts facts;
 	struct doctor_report report;
 	struct images_ctx ictx;
@@ -96,7 +98,8 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	if (argc > 1)
 		return cli_usage_error("doctor takes no arguments, got '%s'", argv[1]);
 	images_ctx_init(&ictx, &c->cfg);
-	doctor_probe("", kiln_libexec_dir(), &facts);
+	hostfacts_probe("", kiln_libexec_dir(), &host);
+	doctor_facts_init(&host, &facts);
 	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
 	doctor_probe_jail(c->cfg.jail, c->cfg.jail_uid_base, &facts);
 	doctor_judge(&facts, &report);
@@ -231,8 +234,8 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 	};
 	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX];
 	const char *image = c->cfg.defaults.image, *kname = c->cfg.defaults.kernel;
-	struct doctor_facts facts;
-	struct doctor_report report;
+	struct host_facts host;
+	struct executor_choice choice;
 	struct images_ctx ictx;
 	struct boot_opts o = { 0 };
 	struct kiln_err e = { 0 };
@@ -283,15 +286,13 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 	o.kernel = kernel;
 	o.rootfs = rootfs;
 
-	doctor_probe("", kiln_libexec_dir(), &facts);
-	facts.have_kernel = facts.have_rootfs = true;
-	doctor_judge(&facts, &report);
-	if (!report.qemu_ok) {
+	hostfacts_probe("", kiln_libexec_dir(), &host);
+	if (executor_pick("qemu", &host, &choice, &e)) {
 		log_error("no executor can boot a VM here (run: kiln doctor)");
 		return EXIT_FAIL;
 	}
-	o.qemu = facts.qemu;
-	o.accel = report.qemu_accel;
+	o.qemu = choice.helper;
+	o.accel = choice.accel;
 	log_info("booting image %s with kernel %s in a fresh VM: QEMU microvm (%s), %d vCPU, %d MiB",
 		 image, kname, strcmp(o.accel, "kvm") ? "TCG, no usable hardware KVM" : "KVM", o.vcpus,
 		 o.memory_mib);
@@ -362,8 +363,8 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 		switch (opt) {
 		case 'j': job_file = optarg; break;
 		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return cli_usage_error("exec: --executor must be auto, microvm or qemu, not '%s'", optarg);
+			if (!executor_known(optarg))
+				return cli_usage_error("exec: --executor must be %s, not '%s'", executor_names(), optarg);
 			o.executor = optarg;
 			break;
 		case 'i': o.image = optarg; break;

@@ -50,6 +50,67 @@ START_TEST(cmdline_words)
 }
 END_TEST
 
+/* Names come from the backends' table: "auto" and each backend's. */
+START_TEST(find_by_name)
+{
+	ck_assert_ptr_eq(executor_find("microvm"), &executor_microvm);
+	ck_assert_ptr_eq(executor_find("qemu"), &executor_qemu);
+	ck_assert_ptr_null(executor_find("auto"));
+	ck_assert_ptr_null(executor_find("docker"));
+	ck_assert(executor_known("auto") && executor_known("microvm") && executor_known("qemu"));
+	ck_assert(!executor_known("") && !executor_known("QEMU"));
+	ck_assert_str_eq(executor_names(), "auto, microvm or qemu");
+}
+END_TEST
+
+/* Picking from facts alone, no host probed: auto prefers kiln-vmm where
+ * KVM boots stock kernels, QEMU (with KVM or TCG) otherwise; a named
+ * backend the host lacks fails saying what is missing. */
+START_TEST(pick_from_facts)
+{
+	struct host_facts f = { .kvm_dev = true, .kvm_rw = true, .flavour = KVM_FLAVOUR_SVM };
+	struct executor_choice c;
+	struct kiln_err e = { 0 };
+
+	snprintf(f.vmm, sizeof(f.vmm), "/x/kiln-vmm");
+	snprintf(f.qemu, sizeof(f.qemu), "/usr/bin/qemu-system-x86_64");
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_OK);
+	ck_assert_ptr_eq(c.ops, &executor_microvm);
+	ck_assert_str_eq(c.helper, "/x/kiln-vmm");
+	ck_assert_str_eq(c.accel, "kvm");
+	ck_assert_int_eq(executor_pick("qemu", &f, &c, &e), KILN_OK);
+	ck_assert_ptr_eq(c.ops, &executor_qemu);
+	ck_assert_str_eq(c.helper, "/usr/bin/qemu-system-x86_64");
+	ck_assert_str_eq(c.accel, "kvm");
+
+	/* PVM: only QEMU, under TCG; asking for microvm says why not. */
+	f.flavour = KVM_FLAVOUR_PVM;
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_OK);
+	ck_assert_ptr_eq(c.ops, &executor_qemu);
+	ck_assert_str_eq(c.accel, "tcg");
+	ck_assert_int_eq(executor_pick("microvm", &f, &c, &e), KILN_E_INVALID);
+	ck_assert_msg(strstr(e.msg, "PVM (kvm_pvm)") && strstr(e.msg, "--executor qemu"), "%s", e.msg);
+
+	/* /dev/kvm not ours: no kiln-vmm, QEMU under TCG. */
+	f.flavour = KVM_FLAVOUR_VMX;
+	f.kvm_rw = false;
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_OK);
+	ck_assert_str_eq(c.accel, "tcg");
+
+	/* Nothing installed. */
+	f.kvm_rw = true;
+	f.vmm[0] = f.qemu[0] = '\0';
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_E_NOTFOUND);
+	ck_assert_str_eq(e.msg, "no executor can run VMs on this host (run: kiln doctor)");
+	ck_assert_int_eq(executor_pick("microvm", &f, &c, &e), KILN_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(e.msg, "kiln-vmm not found"));
+	ck_assert_int_eq(executor_pick("qemu", &f, &c, &e), KILN_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(e.msg, "qemu-system-x86_64 not found"));
+	ck_assert_int_eq(executor_pick("docker", &f, &c, &e), KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "unknown executor 'docker' (auto, microvm or qemu)");
+}
+END_TEST
+
 /* Only a backend that can show the guest a disk filled in after start may
  * be handed a late workspace. */
 START_TEST(late_workspace_backends)
@@ -1046,6 +1107,8 @@ Suite *executor_suite(void)
 	TCase *tc = tcase_create("shared");
 
 	tcase_add_test(tc, cmdline_words);
+	tcase_add_test(tc, find_by_name);
+	tcase_add_test(tc, pick_from_facts);
 	tcase_add_test(tc, late_workspace_backends);
 	tcase_add_test(tc, network_limiter_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);
