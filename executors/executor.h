@@ -39,6 +39,10 @@ struct vm_spec {
 	const char *accel;         /* qemu only: "kvm" or "tcg" */
 	bool jail;                 /* run the VMM jailed (executors/jail.h) */
 	long jail_uid_base;        /* its slot uids start here */
+	/* Run this argv as the guest agent's command, its output on the
+	 * console, instead of serving a job on the channel
+	 * (executor_run_command); NULL: a job. */
+	char *const *command;
 };
 
 /* The paths the VMM is given: host paths, or where the jail shows them. */
@@ -145,8 +149,20 @@ void executor_init(struct executor *x, const struct executor_ops *ops, const str
  * error messages; buf is always NUL-terminated. */
 void executor_tail(const struct executor *x, char *buf, size_t max);
 
-/* The guest kernel command line both backends share, plus channel words. */
-void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size);
+/* The guest kernel command line both backends share, plus channel words;
+ * with s->command, that command after `--` instead of the channel. A
+ * command argument that cannot travel on a kernel command line (a quote
+ * or control character) or a line past size fails. */
+enum kiln_rc executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size,
+			      struct kiln_err *e);
+
+/* Boot spec (spec->command set) with backend ops and run the command to
+ * the VM's end: the guest's console copied to out_fd as it comes (serial
+ * line ends made \n), *status the command's exit status from the agent's
+ * last line (-1 when there was none). Fails when the VM could not start,
+ * ended abnormally or without that line. Everything is cleaned up. */
+enum kiln_rc executor_run_command(const struct executor_ops *ops, const struct vm_spec *spec, int out_fd,
+				  int *status, struct kiln_err *e);
 
 /* Shared implementations used by the backends' ops tables. */
 /* Jail the VM (when spec.jail) with lim and, when kvm, /dev/kvm: claim its

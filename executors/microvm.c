@@ -80,7 +80,8 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 
 	if ((rc = executor_jail(x, &lim, true, e)))
 		return rc;
-	executor_cmdline(s, "vsock", cmdline, sizeof(cmdline));
+	if ((rc = executor_cmdline(s, "vsock", cmdline, sizeof(cmdline), e)))
+		return rc;
 	snprintf(x->vsock_path, sizeof(x->vsock_path), "%s/v.sock", x->host_dir);
 	snprintf(uds, sizeof(uds), "%s/v.sock", v->dir);
 	snprintf(x->config_path, sizeof(x->config_path), "%s/vm.json", s->run_dir);

@@ -61,7 +61,8 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 
 	if (strchr(v->rootfs, ',') || (v->workspace && strchr(v->workspace, ',')) || strchr(v->dir, ','))
 		return kiln_fail(e, KILN_E_INVALID, "QEMU cannot take paths containing a comma");
-	executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline));
+	if ((rc = executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline), e)))
+		return rc;
 	/* The machine has a CMOS RTC. Without one every port reads 0xff, the
 	 * RTC's "update in progress" bit never clears, and Linux polls it for
 	 * a second or more at boot: for the wall clock under TCG (no

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner/boot.h"
 #include "runner/cli.h"
 #include "runner/config.h"
 #include "runner/doctor.h"
@@ -232,18 +231,18 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 		{ "vcpus", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
-	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX];
+	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], run_dir[] = "/tmp/kiln-boot-XXXXXX";
 	const char *image = c->cfg.defaults.image, *kname = c->cfg.defaults.kernel;
 	struct host_facts host;
 	struct executor_choice choice;
 	struct images_ctx ictx;
-	struct boot_opts o = { 0 };
+	struct vm_spec s = { 0 };
 	struct kiln_err e = { 0 };
 	struct manifest km;
 	int opt, status;
 
-	o.memory_mib = c->cfg.defaults.memory_mib;
-	o.vcpus = c->cfg.defaults.vcpus;
+	s.memory_mib = c->cfg.defaults.memory_mib;
+	s.vcpus = c->cfg.defaults.vcpus;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
 		char *end;
@@ -257,7 +256,7 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 			v = strtol(optarg, &end, 10);
 			if (*end || v < (opt == 'm' ? 64 : 1) || v > (opt == 'm' ? 65536 : 32))
 				return cli_usage_error("boot: bad number '%s'", optarg);
-			*(opt == 'm' ? &o.memory_mib : &o.vcpus) = (int)v;
+			*(opt == 'm' ? &s.memory_mib : &s.vcpus) = (int)v;
 			break;
 		default:
 			return EXIT_USAGE;
@@ -265,7 +264,7 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage_error("boot: missing the command to run, after %s", "--");
-	o.command = argv + optind;
+	s.command = argv + optind;
 
 	images_ctx_init(&ictx, &c->cfg);
 	if (images_manifest(&ictx, kname, &km, &e)) {
@@ -281,25 +280,35 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 		log_error("%s", e.msg);
 		return EXIT_FAIL;
 	}
-	o.initrd = manifest_find(&km, "initrd.img") ? initrd : NULL;
+	s.initrd = manifest_find(&km, "initrd.img") ? initrd : NULL;
 	manifest_free(&km);
-	o.kernel = kernel;
-	o.rootfs = rootfs;
+	s.kernel = kernel;
+	s.rootfs = rootfs;
 
 	hostfacts_probe("", kiln_libexec_dir(), &host);
-	if (executor_pick("qemu", &host, &choice, &e)) {
-		log_error("no executor can boot a VM here (run: kiln doctor)");
+	if (executor_pick(c->cfg.defaults.executor, &host, &choice, &e)) {
+		log_error("no executor can boot a VM here: %s (run: kiln doctor)", e.msg);
 		return EXIT_FAIL;
 	}
-	o.qemu = choice.helper;
-	o.accel = choice.accel;
-	log_info("booting image %s with kernel %s in a fresh VM: QEMU microvm (%s), %d vCPU, %d MiB",
-		 image, kname, strcmp(o.accel, "kvm") ? "TCG, no usable hardware KVM" : "KVM", o.vcpus,
-		 o.memory_mib);
-	if (boot_run(&o, &status, &e)) {
+	s.helper = choice.helper;
+	s.accel = choice.accel;
+	if (!mkdtemp(run_dir)) {
+		log_error("cannot make a folder for the VM in /tmp: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
+	s.run_dir = run_dir;
+	log_info("booting image %s with kernel %s in a fresh VM: %s, %d vCPU, %d MiB", image, kname,
+		 choice.ops != &executor_qemu ? "kiln-vmm (KVM)"
+		 : strcmp(s.accel, "kvm")     ? "QEMU microvm (TCG, no usable hardware KVM)"
+					      : "QEMU microvm (KVM)",
+		 s.vcpus, s.memory_mib);
+	fflush(stdout);
+	if (executor_run_command(choice.ops, &s, 1, &status, &e)) {
+		kiln_rm_rf(run_dir);
 		log_error("%s", e.msg);
 		return EXIT_FAIL;
 	}
+	kiln_rm_rf(run_dir);
 	return status;
 }
 

@@ -31,7 +31,7 @@ START_TEST(cmdline_words)
 	struct vm_spec s = { .run_dir = "/tmp" };
 	char buf[1024];
 
-	executor_cmdline(&s, "vsock", buf, sizeof(buf));
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), NULL), KILN_OK);
 	ck_assert_ptr_nonnull(strstr(buf, " reboot=k "));
 	/* no probing for hardware neither machine has */
 	ck_assert_ptr_nonnull(strstr(buf, " pci=off "));
@@ -40,13 +40,33 @@ START_TEST(cmdline_words)
 	ck_assert_ptr_null(strstr(buf, "kiln.workspace"));
 	s.workspace_late = true;
 	s.net_cmdline = "kiln.ip=10.0.0.2/30";
-	executor_cmdline(&s, "vsock", buf, sizeof(buf));
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), NULL), KILN_OK);
 	ck_assert_ptr_nonnull(strstr(buf, " kiln.channel=vsock kiln.workspace=late kiln.ip=10.0.0.2/30"));
 	s.workspace_late = false;
 	s.accel = "tcg";
-	executor_cmdline(&s, "virtio-console", buf, sizeof(buf));
+	ck_assert_int_eq(executor_cmdline(&s, "virtio-console", buf, sizeof(buf), NULL), KILN_OK);
 	ck_assert_ptr_nonnull(strstr(buf, " reboot=t "));
 	ck_assert_ptr_nonnull(strstr(buf, " tsc_early_khz="));
+}
+END_TEST
+
+/* kiln boot's command follows `--`, quoted where it has spaces, in place
+ * of the channel; what the kernel cannot carry is refused. */
+START_TEST(cmdline_command)
+{
+	char *const cmd[] = { "/bin/sh", "-c", "echo hi", "", NULL };
+	char *const bad[] = { "/bin/sh", "-c", "echo \"hi\"", NULL };
+	struct vm_spec s = { .run_dir = "/tmp", .command = cmd };
+	struct kiln_err e = { 0 };
+	char buf[1024];
+
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), &e), KILN_OK);
+	ck_assert_ptr_null(strstr(buf, "kiln.channel"));
+	ck_assert_msg(strstr(buf, " init=/sbin/kiln-agent -- /bin/sh -c \"echo hi\" \"\"") != NULL, "%s", buf);
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, 120, &e), KILN_E_LIMIT);
+	s.command = bad;
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), &e), KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "command argument 2 holds a quote or control character");
 }
 END_TEST
 
@@ -1107,6 +1127,7 @@ Suite *executor_suite(void)
 	TCase *tc = tcase_create("shared");
 
 	tcase_add_test(tc, cmdline_words);
+	tcase_add_test(tc, cmdline_command);
 	tcase_add_test(tc, find_by_name);
 	tcase_add_test(tc, pick_from_facts);
 	tcase_add_test(tc, late_workspace_backends);
