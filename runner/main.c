@@ -228,7 +228,7 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 
 	hostfacts_probe("", kiln_libexec_dir(), &host);
 	if (executor_pick(c->cfg.defaults.executor, &host, &choice, &e)) {
-		log_error("no executor can boot a VM here: %s (run: kiln doctor)", e.msg);
+		log_error("cannot boot a VM here: %s", e.msg);
 		return EXIT_FAIL;
 	}
 	s.helper = choice.helper;
