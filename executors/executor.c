@@ -21,10 +21,72 @@
 
 #include "executors/hosttsc.h"
 #include "lib/clock.h"
+#include "lib/paths.h"
 
 #define CHILD_STACK_BYTES (256u << 10)
 
 extern char **environ;
+
+/* Every backend, in the order `auto` prefers them. */
+static const struct executor_ops *const backends[] = { &executor_microvm, &executor_qemu };
+#define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
+
+const struct executor_ops *executor_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_BACKENDS; i++)
+		if (!strcmp(backends[i]->name, name))
+			return backends[i];
+	return NULL;
+}
+
+bool executor_known(const char *name)
+{
+	return !strcmp(name, "auto") || executor_find(name);
+}
+
+const char *executor_names(void)
+{
+	static char names[128];
+	size_t i, len;
+
+	if (names[0])
+		return names;
+	len = (size_t)snprintf(names, sizeof(names), "auto");
+	for (i = 0; i < N_BACKENDS && len < sizeof(names); i++)
+		len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s",
+					i + 1 == N_BACKENDS ? " or " : ", ", backends[i]->name);
+	return names;
+}
+
+static enum kiln_rc check(const struct executor_ops *ops, const struct host_facts *f, struct executor_choice *c,
+			  struct kiln_err *e)
+{
+	memset(c, 0, sizeof(*c));
+	c->ops = ops;
+	c->accel = "kvm";
+	return ops->check ? ops->check(f, c, e) : KILN_OK;
+}
+
+enum kiln_rc executor_pick(const char *want, const struct host_facts *f, struct executor_choice *c,
+			   struct kiln_err *e)
+{
+	const struct executor_ops *ops;
+	struct kiln_err ignored;
+	size_t i;
+
+	if (!strcmp(want, "auto")) {
+		for (i = 0; i < N_BACKENDS; i++)
+			if (check(backends[i], f, c, &ignored) == KILN_OK)
+				return KILN_OK;
+		memset(c, 0, sizeof(*c));
+		return kiln_fail(e, KILN_E_NOTFOUND, "no executor can run VMs on this host (run: kiln doctor)");
+	}
+	if (!(ops = executor_find(want)))
+		return kiln_fail(e, KILN_E_INVALID, "unknown executor '%s' (%s)", want, executor_names());
+	return check(ops, f, c, e);
+}
 
 void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec)
 {
@@ -42,7 +104,8 @@ void executor_init(struct executor *x, const struct executor_ops *ops, const str
 	snprintf(x->log_path, sizeof(x->log_path), "%s/vmm.log", spec->run_dir);
 }
 
-void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size)
+enum kiln_rc executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size,
+			      struct kiln_err *e)
 {
 	/* The agent's reboot must end the VM: kiln-vmm takes an i8042 reset
 	 * (reboot=k); QEMU's microvm has no i8042, so it gets a triple fault
@@ -55,16 +118,37 @@ void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, s
 	bool qemu = !strcmp(channel, "virtio-console");
 	bool tcg = qemu && s->accel && !strcmp(s->accel, "tcg");
 	char tsc[48] = "";
+	char *const *c;
+	size_t len;
 
 	if (tcg)
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%lu", hosttsc_khz());
-	snprintf(buf, size,
-		 "console=ttyS0 8250.nr_uarts=1 pci=off reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw "
-		 "init=/sbin/kiln-agent "
-		 "kiln.channel=%s%s%s%s%s",
-		 qemu ? "t" : "k", channel, s->workspace_late ? " kiln.workspace=late" : "", tsc,
-		 s->net_cmdline && *s->net_cmdline ? " " : "",
-		 s->net_cmdline ? s->net_cmdline : "");
+	len = (size_t)snprintf(buf, size,
+			       "console=ttyS0 8250.nr_uarts=1 pci=off reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw "
+			       "init=/sbin/kiln-agent%s%s%s%s%s%s",
+			       qemu ? "t" : "k", s->command ? "" : " kiln.channel=", s->command ? "" : channel,
+			       s->workspace_late ? " kiln.workspace=late" : "", tsc,
+			       s->net_cmdline && *s->net_cmdline ? " " : "", s->net_cmdline ? s->net_cmdline : "");
+	/* The agent runs what follows `--`; the kernel splits it at spaces
+	 * outside double quotes, and has no escapes. */
+	if (s->command && len < size)
+		len += (size_t)snprintf(buf + len, size - len, " --");
+	for (c = s->command; c && *c && len < size; c++) {
+		const char *p;
+		bool quote = !**c;
+
+		for (p = *c; *p; p++) {
+			if (*p == '"' || (unsigned char)*p < 0x20)
+				return kiln_fail(e, KILN_E_INVALID, "command argument %d holds a quote or control character",
+						 (int)(c - s->command));
+			if (*p == ' ')
+				quote = true;
+		}
+		len += (size_t)snprintf(buf + len, size - len, quote ? " \"%s\"" : " %s", *c);
+	}
+	if (len >= size)
+		return kiln_fail(e, KILN_E_LIMIT, "kernel command line longer than %zu bytes", size - 1);
+	return KILN_OK;
 }
 
 enum kiln_rc executor_listen(struct executor *x, const char *path, struct kiln_err *e)
@@ -418,6 +502,80 @@ enum kiln_rc executor_wait(struct executor *x, int timeout_ms, int *status, stru
 			return kiln_fail(e, KILN_E_LIMIT, "the VM did not stop within %d ms", timeout_ms);
 		usleep(10000);
 	}
+}
+
+#define AGENT_STATUS "kiln-agent: exit status "
+
+/* Where executor_run_command is in the console file. */
+struct console_tail {
+	int fd;              /* the console file, -1 until it exists */
+	char line[256];      /* the current line's start */
+	size_t llen;
+	int status;          /* from the agent's status line, -1 */
+};
+
+/* Copy what the console file grew by to out without the serial line's
+ * \r, noting the agent's status line. */
+static void tail_console(const struct executor *x, struct console_tail *t, int out)
+{
+	char buf[4096], put[4096];
+	ssize_t n, i;
+	size_t m;
+
+	if (t->fd < 0 && (t->fd = open(x->console_path, O_RDONLY | O_CLOEXEC)) < 0)
+		return;
+	while ((n = read(t->fd, buf, sizeof(buf))) > 0) {
+		for (m = 0, i = 0; i < n; i++) {
+			char ch = buf[i];
+
+			if (ch == '\r')
+				continue;
+			put[m++] = ch;
+			if (ch == '\n') {
+				t->line[t->llen] = '\0';
+				if (!strncmp(t->line, AGENT_STATUS, strlen(AGENT_STATUS)))
+					t->status = atoi(t->line + strlen(AGENT_STATUS));
+				t->llen = 0;
+			} else if (t->llen < sizeof(t->line) - 1) {
+				t->line[t->llen++] = ch;
+			}
+		}
+		if (kiln_write_all(out, put, m) < 0)
+			break;
+	}
+}
+
+enum kiln_rc executor_run_command(const struct executor_ops *ops, const struct vm_spec *spec, int out_fd,
+				  int *status, struct kiln_err *e)
+{
+	struct console_tail t = { .fd = -1, .status = -1 };
+	struct executor x;
+	struct kiln_err waited = { 0 };
+	enum kiln_rc rc;
+	int vmm_status = -1;
+
+	*status = -1;
+	if (!spec->command || !spec->command[0])
+		return kiln_fail(e, KILN_E_INVALID, "no command to run in the VM");
+	executor_init(&x, ops, spec);
+	if ((rc = ops->prepare(&x, e)) || (rc = ops->start(&x, e)))
+		goto out;
+	while ((rc = ops->wait(&x, 100, &vmm_status, &waited)) == KILN_E_LIMIT)
+		tail_console(&x, &t, out_fd);
+	if (rc)
+		*e = waited;
+out:
+	/* cleanup reaps QEMU's console copier: the file is complete after. */
+	ops->cleanup(&x);
+	tail_console(&x, &t, out_fd);
+	if (t.fd >= 0)
+		close(t.fd);
+	*status = t.status;
+	if (!rc && vmm_status != 0)
+		rc = kiln_fail(e, KILN_E_EXEC, "%s ended abnormally (status %d)", spec->helper, vmm_status);
+	else if (!rc && t.status < 0)
+		rc = kiln_fail(e, KILN_E_EXEC, "the guest ended without reporting an exit status");
+	return rc;
 }
 
 void executor_cancel(struct executor *x)

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "executors/hostfacts.h"
 #include "executors/jail.h"
 #include "lib/result.h"
 
@@ -38,6 +39,10 @@ struct vm_spec {
 	const char *accel;         /* qemu only: "kvm" or "tcg" */
 	bool jail;                 /* run the VMM jailed (executors/jail.h) */
 	long jail_uid_base;        /* its slot uids start here */
+	/* Run this argv as the guest agent's command, its output on the
+	 * console, instead of serving a job on the channel
+	 * (executor_run_command); NULL: a job. */
+	char *const *command;
 };
 
 /* The paths the VMM is given: host paths, or where the jail shows them. */
@@ -49,9 +54,14 @@ struct vm_view {
 };
 
 struct executor;
+struct executor_choice;
 
 struct executor_ops {
 	const char *name;
+	/* Whether host f can run this backend: fills c's helper and accel, or
+	 * fails saying what is missing and how to get it. NULL: it always can
+	 * (test backends). */
+	enum kiln_rc (*check)(const struct host_facts *f, struct executor_choice *c, struct kiln_err *e);
 	/* The VMM applies rx/tx_rate_limit itself; false: the caller must
 	 * (runner/jobnet does, on the tap). */
 	bool limits_net;
@@ -109,6 +119,29 @@ struct executor {
 extern const struct executor_ops executor_microvm;
 extern const struct executor_ops executor_qemu;
 
+/* A backend picked for a host, with what it runs. */
+struct executor_choice {
+	const struct executor_ops *ops;
+	char helper[PATH_MAX];     /* kiln-vmm or qemu-system-x86_64 */
+	const char *accel;         /* "kvm" or "tcg" */
+};
+
+/* The backend called name, NULL for none ("auto" is none either). */
+const struct executor_ops *executor_find(const char *name);
+
+/* Whether name is something to ask executor_pick for: "auto" or a backend. */
+bool executor_known(const char *name);
+
+/* The names executor_known takes, for messages: "auto, microvm or qemu". */
+const char *executor_names(void);
+
+/* The backend want names on host f, or for "auto" the first that f can
+ * run, in the order of preference (kiln-vmm where KVM boots stock kernels,
+ * else QEMU). Fails naming what is missing; KILN_E_INVALID for a name
+ * that is no backend. */
+enum kiln_rc executor_pick(const char *want, const struct host_facts *f, struct executor_choice *c,
+			   struct kiln_err *e);
+
 /* Set up x for backend ops and spec; fds start at -1. */
 void executor_init(struct executor *x, const struct executor_ops *ops, const struct vm_spec *spec);
 
@@ -116,8 +149,20 @@ void executor_init(struct executor *x, const struct executor_ops *ops, const str
  * error messages; buf is always NUL-terminated. */
 void executor_tail(const struct executor *x, char *buf, size_t max);
 
-/* The guest kernel command line both backends share, plus channel words. */
-void executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size);
+/* The guest kernel command line both backends share, plus channel words;
+ * with s->command, that command after `--` instead of the channel. A
+ * command argument that cannot travel on a kernel command line (a quote
+ * or control character) or a line past size fails. */
+enum kiln_rc executor_cmdline(const struct vm_spec *s, const char *channel, char *buf, size_t size,
+			      struct kiln_err *e);
+
+/* Boot spec (spec->command set) with backend ops and run the command to
+ * the VM's end: the guest's console copied to out_fd as it comes (serial
+ * line ends made \n), *status the command's exit status from the agent's
+ * last line (-1 when there was none). Fails when the VM could not start,
+ * ended abnormally or without that line. Everything is cleaned up. */
+enum kiln_rc executor_run_command(const struct executor_ops *ops, const struct vm_spec *spec, int out_fd,
+				  int *status, struct kiln_err *e);
 
 /* Shared implementations used by the backends' ops tables. */
 /* Jail the VM (when spec.jail) with lim and, when kvm, /dev/kvm: claim its

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "executors/executor.h"
+#include "lib/paths.h"
 
 #define GUEST_CID 3
 #define AGENT_PORT 1024
@@ -79,7 +80,8 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 
 	if ((rc = executor_jail(x, &lim, true, e)))
 		return rc;
-	executor_cmdline(s, "vsock", cmdline, sizeof(cmdline));
+	if ((rc = executor_cmdline(s, "vsock", cmdline, sizeof(cmdline), e)))
+		return rc;
 	snprintf(x->vsock_path, sizeof(x->vsock_path), "%s/v.sock", x->host_dir);
 	snprintf(uds, sizeof(uds), "%s/v.sock", v->dir);
 	snprintf(x->config_path, sizeof(x->config_path), "%s/vm.json", s->run_dir);
@@ -143,8 +145,23 @@ static enum kiln_rc microvm_disks_changed(struct executor *x, struct kiln_err *e
 	return KILN_OK;
 }
 
+/* kiln-vmm, and a KVM that boots the stock kernels the images carry. */
+static enum kiln_rc microvm_check(const struct host_facts *f, struct executor_choice *c, struct kiln_err *e)
+{
+	if (!f->vmm[0])
+		return kiln_fail(e, KILN_E_NOTFOUND, "kiln-vmm not found in %s", kiln_libexec_dir());
+	if (!hostfacts_stock_kernels(f))
+		return kiln_fail(e, KILN_E_INVALID, "the microvm executor needs a KVM that boots stock kernels; "
+						  "this host has %s (use --executor qemu)",
+				 hostfacts_flavour_name(f->flavour));
+	snprintf(c->helper, sizeof(c->helper), "%s", f->vmm);
+	c->accel = "kvm";
+	return KILN_OK;
+}
+
 const struct executor_ops executor_microvm = {
 	.name = "microvm",
+	.check = microvm_check,
 	.limits_net = true,
 	.prepare = microvm_prepare,
 	.start = microvm_start,

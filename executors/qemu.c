@@ -61,7 +61,8 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 
 	if (strchr(v->rootfs, ',') || (v->workspace && strchr(v->workspace, ',')) || strchr(v->dir, ','))
 		return kiln_fail(e, KILN_E_INVALID, "QEMU cannot take paths containing a comma");
-	executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline));
+	if ((rc = executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline), e)))
+		return rc;
 	/* The machine has a CMOS RTC. Without one every port reads 0xff, the
 	 * RTC's "update in progress" bit never clears, and Linux polls it for
 	 * a second or more at boot: for the wall clock under TCG (no
@@ -158,8 +159,19 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	return executor_spawn(x, argv, 0, e);
 }
 
+/* QEMU runs anywhere: with KVM where it boots stock kernels, else TCG. */
+static enum kiln_rc qemu_check(const struct host_facts *f, struct executor_choice *c, struct kiln_err *e)
+{
+	if (!f->qemu[0])
+		return kiln_fail(e, KILN_E_NOTFOUND, "qemu-system-x86_64 not found (apt-get install qemu-system-x86)");
+	snprintf(c->helper, sizeof(c->helper), "%s", f->qemu);
+	c->accel = hostfacts_stock_kernels(f) ? "kvm" : "tcg";
+	return KILN_OK;
+}
+
 const struct executor_ops executor_qemu = {
 	.name = "qemu",
+	.check = qemu_check,
 	.prepare = qemu_prepare,
 	.start = qemu_start,
 	.stream = executor_stream,

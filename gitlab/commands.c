@@ -1,7 +1,6 @@
 #include "gitlab/commands.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,8 +21,6 @@
 #include "lib/paths.h"
 #include "job/payload.h"
 
-#define MAX_REPLAY_VARS 256
-
 
 /* The token as `kiln list` shows it: its prefix and first characters. */
 static void short_token(const char *token, char *buf, size_t size)
@@ -31,50 +28,19 @@ static void short_token(const char *token, char *buf, size_t size)
 	snprintf(buf, size, "%.*s...", strlen(token) > 12 ? 12 : (int)strlen(token) / 2, token);
 }
 
-static int cmd_register(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
+int glcmd_register(struct kiln_config *cfg, const char *config_path, const struct register_opts *o)
 {
-	static const struct option opts[] = {
-		{ "url", required_argument, NULL, 'u' },
-		{ "token", required_argument, NULL, 't' },
-		{ "registration-token", required_argument, NULL, 't' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "name", required_argument, NULL, 'n' },
-		{ "tls-ca-file", required_argument, NULL, 'a' },
-		{ "executor", required_argument, NULL, 'x' },
-		{ "image", required_argument, NULL, 'i' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct glc_runner gr = { 0 };
+	struct glc_runner gr = { .url = o->url, .token = o->token, .name = o->name, .tls_ca_file = o->tls_ca_file,
+				 .executor = o->executor, .image = o->image };
 	struct gl_client cl = { 0 };
 	struct kiln_config own = { 0 };
 	struct kiln_err e = { 0 };
 	char sysid[GLC_SYSTEM_ID_SIZE], host[256], ca_abs[PATH_MAX], *new_token = NULL;
-	const char *path = config_path;
+	const char *path = o->config_path ? o->config_path : config_path;
 	long long id = 0;
-	int opt, ret = EXIT_FAIL;
+	int ret = EXIT_FAIL;
 	size_t i;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'u': gr.url = optarg; break;
-		case 't': gr.token = optarg; break;
-		case 'c': path = optarg; break;
-		case 'n': gr.name = optarg; break;
-		case 'a': gr.tls_ca_file = optarg; break;
-		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return cli_usage_error("register: --executor must be auto, microvm or qemu, not '%s'", optarg);
-			gr.executor = optarg;
-			break;
-		case 'i': gr.image = optarg; break;
-		default: return EXIT_USAGE;
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error("register: unexpected argument '%s'", argv[optind]);
-	if (!gr.url || !gr.token)
-		return cli_usage_error("register: --url URL and --token TOKEN are required%s", "");
 	/* The file kiln reads is the one -c names after the command, if any. */
 	if (path != config_path) {
 		if (kiln_config_defaults(&own, &e) || kiln_config_load(&own, path, false, &e)) {
@@ -130,20 +96,14 @@ out:
 	return ret;
 }
 
-static int cmd_verify(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
+int glcmd_verify(struct kiln_config *cfg, const char *config_path, bool del)
 {
-	bool del = false, *drop = NULL, any = false;
+	bool *drop = NULL, any = false;
 	char sysid[GLC_SYSTEM_ID_SIZE];
 	struct kiln_err e = { 0 };
 	int ret = EXIT_OK;
 	size_t i;
 
-	for (i = 1; i < (size_t)argc; i++) {
-		if (!strcmp(argv[i], "--delete"))
-			del = true;
-		else
-			return cli_usage_error("verify: unexpected argument '%s'", argv[i]);
-	}
 	if (!cfg->n_runners) {
 		printf("%s: no runners\n", config_path);
 		return EXIT_OK;
@@ -190,34 +150,15 @@ static int cmd_verify(struct kiln_config *cfg, const char *config_path, int argc
 	return ret;
 }
 
-static int cmd_unregister(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
+int glcmd_unregister(struct kiln_config *cfg, const char *config_path, const struct unregister_opts *o)
 {
-	static const struct option opts[] = {
-		{ "name", required_argument, NULL, 'n' },
-		{ "all", no_argument, NULL, 'A' },
-		{ "all-runners", no_argument, NULL, 'A' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *name = NULL;
-	bool all = false, *drop, any = false;
+	const char *name = o->name;
+	bool all = o->all, *drop, any = false;
 	char sysid[GLC_SYSTEM_ID_SIZE];
 	struct kiln_err e = { 0 };
-	int opt, ret = EXIT_OK;
+	int ret = EXIT_OK;
 	size_t i;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		if (opt == 'n')
-			name = optarg;
-		else if (opt == 'A')
-			all = true;
-		else
-			return EXIT_USAGE;
-	}
-	if (optind < argc)
-		return cli_usage_error("unregister: unexpected argument '%s'", argv[optind]);
-	if (!name == !all)
-		return cli_usage_error("unregister: give --name NAME or --all%s", "");
 	if (glc_system_id(config_path, sysid, &e)) {
 		log_error("%s", e.msg);
 		return EXIT_FAIL;
@@ -260,13 +201,11 @@ static int cmd_unregister(struct kiln_config *cfg, const char *config_path, int 
 	return ret;
 }
 
-static int cmd_list(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
+int glcmd_list(struct kiln_config *cfg, const char *config_path)
 {
 	char tok[32];
 	size_t i;
 
-	if (argc > 1)
-		return cli_usage_error("list takes no arguments, got '%s'", argv[1]);
 	printf("%s: %zu runner%s\n", config_path, cfg->n_runners, cfg->n_runners == 1 ? "" : "s");
 	for (i = 0; i < cfg->n_runners; i++) {
 		const struct kiln_runner_config *r = &cfg->runners[i];
@@ -327,15 +266,11 @@ static enum kiln_rc set_variable(json_t *doc, const char *kv, struct kiln_err *e
 	return KILN_OK;
 }
 
-static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
+int glcmd_replay(struct kiln_config *cfg, const struct replay_opts *ro)
 {
-	static const struct option opts[] = {
-		{ "variable", required_argument, NULL, 'v' },
-		{ "executor", required_argument, NULL, 'x' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct job_opts o = { .cfg = cfg, .network = -1, .notice = replay_notice, .cancel = &replay_cancel };
-	const char *vars[MAX_REPLAY_VARS], *what;
+	struct job_opts o = { .cfg = cfg, .executor = ro->executor, .network = -1, .notice = replay_notice,
+			      .cancel = &replay_cancel };
+	const char *what = ro->what;
 	struct sigaction sa = { .sa_handler = on_replay_signal };
 	struct job_payload p = { 0 };
 	struct job_result r;
@@ -344,32 +279,10 @@ static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc
 	char path[PATH_MAX], *text = NULL;
 	json_error_t jerr;
 	json_t *doc = NULL;
-	size_t n_vars = 0, i;
-	int opt, ret = EXIT_FAIL;
+	size_t i;
+	int ret = EXIT_FAIL;
 	bool parsed = false;
 
-	/* Options may follow the payload: getopt permutes (optind 0 makes
-	 * glibc forget the "+" of the global options). */
-	optind = 0;
-	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'v':
-			if (n_vars >= MAX_REPLAY_VARS)
-				return cli_usage_error("replay: more than %d --variable", MAX_REPLAY_VARS);
-			vars[n_vars++] = optarg;
-			break;
-		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return cli_usage_error("replay: --executor must be auto, microvm or qemu, not '%s'", optarg);
-			o.executor = optarg;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (optind != argc - 1)
-		return cli_usage_error("replay: expected one FILE or JOB_ID%s", "");
-	what = argv[optind];
 	if (access(what, F_OK) == 0 || strspn(what, "0123456789") != strlen(what))
 		snprintf(path, sizeof(path), "%s", what);
 	else
@@ -378,8 +291,8 @@ static int cmd_replay(struct kiln_config *cfg, const char *config_path, int argc
 		log_error("%s: %s", path, jerr.text);
 		return EXIT_USAGE;
 	}
-	for (i = 0; i < n_vars; i++)
-		if (set_variable(doc, vars[i], &e)) {
+	for (i = 0; i < ro->n_vars; i++)
+		if (set_variable(doc, ro->vars[i], &e)) {
 			json_decref(doc);
 			return cli_usage_error("replay: %s", e.msg);
 		}
@@ -422,41 +335,10 @@ out:
 	if (parsed)
 		payload_free(&p);
 	free(text);
-	(void)config_path;
 	return ret;
 }
 
-static int cmd_run(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
+int glcmd_run(struct kiln_config *cfg, const char *config_path)
 {
-	if (argc > 1)
-		return cli_usage_error("run takes no arguments, got '%s'", argv[1]);
 	return glrunner_run(cfg, config_path);
-}
-
-static const struct {
-	const char *name;
-	int (*fn)(struct kiln_config *, const char *, int, char **);
-} cmds[] = {
-	{ "register", cmd_register }, { "verify", cmd_verify }, { "unregister", cmd_unregister },
-	{ "list", cmd_list },         { "run", cmd_run },       { "replay", cmd_replay },
-};
-
-bool glcmd_is(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(name, cmds[i].name))
-			return true;
-	return false;
-}
-
-int glcmd_main(struct kiln_config *cfg, const char *config_path, int argc, char **argv)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
-		if (!strcmp(argv[0], cmds[i].name))
-			return cmds[i].fn(cfg, config_path, argc, argv);
-	return cli_usage_error("unknown command '%s'", argv[0]);
 }

@@ -16,15 +16,44 @@
 #define KILN_GLCMD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "runner/config.h"
 
-/* Whether name is one of the commands above. */
-bool glcmd_is(const char *name);
+#define GLCMD_MAX_REPLAY_VARS 256
 
-/* Run the command argv[0] with its arguments; cfg was loaded from
- * config_path (a missing file is allowed for register). Returns the exit
- * status. */
-int glcmd_main(struct kiln_config *cfg, const char *config_path, int argc, char **argv);
+/* Each command takes cfg, loaded from config_path, and its options as
+ * runner/options.c parsed them, and returns the exit status. */
+
+struct register_opts {
+	const char *url, *token;   /* required */
+	const char *config_path;   /* -c after the verb: the file to add to; NULL: config_path */
+	const char *name;          /* NULL: the host's name */
+	const char *tls_ca_file, *executor, *image;
+};
+/* cfg may come from a missing file here: register creates it. */
+int glcmd_register(struct kiln_config *cfg, const char *config_path, const struct register_opts *o);
+
+/* del: drop the runners GitLab refuses from the configuration. */
+int glcmd_verify(struct kiln_config *cfg, const char *config_path, bool del);
+
+struct unregister_opts {
+	const char *name;          /* this runner, or */
+	bool all;                  /* every one */
+};
+int glcmd_unregister(struct kiln_config *cfg, const char *config_path, const struct unregister_opts *o);
+
+int glcmd_list(struct kiln_config *cfg, const char *config_path);
+
+/* The runner daemon (gitlab/daemon.h). */
+int glcmd_run(struct kiln_config *cfg, const char *config_path);
+
+struct replay_opts {
+	const char *what;          /* a payload file or a job id */
+	const char *vars[GLCMD_MAX_REPLAY_VARS]; /* KEY=VALUE, set in the payload */
+	size_t n_vars;
+	const char *executor;      /* NULL: the configuration's */
+};
+int glcmd_replay(struct kiln_config *cfg, const struct replay_opts *o);
 
 #endif

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "build-config.h"
+#include "executors/hostfacts.h"
 #include "lib/atomicfile.h"
 #include "lib/clock.h"
 #include "runner/cli.h"
@@ -81,6 +82,7 @@ struct daemon {
 	volatile sig_atomic_t stopping;
 	char system_id[GLC_SYSTEM_ID_SIZE];
 	const char *config_path;
+	struct host_facts host;   /* probed once at start-up, for every job */
 };
 
 static struct glrunner_hooks hooks;  /* tests' fakes; zeroed: the real calls */
@@ -530,7 +532,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 				      .vcpus = rc->vm.vcpus, .memory_mib = rc->vm.memory_mib, .network = rc->vm.network,
 				      .vm = &rc->vm, .extra_dirs = gla.extra, .n_extra_dirs = gla.n_extra, .output = on_output,
 				      .notice = on_notice, .stage = on_stage, .finished = on_finished, .arg = &c,
-				      .cancel = &job.cancel };
+				      .cancel = &job.cancel, .host = &d->host };
 
 		/* The runner's image is the default; the payload's image, when
 		 * kiln has it, wins (job_run decides). */
@@ -1032,6 +1034,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 	}
 	if (glrunner_git_trust(&d.cur->cfg, &e))
 		log_warn("%s (jobs cloning from those servers may fail)", e.msg);
+	hostfacts_probe("", kiln_libexec_dir(), &d.host);
 
 	/* Signals are taken synchronously by this thread; every other thread,
 	 * started after this, keeps them blocked. */

@@ -23,7 +23,6 @@
 #include "job/agentmsg.h"
 #include "agent/proto.h"
 #include "lib/clock.h"
-#include "runner/doctor.h"
 #include "job/images.h"
 #include "executors/jobnet.h"
 #include "job/jobspec.h"
@@ -242,40 +241,25 @@ static enum kiln_rc pick_executor(struct job *j, struct kiln_err *e)
 {
 	static atomic_bool told;
 	const char *want = j->o->executor ? j->o->executor : j->o->cfg->defaults.executor;
-	struct doctor_facts f;
-	struct doctor_report rep;
+	struct executor_choice c;
+	struct host_facts probed;
+	const struct host_facts *f = j->o->host;
+	enum kiln_rc rc;
 
 	if (j->o->backend) {
 		j->backend = j->o->backend;
 		j->accel = "kvm";
 		return KILN_OK;
 	}
-	doctor_probe("", kiln_libexec_dir(), &f);
-	f.have_kernel = f.have_rootfs = true;
-	doctor_judge(&f, &rep);
-	if (!strcmp(want, "auto"))
-		want = rep.microvm_ok ? "microvm" : rep.qemu_ok ? "qemu" : NULL;
-	if (!want)
-		return kiln_fail(e, KILN_E_NOTFOUND, "no executor can run VMs on this host (run: kiln doctor)");
-	if (!strcmp(want, "microvm")) {
-		if (!f.vmm[0])
-			return kiln_fail(e, KILN_E_NOTFOUND, "kiln-vmm not found in %s", kiln_libexec_dir());
-		if (!rep.stock_kernels_boot)
-			return kiln_fail(e, KILN_E_INVALID, "the microvm executor needs a KVM that boots stock kernels; "
-							  "this host has %s (use --executor qemu)",
-					 doctor_flavour_name(f.flavour));
-		snprintf(j->helper, sizeof(j->helper), "%s", f.vmm);
-		j->backend = &executor_microvm;
-		j->accel = "kvm";
-	} else if (!strcmp(want, "qemu")) {
-		if (!f.qemu[0])
-			return kiln_fail(e, KILN_E_NOTFOUND, "qemu-system-x86_64 not found (apt-get install qemu-system-x86)");
-		snprintf(j->helper, sizeof(j->helper), "%s", f.qemu);
-		j->backend = &executor_qemu;
-		j->accel = rep.qemu_accel;
-	} else {
-		return kiln_fail(e, KILN_E_INVALID, "unknown executor '%s' (auto, microvm or qemu)", want);
+	if (!f) {
+		hostfacts_probe("", kiln_libexec_dir(), &probed);
+		f = &probed;
 	}
+	if ((rc = executor_pick(want, f, &c, e)))
+		return rc;
+	snprintf(j->helper, sizeof(j->helper), "%s", c.helper);
+	j->backend = c.ops;
+	j->accel = c.accel;
 	if (!atomic_exchange(&told, true)) {
 		log_info("executor: %s%s", j->backend->name,
 			 j->backend == &executor_qemu ? (!strcmp(j->accel, "kvm") ? " (QEMU microvm, KVM)"

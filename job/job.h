@@ -14,6 +14,7 @@
 #include "lib/result.h"
 
 struct executor_ops;
+struct host_facts;
 
 enum job_cancel { JOB_RUN = 0, JOB_CANCEL_GRACEFUL = 1, JOB_CANCEL_NOW = 2 };
 
@@ -23,6 +24,10 @@ struct job_opts {
 	/* A backend to run the VM with instead of the one executor names
 	 * (tests drive job_run with a fake VM). NULL: by executor. */
 	const struct executor_ops *backend;
+	/* This host's facts (executors/hostfacts.h), probed once by the
+	 * caller at start-up, from which the executor is picked. NULL: job_run
+	 * probes them itself, for every job. */
+	const struct host_facts *host;
 	const char *image;           /* rootfs image; NULL: the payload's image if built, else the default */
 	const char *kernel;          /* kernel image; NULL: the config's */
 	int vcpus, memory_mib;       /* 0: the config's */

@@ -4,11 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "executors/hostfacts.h"
 #include "workspace/artifacts.h"
 #include "runner/cli.h"
 #include "job/job.h"
@@ -48,14 +47,6 @@ struct pjob {
 	char art_err[300];             /* why its artifacts could not be kept, "" when they were */
 };
 
-struct pexec_opts {
-	const char *cwd, *file, *executor, *image, *kernel;
-	int vcpus, memory_mib, network, concurrency;
-	bool needs, dirty, list, shell;
-	const char *selected[PIPEEXEC_MAX_ARGS], *manual[PIPEEXEC_MAX_ARGS], *variables[PIPEEXEC_MAX_ARGS];
-	size_t n_selected, n_manual, n_variables;
-};
-
 struct pexec {
 	const struct kiln_config *cfg;
 	struct pexec_opts *o;
@@ -72,6 +63,7 @@ struct pexec {
 	struct outmux out;
 	char kiln_dir[PATH_MAX], art_root[PATH_MAX + 16], tmp_dir[PATH_MAX], project_dir[320];
 	long long pipeline_id;
+	struct host_facts host;        /* probed once, for every job */
 };
 
 static volatile sig_atomic_t got_signal;  /* enum job_cancel */
@@ -126,138 +118,6 @@ static void safe_name(const char *name, char *buf, size_t size)
 	buf[n] = '\0';
 	if (!n)
 		snprintf(buf, size, "_");
-}
-
-/* ---- usage ---------------------------------------------------------------- */
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: kiln exec [OPTIONS] [JOB...]     run the repository's pipeline, each job in a fresh VM\n"
-		"       kiln exec --job-file FILE [OPTIONS]  run one GitLab job payload\n"
-		"\n"
-		"  --cwd DIR            the repository (default: the current folder)\n"
-		"  --file F             the pipeline file in it (default .gitlab-ci.yml)\n"
-		"  --variable K=V       a pipeline variable (repeatable)\n"
-		"  --concurrency N      jobs at once (default 1)\n"
-		"  --needs              also run what the named jobs need\n"
-		"  --manual JOB         let this manual job run (repeatable)\n"
-		"  --dirty              lay uncommitted and untracked files over each checkout\n"
-		"  --list               print the jobs, their stages and when; run nothing\n"
-		"  --shell              on a failure, a shell in the failed job's VM\n"
-		"  --executor auto|microvm|qemu, --image NAME, --kernel NAME, --vcpus N,\n"
-		"  --memory MIB, --network, --no-network   as for --job-file\n");
-}
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	rc = cli_usage_errorv("exec", fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-bool pipeexec_is_job_file(int argc, char **argv)
-{
-	int i;
-
-	for (i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			return false;
-		if (!strcmp(argv[i], "--job-file") || !strncmp(argv[i], "--job-file=", 11))
-			return true;
-	}
-	return false;
-}
-
-static int parse_args(struct pexec_opts *o, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "cwd", required_argument, NULL, 'C' },
-		{ "file", required_argument, NULL, 'f' },
-		{ "variable", required_argument, NULL, 'v' },
-		{ "concurrency", required_argument, NULL, 'j' },
-		{ "needs", no_argument, NULL, 'N' },
-		{ "manual", required_argument, NULL, 'M' },
-		{ "dirty", no_argument, NULL, 'd' },
-		{ "list", no_argument, NULL, 'l' },
-		{ "shell", no_argument, NULL, 's' },
-		{ "executor", required_argument, NULL, 'x' },
-		{ "image", required_argument, NULL, 'i' },
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "vcpus", required_argument, NULL, 'n' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "network", no_argument, NULL, 'W' },
-		{ "no-network", no_argument, NULL, 'O' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int opt;
-
-	o->network = -1;
-	o->concurrency = 1;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		char *end;
-		long v;
-
-		switch (opt) {
-		case 'C': o->cwd = optarg; break;
-		case 'f': o->file = optarg; break;
-		case 'v':
-			if (!strchr(optarg, '=') || optarg[0] == '=')
-				return usage_error("--variable wants KEY=VALUE, not '%s'", optarg);
-			if (o->n_variables == PIPEEXEC_MAX_ARGS)
-				return usage_error("too many --variable options (%s)", "256 at most");
-			o->variables[o->n_variables++] = optarg;
-			break;
-		case 'M':
-			if (o->n_manual == PIPEEXEC_MAX_ARGS)
-				return usage_error("too many --manual options (%s)", "256 at most");
-			o->manual[o->n_manual++] = optarg;
-			break;
-		case 'N': o->needs = true; break;
-		case 'd': o->dirty = true; break;
-		case 'l': o->list = true; break;
-		case 's': o->shell = true; break;
-		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return usage_error("--executor must be auto, microvm or qemu, not '%s'", optarg);
-			o->executor = optarg;
-			break;
-		case 'i': o->image = optarg; break;
-		case 'k': o->kernel = optarg; break;
-		case 'W': o->network = 1; break;
-		case 'O': o->network = 0; break;
-		case 'j':
-		case 'n':
-		case 'm':
-			v = strtol(optarg, &end, 10);
-			if (*end || !*optarg ||
-			    v < (opt == 'm' ? 64 : 1) ||
-			    v > (opt == 'm' ? 65536 : opt == 'n' ? 32 : PIPEEXEC_MAX_CONCURRENCY))
-				return usage_error("bad number '%s'", optarg);
-			*(opt == 'm' ? &o->memory_mib : opt == 'n' ? &o->vcpus : &o->concurrency) = (int)v;
-			break;
-		case 'h':
-			usage(stdout);
-			return -1;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	for (; optind < argc; optind++) {
-		if (o->n_selected == PIPEEXEC_MAX_ARGS)
-			return usage_error("too many jobs named (%s)", "256 at most");
-		o->selected[o->n_selected++] = argv[optind];
-	}
-	if (o->needs && !o->n_selected)
-		return usage_error("--needs goes with the JOBs it is about%s", "");
-	return 0;
 }
 
 /* ---- .kiln/ ----------------------------------------------------------------- */
@@ -509,7 +369,7 @@ static void *worker(void *arg)
 			      .network = x->o->network, .dirty_dir = x->o->dirty ? x->repo.dir : NULL,
 			      .output = on_output, .notice = on_notice, .finished = on_finished, .arg = pj,
 			      .shell = x->o->shell, .shell_in = 0, .shell_out = 1, .shell_hook = on_shell,
-			      .cancel = &pj->cancel };
+			      .cancel = &pj->cancel, .host = &x->host };
 	char started[32], *json = NULL, **extra = NULL, names[1024];
 	struct job_payload p;
 	bool parsed = false;
@@ -870,9 +730,9 @@ static void on_warning(void *arg, const char *msg)
 	log_warn("%s", msg);
 }
 
-int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv)
+int pipeexec_run(const struct kiln_config *cfg, const struct pexec_opts *opts)
 {
-	struct pexec_opts o = { 0 };
+	struct pexec_opts o = *opts;
 	struct pexec x = { .cfg = cfg, .o = &o };
 	struct pipeline_opts po = { 0 };
 	struct localci_strv pre = { 0 };
@@ -884,8 +744,6 @@ int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv)
 	int ret, w, ids_fd = -1;
 	size_t i;
 
-	if ((ret = parse_args(&o, argc, argv)))
-		return ret < 0 ? EXIT_OK : ret;
 	if (!o.cwd) {
 		if (!getcwd(cwd, sizeof(cwd))) {
 			log_error("the current folder: %s", strerror(errno));
@@ -1004,6 +862,7 @@ int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pipeexec_jobcore.sweep(cfg->state_dir);
+	hostfacts_probe("", kiln_libexec_dir(), &x.host);
 	t0 = mono_ms();
 	run_all(&x);
 	sig_n = 0;

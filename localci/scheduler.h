@@ -38,6 +38,7 @@
 #define KILN_PIPEEXEC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "job/job.h"
 #include "runner/config.h"
@@ -57,12 +58,20 @@ struct pipeexec_jobcore {
 };
 extern struct pipeexec_jobcore pipeexec_jobcore;
 
-/* Whether exec's arguments (argv[0] is "exec") ask for one payload
- * (--job-file): the other mode of kiln exec. */
-bool pipeexec_is_job_file(int argc, char **argv);
+/* kiln exec's options (runner/options.c parses them). */
+struct pexec_opts {
+	const char *cwd;               /* the repository; NULL: the current folder */
+	const char *file;              /* the pipeline file; NULL: .gitlab-ci.yml */
+	const char *executor, *image, *kernel; /* NULL: the configuration's */
+	int vcpus, memory_mib;         /* 0: the configuration's */
+	int network;                   /* -1: the configuration's, 0 off, 1 on */
+	int concurrency;               /* jobs at once, 1..PIPEEXEC_MAX_CONCURRENCY */
+	bool needs, dirty, list, shell;
+	const char *selected[PIPEEXEC_MAX_ARGS], *manual[PIPEEXEC_MAX_ARGS], *variables[PIPEEXEC_MAX_ARGS];
+	size_t n_selected, n_manual, n_variables;
+};
 
-/* Run `kiln exec` on a pipeline; argv[0] is "exec". Returns the exit
- * status. */
-int pipeexec_main(const struct kiln_config *cfg, int argc, char **argv);
+/* Run `kiln exec` on a pipeline. Returns the exit status. */
+int pipeexec_run(const struct kiln_config *cfg, const struct pexec_opts *o);
 
 #endif

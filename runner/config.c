@@ -9,13 +9,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "executors/executor.h"
 #include "executors/jail.h"
 #include "lib/readfile.h"
 #include "lib/yaml.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
 
-enum field_type { F_STR, F_INT, F_BOOL, F_LONG, F_CIDRS };
+/* F_EXECUTOR: a string that executor_known takes. */
+enum field_type { F_STR, F_EXECUTOR, F_INT, F_BOOL, F_LONG, F_CIDRS };
 
 struct field {
 	const char *key;
@@ -25,7 +27,6 @@ struct field {
 	const char *const *choices; /* allowed strings, NULL-terminated */
 };
 
-static const char *const executors[] = { "auto", "microvm", "qemu", NULL };
 static const char *const log_formats[] = { "text", "json", NULL };
 
 /* The job VM settings, at offset off inside the struct being parsed:
@@ -33,7 +34,7 @@ static const char *const log_formats[] = { "text", "json", NULL };
 #define VM_FIELD(off, key, type, member, min, max, choices) \
 	{ key, type, (off) + offsetof(struct kiln_vm_settings, member), min, max, choices }
 #define VM_FIELDS(off)                                                              \
-	VM_FIELD(off, "executor", F_STR, executor, 0, 0, executors),                     \
+	VM_FIELD(off, "executor", F_EXECUTOR, executor, 0, 0, NULL),                     \
 	VM_FIELD(off, "image", F_STR, image, 0, 0, NULL),                                \
 	VM_FIELD(off, "kernel", F_STR, kernel, 0, 0, NULL),                              \
 	VM_FIELD(off, "vcpus", F_INT, vcpus, 1, 32, NULL),                               \
@@ -210,7 +211,8 @@ static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *
 		return at(c, v, KILN_E_INVALID, key, "%s", "expected a single value, not a list or mapping");
 	s = v->str;
 	switch (f->type) {
-	case F_STR: {
+	case F_STR:
+	case F_EXECUTOR: {
 		char **dst = (char **)((char *)base + f->off);
 		const char *const *ch;
 
@@ -225,6 +227,8 @@ static enum kiln_rc set_field(struct parse_ctx *c, const struct field *f, void *
 			if (!*ch)
 				return at(c, v, KILN_E_INVALID, key, "unknown value '%s'", s);
 		}
+		if (f->type == F_EXECUTOR && !executor_known(s))
+			return at(c, v, KILN_E_INVALID, key, "unknown value '%s'", s);
 		free(*dst);
 		*dst = strdup(s);
 		return *dst ? KILN_OK : kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");

@@ -1,105 +1,21 @@
 #include "runner/doctor.h"
 
-#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "executors/executor.h"
 #include "executors/jail.h"
 #include "job/images.h"
 #include "job/manifest.h"
-#include "lib/spawn.h"
 
-static bool exists(const char *root, const char *path)
+void doctor_facts_init(const struct host_facts *host, struct doctor_facts *f)
 {
-	char buf[PATH_MAX];
-	struct stat st;
-
-	snprintf(buf, sizeof(buf), "%s%s", root, path);
-	return stat(buf, &st) == 0;
-}
-
-/* Whether the first "flags" line of cpuinfo lists flag. */
-static bool cpu_flag(const char *root, const char *flag)
-{
-	char path[PATH_MAX], line[8192];
-	bool found = false;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/proc/cpuinfo", root);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		char *tok, *save = NULL;
-
-		if (strncmp(line, "flags", 5) != 0)
-			continue;
-		for (tok = strtok_r(strchr(line, ':') ? strchr(line, ':') + 1 : line, " \t\n", &save); tok;
-		     tok = strtok_r(NULL, " \t\n", &save))
-			if (!strcmp(tok, flag))
-				found = true;
-		break;
-	}
-	fclose(f);
-	return found;
-}
-
-const char *doctor_flavour_name(enum kvm_flavour fl)
-{
-	switch (fl) {
-	case KVM_FLAVOUR_NONE: return "none";
-	case KVM_FLAVOUR_VMX: return "VMX (kvm_intel)";
-	case KVM_FLAVOUR_SVM: return "SVM (kvm_amd)";
-	case KVM_FLAVOUR_PVM: return "PVM (kvm_pvm)";
-	case KVM_FLAVOUR_UNKNOWN: return "unknown";
-	}
-	return "unknown";
-}
-
-void doctor_probe(const char *root, const char *libexec_dir, struct doctor_facts *f)
-{
-	char path[PATH_MAX];
-
 	memset(f, 0, sizeof(*f));
-	f->kvm_dev = exists(root, "/dev/kvm");
-	if (f->kvm_dev) {
-		if (!*root) {
-			int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-			f->kvm_rw = fd >= 0;
-			if (fd >= 0)
-				close(fd);
-		} else {
-			snprintf(path, sizeof(path), "%s/dev/kvm", root);
-			f->kvm_rw = access(path, R_OK | W_OK) == 0;
-		}
-	}
-	/* PVM replaces the hardware module, so it wins when loaded. */
-	if (exists(root, "/sys/module/kvm_pvm"))
-		f->flavour = KVM_FLAVOUR_PVM;
-	else if (exists(root, "/sys/module/kvm_intel") && cpu_flag(root, "vmx"))
-		f->flavour = KVM_FLAVOUR_VMX;
-	else if (exists(root, "/sys/module/kvm_amd") && cpu_flag(root, "svm"))
-		f->flavour = KVM_FLAVOUR_SVM;
-	else if (f->kvm_dev)
-		f->flavour = KVM_FLAVOUR_UNKNOWN;
-	f->tun = exists(root, "/dev/net/tun");
-	if (exists(root, "/sys/fs/cgroup/cgroup.controllers"))
-		f->cgroup = 2;
-	else if (exists(root, "/sys/fs/cgroup/unified/cgroup.controllers"))
-		f->cgroup = 3;
-	else if (exists(root, "/sys/fs/cgroup/memory") || exists(root, "/sys/fs/cgroup/cpu"))
-		f->cgroup = 1;
-	f->seccomp = exists(root, "/proc/sys/kernel/seccomp/actions_avail");
-	if (!kiln_which(root, "qemu-system-x86_64", f->qemu, sizeof(f->qemu)))
-		f->qemu[0] = '\0';
-	snprintf(path, sizeof(path), "%s%s/kiln-vmm", root, libexec_dir);
-	if (access(path, X_OK) == 0)
-		snprintf(f->vmm, sizeof(f->vmm), "%s", path);
+	f->host = *host;
 }
 
 void doctor_probe_jail(bool wanted, long uid_base, struct doctor_facts *f)
@@ -195,16 +111,20 @@ static void judge_jail(const struct doctor_facts *f, struct doctor_report *r)
 	add(r, "jail", DOCTOR_OK, buf, NULL);
 }
 
-void doctor_judge(const struct doctor_facts *f, struct doctor_report *r)
+void doctor_judge(const struct doctor_facts *df, struct doctor_report *r)
 {
+	const struct host_facts *f = &df->host;
+	struct executor_choice choice;
+	struct kiln_err ignored;
 	char buf[320];
 	bool hw = f->flavour == KVM_FLAVOUR_VMX || f->flavour == KVM_FLAVOUR_SVM;
 	/* A jail that cannot be built fails every job: none can run. */
-	bool jail_ok = !f->jail_probed || !f->jail_wanted ||
-		       (f->jail_root && f->jail_ns && f->jail_controllers && f->jail_uid_taken < 0);
+	bool jail_ok = !df->jail_probed || !df->jail_wanted ||
+		       (df->jail_root && df->jail_ns && df->jail_controllers && df->jail_uid_taken < 0);
+	bool images_ok = df->have_kernel && df->have_rootfs;
 
 	memset(r, 0, sizeof(*r));
-	r->stock_kernels_boot = f->kvm_dev && f->kvm_rw && hw;
+	r->stock_kernels_boot = hostfacts_stock_kernels(f);
 
 	if (!f->kvm_dev) {
 		add(r, "kvm", DOCTOR_WARN, "/dev/kvm is missing: no hardware virtualisation",
@@ -214,7 +134,7 @@ void doctor_judge(const struct doctor_facts *f, struct doctor_report *r)
 		    "run kiln as root or add its user to the 'kvm' group");
 	} else if (hw) {
 		snprintf(buf, sizeof(buf), "/dev/kvm: %s; stock guest kernels can boot",
-			 doctor_flavour_name(f->flavour));
+			 hostfacts_flavour_name(f->flavour));
 		add(r, "kvm", DOCTOR_OK, buf, NULL);
 	} else if (f->flavour == KVM_FLAVOUR_PVM) {
 		add(r, "kvm", DOCTOR_WARN,
@@ -255,21 +175,23 @@ void doctor_judge(const struct doctor_facts *f, struct doctor_report *r)
 		add(r, "kiln-vmm", DOCTOR_WARN, "kiln-vmm not found: no microvm executor",
 		    "build and install kiln (make install), or set KILN_LIBEXEC_DIR");
 	}
-	if (f->have_kernel && f->have_rootfs) {
-		snprintf(buf, sizeof(buf), "images: %s", f->images);
+	if (images_ok) {
+		snprintf(buf, sizeof(buf), "images: %s", df->images);
 		add(r, "images", DOCTOR_OK, buf, NULL);
 	} else {
-		snprintf(buf, sizeof(buf), "images: %s%s", f->images[0] ? f->images : "none built",
-			 !f->have_kernel ? "; no guest kernel" : "; no default rootfs");
+		snprintf(buf, sizeof(buf), "images: %s%s", df->images[0] ? df->images : "none built",
+			 !df->have_kernel ? "; no guest kernel" : "; no default rootfs");
 		add(r, "images", DOCTOR_FAIL, buf, "kiln images build kernel && kiln images build debian");
 	}
 
-	judge_jail(f, r);
+	judge_jail(df, r);
 
-	r->microvm_ok = jail_ok && r->stock_kernels_boot && f->vmm[0] && f->have_kernel && f->have_rootfs;
-	r->qemu_ok = jail_ok && f->qemu[0] && f->have_kernel && f->have_rootfs;
+	r->microvm_ok = jail_ok && images_ok && executor_pick("microvm", f, &choice, &ignored) == KILN_OK;
+	r->qemu_ok = jail_ok && images_ok && executor_pick("qemu", f, &choice, &ignored) == KILN_OK;
 	r->qemu_accel = r->stock_kernels_boot ? "kvm" : "tcg";
-	r->executor = r->microvm_ok ? "microvm" : r->qemu_ok ? "qemu" : NULL;
+	r->executor = NULL;
+	if (jail_ok && images_ok && executor_pick("auto", f, &choice, &ignored) == KILN_OK)
+		r->executor = choice.ops->name;
 }
 
 int doctor_print(const struct doctor_report *r, FILE *out)

@@ -8,17 +8,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-enum kvm_flavour { KVM_FLAVOUR_NONE, KVM_FLAVOUR_VMX, KVM_FLAVOUR_SVM, KVM_FLAVOUR_PVM, KVM_FLAVOUR_UNKNOWN };
+#include "executors/hostfacts.h"
 
 struct doctor_facts {
-	bool kvm_dev;             /* /dev/kvm exists */
-	bool kvm_rw;              /* and opens read-write */
-	enum kvm_flavour flavour; /* which KVM module backs it */
-	bool tun;                 /* /dev/net/tun exists */
-	int cgroup;               /* 0 none, 1 v1, 2 v2, 3 hybrid */
-	bool seccomp;             /* seccomp filters available */
-	char qemu[PATH_MAX];      /* qemu-system-x86_64, "" when missing */
-	char vmm[PATH_MAX];       /* kiln-vmm, "" when missing */
+	struct host_facts host;   /* what the executors need (hostfacts_probe) */
 	bool have_kernel;         /* a guest kernel image is built */
 	bool have_rootfs;         /* the default rootfs image is built */
 	char images[256];         /* names of built images, comma separated */
@@ -54,9 +47,9 @@ struct doctor_report {
 	const char *executor;     /* what `auto` picks, NULL when nothing can */
 };
 
-/* Read the host's facts, with every path under root ("" for the real host;
- * a fixture tree in tests). Device opening is only tried when root is "". */
-void doctor_probe(const char *root, const char *libexec_dir, struct doctor_facts *f);
+/* Start f from the host's facts (hostfacts_probe, taken by value), with
+ * nothing known of images and jail yet. */
+void doctor_facts_init(const struct host_facts *host, struct doctor_facts *f);
 
 /* Note which images are built: names of built images and whether a kernel
  * and the default rootfs are among them. */
@@ -68,13 +61,12 @@ void doctor_probe_images(const struct images_ctx *ctx, const char *default_image
  * a child, so only `kiln doctor` asks. */
 void doctor_probe_jail(bool wanted, long uid_base, struct doctor_facts *f);
 
-/* Turn facts into checks, each problem with its fix, and pick executors. */
+/* Turn facts into checks, each problem with its fix, and pick executors
+ * (executor_pick on the host facts, with the images and jail besides). */
 void doctor_judge(const struct doctor_facts *f, struct doctor_report *r);
 
 /* Print the report; returns the exit status: 0 when some executor can run
  * jobs, 1 otherwise. */
 int doctor_print(const struct doctor_report *r, FILE *out);
-
-const char *doctor_flavour_name(enum kvm_flavour fl);
 
 #endif

@@ -4,7 +4,6 @@
  */
 #include "build-config.h"
 
-#include <getopt.h>
 #include <limits.h>
 #include <errno.h>
 #include <signal.h>
@@ -15,10 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runner/boot.h"
 #include "runner/cli.h"
 #include "runner/config.h"
+#include "runner/options.h"
 #include "runner/doctor.h"
+#include "executors/executor.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
 #include "job/job.h"
@@ -33,43 +33,6 @@ struct cli {
 	bool config_given;
 	struct kiln_config cfg;
 };
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: kiln [-c FILE] [--log-format text|json] [--debug] COMMAND [ARGS]\n"
-		"\n"
-		"Run CI jobs, each in a fresh microVM.\n"
-		"\n"
-		"commands:\n"
-		"  doctor                 check what this host offers and which executor kiln uses\n"
-		"  images list            list built guest images and whether they are current\n"
-		"  images build [-f] NAME...  build images from their recipes (cached by inputs)\n"
-		"  images path NAME FILE  print the path of one file of a built image\n"
-		"  config check           validate the configuration file\n"
-		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
-		"  exec --job-file FILE   run one GitLab job payload in a fresh VM, print its log,\n"
-		"                         exit with its exit code (125: it could not run)\n"
-		"  exec [OPTIONS] [JOB...]  run the .gitlab-ci.yml pipeline of the repository here,\n"
-		"                         each job in a fresh VM (see kiln exec --help)\n"
-		"  register --url URL --token TOKEN [-c FILE] [--name N] [--tls-ca-file F]\n"
-		"                         add a GitLab runner to the configuration (glrt- tokens are\n"
-		"                         verified, others are legacy registration tokens)\n"
-		"  verify [--delete]      check every runner's token with GitLab\n"
-		"  unregister --name N | --all   remove runners from GitLab and the configuration\n"
-		"  list                   list the configured runners\n"
-		"  run                    take jobs from GitLab and run each in a fresh VM\n"
-		"  replay FILE|JOB_ID [--variable K=V]  run a received job's payload again\n"
-		"\n"
-		"options:\n"
-		"  -c, --config FILE      configuration file (default %s)\n"
-		"      --log-format F     text or json\n"
-		"      --debug            print debug messages\n"
-		"  -h, --help             this text\n"
-		"  -V, --version          print the version\n",
-		kiln_config_default_path());
-}
-
 
 static int load_config(struct cli *c)
 {
@@ -89,14 +52,16 @@ static int load_config(struct cli *c)
 
 static int cmd_doctor(struct cli *c, int argc, char **argv)
 {
+	struct host_facts host;
 	struct doctor_facts facts;
 	struct doctor_report report;
 	struct images_ctx ictx;
 
-	if (argc > 1)
-		return cli_usage_error("doctor takes no arguments, got '%s'", argv[1]);
+	if (opts_none(argc, argv))
+		return EXIT_USAGE;
 	images_ctx_init(&ictx, &c->cfg);
-	doctor_probe("", kiln_libexec_dir(), &facts);
+	hostfacts_probe("", kiln_libexec_dir(), &host);
+	doctor_facts_init(&host, &facts);
 	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
 	doctor_probe_jail(c->cfg.jail, c->cfg.jail_uid_base, &facts);
 	doctor_judge(&facts, &report);
@@ -222,47 +187,25 @@ static int cmd_config(struct cli *c, int argc, char **argv)
 
 static int cmd_boot(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "image", required_argument, NULL, 'i' },
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "vcpus", required_argument, NULL, 'n' },
-		{ NULL, 0, NULL, 0 },
-	};
-	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX];
-	const char *image = c->cfg.defaults.image, *kname = c->cfg.defaults.kernel;
-	struct doctor_facts facts;
-	struct doctor_report report;
+	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], run_dir[] = "/tmp/kiln-boot-XXXXXX";
+	struct boot_opts bo = { .image = c->cfg.defaults.image, .kernel = c->cfg.defaults.kernel,
+				.vcpus = c->cfg.defaults.vcpus, .memory_mib = c->cfg.defaults.memory_mib };
+	const char *image, *kname;
+	struct host_facts host;
+	struct executor_choice choice;
 	struct images_ctx ictx;
-	struct boot_opts o = { 0 };
+	struct vm_spec s = { 0 };
 	struct kiln_err e = { 0 };
 	struct manifest km;
-	int opt, status;
+	int status;
 
-	o.memory_mib = c->cfg.defaults.memory_mib;
-	o.vcpus = c->cfg.defaults.vcpus;
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		char *end;
-		long v;
-
-		switch (opt) {
-		case 'i': image = optarg; break;
-		case 'k': kname = optarg; break;
-		case 'm':
-		case 'n':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < (opt == 'm' ? 64 : 1) || v > (opt == 'm' ? 65536 : 32))
-				return cli_usage_error("boot: bad number '%s'", optarg);
-			*(opt == 'm' ? &o.memory_mib : &o.vcpus) = (int)v;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (optind >= argc)
-		return cli_usage_error("boot: missing the command to run, after %s", "--");
-	o.command = argv + optind;
+	if (opts_boot(argc, argv, &bo))
+		return EXIT_USAGE;
+	image = bo.image;
+	kname = bo.kernel;
+	s.vcpus = bo.vcpus;
+	s.memory_mib = bo.memory_mib;
+	s.command = bo.command;
 
 	images_ctx_init(&ictx, &c->cfg);
 	if (images_manifest(&ictx, kname, &km, &e)) {
@@ -278,27 +221,35 @@ static int cmd_boot(struct cli *c, int argc, char **argv)
 		log_error("%s", e.msg);
 		return EXIT_FAIL;
 	}
-	o.initrd = manifest_find(&km, "initrd.img") ? initrd : NULL;
+	s.initrd = manifest_find(&km, "initrd.img") ? initrd : NULL;
 	manifest_free(&km);
-	o.kernel = kernel;
-	o.rootfs = rootfs;
+	s.kernel = kernel;
+	s.rootfs = rootfs;
 
-	doctor_probe("", kiln_libexec_dir(), &facts);
-	facts.have_kernel = facts.have_rootfs = true;
-	doctor_judge(&facts, &report);
-	if (!report.qemu_ok) {
-		log_error("no executor can boot a VM here (run: kiln doctor)");
+	hostfacts_probe("", kiln_libexec_dir(), &host);
+	if (executor_pick(c->cfg.defaults.executor, &host, &choice, &e)) {
+		log_error("cannot boot a VM here: %s", e.msg);
 		return EXIT_FAIL;
 	}
-	o.qemu = facts.qemu;
-	o.accel = report.qemu_accel;
-	log_info("booting image %s with kernel %s in a fresh VM: QEMU microvm (%s), %d vCPU, %d MiB",
-		 image, kname, strcmp(o.accel, "kvm") ? "TCG, no usable hardware KVM" : "KVM", o.vcpus,
-		 o.memory_mib);
-	if (boot_run(&o, &status, &e)) {
+	s.helper = choice.helper;
+	s.accel = choice.accel;
+	if (!mkdtemp(run_dir)) {
+		log_error("cannot make a folder for the VM in /tmp: %s", strerror(errno));
+		return EXIT_FAIL;
+	}
+	s.run_dir = run_dir;
+	log_info("booting image %s with kernel %s in a fresh VM: %s, %d vCPU, %d MiB", image, kname,
+		 choice.ops != &executor_qemu ? "kiln-vmm (KVM)"
+		 : strcmp(s.accel, "kvm")     ? "QEMU microvm (TCG, no usable hardware KVM)"
+					      : "QEMU microvm (KVM)",
+		 s.vcpus, s.memory_mib);
+	fflush(stdout);
+	if (executor_run_command(choice.ops, &s, 1, &status, &e)) {
+		kiln_rm_rf(run_dir);
 		log_error("%s", e.msg);
 		return EXIT_FAIL;
 	}
+	kiln_rm_rf(run_dir);
 	return status;
 }
 
@@ -324,67 +275,76 @@ static void exec_notice(void *arg, const char *line)
 }
 
 /* register, verify, unregister, list, run, replay: gitlab/commands.h. */
-static int cmd_gitlab(struct cli *c, int argc, char **argv)
+static const char *config_path(const struct cli *c)
 {
-	return glcmd_main(&c->cfg, c->config_path ? c->config_path : kiln_config_default_path(), argc, argv);
+	return c->config_path ? c->config_path : kiln_config_default_path();
+}
+
+static int cmd_register(struct cli *c, int argc, char **argv)
+{
+	struct register_opts o = { 0 };
+
+	return opts_register(argc, argv, &o) ? EXIT_USAGE : glcmd_register(&c->cfg, config_path(c), &o);
+}
+
+static int cmd_verify(struct cli *c, int argc, char **argv)
+{
+	bool del;
+
+	return opts_verify(argc, argv, &del) ? EXIT_USAGE : glcmd_verify(&c->cfg, config_path(c), del);
+}
+
+static int cmd_unregister(struct cli *c, int argc, char **argv)
+{
+	struct unregister_opts o = { 0 };
+
+	return opts_unregister(argc, argv, &o) ? EXIT_USAGE : glcmd_unregister(&c->cfg, config_path(c), &o);
+}
+
+static int cmd_list(struct cli *c, int argc, char **argv)
+{
+	return opts_none(argc, argv) ? EXIT_USAGE : glcmd_list(&c->cfg, config_path(c));
+}
+
+static int cmd_run(struct cli *c, int argc, char **argv)
+{
+	return opts_none(argc, argv) ? EXIT_USAGE : glcmd_run(&c->cfg, config_path(c));
+}
+
+static int cmd_replay(struct cli *c, int argc, char **argv)
+{
+	static struct replay_opts o; /* 2 KiB of variables */
+
+	return opts_replay(argc, argv, &o) ? EXIT_USAGE : glcmd_replay(&c->cfg, &o);
 }
 
 static int cmd_exec(struct cli *c, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "job-file", required_argument, NULL, 'j' },
-		{ "executor", required_argument, NULL, 'x' },
-		{ "image", required_argument, NULL, 'i' },
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "vcpus", required_argument, NULL, 'n' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "network", no_argument, NULL, 'N' },
-		{ "no-network", no_argument, NULL, 'O' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct job_opts o = { .cfg = &c->cfg, .network = -1, .output = exec_output, .notice = exec_notice,
-			      .cancel = &job_cancel };
-	const char *job_file = NULL;
+	static struct pexec_opts po; /* 6 KiB of names */
+	struct job_file_opts jo = { 0 };
+	struct job_opts o = { .cfg = &c->cfg, .output = exec_output, .notice = exec_notice, .cancel = &job_cancel };
+	const char *job_file;
 	struct job_payload p;
 	struct job_result r;
 	struct kiln_err e = { 0 };
 	struct sigaction sa = { .sa_handler = on_cancel_signal };
-	int opt;
+	int ret;
 
 	/* Without --job-file: the repository's pipeline (localci/scheduler.h). */
-	if (!pipeexec_is_job_file(argc, argv))
-		return pipeexec_main(&c->cfg, argc, argv);
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
-		char *end;
-		long v;
-
-		switch (opt) {
-		case 'j': job_file = optarg; break;
-		case 'x':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "microvm") && strcmp(optarg, "qemu"))
-				return cli_usage_error("exec: --executor must be auto, microvm or qemu, not '%s'", optarg);
-			o.executor = optarg;
-			break;
-		case 'i': o.image = optarg; break;
-		case 'k': o.kernel = optarg; break;
-		case 'N': o.network = 1; break;
-		case 'O': o.network = 0; break;
-		case 'n':
-		case 'm':
-			v = strtol(optarg, &end, 10);
-			if (*end || v < (opt == 'm' ? 64 : 1) || v > (opt == 'm' ? 65536 : 32))
-				return cli_usage_error("exec: bad number '%s'", optarg);
-			*(opt == 'm' ? &o.memory_mib : &o.vcpus) = (int)v;
-			break;
-		default:
-			return EXIT_USAGE;
-		}
+	if (!opts_exec_is_job_file(argc, argv)) {
+		if ((ret = opts_exec(argc, argv, &po)))
+			return ret == OPTS_HELP ? EXIT_OK : ret;
+		return pipeexec_run(&c->cfg, &po);
 	}
-	if (!job_file)
-		return cli_usage_error("exec: missing --job-file FILE%s", "");
-	if (optind < argc)
-		return cli_usage_error("exec: unexpected argument '%s'", argv[optind]);
+	if (opts_exec_job_file(argc, argv, &jo))
+		return EXIT_USAGE;
+	job_file = jo.job_file;
+	o.executor = jo.executor;
+	o.image = jo.image;
+	o.kernel = jo.kernel;
+	o.vcpus = jo.vcpus;
+	o.memory_mib = jo.memory_mib;
+	o.network = jo.network;
 	if (payload_load(job_file, &p, &e)) {
 		log_error("%s", e.msg);
 		return EXIT_USAGE;
@@ -410,14 +370,6 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "log-format", required_argument, NULL, 'L' },
-		{ "debug", no_argument, NULL, 'D' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
 	static const struct {
 		const char *name;
 		int (*fn)(struct cli *, int, char **);
@@ -427,58 +379,36 @@ int main(int argc, char **argv)
 		{ "config", cmd_config },
 		{ "boot", cmd_boot },
 		{ "exec", cmd_exec },
-		{ "register", cmd_gitlab },
-		{ "verify", cmd_gitlab },
-		{ "unregister", cmd_gitlab },
-		{ "list", cmd_gitlab },
-		{ "run", cmd_gitlab },
-		{ "replay", cmd_gitlab },
+		{ "register", cmd_register },
+		{ "verify", cmd_verify },
+		{ "unregister", cmd_unregister },
+		{ "list", cmd_list },
+		{ "run", cmd_run },
+		{ "replay", cmd_replay },
 	};
+	struct global_opts g = { 0 };
 	struct cli c = { 0 };
-	const char *log_format = NULL;
 	size_t i;
-	int opt, ret;
+	int ret;
 
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			c.config_path = optarg;
-			c.config_given = true;
-			break;
-		case 'L':
-			if (strcmp(optarg, "text") && strcmp(optarg, "json"))
-				return cli_usage_error("--log-format must be text or json, not '%s'", optarg);
-			log_format = optarg;
-			break;
-		case 'D':
-			kiln_log_set_level(KILN_LOG_DEBUG);
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_OK;
-		case 'V':
-			printf("kiln %s\n", PACKAGE_VERSION);
-			return EXIT_OK;
-		default:
-			return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (optind >= argc)
-		return cli_usage_error("missing %s", "command");
-	opterr = 1;
+	if ((ret = opts_global(argc, argv, kiln_config_default_path(), &g)))
+		return ret == OPTS_HELP ? EXIT_OK : ret;
+	c.config_path = g.config_path;
+	c.config_given = g.config_path != NULL;
+	if (g.debug)
+		kiln_log_set_level(KILN_LOG_DEBUG);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		if (strcmp(argv[optind], cmds[i].name))
+		if (strcmp(argv[g.verb], cmds[i].name))
 			continue;
 		if (!strcmp(cmds[i].name, "register"))
 			c.config_given = false; /* register may create the file */
 		if ((ret = load_config(&c)))
 			return ret;
-		if (log_format)
-			kiln_log_set_json(!strcmp(log_format, "json"));
-		ret = cmds[i].fn(&c, argc - optind, argv + optind);
+		if (g.log_format)
+			kiln_log_set_json(!strcmp(g.log_format, "json"));
+		ret = cmds[i].fn(&c, argc - g.verb, argv + g.verb);
 		kiln_config_free(&c.cfg);
 		return ret;
 	}
-	return cli_usage_error("unknown command '%s'", argv[optind]);
+	return cli_usage_error("unknown command '%s'", argv[g.verb]);
 }

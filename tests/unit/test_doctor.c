@@ -9,6 +9,7 @@
 static int run_fixture(const char *name, bool images, struct doctor_facts *f, struct doctor_report *r,
 		       char *text, size_t size)
 {
+	struct host_facts host;
 	char root[512];
 	FILE *out;
 	int status;
@@ -16,7 +17,8 @@ static int run_fixture(const char *name, bool images, struct doctor_facts *f, st
 	snprintf(root, sizeof(root), "%s", fixture("doctor/"));
 	strncat(root, name, sizeof(root) - strlen(root) - 1);
 	setenv("PATH", "/usr/bin:/bin", 1);
-	doctor_probe(root, "/usr/libexec/kiln", f);
+	hostfacts_probe(root, "/usr/libexec/kiln", &host);
+	doctor_facts_init(&host, f);
 	f->have_kernel = f->have_rootfs = images;
 	snprintf(f->images, sizeof(f->images), "%s", images ? "kernel, debian" : "");
 	doctor_judge(f, r);
@@ -33,9 +35,9 @@ START_TEST(pvm_host_uses_qemu)
 	char text[8192] = "";
 
 	ck_assert_int_eq(run_fixture("pvm", true, &f, &r, text, sizeof(text)), 0);
-	ck_assert_int_eq(f.flavour, KVM_FLAVOUR_PVM);
-	ck_assert(f.kvm_dev && f.tun && f.seccomp);
-	ck_assert_int_eq(f.cgroup, 2);
+	ck_assert_int_eq(f.host.flavour, KVM_FLAVOUR_PVM);
+	ck_assert(f.host.kvm_dev && f.host.tun && f.host.seccomp);
+	ck_assert_int_eq(f.host.cgroup, 2);
 	ck_assert(!r.stock_kernels_boot);
 	ck_assert(!r.microvm_ok);
 	ck_assert(r.qemu_ok);
@@ -54,7 +56,7 @@ START_TEST(svm_host_uses_microvm)
 	char text[8192] = "";
 
 	ck_assert_int_eq(run_fixture("svm", true, &f, &r, text, sizeof(text)), 0);
-	ck_assert_int_eq(f.flavour, KVM_FLAVOUR_SVM);
+	ck_assert_int_eq(f.host.flavour, KVM_FLAVOUR_SVM);
 	ck_assert(r.stock_kernels_boot);
 	ck_assert(r.microvm_ok);
 	ck_assert_str_eq(r.executor, "microvm");
@@ -82,9 +84,9 @@ START_TEST(vmx_cpu_without_module)
 	char text[8192] = "";
 
 	ck_assert_int_eq(run_fixture("vmx-unloaded", true, &f, &r, text, sizeof(text)), 0);
-	ck_assert_int_eq(f.flavour, KVM_FLAVOUR_NONE);
-	ck_assert(!f.kvm_dev && !f.tun && !f.seccomp);
-	ck_assert_int_eq(f.cgroup, 1);
+	ck_assert_int_eq(f.host.flavour, KVM_FLAVOUR_NONE);
+	ck_assert(!f.host.kvm_dev && !f.host.tun && !f.host.seccomp);
+	ck_assert_int_eq(f.host.cgroup, 1);
 	ck_assert_str_eq(r.executor, "qemu");
 	ck_assert_msg(strstr(text, "/dev/kvm is missing") && strstr(text, "fix: modprobe tun") &&
 			      strstr(text, "cgroup v1"),
@@ -116,7 +118,7 @@ START_TEST(hybrid_cgroups)
 	char text[8192] = "";
 
 	run_fixture("hybrid", true, &f, &r, text, sizeof(text));
-	ck_assert_int_eq(f.cgroup, 3);
+	ck_assert_int_eq(f.host.cgroup, 3);
 	ck_assert_msg(strstr(text, "ok    cgroup v1 with v2 alongside") != NULL, "report: %s", text);
 }
 END_TEST

@@ -31,7 +31,7 @@ START_TEST(cmdline_words)
 	struct vm_spec s = { .run_dir = "/tmp" };
 	char buf[1024];
 
-	executor_cmdline(&s, "vsock", buf, sizeof(buf));
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), NULL), KILN_OK);
 	ck_assert_ptr_nonnull(strstr(buf, " reboot=k "));
 	/* no probing for hardware neither machine has */
 	ck_assert_ptr_nonnull(strstr(buf, " pci=off "));
@@ -40,13 +40,94 @@ START_TEST(cmdline_words)
 	ck_assert_ptr_null(strstr(buf, "kiln.workspace"));
 	s.workspace_late = true;
 	s.net_cmdline = "kiln.ip=10.0.0.2/30";
-	executor_cmdline(&s, "vsock", buf, sizeof(buf));
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), NULL), KILN_OK);
 	ck_assert_ptr_nonnull(strstr(buf, " kiln.channel=vsock kiln.workspace=late kiln.ip=10.0.0.2/30"));
 	s.workspace_late = false;
 	s.accel = "tcg";
-	executor_cmdline(&s, "virtio-console", buf, sizeof(buf));
+	ck_assert_int_eq(executor_cmdline(&s, "virtio-console", buf, sizeof(buf), NULL), KILN_OK);
 	ck_assert_ptr_nonnull(strstr(buf, " reboot=t "));
 	ck_assert_ptr_nonnull(strstr(buf, " tsc_early_khz="));
+}
+END_TEST
+
+/* kiln boot's command follows `--`, quoted where it has spaces, in place
+ * of the channel; what the kernel cannot carry is refused. */
+START_TEST(cmdline_command)
+{
+	char *const cmd[] = { "/bin/sh", "-c", "echo hi", "", NULL };
+	char *const bad[] = { "/bin/sh", "-c", "echo \"hi\"", NULL };
+	struct vm_spec s = { .run_dir = "/tmp", .command = cmd };
+	struct kiln_err e = { 0 };
+	char buf[1024];
+
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), &e), KILN_OK);
+	ck_assert_ptr_null(strstr(buf, "kiln.channel"));
+	ck_assert_msg(strstr(buf, " init=/sbin/kiln-agent -- /bin/sh -c \"echo hi\" \"\"") != NULL, "%s", buf);
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, 120, &e), KILN_E_LIMIT);
+	s.command = bad;
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), &e), KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "command argument 2 holds a quote or control character");
+}
+END_TEST
+
+/* Names come from the backends' table: "auto" and each backend's. */
+START_TEST(find_by_name)
+{
+	ck_assert_ptr_eq(executor_find("microvm"), &executor_microvm);
+	ck_assert_ptr_eq(executor_find("qemu"), &executor_qemu);
+	ck_assert_ptr_null(executor_find("auto"));
+	ck_assert_ptr_null(executor_find("docker"));
+	ck_assert(executor_known("auto") && executor_known("microvm") && executor_known("qemu"));
+	ck_assert(!executor_known("") && !executor_known("QEMU"));
+	ck_assert_str_eq(executor_names(), "auto, microvm or qemu");
+}
+END_TEST
+
+/* Picking from facts alone, no host probed: auto prefers kiln-vmm where
+ * KVM boots stock kernels, QEMU (with KVM or TCG) otherwise; a named
+ * backend the host lacks fails saying what is missing. */
+START_TEST(pick_from_facts)
+{
+	struct host_facts f = { .kvm_dev = true, .kvm_rw = true, .flavour = KVM_FLAVOUR_SVM };
+	struct executor_choice c;
+	struct kiln_err e = { 0 };
+
+	snprintf(f.vmm, sizeof(f.vmm), "/x/kiln-vmm");
+	snprintf(f.qemu, sizeof(f.qemu), "/usr/bin/qemu-system-x86_64");
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_OK);
+	ck_assert_ptr_eq(c.ops, &executor_microvm);
+	ck_assert_str_eq(c.helper, "/x/kiln-vmm");
+	ck_assert_str_eq(c.accel, "kvm");
+	ck_assert_int_eq(executor_pick("qemu", &f, &c, &e), KILN_OK);
+	ck_assert_ptr_eq(c.ops, &executor_qemu);
+	ck_assert_str_eq(c.helper, "/usr/bin/qemu-system-x86_64");
+	ck_assert_str_eq(c.accel, "kvm");
+
+	/* PVM: only QEMU, under TCG; asking for microvm says why not. */
+	f.flavour = KVM_FLAVOUR_PVM;
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_OK);
+	ck_assert_ptr_eq(c.ops, &executor_qemu);
+	ck_assert_str_eq(c.accel, "tcg");
+	ck_assert_int_eq(executor_pick("microvm", &f, &c, &e), KILN_E_INVALID);
+	ck_assert_msg(strstr(e.msg, "PVM (kvm_pvm)") && strstr(e.msg, "--executor qemu"), "%s", e.msg);
+
+	/* /dev/kvm not ours: no kiln-vmm, QEMU under TCG. */
+	f.flavour = KVM_FLAVOUR_VMX;
+	f.kvm_rw = false;
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_OK);
+	ck_assert_str_eq(c.accel, "tcg");
+
+	/* Nothing installed. */
+	f.kvm_rw = true;
+	f.vmm[0] = f.qemu[0] = '\0';
+	ck_assert_int_eq(executor_pick("auto", &f, &c, &e), KILN_E_NOTFOUND);
+	ck_assert_str_eq(e.msg, "no executor can run VMs on this host (run: kiln doctor)");
+	ck_assert_int_eq(executor_pick("microvm", &f, &c, &e), KILN_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(e.msg, "kiln-vmm not found"));
+	ck_assert_int_eq(executor_pick("qemu", &f, &c, &e), KILN_E_NOTFOUND);
+	ck_assert_ptr_nonnull(strstr(e.msg, "qemu-system-x86_64 not found"));
+	ck_assert_int_eq(executor_pick("docker", &f, &c, &e), KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "unknown executor 'docker' (auto, microvm or qemu)");
 }
 END_TEST
 
@@ -538,7 +619,9 @@ START_TEST(jailed_vmm)
 		return;
 	}
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(run, sizeof(run), "%s/run", dir);
+	/* Named as job folders are (id.pid.x), so that two test runs at once
+	 * never share a cgroup and jail_sweep takes what a killed one left. */
+	snprintf(run, sizeof(run), "%s/1.%d.run", dir, (int)getpid());
 	ck_assert_int_eq(mkdir(run, 0700), 0);
 	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
 	touch(dir, "fake-qemu", "#!/bin/sh\nprintf '%s\\n' \"$@\" > /vm/argv\nexec sleep 1000\n", 0755);
@@ -595,7 +678,7 @@ START_TEST(jailed_vmm)
 	n_cgroups = x.jail.n_cgroups;
 	for (i = 0; i < n_cgroups; i++) {
 		snprintf(cgroups[i], sizeof(cgroups[i]), "%s", x.jail.cgroups[i]);
-		ck_assert_ptr_nonnull(strstr(cgroups[i], "/kiln/run"));
+		ck_assert_ptr_nonnull(strstr(cgroups[i], "/kiln/1."));
 		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroups[i]);
 		f = fopen(path, "r");
 		ck_assert_ptr_nonnull(f);
@@ -723,7 +806,9 @@ static void jailed_guest(const struct executor_ops *ops, const char *helper, con
 	bool kvm = !accel || !strcmp(accel, "kvm");
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(run, sizeof(run), "%s/run", dir);
+	/* Named as job folders are (id.pid.x), so that two test runs at once
+	 * never share a cgroup and jail_sweep takes what a killed one left. */
+	snprintf(run, sizeof(run), "%s/1.%d.run", dir, (int)getpid());
 	ck_assert_int_eq(mkdir(run, 0700), 0);
 	snprintf(path, sizeof(path), "%s/vmlinux", dir);
 	tiny_guest(path, "", 0);
@@ -1046,6 +1131,9 @@ Suite *executor_suite(void)
 	TCase *tc = tcase_create("shared");
 
 	tcase_add_test(tc, cmdline_words);
+	tcase_add_test(tc, cmdline_command);
+	tcase_add_test(tc, find_by_name);
+	tcase_add_test(tc, pick_from_facts);
 	tcase_add_test(tc, late_workspace_backends);
 	tcase_add_test(tc, network_limiter_backends);
 	tcase_add_test(tc, spawn_holds_the_signal);

@@ -47,6 +47,7 @@ static size_t g_out_bytes;         /* all the output kiln passed on */
 static int g_rescan_delay_ms;     /* the fake workspace rescan takes this long */
 static int g_timeout_s;           /* the payload's timeout; 0: tiny.json's */
 static int g_boot_ms;             /* job_opts.boot_timeout_ms */
+static const struct host_facts *g_host; /* job_opts.host, and no fake backend; NULL: the fake */
 static char g_dir[PATH_MAX], g_sha[41];
 static char g_out[4096], g_notices[4096];
 
@@ -302,6 +303,7 @@ static void fixture_up(void)
 	g_out_bytes = 0;
 	g_agent = AGENT_JOB;
 	g_rescan_delay_ms = g_timeout_s = g_boot_ms = 0;
+	g_host = NULL;
 }
 
 static void fixture_down(void)
@@ -341,7 +343,8 @@ static enum kiln_rc run_fake_job(struct job_result *r, struct kiln_err *e)
 	ck_assert_int_eq(kiln_config_defaults(&cfg, e), KILN_OK);
 	ck_assert_msg(kiln_config_parse(&cfg, "test", yaml, strlen(yaml), e) == KILN_OK, "%s", e->msg);
 	o.cfg = &cfg;
-	o.backend = &fake_late;
+	o.backend = g_host ? NULL : &fake_late;
+	o.host = g_host;
 	o.network = 0;
 	o.output = on_output;
 	o.notice = on_notice;
@@ -384,6 +387,22 @@ static void run_fake_job_ok(bool old_agent)
 	snprintf(jobs, sizeof(jobs), "%s/state/jobs", g_dir);
 	ck_assert_int_eq(entries(jobs), 0);
 }
+
+/* The executor comes from the facts the caller probed once, not from
+ * probing this host again: a host with neither VMM runs no job. */
+START_TEST(executor_from_the_callers_facts)
+{
+	struct host_facts none = { 0 };
+	struct job_result r;
+	struct kiln_err e = { 0 };
+
+	g_host = &none;
+	ck_assert_int_eq(run_fake_job(&r, &e), KILN_E_NOTFOUND);
+	ck_assert_str_eq(e.msg, "no executor can run VMs on this host (run: kiln doctor)");
+	ck_assert_str_eq(r.failure_reason, "runner_system_failure");
+	ck_assert_int_eq(g_starts, 0);
+}
+END_TEST
 
 /* The VM starts with an empty workspace file, which is complete at the
  * rescan, and the JOB frame comes after that; the job runs once. */
@@ -513,6 +532,7 @@ Suite *job_suite(void)
 
 	tcase_add_checked_fixture(tc, fixture_up, fixture_down);
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, executor_from_the_callers_facts);
 	tcase_add_test(tc, late_workspace_order);
 	tcase_add_test(tc, old_agent_gets_a_second_vm);
 	tcase_add_test(tc, second_hello_fails_the_job);

@@ -15,6 +15,7 @@
 
 #include "lib/paths.h"
 #include "localci/scheduler.h"
+#include "runner/options.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
 
@@ -130,7 +131,13 @@ static void exec_pipeline(const char *yaml, struct result *res, ...)
 	ck_assert_int_ge(fd, 0);
 	dup2(fd, 1);
 	close(fd);
-	res->status = pipeexec_main(&cfg, argc, argv);
+	{
+		static struct pexec_opts po; /* 6 KiB of names */
+
+		res->status = opts_exec(argc, argv, &po);
+		if (!res->status)
+			res->status = pipeexec_run(&cfg, &po);
+	}
 	fflush(stdout);
 	dup2(saved, 1);
 	close(saved);
