@@ -73,7 +73,7 @@ START_TEST(install_writes_enables_and_uninstall_removes)
 	ck_assert_msg(kiln_install(&t.o, &e) == KILN_OK, "%s", e.msg);
 	unit = unit_text(&t, "kiln-ci");
 	ck_assert_msg(!strncmp(unit, "# Written by kiln install", 25), "%s", unit);
-	ck_assert_msg(strstr(unit, "\nExecStart=/opt/kiln/bin/kiln run --config /etc/kiln/ci.yml\n") &&
+	ck_assert_msg(strstr(unit, "\nExecStart=/opt/kiln/bin/kiln --config /etc/kiln/ci.yml run\n") &&
 			      strstr(unit, "\nWorkingDirectory=/srv/kiln\n") && strstr(unit, "\nTimeoutStopSec=90s\n") &&
 			      strstr(unit, "\nReadWritePaths=-/etc/kiln -/srv/kiln\n") && strstr(unit, "\nType=notify\n"),
 		      "%s", unit);
