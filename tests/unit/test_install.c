@@ -1,9 +1,14 @@
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/log.h"
+#include "lib/sdnotify.h"
 #include "runner/install.h"
 #include "tests/unit/suites.h"
 #include "tests/unit/testutil.h"
@@ -167,14 +172,115 @@ START_TEST(bad_options_and_failures_are_named)
 }
 END_TEST
 
+/* A datagram socket at dir/notify standing in for systemd's; its fd. */
+static int notify_socket(const char *dir)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", dir);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+	return fd;
+}
+
+static void expect_datagram(int fd, const char *want)
+{
+	char buf[256];
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	ck_assert_str_eq(buf, want);
+}
+
+START_TEST(sd_notify_speaks_the_protocol)
+{
+	char dir[256], buf[8];
+	int fd;
+
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	ck_assert_int_eq(sd_notify_send("READY=1"), 0); /* not under systemd: nothing */
+	ck_assert_int_eq(sd_notify_tick(false, 3000), 3000);
+	snprintf(dir, sizeof(dir), "%s", test_tmpdir());
+	fd = notify_socket(dir);
+	ck_assert_int_eq(sd_notify_send("READY=1\nSTATUS=polling"), 0);
+	expect_datagram(fd, "READY=1\nSTATUS=polling");
+
+	/* A 10 s watchdog for this pid: a ping, and waits cut to 5 s. */
+	setenv("WATCHDOG_USEC", "10000000", 1);
+	snprintf(buf, sizeof(buf), "%d", (int)getpid());
+	setenv("WATCHDOG_PID", buf, 1);
+	ck_assert_int_eq(sd_notify_tick(false, 60000), 5000);
+	expect_datagram(fd, "WATCHDOG=1");
+	ck_assert_int_eq(sd_notify_tick(false, 100), 100);
+	ck_assert_int_lt(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), 0); /* not again within 2.5 s */
+	ck_assert_int_eq(sd_notify_tick(true, 200), 200);
+	expect_datagram(fd, "STOPPING=1\nSTATUS=no new jobs; waiting for the running ones");
+	sd_notify_tick(true, 200);
+	ck_assert_int_lt(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), 0); /* STOPPING once */
+
+	/* Another pid's watchdog is not ours. */
+	setenv("WATCHDOG_PID", "1", 1);
+	ck_assert_int_eq(sd_notify_tick(false, 60000), 60000);
+	setenv("NOTIFY_SOCKET", "relative", 1);
+	ck_assert_int_eq(sd_notify_send("READY=1"), -1);
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	close(fd);
+	test_sh("rm -rf '%s'", dir);
+}
+END_TEST
+
+/* Lines to the journal carry their priority; elsewhere they do not. */
+START_TEST(log_lines_carry_journal_priorities)
+{
+	char dir[256], path[300], js[64], *text;
+	struct stat st;
+	int saved = dup(2), fd;
+
+	snprintf(dir, sizeof(dir), "%s", test_tmpdir());
+	snprintf(path, sizeof(path), "%s/stderr", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(fstat(fd, &st), 0);
+	fflush(stderr);
+	dup2(fd, 2);
+	unsetenv("JOURNAL_STREAM");
+	log_warn("plain");
+	snprintf(js, sizeof(js), "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	log_error("bad");
+	log_info("fine");
+	setenv("JOURNAL_STREAM", "1:2", 1); /* another stream: a child's stderr */
+	log_info("elsewhere");
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	unsetenv("JOURNAL_STREAM");
+	text = read_text(path);
+	ck_assert_str_eq(text, "kiln: warning: plain\n<3>kiln: error: bad\n<6>kiln: fine\nkiln: elsewhere\n");
+	free(text);
+	test_sh("rm -rf '%s'", dir);
+}
+END_TEST
+
 Suite *install_suite(void)
 {
 	Suite *s = suite_create("install");
 	TCase *tc = tcase_create("core");
+	TCase *svc = tcase_create("service");
 
 	tcase_add_test(tc, install_writes_enables_and_uninstall_removes);
 	tcase_add_test(tc, foreign_units_are_left_alone);
 	tcase_add_test(tc, bad_options_and_failures_are_named);
 	suite_add_tcase(s, tc);
+	tcase_add_test(svc, sd_notify_speaks_the_protocol);
+	tcase_add_test(svc, log_lines_carry_journal_priorities);
+	suite_add_tcase(s, svc);
 	return s;
 }
