@@ -25,6 +25,7 @@
 #include "lib/log.h"
 #include "gitlab/metrics.h"
 #include "lib/paths.h"
+#include "lib/sdnotify.h"
 #include "job/payload.h"
 #include "gitlab/trace.h"
 #include "gitlab/tlsvars.h"
@@ -1064,6 +1065,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 	log_info("kiln %s: %zu runner%s, concurrent %d, checking every %d s (system ID %s)", PACKAGE_VERSION,
 		 d.cur->cfg.n_runners, d.cur->cfg.n_runners == 1 ? "" : "s", d.cur->cfg.concurrent,
 		 d.cur->cfg.check_interval, d.system_id);
+	sd_notify_send("READY=1\nSTATUS=polling for jobs"); /* Type=notify: systemd/kiln.service.in */
 
 	for (;;) {
 		struct timespec ts;
@@ -1092,6 +1094,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 		}
 		wait_ms = d.stopping ? 200 : (long)d.cur->cfg.check_interval * 1000 / (long)(n ? n : 1);
 		pthread_mutex_unlock(&d.mu);
+		wait_ms = sd_notify_tick(d.stopping, wait_ms); /* STOPPING=1 once, WATCHDOG=1 */
 		if (wait_ms < 50)
 			wait_ms = 50;
 		ts.tv_sec = wait_ms / 1000;

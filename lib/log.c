@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static enum kiln_log_level log_level = KILN_LOG_INFO;
@@ -14,8 +15,25 @@ static const char *const level_names[] = { "error", "warning", "info", "debug" }
 void kiln_log_set_level(enum kiln_log_level level) { log_level = level; }
 void kiln_log_set_json(int on) { log_json = on; }
 
+/* "<N>", the line's syslog priority, when stderr is the journal (systemd
+ * sets $JOURNAL_STREAM to its device:inode), which then files the line
+ * under that priority and drops the prefix; "" anywhere else. */
+static const char *journal_prefix(enum kiln_log_level level)
+{
+	static const char *const prio[] = { "<3>", "<4>", "<6>", "<7>" };
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0 ||
+	    (unsigned long long)st.st_dev != dev || (unsigned long long)st.st_ino != ino)
+		return "";
+	return prio[level];
+}
+
 static void log_emit(enum kiln_log_level level, const char *fmt, va_list ap)
 {
+	const char *pfx = journal_prefix(level);
 	char msg[2048];
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -30,15 +48,15 @@ static void log_emit(enum kiln_log_level level, const char *fmt, va_list ap)
 		o = json_pack("{s:s, s:s, s:s}", "time", ts, "level", level_names[level], "msg", msg);
 		s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 		if (s)
-			fprintf(stderr, "%s\n", s);
+			fprintf(stderr, "%s%s\n", pfx, s);
 		free(s);
 		json_decref(o);
 		return;
 	}
 	if (level == KILN_LOG_INFO)
-		fprintf(stderr, "kiln: %s\n", msg);
+		fprintf(stderr, "%skiln: %s\n", pfx, msg);
 	else
-		fprintf(stderr, "kiln: %s: %s\n", level_names[level], msg);
+		fprintf(stderr, "%skiln: %s: %s\n", pfx, level_names[level], msg);
 }
 
 void kiln_log(enum kiln_log_level level, const char *fmt, ...)

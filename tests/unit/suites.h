@@ -41,6 +41,7 @@ Suite *executor_suite(void);
 Suite *job_suite(void);
 Suite *scheduler_suite(void);
 Suite *tls_suite(void);
+Suite *install_suite(void);
 
 /* Absolute path of a file under tests/fixtures (from $top_srcdir). */
 const char *fixture(const char *rel);
