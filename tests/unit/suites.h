@@ -15,6 +15,7 @@ Suite *payload_suite(void);
 Suite *pipeline_suite(void);
 Suite *cirules_suite(void);
 Suite *workspace_suite(void);
+Suite *gitstrategy_suite(void);
 Suite *gitlab_suite(void);
 Suite *localci_suite(void);
 Suite *outmux_suite(void);
