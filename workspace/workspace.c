@@ -18,6 +18,7 @@
 #include "workspace/ext4img.h"
 #include "workspace/fstree.h"
 #include "workspace/gitstream.h"
+#include "workspace/lfs.h"
 #include "lib/log.h"
 #include "workspace/mirror.h"
 #include "lib/paths.h"
@@ -239,6 +240,22 @@ static enum kiln_rc prepare_empty(const struct ws_spec *spec, struct ws_result *
 	return rc;
 }
 
+/* LFS objects for the checkout at work: over http(s) only, where GitLab
+ * serves them (lfs.h). */
+static enum kiln_rc fetch_lfs(const struct ws_spec *spec, const struct ws_url *url, const char *work,
+			      struct ws_result *res, struct kiln_err *e)
+{
+	struct lfs_opts lo = { .workdir = work, .url = url, .timeout_s = spec->fetch_timeout_s };
+	struct lfs_stats ls;
+	enum kiln_rc rc;
+
+	if (url->kind != WS_URL_HTTP)
+		return KILN_OK;
+	rc = lfs_fetch(&lo, &ls, e);
+	res->lfs_files = ls.pointers;
+	return rc;
+}
+
 enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struct kiln_err *e)
 {
 	static const char *const default_specs[] = { WS_DEFAULT_REFSPEC_HEADS, WS_DEFAULT_REFSPEC_TAGS };
@@ -394,6 +411,12 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 		rc = wsco_submodules(work, url, &mo, &res->submodules, e);
 		if (rc)
 			goto out;
+	}
+	if (spec->git && spec->git->lfs && spec->git->checkout) {
+		rc = fetch_lfs(spec, url, work, res, e);
+		if (rc)
+			goto out;
+		dirtied = dirtied || res->lfs_files > 0;
 	}
 	if (spec->dirty_dir) {
 		rc = wsco_overlay(spec->dirty_dir, work, &res->overlay_files, e);

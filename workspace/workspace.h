@@ -112,6 +112,7 @@ struct ws_result {
 	unsigned submodules;      /* submodules checked out (all levels) */
 	unsigned overlay_files;   /* files copied or deleted from dirty_dir */
 	unsigned extra_files;     /* files and links copied from extra_dirs */
+	unsigned lfs_files;       /* LFS pointer files replaced by their objects */
 	uint64_t content_bytes;   /* what the checkout takes */
 	uint64_t image_bytes;     /* the image's apparent size (it is sparse) */
 };
