@@ -9,7 +9,7 @@ B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
 FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
-	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest
+	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest lfsbatch
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
@@ -38,6 +38,7 @@ ciconfig_SRCS = localci/config.c localci/yaml.c localci/expr.c localci/rules.c l
 tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
 ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c
 ocimanifest_SRCS = oci/manifest.c oci/ref.c lib/result.c
+lfsbatch_SRCS = workspace/lfsbatch.c lib/result.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
