@@ -33,6 +33,7 @@ int main(void)
 	srunner_add_suite(sr, cirules_suite());
 	srunner_add_suite(sr, workspace_suite());
 	srunner_add_suite(sr, gitstrategy_suite());
+	srunner_add_suite(sr, lfs_suite());
 	srunner_add_suite(sr, gitlab_suite());
 	srunner_add_suite(sr, localci_suite());
 	srunner_add_suite(sr, scheduler_suite());

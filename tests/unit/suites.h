@@ -16,6 +16,7 @@ Suite *pipeline_suite(void);
 Suite *cirules_suite(void);
 Suite *workspace_suite(void);
 Suite *gitstrategy_suite(void);
+Suite *lfs_suite(void);
 Suite *gitlab_suite(void);
 Suite *localci_suite(void);
 Suite *outmux_suite(void);
