@@ -247,10 +247,16 @@ static enum kiln_rc fetch_lfs(const struct ws_spec *spec, const struct ws_url *u
 {
 	struct lfs_opts lo = { .workdir = work, .url = url, .timeout_s = spec->fetch_timeout_s };
 	struct lfs_stats ls;
+	char bundle[PATH_MAX];
 	enum kiln_rc rc;
 
 	if (url->kind != WS_URL_HTTP)
 		return KILN_OK;
+	/* The bundle that `kiln run` gives libgit2 (the system's CAs and the
+	 * runners' tls_ca_file, gitlab/daemon.c) is trusted for LFS too. */
+	if (kiln_path_join(bundle, sizeof(bundle), spec->state_dir, "tls/git-ca-bundle.pem") &&
+	    access(bundle, R_OK) == 0)
+		lo.ca_file = bundle;
 	rc = lfs_fetch(&lo, &ls, e);
 	res->lfs_files = ls.pointers;
 	return rc;
