@@ -12,6 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
+#include "job/payload.h"
 #include "lib/paths.h"
 #include "workspace/strategy.h"
 #include "workspace/workspace.h"
@@ -324,6 +327,54 @@ START_TEST(submodule_remote_takes_the_tip)
 }
 END_TEST
 
+/* ---- hooks -------------------------------------------------------------- */
+
+/* good.json with hooks (a JSON array) added, parsed into p. */
+static enum kiln_rc parse_with_hooks(const char *hooks, struct job_payload *p, struct kiln_err *e)
+{
+	json_t *root = json_load_file(fixture("payload/good.json"), 0, NULL);
+	enum kiln_rc rc;
+	char *text;
+
+	ck_assert_ptr_nonnull(root);
+	json_object_set_new(root, "hooks", json_loads(hooks, 0, NULL));
+	text = json_dumps(root, JSON_COMPACT);
+	rc = payload_parse(text, strlen(text), p, e);
+	free(text);
+	json_decref(root);
+	return rc;
+}
+
+START_TEST(hooks_run_first_in_their_sections)
+{
+	struct job_payload p;
+	struct kiln_err e = { 0 };
+	size_t n;
+
+	ck_assert_msg(parse_with_hooks("[]", &p, &e) == KILN_OK, "%s", e.msg);
+	n = p.n_steps;
+	payload_free(&p);
+	ck_assert_msg(parse_with_hooks("[{\"name\":\"post_get_sources_script\",\"script\":[\"echo post\"]},"
+				       "{\"name\":\"future_hook\",\"script\":[\"echo no\"]},"
+				       "{\"name\":\"pre_get_sources_script\",\"script\":[\"echo pre\",\"git config -l\"]}]",
+				       &p, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(p.n_steps, n + 2);
+	ck_assert_str_eq(p.steps[0].name, "pre_get_sources_script");
+	ck_assert_uint_eq(p.steps[0].n_script, 2);
+	ck_assert_str_eq(p.steps[0].script[1], "git config -l");
+	ck_assert_str_eq(p.steps[0].when, "on_success");
+	ck_assert_str_eq(p.steps[1].name, "post_get_sources_script");
+	ck_assert_str_eq(p.steps[1].script[0], "echo post");
+	ck_assert_str_eq(p.steps[2].name, "script");
+	payload_free(&p);
+	ck_assert_int_ne(parse_with_hooks("[{\"name\":\"pre_get_sources_script\",\"script\":[\"a\"]},"
+					  "{\"name\":\"post_get_sources_script\",\"script\":[1]}]", &p, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "hooks[1].script"), "%s", e.msg);
+	ck_assert_int_ne(parse_with_hooks("{}", &p, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "hooks"), "%s", e.msg);
+}
+END_TEST
+
 Suite *gitstrategy_suite(void)
 {
 	Suite *s = suite_create("gitstrategy");
@@ -340,6 +391,7 @@ Suite *gitstrategy_suite(void)
 	tcase_add_test(tc, submodules_recursive_and_paths);
 	tcase_add_test(tc, submodule_depth_is_shallow);
 	tcase_add_test(tc, submodule_remote_takes_the_tip);
+	tcase_add_test(tc, hooks_run_first_in_their_sections);
 	suite_add_tcase(s, tc);
 	return s;
 }
