@@ -350,7 +350,9 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	/* 2. The checkout: updated in place in the repository's kept one when
 	 * that is free, else in a folder of its own; either is flocked. */
 	t0 = now_ms();
-	if (!spec->fresh_checkout && mirror_tree_path(tree, sizeof(tree), spec->state_dir, m.path) &&
+	/* Without a checkout the kept one's files would stay: a folder of its own. */
+	if (!spec->fresh_checkout && !(spec->git && !spec->git->checkout) &&
+	    mirror_tree_path(tree, sizeof(tree), spec->state_dir, m.path) &&
 	    snprintf(tmp, sizeof(tmp), "%s/root", tree) < (int)sizeof(tmp))
 		tmp_fd = tree_take(tree, spec->project_path, &reuse);
 	if (tmp_fd >= 0) {

@@ -184,16 +184,15 @@ END_TEST
 
 /* Prepare main's tip with git options o into a fresh state folder and dump
  * the image into <state>/x; dir gets <state>/x/group/project. */
-static void prepare(const char *tag, const struct ws_gitopts *o, unsigned depth, char *dir, size_t size)
+static void prepare_in(const char *state, const char *tag, const struct ws_gitopts *o, unsigned depth, char *dir,
+		       size_t size)
 {
-	char state[PATH_MAX], image[PATH_MAX];
+	char image[PATH_MAX];
 	struct ws_spec s;
 	struct ws_result r;
 	struct kiln_err e = { 0 };
 
-	snprintf(state, sizeof(state), "%s/state-%s-XXXXXX", g_dir, tag);
-	ck_assert_ptr_nonnull(mkdtemp(state));
-	snprintf(image, sizeof(image), "%s/ws.img", state);
+	snprintf(image, sizeof(image), "%s/%s.img", state, tag);
 	memset(&s, 0, sizeof(s));
 	s.state_dir = state;
 	s.url = g_url;
@@ -203,9 +202,18 @@ static void prepare(const char *tag, const struct ws_gitopts *o, unsigned depth,
 	s.depth = depth;
 	s.git = o;
 	ck_assert_msg(ws_prepare(&s, &r, &e) == KILN_OK, "%s", e.msg);
-	ck_assert_int_eq(test_sh("mkdir '%s/x' && debugfs -R 'rdump / %s/x' '%s' >/dev/null 2>&1", state, state,
-				 image), 0);
-	snprintf(dir, size, "%s/x/group/project", state);
+	ck_assert_int_eq(test_sh("mkdir '%s/x-%s' && debugfs -R 'rdump / %s/x-%s' '%s' >/dev/null 2>&1", state, tag,
+				 state, tag, image), 0);
+	snprintf(dir, size, "%s/x-%s/group/project", state, tag);
+}
+
+static void prepare(const char *tag, const struct ws_gitopts *o, unsigned depth, char *dir, size_t size)
+{
+	char state[PATH_MAX];
+
+	snprintf(state, sizeof(state), "%s/state-%s-XXXXXX", g_dir, tag);
+	ck_assert_ptr_nonnull(mkdtemp(state));
+	prepare_in(state, tag, o, depth, dir, size);
 }
 
 static void read_opts(struct ws_gitopts *o, const char *const *kv)
@@ -248,10 +256,32 @@ START_TEST(checkout_false_keeps_files_out)
 	prepare("nocheckout", &o, 0, dir, sizeof(dir));
 	ck_assert_int_eq(sh_out(out, sizeof(out), GIT " -C '%s' rev-parse HEAD", dir), 0);
 	ck_assert_str_eq(out, g_sha);
-	ck_assert_int_eq(sh_out(out, sizeof(out), "ls -A '%s'", dir), 0);
-	ck_assert_str_eq(out, ".git");
+	ck_assert_int_eq(sh_out(out, sizeof(out), "ls -A '%s' | tr '\\n' ' '", dir), 0);
+	ck_assert_str_eq(out, ".git ");
 	/* The objects are there: git checkout works in the job. */
 	ck_assert_int_eq(test_sh(GIT " -C '%s' checkout -q -f HEAD -- main.txt", dir), 0);
+}
+END_TEST
+
+START_TEST(checkout_false_after_a_kept_checkout)
+{
+	static const char *const kv[] = { "GIT_CHECKOUT", "false", NULL };
+	struct ws_gitopts o;
+	char state[PATH_MAX], dir[PATH_MAX], out[256];
+
+	snprintf(state, sizeof(state), "%s/state-kept-XXXXXX", g_dir);
+	ck_assert_ptr_nonnull(mkdtemp(state));
+	ws_gitopts_init(&o);
+	prepare_in(state, "first", &o, 0, dir, sizeof(dir));
+	ck_assert_int_eq(test_sh("test -f '%s/main.txt'", dir), 0);
+	read_opts(&o, kv);
+	prepare_in(state, "second", &o, 0, dir, sizeof(dir));
+	ck_assert_int_eq(sh_out(out, sizeof(out), "ls -A '%s' | tr '\\n' ' '", dir), 0);
+	ck_assert_str_eq(out, ".git ");
+	/* And the kept checkout is still good for the next job. */
+	ws_gitopts_init(&o);
+	prepare_in(state, "third", &o, 0, dir, sizeof(dir));
+	ck_assert_int_eq(test_sh("test -f '%s/main.txt'", dir), 0);
 }
 END_TEST
 
@@ -387,6 +417,7 @@ Suite *gitstrategy_suite(void)
 	tcase_add_test(tc, exclude_only_paths);
 	tcase_add_test(tc, strategy_empty_and_none);
 	tcase_add_test(tc, checkout_false_keeps_files_out);
+	tcase_add_test(tc, checkout_false_after_a_kept_checkout);
 	tcase_add_test(tc, submodules_normal_not_nested);
 	tcase_add_test(tc, submodules_recursive_and_paths);
 	tcase_add_test(tc, submodule_depth_is_shallow);
