@@ -57,6 +57,41 @@ char *lfs_batch_url(const struct ws_url *url, char *out, size_t size)
 
 /* ---- pointers in the checkout ------------------------------------------ */
 
+/* Whether a .gitattributes in the index (or .git/info/attributes) names the
+ * lfs filter: most repositories have none, and then no file's attributes
+ * need looking up. */
+static bool mentions_lfs(git_index *idx, const char *workdir, const char *gitdir)
+{
+	char path[PATH_MAX], buf[65536];
+	size_t i, n = git_index_entrycount(idx);
+	bool found = false;
+
+	for (i = 0; i <= n && !found; i++) {
+		const git_index_entry *ie = i < n ? git_index_get_byindex(idx, i) : NULL;
+		const char *base;
+		ssize_t got;
+		int fd;
+
+		if (ie) {
+			base = strrchr(ie->path, '/');
+			base = base ? base + 1 : ie->path;
+			if (strcmp(base, ".gitattributes") || !kiln_path_join(path, sizeof(path), workdir, ie->path))
+				continue;
+		} else if (!kiln_path_join(path, sizeof(path), gitdir, "info/attributes")) {
+			continue;
+		}
+		if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+			continue;
+		/* A filter=lfs line cut at the buffer's end only costs the lookups. */
+		while (!found && (got = read(fd, buf, sizeof(buf) - 1)) > 0) {
+			buf[got] = '\0';
+			found = memmem(buf, (size_t)got, "filter=lfs", 10) != NULL || (size_t)got == sizeof(buf) - 1;
+		}
+		close(fd);
+	}
+	return found;
+}
+
 static enum kiln_rc find_pointers(git_repository *repo, const char *workdir, struct ptrs *l, struct kiln_err *e)
 {
 	git_index *idx = NULL;
@@ -65,7 +100,7 @@ static enum kiln_rc find_pointers(git_repository *repo, const char *workdir, str
 
 	if (git_repository_index(&idx, repo) < 0)
 		return kiln_git_fail(e, KILN_E_IO, "LFS: index of %s", workdir);
-	n = git_index_entrycount(idx);
+	n = mentions_lfs(idx, workdir, git_repository_path(repo)) ? git_index_entrycount(idx) : 0;
 	for (i = 0; i < n && rc == KILN_OK; i++) {
 		const git_index_entry *ie = git_index_get_byindex(idx, i);
 		const char *filter = NULL;
