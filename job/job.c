@@ -269,11 +269,17 @@ static enum kiln_rc pick_executor(struct job *j, struct kiln_err *e)
 	return KILN_OK;
 }
 
+static const char *payload_lookup(void *ctx, const char *key)
+{
+	return payload_var(ctx, key);
+}
+
 static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 {
 	char project[256];
 	struct ws_spec ws = { 0 };
 	struct ws_result res = { 0 };
+	struct ws_gitopts git;
 	enum kiln_rc rc;
 
 	jobspec_project_path(j->p, project, sizeof(project));
@@ -289,8 +295,22 @@ static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
 	ws.dirty_dir = j->o->dirty_dir;
 	ws.extra_dirs = j->o->extra_dirs;
 	ws.n_extra_dirs = j->o->n_extra_dirs;
+	ws_gitopts_init(&git);
 	stage_begin(j, "get_sources");
-	notice(j, "preparing the workspace: %s at %.12s", project, j->p->sha);
+	rc = ws_gitopts_read(&git, payload_lookup, (void *)j->p, e);
+	if (rc) {
+		stage_end(j);
+		fail_reason(j, "script_failure");
+		return rc;
+	}
+	if (git.depth >= 0)
+		ws.depth = (unsigned)git.depth;
+	ws.git = &git;
+	if (git.strategy == WSGIT_NONE || git.strategy == WSGIT_EMPTY)
+		notice(j, "skipping Git repository setup (GIT_STRATEGY=%s): %s is empty",
+		       git.strategy == WSGIT_NONE ? "none" : "empty", project);
+	else
+		notice(j, "preparing the workspace: %s at %.12s", project, j->p->sha);
 	rc = ws_prepare(&ws, &res, e);
 	stage_end(j);
 	if (rc)

@@ -177,6 +177,80 @@ static enum kiln_rc parse_steps(struct kiln_err *e, json_t *arr, struct job_payl
 	return KILN_OK;
 }
 
+/* hooks[]: {name, script[]}. gitlab-runner runs pre_get_sources_script
+ * before fetching and post_get_sources_script after it, in the job's
+ * shell; kiln fetches on the host before the VM starts, so both run in
+ * the guest, in that order, as the first steps (each its own section),
+ * after the sources are in place. A failing hook fails the job. Other
+ * names are ignored, as gitlab-runner ignores them. */
+static enum kiln_rc parse_hooks(struct kiln_err *e, json_t *arr, struct job_payload *p)
+{
+	static const char *const order[] = { "pre_get_sources_script", "post_get_sources_script" };
+	struct job_step hooks[PAYLOAD_MAX_HOOKS], *steps;
+	enum kiln_rc rc = KILN_OK;
+	size_t i, k, n = 0;
+	json_t *h;
+
+	if (!arr || json_is_null(arr))
+		return KILN_OK;
+	if (!json_is_array(arr) || json_array_size(arr) > 16)
+		return bad(e, "hooks", "must be a list of at most 16 hooks");
+	memset(hooks, 0, sizeof(hooks));
+	for (k = 0; k < 2; k++) {
+		json_array_foreach(arr, i, h) {
+			json_t *name = json_object_get(h, "name"), *script = json_object_get(h, "script"), *line;
+			char where[48];
+			size_t j;
+
+			snprintf(where, sizeof(where), "hooks[%zu]", i);
+			if (!json_is_object(h) || !json_is_string(name)) {
+				rc = bad(e, where, "must be an object with a name");
+				goto fail;
+			}
+			if (strcmp(json_string_value(name), order[k]))
+				continue;
+			snprintf(where, sizeof(where), "hooks[%zu].script", i);
+			if (!json_is_array(script) || json_array_size(script) > PAYLOAD_MAX_LINES) {
+				rc = bad(e, where, "must be a list of command lines");
+				goto fail;
+			}
+			json_array_foreach(script, j, line)
+				if (!json_is_string(line)) {
+					rc = bad(e, where, "must be a list of strings");
+					goto fail;
+				}
+			if (json_array_size(script) == 0)
+				break;
+			hooks[n].script = calloc(json_array_size(script) + 1, sizeof(char *));
+			if (!hooks[n].script)
+				goto nomem;
+			json_array_foreach(script, j, line)
+				hooks[n].script[hooks[n].n_script++] = json_string_value(line);
+			hooks[n].name = order[k];
+			hooks[n].when = "on_success";
+			hooks[n].timeout = p->timeout;
+			n++;
+			break;
+		}
+	}
+	if (n == 0)
+		return KILN_OK;
+	steps = realloc(p->steps, (p->n_steps + n) * sizeof(*steps));
+	if (!steps)
+		goto nomem;
+	memmove(steps + n, steps, p->n_steps * sizeof(*steps));
+	memcpy(steps, hooks, n * sizeof(*steps));
+	p->steps = steps;
+	p->n_steps += n;
+	return KILN_OK;
+nomem:
+	rc = kiln_fail(e, KILN_E_NOMEM, "payload: out of memory");
+fail:
+	for (k = 0; k < 2; k++)
+		free(hooks[k].script);
+	return rc;
+}
+
 enum kiln_rc payload_parse(const char *text, size_t len, struct job_payload *p, struct kiln_err *e)
 {
 	json_error_t jerr;
@@ -273,7 +347,8 @@ enum kiln_rc payload_parse(const char *text, size_t len, struct job_payload *p, 
 			goto fail;
 	}
 	if ((rc = parse_vars(e, json_object_get(root, "variables"), p)) ||
-	    (rc = parse_steps(e, json_object_get(root, "steps"), p)))
+	    (rc = parse_steps(e, json_object_get(root, "steps"), p)) ||
+	    (rc = parse_hooks(e, json_object_get(root, "hooks"), p)))
 		goto fail;
 	return KILN_OK;
 fail:

@@ -14,6 +14,7 @@
 #define PAYLOAD_MAX_BYTES (16u << 20)
 #define PAYLOAD_MAX_VARS 4096
 #define PAYLOAD_MAX_STEPS 16
+#define PAYLOAD_MAX_HOOKS 2        /* pre_ and post_get_sources_script, steps too */
 #define PAYLOAD_MAX_LINES 10000
 
 struct job_var {
@@ -45,7 +46,7 @@ struct job_payload {
 	const char *image;         /* image.name or NULL */
 	struct job_var *vars;
 	size_t n_vars;
-	struct job_step *steps;
+	struct job_step *steps;   /* the payload's hooks first (parse_hooks), then its steps */
 	size_t n_steps;
 };
 

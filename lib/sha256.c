@@ -15,6 +15,26 @@ void sha256_buf(const void *data, size_t n, uint8_t digest[32])
 		abort(); /* only when out of memory */
 }
 
+void sha256_init(struct sha256 *s)
+{
+	if (!(s->ctx = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL))
+		abort(); /* only when out of memory */
+}
+
+void sha256_update(struct sha256 *s, const void *data, size_t n)
+{
+	if (n && !EVP_DigestUpdate(s->ctx, data, n))
+		abort();
+}
+
+void sha256_final(struct sha256 *s, uint8_t digest[32])
+{
+	if (!EVP_DigestFinal_ex(s->ctx, digest, NULL))
+		abort();
+	EVP_MD_CTX_free(s->ctx);
+	s->ctx = NULL;
+}
+
 void sha256_hex(const uint8_t digest[32], char hex[65])
 {
 	static const char digits[] = "0123456789abcdef";

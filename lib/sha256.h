@@ -19,6 +19,15 @@ void sha256_hex(const uint8_t digest[32], char hex[65]);
 void sha256_buf_hex(const void *data, size_t n, char hex[65]);
 /* Hash a whole file to hex; its size goes to *size when size is not NULL. */
 enum kiln_rc sha256_file_hex(const char *path, char hex[65], uint64_t *size, struct kiln_err *e);
+/* A hash fed piece by piece (a download checked while it streams). init
+ * allocates a libcrypto context; final writes the digest and frees it, so
+ * every init is followed by exactly one final. */
+struct sha256 {
+	void *ctx; /* EVP_MD_CTX * */
+};
+void sha256_init(struct sha256 *s);
+void sha256_update(struct sha256 *s, const void *data, size_t n);
+void sha256_final(struct sha256 *s, uint8_t digest[32]);
 /* HMAC-SHA-256 of msg under key into out. */
 void sha256_hmac(const void *key, size_t klen, const void *msg, size_t mlen, uint8_t out[32]);
 

@@ -40,6 +40,12 @@ Control (the tests' side, same server, no authentication):
   GET  /__state    everything received, as JSON ("arrived": each API and git
                    request when it came in, before any fault's delay)
   GET  /__trace/N  the job's stored trace, raw bytes
+
+Git LFS as GitLab serves it, behind the same job token as git:
+  POST <repo>.git/info/lfs/objects/batch   operation download, basic
+                   transfer: objects from DIR/lfs/<sha256>, others get an
+                   error 404 in the reply; each request is in state "lfs"
+  GET  <repo>.git/gitlab-lfs/objects/<sha256>   the object
   POST /__shutdown
 
 A fault, in a list consumed one per request: an HTTP status (500), or an
@@ -96,6 +102,7 @@ STATE = {
     "max_inflight": {},     # runner token -> the most at once
     "last_update": 1,
     "next_id": 1000,
+    "lfs": [],              # LFS batch requests: {"repo", "oids"} and downloads: {"get"}
 }
 TRACES = {}                 # str(id) -> bytearray
 ARTIFACTS = {}              # str(id) -> the zip uploaded for the job
@@ -651,6 +658,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(401, "HTTP Basic: Access denied\n", "text/plain",
                               {"WWW-Authenticate": 'Basic realm="GitLab"'})
         u = urllib.parse.urlsplit(self.path)
+        if method == "POST" and u.path.endswith(".git/info/lfs/objects/batch"):
+            return self.lfs_batch(repo, raw, auth)
+        if method == "GET" and "/gitlab-lfs/objects/" in u.path:
+            return self.lfs_object(u.path.rsplit("/", 1)[1])
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": os.path.join(ARGS.dir, "repos"),
@@ -684,6 +695,34 @@ class Handler(http.server.BaseHTTPRequestHandler):
             log("git http-backend failed:", p.stderr.decode(errors="replace"))
             return self.reply(500, p.stderr, "text/plain")
         return self.reply(status, out, ctype, headers)
+
+    # --- Git LFS --------------------------------------------------------
+    def lfs_batch(self, repo, raw, auth):
+        req = self.json_body(raw) or {}
+        oids = [o.get("oid", "") for o in req.get("objects", [])]
+        with LOCK:
+            STATE["lfs"].append({"repo": repo, "oids": oids, "operation": req.get("operation")})
+        objs = []
+        for o in req.get("objects", []):
+            path = os.path.join(ARGS.dir, "lfs", os.path.basename(o.get("oid", "")))
+            if o.get("oid") and os.path.isfile(path):
+                objs.append({"oid": o["oid"], "size": o["size"], "authenticated": True,
+                             "actions": {"download": {
+                                 "href": "%s/%s.git/gitlab-lfs/objects/%s" % (BASE_URL, repo, o["oid"]),
+                                 "header": {"Authorization": auth}, "expires_in": 3600}}})
+            else:
+                objs.append({"oid": o.get("oid"), "size": o.get("size"),
+                             "error": {"code": 404, "message": "Object does not exist on the server"}})
+        return self.reply(200, {"transfer": "basic", "objects": objs}, "application/vnd.git-lfs+json")
+
+    def lfs_object(self, oid):
+        with LOCK:
+            STATE["lfs"].append({"get": oid})
+        path = os.path.join(ARGS.dir, "lfs", os.path.basename(oid))
+        if not os.path.isfile(path):
+            return self.reply(404, {"message": "404 Not Found"})
+        with open(path, "rb") as f:
+            return self.reply(200, f.read(), "application/octet-stream")
 
 
 def repack(data):

@@ -7,7 +7,7 @@
 # dropped-connection retries, cancel (canceling: after_script runs;
 # canceled: the VM is killed), SIGKILL and restart (the job is reported
 # failed), SIGTERM, SIGHUP, SIGQUIT, 403 pauses, payload records, replay,
-# token renewal.
+# token renewal, Git sources (a relative submodule, LFS, a get-sources hook).
 # Exit 77 (SKIP) with the reason when something it needs is missing.
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -85,11 +85,13 @@ wait_for() {
 }
 # enqueue NAME SCRIPT AFTER FAULTS [TIMEOUT [EXTRA]]: queue a job (JSON arrays
 # for the scripts, a JSON object for the fake's per-job script, EXTRA a JSON
-# object merged into the payload); prints its id.
+# object merged into the payload); prints its id. JOB_REPO and JOB_SHA pick
+# another repository and commit.
 enqueue() {
 	python3 - "$sha" "$@" <<'PY' | ctl POST /__job --data-binary @- | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
-import json, sys
+import json, os, sys
 sha, name, script, after, faults = sys.argv[1:6]
+sha = os.environ.get("JOB_SHA") or sha
 timeout = int(sys.argv[6]) if len(sys.argv) > 6 else 600
 extra = json.loads(sys.argv[7]) if len(sys.argv) > 7 else {}
 p = {
@@ -111,7 +113,7 @@ p = {
                  "token_mask_prefixes": ["glcbt-", "mytok-"]},
 }
 p.update(extra)
-print(json.dumps({"payload": p, "script": json.loads(faults)}))
+print(json.dumps({"payload": p, "script": json.loads(faults), "repo": os.environ.get("JOB_REPO", "group/project")}))
 PY
 }
 trace() { ctl GET "/__trace/$1"; }
@@ -287,6 +289,41 @@ check "job Q: the redirect to object storage went without the job token" \
 	test "$(J=$pj st "[g['job_token_sent'] for g in j['object_gets']]")" = "[False]"
 check "job Q2: a dependency without artifacts fails the job before any VM" \
 	test "$(J=$q2 st "j['final']['state'] + '/' + j['final']['failure_reason'] + '/' + str(':prepare_executor' not in j['trace'])")" = failed/runner_system_failure/True
+
+# --- sources: a relative submodule and an LFS object behind the job token, a hook ----------
+(
+	set -e
+	export GIT_AUTHOR_NAME=kiln GIT_AUTHOR_EMAIL=kiln@test.invalid GIT_COMMITTER_NAME=kiln GIT_COMMITTER_EMAIL=kiln@test.invalid
+	cd "$work"
+	mkdir -p "$fake/lfs"
+	git init -q -b main libw && (cd libw && echo lib-content >lib.txt && git add . && git commit -q -m lib)
+	git clone -q --bare libw "$fake/repos/group/lib.git"
+	head -c 20000 /dev/urandom >big
+	oid=$(sha256sum big | cut -c1-64)
+	cp big "$fake/lfs/$oid"
+	git init -q -b main lfsw && cd lfsw
+	git remote add origin "$fake/repos/group/lfsproj.git"
+	echo '*.bin filter=lfs diff=lfs merge=lfs -text' >.gitattributes
+	printf 'version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize 20000\n' "$oid" >big.bin
+	git add . && git commit -q -m lfs
+	git -c protocol.file.allow=always submodule -q add ../lib.git libs/lib && git commit -q -m sub
+	git clone -q --bare . "$fake/repos/group/lfsproj.git"
+	git rev-parse HEAD >../lfsproj.sha
+) >"$work/lfsrepo.log" 2>&1 || { cat "$work/lfsrepo.log"; bad "the LFS test repository"; }
+gsrc='{"variables": [{"key": "GIT_SUBMODULE_STRATEGY", "value": "recursive", "public": true}],
+	"hooks": [{"name": "pre_get_sources_script", "script": ["echo pre-hook-ran"]}]}'
+gs=$(JOB_REPO=group/lfsproj JOB_SHA=$(cat "$work/lfsproj.sha") enqueue sources \
+	'["echo size=$(wc -c < big.bin | tr -d \" \") pointer=$(head -c 40 big.bin | grep -c git-lfs)", "echo sub=$(cat libs/lib/lib.txt)"]' \
+	'[]' '{}' 600 "$gsrc")
+J=$gs wait_for "j['final'] is not None" 180 || bad "job S: no final update"
+tr=$(trace "$gs")
+check "job S: success" test "$(J=$gs st "j['final']['state']")" = success
+check "job S: the submodule ../lib.git came with the job token" grep -q "sub=lib-content" <<<"$tr"
+check "job S: the LFS object replaced its pointer" grep -q "size=20000 pointer=0" <<<"$tr"
+check "job S: LFS batch and download through the fake GitLab" \
+	test "$(st "any(r.get('repo') == 'group/lfsproj' and r.get('operation') == 'download' for r in s['lfs']) and any('get' in r for r in s['lfs'])")" = True
+check "job S: pre_get_sources_script ran in its section" \
+	test "$(J=$gs st "'pre-hook-ran' in j['trace'] and ':step_pre_get_sources_script\r' in j['trace']")" = True
 
 # --- /metrics and /healthz on listen_address -----------------------------------------------
 m=$(curl -sS "http://127.0.0.1:$mport/metrics")

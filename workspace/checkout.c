@@ -502,7 +502,8 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e)
 		co.checkout_strategy |= GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
 		co.baseline_index = old_index;
 	}
-	if (git_repository_set_head_detached(repo, o->commit) < 0 || git_checkout_head(repo, &co) < 0) {
+	if (git_repository_set_head_detached(repo, o->commit) < 0 ||
+	    (!o->no_checkout && git_checkout_head(repo, &co) < 0)) {
 		char hex[GIT_OID_HEXSZ + 1];
 		rc = kiln_git_fail(e, KILN_E_IO, "checkout of %s into %s",
 				   git_oid_tostr(hex, sizeof(hex), o->commit), o->workdir);
@@ -557,12 +558,29 @@ static void forget_clone_source(git_repository *sub)
 }
 
 static enum kiln_rc update_one(git_repository *repo, const char *name, const struct ws_url *parent,
-			       const struct mirror_opts *base, unsigned level, unsigned *count,
-			       struct kiln_err *e);
+			       const struct mirror_opts *base, const struct ws_gitopts *g, unsigned level,
+			       unsigned *count, struct kiln_err *e);
+
+/* Whether g (NULL: all) selects the top-level submodule name. */
+static bool selected(git_repository *repo, const char *name, const struct ws_gitopts *g)
+{
+	git_submodule *sm = NULL;
+	bool yes = true;
+
+	if (!g || g->n_paths == 0)
+		return true;
+	if (git_submodule_lookup(&sm, repo, name) == 0) {
+		yes = ws_gitopts_path_selected(g, git_submodule_path(sm));
+		git_submodule_free(sm);
+	}
+	if (!yes)
+		log_debug("workspace: submodule %s left out by GIT_SUBMODULE_PATHS", name);
+	return yes;
+}
 
 static enum kiln_rc update_all(git_repository *repo, const struct ws_url *parent,
-			       const struct mirror_opts *base, unsigned level, unsigned *count,
-			       struct kiln_err *e)
+			       const struct mirror_opts *base, const struct ws_gitopts *g, unsigned level,
+			       unsigned *count, struct kiln_err *e)
 {
 	struct names l = { .n = 0 };
 	enum kiln_rc rc = KILN_OK;
@@ -583,16 +601,81 @@ static enum kiln_rc update_all(git_repository *repo, const struct ws_url *parent
 		goto out;
 	}
 	for (i = 0; i < l.n && rc == KILN_OK; i++)
-		rc = update_one(repo, l.v[i], parent, base, level, count, e);
+		if (level > 0 || selected(repo, l.v[i], g))
+			rc = update_one(repo, l.v[i], parent, base, g, level, count, e);
 out:
 	for (i = 0; i < l.n; i++)
 		free(l.v[i]);
 	return rc;
 }
 
+/* The tip of the branch that --remote follows in the submodule's mirror:
+ * .gitmodules' branch, else the mirror's HEAD, else main or master. */
+static enum kiln_rc remote_tip(git_repository *mirror, git_submodule *sm, git_oid *out, struct kiln_err *e)
+{
+	static const char *const fallback[] = { "main", "master" };
+	const char *branch = git_submodule_branch(sm);
+	char ref[512];
+	size_t i;
+
+	if (branch && *branch && strcmp(branch, ".")) {
+		if (snprintf(ref, sizeof(ref), "refs/heads/%s", branch) < (int)sizeof(ref) &&
+		    git_reference_name_to_id(out, mirror, ref) == 0)
+			return KILN_OK;
+		return kiln_fail(e, KILN_E_NOTFOUND, "submodule %s: no branch '%.200s' for --remote",
+				 git_submodule_name(sm), branch);
+	}
+	if (git_reference_name_to_id(out, mirror, "HEAD") == 0)
+		return KILN_OK;
+	for (i = 0; i < sizeof(fallback) / sizeof(fallback[0]); i++)
+		if (snprintf(ref, sizeof(ref), "refs/heads/%s", fallback[i]) < (int)sizeof(ref) &&
+		    git_reference_name_to_id(out, mirror, ref) == 0)
+			return KILN_OK;
+	return kiln_fail(e, KILN_E_NOTFOUND, "submodule %s: no default branch for --remote", git_submodule_name(sm));
+}
+
+/* Check out submodule sm (mirror m locked) with wsco_checkout: shallow or
+ * at its branch's tip, with its .git a folder inside it (what git calls an
+ * embedded repository, which git and git submodule accept). *sub gets the
+ * opened submodule repository. */
+static enum kiln_rc update_own_git(git_repository *repo, git_submodule *sm, const char *key,
+				   const struct ws_url *su, struct mirror *m, const struct ws_gitopts *g,
+				   git_oid *want, git_repository **sub, struct kiln_err *e)
+{
+	static const char *const specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
+	struct wsco_opts co;
+	git_config *cfg = NULL;
+	char path[PATH_MAX];
+	enum kiln_rc rc = KILN_OK;
+
+	if (g->submodule_remote && (rc = remote_tip(m->repo, sm, want, e)))
+		return rc;
+	if (!kiln_path_join(path, sizeof(path), git_repository_workdir(repo), git_submodule_path(sm)))
+		return kiln_fail(e, KILN_E_LIMIT, "submodule %s: path too long", git_submodule_name(sm));
+	if (rmdir(path) < 0 && errno != ENOENT)
+		return kiln_fail_errno(e, "submodule %s: %s", git_submodule_name(sm), path);
+	memset(&co, 0, sizeof(co));
+	co.mirror = m->repo;
+	co.workdir = path;
+	co.origin_url = su->redacted;
+	co.commit = want;
+	co.refspecs = specs;
+	co.n_refspecs = 2;
+	co.depth = g->submodule_depth;
+	rc = wsco_checkout(&co, e);
+	mirror_release(m);
+	if (rc)
+		return rc;
+	if (git_submodule_init(sm, 1) < 0 || git_repository_config(&cfg, repo) < 0 ||
+	    git_config_set_string(cfg, key, su->redacted) < 0 || git_repository_open(sub, path) < 0)
+		rc = kiln_git_fail(e, KILN_E_IO, "submodule %s: config", git_submodule_name(sm));
+	git_config_free(cfg);
+	return rc;
+}
+
 static enum kiln_rc update_one(git_repository *repo, const char *name, const struct ws_url *parent,
-			       const struct mirror_opts *base, unsigned level, unsigned *count,
-			       struct kiln_err *e)
+			       const struct mirror_opts *base, const struct ws_gitopts *g, unsigned level,
+			       unsigned *count, struct kiln_err *e)
 {
 	static const char *const sub_specs[] = { "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*" };
 	struct ws_url *su = NULL;
@@ -634,10 +717,16 @@ static enum kiln_rc update_one(git_repository *repo, const char *name, const str
 	mo.refspecs = sub_specs;
 	mo.n_refspecs = 2;
 	mo.want = &want;
-	mo.n_want = 1;
+	mo.n_want = g && g->submodule_remote ? 0 : 1;
 	rc = mirror_acquire(&m, &mo, e);
 	if (rc)
 		goto out;
+	if (g && (g->submodule_depth || g->submodule_remote)) {
+		rc = update_own_git(repo, sm, key, su, &m, g, &want, &sub, e);
+		if (rc)
+			goto out;
+		goto done;
+	}
 	/* Update from the mirror: point the submodule's url at it, clone (hard
 	 * links, no alternates), then put the real (redacted) URL back. */
 	if (git_submodule_init(sm, 1) < 0 || git_repository_config(&cfg, repo) < 0 ||
@@ -661,9 +750,11 @@ static enum kiln_rc update_one(git_repository *repo, const char *name, const str
 		goto out;
 	}
 	forget_clone_source(sub);
+done:
 	(*count)++;
 	log_debug("workspace: submodule %s (%s) checked out", name, su->redacted);
-	rc = update_all(sub, su, base, level + 1, count, e);
+	if (!g || g->submodules == WSGIT_SUB_RECURSIVE)
+		rc = update_all(sub, su, base, g, level + 1, count, e);
 out:
 	mirror_release(&m);
 	git_repository_free(sub);
@@ -685,7 +776,22 @@ enum kiln_rc wsco_submodules(const char *workdir, const struct ws_url *parent,
 	*count = 0;
 	if (git_repository_open(&repo, workdir) < 0)
 		return kiln_git_fail(e, KILN_E_IO, "checkout %s", workdir);
-	rc = update_all(repo, parent, base, 0, count, e);
+	rc = update_all(repo, parent, base, NULL, 0, count, e);
+	git_repository_free(repo);
+	return rc;
+}
+
+enum kiln_rc wsco_submodules_opts(const char *workdir, const struct ws_url *parent,
+				  const struct mirror_opts *base, const struct ws_gitopts *g,
+				  unsigned *count, struct kiln_err *e)
+{
+	git_repository *repo = NULL;
+	enum kiln_rc rc;
+
+	*count = 0;
+	if (git_repository_open(&repo, workdir) < 0)
+		return kiln_git_fail(e, KILN_E_IO, "checkout %s", workdir);
+	rc = update_all(repo, parent, base, g, 0, count, e);
 	git_repository_free(repo);
 	return rc;
 }

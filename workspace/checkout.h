@@ -10,6 +10,7 @@
 #include <git2.h>
 
 #include "workspace/mirror.h"
+#include "workspace/strategy.h"
 #include "lib/result.h"
 
 #define WSCO_MAX_REFS 1000000
@@ -29,6 +30,7 @@ struct wsco_opts {
 	 * wrote to it): its .git is made anew around the old index, and the
 	 * checkout writes and deletes only the files that differ. */
 	bool reuse;
+	bool no_checkout;            /* GIT_CHECKOUT=false: .git and HEAD only, no files */
 };
 
 /* Make a repository at o->workdir (which must not exist yet, unless
@@ -49,6 +51,15 @@ enum kiln_rc wsco_checkout(const struct wsco_opts *o, struct kiln_err *e);
  * *count gets the number checked out. */
 enum kiln_rc wsco_submodules(const char *workdir, const struct ws_url *parent,
 			     const struct mirror_opts *base, unsigned *count, struct kiln_err *e);
+
+/* wsco_submodules as git's options g say (NULL: all, recursively): only
+ * the top-level submodules that g's paths select, nested ones only with
+ * the recursive strategy, shallow with g->submodule_depth (the submodule's
+ * .git is then a folder inside it), at its branch's tip with
+ * g->submodule_remote (.gitmodules' branch, else the remote's HEAD). */
+enum kiln_rc wsco_submodules_opts(const char *workdir, const struct ws_url *parent,
+				  const struct mirror_opts *base, const struct ws_gitopts *g,
+				  unsigned *count, struct kiln_err *e);
 
 /* Lay the changes of the working tree dirty_dir (the top of a non-bare
  * repository) over workdir: files that are modified, staged or untracked and

@@ -20,6 +20,7 @@
 #include "workspace/fstree.h"
 #include "workspace/gitstream.h"
 #include "workspace/gittls.h"
+#include "workspace/lfs.h"
 #include "lib/log.h"
 #include "workspace/mirror.h"
 #include "lib/paths.h"
@@ -199,6 +200,62 @@ static void tree_keep(const char *tree, const char *project_path)
 		close(fd);
 }
 
+/* GIT_STRATEGY none or empty: an image holding the project folder, empty
+ * but for extra_dirs, made in the temporary folder tmp (created here). */
+static enum kiln_rc prepare_empty(const struct ws_spec *spec, struct ws_result *res, char *tmp,
+				  struct kiln_err *e)
+{
+	struct ext4img_stats ist;
+	char work[PATH_MAX];
+	enum kiln_rc rc;
+	long t0 = mono_ms();
+	size_t i;
+
+	if (!mkdtemp(tmp))
+		return kiln_fail_errno(e, "workspace: temporary folder %s", tmp);
+	if (!kiln_path_join(work, sizeof(work), tmp, spec->project_path))
+		return kiln_fail(e, KILN_E_LIMIT, "workspace: path too long: %s/%s", tmp, spec->project_path);
+	if (kiln_mkdir_p(work) < 0)
+		return kiln_fail_errno(e, "workspace: %s", work);
+	for (i = 0; i < spec->n_extra_dirs; i++) {
+		struct fstree_stats fst;
+
+		rc = fstree_copy(spec->extra_dirs[i], work, NULL, NULL, &fst, e);
+		if (rc)
+			return rc;
+		res->extra_files += fst.files;
+	}
+	res->checkout_ms = mono_ms() - t0;
+	t0 = mono_ms();
+	rc = ext4img_build(tmp, spec->image_path, "kiln-ws", spec->max_image_bytes, &ist, e);
+	res->image_ms = mono_ms() - t0;
+	res->content_bytes = ist.content_bytes;
+	res->image_bytes = ist.image_bytes;
+	return rc;
+}
+
+/* LFS objects for the checkout at work: over http(s) only, where GitLab
+ * serves them (lfs.h). */
+static enum kiln_rc fetch_lfs(const struct ws_spec *spec, const struct ws_url *url, const char *work,
+			      struct ws_result *res, struct kiln_err *e)
+{
+	struct lfs_opts lo = { .workdir = work, .url = url, .timeout_s = spec->fetch_timeout_s };
+	struct lfs_stats ls;
+	char bundle[PATH_MAX];
+	enum kiln_rc rc;
+
+	if (url->kind != WS_URL_HTTP)
+		return KILN_OK;
+	/* The bundle that `kiln run` gives libgit2 (the system's CAs and the
+	 * runners' tls_ca_file, gitlab/daemon.c) is trusted for LFS too. */
+	if (kiln_path_join(bundle, sizeof(bundle), spec->state_dir, "tls/git-ca-bundle.pem") &&
+	    access(bundle, R_OK) == 0)
+		lo.ca_file = bundle;
+	rc = lfs_fetch(&lo, &ls, e);
+	res->lfs_files = ls.pointers;
+	return rc;
+}
+
 enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struct kiln_err *e)
 {
 	static const char *const default_specs[] = { WS_DEFAULT_REFSPEC_HEADS, WS_DEFAULT_REFSPEC_TAGS };
@@ -250,6 +307,10 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 		goto out;
 	}
 	sweep_tmp(tmp_dir);
+	if (spec->git && (spec->git->strategy == WSGIT_NONE || spec->git->strategy == WSGIT_EMPTY)) {
+		rc = prepare_empty(spec, res, tmp, e);
+		goto out;
+	}
 	if (mirror_path(work, sizeof(work), spec->state_dir, url->redacted))
 		mirror_sweep(spec->state_dir, spec->mirror_max_age_days, work);
 
@@ -283,7 +344,9 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	/* 2. The checkout: updated in place in the repository's kept one when
 	 * that is free, else in a folder of its own; either is flocked. */
 	t0 = mono_ms();
-	if (!spec->fresh_checkout && mirror_tree_path(tree, sizeof(tree), spec->state_dir, m.path) &&
+	/* Without a checkout the kept one's files would stay: a folder of its own. */
+	if (!spec->fresh_checkout && !(spec->git && !spec->git->checkout) &&
+	    mirror_tree_path(tree, sizeof(tree), spec->state_dir, m.path) &&
 	    snprintf(tmp, sizeof(tmp), "%s/root", tree) < (int)sizeof(tmp))
 		tmp_fd = tree_take(tree, spec->project_path, &reuse);
 	if (tmp_fd >= 0) {
@@ -318,6 +381,7 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	co.n_refspecs = n_specs;
 	co.depth = spec->depth;
 	co.reuse = reuse;
+	co.no_checkout = spec->git && !spec->git->checkout;
 	rc = wsco_checkout(&co, e);
 	if (rc && reuse) {
 		log_warn("workspace: updating the kept checkout in %s failed, checking out afresh: %s", tmp, e->msg);
@@ -337,10 +401,24 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	 * replace files, which the next update removes or restores (their
 	 * inode and ctime differ from the index's). */
 	dirtied = spec->submodules || spec->dirty_dir;
-	if (spec->submodules) {
+	if (spec->git) {
+		/* Without a checkout there is no index for the next update
+		 * to start from; LFS objects replace files behind it. */
+		dirtied = spec->git->submodules != WSGIT_SUB_NONE || spec->dirty_dir || !spec->git->checkout;
+		if (spec->git->checkout && spec->git->submodules != WSGIT_SUB_NONE)
+			rc = wsco_submodules_opts(work, url, &mo, spec->git, &res->submodules, e);
+		if (rc)
+			goto out;
+	} else if (spec->submodules) {
 		rc = wsco_submodules(work, url, &mo, &res->submodules, e);
 		if (rc)
 			goto out;
+	}
+	if (spec->git && spec->git->lfs && spec->git->checkout) {
+		rc = fetch_lfs(spec, url, work, res, e);
+		if (rc)
+			goto out;
+		dirtied = dirtied || res->lfs_files > 0;
 	}
 	if (spec->dirty_dir) {
 		rc = wsco_overlay(spec->dirty_dir, work, &res->overlay_files, e);

@@ -59,6 +59,7 @@
 #include <stdint.h>
 
 #include "lib/result.h"
+#include "workspace/strategy.h"
 
 #define WS_DEFAULT_REFSPEC_HEADS "+refs/heads/*:refs/remotes/origin/*"
 #define WS_DEFAULT_REFSPEC_TAGS "+refs/tags/*:refs/tags/*"
@@ -92,6 +93,12 @@ struct ws_spec {
 	unsigned mirror_max_age_days; /* remove mirrors unused this long; 0: 30 */
 	uint64_t max_image_bytes; /* 0: EXT4IMG_DEFAULT_MAX_BYTES */
 	bool fresh_checkout;      /* never reuse the kept checkout (see above) */
+	/* Optional: GIT_STRATEGY and friends (strategy.h). With it, submodules
+	 * follow git->submodules (the bool above is ignored); none and empty
+	 * give an empty project folder (and extra_dirs) without touching the
+	 * repository; checkout=false leaves .git alone; LFS objects are
+	 * fetched when git->lfs (lfs.h). */
+	const struct ws_gitopts *git;
 };
 
 struct ws_result {
@@ -105,6 +112,7 @@ struct ws_result {
 	unsigned submodules;      /* submodules checked out (all levels) */
 	unsigned overlay_files;   /* files copied or deleted from dirty_dir */
 	unsigned extra_files;     /* files and links copied from extra_dirs */
+	unsigned lfs_files;       /* LFS pointer files replaced by their objects */
 	uint64_t content_bytes;   /* what the checkout takes */
 	uint64_t image_bytes;     /* the image's apparent size (it is sparse) */
 };

@@ -19,7 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		payload_free(&p);
 		return 0;
 	}
-	FUZZ_CHECK(p.n_vars <= PAYLOAD_MAX_VARS && p.n_steps <= PAYLOAD_MAX_STEPS);
+	FUZZ_CHECK(p.n_vars <= PAYLOAD_MAX_VARS && p.n_steps <= PAYLOAD_MAX_STEPS + PAYLOAD_MAX_HOOKS);
 	for (i = 0; i < p.n_vars; i++) {
 		FUZZ_CHECK(p.vars[i].key && p.vars[i].value);
 		sum += strlen(p.vars[i].key) + strlen(p.vars[i].value);

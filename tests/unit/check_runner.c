@@ -50,6 +50,8 @@ int main(void)
 	srunner_add_suite(sr, glmetrics_suite());
 	srunner_add_suite(sr, gldaemon_suite());
 	srunner_add_suite(sr, gltransfer_suite());
+	srunner_add_suite(sr, gitstrategy_suite());
+	srunner_add_suite(sr, lfs_suite());
 	srunner_add_suite(sr, localci_suite());
 	srunner_add_suite(sr, scheduler_suite());
 	srunner_add_suite(sr, outmux_suite());

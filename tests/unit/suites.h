@@ -33,6 +33,8 @@ Suite *gzmembers_suite(void);
 Suite *glmetrics_suite(void);
 Suite *gldaemon_suite(void);
 Suite *gltransfer_suite(void);
+Suite *gitstrategy_suite(void);
+Suite *lfs_suite(void);
 Suite *localci_suite(void);
 Suite *outmux_suite(void);
 Suite *artifacts_suite(void);
