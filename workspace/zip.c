@@ -18,7 +18,7 @@
 
 #define MAX_DEPTH 64
 #define CHUNK 65536
-#define MAX_CENTRAL (64u << 20)       /* central directory bytes */
+#define CD_RECORD 100                 /* a central record past its name, at most */
 #define SIG_END 0x06054b50u
 #define SIG_END64 0x06064b50u
 #define SIG_LOCATOR64 0x07064b50u
@@ -62,6 +62,7 @@ struct zw {
 	struct archive *a;
 	struct archive_entry *ent;
 	unsigned n;                /* entries so far */
+	uint64_t cd;               /* central directory bytes libarchive holds, at most */
 	uint64_t total, max;
 	struct zip_stats *st;
 	struct kiln_err *e;
@@ -78,6 +79,10 @@ static enum kiln_rc add(struct zw *z, const char *name, const struct stat *sb, i
 	if (z->n >= ZIP_MAX_ENTRIES)
 		return kiln_fail(z->e, KILN_E_LIMIT, "zip %s: more than %u entries", z->path, ZIP_MAX_ENTRIES);
 	z->n++;
+	z->cd += CD_RECORD + strlen(name);
+	if (z->cd > ZIP_MAX_CENTRAL)
+		return kiln_fail(z->e, KILN_E_LIMIT, "zip %s: %s: names make a central directory larger than %llu bytes",
+				 z->path, name, (unsigned long long)ZIP_MAX_CENTRAL);
 	if (z->total + left > z->max)
 		return kiln_fail(z->e, KILN_E_LIMIT, "zip %s: %s makes it larger than %llu bytes", z->path, name,
 				 (unsigned long long)z->max);
@@ -303,9 +308,9 @@ static enum kiln_rc directory_fits(int fd, const char *path, struct kiln_err *e)
 	if (count > ZIP_MAX_ENTRIES)
 		return kiln_fail(e, KILN_E_LIMIT, "zip %s: %llu entries, more than %u", path, (unsigned long long)count,
 				 ZIP_MAX_ENTRIES);
-	if (cd_size > MAX_CENTRAL)
-		return kiln_fail(e, KILN_E_LIMIT, "zip %s: a central directory of %llu bytes, more than %u", path,
-				 (unsigned long long)cd_size, MAX_CENTRAL);
+	if (cd_size > ZIP_MAX_CENTRAL)
+		return kiln_fail(e, KILN_E_LIMIT, "zip %s: a central directory of %llu bytes, more than %llu", path,
+				 (unsigned long long)cd_size, (unsigned long long)ZIP_MAX_CENTRAL);
 	return KILN_OK;
 }
 

@@ -1,7 +1,7 @@
 /* Zip archives, as GitLab's artifacts and kiln's local cache hold them,
  * through libarchive: a folder tree written into a zip (deflate, zip64
  * extensions where an entry or the archive passes 4 GiB), and a zip, zip64
- * included, read back into a folder. At most ZIP_MAX_ENTRIES entries.
+ * included, read back into a folder.
  *
  * Writing takes regular files (their permission bits and modification
  * time; modes are masked to 0777 both ways, so no setuid, setgid or sticky
@@ -17,9 +17,20 @@
  * skipped with a count. Every entry's CRC32 is checked (libarchive reports
  * a mismatch, an error here), its declared size against max_bytes before
  * anything is written and its real size while writing. Encrypted entries
- * are an error. The end record's entry count and directory size are held
- * to ceilings before libarchive reads the directory (it keeps all of it in
- * memory: about 180 bytes an entry, measured).
+ * are an error.
+ *
+ * Ceilings: ZIP_MAX_ENTRIES entries and a ZIP_MAX_CENTRAL-byte central
+ * directory, both ways; reading holds the end record's (zip64's included)
+ * to them before libarchive reads the directory. libarchive keeps all of
+ * it in memory: reading, about 180 bytes an entry (measured: 200,000
+ * entries in 36 MB), so about 180 MB at the entry ceiling; writing, the
+ * directory itself, at most ZIP_MAX_CENTRAL. The entry ceiling is the
+ * file ceiling of fstree_copy (FSTREE_MAX_FILES), which lays every
+ * extracted tree over the checkout: a larger archive could not be used.
+ * 65,535 (zip's count without zip64) was too few for node_modules caches.
+ * The directory ceiling leaves 1,000,000 entries names of about 160 bytes
+ * (a central record is 46 bytes, libarchive's extra fields up to 52, and
+ * the name).
  *
  * Where libarchive differs from the zip code it replaces: a backslash in a
  * name not flagged UTF-8 is read as a folder separator (as Windows tools
@@ -36,7 +47,8 @@
 
 #include "lib/result.h"
 
-#define ZIP_MAX_ENTRIES 65535u
+#define ZIP_MAX_ENTRIES 1000000u          /* = FSTREE_MAX_FILES */
+#define ZIP_MAX_CENTRAL (256ULL << 20)     /* central directory bytes */
 #define ZIP_MAX_BYTES (64ULL << 30)    /* uncompressed total when the caller gives none */
 
 struct zip_stats {

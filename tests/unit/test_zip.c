@@ -325,11 +325,11 @@ START_TEST(zip64_and_hostile)
 	/* More entries in the zip64 end record than the ceiling: refused
 	 * before libarchive reads the central directory. */
 	n = craft_zip64(buf, good);
-	p64(p64(buf + n - 22 - 20 - 56 + 24, 70000), 70000);
+	p64(p64(buf + n - 22 - 20 - 56 + 24, 1500000), 1500000);
 	test_write_file(zipf, buf, n, 0644);
 	snprintf(out, sizeof(out), "%s/out3", d);
 	ck_assert_int_eq(zip_extract(zipf, out, 0, &st, &e), KILN_E_LIMIT);
-	ck_assert_ptr_nonnull(strstr(e.msg, "70000 entries"));
+	ck_assert_ptr_nonnull(strstr(e.msg, "1500000 entries"));
 	ck_assert_int_ne(access(out, F_OK), 0);
 
 	n = craft_zip64(buf, huge);
@@ -339,6 +339,48 @@ START_TEST(zip64_and_hostile)
 	ck_assert_ptr_nonnull(strstr(e.msg, "bytes once extracted"));
 	snprintf(path, sizeof(path), "%s/huge.bin", out);
 	ck_assert_int_ne(access(path, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* More entries than zip's 16-bit count (a node_modules cache): written
+ * with a zip64 end record and read back whole. In memory where it can
+ * (70,000 files on a busy disk take seconds to make). */
+START_TEST(zip_many_entries)
+{
+	char shm[] = "/dev/shm/kiln-test-zip.XXXXXX";
+	char *d = mkdtemp(shm) ? shm : test_tmpdir(), src[128], out[128], path[256], zipf[128], cmd[160], *got;
+	struct zip_stats st;
+	struct kiln_err e = { 0 };
+	unsigned i;
+	size_t n;
+
+	for (i = 0; i < 70; i++) {
+		snprintf(path, sizeof(path), "%s/src/m%02u", d, i);
+		ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	}
+	for (i = 0; i < 70000; i++) {
+		snprintf(path, sizeof(path), "%s/src/m%02u/f%u", d, i % 70, i);
+		test_write_file(path, i % 1000 ? "" : "x", i % 1000 ? 0 : 1, 0644);
+	}
+	snprintf(src, sizeof(src), "%s/src", d);
+	snprintf(zipf, sizeof(zipf), "%s/many.zip", d);
+	ck_assert_msg(zip_write_dir(src, zipf, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 70000);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", src);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/out", d);
+	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 70000);
+	ck_assert_uint_eq(st.skipped, 0);
+	ck_assert_uint_eq(st.bytes, 70);
+	snprintf(path, sizeof(path), "%s/m59/f69009", out);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/m50/f69000", out);
+	got = test_read_file(path, &n);
+	ck_assert_uint_eq(n, 1);
+	free(got);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
 	ck_assert_int_eq(system(cmd), 0);
 }
@@ -355,6 +397,7 @@ Suite *zip_suite(void)
 	tcase_add_test(tc, modes_lose_setuid);
 	tcase_add_test(tc, zip_refuses_unsafe);
 	tcase_add_test(tc, zip64_and_hostile);
+	tcase_add_test(tc, zip_many_entries);
 	suite_add_tcase(s, tc);
 	return s;
 }
