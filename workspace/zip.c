@@ -18,7 +18,7 @@
 
 #define MAX_DEPTH 64
 #define CHUNK 65536
-#define MAX_CENTRAL (64u << 20)       /* central directory bytes */
+#define CD_RECORD 100                 /* a central record past its name, at most */
 #define SIG_END 0x06054b50u
 #define SIG_END64 0x06064b50u
 #define SIG_LOCATOR64 0x07064b50u
@@ -62,6 +62,7 @@ struct zw {
 	struct archive *a;
 	struct archive_entry *ent;
 	unsigned n;                /* entries so far */
+	uint64_t cd;               /* central directory bytes libarchive holds, at most */
 	uint64_t total, max;
 	struct zip_stats *st;
 	struct kiln_err *e;
@@ -78,6 +79,10 @@ static enum kiln_rc add(struct zw *z, const char *name, const struct stat *sb, i
 	if (z->n >= ZIP_MAX_ENTRIES)
 		return kiln_fail(z->e, KILN_E_LIMIT, "zip %s: more than %u entries", z->path, ZIP_MAX_ENTRIES);
 	z->n++;
+	z->cd += CD_RECORD + strlen(name);
+	if (z->cd > ZIP_MAX_CENTRAL)
+		return kiln_fail(z->e, KILN_E_LIMIT, "zip %s: %s: names make a central directory larger than %llu bytes",
+				 z->path, name, (unsigned long long)ZIP_MAX_CENTRAL);
 	if (z->total + left > z->max)
 		return kiln_fail(z->e, KILN_E_LIMIT, "zip %s: %s makes it larger than %llu bytes", z->path, name,
 				 (unsigned long long)z->max);
@@ -167,6 +172,8 @@ static enum kiln_rc walk(struct zw *z, int dfd, const char *rel, int depth)
 			}
 			target[tl] = '\0';
 			rc = add(z, path, &sb, -1, target);
+			if (!rc)
+				z->st->links++;
 		} else {
 			z->st->skipped++;
 		}
@@ -303,9 +310,9 @@ static enum kiln_rc directory_fits(int fd, const char *path, struct kiln_err *e)
 	if (count > ZIP_MAX_ENTRIES)
 		return kiln_fail(e, KILN_E_LIMIT, "zip %s: %llu entries, more than %u", path, (unsigned long long)count,
 				 ZIP_MAX_ENTRIES);
-	if (cd_size > MAX_CENTRAL)
-		return kiln_fail(e, KILN_E_LIMIT, "zip %s: a central directory of %llu bytes, more than %u", path,
-				 (unsigned long long)cd_size, MAX_CENTRAL);
+	if (cd_size > ZIP_MAX_CENTRAL)
+		return kiln_fail(e, KILN_E_LIMIT, "zip %s: a central directory of %llu bytes, more than %llu", path,
+				 (unsigned long long)cd_size, (unsigned long long)ZIP_MAX_CENTRAL);
 	return KILN_OK;
 }
 
@@ -348,19 +355,94 @@ static enum kiln_rc write_fd(int fd, const void *buf, size_t n, const char *name
 	return KILN_OK;
 }
 
-/* Make the folders of rel (its last component excluded) under dest. */
-static enum kiln_rc make_parents(const char *dest, const char *rel, struct kiln_err *e)
+/* A link target kept: one that cannot lead out of dest however the links
+ * there resolve. It is relative, its ".." come first and are no more than
+ * the folders above the link (name) inside dest. The climb thus ends in a
+ * real folder of dest (the link's folders are made with O_NOFOLLOW), and
+ * each name after it is a folder, a file, or a link held to this same
+ * rule: no resolution leaves dest. A ".." after a name could climb back
+ * out through a link ("self -> ." then "x -> self/.."): refused. */
+static bool safe_target(const char *name, const char *target)
 {
-	char buf[PATH_MAX * 2], *slash;
+	size_t depth = 0, i, start = 0, n = strlen(target);
+	bool named = false;
+	const char *p;
 
-	snprintf(buf, sizeof(buf), "%s/%s", dest, rel);
-	slash = strrchr(buf, '/');
-	if (!slash)
-		return KILN_OK;
-	*slash = '\0';
-	if (kiln_mkdir_p(buf) < 0)
-		return kiln_fail_errno(e, "creating %s", buf);
-	return KILN_OK;
+	if (n == 0 || n >= PATH_MAX || target[0] == '/')
+		return false;
+	for (p = name; (p = strchr(p, '/')); p++)
+		depth++;
+	for (i = 0; i <= n; i++) {
+		size_t len;
+
+		if (i < n && target[i] != '/')
+			continue;
+		len = i - start;
+		if (len == 2 && !memcmp(target + start, "..", 2)) {
+			if (named || depth == 0)
+				return false;
+			depth--;
+		} else if (len > 0 && !(len == 1 && target[start] == '.')) {
+			named = true;
+		}
+		start = i + 1;
+	}
+	return true;
+}
+
+/* The folder in dfd that holds name's last component (or, with whole,
+ * name itself), each folder on the way made when missing and opened with
+ * O_NOFOLLOW: nothing is ever reached through a link. Returns its fd and
+ * sets *leaf to the last component, or -1 with errno; ELOOP when a
+ * component is a link. */
+static int open_parent(int dfd, const char *name, bool whole, const char **leaf)
+{
+	char buf[PATH_MAX];
+	char *c = buf, *slash;
+	int fd = dfd;
+
+	snprintf(buf, sizeof(buf), "%s", name);
+	for (;;) {
+		int sub;
+
+		slash = strchr(c, '/');
+		if (slash)
+			*slash = '\0';
+		if (!whole && (!slash || !slash[1])) {
+			*leaf = name + (c - buf);
+			return fd == dfd ? fcntl(dfd, F_DUPFD_CLOEXEC, 0) : fd;
+		}
+		if (!*c)
+			break;
+		if (mkdirat(fd, c, 0755) < 0 && errno != EEXIST)
+			goto fail;
+		sub = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0) {
+			struct stat sb;
+			int err = errno;
+
+			if (err == ENOTDIR && !fstatat(fd, c, &sb, AT_SYMLINK_NOFOLLOW) && S_ISLNK(sb.st_mode))
+				err = ELOOP;
+			errno = err;
+			goto fail;
+		}
+		if (fd != dfd)
+			close(fd);
+		fd = sub;
+		if (!slash || !slash[1])
+			break;
+		c = slash + 1;
+	}
+	*leaf = NULL;
+	return fd == dfd ? fcntl(dfd, F_DUPFD_CLOEXEC, 0) : fd;
+fail:
+	if (fd != dfd) {
+		int err = errno;
+
+		close(fd);
+		errno = err;
+	}
+	return -1;
 }
 
 /* The current entry's data into out; counts toward *total. */
@@ -406,7 +488,7 @@ enum kiln_rc zip_extract(const char *path, const char *dest, uint64_t max_bytes,
 	enum kiln_rc rc = KILN_OK;
 	struct utf8_scope u;
 	unsigned count = 0;
-	int zfd, out = -1;
+	int zfd, dfd = -1, pfd = -1, out = -1;
 
 	memset(st, 0, sizeof(*st));
 	zfd = open(path, O_RDONLY | O_CLOEXEC);
@@ -425,13 +507,13 @@ enum kiln_rc zip_extract(const char *path, const char *dest, uint64_t max_bytes,
 		rc = kiln_fail(e, KILN_E_SYNTAX, "zip %s: %s", path, why(a));
 		goto out;
 	}
-	if (kiln_mkdir_p(dest) < 0) {
+	if (kiln_mkdir_p(dest) < 0 || (dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		rc = kiln_fail_errno(e, "creating %s", dest);
 		goto out;
 	}
 	for (;;) {
 		char full[PATH_MAX * 2];
-		const char *name;
+		const char *name, *target, *leaf;
 		uint64_t got;
 		mode_t type;
 		int r = archive_read_next_header(a, &ent);
@@ -453,45 +535,82 @@ enum kiln_rc zip_extract(const char *path, const char *dest, uint64_t max_bytes,
 			goto out;
 		}
 		type = archive_entry_filetype(ent);
+		target = type == AE_IFLNK ? archive_entry_symlink(ent) : NULL;
 		if (!safe_name(name) || strlen(name) >= PATH_MAX || archive_entry_hardlink(ent) ||
-		    (type != AE_IFREG && type != AE_IFDIR)) {
+		    (type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK) ||
+		    (type == AE_IFLNK && (name[strlen(name) - 1] == '/' || !target || !safe_target(name, target)))) {
 			st->skipped++;
 			continue;
 		}
 		snprintf(full, sizeof(full), "%s/%s", dest, name);
-		if (type == AE_IFDIR) {
-			if (kiln_mkdir_p(full) < 0) {
-				rc = kiln_fail_errno(e, "creating %s", full);
-				goto out;
-			}
-			continue;
-		}
-		if (archive_entry_size_is_set(ent) && total + (uint64_t)archive_entry_size(ent) > max) {
+		if (type == AE_IFREG && archive_entry_size_is_set(ent) &&
+		    total + (uint64_t)archive_entry_size(ent) > max) {
 			rc = kiln_fail(e, KILN_E_LIMIT, "zip %s: more than %llu bytes once extracted", path,
 				       (unsigned long long)max);
 			goto out;
 		}
-		if ((rc = make_parents(dest, name, e)))
+		pfd = open_parent(dfd, name, type == AE_IFDIR, &leaf);
+		if (pfd < 0 && errno == ELOOP) {
+			st->skipped++; /* through a link: never */
+			continue;
+		}
+		if (pfd < 0) {
+			rc = kiln_fail_errno(e, "creating %s", full);
 			goto out;
-		/* dest holds only what this function made: folders and files, no links. */
-		out = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+		}
+		if (type == AE_IFDIR) {
+			close(pfd);
+			pfd = -1;
+			continue;
+		}
+		/* What an earlier entry or archive left there is replaced (as
+		 * gitlab-runner does), a folder excepted; a file is never
+		 * written through a link. */
+		if (unlinkat(pfd, leaf, 0) < 0 && errno != ENOENT) {
+			if (errno == EISDIR && type == AE_IFLNK) {
+				st->skipped++;
+				close(pfd);
+				pfd = -1;
+				continue;
+			}
+			rc = kiln_fail_errno(e, "creating %s", full);
+			goto out;
+		}
+		if (type == AE_IFLNK) {
+			if (symlinkat(target, pfd, leaf) < 0) {
+				rc = kiln_fail_errno(e, "creating %s", full);
+				goto out;
+			}
+			close(pfd);
+			pfd = -1;
+			st->links++;
+			continue;
+		}
+		out = openat(pfd, leaf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		close(pfd);
+		pfd = -1;
 		if (out < 0) {
 			rc = kiln_fail_errno(e, "creating %s", full);
 			goto out;
 		}
 		rc = extract_data(a, ent, out, &total, max, path, name, &got, e);
+		if (!rc && fchmod(out, archive_entry_perm(ent) & 0777) < 0)
+			rc = kiln_fail_errno(e, "creating %s", full);
 		if (close(out) < 0 && !rc)
 			rc = kiln_fail_errno(e, "writing %s", full);
 		out = -1;
 		if (rc)
 			goto out;
-		chmod(full, archive_entry_perm(ent) & 0777);
 		st->files++;
 		st->bytes += got;
 	}
 out:
 	if (out >= 0)
 		close(out);
+	if (pfd >= 0)
+		close(pfd);
+	if (dfd >= 0)
+		close(dfd);
 	if (a)
 		archive_read_free(a);
 	close(zfd);

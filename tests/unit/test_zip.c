@@ -1,10 +1,13 @@
 /* The zip reader and writer (workspace/zip): a round trip, modes that lose
  * setuid, and archives with unsafe names or bad CRCs refused. */
+#include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "lib/paths.h"
@@ -36,15 +39,24 @@ START_TEST(zip_roundtrip)
 	test_write_file(path, "#!/bin/sh\n", 10, 0755);
 	snprintf(path, sizeof(path), "%s/link", src);
 	ck_assert_int_eq(symlink("/etc/passwd", path), 0);
+	snprintf(path, sizeof(path), "%s/sub/deeper/up", src);
+	ck_assert_int_eq(symlink("../big.bin", path), 0);
 
 	snprintf(zipf, sizeof(zipf), "%s/a.zip", d);
 	ck_assert_msg(zip_write_dir(src, zipf, 0, &st, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_uint_eq(st.files, 4);
+	ck_assert_uint_eq(st.links, 2);
 	ck_assert_uint_eq(st.bytes, 300016);
 	snprintf(out, sizeof(out), "%s/out", d);
 	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_uint_eq(st.files, 4);
-	ck_assert_uint_eq(st.skipped, 1); /* the link: never created */
+	ck_assert_uint_eq(st.links, 1);
+	ck_assert_uint_eq(st.skipped, 1); /* the absolute link: never created */
+	/* The link inside comes back as a link. */
+	snprintf(path, sizeof(path), "%s/sub/deeper/up", out);
+	n = (size_t)readlink(path, cmd, sizeof(cmd));
+	ck_assert_uint_eq(n, 10);
+	ck_assert_int_eq(memcmp(cmd, "../big.bin", 10), 0);
 	snprintf(path, sizeof(path), "%s/sub/big.bin", out);
 	got = test_read_file(path, &n);
 	ck_assert_uint_eq(n, 300000);
@@ -192,7 +204,7 @@ struct centry {
 static size_t craft_zip64(uint8_t *buf, const struct centry *ents)
 {
 	uint8_t *p = buf, *cd, *end64;
-	uint64_t offs[8];
+	uint64_t offs[16];
 	size_t i, n = 0;
 
 	for (i = 0; ents[i].name; i++, n++) {
@@ -274,7 +286,7 @@ START_TEST(zip_refuses_unsafe)
 END_TEST
 
 /* zip64: every size and offset in the extra field is read; a link entry
- * pointing out of dest is never made, and a file through its name lands
+ * climbing out of dest is never made, and a file through its name lands
  * in a real folder inside dest; a declared size over the limit is refused
  * before anything is written. */
 START_TEST(zip64_and_hostile)
@@ -325,11 +337,11 @@ START_TEST(zip64_and_hostile)
 	/* More entries in the zip64 end record than the ceiling: refused
 	 * before libarchive reads the central directory. */
 	n = craft_zip64(buf, good);
-	p64(p64(buf + n - 22 - 20 - 56 + 24, 70000), 70000);
+	p64(p64(buf + n - 22 - 20 - 56 + 24, 1500000), 1500000);
 	test_write_file(zipf, buf, n, 0644);
 	snprintf(out, sizeof(out), "%s/out3", d);
 	ck_assert_int_eq(zip_extract(zipf, out, 0, &st, &e), KILN_E_LIMIT);
-	ck_assert_ptr_nonnull(strstr(e.msg, "70000 entries"));
+	ck_assert_ptr_nonnull(strstr(e.msg, "1500000 entries"));
 	ck_assert_int_ne(access(out, F_OK), 0);
 
 	n = craft_zip64(buf, huge);
@@ -339,6 +351,178 @@ START_TEST(zip64_and_hostile)
 	ck_assert_ptr_nonnull(strstr(e.msg, "bytes once extracted"));
 	snprintf(path, sizeof(path), "%s/huge.bin", out);
 	ck_assert_int_ne(access(path, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+static bool is_link_to(const char *path, const char *want)
+{
+	char got[PATH_MAX];
+	ssize_t n = readlink(path, got, sizeof(got) - 1);
+
+	if (n < 0)
+		return false;
+	got[n] = '\0';
+	return !strcmp(got, want);
+}
+
+/* Links whose target stays inside dest come back as links, written by
+ * zip_write_dir (node_modules/.bin, shared-library names) or made by hand;
+ * those that can lead out (absolute, climbing above dest, a ".." after a
+ * name through another link) are skipped; nothing is written through a
+ * link, whether an earlier entry or an earlier archive made it. */
+START_TEST(zip_links_inside)
+{
+	static const struct centry hostile[] = {
+		{ "self", ".", 0120777, 0 },
+		{ "esc", "self/..", 0120777, 0 },          /* dest/.. through self */
+		{ "abs", "/etc", 0120777, 0 },
+		{ "a/up", "../../x", 0120777, 0 },
+		{ "a/mid", "b/../../..", 0120777, 0 },
+		{ "sub/", "", 040755, 0 },
+		{ "d", "sub", 0120777, 0 },                /* inside: made */
+		{ "d/through", "nope", 0100644, 0 },       /* under a link: skipped */
+		{ "t", "sub/f", 0120777, 0 },
+		{ "t", "replaced", 0100644, 0 },           /* replaces the link */
+		{ "sub", "x", 0120777, 0 },                /* over a folder: skipped */
+		{ "pre/f", "nope", 0100644, 0 },           /* pre is a link already */
+		{ NULL, NULL, 0, 0 },
+	};
+	char *d = test_tmpdir(), src[128], out[128], path[256], zipf[128], cmd[600], *got;
+	uint8_t buf[8192];
+	struct zip_stats st;
+	struct kiln_err e = { 0 };
+	struct stat sb;
+	size_t n;
+
+	snprintf(src, sizeof(src), "%s/src", d);
+	snprintf(path, sizeof(path), "%s/node_modules/pkg/bin", src);
+	ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	snprintf(path, sizeof(path), "%s/node_modules/.bin", src);
+	ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	snprintf(path, sizeof(path), "%s/node_modules/pkg/bin/x", src);
+	test_write_file(path, "#!/bin/sh\n", 10, 0755);
+	snprintf(path, sizeof(path), "%s/node_modules/.bin/x", src);
+	ck_assert_int_eq(symlink("../pkg/bin/x", path), 0);
+	snprintf(path, sizeof(path), "%s/lib", src);
+	ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	snprintf(path, sizeof(path), "%s/lib/libfoo.so.1", src);
+	test_write_file(path, "ELF", 3, 0644);
+	snprintf(path, sizeof(path), "%s/lib/libfoo.so", src);
+	ck_assert_int_eq(symlink("libfoo.so.1", path), 0);
+	snprintf(path, sizeof(path), "%s/lib/nm", src);
+	ck_assert_int_eq(symlink("../node_modules/", path), 0);
+	snprintf(path, sizeof(path), "%s/lib/out", src);
+	ck_assert_int_eq(symlink("../..", path), 0);
+
+	snprintf(zipf, sizeof(zipf), "%s/nm.zip", d);
+	ck_assert_msg(zip_write_dir(src, zipf, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 2);
+	ck_assert_uint_eq(st.links, 4);
+	/* Stored as Info-ZIP and gitlab-runner store them. */
+	snprintf(cmd, sizeof(cmd),
+		 "python3 -c 'import stat, sys, zipfile; z = zipfile.ZipFile(\"%s\"); i = z.getinfo(\"lib/libfoo.so\"); "
+		 "sys.exit(not stat.S_ISLNK(i.external_attr >> 16) or z.read(i) != b\"libfoo.so.1\")'", zipf);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/out", d);
+	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 2);
+	ck_assert_uint_eq(st.links, 3);
+	ck_assert_uint_eq(st.skipped, 1); /* lib/out */
+	snprintf(path, sizeof(path), "%s/node_modules/.bin/x", out);
+	ck_assert(is_link_to(path, "../pkg/bin/x"));
+	got = test_read_file(path, &n);
+	ck_assert_uint_eq(n, 10);
+	free(got);
+	snprintf(path, sizeof(path), "%s/lib/libfoo.so", out);
+	ck_assert(is_link_to(path, "libfoo.so.1"));
+	snprintf(path, sizeof(path), "%s/lib/nm/pkg/bin/x", out);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/lib/out", out);
+	ck_assert_int_ne(lstat(path, &sb), 0);
+
+	/* By hand: what the writer never makes. pre already is a link to a
+	 * folder outside (as if another archive had made it). */
+	snprintf(path, sizeof(path), "%s/outside", d);
+	ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	snprintf(out, sizeof(out), "%s/out2", d);
+	ck_assert_int_eq(kiln_mkdir_p(out), 0);
+	snprintf(path, sizeof(path), "%s/pre", out);
+	ck_assert_int_eq(symlink("../outside", path), 0);
+	snprintf(zipf, sizeof(zipf), "%s/hostile.zip", d);
+	n = craft_zip64(buf, hostile);
+	test_write_file(zipf, buf, n, 0644);
+	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.links, 3);     /* self, d, and t until a file replaced it */
+	ck_assert_uint_eq(st.files, 1);     /* t */
+	ck_assert_uint_eq(st.skipped, 7);
+	snprintf(path, sizeof(path), "%s/self", out);
+	ck_assert(is_link_to(path, "."));
+	snprintf(path, sizeof(path), "%s/d", out);
+	ck_assert(is_link_to(path, "sub"));
+	snprintf(path, sizeof(path), "%s/esc", out);
+	ck_assert_int_ne(lstat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/abs", out);
+	ck_assert_int_ne(lstat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/a/up", out);
+	ck_assert_int_ne(lstat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/a/mid", out);
+	ck_assert_int_ne(lstat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/sub/through", out);
+	ck_assert_int_ne(lstat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/sub/f", out);
+	ck_assert_int_ne(lstat(path, &sb), 0);
+	snprintf(path, sizeof(path), "%s/t", out);
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert(S_ISREG(sb.st_mode));
+	snprintf(path, sizeof(path), "%s/sub", out);
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert(S_ISDIR(sb.st_mode));
+	snprintf(path, sizeof(path), "%s/outside/f", d);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* More entries than zip's 16-bit count (a node_modules cache): written
+ * with a zip64 end record and read back whole. In memory where it can
+ * (70,000 files on a busy disk take seconds to make). */
+START_TEST(zip_many_entries)
+{
+	char shm[] = "/dev/shm/kiln-test-zip.XXXXXX";
+	char *d = mkdtemp(shm) ? shm : test_tmpdir(), src[128], out[128], path[256], zipf[128], cmd[160], *got;
+	struct zip_stats st;
+	struct kiln_err e = { 0 };
+	unsigned i;
+	size_t n;
+
+	for (i = 0; i < 70; i++) {
+		snprintf(path, sizeof(path), "%s/src/m%02u", d, i);
+		ck_assert_int_eq(kiln_mkdir_p(path), 0);
+	}
+	for (i = 0; i < 70000; i++) {
+		snprintf(path, sizeof(path), "%s/src/m%02u/f%u", d, i % 70, i);
+		test_write_file(path, i % 1000 ? "" : "x", i % 1000 ? 0 : 1, 0644);
+	}
+	snprintf(src, sizeof(src), "%s/src", d);
+	snprintf(zipf, sizeof(zipf), "%s/many.zip", d);
+	ck_assert_msg(zip_write_dir(src, zipf, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 70000);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", src);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/out", d);
+	ck_assert_msg(zip_extract(zipf, out, 0, &st, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(st.files, 70000);
+	ck_assert_uint_eq(st.skipped, 0);
+	ck_assert_uint_eq(st.bytes, 70);
+	snprintf(path, sizeof(path), "%s/m59/f69009", out);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	snprintf(path, sizeof(path), "%s/m50/f69000", out);
+	got = test_read_file(path, &n);
+	ck_assert_uint_eq(n, 1);
+	free(got);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", d);
 	ck_assert_int_eq(system(cmd), 0);
 }
@@ -355,6 +539,8 @@ Suite *zip_suite(void)
 	tcase_add_test(tc, modes_lose_setuid);
 	tcase_add_test(tc, zip_refuses_unsafe);
 	tcase_add_test(tc, zip64_and_hostile);
+	tcase_add_test(tc, zip_links_inside);
+	tcase_add_test(tc, zip_many_entries);
 	suite_add_tcase(s, tc);
 	return s;
 }
