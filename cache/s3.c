@@ -17,7 +17,7 @@ struct reply {
 	long status;
 	char body[S3_REPLY_MAX];
 	size_t len;
-	char etag[256];
+	char etag[S3_ETAG_MAX];
 	bool write_failed;
 };
 
@@ -149,9 +149,10 @@ static enum kiln_rc failed(const struct s3_client *c, const char *what, const st
 /* One signed request: method on key (?query), the body from src (when not
  * NULL), the reply into r. */
 static CURLcode request(const struct s3_client *c, const char *method, const char *key, const char *query,
-			struct source *src, curl_off_t src_len, const char *post, struct reply *r, char *errbuf)
+			struct source *src, curl_off_t src_len, const char *post, const char *if_none_match,
+			struct reply *r, char *errbuf)
 {
-	char ekey[2048], url[4096], sigv4[160], auth[1024], tok[4200];
+	char ekey[2048], url[4096], sigv4[160], auth[1024], tok[4200], inm[S3_ETAG_MAX + 32];
 	struct curl_slist *h = NULL;
 	CURLcode cc;
 	CURL *cu;
@@ -181,6 +182,10 @@ static CURLcode request(const struct s3_client *c, const char *method, const cha
 	}
 	if (post)
 		h = curl_slist_append(h, "Content-Type: application/xml");
+	if (if_none_match && *if_none_match) {
+		snprintf(inm, sizeof(inm), "If-None-Match: %s", if_none_match);
+		h = curl_slist_append(h, inm);
+	}
 	curl_easy_setopt(cu, CURLOPT_URL, url);
 	curl_easy_setopt(cu, CURLOPT_AWS_SIGV4, sigv4);
 	curl_easy_setopt(cu, CURLOPT_USERPWD, auth);
@@ -219,8 +224,8 @@ static bool ok(const struct reply *r, CURLcode cc)
 	return cc == CURLE_OK && r->status >= 200 && r->status < 300 && !r->write_failed;
 }
 
-enum kiln_rc s3_get(const struct s3_client *c, const char *key, const char *dst, enum s3_fail *why,
-		    struct kiln_err *e)
+enum kiln_rc s3_get(const struct s3_client *c, const char *key, const char *dst, const char *if_none_match,
+		    char *etag, enum s3_fail *why, struct kiln_err *e)
 {
 	char errbuf[CURL_ERROR_SIZE];
 	struct reply *r = calloc(1, sizeof(*r));
@@ -238,11 +243,17 @@ enum kiln_rc s3_get(const struct s3_client *c, const char *key, const char *dst,
 		rc = kiln_fail_errno(e, "S3 download: creating %s", dst);
 		goto out;
 	}
-	cc = request(c, "GET", key, NULL, NULL, 0, NULL, r, errbuf);
+	cc = request(c, "GET", key, NULL, NULL, 0, NULL, if_none_match, r, errbuf);
 	if (fclose(r->out) != 0 && ok(r, cc))
 		r->write_failed = true;
 	r->out = NULL;
-	if (!ok(r, cc)) {
+	if (etag)
+		snprintf(etag, S3_ETAG_MAX, "%s", r->etag);
+	if (cc == CURLE_OK && r->status == 304) {
+		if (why)
+			*why = S3_UNCHANGED;
+		unlink(dst);
+	} else if (!ok(r, cc)) {
 		classify(r, cc, why);
 		if (r->write_failed && why)
 			*why = S3_LOCAL;
@@ -266,7 +277,7 @@ static enum kiln_rc put_part(const struct s3_client *c, const char *key, const c
 			*why = S3_LOCAL;
 		return kiln_fail_errno(e, "S3 upload: seeking");
 	}
-	cc = request(c, "PUT", key, query, &s, len, NULL, r, errbuf);
+	cc = request(c, "PUT", key, query, &s, len, NULL, NULL, r, errbuf);
 	if (!ok(r, cc)) {
 		classify(r, cc, why);
 		return failed(c, key, r, cc, errbuf, e);
@@ -275,7 +286,7 @@ static enum kiln_rc put_part(const struct s3_client *c, const char *key, const c
 }
 
 static enum kiln_rc multipart(const struct s3_client *c, const char *key, FILE *f, off_t size, long part,
-			      struct reply *r, enum s3_fail *why, struct kiln_err *e)
+			      struct reply *r, char *etag, enum s3_fail *why, struct kiln_err *e)
 {
 	char errbuf[CURL_ERROR_SIZE], id[1024], query[1200], tag[256];
 	size_t nparts = (size_t)((size + part - 1) / part), i, cap, len = 0;
@@ -285,7 +296,7 @@ static enum kiln_rc multipart(const struct s3_client *c, const char *key, FILE *
 
 	/* "uploads=": libcurl signs the query as written, S3 canonicalises
 	 * the bare name to "uploads=". */
-	cc = request(c, "POST", key, "uploads=", NULL, 0, NULL, r, errbuf);
+	cc = request(c, "POST", key, "uploads=", NULL, 0, NULL, NULL, r, errbuf);
 	if (!ok(r, cc)) {
 		classify(r, cc, why);
 		return failed(c, key, r, cc, errbuf, e);
@@ -323,10 +334,13 @@ static enum kiln_rc multipart(const struct s3_client *c, const char *key, FILE *
 	}
 	snprintf(done + len, cap - len, "</CompleteMultipartUpload>");
 	snprintf(query, sizeof(query), "uploadId=%s", id);
-	cc = request(c, "POST", key, query, NULL, 0, done, r, errbuf);
+	cc = request(c, "POST", key, query, NULL, 0, done, NULL, r, errbuf);
 	/* CompleteMultipartUpload may say 200 and still fail in its body. */
-	if (ok(r, cc) && !s3_xml_value(r->body, r->len, "Code", tag, sizeof(tag)))
+	if (ok(r, cc) && !s3_xml_value(r->body, r->len, "Code", tag, sizeof(tag))) {
+		if (etag)
+			s3_xml_value(r->body, r->len, "ETag", etag, S3_ETAG_MAX);
 		goto out;
+	}
 	if (ok(r, cc))
 		r->status = 500;
 	classify(r, cc, why);
@@ -334,13 +348,13 @@ static enum kiln_rc multipart(const struct s3_client *c, const char *key, FILE *
 abort:
 	/* Parts of an unfinished upload are billed until aborted. */
 	snprintf(query, sizeof(query), "uploadId=%s", id);
-	request(c, "DELETE", key, query, NULL, 0, NULL, r, errbuf);
+	request(c, "DELETE", key, query, NULL, 0, NULL, NULL, r, errbuf);
 out:
 	free(done);
 	return rc;
 }
 
-enum kiln_rc s3_put(const struct s3_client *c, const char *key, const char *src, enum s3_fail *why,
+enum kiln_rc s3_put(const struct s3_client *c, const char *key, const char *src, char *etag, enum s3_fail *why,
 		    struct kiln_err *e)
 {
 	struct reply *r = calloc(1, sizeof(*r));
@@ -351,6 +365,8 @@ enum kiln_rc s3_put(const struct s3_client *c, const char *key, const char *src,
 
 	if (why)
 		*why = S3_OK;
+	if (etag)
+		etag[0] = '\0';
 	if (!r)
 		return kiln_fail(e, KILN_E_NOMEM, "S3: out of memory");
 	f = fopen(src, "re");
@@ -362,10 +378,13 @@ enum kiln_rc s3_put(const struct s3_client *c, const char *key, const char *src,
 	}
 	while (st.st_size / part >= S3_MAX_PARTS)
 		part *= 2;
-	if (st.st_size <= part)
+	if (st.st_size <= part) {
 		rc = put_part(c, key, NULL, f, 0, st.st_size, r, why, e);
-	else
-		rc = multipart(c, key, f, st.st_size, part, r, why, e);
+		if (!rc && etag)
+			snprintf(etag, S3_ETAG_MAX, "%s", r->etag);
+	} else {
+		rc = multipart(c, key, f, st.st_size, part, r, etag, why, e);
+	}
 out:
 	if (f)
 		fclose(f);

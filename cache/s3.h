@@ -14,7 +14,8 @@
 
 #define S3_PART_SIZE (64L << 20)   /* multipart above this; each part this big */
 #define S3_MAX_PARTS 10000         /* S3's limit; larger files get larger parts */
-#define S3_REPLY_MAX 16384         /* bytes of an XML reply or error body kept */
+#define S3_REPLY_MAX 16384
+#define S3_ETAG_MAX 256         /* bytes of an XML reply or error body kept */
 
 struct s3_client {
 	const char *server;        /* host[:port], as gitlab-runner's ServerAddress */
@@ -37,17 +38,23 @@ enum s3_fail {
 	S3_DOWN,      /* no connection, a timeout, a 5xx */
 	S3_REFUSED,   /* 4xx other than 404: credentials, bucket, permissions */
 	S3_LOCAL,     /* a local file could not be read or written */
+	S3_UNCHANGED, /* 304: the object still has the ETag the caller has */
 };
 
-/* GET key into the file dst (created or truncated; removed on failure).
- * KILN_E_NOTFOUND when the object does not exist. *why (may be NULL) says
- * which kind of failure it was. */
-enum kiln_rc s3_get(const struct s3_client *c, const char *key, const char *dst, enum s3_fail *why,
-		    struct kiln_err *e);
+/* GET key into the file dst (created or truncated; removed on failure)
+ * and its ETag into etag (S3_ETAG_MAX bytes, may be NULL). With
+ * if_none_match (an ETag, or NULL) an object that still has it is not
+ * sent: KILN_OK, dst removed, *why S3_UNCHANGED. KILN_E_NOTFOUND when the
+ * object does not exist. *why (may be NULL) says which kind of failure it
+ * was. */
+enum kiln_rc s3_get(const struct s3_client *c, const char *key, const char *dst, const char *if_none_match,
+		    char *etag, enum s3_fail *why, struct kiln_err *e);
 
 /* PUT the file src as key: one request up to part_size, else a multipart
- * upload (aborted when a part fails, so no parts are left behind). */
-enum kiln_rc s3_put(const struct s3_client *c, const char *key, const char *src, enum s3_fail *why,
+ * upload (aborted when a part fails, so no parts are left behind). The
+ * object's ETag into etag (S3_ETAG_MAX bytes, may be NULL; "" when the
+ * server gave none). */
+enum kiln_rc s3_put(const struct s3_client *c, const char *key, const char *src, char *etag, enum s3_fail *why,
 		    struct kiln_err *e);
 
 /* The text of the first <tag>...</tag> in xml[0..len) into out (at most

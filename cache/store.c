@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,10 +134,55 @@ static bool client(const struct cache_store *s, struct s3_client *c, char *ak, c
 	return true;
 }
 
+/* <path>.etag: the S3 ETag of the local copy at path, when it came from or
+ * went to S3 (so a restore downloads only what changed). */
+static void etag_path(const char *path, char *out, size_t size)
+{
+	snprintf(out, size, "%s.etag", path);
+}
+
+static void etag_read(const char *path, char *etag)
+{
+	char p[PATH_MAX + 8], *text = NULL;
+	size_t len;
+
+	etag[0] = '\0';
+	etag_path(path, p, sizeof(p));
+	if (kiln_read_file(p, S3_ETAG_MAX - 1, &text, &len) < 0)
+		return;
+	/* Only what S3 sends: a quoted token, no header injection. */
+	if (len && !memchr(text, '\n', len) && !memchr(text, '\r', len))
+		snprintf(etag, S3_ETAG_MAX, "%.*s", (int)len, text);
+	free(text);
+}
+
+/* Atomically, so that a reader sees the old ETag or the new one; an
+ * empty etag removes the file. */
+static void etag_write(const char *path, const char *etag)
+{
+	char p[PATH_MAX + 8], tmp[PATH_MAX + 32];
+	FILE *f;
+
+	etag_path(path, p, sizeof(p));
+	if (!etag[0] || strchr(etag, '\n') || strchr(etag, '\r')) {
+		unlink(p);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.%d.%lx", p, (int)getpid(), (unsigned long)(uintptr_t)&p);
+	f = fopen(tmp, "we");
+	if (!f)
+		return;
+	if (fputs(etag, f) < 0 || fclose(f) != 0 || rename(tmp, p) < 0) {
+		unlink(tmp);
+		unlink(p);
+	}
+}
+
 bool cache_store_fetch(const struct cache_store *s, const char *project, long long project_id, const char *key,
 		       char *path, size_t size, char *warn, size_t wsize)
 {
 	char obj[1024], dir[PATH_MAX], tmp[PATH_MAX + 32], ak[256], sk[256], why[512];
+	char have[S3_ETAG_MAX], got[S3_ETAG_MAX];
 	char *tok = NULL, *slash;
 	struct s3_client c;
 	struct kiln_err e = { 0 };
@@ -168,8 +214,16 @@ bool cache_store_fetch(const struct cache_store *s, const char *project, long lo
 		goto local;
 	}
 	close(fd);
-	if (s3_get(&c, obj, tmp, &fail, &e) == KILN_OK) {
+	etag_read(path, have);
+	if (access(path, F_OK) < 0)
+		have[0] = '\0';
+	if (s3_get(&c, obj, tmp, have, got, &fail, &e) == KILN_OK) {
+		if (fail == S3_UNCHANGED) {
+			free(tok);
+			return true; /* the local copy is S3's */
+		}
 		if (rename(tmp, path) == 0) {
+			etag_write(path, got);
 			free(tok);
 			return true;
 		}
@@ -189,7 +243,7 @@ local:
 bool cache_store_push(const struct cache_store *s, long long project_id, const char *key, const char *path,
 		      char *warn, size_t wsize)
 {
-	char obj[1024], ak[256], sk[256], why[512];
+	char obj[1024], ak[256], sk[256], why[512], etag[S3_ETAG_MAX] = "";
 	char *tok = NULL;
 	struct s3_client c;
 	struct kiln_err e = { 0 };
@@ -198,15 +252,19 @@ bool cache_store_push(const struct cache_store *s, long long project_id, const c
 	warn[0] = '\0';
 	if (!cache_store_remote(s))
 		return true;
+	/* The local copy is new: until S3 has it, it is no object's copy. */
+	etag_write(path, "");
 	tok = malloc(4096);
 	if (!tok || !cache_object_name(s, project_id, key, obj, sizeof(obj)))
 		snprintf(warn, wsize, "S3 cache: key %s cannot be used as an object name; kept locally only", key);
 	else if (!client(s, &c, ak, sk, tok, why, sizeof(why)))
 		snprintf(warn, wsize, "S3 cache: %s; kept locally only", why);
-	else if (s3_put(&c, obj, path, NULL, &e))
+	else if (s3_put(&c, obj, path, etag, NULL, &e))
 		snprintf(warn, wsize, "%s; kept locally only", e.msg);
 	else
 		ok = true;
+	if (ok)
+		etag_write(path, etag);
 	free(tok);
 	return ok;
 }
