@@ -175,7 +175,8 @@ static CURLcode request(const struct s3_client *c, const char *method, const cha
 	snprintf(auth, sizeof(auth), "%s:%s", c->access_key ? c->access_key : "", c->secret_key ? c->secret_key : "");
 	/* S3 wants the payload's hash signed; streaming bodies are not hashed. */
 	h = curl_slist_append(h, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
-	h = curl_slist_append(h, "Expect:");
+	/* No "Expect:" to turn 100-continue off: libcurl 7.88 then signs a
+	 * header it does not send (a real S3 says SignatureDoesNotMatch). */
 	if (c->session_token && *c->session_token) {
 		snprintf(tok, sizeof(tok), "x-amz-security-token: %s", c->session_token);
 		h = curl_slist_append(h, tok);

@@ -7,6 +7,9 @@
 #   tests/s3server.sh start DIR   serve DIR/data with bucket kiln-cache on a free
 #                                 port of 127.0.0.1; prints host:port; access key
 #                                 and secret are S3RVER/S3RVER
+#   tests/s3server.sh verifier DIR  start tests/s3sigv4.py instead: a stub that
+#                                 checks every V4 signature with botocore
+#                                 (python3-botocore); key AK, secret SECRET
 #   tests/s3server.sh stop DIR    stop the server started on DIR
 #
 # Exit status 77 (automake's skip) when the server cannot be had, with the
@@ -54,6 +57,25 @@ start)
 	kill "$(cat "$dir/pid")" 2>/dev/null || true
 	skip "s3rver did not start within 10 s"
 	;;
+verifier)
+	dir=${2:?usage: s3server.sh verifier DIR}
+	python3 -c 'import botocore' 2>/dev/null || skip "python3-botocore is not installed"
+	mkdir -p "$dir"
+	python3 "$(dirname "$0")/s3sigv4.py" >"$dir/addr" 2>"$dir/log" &
+	echo $! >"$dir/pid"
+	i=0
+	while [ $i -lt 100 ]; do
+		if [ -s "$dir/addr" ]; then
+			head -n1 "$dir/addr"
+			exit 0
+		fi
+		kill -0 "$(cat "$dir/pid")" 2>/dev/null || skip "s3sigv4.py exited: $(tail -n1 "$dir/log")"
+		sleep 0.1
+		i=$((i + 1))
+	done
+	kill "$(cat "$dir/pid")" 2>/dev/null || true
+	skip "s3sigv4.py did not start within 10 s"
+	;;
 stop)
 	dir=${2:?usage: s3server.sh stop DIR}
 	[ -f "$dir/pid" ] || exit 0
@@ -61,7 +83,7 @@ stop)
 	rm -f "$dir/pid"
 	;;
 *)
-	echo "usage: tests/s3server.sh install | start DIR | stop DIR" >&2
+	echo "usage: tests/s3server.sh install | start DIR | verifier DIR | stop DIR" >&2
 	exit 2
 	;;
 esac

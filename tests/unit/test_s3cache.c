@@ -51,6 +51,31 @@ static bool server_up(void)
 	return srv_addr[0];
 }
 
+static char sig_dir[PATH_MAX];
+static char sig_addr[64];
+
+static void verifier_start(void)
+{
+	const char *top = getenv("top_srcdir");
+	int rc;
+
+	snprintf(sig_dir, sizeof(sig_dir), "%s", test_tmpdir());
+	rc = test_sh_out(sig_addr, sizeof(sig_addr), "%s/tests/s3server.sh verifier %s", top ? top : ".", sig_dir);
+	if (rc) {
+		sig_addr[0] = '\0';
+		fprintf(stderr, "s3cache: SigV4 tests skipped: tests/s3server.sh verifier failed (%d)\n", rc);
+	}
+}
+
+static void verifier_stop(void)
+{
+	const char *top = getenv("top_srcdir");
+
+	if (sig_dir[0])
+		test_sh("%s/tests/s3server.sh stop %s; rm -rf %s", top ? top : ".", sig_dir, sig_dir);
+	sig_dir[0] = sig_addr[0] = '\0';
+}
+
 /* A cache: section for the test server. */
 static void s3conf(struct kiln_cache_config *c, const char *server, bool shared, const char *access_key)
 {
@@ -393,6 +418,38 @@ START_TEST(multipart_upload)
 }
 END_TEST
 
+/* libcurl's signatures, checked by botocore's signer (s3rver checks the
+ * access key only): a multipart upload (queries), a key to percent-encode,
+ * a plain PUT, a GET with If-None-Match in a region; a wrong secret is
+ * refused. */
+START_TEST(sigv4_checked_by_botocore)
+{
+	struct s3_client c = { .server = sig_addr, .bucket = "b", .region = "eu-west-1", .access_key = "AK",
+			       .secret_key = "SECRET", .insecure = true, .part_size = 1 << 20 };
+	char *top, big[PATH_MAX], got[PATH_MAX], etag[S3_ETAG_MAX];
+	struct kiln_err e = { 0 };
+	enum s3_fail why;
+
+	if (!sig_addr[0])
+		return;
+	top = test_tmpdir();
+	snprintf(big, sizeof(big), "%s/big", top);
+	snprintf(got, sizeof(got), "%s/got", top);
+	ck_assert_int_eq(test_sh("head -c 2500000 /dev/urandom > %s", big), 0);
+	ck_assert_msg(s3_put(&c, "ci/project/1/a key+x", big, etag, &why, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_str_eq(etag, "\"m2500000\"");
+	ck_assert_msg(s3_get(&c, "ci/project/1/a key+x", got, "\"old\"", etag, &why, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(test_sh("cmp -s %s %s", big, got), 0);
+	c.part_size = 0;
+	ck_assert_msg(s3_put(&c, "ci/project/1/whole", big, etag, &why, &e) == KILN_OK, "%s", e.msg);
+	c.secret_key = "WRONG";
+	ck_assert_int_ne(s3_get(&c, "ci/project/1/whole", got, NULL, NULL, &why, &e), KILN_OK);
+	ck_assert_int_eq(why, S3_REFUSED);
+	ck_assert_msg(strstr(e.msg, "credentials refused (HTTP 403 SignatureDoesNotMatch"), "%s", e.msg);
+	test_sh("rm -rf %s", top);
+}
+END_TEST
+
 Suite *s3cache_suite(void)
 {
 	Suite *s = suite_create("s3cache");
@@ -411,5 +468,10 @@ Suite *s3cache_suite(void)
 	tcase_add_test(srv, refused_credentials);
 	tcase_add_test(srv, multipart_upload);
 	suite_add_tcase(s, srv);
+	tc = tcase_create("sigv4");
+	tcase_add_unchecked_fixture(tc, verifier_start, verifier_stop);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, sigv4_checked_by_botocore);
+	suite_add_tcase(s, tc);
 	return s;
 }
