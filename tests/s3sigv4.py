@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A stub S3 server that checks the AWS Signature V4 of every request with
 botocore's own signer (Debian's python3-botocore), for kiln's S3 client
-(cache/s3.c): s3rver does not check V4 signatures. Access key AK, secret
-SECRET, any region. A request whose signature differs gets 403 and its
-canonical request on stderr. It keeps objects in memory: PUT (whole or
-parts), CreateMultipartUpload (?uploads=), CompleteMultipartUpload, GET,
-DELETE. Prints 127.0.0.1:PORT when it listens.
+(cache/s3.c): s3rver does not check V4 signatures. Keys: AK/SECRET, and
+AKTEMP/SECRET, the IAM role's, only with its session token signed along;
+any region. A request whose signature differs gets 403 and its canonical
+request on stderr. It keeps objects in memory: PUT (whole or parts),
+CreateMultipartUpload (?uploads=), CompleteMultipartUpload, GET, DELETE.
+It also plays the EC2 instance metadata service (IMDSv2) of that role, for
+authentication_type: iam. Prints 127.0.0.1:PORT when it listens.
 Usage: tests/s3sigv4.py"""
 import re
 import sys
@@ -15,7 +17,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=AK/\d{8}/([^/]+)/s3/aws4_request, "
+AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=(AK|AKTEMP)/\d{8}/([^/]+)/s3/aws4_request, "
                   r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$")
 objects = {}
 
@@ -25,14 +27,17 @@ class Handler(BaseHTTPRequestHandler):
         m = AUTH.match(self.headers.get("Authorization", ""))
         if not m:
             return False, "no or malformed Authorization"
-        headers = {k: self.headers[k] for k in m.group(2).split(";")}
+        key, region, signed, signature = m.groups()
+        headers = {k: self.headers[k] for k in signed.split(";")}
+        if key == "AKTEMP" and headers.get("x-amz-security-token") != "session-token":
+            return False, "temporary credentials without their signed session token"
         req = AWSRequest(method=self.command, url="http://%s%s" % (self.headers["Host"], self.path),
                          headers=headers, data=body)
         req.context["timestamp"] = self.headers["x-amz-date"]
-        auth = S3SigV4Auth(Credentials("AK", "SECRET"), "s3", m.group(1))
+        auth = S3SigV4Auth(Credentials(key, "SECRET"), "s3", region)
         canonical = auth.canonical_request(req)
         sig = auth.signature(auth.string_to_sign(req, canonical), req)
-        return sig == m.group(3), canonical
+        return sig == signature, canonical
 
     def reply(self, status, body=b"", etag=None):
         self.send_response(status)
@@ -42,9 +47,23 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def imds(self):
+        if self.command == "PUT" and self.path == "/latest/api/token":
+            return self.reply(200, b"imds-session")
+        if self.headers.get("X-aws-ec2-metadata-token") != "imds-session":
+            return self.reply(401)
+        if self.path == "/latest/meta-data/iam/security-credentials/":
+            return self.reply(200, b"kiln-role")
+        if self.path == "/latest/meta-data/iam/security-credentials/kiln-role":
+            return self.reply(200, b'{"Code": "Success", "AccessKeyId": "AKTEMP", "SecretAccessKey": "SECRET",'
+                              b' "Token": "session-token"}')
+        return self.reply(404)
+
     def handle_one(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
+        if self.path.startswith("/latest/"):
+            return self.imds()
         ok, canonical = self.signed(body)
         if not ok:
             sys.stderr.write("s3sigv4: %s %s: signature mismatch; canonical request:\n%s\n"

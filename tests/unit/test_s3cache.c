@@ -450,6 +450,32 @@ START_TEST(sigv4_checked_by_botocore)
 }
 END_TEST
 
+/* authentication_type: iam: the role's credentials from IMDSv2 (AKTEMP),
+ * their session token signed along (the stub refuses them without). */
+START_TEST(iam_credentials)
+{
+	struct kiln_cache_config c;
+	char imds[96], *top, src[PATH_MAX], path[PATH_MAX], warn[1024];
+	struct cache_store s = { .cfg = &c, .runner_token = "glrt-i", .imds_endpoint = imds };
+
+	if (!sig_addr[0])
+		return;
+	top = test_tmpdir();
+	snprintf(imds, sizeof(imds), "http://%s", sig_addr);
+	s3conf(&c, sig_addr, true, NULL);
+	c.s3.secret_key = NULL;
+	c.s3.authentication_type = "iam";
+	s.local_root = top;
+	snprintf(src, sizeof(src), "%s/a.zip", top);
+	ck_assert_int_eq(test_sh("echo iam > %s", src), 0);
+	ck_assert_msg(cache_store_push(&s, 3, "k", src, warn, sizeof(warn)), "%s", warn);
+	ck_assert_msg(cache_store_fetch(&s, "g/p", 3, "k", path, sizeof(path), warn, sizeof(warn)), "%s", warn);
+	ck_assert_str_eq(warn, "");
+	ck_assert_int_eq(test_sh("cmp -s %s %s", src, path), 0);
+	test_sh("rm -rf %s", top);
+}
+END_TEST
+
 Suite *s3cache_suite(void)
 {
 	Suite *s = suite_create("s3cache");
@@ -472,6 +498,7 @@ Suite *s3cache_suite(void)
 	tcase_add_unchecked_fixture(tc, verifier_start, verifier_stop);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, sigv4_checked_by_botocore);
+	tcase_add_test(tc, iam_credentials);
 	suite_add_tcase(s, tc);
 	return s;
 }
