@@ -14,7 +14,8 @@
 #                 304 Not Modified to its ETag, extract only
 #   curl+unzip    gitlab-runner's path as a reference: the archive downloaded
 #                 (curl, SigV4) then `unzip`
-# Ratios to curl+unzip come last. s3rver is node.js on the same host: S3
+# Ratios to curl+unzip come last; the methods take turns, so that a busy
+# host slows them alike, and the fastest run of each is shown too. s3rver is node.js on the same host: S3
 # over a network is slower, and the local cache's lead larger.
 set -eu
 
@@ -46,40 +47,46 @@ echo "saved (zip + upload): ${save% *} s" >&2
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 now() { date +%s.%N; }
 
-run() { # name command...: RUNS times, extract into a fresh folder
-	name=$1
-	shift
-	i=0
-	while [ $i -lt "$RUNS" ]; do
-		rm -rf "$T/out" "$T/cold"
-		sync
-		t0=$(now)
-		"$@" >/dev/null
-		t1=$(now)
-		echo "$t0 $t1" | awk '{ printf "%.3f\n", $2 - $1 }'
-		i=$((i + 1))
-	done | median >"$T/$name"
-}
-
-run local "$BIN" restore local "$T/saved" "$T/out"
-run s3 "$BIN" restore "$addr" "$T/cold" "$T/out"
-"$BIN" restore "$addr" "$T/warm" "$T/out" >/dev/null
-run s3warm "$BIN" restore "$addr" "$T/warm" "$T/out"
 curl_unzip() {
 	curl -sf --aws-sigv4 aws:amz:us-east-1:s3 -u S3RVER:S3RVER -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' \
 		-o "$T/dl.zip" "http://$addr/kiln-cache/project/1/bench"
 	unzip -q -o "$T/dl.zip" -d "$T/out"
 	rm -f "$T/dl.zip"
 }
-run ref curl_unzip
+
+once() { # name command...: one timed run, extracting into a fresh folder
+	name=$1
+	shift
+	rm -rf "$T/out" "$T/cold"
+	sync
+	t0=$(now)
+	"$@" >/dev/null
+	t1=$(now)
+	echo "$t0 $t1" | awk '{ printf "%.3f\n", $2 - $1 }' >>"$T/$name.runs"
+}
+
+"$BIN" restore "$addr" "$T/warm" "$T/out" >/dev/null
+# Round-robin, so that a busy host slows every method alike.
+i=0
+while [ $i -lt "$RUNS" ]; do
+	once local "$BIN" restore local "$T/saved" "$T/out"
+	once s3 "$BIN" restore "$addr" "$T/cold" "$T/out"
+	once s3warm "$BIN" restore "$addr" "$T/warm" "$T/out"
+	once ref curl_unzip
+	i=$((i + 1))
+done
+for n in local s3 s3warm ref; do
+	median <"$T/$n.runs" >"$T/$n"
+	sort -n "$T/$n.runs" | head -n1 >"$T/$n.min"
+done
 
 ref=$(cat "$T/ref")
-printf '%-12s %9s %9s\n' "restore" "median s" "vs ref"
+printf '%-12s %9s %9s %9s\n' "restore" "median s" "vs ref" "min s"
 for n in local s3 s3warm ref; do
 	v=$(cat "$T/$n")
 	label=$n
 	[ "$n" = s3warm ] && label="s3 warm"
 	[ "$n" = ref ] && label="curl+unzip"
-	printf '%-12s %9s %9s\n' "$label" "$v" "$(echo "$v $ref" | awk '{ printf "%.2fx", $1 / $2 }')"
+	printf '%-12s %9s %9s %9s\n' "$label" "$v" "$(echo "$v $ref" | awk '{ printf "%.2fx", $1 / $2 }')" "$(cat "$T/$n.min")"
 done
 echo "($FILES files, $SIZE_MB MiB, $RUNS runs each, $(nproc) CPUs)"
