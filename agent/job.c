@@ -391,7 +391,7 @@ static int run_step(struct job *j, size_t idx, enum stop *stopped)
 		job_log(j, "kiln-agent: %s: out of memory", step->name);
 		goto out;
 	}
-	r.pid = step_spawn(script, j->spec.workdir, env, &r.out);
+	r.pid = step_spawn(script, j->spec.workdir, env, j->spec.debug_trace, &r.out);
 	if (r.pid < 0) {
 		job_log(j, "kiln-agent: %s: cannot start: %s", step->name, strerror(-r.pid));
 		goto out;

@@ -331,6 +331,11 @@ static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 			return bad(e, "hold_on_failure", "must be true or false");
 		spec->hold_on_failure = json_is_true(json_object_get(root, "hold_on_failure"));
 	}
+	if (!rc && json_object_get(root, "debug_trace")) {
+		if (!json_is_boolean(json_object_get(root, "debug_trace")))
+			return bad(e, "debug_trace", "must be true or false");
+		spec->debug_trace = json_is_true(json_object_get(root, "debug_trace"));
+	}
 	return rc;
 }
 

@@ -44,6 +44,7 @@ struct job_spec {
 	struct job_step *steps;   /* at least one */
 	size_t nsteps;
 	int hold_on_failure;      /* keep the VM for a shell when the job failed */
+	int debug_trace;          /* CI_DEBUG_TRACE: the steps' shell traces each command */
 	int has_clock;            /* the host's wall clock came with the job */
 	long long clock_sec;      /* CLOCK_REALTIME on the host when it sent the job */
 	long clock_nsec;
@@ -54,10 +55,9 @@ struct job_spec {
  * array of strings). Optional: env ([name, value] string pairs), files
  * ({path, content, mode}), a step's timeout (default
  * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success), hold_on_failure
- * (a boolean, default false), clock ({sec, nsec}: the host's wall clock
- * when it sent the job). Unknown members
- * are ignored, so a newer host can add some. On success returns 0 and
- * fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
+ * and debug_trace (booleans, default false), clock ({sec, nsec}: the host's
+ * wall clock when it sent the job). Unknown members are ignored, so a
+ * newer host can add some. On success returns 0 and fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
  * spec) or -ENOMEM, leaves *spec empty, and writes one line without a
  * newline to err, naming the field: "steps[1].timeout: must be an integer
  * in 1..2592000". */

@@ -149,10 +149,13 @@ static void stdin_null(void)
 }
 
 /* In the child: everything between fork and exec. Never returns. */
-static void __attribute__((noreturn)) child(const char *script_path, const char *workdir, char *const env[], int out)
+static void __attribute__((noreturn)) child(const char *script_path, const char *workdir, char *const env[], int xtrace,
+					   int out)
 {
-	const char *bash[] = { BASH, "--noprofile", "--norc", "-eo", "pipefail", script_path, NULL };
-	const char *sh[] = { SH, "-e", script_path, NULL };
+	/* xtrace: CI_DEBUG_TRACE, gitlab-runner's `set -o xtrace`. */
+	const char *bash[] = { BASH, "--noprofile", "--norc", "-eo", "pipefail", xtrace ? "-x" : script_path,
+			       xtrace ? script_path : NULL, NULL };
+	const char *sh[] = { SH, xtrace ? "-ex" : "-e", script_path, NULL };
 	sigset_t none;
 	int sig, rc, fd;
 
@@ -187,7 +190,7 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 	_exit(127);
 }
 
-pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int *out_fd)
+pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd)
 {
 	int p[2] = { -1, -1 };
 	pid_t pid;
@@ -203,7 +206,7 @@ pid_t step_spawn(const char *script_path, const char *workdir, char *const env[]
 		goto out;
 	}
 	if (pid == 0)
-		child(script_path, workdir, env, p[1]);
+		child(script_path, workdir, env, xtrace, p[1]);
 	/* Non-blocking: the job loop drains it until EAGAIN, then polls. */
 	fcntl(p[0], F_SETFL, O_NONBLOCK);
 	*out_fd = p[0];

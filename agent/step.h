@@ -33,6 +33,6 @@ int step_mkdir_parents(const char *dir, mode_t mode);
  * (non-blocking, close-on-exec); or returns -errno with *out_fd -1. Not
  * lib/spawn: the agent is PID 1, and a step runs while the agent streams its
  * output and reaps it later. */
-pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int *out_fd);
+pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd);
 
 #endif

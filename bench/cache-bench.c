@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	} else {
-		if (!cache_store_fetch(&s, "g/p", 1, "bench", path, sizeof(path), warn, sizeof(warn))) {
+		if (!cache_store_fetch(&s, "g/p", 1, "bench", "bench", path, sizeof(path), warn, sizeof(warn))) {
 			fprintf(stderr, "cache-bench: no cache%s%s\n", warn[0] ? ": " : "", warn);
 			return 1;
 		}

@@ -49,17 +49,50 @@ void cache_short_token(const char *token, char *out, size_t size)
 	snprintf(out, size, "%.9s", p);
 }
 
+/* path.Join's cleaning of key into out: empty and "." segments dropped,
+ * ".." takes the previous one away; false when ".." would climb above the
+ * start or nothing is left. */
+static bool clean_key(const char *key, char *out, size_t size)
+{
+	size_t n = 0;
+
+	while (*key) {
+		size_t len = strcspn(key, "/");
+
+		if (len == 0 || (len == 1 && key[0] == '.')) {
+			/* nothing */
+		} else if (len == 2 && key[0] == '.' && key[1] == '.') {
+			if (n == 0)
+				return false;
+			while (n > 0 && out[n - 1] != '/')
+				n--;
+			if (n > 0)
+				n--; /* the '/' before it */
+		} else {
+			if (n + (n ? 1 : 0) + len + 1 > size)
+				return false;
+			if (n)
+				out[n++] = '/';
+			memcpy(out + n, key, len);
+			n += len;
+		}
+		key += len;
+		if (*key == '/')
+			key++;
+	}
+	out[n] = '\0';
+	return n > 0;
+}
+
 bool cache_object_name(const struct cache_store *s, long long project_id, const char *key, char *out,
 		       size_t size)
 {
 	const struct kiln_cache_config *c = s->cfg;
-	char tok[16], prefix[512];
+	char tok[16], prefix[512], clean[512];
 	const char *path = c && c->path ? c->path : "";
 	size_t n;
 
-	/* The key is one name: kiln's keys never hold '/' (gla's key_ok), and
-	 * "." or ".." would leave the project's prefix as path.Join would. */
-	if (!key || !*key || !strcmp(key, ".") || !strcmp(key, "..") || strchr(key, '/'))
+	if (!key || !clean_key(key, clean, sizeof(clean)))
 		return false;
 	while (*path == '/')
 		path++;
@@ -74,13 +107,13 @@ bool cache_object_name(const struct cache_store *s, long long project_id, const 
 			return false;
 		snprintf(prefix, sizeof(prefix), "%.*s%srunner/%s/project", (int)n, path, n ? "/" : "", tok);
 	}
-	return (size_t)snprintf(out, size, "%s/%lld/%s", prefix, project_id, key) < size;
+	return (size_t)snprintf(out, size, "%s/%lld/%s", prefix, project_id, clean) < size;
 }
 
-bool cache_local_path(const struct cache_store *s, const char *project, const char *key, char *out,
+bool cache_local_path(const struct cache_store *s, const char *project, const char *folder, char *out,
 		      size_t size)
 {
-	return (size_t)snprintf(out, size, "%s/%s/%s/cache.zip", s->local_root, project, key) < size;
+	return (size_t)snprintf(out, size, "%s/%s/%s/cache.zip", s->local_root, project, folder) < size;
 }
 
 bool cache_store_remote(const struct cache_store *s)
@@ -179,7 +212,7 @@ static void etag_write(const char *path, const char *etag)
 }
 
 bool cache_store_fetch(const struct cache_store *s, const char *project, long long project_id, const char *key,
-		       char *path, size_t size, char *warn, size_t wsize)
+		       const char *folder, char *path, size_t size, char *warn, size_t wsize)
 {
 	char obj[1024], dir[PATH_MAX], tmp[PATH_MAX + 32], ak[256], sk[256], why[512];
 	char have[S3_ETAG_MAX], got[S3_ETAG_MAX];
@@ -190,7 +223,7 @@ bool cache_store_fetch(const struct cache_store *s, const char *project, long lo
 	int fd;
 
 	warn[0] = '\0';
-	if (!cache_local_path(s, project, key, path, size))
+	if (!cache_local_path(s, project, folder, path, size))
 		return false;
 	if (!cache_store_remote(s))
 		return access(path, F_OK) == 0;

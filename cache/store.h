@@ -45,21 +45,24 @@ struct cache_store {
 void cache_short_token(const char *token, char *out, size_t size);
 
 /* The S3 object name of key for project id, as gitlab-runner's
- * generateObjectName; false when it does not fit or key would leave the
- * project's prefix (empty, "..", "."). */
+ * generateObjectName: key joined as a path ("a/./b" is "a/b", "a/../b" is
+ * "b"); false when it does not fit or would not name an object below the
+ * project's prefix ("", ".", "x/..", "../x"). */
 bool cache_object_name(const struct cache_store *s, long long project_id, const char *key, char *out,
 		       size_t size);
 
-/* Where the local archive of key is: <local_root>/<project>/<key>/cache.zip. */
-bool cache_local_path(const struct cache_store *s, const char *project, const char *key, char *out,
+/* Where the local archive is: <local_root>/<project>/<folder>/cache.zip
+ * (folder: the key as one safe folder name, gla_cache_folder). */
+bool cache_local_path(const struct cache_store *s, const char *project, const char *folder, char *out,
 		      size_t size);
 
-/* Before a job: put the archive of key in the local cache, from S3 when
- * the store has one, and name it in path. True when there is an archive
- * to extract. warn gets a line for the job log when S3 could not be used
- * (then the local copy, if any, serves), else "". */
+/* Before a job: put the archive of key (its local folder name: folder) in
+ * the local cache, from S3 when the store has one, and name it in path.
+ * True when there is an archive to extract. warn gets a line for the job
+ * log when S3 could not be used (then the local copy, if any, serves),
+ * else "". */
 bool cache_store_fetch(const struct cache_store *s, const char *project, long long project_id, const char *key,
-		       char *path, size_t size, char *warn, size_t wsize);
+		       const char *folder, char *path, size_t size, char *warn, size_t wsize);
 
 /* After a job: the archive of key was written to the local cache at path;
  * upload it when the store has S3. False with warn set when the upload

@@ -384,7 +384,9 @@ int jobnet_slot_live(const char *path, pid_t *pid, char *job, size_t size)
 	unsigned long long start = 0, now;
 	long owner = 0;
 	ssize_t r;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* The holder's flock says live across pid namespaces, where the pid
+	 * below means nothing; the pid is for claims made without one. */
+	int held = kiln_path_held(path), fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (pid)
 		*pid = 0;
@@ -395,7 +397,7 @@ int jobnet_slot_live(const char *path, pid_t *pid, char *job, size_t size)
 	r = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (r <= 0)
-		return 0;
+		return held;
 	buf[r] = '\0';
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "pid=", 4) == 0)
@@ -405,10 +407,12 @@ int jobnet_slot_live(const char *path, pid_t *pid, char *job, size_t size)
 		else if (strncmp(line, "job=", 4) == 0 && job && size)
 			snprintf(job, size, "%s", line + 4);
 	}
+	if (pid && owner > 0 && owner <= 0x3fffffff)
+		*pid = (pid_t)owner;
+	if (held)
+		return 1;
 	if (owner <= 0 || owner > 0x3fffffff)
 		return 0;
-	if (pid)
-		*pid = (pid_t)owner;
 	if (kill((pid_t)owner, 0) < 0 && errno == ESRCH)
 		return 0;
 	now = proc_start((pid_t)owner, &state);
@@ -454,12 +458,14 @@ static enum kiln_rc write_claim(int fd, const char *path, const char *job_id, st
 
 enum kiln_rc jobnet_claim(const char *dir, const char *job_id, unsigned nslots,
 			  jobnet_reclaim_fn reclaim, void *arg, unsigned *slot, char *path,
-			  size_t size, struct kiln_err *e)
+			  size_t size, int *hold, struct kiln_err *e)
 {
 	enum kiln_rc rc = KILN_OK;
 	int lock = -1, fd = -1;
 	unsigned i;
 
+	if (hold)
+		*hold = -1;
 	if (!valid_job_id(job_id))
 		return kiln_fail(e, KILN_E_INVALID,
 				 "job id '%.80s': must be 1..%d of A-Z a-z 0-9 . _ -", job_id,
@@ -499,11 +505,17 @@ enum kiln_rc jobnet_claim(const char *dir, const char *job_id, unsigned nslots,
 			rc = kiln_fail_errno(e, "slot file %s", path);
 			goto out;
 		}
-		if ((rc = write_claim(fd, path, job_id, e)) != KILN_OK) {
+		/* New and ours under the folder's lock: the flock cannot wait. */
+		if ((hold && flock(fd, LOCK_EX | LOCK_NB) < 0 && (rc = kiln_fail_errno(e, "slot file %s: flock", path))) ||
+		    (rc = write_claim(fd, path, job_id, e)) != KILN_OK) {
 			unlink(path);
 			goto out;
 		}
 		*slot = i;
+		if (hold) {
+			*hold = fd;
+			fd = -1;
+		}
 		goto out;
 	}
 	rc = kiln_fail(e, KILN_E_LIMIT, "all %u network slots in %s are in use", nslots, dir);
@@ -647,6 +659,7 @@ void jobnet_disabled(struct jobnet *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->owner = -1;
+	n->slot_fd = -1;
 	jobnet_fill_cmdline(n);
 }
 
@@ -685,7 +698,7 @@ enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy
 		e = &local;
 	jobnet_disabled(n);
 	rc = jobnet_claim(dir, job_id, JOBNET_SLOTS, reclaim_slot, NULL, &n->slot, n->slot_file,
-			  sizeof(n->slot_file), e);
+			  sizeof(n->slot_file), &n->slot_fd, e);
 	if (rc != KILN_OK)
 		return rc;
 	n->enabled = n->claimed = true;
@@ -756,6 +769,9 @@ void jobnet_teardown(struct jobnet *n)
 out:
 	if (lock >= 0)
 		close(lock);
+	if (n->slot_fd >= 0)
+		close(n->slot_fd);
+	n->slot_fd = -1;
 	n->enabled = n->claimed = false;
 	n->cmdline[0] = '\0';
 }

@@ -112,6 +112,7 @@ struct jobnet_policy {
 struct jobnet {
 	bool enabled;             /* false: no network, nothing to tear down */
 	bool claimed;             /* slot_file is ours until teardown */
+	int slot_fd;              /* slot_file, flock'ed while we hold it; -1 */
 	bool veth;                /* test mode: tap is a veth (see above) */
 	unsigned slot;
 	pid_t owner;              /* pid recorded in slot_file */
@@ -177,14 +178,18 @@ typedef void (*jobnet_reclaim_fn)(unsigned slot, void *arg);
 /* Claim the lowest free slot below nslots (1..JOBNET_SLOTS) in <dir>/ (the
  * net folder itself, created when missing) for job_id, calling reclaim (if
  * not NULL) on a stale slot before taking it over. Sets *slot and writes
- * the file's path into path (size bytes). KILN_E_LIMIT when all are live. */
+ * the file's path into path (size bytes). With hold, *hold gets the slot
+ * file open and flock'ed: the claim is live while it is open, whatever
+ * the pid it records says (another pid namespace, a reused pid); close it
+ * after removing the file. KILN_E_LIMIT when all are live. */
 enum kiln_rc jobnet_claim(const char *dir, const char *job_id, unsigned nslots,
 			  jobnet_reclaim_fn reclaim, void *arg, unsigned *slot, char *path,
-			  size_t size, struct kiln_err *e);
+			  size_t size, int *hold, struct kiln_err *e);
 
-/* Whether the slot file at path names a live owner; *pid and job (size
- * bytes, may be NULL) get what it records. An unreadable or malformed file
- * is stale (0). */
+/* Whether the slot file at path is live: flock'ed by its holder, or
+ * (a claim without a lock) naming a live owner; *pid and job (size bytes,
+ * may be NULL) get what it records. An unlocked unreadable or malformed
+ * file is stale (0). */
 int jobnet_slot_live(const char *path, pid_t *pid, char *job, size_t size);
 
 /* Fill n's slot, tap, addresses, prefix, gateway and mac for slot

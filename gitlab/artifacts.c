@@ -14,6 +14,7 @@
 #include "job/jobspec.h"
 #include "lib/log.h"
 #include "lib/paths.h"
+#include "lib/sha256.h"
 #include "lib/varexpand.h"
 #include "workspace/zip.h"
 
@@ -84,10 +85,39 @@ void gla_cache_key(const struct gla *g, const char *key, char *out, size_t size)
 		snprintf(out, size, "%s%s", k, prot ? "-protected" : "-non_protected");
 }
 
-/* A cache key usable as one folder name. */
-static bool key_ok(const char *k)
+bool gla_cache_folder(const char *key, char *out, size_t size)
 {
-	return *k && !strchr(k, '/') && strcmp(k, ".") && strcmp(k, "..") && strlen(k) < 200;
+	static const char hex[] = "0123456789ABCDEF";
+	char name[256 * 3 + 1];
+	size_t i, n = 0;
+
+	if (!*key || size < 70)
+		return false;
+	for (i = 0; key[i] && n + 4 < sizeof(name); i++) {
+		unsigned char c = (unsigned char)key[i];
+		bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+			     c == '-' || (c == '.' && i > 0);
+
+		if (plain) {
+			name[n++] = (char)c;
+			continue;
+		}
+		name[n++] = '%';
+		name[n++] = hex[c >> 4];
+		name[n++] = hex[c & 15];
+	}
+	name[n] = '\0';
+	/* Too long for one folder name: its hash ('h' is no hex digit, so no
+	 * escaped key reads the same). */
+	if (key[i] || n >= 200 || n >= size) {
+		char digest[65];
+
+		sha256_buf_hex(key, strlen(key), digest);
+		snprintf(out, size, "%%h%s", digest);
+		return true;
+	}
+	memcpy(out, name, n + 1);
+	return true;
 }
 
 enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_client *cl, struct trace *t,
@@ -133,7 +163,7 @@ static void restore_caches(struct gla *g)
 	json_array_foreach(arr, i, c) {
 		const char *policy = str_of(c, "policy", "pull-push"), *tried[34];
 		json_t *fb = json_object_get(c, "fallback_keys"), *v;
-		char key[256], path[PATH_MAX * 2], warn[1024];
+		char key[256], folder[256], path[PATH_MAX * 2], warn[1024];
 		size_t n = 0, j;
 
 		if (i >= GLA_MAX_ENTRIES || !strcmp(policy, "push"))
@@ -153,13 +183,13 @@ static void restore_caches(struct gla *g)
 			struct kiln_err e = { 0 };
 
 			gla_cache_key(g, tried[j], key, sizeof(key));
-			if (!key_ok(key)) {
+			if (!gla_cache_folder(key, folder, sizeof(folder))) {
 				trace_printf(g->t, YELLOW "WARNING: cache key '%s' cannot be used" RESET "\n", key);
 				continue;
 			}
 			trace_printf(g->t, "Checking cache for %s...\n", key);
-			if (!cache_store_fetch(&g->store, g->project, g->p->project_id, key, path, sizeof(path), warn,
-					       sizeof(warn))) {
+			if (!cache_store_fetch(&g->store, g->project, g->p->project_id, key, folder, path, sizeof(path),
+					       warn, sizeof(warn))) {
 				if (warn[0])
 					trace_printf(g->t, YELLOW "WARNING: %s" RESET "\n", warn);
 				continue;
@@ -310,7 +340,7 @@ static void save_caches(struct gla *g)
 
 	json_array_foreach(arr, i, o) {
 		struct gla_entry *en = &g->cache[i];
-		char key[256], dir[PATH_MAX * 2], tmp[PATH_MAX * 2 + 32], final[PATH_MAX * 2 + 16];
+		char key[256], folder[256], dir[PATH_MAX * 2], tmp[PATH_MAX * 2 + 32], final[PATH_MAX * 2 + 16];
 		struct zip_stats st;
 		struct kiln_err e = { 0 };
 
@@ -322,7 +352,7 @@ static void save_caches(struct gla *g)
 			opened = true;
 		}
 		gla_cache_key(g, str_of(o, "key", "default"), key, sizeof(key));
-		if (en->error[0] || !key_ok(key)) {
+		if (en->error[0] || !gla_cache_folder(key, folder, sizeof(folder))) {
 			trace_printf(g->t, YELLOW "WARNING: cache %s not saved: %s" RESET "\n", key,
 				     en->error[0] ? en->error : "the key cannot be used");
 			continue;
@@ -332,7 +362,7 @@ static void save_caches(struct gla *g)
 			continue;
 		}
 		trace_printf(g->t, "Creating cache %s...\n", key);
-		snprintf(dir, sizeof(dir), "%s/%s/%s", g->cache_root, g->project, key);
+		snprintf(dir, sizeof(dir), "%s/%s/%s", g->cache_root, g->project, folder);
 		snprintf(tmp, sizeof(tmp), "%s/cache.zip.tmp.%d", dir, (int)getpid());
 		snprintf(final, sizeof(final), "%s/cache.zip", dir);
 		if (kiln_mkdir_p(dir) < 0) {
@@ -421,6 +451,19 @@ static enum kiln_rc pack(struct gla *g, struct gla_entry *en, size_t i, const ch
 	return kiln_fail(e, KILN_E_INVALID, "artifact format '%s' is not supported (zip, gzip, raw)", format);
 }
 
+/* A line in the job log every few seconds while an archive goes up: a
+ * large one takes minutes, and the file is read from disk as it is sent. */
+static void upload_progress(void *arg, uint64_t done, uint64_t total)
+{
+	struct gla *g = arg;
+
+	if (total)
+		trace_printf(g->t, "Uploading artifacts... %.1f of %.1f MiB (%u%%)\n", done / 1048576.0,
+			     total / 1048576.0, (unsigned)(done * 100 / total));
+	else
+		trace_printf(g->t, "Uploading artifacts... %.1f MiB\n", done / 1048576.0);
+}
+
 static enum kiln_rc upload_artifacts(struct gla *g, struct kiln_err *e)
 {
 	json_t *arr = entries(g, "artifacts"), *o;
@@ -453,9 +496,14 @@ static enum kiln_rc upload_artifacts(struct gla *g, struct kiln_err *e)
 		}
 		expand(g, str_of(o, "name", "artifacts"), name, sizeof(name));
 		trace_printf(g->t, "Uploading artifacts (%s, %s): %u files...\n", type, format, en->files);
-		if ((rc = pack(g, en, i, format, name, path, sizeof(path), file, sizeof(file), &st, e)) ||
-		    (rc = gl_upload_artifacts(g->cl, g->p->id, g->p->token, path, file, type, format,
-					      str_of(o, "expire_in", NULL), e)))
+		if ((rc = pack(g, en, i, format, name, path, sizeof(path), file, sizeof(file), &st, e)))
+			break;
+		g->cl->progress = upload_progress;
+		g->cl->progress_arg = g;
+		rc = gl_upload_artifacts(g->cl, g->p->id, g->p->token, path, file, type, format,
+					 str_of(o, "expire_in", NULL), e);
+		g->cl->progress = NULL;
+		if (rc)
 			break;
 		if (strcmp(format, "raw"))
 			unlink(path);

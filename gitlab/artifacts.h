@@ -2,8 +2,9 @@
  * (protocol reference, section 6).
  *
  * Before the VM: caches are restored from the local cache
- * (<cache_root>/<project path>/<key>/cache.zip, <key> as gla_cache_key
- * makes it: the key, then its fallback_keys, then $CACHE_FALLBACK_KEY; a
+ * (<cache_root>/<project path>/<folder>/cache.zip, the folder named by
+ * gla_cache_folder for each key as gla_cache_key makes it: the key, then
+ * its fallback_keys, then $CACHE_FALLBACK_KEY; a
  * cache problem never fails the job) and the dependencies' artifacts are
  * downloaded (GET /jobs/:id/artifacts with each dependency's token; a
  * failure fails the job). Both are extracted into folders that
@@ -78,6 +79,13 @@ void gla_use_cache(struct gla *g, const struct kiln_cache_config *cfg, const cha
  * cache:unprotect; "-protected" only for a protected one). So no
  * unprotected job reads or writes a cache that protected jobs restore. */
 void gla_cache_key(const struct gla *g, const char *key, char *out, size_t size);
+
+/* The one folder name key is kept under: the key itself when it is made of
+ * [A-Za-z0-9._-] and does not start with '.', else each other byte as %XX
+ * (a '/' from $CI_COMMIT_REF_NAME, "..", ...), else past 200 bytes "%h" and
+ * the key's SHA-256. Never '/', "." or "..". False for an empty key; out
+ * holds at least 70 bytes. */
+bool gla_cache_folder(const char *key, char *out, size_t size);
 
 /* Restore caches and download dependencies; g->extra gets the folders.
  * Fails when a dependency cannot be had. */

@@ -13,6 +13,7 @@
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "build-config.h"
 #include "lib/clock.h"
@@ -42,7 +43,10 @@ enum kiln_rc gl_client_init(struct gl_client *c, const char *url, const char *ca
 	c->max_attempts = GL_MAX_ATTEMPTS;
 	c->backoff_min_ms = 100;
 	c->backoff_max_ms = 60000;
-	c->timeout_s = 600;
+	c->timeout_s = GL_TIMEOUT_S;
+	c->header_timeout_s = GL_HEADER_TIMEOUT_S;
+	c->final_backoff_ms = 1000;
+	c->progress_s = 10;
 	if (!url || (strncmp(url, "https://", 8) && strncmp(url, "http://", 7)))
 		return kiln_fail(e, KILN_E_INVALID, "GitLab URL '%s': must start with https:// or http://",
 				 url ? url : "");
@@ -151,7 +155,20 @@ struct xfer {
 	uint64_t written;
 	bool over, write_failed;
 	const volatile sig_atomic_t *stop;
+	/* The response-header clock starts once the request is sent. */
+	long header_timeout_s;
+	double sent_at;            /* 0: the request is still going out */
+	bool got_header, header_late;
+	/* Progress reports (gl_client.progress). */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
+	int progress_s;
+	double progress_at;
+	uint64_t done, total;
+	bool reported;
 };
+
+static double mono_s(void);
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -223,6 +240,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 	char val[256];
 	const char *colon, *v, *end = data + n;
 
+	x->got_header = true;
 	if (n >= 5 && !memcmp(data, "HTTP/", 5)) {
 		/* A new reply (after a 100 Continue or a redirect) starts afresh. */
 		r->job_status[0] = r->last_update[0] = '\0';
@@ -265,9 +283,29 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 
 static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
-	const struct xfer *x = arg;
+	struct xfer *x = arg;
+	double now = mono_s();
 
-	return x->stop && *x->stop ? 1 : 0;
+	if (x->stop && *x->stop)
+		return 1;
+	/* gitlab-runner's ResponseHeaderTimeout: from the request's last byte
+	 * to the reply's headers; the body then has the whole timeout. */
+	if (!x->got_header && !x->sent_at && (ultotal <= 0 || ulnow >= ultotal))
+		x->sent_at = now;
+	if (!x->got_header && x->sent_at && x->header_timeout_s > 0 && now - x->sent_at > (double)x->header_timeout_s) {
+		x->header_late = true;
+		return 1;
+	}
+	if (x->progress) {
+		x->done = (uint64_t)(ultotal > 0 ? ulnow : dlnow);
+		x->total = (uint64_t)(ultotal > 0 ? ultotal : dltotal > 0 ? dltotal : 0);
+		if (x->done > 0 && now - x->progress_at >= x->progress_s) {
+			x->progress_at = now;
+			x->reported = true;
+			x->progress(x->progress_arg, x->done, x->total);
+		}
+	}
+	return 0;
 }
 
 /* --- the retry layer ----------------------------------------------------- */
@@ -393,7 +431,8 @@ struct call {
 
 static enum kiln_rc perform(struct gl_client *c, const struct call *k, struct gl_reply *r, struct kiln_err *e)
 {
-	struct xfer x = { .r = r, .max = k->max_reply, .out_fd = k->out_fd, .stop = c->stop };
+	struct xfer x = { .r = r, .max = k->max_reply, .out_fd = k->out_fd, .stop = c->stop,
+			  .header_timeout_s = c->header_timeout_s };
 	int attempts = k->max_attempts > 0 ? k->max_attempts : c->max_attempts, attempt;
 	char hdr[128], errbuf[CURL_ERROR_SIZE], reqid[65];
 	enum kiln_rc rc = KILN_OK;
@@ -412,6 +451,14 @@ static enum kiln_rc perform(struct gl_client *c, const struct call *k, struct gl
 		x.cap = 0;
 		x.written = 0;
 		x.over = x.write_failed = false;
+		x.sent_at = 0;
+		x.got_header = x.header_late = false;
+		x.progress = k->mime || k->out_fd >= 0 ? c->progress : NULL;
+		x.progress_arg = c->progress_arg;
+		x.progress_s = c->progress_s;
+		x.progress_at = mono_s();
+		x.done = x.total = 0;
+		x.reported = false;
 		r->attempts = attempt;
 		if (k->out_fd >= 0 && (ftruncate(k->out_fd, 0) < 0 || lseek(k->out_fd, 0, SEEK_SET) < 0)) {
 			rc = kiln_fail_errno(e, "%s: the download file", k->what);
@@ -459,6 +506,14 @@ static enum kiln_rc perform(struct gl_client *c, const struct call *k, struct gl
 		cc = curl_easy_perform(c->curl);
 		curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &r->status);
 		curl_slist_free_all(hh);
+		if (x.progress && x.reported)
+			x.progress(x.progress_arg, x.done, x.total);
+		if (cc == CURLE_ABORTED_BY_CALLBACK && x.header_late) {
+			/* A timeout, retried as curl's own. */
+			cc = CURLE_OPERATION_TIMEDOUT;
+			snprintf(errbuf, sizeof(errbuf), "no reply headers %ld s after the request was sent",
+				 c->header_timeout_s);
+		}
 		if (cc == CURLE_ABORTED_BY_CALLBACK) {
 			rc = kiln_fail(e, KILN_E_IO, "%s: stopped", k->what);
 			break;
@@ -814,6 +869,76 @@ out:
 	return rc;
 }
 
+/* The id and job token at the start of a payload (GitLab's presenter
+ * writes "id" and "token" first), for a job too large to parse. */
+static bool payload_head(const char *s, size_t n, long long *id, char *token, size_t size)
+{
+	const char *p, *end = s + (n < 4096 ? n : 4096);
+	size_t k = 0;
+
+	*id = 0;
+	if ((p = memmem(s, (size_t)(end - s), "\"id\":", 5)))
+		*id = strtoll(p + 5, NULL, 10);
+	if (!(p = memmem(s, (size_t)(end - s), "\"token\":", 8)))
+		return false;
+	for (p += 8; p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'); p++)
+		;
+	if (p >= end || *p++ != '"')
+		return false;
+	for (; p < end && *p != '"' && k + 1 < size; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+			return false;
+		token[k++] = *p;
+	}
+	token[k] = '\0';
+	return *id > 0 && k > 0 && p < end && *p == '"';
+}
+
+struct refusal {
+	struct gl_client *c;
+	long long id;
+	const char *token, *text;
+	size_t len, sent;
+};
+
+static enum kiln_rc refusal_flush(void *arg, bool from_zero, struct kiln_err *e)
+{
+	struct refusal *f = arg;
+	struct gl_reply r = { 0 };
+	enum gl_trace res = GL_TRACE_OK;
+
+	if (from_zero)
+		f->sent = 0;
+	while (f->sent < f->len && (res = gl_patch_trace(f->c, f->id, f->token, f->text, f->len, &f->sent, &r, e)) ==
+					   GL_TRACE_OK)
+		gl_reply_free(&r);
+	gl_reply_free(&r);
+	if (res == GL_TRACE_ABORT)
+		return KILN_E_NOTFOUND;
+	return res == GL_TRACE_OK ? KILN_OK : KILN_E_IO;
+}
+
+/* GitLab assigned a job kiln cannot take (its payload is over the limit):
+ * say why in its log and fail it as a system failure rather than leave it
+ * running until it times out. */
+static void refuse_job(struct gl_client *c, long long id, const char *token, const char *executor, const char *why)
+{
+	char text[512];
+	struct refusal f = { .c = c, .id = id, .token = token, .text = text };
+	struct gl_update u = { .state = "failed", .failure_reason = "runner_system_failure", .output = true,
+			       .executor = executor };
+	struct kiln_err e = { 0 };
+	int n = snprintf(text, sizeof(text),
+			 "\033[0KRunning with kiln %s\033[0;m\n\033[31;1mERROR: Job failed (system failure): %s\033[0;m\n",
+			 PACKAGE_VERSION, why);
+
+	f.len = n > 0 && (size_t)n < sizeof(text) ? (size_t)n : 0;
+	u.crc = (uint32_t)crc32(0, (const Bytef *)text, (uInt)f.len);
+	u.bytesize = f.len;
+	if (gl_final_update(c, id, token, &u, refusal_flush, &f, &e))
+		log_warn("job %lld: reporting it failed: %s", id, e.msg);
+}
+
 enum gl_poll gl_request_job(struct gl_client *c, const char *token, const char *system_id, const char *executor,
 			    char last_update[128], char **payload, size_t *len, struct kiln_err *e)
 {
@@ -826,8 +951,20 @@ enum gl_poll gl_request_job(struct gl_client *c, const char *token, const char *
 	if (call_json(c, "POST", "/jobs/request", token, NULL,
 		      json_pack("{s:s, s:s?, s:s?, s:o?}", "token", token, "system_id", system_id, "last_update",
 				last_update[0] ? last_update : NULL, "info", gl_info(executor)),
-		      PAYLOAD_MAX_BYTES, &r, e))
+		      PAYLOAD_MAX_BYTES, &r, e)) {
+		long long id;
+		char jt[256], why[160];
+
+		/* Assigned but too large to parse: GitLab must hear of it. */
+		if (e->rc == KILN_E_LIMIT && r.body && payload_head(r.body, r.len, &id, jt, sizeof(jt))) {
+			snprintf(why, sizeof(why), "the job payload is larger than %u MiB, more than kiln takes",
+				 PAYLOAD_MAX_BYTES >> 20);
+			log_error("job %lld: %s: reporting it failed", id, why);
+			refuse_job(c, id, jt, executor, why);
+			kiln_fail(e, KILN_E_LIMIT, "job %lld: %s: reported failed (runner_system_failure)", id, why);
+		}
 		goto out;
+	}
 	if (r.last_update[0])
 		snprintf(last_update, 128, "%s", r.last_update);
 	switch (r.status) {
@@ -897,7 +1034,7 @@ enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *toke
 			     struct kiln_err *e)
 {
 	double deadline = mono_s() + GL_FINAL_MAX_S;
-	long fail_wait = 1000;
+	long fail_wait = c->final_backoff_ms > 0 ? c->final_backoff_ms : 1000;
 	int failures = 0;
 	bool from_zero = false;
 	enum kiln_rc rc = KILN_OK;
@@ -908,12 +1045,22 @@ enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *toke
 		enum gl_put res;
 		long wait;
 
-		if (flush && flush(arg, from_zero, &fe))
-			log_warn("job %lld: sending the trace: %s", id, fe.msg);
-		from_zero = false;
-		res = gl_update_job(c, id, token, u, &r, e);
-		wait = (r.update_interval > 0 ? r.update_interval : 3) * 1000L;
-		gl_reply_free(&r);
+		/* As ensureAllTraceSent: no final state while GitLab lacks the
+		 * end of the log, else it closes the job with its tail missing. */
+		if (flush && flush(arg, from_zero, &fe)) {
+			if (fe.rc == KILN_E_NOTFOUND) {
+				kiln_fail(e, KILN_E_NOTFOUND, "%s", fe.msg);
+				return KILN_E_NOTFOUND;
+			}
+			res = GL_PUT_FAILED;
+			wait = 0;
+			kiln_fail(e, fe.rc ? fe.rc : KILN_E_IO, "sending the trace: %s", fe.msg);
+		} else {
+			from_zero = false;
+			res = gl_update_job(c, id, token, u, &r, e);
+			wait = (r.update_interval > 0 ? r.update_interval : 3) * 1000L;
+			gl_reply_free(&r);
+		}
 		if (res == GL_PUT_OK)
 			return KILN_OK;
 		if (res == GL_PUT_ABORT)
@@ -926,7 +1073,8 @@ enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *toke
 			log_warn("job %lld: final update failed (%s): again in %ld s", id, e ? e->msg : "?",
 				 fail_wait / 1000);
 			wait = fail_wait;
-			fail_wait = fail_wait * 2 > 60000 ? 60000 : fail_wait * 2;
+			fail_wait = fail_wait * 2 > GL_FINAL_BACKOFF_MAX_S * 1000L ? GL_FINAL_BACKOFF_MAX_S * 1000L
+										    : fail_wait * 2;
 		} else if (res == GL_PUT_RESEND) {
 			log_info("job %lld: GitLab asks for the whole trace again (412)", id);
 			from_zero = true;
@@ -952,7 +1100,8 @@ enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *toke
 
 	if (n > GL_TRACE_CHUNK)
 		n = GL_TRACE_CHUNK;
-	snprintf(path, sizeof(path), "/jobs/%lld/trace", id);
+	/* gitlab-runner's query parameter: GitLab then keeps the log as a debug trace. */
+	snprintf(path, sizeof(path), "/jobs/%lld/trace%s", id, c->debug_trace ? "?debug_trace=true" : "");
 	if (n == 0) {
 		reply_reset(r);
 		return GL_TRACE_OK;
@@ -976,9 +1125,14 @@ enum gl_trace gl_patch_trace(struct gl_client *c, long long id, const char *toke
 			  r->range_end);
 		return GL_TRACE_RANGE;
 	case 403:
-	case 404:
 		kiln_fail(e, KILN_E_NOTFOUND, "PATCH %s: the job is not running any more (HTTP %ld)", path, r->status);
 		return GL_TRACE_ABORT;
+	case 404:
+		/* Not an abort: as GitLab itself notes, a 404 can come from
+		 * anywhere in the networking stack (a proxy, a load balancer).
+		 * A job that is really gone says so to the next PUT. */
+		kiln_fail(e, KILN_E_IO, "PATCH %s answered 404%s", path, reply_message(r, msg, sizeof(msg)));
+		return GL_TRACE_FAILED;
 	default:
 		kiln_fail(e, KILN_E_IO, "PATCH %s answered %ld%s", path, r->status, reply_message(r, msg, sizeof(msg)));
 		return GL_TRACE_FAILED;
@@ -1181,6 +1335,7 @@ const char *gl_failure_reason(const char *reason, const char *const *supported, 
 		{ "runner_configuration_error", "script_failure" },
 		{ "runner_external_dependency_failure", "runner_system_failure" },
 		{ "runner_interrupted", NULL },
+		{ "runner_unsupported", "runner_system_failure" },
 		{ "unknown_failure", NULL },
 	};
 	size_t i, j;

@@ -24,7 +24,10 @@
 #define GL_TRACE_CHUNK (1u << 20)     /* at most this much log per PATCH */
 #define GL_MAX_ATTEMPTS 5             /* tries of one request in the retry layer */
 #define GL_FINAL_RETRIES 10           /* failed final updates before giving up */
-#define GL_FINAL_MAX_S (15 * 60)      /* the final update loop's whole budget */
+#define GL_FINAL_BACKOFF_MAX_S 3600   /* gitlab-runner's final update backoff: 1 s doubling to 60 min */
+#define GL_FINAL_MAX_S (2 * 60 * 60)  /* the final update loop's whole budget (10 retries: ~17 min of waits) */
+#define GL_TIMEOUT_S 3600             /* one transfer, headers to the last byte (gitlab-runner: 60 min) */
+#define GL_HEADER_TIMEOUT_S 600       /* request sent to response headers (gitlab-runner: 10 min) */
 
 struct gl_client {
 	char api[1024];           /* <url>/api/v4 (a trailing '/' or '/ci' stripped) */
@@ -37,7 +40,16 @@ struct gl_client {
 	int max_attempts;         /* GL_MAX_ATTEMPTS */
 	long backoff_min_ms;      /* 100 */
 	long backoff_max_ms;      /* 60000 */
-	long timeout_s;           /* one transfer, 600 */
+	long timeout_s;           /* one transfer, GL_TIMEOUT_S */
+	long header_timeout_s;    /* the request sent to the reply's headers, GL_HEADER_TIMEOUT_S */
+	long final_backoff_ms;    /* the final update's first wait after a failure, 1000 */
+	/* During a transfer with a body (an artifact): called at most every
+	 * progress_s seconds, and at its end when it was called before, with the bytes sent (or
+	 * received) so far and the total (0: unknown). NULL: none. */
+	void (*progress)(void *arg, uint64_t done, uint64_t total);
+	void *progress_arg;
+	int progress_s;           /* 10 */
+	bool debug_trace;         /* CI_DEBUG_TRACE: trace PATCHes say debug_trace=true */
 	void *curl;               /* CURL *, made on first use */
 };
 
@@ -145,9 +157,11 @@ enum gl_put gl_update_job(struct gl_client *c, long long id, const char *token, 
 /* The final update loop of gitlab-runner: flush(arg, from_zero) sends
  * what is left of the trace (all of it after a 412), then the PUT. 200 or
  * an abort reply ends it; 202 and 412 wait the reply's interval (3 s
- * without) and go again; failures back off from 1 s doubling, at most
- * GL_FINAL_RETRIES times; the whole loop at most GL_FINAL_MAX_S. Setting
- * c->stop ends it (KILN_E_IO). */
+ * without) and go again. A flush that fails (not KILN_E_NOTFOUND, which
+ * ends the loop) sends no PUT: like a failed PUT it backs off from
+ * c->final_backoff_ms doubling up to GL_FINAL_BACKOFF_MAX_S and goes
+ * again, at most GL_FINAL_RETRIES times; the whole loop at most
+ * GL_FINAL_MAX_S. Setting c->stop ends it (KILN_E_IO). */
 enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *token, const struct gl_update *u,
 			     enum kiln_rc (*flush)(void *arg, bool from_zero, struct kiln_err *e), void *arg,
 			     struct kiln_err *e);
@@ -155,8 +169,8 @@ enum kiln_rc gl_final_update(struct gl_client *c, long long id, const char *toke
 enum gl_trace {
 	GL_TRACE_OK,      /* 202: *offset moved on */
 	GL_TRACE_RANGE,   /* 416: *offset is now the server's size; send again after an interval */
-	GL_TRACE_ABORT,   /* 403 or 404: the job is gone or not running */
-	GL_TRACE_FAILED,  /* 5xx after retries, network: try again later */
+	GL_TRACE_ABORT,   /* 403: the job is gone or not running */
+	GL_TRACE_FAILED,  /* 5xx after retries, 404 (maybe a proxy's), network: try again later */
 };
 
 /* PATCH /jobs/:id/trace with data[*offset .. min(total, *offset + GL_TRACE_CHUNK)).

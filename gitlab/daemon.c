@@ -496,6 +496,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	to.cancel = &job.cancel;
 	to.sent = journal ? on_sent : NULL;
 	to.sent_arg = &c;
+	to.debug_trace = parsed && payload_var_true(&p, "CI_DEBUG_TRACE");
 	if (trace_start(&c.t, &to, &e)) {
 		log_error("job %lld: %s", id, e.msg);
 		keep_journal = true;
@@ -505,11 +506,19 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		add_masks(c.t, &p);
 	trace_printf(c.t, "\033[0KRunning with kiln %s\033[0;m\n\033[0K  on %s, system ID: %s\033[0;m\n", PACKAGE_VERSION,
 		     rc->name, d->system_id);
+	if (to.debug_trace)
+		trace_printf(c.t, "\033[0;33mWARNING: CI_DEBUG_TRACE is enabled: every command the job runs and the "
+			     "values it handles appear in this log, secrets included\033[0;m\n");
 	if (!parsed) {
 		/* Unsupported payload: say why in the log, fail as a system failure. */
 		snprintf(why, sizeof(why), "%s", pe.msg);
 		reason = "runner_system_failure";
 		exit_code = 3;
+	} else if (payload_unsupported(&p)) {
+		/* GitLab assigns these anyway: fail them as gitlab-runner fails
+		 * what its executor cannot do (the reason is logged below). */
+		reason = "runner_unsupported";
+		exit_code = 1;
 	} else if (gla_init(&gla, &p, &cl, c.t, cfg->state_dir, rc->cache_dir ? rc->cache_dir : cfg->cache_dir, &e) ||
 		   (gla_use_cache(&gla, &rc->cache, rc->token), gla_before(&gla, &e))) {
 		/* No VM without the dependencies it needs. */
@@ -558,6 +567,8 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		trace_printf(c.t, "\033[31;1mERROR: Job failed: exit code %d\033[0;m\n", exit_code);
 	} else if (!strcmp(reason, "canceled")) {
 		trace_printf(c.t, "\033[31;1mERROR: Job failed: canceled\033[0;m\n");
+	} else if (!strcmp(reason, "runner_unsupported") && parsed && payload_unsupported(&p)) {
+		trace_printf(c.t, "\033[31;1mERROR: Job failed: %s\033[0;m\n", payload_unsupported(&p));
 	}
 	{
 		size_t n = parsed ? supported_reasons(p.doc, reasons, sizeof(reasons) / sizeof(reasons[0])) : 0;

@@ -11,12 +11,20 @@ static bool token_char(unsigned char c)
 	       c == '=' || c == '-';
 }
 
-/* A URL parameter's value runs to the next '&', '#', blank or quote. */
+/* A URL parameter's value runs to the next '?', '&', blank or control
+ * character, as gitlab-runner's urlsanitizer ends it ('#', quotes and the
+ * like are part of it). */
 static bool param_char(unsigned char c)
 {
-	return c > ' ' && c != 0x7f && c != '&' && c != '#' && c != '"' && c != '\'' && c != '<' && c != '>' &&
-	       c != '`';
+	return c > ' ' && c != 0x7f && c != '&' && c != '?';
 }
+
+/* gitlab-runner's default token prefixes (FF_MASK_ALL_DEFAULT_TOKENS, on
+ * by default): every token GitLab issues. */
+static const char *const default_prefixes[] = {
+	"glpat-", "gloas-", "gldt-",   "glrt-",    "glrtr-",    "glcbt-",           "glptt-",
+	"glft-",  "glimt-", "glagent-", "glsoat-", "glffct-", "GR1348941", "_gitlab_session=",
+};
 
 /* URL parameters whose values gitlab-runner hides (after '?' or '&', any
  * case): "?private_token=abc" gives "?private_token=[MASKED]". */
@@ -50,7 +58,9 @@ void mask_init(struct mask *m, mask_out_fn out, void *arg)
 	m->out = out;
 	m->arg = arg;
 	m->first['?'] = m->first['&'] = 1;
-	mask_add_prefix(m, "glpat-", NULL);
+	for (size_t i = 0; i < sizeof(default_prefixes) / sizeof(default_prefixes[0]); i++)
+		mask_add_prefix(m, default_prefixes[i], NULL);
+	m->n_default_prefixes = m->n_prefixes;
 }
 
 void mask_free(struct mask *m)
@@ -107,11 +117,14 @@ enum kiln_rc mask_add_prefix(struct mask *m, const char *prefix, struct kiln_err
 	size_t n, i;
 	const char *p = trim(prefix, &n);
 
-	if (n == 0 || m->n_prefixes >= MASK_MAX_PREFIXES)
+	if (n == 0)
 		return KILN_OK;
 	for (i = 0; i < m->n_prefixes; i++)
 		if (strlen(m->prefixes[i]) == n && !memcmp(m->prefixes[i], p, n))
 			return KILN_OK;
+	if (m->n_prefixes >= MASK_MAX_PREFIXES ||
+	    (m->n_default_prefixes && m->n_prefixes - m->n_default_prefixes >= MASK_MAX_JOB_PREFIXES))
+		return KILN_OK;
 	if (!(m->prefixes[m->n_prefixes] = strndup(p, n)))
 		return kiln_fail(e, KILN_E_NOMEM, "masking: out of memory");
 	m->n_prefixes++;

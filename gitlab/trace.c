@@ -29,6 +29,9 @@ struct trace {
 	uint32_t crc;
 	bool truncated;
 	bool at_line_start;
+	/* The start of a UTF-8 character that a write cut (at most 3 bytes). */
+	unsigned char u8[8];
+	size_t u8_len;
 	/* The uploader. */
 	bool gitlab, started, closing, aborted;
 	pthread_t thread;
@@ -90,9 +93,109 @@ static void keep(struct trace *t, const char *p, size_t n)
 	t->at_line_start = p[n - 1] == '\n';
 }
 
+/* The length of the valid UTF-8 character at s (avail bytes): > 0 when
+ * valid, 0 when s holds only its start, -1 when s[0] starts none. */
+static int u8_char(const unsigned char *s, size_t avail)
+{
+	unsigned char lo = 0x80, hi = 0xBF;
+	size_t len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+		len = 2;
+	} else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		len = 3;
+		lo = s[0] == 0xE0 ? 0xA0 : 0x80; /* no overlong forms */
+		hi = s[0] == 0xED ? 0x9F : 0xBF; /* no surrogates */
+	} else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		len = 4;
+		lo = s[0] == 0xF0 ? 0x90 : 0x80;
+		hi = s[0] == 0xF4 ? 0x8F : 0xBF; /* nothing past U+10FFFF */
+	} else {
+		return -1;
+	}
+	for (i = 1; i < len; i++) {
+		if (i >= avail)
+			return 0;
+		if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xBF))
+			return -1;
+	}
+	return (int)len;
+}
+
+/* Keep s[0, len) with each byte that starts no valid character replaced
+ * by U+FFFD, as gitlab-runner's trace buffer does (Go's decoder: one
+ * replacement per bad byte). Unless final, a character's start at the end
+ * is not kept: the return value says how far s was consumed. */
+static size_t keep_valid(struct trace *t, const unsigned char *s, size_t len, bool final)
+{
+	static const char fffd[] = "\xEF\xBF\xBD";
+	size_t i = 0, run = 0;
+	int r;
+
+	while (i < len) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		r = u8_char(s + i, len - i);
+		if (r > 0) {
+			i += (size_t)r;
+			continue;
+		}
+		if (r == 0 && !final)
+			break;
+		keep(t, (const char *)s + run, i - run);
+		keep(t, fffd, sizeof(fffd) - 1);
+		run = ++i;
+	}
+	keep(t, (const char *)s + run, i - run);
+	return i;
+}
+
+/* The masker's output: valid UTF-8 only, a character split across writes
+ * joined (lock held). */
 static void mask_out(void *arg, const void *buf, size_t n)
 {
-	keep(arg, buf, n);
+	struct trace *t = arg;
+	const unsigned char *p = buf;
+	size_t used = 0, c;
+
+	if (t->u8_len) {
+		unsigned char tmp[8];
+		size_t k = n < 3 ? n : 3, had = t->u8_len;
+
+		memcpy(tmp, t->u8, had);
+		memcpy(tmp + had, p, k);
+		c = keep_valid(t, tmp, had + k, false);
+		t->u8_len = 0;
+		if (c < had) {
+			/* Still one character's start (then n < 3: all of p is in it). */
+			memcpy(t->u8, tmp + c, had + k - c);
+			t->u8_len = had + k - c;
+			return;
+		}
+		used = c - had;
+	}
+	c = keep_valid(t, p + used, n - used, false);
+	used += c;
+	if (used < n) {
+		memcpy(t->u8, p + used, n - used);
+		t->u8_len = n - used;
+	}
+}
+
+/* Release what the masker and the UTF-8 check hold back (lock held). */
+static void release(struct trace *t)
+{
+	mask_flush(&t->mask);
+	if (t->u8_len) {
+		size_t n = t->u8_len;
+
+		t->u8_len = 0;
+		keep_valid(t, t->u8, n, true);
+	}
 }
 
 static void cancel_from_status(struct trace *t, const char *status)
@@ -250,6 +353,7 @@ enum kiln_rc trace_start(struct trace **out, const struct trace_opts *o, struct 
 		if ((rc = gl_client_init(&t->cl, o->url, o->ca_file, e)) ||
 		    (rc = gl_client_tls(&t->cl, o->cert_file, o->key_file, e)))
 			goto out;
+		t->cl.debug_trace = o->debug_trace;
 		t->gitlab = true;
 		if (pthread_create(&t->thread, NULL, uploader, t)) {
 			rc = kiln_fail(e, KILN_E_IO, "trace: cannot start the uploader thread");
@@ -276,7 +380,7 @@ void trace_write(struct trace *t, const void *buf, size_t n)
 	pthread_mutex_lock(&t->mu);
 	if (mask_write(&t->mask, buf, n)) {
 		static const char lost[] = "\n[kiln: output lost: out of memory]\n";
-		mask_flush(&t->mask);
+		release(t);
 		keep(t, lost, sizeof(lost) - 1);
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -303,7 +407,7 @@ void trace_section(struct trace *t, const char *name, bool begin, const char *he
 
 	pthread_mutex_lock(&t->mu);
 	/* A marker ends what was held back: nothing spans it. */
-	mask_flush(&t->mask);
+	release(t);
 	if (!t->at_line_start)
 		keep(t, "\n", 1);
 	n = snprintf(line, sizeof(line), "\033[0Ksection_%s:%lld:%s\r\033[0K%s", begin ? "start" : "end",
@@ -314,7 +418,7 @@ void trace_section(struct trace *t, const char *name, bool begin, const char *he
 		n = snprintf(line, sizeof(line), "\033[0K\033[36;1m%s\033[0;m\n", header);
 		if (n > 0 && (size_t)n < sizeof(line))
 			mask_write(&t->mask, line, (size_t)n);
-		mask_flush(&t->mask);
+		release(t);
 	}
 	pthread_mutex_unlock(&t->mu);
 }
@@ -359,7 +463,7 @@ bool trace_aborted(struct trace *t)
 static void stop_uploader(struct trace *t)
 {
 	pthread_mutex_lock(&t->mu);
-	mask_flush(&t->mask);
+	release(t);
 	t->closing = true;
 	pthread_cond_broadcast(&t->cv);
 	pthread_mutex_unlock(&t->mu);

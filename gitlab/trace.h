@@ -5,16 +5,18 @@
  * then into a buffer bounded by the output limit (GitLab's default 4 MiB):
  * past it the log is cut at a UTF-8 character boundary, gitlab-runner's
  * yellow "Job's log exceeded limit" notice is appended, and the job goes
- * on. The CRC32 and size sent in the final update cover exactly the bytes
- * kept.
+ * on. Bytes that start no valid UTF-8 character become U+FFFD, as in
+ * gitlab-runner's trace buffer. The CRC32 and size sent in the final update
+ * cover exactly the bytes kept (and sent).
  *
  * With a GitLab to talk to, an uploader thread PATCHes what is new every
  * update interval (3 s at first, then X-GitLab-Trace-Update-Interval, at
  * most 15 min), at most 1 MiB per request, resends from the server's
  * offset after a 416, PUTs state=running as a keep-alive after 30 s
  * without contact, and turns Job-Status into a cancel: `canceling` sets
- * *cancel to JOB_CANCEL_GRACEFUL, `canceled` or `failed` (and a 403 or 404:
- * the job is gone) to JOB_CANCEL_NOW. trace_finish stops it and makes the
+ * *cancel to JOB_CANCEL_GRACEFUL, `canceled` or `failed` (and a 403:
+ * the job is gone) to JOB_CANCEL_NOW; a 404, which may come from a proxy,
+ * is retried like a server error. trace_finish stops it and makes the
  * final update.
  *
  * All functions may be called from any thread; writes are serialised. */
@@ -44,6 +46,7 @@ struct trace_opts {
 	const char *executor;         /* for the info sent with PUT */
 	size_t limit;                 /* bytes kept; 0: TRACE_DEFAULT_LIMIT */
 	int first_interval_s;         /* 0: TRACE_FIRST_INTERVAL_S */
+	bool debug_trace;             /* CI_DEBUG_TRACE: PATCH with debug_trace=true */
 	/* Where Job-Status lands (enum job_cancel); NULL: ignored. */
 	volatile sig_atomic_t *cancel;
 	/* After each acknowledged PATCH: the server holds bytes [0, offset),
@@ -76,7 +79,7 @@ void trace_stat(struct trace *t, size_t *len, uint32_t *crc, bool *truncated);
 /* A copy of the kept bytes (caller frees), for tests and replays. */
 char *trace_copy(struct trace *t, size_t *len);
 
-/* Whether GitLab said the job is gone (403 or 404 to a PATCH). */
+/* Whether GitLab said the job is gone (403 to a PATCH). */
 bool trace_aborted(struct trace *t);
 
 /* Stop the uploader, release what the masker held back, and make the final

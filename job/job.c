@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -39,6 +40,7 @@ struct job {
 	const struct job_opts *o;
 	struct job_result *r;
 	char run_dir[PATH_MAX];
+	int run_fd;                 /* run_dir, flock'ed while the job is ours */
 	char ws_image[PATH_MAX];
 	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], helper[PATH_MAX];
 	char image[128];           /* the rootfs image's name */
@@ -113,10 +115,13 @@ static void stage_step_ended(struct job *j, const uint8_t *payload, uint32_t len
 	if (j->step_next < j->p->n_steps) {
 		const struct job_step *s = &j->p->steps[j->step_next];
 		bool on_success = !*s->when || !strcmp(s->when, "on_success");
-		int code;
+		int code = 0;
+		bool got = agentmsg_step(payload, len, &code);
 
-		if (on_success && !(agentmsg_step(payload, len, &code) && code == 0))
+		if (on_success && !(got && code == 0))
 			j->steps_failed = true;
+		if (got && code && !strcmp(s->name, "after_script"))
+			j->r->after_script_exit = code;
 		j->step_next++;
 	}
 	stage_next_step(j, graceful);
@@ -696,7 +701,7 @@ static enum kiln_rc spec_hold(char **spec, struct kiln_err *e)
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e)
 {
-	struct job j = { .p = p, .o = o, .r = r };
+	struct job j = { .p = p, .o = o, .r = r, .run_fd = -1 };
 	struct images_ctx ictx;
 	char jobs_dir[PATH_MAX], job_id[64], *spec = NULL;
 	enum kiln_rc rc;
@@ -725,6 +730,12 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	if (!mkdtemp(j.run_dir)) {
 		rc = kiln_fail_errno(e, "creating a job folder in %s", jobs_dir);
 		j.run_dir[0] = '\0';
+		goto out;
+	}
+	/* And a lock that says so in any pid namespace: another kiln's sweep
+	 * (a `kiln exec` beside a `kiln run`) leaves a held folder alone. */
+	if ((j.run_fd = open(j.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || flock(j.run_fd, LOCK_EX) < 0) {
+		rc = kiln_fail_errno(e, "locking the job folder %s", j.run_dir);
 		goto out;
 	}
 	snprintf(j.ws_image, sizeof(j.ws_image), "%s/workspace.ext4", j.run_dir);
@@ -772,6 +783,8 @@ out:
 	jobnet_teardown(&j.net);
 	if (j.run_dir[0])
 		kiln_rm_rf(j.run_dir);
+	if (j.run_fd >= 0)
+		close(j.run_fd);
 	free(spec);
 	if (!rc && !r->failure_reason[0] && r->exit_code != 0)
 		fail_reason(&j, "script_failure");
@@ -801,6 +814,9 @@ void job_sweep(const char *state_dir)
 			if (sscanf(de->d_name, "%lld.%d.", &id, &pid) != 2 || pid_alive(pid))
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			/* Its pid may be of another pid namespace: the lock says. */
+			if (kiln_path_held(path))
+				continue;
 			log_info("removing what an interrupted kiln (pid %d) left of job %lld", pid, id);
 			kiln_rm_rf(path);
 		}

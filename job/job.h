@@ -73,6 +73,9 @@ struct job_opts {
 struct job_result {
 	int exit_code;               /* the job's; 1 when it failed without one */
 	char failure_reason[48];     /* "" on success, else GitLab's failure reason */
+	int after_script_exit;       /* after_script's exit code when it failed
+				      * (the job keeps its result, as in
+				      * gitlab-runner), else 0 */
 	double prepare_s;            /* job start to workspace and network ready */
 	double boot_s;               /* VMM start to the job starting in it: the
 				      * agent's HELLO, and with a workspace built
@@ -88,8 +91,9 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		     struct kiln_err *e);
 
 /* Remove what killed kiln processes left: job folders in state_dir whose
- * owner is dead (their VMMs died with their parent), and the taps and nft
- * entries of dead owners' network slots (host-global: jobnet_sweep). */
+ * owner is dead (their VMMs died with their parent) and that no process
+ * holds (flock), and the taps and nft entries of dead owners' network
+ * slots (host-global: jobnet_sweep). Safe beside another live kiln. */
 void job_sweep(const char *state_dir);
 
 #endif

@@ -75,11 +75,12 @@ static bool is_hex_sha(const char *s)
 	return true;
 }
 
+/* GitLab stores any [A-Za-z0-9_]+ key, a leading digit included. */
 static bool valid_var_name(const char *s)
 {
 	size_t i;
 
-	if (!*s || (*s >= '0' && *s <= '9'))
+	if (!*s)
 		return false;
 	for (i = 0; s[i]; i++)
 		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
@@ -115,7 +116,7 @@ static enum kiln_rc parse_vars(struct kiln_err *e, json_t *arr, struct job_paylo
 		if (!valid_var_name(jv->key)) {
 			char field[64];
 			snprintf(field, sizeof(field), "%s.key", where);
-			return bad(e, field, "must be letters, digits and '_', not starting with a digit");
+			return bad(e, field, "must be letters, digits and '_'");
 		}
 		if (!jv->value)
 			jv->value = "";
@@ -328,4 +329,34 @@ const char *payload_var(const struct job_payload *p, const char *key)
 		if (!strcmp(p->vars[i].key, key))
 			v = p->vars[i].value;
 	return v;
+}
+
+bool payload_var_true(const struct job_payload *p, const char *key)
+{
+	static const char *const yes[] = { "1", "t", "T", "true", "True", "TRUE" };
+	const char *v = payload_var(p, key);
+	size_t i;
+
+	for (i = 0; v && i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!strcmp(v, yes[i]))
+			return true;
+	return false;
+}
+
+static bool non_empty(json_t *v)
+{
+	return (json_is_array(v) && json_array_size(v)) || (json_is_object(v) && json_object_size(v));
+}
+
+const char *payload_unsupported(const struct job_payload *p)
+{
+	/* GitLab holds back only the jobs whose features the runner does not
+	 * advertise in Ci::Build::RUNNER_FEATURES; these come anyway. */
+	if (non_empty(json_object_get(p->doc, "services")))
+		return "this job uses services:, which kiln does not run (no service containers beside the job's VM)";
+	if (non_empty(json_object_get(p->doc, "secrets")))
+		return "this job uses secrets:, which kiln does not fetch (no secrets provider integration)";
+	if (non_empty(json_object_get(json_object_get(p->doc, "image"), "executor_opts")))
+		return "this job sets image:docker: executor options, which kiln does not apply";
+	return NULL;
 }

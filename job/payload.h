@@ -58,4 +58,13 @@ void payload_free(struct job_payload *p);
 /* The value of variable key, or NULL (the last definition wins). */
 const char *payload_var(const struct job_payload *p, const char *key);
 
+/* Whether variable key is true as Go's strconv.ParseBool reads it (1, t, T,
+ * true, True, TRUE), as gitlab-runner reads CI_DEBUG_TRACE and FF_* flags. */
+bool payload_var_true(const struct job_payload *p, const char *key);
+
+/* NULL, or what the job asks for that kiln does not do and GitLab assigns
+ * anyway (services:, secrets:, executor options), as one line for the job
+ * log: such a job fails with runner_unsupported. */
+const char *payload_unsupported(const struct job_payload *p);
+
 #endif

@@ -19,5 +19,9 @@ int kiln_rm_rf(const char *path);
 /* Write all n bytes to fd, again after EINTR and short writes; 0, or -1
  * with errno (a closed reader: the caller decides whether that matters). */
 int kiln_write_all(int fd, const void *buf, size_t n);
+/* Whether some open file holds an flock on path (a file or a folder): how
+ * kiln marks what a live process owns, across pid namespaces; false when
+ * nobody does or path is gone. Does not follow a final symlink. */
+int kiln_path_held(const char *path);
 
 #endif

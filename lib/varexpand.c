@@ -46,12 +46,44 @@ static bool name_char(char c)
 	return name_first(c, VAR_DIGIT_FIRST);
 }
 
+static bool go_special(char c)
+{
+	return (c >= '0' && c <= '9') || (c && strchr("*#$@!?-", c));
+}
+
+/* os.Expand's reading of the reference at s; *len 0 with bytes taken: bad
+ * syntax, dropped. */
+static size_t go_reference(const char *s, const char **name, size_t *len)
+{
+	size_t i;
+
+	*name = s + 1;
+	*len = 1;
+	if (s[1] == '{') {
+		*name = s + 2;
+		if (go_special(s[2]) && s[3] == '}')
+			return 4;
+		for (i = 2; s[i] && s[i] != '}'; i++)
+			;
+		*len = s[i] ? i - 2 : 0;
+		return s[i] ? i + 1 : 2;
+	}
+	if (go_special(s[1]))
+		return 2;
+	for (i = 1; name_char(s[i]); i++)
+		;
+	*len = i - 1;
+	return *len ? i : 0;
+}
+
 /* The reference at s ('$' first): its name (*name, *len) and the bytes it
  * takes, or 0 when s does not start one. */
 static size_t reference(const char *s, unsigned flags, const char **name, size_t *len)
 {
 	size_t brace = s[1] == '{', i = 1 + brace;
 
+	if (flags & VAR_GO_NAMES)
+		return go_reference(s, name, len);
 	if (!name_first(s[i], flags))
 		return 0;
 	while (name_char(s[i]))
@@ -83,11 +115,15 @@ enum kiln_rc var_expand_into(const char *s, unsigned flags, var_lookup_n_fn look
 			continue;
 		}
 		if (s[1] == '$' && !(flags & VAR_NO_ESCAPE)) {
-			put(&o, "$", 1);
+			put(&o, "$$", flags & VAR_KEEP_ESCAPE ? 2 : 1);
 			s += 2;
 			continue;
 		}
 		used = reference(s, flags, &name, &n);
+		if (used && !n) {
+			s += used;
+			continue;
+		}
 		v = used ? lookup(arg, name, n) : var_as_written;
 		if (v == var_as_written || (!v && (flags & VAR_KEEP_UNDEFINED))) {
 			put(&o, s, used ? used : 1);

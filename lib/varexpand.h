@@ -1,7 +1,8 @@
 /* $NAME and ${NAME} in a string, against the caller's variables: the one
  * shell-less expander behind artifact paths and names, the pipeline's
- * variables and the rules' exists: patterns. Each caller keeps its own
- * reading through flags. */
+ * variables, the rules' exists: patterns and the runner's pass over a
+ * job's variables (job/jobspec.c). Each caller keeps its own reading
+ * through flags. */
 #ifndef KILN_VAREXPAND_H
 #define KILN_VAREXPAND_H
 
@@ -17,6 +18,12 @@ extern const char var_as_written[];
 #define VAR_KEEP_UNDEFINED 1u /* an undefined reference stays as written (else: nothing) */
 #define VAR_NO_ESCAPE 2u      /* `$$` is not special (else: a literal `$`) */
 #define VAR_DIGIT_FIRST 4u    /* a name may start with a digit (else: a letter or '_') */
+/* Go's os.Expand, as gitlab-runner expands job variables: a digit or one of
+ * `*#$@!?-` is a one-character name, `${...}` takes any bytes up to its `}`,
+ * and `${}` or a `${` without its `}` is dropped. */
+#define VAR_GO_NAMES 8u
+#define VAR_KEEP_ESCAPE 16u   /* `$$` stays `$$` and starts no reference (GitLab's
+			       * server side: the runner turns it into `$`) */
 
 /* Expand s onto the byte array *out (*len bytes used, *cap allocated;
  * NUL-terminated after), never past max bytes with the NUL. A `$` that

@@ -711,7 +711,9 @@ static enum kiln_rc parse_needs(struct ctx *c, struct jobdef *d, const struct cy
 			const char *k = it->pairs[j].key;
 
 			if (!strcmp(k, "pipeline") || !strcmp(k, "project")) {
-				warnf(c, it->pairs[j].knode, "%s: needs:%s is not supported by kiln (skipped)", d->what, k);
+				/* The job still runs, without that job's artifacts. */
+				warnf(c, it->pairs[j].knode, "%s: needs:%s (a job of another %s) is ignored: kiln runs "
+				      "this pipeline only", d->what, k, !strcmp(k, "project") ? "project" : "pipeline");
 				skip = true;
 			} else if (strcmp(k, "job") && strcmp(k, "optional") && strcmp(k, "artifacts") &&
 				   strcmp(k, "parallel") && strcmp(k, "ref")) {

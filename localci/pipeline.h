@@ -14,9 +14,10 @@
  * (pipeline_plan); localci/pipeline-int.h is what they share.
  *
  * Decisions where GitLab leaves room (GitLab's behaviour otherwise):
- *  - Variable values in pipeline_job.vars are final: expanded the way
- *    GitLab's server expands them before a job reaches a runner (see
- *    localci/variables.h), so the payload can carry them as they are. Raw ones
+ *  - Variable values in pipeline_job.vars are expanded the way GitLab's
+ *    server expands them before a job reaches a runner (see
+ *    localci/variables.h: `$$` stays for the runner), so the payload can
+ *    carry them as they are. Raw ones
  *    (`expand: false`, and every predefined one) are kept as written and
  *    flagged. Scripts, artifacts:name/paths and the like are not expanded
  *    (that is the job shell's or the runner's business); the image name is,
@@ -190,7 +191,10 @@ struct pipeline_plan {
 /* Plan a run. With no selected names: every job in the pipeline except
  * manual ones not listed in manual[]. With names (a job's name, or the
  * name in the file of a parallel job: all its instances): those jobs, even
- * manual ones, and with include_needs also the jobs they need, transitively.
+ * manual ones, and with include_needs also what they wait for,
+ * transitively: their needs, or for a job without needs every job of the
+ * earlier stages, and the jobs whose artifacts they take (dependencies);
+ * manual ones there only when named or in manual[].
  * A needed manual job that is neither selected nor in manual[] is an error
  * (dropped when the need is optional), as is a selected or listed name
  * that matches no job (KILN_E_NOTFOUND) or only skipped ones. Needs of a

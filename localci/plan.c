@@ -28,6 +28,22 @@ static size_t plan_match(const struct pipeline *pl, const char *name, size_t *ou
 	return n;
 }
 
+/* Plan ni, which ji waits for or takes artifacts from, and what ni waits
+ * for in turn. */
+static enum kiln_rc want_needs(struct planner *p, size_t ji, int depth);
+
+static enum kiln_rc want_one(struct planner *p, size_t ni, int depth)
+{
+	if (p->want[ni] || p->pl->jobs[ni].skipped)
+		return KILN_OK;
+	p->want[ni] = 1;
+	return want_needs(p, ni, depth + 1);
+}
+
+/* Plan what ji waits for: its needs, or without needs: every job of the
+ * earlier stages; and the jobs whose artifacts it downloads
+ * (dependencies:), so that they exist. Manual ones only when allowed: in
+ * GitLab they would not have run either. */
 static enum kiln_rc want_needs(struct planner *p, size_t ji, int depth)
 {
 	const struct pipeline_job *j = &p->pl->jobs[ji];
@@ -36,6 +52,18 @@ static enum kiln_rc want_needs(struct planner *p, size_t ji, int depth)
 
 	if (depth > (int)p->pl->n_jobs)
 		return KILN_OK;
+	if (!j->has_needs)
+		for (k = 0; k < p->pl->n_jobs; k++) {
+			const struct pipeline_job *n = &p->pl->jobs[k];
+
+			if (n->stage < j->stage && (n->when != PL_MANUAL || p->allowed[k]) &&
+			    (rc = want_one(p, k, depth)))
+				return rc;
+		}
+	for (k = 0; k < j->n_deps; k++)
+		if ((p->pl->jobs[j->deps[k]].when != PL_MANUAL || p->allowed[j->deps[k]]) &&
+		    (rc = want_one(p, j->deps[k], depth)))
+			return rc;
 	for (k = 0; k < j->n_needs; k++) {
 		size_t ni = j->needs[k].job;
 		const struct pipeline_job *n = &p->pl->jobs[ni];

@@ -409,6 +409,8 @@ enum kiln_rc localci_payload(const struct localci_repo *r, const struct pipeline
 	deps = json_object_get(doc, "dependencies");
 	json_array_append_new(vars, variable("CI_JOB_ID", id, true));
 	json_array_append_new(vars, variable("CI_JOB_STARTED_AT", started_at, true));
+	/* Expanded as GitLab's server expands them (`$$` kept): the runner's
+	 * pass in jobspec_build turns `$$` into `$`, as gitlab-runner does. */
 	for (i = 0; i < j->n_vars; i++)
 		if (json_array_append_new(vars, variable(j->vars[i].key, j->vars[i].value, j->vars[i].raw))) {
 			rc = kiln_fail(e, KILN_E_NOMEM, "payload of job '%s': variable %s", j->name, j->vars[i].key);

@@ -564,6 +564,13 @@ static void *worker(void *arg)
 	pthread_mutex_lock(&x->mu);
 	pj->t_end = mono_ms();
 	judge(pj, rc, e.msg);
+	if (pj->res.after_script_exit) {
+		/* The job keeps its result, as in GitLab, but it shows. */
+		size_t n = strlen(pj->why);
+
+		snprintf(pj->why + n, sizeof(pj->why) - n, "%safter_script failed (exit %d)", n ? "; " : "",
+			 pj->res.after_script_exit);
+	}
 	{
 		const char *verdict = pj->state == PJ_PASS   ? "passed"
 				      : pj->state == PJ_WARN ? "failed (allowed)"

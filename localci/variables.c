@@ -267,7 +267,7 @@ static enum kiln_rc expand_one(struct expander *x, size_t i)
 				 v->file ? v->file : "(command line)", v->line, v->key, CIVARS_MAX_DEPTH);
 	x->state[i] = 1;
 	x->stack[x->depth++] = i;
-	over = var_expand_into(v->value, VAR_KEEP_UNDEFINED, expand_ref, x, &p, &len, &cap, CIVARS_MAX_VALUE);
+	over = var_expand_into(v->value, VAR_KEEP_UNDEFINED | VAR_KEEP_ESCAPE, expand_ref, x, &p, &len, &cap, CIVARS_MAX_VALUE);
 	if ((rc = x->rc))
 		goto out;
 	if (x->cyclic[i]) {

@@ -3,12 +3,14 @@
  *
  * Expansion is what GitLab's server does before a job reaches a runner
  * (Ci::BuildRunnerPresenter#runner_variables), so that the payload's
- * values are final:
+ * values are what a runner gets:
  *  - $NAME and ${NAME} (NAME = [A-Za-z_][A-Za-z0-9_]*) of a variable in the
  *    list become its value, itself expanded first (recursively);
  *  - a reference to an undefined variable is kept as written, for the job's
  *    shell;
- *  - $$ becomes a single $ (and is not read as the start of a reference);
+ *  - $$ is kept as written and starts no reference: GitLab's server leaves
+ *    it (Collection#expand_value) and the runner, expanding the values once
+ *    more at job time, turns it into a single $;
  *  - a raw variable (`expand: false`) is never expanded, and a reference
  *    to it inserts its value as written;
  *  - variables whose references lead back to themselves (a cycle) keep

@@ -51,7 +51,10 @@ for PATCH), "final" (faults for the final PUT: [202, 412, 200], ...; a 412 drops
 stored trace, as GitLab does when the checksum does not match),
 "interval" (X-GitLab-Trace-Update-Interval, default 1), "cancel_on" (a
 string: once the stored trace contains it the job's status becomes
-"cancel_status", default canceling).
+"cancel_status", default canceling), "patch_fail_after" ({"mark": S,
+"seconds": N, "status": 502}: once the stored trace contains S, every
+PATCH for N seconds gets that status: a burst of errors at the job's end),
+"pad_payload" (N: a variable of N bytes makes the payload that large).
 """
 
 import argparse
@@ -78,7 +81,7 @@ STATE = {
     "registration_token": "kiln-registration-token",
     "queue": [],            # [{"job_id", "runner"}]
     "jobs": {},             # str(id) -> job record
-    "requests": [],         # every API request: {"method", "path", "status", "t"}
+    "requests": [],         # every API request: {"method", "path", "query", "status", "t"}
     "arrived": [],          # every API and git request as it came in: {"method", "path"}
     "job_requests": [],     # bodies of POST /jobs/request (token redacted)
     "verify": [],           # bodies of POST /runners/verify
@@ -122,8 +125,9 @@ def new_job(req):
     with LOCK:
         jid = p.get("id") or STATE["next_id"]
         STATE["next_id"] = max(STATE["next_id"], jid) + 1
-    p["id"] = jid
-    p.setdefault("token", "glcbt-" + secrets.token_hex(10))
+    tok = p.get("token") or "glcbt-" + secrets.token_hex(10)
+    # id and token first, as GitLab's presenter writes them.
+    p = dict({"id": jid, "token": tok}, **{k: v for k, v in p.items() if k not in ("id", "token")})
     ji = p.setdefault("job_info", {})
     ji.setdefault("id", jid)
     gi = p.setdefault("git_info", {})
@@ -223,6 +227,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path.startswith("/api/"):
             with LOCK:
                 STATE["requests"].append({"method": self.command, "path": self.path.split("?")[0],
+                                          "query": urllib.parse.urlsplit(self.path).query,
                                           "status": status, "t": time.time()})
 
     def drop(self):
@@ -453,7 +458,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     if q["runner"] in (None, token):
                         job = STATE["jobs"][str(STATE["queue"].pop(i)["job_id"])]
                         job["status"] = "pending"
-                        payload = json.dumps(job["payload"])
+                        p = job["payload"]
+                        if job["script"].get("pad_payload"):  # not kept in the state: it is large
+                            p = dict(p, variables=p.get("variables", []) + [
+                                {"key": "PAD", "value": "x" * int(job["script"]["pad_payload"]), "public": True}])
+                        payload = json.dumps(p)
                         break
                 else:
                     job = None
@@ -530,8 +539,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             start, end = (int(x) for x in cr.split("-"))
         except ValueError:
             return self.reply(400, {"message": "400 Bad request - bad Content-Range"})
+        fa = job["script"].get("patch_fail_after")
         with LOCK:
-            f = take_fault(job["script"].setdefault("patch", []))
+            if fa and not job.get("fail_until") and fa["mark"].encode() in TRACES[str(job["id"])]:
+                job["fail_until"] = time.time() + float(fa["seconds"])
+            failing = fa and job.get("fail_until") and time.time() < job["fail_until"]
+            f = {"status": int(fa.get("status", 502))} if failing else \
+                take_fault(job["script"].setdefault("patch", []))
         rec = {"start": start, "end": end, "len": len(raw), "status": None, "t": time.time()}
         with LOCK:
             job["patches"].append(rec)

@@ -207,6 +207,28 @@ check "job C: failed, job_execution_timeout" test "$(J=$c st "j['final']['state'
 check "job C: timeout message" grep -q "execution took longer than 5 seconds" <<<"$(trace "$c")"
 ctl POST /__config -d '{"long_poll": 0}' >/dev/null
 
+# --- transfer and trace (issue #15): a proxy's 404 to a PATCH, 5xx at the job's end,
+# a payload too large ---------------------------------------------------------------
+f4=$(enqueue proxy404 '["echo before-the-404", "sleep 2", "echo after-the-404"]' '[]' '{"patch": [404]}')
+# The mark is stored within an interval (3 s at first); the PATCHes of the 12 s after it
+# fail, and the job ends inside them: its final flush meets the 502s.
+fe=$(enqueue tail '["echo mark-the-end", "sleep 5", "echo the-tail-of-the-log"]' '[]' \
+	'{"patch_fail_after": {"mark": "mark-the-end", "seconds": 12, "status": 502}}')
+J=$f4 wait_for "j['final'] is not None" 180 || bad "job proxy404: no final update"
+J=$fe wait_for "j['final'] is not None" 180 || bad "job tail: no final update"
+check "job proxy404: a PATCH answered 404 did not stop it" \
+	test "$(J=$f4 st "'%s/%s/%s' % (j['patches'][0]['status'], j['final']['state'], j['final']['checksum_ok'])")" = 404/success/True
+check "job proxy404: its whole log" grep -q "after-the-404" <<<"$(trace "$f4")"
+check "job tail: PATCHes failed at its end" test "$(J=$fe st "sum(p['status'] == 502 for p in j['patches']) >= 5")" = True
+check "job tail: no final PUT until GitLab had the tail of the log" \
+	test "$(J=$fe st "'%s/%s/%s' % (j['final']['state'], j['final']['checksum_ok'], j['final']['bytesize_ok'])")" = success/True/True
+check "job tail: the tail is there" grep -q "the-tail-of-the-log" <<<"$(trace "$fe")"
+big=$(enqueue huge '["echo never runs"]' '[]' '{"pad_payload": 17825792}')
+J=$big wait_for "j['final'] is not None" 120 || bad "job huge: no final update"
+check "job huge: a 17 MiB payload is reported failed, runner_system_failure" \
+	test "$(J=$big st "j['final']['state'] + '/' + j['final']['failure_reason']")" = failed/runner_system_failure
+check "job huge: its log says why" grep -q "larger than 16 MiB" <<<"$(trace "$big")"
+
 # --- cancel: canceling (after_script runs), canceled (the VM is killed) -----------------
 tick='for i in $(seq 120); do echo tick $i; sleep 0.5; done'
 d=$(enqueue graceful "[\"echo ready-to-cancel\", \"$tick\"]" '["echo after_script after cancel: $CI_JOB_STATUS"]' '{"cancel_on": "ready-to-cancel", "cancel_status": "canceling"}')
@@ -277,6 +299,29 @@ check "metrics: retries counted" grep -q '^kiln_api_request_retries_total{endpoi
 check "metrics: no job running now" grep -q '^kiln_jobs{runner="main-runner"} 0$' <<<"$m"
 check "metrics: job durations as a histogram" grep -q '^kiln_job_duration_seconds_bucket{le="+Inf"} [1-9]' <<<"$m"
 check "metrics: VM boot durations as a histogram" grep -q '^# TYPE kiln_vm_boot_seconds histogram$' <<<"$m"
+
+# --- job semantics: variable expansion, CI_DEBUG_TRACE, cache keys, runner_unsupported ---
+vx='{"variables": [{"key": "BUILD", "value": "$CI_PROJECT_DIR/build"}, {"key": "CF", "value": "cf", "file": true},
+	{"key": "CF_AT", "value": "at:$CF"}, {"key": "1DIGIT", "value": "d"}, {"key": "RAWV", "value": "$HOME", "raw": true},
+	{"key": "CI_DEBUG_TRACE", "value": "true"}],
+	"cache": [{"key": "deps/feature/../x", "paths": ["vendor/"], "policy": "pull-push", "when": "on_success"}]}'
+v=$(enqueue semantics '["echo build=$BUILD cf=$CF_AT raw=$RAWV", "mkdir -p vendor", "echo v > vendor/v.txt"]' '[]' '{}' 600 "$vx")
+sx='{"services": [{"name": "postgres:16"}], "features": {"trace_sections": true,
+	"failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported"]}}'
+s_=$(enqueue services '["echo never runs"]' '[]' '{}' 600 "$sx")
+J=$v wait_for "j['final'] is not None" 180 || bad "job V: no final update"
+J=$s_ wait_for "j['final'] is not None" 60 || bad "job S: no final update"
+check "job V: success" test "$(J=$v st "j['final']['state']")" = success
+check "job V: values expanded as gitlab-runner does (file variable as its path, raw kept)" \
+	grep -q 'build=/builds/group/project/build cf=at:/builds/group/project.tmp/CF raw=\$HOME' <<<"$(trace "$v")"
+check "job V: CI_DEBUG_TRACE warns" grep -q "CI_DEBUG_TRACE is enabled" <<<"$(trace "$v")"
+check "job V: its PATCHes carry debug_trace=true" \
+	test "$(st "sorted(set(r['query'] for r in s['requests'] if r['method'] == 'PATCH' and r['path'] == '/api/v4/jobs/$v/trace'))")" = "['debug_trace=true']"
+check "job V: a key with '/' and '..' is cached in one escaped folder" \
+	test -s "$KILN_CACHE_DIR/group/project/deps%2Ffeature%2F..%2Fx-non_protected/cache.zip"
+check "job V: nothing written outside it" test ! -e "$KILN_CACHE_DIR/group/project/deps"
+check "job S: services: fails runner_unsupported before any VM, saying why" \
+	test "$(J=$s_ st "j['final']['state'] + '/' + j['final']['failure_reason'] + '/' + str('this job uses services:' in j['trace'] and ':prepare_executor' not in j['trace'])")" = failed/runner_unsupported/True
 
 # --- kiln SIGKILLed mid-job, then restarted -------------------------------------------
 f=$(enqueue killed '["echo F-started", "sleep 300"]' '["echo after F"]' '{}')

@@ -4,7 +4,8 @@
 # here, KVM where it works) on the tiny image. Covers artifacts between
 # stages, allow_failure and exit_codes, after_script's CI_JOB_STATUS, needs
 # across stages, manual jobs, rules, a matrix, a timeout, --needs, --dirty,
-# --list, --variable, YAML errors, SIGINT and SIGTERM, --shell, and that
+# --list, --variable, YAML errors, SIGINT and SIGTERM, --shell, two kiln exec
+# at once, a failing after_script in the summary, and that
 # nothing of a job is left behind.
 # Jobs run without networking (--no-network): none needs it, and taps are
 # host-wide names that tests running beside this one may hold.
@@ -170,6 +171,22 @@ b=$(echo "$out" | grep -n '^build-slow > passed' | cut -d: -f1)
 if [ "$mode" = host ]; then
 run "--needs" 0 "$needs" --needs test-fast
 has "--needs" ": 2 jobs, 1 at a time" "test-fast  > fast" "!deploy"
+
+echo "# two kiln exec at once (one state folder, as beside a kiln run); a failing after_script"
+mkdir "$work/two" && printf 'image: tiny\nfirst:\n  script: [echo first, sleep 15]\n  after_script: [exit 3]\n' \
+	> "$work/two/.gitlab-ci.yml" && git -C "$work/two" init -q -b main && git -C "$work/two" add -A &&
+	git -C "$work/two" -c user.name=k -c user.email=k@example.invalid commit -qm two
+(cd "$work/two" && exec "$kiln" exec --executor "$executor" --no-network) > "$work/two.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do grep -q '\$ sleep 15' "$work/two.log" && break; sleep 0.1; done
+# The second one sweeps at start and runs its job while the first one's runs.
+run "beside another kiln exec" 0 "$basic" build
+summary "beside another kiln exec" build PASS
+wait $pid; st=$?
+out=$(cat "$work/two.log")
+[ "$st" = 0 ] && ok "the first kiln exec: status $st" || { bad "the first kiln exec: status $st"; echo "$out" | tail -20; }
+summary "after_script" first PASS "after_script failed (exit 3)"
+leftovers "two kiln exec"
 
 echo "# matrix, exit_codes, timeout, on_failure, always"
 t0=$(date +%s)

@@ -28,7 +28,9 @@ int main(void)
 	srunner_add_suite(sr, agentproto_suite());
 	srunner_add_suite(sr, agentscript_suite());
 	srunner_add_suite(sr, jobnet_suite());
+	srunner_add_suite(sr, claims_suite());
 	srunner_add_suite(sr, payload_suite());
+	srunner_add_suite(sr, jobvars_suite());
 	srunner_add_suite(sr, pipeline_suite());
 	srunner_add_suite(sr, executor_suite());
 	srunner_add_suite(sr, job_suite());
@@ -48,6 +50,7 @@ int main(void)
 	srunner_add_suite(sr, s3cache_suite());
 	srunner_add_suite(sr, glmetrics_suite());
 	srunner_add_suite(sr, gldaemon_suite());
+	srunner_add_suite(sr, gltransfer_suite());
 	srunner_add_suite(sr, localci_suite());
 	srunner_add_suite(sr, scheduler_suite());
 	srunner_add_suite(sr, outmux_suite());

@@ -284,8 +284,8 @@ START_TEST(variable_expansion)
 	for (i = 0; i < sizeof(defs) / sizeof(defs[0]); i++)
 		ck_assert_int_eq(civars_set(&in, &defs[i], &e), KILN_OK);
 	ck_assert_int_eq(civars_expand(a, &in, &out, collect, warnings, &e), KILN_OK);
-	ck_assert_str_eq(civars_get(&out, "URL")->value, "https://example.org/api/$VERSION");
-	ck_assert_str_eq(civars_get(&out, "PATH_PART")->value, "api/$VERSION");
+	ck_assert_str_eq(civars_get(&out, "URL")->value, "https://example.org/api/$$VERSION");
+	ck_assert_str_eq(civars_get(&out, "PATH_PART")->value, "api/$$VERSION");
 	ck_assert_str_eq(civars_get(&out, "RAW")->value, "keep $HOST");
 	ck_assert_str_eq(civars_get(&out, "USES_RAW")->value, "[keep $HOST]");
 	ck_assert_str_eq(civars_get(&out, "LOOP_A")->value, "a$LOOP_B");

@@ -67,6 +67,29 @@ START_TEST(client_trace_chunks_and_offsets)
 }
 END_TEST
 
+/* CI_DEBUG_TRACE: gitlab-runner's PATCH carries debug_trace=true. */
+START_TEST(client_trace_debug_query)
+{
+	static struct srv s;
+	struct gl_client c;
+	struct gl_reply r = { 0 };
+	struct kiln_err e = { 0 };
+	size_t off = 0;
+
+	memset(&s, 0, sizeof(s));
+	srv_start(&s);
+	client_for(&c, &s);
+	c.debug_trace = true;
+	ck_assert_int_eq(gl_patch_trace(&c, 42, "jt", "abc", 3, &off, &r, &e), GL_TRACE_OK);
+	ck_assert_uint_eq(s.n_req, 1);
+	ck_assert_str_eq(s.path[0], "/api/v4/jobs/42/trace?debug_trace=true");
+	ck_assert_str_eq(s.range[0], "0-2");
+	gl_reply_free(&r);
+	gl_client_free(&c);
+	srv_stop(&s);
+}
+END_TEST
+
 START_TEST(client_retries_and_aborts)
 {
 	static struct srv s;
@@ -299,6 +322,7 @@ Suite *glclient_suite(void)
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, client_trace_chunks_and_offsets);
+	tcase_add_test(tc, client_trace_debug_query);
 	tcase_add_test(tc, client_retries_and_aborts);
 	tcase_add_test(tc, client_final_update_loop);
 	tcase_add_test(tc, client_url_and_info);

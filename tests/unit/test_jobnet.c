@@ -374,7 +374,7 @@ START_TEST(claim_writes_owner)
 	pid_t pid;
 
 	make_scratch();
-	ck_assert_int_eq(jobnet_claim(net(), "job-1", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
+	ck_assert_int_eq(jobnet_claim(net(), "job-1", 16, NULL, NULL, &slot, path, sizeof(path), NULL, &e), KILN_OK);
 	ck_assert_uint_eq(slot, 0);
 	ck_assert_str_eq(path + strlen(net()), "/slot-0");
 	read_file(path, text, sizeof(text));
@@ -385,11 +385,11 @@ START_TEST(claim_writes_owner)
 	ck_assert_int_eq(pid, getpid());
 	ck_assert_str_eq(job, "job-1");
 
-	ck_assert_int_eq(jobnet_claim(net(), "job-2", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
+	ck_assert_int_eq(jobnet_claim(net(), "job-2", 16, NULL, NULL, &slot, path, sizeof(path), NULL, &e), KILN_OK);
 	ck_assert_uint_eq(slot, 1);
-	ck_assert_int_eq(jobnet_claim(net(), "job/3", 16, NULL, NULL, &slot, path, sizeof(path), &e),
+	ck_assert_int_eq(jobnet_claim(net(), "job/3", 16, NULL, NULL, &slot, path, sizeof(path), NULL, &e),
 			 KILN_E_INVALID);
-	ck_assert_int_eq(jobnet_claim(net(), "", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_E_INVALID);
+	ck_assert_int_eq(jobnet_claim(net(), "", 16, NULL, NULL, &slot, path, sizeof(path), NULL, &e), KILN_E_INVALID);
 	drop_scratch();
 }
 END_TEST
@@ -414,7 +414,7 @@ START_TEST(claim_concurrent_distinct)
 			close(res[0]);
 			close(go[1]);
 			snprintf(job, sizeof(job), "job-%d", i);
-			if (jobnet_claim(net(), job, 64, NULL, NULL, &slot, path, sizeof(path), NULL) != KILN_OK)
+			if (jobnet_claim(net(), job, 64, NULL, NULL, &slot, path, sizeof(path), NULL, NULL) != KILN_OK)
 				slot = 1000;
 			if (write(res[1], &slot, sizeof(slot)) != sizeof(slot))
 				_exit(1);
@@ -461,15 +461,15 @@ START_TEST(claim_reuses_stale_not_live)
 
 	n_reclaimed = 0;
 	ck_assert_int_eq(jobnet_claim(net(), "new-1", 16, record_reclaim, &n_reclaimed, &slot, path,
-				      sizeof(path), &e), KILN_OK);
+				      sizeof(path), NULL, &e), KILN_OK);
 	ck_assert_uint_eq(slot, 1);
 	read_file(path, text, sizeof(text));
 	ck_assert_ptr_nonnull(strstr(text, "job=new-1\n"));
 	ck_assert_int_eq(jobnet_claim(net(), "new-2", 16, record_reclaim, &n_reclaimed, &slot, path,
-				      sizeof(path), &e), KILN_OK);
+				      sizeof(path), NULL, &e), KILN_OK);
 	ck_assert_uint_eq(slot, 2);
 	ck_assert_int_eq(jobnet_claim(net(), "new-3", 16, record_reclaim, &n_reclaimed, &slot, path,
-				      sizeof(path), &e), KILN_OK);
+				      sizeof(path), NULL, &e), KILN_OK);
 	ck_assert_uint_eq(slot, 3);
 	ck_assert_int_eq(n_reclaimed, 3);
 	ck_assert_uint_eq(reclaimed[0], 1);
@@ -483,7 +483,7 @@ START_TEST(claim_reuses_stale_not_live)
 
 	/* all four live now: the pool of 4 is exhausted */
 	ck_assert_int_eq(jobnet_claim(net(), "new-4", 4, record_reclaim, &n_reclaimed, &slot, path,
-				      sizeof(path), &e), KILN_E_LIMIT);
+				      sizeof(path), NULL, &e), KILN_E_LIMIT);
 	ck_assert_int_eq(n_reclaimed, 3);
 	ck_assert_msg(strstr(e.msg, "all 4 network slots in ") != NULL, "%s", e.msg);
 	drop_scratch();
@@ -500,8 +500,8 @@ START_TEST(sweep_keeps_live_and_lookup)
 	make_scratch();
 	/* no net folder yet: nothing to sweep */
 	ck_assert_int_eq(jobnet_sweep(&e), KILN_OK);
-	ck_assert_int_eq(jobnet_claim(net(), "a", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
-	ck_assert_int_eq(jobnet_claim(net(), "b", 16, NULL, NULL, &slot, path, sizeof(path), &e), KILN_OK);
+	ck_assert_int_eq(jobnet_claim(net(), "a", 16, NULL, NULL, &slot, path, sizeof(path), NULL, &e), KILN_OK);
+	ck_assert_int_eq(jobnet_claim(net(), "b", 16, NULL, NULL, &slot, path, sizeof(path), NULL, &e), KILN_OK);
 	snprintf(buf, sizeof(buf), "pid=%d\njob=other\n", (int)getppid());
 	write_slot(7, buf);
 	/* only live owners: sweep leaves every file (and runs no tool) */
@@ -557,7 +557,7 @@ START_TEST(claims_are_host_global)
 	/* Each "kiln" claims for its job 1 (both number their jobs alike). */
 	for (i = 0; i < 2; i++)
 		ck_assert_int_eq(jobnet_claim(jobnet_dir(), "1", 16, NULL, NULL, &slot[i], path[i],
-					      sizeof(path[i]), NULL), KILN_OK);
+					      sizeof(path[i]), NULL, NULL), KILN_OK);
 	ck_assert_uint_eq(slot[0], 0);
 	ck_assert_uint_eq(slot[1], 1);
 	ck_assert_str_ne(path[0], path[1]);

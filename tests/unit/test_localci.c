@@ -143,8 +143,8 @@ static void load_matrix(const struct localci_repo *r, struct localci_strv *pre, 
 	o.repo_dir = dir;
 	o.predefined = (const char *const *)pre->v;
 	o.n_predefined = pre->n;
-	o.variables = (const char *const[]){ "EXTRA=from the command line" };
-	o.n_variables = 1;
+	o.variables = (const char *const[]){ "EXTRA=from the command line", "PRICE=cost $$5" };
+	o.n_variables = 2;
 	ck_assert_msg(pipeline_load(&o, pl, &e) == KILN_OK, "%s", e.msg);
 }
 
@@ -247,6 +247,8 @@ START_TEST(payload_of_a_matrix_job)
 	ck_assert_str_eq(spec_env(spec, "CI_DISPOSABLE_ENVIRONMENT"), "true");
 	ck_assert_str_eq(spec_env(spec, "CI_JOB_ID"), "70002");
 	ck_assert_str_eq(spec_env(spec, "CI_NODE_INDEX"), "2");
+	/* GitLab keeps `$$`; the runner's pass makes it `$`. */
+	ck_assert_str_eq(spec_env(spec, "PRICE"), "cost $5");
 	json_decref(spec);
 	free(spec_text);
 	payload_free(&p);

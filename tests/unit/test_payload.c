@@ -47,7 +47,7 @@ static const struct {
 	{ "payload/script-not-list.json", "payload: steps[0].script: must be a list of command lines" },
 	/* (the step's script list was leaked: LSan in the sanitizer run) */
 	{ "payload/script-line-not-string.json", "payload: steps[0].script[1]: must be a string" },
-	{ "payload/bad-var-key.json", "payload: variables[3].key: must be letters, digits and '_', not starting with a digit" },
+	{ "payload/bad-var-key.json", "payload: variables[3].key: must be letters, digits and '_'" },
 	{ "payload/var-not-object.json", "payload: variables[3]: must be an object" },
 	{ "payload/no-job-info.json", "payload: job_info: missing" },
 	{ "payload/bad-timeout.json", "payload: runner_info.timeout: must be an integer in 1..2592000" },

@@ -23,7 +23,7 @@
 
 static const char *const golden[] = {
 	"basic", "extends", "anchors", "reference", "include", "variables", "rules", "workflow",
-	"workflow-never", "needs", "parallel", "unsupported", "scripts",
+	"workflow-never", "needs", "parallel", "unsupported", "scripts", "needs-project",
 	"err-yaml", "err-yaml-indent", "err-no-script", "err-not-mapping", "err-extends-unknown",
 	"err-extends-cycle", "err-extends-deep", "err-needs-missing", "err-needs-skipped", "err-needs-later",
 	"err-needs-cycle", "err-bad-when", "err-bad-timeout", "err-unknown-stage", "err-bool-variable",

@@ -277,6 +277,12 @@ START_TEST(object_names)
 	ck_assert_str_eq(out, "project/42/deps");
 	ck_assert(!cache_object_name(&s, 42, "..", out, sizeof(out)));
 	ck_assert(!cache_object_name(&s, 42, "", out, sizeof(out)));
+	ck_assert(!cache_object_name(&s, 42, "a/..", out, sizeof(out)));
+	ck_assert(!cache_object_name(&s, 42, "../x", out, sizeof(out)));
+	ck_assert(cache_object_name(&s, 42, "feature/x-non_protected", out, sizeof(out)));
+	ck_assert_str_eq(out, "project/42/feature/x-non_protected");
+	ck_assert(cache_object_name(&s, 42, "./a//b/../c", out, sizeof(out)));
+	ck_assert_str_eq(out, "project/42/a/c");
 	cache_short_token("glrt-0123456789ab", out, sizeof(out));
 	ck_assert_str_eq(out, "012345678");
 	cache_short_token("GR1348941abcdefghijk", out, sizeof(out));
@@ -396,12 +402,12 @@ START_TEST(multipart_upload)
 	snprintf(src, sizeof(src), "%s/big.zip", top);
 	ck_assert_int_eq(test_sh("head -c 3500000 /dev/urandom > %s", src), 0);
 	ck_assert_msg(cache_store_push(&s, 7, "big", src, warn, sizeof(warn)), "%s", warn);
-	ck_assert_msg(cache_store_fetch(&s, "g/p", 7, "big", path, sizeof(path), warn, sizeof(warn)), "%s", warn);
+	ck_assert_msg(cache_store_fetch(&s, "g/p", 7, "big", "big", path, sizeof(path), warn, sizeof(warn)), "%s", warn);
 	ck_assert_str_eq(warn, "");
 	ck_assert_int_eq(test_sh("cmp -s %s %s", src, path), 0);
 	/* Fetched again: S3 says 304 to the kept ETag, the copy stays. */
 	ck_assert_int_eq(stat(path, &before), 0);
-	ck_assert(cache_store_fetch(&s, "g/p", 7, "big", path, sizeof(path), warn, sizeof(warn)));
+	ck_assert(cache_store_fetch(&s, "g/p", 7, "big", "big", path, sizeof(path), warn, sizeof(warn)));
 	ck_assert_int_eq(stat(path, &after), 0);
 	ck_assert_int_eq(before.st_ino, after.st_ino);
 	/* Another host's save changes the object: downloaded again. */
@@ -410,7 +416,7 @@ START_TEST(multipart_upload)
 	ck_assert_int_eq(test_sh("mkdir -p %s && head -c 1000 /dev/urandom > %s/new.zip", src2, src2), 0);
 	snprintf(src, sizeof(src), "%s/new.zip", src2);
 	ck_assert_msg(cache_store_push(&other, 7, "big", src, warn, sizeof(warn)), "%s", warn);
-	ck_assert(cache_store_fetch(&s, "g/p", 7, "big", path, sizeof(path), warn, sizeof(warn)));
+	ck_assert(cache_store_fetch(&s, "g/p", 7, "big", "big", path, sizeof(path), warn, sizeof(warn)));
 	ck_assert_int_eq(test_sh("cmp -s %s %s", src, path), 0);
 	/* Nothing half-uploaded is left behind (s3rver keeps parts in a folder). */
 	ck_assert_int_ne(test_sh("ls -R %s/data/kiln-cache | grep -qi upload", srv_dir), 0);
@@ -469,7 +475,7 @@ START_TEST(iam_credentials)
 	snprintf(src, sizeof(src), "%s/a.zip", top);
 	ck_assert_int_eq(test_sh("echo iam > %s", src), 0);
 	ck_assert_msg(cache_store_push(&s, 3, "k", src, warn, sizeof(warn)), "%s", warn);
-	ck_assert_msg(cache_store_fetch(&s, "g/p", 3, "k", path, sizeof(path), warn, sizeof(warn)), "%s", warn);
+	ck_assert_msg(cache_store_fetch(&s, "g/p", 3, "k", "k", path, sizeof(path), warn, sizeof(warn)), "%s", warn);
 	ck_assert_str_eq(warn, "");
 	ck_assert_int_eq(test_sh("cmp -s %s %s", src, path), 0);
 	test_sh("rm -rf %s", top);

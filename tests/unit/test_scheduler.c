@@ -34,7 +34,8 @@ static struct run runs[MAX_RUNS];
 static int n_runs, seq, running, max_running, sweeps;
 
 /* The job's exit code comes from its name: "fail..." exits 1, "exit3..."
- * exits 3, others 0; "slow..." takes 400 ms, others 50 ms. */
+ * exits 3, others 0; "slow..." takes 400 ms, others 50 ms; with "after"
+ * in it, its after_script exits 2. */
 static enum kiln_rc fake_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 			     struct kiln_err *e)
 {
@@ -63,6 +64,8 @@ static enum kiln_rc fake_run(const struct job_payload *p, const struct job_opts 
 	r->exit_code = !strncmp(name, "fail", 4) ? 1 : !strncmp(name, "exit3", 5) ? 3 : 0;
 	if (r->exit_code)
 		snprintf(r->failure_reason, sizeof(r->failure_reason), "script_failure");
+	if (strstr(name, "after"))
+		r->after_script_exit = 2;
 	return KILN_OK;
 }
 
@@ -317,6 +320,79 @@ START_TEST(manual_jobs_wait_for_manual)
 }
 END_TEST
 
+START_TEST(failed_after_script_shows)
+{
+	static const char yaml[] = "after: {script: [x], after_script: [y]}\n"
+				   "fail-after: {script: [x], after_script: [y], allow_failure: true}\n";
+	static struct result res;
+
+	exec_pipeline(yaml, &res, NULL);
+	ck_assert_int_eq(res.status, 0);
+	ck_assert(summary_says(&res, " after ", "PASS", "after_script failed (exit 2)"));
+	ck_assert(summary_says(&res, "fail-after", "WARN", "exit code 1, allowed to fail; after_script failed (exit 2)"));
+}
+END_TEST
+
+START_TEST(needs_on_other_projects_are_left_out)
+{
+	static const char yaml[] = "stages: [build, test]\n"
+				   "build: {stage: build, script: [x]}\n"
+				   "test:\n"
+				   "  stage: test\n"
+				   "  needs:\n"
+				   "    - {project: group/other, job: build, ref: main, artifacts: true}\n"
+				   "    - {pipeline: '$PARENT_PIPELINE_ID', job: generate}\n"
+				   "    - build\n"
+				   "  script: [x]\n"
+				   "other: {stage: test, needs: [{project: group/other, job: lib, ref: main}], script: [x]}\n";
+	static struct result res;
+
+	exec_pipeline(yaml, &res, NULL);
+	ck_assert_int_eq(res.status, 0);
+	ck_assert_int_eq(n_runs, 3);
+	ck_assert_int_lt(ran("build")->end, ran("test")->start);
+	ck_assert(summary_says(&res, "test", "PASS", NULL));
+	ck_assert(summary_says(&res, "other", "PASS", NULL));
+}
+END_TEST
+
+START_TEST(needs_option_follows_stages_and_dependencies)
+{
+	static const char yaml[] = "stages: [build, test, deploy]\n"
+				   "b1: {stage: build, script: [x], artifacts: {paths: [out/]}}\n"
+				   "b2: {stage: build, script: [x]}\n"
+				   "manual: {stage: build, when: manual, script: [x]}\n"
+				   "t1: {stage: test, script: [x]}\n"
+				   "lint: {stage: test, needs: [], script: [x]}\n"
+				   "d1: {stage: deploy, needs: [lint], script: [x]}\n"
+				   "d2: {stage: deploy, dependencies: [b1], script: [x]}\n";
+	static struct result res;
+
+	/* Without needs: every job of the earlier stages, and those first. */
+	exec_pipeline(yaml, &res, "--needs", "t1", NULL);
+	ck_assert_int_eq(res.status, 0);
+	ck_assert_int_eq(n_runs, 3);
+	ck_assert_int_lt(ran("b1")->end, ran("t1")->start);
+	ck_assert_int_lt(ran("b2")->end, ran("t1")->start);
+	ck_assert_ptr_null(ran("manual"));
+
+	/* With needs: only those. */
+	n_runs = seq = 0;
+	exec_pipeline(yaml, &res, "--needs", "d1", NULL);
+	ck_assert_int_eq(res.status, 0);
+	ck_assert_int_eq(n_runs, 2);
+	ck_assert_ptr_nonnull(ran("lint"));
+
+	/* Transitively, through the stages. */
+	n_runs = seq = 0;
+	exec_pipeline(yaml, &res, "--needs", "--manual", "manual", "d2", NULL);
+	ck_assert_msg(res.status == 0, "%s", res.out);
+	ck_assert_int_eq(n_runs, 6);
+	ck_assert_int_lt(ran("manual")->end, ran("t1")->start);
+	ck_assert_int_lt(ran("t1")->end, ran("d2")->start);
+}
+END_TEST
+
 Suite *scheduler_suite(void)
 {
 	Suite *s = suite_create("scheduler");
@@ -331,6 +407,9 @@ Suite *scheduler_suite(void)
 	tcase_add_test(tc, allowed_failures_do_not_stop_the_pipeline);
 	tcase_add_test(tc, other_exit_codes_still_fail);
 	tcase_add_test(tc, manual_jobs_wait_for_manual);
+	tcase_add_test(tc, failed_after_script_shows);
+	tcase_add_test(tc, needs_on_other_projects_are_left_out);
+	tcase_add_test(tc, needs_option_follows_stages_and_dependencies);
 	suite_add_tcase(s, tc);
 	return s;
 }
