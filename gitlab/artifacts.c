@@ -130,6 +130,7 @@ enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_clie
 	g->cl = cl;
 	g->t = t;
 	g->cache_root = cache_root;
+	g->store.local_root = cache_root;
 	jobspec_project_path(p, g->project, sizeof(g->project));
 	snprintf(g->project_dir, sizeof(g->project_dir), "%s/%s", JOBSPEC_BUILDS_DIR, g->project);
 	snprintf(dir, sizeof(dir), "%s/tmp", state_dir);
@@ -147,6 +148,12 @@ enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_clie
 	return KILN_OK;
 }
 
+void gla_use_cache(struct gla *g, const struct kiln_cache_config *cfg, const char *runner_token)
+{
+	g->store.cfg = cfg;
+	g->store.runner_token = runner_token;
+}
+
 static void restore_caches(struct gla *g)
 {
 	json_t *arr = entries(g, "cache"), *c;
@@ -156,7 +163,7 @@ static void restore_caches(struct gla *g)
 	json_array_foreach(arr, i, c) {
 		const char *policy = str_of(c, "policy", "pull-push"), *tried[34];
 		json_t *fb = json_object_get(c, "fallback_keys"), *v;
-		char key[256], folder[256], path[PATH_MAX * 2];
+		char key[256], folder[256], path[PATH_MAX * 2], warn[1024];
 		size_t n = 0, j;
 
 		if (i >= GLA_MAX_ENTRIES || !strcmp(policy, "push"))
@@ -181,9 +188,14 @@ static void restore_caches(struct gla *g)
 				continue;
 			}
 			trace_printf(g->t, "Checking cache for %s...\n", key);
-			snprintf(path, sizeof(path), "%s/%s/%s/cache.zip", g->cache_root, g->project, folder);
-			if (access(path, F_OK) < 0)
+			if (!cache_store_fetch(&g->store, g->project, g->p->project_id, key, folder, path, sizeof(path),
+					       warn, sizeof(warn))) {
+				if (warn[0])
+					trace_printf(g->t, YELLOW "WARNING: %s" RESET "\n", warn);
 				continue;
+			}
+			if (warn[0])
+				trace_printf(g->t, YELLOW "WARNING: %s" RESET "\n", warn);
 			if (zip_extract(path, g->cache_in, GLA_MAX_BYTES, &st, &e)) {
 				trace_printf(g->t, YELLOW "WARNING: cache %s: %s" RESET "\n", key, e.msg);
 				continue;
@@ -363,6 +375,14 @@ static void save_caches(struct gla *g)
 			continue;
 		}
 		trace_printf(g->t, "Created cache %s: %u files\n", key, st.files);
+		if (cache_store_remote(&g->store)) {
+			char warn[1024];
+
+			if (cache_store_push(&g->store, g->p->project_id, key, final, warn, sizeof(warn)))
+				trace_printf(g->t, "Uploaded cache %s to S3\n", key);
+			else
+				trace_printf(g->t, YELLOW "WARNING: %s" RESET "\n", warn);
+		}
 	}
 	if (opened)
 		trace_section(g->t, g->ok ? "archive_cache" : "archive_cache_on_failure", false, NULL);

@@ -19,7 +19,10 @@
  * adds what git does not track. A failed upload fails the job. Each phase
  * writes its section into the trace.
  *
- * Not done: distributed (S3, GCS, Azure) caches, the zstd formats. */
+ * With a runner's cache: type s3, the store (cache/store.h) also keeps
+ * each archive in S3 and restores from there first.
+ *
+ * Not done: GCS and Azure caches, the zstd formats. */
 #ifndef KILN_GLARTIFACTS_H
 #define KILN_GLARTIFACTS_H
 
@@ -27,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cache/store.h"
 #include "gitlab/client.h"
 #include "job/payload.h"
 #include "lib/result.h"
@@ -47,6 +51,7 @@ struct gla {
 	struct gl_client *cl;
 	struct trace *t;
 	const char *cache_root;
+	struct cache_store store; /* local only unless gla_use_cache */
 	char project[256];        /* "group/project" */
 	char project_dir[320];    /* /builds/group/project */
 	char tmp[PATH_MAX];       /* private scratch folder, removed by gla_free */
@@ -61,6 +66,10 @@ struct gla {
  * root and a scratch folder under state_dir/tmp. */
 enum kiln_rc gla_init(struct gla *g, const struct job_payload *p, struct gl_client *cl, struct trace *t,
 		      const char *state_dir, const char *cache_root, struct kiln_err *e);
+
+/* Keep caches in the store cfg names too (a runner's cache: section, its
+ * token for the object names); both must outlive g. */
+void gla_use_cache(struct gla *g, const struct kiln_cache_config *cfg, const char *runner_token);
 
 /* The folder name of cache key for g's job, into out: key with the job's
  * variables expanded, then kept apart by the ref's protection as GitLab

@@ -523,7 +523,7 @@ static void run_job(const struct req *q, const char *text, size_t len)
 		reason = "runner_unsupported";
 		exit_code = 1;
 	} else if (gla_init(&gla, &p, &cl, c.t, cfg->state_dir, rc->cache_dir ? rc->cache_dir : cfg->cache_dir, &e) ||
-		   gla_before(&gla, &e)) {
+		   (gla_use_cache(&gla, &rc->cache, rc->token), gla_before(&gla, &e))) {
 		/* No VM without the dependencies it needs. */
 		snprintf(why, sizeof(why), "%s", e.msg);
 		reason = "runner_system_failure";

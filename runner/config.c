@@ -83,6 +83,36 @@ static const struct field global_fields[] = {
 struct parse_ctx {
 	const char *name;
 	struct kiln_err *e;
+	struct kiln_config *cfg;
+	char where[64]; /* of the cache: section being read */
+};
+
+/* `cache:` of a runner or of `defaults`: gitlab-runner's [runners.cache]
+ * (cache/store.h). Only S3 is a distributed type here. */
+static const char *const cache_types[] = { "s3", NULL };
+static const char *const s3_auth_types[] = { "access-key", "iam", NULL };
+
+#define CACHE_FIELD(key, type, member, choices) \
+	{ key, type, offsetof(struct kiln_cache_config, member), 0, 0, choices }
+#define S3_FIELD(key, type, member, choices) { key, type, offsetof(struct kiln_cache_s3, member), 0, 0, choices }
+
+static const struct field cache_fields[] = {
+	CACHE_FIELD("type", F_STR, type, cache_types),
+	CACHE_FIELD("shared", F_BOOL, shared, NULL),
+	CACHE_FIELD("path", F_STR, path, NULL),
+	{ NULL }
+};
+
+static const struct field s3_fields[] = {
+	S3_FIELD("server_address", F_STR, server_address, NULL),
+	S3_FIELD("bucket_name", F_STR, bucket_name, NULL),
+	S3_FIELD("bucket_location", F_STR, bucket_location, NULL),
+	S3_FIELD("access_key", F_STR, access_key, NULL),
+	S3_FIELD("secret_key", F_STR, secret_key, NULL),
+	S3_FIELD("secret_key_file", F_STR, secret_key_file, NULL),
+	S3_FIELD("authentication_type", F_STR, authentication_type, s3_auth_types),
+	S3_FIELD("insecure", F_BOOL, insecure, NULL),
+	{ NULL }
 };
 
 static char *xstrdup_env(const char *env, const char *fallback)
@@ -301,6 +331,104 @@ static enum kiln_rc parse_mapping(struct parse_ctx *c, const struct cy_node *map
 	return KILN_OK;
 }
 
+static void free_cache(struct kiln_cache_config *cc)
+{
+	free(cc->type);
+	free(cc->path);
+	free(cc->s3.server_address);
+	free(cc->s3.bucket_name);
+	free(cc->s3.bucket_location);
+	free(cc->s3.access_key);
+	free(cc->s3.secret_key);
+	free(cc->s3.secret_key_file);
+	free(cc->s3.authentication_type);
+	memset(cc, 0, sizeof(*cc));
+}
+
+static bool dup_str(char **dst, const char *src)
+{
+	*dst = src ? strdup(src) : NULL;
+	return !src || *dst;
+}
+
+static enum kiln_rc dup_cache(struct kiln_cache_config *dst, const struct kiln_cache_config *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->shared = src->shared;
+	dst->s3.insecure = src->s3.insecure;
+	if (!dup_str(&dst->type, src->type) || !dup_str(&dst->path, src->path) ||
+	    !dup_str(&dst->s3.server_address, src->s3.server_address) ||
+	    !dup_str(&dst->s3.bucket_name, src->s3.bucket_name) ||
+	    !dup_str(&dst->s3.bucket_location, src->s3.bucket_location) ||
+	    !dup_str(&dst->s3.access_key, src->s3.access_key) || !dup_str(&dst->s3.secret_key, src->s3.secret_key) ||
+	    !dup_str(&dst->s3.secret_key_file, src->s3.secret_key_file) ||
+	    !dup_str(&dst->s3.authentication_type, src->s3.authentication_type))
+		return KILN_E_NOMEM;
+	return KILN_OK;
+}
+
+static int cache_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
+		       enum kiln_rc *rc)
+{
+	char where[80];
+
+	if (strcmp(key, "s3"))
+		return 0;
+	snprintf(where, sizeof(where), "%s.s3", c->where);
+	*rc = parse_mapping(c, v, s3_fields, &((struct kiln_cache_config *)base)->s3, where, NULL);
+	return 1;
+}
+
+/* A `cache:` mapping at where, replacing what cc held (a runner's replaces
+ * the defaults' as a whole). */
+static enum kiln_rc parse_cache(struct parse_ctx *c, struct kiln_cache_config *cc, const struct cy_node *v,
+				const char *where)
+{
+	const struct kiln_cache_s3 *s3 = &cc->s3;
+	enum kiln_rc rc;
+
+	free_cache(cc);
+	snprintf(c->where, sizeof(c->where), "%s", where);
+	if ((rc = parse_mapping(c, v, cache_fields, cc, where, cache_extra)))
+		return rc;
+	if (!cc->type)
+		return KILN_OK; /* the local cache only, as without the section */
+	if (!s3->server_address)
+		return at(c, v, KILN_E_INVALID, where, "%s", "type s3 needs s3.server_address");
+	if (!s3->bucket_name)
+		return at(c, v, KILN_E_INVALID, where, "%s", "type s3 needs s3.bucket_name");
+	if (s3->authentication_type && !strcmp(s3->authentication_type, "iam"))
+		return KILN_OK;
+	if (!s3->access_key)
+		return at(c, v, KILN_E_INVALID, where, "%s", "s3.access_key is needed unless authentication_type is iam");
+	if (!s3->secret_key == !s3->secret_key_file)
+		return at(c, v, KILN_E_INVALID, where, "%s", "set one of s3.secret_key and s3.secret_key_file");
+	return KILN_OK;
+}
+
+static int defaults_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
+			  enum kiln_rc *rc)
+{
+	(void)base;
+	if (strcmp(key, "cache"))
+		return 0;
+	*rc = parse_cache(c, &c->cfg->default_cache, v, "defaults.cache");
+	return 1;
+}
+
+static int runner_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
+			enum kiln_rc *rc)
+{
+	struct kiln_runner_config *r = base;
+	char where[48];
+
+	if (strcmp(key, "cache"))
+		return 0;
+	snprintf(where, sizeof(where), "runners[%td].cache", r - c->cfg->runners);
+	*rc = parse_cache(c, &r->cache, v, where);
+	return 1;
+}
+
 static enum kiln_rc dup_vm(struct kiln_vm_settings *dst, const struct kiln_vm_settings *src)
 {
 	*dst = *src;
@@ -340,10 +468,10 @@ static enum kiln_rc parse_runners(struct parse_ctx *c, struct kiln_config *cfg, 
 		enum kiln_rc rc;
 
 		r->request_concurrency = 1;
-		if (dup_vm(&r->vm, &cfg->defaults))
+		if (dup_vm(&r->vm, &cfg->defaults) || dup_cache(&r->cache, &cfg->default_cache))
 			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
 		snprintf(where, sizeof(where), "runners[%zu]", cfg->n_runners - 1);
-		rc = parse_mapping(c, item, runner_fields, r, where, NULL);
+		rc = parse_mapping(c, item, runner_fields, r, where, runner_extra);
 		if (rc)
 			return rc;
 		if (!r->url)
@@ -456,7 +584,7 @@ static int global_extra(struct parse_ctx *c, const char *key, const struct cy_no
 enum kiln_rc kiln_config_parse(struct kiln_config *cfg, const char *name, const char *text,
 			       size_t len, struct kiln_err *e)
 {
-	struct parse_ctx c = { name, e };
+	struct parse_ctx c = { name, e, cfg, "" };
 	struct cy_arena *a = cy_arena_new();
 	struct cy_node *root;
 	enum kiln_rc rc;
@@ -472,7 +600,7 @@ enum kiln_rc kiln_config_parse(struct kiln_config *cfg, const char *name, const 
 			for (i = 0; !rc && i < root->n; i++)
 				if (!strcmp(root->pairs[i].key, "defaults"))
 					rc = parse_mapping(&c, root->pairs[i].value, vm_fields, &cfg->defaults, "defaults",
-							   NULL);
+							   defaults_extra);
 		if (!rc)
 			rc = parse_mapping(&c, root, global_fields, cfg, "", global_extra);
 	}
@@ -523,6 +651,7 @@ void kiln_config_free(struct kiln_config *cfg)
 		free(r->tls_key_file);
 		free(r->cache_dir);
 		free_vm(&r->vm);
+		free_cache(&r->cache);
 	}
 	free(cfg->runners);
 	free(cfg->path);
@@ -532,5 +661,6 @@ void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->log_format);
 	free(cfg->listen_address);
 	free_vm(&cfg->defaults);
+	free_cache(&cfg->default_cache);
 	memset(cfg, 0, sizeof(*cfg));
 }

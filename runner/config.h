@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cache/store.h"
 #include "lib/cidr.h"
 #include "lib/result.h"
 
@@ -56,6 +57,7 @@ struct kiln_runner_config {
 	long token_obtained_at;  /* seconds since the epoch; 0: unknown */
 	long token_expires_at;   /* seconds since the epoch; 0: never expires */
 	struct kiln_vm_settings vm;
+	struct kiln_cache_config cache; /* `cache:`; else the one in `defaults` */
 };
 
 struct kiln_config {
@@ -71,6 +73,7 @@ struct kiln_config {
 	bool jail;               /* jail every VMM (executors/jail.h); false runs them as root, unjailed */
 	long jail_uid_base;      /* VM slot n runs as uid/gid jail_uid_base + n */
 	struct kiln_vm_settings defaults;
+	struct kiln_cache_config default_cache; /* `defaults: cache:` */
 	struct kiln_runner_config *runners;
 	size_t n_runners;
 };

@@ -9,7 +9,7 @@ B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
 FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
-	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest ghwebhook ghjson lfsbatch
+	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest ghwebhook ghjson lfsbatch s3xml
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
@@ -39,6 +39,7 @@ tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
 ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c lib/vec.c
 ocimanifest_SRCS = oci/manifest.c oci/ref.c lib/result.c
 ghwebhook_SRCS = github/webhook.c github/demand.c github/client.c lib/sha256.c lib/log.c lib/result.c lib/vec.c
+s3xml_SRCS = cache/s3.c lib/result.c
 ghjson_SRCS = github/jit.c github/demand.c github/client.c lib/log.c lib/result.c lib/vec.c
 lfsbatch_SRCS = workspace/lfsbatch.c lib/result.c
 

@@ -47,6 +47,7 @@ int main(void)
 	srunner_add_suite(sr, glartifacts_suite());
 	srunner_add_suite(sr, zip_suite());
 	srunner_add_suite(sr, gzmembers_suite());
+	srunner_add_suite(sr, s3cache_suite());
 	srunner_add_suite(sr, glmetrics_suite());
 	srunner_add_suite(sr, gldaemon_suite());
 	srunner_add_suite(sr, gltransfer_suite());

@@ -30,6 +30,7 @@ Suite *gljobrecord_suite(void);
 Suite *glartifacts_suite(void);
 Suite *zip_suite(void);
 Suite *gzmembers_suite(void);
+Suite *s3cache_suite(void);
 Suite *glmetrics_suite(void);
 Suite *gldaemon_suite(void);
 Suite *gltransfer_suite(void);
