@@ -14,6 +14,7 @@
 
 #include "build-config.h"
 #include "lib/clock.h"
+#include "lib/http.h"
 #include "lib/log.h"
 #include "lib/vec.h"
 
@@ -259,29 +260,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static void copy_value(char *dst, size_t size, const char *v, size_t n)
-{
-	if (n >= size)
-		n = size - 1;
-	memcpy(dst, v, n);
-	dst[n] = '\0';
-}
-
-static long parse_retry_after(const char *v)
-{
-	char *end;
-	long s = strtol(v, &end, 10);
-	struct tm tm = { 0 };
-
-	if (end != v && *end == '\0')
-		return s < 0 ? 0 : s > 86400 ? 86400 : s;
-	if (strptime(v, "%a, %d %b %Y %H:%M:%S", &tm)) {
-		time_t at = timegm(&tm), now = time(NULL);
-		return at <= now ? 0 : at - now > 86400 ? 86400 : (long)(at - now);
-	}
-	return -1;
-}
-
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct xfer *x = arg;
@@ -305,10 +283,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		;
 	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
 		end--;
-	copy_value(val, sizeof(val), v, (size_t)(end - v));
+	http_copy_value(val, sizeof(val), v, (size_t)(end - v));
 #define IS(name) (klen == sizeof(name) - 1 && !strncasecmp(data, name, klen))
 	if (IS("ETag")) {
-		copy_value(x->etag, sizeof(x->etag), val, strlen(val));
+		http_copy_value(x->etag, sizeof(x->etag), val, strlen(val));
 	} else if (IS("Link")) {
 		gh_link_next(val, r->next, sizeof(r->next));
 	} else if (IS("x-ratelimit-remaining")) {
@@ -316,9 +294,9 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 	} else if (IS("x-ratelimit-reset")) {
 		x->reset = strtoll(val, NULL, 10);
 	} else if (IS("retry-after")) {
-		x->retry_after_s = parse_retry_after(val);
+		x->retry_after_s = http_retry_after_s(val, 86400);
 	} else if (IS("X-GitHub-Request-Id")) {
-		copy_value(r->request_id, sizeof(r->request_id), val, strlen(val));
+		http_copy_value(r->request_id, sizeof(r->request_id), val, strlen(val));
 	}
 #undef IS
 	return n;

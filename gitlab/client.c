@@ -17,6 +17,7 @@
 
 #include "build-config.h"
 #include "lib/clock.h"
+#include "lib/http.h"
 #include "lib/log.h"
 #include "lib/tls.h"
 #include "gitlab/metrics.h"
@@ -208,30 +209,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static void copy_value(char *dst, size_t size, const char *v, size_t n)
-{
-	if (n >= size)
-		n = size - 1;
-	memcpy(dst, v, n);
-	dst[n] = '\0';
-}
-
-static int parse_retry(const char *v)
-{
-	char *end;
-	long s = strtol(v, &end, 10);
-	struct tm tm = { 0 };
-
-	if (end != v && (*end == '\0' || *end == '\r' || *end == '\n'))
-		return s < 0 ? 0 : s > 3600 ? 3600 * 1000 : (int)s * 1000;
-	/* An HTTP date (RFC 1123). */
-	if (strptime(v, "%a, %d %b %Y %H:%M:%S", &tm)) {
-		time_t at = timegm(&tm), now = time(NULL);
-		return at <= now ? 0 : at - now > 3600 ? 3600 * 1000 : (int)(at - now) * 1000;
-	}
-	return -1;
-}
-
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct xfer *x = arg;
@@ -257,13 +234,13 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		;
 	while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
 		end--;
-	copy_value(val, sizeof(val), v, (size_t)(end - v));
+	http_copy_value(val, sizeof(val), v, (size_t)(end - v));
 #define IS(name) (klen == sizeof(name) - 1 && !strncasecmp(data, name, klen))
 	if (IS("Job-Status")) {
-		copy_value(r->job_status, sizeof(r->job_status), val, strlen(val));
+		http_copy_value(r->job_status, sizeof(r->job_status), val, strlen(val));
 	} else if (IS("X-GitLab-Last-Update")) {
 		if (val[0])
-			copy_value(r->last_update, sizeof(r->last_update), val, strlen(val));
+			http_copy_value(r->last_update, sizeof(r->last_update), val, strlen(val));
 	} else if (IS("X-GitLab-Trace-Update-Interval")) {
 		long s = strtol(val, NULL, 10);
 		r->update_interval = s < 0 ? -1 : s > 15 * 60 ? 15 * 60 : (int)s;
@@ -273,9 +250,9 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		long long endv = dash ? strtoll(dash + 1, &e2, 10) : -1;
 		r->range_end = dash && e2 != dash + 1 && endv >= 0 ? endv : -1;
 	} else if (IS("Retry-After") || IS("RateLimit-ResetTime")) {
-		int ms = parse_retry(val);
-		if (ms >= 0)
-			r->retry_after_ms = ms;
+		long sec = http_retry_after_s(val, 3600);
+		if (sec >= 0)
+			r->retry_after_ms = (int)sec * 1000;
 	}
 #undef IS
 	return n;

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "lib/http.h"
 #include "lib/paths.h"
 #include "lib/sha256.h"
 #include "oci/registry.h"
@@ -125,7 +126,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 	} else if (!strncasecmp(line, "WWW-Authenticate:", 17) && !r->www_auth[0]) {
 		snprintf(r->www_auth, sizeof(r->www_auth), "%s", line + 17 + strspn(line + 17, " \t"));
 	} else if (!strncasecmp(line, "Retry-After:", 12)) {
-		r->retry_after = strtol(line + 12, NULL, 10);
+		r->retry_after = http_retry_after_s(line + 12, 3600);
 	}
 	return len;
 }

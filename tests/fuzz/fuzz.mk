@@ -38,9 +38,9 @@ ciconfig_SRCS = localci/config.c lib/yaml.c localci/expr.c localci/rules.c local
 tarin_SRCS = workspace/guestdisk/tarstream.c lib/paths.c lib/result.c
 ext4walk_SRCS = workspace/guestdisk/ext4walk.c lib/result.c lib/vec.c
 ocimanifest_SRCS = oci/manifest.c oci/ref.c lib/result.c
-ghwebhook_SRCS = github/webhook.c github/demand.c github/client.c lib/sha256.c lib/log.c lib/result.c lib/vec.c
+ghwebhook_SRCS = github/webhook.c github/demand.c github/client.c lib/http.c lib/sha256.c lib/log.c lib/result.c lib/vec.c
 s3xml_SRCS = cache/s3.c lib/result.c
-ghjson_SRCS = github/jit.c github/demand.c github/client.c lib/log.c lib/result.c lib/vec.c
+ghjson_SRCS = github/jit.c github/demand.c github/client.c lib/http.c lib/log.c lib/result.c lib/vec.c
 lfsbatch_SRCS = workspace/lfsbatch.c lib/result.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
