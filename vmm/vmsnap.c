@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/sha256.h"
+#include "vmm/log.h"
 #include "vmm/virtio/mmio.h"
 
 #define MSR_IA32_TSC 0x10
@@ -170,6 +171,33 @@ static bool host_has_msr(const struct vmsnap_host *h, uint32_t index)
 	return false;
 }
 
+/* KVM_SET_MSRS stops at the first MSR it refuses: one the host lists and
+ * gave back at the save but will not take (the CPU signature matched, so
+ * this is KVM's own policy, e.g. a read-only one) is skipped and said,
+ * and the rest are set. Returns how many were skipped, or -1 with errno. */
+static int set_msrs(struct vcpu *c, struct msr_buf *m)
+{
+	static struct msr_buf q;
+	uint32_t start = 0, n = m->hdr.nmsrs;
+	int got, skipped = 0;
+
+	while (start < n) {
+		q.hdr.nmsrs = n - start;
+		memcpy(q.e, &m->e[start], q.hdr.nmsrs * sizeof(q.e[0]));
+		got = ioctl(c->fd, KVM_SET_MSRS, &q);
+		if (got < 0)
+			return -1;
+		start += (uint32_t)got;
+		if (start < n) {
+			vmm_warn("vCPU %d: KVM_SET_MSRS refused MSR %#x (value %#llx); left as it was", c->index,
+				 m->e[start].index, (unsigned long long)m->e[start].data);
+			skipped++;
+			start++;
+		}
+	}
+	return skipped;
+}
+
 static int restore_vcpu(struct vcpu *c, const struct vmsnap_host *h, struct snap_reader *r, char *err,
 			size_t errlen)
 {
@@ -239,14 +267,9 @@ static int restore_vcpu(struct vcpu *c, const struct vmsnap_host *h, struct snap
 		what = "KVM_SET_DEBUGREGS";
 	else if (ioctl(c->fd, KVM_SET_LAPIC, &lapic) < 0)
 		what = "KVM_SET_LAPIC";
-	else if ((set = ioctl(c->fd, KVM_SET_MSRS, &msrs)) < 0 || (uint32_t)set != n) {
-		if (set >= 0) {
-			snprintf(err, errlen, "vCPU %d: KVM_SET_MSRS refused MSR %#x", c->index, msrs.e[set].index);
-			rc = -EINVAL;
-			goto out;
-		}
+	else if ((set = set_msrs(c, &msrs)) < 0)
 		what = "KVM_SET_MSRS";
-	} else if (ioctl(c->fd, KVM_SET_VCPU_EVENTS, &events) < 0)
+	else if (ioctl(c->fd, KVM_SET_VCPU_EVENTS, &events) < 0)
 		what = "KVM_SET_VCPU_EVENTS";
 	if (what) {
 		rc = -errno;
