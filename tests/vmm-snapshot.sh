@@ -10,7 +10,8 @@
 #   restore   restores twice from that snapshot: each guest goes on from
 #             the count it had (the output before the save and after it,
 #             end to end, count on without a gap; memory and disk agree,
-#             no FAIL), and the two read different random bytes at N+2
+#             no FAIL), and the two read different random bytes at N+2;
+#             then once more with "memory": "copy"
 #   refuse    a changed header byte, a truncated state file, another
 #             machine (vCPUs) and a truncated memory file are refused
 #             with a one-line error, before the guest runs
@@ -195,6 +196,7 @@ if ! wait_tick cold 10 $BOOT_WAIT; then
 	exit 1
 fi
 cold_first=$(elapsed "$t_start" "$t_first")
+echo "cold: first tick $cold_first s after start, then $(elapsed "$t_first" "$(now)") s to tick 10"
 kill -USR2 "$vmm_pid"
 wait_exit cold 120
 saved=$(last_tick "$T/cold.serial")
@@ -207,20 +209,22 @@ ls -ls "$T/snap" | sed 's/^/cold: /'
 [ -z "$failed" ] || { show "$T/cold.vmm"; exit 1; }
 
 # --- restores ---------------------------------------------------------------------
-write_config restore 2 "{\"load\": \"$T/snap\"}"
-for r in r1 r2; do
+write_config r1 2 "{\"load\": \"$T/snap\"}"
+cp "$T/r1.json" "$T/r2.json"
+write_config r3 2 "{\"load\": \"$T/snap\", \"memory\": \"copy\"}"
+for r in r1 r2 r3; do
 	cur=$r
-	echo "== $cur"
-	cp "$T/restore.json" "$T/$r.json"
+	echo "== $cur$([ $r = r3 ] && echo ' (memory copied, not mapped)')"
 	start "$r"
 	ok=0
 	wait_tick "$r" $((saved + 5)) $RUN_WAIT && ok=1
+	t_last=$(now)
 	kill -INT "$vmm_pid" 2>/dev/null
 	wait_exit "$r" 30
 	first=$(first_tick "$T/$r.serial")
 	if [ $ok = 1 ]; then
 		eval "${r}_first=$(elapsed "$t_start" "$t_first")"
-		eval "echo \"$r: first tick \$${r}_first s after start, tick $first\""
+		eval "echo \"$r: first tick \$${r}_first s after start, tick $first; then $(elapsed "$t_first" "$t_last") s to tick $((saved + 5))\""
 	fi
 	grep -h 'first KVM_RUN' "$T/$r.vmm" | sed "s/^/$r: /"
 	[ $ok = 1 ] || { fail "did not reach tick $((saved + 5)) (status $rc)"; show "$T/$r.serial"; show "$T/$r.vmm"; continue; }
@@ -269,9 +273,11 @@ write_config memory 2 "{\"load\": \"$T/bad\"}"
 refuse memory "truncated?"
 
 if [ -n "${r1_first:-}" ] && [ -n "${r2_first:-}" ]; then
-	echo "process start -> first guest tick: cold boot $cold_first s, restored $r1_first s and $r2_first s"
+	echo "process start -> first guest tick: cold boot $cold_first s, restored $r1_first s and $r2_first s (memory mapped), ${r3_first:-?} s (memory copied)"
 	awk -v c="$cold_first" -v a="$r1_first" -v b="$r2_first" \
 		'BEGIN { printf "ratio restored/cold (first tick): %.3f\n", (a + b) / 2 / c }'
+	[ -z "${r3_first:-}" ] || awk -v c="$cold_first" -v a="$r3_first" \
+		'BEGIN { printf "ratio restored (memory copied)/cold (first tick): %.3f\n", a / c }'
 fi
 if [ -n "$failed" ]; then
 	echo "failed:$failed"

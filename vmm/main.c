@@ -370,9 +370,13 @@ int main(int argc, char **argv)
 #ifndef VMM_NO_SECCOMP
 	vm->jail = true;
 #endif
-	if (cfg.snapshot_load) {
+	if (cfg.snapshot_load && !cfg.snapshot_copy) {
 		/* Restore: the guest's RAM is the memory file, mapped privately. */
 		if (vmsnap_map_memory(vm, cfg.snapshot_load, cfg.mem_mib << 20, err, sizeof(err)))
+			vmm_die("snapshot.load: %s", err);
+	} else if (cfg.snapshot_load) {
+		if (vm_map_memory(vm, cfg.mem_mib, err, sizeof(err)) ||
+		    vmsnap_copy_memory(vm, cfg.snapshot_load, err, sizeof(err)))
 			vmm_die("snapshot.load: %s", err);
 	} else {
 		if (vm_map_memory(vm, cfg.mem_mib, err, sizeof(err)))

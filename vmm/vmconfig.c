@@ -252,7 +252,7 @@ int vm_config_parse(struct vm_config *cfg, const char *name, const char *text, c
 {
 	static const char *const top[] = { "boot", "machine", "drives", "net", "vsock", "serial", "entropy", "snapshot",
 					   NULL };
-	static const char *const snapshot[] = { "save_to", "load", "resume_after_save", NULL };
+	static const char *const snapshot[] = { "save_to", "load", "resume_after_save", "memory", NULL };
 	static const char *const boot[] = { "kernel", "initrd", "cmdline", NULL };
 	static const char *const machine[] = { "vcpus", "mem_mib", NULL };
 	static const char *const vsock[] = { "guest_cid", "uds_path", NULL };
@@ -286,6 +286,13 @@ int vm_config_parse(struct vm_config *cfg, const char *name, const char *text, c
 			goto out;
 		}
 		cfg->snapshot_resume = v && json_is_true(v);
+		v = json_object_get(o, "memory");
+		if (v && (!json_is_string(v) ||
+			  (strcmp(json_string_value(v), "map") && strcmp(json_string_value(v), "copy")))) {
+			rc = bad(&c, "snapshot.memory", "must be \"map\" or \"copy\"");
+			goto out;
+		}
+		cfg->snapshot_copy = v && !strcmp(json_string_value(v), "copy");
 	}
 	o = json_object_get(root, "boot");
 	if (!o) {

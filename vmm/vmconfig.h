@@ -64,6 +64,7 @@ struct vm_config {
 	char *snapshot_save_to;    /* "snapshot": {"save_to"}: where SIGUSR2 saves; NULL: none */
 	char *snapshot_load;       /* "snapshot": {"load"}: restore from here; NULL: boot */
 	bool snapshot_resume;      /* "resume_after_save": run on after a save (else stop) */
+	bool snapshot_copy;        /* "memory": "copy" (read into RAM), else "map" (MAP_PRIVATE) */
 };
 
 /* Parse the JSON text (name is used in messages). On failure returns

@@ -66,7 +66,20 @@ int vmsnap_host_probe(struct vm *vm, struct vmsnap_host *h, char *err, size_t er
 			return fail(err, errlen, rc, "KVM_GET_SUPPORTED_CPUID");
 		nent *= 2;
 	}
-	/* The signature: every CPUID leaf KVM offers and the XSAVE size. */
+	/* The signature: every CPUID leaf KVM offers and the XSAVE size,
+	 * less what names the host CPU that ran this ioctl (its APIC IDs),
+	 * which differs from call to call and never reaches the guest (vm.c
+	 * sets the vCPU's own). */
+	for (uint32_t i = 0; i < cpuid->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+
+		if (e->function == 1)
+			e->ebx &= 0x00ffffffu;
+		else if (e->function == 0xb || e->function == 0x1f)
+			e->edx = 0;
+		else if (e->function == 0x8000001e)
+			e->eax = e->ebx = e->ecx = 0;
+	}
 	sig_len = cpuid->nent * sizeof(struct kvm_cpuid_entry2) + 4;
 	if (!(sig = malloc(sig_len))) {
 		rc = fail(err, errlen, -ENOMEM, "host CPUID");
@@ -614,6 +627,51 @@ out:
 		free(*buf);
 		*buf = NULL;
 	}
+	return rc;
+}
+
+int vmsnap_copy_memory(struct vm *vm, const char *dir, char *err, size_t errlen)
+{
+	char path[4096];
+	struct stat st;
+	off_t data, hole = 0;
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/" SNAP_MEM_FILE, dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != vm->mem_bytes) {
+		snprintf(err, errlen, "%s: not a regular file of the guest's %llu bytes (truncated?)", path,
+			 (unsigned long long)vm->mem_bytes);
+		rc = -EINVAL;
+		goto out;
+	}
+	/* Only the file's data: its holes are the guest's zero pages, and
+	 * fresh anonymous memory reads as zeros already. */
+	while ((data = lseek(fd, hole, SEEK_DATA)) >= 0) {
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || hole > st.st_size)
+			hole = st.st_size;
+		while (data < hole) {
+			ssize_t n = pread(fd, vm->mem.host + data, (size_t)(hole - data), data);
+
+			if (n <= 0) {
+				rc = n < 0 ? -errno : -EIO;
+				snprintf(err, errlen, "%s: %s", path, n < 0 ? strerror(errno) : "shorter than it was");
+				goto out;
+			}
+			data += n;
+		}
+	}
+	if (errno != ENXIO) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: SEEK_DATA: %s", path, strerror(errno));
+	}
+out:
+	close(fd);
 	return rc;
 }
 

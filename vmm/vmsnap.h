@@ -46,6 +46,12 @@ int vmsnap_load_file(const char *dir, const struct vmsnap_host *h, const uint8_t
  * vm_map_memory. 0 or -errno with err. */
 int vmsnap_map_memory(struct vm *vm, const char *dir, uint64_t mem_bytes, char *err, size_t errlen);
 
+/* Copy DIR/memory into the guest RAM vm_map_memory mapped (anonymous, huge
+ * pages where the host allows): slower to start and not shared, but the
+ * guest then faults its memory in 2 MiB at a time. Only the file's data
+ * extents are read. 0 or -errno with err. */
+int vmsnap_copy_memory(struct vm *vm, const char *dir, char *err, size_t errlen);
+
 /* Put f's state into a VM made the same way (vm_create, the same devices,
  * vm_create_vcpu for each vCPU) before its vCPUs start. Every field is
  * checked. 0 or -errno with err. */
