@@ -232,7 +232,10 @@ for r in r1 r2 r3; do
 	# the restored one's, end to end, must count 1, 2, 3, ... without a gap
 	# or a repeat, each line whole.
 	cat "$T/cold.serial" "$T/$r.serial" >"$T/$r.joined"
-	gap=$(ticks "$T/$r.joined" | awk '$2 != NR || ($4 != "none" && length($4) != 64) { print "line " NR ": " $0; exit }')
+	# (The last line may be cut short by the SIGINT that ended the VM.)
+	n_lines=$(ticks "$T/$r.joined" | wc -l)
+	gap=$(ticks "$T/$r.joined" | awk -v last="$n_lines" \
+		'$2 != NR || (NR < last && $4 != "none" && length($4) != 64) { print "line " NR ": " $0; exit }')
 	[ -z "$gap" ] || fail "the count does not go on where it was: $gap"
 	[ "$first" -le $((saved + 2)) ] || fail "first tick after restore is $first, saved at $saved"
 	if tr -d '\r' <"$T/$r.serial" | grep -a '^FAIL'; then fail "the guest failed"; fi
