@@ -185,7 +185,8 @@ int snap_parse(struct snap_file *f, const uint8_t *buf, size_t len, const uint8_
 		return refuse(err, errlen, -EPROTO, "snapshot_version %u, this kiln-vmm reads %u", f->h.version,
 			      SNAP_VERSION);
 	if (rd32(buf + H_HSIZE) != SNAP_HEADER_SIZE)
-		return refuse(err, errlen, -EINVAL, "header size %u, expected %u", rd32(buf + H_HSIZE), SNAP_HEADER_SIZE);
+		return refuse(err, errlen, -EINVAL, "header size %u, expected %u", rd32(buf + H_HSIZE),
+			      SNAP_HEADER_SIZE);
 	if (rd64(buf + H_FILELEN) != len)
 		return refuse(err, errlen, -EINVAL, "truncated or extended: %zu bytes, the header says %llu", len,
 			      (unsigned long long)rd64(buf + H_FILELEN));

@@ -398,12 +398,14 @@ START_TEST(config_keys_and_machine_digest)
 	ck_assert_str_eq(c.snapshot_load, "/s");
 	ck_assert(!c.snapshot_copy);
 	vm_config_free(&c);
-	ck_assert_int_eq(vm_config_parse(&c, "vm.json", "{\"boot\": {}, \"snapshot\": {\"load\": \"/s\", \"memory\": \"copy\"}}",
-					 err, sizeof(err)), 0);
+	ck_assert_int_eq(vm_config_parse(&c, "vm.json",
+					 "{\"boot\": {}, \"snapshot\": {\"load\": \"/s\", \"memory\": \"copy\"}}", err,
+					 sizeof(err)), 0);
 	ck_assert(c.snapshot_copy);
 	vm_config_free(&c);
-	ck_assert_int_eq(vm_config_parse(&c, "vm.json", "{\"boot\": {}, \"snapshot\": {\"load\": \"/s\", \"memory\": \"all\"}}",
-					 err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(vm_config_parse(&c, "vm.json",
+					 "{\"boot\": {}, \"snapshot\": {\"load\": \"/s\", \"memory\": \"all\"}}", err,
+					 sizeof(err)), -EINVAL);
 	ck_assert_msg(strstr(err, "snapshot.memory"), "%s", err);
 	ck_assert_int_eq(vm_config_parse(&c, "vm.json", "{\"boot\": {}}", err, sizeof(err)), -EINVAL);
 	ck_assert_int_eq(vm_config_parse(&c, "vm.json",
