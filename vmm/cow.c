@@ -1,5 +1,7 @@
 #include "vmm/cow.h"
 
+#include "vmm/snapshot.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -275,4 +277,60 @@ void cow_close(struct cow_disk *c)
 	c->bitmap = NULL;
 	free(c->cluster_buf);
 	c->cluster_buf = NULL;
+}
+
+static uint64_t n_clusters(const struct cow_disk *c)
+{
+	return (c->size + COW_CLUSTER_SIZE - 1) / COW_CLUSTER_SIZE;
+}
+
+int cow_save(struct cow_disk *c, struct snap_writer *w)
+{
+	uint64_t i, words = c->bitmap ? (n_clusters(c) + 63) / 64 : 0;
+	ssize_t n;
+
+	snap_put_u64(w, c->size);
+	snap_put_u32(w, c->cow);
+	snap_put_u32(w, c->read_only);
+	snap_put_u64(w, words);
+	for (i = 0; i < words; i++)
+		snap_put_u64(w, c->bitmap[i]);
+	for (i = 0; i < words * 64; i++) {
+		if (!(c->bitmap[i / 64] >> (i % 64) & 1))
+			continue;
+		n = pread(c->overlay_fd, c->cluster_buf, COW_CLUSTER_SIZE, (off_t)(i * COW_CLUSTER_SIZE));
+		if (n < 0)
+			return -errno;
+		if (n < COW_CLUSTER_SIZE)
+			memset(c->cluster_buf + n, 0, (size_t)(COW_CLUSTER_SIZE - n));
+		snap_put(w, c->cluster_buf, COW_CLUSTER_SIZE);
+	}
+	return w->err;
+}
+
+int cow_restore(struct cow_disk *c, struct snap_reader *r)
+{
+	uint64_t size = snap_get_u64(r), words, i, want = c->bitmap ? (n_clusters(c) + 63) / 64 : 0;
+	uint32_t cow = snap_get_u32(r), ro = snap_get_u32(r);
+
+	words = snap_get_u64(r);
+	if (r->bad || size != c->size || cow != c->cow || ro != c->read_only || words != want)
+		return -EINVAL;
+	for (i = 0; i < words; i++)
+		c->bitmap[i] = snap_get_u64(r);
+	if (words && (c->bitmap[words - 1] >> 1 >> ((n_clusters(c) - 1) % 64)))
+		return -EINVAL; /* bits past the last cluster */
+	c->overlay_used = 0;
+	for (i = 0; i < words * 64 && !r->bad; i++) {
+		if (!(c->bitmap[i / 64] >> (i % 64) & 1))
+			continue;
+		if (c->overlay_max && c->overlay_used + COW_CLUSTER_SIZE > c->overlay_max)
+			return -ENOSPC;
+		snap_get(r, c->cluster_buf, COW_CLUSTER_SIZE);
+		if (pwrite(c->overlay_fd, c->cluster_buf, COW_CLUSTER_SIZE, (off_t)(i * COW_CLUSTER_SIZE)) !=
+		    COW_CLUSTER_SIZE)
+			return errno ? -errno : -EIO;
+		c->overlay_used += COW_CLUSTER_SIZE;
+	}
+	return r->bad ? -EINVAL : 0;
 }

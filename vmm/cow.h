@@ -65,4 +65,16 @@ int cow_rescan(struct cow_disk *c);
 /* Close everything and drop the overlay; fds go back to -1. Idempotent. */
 void cow_close(struct cow_disk *c);
 
+/* Snapshots: the disk's size and mode, and for a copy-on-write disk its
+ * overlay (bitmap and every cluster in it), so that the guest's view of
+ * the disk comes back with its memory. The clusters go in the state file,
+ * whose ceiling bounds how much a template may have written. 0 or
+ * -errno. */
+struct snap_writer;
+struct snap_reader;
+int cow_save(struct cow_disk *c, struct snap_writer *w);
+/* Into a disk opened the same way (same size and mode), its overlay still
+ * empty: -EINVAL when the record does not fit it, or -errno. */
+int cow_restore(struct cow_disk *c, struct snap_reader *r);
+
 #endif

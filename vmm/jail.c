@@ -97,6 +97,43 @@ static const struct rule vmm_only[] = {
 	/* kill: below, only of this process */
 };
 
+/* The device thread's, when it may save snapshots (SIGUSR2): reading the
+ * state of the paused VM and vCPUs. Restoring happens before the jail. */
+static const unsigned long snapshot_ioctls[] = {
+	KVM_GET_MP_STATE, KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_XSAVE,
+#ifdef KVM_GET_XSAVE2
+	KVM_GET_XSAVE2,
+#endif
+	KVM_GET_XCRS, KVM_GET_DEBUGREGS, KVM_GET_LAPIC, KVM_GET_VCPU_EVENTS, KVM_GET_MSRS,
+	KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK,
+};
+
+static int snapshot_dirfd = -1;
+
+void jail_allow_snapshots(int dirfd) { snapshot_dirfd = dirfd; }
+
+/* Saving: state and memory files are created, truncated to size, written
+ * and renamed into place, all inside the snapshot directory, by its fd. */
+static int add_snapshot_args(scmp_filter_ctx ctx)
+{
+	scmp_datum_t dir = (scmp_datum_t)snapshot_dirfd;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < sizeof(snapshot_ioctls) / sizeof(snapshot_ioctls[0]); i++)
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					   SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)snapshot_ioctls[i]))) < 0)
+			return rc;
+	if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1, SCMP_A0(SCMP_CMP_EQ, dir))) < 0 ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(renameat), 2, SCMP_A0(SCMP_CMP_EQ, dir),
+				   SCMP_A2(SCMP_CMP_EQ, dir))) < 0 ||
+	    (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(renameat2), 2, SCMP_A0(SCMP_CMP_EQ, dir),
+				   SCMP_A2(SCMP_CMP_EQ, dir))) < 0)
+		return rc;
+	/* ftruncate: the memory file takes the guest's size, holes and all. */
+	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ftruncate), 0);
+}
+
 /* Rules with argument checks, for both thread kinds: no executable memory
  * (nothing here loads code after start; a mapping made executable is how
  * injected code would run), signals only to this process (glibc's abort
@@ -175,6 +212,8 @@ int jail_enter(enum jail_kind kind, const char *unlink_path)
 			if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, vmm_only[i].nr, 0)) < 0)
 				goto out;
 		if ((rc = add_vmm_args(ctx, self, unlink_path)) < 0)
+			goto out;
+		if (snapshot_dirfd >= 0 && (rc = add_snapshot_args(ctx)) < 0)
 			goto out;
 	}
 	rc = seccomp_load(ctx);

@@ -13,4 +13,9 @@ enum jail_kind { JAIL_VMM, JAIL_VCPU };
  * kills the process (SIGSYS). 0 or -errno. */
 int jail_enter(enum jail_kind kind, const char *unlink_path);
 
+/* Let a later JAIL_VMM filter save snapshots into the directory open on
+ * dirfd (-1: no snapshots): files made and renamed there only (by the
+ * dirfd, compared by value), and the KVM ioctls that read VM state. */
+void jail_allow_snapshots(int dirfd);
+
 #endif

@@ -34,6 +34,7 @@
 #include "vmm/virtio/vsock.h"
 #include "vmm/vm.h"
 #include "vmm/vmconfig.h"
+#include "vmm/vmsnap.h"
 
 #define KERNEL_MAX_BYTES (256u << 20)
 #define INITRD_MAX_BYTES (1024u << 20)
@@ -51,6 +52,15 @@ static struct vm the_vm;
 
 static int signal_fd = -1, grace_fd = -1;
 
+/* Snapshots: what a save needs, set up before the jail. */
+static struct {
+	int dirfd;                       /* snapshot.save_to, -1 when none */
+	const char *dir;
+	bool resume;
+	uint8_t machine[SNAP_DIGEST];
+	struct vmsnap_host host;
+} snap = { .dirfd = -1 };
+
 static void usage(FILE *out)
 {
 	fprintf(out,
@@ -63,7 +73,8 @@ static void usage(FILE *out)
 		"Signals: SIGTERM asks the guest to shut down (then stops after a grace\n"
 		"period); SIGINT and SIGHUP stop at once; SIGUSR1 makes every drive take\n"
 		"its image file's current size (not copy-on-write drives) and tells the\n"
-		"guest, for an image filled in after start.\n");
+		"guest, for an image filled in after start; SIGUSR2 saves a snapshot to\n"
+		"vm.json's snapshot.save_to (then stops, unless resume_after_save).\n");
 }
 
 /* Map a whole file of at most max bytes read-only. The loader copies what
@@ -186,6 +197,32 @@ static void rescan_drives(struct vm *vm)
 	}
 }
 
+/* SIGUSR2: pause, save, then stop or go on. */
+static void save_snapshot(struct vm *vm)
+{
+	char err[512];
+	uint64_t t0 = mono_ns();
+	int rc;
+
+	if (snap.dirfd < 0) {
+		vmm_warn("SIGUSR2: no snapshot.save_to in the VM description; nothing saved");
+		return;
+	}
+	if ((rc = vm_pause(vm)) < 0)
+		return;
+	rc = vmsnap_save(vm, &snap.host, snap.dirfd, snap.machine, err, sizeof(err));
+	if (rc < 0) {
+		vmm_warn("saving a snapshot to %s: %s", snap.dir, err);
+		vm_resume(vm);
+		return;
+	}
+	vmm_log("snapshot saved to %s in %llu ms", snap.dir, (unsigned long long)(mono_ns() - t0) / 1000000);
+	if (snap.resume)
+		vm_resume(vm);
+	else
+		vm_request_exit(vm, 0, "snapshot saved");
+}
+
 static void on_signal(void *arg, uint32_t events)
 {
 	struct vm *vm = arg;
@@ -204,6 +241,10 @@ static void on_signal(void *arg, uint32_t events)
 	}
 	if (si.ssi_signo == SIGUSR1) {
 		rescan_drives(vm);
+		return;
+	}
+	if (si.ssi_signo == SIGUSR2) {
+		save_snapshot(vm);
 		return;
 	}
 	vm_request_exit(vm, 1, si.ssi_signo == SIGINT ? "interrupted (SIGINT)" : "terminated");
@@ -263,8 +304,8 @@ int main(int argc, char **argv)
 	struct acpi_mmio_dev acpi[VM_MAX_VIRTIO];
 	char err[512], cmdline[VM_CMDLINE_MAX + 64];
 	const char *config = NULL, *tmp_dir, *vsock_path = NULL;
-	uint8_t *kernel, *initrd = NULL;
-	size_t klen, ilen = 0;
+	uint8_t *kernel = NULL, *initrd = NULL;
+	size_t klen = 0, ilen = 0;
 	int opt, i, rc, serial_fd = -1;
 	sigset_t sigs;
 	uint64_t t_run;
@@ -273,12 +314,15 @@ int main(int argc, char **argv)
 	struct image_load load;
 	pthread_t loader;
 	pthread_attr_t attr;
+	uint8_t *snap_buf = NULL;
+	struct snap_file *snap_file = NULL;
 
 	vm->t0_ns = mono_ns();
 	/* A SIGUSR1 (drive rescan) sent while we start up waits for the event
 	 * loop instead of ending the process; kiln also starts us with it held. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
@@ -304,28 +348,62 @@ int main(int argc, char **argv)
 		vmm_die("%s", err);
 	phase(&ph, vm, "config");
 
+	if (cfg.snapshot_load || cfg.snapshot_save_to)
+		vm_config_machine_digest(&cfg, snap.machine);
+	if (cfg.snapshot_save_to) {
+		snap.dir = cfg.snapshot_save_to;
+		snap.resume = cfg.snapshot_resume;
+		snap.dirfd = open(snap.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (snap.dirfd < 0)
+			vmm_die("snapshot.save_to %s: %s", snap.dir, strerror(errno));
+	}
+
 	/* Acquire: files, KVM, memory, devices. */
-	kernel = map_file(cfg.kernel, KERNEL_MAX_BYTES, &klen, &kernel_fd, "kernel");
-	if (cfg.initrd)
-		initrd = map_file(cfg.initrd, INITRD_MAX_BYTES, &ilen, &initrd_fd, "initrd");
+	if (!cfg.snapshot_load) {
+		kernel = map_file(cfg.kernel, KERNEL_MAX_BYTES, &klen, &kernel_fd, "kernel");
+		if (cfg.initrd)
+			initrd = map_file(cfg.initrd, INITRD_MAX_BYTES, &ilen, &initrd_fd, "initrd");
+	}
 	phase(&ph, vm, "files");
 	vm->kvm_fd = vm->vm_fd = vm->exit_fd = -1;
 	vm->n_vcpus = cfg.vcpus;
 #ifndef VMM_NO_SECCOMP
 	vm->jail = true;
 #endif
-	if (vm_map_memory(vm, cfg.mem_mib, err, sizeof(err)))
-		vmm_die("%s", err);
-	load = (struct image_load){ .mem = &vm->mem, .kernel = kernel, .klen = klen, .kernel_fd = kernel_fd,
-				    .initrd = initrd, .ilen = ilen, .initrd_fd = initrd_fd };
-	/* A small stack: the default 8 MiB one is 2 MiB aligned, and where THP
-	 * is "always" it becomes a 2 MiB page of memory overhead. */
-	if (pthread_attr_init(&attr) || pthread_attr_setstacksize(&attr, LOADER_STACK_BYTES) ||
-	    pthread_create(&loader, &attr, load_images, &load))
-		vmm_die("creating the kernel loader thread failed");
-	pthread_attr_destroy(&attr);
+	if (cfg.snapshot_load && !cfg.snapshot_copy) {
+		/* Restore: the guest's RAM is the memory file, mapped privately. */
+		if (vmsnap_map_memory(vm, cfg.snapshot_load, cfg.mem_mib << 20, err, sizeof(err)))
+			vmm_die("snapshot.load: %s", err);
+	} else if (cfg.snapshot_load) {
+		if (vm_map_memory(vm, cfg.mem_mib, err, sizeof(err)) ||
+		    vmsnap_copy_memory(vm, cfg.snapshot_load, err, sizeof(err)))
+			vmm_die("snapshot.load: %s", err);
+	} else {
+		if (vm_map_memory(vm, cfg.mem_mib, err, sizeof(err)))
+			vmm_die("%s", err);
+		load = (struct image_load){ .mem = &vm->mem, .kernel = kernel, .klen = klen, .kernel_fd = kernel_fd,
+					    .initrd = initrd, .ilen = ilen, .initrd_fd = initrd_fd };
+		/* A small stack: the default 8 MiB one is 2 MiB aligned, and where THP
+		 * is "always" it becomes a 2 MiB page of memory overhead. */
+		if (pthread_attr_init(&attr) || pthread_attr_setstacksize(&attr, LOADER_STACK_BYTES) ||
+		    pthread_create(&loader, &attr, load_images, &load))
+			vmm_die("creating the kernel loader thread failed");
+		pthread_attr_destroy(&attr);
+	}
 	if (vm_create(vm, err, sizeof(err)))
 		vmm_die("%s", err);
+	if (cfg.snapshot_load || cfg.snapshot_save_to) {
+		if (vmsnap_host_probe(vm, &snap.host, err, sizeof(err)))
+			vmm_die("snapshot: %s", err);
+	}
+	if (cfg.snapshot_load) {
+		/* Refuse a wrong file before any device is made. */
+		if (!(snap_file = calloc(1, sizeof(*snap_file))))
+			vmm_die("snapshot.load: out of memory");
+		if (vmsnap_load_file(cfg.snapshot_load, &snap.host, snap.machine, &snap_buf, snap_file, err,
+				     sizeof(err)))
+			vmm_die("snapshot.load: %s", err);
+	}
 	phase(&ph, vm, "vm");
 	if ((rc = ev_init(&vm->loop)))
 		vmm_die("epoll: %s", strerror(-rc));
@@ -381,6 +459,14 @@ int main(int argc, char **argv)
 		if (vm_create_vcpu(vm, i, err, sizeof(err)))
 			vmm_die("%s", err);
 	phase(&ph, vm, "vcpus");
+	if (cfg.snapshot_load) {
+		if (vmsnap_restore_state(vm, &snap.host, snap_file, err, sizeof(err)))
+			vmm_die("snapshot.load %s: %s", cfg.snapshot_load, err);
+		free(snap_buf);
+		free(snap_file);
+		phase(&ph, vm, "restore");
+		goto signals;
+	}
 	if (pthread_join(loader, NULL))
 		vmm_die("joining the kernel loader thread failed");
 	if (load.rc)
@@ -402,12 +488,14 @@ int main(int argc, char **argv)
 	if (vm_set_boot_regs(vm, &load.bi, err, sizeof(err)))
 		vmm_die("%s", err);
 
+signals:
 	/* Signals arrive through a signalfd on the device thread only. */
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
 	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -424,6 +512,7 @@ int main(int argc, char **argv)
 	if ((rc = vm_start_vcpus(vm)))
 		vmm_die("starting the vCPU threads failed: %s", strerror(-rc));
 #ifndef VMM_NO_SECCOMP
+	jail_allow_snapshots(snap.dirfd);
 	if ((rc = jail_enter(JAIL_VMM, vsock_path)))
 		vmm_die("installing the seccomp filter failed: %s", strerror(-rc));
 #else

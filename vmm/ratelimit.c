@@ -1,5 +1,7 @@
 #include "vmm/ratelimit.h"
 
+#include "vmm/snapshot.h"
+
 #include <errno.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -211,4 +213,41 @@ void rl_timer_event(struct rate_limiter *rl)
 		(void)r;
 	}
 	rl->blocked = false;
+}
+
+static void tb_save(const struct token_bucket *b, struct snap_writer *w)
+{
+	snap_put_u64(w, b->budget);
+	snap_put_u64(w, b->burst_left);
+	snap_put_u64(w, b->rem);
+}
+
+static void tb_restore(struct token_bucket *b, struct snap_reader *r, uint64_t now_ns)
+{
+	b->budget = snap_get_u64(r);
+	b->burst_left = snap_get_u64(r);
+	b->rem = snap_get_u64(r);
+	/* Never more than the configuration allows, whatever the file says. */
+	if (b->budget > b->cfg.size)
+		b->budget = b->cfg.size;
+	if (b->burst_left > b->cfg.one_time_burst)
+		b->burst_left = b->cfg.one_time_burst;
+	if (b->cfg.refill_time_ms && b->rem >= b->cfg.refill_time_ms * 1000000ULL)
+		b->rem = 0;
+	b->last_ns = now_ns;
+}
+
+void rl_save(const struct rate_limiter *rl, struct snap_writer *w)
+{
+	tb_save(&rl->bw, w);
+	tb_save(&rl->ops, w);
+}
+
+bool rl_restore(struct rate_limiter *rl, struct snap_reader *r, uint64_t now_ns)
+{
+	tb_restore(&rl->bw, r, now_ns);
+	tb_restore(&rl->ops, r, now_ns);
+	/* A blocked limiter's timer did not survive: retry at once. */
+	rl->blocked = false;
+	return !r->bad;
 }

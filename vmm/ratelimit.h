@@ -59,4 +59,13 @@ void rl_timer_event(struct rate_limiter *rl);
 bool tb_take(struct token_bucket *b, uint64_t n, uint64_t now_ns, uint64_t *wait_ns);
 void tb_init(struct token_bucket *b, const struct token_bucket_cfg *cfg, uint64_t now_ns);
 
+/* Snapshots: the buckets' budgets, unspent bursts and carried remainders
+ * (not the configuration: that comes from vm.json). Restored buckets
+ * refill from now_ns; a budget above the configured size is cut to it.
+ * rl_restore returns false for a truncated record. */
+struct snap_writer;
+struct snap_reader;
+void rl_save(const struct rate_limiter *rl, struct snap_writer *w);
+bool rl_restore(struct rate_limiter *rl, struct snap_reader *r, uint64_t now_ns);
+
 #endif

@@ -18,9 +18,7 @@
 #include "vmm/virtio/mmio.h"
 
 #define BOOT_MARKER_MAGIC 123
-/* Sent by vm_shutdown to a vCPU thread inside KVM_RUN: KVM returns EINTR
- * for a pending signal; the handler itself does nothing. */
-#define VCPU_KICK_SIGNAL SIGUSR2
+#define VCPU_KICK_SIGNAL VM_VCPU_KICK_SIGNAL
 #define GUEST_HUGE_PAGE (2u << 20)
 
 static int fail(char *err, size_t errlen, const char *what)
@@ -391,6 +389,70 @@ void vm_exit_counts(const struct vm *vm, uint64_t counts[VCPU_EXIT_KINDS])
 			counts[k] += atomic_load_explicit(&vm->vcpus[i].exits[k], memory_order_relaxed);
 }
 
+/* Out of KVM_RUN with EINTR: the last exit is complete. Wait here while
+ * a snapshot is taken. */
+static void pause_point(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->pause_req) {
+		vm->n_paused++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->pause_req && atomic_load(&vm->exit_code) < 0)
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->n_paused--;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+int vm_pause(struct vm *vm)
+{
+	int i, n = 0, rc = 0;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_req = true;
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (i = 0; i < vm->n_vcpus; i++) {
+		if (!vm->vcpus[i].started)
+			continue;
+		__atomic_store_n(&vm->vcpus[i].run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+		n++;
+	}
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->n_paused < n && atomic_load(&vm->exit_code) < 0) {
+		struct timespec t;
+
+		/* A vCPU that ends instead of pausing asks the VM to end, which
+		 * this wait notices at the next tick. */
+		clock_gettime(CLOCK_REALTIME, &t);
+		t.tv_nsec += 50 * 1000 * 1000;
+		if (t.tv_nsec >= 1000000000L) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &t);
+	}
+	if (atomic_load(&vm->exit_code) >= 0)
+		rc = -ECANCELED;
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (rc)
+		vm_resume(vm);
+	return rc;
+}
+
+void vm_resume(struct vm *vm)
+{
+	int i;
+
+	for (i = 0; i < vm->n_vcpus; i++)
+		if (vm->vcpus[i].started && vm->vcpus[i].run)
+			__atomic_store_n(&vm->vcpus[i].run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_req = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 void *vm_vcpu_thread(void *arg)
 {
 	struct vcpu *c = arg;
@@ -407,8 +469,10 @@ void *vm_vcpu_thread(void *arg)
 	pthread_barrier_wait(&vm->start);
 	while (atomic_load(&vm->exit_code) < 0) {
 		if ((vm->enter ? vm->enter(c) : ioctl(c->fd, KVM_RUN, 0)) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				pause_point(vm);
 				continue;
+			}
 			snprintf(reason, sizeof(reason), "vCPU %d: KVM_RUN: %s", c->index, strerror(errno));
 			vm_request_exit(vm, 1, reason);
 			break;
@@ -470,7 +534,8 @@ int vm_start_vcpus(struct vm *vm)
 	sigemptyset(&kick);
 	sigaddset(&kick, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
-	if ((rc = pthread_barrier_init(&vm->start, NULL, (unsigned)vm->n_vcpus + 1)))
+	if ((rc = pthread_barrier_init(&vm->start, NULL, (unsigned)vm->n_vcpus + 1)) ||
+	    (rc = pthread_mutex_init(&vm->pause_lock, NULL)) || (rc = pthread_cond_init(&vm->pause_cond, NULL)))
 		return -rc;
 	for (i = 0; i < vm->n_vcpus; i++) {
 		if ((rc = pthread_create(&vm->vcpus[i].thread, NULL, vm_vcpu_thread, &vm->vcpus[i])))
@@ -497,6 +562,10 @@ void vm_shutdown(struct vm *vm)
 	for (i = 0; i < vm->n_vcpus; i++)
 		if (vm->vcpus[i].started)
 			pthread_kill(vm->vcpus[i].thread, VCPU_KICK_SIGNAL);
+	/* A vCPU paused for a snapshot sees exit_code once woken. */
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (i = 0; i < vm->n_vcpus; i++) {
 		if (!vm->vcpus[i].started)
 			continue;

@@ -5,6 +5,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -20,6 +21,10 @@
 
 #define VM_MAX_VIRTIO 16   /* GSIs 5..20 */
 #define VM_ACPI_SLEEP_PORT VMM_ACPI_SLEEP_CONTROL
+/* Sent by vm_shutdown and vm_pause to a vCPU thread inside KVM_RUN: KVM
+ * returns EINTR for a pending signal; the handler itself does nothing. A
+ * real-time signal, so that SIGUSR2 stays free for "save a snapshot". */
+#define VM_VCPU_KICK_SIGNAL SIGRTMIN
 
 struct vm;
 
@@ -64,6 +69,13 @@ struct vm {
 	atomic_bool first_run_logged;
 	bool jail;                /* vCPU threads install their seccomp filter */
 	pthread_barrier_t start;  /* vCPUs wait here until the jail is in place */
+	/* Pausing for a snapshot: vm_pause sets pause_req and kicks; each
+	 * vCPU, out of KVM_RUN with its last exit complete, counts itself in
+	 * n_paused and waits on pause_cond until vm_resume. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	bool pause_req;
+	int n_paused;
 	/* Enter the guest on c: KVM_RUN on its fd when NULL. Tests put a fake
 	 * guest here. 0, or -1 with errno (EINTR once kicked). */
 	int (*enter)(struct vcpu *c);
@@ -111,6 +123,15 @@ int vm_start_vcpus(struct vm *vm);
  * (vm->virtio_close), since a vCPU taking an MMIO exit reads that
  * device's state. */
 void vm_shutdown(struct vm *vm);
+
+/* Stop every started vCPU outside KVM_RUN, each with its last exit
+ * completed (KVM finishes a pending MMIO or port read on the next KVM_RUN,
+ * which immediate_exit turns into EINTR), so that its state can be read.
+ * From the main thread only. 0, or -ECANCELED when the VM is ending. */
+int vm_pause(struct vm *vm);
+
+/* Let the vCPUs vm_pause stopped run again. */
+void vm_resume(struct vm *vm);
 
 /* The vCPUs' exits to user space so far, summed per kind (a snapshot:
  * running vCPUs go on counting). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/readfile.h"
+#include "lib/sha256.h"
 
 #define VM_CONFIG_MAX_BYTES (1 << 20)
 
@@ -249,7 +250,9 @@ static int parse_net(struct ctx *c, json_t *obj, int i, struct vm_net_cfg *n)
 
 int vm_config_parse(struct vm_config *cfg, const char *name, const char *text, char *err, size_t errlen)
 {
-	static const char *const top[] = { "boot", "machine", "drives", "net", "vsock", "serial", "entropy", NULL };
+	static const char *const top[] = { "boot", "machine", "drives", "net", "vsock", "serial", "entropy", "snapshot",
+					   NULL };
+	static const char *const snapshot[] = { "save_to", "load", "resume_after_save", "memory", NULL };
 	static const char *const boot[] = { "kernel", "initrd", "cmdline", NULL };
 	static const char *const machine[] = { "vcpus", "mem_mib", NULL };
 	static const char *const vsock[] = { "guest_cid", "uds_path", NULL };
@@ -272,12 +275,32 @@ int vm_config_parse(struct vm_config *cfg, const char *name, const char *text, c
 	if ((rc = only_keys(&c, root, "", top)))
 		goto out;
 
+	if ((o = json_object_get(root, "snapshot"))) {
+		if ((rc = only_keys(&c, o, "snapshot", snapshot)) ||
+		    (rc = get_str(&c, o, "save_to", "snapshot", false, &cfg->snapshot_save_to)) ||
+		    (rc = get_str(&c, o, "load", "snapshot", false, &cfg->snapshot_load)))
+			goto out;
+		v = json_object_get(o, "resume_after_save");
+		if (v && !json_is_boolean(v)) {
+			rc = bad(&c, "snapshot.resume_after_save", "must be true or false");
+			goto out;
+		}
+		cfg->snapshot_resume = v && json_is_true(v);
+		v = json_object_get(o, "memory");
+		if (v && (!json_is_string(v) ||
+			  (strcmp(json_string_value(v), "map") && strcmp(json_string_value(v), "copy")))) {
+			rc = bad(&c, "snapshot.memory", "must be \"map\" or \"copy\"");
+			goto out;
+		}
+		cfg->snapshot_copy = v && !strcmp(json_string_value(v), "copy");
+	}
 	o = json_object_get(root, "boot");
 	if (!o) {
 		rc = bad(&c, "boot", "missing");
 		goto out;
 	}
-	if ((rc = only_keys(&c, o, "boot", boot)) || (rc = get_str(&c, o, "kernel", "boot", true, &cfg->kernel)) ||
+	if ((rc = only_keys(&c, o, "boot", boot)) ||
+	    (rc = get_str(&c, o, "kernel", "boot", !cfg->snapshot_load, &cfg->kernel)) ||
 	    (rc = get_str(&c, o, "initrd", "boot", false, &cfg->initrd)))
 		goto out;
 	v = json_object_get(o, "cmdline");
@@ -414,5 +437,30 @@ void vm_config_free(struct vm_config *cfg)
 		free(cfg->nets[i].tap);
 	free(cfg->vsock.uds_path);
 	free(cfg->serial_path);
+	free(cfg->snapshot_save_to);
+	free(cfg->snapshot_load);
 	memset(cfg, 0, sizeof(*cfg));
+}
+
+void vm_config_machine_digest(const struct vm_config *cfg, uint8_t digest[32])
+{
+	char text[4096];
+	size_t len;
+	int i;
+
+	/* One line per fact, in a fixed order; what a restore may change
+	 * (image paths, tap names, MAC, socket paths, limits) is left out. */
+	len = (size_t)snprintf(text, sizeof(text), "kiln-vm-machine 1\nvcpus %d\nmem_mib %llu\n", cfg->vcpus,
+			       (unsigned long long)cfg->mem_mib);
+	for (i = 0; i < cfg->n_drives && len < sizeof(text); i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "drive %s read_only %d cow %d\n",
+					cfg->drives[i].id, cfg->drives[i].read_only, cfg->drives[i].cow);
+	for (i = 0; i < cfg->n_nets && len < sizeof(text); i++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "net %s\n", cfg->nets[i].id);
+	if (len < sizeof(text))
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "vsock %d\nentropy %d\n", cfg->vsock.present,
+					cfg->entropy);
+	if (len > sizeof(text))
+		len = sizeof(text);
+	sha256_buf(text, len, digest);
 }

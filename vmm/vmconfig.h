@@ -61,6 +61,10 @@ struct vm_config {
 	enum vm_serial_out serial;
 	char *serial_path;
 	bool entropy;
+	char *snapshot_save_to;    /* "snapshot": {"save_to"}: where SIGUSR2 saves; NULL: none */
+	char *snapshot_load;       /* "snapshot": {"load"}: restore from here; NULL: boot */
+	bool snapshot_resume;      /* "resume_after_save": run on after a save (else stop) */
+	bool snapshot_copy;        /* "memory": "copy" (read into RAM), else "map" (MAP_PRIVATE) */
 };
 
 /* Parse the JSON text (name is used in messages). On failure returns
@@ -70,5 +74,11 @@ int vm_config_parse(struct vm_config *c, const char *name, const char *text, cha
  * past 1 MiB) with a message naming the file. */
 int vm_config_load(struct vm_config *c, const char *path, char *err, size_t errlen);
 void vm_config_free(struct vm_config *c);
+
+/* The sha256 of the machine's shape in a canonical text form (vCPUs,
+ * memory, each drive's id and mode, each interface's id, vsock, entropy):
+ * a snapshot restores only onto the same shape. Paths, tap names, MACs and
+ * limits are not part of it. */
+void vm_config_machine_digest(const struct vm_config *c, uint8_t digest[32]);
 
 #endif

@@ -8,7 +8,7 @@ top_srcdir ?= .
 B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
-FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock \
+FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock snapshot \
 	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest ghwebhook ghjson lfsbatch s3xml
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -19,7 +19,8 @@ FUZZ_LIBS = $(shell pkg-config --libs jansson yaml-0.1 zlib libarchive ext2fs co
 
 VMM = vmm/log.c vmm/guestmem.c vmm/evloop.c vmm/ratelimit.c vmm/cow.c \
 	vmm/virtio/queue.c vmm/virtio/mmio.c vmm/virtio/blk.c vmm/virtio/rng.c \
-	vmm/virtio/net.c vmm/virtio/vsock_proto.c vmm/virtio/vsock.c
+	vmm/virtio/net.c vmm/virtio/vsock_proto.c vmm/virtio/vsock.c \
+	vmm/snapshot.c lib/sha256.c lib/result.c
 FGUEST = tests/fuzz/fguest.c $(VMM)
 
 # Each target's sources beyond tests/fuzz/<name>.c.
@@ -28,6 +29,7 @@ virtio_blk_SRCS = $(FGUEST)
 virtio_net_SRCS = $(FGUEST)
 virtio_rng_SRCS = $(FGUEST)
 virtio_vsock_SRCS = $(FGUEST)
+snapshot_SRCS = $(VMM)
 agentproto_SRCS = agent/proto.c job/agentmsg.c lib/vec.c
 payload_SRCS = job/payload.c lib/readfile.c lib/result.c
 mask_SRCS = gitlab/mask.c lib/result.c lib/vec.c

@@ -119,12 +119,43 @@ def seeds():
     loop = bytearray(ram)
     struct.pack_into('<QIHH', loop, 16, 0x500, 32, WRITE | NEXT, 0)
     s['virtq']['loop'] = head + copies + bytes(loop)
+    s['snapshot'] = snapshot_seeds()
     s['agentproto'] = agent_seeds()
     s['mask'] = mask_seeds()
     s['zip'] = zip_seeds()
     s['tarin'] = tar_seeds()
     s['ext4walk'] = ext4_seeds()
     return s
+
+
+def snapshot_seeds():
+    """State files as kiln-vmm writes them (vmm/snapshot.h): a live
+    virtio-rng's transport state, and a rate limiter's buckets."""
+    import hashlib
+
+    def section(tag, index, payload):
+        pad = (8 - len(payload) % 8) % 8
+        return struct.pack('<IIQ', tag, index, len(payload)) + payload + bytes(pad)
+
+    def state_file(sections):
+        body = b''.join(sections)
+        length = 128 + len(body) + 32
+        head = b'KILNSNAP' + struct.pack('<IIQ', 1, 128, length) + bytes(64)
+        head += struct.pack('<QI', 64 << 20, len(sections))
+        head += bytes(128 - len(head))
+        data = head + body
+        return data + hashlib.sha256(data).digest()
+
+    # device id 4, status ACK|DRIVER|FEATURES_OK|DRIVER_OK, VERSION_1.
+    rng = struct.pack('<IIIIIQIIII', 4, 15, 0, 1, 1, 1 << 32, 0, 1, 0, 4)
+    rng += struct.pack('<IIQQQII', 16, 1, 0x1000, 0x2000, 0x3000, 7, 7)
+    rng += struct.pack('<IIQQQII', 0, 0, 0, 0, 0, 0, 0) * 3
+    buckets = struct.pack('<QQQ', 500, 10, 0) * 2
+    return {
+        'rng-live': state_file([section(5, 0, rng)]),
+        'limiter': state_file([section(2, 0, buckets)]),
+        'empty': state_file([]),
+    }
 
 
 def tar_bytes(entries, fmt=tarfile.PAX_FORMAT):

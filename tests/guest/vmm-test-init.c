@@ -23,6 +23,14 @@
  *   sleep            print "SLEEPING" and wait; Ctrl-Alt-Del (kiln-vmm's
  *                    answer to SIGTERM) arrives as SIGINT: print "CTRL-ALT-DEL"
  *                    and reboot
+ *   count            for snapshots (tests/vmm-snapshot.sh): print "COUNTING",
+ *                    then every 50 ms a counter kept in memory goes up by one
+ *                    and is written to /count on disk (O_DIRECT, checked
+ *                    against memory before each write: "FAIL: count: ..."
+ *                    when they differ), 512 bytes are read from /dev/hwrng
+ *                    (virtio-rng; past the driver's own buffer), and
+ *                    "tick N rng HEX" is printed (HEX: the last 32 of them);
+ *                    a VM restored from a snapshot goes on from its N
  *   boot             nothing more (boot-time benchmark); with kiln.dmesg=1
  *                    print the kernel log first (as "dmesg: " lines)
  *   hostile          attack every virtio device but the root disk by hand
@@ -791,6 +799,57 @@ static void dump_kmsg(void)
 	close(fd);
 }
 
+/* kiln.test=count: a memory counter mirrored on disk, fresh random bytes;
+ * never returns. */
+static void step_count(void)
+{
+	static uint8_t blk[4096] __attribute__((aligned(4096)));
+	struct timespec tick = { 0, 50 * 1000 * 1000 };
+	uint64_t n = 0, disk;
+	uint8_t r[512];
+	char hex[65];
+	int fd = open("/count", O_RDWR | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
+	int rng = open("/dev/hwrng", O_RDONLY | O_CLOEXEC);
+	size_t got, i;
+	ssize_t k;
+
+	if (fd < 0 || ftruncate(fd, sizeof(blk)) < 0) {
+		say("FAIL: count: /count: %s", strerror(errno));
+		end_vm();
+	}
+	if (rng < 0)
+		say("vmm-test-init: /dev/hwrng: %s (rng none)", strerror(errno));
+	say("COUNTING");
+	for (;;) {
+		memset(blk, 0, sizeof(blk));
+		if (pread(fd, blk, sizeof(blk), 0) != (ssize_t)sizeof(blk)) {
+			say("FAIL: count: reading /count: %s", strerror(errno));
+			end_vm();
+		}
+		memcpy(&disk, blk, sizeof(disk));
+		if (disk != n) {
+			say("FAIL: count: the disk has %llu, memory %llu", (unsigned long long)disk,
+			    (unsigned long long)n);
+			end_vm();
+		}
+		n++;
+		memcpy(blk, &n, sizeof(n));
+		if (pwrite(fd, blk, sizeof(blk), 0) != (ssize_t)sizeof(blk) || fdatasync(fd) < 0) {
+			say("FAIL: count: writing /count: %s", strerror(errno));
+			end_vm();
+		}
+		strcpy(hex, "none");
+		for (got = 0; rng >= 0 && got < sizeof(r); got += (size_t)k)
+			if ((k = read(rng, r + got, sizeof(r) - got)) <= 0)
+				break;
+		if (rng >= 0 && got == sizeof(r))
+			for (i = 0; i < 32; i++)
+				snprintf(hex + 2 * i, 3, "%02x", r[sizeof(r) - 32 + i]);
+		say("tick %llu rng %s", (unsigned long long)n, hex);
+		nanosleep(&tick, NULL);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char mode[32] = "full", v[16];
@@ -838,6 +897,8 @@ int main(int argc, char **argv)
 		step_hostile();
 		end_vm();
 	}
+	if (!strcmp(mode, "count"))
+		step_count();
 	if (strcmp(mode, "full")) {
 		say("FAIL: init: unknown kiln.test=%s", mode);
 		end_vm();

@@ -7,7 +7,7 @@ int main(void)
 	Suite *(*const suites[])(void) = {
 		guestmem_suite, virtq_suite, cow_suite, blk_suite, net_suite, ratelimit_suite,
 		vsock_suite, vmconfig_suite, acpi_suite, loader_suite, vmshutdown_suite, vm_suite,
-		jail_suite,
+		jail_suite, snapshot_suite,
 	};
 	SRunner *sr = srunner_create(NULL);
 	size_t i;

@@ -53,7 +53,7 @@ static int fake_enter(struct vcpu *c)
 	 * before the guest runs; the kick is held until the check is made,
 	 * then let in atomically by ppoll (no lost wake-up). */
 	sigemptyset(&kick);
-	sigaddset(&kick, SIGUSR2);
+	sigaddset(&kick, VM_VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_BLOCK, &kick, &old);
 	if (run->exit_reason == KVM_EXIT_MMIO) {
 		memcpy(&v, run->mmio.data, sizeof(v));

@@ -17,5 +17,6 @@ Suite *loader_suite(void);     /* test_loader.c: bzImage/ELF loading, zero page 
 Suite *vmshutdown_suite(void); /* test_vmshutdown.c: vCPUs stopped before devices close */
 Suite *vm_suite(void);         /* test_vm.c: exits, exit requests, RAM mapping, no KVM */
 Suite *jail_suite(void);       /* test_jail.c: seccomp filters, SIGSYS */
+Suite *snapshot_suite(void);   /* test_snapshot.c: state file format, device state records */
 
 #endif

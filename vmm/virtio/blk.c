@@ -260,6 +260,26 @@ static void blk_reset(struct virtio_dev *d)
 	(void)d;
 }
 
+static void blk_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	struct blk *b = d->priv;
+	int rc;
+
+	rl_save(&b->rl, w);
+	snap_put_u64(w, b->capacity);
+	if ((rc = cow_save(&b->disk, w)) < 0 && !w->err)
+		w->err = rc;
+}
+
+static int blk_restore(struct virtio_dev *d, struct snap_reader *r)
+{
+	struct blk *b = d->priv;
+
+	if (!rl_restore(&b->rl, r, mono_ns()) || snap_get_u64(r) != b->capacity)
+		return -EINVAL;
+	return cow_restore(&b->disk, r);
+}
+
 const struct virtio_dev_ops virtio_blk_ops = {
 	.name = "blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -271,6 +291,8 @@ const struct virtio_dev_ops virtio_blk_ops = {
 	.activate = blk_activate,
 	.queue_notify = blk_queue_notify,
 	.reset = blk_reset,
+	.save = blk_save,
+	.restore = blk_restore,
 };
 
 int virtio_blk_open(void **priv, const struct vm_drive_cfg *cfg, const char *tmp_dir, uint64_t now_ns)

@@ -1,6 +1,7 @@
 #include "vmm/virtio/mmio.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -445,4 +446,118 @@ void virtio_mmio_detach(struct virtio_dev *d)
 		close(d->irqfd);
 	d->irqfd = -1;
 	pthread_mutex_destroy(&d->lock);
+}
+
+/* Bumped whenever the layout below changes (and SNAP_VERSION with it). */
+#define TRANSPORT_STATE_QUEUES VIRTIO_MAX_QUEUES
+
+void virtio_mmio_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	unsigned q;
+
+	pthread_mutex_lock(&d->lock);
+	snap_put_u32(w, d->ops->device_id);
+	snap_put_u32(w, d->status);
+	snap_put_u32(w, d->isr);
+	snap_put_u32(w, d->device_features_sel);
+	snap_put_u32(w, d->driver_features_sel);
+	snap_put_u64(w, d->driver_features);
+	snap_put_u32(w, d->queue_sel);
+	snap_put_u32(w, d->config_generation);
+	snap_put_u32(w, d->config_pending);
+	snap_put_u32(w, TRANSPORT_STATE_QUEUES);
+	for (q = 0; q < TRANSPORT_STATE_QUEUES; q++) {
+		const struct virtq *vq = &d->vq[q];
+
+		snap_put_u32(w, vq->size);
+		snap_put_u32(w, vq->ready);
+		snap_put_u64(w, vq->desc_gpa);
+		snap_put_u64(w, vq->avail_gpa);
+		snap_put_u64(w, vq->used_gpa);
+		snap_put_u32(w, vq->last_avail);
+		snap_put_u32(w, vq->used_idx);
+	}
+	if (d->ops->save)
+		d->ops->save(d, w);
+	pthread_mutex_unlock(&d->lock);
+}
+
+int virtio_mmio_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen)
+{
+	const char *why = NULL;
+	uint32_t id, v, nq;
+	unsigned q;
+	int rc = 0;
+
+	pthread_mutex_lock(&d->lock);
+	id = snap_get_u32(r);
+	d->status = snap_get_u32(r);
+	d->isr = snap_get_u32(r) & (VIRTIO_INT_USED | VIRTIO_INT_CONFIG);
+	d->device_features_sel = snap_get_u32(r);
+	d->driver_features_sel = snap_get_u32(r);
+	d->driver_features = snap_get_u64(r);
+	d->queue_sel = snap_get_u32(r);
+	d->config_generation = snap_get_u32(r);
+	d->config_pending = snap_get_u32(r) != 0;
+	nq = snap_get_u32(r);
+	if (id != d->ops->device_id) {
+		why = "another kind of device in this slot";
+		goto out;
+	}
+	if (nq != TRANSPORT_STATE_QUEUES || (d->status & ~(DRIVER_STATUS_BITS | VIRTIO_STATUS_NEEDS_RESET))) {
+		why = "bad transport state";
+		goto out;
+	}
+	if (d->driver_features & ~offered_features(d)) {
+		why = "features this device does not offer";
+		goto out;
+	}
+	for (q = 0; q < TRANSPORT_STATE_QUEUES; q++) {
+		struct virtq *vq = &d->vq[q];
+
+		v = snap_get_u32(r);
+		vq->size = (uint16_t)v;
+		vq->ready = snap_get_u32(r) != 0;
+		vq->desc_gpa = snap_get_u64(r);
+		vq->avail_gpa = snap_get_u64(r);
+		vq->used_gpa = snap_get_u64(r);
+		vq->last_avail = (uint16_t)snap_get_u32(r);
+		vq->used_idx = (uint16_t)snap_get_u32(r);
+		if (v > d->ops->queue_max || (vq->ready && q >= d->ops->num_queues)) {
+			why = "a queue larger than the device's or one it does not have";
+			goto out;
+		}
+	}
+	if (d->ops->restore && !r->bad && (rc = d->ops->restore(d, r)) < 0) {
+		why = "bad device state";
+		goto out;
+	}
+	if (!snap_rd_done(r)) {
+		why = "truncated or overlong state";
+		goto out;
+	}
+	if (virtio_live(d)) {
+		for (q = 0; q < d->ops->num_queues; q++) {
+			if (d->vq[q].ready && !queue_ok(d, q)) {
+				why = "a live queue outside guest RAM or with a bad size";
+				goto out;
+			}
+		}
+		rc = d->ops->activate ? d->ops->activate(d) : 0;
+		if (rc < 0) {
+			snprintf(err, errlen, "virtio-%s: activating: %s", d->ops->name, strerror(-rc));
+			goto out_unlock;
+		}
+		if (d->ops->restored)
+			d->ops->restored(d);
+	}
+out:
+	if (why) {
+		snprintf(err, errlen, "virtio-%s: %s", d->ops->name, why);
+		rc = -EINVAL;
+		/* Leave nothing half-restored behind: the caller gives up. */
+	}
+out_unlock:
+	pthread_mutex_unlock(&d->lock);
+	return rc < 0 ? rc : 0;
 }

@@ -75,4 +75,18 @@ void virtio_mmio_access(struct virtio_dev *d, uint64_t offset, uint8_t *data, ui
  * goes away, so none are deassigned here. Safe on a device never attached. */
 void virtio_mmio_detach(struct virtio_dev *d);
 
+/* Snapshots: the transport state of d (device id, status, features, each
+ * queue's registers and indices, config generation) and then the device's
+ * own (ops->save), into the open section of w. With every vCPU paused and
+ * on the event-loop thread. */
+void virtio_mmio_save(struct virtio_dev *d, struct snap_writer *w);
+
+/* Take back what virtio_mmio_save wrote, into a device made the same way
+ * (virtio_mmio_init and attach): every field is checked (the device id
+ * must match, queue sizes within the device's, a live device's rings
+ * inside guest RAM) and a live device is activated again, then told it is
+ * on a new machine (ops->restored). 0, or -EINVAL with what was wrong in
+ * err. */
+int virtio_mmio_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen);
+
 #endif

@@ -366,6 +366,23 @@ static void net_reset(struct virtio_dev *d)
 	n->rx_paid = false;
 }
 
+static void net_save(struct virtio_dev *d, struct snap_writer *w)
+{
+	struct net_dev *n = d->priv;
+
+	/* A frame waiting in the device is dropped, as on a wire. */
+	rl_save(&n->rx_rl, w);
+	rl_save(&n->tx_rl, w);
+}
+
+static int net_restore(struct virtio_dev *d, struct snap_reader *r)
+{
+	struct net_dev *n = d->priv;
+	uint64_t now = mono_ns();
+
+	return rl_restore(&n->rx_rl, r, now) && rl_restore(&n->tx_rl, r, now) ? 0 : -EINVAL;
+}
+
 const struct virtio_dev_ops virtio_net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -377,6 +394,8 @@ const struct virtio_dev_ops virtio_net_ops = {
 	.activate = net_activate,
 	.queue_notify = net_queue_notify,
 	.reset = net_reset,
+	.save = net_save,
+	.restore = net_restore,
 };
 
 /* Attach n->tap_fd to the named tap. 0 or -errno. */

@@ -14,6 +14,7 @@
 
 #include "vmm/evloop.h"
 #include "vmm/guestmem.h"
+#include "vmm/snapshot.h"
 #include "vmm/virtio/queue.h"
 
 #define VIRTIO_MAX_QUEUES 4
@@ -63,6 +64,14 @@ struct virtio_dev_ops {
 	/* The driver reset the device: drop in-flight state, unregister fds.
 	 * Called with d->lock held. */
 	void (*reset)(struct virtio_dev *d);
+	/* Snapshots: append the device's own state (after the transport's),
+	 * and read it back before the device is activated; restore returns 0
+	 * or -EINVAL for state it cannot take. Either may be NULL (none). */
+	void (*save)(struct virtio_dev *d, struct snap_writer *w);
+	int (*restore)(struct virtio_dev *d, struct snap_reader *r);
+	/* After a restore, the device is on a new machine (new entropy, lost
+	 * host connections): tell the driver what it must redo. May be NULL. */
+	void (*restored)(struct virtio_dev *d);
 };
 
 struct virtio_dev {

@@ -18,7 +18,9 @@
 
 #define RXQ 0
 #define TXQ 1
-#define VSOCK_NUM_QUEUES 3          /* rx, tx, event (never used: no transport resets) */
+#define EVQ 2
+#define VSOCK_NUM_QUEUES 3          /* rx, tx, event (a transport reset after a restore) */
+#define VSOCK_EVENT_TRANSPORT_RESET 0   /* virtio 1.2, 5.10.6.7 */
 
 #define VSOCK_KILLQ_SIZE 128        /* RSTs owed for packets that match no connection */
 #define VSOCK_TIMEOUT_NS (2000ULL * 1000000ULL)  /* request, CONNECT line, shutdown */
@@ -1028,7 +1030,37 @@ static void vs_queue_notify(struct virtio_dev *d, uint16_t q)
 		vs_tx(v);
 	else if (q == RXQ)
 		vs_rx_fill(v);
-	/* The event queue only holds buffers for events we never send. */
+	/* The event queue holds buffers for transport resets, sent by
+	 * vs_restored only. */
+}
+
+/* Restored onto a new host: every connection the guest had is gone (none
+ * were saved), so tell the driver to drop them all; it then re-reads the
+ * CID, and listeners stay (virtio 1.2, 5.10.6.7). */
+static void vs_restored(struct virtio_dev *d)
+{
+	struct vsock_dev *v = d->priv;
+	struct virtq *q = &d->vq[EVQ];
+	uint8_t ev[4] = { VSOCK_EVENT_TRANSPORT_RESET, 0, 0, 0 };
+	enum virtq_result r;
+
+	if (!q->ready)
+		return;
+	r = virtq_pop(q, d->mem, &v->chain);
+	if (r == VIRTQ_BROKEN) {
+		virtio_needs_reset(d, "malformed event ring");
+		return;
+	}
+	if (r == VIRTQ_EMPTY || v->chain.writable < sizeof(ev)) {
+		vmm_warn("virtio-vsock: no event buffer for the transport reset after restore");
+		return;
+	}
+	virtq_chain_write(&v->chain, 0, ev, sizeof(ev));
+	if (!virtq_push(q, d->mem, v->chain.head, sizeof(ev))) {
+		virtio_needs_reset(d, "event used ring outside guest RAM");
+		return;
+	}
+	virtio_notify_used(d, EVQ);
 }
 
 static void vs_reset(struct virtio_dev *d)
@@ -1060,6 +1092,7 @@ const struct virtio_dev_ops virtio_vsock_ops = {
 	.activate = vs_activate,
 	.queue_notify = vs_queue_notify,
 	.reset = vs_reset,
+	.restored = vs_restored,
 };
 
 /* Remove a socket file left by a dead VMM; refuse a live one or anything
