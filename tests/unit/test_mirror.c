@@ -78,7 +78,9 @@ START_TEST(second_job_waits_for_the_mirror)
 	mirror_unlock(fd);
 	pthread_join(th, NULL);
 	ck_assert_msg(t.rc == KILN_OK, "%s", t.err.msg);
-	ck_assert_int_ge(t.res.lock_wait_ms, 1000);
+	/* It waited (done stayed 0 above) and says so; how long depends on
+	 * when the thread got the CPU, so no lower bound. */
+	ck_assert_int_gt(t.res.lock_wait_ms, 0);
 
 	/* Held for longer than the job's limit: a clear error. */
 	ck_assert_int_eq(mirror_lock(lock, 5, &fd, &waited, &e), KILN_OK);
