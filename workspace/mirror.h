@@ -18,6 +18,7 @@
 #include <git2.h>
 
 #include "lib/result.h"
+#include "workspace/gitutil.h"
 #include "workspace/url.h"
 
 /* Write <state_dir>/mirrors/<sha256 of redacted>.git into buf; NULL when it
@@ -92,10 +93,6 @@ enum kiln_rc mirror_acquire(struct mirror *m, const struct mirror_opts *o, struc
  * close the repository and unlock. Safe to call twice. */
 void mirror_release(struct mirror *m);
 
-/* Set "what: <libgit2's last error>" in e; returns rc. */
-enum kiln_rc kiln_git_fail(struct kiln_err *e, enum kiln_rc rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
 /* Add remote name (url, fetch specs) to repo's config by appending the
  * section to its config file. libgit2 1.5's config writer leaks pcre2
  * match data (about 20 KiB) on every regexp that does not match, which
@@ -104,8 +101,5 @@ enum kiln_rc kiln_git_fail(struct kiln_err *e, enum kiln_rc rc, const char *fmt,
  * remote yet. KILN_E_INVALID for a newline or NUL in a value. */
 enum kiln_rc ws_config_add_remote(git_repository *repo, const char *name, const char *url,
 				  const char *const *fetch, size_t n_fetch, struct kiln_err *e);
-
-/* Parse 40 hex digits into oid; 0 or -1. */
-int ws_parse_sha(git_oid *oid, const char *hex);
 
 #endif

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "workspace/mirror.h"
+#include "workspace/gitutil.h"
 #include "lib/paths.h"
 #include "lib/vec.h"
 
