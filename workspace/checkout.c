@@ -13,7 +13,6 @@
 #include "lib/log.h"
 #include "workspace/packwrite.h"
 #include "lib/paths.h"
-#include "workspace/workspace.h"
 #include "lib/vec.h"
 
 /* ---- shallow history --------------------------------------------------- */

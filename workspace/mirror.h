@@ -46,6 +46,9 @@ void mirror_unlock(int fd);
  * a mirror's lock file with the time of each use. */
 void mirror_sweep(const char *state_dir, unsigned max_age_days, const char *keep);
 
+/* What a job's fetch asks for when its payload names no refspecs. */
+#define WS_DEFAULT_REFSPEC_HEADS "+refs/heads/*:refs/remotes/origin/*"
+#define WS_DEFAULT_REFSPEC_TAGS "+refs/tags/*:refs/tags/*"
 #define MIRROR_MAX_REFSPECS 64
 #define MIRROR_DEFAULT_LOCK_TIMEOUT_S 600
 #define MIRROR_DEFAULT_FETCH_TIMEOUT_S 3600

@@ -5,7 +5,6 @@
 #include <strings.h>
 #include <string.h>
 
-#include "workspace/workspace.h"
 
 void ws_gitopts_init(struct ws_gitopts *o)
 {

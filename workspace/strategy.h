@@ -23,6 +23,9 @@
 
 #include "lib/result.h"
 
+#define WS_MAX_DEPTH 1000000u          /* GIT_DEPTH and the payload's depth */
+#define WS_MAX_SUBMODULES 256
+#define WS_MAX_SUBMODULE_NESTING 8
 #define WSGIT_MAX_PATHSPECS 64
 #define WSGIT_MAX_SPEC_LEN 4096
 

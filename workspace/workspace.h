@@ -59,13 +59,9 @@
 #include <stdint.h>
 
 #include "lib/result.h"
+#include "workspace/mirror.h"
 #include "workspace/strategy.h"
 
-#define WS_DEFAULT_REFSPEC_HEADS "+refs/heads/*:refs/remotes/origin/*"
-#define WS_DEFAULT_REFSPEC_TAGS "+refs/tags/*:refs/tags/*"
-#define WS_MAX_DEPTH 1000000u
-#define WS_MAX_SUBMODULES 256
-#define WS_MAX_SUBMODULE_NESTING 8
 
 struct ws_spec {
 	const char *state_dir;    /* holds mirrors/ and tmp/ (created when missing) */
