@@ -428,3 +428,88 @@ int opts_replay(int argc, char **argv, struct replay_opts *o)
 	o->what = argv[optind];
 	return 0;
 }
+
+/* Each verb's --help: its line of the global usage, spelled out. A verb
+ * not listed answers with the global usage. */
+static const struct {
+	const char *verb, *text;
+} verb_usage[] = {
+	{ "doctor", "usage: kiln doctor [-c FILE]\n"
+		    "  check what this host offers and which executor kiln uses\n" },
+	{ "images", "usage: kiln images list | build [-f] NAME... | path NAME FILE [-c FILE]\n"
+		    "  list, build (cached by inputs) or locate the guest images\n" },
+	{ "config", "usage: kiln config check [-c FILE]\n"
+		    "  validate the configuration file and say what it holds\n" },
+	{ "boot", "usage: kiln boot [-c FILE] [--image I] [--kernel K] [--memory MIB] [--vcpus N] -- CMD\n"
+		  "  boot an image in a fresh VM and run CMD in it\n" },
+	{ "register", "usage: kiln register --url URL --token TOKEN [-c FILE] [OPTIONS]\n"
+		      "  add a GitLab runner to the configuration (glrt- tokens are verified,\n"
+		      "  others are legacy registration tokens)\n"
+		      "\n"
+		      "  --name N               the runner's name (default: the host's name)\n"
+		      "  --tls-ca-file F        CA certificates for GitLab, added to the system's\n"
+		      "  --executor E, --image I   the runner's executor and image\n"
+		      "legacy registration tokens only (glrt- runners are set up in GitLab):\n"
+		      "  --tag-list T1,T2       the runner's tags\n"
+		      "  --run-untagged[=BOOL]  also take untagged jobs (default: when no tags)\n"
+		      "  --locked[=BOOL]        lock the runner to its project (default true)\n"
+		      "  --access-level L       not_protected or ref_protected\n"
+		      "  --maximum-timeout S    the longest a job may run, in seconds\n"
+		      "  --paused[=BOOL]        register the runner paused\n"
+		      "  --maintenance-note N   a free-form note for the runner's maintainers\n" },
+	{ "verify", "usage: kiln verify [-c FILE] [--delete]\n"
+		    "  check every runner's token with GitLab; --delete drops those refused\n" },
+	{ "unregister", "usage: kiln unregister [-c FILE] --name N | --all\n"
+			"  remove runners from GitLab and the configuration\n" },
+	{ "list", "usage: kiln list [-c FILE]\n"
+		  "  list the configured runners\n" },
+	{ "run", "usage: kiln run [-c FILE]\n"
+		 "  take jobs from GitLab and run each in a fresh VM (SIGHUP reloads the\n"
+		 "  configuration, SIGTERM stops after the running jobs, SIGQUIT at once)\n" },
+	{ "replay", "usage: kiln replay [-c FILE] FILE|JOB_ID [--variable K=V] [--executor E]\n"
+		    "  run a received job's payload again\n" },
+};
+
+int opts_verb(int *argc, char **argv, const char *default_config, struct global_opts *g)
+{
+	int i, j;
+	size_t k;
+
+	for (i = j = 1; i < *argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--")) {
+			/* boot's command and all after it are the verb's own */
+			while (i < *argc)
+				argv[j++] = argv[i++];
+			break;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			if (!strcmp(argv[0], "exec")) {
+				exec_usage(stdout);
+				return OPTS_HELP;
+			}
+			for (k = 0; k < sizeof(verb_usage) / sizeof(verb_usage[0]); k++)
+				if (!strcmp(argv[0], verb_usage[k].verb)) {
+					fputs(verb_usage[k].text, stdout);
+					return OPTS_HELP;
+				}
+			usage(stdout, default_config);
+			return OPTS_HELP;
+		}
+		if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+			if (i + 1 == *argc)
+				return cli_usage_error("%s: %s wants a FILE", argv[0], a);
+			g->config_path = argv[++i];
+		} else if (!strncmp(a, "--config=", 9)) {
+			g->config_path = a + 9;
+		} else if (!strncmp(a, "-c", 2)) {
+			g->config_path = a + 2;
+		} else {
+			argv[j++] = argv[i];
+		}
+	}
+	argv[j] = NULL;
+	*argc = j;
+	return 0;
+}
