@@ -3,6 +3,7 @@
 #include "build-config.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,18 @@ int opts_exec(int argc, char **argv, struct pexec_opts *o)
 	return 0;
 }
 
+/* A gitlab-runner boolean flag's value: none (true), true or false. */
+static int boolean(const char *arg, int *out)
+{
+	if (!arg || !strcmp(arg, "true"))
+		*out = 1;
+	else if (!strcmp(arg, "false"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
 int opts_register(int argc, char **argv, struct register_opts *o)
 {
 	static const struct option opts[] = {
@@ -327,10 +340,18 @@ int opts_register(int argc, char **argv, struct register_opts *o)
 		{ "tls-ca-file", required_argument, NULL, 'a' },
 		{ "executor", required_argument, NULL, 'x' },
 		{ "image", required_argument, NULL, 'i' },
+		{ "tag-list", required_argument, NULL, 'T' },
+		{ "run-untagged", optional_argument, NULL, 'U' },
+		{ "locked", optional_argument, NULL, 'K' },
+		{ "access-level", required_argument, NULL, 'A' },
+		{ "maximum-timeout", required_argument, NULL, 'M' },
+		{ "paused", optional_argument, NULL, 'P' },
+		{ "maintenance-note", required_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
 
+	o->run_untagged = o->locked = o->paused = -1;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
 		switch (opt) {
@@ -345,6 +366,30 @@ int opts_register(int argc, char **argv, struct register_opts *o)
 			o->executor = optarg;
 			break;
 		case 'i': o->image = optarg; break;
+		case 'T': o->tag_list = optarg; break;
+		case 'U':
+			if (boolean(optarg, &o->run_untagged))
+				return cli_usage_error("register: --run-untagged wants true or false, not '%s'", optarg);
+			break;
+		case 'K':
+			if (boolean(optarg, &o->locked))
+				return cli_usage_error("register: --locked wants true or false, not '%s'", optarg);
+			break;
+		case 'P':
+			if (boolean(optarg, &o->paused))
+				return cli_usage_error("register: --paused wants true or false, not '%s'", optarg);
+			break;
+		case 'A':
+			if (strcmp(optarg, "not_protected") && strcmp(optarg, "ref_protected"))
+				return cli_usage_error("register: --access-level must be not_protected or ref_protected, not '%s'",
+						       optarg);
+			o->access_level = optarg;
+			break;
+		case 'M':
+			if (number("register", optarg, 1, INT_MAX, &o->maximum_timeout))
+				return EXIT_USAGE;
+			break;
+		case 'N': o->maintenance_note = optarg; break;
 		default: return EXIT_USAGE;
 		}
 	}

@@ -56,6 +56,11 @@ out=$("$b/kiln" config check -c "$tmp/good.yml" 2>&1)
 [ $? = 0 ] && [ "${out%%:*}" = "$tmp/good.yml" ] && echo "ok: config check -c FILE" ||
 	{ echo "FAIL: config check -c FILE: $out"; fail=1; }
 check 2 1 "$b/kiln" run -c
+# gitlab-runner's registration flags: checked before any network.
+check 2 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token t --access-level all
+check 2 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token t --locked=maybe
+check 2 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token t --maximum-timeout 0
+check 1 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token glrt-x --tag-list a
 check 2 1 "$b/kiln" run extra
 printf '{ "boot": { "kernel": "/k" }, "machine": { "vcpus": 99 } }' > "$tmp/vm.json"
 out=$("$b/kiln-vmm" --config "$tmp/vm.json" 2>&1)
