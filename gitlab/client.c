@@ -617,7 +617,7 @@ static const struct {
 	{ "refspecs", true },           /* the workspace fetches git_info.refspecs */
 	{ "masking", true },            /* gitlab/mask.h */
 	{ "proxy", false },
-	{ "raw_variables", true },      /* kiln never expands variables */
+	{ "raw_variables", true },      /* raw values are not expanded */
 	{ "artifacts_exclude", true },
 	{ "multi_build_steps", true },  /* every step of the payload runs */
 	{ "trace_reset", true },        /* 412: the whole trace again */
