@@ -24,6 +24,10 @@
 #include "job/payload.h"
 #include "lib/vec.h"
 
+#ifndef KILN_REVISION
+#define KILN_REVISION "unknown"
+#endif
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 
 static void curl_init_once(void)
@@ -590,7 +594,7 @@ static const struct {
 	{ "refspecs", true },           /* the workspace fetches git_info.refspecs */
 	{ "masking", true },            /* gitlab/mask.h */
 	{ "proxy", false },
-	{ "raw_variables", true },      /* kiln never expands variables */
+	{ "raw_variables", true },      /* raw values are not expanded */
 	{ "artifacts_exclude", true },
 	{ "multi_build_steps", true },  /* every step of the payload runs */
 	{ "trace_reset", true },        /* 412: the whole trace again */
@@ -623,9 +627,12 @@ json_t *gl_info(const char *executor)
 	f = json_object();
 	for (i = 0; f && i < sizeof(features) / sizeof(features[0]); i++)
 		json_object_set_new(f, features[i].name, json_boolean(features[i].on));
-	info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o?}", "name", "kiln", "version", PACKAGE_VERSION, "platform",
-			 "linux", "architecture", arch, "executor", executor && *executor ? executor : "kiln", "shell",
-			 "bash", "features", f);
+	/* config and labels as gitlab-runner's VersionInfo: kiln passes no
+	 * GPUs to jobs and has no runner labels. */
+	info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o?, s:{s:s}, s:{}}", "name", "kiln", "version",
+			 PACKAGE_VERSION, "revision", KILN_REVISION, "platform", "linux", "architecture", arch,
+			 "executor", executor && *executor ? executor : "kiln", "shell", "bash", "features", f,
+			 "config", "gpus", "", "labels");
 	return info;
 }
 
@@ -737,22 +744,26 @@ out:
 	return rc;
 }
 
-enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const char *description,
-			 const char *executor, char **token, long long *id, long long *expires_at, struct kiln_err *e)
+enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const struct gl_register_params *p,
+			 char **token, long long *id, long long *expires_at, struct kiln_err *e)
 {
 	struct gl_reply r = { 0 };
 	enum kiln_rc rc;
-	json_t *o = NULL, *t;
+	json_t *o = NULL, *t, *body;
 	char msg[256];
 
 	*token = NULL;
 	*id = 0;
 	if (expires_at)
 		*expires_at = 0;
-	rc = call_json(c, "POST", "/runners", NULL, NULL,
-		       json_pack("{s:s, s:s, s:b, s:b, s:o?}", "token", reg_token, "description", description,
-				 "run_untagged", 1, "locked", 0, "info", gl_info(executor)),
-		       GL_MAX_REPLY, &r, e);
+	/* The fields gitlab-runner sends: strings and the timeout only when set. */
+	body = json_pack("{s:s, s:s*, s:s*, s:s*, s:s*, s:b, s:b, s:b, s:o?}", "token", reg_token, "description",
+			 p->description, "maintenance_note", p->maintenance_note, "tag_list", p->tag_list,
+			 "access_level", p->access_level, "run_untagged", p->run_untagged, "locked", p->locked,
+			 "paused", p->paused, "info", gl_info(p->executor));
+	if (body && p->maximum_timeout > 0)
+		json_object_set_new(body, "maximum_timeout", json_integer(p->maximum_timeout));
+	rc = call_json(c, "POST", "/runners", NULL, NULL, body, GL_MAX_REPLY, &r, e);
 	if (rc)
 		goto out;
 	if (r.status != 201) {

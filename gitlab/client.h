@@ -87,9 +87,11 @@ enum kiln_rc gl_call(struct gl_client *c, const char *method, const char *path, 
 		     const char *job_token, const char *ctype, const void *body, size_t len,
 		     const char *content_range, size_t max_reply, struct gl_reply *r, struct kiln_err *e);
 
-/* The "info" object kiln sends on verify, job requests and updates:
- * name "kiln", version, platform, architecture, executor, shell and the 31
- * feature booleans, true only for what kiln implements. New reference. */
+/* The "info" object kiln sends on registration, verify, job requests and
+ * updates: name "kiln", version, revision, platform, architecture,
+ * executor, shell, the 31 feature booleans (true only for what kiln
+ * implements), config {"gpus": ""} and labels {}, as gitlab-runner's
+ * VersionInfo. New reference. */
 json_t *gl_info(const char *executor);
 
 /* An RFC 3339 time as GitLab writes it ("2026-12-01T10:00:00.000Z",
@@ -104,12 +106,23 @@ long long gl_parse_time(const char *s);
 enum kiln_rc gl_verify(struct gl_client *c, const char *token, const char *system_id, const char *executor,
 		       long long *id, long long *expires_at, struct kiln_err *e);
 
+/* What a legacy registration asks of GitLab, as gitlab-runner's
+ * RegisterRunnerParameters: NULL and 0 leave a field out. */
+struct gl_register_params {
+	const char *description, *executor;
+	const char *tag_list;          /* "a,b" */
+	const char *access_level;      /* not_protected, ref_protected */
+	const char *maintenance_note;
+	bool run_untagged, locked, paused;
+	int maximum_timeout;           /* seconds */
+};
+
 /* Legacy registration, POST /runners with a registration token: *token
  * gets the runner's authentication token (caller frees), *id its id,
  * *expires_at its expiry (0: never; may be NULL). KILN_E_INVALID for 403
  * (bad token), 410 (disabled) and 400. */
-enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const char *description,
-			 const char *executor, char **token, long long *id, long long *expires_at, struct kiln_err *e);
+enum kiln_rc gl_register(struct gl_client *c, const char *reg_token, const struct gl_register_params *p,
+			 char **token, long long *id, long long *expires_at, struct kiln_err *e);
 
 /* POST /runners/reset_authentication_token: GitLab replaces the runner's
  * token (the old one stops working). *new_token (caller frees) and

@@ -41,6 +41,15 @@ int glcmd_register(struct kiln_config *cfg, const char *config_path, const struc
 	int ret = EXIT_FAIL;
 	size_t i;
 
+	/* As gitlab-runner: GitLab holds these for glrt- runners. */
+	if (gl_is_auth_token(gr.token) && (o->tag_list || o->access_level || o->maintenance_note ||
+					   o->run_untagged >= 0 || o->locked >= 0 || o->paused >= 0 ||
+					   o->maximum_timeout)) {
+		log_error("register: --tag-list, --run-untagged, --locked, --access-level, --maximum-timeout, "
+			  "--paused and --maintenance-note are set in GitLab for a runner authentication "
+			  "token (glrt-): register without them");
+		goto out;
+	}
 	/* The file kiln reads is the one -c names after the command, if any. */
 	if (path != config_path) {
 		if (kiln_config_defaults(&own, &e) || kiln_config_load(&own, path, false, &e)) {
@@ -74,7 +83,15 @@ int glcmd_register(struct kiln_config *cfg, const char *config_path, const struc
 			goto out;
 		}
 	} else {
-		if (gl_register(&cl, gr.token, gr.name, gr.executor, &new_token, &id, &gr.token_expires_at, &e)) {
+		/* gitlab-runner's defaults: locked, untagged jobs only without tags. */
+		struct gl_register_params rp = {
+			.description = gr.name, .executor = gr.executor, .tag_list = o->tag_list,
+			.access_level = o->access_level, .maintenance_note = o->maintenance_note,
+			.run_untagged = o->run_untagged >= 0 ? o->run_untagged : !o->tag_list || !*o->tag_list,
+			.locked = o->locked != 0, .paused = o->paused > 0, .maximum_timeout = o->maximum_timeout,
+		};
+
+		if (gl_register(&cl, gr.token, &rp, &new_token, &id, &gr.token_expires_at, &e)) {
 			log_error("register: %s", e.msg);
 			goto out;
 		}

@@ -1,7 +1,9 @@
 /* The GitLab commands of the kiln command line:
  *
  *   register --url URL --token TOKEN [-c FILE] [--name N] [--tls-ca-file F]
- *            [--executor E] [--image I]
+ *            [--executor E] [--image I] [--tag-list T] [--run-untagged[=B]]
+ *            [--locked[=B]] [--access-level L] [--maximum-timeout S]
+ *            [--paused[=B]] [--maintenance-note N]
  *       glrt- tokens are verified, others are legacy registration tokens
  *       exchanged through POST /runners; the runner is appended to the
  *       configuration file and the system_id kept beside it
@@ -30,6 +32,11 @@ struct register_opts {
 	const char *config_path;   /* -c after the verb: the file to add to; NULL: config_path */
 	const char *name;          /* NULL: the host's name */
 	const char *tls_ca_file, *executor, *image;
+	/* Legacy registration tokens only, as gitlab-runner's flags; a glrt-
+	 * runner has these set in GitLab. NULL, 0 and -1: unset. */
+	const char *tag_list, *access_level, *maintenance_note;
+	int run_untagged, locked, paused;  /* -1, or 0/1 */
+	int maximum_timeout;
 };
 /* cfg may come from a missing file here: register creates it. */
 int glcmd_register(struct kiln_config *cfg, const char *config_path, const struct register_opts *o);

@@ -389,24 +389,28 @@ int main(int argc, char **argv)
 	struct global_opts g = { 0 };
 	struct cli c = { 0 };
 	size_t i;
-	int ret;
+	int ret, vargc;
 
 	if ((ret = opts_global(argc, argv, kiln_config_default_path(), &g)))
 		return ret == OPTS_HELP ? EXIT_OK : ret;
-	c.config_path = g.config_path;
-	c.config_given = g.config_path != NULL;
 	if (g.debug)
 		kiln_log_set_level(KILN_LOG_DEBUG);
 	for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		if (strcmp(argv[g.verb], cmds[i].name))
 			continue;
+		/* -c FILE and --help after the verb too, before the file is read. */
+		vargc = argc - g.verb;
+		if ((ret = opts_verb(&vargc, argv + g.verb, kiln_config_default_path(), &g)))
+			return ret == OPTS_HELP ? EXIT_OK : ret;
+		c.config_path = g.config_path;
+		c.config_given = g.config_path != NULL;
 		if (!strcmp(cmds[i].name, "register"))
 			c.config_given = false; /* register may create the file */
 		if ((ret = load_config(&c)))
 			return ret;
 		if (g.log_format)
 			kiln_log_set_json(!strcmp(g.log_format, "json"));
-		ret = cmds[i].fn(&c, argc - g.verb, argv + g.verb);
+		ret = cmds[i].fn(&c, vargc, argv + g.verb);
 		kiln_config_free(&c.cfg);
 		return ret;
 	}

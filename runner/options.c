@@ -3,6 +3,7 @@
 #include "build-config.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,18 @@ int opts_exec(int argc, char **argv, struct pexec_opts *o)
 	return 0;
 }
 
+/* A gitlab-runner boolean flag's value: none (true), true or false. */
+static int boolean(const char *arg, int *out)
+{
+	if (!arg || !strcmp(arg, "true"))
+		*out = 1;
+	else if (!strcmp(arg, "false"))
+		*out = 0;
+	else
+		return -1;
+	return 0;
+}
+
 int opts_register(int argc, char **argv, struct register_opts *o)
 {
 	static const struct option opts[] = {
@@ -327,10 +340,18 @@ int opts_register(int argc, char **argv, struct register_opts *o)
 		{ "tls-ca-file", required_argument, NULL, 'a' },
 		{ "executor", required_argument, NULL, 'x' },
 		{ "image", required_argument, NULL, 'i' },
+		{ "tag-list", required_argument, NULL, 'T' },
+		{ "run-untagged", optional_argument, NULL, 'U' },
+		{ "locked", optional_argument, NULL, 'K' },
+		{ "access-level", required_argument, NULL, 'A' },
+		{ "maximum-timeout", required_argument, NULL, 'M' },
+		{ "paused", optional_argument, NULL, 'P' },
+		{ "maintenance-note", required_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
 
+	o->run_untagged = o->locked = o->paused = -1;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "+c:", opts, NULL)) != -1) {
 		switch (opt) {
@@ -345,6 +366,30 @@ int opts_register(int argc, char **argv, struct register_opts *o)
 			o->executor = optarg;
 			break;
 		case 'i': o->image = optarg; break;
+		case 'T': o->tag_list = optarg; break;
+		case 'U':
+			if (boolean(optarg, &o->run_untagged))
+				return cli_usage_error("register: --run-untagged wants true or false, not '%s'", optarg);
+			break;
+		case 'K':
+			if (boolean(optarg, &o->locked))
+				return cli_usage_error("register: --locked wants true or false, not '%s'", optarg);
+			break;
+		case 'P':
+			if (boolean(optarg, &o->paused))
+				return cli_usage_error("register: --paused wants true or false, not '%s'", optarg);
+			break;
+		case 'A':
+			if (strcmp(optarg, "not_protected") && strcmp(optarg, "ref_protected"))
+				return cli_usage_error("register: --access-level must be not_protected or ref_protected, not '%s'",
+						       optarg);
+			o->access_level = optarg;
+			break;
+		case 'M':
+			if (number("register", optarg, 1, INT_MAX, &o->maximum_timeout))
+				return EXIT_USAGE;
+			break;
+		case 'N': o->maintenance_note = optarg; break;
 		default: return EXIT_USAGE;
 		}
 	}
@@ -426,5 +471,90 @@ int opts_replay(int argc, char **argv, struct replay_opts *o)
 	if (optind != argc - 1)
 		return cli_usage_error("replay: expected one FILE or JOB_ID%s", "");
 	o->what = argv[optind];
+	return 0;
+}
+
+/* Each verb's --help: its line of the global usage, spelled out. A verb
+ * not listed answers with the global usage. */
+static const struct {
+	const char *verb, *text;
+} verb_usage[] = {
+	{ "doctor", "usage: kiln doctor [-c FILE]\n"
+		    "  check what this host offers and which executor kiln uses\n" },
+	{ "images", "usage: kiln images list | build [-f] NAME... | path NAME FILE [-c FILE]\n"
+		    "  list, build (cached by inputs) or locate the guest images\n" },
+	{ "config", "usage: kiln config check [-c FILE]\n"
+		    "  validate the configuration file and say what it holds\n" },
+	{ "boot", "usage: kiln boot [-c FILE] [--image I] [--kernel K] [--memory MIB] [--vcpus N] -- CMD\n"
+		  "  boot an image in a fresh VM and run CMD in it\n" },
+	{ "register", "usage: kiln register --url URL --token TOKEN [-c FILE] [OPTIONS]\n"
+		      "  add a GitLab runner to the configuration (glrt- tokens are verified,\n"
+		      "  others are legacy registration tokens)\n"
+		      "\n"
+		      "  --name N               the runner's name (default: the host's name)\n"
+		      "  --tls-ca-file F        CA certificates for GitLab, added to the system's\n"
+		      "  --executor E, --image I   the runner's executor and image\n"
+		      "legacy registration tokens only (glrt- runners are set up in GitLab):\n"
+		      "  --tag-list T1,T2       the runner's tags\n"
+		      "  --run-untagged[=BOOL]  also take untagged jobs (default: when no tags)\n"
+		      "  --locked[=BOOL]        lock the runner to its project (default true)\n"
+		      "  --access-level L       not_protected or ref_protected\n"
+		      "  --maximum-timeout S    the longest a job may run, in seconds\n"
+		      "  --paused[=BOOL]        register the runner paused\n"
+		      "  --maintenance-note N   a free-form note for the runner's maintainers\n" },
+	{ "verify", "usage: kiln verify [-c FILE] [--delete]\n"
+		    "  check every runner's token with GitLab; --delete drops those refused\n" },
+	{ "unregister", "usage: kiln unregister [-c FILE] --name N | --all\n"
+			"  remove runners from GitLab and the configuration\n" },
+	{ "list", "usage: kiln list [-c FILE]\n"
+		  "  list the configured runners\n" },
+	{ "run", "usage: kiln run [-c FILE]\n"
+		 "  take jobs from GitLab and run each in a fresh VM (SIGHUP reloads the\n"
+		 "  configuration, SIGTERM stops after the running jobs, SIGQUIT at once)\n" },
+	{ "replay", "usage: kiln replay [-c FILE] FILE|JOB_ID [--variable K=V] [--executor E]\n"
+		    "  run a received job's payload again\n" },
+};
+
+int opts_verb(int *argc, char **argv, const char *default_config, struct global_opts *g)
+{
+	int i, j;
+	size_t k;
+
+	for (i = j = 1; i < *argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--")) {
+			/* boot's command and all after it are the verb's own */
+			while (i < *argc)
+				argv[j++] = argv[i++];
+			break;
+		}
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			if (!strcmp(argv[0], "exec")) {
+				exec_usage(stdout);
+				return OPTS_HELP;
+			}
+			for (k = 0; k < sizeof(verb_usage) / sizeof(verb_usage[0]); k++)
+				if (!strcmp(argv[0], verb_usage[k].verb)) {
+					fputs(verb_usage[k].text, stdout);
+					return OPTS_HELP;
+				}
+			usage(stdout, default_config);
+			return OPTS_HELP;
+		}
+		if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
+			if (i + 1 == *argc)
+				return cli_usage_error("%s: %s wants a FILE", argv[0], a);
+			g->config_path = argv[++i];
+		} else if (!strncmp(a, "--config=", 9)) {
+			g->config_path = a + 9;
+		} else if (!strncmp(a, "-c", 2)) {
+			g->config_path = a + 2;
+		} else {
+			argv[j++] = argv[i];
+		}
+	}
+	argv[j] = NULL;
+	*argc = j;
 	return 0;
 }

@@ -27,6 +27,13 @@ struct global_opts {
  * is the configuration file the help names. */
 int opts_global(int argc, char **argv, const char *default_config, struct global_opts *o);
 
+/* What every verb takes after its name, as gitlab-runner's do: -c/--config
+ * FILE (into g->config_path, over one before the verb) and -h/--help (the
+ * verb's usage, OPTS_HELP). Takes them out of argv (argv[0] the verb,
+ * *argc shrinks), up to a "--"; an option's value spelled "-c" or "--help"
+ * is read as that option. */
+int opts_verb(int *argc, char **argv, const char *default_config, struct global_opts *g);
+
 /* kiln boot [--image I] [--kernel K] [--memory MIB] [--vcpus N] -- CMD.
  * Unset fields stay as the caller set them (the configuration's). */
 struct boot_opts {

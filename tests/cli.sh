@@ -39,6 +39,29 @@ printf 'concurrent: 2\nbogus: 1\n' > "$tmp/c.yml"
 out=$("$b/kiln" -c "$tmp/c.yml" config check 2>&1)
 [ $? = 1 ] && [ "$out" = "kiln: error: $tmp/c.yml:2: unknown key 'bogus'" ] && echo "ok: bad config" ||
 	{ echo "FAIL: bad config: $out"; fail=1; }
+# Every verb, as gitlab-runner's: --help prints its own usage (status 0,
+# read no configuration) and -c/--config FILE after the verb names the file.
+printf 'concurrent: 2\n' > "$tmp/good.yml"
+for v in doctor images config boot exec register verify unregister list run replay; do
+	out=$("$b/kiln" -c "$tmp/nonexistent.yml" $v --help 2>&1)
+	[ $? = 0 ] && [ "$(printf '%s\n' "$out" | head -n 1 | cut -d' ' -f1-3)" = "usage: kiln $v" ] &&
+		echo "ok: $v --help" || { echo "FAIL: $v --help: $out"; fail=1; }
+	for c in "-c $tmp/c.yml" "--config $tmp/c.yml" "--config=$tmp/c.yml"; do
+		out=$("$b/kiln" -c "$tmp/good.yml" $v $c 2>&1)
+		[ $? = 1 ] && [ "$out" = "kiln: error: $tmp/c.yml:2: unknown key 'bogus'" ] &&
+			echo "ok: $v $c" || { echo "FAIL: $v $c: $out"; fail=1; }
+	done
+done
+out=$("$b/kiln" config check -c "$tmp/good.yml" 2>&1)
+[ $? = 0 ] && [ "${out%%:*}" = "$tmp/good.yml" ] && echo "ok: config check -c FILE" ||
+	{ echo "FAIL: config check -c FILE: $out"; fail=1; }
+check 2 1 "$b/kiln" run -c
+# gitlab-runner's registration flags: checked before any network.
+check 2 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token t --access-level all
+check 2 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token t --locked=maybe
+check 2 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token t --maximum-timeout 0
+check 1 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token glrt-x --tag-list a
+check 2 1 "$b/kiln" run extra
 printf '{ "boot": { "kernel": "/k" }, "machine": { "vcpus": 99 } }' > "$tmp/vm.json"
 out=$("$b/kiln-vmm" --config "$tmp/vm.json" 2>&1)
 [ $? = 1 ] && [ "$out" = "kiln-vmm: error: $tmp/vm.json: machine.vcpus: must be an integer in 1..32" ] &&

@@ -385,8 +385,17 @@ check "replay: the job ran again" grep -q "done-A" <<<"$out"
 check "replay: the new value is masked" bash -c 'grep -q "var=\[MASKED\]" <<<"$1" && ! grep -q replayed-secret <<<"$1"' _ "$out"
 
 # --- legacy registration, SIGHUP, unregister -----------------------------------------------
-out=$("$kiln" -c "$cfg" register --url "$url" --token kiln-registration-token --tls-ca-file "$ca" --name legacy 2>&1)
+out=$("$kiln" register -c "$cfg" --url "$url" --token kiln-registration-token --tls-ca-file "$ca" --name legacy \
+	--tag-list kvm,docker --locked=false --access-level ref_protected --maximum-timeout 600 --paused \
+	--maintenance-note "rack 4" 2>&1)
 check "legacy registration: $out" grep -q "registered runner legacy" <<<"$out"
+check "legacy registration: gitlab-runner's parameters" test "$(st "json.dumps([s['registrations'][-1].get(k) for k in
+	('description', 'tag_list', 'run_untagged', 'locked', 'access_level', 'maximum_timeout', 'paused',
+	 'maintenance_note')])")" = '["legacy", "kvm,docker", false, false, "ref_protected", 600, true, "rack 4"]'
+check "legacy registration: info has revision, config and labels" test "$(st "' '.join([
+	type(s['registrations'][-1]['info'].get('revision')).__name__,
+	json.dumps(s['registrations'][-1]['info'].get('config')), json.dumps(s['registrations'][-1]['info'].get('labels'))])")" \
+	= 'str {"gpus": ""} {}'
 kill -HUP "$kpid"
 sleep 1
 check "SIGHUP: configuration reloaded" grep -q "reloaded $cfg: 2 runners" "$work/run.log"

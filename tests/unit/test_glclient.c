@@ -274,8 +274,67 @@ START_TEST(client_url_and_info)
 	ck_assert(json_is_true(json_object_get(f, "upload_raw_artifacts")));
 	ck_assert(json_is_false(json_object_get(f, "vault_secrets")));
 	ck_assert_uint_eq(n_true, 18);
+	/* The rest of gitlab-runner's VersionInfo. */
+	ck_assert(json_is_string(json_object_get(info, "revision")));
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(info, "config"), "gpus")), "");
+	ck_assert(json_is_object(json_object_get(info, "labels")));
 	json_decref(info);
 	json_decref(fx);
+}
+END_TEST
+
+/* Legacy registration sends gitlab-runner's RegisterRunnerParameters. */
+START_TEST(client_register_params)
+{
+	static struct srv s;
+	struct gl_client c;
+	struct kiln_err e = { 0 };
+	struct gl_register_params p = { .description = "r1", .executor = "qemu", .tag_list = "a,b",
+					.access_level = "ref_protected", .maintenance_note = "note",
+					.run_untagged = false, .locked = true, .paused = true, .maximum_timeout = 3600 };
+	json_t *body;
+	char *token;
+	long long id;
+
+	memset(&s, 0, sizeof(s));
+	s.script[0] = "201";
+	s.script[1] = "201";
+	s.n_script = 2;
+	srv_start(&s);
+	client_for(&c, &s);
+	/* The scripted server answers {}: no token, but the request is kept. */
+	ck_assert_int_eq(gl_register(&c, "reg", &p, &token, &id, NULL, &e), KILN_E_SYNTAX);
+	ck_assert_str_eq(s.method[0], "POST");
+	ck_assert_str_eq(s.path[0], "/api/v4/runners");
+	body = json_loadb(s.body[0], s.body_len[0], 0, NULL);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_str_eq(json_string_value(json_object_get(body, "token")), "reg");
+	ck_assert_str_eq(json_string_value(json_object_get(body, "description")), "r1");
+	ck_assert_str_eq(json_string_value(json_object_get(body, "tag_list")), "a,b");
+	ck_assert_str_eq(json_string_value(json_object_get(body, "access_level")), "ref_protected");
+	ck_assert_str_eq(json_string_value(json_object_get(body, "maintenance_note")), "note");
+	ck_assert(json_is_false(json_object_get(body, "run_untagged")));
+	ck_assert(json_is_true(json_object_get(body, "locked")));
+	ck_assert(json_is_true(json_object_get(body, "paused")));
+	ck_assert_int_eq(json_integer_value(json_object_get(body, "maximum_timeout")), 3600);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(body, "info"), "executor")), "qemu");
+	json_decref(body);
+	/* Unset: left out, as gitlab-runner's omitempty. */
+	memset(&p, 0, sizeof(p));
+	p.description = "r2";
+	p.run_untagged = true;
+	ck_assert_int_eq(gl_register(&c, "reg", &p, &token, &id, NULL, &e), KILN_E_SYNTAX);
+	body = json_loadb(s.body[1], s.body_len[1], 0, NULL);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_ptr_null(json_object_get(body, "tag_list"));
+	ck_assert_ptr_null(json_object_get(body, "access_level"));
+	ck_assert_ptr_null(json_object_get(body, "maintenance_note"));
+	ck_assert_ptr_null(json_object_get(body, "maximum_timeout"));
+	ck_assert(json_is_true(json_object_get(body, "run_untagged")));
+	ck_assert(json_is_false(json_object_get(body, "paused")));
+	json_decref(body);
+	gl_client_free(&c);
+	srv_stop(&s);
 }
 END_TEST
 
@@ -326,6 +385,7 @@ Suite *glclient_suite(void)
 	tcase_add_test(tc, client_retries_and_aborts);
 	tcase_add_test(tc, client_final_update_loop);
 	tcase_add_test(tc, client_url_and_info);
+	tcase_add_test(tc, client_register_params);
 	tcase_add_test(tc, client_upload_redirects);
 	tcase_add_test(tc, failure_reason_mapping);
 	tcase_add_test(tc, gitlab_times);
