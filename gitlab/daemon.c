@@ -466,8 +466,8 @@ static void run_job(const struct req *q, const char *text, size_t len)
 	job.id = id;
 	job_list_add(d, &job);
 	/* The job's git and curl trust what the runner trusts (gitlab-runner's CI_SERVER_TLS_*). */
-	if (gl_payload_tls_vars(text, len, rc->tls_ca_file, rc->tls_cert_file, rc->tls_key_file, &tls_text,
-				&tls_len, &e))
+	if (gl_payload_tls_vars(text, len, rc->tls_ca_file, rc->tls_cert_file, rc->tls_key_file, rc->token,
+				&tls_text, &tls_len, &e))
 		log_warn("job %lld: CI_SERVER_TLS_CA_FILE: %s", id, e.msg);
 	parsed = payload_parse(tls_text ? tls_text : text, tls_text ? tls_len : len, &p, &pe) == KILN_OK;
 	free(tls_text);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/store.h"
+
 /* The contents of path (at most GL_TLS_FILE_MAX bytes), malloc'd. */
 static char *slurp(const char *what, const char *path, struct kiln_err *e)
 {
@@ -38,7 +40,8 @@ out:
 }
 
 enum kiln_rc gl_payload_tls_vars(const char *text, size_t len, const char *ca_file, const char *cert_file,
-				 const char *key_file, char **out, size_t *out_len, struct kiln_err *e)
+				 const char *key_file, const char *runner_token, char **out, size_t *out_len,
+				 struct kiln_err *e)
 {
 	static const char *const keys[] = { "CI_SERVER_TLS_CA_FILE", "CI_SERVER_TLS_CERT_FILE",
 					    "CI_SERVER_TLS_KEY_FILE" };
@@ -50,7 +53,7 @@ enum kiln_rc gl_payload_tls_vars(const char *text, size_t len, const char *ca_fi
 
 	*out = NULL;
 	*out_len = 0;
-	if (!(ca_file && *ca_file) && !(cert_file && *cert_file))
+	if (!(ca_file && *ca_file) && !(cert_file && *cert_file) && !(runner_token && *runner_token))
 		return KILN_OK;
 	doc = json_loadb(text, len, 0, NULL);
 	vars = json_object_get(doc, "variables");
@@ -75,6 +78,17 @@ enum kiln_rc gl_payload_tls_vars(const char *text, size_t len, const char *ca_fi
 		mine = json_pack("{s:s, s:s, s:b, s:b, s:b}", "key", keys[i], "value", content, "public", 0,
 				 "file", 1, "masked", 0);
 		free(content);
+		if (!mine || json_array_insert_new(vars, at++, mine)) {
+			rc = kiln_fail(e, KILN_E_NOMEM, "payload: out of memory");
+			goto out;
+		}
+	}
+	if (runner_token && *runner_token) {
+		char shortened[16];
+
+		cache_short_token(runner_token, shortened, sizeof(shortened));
+		mine = json_pack("{s:s, s:s, s:b, s:b, s:b}", "key", "CI_RUNNER_SHORT_TOKEN", "value", shortened,
+				 "public", 1, "file", 0, "masked", 0);
 		if (!mine || json_array_insert_new(vars, at++, mine)) {
 			rc = kiln_fail(e, KILN_E_NOMEM, "payload: out of memory");
 			goto out;

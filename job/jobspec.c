@@ -148,7 +148,7 @@ enum kiln_rc jobspec_build(const struct job_payload *p, char **out, struct kiln_
 	put_var(&vs, "CI_SERVER", "yes", false);
 	put_var(&vs, "CI_DISPOSABLE_ENVIRONMENT", "true", false);
 	put_var(&vs, "CI_RUNNER_VERSION", PACKAGE_VERSION, false);
-	put_var(&vs, "CI_RUNNER_REVISION", PACKAGE_VERSION, false);
+	put_var(&vs, "CI_RUNNER_REVISION", KILN_REVISION, false);
 	put_var(&vs, "CI_RUNNER_EXECUTABLE_ARCH", runner_arch(), false);
 	snprintf(timeout_s, sizeof(timeout_s), "%d", p->timeout);
 	put_var(&vs, "CI_JOB_TIMEOUT", timeout_s, false);

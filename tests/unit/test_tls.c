@@ -411,10 +411,10 @@ START_TEST(tls_job_variables)
 	ck_assert_int_eq(test_sh("cd '%s' && echo CA-CHAIN >ca.pem && echo CERT >c.pem && echo KEY >c.key", d), 0);
 
 	/* Nothing configured: nothing added. */
-	ck_assert_int_eq(gl_payload_tls_vars(text, len, NULL, NULL, NULL, &out, &out_len, &e), KILN_OK);
+	ck_assert_int_eq(gl_payload_tls_vars(text, len, NULL, NULL, NULL, NULL, &out, &out_len, &e), KILN_OK);
 	ck_assert_ptr_null(out);
 
-	ck_assert_msg(gl_payload_tls_vars(text, len, ca, cert, key, &out, &out_len, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(gl_payload_tls_vars(text, len, ca, cert, key, NULL, &out, &out_len, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_ptr_nonnull(out);
 	ck_assert_msg(payload_parse(out, out_len, &p, &e) == KILN_OK, "%s", e.msg);
 	v = find_var(&p, "CI_SERVER_TLS_CA_FILE");
@@ -434,8 +434,19 @@ START_TEST(tls_job_variables)
 	payload_free(&p);
 	free(out);
 
+	/* The runner's short token, as gitlab-runner's ShortenToken makes it. */
+	ck_assert_msg(gl_payload_tls_vars(text, len, NULL, NULL, NULL, "glrt-abcdefghijklmnop", &out, &out_len, &e) ==
+			      KILN_OK,
+		      "%s", e.msg);
+	ck_assert_ptr_nonnull(out);
+	ck_assert_msg(payload_parse(out, out_len, &p, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_ptr_nonnull(v = find_var(&p, "CI_RUNNER_SHORT_TOKEN"));
+	ck_assert_str_eq(v->value, "abcdefghi");
+	payload_free(&p);
+	free(out);
+
 	/* An unreadable CA file is named. */
-	ck_assert_int_ne(gl_payload_tls_vars(text, len, "/nonexistent/ca.pem", NULL, NULL, &out, &out_len, &e),
+	ck_assert_int_ne(gl_payload_tls_vars(text, len, "/nonexistent/ca.pem", NULL, NULL, NULL, &out, &out_len, &e),
 			 KILN_OK);
 	ck_assert_ptr_nonnull(strstr(e.msg, "tls_ca_file /nonexistent/ca.pem"));
 	free(text);
