@@ -18,6 +18,7 @@
 #include "runner/config.h"
 #include "runner/options.h"
 #include "runner/doctor.h"
+#include "runner/install.h"
 #include "executors/executor.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
@@ -318,6 +319,45 @@ static int cmd_replay(struct cli *c, int argc, char **argv)
 	return opts_replay(argc, argv, &o) ? EXIT_USAGE : glcmd_replay(&c->cfg, &o);
 }
 
+/* install/uninstall: runner/install.h; the unit's config is --config, else
+ * the global -c, else the default, made absolute for systemd. */
+static int install_verb(struct cli *c, int argc, char **argv, bool install)
+{
+	struct install_cli_opts io = { 0 };
+	struct kiln_install_opts o = { 0 };
+	struct kiln_err e = { 0 };
+	char *abs = NULL;
+	int ret;
+
+	if ((ret = opts_install(argc, argv, &io)))
+		return ret == OPTS_HELP ? EXIT_OK : ret;
+	o.service = io.service;
+	o.user = io.user;
+	o.working_dir = io.working_dir;
+	o.config = io.config ? io.config : config_path(c);
+	if (o.config[0] != '/' && (abs = realpath(o.config, NULL)))
+		o.config = abs;
+	o.shutdown_timeout = c->cfg.shutdown_timeout;
+	ret = install ? kiln_install(&o, &e) : kiln_uninstall(&o, &e);
+	if (ret)
+		log_error("%s: %s", argv[0], e.msg);
+	else
+		log_info("%s: %s.service %s", argv[0], o.service ? o.service : "kiln",
+			 install ? "installed and enabled (systemctl start it)" : "removed");
+	free(abs);
+	return ret ? EXIT_FAIL : EXIT_OK;
+}
+
+static int cmd_install(struct cli *c, int argc, char **argv)
+{
+	return install_verb(c, argc, argv, true);
+}
+
+static int cmd_uninstall(struct cli *c, int argc, char **argv)
+{
+	return install_verb(c, argc, argv, false);
+}
+
 static int cmd_exec(struct cli *c, int argc, char **argv)
 {
 	static struct pexec_opts po; /* 6 KiB of names */
@@ -385,6 +425,8 @@ int main(int argc, char **argv)
 		{ "list", cmd_list },
 		{ "run", cmd_run },
 		{ "replay", cmd_replay },
+		{ "install", cmd_install },
+		{ "uninstall", cmd_uninstall },
 	};
 	struct global_opts g = { 0 };
 	struct cli c = { 0 };

@@ -37,6 +37,9 @@ static void usage(FILE *out, const char *default_config)
 		"  list                   list the configured runners\n"
 		"  run                    take jobs from GitLab and run each in a fresh VM\n"
 		"  replay FILE|JOB_ID [--variable K=V]  run a received job's payload again\n"
+		"  install [--service NAME] [--user U] [--working-directory DIR] [--config FILE]\n"
+		"                         install and enable kiln as a systemd service (NAME.service)\n"
+		"  uninstall [--service NAME]  stop, disable and remove that service\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE      configuration file (default %s)\n"
@@ -392,6 +395,42 @@ int opts_unregister(int argc, char **argv, struct unregister_opts *o)
 		return cli_usage_error("unregister: unexpected argument '%s'", argv[optind]);
 	if (!o->name == !o->all)
 		return cli_usage_error("unregister: give --name NAME or --all%s", "");
+	return 0;
+}
+
+int opts_install(int argc, char **argv, struct install_cli_opts *o)
+{
+	static const struct option opts[] = {
+		{ "service", required_argument, NULL, 's' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "working-directory", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's': o->service = optarg; break;
+		case 'u': o->user = optarg; break;
+		case 'd': o->working_dir = optarg; break;
+		case 'c': o->config = optarg; break;
+		case 'h':
+			printf("usage: kiln %s [--service NAME] [--user USER] [--working-directory DIR]\n"
+			       "       [--config FILE]\n\n"
+			       "install: write /etc/systemd/system/NAME.service (default kiln) that runs\n"
+			       "`kiln --config FILE run`, then daemon-reload and enable it (start it with\n"
+			       "`systemctl start NAME`). uninstall: stop and disable NAME.service and remove\n"
+			       "the unit that kiln install wrote.\n", argv[0]);
+			return OPTS_HELP;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("%s: unexpected argument '%s'", argv[0], argv[optind]);
 	return 0;
 }
 
