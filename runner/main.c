@@ -65,6 +65,7 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	doctor_facts_init(&host, &facts);
 	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
 	doctor_probe_jail(c->cfg.jail, c->cfg.jail_uid_base, &facts);
+	doctor_probe_cache(&c->cfg, &facts);
 	doctor_judge(&facts, &report);
 	return doctor_print(&report, stdout);
 }

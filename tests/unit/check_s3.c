@@ -113,6 +113,30 @@ START_TEST(multipart_upload)
 }
 END_TEST
 
+/* kiln doctor's check: HEAD the bucket with the store's credentials. */
+START_TEST(doctor_heads_bucket)
+{
+	struct kiln_cache_config c;
+	struct cache_store s = { .cfg = &c };
+	char why[256];
+
+	s3conf(&c, srv_addr, true, "S3RVER");
+	ck_assert_msg(cache_store_check(&s, why, sizeof(why)), "%s", why);
+	c.s3.bucket_name = "no-such-bucket";
+	ck_assert(!cache_store_check(&s, why, sizeof(why)));
+	ck_assert_msg(strstr(why, "bucket: not found"), "%s", why);
+	c.s3.bucket_name = "kiln-cache";
+	c.s3.access_key = "NOTAKEY";
+	ck_assert(!cache_store_check(&s, why, sizeof(why)));
+	ck_assert_msg(strstr(why, "credentials refused"), "%s", why);
+	c.s3.server_address = "127.0.0.1:1";
+	ck_assert(!cache_store_check(&s, why, sizeof(why)));
+	ck_assert_msg(strstr(why, "127.0.0.1:1 bucket"), "%s", why);
+	c.type = NULL;
+	ck_assert(cache_store_check(&s, why, sizeof(why)));
+}
+END_TEST
+
 /* libcurl's signatures, checked by botocore's signer (s3rver checks the
  * access key only): a multipart upload (queries), a key to percent-encode,
  * a plain PUT, a GET with If-None-Match in a region; a wrong secret is
@@ -185,6 +209,7 @@ int main(void)
 	tcase_add_test(tc, shared_between_kilns);
 	tcase_add_test(tc, refused_credentials);
 	tcase_add_test(tc, multipart_upload);
+	tcase_add_test(tc, doctor_heads_bucket);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("sigv4");
 	tcase_set_timeout(tc, 60);
