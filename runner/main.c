@@ -19,6 +19,7 @@
 #include "runner/options.h"
 #include "runner/doctor.h"
 #include "runner/install.h"
+#include "runner/status.h"
 #include "executors/executor.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
@@ -359,6 +360,22 @@ static int cmd_uninstall(struct cli *c, int argc, char **argv)
 	return install_verb(c, argc, argv, false);
 }
 
+static int cmd_status(struct cli *c, int argc, char **argv)
+{
+	bool json = false;
+	json_t *doc;
+
+	if (opts_status(argc, argv, &json))
+		return EXIT_USAGE;
+	if (!(doc = status_collect(&c->cfg, NULL))) {
+		log_error("status: out of memory");
+		return EXIT_FAIL;
+	}
+	status_print(doc, json, stdout);
+	json_decref(doc);
+	return EXIT_OK;
+}
+
 static int cmd_exec(struct cli *c, int argc, char **argv)
 {
 	static struct pexec_opts po; /* 6 KiB of names */
@@ -428,6 +445,7 @@ int main(int argc, char **argv)
 		{ "replay", cmd_replay },
 		{ "install", cmd_install },
 		{ "uninstall", cmd_uninstall },
+		{ "status", cmd_status },
 	};
 	struct global_opts g = { 0 };
 	struct cli c = { 0 };

@@ -40,6 +40,7 @@ static void usage(FILE *out, const char *default_config)
 		"  install [--service NAME] [--user U] [--working-directory DIR] [--config FILE]\n"
 		"                         install and enable kiln as a systemd service (NAME.service)\n"
 		"  uninstall [--service NAME]  stop, disable and remove that service\n"
+		"  status [--json]        runners, jobs, VMs, images, cache and last errors of this host\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE      configuration file (default %s)\n"
@@ -431,6 +432,25 @@ int opts_install(int argc, char **argv, struct install_cli_opts *o)
 	}
 	if (optind < argc)
 		return cli_usage_error("%s: unexpected argument '%s'", argv[0], argv[optind]);
+	return 0;
+}
+
+int opts_status(int argc, char **argv, bool *json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		if (opt != 'j')
+			return EXIT_USAGE;
+		*json = true;
+	}
+	if (optind < argc)
+		return cli_usage_error("status: unexpected argument '%s'", argv[optind]);
 	return 0;
 }
 

@@ -65,6 +65,9 @@ struct install_cli_opts {
 };
 int opts_install(int argc, char **argv, struct install_cli_opts *o);
 
+/* kiln status [--json]. */
+int opts_status(int argc, char **argv, bool *json);
+
 /* A verb with no arguments ("VERB takes no arguments, got 'X'"). */
 int opts_none(int argc, char **argv);
 

@@ -35,6 +35,8 @@ check 0 any "$b/kiln" uninstall --help
 check 2 1 "$b/kiln" install --no-such-flag
 check 2 1 "$b/kiln" install extra
 check 2 1 "$b/kiln" uninstall --service
+check 2 1 "$b/kiln" status extra
+check 2 1 "$b/kiln" status --bogus
 check 2 1 "$b/kiln-vmm"
 check 2 1 "$b/kiln-agent"
 # A bad config is one line naming the file, line and key, status 1.
