@@ -93,7 +93,7 @@ static int images_list(struct images_ctx *ictx)
 	printf("%-14s %-8s %-10s %-20s %-8s %s\n", "NAME", "KIND", "SIZE", "BUILT", "TOOK", "STATUS");
 	for (i = 0; i < n; i++) {
 		struct manifest m;
-		char size[32], took[32], sha[65], *lines = NULL;
+		char size[32], took[32], sha[65], *lines = NULL, why[300] = "stale (";
 		const char *status;
 
 		if (images_manifest(ictx, names[i], &m, &e)) {
@@ -104,8 +104,12 @@ static int images_list(struct images_ctx *ictx)
 		}
 		if (images_inputs(ictx, names[i], &lines, sha, &e))
 			status = "inputs unknown";
+		else if (strcmp(sha, m.inputs_sha256))
+			status = "stale (inputs changed)";
+		else if (images_debian_stale(&m, NULL, why + 7, sizeof(why) - 8) == 1)
+			status = strcat(why, ")"); /* "stale (Debian has ...)" */
 		else
-			status = strcmp(sha, m.inputs_sha256) ? "stale (inputs changed)" : "current";
+			status = "current";
 		print_size(manifest_size(&m), size, sizeof(size));
 		snprintf(took, sizeof(took), "%.1fs", m.build_seconds);
 		printf("%-14s %-8s %-10s %-20s %-8s %s\n", m.name, m.kind, size, m.built, took, status);
@@ -116,6 +120,43 @@ static int images_list(struct images_ctx *ictx)
 			printf("    input %s\n", m.inputs[j]);
 		free(lines);
 		manifest_free(&m);
+		free(names[i]);
+	}
+	free(names);
+	return ret;
+}
+
+/* images build --all: every recipe, each rebuilt when its inputs changed
+ * (images_build) or Debian published packages since it was built
+ * (images_debian_stale), or always with force. Goes on past a failure. */
+static int images_build_all(struct images_ctx *ictx, bool force)
+{
+	struct kiln_err e = { 0 };
+	char **names, why[300];
+	size_t n, i;
+	int ret = EXIT_OK;
+
+	if (images_recipes(ictx, &names, &n, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	for (i = 0; i < n; i++) {
+		struct manifest m;
+		bool again = force, rebuilt;
+
+		if (!again && images_manifest(ictx, names[i], &m, NULL) == KILN_OK) {
+			if (images_debian_stale(&m, NULL, why, sizeof(why)) == 1) {
+				log_info("image %s: %s: rebuilding it", names[i], why);
+				again = true;
+			}
+			manifest_free(&m);
+		}
+		if (images_build(ictx, names[i], again, &rebuilt, &e)) {
+			log_error("%s", e.msg);
+			ret = EXIT_FAIL;
+		} else if (!rebuilt) {
+			log_info("image %s is current", names[i]);
+		}
 		free(names[i]);
 	}
 	free(names);
@@ -142,6 +183,11 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 		if (i < argc && (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force"))) {
 			force = true;
 			i++;
+		}
+		if (i < argc && !strcmp(argv[i], "--all")) {
+			if (i + 1 < argc)
+				return cli_usage_error("images build --all takes no names, got '%s'", argv[i + 1]);
+			return images_build_all(&ictx, force);
 		}
 		if (i >= argc)
 			return cli_usage_error("images build: missing image %s", "NAME");

@@ -22,6 +22,8 @@ static void usage(FILE *out, const char *default_config)
 		"  doctor                 check what this host offers and which executor kiln uses\n"
 		"  images list            list built guest images and whether they are current\n"
 		"  images build [-f] NAME...  build images from their recipes (cached by inputs)\n"
+		"  images build [-f] --all  build every recipe whose inputs changed or whose Debian\n"
+		"                         packages were updated since (the weekly timer's)\n"
 		"  images path NAME FILE  print the path of one file of a built image\n"
 		"  config check           validate the configuration file\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
