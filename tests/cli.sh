@@ -29,6 +29,7 @@ check 2 1 "$b/kiln"
 check 2 1 "$b/kiln" no-such-command
 check 2 1 "$b/kiln" images
 check 2 1 "$b/kiln" images build
+check 2 1 "$b/kiln" images build --all extra
 check 2 1 "$b/kiln" doctor extra
 check 0 any "$b/kiln" install --help
 check 0 any "$b/kiln" uninstall --help
