@@ -210,7 +210,9 @@ static CURLcode request(const struct s3_client *c, const char *method, const cha
 	} else if (!strcmp(method, "POST")) {
 		curl_easy_setopt(cu, CURLOPT_POSTFIELDS, "");
 	}
-	if (strcmp(method, "GET") && !(src && !strcmp(method, "PUT")))
+	if (!strcmp(method, "HEAD"))
+		curl_easy_setopt(cu, CURLOPT_NOBODY, 1L); /* no body to wait for */
+	else if (strcmp(method, "GET") && !(src && !strcmp(method, "PUT")))
 		curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
 	cc = curl_easy_perform(cu);
 	if (cc == CURLE_OK)
@@ -262,6 +264,26 @@ enum kiln_rc s3_get(const struct s3_client *c, const char *key, const char *dst,
 		unlink(dst);
 	}
 out:
+	free(r);
+	return rc;
+}
+
+enum kiln_rc s3_head_bucket(const struct s3_client *c, enum s3_fail *why, struct kiln_err *e)
+{
+	char errbuf[CURL_ERROR_SIZE];
+	struct reply *r = calloc(1, sizeof(*r));
+	enum kiln_rc rc = KILN_OK;
+	CURLcode cc;
+
+	if (why)
+		*why = S3_OK;
+	if (!r)
+		return kiln_fail(e, KILN_E_NOMEM, "S3: out of memory");
+	cc = request(c, "HEAD", "", NULL, NULL, 0, NULL, NULL, r, errbuf);
+	if (!ok(r, cc)) {
+		classify(r, cc, why);
+		rc = failed(c, "bucket", r, cc, errbuf, e);
+	}
 	free(r);
 	return rc;
 }

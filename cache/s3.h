@@ -57,6 +57,10 @@ enum kiln_rc s3_get(const struct s3_client *c, const char *key, const char *dst,
 enum kiln_rc s3_put(const struct s3_client *c, const char *key, const char *src, char *etag, enum s3_fail *why,
 		    struct kiln_err *e);
 
+/* HEAD the bucket (S3's HeadBucket, path style): whether it exists and
+ * the credentials may use it. Errors as s3_get's. */
+enum kiln_rc s3_head_bucket(const struct s3_client *c, enum s3_fail *why, struct kiln_err *e);
+
 /* The text of the first <tag>...</tag> in xml[0..len) into out (at most
  * size - 1 bytes, NUL-terminated), with the five XML entities decoded.
  * Returns false when there is none or it does not fit. Never reads past

@@ -301,3 +301,23 @@ bool cache_store_push(const struct cache_store *s, long long project_id, const c
 	free(tok);
 	return ok;
 }
+
+bool cache_store_check(const struct cache_store *s, char *why, size_t wsize)
+{
+	char ak[256], sk[256], tok[4096];
+	struct kiln_err e = { 0 };
+	struct s3_client c;
+
+	why[0] = '\0';
+	if (!cache_store_remote(s))
+		return true;
+	if (!client(s, &c, ak, sk, tok, why, wsize))
+		return false;
+	c.connect_timeout_s = 5;
+	c.timeout_s = 15;
+	if (s3_head_bucket(&c, NULL, &e)) {
+		snprintf(why, wsize, "%s", e.msg);
+		return false;
+	}
+	return true;
+}

@@ -70,6 +70,11 @@ bool cache_store_fetch(const struct cache_store *s, const char *project, long lo
 bool cache_store_push(const struct cache_store *s, long long project_id, const char *key, const char *path,
 		      char *warn, size_t wsize);
 
+/* For kiln doctor: HEAD the S3 bucket with the store's credentials
+ * (short timeouts). True when there is no S3 store or the bucket answers;
+ * else false with why set. */
+bool cache_store_check(const struct cache_store *s, char *why, size_t wsize);
+
 /* Whether the store uploads anywhere besides the local cache. */
 bool cache_store_remote(const struct cache_store *s);
 

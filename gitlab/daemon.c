@@ -662,6 +662,8 @@ static void *request_thread(void *arg)
 			r->unhealthy = 0;
 			log_error("runner %s: %d job requests in a row were refused (403): pausing it for %d min", rc->name,
 				  UNHEALTHY_LIMIT, UNHEALTHY_PAUSE_S / 60);
+			jobrec_pause_write(d->cur->cfg.state_dir, rc->token, rc->name, rc->url,
+					   (long)time(NULL) + UNHEALTHY_PAUSE_S, "job requests refused (403)");
 		}
 	} else {
 		r->unhealthy = 0;
@@ -729,6 +731,8 @@ static void feed(struct daemon *d, struct rstate *r)
 	d->busy++;
 	d->threads++;
 	r->requesting++;
+	if (r->paused_until > 0)
+		jobrec_pause_clear(d->cur->cfg.state_dir, rc->token);
 	r->paused_until = 0;
 	runner_gauges(rc, r);
 	if (pthread_create(&th, &attr, request_thread, q)) {

@@ -13,6 +13,8 @@
 #include "lib/atomicfile.h"
 #include "lib/log.h"
 #include "lib/paths.h"
+#include "lib/readfile.h"
+#include "lib/sha256.h"
 #include "lib/vec.h"
 
 #define SCRUB_MAX_SECRETS 256
@@ -371,4 +373,60 @@ enum kiln_rc jobrec_journal_orphans(const char *state_dir, struct jobrec_running
 	closedir(d);
 	*out = list;
 	return KILN_OK;
+}
+
+/* state_dir/paused/<sha256 of token>.json: the token itself never lands on disk again. */
+static void pause_path(const char *state_dir, const char *token, char *buf, size_t size)
+{
+	char hex[65];
+
+	sha256_buf_hex(token, strlen(token), hex);
+	snprintf(buf, size, "%s/paused/%s.json", state_dir, hex);
+}
+
+void jobrec_pause_write(const char *state_dir, const char *token, const char *name, const char *url, long until,
+			const char *reason)
+{
+	char path[PATH_MAX], dir[PATH_MAX];
+	struct kiln_err e = { 0 };
+	json_t *doc = json_pack("{s:s,s:s,s:I,s:s}", "name", name ? name : "", "url", url ? url : "", "until",
+				(json_int_t)until, "reason", reason ? reason : "");
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+
+	snprintf(dir, sizeof(dir), "%s/paused", state_dir);
+	pause_path(state_dir, token, path, sizeof(path));
+	if (!text || kiln_mkdir_p(dir) < 0 || kiln_write_atomic(path, text, strlen(text), 0644, &e))
+		log_warn("runner %s: cannot note its pause in %s: %s", name ? name : "?", path,
+			 e.msg[0] ? e.msg : strerror(errno));
+	free(text);
+	json_decref(doc);
+}
+
+void jobrec_pause_clear(const char *state_dir, const char *token)
+{
+	char path[PATH_MAX];
+
+	pause_path(state_dir, token, path, sizeof(path));
+	unlink(path);
+}
+
+bool jobrec_pause_read(const char *state_dir, const char *token, long *until, char *reason, size_t size)
+{
+	char path[PATH_MAX], *text = NULL;
+	size_t len;
+	json_t *doc;
+	bool ok;
+
+	pause_path(state_dir, token, path, sizeof(path));
+	if (kiln_read_file(path, 64 * 1024, &text, &len) < 0)
+		return false;
+	doc = json_loadb(text, len, 0, NULL);
+	free(text);
+	ok = json_is_object(doc);
+	if (ok) {
+		*until = (long)json_integer_value(json_object_get(doc, "until"));
+		snprintf(reason, size, "%s", json_string_value(json_object_get(doc, "reason")) ?: "");
+	}
+	json_decref(doc);
+	return ok;
 }

@@ -7,12 +7,17 @@
  *                       with what a kiln restarted after a crash needs to
  *                       report the job failed (mode 0600: it holds the job
  *                       token, which GitLab revokes when the job ends)
+ *   paused/<sha256 of the runner's token>.json
+ *                       a runner `kiln run` paused (GitLab refused its job
+ *                       requests): its name, URL, until when (seconds since
+ *                       the epoch) and why, for `kiln status`
  */
 #ifndef KILN_JOBRECORD_H
 #define KILN_JOBRECORD_H
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,5 +71,16 @@ void jobrec_journal_remove(const char *state_dir, long long id);
  * Unreadable entries are skipped with a warning. */
 enum kiln_rc jobrec_journal_orphans(const char *state_dir, struct jobrec_running **out, size_t *n,
 				    struct kiln_err *e);
+
+/* Note that the runner with token is paused until (seconds since the
+ * epoch) for reason; best effort (a warning when it cannot be written). */
+void jobrec_pause_write(const char *state_dir, const char *token, const char *name, const char *url, long until,
+			const char *reason);
+/* The runner runs again: its note removed. */
+void jobrec_pause_clear(const char *state_dir, const char *token);
+/* Whether the runner with token has a pause note; until and reason (size
+ * bytes) from it. A note whose time has passed still counts: the caller
+ * compares until with the clock. */
+bool jobrec_pause_read(const char *state_dir, const char *token, long *until, char *reason, size_t size);
 
 #endif

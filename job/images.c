@@ -2,10 +2,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include "runner/config.h"
 #include "lib/log.h"
 #include "lib/paths.h"
+#include "lib/readfile.h"
 #include "lib/sha256.h"
 #include "lib/spawn.h"
 #include "lib/vec.h"
@@ -188,6 +191,7 @@ enum kiln_rc images_manifest(const struct images_ctx *ctx, const char *name, str
 enum kiln_rc images_file(const struct images_ctx *ctx, const char *name, const char *file, char *buf,
 			 size_t size, struct kiln_err *e)
 {
+	char link[PATH_MAX], dir[PATH_MAX];
 	struct manifest m;
 	struct stat st;
 	enum kiln_rc rc;
@@ -198,7 +202,14 @@ enum kiln_rc images_file(const struct images_ctx *ctx, const char *name, const c
 		rc = kiln_fail(e, KILN_E_NOTFOUND, "image '%s' has no file '%s'", name, file);
 		goto out;
 	}
-	if (snprintf(buf, size, "%s/%s/%s", ctx->images_dir, name, file) >= (int)size) {
+	/* Through the link to the version folder: a job names files that a
+	 * rebuild does not replace under it (images_hold). */
+	snprintf(link, sizeof(link), "%s/%s", ctx->images_dir, name);
+	if (!realpath(link, dir)) {
+		rc = kiln_fail_errno(e, "image '%s': %s", name, link);
+		goto out;
+	}
+	if (snprintf(buf, size, "%s/%s", dir, file) >= (int)size) {
 		rc = kiln_fail(e, KILN_E_LIMIT, "image path too long");
 		goto out;
 	}
@@ -282,10 +293,96 @@ static enum kiln_rc split_lines(char *text, struct manifest *m, struct kiln_err 
 	return KILN_OK;
 }
 
+/* Point images_dir/name at IMAGES_VERSIONS/version: a link made beside it,
+ * renamed over it. A folder there (an image built before versions) is
+ * moved into the versions first. */
+static enum kiln_rc swap_link(const struct images_ctx *ctx, const char *name, const char *version,
+			      struct kiln_err *e)
+{
+	char final[PATH_MAX], tmp[PATH_MAX], target[PATH_MAX], legacy[PATH_MAX];
+	struct stat st;
+
+	snprintf(final, sizeof(final), "%s/%s", ctx->images_dir, name);
+	snprintf(tmp, sizeof(tmp), "%s/.link-%s-%d", ctx->images_dir, name, (int)getpid());
+	snprintf(target, sizeof(target), IMAGES_VERSIONS "/%s", version);
+	if (lstat(final, &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(legacy, sizeof(legacy), "%s/" IMAGES_VERSIONS "/%s@legacy%ld", ctx->images_dir, name,
+			 (long)time(NULL));
+		if (rename(final, legacy) < 0)
+			return kiln_fail_errno(e, "moving %s into %s", final, legacy);
+	}
+	unlink(tmp);
+	if (symlink(target, tmp) < 0)
+		return kiln_fail_errno(e, "linking %s", tmp);
+	if (rename(tmp, final) < 0) {
+		unlink(tmp);
+		return kiln_fail_errno(e, "renaming %s to %s", tmp, final);
+	}
+	return KILN_OK;
+}
+
+void images_prune_versions(const struct images_ctx *ctx, const char *name)
+{
+	char dir[PATH_MAX], link[PATH_MAX], cur[PATH_MAX], path[PATH_MAX * 2];
+	size_t nlen = strlen(name);
+	struct dirent *de;
+	ssize_t n;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/" IMAGES_VERSIONS, ctx->images_dir);
+	snprintf(link, sizeof(link), "%s/%s", ctx->images_dir, name);
+	if ((n = readlink(link, cur, sizeof(cur) - 1)) < 0)
+		return;
+	cur[n] = '\0';
+	if (!(d = opendir(dir)))
+		return;
+	while ((de = readdir(d))) {
+		int fd;
+
+		if (strncmp(de->d_name, name, nlen) || de->d_name[nlen] != '@' ||
+		    !strcmp(cur + strlen(IMAGES_VERSIONS) + 1, de->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		/* Held exclusively while it goes: a job that asks to hold it
+		 * meanwhile waits, then finds it gone and resolves again. */
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			log_info("removing image %s's old version %s", name, de->d_name);
+			kiln_rm_rf(path);
+		}
+		close(fd);
+	}
+	closedir(d);
+}
+
+enum kiln_rc images_hold(const char *path, int *fd, struct kiln_err *e)
+{
+	char dir[PATH_MAX], *slash;
+
+	*fd = -1;
+	snprintf(dir, sizeof(dir), "%s", path);
+	if (!(slash = strrchr(dir, '/')))
+		return kiln_fail(e, KILN_E_INVALID, "image file %s: not a path", path);
+	*slash = '\0';
+	*fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*fd < 0 || flock(*fd, LOCK_SH) < 0 || access(path, F_OK) < 0) {
+		int err = errno;
+
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return kiln_fail(e, err == ENOENT ? KILN_E_NOTFOUND : KILN_E_IO, "holding image folder %s: %s", dir,
+				 strerror(err));
+	}
+	return KILN_OK;
+}
+
 enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool force, bool *rebuilt,
 			  struct kiln_err *e)
 {
-	char recipe[PATH_MAX], tmpdir[PATH_MAX], final[PATH_MAX], old[PATH_MAX], mpath[PATH_MAX];
+	char recipe[PATH_MAX], tmpdir[PATH_MAX], mpath[PATH_MAX];
 	char sha[65], kind[32], env[3][PATH_MAX + 32], built[32];
 	char *envp[] = { env[0], env[1], env[2], NULL };
 	char *argv[] = { recipe, "build", tmpdir, NULL };
@@ -297,7 +394,7 @@ enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool f
 	struct tm tm;
 
 	*rebuilt = false;
-	tmpdir[0] = old[0] = '\0';
+	tmpdir[0] = '\0';
 	if ((rc = recipe_path(ctx, name, recipe, sizeof(recipe), e)) ||
 	    (rc = recipe_kind(recipe, kind, sizeof(kind), e)) ||
 	    (rc = images_inputs(ctx, name, &lines, sha, e)))
@@ -308,7 +405,13 @@ enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool f
 		rc = kiln_fail_errno(e, "creating %s and %s", ctx->images_dir, ctx->cache_dir);
 		goto out;
 	}
-	snprintf(tmpdir, sizeof(tmpdir), "%s/.build-%s-XXXXXX", ctx->images_dir, name);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/" IMAGES_VERSIONS, ctx->images_dir);
+	if (kiln_mkdir_p(tmpdir) < 0) {
+		rc = kiln_fail_errno(e, "creating %s", tmpdir);
+		tmpdir[0] = '\0';
+		goto out;
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "%s/" IMAGES_VERSIONS "/%s@XXXXXX", ctx->images_dir, name);
 	if (!mkdtemp(tmpdir)) {
 		rc = kiln_fail_errno(e, "mkdtemp %s", tmpdir);
 		tmpdir[0] = '\0';
@@ -338,33 +441,123 @@ enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool f
 	snprintf(mpath, sizeof(mpath), "%s/manifest.json", tmpdir);
 	if ((rc = manifest_save(&m, mpath, e)))
 		goto out;
-	/* Swap the new folder in; the old one is moved aside first so that the
-	 * image is never half-replaced. */
-	snprintf(final, sizeof(final), "%s/%s", ctx->images_dir, name);
-	snprintf(old, sizeof(old), "%s/.old-%s-XXXXXX", ctx->images_dir, name);
-	if (!mkdtemp(old)) {
-		rc = kiln_fail_errno(e, "mkdtemp %s", old);
-		old[0] = '\0';
+	/* Swap the new version in: images_dir/NAME is a link to it, replaced
+	 * by rename(2) in one step, so a job sees the old image or the new one,
+	 * never none; the versions that no job holds are removed after. */
+	if ((rc = swap_link(ctx, name, strrchr(tmpdir, '/') + 1, e)))
 		goto out;
-	}
-	if (rename(final, old) < 0 && errno != ENOENT) {
-		rc = kiln_fail_errno(e, "moving %s aside", final);
-		goto out;
-	}
-	if (rename(tmpdir, final) < 0) {
-		rc = kiln_fail_errno(e, "renaming %s to %s", tmpdir, final);
-		rename(old, final);
-		goto out;
-	}
 	tmpdir[0] = '\0';
 	*rebuilt = true;
 	log_info("built image %s in %.1f s", name, m.build_seconds);
+	images_prune_versions(ctx, name);
 out:
 	if (tmpdir[0])
 		kiln_rm_rf(tmpdir);
-	if (old[0])
-		kiln_rm_rf(old);
 	manifest_free(&m);
 	free(lines);
 	return rc;
+}
+
+/* "Sat, 05 Dec 2026 03:33:28 UTC" (a Release file's Date:) or
+ * "2026-12-07T01:43:45Z" (a manifest's built); 0 when neither. */
+static time_t parse_utc(const char *s, const char *fmt)
+{
+	struct tm tm = { 0 };
+
+	return strptime(s, fmt, &tm) ? timegm(&tm) : 0;
+}
+
+/* The newest Date: of lists_dir's Release files of suite's archives. */
+static time_t suite_published(const char *lists_dir, const char *suite, char *which, size_t size)
+{
+	char pat[96], path[PATH_MAX * 2], *text = NULL, *date;
+	time_t newest = 0;
+	struct dirent *de;
+	size_t len, n = strlen(suite);
+	DIR *d = opendir(lists_dir);
+
+	if (!d)
+		return 0;
+	snprintf(pat, sizeof(pat), "_dists_%s", suite);
+	while ((de = readdir(d))) {
+		const char *at = strstr(de->d_name, pat), *end = strrchr(de->d_name, '_');
+		time_t t;
+
+		if (!at || (at[n + 7] != '_' && at[n + 7] != '-') || !end ||
+		    (strcmp(end, "_InRelease") && strcmp(end, "_Release")))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", lists_dir, de->d_name);
+		if (kiln_read_file(path, 4 << 20, &text, &len) < 0)
+			continue;
+		date = strstr(text, "\nDate: ");
+		t = date ? parse_utc(date + 7, "%a, %d %b %Y %H:%M:%S") : 0;
+		if (t > newest) {
+			newest = t;
+			snprintf(which, size, "%.*s", (int)(end - de->d_name), de->d_name);
+		}
+		free(text);
+		text = NULL;
+	}
+	closedir(d);
+	return newest;
+}
+
+/* apt's candidate version of pkg into out; false when apt has none. */
+static bool apt_candidate(const char *pkg, char *out, size_t size)
+{
+	char *argv[] = { "apt-cache", "policy", (char *)pkg, NULL }, *text = NULL, *c;
+	struct kiln_err e = { 0 };
+	bool ok = false;
+
+	if (kiln_spawn(argv, NULL, &text, 64 * 1024, &e) == KILN_OK && (c = strstr(text, "Candidate: "))) {
+		c += 11;
+		snprintf(out, size, "%.*s", (int)strcspn(c, "\n"), c);
+		ok = strcmp(out, "(none)") != 0;
+	}
+	free(text);
+	return ok;
+}
+
+int images_debian_stale(const struct manifest *m, const char *lists_dir, char *why, size_t size)
+{
+	char cand[128], which[256];
+	time_t built = parse_utc(m->built, "%Y-%m-%dT%H:%M:%SZ");
+	int known = -1;
+	size_t i;
+
+	lists_dir = lists_dir ? lists_dir : "/var/lib/apt/lists";
+	snprintf(why, size, "no apt lists in %s", lists_dir);
+	for (i = 0; i < m->n_inputs; i++) {
+		char name[128], ver[128];
+
+		if (sscanf(m->inputs[i], "package %127s %127s", name, ver) == 2) {
+			char *argv[] = { "dpkg", "--compare-versions", cand, "gt", ver, NULL };
+			struct kiln_err e = { 0 };
+
+			if (!apt_candidate(name, cand, sizeof(cand)))
+				continue;
+			known = 0;
+			if (kiln_spawn(argv, NULL, NULL, 0, &e) == KILN_OK) {
+				snprintf(why, size, "Debian has %s %s (built with %s)", name, cand, ver);
+				return 1;
+			}
+		} else if (sscanf(m->inputs[i], "param suite %127s", name) == 1) {
+			time_t pub = suite_published(lists_dir, name, which, sizeof(which));
+
+			if (!pub)
+				continue;
+			known = 0;
+			if (built && pub > built) {
+				char when[32];
+				struct tm tm;
+
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M", gmtime_r(&pub, &tm));
+				snprintf(why, size, "Debian published %s on %s UTC", which, when);
+				return 1;
+			}
+		}
+	}
+	if (!known)
+		why[0] = '\0';
+	return known;
 }

@@ -47,6 +47,31 @@ enum kiln_rc images_manifest(const struct images_ctx *ctx, const char *name, str
 enum kiln_rc images_file(const struct images_ctx *ctx, const char *name, const char *file, char *buf,
 			 size_t size, struct kiln_err *e);
 
+/* Versions: images_dir/NAME is a symlink to images_dir/IMAGES_VERSIONS/
+ * NAME@XXXXXX, the folder one build wrote. A rebuild writes a new version
+ * and swaps the link (rename: atomic); images_file gives paths inside the
+ * version, so a job keeps the files it started with. */
+#define IMAGES_VERSIONS ".v"
+
+/* Hold the version folder of path (an images_file path) against removal:
+ * a shared flock on it in *fd, which the caller closes when the job is
+ * done. KILN_E_NOTFOUND when it went away meanwhile (resolve again). */
+enum kiln_rc images_hold(const char *path, int *fd, struct kiln_err *e);
+
+/* Remove name's versions other than the current one that nobody holds. */
+void images_prune_versions(const struct images_ctx *ctx, const char *name);
+
+/* Whether the built image m is older than the Debian packages it was built
+ * from, by the host's apt lists in lists_dir (what the archive publishes,
+ * as of the host's last apt-get update; NULL: /var/lib/apt/lists):
+ *  - a "package NAME VERSION" input (the kernel, busybox) whose apt
+ *    candidate (apt-cache policy) is newer (dpkg --compare-versions);
+ *  - an image debootstrapped from a mirror ("param suite S"): an archive
+ *    of S (S, S-updates, S-security) whose Release Date is after m->built,
+ *    so Debian published packages (security updates) it lacks.
+ * 1 stale (why says which), 0 not, -1 unknown (no apt lists; why says). */
+int images_debian_stale(const struct manifest *m, const char *lists_dir, char *why, size_t size);
+
 /* Check that name is a safe image name: [a-z0-9][a-z0-9._-]{0,63}. */
 bool images_valid_name(const char *name);
 

@@ -43,6 +43,7 @@ struct job {
 	char ws_image[PATH_MAX];
 	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], helper[PATH_MAX];
 	char image[128];           /* the rootfs image's name */
+	int image_fd[2];           /* the rootfs's and kernel's version folders, held (images_hold) */
 	const char *accel;
 	const struct executor_ops *backend;
 	struct jobnet net;
@@ -189,7 +190,7 @@ static void note_full_disks(struct job *j, enum kiln_rc rc, struct kiln_err *e)
 /* The rootfs image for the job: --image, else the payload's image when a
  * kiln image of that name (or of its part before ':') is built, else the
  * default, with a warning. */
-static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
+static enum kiln_rc pick_images_once(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
 {
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	const char *image = j->o->image, *kname = j->o->kernel ? j->o->kernel : d->kernel;
@@ -232,6 +233,29 @@ static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, st
 	manifest_free(&m);
 	snprintf(j->image, sizeof(j->image), "%s", image);
 	notice(j, "image %s, kernel %s", image, kname);
+	return rc;
+}
+
+/* pick_images_once, then hold the versions picked so that a rebuild
+ * (kiln images build) does not remove them under the job; when one went
+ * away between the two, pick again. */
+static enum kiln_rc pick_images(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
+{
+	enum kiln_rc rc = KILN_OK;
+	int tries;
+
+	for (tries = 0; tries < 3; tries++) {
+		if ((rc = pick_images_once(j, ictx, e)))
+			return rc;
+		if (!(rc = images_hold(j->rootfs, &j->image_fd[0], e)) &&
+		    !(rc = images_hold(j->kernel, &j->image_fd[1], e)))
+			return KILN_OK;
+		if (j->image_fd[0] >= 0)
+			close(j->image_fd[0]);
+		j->image_fd[0] = -1;
+		if (rc != KILN_E_NOTFOUND)
+			return rc;
+	}
 	return rc;
 }
 
@@ -705,7 +729,7 @@ static enum kiln_rc spec_hold(char **spec, struct kiln_err *e)
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e)
 {
-	struct job j = { .p = p, .o = o, .r = r, .run_fd = -1 };
+	struct job j = { .p = p, .o = o, .r = r, .run_fd = -1, .image_fd = { -1, -1 } };
 	struct images_ctx ictx;
 	char jobs_dir[PATH_MAX], job_id[64], *spec = NULL;
 	enum kiln_rc rc;
@@ -789,6 +813,10 @@ out:
 		kiln_rm_rf(j.run_dir);
 	if (j.run_fd >= 0)
 		close(j.run_fd);
+	if (j.image_fd[0] >= 0)
+		close(j.image_fd[0]);
+	if (j.image_fd[1] >= 0)
+		close(j.image_fd[1]);
 	free(spec);
 	if (!rc && !r->failure_reason[0] && r->exit_code != 0)
 		fail_reason(&j, "script_failure");

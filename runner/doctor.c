@@ -11,6 +11,7 @@
 #include "executors/jail.h"
 #include "job/images.h"
 #include "job/manifest.h"
+#include "runner/config.h"
 
 void doctor_facts_init(const struct host_facts *host, struct doctor_facts *f)
 {
@@ -60,6 +61,41 @@ void doctor_probe_images(const struct images_ctx *ctx, const char *default_image
 		free(names[i]);
 	}
 	free(names);
+}
+
+/* One store: counted, and its failure (the first) or bucket noted. */
+static void probe_store(const struct kiln_cache_config *cc, const char *who, struct doctor_facts *f)
+{
+	struct cache_store s = { .cfg = cc };
+	char why[256];
+	size_t len = strlen(f->cache_detail);
+
+	if (!cc->type || strcmp(cc->type, "s3"))
+		return;
+	f->cache_s3++;
+	if (cache_store_check(&s, why, sizeof(why))) {
+		if (!f->cache_failed)
+			snprintf(f->cache_detail + len, sizeof(f->cache_detail) - len, "%s%s/%s", len ? ", " : "",
+				 cc->s3.server_address, cc->s3.bucket_name);
+		return;
+	}
+	if (!f->cache_failed++)
+		snprintf(f->cache_detail, sizeof(f->cache_detail), "%s: %s", who, why);
+}
+
+void doctor_probe_cache(const struct kiln_config *cfg, struct doctor_facts *f)
+{
+	size_t i;
+
+	f->cache_s3 = f->cache_failed = 0;
+	f->cache_detail[0] = '\0';
+	probe_store(&cfg->default_cache, "defaults.cache", f);
+	for (i = 0; i < cfg->n_runners; i++) {
+		char who[96];
+
+		snprintf(who, sizeof(who), "runners[%zu].cache", i);
+		probe_store(&cfg->runners[i].cache, who, f);
+	}
 }
 
 static struct doctor_check *add(struct doctor_report *r, const char *what, enum doctor_status st,
@@ -185,6 +221,16 @@ void doctor_judge(const struct doctor_facts *df, struct doctor_report *r)
 	}
 
 	judge_jail(df, r);
+	/* A store that does not answer is a warning: jobs fall back to the
+	 * local cache (cache/store.h). */
+	if (df->cache_failed) {
+		snprintf(buf, sizeof(buf), "S3 cache: %s", df->cache_detail);
+		add(r, "cache", DOCTOR_WARN, buf,
+		    "check server_address, bucket_name and the credentials in the cache: section");
+	} else if (df->cache_s3) {
+		snprintf(buf, sizeof(buf), "S3 cache: bucket reachable (%s)", df->cache_detail);
+		add(r, "cache", DOCTOR_OK, buf, NULL);
+	}
 
 	r->microvm_ok = jail_ok && images_ok && executor_pick("microvm", f, &choice, &ignored) == KILN_OK;
 	r->qemu_ok = jail_ok && images_ok && executor_pick("qemu", f, &choice, &ignored) == KILN_OK;

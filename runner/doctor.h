@@ -24,6 +24,10 @@ struct doctor_facts {
 	bool jail_controllers;    /* with memory, cpu and pids */
 	long jail_uid_base;
 	long jail_uid_taken;      /* a uid or gid of the slot range with an owner, -1 */
+	/* The S3 cache stores (doctor_probe_cache; 0 when none is configured). */
+	int cache_s3;             /* stores checked */
+	int cache_failed;         /* of them, those whose bucket did not answer */
+	char cache_detail[320];   /* the first failure, or the buckets checked */
 };
 
 enum doctor_status { DOCTOR_OK, DOCTOR_WARN, DOCTOR_FAIL };
@@ -60,6 +64,12 @@ void doctor_probe_images(const struct images_ctx *ctx, const char *default_image
  * with jail set as wanted and slot uids from uid_base. Makes namespaces in
  * a child, so only `kiln doctor` asks. */
 void doctor_probe_jail(bool wanted, long uid_base, struct doctor_facts *f);
+
+/* HEAD the bucket of every S3 cache store of the configuration (defaults
+ * and each runner's own) with its credentials: a network request, so only
+ * `kiln doctor` asks. */
+struct kiln_config;
+void doctor_probe_cache(const struct kiln_config *cfg, struct doctor_facts *f);
 
 /* Turn facts into checks, each problem with its fix, and pick executors
  * (executor_pick on the host facts, with the images and jail besides). */

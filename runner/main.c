@@ -18,6 +18,8 @@
 #include "runner/config.h"
 #include "runner/options.h"
 #include "runner/doctor.h"
+#include "runner/install.h"
+#include "runner/status.h"
 #include "executors/executor.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
@@ -64,6 +66,7 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	doctor_facts_init(&host, &facts);
 	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
 	doctor_probe_jail(c->cfg.jail, c->cfg.jail_uid_base, &facts);
+	doctor_probe_cache(&c->cfg, &facts);
 	doctor_judge(&facts, &report);
 	return doctor_print(&report, stdout);
 }
@@ -90,7 +93,7 @@ static int images_list(struct images_ctx *ictx)
 	printf("%-14s %-8s %-10s %-20s %-8s %s\n", "NAME", "KIND", "SIZE", "BUILT", "TOOK", "STATUS");
 	for (i = 0; i < n; i++) {
 		struct manifest m;
-		char size[32], took[32], sha[65], *lines = NULL;
+		char size[32], took[32], sha[65], *lines = NULL, why[300] = "stale (";
 		const char *status;
 
 		if (images_manifest(ictx, names[i], &m, &e)) {
@@ -101,8 +104,12 @@ static int images_list(struct images_ctx *ictx)
 		}
 		if (images_inputs(ictx, names[i], &lines, sha, &e))
 			status = "inputs unknown";
+		else if (strcmp(sha, m.inputs_sha256))
+			status = "stale (inputs changed)";
+		else if (images_debian_stale(&m, NULL, why + 7, sizeof(why) - 8) == 1)
+			status = strcat(why, ")"); /* "stale (Debian has ...)" */
 		else
-			status = strcmp(sha, m.inputs_sha256) ? "stale (inputs changed)" : "current";
+			status = "current";
 		print_size(manifest_size(&m), size, sizeof(size));
 		snprintf(took, sizeof(took), "%.1fs", m.build_seconds);
 		printf("%-14s %-8s %-10s %-20s %-8s %s\n", m.name, m.kind, size, m.built, took, status);
@@ -113,6 +120,43 @@ static int images_list(struct images_ctx *ictx)
 			printf("    input %s\n", m.inputs[j]);
 		free(lines);
 		manifest_free(&m);
+		free(names[i]);
+	}
+	free(names);
+	return ret;
+}
+
+/* images build --all: every recipe, each rebuilt when its inputs changed
+ * (images_build) or Debian published packages since it was built
+ * (images_debian_stale), or always with force. Goes on past a failure. */
+static int images_build_all(struct images_ctx *ictx, bool force)
+{
+	struct kiln_err e = { 0 };
+	char **names, why[300];
+	size_t n, i;
+	int ret = EXIT_OK;
+
+	if (images_recipes(ictx, &names, &n, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	for (i = 0; i < n; i++) {
+		struct manifest m;
+		bool again = force, rebuilt;
+
+		if (!again && images_manifest(ictx, names[i], &m, NULL) == KILN_OK) {
+			if (images_debian_stale(&m, NULL, why, sizeof(why)) == 1) {
+				log_info("image %s: %s: rebuilding it", names[i], why);
+				again = true;
+			}
+			manifest_free(&m);
+		}
+		if (images_build(ictx, names[i], again, &rebuilt, &e)) {
+			log_error("%s", e.msg);
+			ret = EXIT_FAIL;
+		} else if (!rebuilt) {
+			log_info("image %s is current", names[i]);
+		}
 		free(names[i]);
 	}
 	free(names);
@@ -139,6 +183,11 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 		if (i < argc && (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force"))) {
 			force = true;
 			i++;
+		}
+		if (i < argc && !strcmp(argv[i], "--all")) {
+			if (i + 1 < argc)
+				return cli_usage_error("images build --all takes no names, got '%s'", argv[i + 1]);
+			return images_build_all(&ictx, force);
 		}
 		if (i >= argc)
 			return cli_usage_error("images build: missing image %s", "NAME");
@@ -318,6 +367,61 @@ static int cmd_replay(struct cli *c, int argc, char **argv)
 	return opts_replay(argc, argv, &o) ? EXIT_USAGE : glcmd_replay(&c->cfg, &o);
 }
 
+/* install/uninstall: runner/install.h; the unit's config is --config, else
+ * the global -c, else the default, made absolute for systemd. */
+static int install_verb(struct cli *c, int argc, char **argv, bool install)
+{
+	struct install_cli_opts io = { 0 };
+	struct kiln_install_opts o = { 0 };
+	struct kiln_err e = { 0 };
+	char *abs = NULL;
+	int ret;
+
+	if ((ret = opts_install(argc, argv, &io)))
+		return ret == OPTS_HELP ? EXIT_OK : ret;
+	o.service = io.service;
+	o.user = io.user;
+	o.working_dir = io.working_dir;
+	o.config = io.config ? io.config : config_path(c);
+	if (o.config[0] != '/' && (abs = realpath(o.config, NULL)))
+		o.config = abs;
+	o.shutdown_timeout = c->cfg.shutdown_timeout;
+	ret = install ? kiln_install(&o, &e) : kiln_uninstall(&o, &e);
+	if (ret)
+		log_error("%s: %s", argv[0], e.msg);
+	else
+		log_info("%s: %s.service %s", argv[0], o.service ? o.service : "kiln",
+			 install ? "installed and enabled (systemctl start it)" : "removed");
+	free(abs);
+	return ret ? EXIT_FAIL : EXIT_OK;
+}
+
+static int cmd_install(struct cli *c, int argc, char **argv)
+{
+	return install_verb(c, argc, argv, true);
+}
+
+static int cmd_uninstall(struct cli *c, int argc, char **argv)
+{
+	return install_verb(c, argc, argv, false);
+}
+
+static int cmd_status(struct cli *c, int argc, char **argv)
+{
+	bool json = false;
+	json_t *doc;
+
+	if (opts_status(argc, argv, &json))
+		return EXIT_USAGE;
+	if (!(doc = status_collect(&c->cfg, NULL))) {
+		log_error("status: out of memory");
+		return EXIT_FAIL;
+	}
+	status_print(doc, json, stdout);
+	json_decref(doc);
+	return EXIT_OK;
+}
+
 static int cmd_exec(struct cli *c, int argc, char **argv)
 {
 	static struct pexec_opts po; /* 6 KiB of names */
@@ -385,6 +489,9 @@ int main(int argc, char **argv)
 		{ "list", cmd_list },
 		{ "run", cmd_run },
 		{ "replay", cmd_replay },
+		{ "install", cmd_install },
+		{ "uninstall", cmd_uninstall },
+		{ "status", cmd_status },
 	};
 	struct global_opts g = { 0 };
 	struct cli c = { 0 };

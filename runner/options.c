@@ -23,6 +23,8 @@ static void usage(FILE *out, const char *default_config)
 		"  doctor                 check what this host offers and which executor kiln uses\n"
 		"  images list            list built guest images and whether they are current\n"
 		"  images build [-f] NAME...  build images from their recipes (cached by inputs)\n"
+		"  images build [-f] --all  build every recipe whose inputs changed or whose Debian\n"
+		"                         packages were updated since (the weekly timer's)\n"
 		"  images path NAME FILE  print the path of one file of a built image\n"
 		"  config check           validate the configuration file\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
@@ -38,6 +40,10 @@ static void usage(FILE *out, const char *default_config)
 		"  list                   list the configured runners\n"
 		"  run                    take jobs from GitLab and run each in a fresh VM\n"
 		"  replay FILE|JOB_ID [--variable K=V]  run a received job's payload again\n"
+		"  install [--service NAME] [--user U] [--working-directory DIR] [--config FILE]\n"
+		"                         install and enable kiln as a systemd service (NAME.service)\n"
+		"  uninstall [--service NAME]  stop, disable and remove that service\n"
+		"  status [--json]        runners, jobs, VMs, images, cache and last errors of this host\n"
 		"\n"
 		"options:\n"
 		"  -c, --config FILE      configuration file (default %s)\n"
@@ -437,6 +443,61 @@ int opts_unregister(int argc, char **argv, struct unregister_opts *o)
 		return cli_usage_error("unregister: unexpected argument '%s'", argv[optind]);
 	if (!o->name == !o->all)
 		return cli_usage_error("unregister: give --name NAME or --all%s", "");
+	return 0;
+}
+
+int opts_install(int argc, char **argv, struct install_cli_opts *o)
+{
+	static const struct option opts[] = {
+		{ "service", required_argument, NULL, 's' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "working-directory", required_argument, NULL, 'd' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's': o->service = optarg; break;
+		case 'u': o->user = optarg; break;
+		case 'd': o->working_dir = optarg; break;
+		case 'c': o->config = optarg; break;
+		case 'h':
+			printf("usage: kiln %s [--service NAME] [--user USER] [--working-directory DIR]\n"
+			       "       [--config FILE]\n\n"
+			       "install: write /etc/systemd/system/NAME.service (default kiln) that runs\n"
+			       "`kiln --config FILE run`, then daemon-reload and enable it (start it with\n"
+			       "`systemctl start NAME`). uninstall: stop and disable NAME.service and remove\n"
+			       "the unit that kiln install wrote.\n", argv[0]);
+			return OPTS_HELP;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		return cli_usage_error("%s: unexpected argument '%s'", argv[0], argv[optind]);
+	return 0;
+}
+
+int opts_status(int argc, char **argv, bool *json)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		if (opt != 'j')
+			return EXIT_USAGE;
+		*json = true;
+	}
+	if (optind < argc)
+		return cli_usage_error("status: unexpected argument '%s'", argv[optind]);
 	return 0;
 }
 

@@ -64,6 +64,17 @@ int opts_verify(int argc, char **argv, bool *del);
 int opts_unregister(int argc, char **argv, struct unregister_opts *o);
 int opts_replay(int argc, char **argv, struct replay_opts *o);
 
+/* kiln install|uninstall [--service NAME] [--user U]
+ * [--working-directory DIR] [--config FILE]: runner/install.h's
+ * kiln_install_opts fields; unset ones stay NULL (the defaults). */
+struct install_cli_opts {
+	const char *service, *user, *working_dir, *config;
+};
+int opts_install(int argc, char **argv, struct install_cli_opts *o);
+
+/* kiln status [--json]. */
+int opts_status(int argc, char **argv, bool *json);
+
 /* A verb with no arguments ("VERB takes no arguments, got 'X'"). */
 int opts_none(int argc, char **argv);
 

@@ -29,7 +29,15 @@ check 2 1 "$b/kiln"
 check 2 1 "$b/kiln" no-such-command
 check 2 1 "$b/kiln" images
 check 2 1 "$b/kiln" images build
+check 2 1 "$b/kiln" images build --all extra
 check 2 1 "$b/kiln" doctor extra
+check 0 any "$b/kiln" install --help
+check 0 any "$b/kiln" uninstall --help
+check 2 1 "$b/kiln" install --no-such-flag
+check 2 1 "$b/kiln" install extra
+check 2 1 "$b/kiln" uninstall --service
+check 2 1 "$b/kiln" status extra
+check 2 1 "$b/kiln" status --bogus
 check 2 1 "$b/kiln-vmm"
 check 2 1 "$b/kiln-agent"
 # A bad config is one line naming the file, line and key, status 1.

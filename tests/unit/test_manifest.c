@@ -10,6 +10,7 @@
 #include "job/manifest.h"
 #include "lib/paths.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/testutil.h"
 
 START_TEST(load_good)
 {
@@ -143,6 +144,93 @@ START_TEST(build_caches_by_inputs)
 }
 END_TEST
 
+/* A rebuild swaps images_dir/NAME (a link) to a new version; a job that
+ * holds the old version's folder keeps its files until it lets go; an
+ * image folder from before versions is taken over. */
+START_TEST(rebuild_keeps_held_versions)
+{
+	char dir[] = "/tmp/kiln-img-XXXXXX", recipes[PATH_MAX], images[PATH_MAX], cache[PATH_MAX];
+	char old[PATH_MAX], cur[PATH_MAX], path[PATH_MAX * 2];
+	struct images_ctx ctx;
+	struct kiln_err e = { 0 };
+	bool rebuilt;
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(recipes, sizeof(recipes), "%s/recipes", dir);
+	snprintf(images, sizeof(images), "%s/images", dir);
+	snprintf(cache, sizeof(cache), "%s/cache", dir);
+	ck_assert_int_eq(kiln_mkdir_p(recipes), 0);
+	write_recipe(recipes, "fake",
+		     "case $1 in\n"
+		     "inputs) echo \"param value $FAKE_INPUT\";;\n"
+		     "build) printf '%s' \"$FAKE_INPUT\" > \"$2/disk.img\";;\n"
+		     "*) exit 2;;\nesac\n");
+	ctx.images_dir = images;
+	ctx.cache_dir = cache;
+	ctx.recipes_dir = recipes;
+	ctx.agent_path = "/nonexistent";
+	/* An image folder as kiln built them before versions. */
+	setenv("FAKE_INPUT", "legacy", 1);
+	ck_assert_int_eq(images_build(&ctx, "fake", false, &rebuilt, &e), KILN_OK);
+	ck_assert_int_eq(images_file(&ctx, "fake", "disk.img", old, sizeof(old), &e), KILN_OK);
+	ck_assert_ptr_nonnull(strstr(old, "/images/.v/fake@"));
+	snprintf(path, sizeof(path), "%s/fake", images);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(test_sh("cp -r %.*s %s", (int)(strrchr(old, '/') - old), old, path), 0);
+	test_sh("rm -rf %.*s", (int)(strrchr(old, '/') - old), old);
+
+	setenv("FAKE_INPUT", "one", 1);
+	ck_assert_int_eq(images_build(&ctx, "fake", false, &rebuilt, &e), KILN_OK);
+	ck_assert(rebuilt);
+	ck_assert_int_eq(images_file(&ctx, "fake", "disk.img", old, sizeof(old), &e), KILN_OK);
+	ck_assert_int_eq(images_hold(old, &fd, &e), KILN_OK);   /* a job started on "one" */
+	setenv("FAKE_INPUT", "two", 1);
+	ck_assert_int_eq(images_build(&ctx, "fake", false, &rebuilt, &e), KILN_OK);
+	ck_assert_int_eq(images_file(&ctx, "fake", "disk.img", cur, sizeof(cur), &e), KILN_OK);
+	ck_assert_str_ne(old, cur);
+	ck_assert_int_eq(test_sh("test \"$(cat %s)\" = one && test \"$(cat %s)\" = two", old, cur), 0);
+	/* The legacy folder, held by nobody, is gone; "one" stays while held. */
+	ck_assert_int_ne(test_sh("ls %s/.v | grep -q legacy", images), 0);
+	close(fd);
+	images_prune_versions(&ctx, "fake");
+	ck_assert_int_ne(access(old, F_OK), 0);
+	ck_assert_int_eq(access(cur, F_OK), 0);
+	ck_assert_int_eq(images_hold(old, &fd, &e), KILN_E_NOTFOUND);
+	kiln_rm_rf(dir);
+}
+END_TEST
+
+/* Older than Debian: an image debootstrapped from suite S built before
+ * the newest Release Date of S's archives in the apt lists. */
+START_TEST(debian_stale_by_release_date)
+{
+	char dir[] = "/tmp/kiln-apt-XXXXXX", path[PATH_MAX], why[256];
+	char *inputs[] = { "recipe x 00", "param suite bookworm", "param mirror http://deb.debian.org/debian" };
+	struct manifest m = { .built = "2026-12-01T00:00:00Z", .inputs = inputs, .n_inputs = 3 };
+	const char *rel = "Origin: Debian\nDate: Sat, 05 Dec 2026 03:33:28 UTC\nValid-Until: x\n";
+	const char *old = "Origin: Debian\nDate: Sat, 11 Jul 2026 10:16:37 UTC\n";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(images_debian_stale(&m, dir, why, sizeof(why)), -1);
+	snprintf(path, sizeof(path), "%s/deb.debian.org_debian_dists_bookworm_InRelease", dir);
+	test_write_file(path, old, strlen(old), 0644);
+	ck_assert_int_eq(images_debian_stale(&m, dir, why, sizeof(why)), 0);
+	ck_assert_str_eq(why, "");
+	snprintf(path, sizeof(path), "%s/deb.debian.org_debian-security_dists_bookworm-security_InRelease", dir);
+	test_write_file(path, rel, strlen(rel), 0644);
+	ck_assert_int_eq(images_debian_stale(&m, dir, why, sizeof(why)), 1);
+	ck_assert_str_eq(why, "Debian published deb.debian.org_debian-security_dists_bookworm-security on "
+			      "2026-12-05 03:33 UTC");
+	m.built = "2026-12-06T00:00:00Z";
+	ck_assert_int_eq(images_debian_stale(&m, dir, why, sizeof(why)), 0);
+	/* Another suite's lists say nothing of this one. */
+	inputs[1] = "param suite trixie";
+	ck_assert_int_eq(images_debian_stale(&m, dir, why, sizeof(why)), -1);
+	kiln_rm_rf(dir);
+}
+END_TEST
+
 Suite *manifest_suite(void)
 {
 	Suite *s = suite_create("manifest");
@@ -152,6 +240,8 @@ Suite *manifest_suite(void)
 	tcase_add_loop_test(tc, load_bad, 0, (int)(sizeof(bad) / sizeof(bad[0])));
 	tcase_add_test(tc, save_roundtrip);
 	tcase_add_test(tc, build_caches_by_inputs);
+	tcase_add_test(tc, rebuild_keeps_held_versions);
+	tcase_add_test(tc, debian_stale_by_release_date);
 	suite_add_tcase(s, tc);
 	return s;
 }
