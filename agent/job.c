@@ -1,6 +1,7 @@
 #include "build-config.h"
 
 #include "agent/job.h"
+#include "agent/image.h"
 #include "agent/init.h"
 #include "agent/jobspec.h"
 #include "agent/log.h"
@@ -640,6 +641,11 @@ int job_serve(int host_fd, job_ready_fn ready)
 		goto out;
 	if (ready && ready(err, sizeof(err)) < 0) {
 		job_log(&j, "kiln-agent: %s", err);
+		fail_system(&j);
+		goto out;
+	}
+	if (j.spec.image_label && image_enter(&j.spec, err, sizeof(err)) < 0) {
+		job_log(&j, "kiln-agent: image: %s", err);
 		fail_system(&j);
 		goto out;
 	}

@@ -1,0 +1,224 @@
+#include "agent/image.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/init.h"
+#include "agent/log.h"
+#include "agent/step.h"
+
+#define IMAGE_ROOT "/oci"
+#define IMAGE_ETC_MAX (1u << 20)   /* passwd, group, resolv.conf: read at most this much */
+
+/* The first IMAGE_ETC_MAX bytes of path as a new string, or NULL. */
+static char *slurp(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf;
+	ssize_t n;
+	size_t len = 0;
+
+	if (fd < 0)
+		return NULL;
+	buf = malloc(IMAGE_ETC_MAX + 1);
+	while (buf && len < IMAGE_ETC_MAX && (n = read(fd, buf + len, IMAGE_ETC_MAX - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	if (buf)
+		buf[len] = '\0';
+	return buf;
+}
+
+/* Replace path (never following a symlink there) with text. */
+static void put(const char *path, const char *text)
+{
+	int fd;
+
+	if (!text)
+		return;
+	unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, text, strlen(text)) < 0)
+		say("writing %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+static int all_digits(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* In db (passwd or group lines "name:x:id:gid..."), the entry named name:
+ * its third field in *id and, for passwd, its fourth in *gid. */
+static int lookup(const char *db, const char *name, unsigned long *id, unsigned long *gid)
+{
+	const char *line = db;
+	size_t nlen = strlen(name);
+
+	while (line && *line) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		char buf[512];
+
+		if (len < sizeof(buf) && len > nlen && !strncmp(line, name, nlen) && line[nlen] == ':') {
+			char *f2, *f3, *f4;
+
+			memcpy(buf, line, len);
+			buf[len] = '\0';
+			f2 = strchr(buf + nlen + 1, ':');
+			f3 = f2 ? f2 + 1 : NULL;
+			f4 = f3 ? strchr(f3, ':') : NULL;
+			if (f4)
+				*f4++ = '\0';
+			if (f3 && all_digits(f3)) {
+				*id = strtoul(f3, NULL, 10);
+				if (gid && f4) {
+					char *f5 = strchr(f4, ':');
+
+					if (f5)
+						*f5 = '\0';
+					*gid = all_digits(f4) ? strtoul(f4, NULL, 10) : 0;
+				}
+				return 0;
+			}
+		}
+		line = end ? end + 1 : NULL;
+	}
+	return -1;
+}
+
+int image_resolve_user(const char *user, const char *passwd, const char *group, uid_t *uid, gid_t *gid, char *err,
+		       size_t size)
+{
+	char u[256], *g;
+	unsigned long id = 0, gd = 0;
+
+	*uid = 0;
+	*gid = 0;
+	if (!user || !*user)
+		return 0;
+	if (strlen(user) >= sizeof(u)) {
+		snprintf(err, size, "the image's user is too long");
+		return -1;
+	}
+	snprintf(u, sizeof(u), "%s", user);
+	g = strchr(u, ':');
+	if (g)
+		*g++ = '\0';
+	if (all_digits(u)) {
+		id = strtoul(u, NULL, 10);
+		/* A numeric user with a passwd entry gets its group too. */
+		if (passwd) {
+			const char *line = passwd;
+
+			while (line && *line) {
+				unsigned long pid = 0, pgid = 0;
+				const char *colon = strchr(line, ':');
+				char name[256];
+
+				if (colon && (size_t)(colon - line) < sizeof(name)) {
+					memcpy(name, line, (size_t)(colon - line));
+					name[colon - line] = '\0';
+					if (!lookup(line, name, &pid, &pgid) && pid == id) {
+						gd = pgid;
+						break;
+					}
+				}
+				line = strchr(line, '\n');
+				line = line ? line + 1 : NULL;
+			}
+		}
+	} else if (!passwd || lookup(passwd, u, &id, &gd) < 0) {
+		snprintf(err, size, "user %s: not in the image's /etc/passwd", u);
+		return -1;
+	}
+	if (g && *g) {
+		if (all_digits(g))
+			gd = strtoul(g, NULL, 10);
+		else if (!group || lookup(group, g, &gd, NULL) < 0) {
+			snprintf(err, size, "group %s: not in the image's /etc/group", g);
+			return -1;
+		}
+	}
+	if (id > 0x7fffffffUL || gd > 0x7fffffffUL) {
+		snprintf(err, size, "user %s: id out of range", user);
+		return -1;
+	}
+	*uid = (uid_t)id;
+	*gid = (gid_t)gd;
+	return 0;
+}
+
+/* Bind src on IMAGE_ROOT/dst, creating the mount point. */
+static int bind(const char *src, const char *dst, char *err, size_t size)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), IMAGE_ROOT "%s", dst);
+	mkdir(path, 0755);
+	if (mount(src, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
+		snprintf(err, size, "binding %s into the image: %s", src, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int image_enter(const struct job_spec *spec, char *err, size_t size)
+{
+	char *resolv, *hosts, *hostname, *passwd, *group;
+	uid_t uid;
+	gid_t gid;
+	int rc;
+
+	rc = init_mount_workspace(spec->image_label, IMAGE_ROOT);
+	if (rc) {
+		snprintf(err, size, "the image's disk (label %s) %s", spec->image_label,
+			 rc > 0 ? "is not there" : "cannot be mounted");
+		return -1;
+	}
+	/* A symlinked /proc or /dev in the image would lead these out of it:
+	 * the mount points are made fresh (the image's copy is the job's). */
+	if (bind("/dev", "/dev", err, size) < 0 || bind("/proc", "/proc", err, size) < 0 ||
+	    bind("/sys", "/sys", err, size) < 0 || bind("/builds", "/builds", err, size) < 0)
+		return -1;
+	resolv = slurp("/etc/resolv.conf");
+	hosts = slurp("/etc/hosts");
+	hostname = slurp("/etc/hostname");
+	if (chroot(IMAGE_ROOT) < 0 || chdir("/") < 0) {
+		snprintf(err, size, "entering the image: %s", strerror(errno));
+		free(resolv);
+		free(hosts);
+		free(hostname);
+		return -1;
+	}
+	mkdir("/tmp", 01777);
+	mkdir("/etc", 0755);
+	put("/etc/resolv.conf", resolv);
+	put("/etc/hosts", hosts);
+	put("/etc/hostname", hostname);
+	free(resolv);
+	free(hosts);
+	free(hostname);
+	passwd = slurp("/etc/passwd");
+	group = slurp("/etc/group");
+	rc = image_resolve_user(spec->image_user, passwd, group, &uid, &gid, err, size);
+	free(passwd);
+	free(group);
+	if (rc < 0)
+		return -1;
+	step_run_as(uid, gid);
+	return 0;
+}
