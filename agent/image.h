@@ -18,10 +18,4 @@
  * group files). 0, or -1 with one line in err. */
 int image_enter(const struct job_spec *spec, char *err, size_t size);
 
-/* Resolve a docker User ("name|uid[:group|gid]") against passwd and group
- * texts (either may be NULL): 0 with *uid and *gid set, or -1 with one line in
- * err. A named user's gid is its passwd entry's unless a group is given. */
-int image_resolve_user(const char *user, const char *passwd, const char *group, uid_t *uid, gid_t *gid, char *err,
-		       size_t size);
-
 #endif
