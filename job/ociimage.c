@@ -322,6 +322,27 @@ enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_
 	return KILN_OK;
 }
 
+enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *reference, struct oci_image *out,
+			       struct kiln_err *e)
+{
+	struct ociimage_registry regs[KILN_CONFIG_MAX_REGISTRIES];
+	struct ociimage_opts o;
+	struct oci_pull_opts po = { 0 };
+	struct oci_ref ref;
+	size_t i;
+	enum kiln_rc rc;
+
+	ociimage_opts_init(&o, cfg, regs);
+	if ((rc = oci_ref_parse(reference, &ref, e)))
+		return rc;
+	for (i = 0; i < o.n_registries; i++)
+		if (key_matches(regs[i].host, ref.domain)) {
+			po.reg = (struct oci_registry_opts){ regs[i].username, regs[i].password, regs[i].ca_file,
+							     regs[i].insecure, 0 };
+		}
+	return oci_pull(o.state_dir, reference, &po, out, e);
+}
+
 void ociimage_free(struct ociimage *img)
 {
 	json_decref(img->env);

@@ -76,6 +76,11 @@ enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage
  * Env before the job's variables (the job's win). */
 enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e);
 
+/* `kiln images pull REF`: pull with cfg's registries into the store. */
+struct oci_image;
+enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *reference, struct oci_image *out,
+			       struct kiln_err *e);
+
 void ociimage_free(struct ociimage *img);
 
 #endif
