@@ -757,7 +757,9 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		fail_reason(&j, "runner_system_failure");
 		goto out;
 	}
-	if (j.oci && (rc = pull_oci_image(&j, &spec, e)))
+	/* A pull that fails is the job's failure (image_pull_failure), not
+	 * kiln's: the log says why. */
+	if (j.oci && pull_oci_image(&j, &spec, e))
 		goto out;
 	/* A private folder per job; its name carries our pid so that a later
 	 * kiln can tell it was abandoned. */
