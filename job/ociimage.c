@@ -217,7 +217,7 @@ void ociimage_credentials(const struct job_payload *p, const struct ociimage_opt
 }
 
 /* The image's config: Env as [[name, value]...] and User. */
-static enum kiln_rc read_config(struct ociimage *img, struct kiln_err *e)
+static enum kiln_rc read_config(const struct ociimage_opts *o, struct ociimage *img, struct kiln_err *e)
 {
 	char path[PATH_MAX + 16], *slash;
 	json_error_t jerr;
@@ -240,6 +240,11 @@ static enum kiln_rc read_config(struct ociimage *img, struct kiln_err *e)
 		if (eq && eq != s)
 			json_array_append_new(img->env, json_pack("[s#s]", s, (int)(eq - s), eq + 1));
 	}
+	/* gitlab-runner would hand the entrypoint the shell to run. */
+	v = json_array_get(json_object_get(cfg, "Entrypoint"), 0);
+	if (json_string_value(v) && *json_string_value(v))
+		say(o, "the image's entrypoint %s is not run: kiln runs the script with the image's shell",
+		    json_string_value(v));
 	if (json_string_value(json_object_get(cfg, "User")))
 		snprintf(img->user, sizeof(img->user), "%s", json_string_value(json_object_get(cfg, "User")));
 	json_decref(doc);
@@ -296,7 +301,7 @@ enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage
 		return rc;
 	snprintf(img->rootfs, sizeof(img->rootfs), "%s", found.rootfs);
 	snprintf(img->digest, sizeof(img->digest), "%s", found.digest);
-	return read_config(img, e);
+	return read_config(o, img, e);
 }
 
 enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e)

@@ -86,8 +86,15 @@ echo v2 >"$r/etc/marker"
 umoci repack --image lay:bb b >/dev/null
 umoci config --image lay:bb --config.env "PATH=/bin" --config.env "FROM_IMAGE=image" \
 	--config.env "BOTH=image" --config.user runner >/dev/null
-skopeo copy -q --dest-creds tester:s3cret --dest-cert-dir "$w/certs" oci:lay:bb "docker://$reg/test/bb:1" \
-	>/dev/null 2>skopeo.log || { cat skopeo.log; echo "FAIL: push"; exit 1; }
+# An image without a shell, with an entrypoint.
+umoci new --image lay:noshell >/dev/null && umoci unpack --image lay:noshell ns >/dev/null
+mkdir -p ns/rootfs/etc && echo none >ns/rootfs/etc/marker
+umoci repack --image lay:noshell ns >/dev/null
+umoci config --image lay:noshell --config.entrypoint /entry >/dev/null
+for t in bb noshell; do
+	skopeo copy -q --dest-creds tester:s3cret --dest-cert-dir "$w/certs" "oci:lay:$t" "docker://$reg/test/$t:1" \
+		>/dev/null 2>skopeo.log || { cat skopeo.log; echo "FAIL: push"; exit 1; }
+done
 
 # --- kiln -------------------------------------------------------------------
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$w/state KILN_IMAGES_DIR=$images
@@ -142,6 +149,14 @@ if [ -n "$img" ] && debugfs -R 'stat /tmp/written' "$img" 2>&1 | grep -q 'not fo
 	ok "the job's writes went to its copy, not to the image"
 else
 	bad "the image in the store changed (or is missing: '$img')"
+fi
+
+if job noshell "$reg/test/noshell:1" 'echo ran'; then
+	bad "a job in an image without a shell succeeded"
+elif grep -q 'shell not found' noshell.log && grep -q "entrypoint /entry is not run" noshell.log; then
+	ok "an image without a shell: the job fails saying so; its entrypoint is named as not run"
+else
+	bad "an image without a shell: $(tail -5 noshell.log)"
 fi
 
 if job missing "$reg/test/nothere:1" 'echo ran'; then
