@@ -56,8 +56,13 @@ static void put(const char *path, const char *text)
 static int bind(const char *src, const char *dst, char *err, size_t size)
 {
 	char path[256];
+	struct stat st;
 
+	/* mount(2) follows a symlink: an image's /dev -> / would lead the bind
+	 * out of it. The job's copy gets a plain folder instead. */
 	snprintf(path, sizeof(path), IMAGE_ROOT "%s", dst);
+	if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+		unlink(path);
 	mkdir(path, 0755);
 	if (mount(src, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
 		snprintf(err, size, "binding %s into the image: %s", src, strerror(errno));
@@ -79,8 +84,6 @@ int image_enter(const struct job_spec *spec, char *err, size_t size)
 			 rc > 0 ? "is not there" : "cannot be mounted");
 		return -1;
 	}
-	/* A symlinked /proc or /dev in the image would lead these out of it:
-	 * the mount points are made fresh (the image's copy is the job's). */
 	if (bind("/dev", "/dev", err, size) < 0 || bind("/proc", "/proc", err, size) < 0 ||
 	    bind("/sys", "/sys", err, size) < 0 || bind("/builds", "/builds", err, size) < 0)
 		return -1;
