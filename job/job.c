@@ -523,6 +523,14 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					j->relaunch = true;
 					goto out;
 				}
+				/* An older agent would run the job in kiln's image. */
+				if (j->oci && !said.oci_image) {
+					notice(j, "image %s has a kiln-agent that cannot enter an OCI image "
+						  "(rebuild it with this kiln: kiln images build %s)", j->image, j->image);
+					fail_reason(j, "runner_system_failure");
+					rc = kiln_fail(e, KILN_E_INVALID, "kiln image %s cannot carry an OCI image", j->image);
+					goto out;
+				}
 				hello = true;
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;
