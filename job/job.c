@@ -721,11 +721,11 @@ static enum kiln_rc pull_oci_image(struct job *j, char **spec, struct kiln_err *
 	if ((rc = ociimage_prepare(j->p, &oo, &j->oci_image, e)) || (rc = ociimage_spec(&j->oci_image, spec, e))) {
 		notice(j, "image %s: %s", j->p->image, e ? e->msg : "cannot be pulled");
 		fail_reason(j, rc == KILN_E_NOMEM ? "runner_system_failure" : "image_pull_failure");
-		stage_end(j);
-		return rc;
+	} else {
+		notice(j, "image %s (%s) on kiln's agent", j->p->image, j->oci_image.digest);
 	}
-	notice(j, "image %s (%s) on kiln's agent", j->p->image, j->oci_image.digest);
-	return KILN_OK;
+	stage_end(j);
+	return rc;
 }
 
 /* Ask the agent to hold the job when it fails (job_opts.shell). */
