@@ -13,7 +13,7 @@
 #    and the ratio kiln cold / peer (target <= 1.0).
 # 2. Job start: `kiln exec --job-file` of a one-line job with the qemu
 #    executor, from spawn to the script's first output, RUNS (default 3)
-#    times each, medians: the kiln image tiny against a cached OCI image
+#    times each (SKIP_PULL=1: only this part), medians: the kiln image tiny against a cached OCI image
 #    (busybox, pull_policy if-not-present); target: < 50 ms added.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,7 +27,7 @@ for t in docker-registry skopeo umoci mke2fs python3; do
 done
 w=$(mktemp -d /var/tmp/kiln-oci-bench.XXXXXX)
 reg_pid=
-trap '[ -n "$reg_pid" ] && kill $reg_pid; rm -rf "$w"' EXIT
+trap '[ -n "$reg_pid" ] && kill $reg_pid; [ -n "${KILN_OCI_KEEP:-}" ] && echo "kept $w" || rm -rf "$w"' EXIT
 cd "$w"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 reg=127.0.0.1:$port
@@ -39,9 +39,15 @@ for _ in $(seq 100); do curl -sf "http://$reg/v2/" >/dev/null && break; sleep 0.
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
+export KILN_DATA_DIR=$top KILN_LIBEXEC_DIR=$top KILN_STATE_DIR=$w/state KILN_IMAGES_DIR=$images
+printf 'defaults: {image: tiny}\noci:\n  allowed_pull_policies: [always, if-not-present]\n  registries:\n    - {host: "%s", insecure: true}\n' \
+	"$reg" >config.yml
+export KILN_CONFIG=$w/config.yml
+
 # --- the image -------------------------------------------------------------
-echo "building a 3-layer image from $tree ($(du -sh "$tree" | cut -f1))"
 umoci init --layout lay >/dev/null
+if [ "${SKIP_PULL:-}" != 1 ]; then
+echo "building a 3-layer image from $tree ($(du -sh "$tree" | cut -f1))"
 umoci new --image lay:deb >/dev/null
 umoci unpack --image lay:deb b >/dev/null
 cp -a "$tree/usr" b/rootfs/
@@ -55,10 +61,6 @@ skopeo copy -q --dest-tls-verify=false oci:lay:deb "docker://$reg/bench/deb:1"
 echo "image: $(du -sh reg | cut -f1) in the registry"
 
 # --- pull and convert ---------------------------------------------------------
-export KILN_DATA_DIR=$top KILN_LIBEXEC_DIR=$top KILN_STATE_DIR=$w/state KILN_IMAGES_DIR=$images
-printf 'defaults: {image: tiny}\noci:\n  allowed_pull_policies: [always, if-not-present]\n  registries:\n    - {host: "%s", insecure: true}\n' \
-	"$reg" >config.yml
-export KILN_CONFIG=$w/config.yml
 t0=$(now); "$top/kiln" images pull "$reg/bench/deb:1" >/dev/null; t1=$(now)
 cold=$(secs "$t0" "$t1")
 rm -rf state/oci/images state/oci/refs
@@ -77,6 +79,7 @@ rm -rf pb peer peer.ext4
 printf '%-14s %8s\n' "pull+convert" seconds
 printf '%-14s %8s\n' "kiln cold" "$cold" "kiln layers" "$layers" "kiln cached" "$cached" "peer" "$peer"
 awk -v k="$cold" -v p="$peer" 'BEGIN { printf "ratio kiln cold / peer: %.2f (target <= 1.0)\n", k / p }'
+fi
 
 # --- job start ----------------------------------------------------------------
 umoci new --image lay:bb >/dev/null

@@ -31,6 +31,9 @@ for i in kernel tiny; do
 	[ -f "$images/$i/manifest.json" ] || skip "image $i is not built (./tools/dev images $i)"
 done
 [ "$(id -u)" = 0 ] || skip "needs root (umoci keeps owners; VMs)"
+# The agent that enters an OCI image is this build's: an older tiny lacks it.
+KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_IMAGES_DIR=$images "$kiln" images list 2>/dev/null |
+	grep -q '^tiny .* current$' || skip "image tiny is not current with this kiln-agent (kiln images build tiny)"
 
 . "$top_srcdir/tests/vmtest.sh"
 w=$(mktemp -d /tmp/kiln-oci-job.XXXXXX)
