@@ -1,6 +1,7 @@
 #include "build-config.h"
 
 #include "agent/job.h"
+#include "agent/image.h"
 #include "agent/init.h"
 #include "agent/jobspec.h"
 #include "agent/log.h"
@@ -577,9 +578,9 @@ static int receive_job(struct job *j)
 
 static void send_hello(struct job *j)
 {
-	send_json(j, AP_HELLO, json_pack("{s:i, s:s, s:[s, s]}", "version", AP_VERSION, "agent",
+	send_json(j, AP_HELLO, json_pack("{s:i, s:s, s:[s, s, s]}", "version", AP_VERSION, "agent",
 					 "kiln-agent " PACKAGE_VERSION, "features", AP_FEATURE_SHELL,
-					 AP_FEATURE_LATE_WORKSPACE));
+					 AP_FEATURE_LATE_WORKSPACE, AP_FEATURE_OCI_IMAGE));
 }
 
 static void send_exit(struct job *j)
@@ -640,6 +641,11 @@ int job_serve(int host_fd, job_ready_fn ready)
 		goto out;
 	if (ready && ready(err, sizeof(err)) < 0) {
 		job_log(&j, "kiln-agent: %s", err);
+		fail_system(&j);
+		goto out;
+	}
+	if (j.spec.image_label && image_enter(&j.spec, err, sizeof(err)) < 0) {
+		job_log(&j, "kiln-agent: image: %s", err);
 		fail_system(&j);
 		goto out;
 	}

@@ -304,6 +304,23 @@ static int parse_clock(json_t *clock, struct job_spec *spec, struct perr *e)
 	return 0;
 }
 
+static int parse_image(json_t *img, struct job_spec *spec, struct perr *e)
+{
+	size_t len;
+	int rc;
+
+	if (!img)
+		return 0;
+	if (!json_is_object(img))
+		return bad(e, "image", "must be an object");
+	rc = get_string(json_object_get(img, "label"), "image.label", 0, &spec->image_label, &len, e);
+	if (!rc && (len == 0 || len > 16))
+		return bad(e, "image.label", "must be 1..16 characters");
+	if (!rc && json_object_get(img, "user"))
+		rc = get_string(json_object_get(img, "user"), "image.user", 0, &spec->image_user, &len, e);
+	return rc;
+}
+
 static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 {
 	json_t *env, *files, *steps;
@@ -326,6 +343,8 @@ static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 		rc = parse_steps(steps, spec, e);
 	if (!rc)
 		rc = parse_clock(json_object_get(root, "clock"), spec, e);
+	if (!rc)
+		rc = parse_image(json_object_get(root, "image"), spec, e);
 	if (!rc && json_object_get(root, "hold_on_failure")) {
 		if (!json_is_boolean(json_object_get(root, "hold_on_failure")))
 			return bad(e, "hold_on_failure", "must be true or false");
@@ -387,6 +406,8 @@ void jobspec_free(struct job_spec *spec)
 		free_strv(spec->steps[i].script, spec->steps[i].nscript);
 	}
 	free(spec->steps);
+	free(spec->image_label);
+	free(spec->image_user);
 	memset(spec, 0, sizeof(*spec));
 }
 

@@ -48,6 +48,10 @@ struct job_spec {
 	int has_clock;            /* the host's wall clock came with the job */
 	long long clock_sec;      /* CLOCK_REALTIME on the host when it sent the job */
 	long clock_nsec;
+	/* An OCI image job (docs/images.md): the image's disk, found by its
+	 * ext4 label, becomes the steps' root; NULL: kiln's own image. */
+	char *image_label;
+	char *image_user;         /* the image's User, "" or NULL: root */
 };
 
 /* Parse and check json[0..len). Required: workdir (absolute path) and steps
@@ -56,7 +60,8 @@ struct job_spec {
  * ({path, content, mode}), a step's timeout (default
  * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success), hold_on_failure
  * and debug_trace (booleans, default false), clock ({sec, nsec}: the host's
- * wall clock when it sent the job). Unknown members are ignored, so a
+ * wall clock when it sent the job), image ({label, user}: run the steps
+ * chrooted into that disk as that user). Unknown members are ignored, so a
  * newer host can add some. On success returns 0 and fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
  * spec) or -ENOMEM, leaves *spec empty, and writes one line without a
  * newline to err, naming the field: "steps[1].timeout: must be an integer

@@ -19,6 +19,8 @@
 /* In HELLO's features: it mounts a workspace filled in after boot
  * (kiln.workspace=late) once the JOB frame is there. */
 #define AP_FEATURE_LATE_WORKSPACE "late-workspace"
+/* In HELLO's features: it enters an OCI image (the job spec's image). */
+#define AP_FEATURE_OCI_IMAGE "oci-image"
 
 enum ap_type {
 	AP_HELLO = 1,    /* guest -> host: {"version": N, "agent": "..."} */

@@ -9,11 +9,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <grp.h>
 #include <unistd.h>
+#include <sys/stat.h>
+#include <grp.h>
 
-#define BASH "/bin/bash"
-#define SH "/bin/sh"
+/* gitlab-runner's shell detection order (shells/bash.go). */
+static const char *const shells[] = { "/usr/local/bin/bash", "/usr/bin/bash", "/bin/bash", "/usr/local/bin/sh",
+				      "/usr/bin/sh", "/bin/sh", "/busybox/sh" };
+static uid_t run_uid;
+static gid_t run_gid;
+
+void step_run_as(uid_t uid, gid_t gid)
+{
+	run_uid = uid;
+	run_gid = gid;
+}
 
 /* Set NAME=VALUE in env[0..*n), replacing an entry with the same NAME. The
  * vector has room for one more; entry is moved in (freed on failure). */
@@ -153,9 +164,11 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 					   int out)
 {
 	/* xtrace: CI_DEBUG_TRACE, gitlab-runner's `set -o xtrace`. */
-	const char *bash[] = { BASH, "--noprofile", "--norc", "-eo", "pipefail", xtrace ? "-x" : script_path,
+	const char *bash[] = { NULL, "--noprofile", "--norc", "-eo", "pipefail", xtrace ? "-x" : script_path,
 			       xtrace ? script_path : NULL, NULL };
-	const char *sh[] = { SH, xtrace ? "-ex" : "-e", script_path, NULL };
+	const char *sh[] = { NULL, xtrace ? "-ex" : "-e", script_path, NULL };
+	const char *shell = NULL;
+	size_t i;
 	sigset_t none;
 	int sig, rc, fd;
 
@@ -182,11 +195,36 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 		dprintf(2, "kiln-agent: workdir %s: %s\n", workdir, strerror(rc < 0 ? -rc : errno));
 		_exit(1);
 	}
-	if (access(BASH, X_OK) == 0)
-		execve(BASH, (char *const *)bash, env);
+	for (i = 0; i < sizeof(shells) / sizeof(shells[0]) && !shell; i++)
+		if (access(shells[i], X_OK) == 0)
+			shell = shells[i];
+	if (!shell) {
+		dprintf(2, "kiln-agent: shell not found: the image has none of bash or sh in /usr/local/bin, "
+			   "/usr/bin, /bin or /busybox\n");
+		_exit(1);
+	}
+	/* The image's user (an OCI image job): it owns its script. */
+	if (run_uid || run_gid) {
+		char dir[4096], *slash;
+
+		snprintf(dir, sizeof(dir), "%s", script_path);
+		slash = strrchr(dir, '/');
+		if (slash && slash != dir)
+			*slash = '\0';
+		if (chown(dir, run_uid, run_gid) < 0 || chown(script_path, run_uid, run_gid) < 0 ||
+		    chown(workdir, run_uid, run_gid) < 0 || setgroups(0, NULL) < 0 || setgid(run_gid) < 0 ||
+		    setuid(run_uid) < 0) {
+			dprintf(2, "kiln-agent: running as %u:%u: %s\n", (unsigned)run_uid, (unsigned)run_gid,
+				strerror(errno));
+			_exit(1);
+		}
+	}
+	bash[0] = sh[0] = shell;
+	if (strstr(shell, "bash"))
+		execve(shell, (char *const *)bash, env);
 	else
-		execve(SH, (char *const *)sh, env);
-	dprintf(2, "kiln-agent: cannot run the shell: %s\n", strerror(errno));
+		execve(shell, (char *const *)sh, env);
+	dprintf(2, "kiln-agent: cannot run the shell %s: %s\n", shell, strerror(errno));
 	_exit(127);
 }
 

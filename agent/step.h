@@ -23,8 +23,8 @@ int step_write_script(const char *path, char *const *script, size_t n);
  * 0 or -errno. */
 int step_mkdir_parents(const char *dir, mode_t mode);
 
-/* Fork the step's shell on script_path: `/bin/bash --noprofile --norc -eo
- * pipefail`, or `/bin/sh -e` where the image has no bash. The child gets its
+/* Fork the step's shell on script_path: the first bash of gitlab-runner's
+ * list (`--noprofile --norc -eo pipefail`), else its first sh (`-e`). The child gets its
  * own session and process group (so one kill reaches everything it
  * starts), cwd workdir (created, with parents, if missing), stdin /dev/null,
  * stdout and stderr both the write end of one new pipe, environment env, an
@@ -33,6 +33,9 @@ int step_mkdir_parents(const char *dir, mode_t mode);
  * (non-blocking, close-on-exec); or returns -errno with *out_fd -1. Not
  * lib/spawn: the agent is PID 1, and a step runs while the agent streams its
  * output and reaps it later. */
+/* Steps from now on run as uid:gid (an OCI image's User); 0:0 by default. */
+void step_run_as(uid_t uid, gid_t gid);
+
 pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd);
 
 #endif

@@ -197,6 +197,7 @@ enum kiln_rc executor_jail(struct executor *x, const struct jail_limits *lim, bo
 	int fd;
 
 	*v = (struct vm_view){ .kernel = s->kernel, .initrd = s->initrd, .rootfs = s->rootfs, .workspace = s->workspace,
+			       .image = s->image,
 			       .console = x->console_path, .helper = s->helper, .dir = s->run_dir, .tap_fd = -1 };
 	snprintf(x->host_dir, sizeof(x->host_dir), "%s", s->run_dir);
 	if (!x->jail.on)
@@ -222,10 +223,12 @@ enum kiln_rc executor_jail(struct executor *x, const struct jail_limits *lim, bo
 	v->initrd = s->initrd ? jail_expose(&x->jail, s->initrd, "initrd", JAIL_RO) : NULL;
 	v->rootfs = jail_expose(&x->jail, s->rootfs, "rootfs", JAIL_RO);
 	v->workspace = s->workspace ? jail_expose(&x->jail, s->workspace, "workspace", JAIL_RW) : NULL;
+	v->image = s->image ? jail_expose(&x->jail, s->image, "image", JAIL_RO) : NULL;
 	v->console = jail_expose(&x->jail, x->console_path, "console.log", JAIL_RW);
 	/* Under /usr it is there already; elsewhere (a build tree) it is bound. */
 	v->helper = !strncmp(s->helper, "/usr/", 5) ? s->helper : jail_expose(&x->jail, s->helper, helper_name, JAIL_EXEC);
-	if (!v->kernel || (s->initrd && !v->initrd) || !v->rootfs || (s->workspace && !v->workspace) || !v->console ||
+	if (!v->kernel || (s->initrd && !v->initrd) || !v->rootfs || (s->workspace && !v->workspace) || (s->image && !v->image) ||
+	    !v->console ||
 	    !v->helper)
 		return kiln_fail(e, KILN_E_LIMIT, "jail: too many files to expose");
 	if (s->tap) {

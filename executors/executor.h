@@ -22,6 +22,8 @@ struct vm_spec {
 	const char *initrd;        /* NULL when the kernel needs none */
 	const char *rootfs;        /* root image, used copy-on-write, never written */
 	const char *workspace;     /* per-job ext4 image, writable; NULL for none */
+	const char *image;         /* an OCI image's ext4 root, used copy-on-write
+				    * like rootfs, never written; NULL for none */
 	bool workspace_late;       /* the workspace file is empty at start and
 				    * filled in while the guest boots; see
 				    * executor_ops.disks_changed */
@@ -47,7 +49,7 @@ struct vm_spec {
 
 /* The paths the VMM is given: host paths, or where the jail shows them. */
 struct vm_view {
-	const char *kernel, *initrd, *rootfs, *workspace, *console, *helper;
+	const char *kernel, *initrd, *rootfs, *workspace, *image, *console, *helper;
 	const char *config;        /* microvm: vm.json */
 	const char *dir;           /* its writable folder: sockets, overlays */
 	int tap_fd;                /* the tap as fd 3 in the VMM (jailed), else -1 */

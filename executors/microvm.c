@@ -94,6 +94,8 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 	json_array_append_new(drives, drive(s, "root", v->rootfs, true));
 	if (v->workspace)
 		json_array_append_new(drives, drive(s, "workspace", v->workspace, false));
+	if (v->image)
+		json_array_append_new(drives, drive(s, "image", v->image, true));
 	net = json_array();
 	if (s->tap) {
 		json_t *n = json_pack("{s:s, s:s}", "id", "eth0", "tap", s->tap);

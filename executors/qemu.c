@@ -53,13 +53,14 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 	const struct vm_spec *s = &x->spec;
 	const struct vm_view *v = &x->view;
 	char cmdline[2048], machine[96], mem[16], smp[16], addfd[32], chardev[PATH_MAX + 32];
-	char root[PATH_MAX + 200], ws[PATH_MAX + 200], netdev[128], throttle[96];
+	char root[PATH_MAX + 200], ws[PATH_MAX + 200], img[PATH_MAX + 200], netdev[128], throttle[96];
 	char *argv[MAX_ARGS];
 	enum kiln_rc rc;
 	struct stat st;
 	int n = 0;
 
-	if (strchr(v->rootfs, ',') || (v->workspace && strchr(v->workspace, ',')) || strchr(v->dir, ','))
+	if (strchr(v->rootfs, ',') || (v->workspace && strchr(v->workspace, ',')) ||
+	    (v->image && strchr(v->image, ',')) || strchr(v->dir, ','))
 		return kiln_fail(e, KILN_E_INVALID, "QEMU cannot take paths containing a comma");
 	if ((rc = executor_cmdline(s, "virtio-console", cmdline, sizeof(cmdline), e)))
 		return rc;
@@ -123,6 +124,15 @@ static enum kiln_rc qemu_start(struct executor *x, struct kiln_err *e)
 		argv[n++] = ws;
 		argv[n++] = "-device";
 		argv[n++] = "virtio-blk-device,drive=ws";
+	}
+	if (v->image) {
+		/* An OCI image's root: copy-on-write as the root disk is. */
+		snprintf(img, sizeof(img), "id=img,file=%s,format=raw,if=none,snapshot=on,werror=report,rerror=report%s",
+			 v->image, throttle);
+		argv[n++] = "-drive";
+		argv[n++] = img;
+		argv[n++] = "-device";
+		argv[n++] = "virtio-blk-device,drive=img";
 	}
 	argv[n++] = "-chardev";
 	argv[n++] = chardev;

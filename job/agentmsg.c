@@ -36,6 +36,7 @@ bool agentmsg_hello(const uint8_t *payload, uint32_t len, struct agent_hello *h)
 			continue;
 		h->shell |= !strcmp(json_string_value(f), AP_FEATURE_SHELL);
 		h->late_workspace |= !strcmp(json_string_value(f), AP_FEATURE_LATE_WORKSPACE);
+		h->oci_image |= !strcmp(json_string_value(f), AP_FEATURE_OCI_IMAGE);
 	}
 	json_decref(o);
 	return true;

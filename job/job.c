@@ -26,6 +26,7 @@
 #include "job/images.h"
 #include "executors/jobnet.h"
 #include "job/jobspec.h"
+#include "job/ociimage.h"
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "workspace/workspace.h"
@@ -44,6 +45,8 @@ struct job {
 	char kernel[PATH_MAX], initrd[PATH_MAX], rootfs[PATH_MAX], helper[PATH_MAX];
 	char image[128];           /* the rootfs image's name */
 	int image_fd[2];           /* the rootfs's and kernel's version folders, held (images_hold) */
+	bool oci;                  /* the payload's image is an OCI image (job/ociimage.h) */
+	struct ociimage oci_image;
 	const char *accel;
 	const struct executor_ops *backend;
 	struct jobnet net;
@@ -189,7 +192,8 @@ static void note_full_disks(struct job *j, enum kiln_rc rc, struct kiln_err *e)
 
 /* The rootfs image for the job: --image, else the payload's image when a
  * kiln image of that name (or of its part before ':') is built, else the
- * default, with a warning. */
+ * default, which then carries the agent into the payload's image, an OCI
+ * image (j->oci). */
 static enum kiln_rc pick_images_once(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
 {
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
@@ -211,7 +215,8 @@ static enum kiln_rc pick_images_once(struct job *j, const struct images_ctx *ict
 			image = image ? image : strdup(base); /* lives as long as the process; tiny */
 			manifest_free(&probe);
 		} else {
-			log_warn("image '%s' is not a kiln image: using the default image '%s'", j->p->image, d->image);
+			/* An OCI image: kiln's default image carries the agent. */
+			j->oci = true;
 		}
 	}
 	if (!image)
@@ -542,6 +547,14 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					j->relaunch = true;
 					goto out;
 				}
+				/* An older agent would run the job in kiln's image. */
+				if (j->oci && !said.oci_image) {
+					notice(j, "image %s has a kiln-agent that cannot enter an OCI image "
+						  "(rebuild it with this kiln: kiln images build %s)", j->image, j->image);
+					fail_reason(j, "runner_system_failure");
+					rc = kiln_fail(e, KILN_E_INVALID, "kiln image %s cannot carry an OCI image", j->image);
+					goto out;
+				}
 				hello = true;
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;
@@ -654,6 +667,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vs.initrd = j->initrd[0] ? j->initrd : NULL;
 	vs.rootfs = j->rootfs;
 	vs.workspace = j->ws_image;
+	vs.image = j->oci ? j->oci_image.rootfs : NULL;
 	vs.workspace_late = late;
 	vs.vcpus = j->o->vcpus ? j->o->vcpus : d->vcpus;
 	vs.memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib;
@@ -710,6 +724,34 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	return rc;
 }
 
+static void oci_notice(void *arg, const char *line)
+{
+	notice(arg, "%s", line);
+}
+
+/* The payload's OCI image, pulled by its policy into the store; the spec
+ * then tells the agent to enter it. */
+static enum kiln_rc pull_oci_image(struct job *j, char **spec, struct kiln_err *e)
+{
+	struct ociimage_registry regs[KILN_CONFIG_MAX_REGISTRIES];
+	struct ociimage_opts oo;
+	enum kiln_rc rc;
+
+	ociimage_opts_init(&oo, j->o->cfg, regs);
+	oo.notice = oci_notice;
+	oo.arg = j;
+
+	stage_begin(j, "prepare_executor");
+	if ((rc = ociimage_prepare(j->p, &oo, &j->oci_image, e)) || (rc = ociimage_spec(&j->oci_image, spec, e))) {
+		notice(j, "image %s: %s", j->p->image, e ? e->msg : "cannot be pulled");
+		fail_reason(j, rc == KILN_E_NOMEM ? "runner_system_failure" : "image_pull_failure");
+	} else {
+		notice(j, "image %s (%s) on kiln's agent", j->p->image, j->oci_image.digest);
+	}
+	stage_end(j);
+	return rc;
+}
+
 /* Ask the agent to hold the job when it fails (job_opts.shell). */
 static enum kiln_rc spec_hold(char **spec, struct kiln_err *e)
 {
@@ -747,6 +789,10 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		fail_reason(&j, "runner_system_failure");
 		goto out;
 	}
+	/* A pull that fails is the job's failure (image_pull_failure), not
+	 * kiln's: the log says why. */
+	if (j.oci && pull_oci_image(&j, &spec, e))
+		goto out;
 	/* A private folder per job; its name carries our pid so that a later
 	 * kiln can tell it was abandoned. */
 	snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", o->cfg->state_dir);
@@ -818,6 +864,7 @@ out:
 	if (j.image_fd[1] >= 0)
 		close(j.image_fd[1]);
 	free(spec);
+	ociimage_free(&j.oci_image);
 	if (!rc && !r->failure_reason[0] && r->exit_code != 0)
 		fail_reason(&j, "script_failure");
 	if (!r->failure_reason[0] && r->exit_code == 0)

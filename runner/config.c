@@ -80,6 +80,22 @@ static const struct field global_fields[] = {
 	{ NULL }
 };
 
+static const struct field registry_fields[] = {
+	{ "host", F_STR, offsetof(struct kiln_registry_config, host), 0, 0, NULL },
+	{ "username", F_STR, offsetof(struct kiln_registry_config, username), 0, 0, NULL },
+	{ "password", F_STR, offsetof(struct kiln_registry_config, password), 0, 0, NULL },
+	{ "tls_ca_file", F_STR, offsetof(struct kiln_registry_config, tls_ca_file), 0, 0, NULL },
+	{ "insecure", F_BOOL, offsetof(struct kiln_registry_config, insecure), 0, 0, NULL },
+	{ NULL }
+};
+
+static const struct field oci_fields[] = {
+	{ "max_size_mib", F_LONG, offsetof(struct kiln_oci_config, max_size_mib), 1, 1L << 40, NULL },
+	{ NULL }
+};
+
+static const char *const pull_policies[] = { "always", "if-not-present", "never", NULL };
+
 struct parse_ctx {
 	const char *name;
 	struct kiln_err *e;
@@ -563,6 +579,70 @@ static void find_host_certs(struct kiln_config *cfg, const char *path)
 	}
 }
 
+static enum kiln_rc parse_registries(struct parse_ctx *c, struct kiln_oci_config *oc, const struct cy_node *seq)
+{
+	size_t i;
+
+	if (seq->kind != CY_SEQ)
+		return at(c, seq, KILN_E_INVALID, "oci.registries", "%s", "expected a list");
+	if (oc->registries)
+		return at(c, seq, KILN_E_INVALID, "oci", "%s", "duplicate key 'registries'");
+	if (seq->n > KILN_CONFIG_MAX_REGISTRIES)
+		return at(c, seq, KILN_E_LIMIT, "oci.registries", "%s", "more than 64 registries");
+	oc->registries = calloc(seq->n ? seq->n : 1, sizeof(*oc->registries));
+	if (!oc->registries)
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	for (i = 0; i < seq->n; i++) {
+		struct kiln_registry_config *r = &oc->registries[oc->n_registries++];
+		char where[40];
+		enum kiln_rc rc;
+
+		snprintf(where, sizeof(where), "oci.registries[%zu]", i);
+		if ((rc = parse_mapping(c, seq->items[i], registry_fields, r, where, NULL)))
+			return rc;
+		if (!r->host)
+			return at(c, seq->items[i], KILN_E_INVALID, where, "%s", "missing key 'host'");
+		if (!r->username != !r->password)
+			return at(c, seq->items[i], KILN_E_INVALID, where, "%s",
+				  "username and password go together: set both or neither");
+	}
+	return KILN_OK;
+}
+
+static int oci_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base, enum kiln_rc *rc)
+{
+	struct kiln_oci_config *oc = base;
+	size_t i, k;
+
+	if (!strcmp(key, "registries")) {
+		*rc = parse_registries(c, oc, v);
+		return 1;
+	}
+	if (strcmp(key, "allowed_pull_policies"))
+		return 0;
+	if (v->kind != CY_SEQ || v->n > 3 || !v->n) {
+		*rc = at(c, v, KILN_E_INVALID, "oci.allowed_pull_policies", "%s", "expected a list of 1 to 3 policies");
+		return 1;
+	}
+	for (i = 0; i < v->n; i++) {
+		const struct cy_node *item = v->items[i];
+
+		for (k = 0; is_scalar(item) && pull_policies[k] && strcmp(pull_policies[k], item->str); k++)
+			;
+		if (!is_scalar(item) || !pull_policies[k]) {
+			*rc = at(c, item, KILN_E_INVALID, "oci.allowed_pull_policies", "unknown value '%s'",
+				 is_scalar(item) ? item->str : "(not a string)");
+			return 1;
+		}
+		free(oc->allowed_pull_policies[i]);
+		if (!(oc->allowed_pull_policies[i] = strdup(item->str))) {
+			*rc = kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+			return 1;
+		}
+	}
+	return 1;
+}
+
 static int global_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
 			enum kiln_rc *rc)
 {
@@ -571,6 +651,10 @@ static int global_extra(struct parse_ctx *c, const char *key, const struct cy_no
 	(void)cfg;
 	if (!strcmp(key, "defaults"))
 		return 1; /* parsed first, so that runners inherit it wherever it stands */
+	if (!strcmp(key, "oci")) {
+		*rc = parse_mapping(c, v, oci_fields, &cfg->oci, "oci", oci_extra);
+		return 1;
+	}
 	if (!strcmp(key, "runners")) {
 		if (cfg->runners)
 			*rc = at(c, v, KILN_E_INVALID, "", "%s", "duplicate key 'runners'");
@@ -654,6 +738,16 @@ void kiln_config_free(struct kiln_config *cfg)
 		free_cache(&r->cache);
 	}
 	free(cfg->runners);
+	for (i = 0; i < cfg->oci.n_registries; i++) {
+		struct kiln_registry_config *r = &cfg->oci.registries[i];
+		free(r->host);
+		free(r->username);
+		free(r->password);
+		free(r->tls_ca_file);
+	}
+	free(cfg->oci.registries);
+	for (i = 0; i < 3; i++)
+		free(cfg->oci.allowed_pull_policies[i]);
 	free(cfg->path);
 	free(cfg->state_dir);
 	free(cfg->cache_dir);

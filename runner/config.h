@@ -60,6 +60,24 @@ struct kiln_runner_config {
 	struct kiln_cache_config cache; /* `cache:`; else the one in `defaults` */
 };
 
+#define KILN_CONFIG_MAX_REGISTRIES 64
+
+/* One entry of `oci: registries:` (docs/images.md, "OCI images"). */
+struct kiln_registry_config {
+	char *host;              /* "ghcr.io", "127.0.0.1:5000"; docker.io for Docker Hub */
+	char *username, *password;
+	char *tls_ca_file;       /* extra CA bundle */
+	bool insecure;           /* plain http */
+};
+
+/* `oci:`: the image store and how jobs pull. */
+struct kiln_oci_config {
+	long max_size_mib;                 /* `kiln images prune` cap; 0: 20 GiB */
+	char *allowed_pull_policies[3];    /* NULL-padded; none: always only */
+	struct kiln_registry_config *registries;
+	size_t n_registries;
+};
+
 struct kiln_config {
 	char *path;              /* file it came from, NULL for built-in defaults */
 	char *state_dir;
@@ -76,6 +94,7 @@ struct kiln_config {
 	struct kiln_cache_config default_cache; /* `defaults: cache:` */
 	struct kiln_runner_config *runners;
 	size_t n_runners;
+	struct kiln_oci_config oci;
 };
 
 /* The file kiln reads when -c is not given: $KILN_CONFIG, else

@@ -23,6 +23,8 @@
 #include "executors/executor.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
+#include "job/ociimage.h"
+#include "oci/store.h"
 #include "job/job.h"
 #include "job/payload.h"
 #include "localci/scheduler.h"
@@ -79,7 +81,32 @@ static void print_size(uint64_t bytes, char *buf, size_t size)
 		snprintf(buf, size, "%.1f KiB", bytes / 1024.0);
 }
 
-static int images_list(struct images_ctx *ictx)
+/* The OCI store's images after kiln's own (docs/images.md, "OCI images"). */
+static int oci_list(const struct kiln_config *cfg)
+{
+	struct kiln_err e = { 0 };
+	struct oci_image *v;
+	size_t n, i;
+
+	if (oci_images_list(cfg->state_dir, &v, &n, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	printf("\n%-50s %-20s %-10s %s\n", "OCI IMAGE", "DIGEST", "SIZE", "LAST USED");
+	for (i = n; i-- > 0;) {
+		char size[32], used[32];
+		struct tm tm;
+
+		print_size(v[i].size, size, sizeof(size));
+		gmtime_r(&v[i].last_used, &tm);
+		strftime(used, sizeof(used), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		printf("%-50s %-20.19s %-10s %s\n", v[i].ref, v[i].digest, size, used);
+	}
+	free(v);
+	return EXIT_OK;
+}
+
+static int images_list(struct images_ctx *ictx, const struct kiln_config *cfg)
 {
 	struct kiln_err e = { 0 };
 	char **names;
@@ -123,7 +150,7 @@ static int images_list(struct images_ctx *ictx)
 		free(names[i]);
 	}
 	free(names);
-	return ret;
+	return oci_list(cfg) == EXIT_OK ? ret : EXIT_FAIL;
 }
 
 /* images build --all: every recipe, each rebuilt when its inputs changed
@@ -170,11 +197,11 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 
 	images_ctx_init(&ictx, &c->cfg);
 	if (argc < 2)
-		return cli_usage_error("%s: missing subcommand (list, build, path)", "images");
+		return cli_usage_error("%s: missing subcommand (list, build, path, pull, prune)", "images");
 	if (!strcmp(argv[1], "list")) {
 		if (argc > 2)
 			return cli_usage_error("images list takes no arguments, got '%s'", argv[2]);
-		return images_list(&ictx);
+		return images_list(&ictx, &c->cfg);
 	}
 	if (!strcmp(argv[1], "build")) {
 		bool force = false, rebuilt;
@@ -201,6 +228,32 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 			if (!rebuilt)
 				log_info("image %s is current", argv[i]);
 		}
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "pull")) {
+		struct oci_image img;
+
+		if (argc != 3)
+			return cli_usage_error("images pull: expected one %s", "REFERENCE");
+		if (ociimage_pull_cli(&c->cfg, argv[2], &img, &e)) {
+			log_error("%s", e.msg);
+			return EXIT_FAIL;
+		}
+		printf("%s %s %s\n", img.ref, img.digest, img.rootfs);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "prune")) {
+		uint64_t freed = 0, cap = (uint64_t)(c->cfg.oci.max_size_mib ? c->cfg.oci.max_size_mib : 20480) << 20;
+		char size[32];
+
+		if (argc > 2)
+			return cli_usage_error("images prune takes no arguments, got '%s'", argv[2]);
+		if (oci_images_prune(c->cfg.state_dir, cap, &freed, &e)) {
+			log_error("%s", e.msg);
+			return EXIT_FAIL;
+		}
+		print_size(freed, size, sizeof(size));
+		log_info("pruned the OCI image store to %ld MiB: %s freed", (long)(cap >> 20), size);
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "path")) {

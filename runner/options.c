@@ -26,6 +26,8 @@ static void usage(FILE *out, const char *default_config)
 		"  images build [-f] --all  build every recipe whose inputs changed or whose Debian\n"
 		"                         packages were updated since (the weekly timer's)\n"
 		"  images path NAME FILE  print the path of one file of a built image\n"
+		"  images pull REF        pull an OCI image into the store (oci: registries for auth)\n"
+		"  images prune           drop least recently used OCI images down to oci.max_size_mib\n"
 		"  config check           validate the configuration file\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
 		"  exec --job-file FILE   run one GitLab job payload in a fresh VM, print its log,\n"

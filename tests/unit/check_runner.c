@@ -61,6 +61,7 @@ int main(void)
 	srunner_add_suite(sr, tls_suite());
 	srunner_add_suite(sr, install_suite());
 	srunner_add_suite(sr, status_suite());
+	srunner_add_suite(sr, ociimage_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

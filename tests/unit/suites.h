@@ -46,6 +46,7 @@ Suite *scheduler_suite(void);
 Suite *tls_suite(void);
 Suite *install_suite(void);
 Suite *status_suite(void);
+Suite *ociimage_suite(void);
 
 /* Absolute path of a file under tests/fixtures (from $top_srcdir). */
 const char *fixture(const char *rel);

@@ -1,0 +1,355 @@
+#include "job/ociimage.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "oci/ref.h"
+#include "oci/store.h"
+#include "runner/config.h"
+
+#define CONFIG_MAX_BYTES (4u << 20)   /* an image config is a few KiB */
+
+static const char *const policy_names[] = { "always", "if-not-present", "never" };
+
+static void say(const struct ociimage_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const struct ociimage_opts *o, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (o->notice)
+		o->notice(o->arg, line);
+}
+
+static int policy_parse(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 3; i++)
+		if (!strcmp(s, policy_names[i]))
+			return (int)i;
+	return -1;
+}
+
+/* "a, b" of policies into buf. */
+static const char *policy_list(const enum ociimage_policy *v, size_t n, char *buf, size_t size)
+{
+	size_t i, len = 0;
+
+	buf[0] = '\0';
+	for (i = 0; i < n && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? ", " : "", policy_names[v[i]]);
+	return buf;
+}
+
+void ociimage_opts_init(struct ociimage_opts *o, const struct kiln_config *cfg, struct ociimage_registry *regs)
+{
+	size_t i;
+
+	memset(o, 0, sizeof(*o));
+	o->state_dir = cfg->state_dir;
+	for (i = 0; i < 3 && cfg->oci.allowed_pull_policies[i]; i++)
+		o->allowed[o->n_allowed++] = (enum ociimage_policy)policy_parse(cfg->oci.allowed_pull_policies[i]);
+	for (i = 0; i < cfg->oci.n_registries && i < KILN_CONFIG_MAX_REGISTRIES; i++) {
+		const struct kiln_registry_config *r = &cfg->oci.registries[i];
+
+		regs[i] = (struct ociimage_registry){ r->host, r->username, r->password, r->tls_ca_file, r->insecure };
+	}
+	o->registries = regs;
+	o->n_registries = i;
+}
+
+enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimage_opts *o,
+			       enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e)
+{
+	json_t *pp = json_object_get(json_object_get(p->doc, "image"), "pull_policy"), *v;
+	enum ociimage_policy job[8], allowed[OCIIMAGE_MAX_POLICIES] = { PULL_ALWAYS };
+	size_t n_job = 0, n_allowed = 1, i, k;
+	char a[64], b[64];
+
+	if (o->n_allowed) {
+		memcpy(allowed, o->allowed, o->n_allowed * sizeof(allowed[0]));
+		n_allowed = o->n_allowed;
+	}
+	*n = 0;
+	if (json_is_string(pp))
+		pp = json_pack("[s]", json_string_value(pp));
+	else
+		json_incref(pp);
+	if (pp && !json_is_array(pp)) {
+		json_decref(pp);
+		return kiln_fail(e, KILN_E_INVALID, "image:pull_policy: must be a string or a list");
+	}
+	json_array_foreach(pp, i, v) {
+		int x = json_is_string(v) ? policy_parse(json_string_value(v)) : -1;
+
+		if (x < 0 || n_job == sizeof(job) / sizeof(job[0])) {
+			json_decref(pp);
+			return kiln_fail(e, KILN_E_INVALID, "image:pull_policy[%zu]: not one of always, if-not-present, never",
+					 i);
+		}
+		job[n_job++] = (enum ociimage_policy)x;
+	}
+	json_decref(pp);
+	if (!n_job) {
+		memcpy(out, allowed, n_allowed * sizeof(out[0]));
+		*n = n_allowed;
+		return KILN_OK;
+	}
+	for (i = 0; i < n_job; i++)
+		for (k = 0; k < n_allowed; k++)
+			if (job[i] == allowed[k] && *n < OCIIMAGE_MAX_POLICIES)
+				out[(*n)++] = job[i];
+	if (!*n)
+		return kiln_fail(e, KILN_E_INVALID,
+				 "pull_policy ([%s]) defined in GitLab pipeline config is not one of the "
+				 "allowed_pull_policies ([%s])",
+				 policy_list(job, n_job, a, sizeof(a)), policy_list(allowed, n_allowed, b, sizeof(b)));
+	return KILN_OK;
+}
+
+/* A credentials key ("https://index.docker.io/v1/", "host:5000",
+ * "host/group") names host: its host part, lower-cased, with
+ * index.docker.io as docker.io (gitlab-runner's auth.go). */
+static bool key_matches(const char *key, const char *host)
+{
+	char h[256];
+	const char *s = key;
+	size_t i;
+
+	if (!strncmp(s, "https://", 8))
+		s += 8;
+	else if (!strncmp(s, "http://", 7))
+		s += 7;
+	for (i = 0; s[i] && s[i] != '/' && i + 1 < sizeof(h); i++)
+		h[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+	h[i] = '\0';
+	if (!strcmp(h, "index.docker.io") || !strcmp(h, "registry-1.docker.io"))
+		snprintf(h, sizeof(h), "docker.io");
+	return !strcmp(h, host);
+}
+
+/* From DOCKER_AUTH_CONFIG (docker's config.json), host's user and password
+ * copied into buf ("user\0pass"): "auth" (base64 user:pass) first, else
+ * username and password. */
+static bool auth_config(const char *text, const char *host, const char **user, const char **pass, char *buf,
+			size_t size)
+{
+	json_t *doc = text ? json_loads(text, 0, NULL) : NULL, *entry;
+	const char *key;
+	bool found = false;
+
+	json_object_foreach(json_object_get(doc, "auths"), key, entry) {
+		const char *auth = json_string_value(json_object_get(entry, "auth"));
+		const char *u = json_string_value(json_object_get(entry, "username"));
+		const char *pw = json_string_value(json_object_get(entry, "password"));
+		char *colon;
+		int n;
+
+		if (!key_matches(key, host))
+			continue;
+		if (auth && strlen(auth) / 4 * 3 < size) {
+			n = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)auth, (int)strlen(auth));
+			/* EVP_DecodeBlock counts the padding as NUL bytes. */
+			while (n > 0 && !buf[n - 1])
+				n--;
+			if (n > 0) {
+				buf[n] = '\0';
+				colon = strchr(buf, ':');
+				if (colon && colon != buf) {
+					*colon = '\0';
+					*user = buf;
+					*pass = colon + 1;
+					found = true;
+					break;
+				}
+			}
+		}
+		if (u && *u && pw && strlen(u) + strlen(pw) + 2 <= size) {
+			snprintf(buf, size, "%s", u);
+			snprintf(buf + strlen(u) + 1, size - strlen(u) - 1, "%s", pw);
+			*user = buf;
+			*pass = buf + strlen(u) + 1;
+			found = true;
+			break;
+		}
+	}
+	json_decref(doc);
+	return found;
+}
+
+void ociimage_credentials(const struct job_payload *p, const struct ociimage_opts *o, const char *host,
+			  const char **user, const char **pass, const struct ociimage_registry **reg, char *buf,
+			  size_t size)
+{
+	json_t *c;
+	size_t i;
+
+	*user = *pass = NULL;
+	*reg = NULL;
+	for (i = 0; i < o->n_registries; i++)
+		if (key_matches(o->registries[i].host, host))
+			*reg = &o->registries[i];
+	json_array_foreach(json_object_get(p->doc, "credentials"), i, c) {
+		const char *type = json_string_value(json_object_get(c, "type"));
+		const char *url = json_string_value(json_object_get(c, "url"));
+
+		if (type && url && !strcmp(type, "registry") && key_matches(url, host) &&
+		    json_string_value(json_object_get(c, "username"))) {
+			*user = json_string_value(json_object_get(c, "username"));
+			*pass = json_string_value(json_object_get(c, "password"));
+			return;
+		}
+	}
+	if (auth_config(payload_var(p, "DOCKER_AUTH_CONFIG"), host, user, pass, buf, size))
+		return;
+	if (*reg && (*reg)->username) {
+		*user = (*reg)->username;
+		*pass = (*reg)->password;
+	}
+}
+
+/* The image's config: Env as [[name, value]...] and User. */
+static enum kiln_rc read_config(const struct ociimage_opts *o, struct ociimage *img, struct kiln_err *e)
+{
+	char path[PATH_MAX + 16], *slash;
+	json_error_t jerr;
+	json_t *doc, *cfg, *v;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%s", img->rootfs);
+	slash = strrchr(path, '/');
+	if (!slash)
+		return kiln_fail(e, KILN_E_INVALID, "%s: not in an image folder", img->rootfs);
+	snprintf(slash, sizeof(path) - (size_t)(slash - path), "/config.json");
+	doc = json_load_file(path, 0, &jerr);
+	if (!doc)
+		return kiln_fail(e, KILN_E_SYNTAX, "%s: %s", path, jerr.text);
+	cfg = json_object_get(doc, "config");
+	img->env = json_array();
+	json_array_foreach(json_object_get(cfg, "Env"), i, v) {
+		const char *s = json_string_value(v), *eq = s ? strchr(s, '=') : NULL;
+
+		if (eq && eq != s)
+			json_array_append_new(img->env, json_pack("[s#s]", s, (int)(eq - s), eq + 1));
+	}
+	/* gitlab-runner would hand the entrypoint the shell to run. */
+	v = json_array_get(json_object_get(cfg, "Entrypoint"), 0);
+	if (json_string_value(v) && *json_string_value(v))
+		say(o, "the image's entrypoint %s is not run: kiln runs the script with the image's shell",
+		    json_string_value(v));
+	if (json_string_value(json_object_get(cfg, "User")))
+		snprintf(img->user, sizeof(img->user), "%s", json_string_value(json_object_get(cfg, "User")));
+	json_decref(doc);
+	return img->env ? KILN_OK : kiln_fail(e, KILN_E_NOMEM, "out of memory");
+}
+
+enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
+			      struct kiln_err *e)
+{
+	enum ociimage_policy pol[OCIIMAGE_MAX_POLICIES];
+	const struct ociimage_registry *reg;
+	struct oci_pull_opts po = { 0 };
+	struct oci_image found;
+	struct oci_ref ref;
+	json_t *ep = json_object_get(json_object_get(p->doc, "image"), "entrypoint");
+	char buf[1024];
+	size_t n, i;
+	enum kiln_rc rc;
+
+	memset(img, 0, sizeof(*img));
+	snprintf(img->ref, sizeof(img->ref), "%s", p->image);
+	if ((rc = ociimage_policies(p, o, pol, &n, e)) || (rc = oci_ref_parse(p->image, &ref, e)))
+		return rc;
+	ociimage_credentials(p, o, ref.domain, &po.reg.username, &po.reg.password, &reg, buf, sizeof(buf));
+	if (reg) {
+		po.reg.ca_file = reg->ca_file;
+		po.reg.insecure = reg->insecure;
+	}
+	/* gitlab-runner keeps the image's entrypoint and expects it to run the
+	 * shell it is given; kiln runs the script with the image's shell
+	 * itself, which is what an entrypoint of [""] asks for. */
+	if (json_array_size(ep) &&
+	    !(json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
+	      !*json_string_value(json_array_get(ep, 0))))
+		say(o, "image:entrypoint is not run: kiln runs the script with the image's shell");
+	rc = KILN_E_NOTFOUND;
+	for (i = 0; i < n; i++) {
+		if (pol[i] != PULL_ALWAYS && !(rc = oci_image_find(o->state_dir, p->image, NULL, NULL, &found, e))) {
+			say(o, "image %s: %s, present (pull_policy %s)", p->image, found.digest, policy_names[pol[i]]);
+			break;
+		}
+		if (pol[i] == PULL_NEVER) {
+			rc = kiln_fail(e, KILN_E_NOTFOUND, "image %s is not in the store and pull_policy is never",
+				       p->image);
+			continue;
+		}
+		say(o, "pulling image %s (pull_policy %s%s)", p->image, policy_names[pol[i]],
+		    po.reg.username ? ", with credentials" : "");
+		if (!(rc = oci_pull(o->state_dir, p->image, &po, &found, e)))
+			break;
+		say(o, "pulling %s failed: %s", p->image, e ? e->msg : "");
+	}
+	if (rc)
+		return rc;
+	snprintf(img->rootfs, sizeof(img->rootfs), "%s", found.rootfs);
+	snprintf(img->digest, sizeof(img->digest), "%s", found.digest);
+	return read_config(o, img, e);
+}
+
+enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e)
+{
+	json_t *o = json_loads(*spec, 0, NULL), *env, *merged, *v;
+	char *text = NULL;
+	size_t i;
+
+	env = json_object_get(o, "env");
+	merged = json_deep_copy(img->env);
+	/* The agent lets a later NAME replace an earlier one: the job's win. */
+	json_array_foreach(env, i, v)
+		json_array_append(merged, v);
+	if (!o || !merged || json_object_set_new(o, "env", merged) ||
+	    json_object_set_new(o, "image", json_pack("{s:s, s:s}", "label", OCIIMAGE_LABEL, "user", img->user)) ||
+	    !(text = json_dumps(o, JSON_COMPACT))) {
+		json_decref(o);
+		return kiln_fail(e, KILN_E_NOMEM, "job spec: out of memory");
+	}
+	json_decref(o);
+	free(*spec);
+	*spec = text;
+	return KILN_OK;
+}
+
+enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *reference, struct oci_image *out,
+			       struct kiln_err *e)
+{
+	struct ociimage_registry regs[KILN_CONFIG_MAX_REGISTRIES];
+	struct ociimage_opts o;
+	struct oci_pull_opts po = { 0 };
+	struct oci_ref ref;
+	size_t i;
+	enum kiln_rc rc;
+
+	ociimage_opts_init(&o, cfg, regs);
+	if ((rc = oci_ref_parse(reference, &ref, e)))
+		return rc;
+	for (i = 0; i < o.n_registries; i++)
+		if (key_matches(regs[i].host, ref.domain)) {
+			po.reg = (struct oci_registry_opts){ regs[i].username, regs[i].password, regs[i].ca_file,
+							     regs[i].insecure, 0 };
+		}
+	return oci_pull(o.state_dir, reference, &po, out, e);
+}
+
+void ociimage_free(struct ociimage *img)
+{
+	json_decref(img->env);
+	img->env = NULL;
+}

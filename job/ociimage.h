@@ -1,0 +1,86 @@
+/* A job's `image:` that names no kiln image: an OCI image, pulled by the
+ * job's pull policy with gitlab-runner's credential order, booted as a
+ * second copy-on-write disk that kiln's agent enters (docs/images.md, "OCI
+ * images"). Kept apart from job.c, which only asks these three questions. */
+#ifndef KILN_JOB_OCIIMAGE_H
+#define KILN_JOB_OCIIMAGE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "job/payload.h"
+#include "lib/result.h"
+
+#define OCIIMAGE_LABEL "kiln-oci"   /* the ext4 label oci/store gives an image */
+#define OCIIMAGE_MAX_POLICIES 3
+
+enum ociimage_policy { PULL_ALWAYS, PULL_IF_NOT_PRESENT, PULL_NEVER };
+
+struct ociimage {
+	char ref[600];           /* as the job named it */
+	char rootfs[PATH_MAX];   /* the store's ext4 image */
+	char digest[80];
+	char user[256];          /* the image's User, "" for root */
+	json_t *env;             /* the image's Env: [[name, value], ...] */
+};
+
+struct ociimage_registry {    /* one `registries:` entry of kiln's config */
+	const char *host;
+	const char *username, *password;
+	const char *ca_file;
+	bool insecure;
+};
+
+struct ociimage_opts {
+	const char *state_dir;
+	/* The runner's allowed_pull_policies; none: the runner's default
+	 * policy (always) is the only one allowed, as gitlab-runner has it. */
+	enum ociimage_policy allowed[OCIIMAGE_MAX_POLICIES];
+	size_t n_allowed;
+	const struct ociimage_registry *registries;
+	size_t n_registries;
+	void (*notice)(void *arg, const char *line);
+	void *arg;
+};
+
+/* o from cfg's `oci:` section (state_dir, allowed_pull_policies,
+ * registries; regs holds at most KILN_CONFIG_MAX_REGISTRIES entries and
+ * must live as long as o). */
+struct kiln_config;
+void ociimage_opts_init(struct ociimage_opts *o, const struct kiln_config *cfg, struct ociimage_registry *regs);
+
+/* The job's policies: image:pull_policy (a string or a list) intersected
+ * with o's allowed ones, in the job's order; without one, the allowed
+ * ones. An empty result or an unknown name is KILN_E_INVALID with
+ * gitlab-runner's message. */
+enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimage_opts *o,
+			       enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e);
+
+/* Credentials for reference's registry host, in gitlab-runner's order: the
+ * payload's credentials (type registry), the job's DOCKER_AUTH_CONFIG, then
+ * o's registries. Sets *user and *pass (pointing into p or o, or into
+ * buf for a decoded auth) or leaves them NULL; *reg gets o's entry for the
+ * host (CA, insecure) or NULL. */
+void ociimage_credentials(const struct job_payload *p, const struct ociimage_opts *o, const char *host,
+			  const char **user, const char **pass, const struct ociimage_registry **reg, char *buf,
+			  size_t size);
+
+/* Pull (or find, by policy) the payload's image into the store and read
+ * its config into *img. A failure says why in e; the job then fails with
+ * image_pull_failure. */
+enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
+			      struct kiln_err *e);
+
+/* Add the image to the job spec: "image": {label, user} and the image's
+ * Env before the job's variables (the job's win). */
+enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e);
+
+/* `kiln images pull REF`: pull with cfg's registries into the store. */
+struct oci_image;
+enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *reference, struct oci_image *out,
+			       struct kiln_err *e);
+
+void ociimage_free(struct ociimage *img);
+
+#endif
