@@ -372,7 +372,53 @@ bool jobnet_service_peer(const char *id, char *tap, size_t size)
 	return snprintf(tap, size, "kt%lu", slot) < (int)size;
 }
 
+int jobnet_peers_forget_script(const char *listing, const char *tap, char *buf, size_t size)
+{
+	char want[20], a[16], b[16];
+	const char *p = listing;
+	size_t len = 0;
+	int found = 0;
+
+	if (size)
+		buf[0] = '\0';
+	snprintf(want, sizeof(want), "\"%s\"", tap);
+	if (!put(buf, size, &len, "%s", nft_decls))
+		return -1;
+	/* Elements are written "\"ktA\" . \"ktB\"", one pair each. */
+	while ((p = strchr(p, '"'))) {
+		int n = 0;
+
+		if (sscanf(p, "\"%15[a-z0-9]\" . \"%15[a-z0-9]\"%n", a, b, &n) == 2 && n > 0) {
+			char pa[20], pb[20];
+
+			snprintf(pa, sizeof(pa), "\"%s\"", a);
+			snprintf(pb, sizeof(pb), "\"%s\"", b);
+			if ((!strcmp(pa, want) || !strcmp(pb, want)) &&
+			    !put(buf, size, &len, "delete element inet kiln job_peers { %s . %s }\n", pa, pb))
+				return -1;
+			found += !strcmp(pa, want) || !strcmp(pb, want);
+			p += n;
+		} else
+			p++;
+	}
+	return found ? (int)len : 0;
+}
+
 static enum kiln_rc nft_run(const char *script, struct kiln_err *e);
+
+/* A pair with tap that a crash left and an older sweep did not remove
+ * (it knew no @job_peers) must not link the slot's next owner to anyone. */
+static void peers_forget(const char *tap)
+{
+	char *argv[] = { "nft", "list", "set", "inet", "kiln", "job_peers", NULL };
+	char *listing = NULL, script[4096];
+	struct kiln_err e;
+
+	if (kiln_spawn(argv, NULL, &listing, 1u << 20, &e) == KILN_OK && listing &&
+	    jobnet_peers_forget_script(listing, tap, script, sizeof(script)) > 0 && nft_run(script, &e) != KILN_OK)
+		log_warn("network of %s: removing a stale link: %s", tap, e.msg);
+	free(listing);
+}
 
 static enum kiln_rc peer_remove(const struct jobnet *n, struct kiln_err *e)
 {
@@ -805,6 +851,7 @@ enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy
 	}
 	if ((rc = nft_run(script, e)) != KILN_OK)
 		goto out;
+	peers_forget(n->tap);
 	apply_limits(n);
 	log_info("job %s: network %s, guest %s/%d via %s, dns %s", n->job_id, n->tap, n->guest_ip,
 		 n->prefix, n->gateway, *n->dns ? n->dns : "none");

@@ -189,6 +189,11 @@ enum kiln_rc jobnet_setup_service(const struct jobnet *job, unsigned index, cons
  * peer. */
 int jobnet_peer_script(const struct jobnet *n, bool add, char *buf, size_t size);
 
+/* The nft script that deletes every @job_peers element naming tap, from
+ * listing (`nft list set inet kiln job_peers`): its length, 0 when there
+ * is none, -1 when it does not fit. Setup runs it for each new slot. */
+int jobnet_peers_forget_script(const char *listing, const char *tap, char *buf, size_t size);
+
 /* A service's slot job id into buf: "<job_id>.svc<index>.peer<peer_slot>".
  * The length, or -1 past size or JOBNET_JOB_ID_MAX. */
 int jobnet_service_id(const char *job_id, unsigned index, unsigned peer_slot, char *buf, size_t size);

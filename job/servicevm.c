@@ -298,7 +298,10 @@ enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm
 		v->h = h;
 		v->log_fd = v->shown_fd = -1;
 		jobnet_disabled(&v->net);
-		snprintf(v->run_dir, sizeof(v->run_dir), "%s/service-%zu", h->run_dir, i);
+		/* Named after the job's folder: the jail names the VM's cgroup
+		 * after it, and its sweep knows "<job>.<pid>." names. */
+		snprintf(v->run_dir, sizeof(v->run_dir), "%s/%s.svc%zu", h->run_dir,
+			 strrchr(h->run_dir, '/') ? strrchr(h->run_dir, '/') + 1 : h->run_dir, i);
 		snprintf(v->log_path, sizeof(v->log_path), "%s/service-%zu.log", h->run_dir, i);
 		if ((rc = resolve_image(h, v->svc, v->rootfs, sizeof(v->rootfs), e)))
 			goto fail;
@@ -396,11 +399,16 @@ static void warn_down(struct servicevm *v, const char *why)
 
 void servicevm_wait(struct servicevm_set *set, int timeout_s, volatile sig_atomic_t *cancel)
 {
-	int64_t deadline = mono_ms() + (int64_t)timeout_s * 1000;
+	int64_t deadline;
 	size_t i, pending = 0;
 
+	const char *env = getenv(SERVICEVM_WAIT_ENV);
+
+	if (env && *env)
+		timeout_s = atoi(env);
 	if (!set || timeout_s <= 0)
 		return;
+	deadline = mono_ms() + (int64_t)timeout_s * 1000;
 	for (i = 0; i < set->n; i++) {
 		if (set->v[i].svc->n_ports)
 			pending++;

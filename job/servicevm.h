@@ -32,6 +32,8 @@
 #include "lib/result.h"
 
 #define SERVICEVM_WAIT_S 30          /* gitlab-runner's wait_for_services_timeout */
+/* Seconds instead of SERVICEVM_WAIT_S, for the tests only. */
+#define SERVICEVM_WAIT_ENV "KILN_SERVICES_WAIT_S"
 #define SERVICEVM_LOG_MAX (16u << 20) /* bytes of a service's log kept */
 #define SERVICEVM_TAIL_LINES 20      /* shown when a service does not come up */
 
@@ -43,7 +45,7 @@ struct servicevm_host {
 	int vcpus, memory_mib;
 	bool jail;
 	long jail_uid_base;
-	const char *run_dir;          /* the job's folder: service i gets service-<i>/ */
+	const char *run_dir;          /* the job's folder: service i gets <its name>.svc<i>/ */
 	const struct images_ctx *images;
 	int boot_ms;                  /* how long an agent may take to connect */
 	const struct jobnet *job_net; /* the job's network (enabled) */

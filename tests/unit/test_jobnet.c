@@ -599,6 +599,16 @@ START_TEST(service_peers)
 	ck_assert(!jobnet_service_peer("1.svc0.peer16384", tap, sizeof(tap)));
 	ck_assert(!jobnet_service_peer("1.svc0.peer03", tap, sizeof(tap)));
 	ck_assert(!jobnet_service_peer("1.svc0.peer3x", tap, sizeof(tap)));
+	/* A pair a crash left behind goes when either slot is set up again. */
+	ck_assert_int_gt(jobnet_peers_forget_script("table inet kiln {\n\tset job_peers {\n"
+						    "\t\telements = { \"kt1\" . \"kt0\",\n\t\t\t\"kt0\" . \"kt1\",\n"
+						    "\t\t\t\"kt12\" . \"kt10\" }\n\t}\n}\n",
+						    "kt1", buf, sizeof(buf)),
+			 0);
+	ck_assert_ptr_nonnull(strstr(buf, "delete element inet kiln job_peers { \"kt1\" . \"kt0\" }\n"
+					  "delete element inet kiln job_peers { \"kt0\" . \"kt1\" }\n"));
+	ck_assert_ptr_null(strstr(buf, "kt12"));
+	ck_assert_int_eq(jobnet_peers_forget_script("elements = { \"kt12\" . \"kt10\" }", "kt1", buf, sizeof(buf)), 0);
 	memset(big, '9', 60);
 	big[60] = '\0';
 	ck_assert_int_eq(jobnet_service_id(big, 1, 3, id, sizeof(id)), -1);
