@@ -24,6 +24,8 @@
 
 enum { SVC_BOOTING, SVC_RUNNING, SVC_ENDED };
 
+#define SERVICEVM_POLL_MS 100
+
 struct servicevm {
 	const struct job_service *svc;
 	const struct servicevm_host *h;
@@ -417,8 +419,9 @@ void servicevm_wait(struct servicevm_set *set, int timeout_s, volatile sig_atomi
 	}
 	if (pending)
 		say(set->h, "waiting for services to be up and running (timeout %d seconds)...", timeout_s);
-	/* Each pending service's first port, every second, as the health
-	 * check helper dials it. */
+	/* Each pending service's ports, every SERVICEVM_POLL_MS: gitlab-runner's
+	 * helper dials each second, which would add up to a second to every
+	 * job start for a VM that is up in a fraction of one. */
 	while (pending && mono_ms() < deadline && !(cancel && *cancel)) {
 		int64_t round = mono_ms();
 
@@ -429,13 +432,13 @@ void servicevm_wait(struct servicevm_set *set, int timeout_s, volatile sig_atomi
 			if (v->up || atomic_load(&v->state) == SVC_ENDED)
 				continue;
 			for (k = 0; k < v->svc->n_ports && !v->up; k++)
-				v->up = port_open(v->net.guest_ip, v->svc->ports[k], 500);
+				v->up = port_open(v->net.guest_ip, v->svc->ports[k], SERVICEVM_POLL_MS);
 			if (v->up)
 				pending--;
 		}
 		servicevm_pump(set);
-		if (pending && mono_ms() - round < 1000)
-			usleep((useconds_t)(1000 - (mono_ms() - round)) * 1000);
+		if (pending && mono_ms() - round < SERVICEVM_POLL_MS)
+			usleep((useconds_t)(SERVICEVM_POLL_MS - (mono_ms() - round)) * 1000);
 		/* A service whose VM ended will not come up. */
 		pending = 0;
 		for (i = 0; i < set->n; i++)
