@@ -13,7 +13,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 runs=${1:-5}
 executor=${2:-qemu}
 work=$(mktemp -d /tmp/kiln-bench-services.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${KILN_BENCH_KEEP:-}" ] || rm -rf "$work"' EXIT
 export KILN_DATA_DIR=$top KILN_LIBEXEC_DIR=$top KILN_STATE_DIR=$work/state
 export KILN_IMAGES_DIR=${KILN_IMAGES_DIR:-/var/lib/kiln/images}
 "$top/examples/make-demo-repo.sh" "$work/demo.git" >/dev/null
