@@ -539,6 +539,26 @@ static void fail_system(struct job *j)
 	j->reason = FAIL_SYSTEM;
 }
 
+/* The job's services by alias (issue #16): appended to /etc/hosts, which
+ * only the guest's PID 1 owns; an agent serving a host (--serve-fd, the
+ * tests) leaves the host's alone. */
+static int write_hosts(struct job *j)
+{
+	int fd;
+
+	if (!j->spec.hosts || !j->spec.hosts[0] || getpid() != 1)
+		return 0;
+	fd = open("/etc/hosts", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 || write_all(fd, j->spec.hosts, strlen(j->spec.hosts)) < 0) {
+		job_log(j, "kiln-agent: /etc/hosts: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 /* Wait for the JOB frame, then parse it. 0 when there is a job to run. */
 static int receive_job(struct job *j)
 {
@@ -641,6 +661,11 @@ int job_serve(int host_fd, job_ready_fn ready)
 		goto out;
 	if (ready && ready(err, sizeof(err)) < 0) {
 		job_log(&j, "kiln-agent: %s", err);
+		fail_system(&j);
+		goto out;
+	}
+	/* Before the image is entered: it takes the hosts file with it. */
+	if (write_hosts(&j) < 0) {
 		fail_system(&j);
 		goto out;
 	}

@@ -321,6 +321,85 @@ static int parse_image(json_t *img, struct job_spec *spec, struct perr *e)
 	return rc;
 }
 
+/* arg single-quoted for sh onto f ('\'' for a quote). */
+static void sh_quote(FILE *f, const char *arg)
+{
+	fputc('\'', f);
+	for (; *arg; arg++)
+		if (*arg == '\'')
+			fputs("'\\''", f);
+		else
+			fputc(*arg, f);
+	fputc('\'', f);
+}
+
+/* A service's argv as the spec's one step: "exec 'a' 'b'", so the service
+ * is the step's process and its output the step's log. */
+static int parse_service(json_t *root, struct job_spec *spec, struct perr *e)
+{
+	struct job_step *step;
+	json_t *argv;
+	char f[32], *arg, *line = NULL;
+	size_t i, len = 0;
+	FILE *out;
+	int rc;
+
+	spec->service = 1;
+	rc = get_array(root, "argv", 1, JOBSPEC_MAX_ARGV, &argv, e);
+	if (rc)
+		return rc;
+	if (!json_array_size(argv))
+		return bad(e, "argv", "must not be empty");
+	if (!(spec->steps = calloc(1, sizeof(*spec->steps))))
+		return oom(e);
+	spec->nsteps = 1;
+	step = &spec->steps[0];
+	step->timeout = JOBSPEC_MAX_TIMEOUT;
+	step->when = WHEN_ON_SUCCESS;
+	if (!(step->name = strdup("service")) || !(step->script = calloc(2, sizeof(*step->script))))
+		return oom(e);
+	if (!(out = open_memstream(&line, &len)))
+		return oom(e);
+	fputs("exec", out);
+	for (i = 0; i < json_array_size(argv); i++) {
+		rc = get_string(json_array_get(argv, i), field_idx(f, sizeof(f), "argv", i), 0, &arg, NULL, e);
+		if (rc)
+			break;
+		fputc(' ', out);
+		sh_quote(out, arg);
+		free(arg);
+	}
+	if (fclose(out) || !line) {
+		free(line);
+		return rc ? rc : oom(e);
+	}
+	if (rc) {
+		free(line);
+		return rc;
+	}
+	step->script[0] = line;
+	step->nscript = 1;
+	return 0;
+}
+
+static int parse_mode_and_hosts(json_t *root, struct job_spec *spec, struct perr *e)
+{
+	json_t *mode = json_object_get(root, "mode"), *hosts = json_object_get(root, "hosts");
+	size_t len;
+	int rc;
+
+	if (mode && (!json_is_string(mode) || (strcmp(json_string_value(mode), "job") &&
+					       strcmp(json_string_value(mode), "service"))))
+		return bad(e, "mode", "must be \"job\" or \"service\"");
+	spec->service = mode && !strcmp(json_string_value(mode), "service");
+	if (!hosts)
+		return 0;
+	rc = get_string(hosts, "hosts", 0, &spec->hosts, &len, e);
+	if (!rc && len > JOBSPEC_MAX_HOSTS)
+		rc = bad(e, "hosts", "longer than 64 KiB");
+	return rc;
+}
+
 static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 {
 	json_t *env, *files, *steps;
@@ -328,7 +407,13 @@ static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 
 	if (!json_is_object(root))
 		return bad(e, "job", "must be a JSON object");
-	rc = get_path(json_object_get(root, "workdir"), "workdir", &spec->workdir, e);
+	rc = parse_mode_and_hosts(root, spec, e);
+	if (rc)
+		return rc;
+	if (spec->service && !json_object_get(root, "workdir"))
+		rc = (spec->workdir = strdup("/")) ? 0 : oom(e);
+	else
+		rc = get_path(json_object_get(root, "workdir"), "workdir", &spec->workdir, e);
 	if (!rc)
 		rc = get_array(root, "env", 0, JOBSPEC_MAX_ENV, &env, e);
 	if (!rc && env)
@@ -337,9 +422,11 @@ static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 		rc = get_array(root, "files", 0, JOBSPEC_MAX_FILES, &files, e);
 	if (!rc && files)
 		rc = parse_files(files, spec, e);
-	if (!rc)
+	if (!rc && spec->service)
+		rc = parse_service(root, spec, e);
+	else if (!rc)
 		rc = get_array(root, "steps", 1, JOBSPEC_MAX_STEPS, &steps, e);
-	if (!rc)
+	if (!rc && !spec->service)
 		rc = parse_steps(steps, spec, e);
 	if (!rc)
 		rc = parse_clock(json_object_get(root, "clock"), spec, e);
@@ -408,6 +495,7 @@ void jobspec_free(struct job_spec *spec)
 	free(spec->steps);
 	free(spec->image_label);
 	free(spec->image_user);
+	free(spec->hosts);
 	memset(spec, 0, sizeof(*spec));
 }
 

@@ -45,6 +45,8 @@ struct job_spec {
 	size_t nsteps;
 	int hold_on_failure;      /* keep the VM for a shell when the job failed */
 	int debug_trace;          /* CI_DEBUG_TRACE: the steps' shell traces each command */
+	int service;              /* "mode": "service": steps is one step running argv */
+	char *hosts;              /* lines for /etc/hosts (the job's services), or NULL */
 	int has_clock;            /* the host's wall clock came with the job */
 	long long clock_sec;      /* CLOCK_REALTIME on the host when it sent the job */
 	long clock_nsec;
@@ -54,6 +56,9 @@ struct job_spec {
 	char *image_user;         /* the image's User, "" or NULL: root */
 };
 
+#define JOBSPEC_MAX_ARGV 256
+#define JOBSPEC_MAX_HOSTS (64u << 10)   /* bytes of /etc/hosts lines */
+
 /* Parse and check json[0..len). Required: workdir (absolute path) and steps
  * (1..JOBSPEC_MAX_STEPS objects, each with a non-empty name and a script
  * array of strings). Optional: env ([name, value] string pairs), files
@@ -61,7 +66,12 @@ struct job_spec {
  * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success), hold_on_failure
  * and debug_trace (booleans, default false), clock ({sec, nsec}: the host's
  * wall clock when it sent the job), image ({label, user}: run the steps
- * chrooted into that disk as that user). Unknown members are ignored, so a
+ * chrooted into that disk as that user), hosts (a string of /etc/hosts
+ * lines, at most JOBSPEC_MAX_HOSTS bytes). "mode": "service" (issue #16)
+ * runs a job's service instead: argv (1..JOBSPEC_MAX_ARGV strings) is
+ * required, workdir is optional ("/") and steps is not read; the spec gets
+ * one step, "service", that execs argv under the step timeout's ceiling.
+ * Unknown members are ignored, so a
  * newer host can add some. On success returns 0 and fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
  * spec) or -ENOMEM, leaves *spec empty, and writes one line without a
  * newline to err, naming the field: "steps[1].timeout: must be an integer

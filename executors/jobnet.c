@@ -179,6 +179,7 @@ static const char nft_decls[] =
 	"add set inet kiln job_ifs { type ifname; }\n"
 	"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
 	"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+	"add set inet kiln job_peers { type ifname . ifname; }\n"
 	"add map inet kiln job_policy { type ifname : verdict; }\n";
 
 static const char nft_base[] =
@@ -200,6 +201,8 @@ static const char nft_base[] =
 	"add rule inet kiln forward iifname @job_ifs meta nfproto != ipv4 drop\n"
 	"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
 	"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
+	/* A job and its services (jobnet_setup_service) reach each other. */
+	"add rule inet kiln forward iifname . oifname @job_peers accept\n"
 	"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
 	"add rule inet kiln forward iifname @job_ifs iifname vmap @job_policy\n"
 	"add rule inet kiln forward iifname @job_ifs ip daddr @refused drop\n"
@@ -317,6 +320,119 @@ static enum kiln_rc nft_remove(const struct jobnet *n, struct kiln_err *e)
 	return nft_run(script, e);
 }
 
+/* --- services: a job's service VMs and the job's VM reach each other ------ */
+
+int jobnet_peer_script(const struct jobnet *n, bool add, char *buf, size_t size)
+{
+	const char *t = n->tap, *p = n->peer_tap;
+	size_t len = 0;
+	bool ok;
+
+	if (size)
+		buf[0] = '\0';
+	if (!*p)
+		return -1;
+	if (add)
+		ok = put(buf, size, &len,
+			 "# kiln: slot %u reaches %s\n%s"
+			 "add element inet kiln job_peers { \"%s\" . \"%s\", \"%s\" . \"%s\" }\n",
+			 n->slot, p, nft_decls, t, p, p, t);
+	else /* add first: deleting a missing element would fail */
+		ok = put(buf, size, &len,
+			 "# kiln: slot %u no longer reaches %s\n%s"
+			 "add element inet kiln job_peers { \"%s\" . \"%s\", \"%s\" . \"%s\" }\n"
+			 "delete element inet kiln job_peers { \"%s\" . \"%s\", \"%s\" . \"%s\" }\n",
+			 n->slot, p, nft_decls, t, p, p, t, t, p, p, t);
+	return ok ? (int)len : -1;
+}
+
+int jobnet_service_id(const char *job_id, unsigned index, unsigned peer_slot, char *buf, size_t size)
+{
+	int len = snprintf(buf, size, "%s.svc%u.peer%u", job_id, index, peer_slot);
+
+	return len < 0 || (size_t)len >= size || len > JOBNET_JOB_ID_MAX ? -1 : len;
+}
+
+bool jobnet_service_peer(const char *id, char *tap, size_t size)
+{
+	const char *p = strstr(id, ".peer");
+	char *end;
+	unsigned long slot;
+
+	if (size)
+		tap[0] = '\0';
+	while (p && strstr(p + 1, ".peer"))
+		p = strstr(p + 1, ".peer");
+	if (!p || !isdigit((unsigned char)p[5]) || (p[5] == '0' && p[6]))
+		return false;
+	errno = 0;
+	slot = strtoul(p + 5, &end, 10);
+	if (errno || *end || slot >= JOBNET_SLOTS)
+		return false;
+	return snprintf(tap, size, "kt%lu", slot) < (int)size;
+}
+
+int jobnet_peers_forget_script(const char *listing, const char *tap, char *buf, size_t size)
+{
+	char want[20], a[16], b[16];
+	const char *p = listing;
+	size_t len = 0;
+	int found = 0;
+
+	if (size)
+		buf[0] = '\0';
+	snprintf(want, sizeof(want), "\"%s\"", tap);
+	if (!put(buf, size, &len, "%s", nft_decls))
+		return -1;
+	/* Elements are written "\"ktA\" . \"ktB\"", one pair each. */
+	while ((p = strchr(p, '"'))) {
+		int n = 0;
+
+		if (sscanf(p, "\"%15[a-z0-9]\" . \"%15[a-z0-9]\"%n", a, b, &n) == 2 && n > 0) {
+			char pa[20], pb[20];
+
+			snprintf(pa, sizeof(pa), "\"%s\"", a);
+			snprintf(pb, sizeof(pb), "\"%s\"", b);
+			if ((!strcmp(pa, want) || !strcmp(pb, want)) &&
+			    !put(buf, size, &len, "delete element inet kiln job_peers { %s . %s }\n", pa, pb))
+				return -1;
+			found += !strcmp(pa, want) || !strcmp(pb, want);
+			p += n;
+		} else
+			p++;
+	}
+	return found ? (int)len : 0;
+}
+
+static enum kiln_rc nft_run(const char *script, struct kiln_err *e);
+
+/* A pair with tap that a crash left and an older sweep did not remove
+ * (it knew no @job_peers) must not link the slot's next owner to anyone. */
+static void peers_forget(const char *tap)
+{
+	char *argv[] = { "nft", "list", "set", "inet", "kiln", "job_peers", NULL };
+	char *listing = NULL, script[4096];
+	struct kiln_err e;
+
+	if (kiln_spawn(argv, NULL, &listing, 1u << 20, &e) == KILN_OK && listing &&
+	    jobnet_peers_forget_script(listing, tap, script, sizeof(script)) > 0 && nft_run(script, &e) != KILN_OK)
+		log_warn("network of %s: removing a stale link: %s", tap, e.msg);
+	free(listing);
+}
+
+static enum kiln_rc peer_remove(const struct jobnet *n, struct kiln_err *e)
+{
+	char *list[] = { "nft", "list", "set", "inet", "kiln", "job_peers", NULL };
+	char script[2048];
+	struct kiln_err ignored;
+
+	if (run_cmd(list, NULL, &ignored) != KILN_OK)
+		return KILN_OK;
+	if (jobnet_peer_script(n, false, script, sizeof(script)) < 0)
+		return kiln_fail(e, KILN_E_LIMIT, "nft script for %s too long", n->tap);
+	return nft_run(script, e);
+}
+
 /* Remove the tap and set elements of n (not the slot file); warnings only.
  * The interface goes first: while it exists it stays in the sets, so a VM
  * still attached never sends unfiltered. */
@@ -328,17 +444,26 @@ static void remove_net_state(const struct jobnet *n)
 		log_warn("network of %s: deleting the interface: %s", n->tap, e.msg);
 	if (nft_remove(n, &e) != KILN_OK)
 		log_warn("network of %s: removing nftables elements: %s", n->tap, e.msg);
+	if (n->peer_tap[0] && peer_remove(n, &e) != KILN_OK)
+		log_warn("network of %s: removing its link to %s: %s", n->tap, n->peer_tap, e.msg);
 }
 
-/* jobnet_reclaim_fn for setup and sweep: clear a stale slot's leftovers. */
+/* jobnet_reclaim_fn for setup and sweep: clear a stale slot's leftovers,
+ * a service's link to its job's VM included (its job id names the peer). */
 static void reclaim_slot(unsigned slot, void *arg)
 {
+	char path[PATH_MAX], job[JOBNET_JOB_ID_MAX + 1];
 	struct jobnet stale;
+	pid_t pid;
 
 	(void)arg;
 	memset(&stale, 0, sizeof(stale));
-	if (jobnet_addrs(slot, &stale, NULL) == KILN_OK)
-		remove_net_state(&stale);
+	if (jobnet_addrs(slot, &stale, NULL) != KILN_OK)
+		return;
+	snprintf(path, sizeof(path), "%s/" SLOT_PREFIX "%u", jobnet_dir(), slot);
+	jobnet_slot_live(path, &pid, job, sizeof(job));
+	jobnet_service_peer(job, stale.peer_tap, sizeof(stale.peer_tap));
+	remove_net_state(&stale);
 }
 
 /* --- slots ------------------------------------------------------------------ */
@@ -726,6 +851,7 @@ enum kiln_rc jobnet_setup(const char *job_id, const struct jobnet_policy *policy
 	}
 	if ((rc = nft_run(script, e)) != KILN_OK)
 		goto out;
+	peers_forget(n->tap);
 	apply_limits(n);
 	log_info("job %s: network %s, guest %s/%d via %s, dns %s", n->job_id, n->tap, n->guest_ip,
 		 n->prefix, n->gateway, *n->dns ? n->dns : "none");
@@ -871,4 +997,30 @@ enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err
 	fill_dns(n);
 	jobnet_fill_cmdline(n);
 	return KILN_OK;
+}
+
+enum kiln_rc jobnet_setup_service(const struct jobnet *job, unsigned index, const struct jobnet_policy *policy,
+				  struct jobnet *n, struct kiln_err *e)
+{
+	char id[JOBNET_JOB_ID_MAX + 1], script[2048];
+	enum kiln_rc rc;
+
+	if (!job->enabled)
+		return kiln_fail(e, KILN_E_INVALID, "services need the job's network, which is off");
+	if (jobnet_service_id(job->job_id, index, job->slot, id, sizeof(id)) < 0)
+		return kiln_fail(e, KILN_E_LIMIT, "job id %s: too long for a service's network", job->job_id);
+	if ((rc = jobnet_setup(id, policy, n, e)))
+		return rc;
+	snprintf(n->peer_tap, sizeof(n->peer_tap), "%s", job->tap);
+	if (jobnet_peer_script(n, true, script, sizeof(script)) < 0)
+		rc = kiln_fail(e, KILN_E_LIMIT, "nft script for %s too long", n->tap);
+	else
+		rc = nft_run(script, e);
+	if (rc) {
+		struct kiln_err saved = *e;
+
+		jobnet_teardown(n);
+		*e = saved;
+	}
+	return rc;
 }

@@ -131,6 +131,7 @@ struct jobnet {
 	char cmdline[128];        /* "kiln.ip=G/30 kiln.gw=H kiln.dns=D" for the
 				   * guest agent; "" with the network off */
 	struct jobnet_policy policy; /* as setup was given it */
+	char peer_tap[16];        /* a service's job VM tap (jobnet_setup_service), "" */
 };
 
 /* The host-global folder of slot claims: $KILN_NET_DIR when set (tests
@@ -170,7 +171,36 @@ enum kiln_rc jobnet_sweep(struct kiln_err *e);
  * KILN_E_NOTFOUND when no slot names job_id. */
 enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err *e);
 
+/* A network for service index of the job whose network is job (issue
+ * #16): a slot of its own as jobnet_setup gives (NAT, the default egress
+ * policy), plus the one exception to "no job reaches another job's
+ * interface": the pair (job's tap, service's tap) in @job_peers, both ways,
+ * so the job's VM and the service's VM reach each other through the host,
+ * and nothing else of the host or of other jobs. The slot's job id,
+ * "<job>.svc<index>.peer<job slot>", names the peer, so that teardown and
+ * a sweep after a crash remove the pair with the slot. */
+enum kiln_rc jobnet_setup_service(const struct jobnet *job, unsigned index, const struct jobnet_policy *policy,
+				  struct jobnet *n, struct kiln_err *e);
+
 /* --- The pure parts, exposed for the unit tests. --- */
+
+/* The nft script that adds (add) or removes n's pair with n->peer_tap in
+ * @job_peers. Returns the length, or -1 when it does not fit or n has no
+ * peer. */
+int jobnet_peer_script(const struct jobnet *n, bool add, char *buf, size_t size);
+
+/* The nft script that deletes every @job_peers element naming tap, from
+ * listing (`nft list set inet kiln job_peers`): its length, 0 when there
+ * is none, -1 when it does not fit. Setup runs it for each new slot. */
+int jobnet_peers_forget_script(const char *listing, const char *tap, char *buf, size_t size);
+
+/* A service's slot job id into buf: "<job_id>.svc<index>.peer<peer_slot>".
+ * The length, or -1 past size or JOBNET_JOB_ID_MAX. */
+int jobnet_service_id(const char *job_id, unsigned index, unsigned peer_slot, char *buf, size_t size);
+
+/* The peer's tap ("kt<N>") named by a service's slot job id into tap; false
+ * (tap "") for any other id. */
+bool jobnet_service_peer(const char *id, char *tap, size_t size);
 
 /* Called for a stale slot before it is reused (under the lock). */
 typedef void (*jobnet_reclaim_fn)(unsigned slot, void *arg);

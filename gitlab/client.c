@@ -582,7 +582,7 @@ static const struct {
 	/* The key set of gitlab-runner 19.4's info.features; true for what kiln does. */
 	{ "variables", true },          /* the payload's variables reach the job */
 	{ "image", true },              /* image: picks a kiln image of that name */
-	{ "services", false },
+	{ "services", true },           /* each in a VM of its own: job/servicevm.h */
 	{ "artifacts", true },          /* archive artifacts: gitlab/artifacts.h */
 	{ "cache", true },              /* local caches in cache_dir */
 	{ "fallback_cache_keys", true },
@@ -603,8 +603,8 @@ static const struct {
 	{ "vault_secrets", false },
 	{ "cancelable", true },
 	{ "return_exit_code", true },
-	{ "service_variables", false },
-	{ "service_multiple_aliases", false },
+	{ "service_variables", true },  /* expanded against the job's: job/services.h */
+	{ "service_multiple_aliases", true },
 	{ "image_executor_opts", false },
 	{ "service_executor_opts", false },
 	{ "cancel_gracefully", true },  /* canceling: after_script still runs */

@@ -27,6 +27,7 @@
 #include "executors/jobnet.h"
 #include "job/jobspec.h"
 #include "job/ociimage.h"
+#include "job/servicevm.h"
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "workspace/workspace.h"
@@ -58,6 +59,8 @@ struct job {
 	double t_start;            /* job_run() began (monotonic s) */
 	bool relaunch;             /* the agent cannot take a late workspace */
 	bool disks_checked;        /* note_full_disks ran */
+	struct servicevm_host svc_host;
+	struct servicevm_set *svcs; /* the job's service VMs, NULL: none */
 };
 
 static void notice(const struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -519,6 +522,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 			rc = kiln_fail_errno(e, "poll");
 			break;
 		}
+		servicevm_pump(j->svcs);
 		if (n <= 0)
 			continue;
 		n = (int)read(fd, buf, sizeof(buf));
@@ -559,6 +563,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
+				servicevm_wait(j->svcs, SERVICEVM_WAIT_S, j->o->cancel);
 				stage_next_step(j, false);
 				if ((rc = jobspec_stamp_clock(spec, &stamped, e)))
 					goto out;
@@ -768,6 +773,44 @@ static enum kiln_rc spec_hold(char **spec, struct kiln_err *e)
 	return KILN_OK;
 }
 
+static void svc_notice(void *arg, const char *line)
+{
+	notice(arg, "%s", line);
+}
+
+static void svc_output(void *arg, const void *buf, size_t n)
+{
+	const struct job *j = arg;
+
+	j->o->output(j->o->arg, buf, n);
+}
+
+/* The job's services (job/servicevm.h): booted now, beside the job's VM,
+ * and named in its spec's /etc/hosts lines. */
+static enum kiln_rc start_services(struct job *j, const struct images_ctx *ictx, char **spec, struct kiln_err *e)
+{
+	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
+	struct servicevm_host *h = &j->svc_host;
+	char *hosts = NULL, *with = NULL;
+	enum kiln_rc rc;
+
+	*h = (struct servicevm_host){ .backend = j->backend, .helper = j->helper, .accel = j->accel,
+				      .kernel = j->kernel, .initrd = j->initrd[0] ? j->initrd : NULL,
+				      .vcpus = 1, .memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib, .jail = j->o->cfg->jail,
+				      .jail_uid_base = j->o->cfg->jail_uid_base, .run_dir = j->run_dir,
+				      .images = ictx, .boot_ms = boot_ms(j), .job_net = &j->net,
+				      .notice = svc_notice, .output = svc_output, .arg = j };
+	rc = servicevm_start(j->p, h, &j->svcs, &hosts, e);
+	if (!rc && hosts[0] && !(rc = services_spec_add_hosts(*spec, hosts, &with, e))) {
+		free(*spec);
+		*spec = with;
+	}
+	if (rc)
+		fail_reason(j, rc == KILN_E_NOTFOUND ? "image_pull_failure" : "runner_system_failure");
+	free(hosts);
+	return rc;
+}
+
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e)
 {
@@ -837,6 +880,8 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	} else {
 		notice(&j, "network: off");
 	}
+	if ((rc = start_services(&j, &ictx, &spec, e)))
+		goto out;
 	r->prepare_s = mono_s() - t0;
 	if (o->cancel && *o->cancel) {
 		fail_reason(&j, "canceled");
@@ -854,6 +899,7 @@ out:
 		note_full_disks(&j, rc, e);
 	if (j.x_ready)
 		j.x.ops->cleanup(&j.x);
+	servicevm_stop(j.svcs);
 	jobnet_teardown(&j.net);
 	if (j.run_dir[0])
 		kiln_rm_rf(j.run_dir);

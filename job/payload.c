@@ -427,8 +427,14 @@ const char *payload_unsupported(const struct job_payload *p)
 {
 	/* GitLab holds back only the jobs whose features the runner does not
 	 * advertise in Ci::Build::RUNNER_FEATURES; these come anyway. */
-	if (non_empty(json_object_get(p->doc, "services")))
-		return "this job uses services:, which kiln does not run (no service containers beside the job's VM)";
+	json_t *svc;
+	size_t i;
+
+	/* services: run in VMs of their own (job/servicevm.h); their docker:
+	 * options do not apply to a VM. */
+	json_array_foreach (json_object_get(p->doc, "services"), i, svc)
+		if (non_empty(json_object_get(svc, "executor_opts")))
+			return "this job sets services:docker: executor options, which kiln does not apply";
 	if (non_empty(json_object_get(p->doc, "secrets")))
 		return "this job uses secrets:, which kiln does not fetch (no secrets provider integration)";
 	if (non_empty(json_object_get(json_object_get(p->doc, "image"), "executor_opts")))

@@ -64,7 +64,7 @@ const char *payload_var(const struct job_payload *p, const char *key);
 bool payload_var_true(const struct job_payload *p, const char *key);
 
 /* NULL, or what the job asks for that kiln does not do and GitLab assigns
- * anyway (services:, secrets:, executor options), as one line for the job
+ * anyway (secrets:, image or service executor options), as one line for the job
  * log: such a job fails with runner_unsupported. */
 const char *payload_unsupported(const struct job_payload *p);
 

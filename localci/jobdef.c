@@ -10,21 +10,21 @@
 #include <string.h>
 
 static const char *const default_supported[] = {
-	"image", "before_script", "after_script", "timeout", "artifacts", NULL,
+	"image", "services", "before_script", "after_script", "timeout", "artifacts", NULL,
 };
 
 static const char *const default_unsupported[] = {
-	"interruptible", "retry", "tags", "cache", "services", "hooks", "id_tokens", "identity", NULL,
+	"interruptible", "retry", "tags", "cache", "hooks", "id_tokens", "identity", NULL,
 };
 
 static const char *const job_supported[] = {
 	"stage", "script", "before_script", "after_script", "image", "variables", "rules", "when",
-	"allow_failure", "needs", "dependencies", "artifacts", "timeout", "parallel", "inherit", NULL,
+	"allow_failure", "needs", "dependencies", "artifacts", "timeout", "parallel", "inherit", "services", NULL,
 };
 
 /* GitLab job keywords kiln does not implement (a warning each). */
 static const char *const job_unsupported[] = {
-	"services", "cache", "tags", "retry", "interruptible", "environment", "coverage", "resource_group",
+	"cache", "tags", "retry", "interruptible", "environment", "coverage", "resource_group",
 	"release", "secrets", "id_tokens", "pages", "publish", "hooks", "identity", "dast_configuration",
 	"manual_confirmation", "inputs", "start_in", NULL,
 };
@@ -216,6 +216,59 @@ static enum kiln_rc parse_image(struct ctx *c, const char *what, const struct cy
 		return failf(c, name, KILN_E_INVALID, "%s: image: expected an image name, got %s", what,
 			     cy_kind_name(name));
 	*out = name->str;
+	return KILN_OK;
+}
+
+/* services: a list of names or of maps with name, alias, entrypoint,
+ * command and variables, as GitLab takes them; checked here, turned into
+ * the payload's services[] by localci/project.c. */
+static enum kiln_rc parse_services(struct ctx *c, const char *what, const struct cy_node *n,
+				   const struct cy_node **out)
+{
+	size_t i, k;
+
+	*out = NULL;
+	if (n->kind == CY_NULL)
+		return KILN_OK;
+	if (n->kind != CY_SEQ)
+		return failf(c, n, KILN_E_INVALID, "%s: services: expected a list, got %s", what, cy_kind_name(n));
+	for (i = 0; i < n->n; i++) {
+		const struct cy_node *s = n->items[i], *v;
+
+		if (s->kind == CY_SCALAR)
+			continue;
+		if (s->kind != CY_MAP || !(v = cy_get(s, "name")) || v->kind != CY_SCALAR)
+			return failf(c, s, KILN_E_INVALID, "%s: services[%zu]: expected a name or a map with a name",
+				     what, i);
+		for (k = 0; k < s->n; k++) {
+			const char *key = s->pairs[k].key;
+			const struct cy_node *val = s->pairs[k].value;
+			size_t j;
+
+			if (!strcmp(key, "name") || (!strcmp(key, "alias") && val->kind == CY_SCALAR))
+				continue;
+			if (!strcmp(key, "entrypoint") || !strcmp(key, "command")) {
+				for (j = 0; val->kind == CY_SEQ && j < val->n && val->items[j]->kind == CY_SCALAR; j++)
+					;
+				if (val->kind == CY_SEQ && j == val->n)
+					continue;
+				return failf(c, val, KILN_E_INVALID, "%s: services[%zu]: %s: expected a list of strings",
+					     what, i, key);
+			}
+			if (!strcmp(key, "variables")) {
+				for (j = 0; val->kind == CY_MAP && j < val->n && val->pairs[j].value->kind == CY_SCALAR; j++)
+					;
+				if (val->kind == CY_MAP && j == val->n)
+					continue;
+				return failf(c, val, KILN_E_INVALID, "%s: services[%zu]: variables: expected a map of strings",
+					     what, i);
+			}
+			if (!strcmp(key, "alias"))
+				return failf(c, val, KILN_E_INVALID, "%s: services[%zu]: alias: expected a string", what, i);
+			warnf(c, s->pairs[k].knode, "%s: services:%s is not supported by kiln (ignored)", what, key);
+		}
+	}
+	*out = n;
 	return KILN_OK;
 }
 
@@ -893,6 +946,9 @@ enum kiln_rc parse_job(struct ctx *c, struct jobdef *d)
 	}
 	/* image, scripts, timeout, artifacts: the job's or the default */
 	if ((n = job_or_default(c, d, &inh_default, "image")) && (rc = parse_image(c, d->what, n, &d->image)))
+		return rc;
+	if ((n = job_or_default(c, d, &inh_default, "services")) &&
+	    (rc = parse_services(c, d->what, n, &d->services)))
 		return rc;
 	if ((n = job_or_default(c, d, &inh_default, "before_script")) &&
 	    (rc = strings(c, d->what, "before_script", n, PIPELINE_MAX_LINES, &before, &n_before)))

@@ -46,6 +46,7 @@ struct jobdef {
 	size_t n_deps;
 	int timeout;
 	const char *image;
+	const struct cy_node *services; /* checked by parse_services; NULL: none */
 	const char **script;
 	size_t n_script, n_before;
 	const char **after;

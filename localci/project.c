@@ -348,6 +348,45 @@ static json_t *variable(const char *key, const char *value, bool raw)
 			 raw);
 }
 
+/* A local job's services: (checked by localci/jobdef.c) as GitLab's
+ * payload has them. */
+static json_t *services_json(const struct cy_node *n)
+{
+	json_t *list = json_array();
+	size_t i, k, j;
+
+	for (i = 0; list && i < n->n; i++) {
+		const struct cy_node *s = n->items[i];
+		json_t *o = json_object();
+
+		if (s->kind == CY_SCALAR)
+			json_object_set_new(o, "name", json_string(s->str));
+		for (k = 0; s->kind == CY_MAP && k < s->n; k++) {
+			const struct cy_node *v = s->pairs[k].value;
+			const char *key = s->pairs[k].key;
+
+			if (!strcmp(key, "name") || !strcmp(key, "alias")) {
+				json_object_set_new(o, key, json_string(v->str));
+			} else if (!strcmp(key, "entrypoint") || !strcmp(key, "command")) {
+				json_t *a = json_array();
+
+				for (j = 0; j < v->n; j++)
+					json_array_append_new(a, json_string(v->items[j]->str));
+				json_object_set_new(o, key, a);
+			} else if (!strcmp(key, "variables")) {
+				json_t *a = json_array();
+
+				for (j = 0; j < v->n; j++)
+					json_array_append_new(a, json_pack("{s:s, s:s, s:b}", "key", v->pairs[j].key, "value",
+									   v->pairs[j].value->str, "public", 1));
+				json_object_set_new(o, key, a);
+			}
+		}
+		json_array_append_new(list, o);
+	}
+	return list;
+}
+
 static json_t *artifacts_json(const struct pipeline_job *j)
 {
 	const struct pipeline_artifacts *a = &j->artifacts;
@@ -429,7 +468,8 @@ enum kiln_rc localci_payload(const struct localci_repo *r, const struct pipeline
 	for (i = 0; i < j->n_deps; i++)
 		json_array_append_new(deps, json_pack("{s:s}", "name", pl->jobs[j->deps[i]].name));
 	if (json_object_set_new(doc, "artifacts", artifacts_json(j)) ||
-	    (j->image && json_object_set_new(doc, "image", json_pack("{s:s}", "name", j->image)))) {
+	    (j->image && json_object_set_new(doc, "image", json_pack("{s:s}", "name", j->image))) ||
+	    (j->services && json_object_set_new(doc, "services", services_json(j->services)))) {
 		rc = kiln_fail(e, KILN_E_NOMEM, "payload of job '%s': out of memory", j->name);
 		goto out;
 	}

@@ -288,4 +288,27 @@ has badfield "kiln-agent: bad job: steps[1].script[0]: must be a string"
 lacks badfield "not-run"
 last badfield "EXIT 1 runner_system_failure"
 
+# A job's service (issue #16): "mode": "service" execs argv (quotes kept)
+# with the env; no steps needed; hosts is read (the host's /etc/hosts is
+# left alone: the agent is not PID 1 here).
+job service <<EOF
+{ "mode": "service", "argv": [ "sh", "-c", "echo \"svc \$1 \$SVC_VAR\"; exit 3", "sh", "it's" ],
+  "env": [ ["SVC_VAR", "from-env"] ], "hosts": "10.0.0.3 postgres db\n" }
+EOF
+has service "svc it's from-env"
+last service "EXIT 3 script_failure"
+if grep -q 'postgres db' /etc/hosts; then bad "service: the host's /etc/hosts was written"; else ok "service: host /etc/hosts untouched"; fi
+
+job noargv <<EOF
+{ "mode": "service", "argv": [] }
+EOF
+has noargv "kiln-agent: bad job: argv: must not be empty"
+last noargv "EXIT 1 runner_system_failure"
+
+job badmode <<EOF
+{ "mode": "daemon", "workdir": "$work", "steps": [ { "name": "script", "script": [ "echo not-run" ] } ] }
+EOF
+has badmode "kiln-agent: bad job: mode: must be"
+lacks badmode "not-run"
+
 exit $fail

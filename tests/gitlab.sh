@@ -343,7 +343,7 @@ vx='{"variables": [{"key": "BUILD", "value": "$CI_PROJECT_DIR/build"}, {"key": "
 	{"key": "CI_DEBUG_TRACE", "value": "true"}],
 	"cache": [{"key": "deps/feature/../x", "paths": ["vendor/"], "policy": "pull-push", "when": "on_success"}]}'
 v=$(enqueue semantics '["echo build=$BUILD cf=$CF_AT raw=$RAWV", "mkdir -p vendor", "echo v > vendor/v.txt"]' '[]' '{}' 600 "$vx")
-sx='{"services": [{"name": "postgres:16"}], "features": {"trace_sections": true,
+sx='{"services": [{"name": "postgres:16", "executor_opts": {"docker": {"user": "1"}}}], "features": {"trace_sections": true,
 	"failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported"]}}'
 s_=$(enqueue services '["echo never runs"]' '[]' '{}' 600 "$sx")
 J=$v wait_for "j['final'] is not None" 180 || bad "job V: no final update"
@@ -357,8 +357,8 @@ check "job V: its PATCHes carry debug_trace=true" \
 check "job V: a key with '/' and '..' is cached in one escaped folder" \
 	test -s "$KILN_CACHE_DIR/group/project/deps%2Ffeature%2F..%2Fx-non_protected/cache.zip"
 check "job V: nothing written outside it" test ! -e "$KILN_CACHE_DIR/group/project/deps"
-check "job S: services: fails runner_unsupported before any VM, saying why" \
-	test "$(J=$s_ st "j['final']['state'] + '/' + j['final']['failure_reason'] + '/' + str('this job uses services:' in j['trace'] and ':prepare_executor' not in j['trace'])")" = failed/runner_unsupported/True
+check "job S: services:docker: options fail runner_unsupported before any VM, saying why" \
+	test "$(J=$s_ st "j['final']['state'] + '/' + j['final']['failure_reason'] + '/' + str('this job sets services:docker:' in j['trace'] and ':prepare_executor' not in j['trace'])")" = failed/runner_unsupported/True
 
 # --- kiln SIGKILLed mid-job, then restarted -------------------------------------------
 f=$(enqueue killed '["echo F-started", "sleep 300"]' '["echo after F"]' '{}')

@@ -31,6 +31,7 @@ int main(void)
 	srunner_add_suite(sr, claims_suite());
 	srunner_add_suite(sr, payload_suite());
 	srunner_add_suite(sr, jobvars_suite());
+	srunner_add_suite(sr, services_suite());
 	srunner_add_suite(sr, pipeline_suite());
 	srunner_add_suite(sr, executor_suite());
 	srunner_add_suite(sr, job_suite());

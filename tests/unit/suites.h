@@ -16,6 +16,7 @@ Suite *jobnet_suite(void);
 Suite *claims_suite(void);
 Suite *payload_suite(void);
 Suite *jobvars_suite(void);
+Suite *services_suite(void);
 Suite *pipeline_suite(void);
 Suite *cirules_suite(void);
 Suite *wsurl_suite(void);

@@ -269,11 +269,12 @@ START_TEST(client_url_and_info)
 	ck_assert(json_is_true(json_object_get(f, "trace_checksum")));
 	ck_assert(json_is_true(json_object_get(f, "artifacts")));
 	ck_assert(json_is_true(json_object_get(f, "cache")));
-	ck_assert(json_is_false(json_object_get(f, "services")));
+	ck_assert(json_is_true(json_object_get(f, "services")));
+	ck_assert(json_is_true(json_object_get(f, "service_multiple_aliases")));
 	ck_assert(json_is_true(json_object_get(f, "upload_multiple_artifacts")));
 	ck_assert(json_is_true(json_object_get(f, "upload_raw_artifacts")));
 	ck_assert(json_is_false(json_object_get(f, "vault_secrets")));
-	ck_assert_uint_eq(n_true, 18);
+	ck_assert_uint_eq(n_true, 21);
 	/* The rest of gitlab-runner's VersionInfo. */
 	ck_assert(json_is_string(json_object_get(info, "revision")));
 	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(info, "config"), "gpus")), "");

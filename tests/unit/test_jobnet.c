@@ -149,6 +149,7 @@ START_TEST(nft_script_golden)
 		"add set inet kiln job_ifs { type ifname; }\n"
 		"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
 		"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+		"add set inet kiln job_peers { type ifname . ifname; }\n"
 		"add map inet kiln job_policy { type ifname : verdict; }\n"
 		"add chain inet kiln input { type filter hook input priority filter; policy accept; }\n"
 		"add chain inet kiln forward { type filter hook forward priority filter; policy accept; }\n"
@@ -164,6 +165,7 @@ START_TEST(nft_script_golden)
 		"add rule inet kiln forward iifname @job_ifs meta nfproto != ipv4 drop\n"
 		"add rule inet kiln forward iifname @job_ifs iifname . ip saddr != @job_guests drop\n"
 		"add rule inet kiln forward iifname @job_ifs ct status dnat drop\n"
+		"add rule inet kiln forward iifname . oifname @job_peers accept\n"
 		"add rule inet kiln forward iifname @job_ifs oifname @job_ifs drop\n"
 		"add rule inet kiln forward iifname @job_ifs iifname vmap @job_policy\n"
 		"add rule inet kiln forward iifname @job_ifs ip daddr @refused drop\n"
@@ -189,6 +191,7 @@ START_TEST(nft_script_golden)
 		"add set inet kiln job_ifs { type ifname; }\n"
 		"add set inet kiln job_guests { type ifname . ipv4_addr; }\n"
 		"add set inet kiln refused { type ipv4_addr; flags interval; }\n"
+		"add set inet kiln job_peers { type ifname . ifname; }\n"
 		"add map inet kiln job_policy { type ifname : verdict; }\n"
 		"add chain inet kiln job_kt3\n"
 		"add element inet kiln job_ifs { \"kt3\" }\n"
@@ -565,6 +568,53 @@ START_TEST(claims_are_host_global)
 }
 END_TEST
 
+/* A service's slot reaches its job's VM and back (issue #16); its id names
+ * the peer so that a sweep after a crash removes the pair. */
+START_TEST(service_peers)
+{
+	struct jobnet n;
+	char buf[4096], id[JOBNET_JOB_ID_MAX + 1], tap[16], big[80];
+
+	memset(&n, 0, sizeof(n));
+	ck_assert_int_eq(jobnet_addrs(7, &n, NULL), KILN_OK);
+	ck_assert_int_eq(jobnet_peer_script(&n, true, buf, sizeof(buf)), -1); /* no peer */
+	snprintf(n.peer_tap, sizeof(n.peer_tap), "kt3");
+	ck_assert_int_gt(jobnet_peer_script(&n, true, buf, sizeof(buf)), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "add set inet kiln job_peers { type ifname . ifname; }\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "add element inet kiln job_peers { \"kt7\" . \"kt3\", \"kt3\" . \"kt7\" }\n"));
+	ck_assert_ptr_null(strstr(buf, "delete"));
+	ck_assert_int_gt(jobnet_peer_script(&n, false, buf, sizeof(buf)), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "add element inet kiln job_peers { \"kt7\" . \"kt3\", \"kt3\" . \"kt7\" }\n"
+					  "delete element inet kiln job_peers { \"kt7\" . \"kt3\", \"kt3\" . \"kt7\" }\n"));
+	ck_assert_int_eq(jobnet_peer_script(&n, true, buf, 40), -1);
+
+	ck_assert_int_gt(jobnet_service_id("1234", 2, 3, id, sizeof(id)), 0);
+	ck_assert_str_eq(id, "1234.svc2.peer3");
+	ck_assert(jobnet_service_peer(id, tap, sizeof(tap)));
+	ck_assert_str_eq(tap, "kt3");
+	ck_assert(jobnet_service_peer("x.peer9.svc0.peer16383", tap, sizeof(tap)));
+	ck_assert_str_eq(tap, "kt16383");
+	ck_assert(!jobnet_service_peer("1234", tap, sizeof(tap)));
+	ck_assert_str_eq(tap, "");
+	ck_assert(!jobnet_service_peer("1.svc0.peer16384", tap, sizeof(tap)));
+	ck_assert(!jobnet_service_peer("1.svc0.peer03", tap, sizeof(tap)));
+	ck_assert(!jobnet_service_peer("1.svc0.peer3x", tap, sizeof(tap)));
+	/* A pair a crash left behind goes when either slot is set up again. */
+	ck_assert_int_gt(jobnet_peers_forget_script("table inet kiln {\n\tset job_peers {\n"
+						    "\t\telements = { \"kt1\" . \"kt0\",\n\t\t\t\"kt0\" . \"kt1\",\n"
+						    "\t\t\t\"kt12\" . \"kt10\" }\n\t}\n}\n",
+						    "kt1", buf, sizeof(buf)),
+			 0);
+	ck_assert_ptr_nonnull(strstr(buf, "delete element inet kiln job_peers { \"kt1\" . \"kt0\" }\n"
+					  "delete element inet kiln job_peers { \"kt0\" . \"kt1\" }\n"));
+	ck_assert_ptr_null(strstr(buf, "kt12"));
+	ck_assert_int_eq(jobnet_peers_forget_script("elements = { \"kt12\" . \"kt10\" }", "kt1", buf, sizeof(buf)), 0);
+	memset(big, '9', 60);
+	big[60] = '\0';
+	ck_assert_int_eq(jobnet_service_id(big, 1, 3, id, sizeof(id)), -1);
+}
+END_TEST
+
 Suite *jobnet_suite(void)
 {
 	Suite *s = suite_create("jobnet");
@@ -573,6 +623,7 @@ Suite *jobnet_suite(void)
 	tcase_add_test(tc, addrs_of_slots);
 	tcase_add_test(tc, cmdline);
 	tcase_add_test(tc, nft_script_golden);
+	tcase_add_test(tc, service_peers);
 	tcase_add_test(tc, cidr_parse);
 	tcase_add_test(tc, resolv_conf);
 	tcase_add_test(tc, dns_from_files);

@@ -175,7 +175,9 @@ START_TEST(unsupported_features_are_named)
 	static const struct {
 		const char *extra, *says;
 	} cases[] = {
-		{ "\"services\": [{\"name\": \"postgres:16\"}]", "services:" },
+		{ "\"services\": [{\"name\": \"postgres:16\", \"executor_opts\": {\"docker\": {\"user\": \"1\"}}}]",
+		  "services:docker:" },
+		{ "\"services\": [{\"name\": \"postgres:16\"}]", NULL },
 		{ "\"secrets\": {\"DB\": {\"vault\": {\"path\": \"x\"}}}", "secrets:" },
 		{ "\"image\": {\"name\": \"alpine\", \"executor_opts\": {\"docker\": {\"user\": \"1\"}}}", "executor options" },
 		{ "\"services\": [], \"secrets\": null, \"image\": {\"name\": \"alpine\"}", NULL },

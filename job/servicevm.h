@@ -1,0 +1,81 @@
+/* A job's service VMs (issue #16): each service of the payload boots in a
+ * microVM of its own, beside the job's, on a network slot linked to the
+ * job's VM (jobnet_setup_service), while the workspace is built and the
+ * job's VM boots. Its guest agent runs the service's command ("mode":
+ * "service", job/services.h); its output goes to a log in the job's
+ * folder. Before the job's script starts, servicevm_wait waits for each
+ * service's TCP port as gitlab-runner's wait-for-service does.
+ *
+ * What a service boots is "an image + a command + env": servicevm's
+ * resolve_image turns the service's name into a root filesystem (today a
+ * kiln image: tiny, debian) and the spec holds argv and env. An OCI image
+ * plugs in at that one place: its converted root filesystem (plus the
+ * agent's drive), its config's Entrypoint/Cmd filling an empty argv, its
+ * Env under the service's variables and its ExposedPorts as the ports.
+ *
+ * Each VM runs under a thread of its own that spawned its VMM: the VMM dies
+ * with that thread or with kiln (PR_SET_PDEATHSIG), its network slot's
+ * claim is flock-held (the sweep removes it after a crash) and its folder
+ * lies in the job's (job_sweep). */
+#ifndef KILN_SERVICEVM_H
+#define KILN_SERVICEVM_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "executors/executor.h"
+#include "executors/jobnet.h"
+#include "job/images.h"
+#include "job/payload.h"
+#include "job/services.h"
+#include "lib/result.h"
+
+#define SERVICEVM_WAIT_S 30          /* gitlab-runner's wait_for_services_timeout */
+/* Seconds instead of SERVICEVM_WAIT_S, for the tests only. */
+#define SERVICEVM_WAIT_ENV "KILN_SERVICES_WAIT_S"
+#define SERVICEVM_LOG_MAX (16u << 20) /* bytes of a service's log kept */
+#define SERVICEVM_TAIL_LINES 20      /* shown when a service does not come up */
+
+/* What every service VM of one job shares with the job's VM. */
+struct servicevm_host {
+	const struct executor_ops *backend;
+	const char *helper, *accel;
+	const char *kernel, *initrd;  /* the job's kernel */
+	int vcpus, memory_mib;
+	bool jail;
+	long jail_uid_base;
+	const char *run_dir;          /* the job's folder: service i gets <its name>.svc<i>/ */
+	const struct images_ctx *images;
+	int boot_ms;                  /* how long an agent may take to connect */
+	const struct jobnet *job_net; /* the job's network (enabled) */
+	void (*notice)(void *arg, const char *line);
+	void (*output)(void *arg, const void *buf, size_t n);
+	void *arg;
+};
+
+struct servicevm_set;
+
+/* Parse p's services, give each a network linked to the job's and start
+ * its VM; *hosts gets the job VM's /etc/hosts lines (caller frees). With no
+ * services, *set is NULL and *hosts "". A service image that is neither a
+ * kiln image nor (later) an OCI image fails the whole set: nothing is left
+ * running. */
+enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm_host *h,
+			     struct servicevm_set **set, char **hosts, struct kiln_err *e);
+
+/* Wait up to timeout_s for each service's first port (in parallel; the
+ * first port that accepts a connection from the host ends it); a service
+ * that does not answer gets gitlab-runner's warning with its last log
+ * lines in the job log. Never fails the job. Returns early when *cancel. */
+void servicevm_wait(struct servicevm_set *set, int timeout_s, volatile sig_atomic_t *cancel);
+
+/* CI_DEBUG_SERVICES: copy the services' new complete log lines into the
+ * job log, each prefixed "[service:<aliases joined by ->] ". Cheap when
+ * there is nothing new or the variable is off; NULL set is fine. */
+void servicevm_pump(struct servicevm_set *set);
+
+/* Stop every service VM, remove its network and free set (NULL is fine). */
+void servicevm_stop(struct servicevm_set *set);
+
+#endif
