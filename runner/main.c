@@ -182,6 +182,12 @@ static int cmd_config(struct cli *c, int argc, char **argv)
 	for (i = 0; i < c->cfg.n_runners; i++)
 		printf("  runner %s: %s, executor %s, image %s\n", c->cfg.runners[i].name, c->cfg.runners[i].url,
 		       c->cfg.runners[i].vm.executor, c->cfg.runners[i].vm.image);
+	for (i = 0; i < c->cfg.n_github; i++) {
+		const struct kiln_github_config *g = &c->cfg.github[i];
+
+		printf("  github %s: %s, %s auth, %zu label%s, warm pool %d, image %s\n", g->name, g->url,
+		       g->app_id ? "app" : "token", g->n_labels, g->n_labels == 1 ? "" : "s", g->warm_pool, g->vm.image);
+	}
 	return EXIT_OK;
 }
 
