@@ -668,8 +668,12 @@ static enum kiln_rc parse_github(struct parse_ctx *c, struct kiln_config *cfg, c
 			for (k = 0; github_default_labels[k]; k++)
 				if ((rc = add_label(c, g, github_default_labels[k])))
 					return rc;
-		if (!g->name && !(g->name = strdup(strstr(g->url, "://") + 3)))
-			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		if (!g->name) { /* HOST/PATH of the url, without a trailing slash */
+			if (!(g->name = strdup(strstr(g->url, "://") + 3)))
+				return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+			if (g->name[strlen(g->name) - 1] == '/')
+				g->name[strlen(g->name) - 1] = '\0';
+		}
 		for (j = 0; j < i; j++)
 			if (!strcmp(cfg->github[j].name, g->name))
 				return at(c, item, KILN_E_INVALID, where, "name '%.60s' is already github[%zu]'s", g->name, j);

@@ -140,7 +140,7 @@ START_TEST(github_values)
 	ck_assert_int_eq(g->vm.vcpus, 2);
 	ck_assert_str_eq(g->vm.image, "github-runner");
 	g = &cfg.github[1];
-	ck_assert_str_eq(g->name, "ghe.example.com/owner/repo/");
+	ck_assert_str_eq(g->name, "ghe.example.com/owner/repo");
 	ck_assert_str_eq(g->token, "ghp_abc");
 	ck_assert_int_eq(g->runner_group_id, 1);
 	ck_assert_int_eq(g->idle_timeout, 300);
