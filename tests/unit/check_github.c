@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -17,6 +18,7 @@
 #include "github/auth.h"
 #include "github/client.h"
 #include "github/demand.h"
+#include "github/fleet.h"
 #include "github/jit.h"
 #include "github/webhook.h"
 #include "lib/clock.h"
@@ -730,6 +732,150 @@ START_TEST(fake_mutation_gap_and_tls)
 }
 END_TEST
 
+/* The reconciler's decisions (github/fleet.h), one rule at a time. */
+static size_t plan(const struct gh_plan_in *in, struct gh_act *a)
+{
+	size_t n;
+
+	gh_plan(in, a, 32, &n);
+	return n;
+}
+
+static int spawned(const struct gh_act *a, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (a[i].kind == GH_ACT_SPAWN)
+			return a[i].n;
+	return 0;
+}
+
+START_TEST(fleet_plan)
+{
+	struct gh_rec recs[4] = { { .id = 1, .name = "kiln-a", .created = 1000 },
+				  { .id = 2, .name = "kiln-b", .created = 1000, .job_id = 77 },
+				  { .id = 3, .name = "kiln-c", .created = 1000 },
+				  { .id = 4, .name = "kiln-d", .created = 100 } };
+	struct gh_seen seen[4] = { { GH_VM_RUNNING, false }, { GH_VM_EXITED, true }, { GH_VM_BOOTING, false },
+				   { GH_VM_RUNNING, true } };
+	struct gh_runner listed[3] = { { .id = 3, .name = "kiln-c", .status = "offline" },
+				       { .id = 9, .name = "kiln-z", .status = "offline" },
+				       { .id = 10, .name = "kiln-y", .status = "online" } };
+	struct gh_plan_in in = { .recs = recs, .seen = seen, .n_recs = 4, .listed = listed, .n_listed = 3,
+				 .queued = 3, .warm_pool = 1, .free_slots = 10, .now = 1100, .idle_timeout = 300,
+				 .job_timeout = 900 };
+	struct gh_act a[32];
+	size_t n = plan(&in, a);
+
+	/* b exited; d is past the job time limit; z is an orphan; a and c
+	 * are idle and take two of the three queued jobs: 3 + 1 - 2 = 2. */
+	ck_assert_uint_eq(n, 5);
+	ck_assert_int_eq(a[0].kind, GH_ACT_DELETE_RUNNER);
+	ck_assert_uint_eq(a[0].rec, 1);
+	ck_assert_int_eq(a[1].kind, GH_ACT_DESTROY_VM);
+	ck_assert_uint_eq(a[1].rec, 3);
+	ck_assert_int_eq(a[2].kind, GH_ACT_DELETE_RUNNER);
+	ck_assert_uint_eq(a[2].rec, 3);
+	ck_assert_int_eq(a[3].kind, GH_ACT_DELETE_ORPHAN);
+	ck_assert_int_eq(a[3].runner_id, 9);
+	ck_assert_int_eq(spawned(a, n), 2);
+
+	/* The same demand seen again after the spawn: no double spawn. */
+	{
+		struct gh_rec r2[3] = { { .id = 1, .name = "kiln-a", .created = 1000 },
+					{ .id = 3, .name = "kiln-c", .created = 1000 },
+					{ .id = 5, .name = "kiln-e", .created = 1100 } };
+		struct gh_rec r3 = { .id = 6, .name = "kiln-f", .created = 1100 };
+		struct gh_rec all[4];
+		struct gh_seen s2[4] = { { GH_VM_RUNNING, false }, { GH_VM_RUNNING, false }, { GH_VM_BOOTING, false },
+					 { GH_VM_BOOTING, false } };
+		struct gh_plan_in in2 = { .recs = all, .seen = s2, .n_recs = 4, .queued = 3, .warm_pool = 1,
+					  .free_slots = 10, .now = 1101, .idle_timeout = 300 };
+
+		memcpy(all, r2, sizeof(r2));
+		all[3] = r3;
+		n = plan(&in2, a);
+		ck_assert_uint_eq(n, 0);
+		/* Idle past idle_timeout: deleted first, then the VM. */
+		in2.now = 1000 + 301;
+		in2.n_recs = 1;
+		n = plan(&in2, a);
+		ck_assert_uint_eq(n, 3);
+		ck_assert_int_eq(a[0].kind, GH_ACT_DELETE_RUNNER);
+		ck_assert_int_eq(a[1].kind, GH_ACT_DESTROY_VM);
+		ck_assert_int_eq(spawned(a, n), 4); /* 3 queued + 1 warm, none idle left */
+	}
+
+	/* Bounded by max_runners (live ones count) and by the shared slots. */
+	in.n_listed = 0;
+	in.queued = 20;
+	in.max_runners = 5;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 3); /* a and c live */
+	in.free_slots = 1;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 1);
+	in.free_slots = 0;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 0);
+
+	/* Warm pool alone, with nothing queued and nobody idle. */
+	in.n_recs = 0;
+	in.queued = 0;
+	in.warm_pool = 2;
+	in.free_slots = 10;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 2);
+}
+END_TEST
+
+/* Records survive a restart; junk and other files are skipped. */
+START_TEST(fleet_records)
+{
+	char tmp[] = "/tmp/kiln-ghrec-XXXXXX", dir[PATH_MAX], path[PATH_MAX + 16];
+	struct gh_rec r = { .id = 42, .name = "kiln-0123456789ab", .vm = "gh-42", .created = 1700000000 }, *v;
+	struct kiln_err e = { 0 };
+	struct stat st;
+	size_t n;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	ck_assert_int_eq(gh_rec_dir(tmp, "acme/../x y", dir, sizeof(dir), &e), KILN_OK);
+	ck_assert_str_eq(dir + strlen(tmp), "/github/acme_.._x_y"); /* one component */
+	ck_assert_ptr_null(strchr(dir + strlen(tmp), ' '));
+	ck_assert_int_eq(gh_rec_load_all(dir, &v, &n, &e), KILN_OK); /* none yet */
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(gh_rec_save(dir, &r, &e), KILN_OK);
+	snprintf(path, sizeof(path), "%s/%s.json", dir, r.name);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/junk.json", dir);
+	f = fopen(path, "w");
+	fputs("{\"id\": \"x\"}", f);
+	fclose(f);
+	ck_assert_int_eq(gh_rec_load_all(dir, &v, &n, &e), KILN_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(v[0].id, 42);
+	ck_assert_str_eq(v[0].name, r.name);
+	ck_assert_str_eq(v[0].vm, "gh-42");
+	ck_assert_int_eq(v[0].created, 1700000000);
+	free(v);
+	strcpy(r.name, "../evil");
+	ck_assert_int_eq(gh_rec_save(dir, &r, &e), KILN_E_INVALID);
+	ck_assert_int_eq(gh_rec_remove(dir, "kiln-0123456789ab", &e), KILN_OK);
+	ck_assert_int_eq(gh_rec_remove(dir, "kiln-0123456789ab", &e), KILN_OK);
+	unlink(path);
+	ck_assert_int_eq(gh_rec_load_all(dir, &v, &n, &e), KILN_OK);
+	ck_assert_uint_eq(n, 0);
+	free(v);
+	rmdir(dir);
+	snprintf(path, sizeof(path), "%s/github", tmp);
+	rmdir(path);
+	rmdir(tmp);
+}
+END_TEST
+
 static Suite *offline_suite(void)
 {
 	Suite *s = suite_create("github");
@@ -744,6 +890,8 @@ static Suite *offline_suite(void)
 	tcase_add_test(t, jit_reply_checked);
 	tcase_add_test(t, runner_names);
 	tcase_add_test(t, app_jwt);
+	tcase_add_test(t, fleet_plan);
+	tcase_add_test(t, fleet_records);
 	suite_add_tcase(s, t);
 	return s;
 }
