@@ -26,6 +26,7 @@
 #include "gitlab/metrics.h"
 #include "lib/paths.h"
 #include "lib/sdnotify.h"
+#include "lib/slots.h"
 #include "job/payload.h"
 #include "gitlab/trace.h"
 #include "gitlab/tlsvars.h"
@@ -668,8 +669,10 @@ static void *request_thread(void *arg)
 	}
 	if (res == GL_JOB)
 		r->running++;
-	else
+	else {
 		d->busy--;
+		kiln_slots_give();
+	}
 	if (cl && !r->poller && !r->removed && !d->stopping) {
 		r->poller = cl;
 		cl = NULL;
@@ -691,6 +694,7 @@ static void *request_thread(void *arg)
 		pthread_mutex_lock(&d->mu);
 		r->running--;
 		d->busy--;
+		kiln_slots_give();
 		runner_gauges(rc, r);
 		/* The freed slot goes to the same runner at once: jobs queued
 		 * back to back do not wait a check_interval each. */
@@ -714,11 +718,14 @@ static void feed(struct daemon *d, struct rstate *r)
 	pthread_t th;
 	struct req *q;
 
-	if (!rc || r->removed || d->stopping || mono_s() < r->paused_until || d->busy >= d->cur->cfg.concurrent ||
-	    r->requesting >= r->request_concurrency || (r->limit > 0 && r->running + r->requesting >= r->limit))
+	if (!rc || r->removed || d->stopping || mono_s() < r->paused_until ||
+	    r->requesting >= r->request_concurrency || (r->limit > 0 && r->running + r->requesting >= r->limit) ||
+	    !kiln_slots_take()) /* last: `concurrent` is shared with the GitHub fleets (lib/slots.h) */
 		return;
-	if (!(q = calloc(1, sizeof(*q))))
+	if (!(q = calloc(1, sizeof(*q)))) {
+		kiln_slots_give();
 		return;
+	}
 	q->d = d;
 	q->r = r;
 	q->cref = d->cur;
@@ -734,6 +741,7 @@ static void feed(struct daemon *d, struct rstate *r)
 	if (pthread_create(&th, &attr, request_thread, q)) {
 		d->cur->refs--;
 		d->busy--;
+		kiln_slots_give();
 		d->threads--;
 		r->requesting--;
 		free(q);
@@ -918,6 +926,7 @@ static void reload(struct daemon *d)
 	log_info("reloaded %s: %zu runner%s, concurrent %d", d->config_path, n->cfg.n_runners,
 		 n->cfg.n_runners == 1 ? "" : "s", n->cfg.concurrent);
 	metrics_set("kiln_concurrent", "", n->cfg.concurrent);
+	kiln_slots_set_max(n->cfg.concurrent);
 	cfgref_put(d, old);
 }
 
@@ -1050,6 +1059,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 
 	metrics_set("kiln_version_info", "version=\"" PACKAGE_VERSION "\"", 1);
 	metrics_set("kiln_concurrent", "", d.cur->cfg.concurrent);
+	kiln_slots_set_max(d.cur->cfg.concurrent);
 	if (d.cur->cfg.listen_address && *d.cur->cfg.listen_address) {
 		if (metrics_serve(d.cur->cfg.listen_address, healthy, &d, &e))
 			log_error("%s: no /metrics", e.msg);
