@@ -57,8 +57,8 @@ void gh_plan(const struct gh_plan_in *in, struct gh_act *out, size_t max, size_t
 	for (j = 0; in->listed && j < in->n_listed; j++) {
 		const struct gh_runner *g = &in->listed[j];
 
-		if (strcmp(g->status, "offline"))
-			continue;
+		if (strcmp(g->status, "offline") || g->busy)
+			continue; /* a busy one is reconnecting, or another kiln's; its job decides */
 		for (i = 0; i < in->n_recs && in->recs[i].id != g->id; i++)
 			;
 		if (i == in->n_recs)

@@ -74,7 +74,7 @@ struct gh_plan_in {
  * job_timeout -> destroy its VM and delete its runner; never given a job
  * for idle_timeout -> delete its runner, then destroy its VM (deleting
  * first means GitHub cannot hand it a job while it dies). Offline listed
- * runners without a record are deleted. Then spawn enough that idle live
+ * runners, not busy, without a record are deleted. Then spawn enough that idle live
  * runners cover the queued jobs plus the warm pool, bounded by
  * max_runners and free_slots. A runner just spawned counts as idle, so a
  * queued job seen twice is not served twice. */

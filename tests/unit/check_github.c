@@ -20,9 +20,11 @@
 #include "github/demand.h"
 #include "github/fleet.h"
 #include "github/jit.h"
+#include "github/round.h"
 #include "github/webhook.h"
 #include "lib/clock.h"
 #include "lib/sha256.h"
+#include "lib/slots.h"
 
 /* ---- offline ------------------------------------------------------- */
 
@@ -876,6 +878,162 @@ START_TEST(fleet_records)
 }
 END_TEST
 
+/* A fake VM side for the fleet: VMs are slots in a table, the blob's
+ * sha256 is kept (never the blob), and each boot checks that the runner's
+ * record was on disk first. */
+struct fake_vms {
+	const char *dir;
+	int booted, destroyed;
+	enum gh_vm_state st[16];
+	char sha[16][65];
+	bool rec_first[16];
+	bool fail_boot;
+};
+
+static enum kiln_rc fvm_boot(void *arg, struct gh_rec *r, const char *blob, size_t len, struct kiln_err *e)
+{
+	struct fake_vms *v = arg;
+	struct gh_rec *recs;
+	size_t n, i;
+	int k = v->booted;
+
+	if (v->fail_boot)
+		return kiln_fail(e, KILN_E_IO, "fake: no VM today");
+	ck_assert_int_lt(k, 16);
+	ck_assert(gh_jit_blob_valid(blob, len));
+	sha256_buf_hex(blob, len, v->sha[k]);
+	ck_assert_int_eq(gh_rec_load_all(v->dir, &recs, &n, e), KILN_OK);
+	for (i = 0; i < n; i++)
+		if (!strcmp(recs[i].name, r->name) && recs[i].id == r->id && !recs[i].vm[0])
+			v->rec_first[k] = true;
+	free(recs);
+	snprintf(r->vm, sizeof(r->vm), "vm-%d", k);
+	v->st[k] = GH_VM_RUNNING;
+	v->booted++;
+	return KILN_OK;
+}
+
+static enum gh_vm_state fvm_state(void *arg, const struct gh_rec *r)
+{
+	struct fake_vms *v = arg;
+	int k;
+
+	if (sscanf(r->vm, "vm-%d", &k) != 1 || k < 0 || k >= 16)
+		return GH_VM_NONE;
+	return v->st[k];
+}
+
+static void fvm_destroy(void *arg, const struct gh_rec *r)
+{
+	struct fake_vms *v = arg;
+	int k;
+
+	if (sscanf(r->vm, "vm-%d", &k) == 1 && k >= 0 && k < 16 && v->st[k] != GH_VM_NONE) {
+		v->st[k] = GH_VM_NONE;
+		v->destroyed++;
+	}
+}
+
+/* The reconciler against the fake: two matching queued jobs give two
+ * runners, each recorded before its VM boots; the same demand seen again
+ * spawns nothing; an exited VM's runner is deleted; the shared slots
+ * bound the fleet; and after a kill -9 (records on disk, VMs gone) the
+ * next kiln deletes every runner the records name. */
+START_TEST(fake_fleet)
+{
+	char tmp[] = "/tmp/kiln-ghfleet-XXXXXX";
+	struct gh_client c;
+	struct gh_auth a;
+	struct gh_labels served = { 0 };
+	struct fake_vms vms = { 0 };
+	struct gh_fleet f = { .entry = "acme", .scope = { .owner = "acme", .repo = "widgets" }, .prefix = "kiln",
+			      .idle_timeout = 300, .job_timeout = 3600 };
+	struct kiln_err e = { 0 };
+	int jits, dels;
+
+	seed(RUNS_ONE);
+	/* An offline kiln runner nobody recorded (deleted), a busy one (kept). */
+	seed("{\"runners\":{\"acme/widgets\":[{\"id\":900,\"name\":\"kiln-orphan\"},"
+	     "{\"id\":901,\"name\":\"kiln-busy\",\"busy\":true}]}}");
+	pat(&c, &a);
+	served_set(&served);
+	jits = arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201);
+	dels = arrived("DELETE /repos/acme/widgets/actions/runners/", 204);
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	ck_assert_int_eq(gh_rec_dir(tmp, "acme", f.dir, sizeof(f.dir), &e), KILN_OK);
+	vms.dir = f.dir;
+	f.c = &c;
+	f.labels = &served;
+	f.ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms };
+	kiln_slots_set_max(3);
+	ck_assert_int_eq(gh_fleet_open(&f, &e), KILN_OK);
+
+	ck_assert_msg(gh_fleet_round(&f, 1000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(f.queued, 2);
+	ck_assert_int_eq(vms.booted, 2);
+	ck_assert_uint_eq(f.n_recs, 2);
+	ck_assert(vms.rec_first[0] && vms.rec_first[1]);
+	ck_assert_str_ne(vms.sha[0], vms.sha[1]);
+	ck_assert_int_eq(arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201), jits + 2);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/900", 204), 1);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/901", 0), 0);
+	ck_assert_int_eq(kiln_slots_used(), 2);
+
+	/* Same demand: both runners are idle and cover it. */
+	ck_assert_msg(gh_fleet_round(&f, 1010, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(vms.booted, 2);
+
+	/* VM 0's runner exited: deleted on GitHub, its record gone; the job
+	 * it ran is still queued in the fake, so one more is started. */
+	vms.st[0] = GH_VM_EXITED;
+	ck_assert_msg(gh_fleet_round(&f, 1020, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/", 204), dels + 2);
+	ck_assert_int_eq(vms.destroyed, 1);
+	ck_assert_int_eq(vms.booted, 3);
+	ck_assert_uint_eq(f.n_recs, 2);
+	ck_assert_int_eq(kiln_slots_used(), 2);
+
+	/* A warm pool of 5 is bounded by `concurrent` (3). */
+	f.warm_pool = 5;
+	ck_assert_msg(gh_fleet_round(&f, 1030, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(vms.booted, 4);
+	ck_assert_int_eq(kiln_slots_used(), 3);
+	f.warm_pool = 0;
+
+	/* kill -9: the records stay, the VMs are gone after the host
+	 * restarts; and the new runner's VM cannot boot, so that runner is
+	 * deleted again at once. */
+	gh_fleet_close(&f);
+	ck_assert_int_eq(kiln_slots_used(), 0);
+	{
+		int k;
+
+		for (k = 0; k < 16; k++)
+			vms.st[k] = GH_VM_NONE;
+	}
+	vms.fail_boot = true;
+	ck_assert_int_eq(gh_fleet_open(&f, &e), KILN_OK);
+	ck_assert_uint_eq(f.n_recs, 3);
+	ck_assert_msg(gh_fleet_round(&f, 2000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/", 204), dels + 2 + 3 + 1);
+	ck_assert_uint_eq(f.n_recs, 0);
+	ck_assert_uint_eq(f.spawn_failures, 1);
+	ck_assert_int_eq(kiln_slots_used(), 0);
+	gh_fleet_close(&f);
+	rmdir(f.dir);
+	{
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/github", tmp);
+		rmdir(p);
+	}
+	ck_assert_int_eq(rmdir(tmp), 0);
+	gh_labels_free(&served);
+	gh_auth_free(&a);
+	gh_client_free(&c);
+}
+END_TEST
+
 static Suite *offline_suite(void)
 {
 	Suite *s = suite_create("github");
@@ -907,6 +1065,7 @@ static Suite *fake_suite(void)
 	tcase_add_test(t, fake_app_tokens);
 	tcase_add_test(t, fake_jit);
 	tcase_add_test(t, fake_job_result);
+	tcase_add_test(t, fake_fleet);
 	tcase_add_test(t, fake_rate_limits);
 	tcase_add_test(t, fake_mutation_gap_and_tls);
 	suite_add_tcase(s, t);
