@@ -1034,6 +1034,65 @@ START_TEST(fake_fleet)
 }
 END_TEST
 
+/* bench/github.sh's API budget: 10 idle repositories, a reconciler round
+ * each per poll (runs queued + in progress, runner list). Every request
+ * after the first round is a 304, which GitHub does not count; the line
+ * printed is what an hour at a 10 s interval costs. */
+START_TEST(fake_idle_budget)
+{
+	enum { REPOS = 10, ROUNDS = 36 };
+	struct gh_client c;
+	struct gh_auth a;
+	struct gh_labels served = { 0 };
+	struct fake_vms vms = { 0 };
+	struct gh_fleet f[REPOS];
+	struct kiln_err e = { 0 };
+	char tmp[] = "/tmp/kiln-ghbudget-XXXXXX";
+	json_t *st;
+	long long used;
+	uint64_t before;
+	int i, k;
+
+	seed("{\"runs\":{},\"runners\":{}}");
+	pat(&c, &a);
+	served_set(&served);
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	vms.dir = tmp;
+	kiln_slots_set_max(4);
+	for (i = 0; i < REPOS; i++) {
+		memset(&f[i], 0, sizeof(f[i]));
+		f[i].entry = "bench";
+		snprintf(f[i].scope.owner, sizeof(f[i].scope.owner), "acme");
+		snprintf(f[i].scope.repo, sizeof(f[i].scope.repo), "repo%d", i);
+		snprintf(f[i].dir, sizeof(f[i].dir), "%s/none", tmp);
+		f[i].c = &c;
+		f[i].labels = &served;
+		f[i].prefix = "kiln";
+		f[i].idle_timeout = 300;
+		f[i].ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms };
+	}
+	before = c.requests;
+	for (k = 0; k < ROUNDS; k++)
+		for (i = 0; i < REPOS; i++)
+			ck_assert_msg(gh_fleet_round(&f[i], 1000 + k * 10, &e) == KILN_OK, "%s", e.msg);
+	st = ctl("GET", "/__state", NULL);
+	used = json_integer_value(json_object_get(st, "budget")) - json_integer_value(json_object_get(st, "remaining"));
+	json_decref(st);
+	ck_assert_int_eq(vms.booted, 0);
+	/* Only the first round's requests count. */
+	ck_assert_int_le(used, REPOS * 3);
+	fprintf(stderr, "bench: %d idle repositories, %d rounds: %llu requests, %lld counted (%.2f%%); "
+		"an hour at 10 s: %llu requests, %lld counted\n",
+		REPOS, ROUNDS, (unsigned long long)(c.requests - before), used,
+		100.0 * (double)used / (double)(c.requests - before),
+		(unsigned long long)(c.requests - before) * 360 / ROUNDS, used);
+	gh_labels_free(&served);
+	gh_auth_free(&a);
+	gh_client_free(&c);
+	rmdir(tmp);
+}
+END_TEST
+
 static Suite *offline_suite(void)
 {
 	Suite *s = suite_create("github");
@@ -1066,6 +1125,7 @@ static Suite *fake_suite(void)
 	tcase_add_test(t, fake_jit);
 	tcase_add_test(t, fake_job_result);
 	tcase_add_test(t, fake_fleet);
+	tcase_add_test(t, fake_idle_budget);
 	tcase_add_test(t, fake_rate_limits);
 	tcase_add_test(t, fake_mutation_gap_and_tls);
 	suite_add_tcase(s, t);
