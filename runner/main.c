@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runner/cli.h"
 #include "runner/config.h"
 #include "runner/options.h"
 #include "runner/doctor.h"
 #include "executors/executor.h"
+#include "github/entry.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
 #include "job/job.h"
@@ -189,6 +191,33 @@ static int cmd_config(struct cli *c, int argc, char **argv)
 		       g->app_id ? "app" : "token", g->n_labels, g->n_labels == 1 ? "" : "s", g->warm_pool, g->vm.image);
 	}
 	return EXIT_OK;
+}
+
+/* kiln github status: each `github:` entry's demand, runners and VMs. */
+static int cmd_github(struct cli *c, int argc, char **argv)
+{
+	int ret = EXIT_OK;
+	size_t i;
+
+	if (argc != 2 || strcmp(argv[1], "status"))
+		return cli_usage_error("github: expected 'github status'%s", "");
+	if (!c->cfg.n_github) {
+		printf("no github: entries in %s\n", c->cfg.path ? c->cfg.path : "the configuration");
+		return EXIT_OK;
+	}
+	gh_global_init();
+	for (i = 0; i < c->cfg.n_github; i++) {
+		struct gh_entry ent;
+		struct kiln_err e = { 0 };
+
+		if (gh_entry_open(&ent, &c->cfg.github[i], c->cfg.state_dir, &e) ||
+		    gh_entry_status(&ent, (long long)time(NULL), stdout, &e)) {
+			log_error("%s", e.msg);
+			ret = EXIT_FAIL;
+		}
+		gh_entry_close(&ent);
+	}
+	return ret;
 }
 
 static int cmd_boot(struct cli *c, int argc, char **argv)
@@ -383,6 +412,7 @@ int main(int argc, char **argv)
 		{ "doctor", cmd_doctor },
 		{ "images", cmd_images },
 		{ "config", cmd_config },
+		{ "github", cmd_github },
 		{ "boot", cmd_boot },
 		{ "exec", cmd_exec },
 		{ "register", cmd_register },

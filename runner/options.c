@@ -24,6 +24,7 @@ static void usage(FILE *out, const char *default_config)
 		"  images build [-f] NAME...  build images from their recipes (cached by inputs)\n"
 		"  images path NAME FILE  print the path of one file of a built image\n"
 		"  config check           validate the configuration file\n"
+		"  github status          the GitHub entries' queued jobs, runners and VMs\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
 		"  exec --job-file FILE   run one GitLab job payload in a fresh VM, print its log,\n"
 		"                         exit with its exit code (125: it could not run)\n"

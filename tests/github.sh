@@ -25,5 +25,32 @@ for _ in $(seq 200); do [ -f "$work/fake/url" ] && break; sleep 0.1; done
 
 CK_RUN_SUITE=github-fake GH_FAKE_DIR=$work/fake "$bin"
 rc=$?
+
+# `kiln github status` against the same fake: demand, runners, records.
+if [ $rc -eq 0 ]; then
+	url=$(cat "$work/fake/url")
+	mkdir -p "$work/state/github/acme"
+	printf '{"id": 7, "name": "kiln-0123456789ab", "vm": "gh-7", "created": 1, "job_id": 0}' \
+		>"$work/state/github/acme/kiln-0123456789ab.json"
+	cat >"$work/config.yml" <<EOC
+state_dir: $work/state
+github:
+  - name: acme
+    url: https://github.com/acme/widgets
+    api_url: $url
+    token: ghp_fake
+    tls_ca_file: $work/fake/ca.pem
+    labels: [self-hosted, kiln]
+EOC
+	"$top_builddir/kiln" -c "$work/config.yml" config check | grep -q "github acme: https://github.com/acme/widgets, token auth, 2 labels" ||
+		{ echo "FAIL: config check does not show the github entry"; rc=1; }
+	out=$("$top_builddir/kiln" -c "$work/config.yml" github status 2>&1) || { echo "$out"; echo "FAIL: github status"; rc=1; }
+	for want in "github acme (https://github.com/acme/widgets), labels self-hosted,kiln" "queued jobs: " \
+		"runners kiln-*: " "kiln-0123456789ab id 7 VM gh-7"; do
+		case $out in *"$want"*) ;; *) echo "$out"; echo "FAIL: github status lacks '$want'"; rc=1 ;; esac
+	done
+	case $out in *ghp_fake*) echo "FAIL: the token was printed"; rc=1 ;; esac
+	[ $rc -eq 0 ] && echo "PASS: kiln github status"
+fi
 [ $rc -eq 0 ] || { echo "--- fake.log"; tail -50 "$work/fake.log"; }
 exit $rc
