@@ -104,3 +104,35 @@ out:
 	gh_demand_free(&d);
 	return rc;
 }
+
+bool gh_entry_doctor(struct gh_entry *ent, FILE *out)
+{
+	const struct kiln_github_config *g = ent->cfg;
+	const char *perm = ent->f.scope.repo[0] ? "Administration: read and write" : "Self-hosted runners: read and write";
+	struct gh_runner *listed = NULL;
+	struct gh_demand d = { 0 };
+	struct kiln_err e = { 0 };
+	size_t n = 0;
+	bool ok = true;
+
+	if (gh_runners_list(&ent->c, &ent->f.scope, g->name_prefix, &listed, &n, &e)) {
+		fprintf(out, "FAIL  github %s: listing runners: %s\n", g->name, e.msg);
+		fprintf(out, "      fix: give the %s the \"%s\" permission on %s\n", g->app_id ? "App" : "token", perm,
+			g->url);
+		ok = false;
+	} else {
+		fprintf(out, "ok    github %s: runners readable (%zu %s-*)\n", g->name, n, g->name_prefix);
+	}
+	free(listed);
+	if (gh_demand_poll(&ent->c, &ent->f.scope, ent->f.installation, &ent->labels, &d, &e)) {
+		fprintf(out, "FAIL  github %s: reading workflow runs: %s\n", g->name, e.msg);
+		fprintf(out, "      fix: give the %s the \"Actions: read\" permission on %s\n", g->app_id ? "App" : "token",
+			g->url);
+		ok = false;
+	} else {
+		fprintf(out, "ok    github %s: workflow runs readable (%zu queued job%s served)\n", g->name, d.matching,
+			d.matching == 1 ? "" : "s");
+	}
+	gh_demand_free(&d);
+	return ok;
+}

@@ -5,6 +5,7 @@
 #ifndef KILN_GHENTRY_H
 #define KILN_GHENTRY_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "github/auth.h"
@@ -33,5 +34,12 @@ void gh_entry_close(struct gh_entry *ent);
  * GitHub's PREFIX-* runners (busy, online, offline) and kiln's records
  * (runner, VM, age). KILN_OK when GitHub answered. */
 enum kiln_rc gh_entry_status(struct gh_entry *ent, long long now, FILE *out, struct kiln_err *e);
+
+/* `kiln doctor`'s check of the entry's credentials, printed to out in
+ * doctor's form ("ok  " or "FAIL" then the detail, "      fix: ..."): the
+ * runner list (repository: Administration read and write; organization:
+ * Self-hosted runners) and the workflow runs (Actions read). An App's
+ * token is fetched by the first request. false on a failure. */
+bool gh_entry_doctor(struct gh_entry *ent, FILE *out);
 
 #endif

@@ -58,6 +58,8 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	struct doctor_facts facts;
 	struct doctor_report report;
 	struct images_ctx ictx;
+	size_t i;
+	int ret;
 
 	if (opts_none(argc, argv))
 		return EXIT_USAGE;
@@ -67,7 +69,22 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	doctor_probe_images(&ictx, c->cfg.defaults.image, &facts);
 	doctor_probe_jail(c->cfg.jail, c->cfg.jail_uid_base, &facts);
 	doctor_judge(&facts, &report);
-	return doctor_print(&report, stdout);
+	ret = doctor_print(&report, stdout);
+	if (c->cfg.n_github)
+		gh_global_init();
+	for (i = 0; i < c->cfg.n_github; i++) { /* the credentials' permissions */
+		struct gh_entry ent;
+		struct kiln_err e = { 0 };
+
+		if (gh_entry_open(&ent, &c->cfg.github[i], c->cfg.state_dir, &e)) {
+			printf("FAIL  %s\n", e.msg);
+			ret = 1;
+		} else if (!gh_entry_doctor(&ent, stdout)) {
+			ret = 1;
+		}
+		gh_entry_close(&ent);
+	}
+	return ret;
 }
 
 static void print_size(uint64_t bytes, char *buf, size_t size)

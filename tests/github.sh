@@ -51,6 +51,17 @@ EOC
 	done
 	case $out in *ghp_fake*) echo "FAIL: the token was printed"; rc=1 ;; esac
 	[ $rc -eq 0 ] && echo "PASS: kiln github status"
+
+	# kiln doctor checks the credentials: fine, then a missing permission.
+	out=$("$top_builddir/kiln" -c "$work/config.yml" doctor 2>&1)
+	case $out in *"ok    github acme: runners readable"*"ok    github acme: workflow runs readable"*) ;;
+	*) echo "$out"; echo "FAIL: doctor's github checks"; rc=1 ;; esac
+	curl -sf --cacert "$work/fake/ca.pem" -X POST "$url/__faults" -d \
+		'{"GET /repos/acme/widgets/actions/runners":[{"status":403,"body":{"message":"Resource not accessible by integration"}}]}' >/dev/null
+	out=$("$top_builddir/kiln" -c "$work/config.yml" doctor 2>&1) && { echo "FAIL: doctor passed a 403"; rc=1; }
+	case $out in *"FAIL  github acme: listing runners: "*"Resource not accessible by integration"*"fix: give the token the \"Administration: read and write\" permission"*) ;;
+	*) echo "$out"; echo "FAIL: doctor's github 403"; rc=1 ;; esac
+	[ $rc -eq 0 ] && echo "PASS: kiln doctor's github checks"
 fi
 [ $rc -eq 0 ] || { echo "--- fake.log"; tail -50 "$work/fake.log"; }
 exit $rc
