@@ -174,7 +174,7 @@ enum kiln_rc gh_fleet_round(struct gh_fleet *f, long long now, struct kiln_err *
 		if (!gone[i])
 			f->recs[kept++] = f->recs[i];
 	f->n_recs = kept;
-	for (i = 0; i < n_acts; i++)
+	for (i = 0; f->ops.boot && i < n_acts; i++) /* no VM side: watch and reap only */
 		if (acts[i].kind == GH_ACT_SPAWN)
 			for (j = 0; j < (size_t)acts[i].n; j++) {
 				struct kiln_err e2 = { 0 };

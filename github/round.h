@@ -17,7 +17,8 @@
 
 struct gh_vm_ops {
 	/* Boot a runner VM for rec and hand it the blob over the host channel
-	 * (never a command line or a file outside the VM); set rec->vm. */
+	 * (never a command line or a file outside the VM); set rec->vm. NULL:
+	 * no VM side, nothing is spawned. */
 	enum kiln_rc (*boot)(void *arg, struct gh_rec *rec, const char *blob, size_t len, struct kiln_err *e);
 	/* How rec's VM is; GH_VM_NONE for an empty or unknown rec->vm. */
 	enum gh_vm_state (*state)(void *arg, const struct gh_rec *rec);

@@ -88,6 +88,8 @@ struct daemon {
 };
 
 static struct glrunner_hooks hooks;  /* tests' fakes; zeroed: the real calls */
+static enum kiln_rc (*svc_start)(const struct kiln_config *cfg, struct kiln_err *e);
+static void (*svc_stop)(void);
 
 struct req {
 	struct daemon *d;
@@ -888,6 +890,13 @@ static void start_orphans(struct daemon *d)
 
 /* --- the main loop ---------------------------------------------------------- */
 
+void glrunner_set_service(enum kiln_rc (*start)(const struct kiln_config *cfg, struct kiln_err *e),
+			  void (*stop)(void))
+{
+	svc_start = start;
+	svc_stop = stop;
+}
+
 void glrunner_set_hooks(const struct glrunner_hooks *h)
 {
 	hooks = h ? *h : (struct glrunner_hooks){ 0 };
@@ -1015,6 +1024,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 {
 	struct daemon d = { .config_path = config_path };
 	struct kiln_err e = { 0 };
+	struct cfgref *gh_cfg;
 	struct rstate *r;
 	sigset_t set;
 	double deadline = 0;
@@ -1034,7 +1044,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 	d.cur->cfg = *cfg;
 	memset(cfg, 0, sizeof(*cfg));
 	d.cur->refs = 1;
-	if (!d.cur->cfg.n_runners) {
+	if (!d.cur->cfg.n_runners && !d.cur->cfg.n_github) {
 		log_error("%s has no runners: register one first (kiln register --url URL --token TOKEN)", config_path);
 		goto fail;
 	}
@@ -1066,6 +1076,12 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 		else
 			log_info("serving /metrics and /healthz on %s", d.cur->cfg.listen_address);
 	}
+	/* The GitHub entries keep the configuration kiln started with (a
+	 * reload changes the GitLab runners only). */
+	gh_cfg = d.cur;
+	gh_cfg->refs++;
+	if (svc_start && svc_start(&gh_cfg->cfg, &e))
+		log_error("%s", e.msg);
 	job_sweep(d.cur->cfg.state_dir);
 	gla_sweep(d.cur->cfg.state_dir);
 	start_orphans(&d);
@@ -1138,6 +1154,9 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 			cancel_all(&d, "kiln is shutting down");
 		}
 	}
+	if (svc_stop)
+		svc_stop();
+	cfgref_put(&d, gh_cfg);
 	metrics_stop();
 	log_info("stopped");
 	pthread_mutex_lock(&d.mu);

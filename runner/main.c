@@ -20,7 +20,9 @@
 #include "runner/options.h"
 #include "runner/doctor.h"
 #include "executors/executor.h"
+#include "github/daemon.h"
 #include "github/entry.h"
+#include "gitlab/daemon.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
 #include "job/job.h"
@@ -360,7 +362,10 @@ static int cmd_list(struct cli *c, int argc, char **argv)
 
 static int cmd_run(struct cli *c, int argc, char **argv)
 {
-	return opts_none(argc, argv) ? EXIT_USAGE : glcmd_run(&c->cfg, config_path(c));
+	if (opts_none(argc, argv))
+		return EXIT_USAGE;
+	glrunner_set_service(gh_daemon_start, gh_daemon_stop); /* the github: entries */
+	return glcmd_run(&c->cfg, config_path(c));
 }
 
 static int cmd_replay(struct cli *c, int argc, char **argv)

@@ -62,6 +62,28 @@ EOC
 	case $out in *"FAIL  github acme: listing runners: "*"Resource not accessible by integration"*"fix: give the token the \"Administration: read and write\" permission"*) ;;
 	*) echo "$out"; echo "FAIL: doctor's github 403"; rc=1 ;; esac
 	[ $rc -eq 0 ] && echo "PASS: kiln doctor's github checks"
+
+	# kiln run serves the entry: the record a killed kiln left is reaped
+	# with the one of the status test (their runners deleted on GitHub), and /metrics has the kiln_github_*
+	# series. No runner VM is started yet (docs/github.md).
+	printf '{"id": 8, "name": "kiln-aaaaaaaaaaaa", "vm": "gh-8", "created": 1, "job_id": 0}' \
+		>"$work/state/github/acme/kiln-aaaaaaaaaaaa.json"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	printf 'listen_address: 127.0.0.1:%s\n' "$port" >>"$work/config.yml"
+	"$top_builddir/kiln" -c "$work/config.yml" run >"$work/run.log" 2>&1 &
+	kpid=$!
+	for _ in $(seq 100); do
+		m=$(curl -s "http://127.0.0.1:$port/metrics")
+		case $m in *'kiln_github_runners_deleted_total{entry="acme"} 2'*) break ;; esac
+		sleep 0.1
+	done
+	kill -TERM $kpid
+	wait $kpid || { echo "FAIL: kiln run exited $?"; rc=1; }
+	case $m in *'kiln_github_queued_jobs{entry="acme"}'*'kiln_github_runners_deleted_total{entry="acme"} 2'*) ;;
+	*) echo "$m"; echo "FAIL: kiln_github_* series"; rc=1 ;; esac
+	[ ! -e "$work/state/github/acme/kiln-aaaaaaaaaaaa.json" ] || { echo "FAIL: the record stayed"; rc=1; }
+	grep -q "ghp_fake" "$work/run.log" && { echo "FAIL: the token was logged"; rc=1; }
+	[ $rc -eq 0 ] && echo "PASS: kiln run reaps a killed kiln's runner" || cat "$work/run.log"
 fi
 [ $rc -eq 0 ] || { echo "--- fake.log"; tail -50 "$work/fake.log"; }
 exit $rc
