@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "github/entry.h"
+#include "github/webhook.h"
 #include "gitlab/metrics.h"
 #include "lib/log.h"
 
@@ -80,6 +81,50 @@ static void *run(void *arg)
 	return NULL;
 }
 
+static struct gh_deliveries *seen; /* delivery ids, shared by the entries (one server thread) */
+static pthread_mutex_t wh_mu = PTHREAD_MUTEX_INITIALIZER; /* a webhook in flight vs gh_daemon_stop */
+
+/* POST /github/webhook: the first entry whose webhook_secret signs the
+ * body decides; a workflow_job wakes every entry's round (state always
+ * comes from the API, never from the event). */
+static unsigned webhook(void *arg, const char *body, size_t len, const char *(*header)(void *conn, const char *name),
+			void *conn)
+{
+	const char *event = header(conn, "X-GitHub-Event"), *delivery = header(conn, "X-GitHub-Delivery");
+	const char *sig = header(conn, "X-Hub-Signature-256");
+	struct kiln_err e = { 0 };
+	unsigned status = 401;
+	size_t i;
+
+	(void)arg;
+	pthread_mutex_lock(&wh_mu);
+	for (i = 0; i < n_workers; i++) {
+		const char *secret = workers[i].ent.cfg ? workers[i].ent.cfg->webhook_secret : NULL;
+		struct gh_wh_event ev = { 0 };
+		enum gh_wh_verdict v;
+
+		if (!secret || !sig || !gh_webhook_signed(secret, body, len, sig))
+			continue;
+		v = gh_webhook_accept(secret, seen, event, delivery, sig, body, len, &ev, &e);
+		gh_wh_event_free(&ev);
+		if (v == GH_WH_REFUSED) {
+			log_warn("github webhook: %s", e.msg);
+			status = 400;
+		} else {
+			if (v == GH_WH_JOB) {
+				metrics_add("kiln_github_webhooks_total", "", 1);
+				gh_daemon_wake();
+			}
+			status = 200;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&wh_mu);
+	if (status == 401)
+		log_warn("github webhook: no entry's webhook_secret signs this delivery; refused");
+	return status;
+}
+
 enum kiln_rc gh_daemon_start(const struct kiln_config *cfg, struct kiln_err *e)
 {
 	pthread_condattr_t ca;
@@ -114,6 +159,14 @@ enum kiln_rc gh_daemon_start(const struct kiln_config *cfg, struct kiln_err *e)
 		log_info("github %s: watching %s (runner VMs are not implemented yet: no runner is started)",
 			 cfg->github[i].name, cfg->github[i].url);
 	}
+	for (i = 0; i < n_workers && !(cfg->github[i].webhook_secret && workers[i].started); i++)
+		;
+	if (i < n_workers && cfg->listen_address && *cfg->listen_address) {
+		if (!(seen = calloc(1, sizeof(*seen))))
+			return kiln_fail(e, KILN_E_NOMEM, "github: out of memory");
+		metrics_set_post("/github/webhook", GH_WEBHOOK_MAX, webhook, NULL);
+		log_info("github: webhooks on POST %s/github/webhook", cfg->listen_address);
+	}
 	return KILN_OK;
 }
 
@@ -131,6 +184,8 @@ void gh_daemon_stop(void)
 
 	if (!workers)
 		return;
+	metrics_set_post(NULL, 0, NULL, NULL);
+	pthread_mutex_lock(&wh_mu);
 	pthread_mutex_lock(&mu);
 	stopping = true;
 	pthread_cond_broadcast(&cv);
@@ -143,4 +198,7 @@ void gh_daemon_stop(void)
 	free(workers);
 	workers = NULL;
 	n_workers = 0;
+	free(seen);
+	seen = NULL;
+	pthread_mutex_unlock(&wh_mu);
 }

@@ -69,7 +69,7 @@ EOC
 	printf '{"id": 8, "name": "kiln-aaaaaaaaaaaa", "vm": "gh-8", "created": 1, "job_id": 0}' \
 		>"$work/state/github/acme/kiln-aaaaaaaaaaaa.json"
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	printf 'listen_address: 127.0.0.1:%s\n' "$port" >>"$work/config.yml"
+	printf '    webhook_secret: whsec\nlisten_address: 127.0.0.1:%s\n' "$port" >>"$work/config.yml"
 	"$top_builddir/kiln" -c "$work/config.yml" run >"$work/run.log" 2>&1 &
 	kpid=$!
 	for _ in $(seq 100); do
@@ -77,13 +77,22 @@ EOC
 		case $m in *'kiln_github_runners_deleted_total{entry="acme"} 2'*) break ;; esac
 		sleep 0.1
 	done
+	# Webhooks: signed (a poll now), bad signature (401), replayed (400).
+	body='{"action":"queued","workflow_job":{"id":77,"run_id":5,"labels":["self-hosted"],"status":"queued"},"repository":{"full_name":"acme/widgets"}}'
+	sig=sha256=$(printf %s "$body" | openssl dgst -sha256 -hmac whsec | sed 's/^.* //')
+	hook() { curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$port/github/webhook" \
+		-H "X-GitHub-Event: workflow_job" -H "X-GitHub-Delivery: $1" -H "X-Hub-Signature-256: $2" --data-binary "$body"; }
+	got="$(hook d-1 "$sig") $(hook d-2 sha256=0000) $(hook d-1 "$sig")"
+	[ "$got" = "200 401 400" ] || { echo "FAIL: webhook statuses '$got', not '200 401 400'"; rc=1; }
+	m2=$(curl -s "http://127.0.0.1:$port/metrics")
+	case $m2 in *'kiln_github_webhooks_total 1'*) ;; *) echo "FAIL: no webhook counted"; rc=1 ;; esac
 	kill -TERM $kpid
 	wait $kpid || { echo "FAIL: kiln run exited $?"; rc=1; }
 	case $m in *'kiln_github_queued_jobs{entry="acme"}'*'kiln_github_runners_deleted_total{entry="acme"} 2'*) ;;
 	*) echo "$m"; echo "FAIL: kiln_github_* series"; rc=1 ;; esac
 	[ ! -e "$work/state/github/acme/kiln-aaaaaaaaaaaa.json" ] || { echo "FAIL: the record stayed"; rc=1; }
 	grep -q "ghp_fake" "$work/run.log" && { echo "FAIL: the token was logged"; rc=1; }
-	[ $rc -eq 0 ] && echo "PASS: kiln run reaps a killed kiln's runner" || cat "$work/run.log"
+	[ $rc -eq 0 ] && echo "PASS: kiln run reaps a killed kiln's runners, takes signed webhooks" || cat "$work/run.log"
 fi
 [ $rc -eq 0 ] || { echo "--- fake.log"; tail -50 "$work/fake.log"; }
 exit $rc
