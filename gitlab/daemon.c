@@ -26,6 +26,7 @@
 #include "gitlab/metrics.h"
 #include "lib/paths.h"
 #include "lib/sdnotify.h"
+#include "lib/slots.h"
 #include "job/payload.h"
 #include "gitlab/trace.h"
 #include "gitlab/tlsvars.h"
@@ -87,6 +88,8 @@ struct daemon {
 };
 
 static struct glrunner_hooks hooks;  /* tests' fakes; zeroed: the real calls */
+static enum kiln_rc (*svc_start)(const struct kiln_config *cfg, struct kiln_err *e);
+static void (*svc_stop)(void);
 
 struct req {
 	struct daemon *d;
@@ -670,8 +673,10 @@ static void *request_thread(void *arg)
 	}
 	if (res == GL_JOB)
 		r->running++;
-	else
+	else {
 		d->busy--;
+		kiln_slots_give();
+	}
 	if (cl && !r->poller && !r->removed && !d->stopping) {
 		r->poller = cl;
 		cl = NULL;
@@ -693,6 +698,7 @@ static void *request_thread(void *arg)
 		pthread_mutex_lock(&d->mu);
 		r->running--;
 		d->busy--;
+		kiln_slots_give();
 		runner_gauges(rc, r);
 		/* The freed slot goes to the same runner at once: jobs queued
 		 * back to back do not wait a check_interval each. */
@@ -716,11 +722,14 @@ static void feed(struct daemon *d, struct rstate *r)
 	pthread_t th;
 	struct req *q;
 
-	if (!rc || r->removed || d->stopping || mono_s() < r->paused_until || d->busy >= d->cur->cfg.concurrent ||
-	    r->requesting >= r->request_concurrency || (r->limit > 0 && r->running + r->requesting >= r->limit))
+	if (!rc || r->removed || d->stopping || mono_s() < r->paused_until ||
+	    r->requesting >= r->request_concurrency || (r->limit > 0 && r->running + r->requesting >= r->limit) ||
+	    !kiln_slots_take()) /* last: `concurrent` is shared with the GitHub fleets (lib/slots.h) */
 		return;
-	if (!(q = calloc(1, sizeof(*q))))
+	if (!(q = calloc(1, sizeof(*q)))) {
+		kiln_slots_give();
 		return;
+	}
 	q->d = d;
 	q->r = r;
 	q->cref = d->cur;
@@ -738,6 +747,7 @@ static void feed(struct daemon *d, struct rstate *r)
 	if (pthread_create(&th, &attr, request_thread, q)) {
 		d->cur->refs--;
 		d->busy--;
+		kiln_slots_give();
 		d->threads--;
 		r->requesting--;
 		free(q);
@@ -884,6 +894,13 @@ static void start_orphans(struct daemon *d)
 
 /* --- the main loop ---------------------------------------------------------- */
 
+void glrunner_set_service(enum kiln_rc (*start)(const struct kiln_config *cfg, struct kiln_err *e),
+			  void (*stop)(void))
+{
+	svc_start = start;
+	svc_stop = stop;
+}
+
 void glrunner_set_hooks(const struct glrunner_hooks *h)
 {
 	hooks = h ? *h : (struct glrunner_hooks){ 0 };
@@ -922,6 +939,7 @@ static void reload(struct daemon *d)
 	log_info("reloaded %s: %zu runner%s, concurrent %d", d->config_path, n->cfg.n_runners,
 		 n->cfg.n_runners == 1 ? "" : "s", n->cfg.concurrent);
 	metrics_set("kiln_concurrent", "", n->cfg.concurrent);
+	kiln_slots_set_max(n->cfg.concurrent);
 	cfgref_put(d, old);
 }
 
@@ -1010,6 +1028,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 {
 	struct daemon d = { .config_path = config_path };
 	struct kiln_err e = { 0 };
+	struct cfgref *gh_cfg;
 	struct rstate *r;
 	sigset_t set;
 	double deadline = 0;
@@ -1029,7 +1048,7 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 	d.cur->cfg = *cfg;
 	memset(cfg, 0, sizeof(*cfg));
 	d.cur->refs = 1;
-	if (!d.cur->cfg.n_runners) {
+	if (!d.cur->cfg.n_runners && !d.cur->cfg.n_github) {
 		log_error("%s has no runners: register one first (kiln register --url URL --token TOKEN)", config_path);
 		goto fail;
 	}
@@ -1054,12 +1073,19 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 
 	metrics_set("kiln_version_info", "version=\"" PACKAGE_VERSION "\"", 1);
 	metrics_set("kiln_concurrent", "", d.cur->cfg.concurrent);
+	kiln_slots_set_max(d.cur->cfg.concurrent);
 	if (d.cur->cfg.listen_address && *d.cur->cfg.listen_address) {
 		if (metrics_serve(d.cur->cfg.listen_address, healthy, &d, &e))
 			log_error("%s: no /metrics", e.msg);
 		else
 			log_info("serving /metrics and /healthz on %s", d.cur->cfg.listen_address);
 	}
+	/* The GitHub entries keep the configuration kiln started with (a
+	 * reload changes the GitLab runners only). */
+	gh_cfg = d.cur;
+	gh_cfg->refs++;
+	if (svc_start && svc_start(&gh_cfg->cfg, &e))
+		log_error("%s", e.msg);
 	job_sweep(d.cur->cfg.state_dir);
 	gla_sweep(d.cur->cfg.state_dir);
 	start_orphans(&d);
@@ -1132,6 +1158,9 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 			cancel_all(&d, "kiln is shutting down");
 		}
 	}
+	if (svc_stop)
+		svc_stop();
+	cfgref_put(&d, gh_cfg);
 	metrics_stop();
 	log_info("stopped");
 	pthread_mutex_lock(&d.mu);

@@ -56,4 +56,11 @@ struct glrunner_hooks {
 };
 void glrunner_set_hooks(const struct glrunner_hooks *h);
 
+/* Another service glrunner_run starts beside the GitLab loop and stops
+ * before it returns, under the same `concurrent` (lib/slots.h): the
+ * GitHub fleets (github/daemon.h), set by runner/main.c so that this
+ * library does not link them. cfg outlives stop. NULL: none. */
+void glrunner_set_service(enum kiln_rc (*start)(const struct kiln_config *cfg, struct kiln_err *e),
+			  void (*stop)(void));
+
 #endif

@@ -213,6 +213,102 @@ void metrics_reset(void)
 	pthread_mutex_unlock(&mu);
 }
 
+static pthread_mutex_t post_mu = PTHREAD_MUTEX_INITIALIZER;
+static char post_path[64];
+static size_t post_max;
+static metrics_post_fn post_fn;
+static void *post_arg;
+
+void metrics_set_post(const char *path, size_t max, metrics_post_fn fn, void *arg)
+{
+	pthread_mutex_lock(&post_mu);
+	snprintf(post_path, sizeof(post_path), "%s", fn ? path : "");
+	post_max = max;
+	post_fn = fn;
+	post_arg = arg;
+	pthread_mutex_unlock(&post_mu);
+}
+
+/* A POST body being gathered across libmicrohttpd's calls. */
+struct upload {
+	char *buf;
+	size_t len;
+	bool too_big;
+};
+
+static const char *post_header(void *conn, const char *name)
+{
+	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name);
+}
+
+static MHD_Result_t reply(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+	MHD_Result_t ret;
+
+	if (!resp)
+		return MHD_NO;
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static MHD_Result_t answer_post(struct MHD_Connection *conn, const char *upload_data, size_t *upload_data_size,
+				void **con_cls)
+{
+	struct upload *u = *con_cls;
+	metrics_post_fn fn;
+	void *arg;
+	size_t max;
+	unsigned status;
+
+	pthread_mutex_lock(&post_mu);
+	fn = post_fn;
+	arg = post_arg;
+	max = post_max;
+	pthread_mutex_unlock(&post_mu);
+	if (!u) {
+		if (!(u = calloc(1, sizeof(*u))))
+			return MHD_NO;
+		*con_cls = u;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (!u->too_big && u->len + *upload_data_size <= max) {
+			char *nb = realloc(u->buf, u->len + *upload_data_size + 1);
+
+			if (!nb)
+				return MHD_NO;
+			u->buf = nb;
+			memcpy(u->buf + u->len, upload_data, *upload_data_size);
+			u->len += *upload_data_size;
+			u->buf[u->len] = '\0';
+		} else {
+			u->too_big = true;
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (u->too_big)
+		return reply(conn, 413, "too large\n"); /* the constant was renamed across versions */
+	status = fn ? fn(arg, u->buf ? u->buf : "", u->len, post_header, conn) : MHD_HTTP_NOT_FOUND;
+	return reply(conn, status, status < 300 ? "ok\n" : "refused\n");
+}
+
+static void request_done(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct upload *u = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (u) {
+		free(u->buf);
+		free(u);
+		*con_cls = NULL;
+	}
+}
+
 static MHD_Result_t answer(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 			   const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
@@ -222,6 +318,15 @@ static MHD_Result_t answer(void *cls, struct MHD_Connection *conn, const char *u
 	const char *ctype = "text/plain; charset=utf-8";
 	MHD_Result_t ret;
 
+	if (!strcmp(method, "POST")) {
+		bool route;
+
+		pthread_mutex_lock(&post_mu);
+		route = post_fn && !strcmp(url, post_path);
+		pthread_mutex_unlock(&post_mu);
+		if (route)
+			return answer_post(conn, upload_data, upload_data_size, con_cls);
+	}
 	if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
 		body = strdup("method not allowed\n");
 		status = MHD_HTTP_METHOD_NOT_ALLOWED;
@@ -316,7 +421,8 @@ enum kiln_rc metrics_serve(const char *address, bool (*healthy)(void *arg), void
 	healthy_fn = healthy;
 	healthy_arg = arg;
 	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, answer, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-				   MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+				   MHD_OPTION_CONNECTION_LIMIT, 32u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+				   MHD_OPTION_NOTIFY_COMPLETED, request_done, NULL, MHD_OPTION_END);
 	if (!daemon_)
 		return kiln_fail(e, KILN_E_IO, "listen_address %s: cannot listen there (in use, or not this host's)",
 				 address);

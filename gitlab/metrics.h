@@ -40,6 +40,14 @@ char *metrics_render(void);
 /* Serve /metrics and /healthz on address ("host:port", "[v6]:port" or
  * ":port" for every address). healthy(arg) decides /healthz. */
 enum kiln_rc metrics_serve(const char *address, bool (*healthy)(void *arg), void *arg, struct kiln_err *e);
+/* A POST route beside /metrics (GitHub's webhooks: github/daemon.c): fn
+ * gets the whole body (over max bytes: 413 without calling it) and looks
+ * request headers up with header(conn, NAME); it returns the HTTP status.
+ * One route; NULL fn removes it. Called on the server's one thread. */
+typedef unsigned (*metrics_post_fn)(void *arg, const char *body, size_t len,
+				    const char *(*header)(void *conn, const char *name), void *conn);
+void metrics_set_post(const char *path, size_t max, metrics_post_fn fn, void *arg);
+
 /* Stop serving (no-op when not serving). */
 void metrics_stop(void);
 

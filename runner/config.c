@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "executors/executor.h"
@@ -65,6 +66,32 @@ static const struct field runner_fields[] = {
 	VM_FIELDS(offsetof(struct kiln_runner_config, vm)),
 	{ NULL }
 };
+
+#define GH_FIELD(key, type, member, min, max) { key, type, offsetof(struct kiln_github_config, member), min, max, NULL }
+
+static const struct field github_fields[] = {
+	GH_FIELD("name", F_STR, name, 0, 0),
+	GH_FIELD("url", F_STR, url, 0, 0),
+	GH_FIELD("api_url", F_STR, api_url, 0, 0),
+	GH_FIELD("token", F_STR, token, 0, 0),
+	GH_FIELD("app_id", F_LONG, app_id, 1, LONG_MAX),
+	GH_FIELD("private_key_file", F_STR, private_key_file, 0, 0),
+	GH_FIELD("installation_id", F_LONG, installation_id, 1, LONG_MAX),
+	GH_FIELD("runner_group_id", F_LONG, runner_group_id, 1, LONG_MAX),
+	GH_FIELD("name_prefix", F_STR, name_prefix, 0, 0),
+	GH_FIELD("warm_pool", F_INT, warm_pool, 0, 1000),
+	GH_FIELD("max_runners", F_INT, max_runners, 0, 1000),
+	GH_FIELD("idle_timeout", F_INT, idle_timeout, 10, 86400),
+	GH_FIELD("tls_ca_file", F_STR, tls_ca_file, 0, 0),
+	GH_FIELD("webhook_secret", F_STR, webhook_secret, 0, 0),
+	VM_FIELDS(offsetof(struct kiln_github_config, vm)),
+	{ NULL }
+};
+
+/* GitHub's own labels of a self-hosted Linux x64 runner: what `runs-on:
+ * self-hosted` and the usual triples ask for. */
+static const char *const github_default_labels[] = { "self-hosted", "linux", "x64", NULL };
+#define GITHUB_IDLE_TIMEOUT_DEFAULT 300
 
 static const struct field global_fields[] = {
 	{ "state_dir", F_STR, offsetof(struct kiln_config, state_dir), 0, 0, NULL },
@@ -503,6 +530,173 @@ static enum kiln_rc parse_runners(struct parse_ctx *c, struct kiln_config *cfg, 
 	return KILN_OK;
 }
 
+static void free_labels(struct kiln_github_config *g)
+{
+	size_t i;
+
+	for (i = 0; i < g->n_labels; i++)
+		free(g->labels[i]);
+	free(g->labels);
+	g->labels = NULL;
+	g->n_labels = 0;
+}
+
+static enum kiln_rc add_label(struct parse_ctx *c, struct kiln_github_config *g, const char *label)
+{
+	char **v = realloc(g->labels, (g->n_labels + 1) * sizeof(*v));
+
+	if (!v)
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	g->labels = v;
+	if (!(v[g->n_labels] = strdup(label)))
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	g->n_labels++;
+	return KILN_OK;
+}
+
+/* `labels:` of a github entry: 1 to 100 non-empty strings without commas
+ * (GitHub's runner takes them comma-separated), replacing the defaults. */
+static int github_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
+			enum kiln_rc *rc)
+{
+	struct kiln_github_config *g = base;
+	char where[64];
+	size_t i, j;
+
+	if (strcmp(key, "labels"))
+		return 0;
+	snprintf(where, sizeof(where), "github[%td].labels", g - c->cfg->github);
+	free_labels(g);
+	*rc = KILN_OK;
+	if (v->kind != CY_SEQ || v->n == 0) {
+		*rc = at(c, v, KILN_E_INVALID, where, "%s", "expected a list of 1 to 100 labels");
+		return 1;
+	}
+	if (v->n > KILN_GITHUB_MAX_LABELS) {
+		*rc = at(c, v, KILN_E_LIMIT, where, "%zu labels, GitHub takes at most %d", v->n,
+			 KILN_GITHUB_MAX_LABELS);
+		return 1;
+	}
+	for (i = 0; i < v->n && !*rc; i++) {
+		const struct cy_node *item = v->items[i];
+
+		if (item->kind != CY_SCALAR || !*item->str || strchr(item->str, ',') || strlen(item->str) > 256) {
+			*rc = at(c, item, KILN_E_INVALID, where, "[%zu]: expected a label without commas", i);
+			break;
+		}
+		for (j = 0; j < g->n_labels; j++)
+			if (!strcasecmp(g->labels[j], item->str))
+				break;
+		if (j == g->n_labels) /* case-insensitive duplicates collapse */
+			*rc = add_label(c, g, item->str);
+	}
+	return 1;
+}
+
+/* url is https://HOST/ORG or https://HOST/OWNER/REPO (http for tests):
+ * one or two non-empty path segments, no query. */
+static bool github_url_ok(const char *url)
+{
+	const char *p;
+	int segs = 0;
+
+	if (!strncmp(url, "https://", 8))
+		p = url + 8;
+	else if (!strncmp(url, "http://", 7))
+		p = url + 7;
+	else
+		return false;
+	p += strcspn(p, "/");
+	if (p == url || !*p || strpbrk(p, "?#@ "))
+		return false;
+	while (*p == '/' && p[1] && p[1] != '/') {
+		segs++;
+		p = strchr(p + 1, '/');
+		if (!p)
+			break;
+		if (!p[1])
+			break; /* a trailing slash */
+	}
+	return (!p || !strcmp(p, "/")) && segs >= 1 && segs <= 2;
+}
+
+/* A runner name prefix: what GitHub takes in a name, short enough that
+ * PREFIX-<12 hex> stays under its 64-character limit. */
+static bool prefix_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n >= 1 && n <= 40 && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+static enum kiln_rc parse_github(struct parse_ctx *c, struct kiln_config *cfg, const struct cy_node *seq)
+{
+	size_t n, i, j, k;
+
+	if (seq->kind != CY_SEQ)
+		return at(c, seq, KILN_E_INVALID, "github", "%s", "expected a list");
+	n = seq->n;
+	if (n > KILN_CONFIG_MAX_RUNNERS)
+		return at(c, seq, KILN_E_LIMIT, "github", "%s", "more than 64 entries");
+	cfg->github = calloc(n ? n : 1, sizeof(*cfg->github));
+	if (!cfg->github)
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	for (i = 0; i < n; i++) {
+		struct kiln_github_config *g = &cfg->github[cfg->n_github++];
+		const struct cy_node *item = seq->items[i];
+		char where[32];
+		enum kiln_rc rc;
+
+		g->runner_group_id = 1;
+		g->idle_timeout = GITHUB_IDLE_TIMEOUT_DEFAULT;
+		if (dup_vm(&g->vm, &cfg->defaults))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		/* The runner image unless the entry names one: `defaults: image` is the GitLab jobs'. */
+		free(g->vm.image);
+		if (!(g->vm.image = strdup("github-runner")))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		snprintf(where, sizeof(where), "github[%zu]", i);
+		if ((rc = parse_mapping(c, item, github_fields, g, where, github_extra)))
+			return rc;
+		if (!g->url)
+			return at(c, item, KILN_E_INVALID, where, "%s", "missing key 'url'");
+		if (!github_url_ok(g->url))
+			return at(c, item, KILN_E_INVALID, where, "url '%.80s': expected https://HOST/ORG or https://HOST/OWNER/REPO",
+				  g->url);
+		if (g->api_url && strncmp(g->api_url, "https://", 8) && strncmp(g->api_url, "http://", 7))
+			return at(c, item, KILN_E_INVALID, where, "api_url '%.80s': expected an https:// URL", g->api_url);
+		if (!g->token == !g->app_id)
+			return at(c, item, KILN_E_INVALID, where, "%s", "set one of 'token' and 'app_id'");
+		if (g->app_id && !g->private_key_file)
+			return at(c, item, KILN_E_INVALID, where, "%s", "'app_id' needs 'private_key_file'");
+		if (!g->app_id && (g->private_key_file || g->installation_id))
+			return at(c, item, KILN_E_INVALID, where, "%s",
+				  "'private_key_file' and 'installation_id' go with 'app_id', not 'token'");
+		if (g->name_prefix && !prefix_ok(g->name_prefix))
+			return at(c, item, KILN_E_INVALID, where, "name_prefix '%.60s': 1 to 40 of A-Z a-z 0-9 . _ -",
+				  g->name_prefix);
+		if (!g->name_prefix && !(g->name_prefix = strdup("kiln")))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		if (g->max_runners && g->warm_pool > g->max_runners)
+			return at(c, item, KILN_E_INVALID, where, "warm_pool %d is more than max_runners %d", g->warm_pool,
+				  g->max_runners);
+		if (!g->labels)
+			for (k = 0; github_default_labels[k]; k++)
+				if ((rc = add_label(c, g, github_default_labels[k])))
+					return rc;
+		if (!g->name) { /* HOST/PATH of the url, without a trailing slash */
+			if (!(g->name = strdup(strstr(g->url, "://") + 3)))
+				return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+			if (g->name[strlen(g->name) - 1] == '/')
+				g->name[strlen(g->name) - 1] = '\0';
+		}
+		for (j = 0; j < i; j++)
+			if (!strcmp(cfg->github[j].name, g->name))
+				return at(c, item, KILN_E_INVALID, where, "name '%.60s' is already github[%zu]'s", g->name, j);
+	}
+	return KILN_OK;
+}
+
 /* The host of url ("https://user@[::1]:8443/x" -> "::1") in buf; false when
  * there is none or it does not fit. */
 static bool url_host(const char *url, char *buf, size_t size)
@@ -662,6 +856,13 @@ static int global_extra(struct parse_ctx *c, const char *key, const struct cy_no
 			*rc = parse_runners(c, cfg, v);
 		return 1;
 	}
+	if (!strcmp(key, "github")) {
+		if (cfg->github)
+			*rc = at(c, v, KILN_E_INVALID, "", "%s", "duplicate key 'github'");
+		else
+			*rc = parse_github(c, cfg, v);
+		return 1;
+	}
 	return 0;
 }
 
@@ -748,6 +949,25 @@ void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->oci.registries);
 	for (i = 0; i < 3; i++)
 		free(cfg->oci.allowed_pull_policies[i]);
+	for (i = 0; i < cfg->n_github; i++) {
+		struct kiln_github_config *g = &cfg->github[i];
+
+		free(g->name);
+		free(g->url);
+		free(g->api_url);
+		if (g->token)
+			explicit_bzero(g->token, strlen(g->token));
+		free(g->token);
+		free(g->private_key_file);
+		free_labels(g);
+		free(g->name_prefix);
+		free(g->tls_ca_file);
+		if (g->webhook_secret)
+			explicit_bzero(g->webhook_secret, strlen(g->webhook_secret));
+		free(g->webhook_secret);
+		free_vm(&g->vm);
+	}
+	free(cfg->github);
 	free(cfg->path);
 	free(cfg->state_dir);
 	free(cfg->cache_dir);

@@ -12,6 +12,7 @@
 #include "lib/result.h"
 
 #define KILN_CONFIG_MAX_RUNNERS 64
+#define KILN_GITHUB_MAX_LABELS 100 /* GitHub refuses more on a runner */
 
 /* Default limits of a job's network and disks: about a 1 Gbit/s link
  * each way, and a fast SSD's share (Firecracker's own limiter tests use
@@ -78,6 +79,30 @@ struct kiln_oci_config {
 	size_t n_registries;
 };
 
+/* One `github:` entry (docs/github.md): a repository or organization whose
+ * queued jobs kiln serves with a just-in-time runner per job, each in a
+ * fresh VM. Auth is a PAT (`token`) or a GitHub App (`app_id` and
+ * `private_key_file`, `installation_id` looked up when 0). */
+struct kiln_github_config {
+	char *name;
+	char *url;               /* https://github.com/ORG or .../OWNER/REPO */
+	char *api_url;           /* NULL: derived from url (github/client.h gh_scope_parse) */
+	char *token;
+	long app_id;             /* 0: no App */
+	char *private_key_file;
+	long installation_id;    /* 0: looked up */
+	char **labels;           /* runs-on labels served, compared case-insensitively */
+	size_t n_labels;
+	long runner_group_id;    /* 1: the default group */
+	char *name_prefix;       /* runners are PREFIX-<12 hex>; default "kiln-<name>" */
+	int warm_pool;           /* idle runner VMs kept ready */
+	int max_runners;         /* 0: only `concurrent` bounds them */
+	int idle_timeout;        /* s a runner may wait for a job before it is reaped */
+	char *tls_ca_file;
+	char *webhook_secret;    /* NULL: webhooks refused */
+	struct kiln_vm_settings vm; /* from `defaults`, image github-runner unless set */
+};
+
 struct kiln_config {
 	char *path;              /* file it came from, NULL for built-in defaults */
 	char *state_dir;
@@ -95,6 +120,8 @@ struct kiln_config {
 	struct kiln_runner_config *runners;
 	size_t n_runners;
 	struct kiln_oci_config oci;
+	struct kiln_github_config *github; /* `github:` */
+	size_t n_github;
 };
 
 /* The file kiln reads when -c is not given: $KILN_CONFIG, else

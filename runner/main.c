@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runner/cli.h"
 #include "runner/config.h"
@@ -21,6 +22,9 @@
 #include "runner/install.h"
 #include "runner/status.h"
 #include "executors/executor.h"
+#include "github/daemon.h"
+#include "github/entry.h"
+#include "gitlab/daemon.h"
 #include "gitlab/commands.h"
 #include "job/images.h"
 #include "job/ociimage.h"
@@ -60,6 +64,8 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	struct doctor_facts facts;
 	struct doctor_report report;
 	struct images_ctx ictx;
+	size_t i;
+	int ret;
 
 	if (opts_none(argc, argv))
 		return EXIT_USAGE;
@@ -70,7 +76,22 @@ static int cmd_doctor(struct cli *c, int argc, char **argv)
 	doctor_probe_jail(c->cfg.jail, c->cfg.jail_uid_base, &facts);
 	doctor_probe_cache(&c->cfg, &facts);
 	doctor_judge(&facts, &report);
-	return doctor_print(&report, stdout);
+	ret = doctor_print(&report, stdout);
+	if (c->cfg.n_github)
+		gh_global_init();
+	for (i = 0; i < c->cfg.n_github; i++) { /* the credentials' permissions */
+		struct gh_entry ent;
+		struct kiln_err e = { 0 };
+
+		if (gh_entry_open(&ent, &c->cfg.github[i], c->cfg.state_dir, &e)) {
+			printf("FAIL  %s\n", e.msg);
+			ret = 1;
+		} else if (!gh_entry_doctor(&ent, stdout)) {
+			ret = 1;
+		}
+		gh_entry_close(&ent);
+	}
+	return ret;
 }
 
 static void print_size(uint64_t bytes, char *buf, size_t size)
@@ -284,7 +305,40 @@ static int cmd_config(struct cli *c, int argc, char **argv)
 	for (i = 0; i < c->cfg.n_runners; i++)
 		printf("  runner %s: %s, executor %s, image %s\n", c->cfg.runners[i].name, c->cfg.runners[i].url,
 		       c->cfg.runners[i].vm.executor, c->cfg.runners[i].vm.image);
+	for (i = 0; i < c->cfg.n_github; i++) {
+		const struct kiln_github_config *g = &c->cfg.github[i];
+
+		printf("  github %s: %s, %s auth, %zu label%s, warm pool %d, image %s\n", g->name, g->url,
+		       g->app_id ? "app" : "token", g->n_labels, g->n_labels == 1 ? "" : "s", g->warm_pool, g->vm.image);
+	}
 	return EXIT_OK;
+}
+
+/* kiln github status: each `github:` entry's demand, runners and VMs. */
+static int cmd_github(struct cli *c, int argc, char **argv)
+{
+	int ret = EXIT_OK;
+	size_t i;
+
+	if (argc != 2 || strcmp(argv[1], "status"))
+		return cli_usage_error("github: expected 'github status'%s", "");
+	if (!c->cfg.n_github) {
+		printf("no github: entries in %s\n", c->cfg.path ? c->cfg.path : "the configuration");
+		return EXIT_OK;
+	}
+	gh_global_init();
+	for (i = 0; i < c->cfg.n_github; i++) {
+		struct gh_entry ent;
+		struct kiln_err e = { 0 };
+
+		if (gh_entry_open(&ent, &c->cfg.github[i], c->cfg.state_dir, &e) ||
+		    gh_entry_status(&ent, (long long)time(NULL), stdout, &e)) {
+			log_error("%s", e.msg);
+			ret = EXIT_FAIL;
+		}
+		gh_entry_close(&ent);
+	}
+	return ret;
 }
 
 static int cmd_boot(struct cli *c, int argc, char **argv)
@@ -410,7 +464,10 @@ static int cmd_list(struct cli *c, int argc, char **argv)
 
 static int cmd_run(struct cli *c, int argc, char **argv)
 {
-	return opts_none(argc, argv) ? EXIT_USAGE : glcmd_run(&c->cfg, config_path(c));
+	if (opts_none(argc, argv))
+		return EXIT_USAGE;
+	glrunner_set_service(gh_daemon_start, gh_daemon_stop); /* the github: entries */
+	return glcmd_run(&c->cfg, config_path(c));
 }
 
 static int cmd_replay(struct cli *c, int argc, char **argv)
@@ -534,6 +591,7 @@ int main(int argc, char **argv)
 		{ "doctor", cmd_doctor },
 		{ "images", cmd_images },
 		{ "config", cmd_config },
+		{ "github", cmd_github },
 		{ "boot", cmd_boot },
 		{ "exec", cmd_exec },
 		{ "register", cmd_register },

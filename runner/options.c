@@ -29,6 +29,7 @@ static void usage(FILE *out, const char *default_config)
 		"  images pull REF        pull an OCI image into the store (oci: registries for auth)\n"
 		"  images prune           drop least recently used OCI images down to oci.max_size_mib\n"
 		"  config check           validate the configuration file\n"
+		"  github status          the GitHub entries' queued jobs, runners and VMs\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
 		"  exec --job-file FILE   run one GitLab job payload in a fresh VM, print its log,\n"
 		"                         exit with its exit code (125: it could not run)\n"

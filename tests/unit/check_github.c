@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -17,10 +18,13 @@
 #include "github/auth.h"
 #include "github/client.h"
 #include "github/demand.h"
+#include "github/fleet.h"
 #include "github/jit.h"
+#include "github/round.h"
 #include "github/webhook.h"
 #include "lib/clock.h"
 #include "lib/sha256.h"
+#include "lib/slots.h"
 
 /* ---- offline ------------------------------------------------------- */
 
@@ -730,6 +734,365 @@ START_TEST(fake_mutation_gap_and_tls)
 }
 END_TEST
 
+/* The reconciler's decisions (github/fleet.h), one rule at a time. */
+static size_t plan(const struct gh_plan_in *in, struct gh_act *a)
+{
+	size_t n;
+
+	gh_plan(in, a, 32, &n);
+	return n;
+}
+
+static int spawned(const struct gh_act *a, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (a[i].kind == GH_ACT_SPAWN)
+			return a[i].n;
+	return 0;
+}
+
+START_TEST(fleet_plan)
+{
+	struct gh_rec recs[4] = { { .id = 1, .name = "kiln-a", .created = 1000 },
+				  { .id = 2, .name = "kiln-b", .created = 1000, .job_id = 77 },
+				  { .id = 3, .name = "kiln-c", .created = 1000 },
+				  { .id = 4, .name = "kiln-d", .created = 100 } };
+	struct gh_seen seen[4] = { { GH_VM_RUNNING, false }, { GH_VM_EXITED, true }, { GH_VM_BOOTING, false },
+				   { GH_VM_RUNNING, true } };
+	struct gh_runner listed[3] = { { .id = 3, .name = "kiln-c", .status = "offline" },
+				       { .id = 9, .name = "kiln-z", .status = "offline" },
+				       { .id = 10, .name = "kiln-y", .status = "online" } };
+	struct gh_plan_in in = { .recs = recs, .seen = seen, .n_recs = 4, .listed = listed, .n_listed = 3,
+				 .queued = 3, .warm_pool = 1, .free_slots = 10, .now = 1100, .idle_timeout = 300,
+				 .job_timeout = 900 };
+	struct gh_act a[32];
+	size_t n = plan(&in, a);
+
+	/* b exited; d is past the job time limit; z is an orphan; a and c
+	 * are idle and take two of the three queued jobs: 3 + 1 - 2 = 2. */
+	ck_assert_uint_eq(n, 5);
+	ck_assert_int_eq(a[0].kind, GH_ACT_DELETE_RUNNER);
+	ck_assert_uint_eq(a[0].rec, 1);
+	ck_assert_int_eq(a[1].kind, GH_ACT_DESTROY_VM);
+	ck_assert_uint_eq(a[1].rec, 3);
+	ck_assert_int_eq(a[2].kind, GH_ACT_DELETE_RUNNER);
+	ck_assert_uint_eq(a[2].rec, 3);
+	ck_assert_int_eq(a[3].kind, GH_ACT_DELETE_ORPHAN);
+	ck_assert_int_eq(a[3].runner_id, 9);
+	ck_assert_int_eq(spawned(a, n), 2);
+
+	/* The same demand seen again after the spawn: no double spawn. */
+	{
+		struct gh_rec r2[3] = { { .id = 1, .name = "kiln-a", .created = 1000 },
+					{ .id = 3, .name = "kiln-c", .created = 1000 },
+					{ .id = 5, .name = "kiln-e", .created = 1100 } };
+		struct gh_rec r3 = { .id = 6, .name = "kiln-f", .created = 1100 };
+		struct gh_rec all[4];
+		struct gh_seen s2[4] = { { GH_VM_RUNNING, false }, { GH_VM_RUNNING, false }, { GH_VM_BOOTING, false },
+					 { GH_VM_BOOTING, false } };
+		struct gh_plan_in in2 = { .recs = all, .seen = s2, .n_recs = 4, .queued = 3, .warm_pool = 1,
+					  .free_slots = 10, .now = 1101, .idle_timeout = 300 };
+
+		memcpy(all, r2, sizeof(r2));
+		all[3] = r3;
+		n = plan(&in2, a);
+		ck_assert_uint_eq(n, 0);
+		/* Idle past idle_timeout: deleted first, then the VM. */
+		in2.now = 1000 + 301;
+		in2.n_recs = 1;
+		n = plan(&in2, a);
+		ck_assert_uint_eq(n, 3);
+		ck_assert_int_eq(a[0].kind, GH_ACT_DELETE_RUNNER);
+		ck_assert_int_eq(a[1].kind, GH_ACT_DESTROY_VM);
+		ck_assert_int_eq(spawned(a, n), 4); /* 3 queued + 1 warm, none idle left */
+	}
+
+	/* Bounded by max_runners (live ones count) and by the shared slots. */
+	in.n_listed = 0;
+	in.queued = 20;
+	in.max_runners = 5;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 3); /* a and c live */
+	in.free_slots = 1;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 1);
+	in.free_slots = 0;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 0);
+
+	/* Warm pool alone, with nothing queued and nobody idle. */
+	in.n_recs = 0;
+	in.queued = 0;
+	in.warm_pool = 2;
+	in.free_slots = 10;
+	n = plan(&in, a);
+	ck_assert_int_eq(spawned(a, n), 2);
+}
+END_TEST
+
+/* Records survive a restart; junk and other files are skipped. */
+START_TEST(fleet_records)
+{
+	char tmp[] = "/tmp/kiln-ghrec-XXXXXX", dir[PATH_MAX], path[PATH_MAX + 16];
+	struct gh_rec r = { .id = 42, .name = "kiln-0123456789ab", .vm = "gh-42", .created = 1700000000 }, *v;
+	struct kiln_err e = { 0 };
+	struct stat st;
+	size_t n;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	ck_assert_int_eq(gh_rec_dir(tmp, "acme/../x y", dir, sizeof(dir), &e), KILN_OK);
+	ck_assert_str_eq(dir + strlen(tmp), "/github/acme_.._x_y"); /* one component */
+	ck_assert_ptr_null(strchr(dir + strlen(tmp), ' '));
+	ck_assert_int_eq(gh_rec_load_all(dir, &v, &n, &e), KILN_OK); /* none yet */
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(gh_rec_save(dir, &r, &e), KILN_OK);
+	snprintf(path, sizeof(path), "%s/%s.json", dir, r.name);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	snprintf(path, sizeof(path), "%s/junk.json", dir);
+	f = fopen(path, "w");
+	fputs("{\"id\": \"x\"}", f);
+	fclose(f);
+	ck_assert_int_eq(gh_rec_load_all(dir, &v, &n, &e), KILN_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(v[0].id, 42);
+	ck_assert_str_eq(v[0].name, r.name);
+	ck_assert_str_eq(v[0].vm, "gh-42");
+	ck_assert_int_eq(v[0].created, 1700000000);
+	free(v);
+	strcpy(r.name, "../evil");
+	ck_assert_int_eq(gh_rec_save(dir, &r, &e), KILN_E_INVALID);
+	ck_assert_int_eq(gh_rec_remove(dir, "kiln-0123456789ab", &e), KILN_OK);
+	ck_assert_int_eq(gh_rec_remove(dir, "kiln-0123456789ab", &e), KILN_OK);
+	unlink(path);
+	ck_assert_int_eq(gh_rec_load_all(dir, &v, &n, &e), KILN_OK);
+	ck_assert_uint_eq(n, 0);
+	free(v);
+	rmdir(dir);
+	snprintf(path, sizeof(path), "%s/github", tmp);
+	rmdir(path);
+	rmdir(tmp);
+}
+END_TEST
+
+/* A fake VM side for the fleet: VMs are slots in a table, the blob's
+ * sha256 is kept (never the blob), and each boot checks that the runner's
+ * record was on disk first. */
+struct fake_vms {
+	const char *dir;
+	int booted, destroyed;
+	enum gh_vm_state st[16];
+	char sha[16][65];
+	bool rec_first[16];
+	bool fail_boot;
+};
+
+static enum kiln_rc fvm_boot(void *arg, struct gh_rec *r, const char *blob, size_t len, struct kiln_err *e)
+{
+	struct fake_vms *v = arg;
+	struct gh_rec *recs;
+	size_t n, i;
+	int k = v->booted;
+
+	if (v->fail_boot)
+		return kiln_fail(e, KILN_E_IO, "fake: no VM today");
+	ck_assert_int_lt(k, 16);
+	ck_assert(gh_jit_blob_valid(blob, len));
+	sha256_buf_hex(blob, len, v->sha[k]);
+	ck_assert_int_eq(gh_rec_load_all(v->dir, &recs, &n, e), KILN_OK);
+	for (i = 0; i < n; i++)
+		if (!strcmp(recs[i].name, r->name) && recs[i].id == r->id && !recs[i].vm[0])
+			v->rec_first[k] = true;
+	free(recs);
+	snprintf(r->vm, sizeof(r->vm), "vm-%d", k);
+	v->st[k] = GH_VM_RUNNING;
+	v->booted++;
+	return KILN_OK;
+}
+
+static enum gh_vm_state fvm_state(void *arg, const struct gh_rec *r)
+{
+	struct fake_vms *v = arg;
+	int k;
+
+	if (sscanf(r->vm, "vm-%d", &k) != 1 || k < 0 || k >= 16)
+		return GH_VM_NONE;
+	return v->st[k];
+}
+
+static void fvm_destroy(void *arg, const struct gh_rec *r)
+{
+	struct fake_vms *v = arg;
+	int k;
+
+	if (sscanf(r->vm, "vm-%d", &k) == 1 && k >= 0 && k < 16 && v->st[k] != GH_VM_NONE) {
+		v->st[k] = GH_VM_NONE;
+		v->destroyed++;
+	}
+}
+
+/* The reconciler against the fake: two matching queued jobs give two
+ * runners, each recorded before its VM boots; the same demand seen again
+ * spawns nothing; an exited VM's runner is deleted; the shared slots
+ * bound the fleet; and after a kill -9 (records on disk, VMs gone) the
+ * next kiln deletes every runner the records name. */
+START_TEST(fake_fleet)
+{
+	char tmp[] = "/tmp/kiln-ghfleet-XXXXXX";
+	struct gh_client c;
+	struct gh_auth a;
+	struct gh_labels served = { 0 };
+	struct fake_vms vms = { 0 };
+	struct gh_fleet f = { .entry = "acme", .scope = { .owner = "acme", .repo = "widgets" }, .prefix = "kiln",
+			      .idle_timeout = 300, .job_timeout = 3600 };
+	struct kiln_err e = { 0 };
+	int jits, dels;
+
+	seed(RUNS_ONE);
+	/* An offline kiln runner nobody recorded (deleted), a busy one (kept). */
+	seed("{\"runners\":{\"acme/widgets\":[{\"id\":900,\"name\":\"kiln-orphan\"},"
+	     "{\"id\":901,\"name\":\"kiln-busy\",\"busy\":true}]}}");
+	pat(&c, &a);
+	served_set(&served);
+	jits = arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201);
+	dels = arrived("DELETE /repos/acme/widgets/actions/runners/", 204);
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	ck_assert_int_eq(gh_rec_dir(tmp, "acme", f.dir, sizeof(f.dir), &e), KILN_OK);
+	vms.dir = f.dir;
+	f.c = &c;
+	f.labels = &served;
+	f.ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms };
+	kiln_slots_set_max(3);
+	ck_assert_int_eq(gh_fleet_open(&f, &e), KILN_OK);
+
+	ck_assert_msg(gh_fleet_round(&f, 1000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(f.queued, 2);
+	ck_assert_int_eq(vms.booted, 2);
+	ck_assert_uint_eq(f.n_recs, 2);
+	ck_assert(vms.rec_first[0] && vms.rec_first[1]);
+	ck_assert_str_ne(vms.sha[0], vms.sha[1]);
+	ck_assert_int_eq(arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201), jits + 2);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/900", 204), 1);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/901", 0), 0);
+	ck_assert_int_eq(kiln_slots_used(), 2);
+
+	/* Same demand: both runners are idle and cover it. */
+	ck_assert_msg(gh_fleet_round(&f, 1010, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(vms.booted, 2);
+
+	/* VM 0's runner exited: deleted on GitHub, its record gone; the job
+	 * it ran is still queued in the fake, so one more is started. */
+	vms.st[0] = GH_VM_EXITED;
+	ck_assert_msg(gh_fleet_round(&f, 1020, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/", 204), dels + 2);
+	ck_assert_int_eq(vms.destroyed, 1);
+	ck_assert_int_eq(vms.booted, 3);
+	ck_assert_uint_eq(f.n_recs, 2);
+	ck_assert_int_eq(kiln_slots_used(), 2);
+
+	/* A warm pool of 5 is bounded by `concurrent` (3). */
+	f.warm_pool = 5;
+	ck_assert_msg(gh_fleet_round(&f, 1030, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(vms.booted, 4);
+	ck_assert_int_eq(kiln_slots_used(), 3);
+	f.warm_pool = 0;
+
+	/* kill -9: the records stay, the VMs are gone after the host
+	 * restarts; and the new runner's VM cannot boot, so that runner is
+	 * deleted again at once. */
+	gh_fleet_close(&f);
+	ck_assert_int_eq(kiln_slots_used(), 0);
+	{
+		int k;
+
+		for (k = 0; k < 16; k++)
+			vms.st[k] = GH_VM_NONE;
+	}
+	vms.fail_boot = true;
+	ck_assert_int_eq(gh_fleet_open(&f, &e), KILN_OK);
+	ck_assert_uint_eq(f.n_recs, 3);
+	ck_assert_msg(gh_fleet_round(&f, 2000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/", 204), dels + 2 + 3 + 1);
+	ck_assert_uint_eq(f.n_recs, 0);
+	ck_assert_uint_eq(f.spawn_failures, 1);
+	ck_assert_int_eq(kiln_slots_used(), 0);
+	gh_fleet_close(&f);
+	rmdir(f.dir);
+	{
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/github", tmp);
+		rmdir(p);
+	}
+	ck_assert_int_eq(rmdir(tmp), 0);
+	gh_labels_free(&served);
+	gh_auth_free(&a);
+	gh_client_free(&c);
+}
+END_TEST
+
+/* bench/github.sh's API budget: 10 idle repositories, a reconciler round
+ * each per poll (runs queued + in progress, runner list). Every request
+ * after the first round is a 304, which GitHub does not count; the line
+ * printed is what an hour at a 10 s interval costs. */
+START_TEST(fake_idle_budget)
+{
+	enum { REPOS = 10, ROUNDS = 36 };
+	struct gh_client c;
+	struct gh_auth a;
+	struct gh_labels served = { 0 };
+	struct fake_vms vms = { 0 };
+	struct gh_fleet f[REPOS];
+	struct kiln_err e = { 0 };
+	char tmp[] = "/tmp/kiln-ghbudget-XXXXXX";
+	json_t *st;
+	long long used;
+	uint64_t before;
+	int i, k;
+
+	seed("{\"runs\":{},\"runners\":{}}");
+	pat(&c, &a);
+	served_set(&served);
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	vms.dir = tmp;
+	kiln_slots_set_max(4);
+	for (i = 0; i < REPOS; i++) {
+		memset(&f[i], 0, sizeof(f[i]));
+		f[i].entry = "bench";
+		snprintf(f[i].scope.owner, sizeof(f[i].scope.owner), "acme");
+		snprintf(f[i].scope.repo, sizeof(f[i].scope.repo), "repo%d", i);
+		snprintf(f[i].dir, sizeof(f[i].dir), "%s/none", tmp);
+		f[i].c = &c;
+		f[i].labels = &served;
+		f[i].prefix = "kiln";
+		f[i].idle_timeout = 300;
+		f[i].ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms };
+	}
+	before = c.requests;
+	for (k = 0; k < ROUNDS; k++)
+		for (i = 0; i < REPOS; i++)
+			ck_assert_msg(gh_fleet_round(&f[i], 1000 + k * 10, &e) == KILN_OK, "%s", e.msg);
+	st = ctl("GET", "/__state", NULL);
+	used = json_integer_value(json_object_get(st, "budget")) - json_integer_value(json_object_get(st, "remaining"));
+	json_decref(st);
+	ck_assert_int_eq(vms.booted, 0);
+	/* Only the first round's requests count. */
+	ck_assert_int_le(used, REPOS * 3);
+	fprintf(stderr, "bench: %d idle repositories, %d rounds: %llu requests, %lld counted (%.2f%%); "
+		"an hour at 10 s: %llu requests, %lld counted\n",
+		REPOS, ROUNDS, (unsigned long long)(c.requests - before), used,
+		100.0 * (double)used / (double)(c.requests - before),
+		(unsigned long long)(c.requests - before) * 360 / ROUNDS, used);
+	gh_labels_free(&served);
+	gh_auth_free(&a);
+	gh_client_free(&c);
+	rmdir(tmp);
+}
+END_TEST
+
 static Suite *offline_suite(void)
 {
 	Suite *s = suite_create("github");
@@ -744,6 +1107,8 @@ static Suite *offline_suite(void)
 	tcase_add_test(t, jit_reply_checked);
 	tcase_add_test(t, runner_names);
 	tcase_add_test(t, app_jwt);
+	tcase_add_test(t, fleet_plan);
+	tcase_add_test(t, fleet_records);
 	suite_add_tcase(s, t);
 	return s;
 }
@@ -759,6 +1124,8 @@ static Suite *fake_suite(void)
 	tcase_add_test(t, fake_app_tokens);
 	tcase_add_test(t, fake_jit);
 	tcase_add_test(t, fake_job_result);
+	tcase_add_test(t, fake_fleet);
+	tcase_add_test(t, fake_idle_budget);
 	tcase_add_test(t, fake_rate_limits);
 	tcase_add_test(t, fake_mutation_gap_and_tls);
 	suite_add_tcase(s, t);

@@ -23,6 +23,7 @@ static const char *const golden[] = {
 	"full", "empty", "unknown-key", "bad-int", "range", "bad-enum", "syntax",
 	"missing-token", "not-a-list", "bad-bool", "nested", "duplicate-key",
 	"bad-network", "network-not-list", "too-many-networks",
+	"github", "github-auth", "github-url", "github-labels", "github-unknown",
 };
 
 START_TEST(golden_files)
@@ -101,6 +102,57 @@ START_TEST(full_values)
 }
 END_TEST
 
+/* A `github:` entry beside a runner: its keys, its defaults, labels
+ * deduplicated without regard to case, and `defaults` inherited except the
+ * image. */
+START_TEST(github_values)
+{
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+	const struct kiln_github_config *g;
+	size_t len;
+	char *text = slurp(fixture("config/github.yml"), &len);
+
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_parse(&cfg, "github.yml", text, len, &e), KILN_OK);
+	ck_assert_uint_eq(cfg.n_runners, 1);
+	ck_assert_uint_eq(cfg.n_github, 2);
+	g = &cfg.github[0];
+	ck_assert_str_eq(g->name, "acme");
+	ck_assert_str_eq(g->url, "https://github.com/acme");
+	ck_assert_str_eq(g->api_url, "https://api.github.com");
+	ck_assert_ptr_null(g->token);
+	ck_assert_int_eq(g->app_id, 12345);
+	ck_assert_str_eq(g->private_key_file, "/etc/kiln/app.pem");
+	ck_assert_int_eq(g->installation_id, 678);
+	ck_assert_uint_eq(g->n_labels, 3);
+	ck_assert_str_eq(g->labels[0], "self-hosted");
+	ck_assert_str_eq(g->labels[1], "Linux");
+	ck_assert_str_eq(g->labels[2], "kiln");
+	ck_assert_int_eq(g->runner_group_id, 3);
+	ck_assert_str_eq(g->name_prefix, "kiln-acme");
+	ck_assert_int_eq(g->warm_pool, 1);
+	ck_assert_int_eq(g->max_runners, 4);
+	ck_assert_int_eq(g->idle_timeout, 120);
+	ck_assert_str_eq(g->tls_ca_file, "/etc/kiln/ghe.pem");
+	ck_assert_str_eq(g->webhook_secret, "s3cret");
+	ck_assert_int_eq(g->vm.memory_mib, 4096);
+	ck_assert_int_eq(g->vm.vcpus, 2);
+	ck_assert_str_eq(g->vm.image, "github-runner");
+	g = &cfg.github[1];
+	ck_assert_str_eq(g->name, "ghe.example.com/owner/repo");
+	ck_assert_str_eq(g->token, "ghp_abc");
+	ck_assert_int_eq(g->runner_group_id, 1);
+	ck_assert_int_eq(g->idle_timeout, 300);
+	ck_assert_int_eq(g->warm_pool, 0);
+	ck_assert_str_eq(g->name_prefix, "kiln");
+	ck_assert_uint_eq(g->n_labels, 3);
+	ck_assert_str_eq(g->labels[2], "x64");
+	kiln_config_free(&cfg);
+	free(text);
+}
+END_TEST
+
 START_TEST(defaults_and_env)
 {
 	struct kiln_config cfg;
@@ -168,6 +220,7 @@ Suite *config_suite(void)
 
 	tcase_add_loop_test(tc, golden_files, 0, (int)(sizeof(golden) / sizeof(golden[0])));
 	tcase_add_test(tc, full_values);
+	tcase_add_test(tc, github_values);
 	tcase_add_test(tc, defaults_and_env);
 	tcase_add_test(tc, jail_keys);
 	tcase_add_test(tc, missing_file);

@@ -1,0 +1,196 @@
+#include "github/round.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "github/jit.h"
+#include "lib/log.h"
+#include "lib/slots.h"
+
+enum kiln_rc gh_fleet_open(struct gh_fleet *f, struct kiln_err *e)
+{
+	enum kiln_rc rc;
+	size_t i;
+
+	if ((rc = gh_rec_load_all(f->dir, &f->recs, &f->n_recs, e)))
+		return rc;
+	for (i = 0; i < f->n_recs; i++)
+		kiln_slots_add(); /* held until the record goes, like a spawned one's */
+	if (f->n_recs)
+		log_info("github %s: %zu runner record%s from before; checking them", f->entry, f->n_recs,
+			 f->n_recs == 1 ? "" : "s");
+	return KILN_OK;
+}
+
+void gh_fleet_close(struct gh_fleet *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->n_recs; i++)
+		kiln_slots_give();
+	free(f->recs);
+	f->recs = NULL;
+	f->n_recs = 0;
+}
+
+/* Delete r's runner (404 fine), destroy its VM, forget the record. false
+ * when GitHub says it is busy: the record stays for the next round. */
+static bool retire(struct gh_fleet *f, struct gh_rec *r, const char *why)
+{
+	struct kiln_err e = { 0 };
+	enum kiln_rc rc = gh_runner_delete(f->c, &f->scope, r->id, &e);
+
+	if (rc == KILN_E_INVALID && f->ops.state(f->ops.arg, r) != GH_VM_EXITED &&
+	    f->ops.state(f->ops.arg, r) != GH_VM_NONE) {
+		log_warn("github %s: runner %s (%s): %s; trying again next round", f->entry, r->name, why, e.msg);
+		return false;
+	}
+	if (rc && rc != KILN_E_INVALID)
+		log_warn("github %s: deleting runner %s: %s", f->entry, r->name, e.msg);
+	f->ops.destroy(f->ops.arg, r);
+	if (gh_rec_remove(f->dir, r->name, &e))
+		log_warn("github %s: %s", f->entry, e.msg);
+	log_info("github %s: runner %s retired (%s)", f->entry, r->name, why);
+	f->deleted++;
+	kiln_slots_give();
+	return true;
+}
+
+/* One new runner: a slot, the JIT config, the record on disk, then the VM. */
+static enum kiln_rc spawn(struct gh_fleet *f, long long now, struct kiln_err *e)
+{
+	struct gh_jit_req req = { .prefix = f->prefix, .runner_group_id = f->runner_group_id,
+				  .labels = f->labels, .mask = f->ops.mask, .mask_arg = f->ops.arg };
+	struct gh_jit j = { 0 };
+	struct gh_rec *v, *r;
+	struct kiln_err e2 = { 0 };
+	enum kiln_rc rc;
+
+	if (!kiln_slots_take())
+		return kiln_fail(e, KILN_E_LIMIT, "github %s: no free slot", f->entry);
+	if (!(v = realloc(f->recs, (f->n_recs + 1) * sizeof(*v)))) {
+		kiln_slots_give();
+		return kiln_fail(e, KILN_E_NOMEM, "github %s: out of memory", f->entry);
+	}
+	f->recs = v;
+	if ((rc = gh_jit_create(f->c, &f->scope, &req, &j, e))) {
+		kiln_slots_give();
+		goto out;
+	}
+	r = &f->recs[f->n_recs];
+	memset(r, 0, sizeof(*r));
+	r->id = j.runner.id;
+	snprintf(r->name, sizeof(r->name), "%s", j.runner.name);
+	r->created = now;
+	/* On disk before the VM exists: a kill -9 from here on leaves a
+	 * record that names the runner to delete. */
+	if ((rc = gh_rec_save(f->dir, r, e))) {
+		gh_runner_delete(f->c, &f->scope, r->id, &e2);
+		kiln_slots_give();
+		goto out;
+	}
+	f->n_recs++;
+	f->created++;
+	if ((rc = f->ops.boot(f->ops.arg, r, j.encoded, j.len, e))) {
+		f->spawn_failures++;
+		retire(f, r, "its VM did not boot");
+		f->n_recs--;
+		goto out;
+	}
+	if (gh_rec_save(f->dir, r, &e2))
+		log_warn("github %s: %s", f->entry, e2.msg);
+	log_info("github %s: runner %s (id %lld) started in VM %s", f->entry, r->name, r->id, r->vm);
+out:
+	gh_jit_free(&j);
+	return rc;
+}
+
+enum kiln_rc gh_fleet_round(struct gh_fleet *f, long long now, struct kiln_err *e)
+{
+	struct gh_demand d = { 0 };
+	struct gh_runner *listed = NULL;
+	struct gh_seen *seen = NULL;
+	struct gh_act *acts = NULL;
+	size_t max_acts = 2 * f->n_recs + 2 * GH_MAX_RUNNERS + 1;
+	size_t n_listed = 0, n_acts, i, j, kept;
+	bool *gone = NULL;
+	enum kiln_rc rc;
+
+	if ((rc = gh_demand_poll(f->c, &f->scope, f->installation, f->labels, &d, e)))
+		goto out;
+	f->queued = d.matching;
+	if ((rc = gh_runners_list(f->c, &f->scope, f->prefix, &listed, &n_listed, e)))
+		goto out;
+	seen = calloc(f->n_recs + 1, sizeof(*seen));
+	gone = calloc(f->n_recs + 1, sizeof(*gone));
+	acts = calloc(max_acts, sizeof(*acts));
+	if (!seen || !gone || !acts) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "github %s: out of memory", f->entry);
+		goto out;
+	}
+	for (i = 0; i < f->n_recs; i++) {
+		seen[i].vm = f->ops.state(f->ops.arg, &f->recs[i]);
+		for (j = 0; j < n_listed; j++)
+			if (listed[j].id == f->recs[i].id && listed[j].busy) {
+				seen[i].runner_busy = true;
+				if (!f->recs[i].job_id)
+					f->recs[i].job_id = -1; /* took a job; which one the API says later */
+			}
+	}
+	{
+		struct gh_plan_in in = { .recs = f->recs, .seen = seen, .n_recs = f->n_recs, .listed = listed,
+					 .n_listed = n_listed, .queued = d.matching, .warm_pool = f->warm_pool,
+					 .max_runners = f->max_runners,
+					 /* retirements below give slots back before the spawns */
+					 .free_slots = kiln_slots_free() + (int)f->n_recs, .now = now,
+					 .idle_timeout = f->idle_timeout, .job_timeout = f->job_timeout };
+
+		gh_plan(&in, acts, max_acts, &n_acts);
+	}
+	for (i = 0; i < n_acts; i++) {
+		struct gh_act *a = &acts[i];
+		struct kiln_err e2 = { 0 };
+
+		switch (a->kind) {
+		case GH_ACT_DESTROY_VM:
+			if (!gone[a->rec])
+				f->ops.destroy(f->ops.arg, &f->recs[a->rec]);
+			break;
+		case GH_ACT_DELETE_RUNNER:
+			if (!gone[a->rec])
+				gone[a->rec] = retire(f, &f->recs[a->rec], a->why);
+			break;
+		case GH_ACT_DELETE_ORPHAN:
+			if (gh_runner_delete(f->c, &f->scope, a->runner_id, &e2))
+				log_warn("github %s: deleting offline runner %lld: %s", f->entry, a->runner_id, e2.msg);
+			else
+				f->deleted++;
+			break;
+		case GH_ACT_SPAWN:
+			break; /* after the records are compacted */
+		}
+	}
+	for (i = kept = 0; i < f->n_recs; i++)
+		if (!gone[i])
+			f->recs[kept++] = f->recs[i];
+	f->n_recs = kept;
+	for (i = 0; f->ops.boot && i < n_acts; i++) /* no VM side: watch and reap only */
+		if (acts[i].kind == GH_ACT_SPAWN)
+			for (j = 0; j < (size_t)acts[i].n; j++) {
+				struct kiln_err e2 = { 0 };
+
+				if (!kiln_slots_free())
+					break; /* the other service took the rest */
+				if (spawn(f, now, &e2)) {
+					log_error("github %s: starting a runner: %s", f->entry, e2.msg);
+					break;
+				}
+			}
+out:
+	free(acts);
+	free(gone);
+	free(seen);
+	free(listed);
+	gh_demand_free(&d);
+	return rc;
+}
