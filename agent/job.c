@@ -7,6 +7,7 @@
 #include "agent/shell.h"
 #include "agent/step.h"
 #include "agent/proto.h"
+#include "agent/restore.h"
 #include "lib/clock.h"
 
 #include <errno.h>
@@ -191,6 +192,20 @@ static void take_cancel(struct job *j, const uint8_t *payload, uint32_t len)
 	json_decref(o);
 }
 
+/* A restored VM's new identity: a bad one is said, and the job still runs
+ * (the host logs that it sent one). */
+static void take_restored(const uint8_t *payload, uint32_t len)
+{
+	struct restore_msg m;
+	char err[256];
+
+	if (restore_parse(payload, len, &m, err, sizeof(err)) < 0)
+		say("bad RESTORED frame: %s", err);
+	else
+		restore_apply(&m);
+	explicit_bzero(&m, sizeof(m));
+}
+
 static void take_frame(struct job *j, uint8_t type, const uint8_t *payload, uint32_t len)
 {
 	switch (type) {
@@ -209,6 +224,9 @@ static void take_frame(struct job *j, uint8_t type, const uint8_t *payload, uint
 		return;
 	case AP_CANCEL:
 		take_cancel(j, payload, len);
+		return;
+	case AP_RESTORED:
+		take_restored(payload, len);
 		return;
 	default:
 		say("ignoring a %s frame from the host", ap_type_name(type));
