@@ -24,6 +24,7 @@
 #include "agent/proto.h"
 #include "lib/clock.h"
 #include "job/images.h"
+#include "job/warmstart.h"
 #include "executors/jobnet.h"
 #include "job/jobspec.h"
 #include "lib/log.h"
@@ -612,6 +613,23 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 	return KILN_OK;
 }
 
+/* Say which boot the job gets (job/warmstart.h). Restoring jobs from a
+ * template waits on the agent's reconnect after the vsock reset: until
+ * then every job boots cold, with the reason in its log. */
+static void boot_kind(struct job *j, const struct vm_spec *vs, const struct kiln_vm_settings *d)
+{
+	struct images_ctx ictx;
+	struct warm_want w = { .backend = j->backend->name, .snapshots = d->snapshots,
+			       .no_snapshot = j->o->no_snapshot, .image = j->image,
+			       .kernel = j->o->kernel ? j->o->kernel : d->kernel, .vcpus = vs->vcpus,
+			       .memory_mib = vs->memory_mib, .net = vs->tap != NULL, .state_dir = j->o->cfg->state_dir };
+	struct warm_plan plan;
+
+	images_ctx_init(&ictx, j->o->cfg);
+	warmstart_plan(&ictx, &w, &plan);
+	notice(j, "boot: cold (%s)", plan.restore ? "restoring from a template is not enabled yet" : plan.reason);
+}
+
 /* With late set, the workspace is built while the guest boots: the VM
  * starts with an empty workspace disk, and once the image is complete the
  * backend makes the guest see its size (executor_ops.disks_changed). The
@@ -647,6 +665,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
+	boot_kind(j, &vs, d);
 	notice(j, "booting a fresh VM (%s, %d vCPU, %d MiB)", j->backend->name, vs.vcpus, vs.memory_mib);
 	if ((rc = j->x.ops->prepare(&j->x, e)) || (rc = j->x.ops->start(&j->x, e))) {
 		stage_end(j);
