@@ -20,6 +20,7 @@
 #include "runner/doctor.h"
 #include "executors/executor.h"
 #include "gitlab/commands.h"
+#include "executors/template.h"
 #include "job/images.h"
 #include "job/job.h"
 #include "job/payload.h"
@@ -126,7 +127,7 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 
 	images_ctx_init(&ictx, &c->cfg);
 	if (argc < 2)
-		return cli_usage_error("%s: missing subcommand (list, build, path)", "images");
+		return cli_usage_error("%s: missing subcommand (list, build, path, templates)", "images");
 	if (!strcmp(argv[1], "list")) {
 		if (argc > 2)
 			return cli_usage_error("images list takes no arguments, got '%s'", argv[2]);
@@ -151,6 +152,15 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 			}
 			if (!rebuilt)
 				log_info("image %s is current", argv[i]);
+		}
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "templates")) {
+		if (argc > 2)
+			return cli_usage_error("images templates takes no arguments, got '%s'", argv[2]);
+		if (template_list(c->cfg.state_dir, stdout, &e)) {
+			log_error("%s", e.msg);
+			return EXIT_FAIL;
 		}
 		return EXIT_OK;
 	}
@@ -345,6 +355,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 	o.vcpus = jo.vcpus;
 	o.memory_mib = jo.memory_mib;
 	o.network = jo.network;
+	o.no_snapshot = jo.no_snapshot;
 	if (payload_load(job_file, &p, &e)) {
 		log_error("%s", e.msg);
 		return EXIT_USAGE;
