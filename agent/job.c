@@ -73,6 +73,7 @@ struct job {
 	size_t ngroups;
 	struct run *run;        /* NULL between steps */
 	enum cancel cancel;
+	int reopened;           /* times the host stream was opened again */
 	int failed;             /* an on_success step failed */
 	int exit_code;
 	const char *reason;     /* failure_reason, NULL on success */
@@ -556,13 +557,53 @@ static void fail_system(struct job *j)
 	j->reason = FAIL_SYSTEM;
 }
 
+static job_reopen_fn reopen_fn;
+
+void job_reopen_with(job_reopen_fn fn)
+{
+	reopen_fn = fn;
+}
+
+static void send_hello(struct job *j);
+
+/* The stream was lost before any job: open it again in place (the caller
+ * owns the fd number) and say HELLO on it. 0, or -1 to give up. */
+static int reopen_host(struct job *j)
+{
+	int fd;
+
+	if (!reopen_fn || j->reopened >= JOB_REOPEN_MAX)
+		return -1;
+	j->reopened++;
+	fd = reopen_fn();
+	if (fd < 0)
+		return -1;
+	if (dup3(fd, j->host, O_CLOEXEC) < 0) {
+		say("host stream: dup3: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	ap_reader_free(&j->rd);
+	ap_reader_init(&j->rd);
+	j->host_eof = j->host_dead = 0;
+	j->cancel = CANCEL_NONE;
+	say("host stream: open again");
+	send_hello(j);
+	return 0;
+}
+
 /* Wait for the JOB frame, then parse it. 0 when there is a job to run. */
 static int receive_job(struct job *j)
 {
 	char err[512];
 
-	while (!j->job_json && !j->host_eof && j->cancel == CANCEL_NONE)
-		pump(j, -1);
+	for (;;) {
+		while (!j->job_json && !j->host_eof && j->cancel == CANCEL_NONE)
+			pump(j, -1);
+		if (j->job_json || !j->host_eof || reopen_host(j) < 0)
+			break;
+	}
 	if (!j->job_json)
 		return -1;
 	if (jobspec_parse(j->job_json, j->job_len, &j->spec, err, sizeof(err)) < 0) {
