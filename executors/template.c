@@ -125,6 +125,10 @@ bool template_usable(const char *dir, const char *key, char *reason, size_t size
 		snprintf(reason, size, "inputs changed");
 		goto out;
 	}
+	if (json_is_string(json_object_get(o, "error"))) {
+		snprintf(reason, size, "failed: %s", json_string_value(json_object_get(o, "error")));
+		goto out;
+	}
 	if (!json_is_true(json_object_get(o, "ready"))) {
 		snprintf(reason, size, "incomplete: not saved yet");
 		goto out;
@@ -152,6 +156,26 @@ enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct 
 	o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:i, s:i, s:I}", "key", key, "ready", 1, "image",
 		      image_name ? image_name : "", "image_digest", in->image, "vmm", in->vmm, "vcpus", in->vcpus,
 		      "mem_mib", in->memory_mib, "created", (json_int_t)time(NULL));
+	if (!o || !(text = json_dumps(o, JSON_COMPACT))) {
+		json_decref(o);
+		return kiln_fail(e, KILN_E_NOMEM, "template: out of memory");
+	}
+	snprintf(path, sizeof(path), "%s/" TEMPLATE_META, dir);
+	rc = kiln_write_atomic(path, text, strlen(text), 0644, e);
+	free(text);
+	json_decref(o);
+	return rc;
+}
+
+enum kiln_rc template_mark_failed(const char *dir, const char *key, const char *why, struct kiln_err *e)
+{
+	char path[PATH_MAX], *text = NULL;
+	enum kiln_rc rc;
+	json_t *o;
+
+	if (kiln_mkdir_p(dir) < 0)
+		return kiln_fail_errno(e, "template: creating %s", dir);
+	o = json_pack("{s:s, s:b, s:s}", "key", key, "ready", 0, "error", why);
 	if (!o || !(text = json_dumps(o, JSON_COMPACT))) {
 		json_decref(o);
 		return kiln_fail(e, KILN_E_NOMEM, "template: out of memory");

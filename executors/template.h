@@ -40,7 +40,8 @@ enum kiln_rc template_key(const struct template_inputs *in, char key[TEMPLATE_KE
 enum kiln_rc template_dir(const char *state_dir, const char *key, char *buf, size_t size, struct kiln_err *e);
 
 /* Whether dir holds a ready template for key. true, or false with why in
- * reason ("none yet", "inputs changed", "incomplete: ...", "broken: ..."),
+ * reason ("none yet", "inputs changed", "incomplete: ...", "broken: ...",
+ * "failed: ..." for a build that failed),
  * which a job's log quotes after "boot: cold (". */
 bool template_usable(const char *dir, const char *key, char *reason, size_t size);
 
@@ -48,6 +49,10 @@ bool template_usable(const char *dir, const char *key, char *reason, size_t size
  * state and memory are in place): its inputs for `kiln images templates`. */
 enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,
 				 const char *image_name, struct kiln_err *e);
+
+/* Record that building key's template in dir failed (why): it is not
+ * built again, nor restored, until an input changes. */
+enum kiln_rc template_mark_failed(const char *dir, const char *key, const char *why, struct kiln_err *e);
 
 /* Throw a template away (a restore from it failed): gone, so the next job
  * builds a new one instead of failing on it again. */

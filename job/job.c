@@ -54,6 +54,10 @@ struct job {
 	bool steps_failed;         /* an on_success step failed */
 	double t_start;            /* job_run() began (monotonic s) */
 	bool relaunch;             /* the agent cannot take a late workspace */
+	/* Restoring from the template in tmpl_dir (job/warmstart.h); cold
+	 * once one failed. */
+	bool restoring, cold_only;
+	char tmpl_dir[PATH_MAX], tmpl_key[TEMPLATE_KEY_HEX];
 	bool disks_checked;        /* note_full_disks ran */
 };
 
@@ -429,6 +433,8 @@ static void cap_reached(struct job *j, bool exited)
 	j->x.ops->cancel(&j->x);
 }
 
+static enum kiln_rc send_restored(struct job *j, int fd, struct kiln_err *e);
+
 /* Read frames until the agent's EXIT and the end of the stream, the
  * deadline, the hard cap, or a cancel. t_boot is when the VM started
  * (boot_s counts from it, and the hard cap: the job's timeout plus the boot
@@ -522,6 +528,12 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				hello = true;
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;
+				if (j->restoring) {
+					notice(j, "boot: restored from template %.16s in %.0f ms",
+					       strrchr(j->tmpl_dir, '/') + 1, j->r->boot_s * 1000);
+					if ((rc = send_restored(j, fd, e)))
+						goto out;
+				}
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
 				stage_next_step(j, false);
 				if ((rc = jobspec_stamp_clock(spec, &stamped, e)))
@@ -613,10 +625,110 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 	return KILN_OK;
 }
 
-/* Say which boot the job gets (job/warmstart.h). Restoring jobs from a
- * template waits on the agent's reconnect after the vsock reset: until
- * then every job boots cold, with the reason in its log. */
-static void boot_kind(struct job *j, const struct vm_spec *vs, const struct kiln_vm_settings *d)
+/* Wait for the agent's HELLO on fd until deadline (mono_s). */
+static enum kiln_rc await_hello(int fd, double deadline, struct kiln_err *e)
+{
+	struct ap_reader rd;
+	enum kiln_rc rc = KILN_E_LIMIT;
+	char buf[4096];
+
+	ap_reader_init(&rd);
+	while (mono_s() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		const uint8_t *payload;
+		uint32_t len;
+		uint8_t type;
+		ssize_t n;
+		int got;
+
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = read(fd, buf, sizeof(buf));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0 || ap_reader_feed(&rd, buf, (size_t)n)) {
+			rc = kiln_fail(e, KILN_E_EXEC, "the template's VM ended before its agent said HELLO");
+			goto out;
+		}
+		while ((got = ap_reader_next(&rd, &type, &payload, &len)) == 1)
+			if (type == AP_HELLO) {
+				rc = KILN_OK;
+				goto out;
+			}
+		if (got < 0) {
+			rc = kiln_fail(e, KILN_E_SYNTAX, "the template's agent broke the protocol");
+			goto out;
+		}
+	}
+	kiln_fail(e, rc, "the template's agent did not say HELLO in time");
+out:
+	ap_reader_free(&rd);
+	return rc;
+}
+
+/* Build the template plan names (first use): boot base's machine with an
+ * empty late workspace, wait for HELLO, have kiln-vmm save it (SIGUSR2:
+ * it then exits 0), mark it ready and move it into place. */
+static enum kiln_rc build_template(struct job *j, const struct vm_spec *base, const struct warm_plan *plan,
+				   struct kiln_err *e)
+{
+	struct vm_spec vs = *base;
+	struct executor x;
+	char tmp[PATH_MAX], dir[PATH_MAX], ws[PATH_MAX];
+	enum kiln_rc rc;
+	double t0 = mono_s();
+	int fd, status = -1;
+	bool started = false;
+
+	snprintf(tmp, sizeof(tmp), "%s.new.%d.%lld", plan->dir, (int)getpid(), j->p->id);
+	snprintf(dir, sizeof(dir), "%s/template", j->run_dir);
+	snprintf(ws, sizeof(ws), "%s/template/workspace.ext4", j->run_dir);
+	kiln_rm_rf(tmp);
+	if (kiln_mkdir_p(tmp) < 0 || kiln_mkdir_p(dir) < 0)
+		return kiln_fail_errno(e, "template: creating %s", tmp);
+	fd = open(ws, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = kiln_fail_errno(e, "template: creating %s", ws);
+		goto out;
+	}
+	close(fd);
+	vs.snapshot_load = NULL;
+	vs.snapshot_save_to = tmp;
+	vs.workspace = ws;
+	vs.workspace_late = true;
+	vs.run_dir = dir;
+	executor_init(&x, j->backend, &vs);
+	started = true;
+	if ((rc = x.ops->prepare(&x, e)) || (rc = x.ops->start(&x, e)) || (rc = x.ops->stream(&x, boot_ms(j), &fd, e)) ||
+	    (rc = await_hello(fd, t0 + boot_ms(j) / 1000.0, e)))
+		goto out;
+	if (kill(x.pid, SIGUSR2) < 0) {
+		rc = kiln_fail_errno(e, "template: asking kiln-vmm to save");
+		goto out;
+	}
+	if (x.ops->wait(&x, 120000, &status, NULL) || status != 0) {
+		rc = kiln_fail(e, KILN_E_EXEC, "template: kiln-vmm did not save the VM (status %d)", status);
+		goto out;
+	}
+	if ((rc = template_mark_ready(tmp, plan->key, &plan->in, j->image, e)))
+		goto out;
+	kiln_rm_rf(plan->dir); /* a stale or broken one */
+	if (rename(tmp, plan->dir) < 0) {
+		rc = kiln_fail_errno(e, "template: renaming %s", tmp);
+		goto out;
+	}
+	notice(j, "boot: template %.16s built in %.1f s", plan->key, mono_s() - t0);
+out:
+	if (started)
+		x.ops->cleanup(&x);
+	kiln_rm_rf(tmp);
+	kiln_rm_rf(dir);
+	return rc;
+}
+
+/* Pick the boot the job gets (job/warmstart.h): a restore from a ready
+ * template sets vs->snapshot_load, a cold boot says why in the log. */
+static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_settings *d)
 {
 	struct images_ctx ictx;
 	struct warm_want w = { .backend = j->backend->name, .snapshots = d->snapshots,
@@ -627,7 +739,47 @@ static void boot_kind(struct job *j, const struct vm_spec *vs, const struct kiln
 
 	images_ctx_init(&ictx, j->o->cfg);
 	warmstart_plan(&ictx, &w, &plan);
-	notice(j, "boot: cold (%s)", plan.restore ? "restoring from a template is not enabled yet" : plan.reason);
+	/* First use: build it, once per job (a failed build is not retried
+	 * by this job; the next one tries again). */
+	if (plan.buildable && !j->cold_only && vs->workspace_late && !vs->command) {
+		struct kiln_err be = { 0 }, me = { 0 };
+
+		if (build_template(j, vs, &plan, &be)) {
+			notice(j, "boot: cold (building template %.16s failed: %s)", plan.key, be.msg);
+			if (template_mark_failed(plan.dir, plan.key, be.msg, &me))
+				notice(j, "%s", me.msg);
+			j->cold_only = true;
+			return;
+		}
+		plan.restore = true;
+	}
+	j->restoring = plan.restore && !j->cold_only;
+	if (!j->restoring) {
+		notice(j, "boot: cold (%s)", j->cold_only ? "the template failed to restore" : plan.reason);
+		return;
+	}
+	snprintf(j->tmpl_dir, sizeof(j->tmpl_dir), "%s", plan.dir);
+	snprintf(j->tmpl_key, sizeof(j->tmpl_key), "%s", plan.key);
+	vs->snapshot_load = j->tmpl_dir;
+}
+
+/* The RESTORED frame: the job's own entropy, names and network. */
+static enum kiln_rc send_restored(struct job *j, int fd, struct kiln_err *e)
+{
+	char ip[24];
+	char *text;
+	int rc;
+
+	snprintf(ip, sizeof(ip), "%s/%d", j->net.guest_ip, j->net.prefix);
+	text = template_restored_json(j->image, j->net.enabled ? j->net.mac : NULL, j->net.enabled ? ip : NULL,
+				      j->net.enabled ? j->net.gateway : NULL,
+				      j->net.enabled && j->net.dns[0] ? j->net.dns : NULL, e);
+	if (!text)
+		return e->rc ? e->rc : KILN_E_NOMEM;
+	rc = ap_send(fd, AP_RESTORED, text, (uint32_t)strlen(text));
+	explicit_bzero(text, strlen(text));
+	free(text);
+	return rc < 0 ? kiln_fail(e, KILN_E_IO, "sending RESTORED to the agent: %s", strerror(-rc)) : KILN_OK;
 }
 
 /* With late set, the workspace is built while the guest boots: the VM
@@ -636,6 +788,29 @@ static void boot_kind(struct job *j, const struct vm_spec *vs, const struct kiln
  * agent, told so on its command line, mounts the disk at boot when it is
  * already there, else once the JOB frame (sent only after the rescan) is
  * in. A warm job's workspace then costs nothing on top of the boot. */
+static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e);
+
+/* A restore that never reached HELLO (kiln-vmm refused the snapshot, the
+ * agent did not come back): the template is thrown away and marked failed,
+ * so later jobs boot cold instead of failing on it again until an input
+ * changes, and this job boots cold. */
+static enum kiln_rc cold_again(struct job *j, const char *spec, bool late, struct kiln_err *e)
+{
+	struct kiln_err gone = { 0 };
+	char why[600];
+
+	snprintf(why, sizeof(why), "restore failed: %s", e->msg);
+	notice(j, "boot: template %s failed to restore (%s): thrown away", strrchr(j->tmpl_dir, '/') + 1, e->msg);
+	if (template_discard(j->tmpl_dir, &gone) || template_mark_failed(j->tmpl_dir, j->tmpl_key, why, &gone))
+		notice(j, "%s", gone.msg);
+	j->x.ops->cleanup(&j->x); /* kills and reaps the VM */
+	j->x_ready = false;
+	j->restoring = false;
+	j->cold_only = true;
+	j->r->failure_reason[0] = '\0';
+	return run_vm(j, spec, late, e);
+}
+
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
 	struct vm_spec vs = { 0 };
@@ -643,6 +818,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	enum kiln_rc rc;
 	int fd, status;
 	double t0 = mono_s(), t_limit;
+	bool ws_ready = !late;
 
 	vs.kernel = j->kernel;
 	vs.initrd = j->initrd[0] ? j->initrd : NULL;
@@ -662,10 +838,10 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vs.accel = j->accel;
 	vs.jail = j->o->cfg->jail;
 	vs.jail_uid_base = j->o->cfg->jail_uid_base;
+	boot_kind(j, &vs, d);
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
-	boot_kind(j, &vs, d);
 	notice(j, "booting a fresh VM (%s, %d vCPU, %d MiB)", j->backend->name, vs.vcpus, vs.memory_mib);
 	if ((rc = j->x.ops->prepare(&j->x, e)) || (rc = j->x.ops->start(&j->x, e))) {
 		stage_end(j);
@@ -678,6 +854,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 			fail_reason(j, "runner_system_failure");
 			return rc;
 		}
+		ws_ready = true;
 		j->r->prepare_s = mono_s() - j->t_start;
 	}
 	/* The boot limit counts from when the guest could go on: a long clone
@@ -685,10 +862,14 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	t_limit = mono_s();
 	if ((rc = j->x.ops->stream(&j->x, boot_ms(j), &fd, e))) {
 		stage_end(j);
+		if (j->restoring)
+			return cold_again(j, spec, !ws_ready, e);
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
 	rc = converse(j, fd, spec, t0, t_limit, e);
+	if (rc && j->restoring && j->r->boot_s == 0)
+		return cold_again(j, spec, !ws_ready, e);
 	if (!rc && j->relaunch) {
 		notice(j, "image %s has a kiln-agent that cannot take a workspace after boot: booting again "
 			  "with it ready (rebuild the image with this kiln: kiln images build %s)", j->image, j->image);

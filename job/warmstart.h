@@ -22,10 +22,11 @@ struct warm_want {
 
 struct warm_plan {
 	bool restore;             /* dir holds a ready template of key */
+	bool buildable;           /* none there yet, or a stale or broken one */
 	char key[TEMPLATE_KEY_HEX];
 	char dir[PATH_MAX];
 	struct template_inputs in;  /* pointing into the two below */
-	char image_sha[65], kernel_sha[65];
+	char image_sha[65], kernel_sha[65], agent_sha[65];
 	char reason[320];         /* why cold, when !restore */
 };
 

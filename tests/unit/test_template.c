@@ -126,6 +126,10 @@ START_TEST(usable_only_when_ready_and_whole)
 	fclose(out);
 	ck_assert(strstr(list, "TEMPLATE") != NULL);
 	free(list);
+	/* A failed build or restore is remembered, not retried. */
+	ck_assert_int_eq(template_mark_failed(dir, key, "restore failed: x", &e), KILN_OK);
+	ck_assert(!template_usable(dir, key, why, sizeof(why)));
+	ck_assert_str_eq(why, "failed: restore failed: x");
 	ck_assert_int_eq(template_discard(dir, &e), KILN_OK);
 	ck_assert(access(dir, F_OK) != 0);
 	ck_assert(!template_usable(dir, key, why, sizeof(why)));
