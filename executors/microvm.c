@@ -126,6 +126,11 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 		}
 		json_object_set_new(cfg, "snapshot",
 				    json_pack("{s:s}", s->snapshot_load ? "load" : "save_to", seen));
+		/* A jailed kiln-vmm saves as its slot's uid. */
+		if (s->snapshot_save_to && (rc = jail_give(&x->jail, s->snapshot_save_to, e))) {
+			json_decref(cfg);
+			return rc;
+		}
 	}
 	if (json_dump_file(cfg, x->config_path, JSON_INDENT(1)) < 0) {
 		json_decref(cfg);

@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lib/atomicfile.h"
 #include "lib/paths.h"
@@ -144,6 +145,22 @@ bool template_usable(const char *dir, const char *key, char *reason, size_t size
 out:
 	json_decref(o);
 	return ok;
+}
+
+enum kiln_rc template_seal(const char *dir, struct kiln_err *e)
+{
+	static const char *const files[] = { "state", "memory" };
+	char path[PATH_MAX];
+	size_t i;
+
+	if (chown(dir, getuid(), getgid()) < 0 || chmod(dir, 0755) < 0)
+		return kiln_fail_errno(e, "template: sealing %s", dir);
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if (chown(path, getuid(), getgid()) < 0 || chmod(path, 0644) < 0)
+			return kiln_fail_errno(e, "template: sealing %s", path);
+	}
+	return KILN_OK;
 }
 
 enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,

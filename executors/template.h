@@ -45,6 +45,11 @@ enum kiln_rc template_dir(const char *state_dir, const char *key, char *buf, siz
  * which a job's log quotes after "boot: cold (". */
 bool template_usable(const char *dir, const char *key, char *reason, size_t size);
 
+/* After kiln-vmm saved into dir (as a jail slot's uid, its files 0600):
+ * make dir and its files kiln's, readable by every slot's kiln-vmm that
+ * restores from it (a template holds a booted guest before any job). */
+enum kiln_rc template_seal(const char *dir, struct kiln_err *e);
+
 /* Record dir as a ready template of key (atomically, after kiln-vmm's
  * state and memory are in place): its inputs for `kiln images templates`. */
 enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,

@@ -710,7 +710,7 @@ static enum kiln_rc build_template(struct job *j, const struct vm_spec *base, co
 		rc = kiln_fail(e, KILN_E_EXEC, "template: kiln-vmm did not save the VM (status %d)", status);
 		goto out;
 	}
-	if ((rc = template_mark_ready(tmp, plan->key, &plan->in, j->image, e)))
+	if ((rc = template_seal(tmp, e)) || (rc = template_mark_ready(tmp, plan->key, &plan->in, j->image, e)))
 		goto out;
 	kiln_rm_rf(plan->dir); /* a stale or broken one */
 	if (rename(tmp, plan->dir) < 0) {

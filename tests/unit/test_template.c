@@ -108,6 +108,7 @@ START_TEST(usable_only_when_ready_and_whole)
 	ck_assert(strncmp(why, "broken: ", 8) == 0);
 	put(dir, "state", "S");
 	put(dir, "memory", "M");
+	ck_assert_int_eq(template_seal(dir, &e), KILN_OK);
 	ck_assert(template_usable(dir, key, why, sizeof(why)));
 	/* Another key: the inputs changed. */
 	in.vcpus = 3;
