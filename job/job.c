@@ -753,7 +753,10 @@ static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_se
 		}
 		plan.restore = true;
 	}
-	j->restoring = plan.restore && !j->cold_only;
+	/* A template's agent waits for a late workspace: so must the job. */
+	if (plan.restore && !vs->workspace_late && !j->cold_only)
+		snprintf(plan.reason, sizeof(plan.reason), "the workspace is not handed over after start");
+	j->restoring = plan.restore && vs->workspace_late && !j->cold_only;
 	if (!j->restoring) {
 		notice(j, "boot: cold (%s)", j->cold_only ? "the template failed to restore" : plan.reason);
 		return;
@@ -839,6 +842,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vs.jail = j->o->cfg->jail;
 	vs.jail_uid_base = j->o->cfg->jail_uid_base;
 	boot_kind(j, &vs, d);
+	t0 = mono_s(); /* a template built just now is not this VM's boot */
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
