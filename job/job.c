@@ -625,107 +625,6 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 	return KILN_OK;
 }
 
-/* Wait for the agent's HELLO on fd until deadline (mono_s). */
-static enum kiln_rc await_hello(int fd, double deadline, struct kiln_err *e)
-{
-	struct ap_reader rd;
-	enum kiln_rc rc = KILN_E_LIMIT;
-	char buf[4096];
-
-	ap_reader_init(&rd);
-	while (mono_s() < deadline) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		const uint8_t *payload;
-		uint32_t len;
-		uint8_t type;
-		ssize_t n;
-		int got;
-
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		n = read(fd, buf, sizeof(buf));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0 || ap_reader_feed(&rd, buf, (size_t)n)) {
-			rc = kiln_fail(e, KILN_E_EXEC, "the template's VM ended before its agent said HELLO");
-			goto out;
-		}
-		while ((got = ap_reader_next(&rd, &type, &payload, &len)) == 1)
-			if (type == AP_HELLO) {
-				rc = KILN_OK;
-				goto out;
-			}
-		if (got < 0) {
-			rc = kiln_fail(e, KILN_E_SYNTAX, "the template's agent broke the protocol");
-			goto out;
-		}
-	}
-	kiln_fail(e, rc, "the template's agent did not say HELLO in time");
-out:
-	ap_reader_free(&rd);
-	return rc;
-}
-
-/* Build the template plan names (first use): boot base's machine with an
- * empty late workspace, wait for HELLO, have kiln-vmm save it (SIGUSR2:
- * it then exits 0), mark it ready and move it into place. */
-static enum kiln_rc build_template(struct job *j, const struct vm_spec *base, const struct warm_plan *plan,
-				   struct kiln_err *e)
-{
-	struct vm_spec vs = *base;
-	struct executor x;
-	char tmp[PATH_MAX], dir[PATH_MAX], ws[PATH_MAX];
-	enum kiln_rc rc;
-	double t0 = mono_s();
-	int fd, status = -1;
-	bool started = false;
-
-	snprintf(tmp, sizeof(tmp), "%s.new.%d.%lld", plan->dir, (int)getpid(), j->p->id);
-	snprintf(dir, sizeof(dir), "%s/template", j->run_dir);
-	snprintf(ws, sizeof(ws), "%s/template/workspace.ext4", j->run_dir);
-	kiln_rm_rf(tmp);
-	if (kiln_mkdir_p(tmp) < 0 || kiln_mkdir_p(dir) < 0)
-		return kiln_fail_errno(e, "template: creating %s", tmp);
-	fd = open(ws, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = kiln_fail_errno(e, "template: creating %s", ws);
-		goto out;
-	}
-	close(fd);
-	vs.snapshot_load = NULL;
-	vs.snapshot_save_to = tmp;
-	vs.workspace = ws;
-	vs.workspace_late = true;
-	vs.run_dir = dir;
-	executor_init(&x, j->backend, &vs);
-	started = true;
-	if ((rc = x.ops->prepare(&x, e)) || (rc = x.ops->start(&x, e)) || (rc = x.ops->stream(&x, boot_ms(j), &fd, e)) ||
-	    (rc = await_hello(fd, t0 + boot_ms(j) / 1000.0, e)))
-		goto out;
-	if (kill(x.pid, SIGUSR2) < 0) {
-		rc = kiln_fail_errno(e, "template: asking kiln-vmm to save");
-		goto out;
-	}
-	if (x.ops->wait(&x, 120000, &status, NULL) || status != 0) {
-		rc = kiln_fail(e, KILN_E_EXEC, "template: kiln-vmm did not save the VM (status %d)", status);
-		goto out;
-	}
-	if ((rc = template_seal(tmp, e)) || (rc = template_mark_ready(tmp, plan->key, &plan->in, j->image, e)))
-		goto out;
-	kiln_rm_rf(plan->dir); /* a stale or broken one */
-	if (rename(tmp, plan->dir) < 0) {
-		rc = kiln_fail_errno(e, "template: renaming %s", tmp);
-		goto out;
-	}
-	notice(j, "boot: template %.16s built in %.1f s", plan->key, mono_s() - t0);
-out:
-	if (started)
-		x.ops->cleanup(&x);
-	kiln_rm_rf(tmp);
-	kiln_rm_rf(dir);
-	return rc;
-}
-
 /* Pick the boot the job gets (job/warmstart.h): a restore from a ready
  * template sets vs->snapshot_load, a cold boot says why in the log. */
 static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_settings *d)
@@ -744,13 +643,18 @@ static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_se
 	if (plan.buildable && !j->cold_only && vs->workspace_late && !vs->command) {
 		struct kiln_err be = { 0 }, me = { 0 };
 
-		if (build_template(j, vs, &plan, &be)) {
+		double tb = mono_s();
+		char tdir[PATH_MAX];
+
+		snprintf(tdir, sizeof(tdir), "%s/template", j->run_dir);
+		if (warmstart_build(j->backend, vs, &plan, tdir, boot_ms(j), j->image, &be)) {
 			notice(j, "boot: cold (building template %.16s failed: %s)", plan.key, be.msg);
 			if (template_mark_failed(plan.dir, plan.key, be.msg, &me))
 				notice(j, "%s", me.msg);
 			j->cold_only = true;
 			return;
 		}
+		notice(j, "boot: template %.16s built in %.1f s", plan.key, mono_s() - tb);
 		plan.restore = true;
 	}
 	/* A template's agent waits for a late workspace: so must the job. */

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdbool.h>
 
+#include "executors/executor.h"
 #include "executors/template.h"
 #include "job/images.h"
 
@@ -33,5 +34,12 @@ struct warm_plan {
 /* Fill p for w. Never fails: what stops a restore (options, executor, a
  * missing manifest, no or a stale template) becomes p->reason. */
 void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, struct warm_plan *p);
+
+/* Build the template plan names (first use): boot base's machine in
+ * run_dir (made and removed here) with an empty late workspace, wait up
+ * to boot_ms for the agent's HELLO, have kiln-vmm save it (SIGUSR2: it
+ * then exits 0), seal it, mark it ready and rename it into plan->dir. */
+enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spec *base, const struct warm_plan *plan,
+			     const char *run_dir, int boot_ms, const char *image_name, struct kiln_err *e);
 
 #endif
