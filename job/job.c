@@ -756,7 +756,9 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	if (late) {
+	/* A restoring kiln-vmm checks that the workspace drive has the size
+	 * it had at the save (empty): it is filled once the guest runs. */
+	if (late && !j->restoring) {
 		/* On failure the VM goes with the executor's cleanup. */
 		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
 			fail_reason(j, "runner_system_failure");
@@ -774,6 +776,16 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 			return cold_again(j, spec, !ws_ready, e);
 		fail_reason(j, "runner_system_failure");
 		return rc;
+	}
+	/* Restored: the agent is back, so its drives are open; the JOB frame
+	 * goes after the rescan as for a cold boot. */
+	if (late && !ws_ready) {
+		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
+			fail_reason(j, "runner_system_failure");
+			return rc;
+		}
+		ws_ready = true;
+		j->r->prepare_s = mono_s() - j->t_start;
 	}
 	rc = converse(j, fd, spec, t0, t_limit, e);
 	if (rc && j->restoring && j->r->boot_s == 0)
