@@ -13,6 +13,10 @@ mode=${1:-host}
 skip() { echo "SKIP: $*"; exit 77; }
 [ -n "${KILN_SKIP_VM_TESTS:-}" ] && skip "KILN_SKIP_VM_TESTS is set ($KILN_SKIP_VM_TESTS)"
 [ -f "$images/tiny/manifest.json" ] || skip "no tiny image in $images"
+# Only an image built with this kiln's agent gets templates.
+agent=$(sha256sum "$top_builddir/kiln-agent" | cut -d' ' -f1)
+grep -q "\"file agent $agent\"" "$images/tiny/manifest.json" ||
+	skip "the tiny image in $images carries another kiln-agent (rebuild it: kiln images build tiny)"
 
 if [ "$mode" = host ]; then
 	[ -f "$images/sandbox/manifest.json" ] || skip "no sandbox image in $images"
