@@ -8,6 +8,7 @@
 #include "agent/shell.h"
 #include "agent/step.h"
 #include "agent/proto.h"
+#include "agent/restore.h"
 #include "lib/clock.h"
 
 #include <errno.h>
@@ -73,6 +74,7 @@ struct job {
 	size_t ngroups;
 	struct run *run;        /* NULL between steps */
 	enum cancel cancel;
+	int reopened;           /* times the host stream was opened again */
 	int failed;             /* an on_success step failed */
 	int exit_code;
 	const char *reason;     /* failure_reason, NULL on success */
@@ -192,6 +194,20 @@ static void take_cancel(struct job *j, const uint8_t *payload, uint32_t len)
 	json_decref(o);
 }
 
+/* A restored VM's new identity: a bad one is said, and the job still runs
+ * (the host logs that it sent one). */
+static void take_restored(const uint8_t *payload, uint32_t len)
+{
+	struct restore_msg m;
+	char err[256];
+
+	if (restore_parse(payload, len, &m, err, sizeof(err)) < 0)
+		say("bad RESTORED frame: %s", err);
+	else
+		restore_apply(&m);
+	explicit_bzero(&m, sizeof(m));
+}
+
 static void take_frame(struct job *j, uint8_t type, const uint8_t *payload, uint32_t len)
 {
 	switch (type) {
@@ -210,6 +226,9 @@ static void take_frame(struct job *j, uint8_t type, const uint8_t *payload, uint
 		return;
 	case AP_CANCEL:
 		take_cancel(j, payload, len);
+		return;
+	case AP_RESTORED:
+		take_restored(payload, len);
 		return;
 	default:
 		say("ignoring a %s frame from the host", ap_type_name(type));
@@ -559,13 +578,53 @@ static int write_hosts(struct job *j)
 	return 0;
 }
 
+static job_reopen_fn reopen_fn;
+
+void job_reopen_with(job_reopen_fn fn)
+{
+	reopen_fn = fn;
+}
+
+static void send_hello(struct job *j);
+
+/* The stream was lost before any job: open it again in place (the caller
+ * owns the fd number) and say HELLO on it. 0, or -1 to give up. */
+static int reopen_host(struct job *j)
+{
+	int fd;
+
+	if (!reopen_fn || j->reopened >= JOB_REOPEN_MAX)
+		return -1;
+	j->reopened++;
+	fd = reopen_fn();
+	if (fd < 0)
+		return -1;
+	if (dup3(fd, j->host, O_CLOEXEC) < 0) {
+		say("host stream: dup3: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	ap_reader_free(&j->rd);
+	ap_reader_init(&j->rd);
+	j->host_eof = j->host_dead = 0;
+	j->cancel = CANCEL_NONE;
+	say("host stream: open again");
+	send_hello(j);
+	return 0;
+}
+
 /* Wait for the JOB frame, then parse it. 0 when there is a job to run. */
 static int receive_job(struct job *j)
 {
 	char err[512];
 
-	while (!j->job_json && !j->host_eof && j->cancel == CANCEL_NONE)
-		pump(j, -1);
+	for (;;) {
+		while (!j->job_json && !j->host_eof && j->cancel == CANCEL_NONE)
+			pump(j, -1);
+		if (j->job_json || !j->host_eof || reopen_host(j) < 0)
+			break;
+	}
 	if (!j->job_json)
 		return -1;
 	if (jobspec_parse(j->job_json, j->job_len, &j->spec, err, sizeof(err)) < 0) {

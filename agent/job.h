@@ -28,4 +28,15 @@ typedef int (*job_ready_fn)(char *err, size_t size);
  * caller decides. */
 int job_serve(int host_fd, job_ready_fn ready);
 
+/* Opens the host stream again: a fd, or -errno. */
+typedef int (*job_reopen_fn)(void);
+
+/* Where a stream lost before the JOB frame is opened again (at most
+ * JOB_REOPEN_MAX times), under the same fd number, and HELLO said anew: a
+ * VM restored from a template finds its connection reset (vsock's
+ * transport reset) and its job comes on the new one. NULL (the default):
+ * a lost stream ends the job. */
+#define JOB_REOPEN_MAX 8
+void job_reopen_with(job_reopen_fn fn);
+
 #endif

@@ -66,6 +66,12 @@ static int mount_late_workspace(char *err, size_t size)
 	return init_mount_late_workspace("kiln-ws", "/builds", LATE_WORKSPACE_WAIT_MS, err, size);
 }
 
+/* vsock again, after a transport reset (a restored VM). */
+static int reopen_vsock(void)
+{
+	return channel_open("vsock", CHANNEL_TIMEOUT_MS);
+}
+
 /* Job mode on the stream the command line names. */
 static int serve_channel(const char *kind, bool late_workspace)
 {
@@ -73,6 +79,8 @@ static int serve_channel(const char *kind, bool late_workspace)
 
 	if (fd < 0)
 		return 1;
+	if (!strcmp(kind, "vsock"))
+		job_reopen_with(reopen_vsock);
 	code = job_serve(fd, late_workspace ? mount_late_workspace : NULL);
 	close(fd);
 	fd = -1;

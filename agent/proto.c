@@ -109,7 +109,8 @@ int ap_send(int fd, uint8_t type, const void *payload, uint32_t len)
 const char *ap_type_name(uint8_t type)
 {
 	static const char *const names[] = { "?",      "HELLO", "JOB",   "OUTPUT", "STEP",
-					     "EXIT",   "CANCEL", "SHELL", "STDIN",  "WINSIZE" };
+					     "EXIT",   "CANCEL", "SHELL", "STDIN",  "WINSIZE",
+					     "RESTORED" };
 
 	return type <= AP_TYPE_MAX ? names[type] : "?";
 }

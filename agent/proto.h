@@ -32,7 +32,10 @@ enum ap_type {
 	AP_SHELL = 7,    /* host -> guest, to a held job: {"rows": N, "cols": N, "term": S} */
 	AP_STDIN = 8,    /* host -> guest: raw bytes typed into that shell */
 	AP_WINSIZE = 9,  /* host -> guest: {"rows": N, "cols": N} of the host's terminal */
-	AP_TYPE_MAX = AP_WINSIZE,
+	/* host -> guest, before JOB, to a VM restored from a template: its new
+	 * identity (agent/restore.h); the clock comes with JOB as always. */
+	AP_RESTORED = 10,
+	AP_TYPE_MAX = AP_RESTORED,
 };
 
 /* Accumulates stream bytes and cuts them into frames; its buffer never

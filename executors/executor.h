@@ -45,6 +45,11 @@ struct vm_spec {
 	 * console, instead of serving a job on the channel
 	 * (executor_run_command); NULL: a job. */
 	char *const *command;
+	/* microvm (executors/template.h): restore from this template folder
+	 * instead of booting, or boot and let SIGUSR2 save into this one.
+	 * NULL: neither. */
+	const char *snapshot_load;
+	const char *snapshot_save_to;
 };
 
 /* The paths the VMM is given: host paths, or where the jail shows them. */

@@ -118,6 +118,22 @@ static enum kiln_rc microvm_prepare(struct executor *x, struct kiln_err *e)
 		return kiln_fail(e, KILN_E_NOMEM, "building vm.json failed");
 	if (v->initrd)
 		json_object_set_new(json_object_get(cfg, "boot"), "initrd", json_string(v->initrd));
+	if (s->snapshot_load || s->snapshot_save_to) {
+		const char *dir = s->snapshot_load ? s->snapshot_load : s->snapshot_save_to;
+		const char *seen = jail_expose(&x->jail, dir, "snapshot", s->snapshot_load ? JAIL_RO : JAIL_RW);
+
+		if (!seen) {
+			json_decref(cfg);
+			return kiln_fail(e, KILN_E_LIMIT, "jail: too many files to expose");
+		}
+		json_object_set_new(cfg, "snapshot",
+				    json_pack("{s:s}", s->snapshot_load ? "load" : "save_to", seen));
+		/* A jailed kiln-vmm saves as its slot's uid. */
+		if (s->snapshot_save_to && (rc = jail_give(&x->jail, s->snapshot_save_to, e))) {
+			json_decref(cfg);
+			return rc;
+		}
+	}
 	if (json_dump_file(cfg, x->config_path, JSON_INDENT(1)) < 0) {
 		json_decref(cfg);
 		return kiln_fail_errno(e, "writing %s", x->config_path);

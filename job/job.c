@@ -24,6 +24,7 @@
 #include "agent/proto.h"
 #include "lib/clock.h"
 #include "job/images.h"
+#include "job/warmstart.h"
 #include "executors/jobnet.h"
 #include "job/jobspec.h"
 #include "job/ociimage.h"
@@ -58,6 +59,10 @@ struct job {
 	bool steps_failed;         /* an on_success step failed */
 	double t_start;            /* job_run() began (monotonic s) */
 	bool relaunch;             /* the agent cannot take a late workspace */
+	/* Restoring from the template in tmpl_dir (job/warmstart.h); cold
+	 * once one failed. */
+	bool restoring, cold_only;
+	char tmpl_dir[PATH_MAX], tmpl_key[TEMPLATE_KEY_HEX];
 	bool disks_checked;        /* note_full_disks ran */
 	struct servicevm_host svc_host;
 	struct servicevm_set *svcs; /* the job's service VMs, NULL: none */
@@ -460,6 +465,8 @@ static void cap_reached(struct job *j, bool exited)
 	j->x.ops->cancel(&j->x);
 }
 
+static enum kiln_rc send_restored(struct job *j, int fd, struct kiln_err *e);
+
 /* Read frames until the agent's EXIT and the end of the stream, the
  * deadline, the hard cap, or a cancel. t_boot is when the VM started
  * (boot_s counts from it, and the hard cap: the job's timeout plus the boot
@@ -562,6 +569,12 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				hello = true;
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;
+				if (j->restoring) {
+					notice(j, "boot: restored from template %.16s in %.0f ms",
+					       strrchr(j->tmpl_dir, '/') + 1, j->r->boot_s * 1000);
+					if ((rc = send_restored(j, fd, e)))
+						goto out;
+				}
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
 				servicevm_wait(j->svcs, SERVICEVM_WAIT_S, j->o->cancel);
 				stage_next_step(j, false);
@@ -654,12 +667,99 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 	return KILN_OK;
 }
 
+/* Pick the boot the job gets (job/warmstart.h): a restore from a ready
+ * template sets vs->snapshot_load, a cold boot says why in the log. */
+static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_settings *d)
+{
+	struct images_ctx ictx;
+	struct warm_want w = { .backend = j->backend->name, .snapshots = d->snapshots,
+			       .no_snapshot = j->o->no_snapshot, .image = j->image,
+			       .kernel = j->o->kernel ? j->o->kernel : d->kernel, .vcpus = vs->vcpus,
+			       .memory_mib = vs->memory_mib, .net = vs->tap != NULL, .state_dir = j->o->cfg->state_dir };
+	struct warm_plan plan;
+
+	images_ctx_init(&ictx, j->o->cfg);
+	warmstart_plan(&ictx, &w, &plan);
+	/* First use: build it, once per job (a failed build is not retried
+	 * by this job; the next one tries again). */
+	if (plan.buildable && !j->cold_only && vs->workspace_late && !vs->command) {
+		struct kiln_err be = { 0 }, me = { 0 };
+
+		double tb = mono_s();
+		char tdir[PATH_MAX];
+
+		snprintf(tdir, sizeof(tdir), "%s/template", j->run_dir);
+		if (warmstart_build(j->backend, vs, &plan, tdir, boot_ms(j), j->image, &be)) {
+			notice(j, "boot: cold (building template %.16s failed: %s)", plan.key, be.msg);
+			if (template_mark_failed(plan.dir, plan.key, be.msg, &me))
+				notice(j, "%s", me.msg);
+			j->cold_only = true;
+			return;
+		}
+		notice(j, "boot: template %.16s built in %.1f s", plan.key, mono_s() - tb);
+		plan.restore = true;
+	}
+	/* A template's agent waits for a late workspace: so must the job. */
+	if (plan.restore && !vs->workspace_late && !j->cold_only)
+		snprintf(plan.reason, sizeof(plan.reason), "the workspace is not handed over after start");
+	j->restoring = plan.restore && vs->workspace_late && !j->cold_only;
+	if (!j->restoring) {
+		notice(j, "boot: cold (%s)", j->cold_only ? "the template failed to restore" : plan.reason);
+		return;
+	}
+	snprintf(j->tmpl_dir, sizeof(j->tmpl_dir), "%s", plan.dir);
+	snprintf(j->tmpl_key, sizeof(j->tmpl_key), "%s", plan.key);
+	vs->snapshot_load = j->tmpl_dir;
+}
+
+/* The RESTORED frame: the job's own entropy, names and network. */
+static enum kiln_rc send_restored(struct job *j, int fd, struct kiln_err *e)
+{
+	char ip[24];
+	char *text;
+	int rc;
+
+	snprintf(ip, sizeof(ip), "%s/%d", j->net.guest_ip, j->net.prefix);
+	text = template_restored_json(j->image, j->net.enabled ? j->net.mac : NULL, j->net.enabled ? ip : NULL,
+				      j->net.enabled ? j->net.gateway : NULL,
+				      j->net.enabled && j->net.dns[0] ? j->net.dns : NULL, e);
+	if (!text)
+		return e->rc ? e->rc : KILN_E_NOMEM;
+	rc = ap_send(fd, AP_RESTORED, text, (uint32_t)strlen(text));
+	explicit_bzero(text, strlen(text));
+	free(text);
+	return rc < 0 ? kiln_fail(e, KILN_E_IO, "sending RESTORED to the agent: %s", strerror(-rc)) : KILN_OK;
+}
+
 /* With late set, the workspace is built while the guest boots: the VM
  * starts with an empty workspace disk, and once the image is complete the
  * backend makes the guest see its size (executor_ops.disks_changed). The
  * agent, told so on its command line, mounts the disk at boot when it is
  * already there, else once the JOB frame (sent only after the rescan) is
  * in. A warm job's workspace then costs nothing on top of the boot. */
+static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e);
+
+/* A restore that never reached HELLO (kiln-vmm refused the snapshot, the
+ * agent did not come back): the template is thrown away and marked failed,
+ * so later jobs boot cold instead of failing on it again until an input
+ * changes, and this job boots cold. */
+static enum kiln_rc cold_again(struct job *j, const char *spec, bool late, struct kiln_err *e)
+{
+	struct kiln_err gone = { 0 };
+	char why[600];
+
+	snprintf(why, sizeof(why), "restore failed: %s", e->msg);
+	notice(j, "boot: template %s failed to restore (%s): thrown away", strrchr(j->tmpl_dir, '/') + 1, e->msg);
+	if (template_discard(j->tmpl_dir, &gone) || template_mark_failed(j->tmpl_dir, j->tmpl_key, why, &gone))
+		notice(j, "%s", gone.msg);
+	j->x.ops->cleanup(&j->x); /* kills and reaps the VM */
+	j->x_ready = false;
+	j->restoring = false;
+	j->cold_only = true;
+	j->r->failure_reason[0] = '\0';
+	return run_vm(j, spec, late, e);
+}
+
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
 	struct vm_spec vs = { 0 };
@@ -667,6 +767,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	enum kiln_rc rc;
 	int fd, status;
 	double t0 = mono_s(), t_limit;
+	bool ws_ready = !late;
 
 	vs.kernel = j->kernel;
 	vs.initrd = j->initrd[0] ? j->initrd : NULL;
@@ -687,6 +788,8 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vs.accel = j->accel;
 	vs.jail = j->o->cfg->jail;
 	vs.jail_uid_base = j->o->cfg->jail_uid_base;
+	boot_kind(j, &vs, d);
+	t0 = mono_s(); /* a template built just now is not this VM's boot */
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
@@ -696,12 +799,15 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	if (late) {
+	/* A restoring kiln-vmm checks that the workspace drive has the size
+	 * it had at the save (empty): it is filled once the guest runs. */
+	if (late && !j->restoring) {
 		/* On failure the VM goes with the executor's cleanup. */
 		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
 			fail_reason(j, "runner_system_failure");
 			return rc;
 		}
+		ws_ready = true;
 		j->r->prepare_s = mono_s() - j->t_start;
 	}
 	/* The boot limit counts from when the guest could go on: a long clone
@@ -709,10 +815,24 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	t_limit = mono_s();
 	if ((rc = j->x.ops->stream(&j->x, boot_ms(j), &fd, e))) {
 		stage_end(j);
+		if (j->restoring)
+			return cold_again(j, spec, !ws_ready, e);
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
+	/* Restored: the agent is back, so its drives are open; the JOB frame
+	 * goes after the rescan as for a cold boot. */
+	if (late && !ws_ready) {
+		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
+			fail_reason(j, "runner_system_failure");
+			return rc;
+		}
+		ws_ready = true;
+		j->r->prepare_s = mono_s() - j->t_start;
+	}
 	rc = converse(j, fd, spec, t0, t_limit, e);
+	if (rc && j->restoring && j->r->boot_s == 0)
+		return cold_again(j, spec, !ws_ready, e);
 	if (!rc && j->relaunch) {
 		notice(j, "image %s has a kiln-agent that cannot take a workspace after boot: booting again "
 			  "with it ready (rebuild the image with this kiln: kiln images build %s)", j->image, j->image);

@@ -32,6 +32,7 @@ struct job_opts {
 	const char *kernel;          /* kernel image; NULL: the config's */
 	int vcpus, memory_mib;       /* 0: the config's */
 	int network;                 /* -1: the config's, 0 off, 1 on */
+	bool no_snapshot;            /* boot cold even where a template could serve */
 	int boot_timeout_ms;         /* the guest's time to say HELLO, also part
 				      * of the VM's hard cap (timeout plus this,
 				      * from its start); 0: 180 s */

@@ -366,7 +366,7 @@ static void *worker(void *arg)
 	const struct pipeline_job *j = pj->job;
 	struct job_opts o = { .cfg = x->cfg, .executor = x->o->executor, .image = x->o->image,
 			      .kernel = x->o->kernel, .vcpus = x->o->vcpus, .memory_mib = x->o->memory_mib,
-			      .network = x->o->network, .dirty_dir = x->o->dirty ? x->repo.dir : NULL,
+			      .network = x->o->network, .no_snapshot = x->o->no_snapshot, .dirty_dir = x->o->dirty ? x->repo.dir : NULL,
 			      .output = on_output, .notice = on_notice, .finished = on_finished, .arg = pj,
 			      .shell = x->o->shell, .shell_in = 0, .shell_out = 1, .shell_hook = on_shell,
 			      .cancel = &pj->cancel, .host = &x->host };

@@ -67,6 +67,7 @@ struct pexec_opts {
 	int network;                   /* -1: the configuration's, 0 off, 1 on */
 	int concurrency;               /* jobs at once, 1..PIPEEXEC_MAX_CONCURRENCY */
 	bool needs, dirty, list, shell;
+	bool no_snapshot;              /* --no-snapshot: every job boots cold */
 	const char *selected[PIPEEXEC_MAX_ARGS], *manual[PIPEEXEC_MAX_ARGS], *variables[PIPEEXEC_MAX_ARGS];
 	size_t n_selected, n_manual, n_variables;
 };

@@ -41,6 +41,7 @@ static const char *const log_formats[] = { "text", "json", NULL };
 	VM_FIELD(off, "vcpus", F_INT, vcpus, 1, 32, NULL),                               \
 	VM_FIELD(off, "memory_mib", F_INT, memory_mib, 64, 65536, NULL),                 \
 	VM_FIELD(off, "network", F_BOOL, network, 0, 0, NULL),                           \
+	VM_FIELD(off, "snapshots", F_BOOL, snapshots, 0, 0, NULL),                       \
 	VM_FIELD(off, "rx_rate_limit", F_LONG, rx_rate_limit, 0, LONG_MAX, NULL),        \
 	VM_FIELD(off, "tx_rate_limit", F_LONG, tx_rate_limit, 0, LONG_MAX, NULL),        \
 	VM_FIELD(off, "disk_rate_limit", F_LONG, disk_rate_limit, 0, LONG_MAX, NULL),    \
@@ -185,6 +186,7 @@ static void vm_defaults(struct kiln_vm_settings *vm)
 	vm->vcpus = 1;
 	vm->memory_mib = 512;
 	vm->network = true;
+	vm->snapshots = true;
 	vm->rx_rate_limit = KILN_NET_RATE_DEFAULT;
 	vm->tx_rate_limit = KILN_NET_RATE_DEFAULT;
 	vm->disk_rate_limit = KILN_DISK_RATE_DEFAULT;

@@ -26,6 +26,7 @@
 #include "github/entry.h"
 #include "gitlab/daemon.h"
 #include "gitlab/commands.h"
+#include "executors/template.h"
 #include "job/images.h"
 #include "job/ociimage.h"
 #include "oci/store.h"
@@ -218,7 +219,7 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 
 	images_ctx_init(&ictx, &c->cfg);
 	if (argc < 2)
-		return cli_usage_error("%s: missing subcommand (list, build, path, pull, prune)", "images");
+		return cli_usage_error("%s: missing subcommand (list, build, path, pull, prune, templates)", "images");
 	if (!strcmp(argv[1], "list")) {
 		if (argc > 2)
 			return cli_usage_error("images list takes no arguments, got '%s'", argv[2]);
@@ -275,6 +276,15 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 		}
 		print_size(freed, size, sizeof(size));
 		log_info("pruned the OCI image store to %ld MiB: %s freed", (long)(cap >> 20), size);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "templates")) {
+		if (argc > 2)
+			return cli_usage_error("images templates takes no arguments, got '%s'", argv[2]);
+		if (template_list(c->cfg.state_dir, stdout, &e)) {
+			log_error("%s", e.msg);
+			return EXIT_FAIL;
+		}
 		return EXIT_OK;
 	}
 	if (!strcmp(argv[1], "path")) {
@@ -559,6 +569,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 	o.vcpus = jo.vcpus;
 	o.memory_mib = jo.memory_mib;
 	o.network = jo.network;
+	o.no_snapshot = jo.no_snapshot;
 	if (payload_load(job_file, &p, &e)) {
 		log_error("%s", e.msg);
 		return EXIT_USAGE;

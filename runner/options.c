@@ -28,6 +28,7 @@ static void usage(FILE *out, const char *default_config)
 		"  images path NAME FILE  print the path of one file of a built image\n"
 		"  images pull REF        pull an OCI image into the store (oci: registries for auth)\n"
 		"  images prune           drop least recently used OCI images down to oci.max_size_mib\n"
+		"  images templates       list the microvm executor's VM templates\n"
 		"  config check           validate the configuration file\n"
 		"  github status          the GitHub entries' queued jobs, runners and VMs\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
@@ -177,6 +178,7 @@ int opts_exec_job_file(int argc, char **argv, struct job_file_opts *o)
 		{ "memory", required_argument, NULL, 'm' },
 		{ "network", no_argument, NULL, 'N' },
 		{ "no-network", no_argument, NULL, 'O' },
+		{ "no-snapshot", no_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int opt;
@@ -195,6 +197,7 @@ int opts_exec_job_file(int argc, char **argv, struct job_file_opts *o)
 		case 'k': o->kernel = optarg; break;
 		case 'N': o->network = 1; break;
 		case 'O': o->network = 0; break;
+		case 'S': o->no_snapshot = true; break;
 		case 'n':
 			if (number("exec", optarg, 1, 32, &o->vcpus))
 				return EXIT_USAGE;
@@ -230,7 +233,7 @@ static void exec_usage(FILE *f)
 		"  --list               print the jobs, their stages and when; run nothing\n"
 		"  --shell              on a failure, a shell in the failed job's VM\n"
 		"  --executor auto|microvm|qemu, --image NAME, --kernel NAME, --vcpus N,\n"
-		"  --memory MIB, --network, --no-network   as for --job-file\n");
+		"  --memory MIB, --network, --no-network, --no-snapshot   as for --job-file\n");
 }
 
 static int exec_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -264,6 +267,7 @@ int opts_exec(int argc, char **argv, struct pexec_opts *o)
 		{ "memory", required_argument, NULL, 'm' },
 		{ "network", no_argument, NULL, 'W' },
 		{ "no-network", no_argument, NULL, 'O' },
+		{ "no-snapshot", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -304,6 +308,7 @@ int opts_exec(int argc, char **argv, struct pexec_opts *o)
 		case 'k': o->kernel = optarg; break;
 		case 'W': o->network = 1; break;
 		case 'O': o->network = 0; break;
+		case 'S': o->no_snapshot = true; break;
 		case 'j': bad = number(NULL, optarg, 1, PIPEEXEC_MAX_CONCURRENCY, &o->concurrency); break;
 		case 'n': bad = number(NULL, optarg, 1, 32, &o->vcpus); break;
 		case 'm': bad = number(NULL, optarg, 64, 65536, &o->memory_mib); break;

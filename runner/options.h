@@ -53,6 +53,7 @@ bool opts_exec_is_job_file(int argc, char **argv);
 struct job_file_opts {
 	const char *job_file, *executor, *image, *kernel;
 	int vcpus, memory_mib, network;
+	bool no_snapshot;
 };
 int opts_exec_job_file(int argc, char **argv, struct job_file_opts *o);
 

@@ -26,6 +26,7 @@ int main(void)
 	srunner_add_suite(sr, manifest_suite());
 	srunner_add_suite(sr, doctor_suite());
 	srunner_add_suite(sr, agentproto_suite());
+	srunner_add_suite(sr, template_suite());
 	srunner_add_suite(sr, agentscript_suite());
 	srunner_add_suite(sr, jobnet_suite());
 	srunner_add_suite(sr, claims_suite());

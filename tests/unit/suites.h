@@ -12,6 +12,7 @@ Suite *manifest_suite(void);
 Suite *doctor_suite(void);
 Suite *agentproto_suite(void);
 Suite *agentscript_suite(void);
+Suite *template_suite(void);
 Suite *jobnet_suite(void);
 Suite *claims_suite(void);
 Suite *payload_suite(void);

@@ -1,0 +1,77 @@
+/* Templates for the microvm executor: one VM per (image, kernel, vCPUs,
+ * memory) booted until its agent says HELLO and saved by kiln-vmm
+ * (SIGUSR2, docs/vmm.md "Snapshots"), which each job then restores instead
+ * of booting. A template lives in STATE/templates/KEY16/ with kiln-vmm's
+ * `state` and `memory` and kiln's `template.json`; KEY is the sha256 of
+ * every input, so a changed input names another template. */
+#ifndef KILN_TEMPLATE_H
+#define KILN_TEMPLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "lib/result.h"
+
+#define TEMPLATE_KEY_HEX 65
+#define TEMPLATE_META "template.json"
+#define TEMPLATE_META_MAX (16u << 10)
+
+/* What a template is a function of. Each string is a digest or version,
+ * not a path: moving a file does not change a template. */
+struct template_inputs {
+	const char *image;    /* the image's manifest digest (sha256:...) */
+	const char *kernel;   /* sha256 of the kernel file */
+	const char *initrd;   /* sha256 of the initrd, or NULL for none */
+	const char *vmm;      /* kiln-vmm's version (its snapshot_version follows it) */
+	const char *agent;    /* sha256 or version of the agent the image carries; NULL: in image */
+	int vcpus;
+	int memory_mib;
+	bool net;             /* a network interface in the machine */
+	const char *cmdline;  /* the kernel command line the template boots with */
+};
+
+/* The sha256 (hex) of the inputs in a canonical, versioned text form.
+ * KILN_E_INVALID naming the field when one is missing or out of range. */
+enum kiln_rc template_key(const struct template_inputs *in, char key[TEMPLATE_KEY_HEX], struct kiln_err *e);
+
+/* STATE/templates/KEY16 into buf (the key's first 16 hex digits: 64 bits
+ * tell templates apart; template.json holds the whole key). */
+enum kiln_rc template_dir(const char *state_dir, const char *key, char *buf, size_t size, struct kiln_err *e);
+
+/* Whether dir holds a ready template for key. true, or false with why in
+ * reason ("none yet", "inputs changed", "incomplete: ...", "broken: ...",
+ * "failed: ..." for a build that failed),
+ * which a job's log quotes after "boot: cold (". */
+bool template_usable(const char *dir, const char *key, char *reason, size_t size);
+
+/* After kiln-vmm saved into dir (as a jail slot's uid, its files 0600):
+ * make dir and its files kiln's, readable by every slot's kiln-vmm that
+ * restores from it (a template holds a booted guest before any job). */
+enum kiln_rc template_seal(const char *dir, struct kiln_err *e);
+
+/* Record dir as a ready template of key (atomically, after kiln-vmm's
+ * state and memory are in place): its inputs for `kiln images templates`. */
+enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,
+				 const char *image_name, struct kiln_err *e);
+
+/* Record that building key's template in dir failed (why): it is not
+ * built again, nor restored, until an input changes. */
+enum kiln_rc template_mark_failed(const char *dir, const char *key, const char *why, struct kiln_err *e);
+
+/* Throw a template away (a restore from it failed): gone, so the next job
+ * builds a new one instead of failing on it again. */
+enum kiln_rc template_discard(const char *dir, struct kiln_err *e);
+
+/* The new identity a restored VM gets in the RESTORED frame
+ * (agent/restore.h): entropy and machine-id from getrandom(), hostname
+ * "kiln-" and the job's name (cut to a DNS label), and the job's network
+ * when ip is not NULL. A malloc'd JSON text, or NULL with e set. */
+char *template_restored_json(const char *job_name, const char *mac, const char *ip, const char *gw,
+			     const char *dns, struct kiln_err *e);
+
+/* One line per template under STATE/templates: key, state, image, vcpus,
+ * memory, size on disk. 0 lines is not an error. */
+enum kiln_rc template_list(const char *state_dir, FILE *out, struct kiln_err *e);
+
+#endif

@@ -1,0 +1,45 @@
+/* Which boot a job gets: a restore from its machine's template
+ * (executors/template.h) or a cold boot, and why, for the job's log:
+ * "boot: restored from template X in N ms" or "boot: cold (REASON)". */
+#ifndef KILN_WARMSTART_H
+#define KILN_WARMSTART_H
+
+#include <limits.h>
+#include <stdbool.h>
+
+#include "executors/executor.h"
+#include "executors/template.h"
+#include "job/images.h"
+
+struct warm_want {
+	const char *backend;      /* the executor's name */
+	bool snapshots;           /* `snapshots:` of the settings */
+	bool no_snapshot;         /* --no-snapshot */
+	const char *image, *kernel; /* image names */
+	int vcpus, memory_mib;
+	bool net;
+	const char *state_dir;    /* templates live in STATE/templates */
+};
+
+struct warm_plan {
+	bool restore;             /* dir holds a ready template of key */
+	bool buildable;           /* none there yet, or a stale or broken one */
+	char key[TEMPLATE_KEY_HEX];
+	char dir[PATH_MAX];
+	struct template_inputs in;  /* pointing into the two below */
+	char image_sha[65], kernel_sha[65], agent_sha[65];
+	char reason[320];         /* why cold, when !restore */
+};
+
+/* Fill p for w. Never fails: what stops a restore (options, executor, a
+ * missing manifest, no or a stale template) becomes p->reason. */
+void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, struct warm_plan *p);
+
+/* Build the template plan names (first use): boot base's machine in
+ * run_dir (made and removed here) with an empty late workspace, wait up
+ * to boot_ms for the agent's HELLO, have kiln-vmm save it (SIGUSR2: it
+ * then exits 0), seal it, mark it ready and rename it into plan->dir. */
+enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spec *base, const struct warm_plan *plan,
+			     const char *run_dir, int boot_ms, const char *image_name, struct kiln_err *e);
+
+#endif

@@ -1,0 +1,226 @@
+/* Templates of the microvm executor (executors/template.c): the key and
+ * what changes it, a template's state on disk, and the RESTORED frame from
+ * the host's side to the agent's parser (agent/restore.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/restore.h"
+#include "executors/template.h"
+#include "lib/paths.h"
+#include "tests/unit/suites.h"
+
+static struct template_inputs base(void)
+{
+	struct template_inputs in = { .image = "sha256:aaaa", .kernel = "bbbb", .vmm = "0.9",
+				      .vcpus = 2, .memory_mib = 1024, .net = true,
+				      .cmdline = "console=ttyS0 kiln.channel=vsock" };
+	return in;
+}
+
+static void key_of(const struct template_inputs *in, char key[TEMPLATE_KEY_HEX])
+{
+	struct kiln_err e = { 0 };
+
+	ck_assert_int_eq(template_key(in, key, &e), KILN_OK);
+	ck_assert_uint_eq(strlen(key), 64);
+}
+
+START_TEST(key_changes_with_every_input)
+{
+	struct template_inputs in = base();
+	char k0[TEMPLATE_KEY_HEX], k[TEMPLATE_KEY_HEX];
+
+	key_of(&in, k0);
+	key_of(&in, k);
+	ck_assert_str_eq(k0, k); /* stable */
+#define CHANGED(stmt)                                  \
+	do {                                           \
+		in = base();                           \
+		stmt;                                  \
+		key_of(&in, k);                        \
+		ck_assert_str_ne(k0, k);               \
+	} while (0)
+	CHANGED(in.image = "sha256:aaab");
+	CHANGED(in.kernel = "bbbc");
+	CHANGED(in.initrd = "cccc");
+	CHANGED(in.vmm = "0.10");
+	CHANGED(in.agent = "dddd");
+	CHANGED(in.vcpus = 4);
+	CHANGED(in.memory_mib = 2048);
+	CHANGED(in.net = false);
+	CHANGED(in.cmdline = "console=ttyS0");
+#undef CHANGED
+}
+END_TEST
+
+START_TEST(key_refuses_bad_inputs)
+{
+	struct template_inputs in = base();
+	char k[TEMPLATE_KEY_HEX];
+	struct kiln_err e = { 0 };
+
+	in.image = NULL;
+	ck_assert_int_eq(template_key(&in, k, &e), KILN_E_INVALID);
+	in = base();
+	in.kernel = "two words"; /* would read like another field */
+	ck_assert_int_eq(template_key(&in, k, &e), KILN_E_INVALID);
+	in = base();
+	in.vcpus = 0;
+	ck_assert_int_eq(template_key(&in, k, &e), KILN_E_INVALID);
+	in = base();
+	in.cmdline = "a\nvcpus 9";
+	ck_assert_int_eq(template_key(&in, k, &e), KILN_E_INVALID);
+}
+END_TEST
+
+static void put(const char *dir, const char *name, const char *text)
+{
+	char path[4200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+START_TEST(usable_only_when_ready_and_whole)
+{
+	struct template_inputs in = base();
+	char state[] = "/tmp/kiln-tmpl-XXXXXX", dir[4096], key[TEMPLATE_KEY_HEX], why[256], *list = NULL;
+	struct kiln_err e = { 0 };
+	size_t listlen = 0;
+	FILE *out;
+
+	ck_assert_ptr_nonnull(mkdtemp(state));
+	key_of(&in, key);
+	ck_assert_int_eq(template_dir(state, key, dir, sizeof(dir), &e), KILN_OK);
+	ck_assert(strstr(dir, "/templates/") != NULL);
+	ck_assert(!template_usable(dir, key, why, sizeof(why)));
+	ck_assert_str_eq(why, "none yet");
+	ck_assert_int_eq(kiln_mkdir_p(dir), 0);
+	/* Marked ready before kiln-vmm's files: not usable. */
+	ck_assert_int_eq(template_mark_ready(dir, key, &in, "debian", &e), KILN_OK);
+	ck_assert(!template_usable(dir, key, why, sizeof(why)));
+	ck_assert(strncmp(why, "broken: ", 8) == 0);
+	put(dir, "state", "S");
+	put(dir, "memory", "M");
+	ck_assert_int_eq(template_seal(dir, &e), KILN_OK);
+	ck_assert(template_usable(dir, key, why, sizeof(why)));
+	/* Another key: the inputs changed. */
+	in.vcpus = 3;
+	{
+		char k2[TEMPLATE_KEY_HEX];
+
+		key_of(&in, k2);
+		ck_assert(!template_usable(dir, k2, why, sizeof(why)));
+		ck_assert_str_eq(why, "inputs changed");
+	}
+	put(dir, TEMPLATE_META, "{not json");
+	ck_assert(!template_usable(dir, key, why, sizeof(why)));
+	ck_assert(strncmp(why, "broken: ", 8) == 0);
+	out = open_memstream(&list, &listlen);
+	ck_assert_int_eq(template_list(state, out, &e), KILN_OK);
+	fclose(out);
+	ck_assert(strstr(list, "TEMPLATE") != NULL);
+	free(list);
+	/* A failed build or restore is remembered, not retried. */
+	ck_assert_int_eq(template_mark_failed(dir, key, "restore failed: x", &e), KILN_OK);
+	ck_assert(!template_usable(dir, key, why, sizeof(why)));
+	ck_assert_str_eq(why, "failed: restore failed: x");
+	ck_assert_int_eq(template_discard(dir, &e), KILN_OK);
+	ck_assert(access(dir, F_OK) != 0);
+	ck_assert(!template_usable(dir, key, why, sizeof(why)));
+	ck_assert_str_eq(why, "none yet");
+	kiln_rm_rf(state);
+}
+END_TEST
+
+START_TEST(restored_frame_round_trip)
+{
+	struct kiln_err e = { 0 };
+	struct restore_msg a, b;
+	char err[256];
+	char *j1 = template_restored_json("Build Job #7", "02:00:00:00:00:09", "10.0.2.15/24", "10.0.2.2",
+					  "10.0.2.3", &e);
+	char *j2 = template_restored_json("Build Job #7", NULL, NULL, NULL, NULL, &e);
+
+	ck_assert_ptr_nonnull(j1);
+	ck_assert_ptr_nonnull(j2);
+	ck_assert_int_eq(restore_parse(j1, strlen(j1), &a, err, sizeof(err)), 0);
+	ck_assert_int_eq(restore_parse(j2, strlen(j2), &b, err, sizeof(err)), 0);
+	ck_assert_uint_eq(a.entropy_len, 32);
+	/* Two restores of one template: different entropy, ids and names. */
+	ck_assert(memcmp(a.entropy, b.entropy, 32) != 0);
+	ck_assert_str_ne(a.machine_id, b.machine_id);
+	ck_assert_str_ne(a.hostname, b.hostname);
+	ck_assert(strncmp(a.hostname, "kiln-build-job--7-", 18) == 0);
+	ck_assert_str_eq(a.mac, "02:00:00:00:00:09");
+	ck_assert_str_eq(a.ip, "10.0.2.15/24");
+	ck_assert_str_eq(a.gw, "10.0.2.2");
+	ck_assert_str_eq(b.ip, "");
+	free(j1);
+	free(j2);
+}
+END_TEST
+
+START_TEST(restored_frame_refused)
+{
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{\"hostname\":\"h\",\"machine_id\":\"00000000000000000000000000000000\"}",
+		/* entropy: too short, odd, upper case, too long */
+		"{\"entropy\":\"00\",\"hostname\":\"h\",\"machine_id\":\"00000000000000000000000000000000\"}",
+		"{\"entropy\":\"0000000000000000000000000000000\",\"hostname\":\"h\","
+		"\"machine_id\":\"00000000000000000000000000000000\"}",
+		"{\"entropy\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\",\"hostname\":\"h\","
+		"\"machine_id\":\"00000000000000000000000000000000\"}",
+		"{\"entropy\":\"000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+		"000000000000000000000000000000000000000000000000000000\",\"hostname\":\"h\","
+		"\"machine_id\":\"00000000000000000000000000000000\"}",
+		/* hostname: a slash, a leading dash, empty */
+		"{\"entropy\":\"00000000000000000000000000000000\",\"hostname\":\"a/b\","
+		"\"machine_id\":\"00000000000000000000000000000000\"}",
+		"{\"entropy\":\"00000000000000000000000000000000\",\"hostname\":\"-a\","
+		"\"machine_id\":\"00000000000000000000000000000000\"}",
+		/* machine_id: short */
+		"{\"entropy\":\"00000000000000000000000000000000\",\"hostname\":\"h\",\"machine_id\":\"00\"}",
+		/* net: not an object, no ip, a bad ip, a bad mac */
+		"{\"entropy\":\"00000000000000000000000000000000\",\"hostname\":\"h\","
+		"\"machine_id\":\"00000000000000000000000000000000\",\"net\":1}",
+		"{\"entropy\":\"00000000000000000000000000000000\",\"hostname\":\"h\","
+		"\"machine_id\":\"00000000000000000000000000000000\",\"net\":{}}",
+		"{\"entropy\":\"00000000000000000000000000000000\",\"hostname\":\"h\","
+		"\"machine_id\":\"00000000000000000000000000000000\",\"net\":{\"ip\":\"10.0.0.1/33\"}}",
+		"{\"entropy\":\"00000000000000000000000000000000\",\"hostname\":\"h\","
+		"\"machine_id\":\"00000000000000000000000000000000\",\"net\":{\"ip\":\"10.0.0.1/8\",\"mac\":\"0:1\"}}",
+	};
+	struct restore_msg m;
+	char err[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		ck_assert_msg(restore_parse(bad[i], strlen(bad[i]), &m, err, sizeof(err)) < 0, "accepted #%zu", i);
+		ck_assert_msg(err[0], "no message for #%zu", i);
+	}
+}
+END_TEST
+
+Suite *template_suite(void)
+{
+	Suite *s = suite_create("template");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, key_changes_with_every_input);
+	tcase_add_test(tc, key_refuses_bad_inputs);
+	tcase_add_test(tc, usable_only_when_ready_and_whole);
+	tcase_add_test(tc, restored_frame_round_trip);
+	tcase_add_test(tc, restored_frame_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
