@@ -25,6 +25,7 @@
 #include "lib/spawn.h"
 #include "lib/paths.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/testutil.h"
 
 START_TEST(cmdline_words)
 {
@@ -618,6 +619,7 @@ START_TEST(jailed_vmm)
 		fprintf(stderr, "jailed_vmm: skipped: needs root, namespaces and cgroups (%s)\n", h.detail);
 		return;
 	}
+	test_vm_lock();
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	/* Named as job folders are (id.pid.x), so that two test runs at once
 	 * never share a cgroup and jail_sweep takes what a killed one left. */
@@ -910,6 +912,7 @@ static bool can_jail(void)
 		fprintf(stderr, "jail tests skipped: need root, namespaces and cgroups (%s)\n", h.detail);
 		return false;
 	}
+	test_vm_lock();
 	return true;
 }
 

@@ -1,11 +1,14 @@
 #include "tests/unit/testutil.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <check.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/file.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,4 +337,19 @@ void srv_stop(struct srv *s)
 	for (i = 0; i < s->n_req; i++)
 		free(s->body[i]);
 	free(s->stored);
+}
+
+void test_vm_lock(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char path[PATH_MAX];
+	int fd;
+
+	if (getenv("KILN_VM_LOCK_HELD") || getenv("KILN_SANDBOX_NO_LOCK"))
+		return;
+	snprintf(path, sizeof(path), "%s/kiln-kvm-sandbox.lock", tmp && *tmp ? tmp : "/tmp");
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	/* Left open on purpose: the lock goes with the test's process. */
+	ck_assert_msg(flock(fd, LOCK_EX) == 0, "%s: %s", path, strerror(errno));
 }

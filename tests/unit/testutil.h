@@ -23,6 +23,13 @@ struct trace *test_offline_trace(size_t limit);
  * buffer until the next call. */
 char *test_tmpdir(void);
 
+/* Take the host-wide VM test lock (tests/vmtest.sh's), held until this
+ * test's process exits: a test that makes cgroups, taps or VMs must not
+ * run beside the shell tests that count what VMs leave behind. Nothing
+ * when the caller already holds it (KILN_VM_LOCK_HELD) or
+ * KILN_SANDBOX_NO_LOCK is set. */
+void test_vm_lock(void);
+
 /* Write n bytes of data to path and set its mode; fails the test on error. */
 void test_write_file(const char *path, const void *data, size_t n, mode_t mode);
 
