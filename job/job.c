@@ -791,16 +791,23 @@ static enum kiln_rc start_services(struct job *j, const struct images_ctx *ictx,
 {
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	struct servicevm_host *h = &j->svc_host;
+	struct ociimage_registry regs[KILN_CONFIG_MAX_REGISTRIES];
+	struct ociimage_opts oo;
 	char *hosts = NULL, *with = NULL;
 	enum kiln_rc rc;
+
+	ociimage_opts_init(&oo, j->o->cfg, regs);
+	oo.notice = oci_notice;
+	oo.arg = j;
 
 	*h = (struct servicevm_host){ .backend = j->backend, .helper = j->helper, .accel = j->accel,
 				      .kernel = j->kernel, .initrd = j->initrd[0] ? j->initrd : NULL,
 				      .vcpus = 1, .memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib, .jail = j->o->cfg->jail,
 				      .jail_uid_base = j->o->cfg->jail_uid_base, .run_dir = j->run_dir,
-				      .images = ictx, .boot_ms = boot_ms(j), .job_net = &j->net,
+				      .images = ictx, .default_image = d->image, .oci = &oo, .boot_ms = boot_ms(j), .job_net = &j->net,
 				      .notice = svc_notice, .output = svc_output, .arg = j };
 	rc = servicevm_start(j->p, h, &j->svcs, &hosts, e);
+	h->oci = NULL; /* oo ends here; only servicevm_start pulls */
 	if (!rc && hosts[0] && !(rc = services_spec_add_hosts(*spec, hosts, &with, e))) {
 		free(*spec);
 		*spec = with;
