@@ -812,6 +812,8 @@ static enum kiln_rc start_services(struct job *j, const struct images_ctx *ictx,
 		free(*spec);
 		*spec = with;
 	}
+	if (rc == KILN_E_NOTFOUND)
+		notice(j, "%s", e->msg);
 	if (rc)
 		fail_reason(j, rc == KILN_E_NOTFOUND ? "image_pull_failure" : "runner_system_failure");
 	free(hosts);
@@ -887,8 +889,13 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	} else {
 		notice(&j, "network: off");
 	}
-	if ((rc = start_services(&j, &ictx, &spec, e)))
+	/* As for the job's own image: a service image that cannot be had
+	 * fails the job (image_pull_failure), not kiln. */
+	if ((rc = start_services(&j, &ictx, &spec, e))) {
+		if (rc == KILN_E_NOTFOUND)
+			rc = KILN_OK;
 		goto out;
+	}
 	r->prepare_s = mono_s() - t0;
 	if (o->cancel && *o->cancel) {
 		fail_reason(&j, "canceled");
