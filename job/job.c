@@ -804,7 +804,8 @@ static enum kiln_rc start_services(struct job *j, const struct images_ctx *ictx,
 				      .kernel = j->kernel, .initrd = j->initrd[0] ? j->initrd : NULL,
 				      .vcpus = 1, .memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib, .jail = j->o->cfg->jail,
 				      .jail_uid_base = j->o->cfg->jail_uid_base, .run_dir = j->run_dir,
-				      .images = ictx, .default_image = d->image, .oci = &oo, .boot_ms = boot_ms(j), .job_net = &j->net,
+				      .images = ictx, .default_image = d->image, .oci = &oo,
+				      .boot_ms = boot_ms(j), .job_net = &j->net,
 				      .notice = svc_notice, .output = svc_output, .arg = j };
 	rc = servicevm_start(j->p, h, &j->svcs, &hosts, e);
 	h->oci = NULL; /* oo ends here; only servicevm_start pulls */
