@@ -911,20 +911,30 @@ static enum kiln_rc start_services(struct job *j, const struct images_ctx *ictx,
 {
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	struct servicevm_host *h = &j->svc_host;
+	struct ociimage_registry regs[KILN_CONFIG_MAX_REGISTRIES];
+	struct ociimage_opts oo;
 	char *hosts = NULL, *with = NULL;
 	enum kiln_rc rc;
+
+	ociimage_opts_init(&oo, j->o->cfg, regs);
+	oo.notice = oci_notice;
+	oo.arg = j;
 
 	*h = (struct servicevm_host){ .backend = j->backend, .helper = j->helper, .accel = j->accel,
 				      .kernel = j->kernel, .initrd = j->initrd[0] ? j->initrd : NULL,
 				      .vcpus = 1, .memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib, .jail = j->o->cfg->jail,
 				      .jail_uid_base = j->o->cfg->jail_uid_base, .run_dir = j->run_dir,
-				      .images = ictx, .boot_ms = boot_ms(j), .job_net = &j->net,
+				      .images = ictx, .default_image = d->image, .oci = &oo,
+				      .boot_ms = boot_ms(j), .job_net = &j->net,
 				      .notice = svc_notice, .output = svc_output, .arg = j };
 	rc = servicevm_start(j->p, h, &j->svcs, &hosts, e);
+	h->oci = NULL; /* oo ends here; only servicevm_start pulls */
 	if (!rc && hosts[0] && !(rc = services_spec_add_hosts(*spec, hosts, &with, e))) {
 		free(*spec);
 		*spec = with;
 	}
+	if (rc == KILN_E_NOTFOUND)
+		notice(j, "%s", e->msg);
 	if (rc)
 		fail_reason(j, rc == KILN_E_NOTFOUND ? "image_pull_failure" : "runner_system_failure");
 	free(hosts);
@@ -1000,8 +1010,13 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	} else {
 		notice(&j, "network: off");
 	}
-	if ((rc = start_services(&j, &ictx, &spec, e)))
+	/* As for the job's own image: a service image that cannot be had
+	 * fails the job (image_pull_failure), not kiln. */
+	if ((rc = start_services(&j, &ictx, &spec, e))) {
+		if (rc == KILN_E_NOTFOUND)
+			rc = KILN_OK;
 		goto out;
+	}
 	r->prepare_s = mono_s() - t0;
 	if (o->cancel && *o->cancel) {
 		fail_reason(&j, "canceled");

@@ -7,6 +7,7 @@
 
 #include <openssl/evp.h>
 
+#include "job/services.h"
 #include "oci/ref.h"
 #include "oci/store.h"
 #include "runner/config.h"
@@ -217,7 +218,34 @@ void ociimage_credentials(const struct job_payload *p, const struct ociimage_opt
 }
 
 /* The image's config: Env as [[name, value]...] and User. */
-static enum kiln_rc read_config(const struct ociimage_opts *o, struct ociimage *img, struct kiln_err *e)
+static int port_cmp(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* ExposedPorts ({"6379/tcp": {}, "53/udp": {}}): the TCP ones, lowest
+ * first, as gitlab-runner's wait-for-service takes them. */
+static void read_ports(json_t *exposed, struct ociimage *img)
+{
+	const char *key;
+	json_t *v;
+	int ports[64];
+	size_t n = 0;
+
+	json_object_foreach(exposed, key, v) {
+		char *end;
+		long port = strtol(key, &end, 10);
+
+		if (end != key && port > 0 && port < 65536 && (!*end || !strcmp(end, "/tcp")) &&
+		    n < sizeof(ports) / sizeof(ports[0]))
+			ports[n++] = (int)port;
+	}
+	qsort(ports, n, sizeof(ports[0]), port_cmp);
+	for (img->n_ports = 0; img->n_ports < n && img->n_ports < OCIIMAGE_MAX_PORTS; img->n_ports++)
+		img->ports[img->n_ports] = ports[img->n_ports];
+}
+
+static enum kiln_rc read_config(struct ociimage *img, struct kiln_err *e)
 {
 	char path[PATH_MAX + 16], *slash;
 	json_error_t jerr;
@@ -240,11 +268,11 @@ static enum kiln_rc read_config(const struct ociimage_opts *o, struct ociimage *
 		if (eq && eq != s)
 			json_array_append_new(img->env, json_pack("[s#s]", s, (int)(eq - s), eq + 1));
 	}
-	/* gitlab-runner would hand the entrypoint the shell to run. */
-	v = json_array_get(json_object_get(cfg, "Entrypoint"), 0);
-	if (json_string_value(v) && *json_string_value(v))
-		say(o, "the image's entrypoint %s is not run: kiln runs the script with the image's shell",
-		    json_string_value(v));
+	if (json_is_array(json_object_get(cfg, "Entrypoint")))
+		img->entrypoint = json_incref(json_object_get(cfg, "Entrypoint"));
+	if (json_is_array(json_object_get(cfg, "Cmd")))
+		img->cmd = json_incref(json_object_get(cfg, "Cmd"));
+	read_ports(json_object_get(cfg, "ExposedPorts"), img);
 	if (json_string_value(json_object_get(cfg, "User")))
 		snprintf(img->user, sizeof(img->user), "%s", json_string_value(json_object_get(cfg, "User")));
 	json_decref(doc);
@@ -254,25 +282,9 @@ static enum kiln_rc read_config(const struct ociimage_opts *o, struct ociimage *
 enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
 			      struct kiln_err *e)
 {
-	enum ociimage_policy pol[OCIIMAGE_MAX_POLICIES];
-	const struct ociimage_registry *reg;
-	struct oci_pull_opts po = { 0 };
-	struct oci_image found;
-	struct oci_ref ref;
-	json_t *ep = json_object_get(json_object_get(p->doc, "image"), "entrypoint");
-	char buf[1024];
-	size_t n, i;
+	json_t *ep = json_object_get(json_object_get(p->doc, "image"), "entrypoint"), *v;
 	enum kiln_rc rc;
 
-	memset(img, 0, sizeof(*img));
-	snprintf(img->ref, sizeof(img->ref), "%s", p->image);
-	if ((rc = ociimage_policies(p, o, pol, &n, e)) || (rc = oci_ref_parse(p->image, &ref, e)))
-		return rc;
-	ociimage_credentials(p, o, ref.domain, &po.reg.username, &po.reg.password, &reg, buf, sizeof(buf));
-	if (reg) {
-		po.reg.ca_file = reg->ca_file;
-		po.reg.insecure = reg->insecure;
-	}
 	/* gitlab-runner keeps the image's entrypoint and expects it to run the
 	 * shell it is given; kiln runs the script with the image's shell
 	 * itself, which is what an entrypoint of [""] asks for. */
@@ -280,28 +292,58 @@ enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage
 	    !(json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
 	      !*json_string_value(json_array_get(ep, 0))))
 		say(o, "image:entrypoint is not run: kiln runs the script with the image's shell");
+	if ((rc = ociimage_prepare_ref(p, o, p->image, img, e)))
+		return rc;
+	v = json_array_get(img->entrypoint, 0);
+	if (json_string_value(v) && *json_string_value(v))
+		say(o, "the image's entrypoint %s is not run: kiln runs the script with the image's shell",
+		    json_string_value(v));
+	return KILN_OK;
+}
+
+enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
+				  struct ociimage *img, struct kiln_err *e)
+{
+	enum ociimage_policy pol[OCIIMAGE_MAX_POLICIES];
+	const struct ociimage_registry *reg;
+	struct oci_pull_opts po = { 0 };
+	struct oci_image found;
+	struct oci_ref ref;
+	char buf[1024];
+	size_t n, i;
+	enum kiln_rc rc;
+
+	memset(img, 0, sizeof(*img));
+	snprintf(img->ref, sizeof(img->ref), "%s", reference);
+	if ((rc = ociimage_policies(p, o, pol, &n, e)) || (rc = oci_ref_parse(reference, &ref, e)))
+		return rc;
+	ociimage_credentials(p, o, ref.domain, &po.reg.username, &po.reg.password, &reg, buf, sizeof(buf));
+	if (reg) {
+		po.reg.ca_file = reg->ca_file;
+		po.reg.insecure = reg->insecure;
+	}
 	rc = KILN_E_NOTFOUND;
 	for (i = 0; i < n; i++) {
-		if (pol[i] != PULL_ALWAYS && !(rc = oci_image_find(o->state_dir, p->image, NULL, NULL, &found, e))) {
-			say(o, "image %s: %s, present (pull_policy %s)", p->image, found.digest, policy_names[pol[i]]);
+		if (pol[i] != PULL_ALWAYS && !(rc = oci_image_find(o->state_dir, reference, NULL, NULL, &found, e))) {
+			say(o, "image %s: %s, present (pull_policy %s)", reference, found.digest, policy_names[pol[i]]);
 			break;
 		}
 		if (pol[i] == PULL_NEVER) {
 			rc = kiln_fail(e, KILN_E_NOTFOUND, "image %s is not in the store and pull_policy is never",
-				       p->image);
+				       reference);
 			continue;
 		}
-		say(o, "pulling image %s (pull_policy %s%s)", p->image, policy_names[pol[i]],
+		say(o, "pulling image %s (pull_policy %s%s)", reference, policy_names[pol[i]],
 		    po.reg.username ? ", with credentials" : "");
-		if (!(rc = oci_pull(o->state_dir, p->image, &po, &found, e)))
+		if (!(rc = oci_pull(o->state_dir, reference, &po, &found, e)))
 			break;
-		say(o, "pulling %s failed: %s", p->image, e ? e->msg : "");
+		say(o, "pulling %s failed: %s", reference, e ? e->msg : "");
 	}
 	if (rc)
 		return rc;
 	snprintf(img->rootfs, sizeof(img->rootfs), "%s", found.rootfs);
 	snprintf(img->digest, sizeof(img->digest), "%s", found.digest);
-	return read_config(o, img, e);
+	return read_config(img, e);
 }
 
 enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e)
@@ -325,6 +367,61 @@ enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_
 	free(*spec);
 	*spec = text;
 	return KILN_OK;
+}
+
+/* Append strings v[0..n) to argv. */
+static int append_strings(json_t *argv, const char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (json_array_append_new(argv, json_string(v[i])))
+			return -1;
+	return 0;
+}
+
+enum kiln_rc ociimage_service_spec(const struct ociimage *img, const struct job_service *svc, char **spec,
+				   struct kiln_err *e)
+{
+	json_t *o = json_loads(*spec, 0, NULL), *argv = json_array();
+	char *text = NULL;
+	enum kiln_rc rc = KILN_OK;
+	int bad;
+
+	if (!o || !argv) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "service %s: out of memory", svc->name);
+		goto out;
+	}
+	/* docker's merge: the container's Entrypoint replaces the image's and
+	 * then takes no Cmd from it; without one, its Cmd replaces the image's. */
+	if (svc->n_entrypoint)
+		bad = append_strings(argv, svc->entrypoint, svc->n_entrypoint) ||
+		      append_strings(argv, svc->command, svc->n_command);
+	else
+		bad = (img->entrypoint && json_array_extend(argv, img->entrypoint)) ||
+		      (svc->n_command ? append_strings(argv, svc->command, svc->n_command)
+				      : img->cmd && json_array_extend(argv, img->cmd));
+	if (bad || json_object_set(o, "argv", argv) || !(text = json_dumps(o, JSON_COMPACT))) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "service %s: out of memory", svc->name);
+		goto out;
+	}
+	if (!json_array_size(argv)) {
+		rc = kiln_fail(e, KILN_E_INVALID,
+			       "service %s: no command: the image has no Entrypoint or Cmd and the service no "
+			       "entrypoint or command",
+			       svc->name);
+		goto out;
+	}
+	if ((rc = ociimage_spec(img, &text, e)))
+		goto out;
+	free(*spec);
+	*spec = text;
+	text = NULL;
+out:
+	free(text);
+	json_decref(argv);
+	json_decref(o);
+	return rc;
 }
 
 enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *reference, struct oci_image *out,
@@ -351,5 +448,7 @@ enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *refere
 void ociimage_free(struct ociimage *img)
 {
 	json_decref(img->env);
-	img->env = NULL;
+	json_decref(img->entrypoint);
+	json_decref(img->cmd);
+	img->env = img->entrypoint = img->cmd = NULL;
 }

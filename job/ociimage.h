@@ -14,6 +14,7 @@
 
 #define OCIIMAGE_LABEL "kiln-oci"   /* the ext4 label oci/store gives an image */
 #define OCIIMAGE_MAX_POLICIES 3
+#define OCIIMAGE_MAX_PORTS 20       /* ExposedPorts kept: gitlab-runner dials the lowest 20 */
 
 enum ociimage_policy { PULL_ALWAYS, PULL_IF_NOT_PRESENT, PULL_NEVER };
 
@@ -23,6 +24,10 @@ struct ociimage {
 	char digest[80];
 	char user[256];          /* the image's User, "" for root */
 	json_t *env;             /* the image's Env: [[name, value], ...] */
+	json_t *entrypoint;      /* the image's Entrypoint and Cmd: arrays of */
+	json_t *cmd;             /* strings, or NULL when the config has none */
+	int ports[OCIIMAGE_MAX_PORTS]; /* its ExposedPorts' TCP ports, lowest first */
+	size_t n_ports;
 };
 
 struct ociimage_registry {    /* one `registries:` entry of kiln's config */
@@ -72,9 +77,24 @@ void ociimage_credentials(const struct job_payload *p, const struct ociimage_opt
 enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
 			      struct kiln_err *e);
 
+/* The same for reference, an image the job names elsewhere (a service's):
+ * the job's pull policy and credentials for reference's registry. */
+enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
+				  struct ociimage *img, struct kiln_err *e);
+
 /* Add the image to the job spec: "image": {label, user} and the image's
  * Env before the job's variables (the job's win). */
 enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e);
+
+/* A service's command in an OCI image, as docker merges a container's
+ * config with its image's: entrypoint (the service's, else the image's
+ * Entrypoint) then command (the service's, else the image's Cmd, which a
+ * service's own entrypoint drops, as docker does). Sets the service spec's
+ * "argv" to it, then adds the image as ociimage_spec does. No argv at all
+ * is KILN_E_INVALID naming the service. */
+struct job_service;
+enum kiln_rc ociimage_service_spec(const struct ociimage *img, const struct job_service *svc, char **spec,
+				   struct kiln_err *e);
 
 /* `kiln images pull REF`: pull with cfg's registries into the store. */
 struct oci_image;

@@ -27,7 +27,7 @@ enum { SVC_BOOTING, SVC_RUNNING, SVC_ENDED };
 #define SERVICEVM_POLL_MS 100
 
 struct servicevm {
-	const struct job_service *svc;
+	struct job_service *svc;   /* set's: its ports may come from the image */
 	const struct servicevm_host *h;
 	struct jobnet net;
 	struct executor x;
@@ -45,6 +45,8 @@ struct servicevm {
 	char part[1024];           /* a line not complete yet */
 	size_t npart;
 	bool up;                   /* a port answered */
+	bool oci;                  /* img holds the OCI image it boots */
+	struct ociimage img;
 };
 
 struct servicevm_set {
@@ -74,26 +76,45 @@ static void warn_line(void *arg, const char *line)
 	say(arg, "WARNING: %s", line);
 }
 
-/* The root filesystem service svc boots: the one place an image kind
- * plugs in. Today a kiln image named like the service (its tag ignored:
- * "tiny:latest" is tiny); an OCI reference lands here with h-ocirun's
- * store, which also completes argv, env and ports from the image config. */
-static enum kiln_rc resolve_image(const struct servicevm_host *h, const struct job_service *svc, char *rootfs,
-				  size_t size, struct kiln_err *e)
+/* The root filesystem service v boots: the one place an image kind plugs
+ * in. A kiln image named like the service (its tag ignored: "tiny:latest"
+ * is tiny), else an OCI image pulled as the job's own (job/ociimage.h):
+ * the default kiln image then carries the agent into it, and the image's
+ * ExposedPorts are the ports to wait for unless HEALTHCHECK_TCP_PORT set
+ * them. A pull that fails is KILN_E_NOTFOUND: image_pull_failure. */
+static enum kiln_rc resolve_image(const struct servicevm_set *set, struct servicevm *v, struct kiln_err *e)
 {
+	const struct servicevm_host *h = set->h;
+	struct job_service *svc = v->svc;
 	char name[128];
 	struct manifest m;
+	enum kiln_rc rc;
+	size_t i;
 
 	snprintf(name, sizeof(name), "%s", svc->name);
 	if (strchr(name, '/') == NULL)
 		name[strcspn(name, ":@")] = '\0';
-	if (!images_valid_name(name) || images_manifest(h->images, name, &m, NULL) != KILN_OK)
-		return kiln_fail(e, KILN_E_NOTFOUND,
-				 "service %s: no such image (kiln images only for now: OCI service images come with "
-				 "the registry client)",
-				 svc->name);
-	manifest_free(&m);
-	return images_file(h->images, name, "rootfs.ext4", rootfs, size, e);
+	if (images_valid_name(name) && images_manifest(h->images, name, &m, NULL) == KILN_OK) {
+		manifest_free(&m);
+		return images_file(h->images, name, "rootfs.ext4", v->rootfs, sizeof(v->rootfs), e);
+	}
+	if (!h->oci || !h->default_image)
+		return kiln_fail(e, KILN_E_NOTFOUND, "service %s: no such kiln image", svc->name);
+	if ((rc = ociimage_prepare_ref(set->p, h->oci, svc->name, &v->img, e))) {
+		char why[sizeof(e->msg)];
+
+		ociimage_free(&v->img);
+		if (rc == KILN_E_NOMEM)
+			return rc;
+		snprintf(why, sizeof(why), "%s", e->msg);
+		return kiln_fail(e, KILN_E_NOTFOUND, "service %s: %s", svc->name, why);
+	}
+	v->oci = true;
+	if (!svc->n_ports)
+		for (i = 0; i < v->img.n_ports && i < SERVICE_PORTS_MAX; i++)
+			svc->ports[svc->n_ports++] = v->img.ports[i];
+	say(h, "service %s: image %s", svc->name, v->img.digest);
+	return images_file(h->images, h->default_image, "rootfs.ext4", v->rootfs, sizeof(v->rootfs), e);
 }
 
 /* Append what the service wrote to its log, up to SERVICEVM_LOG_MAX. */
@@ -230,7 +251,8 @@ static enum kiln_rc start_one(struct servicevm_set *set, size_t i, const char *h
 	if ((v->log_fd = open(v->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) < 0)
 		return kiln_fail_errno(e, "creating %s", v->log_path);
 	(void)hosts;
-	if (services_spec_build(set->p, v->svc, NULL, &v->spec, e))
+	if (services_spec_build(set->p, v->svc, NULL, &v->spec, e) ||
+	    (v->oci && ociimage_service_spec(&v->img, v->svc, &v->spec, e)))
 		return e->rc;
 	len = snprintf(v->label, sizeof(v->label), "[service:");
 	for (k = 0; k < v->svc->n_aliases && len < (int)sizeof(v->label) - 2; k++)
@@ -240,6 +262,7 @@ static enum kiln_rc start_one(struct servicevm_set *set, size_t i, const char *h
 	vs.kernel = h->kernel;
 	vs.initrd = h->initrd;
 	vs.rootfs = v->rootfs;
+	vs.image = v->oci ? v->img.rootfs : NULL;
 	vs.vcpus = h->vcpus;
 	vs.memory_mib = h->memory_mib;
 	vs.tap = v->net.tap;
@@ -305,7 +328,8 @@ enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm
 		snprintf(v->run_dir, sizeof(v->run_dir), "%s/%s.svc%zu", h->run_dir,
 			 strrchr(h->run_dir, '/') ? strrchr(h->run_dir, '/') + 1 : h->run_dir, i);
 		snprintf(v->log_path, sizeof(v->log_path), "%s/service-%zu.log", h->run_dir, i);
-		if ((rc = resolve_image(h, v->svc, v->rootfs, sizeof(v->rootfs), e)))
+		set->n = i + 1; /* servicevm_stop frees what resolve_image pulled */
+		if ((rc = resolve_image(set, v, e)))
 			goto fail;
 	}
 	set->n = set->s.n;
@@ -512,6 +536,7 @@ void servicevm_stop(struct servicevm_set *set)
 		if (v->shown_fd >= 0)
 			close(v->shown_fd);
 		free(v->spec);
+		ociimage_free(&v->img);
 	}
 	free(set->v);
 	services_free(&set->s);

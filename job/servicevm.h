@@ -7,11 +7,12 @@
  * service's TCP port as gitlab-runner's wait-for-service does.
  *
  * What a service boots is "an image + a command + env": servicevm's
- * resolve_image turns the service's name into a root filesystem (today a
- * kiln image: tiny, debian) and the spec holds argv and env. An OCI image
- * plugs in at that one place: its converted root filesystem (plus the
- * agent's drive), its config's Entrypoint/Cmd filling an empty argv, its
- * Env under the service's variables and its ExposedPorts as the ports.
+ * resolve_image turns the service's name into a root filesystem (a kiln
+ * image: tiny, debian) and the spec holds argv and env. Any other name is
+ * an OCI image (job/ociimage.h), pulled as the job's own image: its ext4
+ * the VM's extra copy-on-write disk that the agent enters, its config's
+ * Entrypoint/Cmd as docker merges them with the service's, its Env under
+ * the service's variables and its ExposedPorts as the ports.
  *
  * Each VM runs under a thread of its own that spawned its VMM: the VMM dies
  * with that thread or with kiln (PR_SET_PDEATHSIG), its network slot's
@@ -27,6 +28,7 @@
 #include "executors/executor.h"
 #include "executors/jobnet.h"
 #include "job/images.h"
+#include "job/ociimage.h"
 #include "job/payload.h"
 #include "job/services.h"
 #include "lib/result.h"
@@ -47,6 +49,8 @@ struct servicevm_host {
 	long jail_uid_base;
 	const char *run_dir;          /* the job's folder: service i gets <its name>.svc<i>/ */
 	const struct images_ctx *images;
+	const char *default_image;    /* the kiln image that carries the agent into an OCI image */
+	const struct ociimage_opts *oci; /* pulls a service's OCI image (servicevm_start only) */
 	int boot_ms;                  /* how long an agent may take to connect */
 	const struct jobnet *job_net; /* the job's network (enabled) */
 	void (*notice)(void *arg, const char *line);
@@ -59,8 +63,8 @@ struct servicevm_set;
 /* Parse p's services, give each a network linked to the job's and start
  * its VM; *hosts gets the job VM's /etc/hosts lines (caller frees). With no
  * services, *set is NULL and *hosts "". A service image that is neither a
- * kiln image nor (later) an OCI image fails the whole set: nothing is left
- * running. */
+ * kiln image nor an OCI image that can be pulled fails the whole set
+ * before anything boots (KILN_E_NOTFOUND and the like: image_pull_failure). */
 enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm_host *h,
 			     struct servicevm_set **set, char **hosts, struct kiln_err *e);
 

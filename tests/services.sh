@@ -104,9 +104,10 @@ payload silent '[{"name": "tiny", "command": ["sh", "-c", "echo never-listening;
 KILN_SERVICES_WAIT_S=3 run silent 0 "*** WARNING:" "Service tiny probably didn't start properly" \
 	'never-listening' 'job-went-on'
 
-# A missing service image: the job fails before anything boots.
-payload missing '[{"name": "no-such-image:1"}]' '["echo not-run"]'
-run missing 125 'service no-such-image:1: no such image' '!not-run'
+# A missing service image (an OCI registry that is not there): the job
+# fails before anything boots.
+payload missing '[{"name": "127.0.0.1:1/no-such-image:1"}]' '["echo not-run"]'
+run missing 1 'service 127.0.0.1:1/no-such-image:1: ' 'image_pull_failure' '!not-run' '!booting'
 
 # SIGKILL of kiln with a service up: every VMM dies with it (the threads
 # that spawned them are gone), the next kiln sweeps taps, nft elements,

@@ -1,12 +1,13 @@
 /* job/ociimage.c's gitlab-runner semantics (pull_policy against
- * allowed_pull_policies, the credential order), the `oci:` config section
- * and the agent's User resolution. */
+ * allowed_pull_policies, the credential order, a service's command from
+ * its image), the `oci:` config section and the agent's User resolution. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/imageuser.h"
 #include "job/ociimage.h"
+#include "job/services.h"
 #include "runner/config.h"
 #include "tests/unit/suites.h"
 
@@ -167,6 +168,67 @@ START_TEST(image_user)
 }
 END_TEST
 
+/* The argv ociimage_service_spec gives a service with entrypoint ep and
+ * command cmd (NULL: none) in an image with Entrypoint iep and Cmd icmd
+ * (JSON or NULL), as one space-joined string; "" when it fails. */
+static const char *service_argv(const char *iep, const char *icmd, const char **ep, size_t n_ep, const char **cmd,
+				size_t n_cmd)
+{
+	static char out[256];
+	struct ociimage img = { .user = "redis" };
+	struct job_service svc = { .name = "redis:7", .entrypoint = ep, .n_entrypoint = n_ep, .command = cmd,
+				   .n_command = n_cmd };
+	struct kiln_err e = { 0 };
+	char *spec = strdup("{\"mode\":\"service\",\"argv\":[],\"env\":[[\"A\",\"job\"]]}");
+	json_t *doc, *v;
+	size_t i, len = 0;
+
+	img.env = json_pack("[[ss][ss]]", "A", "image", "B", "image");
+	img.entrypoint = iep ? json_loads(iep, 0, NULL) : NULL;
+	img.cmd = icmd ? json_loads(icmd, 0, NULL) : NULL;
+	out[0] = '\0';
+	if (ociimage_service_spec(&img, &svc, &spec, &e) == KILN_OK) {
+		doc = json_loads(spec, 0, NULL);
+		json_array_foreach(json_object_get(doc, "argv"), i, v)
+			len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%s", i ? " " : "", json_string_value(v));
+		/* The image's Env first, the service's later (the agent's last wins). */
+		ck_assert_str_eq(json_string_value(json_array_get(json_array_get(json_object_get(doc, "env"), 0), 1)),
+				 "image");
+		ck_assert_str_eq(json_string_value(json_array_get(json_array_get(json_object_get(doc, "env"), 2), 1)),
+				 "job");
+		ck_assert_str_eq(json_string_value(json_object_get(json_object_get(doc, "image"), "user")), "redis");
+		json_decref(doc);
+	} else {
+		ck_assert_msg(strstr(e.msg, "service redis:7: no command"), "%s", e.msg);
+	}
+	free(spec);
+	ociimage_free(&img);
+	return out;
+}
+
+START_TEST(service_command)
+{
+	const char *ep[] = { "/bin/sh", "-c" }, *cmd[] = { "echo hi" };
+
+	/* Nothing from the service: the image's Entrypoint + Cmd. */
+	ck_assert_str_eq(service_argv("[\"docker-entrypoint.sh\"]", "[\"redis-server\"]", NULL, 0, NULL, 0),
+			 "docker-entrypoint.sh redis-server");
+	ck_assert_str_eq(service_argv(NULL, "[\"redis-server\", \"--port\", \"1\"]", NULL, 0, NULL, 0),
+			 "redis-server --port 1");
+	/* command: replaces Cmd, keeps Entrypoint. */
+	ck_assert_str_eq(service_argv("[\"docker-entrypoint.sh\"]", "[\"redis-server\"]", NULL, 0, cmd, 1),
+			 "docker-entrypoint.sh echo hi");
+	/* entrypoint: replaces Entrypoint and drops the image's Cmd (docker). */
+	ck_assert_str_eq(service_argv("[\"docker-entrypoint.sh\"]", "[\"redis-server\"]", ep, 2, NULL, 0),
+			 "/bin/sh -c");
+	ck_assert_str_eq(service_argv("[\"docker-entrypoint.sh\"]", "[\"redis-server\"]", ep, 2, cmd, 1),
+			 "/bin/sh -c echo hi");
+	/* No command anywhere: a clear error. */
+	ck_assert_str_eq(service_argv(NULL, NULL, NULL, 0, NULL, 0), "");
+	ck_assert_str_eq(service_argv("[]", NULL, NULL, 0, NULL, 0), "");
+}
+END_TEST
+
 Suite *ociimage_suite(void)
 {
 	Suite *s = suite_create("ociimage");
@@ -176,6 +238,7 @@ Suite *ociimage_suite(void)
 	tcase_add_test(tc, credentials_order);
 	tcase_add_test(tc, config_section);
 	tcase_add_test(tc, image_user);
+	tcase_add_test(tc, service_command);
 	suite_add_tcase(s, tc);
 	return s;
 }
