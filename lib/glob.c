@@ -162,7 +162,17 @@ static int brace_expand(const char *pat, char **out, int n, int max)
 
 int kiln_glob_braces(const char *pattern, char **alts, int max)
 {
-	return brace_expand(pattern, alts, 0, max);
+	int i, n;
+
+	for (i = 0; i < max; i++)
+		alts[i] = NULL;
+	n = brace_expand(pattern, alts, 0, max);
+	/* Past the ceiling: what was made before it is freed here. */
+	for (i = 0; n < 0 && i < max; i++) {
+		free(alts[i]);
+		alts[i] = NULL;
+	}
+	return n;
 }
 
 void kiln_glob_braces_free(char **alts, int n)

@@ -24,7 +24,8 @@
 bool kiln_glob_match(const char *pattern, const char *path, unsigned flags);
 
 /* Expand pattern's {a,b} alternatives into alts (at most max, each
- * malloc'd): their count, or -1 when there are more or memory runs out. */
+ * malloc'd): their count, or -1 when there are more or memory runs out
+ * (then nothing is left to free). */
 int kiln_glob_braces(const char *pattern, char **alts, int max);
 void kiln_glob_braces_free(char **alts, int n);
 

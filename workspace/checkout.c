@@ -288,7 +288,8 @@ static enum kiln_rc collect_refs(const struct wsco_opts *o, struct shallow *s, s
 		rc = kiln_git_fail(e, KILN_E_IO, "mirror refs");
 		goto out;
 	}
-	qsort(out->v, out->n, sizeof(*out->v), cmp_ref);
+	if (out->n) /* out->v is NULL when nothing matched */
+		qsort(out->v, out->n, sizeof(*out->v), cmp_ref);
 	for (i = w = 0; i < out->n; i++) {
 		if (w > 0 && strcmp(out->v[w - 1].name, out->v[i].name) == 0)
 			free(out->v[i].name);
