@@ -198,9 +198,11 @@ static enum kiln_rc vm_boot(void *arg, struct gh_rec *rec, const char *blob, siz
 	v->owner = vs;
 	snprintf(v->name, sizeof(v->name), "%s", rec->name);
 	mask_init(&v->m, line_out, v);
-	if (mask_add_secret(&v->m, blob, e) == KILN_E_LIMIT)
-		log_warn("github %s: %s: the JIT config is too large to mask; its VM's output is not logged",
-			 vs->g->name, v->name);
+	/* No VM whose output could show the blob unmasked. */
+	if (mask_add_secret(&v->m, blob, e)) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "the JIT config (%zu bytes) cannot be masked in the VM's log", len);
+		goto fail;
+	}
 	pthread_mutex_lock(&vs->mu);
 	vs->seq++;
 	rc = payload(vs, v, blob, len, e);
