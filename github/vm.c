@@ -43,6 +43,7 @@ struct ghvm {
 	struct mask m;
 	char line[GH_VM_LINE_MAX];
 	size_t nline;
+	bool esc;                   /* inside a terminal escape (the trace's colours), dropped */
 	pthread_t th;
 	volatile sig_atomic_t cancel;
 	atomic_int state;           /* enum gh_vm_state */
@@ -72,7 +73,9 @@ static void line_out(void *arg, const void *buf, size_t n)
 			if (s[i] == '\n')
 				continue;
 		}
-		if (s[i] != '\r')
+		if (v->esc || s[i] == '\033')
+			v->esc = !(s[i] >= '@' && s[i] <= '~' && s[i] != '[');
+		else if (s[i] != '\r')
 			v->line[v->nline++] = s[i];
 	}
 }
