@@ -6,12 +6,14 @@
 #include <time.h>
 
 #include "github/entry.h"
+#include "github/vm.h"
 #include "github/webhook.h"
 #include "gitlab/metrics.h"
 #include "lib/log.h"
 
 struct worker {
 	struct gh_entry ent;
+	struct gh_vms *vms;     /* the runner VMs */
 	unsigned long created, deleted, requests, not_modified; /* counted into /metrics already */
 	pthread_t th;
 	bool started;
@@ -22,19 +24,6 @@ static pthread_cond_t cv;
 static bool stopping, woken;
 static struct worker *workers;
 static size_t n_workers;
-
-static enum gh_vm_state no_vm_state(void *arg, const struct gh_rec *r)
-{
-	(void)arg;
-	(void)r;
-	return GH_VM_NONE;
-}
-
-static void no_vm_destroy(void *arg, const struct gh_rec *r)
-{
-	(void)arg;
-	(void)r;
-}
 
 static void gauges(struct worker *w)
 {
@@ -149,15 +138,18 @@ enum kiln_rc gh_daemon_start(const struct kiln_config *cfg, struct kiln_err *e)
 			log_error("%s (not serving it)", e2.msg);
 			continue;
 		}
-		/* No VM side yet: nothing boots, every record is reaped. */
-		w->ent.f.ops = (struct gh_vm_ops){ NULL, no_vm_state, no_vm_destroy, NULL, NULL };
+		if (!(w->vms = gh_vms_new(cfg, &cfg->github[i], w->ent.f.job_timeout))) {
+			log_error("github %s: out of memory (not serving it)", cfg->github[i].name);
+			continue;
+		}
+		w->ent.f.ops = gh_vms_ops(w->vms);
 		if (pthread_create(&w->th, NULL, run, w)) {
 			log_error("github %s: cannot start a thread", cfg->github[i].name);
 			continue;
 		}
 		w->started = true;
-		log_info("github %s: watching %s (runner VMs are not implemented yet: no runner is started)",
-			 cfg->github[i].name, cfg->github[i].url);
+		log_info("github %s: watching %s, runner VMs from image %s", cfg->github[i].name, cfg->github[i].url,
+			 cfg->github[i].vm.image ? cfg->github[i].vm.image : "(default)");
 	}
 	for (i = 0; i < n_workers && !(cfg->github[i].webhook_secret && workers[i].started); i++)
 		;
@@ -193,6 +185,7 @@ void gh_daemon_stop(void)
 	for (i = 0; i < n_workers; i++) {
 		if (workers[i].started)
 			pthread_join(workers[i].th, NULL);
+		gh_vms_free(workers[i].vms);
 		gh_entry_close(&workers[i].ent);
 	}
 	free(workers);

@@ -36,6 +36,13 @@ Control (no authentication, not counted):
                   ("conflict": register a runner under the requested name, then answer 409)
   POST /__config  {"token_lifetime": S, "budget": N, "reset_in": S}
   GET  /__state   what arrived (method, path, status, t), tokens issued, runners
+  POST /__claim   {"runner_name": N} (tests/github-stub-runner/run.sh, from a runner VM): the
+                  first queued job is completed by that runner with conclusion "stub_result"
+                  (/__config, default success); answers {"job": ID, "result": R}
+
+--bind ADDR listens on ADDR (the certificate names it too); the JIT blob's
+.runner holds serverUrl, this server's base URL, and the sha256 of each
+blob handed out is kept in /__state's jit_sha256 (by runner name).
 """
 
 import argparse
@@ -73,6 +80,9 @@ STATE = {
     "remaining": 5000,
     "requests": [],
     "next_runner": 1000,
+    "stub_result": "success",
+    "jit_sha256": {},    # runner name -> sha256 of its blob
+    "claims": [],
 }
 ARGS = None
 BASE = ""
@@ -322,10 +332,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                   "labels": [{"name": x, "type": "custom"} for x in labels]}
         runners[rid] = runner
         files = {".runner": base64.b64encode(json.dumps({"agentId": rid, "agentName": body["name"],
-                                                          "workFolder": body.get("work_folder", "_work")}).encode()).decode(),
+                                                          "workFolder": body.get("work_folder", "_work"),
+                                                          "serverUrl": BASE}).encode()).decode(),
                  ".credentials": base64.b64encode(b'{"scheme":"OAuth"}').decode(),
                  ".credentials_rsaparams": base64.b64encode(b'{"d":"secret-key-material"}').decode()}
         blob = base64.b64encode(json.dumps(files).encode()).decode()
+        STATE["jit_sha256"][body["name"]] = hashlib.sha256(blob.encode()).hexdigest()
         return self.reply(201, {"runner": runner, "encoded_jit_config": blob})
 
     def control(self, m, path):
@@ -344,11 +356,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 STATE["runners"] = {k: {r["id"]: dict({"status": "offline", "busy": False}, **r) for r in v}
                                     for k, v in body["runners"].items()}
             return self.reply(200, {}, etag=False)
+        if path == "/__claim":
+            name = body.get("runner_name")
+            runner = next((r for rs in STATE["runners"].values() for r in rs.values() if r["name"] == name), None)
+            job = next((j for rs in STATE["runs"].values() for run in rs for j in run.get("jobs", [])
+                        if j.get("status") == "queued"), None)
+            if runner is None or job is None:
+                return self.reply(404, {"message": "no such runner or no queued job"}, etag=False)
+            job.update(status="completed", conclusion=STATE["stub_result"], runner_id=runner["id"],
+                       runner_name=name)
+            STATE["claims"].append({"runner_name": name, "job": job["id"], "result": STATE["stub_result"]})
+            return self.reply(200, {"job": job["id"], "result": STATE["stub_result"]}, etag=False)
         if path == "/__faults":
             STATE["faults"].update(body)
             return self.reply(200, {}, etag=False)
         if path == "/__config":
-            for k in ("token_lifetime", "budget", "reset_in"):
+            for k in ("token_lifetime", "budget", "reset_in", "stub_result"):
                 if k in body:
                     STATE[k] = body[k]
             if "budget" in body:
@@ -357,7 +380,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.reply(404, {"message": "no such control"}, etag=False)
 
 
-def make_certs(d):
+def make_certs(d, addr):
     def run(*a):
         subprocess.run(a, check=True, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -366,7 +389,7 @@ def make_certs(d):
         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        f.write("subjectAltName=IP:127.0.0.1,IP:%s,DNS:localhost\n" % addr +
                 "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
     run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext")
@@ -389,14 +412,15 @@ def main():
     ap = argparse.ArgumentParser(description="fake GitHub REST API for kiln's tests")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--bind", default="127.0.0.1")
     ARGS = ap.parse_args()
-    make_certs(ARGS.dir)
-    srv = Server(("127.0.0.1", ARGS.port), Handler)
+    make_certs(ARGS.dir, ARGS.bind)
+    srv = Server((ARGS.bind, ARGS.port), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(os.path.join(ARGS.dir, "server.pem"), os.path.join(ARGS.dir, "server.key"))
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
     port = srv.server_address[1]
-    BASE = "https://127.0.0.1:%d" % port
+    BASE = "https://%s:%d" % (ARGS.bind, port)
     for name, text in (("url", BASE), ("port", str(port))):
         with open(os.path.join(ARGS.dir, name + ".tmp"), "w") as f:
             f.write(text + "\n")

@@ -12,8 +12,12 @@ bin=$top_builddir/tests/unit/check_github
 
 work=$(mktemp -d /tmp/kiln-github.XXXXXX)
 fpid=
+vpid=
 cleanup() {
 	[ -n "$fpid" ] && kill "$fpid" 2>/dev/null && wait "$fpid" 2>/dev/null
+	[ -n "$vpid" ] && kill "$vpid" 2>/dev/null && wait "$vpid" 2>/dev/null
+	ip netns del kiln-ghout 2>/dev/null
+	ip link del kiln-ghout 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -65,7 +69,8 @@ EOC
 
 	# kiln run serves the entry: the record a killed kiln left is reaped
 	# with the one of the status test (their runners deleted on GitHub), and /metrics has the kiln_github_*
-	# series. No runner VM is started yet (docs/github.md).
+	# series. No job is queued, so no runner VM boots (that is the VM test below).
+	curl -sf --cacert "$work/fake/ca.pem" -X POST "$url/__seed" -d '{"runs": {}}' >/dev/null
 	printf '{"id": 8, "name": "kiln-aaaaaaaaaaaa", "vm": "gh-8", "created": 1, "job_id": 0}' \
 		>"$work/state/github/acme/kiln-aaaaaaaaaaaa.json"
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -95,4 +100,103 @@ EOC
 	[ $rc -eq 0 ] && echo "PASS: kiln run reaps a killed kiln's runners, takes signed webhooks" || cat "$work/run.log"
 fi
 [ $rc -eq 0 ] || { echo "--- fake.log"; tail -50 "$work/fake.log"; }
+[ $rc -eq 0 ] || exit $rc
+
+# A real runner VM, end to end (qemu executor, as tests/exec.sh on this
+# host): a queued job on the fake -> kiln run makes a JIT runner and boots
+# image debian with tests/github-stub-runner laid over its project folder
+# (KILN_GITHUB_RUNNER_DIR) -> the stub prints the blob's sha256 and claims
+# the job from the fake -> the VM stops, the runner is deleted, nothing is
+# left. The guest never reaches the host: the fake lives in a namespace
+# behind a veth ("outside", 198.18.7.2), which kiln reaches too.
+images=${KILN_IMAGES_DIR:-/var/lib/kiln/images}
+vmskip() { echo "SKIP (runner VM): $*"; exit 0; }
+[ -n "${KILN_SKIP_VM_TESTS:-}" ] && vmskip "KILN_SKIP_VM_TESTS is set"
+[ "$(id -u)" = 0 ] || vmskip "needs root (taps, nftables, a network namespace)"
+for i in kernel debian; do
+	[ -f "$images/$i/manifest.json" ] || vmskip "image $i is not built"
+done
+. "$top_srcdir/tests/vmtest.sh"
+cgroups() { find /sys/fs/cgroup -maxdepth 3 -type d -name 'kiln*' 2>/dev/null | sort; }
+cgroups_before=$(cgroups)
+ip netns add kiln-ghout || { echo "FAIL: ip netns add"; exit 1; }
+ip link add kiln-ghout type veth peer name kiln-ghout-ns
+ip link set kiln-ghout-ns netns kiln-ghout
+ip addr add 198.18.7.1/24 dev kiln-ghout
+ip link set kiln-ghout up
+ip -n kiln-ghout addr add 198.18.7.2/24 dev kiln-ghout-ns
+ip -n kiln-ghout link set kiln-ghout-ns up
+ip -n kiln-ghout link set lo up
+ip -n kiln-ghout route add default via 198.18.7.1
+mkdir "$work/vfake"
+ip netns exec kiln-ghout python3 "$top_srcdir/tests/fake-github.py" --dir "$work/vfake" --bind 198.18.7.2 \
+	>"$work/vfake.log" 2>&1 &
+vpid=$!
+for _ in $(seq 200); do [ -f "$work/vfake/url" ] && break; sleep 0.1; done
+[ -f "$work/vfake/url" ] || { cat "$work/vfake.log"; echo "FAIL: the namespaced fake GitHub did not start"; exit 1; }
+vurl=$(cat "$work/vfake/url")
+vcurl() { curl -sf --cacert "$work/vfake/ca.pem" "$@"; }
+vcurl -X POST "$vurl/__seed" -d '{"runs": {"acme/widgets": [{"id": 9, "status": "queued", "jobs":
+	[{"id": 901, "status": "queued", "labels": ["self-hosted", "kiln"]}]}]}}' >/dev/null
+vcurl -X POST "$vurl/__config" -d '{"stub_result": "success"}' >/dev/null
+mkdir -p "$work/vstate"
+cat >"$work/vm.yml" <<EOC
+state_dir: $work/vstate
+concurrent: 1
+defaults:
+  executor: qemu
+  network: true
+github:
+  - name: acme
+    url: https://github.com/acme/widgets
+    api_url: $vurl
+    token: ghp_fake
+    tls_ca_file: $work/vfake/ca.pem
+    labels: [self-hosted, kiln]
+    image: debian
+EOC
+KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_IMAGES_DIR=$images \
+	KILN_GITHUB_RUNNER_DIR=$top_srcdir/tests/github-stub-runner \
+	"$top_builddir/kiln" -c "$work/vm.yml" run >"$work/vm.log" 2>&1 &
+kpid=$!
+# The claim (the VM booted, the stub ran), then the reaping (the next round, <= 30 s).
+st=
+for _ in $(seq 900); do
+	st=$(vcurl "$vurl/__state")
+	case $st in *'"runner_name": "kiln-'*) break ;; esac
+	kill -0 $kpid 2>/dev/null || break
+	sleep 1
+done
+for _ in $(seq 60); do
+	[ -z "$(ls -A "$work/vstate/github/acme" 2>/dev/null)" ] && break
+	sleep 1
+done
+sleep 1
+st=$(vcurl "$vurl/__state")
+kill -TERM $kpid
+wait $kpid || { echo "FAIL: kiln run (runner VM) exited $?"; rc=1; }
+vm_glitch_note "$(cat "$work/vm.log")"
+sha=$(printf '%s' "$st" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(*s["jit_sha256"].values())')
+blob_seen=$(printf '%s' "$st" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(len(s["claims"]), sum(len(v) for v in s["runners"].values()))')
+case $sha in *' '*|'') echo "FAIL: not one JIT runner made: '$sha'"; rc=1 ;; esac
+grep -q "stub run.sh: user runner, jitconfig sha256 $sha" "$work/vm.log" ||
+	{ echo "FAIL: the stub did not print the blob's sha256 ($sha) as user runner"; rc=1; }
+[ "$blob_seen" = "1 0" ] || { echo "FAIL: claims and runners left on the fake: '$blob_seen', not '1 0'"; rc=1; }
+grep -q "stub run.sh: claimed: .*\"result\": \"success\"" "$work/vm.log" || { echo "FAIL: no claim in the log"; rc=1; }
+grep -q 'runner VM stopped (exit 0)' "$work/vm.log" || { echo "FAIL: the runner VM did not stop cleanly"; rc=1; }
+grep -q "secret-key-material\|ghp_fake\|eyJ" "$work/vm.log" && { echo "FAIL: the blob or token was logged"; rc=1; }
+grep -rq "secret-key-material" "$work/vstate" 2>/dev/null && { echo "FAIL: the blob is in a host file"; rc=1; }
+left=""
+[ -z "$(ls -A "$work/vstate/github/acme" 2>/dev/null)" ] || left="$left record:$(ls "$work/vstate/github/acme")"
+[ -z "$(ls -A "$work/vstate/jobs" 2>/dev/null)" ] || left="$left job-folder"
+pgrep -f "$work/vstate/jobs" >/dev/null && left="$left vmm-process"
+[ "$(cgroups)" = "$cgroups_before" ] || left="$left cgroup"
+ip -br link 2>/dev/null | grep -q '^kt[0-9]' && left="$left tap"
+[ -z "$left" ] || { echo "FAIL: left behind:$left"; rc=1; }
+if [ $rc -eq 0 ]; then
+	echo "PASS: a runner VM: the blob's sha256 in the guest, the job claimed, VM and runner gone"
+else
+	echo "--- vm.log"; tail -60 "$work/vm.log"; echo "--- vfake.log"; tail -20 "$work/vfake.log"
+	vm_glitch_exit
+fi
 exit $rc

@@ -1,0 +1,303 @@
+#include "github/vm.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gitlab/mask.h"
+#include "job/job.h"
+#include "job/payload.h"
+#include "lib/log.h"
+
+#define GH_VM_LINE_MAX 2048
+
+/* Runs in the guest as root. The blob is an environment variable of this
+ * shell only (printf is a builtin: no command line holds it), written to a
+ * tmpfs and handed to run.sh on its standard input. A runner folder laid
+ * over the project folder (KILN_GITHUB_RUNNER_DIR, for tests) wins over
+ * the image's. */
+static const char *const script[] = {
+	"set -eu",
+	"id runner >/dev/null 2>&1 || useradd -m -s /bin/bash runner",
+	"mkdir -p /run/kiln-runner",
+	"mountpoint -q /run/kiln-runner || mount -t tmpfs -o mode=0700,size=1m tmpfs /run/kiln-runner",
+	"chown runner /run/kiln-runner",
+	"(umask 077; printf '%s' \"$KILN_GITHUB_JITCONFIG\" > /run/kiln-runner/jitconfig)",
+	"unset KILN_GITHUB_JITCONFIG",
+	"chown runner /run/kiln-runner/jitconfig",
+	"dir=/home/runner/actions-runner",
+	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; chown -R runner \"$dir\"; fi",
+	"cd \"$dir\"",
+	"rc=0; runuser -u runner -- ./run.sh --jitconfig < /run/kiln-runner/jitconfig || rc=$?",
+	"rm -f /run/kiln-runner/jitconfig",
+	"echo \"kiln: run.sh exited with $rc\"",
+};
+
+struct ghvm {
+	struct gh_vms *owner;
+	char name[GH_VM_ID_MAX];
+	struct job_payload p;
+	struct mask m;
+	char line[GH_VM_LINE_MAX];
+	size_t nline;
+	bool esc;                   /* inside a terminal escape (the trace's colours), dropped */
+	pthread_t th;
+	volatile sig_atomic_t cancel;
+	atomic_int state;           /* enum gh_vm_state */
+	struct ghvm *next;
+};
+
+struct gh_vms {
+	const struct kiln_config *cfg;
+	const struct kiln_github_config *g;
+	int job_timeout;
+	long long seq;
+	pthread_mutex_t mu;
+	struct ghvm *vms;
+};
+
+static void line_out(void *arg, const void *buf, size_t n)
+{
+	struct ghvm *v = arg;
+	const char *s = buf;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '\n' || v->nline == sizeof(v->line) - 1) {
+			v->line[v->nline] = '\0';
+			log_info("github %s: %s: %s", v->owner->g->name, v->name, v->line);
+			v->nline = 0;
+			if (s[i] == '\n')
+				continue;
+		}
+		if (v->esc || s[i] == '\033')
+			v->esc = !(s[i] >= '@' && s[i] <= '~' && s[i] != '[');
+		else if (s[i] != '\r')
+			v->line[v->nline++] = s[i];
+	}
+}
+
+static void on_output(void *arg, const void *buf, size_t n)
+{
+	struct ghvm *v = arg;
+
+	if (mask_write(&v->m, buf, n))
+		log_warn("github %s: %s: output dropped (masker)", v->owner->g->name, v->name);
+}
+
+static void on_notice(void *arg, const char *line)
+{
+	struct ghvm *v = arg;
+
+	log_info("github %s: %s: %s", v->owner->g->name, v->name, line);
+}
+
+static void *vm_thread(void *arg)
+{
+	struct ghvm *v = arg;
+	const struct kiln_vm_settings *vm = &v->owner->g->vm;
+	const char *runner_dir = getenv("KILN_GITHUB_RUNNER_DIR");
+	const char *extra[1] = { runner_dir };
+	struct job_opts o = { .cfg = v->owner->cfg, .executor = vm->executor, .image = vm->image,
+			      .kernel = vm->kernel, .vcpus = vm->vcpus, .memory_mib = vm->memory_mib,
+			      .network = vm->network, .vm = vm, .output = on_output, .notice = on_notice,
+			      .arg = v, .cancel = &v->cancel };
+	struct job_result r = { 0 };
+	struct kiln_err e = { 0 };
+
+	if (runner_dir && *runner_dir) {
+		o.extra_dirs = extra;
+		o.n_extra_dirs = 1;
+	}
+	if (job_run(&v->p, &o, &r, &e))
+		log_error("github %s: %s: runner VM: %s", v->owner->g->name, v->name, e.msg);
+	else
+		log_info("github %s: %s: runner VM stopped (exit %d)", v->owner->g->name, v->name, r.exit_code);
+	mask_flush(&v->m);
+	if (v->nline)
+		line_out(v, "\n", 1);
+	atomic_store(&v->state, GH_VM_EXITED);
+	return NULL;
+}
+
+static json_t *var(const char *key, const char *value, bool masked)
+{
+	return json_pack("{s:s, s:s, s:b, s:b, s:b}", "key", key, "value", value, "public", !masked, "masked", masked,
+			 "raw", 1);
+}
+
+/* The payload of rec's runner job; the blob only in a masked raw variable. */
+static enum kiln_rc payload(struct gh_vms *vs, struct ghvm *v, const char *blob, size_t len, struct kiln_err *e)
+{
+	json_t *doc, *steps, *vars, *lines;
+	enum kiln_rc rc = KILN_OK;
+	char *text = NULL, *b;
+	size_t i;
+
+	if (!(b = strndup(blob, len)))
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	doc = json_pack("{s:I, s:s, s:b, s:{s:I, s:s, s:s, s:I, s:I, s:s, s:s}, "
+			"s:{s:s, s:s, s:s, s:s, s:s, s:[], s:i}, s:{s:i}, s:[], s:[], s:[]}",
+			"id", (json_int_t)vs->seq, "token", "kiln-github-runner", "allow_git_fetch", 0, "job_info",
+			"id", (json_int_t)vs->seq, "name", v->name, "stage", "github", "pipeline_id", (json_int_t)0,
+			"project_id", (json_int_t)0, "project_name", "actions-runner", "project_full_path",
+			"kiln/actions-runner", "git_info", "repo_url", "https://github.invalid/kiln/actions-runner.git",
+			"ref", "main", "sha", "0000000000000000000000000000000000000000", "before_sha",
+			"0000000000000000000000000000000000000000", "ref_type", "branch", "refspecs", "depth", 0,
+			"runner_info", "timeout", vs->job_timeout > 0 ? vs->job_timeout : 6 * 3600, "variables", "steps",
+			"dependencies");
+	lines = json_array();
+	if (!doc || !lines) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < sizeof(script) / sizeof(script[0]); i++)
+		json_array_append_new(lines, json_string(script[i]));
+	vars = json_object_get(doc, "variables");
+	steps = json_object_get(doc, "steps");
+	if (json_array_append_new(vars, var("GIT_STRATEGY", "none", false)) ||
+	    json_array_append_new(vars, var("KILN_GITHUB_RUNNER", v->name, false)) ||
+	    json_array_append_new(vars, var("KILN_GITHUB_JITCONFIG", b, true)) ||
+	    json_array_append_new(steps, json_pack("{s:s, s:O, s:i, s:s, s:b}", "name", "script", "script", lines,
+						   "timeout", vs->job_timeout > 0 ? vs->job_timeout : 6 * 3600,
+						   "when", "on_success", "allow_failure", 0)) ||
+	    !(text = json_dumps(doc, JSON_COMPACT))) {
+		rc = kiln_fail(e, KILN_E_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = payload_parse(text, strlen(text), &v->p, e);
+out:
+	if (text) {
+		explicit_bzero(text, strlen(text));
+		free(text);
+	}
+	json_decref(lines);
+	json_decref(doc); /* the blob's copies in jansson are freed, not wiped: jansson offers no hook */
+	explicit_bzero(b, len);
+	free(b);
+	return rc;
+}
+
+static struct ghvm *find(struct gh_vms *vs, const char *name)
+{
+	struct ghvm *v;
+
+	for (v = vs->vms; v && strcmp(v->name, name); v = v->next)
+		;
+	return v;
+}
+
+static enum kiln_rc vm_boot(void *arg, struct gh_rec *rec, const char *blob, size_t len, struct kiln_err *e)
+{
+	struct gh_vms *vs = arg;
+	struct ghvm *v = calloc(1, sizeof(*v));
+	enum kiln_rc rc;
+
+	if (!v)
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	v->owner = vs;
+	snprintf(v->name, sizeof(v->name), "%s", rec->name);
+	mask_init(&v->m, line_out, v);
+	/* No VM whose output could show the blob unmasked. */
+	if (mask_add_secret(&v->m, blob, e)) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "the JIT config (%zu bytes) cannot be masked in the VM's log", len);
+		goto fail;
+	}
+	pthread_mutex_lock(&vs->mu);
+	vs->seq++;
+	rc = payload(vs, v, blob, len, e);
+	if (rc) {
+		pthread_mutex_unlock(&vs->mu);
+		goto fail;
+	}
+	atomic_store(&v->state, GH_VM_RUNNING);
+	if (pthread_create(&v->th, NULL, vm_thread, v)) {
+		pthread_mutex_unlock(&vs->mu);
+		rc = kiln_fail(e, KILN_E_NOMEM, "cannot start a thread");
+		goto fail;
+	}
+	v->next = vs->vms;
+	vs->vms = v;
+	pthread_mutex_unlock(&vs->mu);
+	snprintf(rec->vm, sizeof(rec->vm), "%s", v->name);
+	return KILN_OK;
+fail:
+	payload_free(&v->p);
+	mask_free(&v->m);
+	free(v);
+	return rc;
+}
+
+static enum gh_vm_state vm_state(void *arg, const struct gh_rec *rec)
+{
+	struct gh_vms *vs = arg;
+	enum gh_vm_state s = GH_VM_NONE;
+	struct ghvm *v;
+
+	pthread_mutex_lock(&vs->mu);
+	if (rec->vm[0] && (v = find(vs, rec->vm)))
+		s = atomic_load(&v->state);
+	pthread_mutex_unlock(&vs->mu);
+	return s;
+}
+
+static void reap(struct ghvm *v)
+{
+	v->cancel = JOB_CANCEL_NOW;
+	pthread_join(v->th, NULL);
+	payload_free(&v->p);
+	mask_free(&v->m);
+	free(v);
+}
+
+static void vm_destroy(void *arg, const struct gh_rec *rec)
+{
+	struct gh_vms *vs = arg;
+	struct ghvm **pp, *v = NULL;
+
+	pthread_mutex_lock(&vs->mu);
+	for (pp = &vs->vms; *pp; pp = &(*pp)->next)
+		if (rec->vm[0] && !strcmp((*pp)->name, rec->vm)) {
+			v = *pp;
+			*pp = v->next;
+			break;
+		}
+	pthread_mutex_unlock(&vs->mu);
+	if (v)
+		reap(v);
+}
+
+struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout)
+{
+	struct gh_vms *vs = calloc(1, sizeof(*vs));
+
+	if (!vs)
+		return NULL;
+	vs->cfg = cfg;
+	vs->g = g;
+	vs->job_timeout = job_timeout;
+	pthread_mutex_init(&vs->mu, NULL);
+	return vs;
+}
+
+struct gh_vm_ops gh_vms_ops(struct gh_vms *v)
+{
+	return (struct gh_vm_ops){ vm_boot, vm_state, vm_destroy, NULL, v };
+}
+
+void gh_vms_free(struct gh_vms *vs)
+{
+	struct ghvm *v;
+
+	if (!vs)
+		return;
+	while ((v = vs->vms)) {
+		vs->vms = v->next;
+		reap(v);
+	}
+	pthread_mutex_destroy(&vs->mu);
+	free(vs);
+}
