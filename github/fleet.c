@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lib/atomicfile.h"
+#include "lib/paths.h"
 #include "lib/log.h"
 #include "lib/readfile.h"
 
@@ -100,21 +101,14 @@ enum kiln_rc gh_rec_dir(const char *state_dir, const char *entry, char *buf, siz
 	return KILN_OK;
 }
 
-/* mkdir -p of dir's last two levels (STATE_DIR/github/ENTRY), 0700. */
+/* The records' folder (STATE_DIR/github/ENTRY) and any missing parent:
+ * the state folder itself may not exist yet on a first start. */
 static enum kiln_rc make_dir(const char *dir, struct kiln_err *e)
 {
-	char parent[PATH_MAX];
-	char *slash;
-
-	snprintf(parent, sizeof(parent), "%s", dir);
-	slash = strrchr(parent, '/');
-	if (slash && slash != parent) {
-		*slash = '\0';
-		if (mkdir(parent, 0700) < 0 && errno != EEXIST)
-			return kiln_fail_errno(e, "github: making %s", parent);
-	}
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (kiln_mkdir_p(dir) < 0)
 		return kiln_fail_errno(e, "github: making %s", dir);
+	if (chmod(dir, 0700) < 0)
+		return kiln_fail_errno(e, "github: %s", dir);
 	return KILN_OK;
 }
 
