@@ -31,6 +31,9 @@ state=$work/state
 fails=0
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$state KILN_IMAGES_DIR=$images
 trap 'rm -rf "$work"' EXIT
+# Templates are opt-in (docs/vmm.md, "Templates (kiln's side)").
+printf 'defaults:\n  snapshots: true\n' >"$work/config.yml"
+export KILN_CONFIG=$work/config.yml
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
