@@ -550,6 +550,13 @@ int virtio_mmio_restore(struct virtio_dev *d, struct snap_reader *r, char *err, 
 		}
 		if (d->ops->restored)
 			d->ops->restored(d);
+		/* A kick the guest made just before the save may have sat in an
+		 * ioeventfd the saving loop never read; the guest will not kick
+		 * again for a request it already posted, so serve every live
+		 * queue once (a request served twice cannot happen: last_avail
+		 * was saved with the ring). */
+		for (q = 0; q < d->ops->num_queues; q++)
+			notify(d, q);
 	}
 out:
 	if (why) {

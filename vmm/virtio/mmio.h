@@ -85,8 +85,8 @@ void virtio_mmio_save(struct virtio_dev *d, struct snap_writer *w);
  * (virtio_mmio_init and attach): every field is checked (the device id
  * must match, queue sizes within the device's, a live device's rings
  * inside guest RAM) and a live device is activated again, then told it is
- * on a new machine (ops->restored). 0, or -EINVAL with what was wrong in
- * err. */
+ * on a new machine (ops->restored) and every live queue is served once
+ * (a kick the save swallowed). 0, or -EINVAL with what was wrong in err. */
 int virtio_mmio_restore(struct virtio_dev *d, struct snap_reader *r, char *err, size_t errlen);
 
 #endif
