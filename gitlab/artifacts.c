@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "workspace/artifacts.h"
+#include "workspace/guestdisk/diskread.h"
 #include "gitlab/gzmembers.h"
 #include "job/jobspec.h"
 #include "lib/log.h"

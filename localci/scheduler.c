@@ -17,6 +17,7 @@
 
 #include "executors/hostfacts.h"
 #include "workspace/artifacts.h"
+#include "workspace/guestdisk/diskread.h"
 #include "runner/cli.h"
 #include "job/job.h"
 #include "localci/project.h"

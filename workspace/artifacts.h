@@ -20,14 +20,15 @@
  * The image was written by the job, which may have rewritten its blocks:
  * kiln never parses it. workspace/guestdisk/diskread.h runs a jailed reader
  * (kiln-diskread) that walks the image and sends what the spec selects as
- * a tar stream, which kiln checks entry by entry while reading. */
+ * a tar stream, which kiln checks entry by entry while reading; its
+ * artifacts_collect is the call the job code makes. This file is only the
+ * selection, which that reader links too. */
 #ifndef KILN_ARTIFACTS_H
 #define KILN_ARTIFACTS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "workspace/fstree.h"
 #include "lib/result.h"
 
 #define ARTIFACTS_MAX_PATTERNS 256
@@ -77,13 +78,5 @@ bool artifacts_wanted(const struct artifacts_spec *a, const struct artifacts_tra
  * when not): a path pattern's literal leading folders lead to it or into
  * it, or one starts with a wildcard, or untracked is set. */
 bool artifacts_may_hold(const struct artifacts_spec *a, const char *rel);
-
-/* Extract the artifacts a selects from the ext4 image (project: the
- * project folder inside it, "group/project") into dest, which is emptied
- * first (and removed again when nothing matched or something failed).
- * tmp_dir is a root-only folder for the reader's jail. st gets what was
- * copied. */
-enum kiln_rc artifacts_collect(const char *image, const char *project, const struct artifacts_spec *a,
-			       const char *tmp_dir, const char *dest, struct fstree_stats *st, struct kiln_err *e);
 
 #endif

@@ -1146,6 +1146,11 @@ Suite *executor_suite(void)
 	tcase_add_test(tc, tail_strips_escape_sequences);
 	tcase_add_test(tc, qemu_throttles_disks);
 	tcase_add_test(tc, microvm_limits);
+	suite_add_tcase(s, tc);
+	/* These take the host-wide VM test lock, which a VM shell test of
+	 * make -j check may hold for minutes: the wait is not the test's. */
+	tc = tcase_create("jailed");
+	tcase_set_timeout(tc, 1800);
 	tcase_add_test(tc, jailed_vmm);
 	tcase_add_test(tc, jail_failure_is_one_line);
 	tcase_add_test(tc, jailed_kiln_vmm);

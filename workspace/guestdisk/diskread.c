@@ -242,3 +242,24 @@ out:
 	free(argv);
 	return rc;
 }
+
+enum kiln_rc artifacts_collect(const char *image, const char *project, const struct artifacts_spec *a,
+			       const char *tmp_dir, const char *dest, struct fstree_stats *st, struct kiln_err *e)
+{
+	struct diskread_req r = { .image = image, .project = project, .a = a, .tmp_dir = tmp_dir };
+	struct tarin_stats ts = { 0 };
+	enum kiln_rc rc;
+
+	memset(st, 0, sizeof(*st));
+	if (kiln_rm_rf(dest) < 0)
+		return kiln_fail_errno(e, "artifacts: removing %s", dest);
+	if (!a->n_paths && !a->untracked)
+		return KILN_OK;
+	rc = diskread_extract(&r, dest, &ts, e);
+	st->files = ts.files;
+	st->bytes = ts.bytes;
+	/* Half an extraction is no artifact: nothing, or all of it. */
+	if (rc || !ts.files)
+		kiln_rm_rf(dest);
+	return rc;
+}

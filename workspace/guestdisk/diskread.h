@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include "workspace/artifacts.h"
+#include "workspace/fstree.h"
 #include "workspace/guestdisk/tarstream.h"
 #include "lib/result.h"
 
@@ -58,5 +59,13 @@ struct diskread_req {
  * kiln_libexec_dir(). A failure names the image and what was wrong. */
 enum kiln_rc diskread_extract(const struct diskread_req *r, const char *dest, struct tarin_stats *st,
 			      struct kiln_err *e);
+
+/* Extract the artifacts a selects from the ext4 image (project: the
+ * project folder inside it, "group/project") into dest, which is emptied
+ * first (and removed again when nothing matched or something failed).
+ * tmp_dir is a root-only folder for the reader's jail. st gets what was
+ * copied. */
+enum kiln_rc artifacts_collect(const char *image, const char *project, const struct artifacts_spec *a,
+			       const char *tmp_dir, const char *dest, struct fstree_stats *st, struct kiln_err *e);
 
 #endif
