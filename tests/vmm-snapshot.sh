@@ -226,7 +226,7 @@ for r in r1 r2 r3; do
 		eval "${r}_first=$(elapsed "$t_start" "$t_first")"
 		eval "echo \"$r: first tick \$${r}_first s after start, tick $first; then $(elapsed "$t_first" "$t_last") s to tick $((saved + 5))\""
 	fi
-	grep -h 'first KVM_RUN' "$T/$r.vmm" | sed "s/^/$r: /"
+	grep -h 'first KVM_RUN\|posted before the save' "$T/$r.vmm" | sed "s/^/$r: /"
 	[ $ok = 1 ] || { fail "did not reach tick $((saved + 5)) (status $rc)"; show "$T/$r.serial"; show "$T/$r.vmm"; continue; }
 	# The save may fall in the middle of a line: the cold boot's output and
 	# the restored one's, end to end, must count 1, 2, 3, ... without a gap

@@ -555,8 +555,14 @@ int virtio_mmio_restore(struct virtio_dev *d, struct snap_reader *r, char *err, 
 		 * again for a request it already posted, so serve every live
 		 * queue once (a request served twice cannot happen: last_avail
 		 * was saved with the ring). */
-		for (q = 0; q < d->ops->num_queues; q++)
+		for (q = 0; q < d->ops->num_queues; q++) {
+			uint16_t before = d->vq[q].last_avail;
+
 			notify(d, q);
+			if (d->vq[q].last_avail != before)
+				vmm_log("virtio-%s: queue %u: served %u request(s) posted before the save", d->ops->name,
+					q, (unsigned)(uint16_t)(d->vq[q].last_avail - before));
+		}
 	}
 out:
 	if (why) {
