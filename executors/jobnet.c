@@ -1039,6 +1039,7 @@ enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err
 	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
 	snprintf(n->slot_file, sizeof(n->slot_file), "%s/" SLOT_PREFIX "%ld", dir, best);
 	jobnet_addrs((unsigned)best, n, NULL);
+	jobnet_service_peer(job_id, n->peer_tap, sizeof(n->peer_tap));
 	fill_dns(n);
 	jobnet_fill_cmdline(n);
 	return KILN_OK;

@@ -167,7 +167,8 @@ enum kiln_rc jobnet_sweep(struct kiln_err *e);
 
 /* Find the slot that job_id holds in jobnet_dir() (the lowest, should
  * two kiln processes run jobs of the same id) and fill n as setup did
- * (owner = the recorded pid), so that another process can tear it down.
+ * (owner = the recorded pid; a service's peer from its id), so that
+ * another process can tear it down.
  * KILN_E_NOTFOUND when no slot names job_id. */
 enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err *e);
 
