@@ -282,6 +282,7 @@ static bool hosts_ready(struct servicevm_set *set)
 	pthread_mutex_lock(&set->mu);
 	while (!(ready = set->nets_done == set->n) && !atomic_load(&set->stop))
 		wait_a_moment(set);
+	ready = ready && set->svc_hosts; /* none when a network failed */
 	pthread_mutex_unlock(&set->mu);
 	return ready;
 }
@@ -432,17 +433,10 @@ static enum kiln_rc vm_init(struct servicevm *v, struct kiln_err *e)
 {
 	const struct servicevm_host *h = v->h;
 	struct vm_spec vs = { 0 };
-	size_t k;
-	int len;
 
 	if (services_spec_build(v->set->p, v->svc, NULL, &v->spec, e) ||
 	    (v->oci && ociimage_service_spec(&v->img, v->svc, &v->spec, e)))
 		return e->rc;
-	len = snprintf(v->label, sizeof(v->label), "[service:");
-	for (k = 0; k < v->svc->n_aliases && len < (int)sizeof(v->label) - 2; k++)
-		len += snprintf(v->label + len, sizeof(v->label) - (size_t)len, "%s%s", k ? "-" : "",
-				v->svc->aliases[k]);
-	snprintf(v->label + len, sizeof(v->label) - (size_t)len, "] ");
 	vs.kernel = h->kernel;
 	vs.initrd = h->initrd;
 	vs.rootfs = v->rootfs;
@@ -527,7 +521,8 @@ enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm
 {
 	struct servicevm_set *set = NULL;
 	enum kiln_rc rc;
-	size_t i;
+	size_t i, k;
+	int len;
 
 	*out = NULL;
 	if (!(set = calloc(1, sizeof(*set))))
@@ -567,6 +562,11 @@ enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm
 		snprintf(v->run_dir, sizeof(v->run_dir), "%s/%s.svc%zu", h->run_dir,
 			 strrchr(h->run_dir, '/') ? strrchr(h->run_dir, '/') + 1 : h->run_dir, i);
 		snprintf(v->log_path, sizeof(v->log_path), "%s/service-%zu.log", h->run_dir, i);
+		len = snprintf(v->label, sizeof(v->label), "[service:");
+		for (k = 0; k < v->svc->n_aliases && len < (int)sizeof(v->label) - 2; k++)
+			len += snprintf(v->label + len, sizeof(v->label) - (size_t)len, "%s%s", k ? "-" : "",
+					v->svc->aliases[k]);
+		snprintf(v->label + len, sizeof(v->label) - (size_t)len, "] ");
 	}
 	for (i = 0; i < set->s.n; i++) {
 		struct servicevm *v = &set->v[i];
@@ -583,17 +583,17 @@ enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm
 	/* One thread a service (SERVICES_MAX at most), each pulling its image
 	 * now: the job's thread meanwhile pulls the job's and builds its
 	 * workspace. */
-	for (i = 0; i < set->s.n; i++) {
+	set->n = set->s.n;
+	for (i = 0; i < set->n; i++) {
 		struct servicevm *v = &set->v[i];
 
-		set->n = i; /* servicevm_stop joins the threads started so far */
+		/* servicevm_stop joins the threads started so far. */
 		if (pthread_create(&v->th, NULL, service_thread, v)) {
 			rc = kiln_fail(e, KILN_E_NOMEM, "service %s: cannot start its thread", v->svc->name);
 			goto fail;
 		}
 		v->started = true;
 	}
-	set->n = set->s.n;
 	*out = set;
 	return KILN_OK;
 fail:
