@@ -43,7 +43,8 @@
 #define SERVICEVM_LOG_MAX (16u << 20) /* bytes of a service's log kept */
 #define SERVICEVM_TAIL_LINES 20      /* shown when a service does not come up */
 
-/* What every service VM of one job shares with the job's VM. */
+/* What every service VM of one job shares with the job's VM; it lives as
+ * long as the set. */
 struct servicevm_host {
 	const struct executor_ops *backend;
 	const char *helper, *accel;
@@ -54,9 +55,10 @@ struct servicevm_host {
 	const char *run_dir;          /* the job's folder: service i gets <its name>.svc<i>/ */
 	const struct images_ctx *images;
 	const char *default_image;    /* the kiln image that carries the agent into an OCI image */
-	const struct ociimage_opts *oci; /* pulls a service's OCI image (servicevm_start only) */
+	const struct ociimage_opts *oci; /* pulls a service's OCI image; lives as long as the set */
 	int boot_ms;                  /* how long an agent may take to connect */
 	const struct jobnet *job_net; /* the job's network (enabled) */
+	/* Called from the job's thread only (the set's threads queue). */
 	void (*notice)(void *arg, const char *line);
 	void (*output)(void *arg, const void *buf, size_t n);
 	void *arg;
