@@ -346,6 +346,47 @@ int jobnet_peer_script(const struct jobnet *n, bool add, char *buf, size_t size)
 	return ok ? (int)len : -1;
 }
 
+int jobnet_siblings_script(const struct jobnet *const *nets, size_t n, char *buf, size_t size)
+{
+	size_t len = 0, i, k, pairs = 0;
+
+	if (size)
+		buf[0] = '\0';
+	if (!put(buf, size, &len, "# kiln: a job's services reach each other\n%s", nft_decls))
+		return -1;
+	for (i = 0; i < n; i++)
+		for (k = i + 1; k < n; k++) {
+			const char *a = nets[i]->tap, *b = nets[k]->tap;
+
+			if (!nets[i]->enabled || !nets[k]->enabled)
+				continue;
+			if (!put(buf, size, &len, "add element inet kiln job_peers { \"%s\" . \"%s\", \"%s\" . \"%s\" }\n",
+				 a, b, b, a))
+				return -1;
+			pairs++;
+		}
+	return pairs ? (int)len : 0;
+}
+
+enum kiln_rc jobnet_link_siblings(const struct jobnet *const *nets, size_t n, struct kiln_err *e)
+{
+	char *script;
+	size_t size = 512 + n * n * 48;
+	enum kiln_rc rc = KILN_OK;
+	int len;
+
+	if (n > JOBNET_SIBLINGS_MAX)
+		return kiln_fail(e, KILN_E_LIMIT, "%zu services: more than %d cannot be linked", n, JOBNET_SIBLINGS_MAX);
+	if (!(script = malloc(size)))
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	if ((len = jobnet_siblings_script(nets, n, script, size)) < 0)
+		rc = kiln_fail(e, KILN_E_LIMIT, "nft script for %zu services too long", n);
+	else if (len > 0)
+		rc = nft_run(script, e);
+	free(script);
+	return rc;
+}
+
 int jobnet_service_id(const char *job_id, unsigned index, unsigned peer_slot, char *buf, size_t size)
 {
 	int len = snprintf(buf, size, "%s.svc%u.peer%u", job_id, index, peer_slot);
@@ -411,7 +452,7 @@ static enum kiln_rc nft_run(const char *script, struct kiln_err *e);
 static void peers_forget(const char *tap)
 {
 	char *argv[] = { "nft", "list", "set", "inet", "kiln", "job_peers", NULL };
-	char *listing = NULL, script[4096];
+	char *listing = NULL, script[8192]; /* a job pair and JOBNET_SIBLINGS_MAX siblings */
 	struct kiln_err e;
 
 	if (kiln_spawn(argv, NULL, &listing, 1u << 20, &e) == KILN_OK && listing &&
@@ -446,6 +487,10 @@ static void remove_net_state(const struct jobnet *n)
 		log_warn("network of %s: removing nftables elements: %s", n->tap, e.msg);
 	if (n->peer_tap[0] && peer_remove(n, &e) != KILN_OK)
 		log_warn("network of %s: removing its link to %s: %s", n->tap, n->peer_tap, e.msg);
+	/* A service's links to its siblings (jobnet_link_siblings) name
+	 * its tap too. */
+	if (n->peer_tap[0])
+		peers_forget(n->tap);
 }
 
 /* jobnet_reclaim_fn for setup and sweep: clear a stale slot's leftovers,
@@ -994,6 +1039,7 @@ enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err
 	snprintf(n->job_id, sizeof(n->job_id), "%s", job_id);
 	snprintf(n->slot_file, sizeof(n->slot_file), "%s/" SLOT_PREFIX "%ld", dir, best);
 	jobnet_addrs((unsigned)best, n, NULL);
+	jobnet_service_peer(job_id, n->peer_tap, sizeof(n->peer_tap));
 	fill_dns(n);
 	jobnet_fill_cmdline(n);
 	return KILN_OK;

@@ -167,7 +167,8 @@ enum kiln_rc jobnet_sweep(struct kiln_err *e);
 
 /* Find the slot that job_id holds in jobnet_dir() (the lowest, should
  * two kiln processes run jobs of the same id) and fill n as setup did
- * (owner = the recorded pid), so that another process can tear it down.
+ * (owner = the recorded pid; a service's peer from its id), so that
+ * another process can tear it down.
  * KILN_E_NOTFOUND when no slot names job_id. */
 enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err *e);
 
@@ -182,7 +183,20 @@ enum kiln_rc jobnet_lookup(const char *job_id, struct jobnet *n, struct kiln_err
 enum kiln_rc jobnet_setup_service(const struct jobnet *job, unsigned index, const struct jobnet_policy *policy,
 				  struct jobnet *n, struct kiln_err *e);
 
+/* Let the services of one job reach each other, as on gitlab-runner's
+ * network per build: every pair of nets[0..n) (service networks from
+ * jobnet_setup_service of the same job; disabled ones are skipped) in
+ * @job_peers, both ways, in one transaction. Nothing else changes: another
+ * job's VMs stay out of reach. Teardown and the sweep of a service's slot
+ * remove every pair that names its tap. */
+#define JOBNET_SIBLINGS_MAX 16 /* services per job (SERVICES_MAX) */
+enum kiln_rc jobnet_link_siblings(const struct jobnet *const *nets, size_t n, struct kiln_err *e);
+
 /* --- The pure parts, exposed for the unit tests. --- */
+
+/* The nft script jobnet_link_siblings runs: its length, 0 when there is no
+ * pair (fewer than two enabled nets), -1 when it does not fit in size. */
+int jobnet_siblings_script(const struct jobnet *const *nets, size_t n, char *buf, size_t size);
 
 /* The nft script that adds (add) or removes n's pair with n->peer_tap in
  * @job_peers. Returns the length, or -1 when it does not fit or n has no

@@ -65,6 +65,8 @@ struct job {
 	char tmpl_dir[PATH_MAX], tmpl_key[TEMPLATE_KEY_HEX];
 	bool disks_checked;        /* note_full_disks ran */
 	struct servicevm_host svc_host;
+	struct ociimage_registry svc_regs[KILN_CONFIG_MAX_REGISTRIES];
+	struct ociimage_opts svc_oci; /* the services' threads pull with it */
 	struct servicevm_set *svcs; /* the job's service VMs, NULL: none */
 };
 
@@ -480,7 +482,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 	bool hello = false, exited = false, cancel_sent = false, shell_ok = false;
 	double t_run = 0, deadline = 0, cap = t_boot + boot_ms(j) / 1000.0 + j->p->timeout;
 	enum kiln_rc rc = KILN_OK;
-	char buf[65536], *stamped = NULL;
+	char buf[65536], *stamped = NULL, *hosts = NULL, *with = NULL;
 
 	ap_reader_init(&rd);
 	for (;;) {
@@ -576,9 +578,11 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 						goto out;
 				}
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
-				servicevm_wait(j->svcs, SERVICEVM_WAIT_S, j->o->cancel);
+				if ((rc = servicevm_wait(j->svcs, SERVICEVM_WAIT_S, j->o->cancel, &hosts, e)) ||
+				    (hosts && hosts[0] && (rc = services_spec_add_hosts(spec, hosts, &with, e))))
+					goto out;
 				stage_next_step(j, false);
-				if ((rc = jobspec_stamp_clock(spec, &stamped, e)))
+				if ((rc = jobspec_stamp_clock(with ? with : spec, &stamped, e)))
 					goto out;
 				if (ap_send(fd, AP_JOB, stamped, (uint32_t)strlen(stamped)) < 0) {
 					rc = kiln_fail_errno(e, "sending the job to the agent");
@@ -637,6 +641,8 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 	}
 out:
 	free(stamped);
+	free(hosts);
+	free(with);
 	stage_end(j);
 	ap_reader_free(&rd);
 	/* A guest that broke the protocol gets no grace to power off. */
@@ -905,39 +911,39 @@ static void svc_output(void *arg, const void *buf, size_t n)
 	j->o->output(j->o->arg, buf, n);
 }
 
-/* The job's services (job/servicevm.h): booted now, beside the job's VM,
- * and named in its spec's /etc/hosts lines. */
-static enum kiln_rc start_services(struct job *j, const struct images_ctx *ictx, char **spec, struct kiln_err *e)
+/* The job's services (job/servicevm.h): their images pulled from now on,
+ * beside the job's own; servicevm_pulled lets them boot. */
+static enum kiln_rc start_services(struct job *j, const struct images_ctx *ictx, struct kiln_err *e)
 {
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	struct servicevm_host *h = &j->svc_host;
-	struct ociimage_registry regs[KILN_CONFIG_MAX_REGISTRIES];
-	struct ociimage_opts oo;
-	char *hosts = NULL, *with = NULL;
 	enum kiln_rc rc;
 
-	ociimage_opts_init(&oo, j->o->cfg, regs);
-	oo.notice = oci_notice;
-	oo.arg = j;
-
+	ociimage_opts_init(&j->svc_oci, j->o->cfg, j->svc_regs);
 	*h = (struct servicevm_host){ .backend = j->backend, .helper = j->helper, .accel = j->accel,
 				      .kernel = j->kernel, .initrd = j->initrd[0] ? j->initrd : NULL,
 				      .vcpus = 1, .memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib, .jail = j->o->cfg->jail,
 				      .jail_uid_base = j->o->cfg->jail_uid_base, .run_dir = j->run_dir,
-				      .images = ictx, .default_image = d->image, .oci = &oo,
+				      .images = ictx, .default_image = d->image, .oci = &j->svc_oci,
 				      .boot_ms = boot_ms(j), .job_net = &j->net,
 				      .notice = svc_notice, .output = svc_output, .arg = j };
-	rc = servicevm_start(j->p, h, &j->svcs, &hosts, e);
-	h->oci = NULL; /* oo ends here; only servicevm_start pulls */
-	if (!rc && hosts[0] && !(rc = services_spec_add_hosts(*spec, hosts, &with, e))) {
-		free(*spec);
-		*spec = with;
-	}
-	if (rc == KILN_E_NOTFOUND)
+	if ((rc = servicevm_start(j->p, h, &j->svcs, e)))
+		fail_reason(j, "runner_system_failure");
+	return rc;
+}
+
+/* Every service's image is there (the job fails with image_pull_failure
+ * otherwise, before anything boots): the services boot. */
+static enum kiln_rc services_pulled(struct job *j, struct kiln_err *e)
+{
+	enum kiln_rc rc = servicevm_pulled(j->svcs, j->o->cancel, e);
+
+	if (rc == KILN_E_LIMIT) {
+		fail_reason(j, "canceled");
+	} else if (rc) {
 		notice(j, "%s", e->msg);
-	if (rc)
-		fail_reason(j, rc == KILN_E_NOTFOUND ? "image_pull_failure" : "runner_system_failure");
-	free(hosts);
+		fail_reason(j, rc == KILN_E_NOMEM ? "runner_system_failure" : "image_pull_failure");
+	}
 	return rc;
 }
 
@@ -962,10 +968,6 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		fail_reason(&j, "runner_system_failure");
 		goto out;
 	}
-	/* A pull that fails is the job's failure (image_pull_failure), not
-	 * kiln's: the log says why. */
-	if (j.oci && pull_oci_image(&j, &spec, e))
-		goto out;
 	/* A private folder per job; its name carries our pid so that a later
 	 * kiln can tell it was abandoned. */
 	snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", o->cfg->state_dir);
@@ -985,12 +987,6 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 		rc = kiln_fail_errno(e, "locking the job folder %s", j.run_dir);
 		goto out;
 	}
-	snprintf(j.ws_image, sizeof(j.ws_image), "%s/workspace.ext4", j.run_dir);
-	/* A backend that can hand the guest a disk filled in after start
-	 * boots while the workspace is built. */
-	late = j.backend->disks_changed != NULL;
-	if ((rc = late ? create_late_workspace(&j, e) : prepare_workspace(&j, e)))
-		goto out;
 	if (want_net) {
 		snprintf(job_id, sizeof(job_id), "%lld", p->id);
 		const struct kiln_vm_settings *vm = o->vm ? o->vm : &o->cfg->defaults;
@@ -1010,11 +1006,24 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	} else {
 		notice(&j, "network: off");
 	}
+	/* The services' images are pulled from now on, beside the job's own
+	 * and its workspace. */
+	if ((rc = start_services(&j, &ictx, e)))
+		goto out;
+	/* A pull that fails is the job's failure (image_pull_failure), not
+	 * kiln's: the log says why. */
+	if (j.oci && pull_oci_image(&j, &spec, e))
+		goto out;
+	snprintf(j.ws_image, sizeof(j.ws_image), "%s/workspace.ext4", j.run_dir);
+	/* A backend that can hand the guest a disk filled in after start
+	 * boots while the workspace is built. */
+	late = j.backend->disks_changed != NULL;
+	if ((rc = late ? create_late_workspace(&j, e) : prepare_workspace(&j, e)))
+		goto out;
 	/* As for the job's own image: a service image that cannot be had
-	 * fails the job (image_pull_failure), not kiln. */
-	if ((rc = start_services(&j, &ictx, &spec, e))) {
-		if (rc == KILN_E_NOTFOUND)
-			rc = KILN_OK;
+	 * fails the job, not kiln. */
+	if (services_pulled(&j, e)) {
+		rc = KILN_OK;
 		goto out;
 	}
 	r->prepare_s = mono_s() - t0;

@@ -7,6 +7,10 @@
  *                 print it as KEY=VALUE lines
  *   hold JOB [WORD]...   the same, then sleep until killed (owning the
  *                 slot)
+ *   hold-service JOB INDEX  a service network of the job JOB holds
+ *                 (jobnet_setup_service), printed, then sleep until killed
+ *   link ID...    let the service networks ID... (of one job) reach each
+ *                 other (jobnet_link_siblings)
  *   teardown JOB  tear down the network that JOB holds (none: no-op)
  *   sweep         remove what dead owners left
  * Exit status 0, 1 on failure (one line on stderr), 2 on bad usage. */
@@ -76,6 +80,26 @@ int main(int argc, char **argv)
 			while (strcmp(verb, "hold") == 0)
 				pause();
 		}
+	} else if (strcmp(verb, "hold-service") == 0 && argc == 4) {
+		struct jobnet job;
+
+		if (!(rc = jobnet_lookup(argv[2], &job, &e)) &&
+		    !(rc = jobnet_setup_service(&job, (unsigned)atoi(argv[3]), NULL, &n, &e))) {
+			print(&n);
+			for (;;)
+				pause();
+		}
+	} else if (strcmp(verb, "link") == 0 && argc >= 3 && argc - 2 <= JOBNET_SIBLINGS_MAX) {
+		struct jobnet nets[JOBNET_SIBLINGS_MAX];
+		const struct jobnet *ptrs[JOBNET_SIBLINGS_MAX];
+		int i;
+
+		for (i = 2, rc = KILN_OK; i < argc && !rc; i++) {
+			rc = jobnet_lookup(argv[i], &nets[i - 2], &e);
+			ptrs[i - 2] = &nets[i - 2];
+		}
+		if (!rc)
+			rc = jobnet_link_siblings(ptrs, (size_t)(argc - 2), &e);
 	} else if (strcmp(verb, "teardown") == 0 && argc == 3) {
 		rc = jobnet_lookup(argv[2], &n, &e);
 		if (rc == KILN_E_NOTFOUND) { /* torn down before: nothing to do */
@@ -87,7 +111,8 @@ int main(int argc, char **argv)
 	} else if (strcmp(verb, "sweep") == 0 && argc == 2) {
 		rc = jobnet_sweep(&e);
 	} else {
-		fprintf(stderr, "usage: jobnet-driver setup|hold JOB [+NET|-NET|rx=N|tx=N]... | teardown JOB | sweep\n");
+		fprintf(stderr, "usage: jobnet-driver setup|hold JOB [+NET|-NET|rx=N|tx=N]... | hold-service JOB INDEX | "
+				"link ID... | teardown JOB | sweep\n");
 		return 2;
 	}
 	if (rc != KILN_OK) {

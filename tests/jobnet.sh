@@ -10,7 +10,8 @@
 #             default route) with a TCP service
 #   ctl       namespace behind veth kx-ctl (192.168.77.0/24), not a kiln
 #             interface: the control that shows the host services answer
-#   job-1/2   two jobs from `jobnet-driver hold`
+#   job-1/2   two jobs from `jobnet-driver hold`; two services of job-1
+#             (`jobnet-driver hold-service`, linked as siblings)
 # and checks NAT to the outside, no way from a job to any host address
 # (the tap's, another job's, the outside veth's, one on lo, 127.0.0.1,
 # DNAT to a "published" port), no way to the other job, no spoofed source;
@@ -506,6 +507,57 @@ for i in range(200):
 fi
 "$driver" teardown job-7 || bad "teardown job-7 failed"
 kill "$h7" 2>/dev/null || true
+
+# --- a job's services: the job and each other, nothing else -------------------
+# Two services of job-1 (jobnet_setup_service), linked as siblings: each
+# reaches the job's VM and the other service; job-2 reaches neither, and
+# they reach neither job-2 nor its service (gitlab-runner's network per
+# build, one per job).
+# (The spoofing check above gave job-1 an address of the pool.)
+ip -n job-1 addr del 172.30.0.10/32 dev eth0 2>/dev/null || true
+for i in 0 1; do
+	ip netns add "job-1.svc$i.peer0"
+	"$driver" hold-service job-1 "$i" >"$S/svc-$i.env" 2>"$S/svc-$i.err" &
+	pids="$pids $!"
+	wait_for 20 grep -q '^OWNER=' "$S/svc-$i.env" || { cat "$S/svc-$i.err"; echo "FAIL: service $i setup"; exit 1; }
+	ns=job-1.svc$i.peer0
+	ip -n "$ns" addr add "$(val "$S/svc-$i.env" GUEST_IP)/30" dev eth0
+	ip -n "$ns" link set eth0 up
+	ip -n "$ns" route add default via "$(val "$S/svc-$i.env" GATEWAY)"
+done
+sa=$(val "$S/svc-0.env" GUEST_IP)
+sb=$(val "$S/svc-1.env" GUEST_IP)
+serve job-1.svc0.peer0 tcp 0.0.0.0 8086 svc-a
+serve job-1 tcp 0.0.0.0 8089 job-1
+reach job-1 "$sa" 8086 "svc-a 172.30.0.2"
+reach job-1.svc0.peer0 172.30.0.2 8089 "job-1 $sa"
+blocked job-1.svc1.peer0 "$sa" 8086
+if "$driver" link job-1.svc0.peer0 job-1.svc1.peer0 2>"$S/link.err"; then
+	ok "the services are linked"
+else
+	bad "linking the services: $(cat "$S/link.err")"
+fi
+reach job-1.svc1.peer0 "$sa" 8086 "svc-a $sb"
+reach job-1.svc1.peer0 172.30.0.2 8089 "job-1 $sb"
+blocked job-2 "$sa" 8086
+blocked job-2 172.30.0.2 8089
+blocked job-1.svc0.peer0 172.30.0.6 8084
+blocked job-1.svc1.peer0 172.30.0.6 8084
+blocked job-1.svc0.peer0 "$(val "$S/svc-0.env" HOST_IP)" 8081
+"$driver" teardown job-1.svc1.peer0 || bad "teardown of service 1 failed"
+tb=$(val "$S/svc-1.env" TAP)
+if nft list set inet kiln job_peers | grep -q "\"$tb\""; then
+	bad "service 1's links outlived it: $(nft list set inet kiln job_peers)"
+else
+	ok "service 1's teardown removed its links (to the job and to service 0)"
+fi
+reach job-1 "$sa" 8086 "svc-a 172.30.0.2"
+"$driver" teardown job-1.svc0.peer0 || bad "teardown of service 0 failed"
+if nft list set inet kiln job_peers | grep -q 'elements'; then
+	bad "links left after the services' teardown: $(nft list set inet kiln job_peers)"
+else
+	ok "no links left after the services' teardown"
+fi
 
 # --- teardown --------------------------------------------------------------------
 "$driver" teardown job-1 || bad "teardown job-1 failed"

@@ -1,7 +1,8 @@
 #!/bin/bash
 # services: (issue #16) end to end through `kiln exec --job-file`: a job
 # whose service (the tiny image running busybox nc) boots in a VM of its
-# own beside the job's, reached by its aliases and port; a missing service
+# own beside the job's, reached by its aliases and port; two services that
+# reach each other by alias; a missing service
 # image fails the job cleanly; nothing is left behind (job folders, VMM
 # processes, cgroups, taps, nft elements, network slots).
 # Exit 77 (SKIP) with the reason when images or root are missing.
@@ -97,6 +98,18 @@ run reach 0 'service tiny:latest: booting' 'waiting for services to be up and ru
 	'db pg.local' 'hello-from-service' '[service:tiny-db-pg.local]' 'service-up hi-1' '!probably didn'"'"'t start properly'
 n=$(grep -c '^hello-from-service' "$work/reach.out")
 [ "$n" -ge 3 ] && ok "reach: three aliases answered ($n)" || bad "reach: $n of 3 aliases answered"
+
+# Services reach each other by alias and the job as "build" (gitlab-runner's
+# network per build): svc-b asks svc-a, then tells the job what it got.
+payload siblings '[{"name": "tiny", "alias": "svc-a",
+  "command": ["nc", "-ll", "-p", "5432", "-e", "echo", "from-a"],
+  "variables": [{"key": "HEALTHCHECK_TCP_PORT", "value": "5432"}]},
+ {"name": "tiny:latest", "alias": "svc-b",
+  "command": ["sh", "-c", "grep -q \" build$\" /etc/hosts && echo b-knows-build; i=0; while [ $i -lt 150 ]; do r=$(nc svc-a 5432 </dev/null) && [ -n \"$r\" ] && break; i=$((i + 1)); sleep 0.2; done; echo b-got:$r; exec nc -ll -p 6000 -e echo b-saw:$r"],
+  "variables": [{"key": "HEALTHCHECK_TCP_PORT", "value": "6000"}]}]' \
+	'["nc svc-b 6000 </dev/null", "nc svc-a 5432 </dev/null"]' \
+	'[{"key": "CI_DEBUG_SERVICES", "value": "true", "public": true}]'
+run siblings 0 'b-saw:from-a' 'b-knows-build' 'from-a' '!probably didn'"'"'t start properly'
 
 # A service that never listens: the warning with its log, the job goes on.
 payload silent '[{"name": "tiny", "command": ["sh", "-c", "echo never-listening; sleep 600"],

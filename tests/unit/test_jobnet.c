@@ -615,6 +615,46 @@ START_TEST(service_peers)
 }
 END_TEST
 
+/* A job's services reach each other (gitlab-runner's network per build):
+ * every pair of enabled service nets, both ways, and nothing else. */
+START_TEST(service_siblings)
+{
+	struct jobnet a, b, c, off;
+	const struct jobnet *nets[4] = { &a, &b, &off, &c };
+	char buf[4096], forget[4096];
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&c, 0, sizeof(c));
+	ck_assert_int_eq(jobnet_addrs(4, &a, NULL), KILN_OK);
+	ck_assert_int_eq(jobnet_addrs(5, &b, NULL), KILN_OK);
+	ck_assert_int_eq(jobnet_addrs(9, &c, NULL), KILN_OK);
+	a.enabled = b.enabled = c.enabled = true;
+	jobnet_disabled(&off);
+	ck_assert_int_eq(jobnet_siblings_script(nets, 1, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(jobnet_siblings_script((const struct jobnet *const[]){ &a, &off }, 2, buf, sizeof(buf)), 0);
+	ck_assert_int_gt(jobnet_siblings_script(nets, 4, buf, sizeof(buf)), 0);
+	ck_assert_ptr_nonnull(strstr(buf, "add set inet kiln job_peers { type ifname . ifname; }\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "add element inet kiln job_peers { \"kt4\" . \"kt5\", \"kt5\" . \"kt4\" }\n"
+					  "add element inet kiln job_peers { \"kt4\" . \"kt9\", \"kt9\" . \"kt4\" }\n"
+					  "add element inet kiln job_peers { \"kt5\" . \"kt9\", \"kt9\" . \"kt5\" }\n"));
+	/* Three pairs, no more: no element of the disabled net, no base chain
+	 * and nothing deleted. */
+	ck_assert_ptr_null(strstr(strstr(buf, "{ \"kt5\" . \"kt9\"") + 1, "add element"));
+	ck_assert_ptr_null(strstr(buf, "delete"));
+	ck_assert_ptr_null(strstr(buf, "chain"));
+	ck_assert_int_eq(jobnet_siblings_script(nets, 4, buf, 200), -1);
+	/* Teardown of a service forgets all its pairs: the job's and its siblings'. */
+	ck_assert_int_gt(jobnet_peers_forget_script("elements = { \"kt5\" . \"kt0\", \"kt0\" . \"kt5\",\n"
+						    "\"kt4\" . \"kt5\", \"kt5\" . \"kt4\", \"kt4\" . \"kt9\" }",
+						    "kt5", forget, sizeof(forget)),
+			 0);
+	ck_assert_ptr_nonnull(strstr(forget, "delete element inet kiln job_peers { \"kt4\" . \"kt5\" }\n"
+					     "delete element inet kiln job_peers { \"kt5\" . \"kt4\" }\n"));
+	ck_assert_ptr_null(strstr(forget, "\"kt9\""));
+}
+END_TEST
+
 Suite *jobnet_suite(void)
 {
 	Suite *s = suite_create("jobnet");
@@ -632,6 +672,7 @@ Suite *jobnet_suite(void)
 	tcase_add_test(tc, claim_reuses_stale_not_live);
 	tcase_add_test(tc, sweep_keeps_live_and_lookup);
 	tcase_add_test(tc, claims_are_host_global);
+	tcase_add_test(tc, service_siblings);
 	suite_add_tcase(s, tc);
 	return s;
 }
