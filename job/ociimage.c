@@ -279,26 +279,57 @@ static enum kiln_rc read_config(struct ociimage *img, struct kiln_err *e)
 	return img->env ? KILN_OK : kiln_fail(e, KILN_E_NOMEM, "out of memory");
 }
 
+/* argv as one line for the log: a JSON array, cut at size. */
+static const char *argv_text(json_t *argv, char *buf, size_t size)
+{
+	char *text = json_dumps(argv, JSON_COMPACT);
+
+	snprintf(buf, size, "%s", text ? text : "[]");
+	free(text);
+	return buf;
+}
+
+enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
+				struct kiln_err *e)
+{
+	json_t *ep = json_object_get(json_object_get(p->doc, "image"), "entrypoint"), *v;
+	char line[300];
+	size_t i;
+
+	if (ep && !json_is_array(ep))
+		return kiln_fail(e, KILN_E_INVALID, "image:entrypoint: must be a list of strings");
+	json_array_foreach(ep, i, v)
+		if (!json_is_string(v))
+			return kiln_fail(e, KILN_E_INVALID, "image:entrypoint[%zu]: must be a string", i);
+	/* gitlab-runner's docker executor: image:entrypoint replaces the
+	 * image's Entrypoint, which otherwise stays; either gets the shell as
+	 * its arguments. [""] is docker's "no entrypoint". */
+	if (!json_array_size(ep))
+		ep = img->entrypoint;
+	if (json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
+	    !*json_string_value(json_array_get(ep, 0)))
+		ep = NULL;
+	if (json_array_size(ep) > OCIIMAGE_MAX_ENTRYPOINT)
+		return kiln_fail(e, KILN_E_LIMIT, "image %s: an entrypoint of more than %d arguments", img->ref,
+				 OCIIMAGE_MAX_ENTRYPOINT);
+	json_array_foreach(ep, i, v)
+		if (!json_is_string(v) || (!i && !*json_string_value(v)))
+			return kiln_fail(e, KILN_E_INVALID, "image %s: entrypoint[%zu] is %s", img->ref, i,
+					 json_is_string(v) ? "empty" : "not a string");
+	json_decref(img->run_entrypoint);
+	img->run_entrypoint = json_array_size(ep) ? json_incref(ep) : NULL;
+	if (img->run_entrypoint)
+		say(o, "image entrypoint %s runs each step's shell as its arguments (it must run them: exec \"$@\")",
+		    argv_text(ep, line, sizeof(line)));
+	return KILN_OK;
+}
+
 enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
 			      struct kiln_err *e)
 {
-	json_t *ep = json_object_get(json_object_get(p->doc, "image"), "entrypoint"), *v;
-	enum kiln_rc rc;
+	enum kiln_rc rc = ociimage_prepare_ref(p, o, p->image, img, e);
 
-	/* gitlab-runner keeps the image's entrypoint and expects it to run the
-	 * shell it is given; kiln runs the script with the image's shell
-	 * itself, which is what an entrypoint of [""] asks for. */
-	if (json_array_size(ep) &&
-	    !(json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
-	      !*json_string_value(json_array_get(ep, 0))))
-		say(o, "image:entrypoint is not run: kiln runs the script with the image's shell");
-	if ((rc = ociimage_prepare_ref(p, o, p->image, img, e)))
-		return rc;
-	v = json_array_get(img->entrypoint, 0);
-	if (json_string_value(v) && *json_string_value(v))
-		say(o, "the image's entrypoint %s is not run: kiln runs the script with the image's shell",
-		    json_string_value(v));
-	return KILN_OK;
+	return rc ? rc : ociimage_entrypoint(p, o, img, e);
 }
 
 enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
@@ -348,7 +379,7 @@ enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ocii
 
 enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e)
 {
-	json_t *o = json_loads(*spec, 0, NULL), *env, *merged, *v;
+	json_t *o = json_loads(*spec, 0, NULL), *env, *merged, *v, *image;
 	char *text = NULL;
 	size_t i;
 
@@ -357,8 +388,10 @@ enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_
 	/* The agent lets a later NAME replace an earlier one: the job's win. */
 	json_array_foreach(env, i, v)
 		json_array_append(merged, v);
-	if (!o || !merged || json_object_set_new(o, "env", merged) ||
-	    json_object_set_new(o, "image", json_pack("{s:s, s:s}", "label", OCIIMAGE_LABEL, "user", img->user)) ||
+	image = json_pack("{s:s, s:s}", "label", OCIIMAGE_LABEL, "user", img->user);
+	if (image && img->run_entrypoint)
+		json_object_set(image, "entrypoint", img->run_entrypoint);
+	if (!o || !merged || json_object_set_new(o, "env", merged) || json_object_set_new(o, "image", image) ||
 	    !(text = json_dumps(o, JSON_COMPACT))) {
 		json_decref(o);
 		return kiln_fail(e, KILN_E_NOMEM, "job spec: out of memory");
@@ -450,5 +483,6 @@ void ociimage_free(struct ociimage *img)
 	json_decref(img->env);
 	json_decref(img->entrypoint);
 	json_decref(img->cmd);
-	img->env = img->entrypoint = img->cmd = NULL;
+	json_decref(img->run_entrypoint);
+	img->env = img->entrypoint = img->cmd = img->run_entrypoint = NULL;
 }

@@ -229,6 +229,60 @@ START_TEST(service_command)
 }
 END_TEST
 
+/* The steps' entrypoint for an image whose Entrypoint is image_ep (JSON or
+ * NULL) and a payload image object image_json, as the spec's JSON (or
+ * "none", or "error: MSG"). */
+static const char *job_entrypoint(const char *image_json, const char *image_ep)
+{
+	static char out[512];
+	struct job_payload p;
+	struct ociimage img = { 0 };
+	struct ociimage_opts o = { 0 };
+	struct kiln_err e = { 0 };
+	char *spec = strdup("{\"env\": []}"), *dumped;
+	json_t *doc;
+
+	load(&p, image_json, "");
+	snprintf(img.ref, sizeof(img.ref), "img");
+	img.env = json_array();
+	img.entrypoint = image_ep ? json_loads(image_ep, 0, NULL) : NULL;
+	if (ociimage_entrypoint(&p, &o, &img, &e)) {
+		snprintf(out, sizeof(out), "error: %s", e.msg);
+	} else {
+		ck_assert_int_eq(ociimage_spec(&img, &spec, &e), KILN_OK);
+		doc = json_loads(spec, 0, NULL);
+		dumped = json_dumps(json_object_get(json_object_get(doc, "image"), "entrypoint"), JSON_COMPACT);
+		snprintf(out, sizeof(out), "%s", dumped ? dumped : "none");
+		free(dumped);
+		json_decref(doc);
+	}
+	free(spec);
+	ociimage_free(&img);
+	payload_free(&p);
+	return out;
+}
+
+START_TEST(job_entrypoint_rules)
+{
+	/* The image's Entrypoint runs the shell, as docker runs it with a Cmd. */
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\"}", "[\"/entry.sh\", \"-x\"]"), "[\"/entry.sh\",\"-x\"]");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\"}", NULL), "none");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\"}", "[]"), "none");
+	/* image:entrypoint replaces it; [""] is none; [] keeps the image's. */
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"/bin/env\", \"A=1\"]}", "[\"/e\"]"),
+			 "[\"/bin/env\",\"A=1\"]");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"\"]}", "[\"/e\"]"), "none");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": []}", "[\"/e\"]"), "[\"/e\"]");
+	/* Malformed: named. */
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": \"/e\"}", NULL),
+			 "error: image:entrypoint: must be a list of strings");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"/e\", 3]}", NULL),
+			 "error: image:entrypoint[1]: must be a string");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"\", \"x\"]}", NULL),
+			 "error: image img: entrypoint[0] is empty");
+}
+END_TEST
+
 Suite *ociimage_suite(void)
 {
 	Suite *s = suite_create("ociimage");
@@ -239,6 +293,7 @@ Suite *ociimage_suite(void)
 	tcase_add_test(tc, config_section);
 	tcase_add_test(tc, image_user);
 	tcase_add_test(tc, service_command);
+	tcase_add_test(tc, job_entrypoint_rules);
 	suite_add_tcase(s, tc);
 	return s;
 }
