@@ -32,11 +32,14 @@ struct ociimage {
 	size_t n_ports;
 };
 
+struct kiln_registry_mirror;
 struct ociimage_registry {    /* one `registries:` entry of kiln's config */
 	const char *host;
 	const char *username, *password;
 	const char *ca_file;
 	bool insecure;
+	const struct kiln_registry_mirror *mirrors; /* tried before host, in order */
+	size_t n_mirrors;
 };
 
 struct ociimage_opts {
