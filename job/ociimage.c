@@ -68,10 +68,12 @@ void ociimage_opts_init(struct ociimage_opts *o, const struct kiln_config *cfg, 
 	o->n_registries = i;
 }
 
-enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimage_opts *o,
-			       enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e)
+/* The policies pp asks for (a string, a list or NULL; what names it)
+ * against o's allowed ones, as ociimage_policies says. */
+static enum kiln_rc policies_from(json_t *pp, const char *what, const struct ociimage_opts *o,
+				  enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e)
 {
-	json_t *pp = json_object_get(json_object_get(p->doc, "image"), "pull_policy"), *v;
+	json_t *v;
 	enum ociimage_policy job[8], allowed[OCIIMAGE_MAX_POLICIES] = { PULL_ALWAYS };
 	size_t n_job = 0, n_allowed = 1, i, k;
 	char a[64], b[64];
@@ -87,14 +89,14 @@ enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimag
 		json_incref(pp);
 	if (pp && !json_is_array(pp)) {
 		json_decref(pp);
-		return kiln_fail(e, KILN_E_INVALID, "image:pull_policy: must be a string or a list");
+		return kiln_fail(e, KILN_E_INVALID, "%s: must be a string or a list", what);
 	}
 	json_array_foreach(pp, i, v) {
 		int x = json_is_string(v) ? policy_parse(json_string_value(v)) : -1;
 
 		if (x < 0 || n_job == sizeof(job) / sizeof(job[0])) {
 			json_decref(pp);
-			return kiln_fail(e, KILN_E_INVALID, "image:pull_policy[%zu]: not one of always, if-not-present, never",
+			return kiln_fail(e, KILN_E_INVALID, "%s[%zu]: not one of always, if-not-present, never", what,
 					 i);
 		}
 		job[n_job++] = (enum ociimage_policy)x;
@@ -115,6 +117,13 @@ enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimag
 				 "allowed_pull_policies ([%s])",
 				 policy_list(job, n_job, a, sizeof(a)), policy_list(allowed, n_allowed, b, sizeof(b)));
 	return KILN_OK;
+}
+
+enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimage_opts *o,
+			       enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e)
+{
+	return policies_from(json_object_get(json_object_get(p->doc, "image"), "pull_policy"), "image:pull_policy", o,
+			     out, n, e);
 }
 
 /* From DOCKER_AUTH_CONFIG (docker's config.json), host's user and password
@@ -315,13 +324,14 @@ enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociim
 enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
 			      struct kiln_err *e)
 {
-	enum kiln_rc rc = ociimage_prepare_ref(p, o, p->image, img, e);
+	json_t *pp = json_object_get(json_object_get(p->doc, "image"), "pull_policy");
+	enum kiln_rc rc = ociimage_prepare_ref(p, o, p->image, pp, img, e);
 
 	return rc ? rc : ociimage_entrypoint(p, o, img, e);
 }
 
 enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
-				  struct ociimage *img, struct kiln_err *e)
+				  json_t *pull_policy, struct ociimage *img, struct kiln_err *e)
 {
 	enum ociimage_policy pol[OCIIMAGE_MAX_POLICIES];
 	const struct ociimage_registry *reg;
@@ -335,7 +345,7 @@ enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ocii
 
 	memset(img, 0, sizeof(*img));
 	snprintf(img->ref, sizeof(img->ref), "%s", reference);
-	if ((rc = ociimage_policies(p, o, pol, &n, e)) || (rc = oci_ref_parse(reference, &ref, e)))
+	if ((rc = policies_from(pull_policy, "pull_policy", o, pol, &n, e)) || (rc = oci_ref_parse(reference, &ref, e)))
 		return rc;
 	ociimage_credentials(p, o, ref.domain, &po.reg.username, &po.reg.password, &reg, buf, sizeof(buf));
 	pull_opts(o, reg, &po, mirrors);

@@ -90,10 +90,12 @@ enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage
 enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
 				struct kiln_err *e);
 
-/* The same for reference, an image the job names elsewhere (a service's):
- * the job's pull policy and credentials for reference's registry. */
+/* The same for reference, any image the job names (a service's too), by
+ * the policies pull_policy asks for (image:pull_policy, a service's
+ * pull_policy: a string or a list; NULL: the runner's, as gitlab-runner
+ * takes them per image) and with the credentials for reference's registry. */
 enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
-				  struct ociimage *img, struct kiln_err *e);
+				  json_t *pull_policy, struct ociimage *img, struct kiln_err *e);
 
 /* Add the image to the job spec: "image": {label, user, entrypoint when
  * img->run_entrypoint} and the image's Env before the job's variables (the

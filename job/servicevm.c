@@ -100,7 +100,7 @@ static enum kiln_rc resolve_image(const struct servicevm_set *set, struct servic
 	}
 	if (!h->oci || !h->default_image)
 		return kiln_fail(e, KILN_E_NOTFOUND, "service %s: no such kiln image", svc->name);
-	if ((rc = ociimage_prepare_ref(set->p, h->oci, svc->name, &v->img, e))) {
+	if ((rc = ociimage_prepare_ref(set->p, h->oci, svc->name, svc->pull_policy, &v->img, e))) {
 		char why[sizeof(e->msg)];
 
 		ociimage_free(&v->img);

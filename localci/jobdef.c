@@ -247,7 +247,7 @@ static enum kiln_rc parse_image(struct ctx *c, const char *what, const struct cy
 }
 
 /* services: a list of names or of maps with name, alias, entrypoint,
- * command and variables, as GitLab takes them; checked here, turned into
+ * command, pull_policy and variables, as GitLab takes them; checked here, turned into
  * the payload's services[] by localci/project.c. */
 static enum kiln_rc parse_services(struct ctx *c, const char *what, const struct cy_node *n,
 				   const struct cy_node **out)
@@ -281,6 +281,13 @@ static enum kiln_rc parse_services(struct ctx *c, const char *what, const struct
 					continue;
 				return failf(c, val, KILN_E_INVALID, "%s: services[%zu]: %s: expected a list of strings",
 					     what, i, key);
+			}
+			if (!strcmp(key, "pull_policy")) {
+				if (string_list(val, true))
+					continue;
+				return failf(c, val, KILN_E_INVALID,
+					     "%s: services[%zu]: pull_policy: expected a policy or a list of policies", what,
+					     i);
 			}
 			if (!strcmp(key, "variables")) {
 				for (j = 0; val->kind == CY_MAP && j < val->n && val->pairs[j].value->kind == CY_SCALAR; j++)

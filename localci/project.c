@@ -367,10 +367,10 @@ static json_t *services_json(const struct cy_node *n)
 
 			if (!strcmp(key, "name") || !strcmp(key, "alias")) {
 				json_object_set_new(o, key, json_string(v->str));
-			} else if (!strcmp(key, "entrypoint") || !strcmp(key, "command")) {
-				json_t *a = json_array();
+			} else if (!strcmp(key, "entrypoint") || !strcmp(key, "command") || !strcmp(key, "pull_policy")) {
+				json_t *a = v->kind == CY_SCALAR ? json_pack("[s]", v->str) : json_array();
 
-				for (j = 0; j < v->n; j++)
+				for (j = 0; v->kind == CY_SEQ && j < v->n; j++)
 					json_array_append_new(a, json_string(v->items[j]->str));
 				json_object_set_new(o, key, a);
 			} else if (!strcmp(key, "variables")) {

@@ -431,6 +431,45 @@ START_TEST(config_docker_config_and_mirrors)
 }
 END_TEST
 
+START_TEST(service_pull_policy)
+{
+	struct job_payload p;
+	struct job_services svcs = { 0 };
+	struct ociimage_opts o = { .allowed = { PULL_ALWAYS, PULL_NEVER }, .n_allowed = 2 };
+	struct ociimage img;
+	struct kiln_err e = { 0 };
+	char dir[] = "/tmp/kiln-test-svcpp-XXXXXX";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	o.state_dir = dir;
+	/* The job's image says always; each service pulls by its own policy
+	 * (gitlab-runner's services[].pull_policy), never touching the
+	 * network here. */
+	load(&p, "{\"name\": \"alpine\", \"pull_policy\": \"always\"}",
+	     ", \"services\": [{\"name\": \"reg.example/db:1\", \"pull_policy\": \"never\"}, "
+	     "{\"name\": \"reg.example/cache:1\", \"pull_policy\": [\"if-not-present\"]}, "
+	     "{\"name\": \"reg.example/x:1\", \"pull_policy\": 5}]");
+	ck_assert_msg(services_parse(&p, &svcs, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(svcs.n, 3);
+	ck_assert_int_eq(ociimage_prepare_ref(&p, &o, svcs.v[0].name, svcs.v[0].pull_policy, &img, &e),
+			 KILN_E_NOTFOUND);
+	ck_assert_str_eq(e.msg, "image reg.example/db:1 is not in the store and pull_policy is never");
+	ociimage_free(&img);
+	ck_assert_int_eq(ociimage_prepare_ref(&p, &o, svcs.v[1].name, svcs.v[1].pull_policy, &img, &e),
+			 KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "pull_policy ([if-not-present]) defined in GitLab pipeline config is not one of the "
+				"allowed_pull_policies ([always, never])");
+	ociimage_free(&img);
+	ck_assert_int_eq(ociimage_prepare_ref(&p, &o, svcs.v[2].name, svcs.v[2].pull_policy, &img, &e),
+			 KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "pull_policy: must be a string or a list");
+	ociimage_free(&img);
+	services_free(&svcs);
+	payload_free(&p);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *ociimage_suite(void)
 {
 	Suite *s = suite_create("ociimage");
@@ -443,6 +482,7 @@ Suite *ociimage_suite(void)
 	tcase_add_test(tc, service_command);
 	tcase_add_test(tc, job_entrypoint_rules);
 	tcase_add_test(tc, docker_config_json);
+	tcase_add_test(tc, service_pull_policy);
 	tcase_add_test(tc, config_docker_config_and_mirrors);
 	suite_add_tcase(s, tc);
 	return s;
