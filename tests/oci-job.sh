@@ -13,7 +13,8 @@
 # image_pull_failure; pull_policy never without the image fails; `kiln
 # images list` and `prune`. A service from an OCI image (Entrypoint + Cmd
 # running busybox nc, ExposedPorts waited for) answers the job by its
-# alias; a missing service image fails with image_pull_failure. Exit 77
+# alias; a missing service image fails with image_pull_failure, as does
+# one whose own pull_policy is never and not in the store. Exit 77
 # skips, saying why.
 set -u
 
@@ -122,6 +123,8 @@ for t in bb ep noshell svc; do
 	skopeo copy -q --dest-creds tester:s3cret --dest-cert-dir "$w/certs" "oci:lay:$t" "docker://$reg/test/$t:1" \
 		>/dev/null 2>skopeo.log || { cat skopeo.log; echo "FAIL: push"; exit 1; }
 done
+skopeo copy -q --dest-creds tester:s3cret --dest-cert-dir "$w/certs" "oci:lay:svc" "docker://$reg/test/svc:never" \
+	>/dev/null 2>skopeo.log || { cat skopeo.log; echo "FAIL: push"; exit 1; }
 
 # --- kiln -------------------------------------------------------------------
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$w/state KILN_IMAGES_DIR=$images
@@ -251,6 +254,18 @@ elif grep -q image_pull_failure svcmissing.log && grep -q "service $reg/test/nos
 	ok "a missing service image: image_pull_failure before anything boots"
 else
 	bad "a missing service image: $(tail -5 svcmissing.log)"
+fi
+
+# A service's own pull_policy, not the job image's (always): never, for
+# an image the registry has but the store does not.
+if job svcnever "$reg/test/bb:1" 'echo ran' always \
+	"[{\"name\": \"$reg/test/svc:never\", \"pull_policy\": \"never\"}]"; then
+	bad "a service with pull_policy never and no stored image started"
+elif grep -q "service $reg/test/svc:never: image $reg/test/svc:never is not in the store and pull_policy is never" \
+	svcnever.log && ! grep -q 'booting' svcnever.log; then
+	ok "a service's own pull_policy (never) decides its pull, not the job image's"
+else
+	bad "a service's pull_policy: $(tail -5 svcnever.log)"
 fi
 
 "$kiln" images list >list.out 2>&1 || bad "kiln images list: $(cat list.out)"
