@@ -49,9 +49,12 @@ static const char *find_program(const char *prog, char *const env[], char *buf, 
 		if (!strncmp(env[i], "PATH=", 5))
 			path = env[i] + 5;
 	for (p = path; *p; p = *end ? end + 1 : end) {
+		int n;
+
 		end = strchrnul(p, ':');
-		if ((size_t)snprintf(buf, size, "%.*s%s%s", (int)(end - p), end == p ? "." : p, "/", prog) < size &&
-		    access(buf, X_OK) == 0)
+		/* An empty PATH entry is the current folder, as for execvp. */
+		n = end == p ? snprintf(buf, size, "./%s", prog) : snprintf(buf, size, "%.*s/%s", (int)(end - p), p, prog);
+		if (n > 0 && (size_t)n < size && access(buf, X_OK) == 0)
 			return buf;
 	}
 	return prog;

@@ -304,8 +304,12 @@ enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociim
 	if (!json_array_size(ep))
 		ep = img->entrypoint;
 	if (json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
-	    !*json_string_value(json_array_get(ep, 0)))
+	    !*json_string_value(json_array_get(ep, 0))) {
+		if (json_array_size(img->entrypoint) && ep != img->entrypoint)
+			say(o, "image:entrypoint [\"\"]: the image's entrypoint %s is not run",
+			    argv_text(img->entrypoint, line, sizeof(line)));
 		ep = NULL;
+	}
 	if (json_array_size(ep) > OCIIMAGE_MAX_ENTRYPOINT)
 		return kiln_fail(e, KILN_E_LIMIT, "image %s: an entrypoint of more than %d arguments", img->ref,
 				 OCIIMAGE_MAX_ENTRYPOINT);
