@@ -113,5 +113,6 @@ int image_enter(const struct job_spec *spec, char *err, size_t size)
 	if (rc < 0)
 		return -1;
 	step_run_as(uid, gid);
+	step_entrypoint(spec->image_entrypoint, spec->image_nentrypoint);
 	return 0;
 }

@@ -657,9 +657,9 @@ static int receive_job(struct job *j)
 
 static void send_hello(struct job *j)
 {
-	send_json(j, AP_HELLO, json_pack("{s:i, s:s, s:[s, s, s]}", "version", AP_VERSION, "agent",
+	send_json(j, AP_HELLO, json_pack("{s:i, s:s, s:[s, s, s, s]}", "version", AP_VERSION, "agent",
 					 "kiln-agent " PACKAGE_VERSION, "features", AP_FEATURE_SHELL,
-					 AP_FEATURE_LATE_WORKSPACE, AP_FEATURE_OCI_IMAGE));
+					 AP_FEATURE_LATE_WORKSPACE, AP_FEATURE_OCI_IMAGE, AP_FEATURE_ENTRYPOINT));
 }
 
 static void send_exit(struct job *j)

@@ -306,7 +306,9 @@ static int parse_clock(json_t *clock, struct job_spec *spec, struct perr *e)
 
 static int parse_image(json_t *img, struct job_spec *spec, struct perr *e)
 {
-	size_t len;
+	json_t *ep;
+	char f[40];
+	size_t len, i;
 	int rc;
 
 	if (!img)
@@ -318,6 +320,16 @@ static int parse_image(json_t *img, struct job_spec *spec, struct perr *e)
 		return bad(e, "image.label", "must be 1..16 characters");
 	if (!rc && json_object_get(img, "user"))
 		rc = get_string(json_object_get(img, "user"), "image.user", 0, &spec->image_user, &len, e);
+	ep = json_object_get(img, "entrypoint");
+	if (!rc && ep && (!json_is_array(ep) || json_array_size(ep) > JOBSPEC_MAX_ARGV))
+		return bad(e, "image.entrypoint", "must be an array of at most 256 strings");
+	if (!rc && json_array_size(ep) && !(spec->image_entrypoint = calloc(json_array_size(ep) + 1, sizeof(char *))))
+		return oom(e);
+	for (i = 0; !rc && i < json_array_size(ep); i++, spec->image_nentrypoint++)
+		rc = get_string(json_array_get(ep, i), field_idx(f, sizeof(f), "image.entrypoint", i), 0,
+				&spec->image_entrypoint[i], NULL, e);
+	if (!rc && spec->image_nentrypoint && !*spec->image_entrypoint[0])
+		return bad(e, "image.entrypoint[0]", "must not be empty");
 	return rc;
 }
 
@@ -495,6 +507,7 @@ void jobspec_free(struct job_spec *spec)
 	free(spec->steps);
 	free(spec->image_label);
 	free(spec->image_user);
+	free_strv(spec->image_entrypoint, spec->image_nentrypoint);
 	free(spec->hosts);
 	memset(spec, 0, sizeof(*spec));
 }

@@ -54,6 +54,10 @@ struct job_spec {
 	 * ext4 label, becomes the steps' root; NULL: kiln's own image. */
 	char *image_label;
 	char *image_user;         /* the image's User, "" or NULL: root */
+	/* The entrypoint each step's shell runs under, as docker runs a
+	 * container's Entrypoint with its Cmd: NULL-terminated, or NULL. */
+	char **image_entrypoint;
+	size_t image_nentrypoint;
 };
 
 #define JOBSPEC_MAX_ARGV 256
@@ -65,8 +69,10 @@ struct job_spec {
  * ({path, content, mode}), a step's timeout (default
  * JOBSPEC_DEFAULT_TIMEOUT) and when (default on_success), hold_on_failure
  * and debug_trace (booleans, default false), clock ({sec, nsec}: the host's
- * wall clock when it sent the job), image ({label, user}: run the steps
- * chrooted into that disk as that user), hosts (a string of /etc/hosts
+ * wall clock when it sent the job), image ({label, user, entrypoint}: run
+ * the steps chrooted into that disk as that user, each step's shell
+ * command given as arguments to entrypoint, 0..JOBSPEC_MAX_ARGV strings,
+ * when it has any), hosts (a string of /etc/hosts
  * lines, at most JOBSPEC_MAX_HOSTS bytes). "mode": "service" (issue #16)
  * runs a job's service instead: argv (1..JOBSPEC_MAX_ARGV strings) is
  * required, workdir is optional ("/") and steps is not read; the spec gets

@@ -21,6 +21,9 @@
 #define AP_FEATURE_LATE_WORKSPACE "late-workspace"
 /* In HELLO's features: it enters an OCI image (the job spec's image). */
 #define AP_FEATURE_OCI_IMAGE "oci-image"
+/* In HELLO's features: it runs each step's shell under the job spec's
+ * image.entrypoint (docker's Entrypoint + Cmd). */
+#define AP_FEATURE_ENTRYPOINT "entrypoint"
 
 enum ap_type {
 	AP_HELLO = 1,    /* guest -> host: {"version": N, "agent": "..."} */

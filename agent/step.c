@@ -19,11 +19,45 @@ static const char *const shells[] = { "/usr/local/bin/bash", "/usr/bin/bash", "/
 				      "/usr/bin/sh", "/bin/sh", "/busybox/sh" };
 static uid_t run_uid;
 static gid_t run_gid;
+static char *const *entrypoint;
+static size_t n_entrypoint;
 
 void step_run_as(uid_t uid, gid_t gid)
 {
 	run_uid = uid;
 	run_gid = gid;
+}
+
+void step_entrypoint(char *const *argv, size_t n)
+{
+	entrypoint = argv;
+	n_entrypoint = n;
+}
+
+/* prog as execvpe would find it, but on the PATH of env (the job's), not
+ * the agent's: a name without '/' is looked up in each PATH folder, the
+ * first executable wins. prog itself when nothing matches (exec then says
+ * why). In the child only. */
+static const char *find_program(const char *prog, char *const env[], char *buf, size_t size)
+{
+	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *p, *end;
+	size_t i;
+
+	if (strchr(prog, '/'))
+		return prog;
+	for (i = 0; env[i]; i++)
+		if (!strncmp(env[i], "PATH=", 5))
+			path = env[i] + 5;
+	for (p = path; *p; p = *end ? end + 1 : end) {
+		int n;
+
+		end = strchrnul(p, ':');
+		/* An empty PATH entry is the current folder, as for execvp. */
+		n = end == p ? snprintf(buf, size, "./%s", prog) : snprintf(buf, size, "%.*s/%s", (int)(end - p), p, prog);
+		if (n > 0 && (size_t)n < size && access(buf, X_OK) == 0)
+			return buf;
+	}
+	return prog;
 }
 
 /* Set NAME=VALUE in env[0..*n), replacing an entry with the same NAME. The
@@ -167,7 +201,8 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 	const char *bash[] = { NULL, "--noprofile", "--norc", "-eo", "pipefail", xtrace ? "-x" : script_path,
 			       xtrace ? script_path : NULL, NULL };
 	const char *sh[] = { NULL, xtrace ? "-ex" : "-e", script_path, NULL };
-	const char *shell = NULL;
+	const char *shell = NULL, **argv, **ep, *prog;
+	char prog_buf[PATH_MAX];
 	size_t i;
 	sigset_t none;
 	int sig, rc, fd;
@@ -220,10 +255,23 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 		}
 	}
 	bash[0] = sh[0] = shell;
-	if (strstr(shell, "bash"))
-		execve(shell, (char *const *)bash, env);
-	else
-		execve(shell, (char *const *)sh, env);
+	argv = strstr(shell, "bash") ? bash : sh;
+	if (n_entrypoint) {
+		/* docker's container: Entrypoint with the shell as its Cmd, so an
+		 * image's entrypoint script sets things up and then execs "$@". */
+		for (i = 0; argv[i]; i++)
+			;
+		ep = calloc(n_entrypoint + i + 1, sizeof(*ep));
+		if (!ep)
+			_exit(1);
+		memcpy(ep, entrypoint, n_entrypoint * sizeof(*ep));
+		memcpy(ep + n_entrypoint, argv, (i + 1) * sizeof(*ep));
+		prog = find_program(ep[0], env, prog_buf, sizeof(prog_buf));
+		execve(prog, (char *const *)ep, env);
+		dprintf(2, "kiln-agent: cannot run the image's entrypoint %s: %s\n", ep[0], strerror(errno));
+		_exit(127);
+	}
+	execve(shell, (char *const *)argv, env);
 	dprintf(2, "kiln-agent: cannot run the shell %s: %s\n", shell, strerror(errno));
 	_exit(127);
 }

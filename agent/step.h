@@ -36,6 +36,13 @@ int step_mkdir_parents(const char *dir, mode_t mode);
 /* Steps from now on run as uid:gid (an OCI image's User); 0:0 by default. */
 void step_run_as(uid_t uid, gid_t gid);
 
+/* Steps from now on exec argv[0..n) (an OCI image's entrypoint; argv[0]
+ * looked up on the step's PATH) with the shell's command line as its
+ * arguments, as docker runs a container's Entrypoint with its Cmd; the
+ * entrypoint's exit status is the step's. argv must outlive the steps;
+ * n == 0: the shell directly. */
+void step_entrypoint(char *const *argv, size_t n);
+
 pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd);
 
 #endif

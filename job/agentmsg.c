@@ -37,6 +37,7 @@ bool agentmsg_hello(const uint8_t *payload, uint32_t len, struct agent_hello *h)
 		h->shell |= !strcmp(json_string_value(f), AP_FEATURE_SHELL);
 		h->late_workspace |= !strcmp(json_string_value(f), AP_FEATURE_LATE_WORKSPACE);
 		h->oci_image |= !strcmp(json_string_value(f), AP_FEATURE_OCI_IMAGE);
+		h->entrypoint |= !strcmp(json_string_value(f), AP_FEATURE_ENTRYPOINT);
 	}
 	json_decref(o);
 	return true;

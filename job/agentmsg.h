@@ -17,6 +17,7 @@ struct agent_hello {
 	bool shell;               /* AP_FEATURE_SHELL: it holds failed jobs */
 	bool late_workspace;      /* AP_FEATURE_LATE_WORKSPACE */
 	bool oci_image;           /* AP_FEATURE_OCI_IMAGE */
+	bool entrypoint;          /* AP_FEATURE_ENTRYPOINT */
 };
 
 /* HELLO: the features it lists (unknown ones are ignored). false when the

@@ -568,6 +568,15 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					rc = kiln_fail(e, KILN_E_INVALID, "kiln image %s cannot carry an OCI image", j->image);
 					goto out;
 				}
+				/* An older agent would run the script without the entrypoint. */
+				if (j->oci && j->oci_image.run_entrypoint && !said.entrypoint) {
+					notice(j, "image %s has a kiln-agent that cannot run an image's entrypoint "
+						  "(rebuild it with this kiln: kiln images build %s)", j->image, j->image);
+					fail_reason(j, "runner_system_failure");
+					rc = kiln_fail(e, KILN_E_INVALID, "kiln image %s cannot run an OCI entrypoint",
+						       j->image);
+					goto out;
+				}
 				hello = true;
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;

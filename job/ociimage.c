@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "job/services.h"
+#include "lib/log.h"
+#include "oci/dockercfg.h"
 #include "oci/ref.h"
 #include "oci/store.h"
 #include "runner/config.h"
@@ -61,16 +61,19 @@ void ociimage_opts_init(struct ociimage_opts *o, const struct kiln_config *cfg, 
 	for (i = 0; i < cfg->oci.n_registries && i < KILN_CONFIG_MAX_REGISTRIES; i++) {
 		const struct kiln_registry_config *r = &cfg->oci.registries[i];
 
-		regs[i] = (struct ociimage_registry){ r->host, r->username, r->password, r->tls_ca_file, r->insecure };
+		regs[i] = (struct ociimage_registry){ r->host,	   r->username, r->password, r->tls_ca_file,
+						      r->insecure, r->mirrors,	r->n_mirrors };
 	}
 	o->registries = regs;
 	o->n_registries = i;
 }
 
-enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimage_opts *o,
-			       enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e)
+/* The policies pp asks for (a string, a list or NULL; what names it)
+ * against o's allowed ones, as ociimage_policies says. */
+static enum kiln_rc policies_from(json_t *pp, const char *what, const struct ociimage_opts *o,
+				  enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e)
 {
-	json_t *pp = json_object_get(json_object_get(p->doc, "image"), "pull_policy"), *v;
+	json_t *v;
 	enum ociimage_policy job[8], allowed[OCIIMAGE_MAX_POLICIES] = { PULL_ALWAYS };
 	size_t n_job = 0, n_allowed = 1, i, k;
 	char a[64], b[64];
@@ -86,14 +89,14 @@ enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimag
 		json_incref(pp);
 	if (pp && !json_is_array(pp)) {
 		json_decref(pp);
-		return kiln_fail(e, KILN_E_INVALID, "image:pull_policy: must be a string or a list");
+		return kiln_fail(e, KILN_E_INVALID, "%s: must be a string or a list", what);
 	}
 	json_array_foreach(pp, i, v) {
 		int x = json_is_string(v) ? policy_parse(json_string_value(v)) : -1;
 
 		if (x < 0 || n_job == sizeof(job) / sizeof(job[0])) {
 			json_decref(pp);
-			return kiln_fail(e, KILN_E_INVALID, "image:pull_policy[%zu]: not one of always, if-not-present, never",
+			return kiln_fail(e, KILN_E_INVALID, "%s[%zu]: not one of always, if-not-present, never", what,
 					 i);
 		}
 		job[n_job++] = (enum ociimage_policy)x;
@@ -116,74 +119,38 @@ enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimag
 	return KILN_OK;
 }
 
-/* A credentials key ("https://index.docker.io/v1/", "host:5000",
- * "host/group") names host: its host part, lower-cased, with
- * index.docker.io as docker.io (gitlab-runner's auth.go). */
-static bool key_matches(const char *key, const char *host)
+enum kiln_rc ociimage_policies(const struct job_payload *p, const struct ociimage_opts *o,
+			       enum ociimage_policy out[OCIIMAGE_MAX_POLICIES], size_t *n, struct kiln_err *e)
 {
-	char h[256];
-	const char *s = key;
-	size_t i;
-
-	if (!strncmp(s, "https://", 8))
-		s += 8;
-	else if (!strncmp(s, "http://", 7))
-		s += 7;
-	for (i = 0; s[i] && s[i] != '/' && i + 1 < sizeof(h); i++)
-		h[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
-	h[i] = '\0';
-	if (!strcmp(h, "index.docker.io") || !strcmp(h, "registry-1.docker.io"))
-		snprintf(h, sizeof(h), "docker.io");
-	return !strcmp(h, host);
+	return policies_from(json_object_get(json_object_get(p->doc, "image"), "pull_policy"), "image:pull_policy", o,
+			     out, n, e);
 }
 
 /* From DOCKER_AUTH_CONFIG (docker's config.json), host's user and password
- * copied into buf ("user\0pass"): "auth" (base64 user:pass) first, else
- * username and password. */
-static bool auth_config(const char *text, const char *host, const char **user, const char **pass, char *buf,
-			size_t size)
+ * copied into buf ("user\0pass"). A source that cannot be read is
+ * skipped with a warning, as gitlab-runner does. */
+static bool auth_config(const struct ociimage_opts *o, const char *text, const char *host, const char **user,
+			const char **pass, char *buf, size_t size)
 {
-	json_t *doc = text ? json_loads(text, 0, NULL) : NULL, *entry;
-	const char *key;
-	bool found = false;
+	char u[OCI_DOCKERCFG_FIELD_MAX], pw[OCI_DOCKERCFG_FIELD_MAX];
+	struct kiln_err e = { 0 };
+	enum kiln_rc rc;
 
-	json_object_foreach(json_object_get(doc, "auths"), key, entry) {
-		const char *auth = json_string_value(json_object_get(entry, "auth"));
-		const char *u = json_string_value(json_object_get(entry, "username"));
-		const char *pw = json_string_value(json_object_get(entry, "password"));
-		char *colon;
-		int n;
-
-		if (!key_matches(key, host))
-			continue;
-		if (auth && strlen(auth) / 4 * 3 < size) {
-			n = EVP_DecodeBlock((unsigned char *)buf, (const unsigned char *)auth, (int)strlen(auth));
-			/* EVP_DecodeBlock counts the padding as NUL bytes. */
-			while (n > 0 && !buf[n - 1])
-				n--;
-			if (n > 0) {
-				buf[n] = '\0';
-				colon = strchr(buf, ':');
-				if (colon && colon != buf) {
-					*colon = '\0';
-					*user = buf;
-					*pass = colon + 1;
-					found = true;
-					break;
-				}
-			}
-		}
-		if (u && *u && pw && strlen(u) + strlen(pw) + 2 <= size) {
-			snprintf(buf, size, "%s", u);
-			snprintf(buf + strlen(u) + 1, size - strlen(u) - 1, "%s", pw);
-			*user = buf;
-			*pass = buf + strlen(u) + 1;
-			found = true;
-			break;
-		}
+	if (!text)
+		return false;
+	rc = oci_dockercfg_lookup(text, strlen(text), "DOCKER_AUTH_CONFIG", host, u, pw, &e);
+	if (rc == KILN_OK && strlen(u) + strlen(pw) + 2 > size)
+		rc = kiln_fail(&e, KILN_E_LIMIT, "DOCKER_AUTH_CONFIG: the credentials for %s are too long", host);
+	if (rc != KILN_OK) {
+		if (rc != KILN_E_NOTFOUND)
+			say(o, "warning: %s (skipped)", e.msg);
+		return false;
 	}
-	json_decref(doc);
-	return found;
+	memcpy(buf, u, strlen(u) + 1);
+	memcpy(buf + strlen(u) + 1, pw, strlen(pw) + 1);
+	*user = buf;
+	*pass = buf + strlen(u) + 1;
+	return true;
 }
 
 void ociimage_credentials(const struct job_payload *p, const struct ociimage_opts *o, const char *host,
@@ -196,20 +163,20 @@ void ociimage_credentials(const struct job_payload *p, const struct ociimage_opt
 	*user = *pass = NULL;
 	*reg = NULL;
 	for (i = 0; i < o->n_registries; i++)
-		if (key_matches(o->registries[i].host, host))
+		if (oci_auth_key_matches(o->registries[i].host, host))
 			*reg = &o->registries[i];
 	json_array_foreach(json_object_get(p->doc, "credentials"), i, c) {
 		const char *type = json_string_value(json_object_get(c, "type"));
 		const char *url = json_string_value(json_object_get(c, "url"));
 
-		if (type && url && !strcmp(type, "registry") && key_matches(url, host) &&
+		if (type && url && !strcmp(type, "registry") && oci_auth_key_matches(url, host) &&
 		    json_string_value(json_object_get(c, "username"))) {
 			*user = json_string_value(json_object_get(c, "username"));
 			*pass = json_string_value(json_object_get(c, "password"));
 			return;
 		}
 	}
-	if (auth_config(payload_var(p, "DOCKER_AUTH_CONFIG"), host, user, pass, buf, size))
+	if (auth_config(o, payload_var(p, "DOCKER_AUTH_CONFIG"), host, user, pass, buf, size))
 		return;
 	if (*reg && (*reg)->username) {
 		*user = (*reg)->username;
@@ -279,49 +246,113 @@ static enum kiln_rc read_config(struct ociimage *img, struct kiln_err *e)
 	return img->env ? KILN_OK : kiln_fail(e, KILN_E_NOMEM, "out of memory");
 }
 
-enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
-			      struct kiln_err *e)
+/* po's TLS options and mirrors for the host whose registries entry is reg
+ * (NULL: none): each mirror with its own entry's credentials and CA, never
+ * the host's credentials. m holds KILN_CONFIG_MAX_MIRRORS. */
+static void pull_opts(const struct ociimage_opts *o, const struct ociimage_registry *reg, struct oci_pull_opts *po,
+		      struct oci_mirror *m)
+{
+	size_t i, k;
+
+	po->notice = o->notice;
+	po->arg = o->arg;
+	if (!reg)
+		return;
+	po->reg.ca_file = reg->ca_file;
+	po->reg.insecure = reg->insecure;
+	for (i = 0; i < reg->n_mirrors && i < KILN_CONFIG_MAX_MIRRORS; i++) {
+		const struct kiln_registry_mirror *km = &reg->mirrors[i];
+
+		m[i] = (struct oci_mirror){ .host = km->host, .reg = { .insecure = km->insecure } };
+		for (k = 0; k < o->n_registries; k++)
+			if (oci_auth_key_matches(o->registries[k].host, km->host)) {
+				m[i].reg.username = o->registries[k].username;
+				m[i].reg.password = o->registries[k].password;
+				m[i].reg.ca_file = o->registries[k].ca_file;
+				m[i].reg.insecure |= o->registries[k].insecure;
+			}
+	}
+	po->mirrors = m;
+	po->n_mirrors = i;
+}
+
+/* argv as one line for the log: a JSON array, cut at size. */
+static const char *argv_text(json_t *argv, char *buf, size_t size)
+{
+	char *text = json_dumps(argv, JSON_COMPACT);
+
+	snprintf(buf, size, "%s", text ? text : "[]");
+	free(text);
+	return buf;
+}
+
+enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
+				struct kiln_err *e)
 {
 	json_t *ep = json_object_get(json_object_get(p->doc, "image"), "entrypoint"), *v;
-	enum kiln_rc rc;
+	char line[300];
+	size_t i;
 
-	/* gitlab-runner keeps the image's entrypoint and expects it to run the
-	 * shell it is given; kiln runs the script with the image's shell
-	 * itself, which is what an entrypoint of [""] asks for. */
-	if (json_array_size(ep) &&
-	    !(json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
-	      !*json_string_value(json_array_get(ep, 0))))
-		say(o, "image:entrypoint is not run: kiln runs the script with the image's shell");
-	if ((rc = ociimage_prepare_ref(p, o, p->image, img, e)))
-		return rc;
-	v = json_array_get(img->entrypoint, 0);
-	if (json_string_value(v) && *json_string_value(v))
-		say(o, "the image's entrypoint %s is not run: kiln runs the script with the image's shell",
-		    json_string_value(v));
+	if (ep && !json_is_array(ep))
+		return kiln_fail(e, KILN_E_INVALID, "image:entrypoint: must be a list of strings");
+	json_array_foreach(ep, i, v)
+		if (!json_is_string(v))
+			return kiln_fail(e, KILN_E_INVALID, "image:entrypoint[%zu]: must be a string", i);
+	/* gitlab-runner's docker executor: image:entrypoint replaces the
+	 * image's Entrypoint, which otherwise stays; either gets the shell as
+	 * its arguments. [""] is docker's "no entrypoint". */
+	if (!json_array_size(ep))
+		ep = img->entrypoint;
+	if (json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
+	    !*json_string_value(json_array_get(ep, 0))) {
+		if (json_array_size(img->entrypoint) && ep != img->entrypoint)
+			say(o, "image:entrypoint [\"\"]: the image's entrypoint %s is not run",
+			    argv_text(img->entrypoint, line, sizeof(line)));
+		ep = NULL;
+	}
+	if (json_array_size(ep) > OCIIMAGE_MAX_ENTRYPOINT)
+		return kiln_fail(e, KILN_E_LIMIT, "image %s: an entrypoint of more than %d arguments", img->ref,
+				 OCIIMAGE_MAX_ENTRYPOINT);
+	json_array_foreach(ep, i, v)
+		if (!json_is_string(v) || (!i && !*json_string_value(v)))
+			return kiln_fail(e, KILN_E_INVALID, "image %s: entrypoint[%zu] is %s", img->ref, i,
+					 json_is_string(v) ? "empty" : "not a string");
+	json_decref(img->run_entrypoint);
+	img->run_entrypoint = json_array_size(ep) ? json_incref(ep) : NULL;
+	if (img->run_entrypoint)
+		say(o, "image entrypoint %s runs each step's shell as its arguments (it must run them: exec \"$@\")",
+		    argv_text(ep, line, sizeof(line)));
 	return KILN_OK;
 }
 
+enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
+			      struct kiln_err *e)
+{
+	json_t *pp = json_object_get(json_object_get(p->doc, "image"), "pull_policy");
+	enum kiln_rc rc = ociimage_prepare_ref(p, o, p->image, pp, img, e);
+
+	return rc ? rc : ociimage_entrypoint(p, o, img, e);
+}
+
 enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
-				  struct ociimage *img, struct kiln_err *e)
+				  json_t *pull_policy, struct ociimage *img, struct kiln_err *e)
 {
 	enum ociimage_policy pol[OCIIMAGE_MAX_POLICIES];
 	const struct ociimage_registry *reg;
+	struct oci_mirror mirrors[KILN_CONFIG_MAX_MIRRORS];
 	struct oci_pull_opts po = { 0 };
 	struct oci_image found;
 	struct oci_ref ref;
-	char buf[1024];
+	char buf[2 * OCI_DOCKERCFG_FIELD_MAX];
 	size_t n, i;
 	enum kiln_rc rc;
 
 	memset(img, 0, sizeof(*img));
 	snprintf(img->ref, sizeof(img->ref), "%s", reference);
-	if ((rc = ociimage_policies(p, o, pol, &n, e)) || (rc = oci_ref_parse(reference, &ref, e)))
+	if ((rc = policies_from(pull_policy, "pull_policy", o, pol, &n, e)) || (rc = oci_ref_parse(reference, &ref, e)))
 		return rc;
 	ociimage_credentials(p, o, ref.domain, &po.reg.username, &po.reg.password, &reg, buf, sizeof(buf));
-	if (reg) {
-		po.reg.ca_file = reg->ca_file;
-		po.reg.insecure = reg->insecure;
-	}
+	pull_opts(o, reg, &po, mirrors);
 	rc = KILN_E_NOTFOUND;
 	for (i = 0; i < n; i++) {
 		if (pol[i] != PULL_ALWAYS && !(rc = oci_image_find(o->state_dir, reference, NULL, NULL, &found, e))) {
@@ -348,7 +379,7 @@ enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ocii
 
 enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e)
 {
-	json_t *o = json_loads(*spec, 0, NULL), *env, *merged, *v;
+	json_t *o = json_loads(*spec, 0, NULL), *env, *merged, *v, *image;
 	char *text = NULL;
 	size_t i;
 
@@ -357,8 +388,10 @@ enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_
 	/* The agent lets a later NAME replace an earlier one: the job's win. */
 	json_array_foreach(env, i, v)
 		json_array_append(merged, v);
-	if (!o || !merged || json_object_set_new(o, "env", merged) ||
-	    json_object_set_new(o, "image", json_pack("{s:s, s:s}", "label", OCIIMAGE_LABEL, "user", img->user)) ||
+	image = json_pack("{s:s, s:s}", "label", OCIIMAGE_LABEL, "user", img->user);
+	if (image && img->run_entrypoint)
+		json_object_set(image, "entrypoint", img->run_entrypoint);
+	if (!o || !merged || json_object_set_new(o, "env", merged) || json_object_set_new(o, "image", image) ||
 	    !(text = json_dumps(o, JSON_COMPACT))) {
 		json_decref(o);
 		return kiln_fail(e, KILN_E_NOMEM, "job spec: out of memory");
@@ -367,6 +400,13 @@ enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_
 	free(*spec);
 	*spec = text;
 	return KILN_OK;
+}
+
+/* `kiln images pull`: a mirror that failed, on stderr. */
+static void cli_notice(void *arg, const char *line)
+{
+	(void)arg;
+	kiln_log(KILN_LOG_WARN, "%s", line);
 }
 
 /* Append strings v[0..n) to argv. */
@@ -428,6 +468,8 @@ enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *refere
 			       struct kiln_err *e)
 {
 	struct ociimage_registry regs[KILN_CONFIG_MAX_REGISTRIES];
+	struct oci_mirror mirrors[KILN_CONFIG_MAX_MIRRORS];
+	const struct ociimage_registry *reg = NULL;
 	struct ociimage_opts o;
 	struct oci_pull_opts po = { 0 };
 	struct oci_ref ref;
@@ -435,13 +477,17 @@ enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *refere
 	enum kiln_rc rc;
 
 	ociimage_opts_init(&o, cfg, regs);
+	o.notice = cli_notice;
 	if ((rc = oci_ref_parse(reference, &ref, e)))
 		return rc;
 	for (i = 0; i < o.n_registries; i++)
-		if (key_matches(regs[i].host, ref.domain)) {
-			po.reg = (struct oci_registry_opts){ regs[i].username, regs[i].password, regs[i].ca_file,
-							     regs[i].insecure, 0 };
-		}
+		if (oci_auth_key_matches(regs[i].host, ref.domain))
+			reg = &regs[i];
+	if (reg) {
+		po.reg.username = reg->username;
+		po.reg.password = reg->password;
+	}
+	pull_opts(&o, reg, &po, mirrors);
 	return oci_pull(o.state_dir, reference, &po, out, e);
 }
 
@@ -450,5 +496,6 @@ void ociimage_free(struct ociimage *img)
 	json_decref(img->env);
 	json_decref(img->entrypoint);
 	json_decref(img->cmd);
-	img->env = img->entrypoint = img->cmd = NULL;
+	json_decref(img->run_entrypoint);
+	img->env = img->entrypoint = img->cmd = img->run_entrypoint = NULL;
 }

@@ -15,6 +15,7 @@
 #define OCIIMAGE_LABEL "kiln-oci"   /* the ext4 label oci/store gives an image */
 #define OCIIMAGE_MAX_POLICIES 3
 #define OCIIMAGE_MAX_PORTS 20       /* ExposedPorts kept: gitlab-runner dials the lowest 20 */
+#define OCIIMAGE_MAX_ENTRYPOINT 256 /* the agent's JOBSPEC_MAX_ARGV */
 
 enum ociimage_policy { PULL_ALWAYS, PULL_IF_NOT_PRESENT, PULL_NEVER };
 
@@ -26,15 +27,19 @@ struct ociimage {
 	json_t *env;             /* the image's Env: [[name, value], ...] */
 	json_t *entrypoint;      /* the image's Entrypoint and Cmd: arrays of */
 	json_t *cmd;             /* strings, or NULL when the config has none */
+	json_t *run_entrypoint;  /* what the job's steps run under (ociimage_prepare), or NULL */
 	int ports[OCIIMAGE_MAX_PORTS]; /* its ExposedPorts' TCP ports, lowest first */
 	size_t n_ports;
 };
 
+struct kiln_registry_mirror;
 struct ociimage_registry {    /* one `registries:` entry of kiln's config */
 	const char *host;
 	const char *username, *password;
 	const char *ca_file;
 	bool insecure;
+	const struct kiln_registry_mirror *mirrors; /* tried before host, in order */
+	size_t n_mirrors;
 };
 
 struct ociimage_opts {
@@ -73,17 +78,28 @@ void ociimage_credentials(const struct job_payload *p, const struct ociimage_opt
 
 /* Pull (or find, by policy) the payload's image into the store and read
  * its config into *img. A failure says why in e; the job then fails with
- * image_pull_failure. */
+ * image_pull_failure. img->run_entrypoint becomes what the steps run
+ * under, as gitlab-runner's docker executor has it: image:entrypoint, else
+ * the image's Entrypoint; [""] is none. */
 enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
 			      struct kiln_err *e);
 
-/* The same for reference, an image the job names elsewhere (a service's):
- * the job's pull policy and credentials for reference's registry. */
-enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
-				  struct ociimage *img, struct kiln_err *e);
+/* img->run_entrypoint from p's image:entrypoint (a list of strings) and
+ * img's Entrypoint, as ociimage_prepare says, with a notice naming it. A
+ * malformed one is KILN_E_INVALID naming it. */
+enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
+				struct kiln_err *e);
 
-/* Add the image to the job spec: "image": {label, user} and the image's
- * Env before the job's variables (the job's win). */
+/* The same for reference, any image the job names (a service's too), by
+ * the policies pull_policy asks for (image:pull_policy, a service's
+ * pull_policy: a string or a list; NULL: the runner's, as gitlab-runner
+ * takes them per image) and with the credentials for reference's registry. */
+enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ociimage_opts *o, const char *reference,
+				  json_t *pull_policy, struct ociimage *img, struct kiln_err *e);
+
+/* Add the image to the job spec: "image": {label, user, entrypoint when
+ * img->run_entrypoint} and the image's Env before the job's variables (the
+ * job's win). */
 enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_err *e);
 
 /* A service's command in an OCI image, as docker merges a container's

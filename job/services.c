@@ -172,6 +172,8 @@ static enum kiln_rc parse_one(const struct job_payload *p, const struct job_serv
 			   &svc->n_entrypoint, e)) ||
 	    (rc = str_list(json_object_get(o, "command"), idx, "command", &svc->command, &svc->n_command, e)))
 		return rc;
+	/* Checked where it is used: job/ociimage.c, an OCI service's pull. */
+	svc->pull_policy = json_object_get(o, "pull_policy");
 	vars = json_object_get(o, "variables");
 	if (vars && !json_is_null(vars)) {
 		if (!json_is_array(vars) || json_array_size(vars) > PAYLOAD_MAX_VARS)

@@ -23,6 +23,7 @@ struct job_service {
 	size_t n_entrypoint;
 	const char **command;       /* NULL: the image's own */
 	size_t n_command;
+	json_t *pull_policy;        /* its own pull_policy (in the payload), NULL: the runner's */
 	char *aliases[SERVICE_ALIASES_MAX];
 	size_t n_aliases;
 	struct job_var *vars;       /* the service's variables (point into the payload) */

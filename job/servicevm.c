@@ -177,7 +177,7 @@ static enum kiln_rc resolve_image(struct servicevm_set *set, struct servicevm *v
 	oo = *h->oci;
 	oo.notice = oci_line; /* from this thread: queued */
 	oo.arg = set;
-	if ((rc = ociimage_prepare_ref(set->p, &oo, svc->name, &v->img, e))) {
+	if ((rc = ociimage_prepare_ref(set->p, &oo, svc->name, svc->pull_policy, &v->img, e))) {
 		char why[sizeof(e->msg)];
 
 		ociimage_free(&v->img);

@@ -187,6 +187,7 @@ static enum kiln_rc add_instance(struct ctx *c, size_t di, const char *name, int
 	if (d->image && (rc = civars_expand_str(c->a, &exp, d->image, &j->image, c->e)))
 		goto out;
 	j->services = d->services;
+	j->image_opts = d->image_opts;
 	c->job_def[c->n_jobs++] = di;
 out:
 	civars_free(&env);

@@ -195,22 +195,49 @@ static enum kiln_rc parse_timeout(struct ctx *c, const char *what, const struct 
 	return KILN_OK;
 }
 
-static enum kiln_rc parse_image(struct ctx *c, const char *what, const struct cy_node *n, const char **out)
+/* n a list of strings (entrypoint), or also one string (pull_policy). */
+static bool string_list(const struct cy_node *n, bool scalar_ok)
 {
-	const struct cy_node *name = n;
+	size_t i;
+
+	if (n->kind == CY_SCALAR)
+		return scalar_ok;
+	for (i = 0; n->kind == CY_SEQ && i < n->n && n->items[i]->kind == CY_SCALAR; i++)
+		;
+	return n->kind == CY_SEQ && i == n->n;
+}
+
+/* image: a name, or a map with name, entrypoint and pull_policy (kept as
+ * *opts for localci/project.c's payload). */
+static enum kiln_rc parse_image(struct ctx *c, const char *what, const struct cy_node *n, const char **out,
+				const struct cy_node **opts)
+{
+	const struct cy_node *name = n, *v;
 	size_t i;
 
 	*out = NULL;
+	*opts = NULL;
 	if (n->kind == CY_NULL)
 		return KILN_OK;
 	if (n->kind == CY_MAP) {
 		name = cy_get(n, "name");
-		for (i = 0; i < n->n; i++)
-			if (strcmp(n->pairs[i].key, "name"))
+		for (i = 0; i < n->n; i++) {
+			const char *key = n->pairs[i].key;
+
+			v = n->pairs[i].value;
+			if (!strcmp(key, "entrypoint") && !string_list(v, false))
+				return failf(c, v, KILN_E_INVALID, "%s: image:entrypoint: expected a list of strings",
+					     what);
+			if (!strcmp(key, "pull_policy") && !string_list(v, true))
+				return failf(c, v, KILN_E_INVALID,
+					     "%s: image:pull_policy: expected a policy or a list of policies", what);
+			if (strcmp(key, "name") && strcmp(key, "entrypoint") && strcmp(key, "pull_policy"))
 				warnf(c, n->pairs[i].knode, "%s: image:%s is not supported by kiln (ignored)", what,
-				      n->pairs[i].key);
+				      key);
+		}
 		if (!name)
 			return failf(c, n, KILN_E_INVALID, "%s: image: missing key 'name'", what);
+		*opts = n;
 	}
 	if (name->kind != CY_SCALAR)
 		return failf(c, name, KILN_E_INVALID, "%s: image: expected an image name, got %s", what,
@@ -220,7 +247,7 @@ static enum kiln_rc parse_image(struct ctx *c, const char *what, const struct cy
 }
 
 /* services: a list of names or of maps with name, alias, entrypoint,
- * command and variables, as GitLab takes them; checked here, turned into
+ * command, pull_policy and variables, as GitLab takes them; checked here, turned into
  * the payload's services[] by localci/project.c. */
 static enum kiln_rc parse_services(struct ctx *c, const char *what, const struct cy_node *n,
 				   const struct cy_node **out)
@@ -254,6 +281,13 @@ static enum kiln_rc parse_services(struct ctx *c, const char *what, const struct
 					continue;
 				return failf(c, val, KILN_E_INVALID, "%s: services[%zu]: %s: expected a list of strings",
 					     what, i, key);
+			}
+			if (!strcmp(key, "pull_policy")) {
+				if (string_list(val, true))
+					continue;
+				return failf(c, val, KILN_E_INVALID,
+					     "%s: services[%zu]: pull_policy: expected a policy or a list of policies", what,
+					     i);
 			}
 			if (!strcmp(key, "variables")) {
 				for (j = 0; val->kind == CY_MAP && j < val->n && val->pairs[j].value->kind == CY_SCALAR; j++)
@@ -945,7 +979,7 @@ enum kiln_rc parse_job(struct ctx *c, struct jobdef *d)
 		}
 	}
 	/* image, scripts, timeout, artifacts: the job's or the default */
-	if ((n = job_or_default(c, d, &inh_default, "image")) && (rc = parse_image(c, d->what, n, &d->image)))
+	if ((n = job_or_default(c, d, &inh_default, "image")) && (rc = parse_image(c, d->what, n, &d->image, &d->image_opts)))
 		return rc;
 	if ((n = job_or_default(c, d, &inh_default, "services")) &&
 	    (rc = parse_services(c, d->what, n, &d->services)))

@@ -46,6 +46,7 @@ struct jobdef {
 	size_t n_deps;
 	int timeout;
 	const char *image;
+	const struct cy_node *image_opts; /* image: as a map (checked by parse_image), or NULL */
 	const struct cy_node *services; /* checked by parse_services; NULL: none */
 	const char **script;
 	size_t n_script, n_before;

@@ -118,6 +118,7 @@ struct pipeline_job {
 	unsigned line;
 	size_t stage;               /* index into pipeline.stages */
 	const char *image;          /* expanded; NULL: the runner's default */
+	const struct cy_node *image_opts; /* image: entrypoint, pull_policy as written (checked), or NULL */
 	const struct cy_node *services; /* services: as written (checked), NULL: none */
 	enum pipeline_when when;    /* after rules; PL_NEVER only when skipped */
 	bool allow_failure;

@@ -367,10 +367,10 @@ static json_t *services_json(const struct cy_node *n)
 
 			if (!strcmp(key, "name") || !strcmp(key, "alias")) {
 				json_object_set_new(o, key, json_string(v->str));
-			} else if (!strcmp(key, "entrypoint") || !strcmp(key, "command")) {
-				json_t *a = json_array();
+			} else if (!strcmp(key, "entrypoint") || !strcmp(key, "command") || !strcmp(key, "pull_policy")) {
+				json_t *a = v->kind == CY_SCALAR ? json_pack("[s]", v->str) : json_array();
 
-				for (j = 0; j < v->n; j++)
+				for (j = 0; v->kind == CY_SEQ && j < v->n; j++)
 					json_array_append_new(a, json_string(v->items[j]->str));
 				json_object_set_new(o, key, a);
 			} else if (!strcmp(key, "variables")) {
@@ -385,6 +385,29 @@ static json_t *services_json(const struct cy_node *n)
 		json_array_append_new(list, o);
 	}
 	return list;
+}
+
+/* A local job's image: its expanded name, entrypoint and pull_policy as
+ * GitLab's payload has them (checked by localci/jobdef.c). */
+static json_t *image_json(const struct pipeline_job *j)
+{
+	json_t *o = json_pack("{s:s}", "name", j->image);
+	const struct cy_node *n = j->image_opts;
+	size_t i, k;
+
+	for (i = 0; o && n && i < n->n; i++) {
+		const struct cy_node *v = n->pairs[i].value;
+		const char *key = n->pairs[i].key;
+		json_t *a;
+
+		if (strcmp(key, "entrypoint") && strcmp(key, "pull_policy"))
+			continue;
+		a = v->kind == CY_SCALAR ? json_pack("[s]", v->str) : json_array();
+		for (k = 0; a && v->kind == CY_SEQ && k < v->n; k++)
+			json_array_append_new(a, json_string(v->items[k]->str));
+		json_object_set_new(o, key, a);
+	}
+	return o;
 }
 
 static json_t *artifacts_json(const struct pipeline_job *j)
@@ -468,7 +491,7 @@ enum kiln_rc localci_payload(const struct localci_repo *r, const struct pipeline
 	for (i = 0; i < j->n_deps; i++)
 		json_array_append_new(deps, json_pack("{s:s}", "name", pl->jobs[j->deps[i]].name));
 	if (json_object_set_new(doc, "artifacts", artifacts_json(j)) ||
-	    (j->image && json_object_set_new(doc, "image", json_pack("{s:s}", "name", j->image))) ||
+	    (j->image && json_object_set_new(doc, "image", image_json(j))) ||
 	    (j->services && json_object_set_new(doc, "services", services_json(j->services)))) {
 		rc = kiln_fail(e, KILN_E_NOMEM, "payload of job '%s': out of memory", j->name);
 		goto out;

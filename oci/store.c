@@ -292,43 +292,36 @@ out:
 	return rc;
 }
 
-enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct oci_pull_opts *o,
-		      struct oci_image *out, struct kiln_err *e)
+/* One try of oci_pull against api_host (ref's registry or a mirror of it)
+ * with reg's options; the store is locked shared already. */
+static enum kiln_rc pull_from(const struct dirs *d, const struct oci_ref *ref, const char *api_host,
+			      const struct oci_registry_opts *reg, const struct oci_pull_opts *o, struct oci_image *out,
+			      struct kiln_err *e)
 {
 	struct oci_client *c = NULL;
 	struct oci_manifest m = { 0 };
 	struct oci_image im, old;
-	struct oci_ref ref;
-	struct dirs d;
-	char mt[160], digest[80], top[80], path[PATH_MAX], dir[PATH_MAX], refp[PATH_MAX], *body = NULL;
+	struct oci_ref at = *ref;
+	char mt[160], digest[80], top[80], dir[PATH_MAX], refp[PATH_MAX], *body = NULL;
 	char known[65], known_top[65], line[140];
-	int store_fd = -1, lock_fd = -1;
+	int lock_fd = -1;
 	size_t len = 0;
 	enum kiln_rc rc;
 
 	memset(&im, 0, sizeof(im));
-	rc = oci_ref_parse(reference, &ref, e);
-	if (rc != KILN_OK)
-		return rc;
-	rc = store_dirs(state_dir, &d, 1, e);
-	if (rc != KILN_OK)
-		return rc;
-	snprintf(path, sizeof(path), "%s/store.lock", d.oci);
-	store_fd = lock_file(path, LOCK_SH);
-	if (store_fd < 0)
-		return kiln_fail_errno(e, "image store: locking %s", path);
-	rc = oci_client_new(&ref, o ? &o->reg : NULL, &c, e);
+	snprintf(at.host, sizeof(at.host), "%s", api_host);
+	rc = oci_client_new(&at, reg, &c, e);
 	if (rc != KILN_OK)
 		goto out;
-	ref_path(&d, &ref, o ? o->os : NULL, o ? o->arch : NULL, refp, sizeof(refp));
-	if (!ref.digest[0] && read_ref(refp, known, known_top) == 0 &&
-	    oci_head_manifest(c, ref.tag, top, NULL) == KILN_OK && !strcmp(top + 7, known_top)) {
+	ref_path(d, ref, o ? o->os : NULL, o ? o->arch : NULL, refp, sizeof(refp));
+	if (!ref->digest[0] && read_ref(refp, known, known_top) == 0 &&
+	    oci_head_manifest(c, ref->tag, top, NULL) == KILN_OK && !strcmp(top + 7, known_top)) {
 		/* The tag still names what was pulled: no manifest GET. */
-		snprintf(dir, sizeof(dir), "%s/%s", d.images, known);
-		lock_fd = lock_file_at(d.locks, known);
+		snprintf(dir, sizeof(dir), "%s/%s", d->images, known);
+		lock_fd = lock_file_at(d->locks, known);
 		if (lock_fd >= 0 && read_meta(dir, &old) == 0) {
 			old.last_used = time(NULL);
-			oci_ref_str(&ref, old.ref, sizeof(old.ref));
+			oci_ref_str(ref, old.ref, sizeof(old.ref));
 			rc = write_meta(dir, &old, e);
 			if (rc == KILN_OK && out)
 				*out = old;
@@ -338,19 +331,19 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 			close(lock_fd);
 		lock_fd = -1;
 	}
-	rc = resolve(c, &ref, o, &body, &len, mt, digest, top, e);
+	rc = resolve(c, ref, o, &body, &len, mt, digest, top, e);
 	if (rc != KILN_OK)
 		goto out;
 	rc = oci_manifest_parse(body, len, mt, &m, e);
 	if (rc != KILN_OK)
 		goto out;
-	lock_fd = lock_file_at(d.locks, digest + 7);
+	lock_fd = lock_file_at(d->locks, digest + 7);
 	if (lock_fd < 0) {
 		rc = kiln_fail_errno(e, "image store: locking the image %s", digest);
 		goto out;
 	}
-	snprintf(dir, sizeof(dir), "%s/%s", d.images, digest + 7);
-	oci_ref_str(&ref, im.ref, sizeof(im.ref));
+	snprintf(dir, sizeof(dir), "%s/%s", d->images, digest + 7);
+	oci_ref_str(ref, im.ref, sizeof(im.ref));
 	snprintf(im.digest, sizeof(im.digest), "%s", digest);
 	im.last_used = time(NULL);
 	if (read_meta(dir, &old) == 0) {
@@ -358,7 +351,7 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 		im.size = old.size;
 		rc = write_meta(dir, &im, e);
 	} else {
-		rc = build(&d, c, &m, body, len, digest + 7, &im, o, e);
+		rc = build(d, c, &m, body, len, digest + 7, &im, o, e);
 	}
 	if (rc != KILN_OK)
 		goto out;
@@ -372,10 +365,46 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 out:
 	if (lock_fd >= 0)
 		close(lock_fd);
-	close(store_fd);
 	oci_manifest_free(&m);
 	free(body);
 	oci_client_free(c);
+	return rc;
+}
+
+enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct oci_pull_opts *o,
+		      struct oci_image *out, struct kiln_err *e)
+{
+	static const struct oci_registry_opts none;
+	struct oci_ref ref;
+	struct dirs d;
+	char path[PATH_MAX], line[900];
+	int store_fd;
+	size_t i;
+	enum kiln_rc rc;
+
+	rc = oci_ref_parse(reference, &ref, e);
+	if (rc != KILN_OK)
+		return rc;
+	rc = store_dirs(state_dir, &d, 1, e);
+	if (rc != KILN_OK)
+		return rc;
+	snprintf(path, sizeof(path), "%s/store.lock", d.oci);
+	store_fd = lock_file(path, LOCK_SH);
+	if (store_fd < 0)
+		return kiln_fail_errno(e, "image store: locking %s", path);
+	/* dockerd's registry-mirrors: each mirror in turn, whatever it
+	 * answers, then the registry itself. */
+	for (i = 0; o && i < o->n_mirrors; i++) {
+		if (!(rc = pull_from(&d, &ref, o->mirrors[i].host, &o->mirrors[i].reg, o, out, e)))
+			goto out;
+		snprintf(line, sizeof(line), "mirror %s: %s; trying the %s", o->mirrors[i].host, e ? e->msg : "failed",
+			 i + 1 < o->n_mirrors ? "next mirror" : "registry itself");
+		if (o->notice)
+			o->notice(o->arg, line);
+	}
+	rc = pull_from(&d, &ref, ref.host, o ? &o->reg : &none, o, out, e);
+out:
+	close(store_fd);
 	return rc;
 }
 

@@ -25,8 +25,19 @@
 #include "oci/ref.h"
 #include "oci/registry.h"
 
+/* A mirror of the registry a reference names (dockerd's registry-mirrors):
+ * it serves the same repository paths ("library/alpine"). */
+struct oci_mirror {
+	const char *host;             /* "mirror.example:5000" */
+	struct oci_registry_opts reg; /* its own credentials, CA file, insecure */
+};
+
 struct oci_pull_opts {
 	struct oci_registry_opts reg; /* credentials, CA file, insecure */
+	const struct oci_mirror *mirrors; /* tried first, in order; any failure falls back */
+	size_t n_mirrors;
+	void (*notice)(void *arg, const char *line); /* a mirror that failed, or NULL */
+	void *arg;
 	const char *os;               /* NULL: "linux" */
 	const char *arch;             /* NULL: "amd64" */
 	uint64_t max_image_bytes;     /* ext4 image ceiling; 0: ext4img's default */
@@ -41,7 +52,8 @@ struct oci_image {
 };
 
 /* Pull reference (docker.io defaults apply) into the store under state_dir
- * and describe the image in *out. A platform manifest already built is
+ * and describe the image in *out: from o's mirrors, in order, then from
+ * the registry itself (a mirror that fails is named through o->notice). A platform manifest already built is
  * only marked used (no layer is fetched; a tag still costs one manifest
  * GET). Concurrent pulls of one image, in this process or others, wait
  * for the first. On failure nothing is added to the store. */

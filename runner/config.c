@@ -14,6 +14,7 @@
 #include "executors/jail.h"
 #include "lib/readfile.h"
 #include "lib/yaml.h"
+#include "oci/dockercfg.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
 
@@ -114,6 +115,7 @@ static const struct field registry_fields[] = {
 	{ "password", F_STR, offsetof(struct kiln_registry_config, password), 0, 0, NULL },
 	{ "tls_ca_file", F_STR, offsetof(struct kiln_registry_config, tls_ca_file), 0, 0, NULL },
 	{ "insecure", F_BOOL, offsetof(struct kiln_registry_config, insecure), 0, 0, NULL },
+	{ "docker_config", F_STR, offsetof(struct kiln_registry_config, docker_config), 0, 0, NULL },
 	{ NULL }
 };
 
@@ -777,6 +779,86 @@ static void find_host_certs(struct kiln_config *cfg, const char *path)
 	}
 }
 
+/* A mirror as dockerd's registry-mirrors take it: [http[s]://]host[:port][/]. */
+static bool mirror_parse(const char *s, struct kiln_registry_mirror *m)
+{
+	size_t n;
+
+	m->insecure = !strncmp(s, "http://", 7);
+	if (m->insecure)
+		s += 7;
+	else if (!strncmp(s, "https://", 8))
+		s += 8;
+	n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]");
+	if (!n || n > 255 || (s[n] && strcmp(s + n, "/")) || *s == '.' || *s == '-' || *s == ':')
+		return false;
+	m->host = strndup(s, n);
+	return true;
+}
+
+/* registries[i].mirrors: a list of hosts. */
+static int registry_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base,
+			  enum kiln_rc *rc)
+{
+	struct kiln_registry_config *r = base;
+	size_t i;
+
+	if (strcmp(key, "mirrors"))
+		return 0;
+	if (v->kind != CY_SEQ || v->n > KILN_CONFIG_MAX_MIRRORS) {
+		*rc = at(c, v, KILN_E_INVALID, "oci.registries", "mirrors: expected a list of at most %d hosts",
+			 KILN_CONFIG_MAX_MIRRORS);
+		return 1;
+	}
+	r->mirrors = calloc(v->n ? v->n : 1, sizeof(*r->mirrors));
+	if (!r->mirrors) {
+		*rc = kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		return 1;
+	}
+	for (i = 0; i < v->n; i++) {
+		const struct cy_node *item = v->items[i];
+
+		if (item->kind != CY_SCALAR || !mirror_parse(item->str, &r->mirrors[r->n_mirrors])) {
+			*rc = at(c, item, KILN_E_INVALID, "oci.registries", "mirrors[%zu]: '%s' is not a host[:port] "
+				 "(http:// for plain http)", i, item->kind == CY_SCALAR ? item->str : "(not a string)");
+			return 1;
+		}
+		if (!r->mirrors[r->n_mirrors++].host) {
+			*rc = kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+			return 1;
+		}
+	}
+	return 1;
+}
+
+/* r's username and password from its docker_config file. */
+static enum kiln_rc read_docker_config(struct parse_ctx *c, const struct cy_node *n, struct kiln_registry_config *r,
+				       const char *where)
+{
+	char user[OCI_DOCKERCFG_FIELD_MAX], pass[OCI_DOCKERCFG_FIELD_MAX], *text = NULL;
+	struct kiln_err e2 = { 0 };
+	size_t len;
+	enum kiln_rc rc;
+	int err;
+
+	if (r->username)
+		return at(c, n, KILN_E_INVALID, where, "%s", "docker_config and username/password: set one of them");
+	err = kiln_read_file(r->docker_config, OCI_DOCKERCFG_MAX_BYTES, &text, &len);
+	if (err)
+		return at(c, n, KILN_E_INVALID, where, "docker_config: %s: %s", r->docker_config,
+			  err == -EFBIG ? "larger than 1 MiB" : strerror(-err));
+	rc = oci_dockercfg_lookup(text, len, r->docker_config, r->host, user, pass, &e2);
+	free(text);
+	if (rc)
+		return at(c, n, rc, where, "docker_config: %s", e2.msg);
+	r->username = strdup(user);
+	r->password = strdup(pass);
+	explicit_bzero(pass, sizeof(pass));
+	if (!r->username || !r->password)
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	return KILN_OK;
+}
+
 static enum kiln_rc parse_registries(struct parse_ctx *c, struct kiln_oci_config *oc, const struct cy_node *seq)
 {
 	size_t i;
@@ -796,13 +878,15 @@ static enum kiln_rc parse_registries(struct parse_ctx *c, struct kiln_oci_config
 		enum kiln_rc rc;
 
 		snprintf(where, sizeof(where), "oci.registries[%zu]", i);
-		if ((rc = parse_mapping(c, seq->items[i], registry_fields, r, where, NULL)))
+		if ((rc = parse_mapping(c, seq->items[i], registry_fields, r, where, registry_extra)))
 			return rc;
 		if (!r->host)
 			return at(c, seq->items[i], KILN_E_INVALID, where, "%s", "missing key 'host'");
 		if (!r->username != !r->password)
 			return at(c, seq->items[i], KILN_E_INVALID, where, "%s",
 				  "username and password go together: set both or neither");
+		if (r->docker_config && (rc = read_docker_config(c, seq->items[i], r, where)))
+			return rc;
 	}
 	return KILN_OK;
 }
@@ -945,10 +1029,16 @@ void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->runners);
 	for (i = 0; i < cfg->oci.n_registries; i++) {
 		struct kiln_registry_config *r = &cfg->oci.registries[i];
+		size_t k;
+
 		free(r->host);
 		free(r->username);
 		free(r->password);
+		free(r->docker_config);
 		free(r->tls_ca_file);
+		for (k = 0; k < r->n_mirrors; k++)
+			free(r->mirrors[k].host);
+		free(r->mirrors);
 	}
 	free(cfg->oci.registries);
 	for (i = 0; i < 3; i++)

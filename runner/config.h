@@ -63,13 +63,25 @@ struct kiln_runner_config {
 };
 
 #define KILN_CONFIG_MAX_REGISTRIES 64
+#define KILN_CONFIG_MAX_MIRRORS 8
+
+/* A registry mirror: "host[:port]" as written without its scheme. */
+struct kiln_registry_mirror {
+	char *host;
+	bool insecure;           /* written http://: plain http */
+};
 
 /* One entry of `oci: registries:` (docs/images.md, "OCI images"). */
 struct kiln_registry_config {
 	char *host;              /* "ghcr.io", "127.0.0.1:5000"; docker.io for Docker Hub */
-	char *username, *password;
+	char *username, *password; /* given, or read from docker_config */
+	char *docker_config;     /* docker's config.json the credentials come from, or NULL */
 	char *tls_ca_file;       /* extra CA bundle */
 	bool insecure;           /* plain http */
+	/* Pulls of host's images try these first, in order, then host itself
+	 * (dockerd's registry-mirrors for docker.io). */
+	struct kiln_registry_mirror *mirrors;
+	size_t n_mirrors;
 };
 
 /* `oci:`: the image store and how jobs pull. */

@@ -6,11 +6,15 @@
 # The image (umoci from busybox-static): two layers with a whiteout, Env,
 # User by name from its /etc/passwd. Checked: the job sees the image's
 # files and not kiln's, Env under the job's variables, the User, the
-# image's disk left as pulled; a missing image fails with
+# image's disk left as pulled; the image's Entrypoint runs the shell (a
+# variable it exports reaches the script), image:entrypoint [""] drops it,
+# one that ignores its arguments keeps the script from running; a missing
+# image fails with
 # image_pull_failure; pull_policy never without the image fails; `kiln
 # images list` and `prune`. A service from an OCI image (Entrypoint + Cmd
 # running busybox nc, ExposedPorts waited for) answers the job by its
-# alias; a missing service image fails with image_pull_failure. Exit 77
+# alias; a missing service image fails with image_pull_failure, as does
+# one whose own pull_policy is never and not in the store. Exit 77
 # skips, saying why.
 set -u
 
@@ -98,6 +102,9 @@ echo v1 >"$r/etc/marker"
 umoci repack --image lay:bb b >/dev/null
 rm "$r/etc/gone"
 echo v2 >"$r/etc/marker"
+# An entrypoint as official images write them: set up, then exec "$@".
+printf '#!/bin/sh\nexport FROM_ENTRY=set\necho "entrypoint: $# arguments"\nexec "$@"\n' >"$r/bin/entry.sh"
+chmod 755 "$r/bin/entry.sh"
 umoci repack --image lay:bb b >/dev/null
 umoci config --image lay:bb --config.env "PATH=/bin" --config.env "FROM_IMAGE=image" \
 	--config.env "BOTH=image" --config.user runner >/dev/null
@@ -105,15 +112,19 @@ umoci config --image lay:bb --config.env "PATH=/bin" --config.env "FROM_IMAGE=im
 umoci config --image lay:bb --tag svc --config.entrypoint /bin/busybox --config.entrypoint nc \
 	--config.cmd -ll --config.cmd -p --config.cmd 6379 --config.cmd -e --config.cmd /bin/echo \
 	--config.cmd PONG --config.exposedports 6379/tcp >/dev/null
+# The job image with that entrypoint.
+umoci config --image lay:bb --tag ep --config.entrypoint /bin/entry.sh >/dev/null
 # An image without a shell, with an entrypoint.
 umoci new --image lay:noshell >/dev/null && umoci unpack --image lay:noshell ns >/dev/null
 mkdir -p ns/rootfs/etc && echo none >ns/rootfs/etc/marker
 umoci repack --image lay:noshell ns >/dev/null
 umoci config --image lay:noshell --config.entrypoint /entry >/dev/null
-for t in bb noshell svc; do
+for t in bb ep noshell svc; do
 	skopeo copy -q --dest-creds tester:s3cret --dest-cert-dir "$w/certs" "oci:lay:$t" "docker://$reg/test/$t:1" \
 		>/dev/null 2>skopeo.log || { cat skopeo.log; echo "FAIL: push"; exit 1; }
 done
+skopeo copy -q --dest-creds tester:s3cret --dest-cert-dir "$w/certs" "oci:lay:svc" "docker://$reg/test/svc:never" \
+	>/dev/null 2>skopeo.log || { cat skopeo.log; echo "FAIL: push"; exit 1; }
 
 # --- kiln -------------------------------------------------------------------
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$w/state KILN_IMAGES_DIR=$images
@@ -132,14 +143,17 @@ EOC
 export KILN_CONFIG=$w/config.yml
 "$top_srcdir/examples/make-demo-repo.sh" "$w/demo.git" >/dev/null || { echo "FAIL: demo repo"; exit 1; }
 
-# job NAME IMAGE SCRIPT [PULL_POLICY [SERVICES_JSON]]: a payload from
-# examples/hello.json.
+# job NAME IMAGE SCRIPT [PULL_POLICY [SERVICES_JSON [ENTRYPOINT_JSON]]]: a
+# payload from examples/hello.json.
 job() {
-	python3 - "$top_srcdir/examples/hello.json" "$w/demo.git" "$2" "$3" "${4:-}" "${5:-}" >"$w/$1.json" <<'EOP'
+	python3 - "$top_srcdir/examples/hello.json" "$w/demo.git" "$2" "$3" "${4:-}" "${5:-}" "${6:-}" \
+		>"$w/$1.json" <<'EOP'
 import json, sys
 p = json.load(open(sys.argv[1]))
 p["git_info"]["repo_url"] = sys.argv[2]
 p["image"] = {"name": sys.argv[3]}
+if sys.argv[7]:
+    p["image"]["entrypoint"] = json.loads(sys.argv[7])
 if sys.argv[5]:
     p["image"]["pull_policy"] = [sys.argv[5]]
 if sys.argv[6]:
@@ -175,10 +189,33 @@ fi
 
 if job noshell "$reg/test/noshell:1" 'echo ran'; then
 	bad "a job in an image without a shell succeeded"
-elif grep -q 'shell not found' noshell.log && grep -q "entrypoint /entry is not run" noshell.log; then
-	ok "an image without a shell: the job fails saying so; its entrypoint is named as not run"
+elif grep -q 'shell not found' noshell.log; then
+	ok "an image without a shell: the job fails saying so"
 else
 	bad "an image without a shell: $(tail -5 noshell.log)"
+fi
+
+# The image's entrypoint runs the shell (gitlab-runner's docker executor):
+# what it exports reaches the script; image:entrypoint [""] drops it; one
+# that does not run its arguments ends the step with its own status.
+if job ep "$reg/test/ep:1" 'echo "from_entry=${FROM_ENTRY:-unset} uid=$(busybox id -u)"'; then
+	grep -q '^entrypoint: [0-9]* arguments' ep.log && grep -q '^from_entry=set uid=1234' ep.log &&
+		ok "the image's entrypoint ran, exec'd the shell, its variable reached the script" ||
+		bad "entrypoint: $(tail -20 ep.log)"
+else
+	bad "a job in test/ep:1 failed: $(tail -20 ep.log)"
+fi
+if job epnone "$reg/test/ep:1" 'echo "from_entry=${FROM_ENTRY:-unset}"' "" "" '[""]' &&
+	grep -q '^from_entry=unset' epnone.log && ! grep -q '^entrypoint:' epnone.log; then
+	ok "image:entrypoint [\"\"] runs the script without the image's entrypoint"
+else
+	bad "entrypoint [\"\"]: $(tail -20 epnone.log)"
+fi
+if job epecho "$reg/test/ep:1" 'echo script-ran' "" "" '["/bin/echo", "only-echo"]' &&
+	grep -q '^only-echo /bin/sh' epecho.log && ! grep -q '^script-ran' epecho.log; then
+	ok "an image:entrypoint that does not run its arguments: the script does not run (as under gitlab-runner)"
+else
+	bad "entrypoint that ignores its arguments: $(tail -20 epecho.log)"
 fi
 
 if job missing "$reg/test/nothere:1" 'echo ran'; then
@@ -217,6 +254,18 @@ elif grep -q image_pull_failure svcmissing.log && grep -q "service $reg/test/nos
 	ok "a missing service image: image_pull_failure before anything boots"
 else
 	bad "a missing service image: $(tail -5 svcmissing.log)"
+fi
+
+# A service's own pull_policy, not the job image's (always): never, for
+# an image the registry has but the store does not.
+if job svcnever "$reg/test/bb:1" 'echo ran' always \
+	"[{\"name\": \"$reg/test/svc:never\", \"pull_policy\": \"never\"}]"; then
+	bad "a service with pull_policy never and no stored image started"
+elif grep -q "service $reg/test/svc:never: image $reg/test/svc:never is not in the store and pull_policy is never" \
+	svcnever.log && ! grep -q 'booting' svcnever.log; then
+	ok "a service's own pull_policy (never) decides its pull, not the job image's"
+else
+	bad "a service's pull_policy: $(tail -5 svcnever.log)"
 fi
 
 "$kiln" images list >list.out 2>&1 || bad "kiln images list: $(cat list.out)"

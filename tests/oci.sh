@@ -14,7 +14,8 @@
 #   test/hostile:*   a symlinked parent into the host, a '..' name
 # and pulls them through tests/oci-driver, checking the ext4 images with
 # debugfs; then wrong credentials, an unknown tag, concurrent pulls of one
-# image, list and prune, a fake token-auth registry (tests/oci-fake-registry.py),
+# image, list and prune, `kiln images pull` of a docker.io image through
+# registry mirrors with a docker config.json, a fake token-auth registry (tests/oci-fake-registry.py),
 # and a tampered and a truncated blob (each fails and leaves nothing in the
 # store). Everything it starts it stops.
 set -eu
@@ -211,6 +212,8 @@ push "oci:hostile:dotdot" "docker://$reg/test/hostile:dotdot"
 skopeo copy -q --dest-compress --dest-compress-format zstd oci:lay:multi oci:layz:multi >/dev/null 2>>skopeo.log ||
 	{ cat skopeo.log; fail "skopeo copy to zstd"; }
 push "oci:layz:multi" "docker://$reg/test/multi:zstd"
+# Docker Hub's name for it, as a mirror serves it.
+push "oci:lay:multi" "docker://$reg/library/kilnbox:1"
 
 # --- pulls ---------------------------------------------------------------
 creds="-u tester -p s3cret -c $w/ca.crt"
@@ -302,6 +305,32 @@ grep -q "^$reg/test/arch:1 sha256:" list.out || fail "list: no arch:1 in $(cat l
 [ -z "$(ls -A "$st/oci/refs")" ] || fail "prune 0 left references"
 "$driver" find "$st" "$reg/test/multi:1" >/dev/null 2>&1 && fail "find after prune found test/multi:1"
 echo "ok: list and prune"
+
+# kiln's `oci: registries:`: docker.io through mirrors (a dead one, then
+# this registry), the mirror's credentials from a docker config.json.
+kiln=$top_builddir/kiln
+printf '{"auths": {"%s": {"auth": "%s"}}, "credHelpers": {"gcr.io": "gcloud"}}\n' "$reg" \
+	"$(printf tester:s3cret | base64)" >docker-config.json
+dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >kiln.yml <<EOC
+state_dir: $w/st-mirror
+oci:
+  registries:
+    - host: docker.io
+      mirrors: ['127.0.0.1:$dead', 'https://$reg/']
+    - host: $reg
+      docker_config: $w/docker-config.json
+      tls_ca_file: $w/ca.crt
+EOC
+KILN_CONFIG=$w/kiln.yml "$kiln" images pull kilnbox:1 >m.out 2>m.err || fail "pull through a mirror: $(cat m.err)"
+grep -q "^docker.io/library/kilnbox:1 sha256:" m.out || fail "pull through a mirror: $(cat m.out)"
+grep -q "mirror 127.0.0.1:$dead: .*; trying the next mirror" m.err || fail "the dead mirror: $(cat m.err)"
+in_img "$(cut -d' ' -f3 m.out)" 'cat /etc/new' | grep -qx new || fail "pull through a mirror: /etc/new is missing"
+printf '{"auths": {"%s": {}}, "credHelpers": {"%s": "secretservice"}}\n' "$reg" "$reg" >docker-config.json
+KILN_CONFIG=$w/kiln.yml "$kiln" images pull kilnbox:1 >/dev/null 2>m2.err && fail "credHelpers for the host was taken"
+grep -q "kiln.yml:6: oci.registries\[1\]: docker_config: $w/docker-config.json: credHelpers\[\"$reg\"\] is not supported" \
+	m2.err || fail "credHelpers: $(cat m2.err)"
+echo "ok: docker.io through mirrors (a dead one skipped), credentials from a docker config.json, credHelpers refused"
 
 # Token auth as Docker Hub does it, 429 with Retry-After, blobs redirected
 # to another host that must not see the token; plain http (insecure).

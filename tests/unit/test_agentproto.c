@@ -212,7 +212,8 @@ START_TEST(payloads_read_without_trust)
 
 	ck_assert(agentmsg_hello(MSG("{\"version\":1,\"features\":[\"shell\",7,\"late-workspace\"]}"), &h));
 	ck_assert(h.shell && h.late_workspace && !h.oci_image);
-	ck_assert(agentmsg_hello(MSG("{\"features\":[\"oci-image\"]}"), &h) && h.oci_image && !h.shell);
+	ck_assert(agentmsg_hello(MSG("{\"features\":[\"oci-image\"]}"), &h) && h.oci_image && !h.shell && !h.entrypoint);
+	ck_assert(agentmsg_hello(MSG("{\"features\":[\"oci-image\",\"entrypoint\"]}"), &h) && h.entrypoint);
 	ck_assert(agentmsg_hello(MSG("{}"), &h) && !h.shell && !h.late_workspace);
 	ck_assert(!agentmsg_hello(MSG("[\"shell\"]"), &h));
 	ck_assert(!agentmsg_hello(MSG("{\"features\":[\"shell\"]"), &h));

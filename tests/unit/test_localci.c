@@ -312,7 +312,8 @@ START_TEST(payload_with_services)
 		"default:\n  services: [tiny]\n"
 		"a:\n  script: [echo a]\n"
 		"b:\n  script: [echo b]\n"
-		"  services:\n    - name: tiny:latest\n      alias: db, pg\n"
+		"  image:\n    name: alpine:3\n    entrypoint: ['']\n    pull_policy: if-not-present\n"
+		"  services:\n    - name: tiny:latest\n      alias: db, pg\n      pull_policy: [never, always]\n"
 		"      command: [nc, -ll, -p, '5432', -e, echo, hi]\n"
 		"      variables: {HEALTHCHECK_TCP_PORT: '5432'}\n";
 	char dir[] = "/tmp/kiln-localci-svc-XXXXXX", path[PATH_MAX];
@@ -353,6 +354,13 @@ START_TEST(payload_with_services)
 	ck_assert_uint_eq(json_array_size(json_object_get(svc, "command")), 7);
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(svc, "variables"), 0), "key")),
 			 "HEALTHCHECK_TCP_PORT");
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(svc, "pull_policy"), 1)), "always");
+	/* image: entrypoint and pull_policy as GitLab's payload has them. */
+	ck_assert_str_eq(p.image, "alpine:3");
+	svc = json_object_get(p.doc, "image");
+	ck_assert_uint_eq(json_array_size(json_object_get(svc, "entrypoint")), 1);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(svc, "entrypoint"), 0)), "");
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(svc, "pull_policy"), 0)), "if-not-present");
 	payload_free(&p);
 	free(json);
 	pipeline_free(&pl);
@@ -363,6 +371,11 @@ START_TEST(payload_with_services)
 	fclose(f);
 	ck_assert_int_ne(pipeline_load(&o, &pl, &e), KILN_OK);
 	ck_assert_msg(strstr(e.msg, "services[0]: expected a name or a map with a name"), "%s", e.msg);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs("a:\n  script: [echo a]\n  image: {name: x, entrypoint: /bin/sh}\n", f);
+	fclose(f);
+	ck_assert_int_ne(pipeline_load(&o, &pl, &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "job 'a': image:entrypoint: expected a list of strings"), "%s", e.msg);
 	unlink(path);
 	rmdir(dir);
 	localci_strv_free(&pre);

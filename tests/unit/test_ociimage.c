@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/imageuser.h"
 #include "job/ociimage.h"
 #include "job/services.h"
+#include "oci/dockercfg.h"
 #include "runner/config.h"
 #include "tests/unit/suites.h"
 
@@ -65,8 +67,8 @@ END_TEST
 START_TEST(credentials_order)
 {
 	struct job_payload p;
-	struct ociimage_registry regs[] = { { "reg.example:5000", "cfguser", "cfgpass", "/ca.pem", false },
-					    { "docker.io", "hubuser", "hubpass", NULL, false } };
+	struct ociimage_registry regs[] = { { "reg.example:5000", "cfguser", "cfgpass", "/ca.pem", false, NULL, 0 },
+					    { "docker.io", "hubuser", "hubpass", NULL, false, NULL, 0 } };
 	struct ociimage_opts o = { .registries = regs, .n_registries = 2 };
 	const struct ociimage_registry *reg;
 	const char *u, *pw;
@@ -229,6 +231,245 @@ START_TEST(service_command)
 }
 END_TEST
 
+/* The steps' entrypoint for an image whose Entrypoint is image_ep (JSON or
+ * NULL) and a payload image object image_json, as the spec's JSON (or
+ * "none", or "error: MSG"). */
+static const char *job_entrypoint(const char *image_json, const char *image_ep)
+{
+	static char out[512];
+	struct job_payload p;
+	struct ociimage img = { 0 };
+	struct ociimage_opts o = { 0 };
+	struct kiln_err e = { 0 };
+	char *spec = strdup("{\"env\": []}"), *dumped;
+	json_t *doc;
+
+	load(&p, image_json, "");
+	snprintf(img.ref, sizeof(img.ref), "img");
+	img.env = json_array();
+	img.entrypoint = image_ep ? json_loads(image_ep, 0, NULL) : NULL;
+	if (ociimage_entrypoint(&p, &o, &img, &e)) {
+		snprintf(out, sizeof(out), "error: %s", e.msg);
+	} else {
+		ck_assert_int_eq(ociimage_spec(&img, &spec, &e), KILN_OK);
+		doc = json_loads(spec, 0, NULL);
+		dumped = json_dumps(json_object_get(json_object_get(doc, "image"), "entrypoint"), JSON_COMPACT);
+		snprintf(out, sizeof(out), "%s", dumped ? dumped : "none");
+		free(dumped);
+		json_decref(doc);
+	}
+	free(spec);
+	ociimage_free(&img);
+	payload_free(&p);
+	return out;
+}
+
+START_TEST(job_entrypoint_rules)
+{
+	/* The image's Entrypoint runs the shell, as docker runs it with a Cmd. */
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\"}", "[\"/entry.sh\", \"-x\"]"), "[\"/entry.sh\",\"-x\"]");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\"}", NULL), "none");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\"}", "[]"), "none");
+	/* image:entrypoint replaces it; [""] is none; [] keeps the image's. */
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"/bin/env\", \"A=1\"]}", "[\"/e\"]"),
+			 "[\"/bin/env\",\"A=1\"]");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"\"]}", "[\"/e\"]"), "none");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": []}", "[\"/e\"]"), "[\"/e\"]");
+	/* Malformed: named. */
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": \"/e\"}", NULL),
+			 "error: image:entrypoint: must be a list of strings");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"/e\", 3]}", NULL),
+			 "error: image:entrypoint[1]: must be a string");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"\", \"x\"]}", NULL),
+			 "error: image img: entrypoint[0] is empty");
+}
+END_TEST
+
+/* oci_dockercfg_lookup on text for host: "user:pass", or the error's text. */
+static const char *cfg_lookup(const char *text, const char *host)
+{
+	static char out[600];
+	char u[OCI_DOCKERCFG_FIELD_MAX], pw[OCI_DOCKERCFG_FIELD_MAX];
+	struct kiln_err e = { 0 };
+
+	if (oci_dockercfg_lookup(text, strlen(text), "/c.json", host, u, pw, &e) == KILN_OK)
+		snprintf(out, sizeof(out), "%s:%s", u, pw);
+	else
+		snprintf(out, sizeof(out), "%s", e.msg);
+	ck_assert_ptr_null(strchr(out, '\n'));
+	return out;
+}
+
+START_TEST(docker_config_json)
+{
+	/* As docker login writes it: auth is base64 of user:password
+	 * (dTpwOnc= is "u:p:w", the password keeps its colon). */
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r.example:5000\": {\"auth\": \"dTpwOnc=\"}}}", "r.example:5000"),
+			 "u:p:w");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"https://index.docker.io/v1/\": {\"auth\": \"dTpwOnc=\"}}}",
+				    "docker.io"),
+			 "u:p:w");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"R.example\": {\"username\": \"a\", \"password\": \"b\"}}}",
+				    "r.example"),
+			 "a:b");
+	/* auth wins over username and password. */
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"auth\": \"dTpwOnc=\", \"username\": \"x\", "
+				    "\"password\": \"y\"}}}", "r"),
+			 "u:p:w");
+	/* Credential helpers for this host (or for all): refused, saying so. */
+	ck_assert_str_eq(cfg_lookup("{\"credHelpers\": {\"r\": \"gcr\"}, \"auths\": {\"r\": {}}}", "r"),
+			 "/c.json: credHelpers[\"r\"] is not supported: kiln runs no credential helper; put the "
+			 "credentials in auths");
+	ck_assert_str_eq(cfg_lookup("{\"credHelpers\": {\"gcr.io\": \"gcr\"}, \"auths\": {\"r\": {\"auth\": "
+				    "\"dTpwOnc=\"}}}", "r"),
+			 "u:p:w");
+	ck_assert_str_eq(cfg_lookup("{\"credsStore\": \"desktop\", \"auths\": {\"r\": {}}}", "r"),
+			 "/c.json: credsStore (docker-credential-desktop) is not supported: kiln runs no credential "
+			 "helper; put the credentials in auths");
+	/* Hostile and malformed files: one line naming the file and key. */
+	ck_assert_str_eq(cfg_lookup("{\"auths\": ", "r"), "/c.json: line 1: unexpected token near end of file");
+	ck_assert_str_eq(cfg_lookup("[1]", "r"), "/c.json: not a JSON object");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": []}", "r"), "/c.json: auths: not an object");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {}, \"credHelpers\": 1}", "r"), "/c.json: credHelpers: not an object");
+	ck_assert_str_eq(cfg_lookup("{\"credsStore\": 5}", "r"), "/c.json: credsStore: not a string");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": \"x\"}}", "r"), "/c.json: auths[\"r\"]: not an object");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"auth\": 7}}}", "r"),
+			 "/c.json: auths[\"r\"]: auth, username, password and identitytoken must be strings");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"auth\": \"!!!!\"}}}", "r"),
+			 "/c.json: auths[\"r\"].auth: not base64 (of user:password)");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"auth\": \"dTpw\\n\"}}}", "r"),
+			 "/c.json: auths[\"r\"].auth: not base64 (of user:password)");
+	/* "dXNlcg==" is "user": no colon; "OnA=" is ":p": no user; "dQBwOnc=" holds a NUL. */
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"auth\": \"dXNlcg==\"}}}", "r"),
+			 "/c.json: auths[\"r\"].auth: not user:password (no ':')");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"auth\": \"OnA=\"}}}", "r"),
+			 "/c.json: auths[\"r\"].auth: not user:password (the user is empty)");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"auth\": \"dQBwOnc=\"}}}", "r"),
+			 "/c.json: auths[\"r\"].auth: holds a NUL byte");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"username\": \"a\"}}}", "r"),
+			 "/c.json: auths[\"r\"]: username without password");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {\"identitytoken\": \"t\"}}}", "r"),
+			 "/c.json: auths[\"r\"].identitytoken: not supported by kiln (use auth or username and password)");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r\": {}}}", "r"),
+			 "/c.json: auths[\"r\"]: no auth and no username (a credential helper's entry? kiln runs none)");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"r/x\\ny\": {}}}", "r"),
+			 "/c.json: auths[\"r/x?y\"]: no auth and no username (a credential helper's entry? kiln runs none)");
+	ck_assert_str_eq(cfg_lookup("{\"auths\": {\"other\": {\"auth\": \"dTpwOnc=\"}}}", "r"),
+			 "/c.json: auths has no entry for r");
+	ck_assert_str_eq(cfg_lookup("{}", "r"), "/c.json: auths has no entry for r");
+}
+END_TEST
+
+/* kiln_config_parse of text, with F (a config.json) written first. */
+static enum kiln_rc parse_with_file(struct kiln_config *cfg, const char *text, const char *json, struct kiln_err *e)
+{
+	FILE *f = fopen("/tmp/kiln-test-dockercfg.json", "w");
+
+	ck_assert_ptr_nonnull(f);
+	fputs(json, f);
+	fclose(f);
+	ck_assert_int_eq(kiln_config_defaults(cfg, e), KILN_OK);
+	return kiln_config_parse(cfg, "c.yml", text, strlen(text), e);
+}
+
+START_TEST(config_docker_config_and_mirrors)
+{
+	const char *good = "oci:\n  registries:\n    - host: r.example:5000\n"
+			   "      docker_config: /tmp/kiln-test-dockercfg.json\n"
+			   "    - host: docker.io\n      mirrors: [127.0.0.1:5000, 'http://m.example/', "
+			   "'https://m2.example:443']\n";
+	const char *both = "oci:\n  registries:\n    - host: r.example:5000\n      username: a\n      password: b\n"
+			   "      docker_config: /tmp/kiln-test-dockercfg.json\n";
+	const char *missing = "oci:\n  registries:\n    - host: r.example:5000\n"
+			      "      docker_config: /nonexistent/config.json\n";
+	const char *bad_mirror = "oci:\n  registries:\n    - host: docker.io\n      mirrors: [ok.example, 'ftp://x']\n";
+	const char *not_list = "oci:\n  registries:\n    - host: docker.io\n      mirrors: m.example\n";
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+
+	ck_assert_msg(parse_with_file(&cfg, good, "{\"auths\": {\"r.example:5000\": {\"auth\": \"dTpwOnc=\"}}}",
+				      &e) == KILN_OK, "%s", e.msg);
+	ck_assert_str_eq(cfg.oci.registries[0].username, "u");
+	ck_assert_str_eq(cfg.oci.registries[0].password, "p:w");
+	ck_assert_uint_eq(cfg.oci.registries[1].n_mirrors, 3);
+	ck_assert_str_eq(cfg.oci.registries[1].mirrors[0].host, "127.0.0.1:5000");
+	ck_assert(!cfg.oci.registries[1].mirrors[0].insecure);
+	ck_assert_str_eq(cfg.oci.registries[1].mirrors[1].host, "m.example");
+	ck_assert(cfg.oci.registries[1].mirrors[1].insecure);
+	ck_assert_str_eq(cfg.oci.registries[1].mirrors[2].host, "m2.example:443");
+	kiln_config_free(&cfg);
+	/* The file's own errors name the config line, the file and the key. */
+	ck_assert_int_ne(parse_with_file(&cfg, good, "{\"credsStore\": \"pass\"}", &e), KILN_OK);
+	ck_assert_str_eq(e.msg, "c.yml:3: oci.registries[0]: docker_config: /tmp/kiln-test-dockercfg.json: credsStore "
+				"(docker-credential-pass) is not supported: kiln runs no credential helper; put the "
+				"credentials in auths");
+	kiln_config_free(&cfg);
+	ck_assert_int_ne(parse_with_file(&cfg, good, "{\"auths\": {\"r.example:5000\": {\"auth\": \"x\"}}}", &e),
+			 KILN_OK);
+	ck_assert_msg(strstr(e.msg, "/tmp/kiln-test-dockercfg.json: auths[\"r.example:5000\"].auth: not base64"), "%s",
+		      e.msg);
+	kiln_config_free(&cfg);
+	ck_assert_int_ne(parse_with_file(&cfg, good, "not json", &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "c.yml:3: oci.registries[0]: docker_config: /tmp/kiln-test-dockercfg.json: line 1:"),
+		      "%s", e.msg);
+	kiln_config_free(&cfg);
+	ck_assert_int_ne(parse_with_file(&cfg, both, "{}", &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "docker_config and username/password: set one of them"), "%s", e.msg);
+	kiln_config_free(&cfg);
+	ck_assert_int_ne(parse_with_file(&cfg, missing, "{}", &e), KILN_OK);
+	ck_assert_str_eq(e.msg, "c.yml:3: oci.registries[0]: docker_config: /nonexistent/config.json: No such file or "
+				"directory");
+	kiln_config_free(&cfg);
+	ck_assert_int_ne(parse_with_file(&cfg, bad_mirror, "{}", &e), KILN_OK);
+	ck_assert_str_eq(e.msg, "c.yml:4: oci.registries: mirrors[1]: 'ftp://x' is not a host[:port] (http:// for "
+				"plain http)");
+	kiln_config_free(&cfg);
+	ck_assert_int_ne(parse_with_file(&cfg, not_list, "{}", &e), KILN_OK);
+	ck_assert_msg(strstr(e.msg, "mirrors: expected a list of at most 8 hosts"), "%s", e.msg);
+	kiln_config_free(&cfg);
+	unlink("/tmp/kiln-test-dockercfg.json");
+}
+END_TEST
+
+START_TEST(service_pull_policy)
+{
+	struct job_payload p;
+	struct job_services svcs = { 0 };
+	struct ociimage_opts o = { .allowed = { PULL_ALWAYS, PULL_NEVER }, .n_allowed = 2 };
+	struct ociimage img;
+	struct kiln_err e = { 0 };
+	char dir[] = "/tmp/kiln-test-svcpp-XXXXXX";
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	o.state_dir = dir;
+	/* The job's image says always; each service pulls by its own policy
+	 * (gitlab-runner's services[].pull_policy), never touching the
+	 * network here. */
+	load(&p, "{\"name\": \"alpine\", \"pull_policy\": \"always\"}",
+	     ", \"services\": [{\"name\": \"reg.example/db:1\", \"pull_policy\": \"never\"}, "
+	     "{\"name\": \"reg.example/cache:1\", \"pull_policy\": [\"if-not-present\"]}, "
+	     "{\"name\": \"reg.example/x:1\", \"pull_policy\": 5}]");
+	ck_assert_msg(services_parse(&p, &svcs, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(svcs.n, 3);
+	ck_assert_int_eq(ociimage_prepare_ref(&p, &o, svcs.v[0].name, svcs.v[0].pull_policy, &img, &e),
+			 KILN_E_NOTFOUND);
+	ck_assert_str_eq(e.msg, "image reg.example/db:1 is not in the store and pull_policy is never");
+	ociimage_free(&img);
+	ck_assert_int_eq(ociimage_prepare_ref(&p, &o, svcs.v[1].name, svcs.v[1].pull_policy, &img, &e),
+			 KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "pull_policy ([if-not-present]) defined in GitLab pipeline config is not one of the "
+				"allowed_pull_policies ([always, never])");
+	ociimage_free(&img);
+	ck_assert_int_eq(ociimage_prepare_ref(&p, &o, svcs.v[2].name, svcs.v[2].pull_policy, &img, &e),
+			 KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "pull_policy: must be a string or a list");
+	ociimage_free(&img);
+	services_free(&svcs);
+	payload_free(&p);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *ociimage_suite(void)
 {
 	Suite *s = suite_create("ociimage");
@@ -239,6 +480,10 @@ Suite *ociimage_suite(void)
 	tcase_add_test(tc, config_section);
 	tcase_add_test(tc, image_user);
 	tcase_add_test(tc, service_command);
+	tcase_add_test(tc, job_entrypoint_rules);
+	tcase_add_test(tc, docker_config_json);
+	tcase_add_test(tc, service_pull_policy);
+	tcase_add_test(tc, config_docker_config_and_mirrors);
 	suite_add_tcase(s, tc);
 	return s;
 }
