@@ -136,6 +136,23 @@ for t in dpkg-buildpackage dpkg-deb dh lintian; do
 done
 missing=$(cd "$src" && dpkg-checkbuilddeps 2>&1) ||
 	{ echo "SKIP: build dependencies missing: ${missing#*: }"; exit 77; }
+# The chroot, as root: the newest tree the debian recipe cached for
+# bookworm on this architecture (images/recipes/debian: complete once
+# renamed there), else debootstrap.
+in_chroot= lower=
+if [ "$(id -u)" = 0 ]; then
+	in_chroot=yes
+	for t in unshare chroot; do
+		command -v $t >/dev/null 2>&1 || { echo "SKIP: $t not found (util-linux, coreutils)"; exit 77; }
+	done
+	for info in $(ls -t "$tree_cache"/rootfs/debian-*.info 2>/dev/null); do
+		d=${info%.info}
+		grep -qx suite=bookworm "$info" && grep -qx "arch=$(dpkg --print-architecture)" "$info" &&
+			[ -x "$d/usr/bin/apt-get" ] && { lower=$d; break; }
+	done
+	[ -n "$lower" ] || command -v debootstrap >/dev/null 2>&1 ||
+		{ echo "SKIP: no cached debian tree in $tree_cache/rootfs and no debootstrap (apt-get install debootstrap)"; exit 77; }
+fi
 
 w=$(mktemp -d "${TMPDIR:-/tmp}/kiln-package.XXXXXX") || exit 99
 [ -n "${KILN_TEST_KEEP:-}" ] || trap 'rm -rf "$w"' EXIT
@@ -234,25 +251,12 @@ else
 fi
 
 # Installed in a clean chroot (in_namespace above).
-if [ "$(id -u)" != 0 ]; then
+if [ -n "$in_chroot" ]; then
+	echo "chroot: ${lower:-a fresh debootstrap}"
+	t0=$(now)
+	unshare -m --propagation private sh "$0" --in-namespace "$w" "$lower" "$deb" "$version" || fail=1
+	echo "chroot part: $(($(now) - t0)) s"
+else
 	echo "(not root: the chroot install is not run)"
-	exit $fail
 fi
-for t in unshare chroot; do
-	command -v $t >/dev/null 2>&1 || { echo "FAIL: $t not found (util-linux, coreutils)"; exit 1; }
-done
-# The newest tree the debian recipe cached for bookworm on this
-# architecture (images/recipes/debian: complete once renamed there).
-lower=
-for info in $(ls -t "$tree_cache"/rootfs/debian-*.info 2>/dev/null); do
-	d=${info%.info}
-	grep -qx suite=bookworm "$info" && grep -qx "arch=$(dpkg --print-architecture)" "$info" &&
-		[ -x "$d/usr/bin/apt-get" ] && { lower=$d; break; }
-done
-[ -n "$lower" ] || command -v debootstrap >/dev/null 2>&1 ||
-	{ echo "FAIL: no cached debian tree in $tree_cache/rootfs and no debootstrap (./tools/dev images debian)"; exit 1; }
-echo "chroot: ${lower:-a fresh debootstrap}"
-t0=$(now)
-unshare -m --propagation private sh "$0" --in-namespace "$w" "$lower" "$deb" "$version" || fail=1
-echo "chroot part: $(($(now) - t0)) s"
 exit $fail
