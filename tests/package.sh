@@ -14,14 +14,15 @@
 # without one, debootstrap --variant=minbase from $KILN_DEBIAN_MIRROR or
 # deb.debian.org), its Depends from the tree's mirror (apt-get satisfy),
 # then dpkg -i; kiln --version, config check and doctor run inside with
-# /proc mounted; dpkg -r keeps an edited conffile, a reinstall keeps the
-# edit, dpkg --purge removes /etc/kiln and the timer's enablement. All of
+# /proc mounted; dpkg -r keeps an edited conffile, state and cache, a
+# reinstall keeps the edit, dpkg --purge removes them (debian/kiln.postrm)
+# and the timer's enablement. All of
 # it runs in a private mount namespace (unshare -m): the overlay and /proc
 # exist only there and vanish with it on every exit path, and the cached
 # tree is reached only through the overlay, never written.
 #
-# About 2 minutes on 2 cores (the build compiles the whole tree again,
-# niced below the VM tests). KILN_SKIP_PACKAGE=1 opts out (SKIP, 77), and
+# About a minute on 2 cores alone, 2 beside other tests (the build
+# compiles the whole tree again, niced below the VM tests). KILN_SKIP_PACKAGE=1 opts out (SKIP, 77), and
 # so does make distcheck from tools/dev (it ran in make check). Also SKIP
 # without dpkg-buildpackage, debhelper, lintian or the build dependencies
 # (dpkg-checkbuilddeps names them). Not root: the chroot part is not run.
@@ -156,6 +157,7 @@ fi
 
 w=$(mktemp -d "${TMPDIR:-/tmp}/kiln-package.XXXXXX") || exit 99
 [ -n "${KILN_TEST_KEEP:-}" ] || trap 'rm -rf "$w"' EXIT
+trap 'exit 1' HUP INT TERM
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 
