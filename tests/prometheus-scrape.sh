@@ -1,11 +1,20 @@
 #!/bin/bash
-# Debian's real prometheus scrapes a `kiln run` (against tests/fake-gitlab.py,
-# no jobs: no VM is booted) with docs/prometheus/kiln-rules.yml loaded, and
-# the rules evaluate as documented: the slot utilisation is recorded (0 of
-# 2 slots busy), the GitLab API error ratio is recorded once the fake
-# answers 503s, and three 403s pause the runner so that KilnRunnerPaused
-# is pending (it fires after its `for: 10m`, beyond a test's time).
-# Exit 77 (skip) with the reason when prometheus or a tool is missing.
+# Debian's real prometheus scrapes a `kiln run` (against tests/fake-gitlab.py)
+# with docs/prometheus/kiln-rules.yml loaded, and the rules evaluate as
+# documented: the slot utilisation is recorded (0 of 2 slots busy, then 2
+# of 2 while jobs run); two waves of two real jobs in fresh VMs (the tiny
+# image, the qemu executor: one succeeds, one exits 3) give the job rules
+# real series: job rates by state, the failure ratio, failures by reason,
+# the p95 VM boot time and the median job duration (two waves because
+# rate() sees no increase in a counter's first sample); the GitLab API
+# error ratio is recorded once the fake answers 503s, and three 403s pause
+# the runner so that KilnRunnerPaused is pending (it fires after its
+# `for: 10m`, beyond a test's time).
+# The jobs take the VM test lock (tests/vmtest.sh) while they run, about
+# 20 s under TCG; with KILN_SKIP_VM_TESTS set (make distcheck from
+# tools/dev), or without the kernel and tiny images or qemu, they are left
+# out and the rest runs (about 20 s). Exit 77 (skip) with the reason when prometheus or
+# a tool is missing.
 set -u
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
@@ -14,6 +23,14 @@ command -v prometheus >/dev/null || skip "prometheus is not installed (apt-get i
 for tool in python3 openssl curl; do
 	command -v "$tool" >/dev/null || skip "$tool is not installed"
 done
+images=${KILN_IMAGES_DIR:-/var/lib/kiln/images}
+no_jobs=
+[ -z "${KILN_SKIP_VM_TESTS:-}" ] || no_jobs="KILN_SKIP_VM_TESTS is set ($KILN_SKIP_VM_TESTS)"
+for i in kernel tiny; do
+	[ -n "$no_jobs" ] || [ -f "$images/$i/manifest.json" ] || no_jobs="image $i is not built (./tools/dev images $i)"
+done
+[ -n "$no_jobs" ] || command -v qemu-system-x86_64 >/dev/null || no_jobs="qemu-system-x86_64 is not installed"
+[ -n "$no_jobs" ] || export KILN_IMAGES_DIR=$images
 work=$(mktemp -d /tmp/kiln-prom-test.XXXXXX)
 fake=$work/fake
 fpid= kpid= ppid_=
@@ -49,6 +66,10 @@ runners:
     url: $url
     token: $token
     tls_ca_file: $fake/ca.pem
+defaults:
+  network: false
+  image: tiny
+  executor: qemu
 EOF
 "$top_builddir/kiln" -c "$work/config.yml" run >"$work/run.log" 2>&1 &
 kpid=$!
@@ -96,6 +117,90 @@ wait_q 'fleet:kiln_slots:utilisation' 0 10 && ok "recorded: fleet:kiln_slots:uti
 	bad "fleet:kiln_slots:utilisation is '$(q fleet:kiln_slots:utilisation)'"
 wait_q 'count(instance:kiln_slots:utilisation)' 1 10 && ok "recorded: instance:kiln_slots:utilisation" ||
 	bad "instance:kiln_slots:utilisation missing"
+# Real jobs in VMs, two waves of two (concurrent: 2), each wave one that
+# succeeds and one that fails; both sleep so that the waves fill both slots
+# for a few scrapes. No Git: GIT_STRATEGY=none.
+# enqueue NAME SCRIPT: queue a job (SCRIPT a JSON array); prints its id.
+enqueue() {
+	python3 - "$@" <<'PY' | ctl POST /__job --data-binary @- | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+import json, sys
+name, script = sys.argv[1:3]
+p = {
+    "job_info": {"name": name, "stage": "test", "project_id": 1, "project_name": "project",
+                 "project_full_path": "group/project", "pipeline_id": 7},
+    "git_info": {"ref": "main", "sha": "0" * 40, "before_sha": "0" * 40, "ref_type": "branch",
+                 "refspecs": [], "depth": 0},
+    "runner_info": {"timeout": 300},
+    "variables": [{"key": "GIT_STRATEGY", "value": "none", "public": True}],
+    "steps": [{"name": "script", "script": json.loads(script), "timeout": 300, "when": "on_success",
+               "allow_failure": False}],
+    "image": {"name": "tiny"},
+    "features": {"trace_sections": True,
+                 "failure_reasons": ["script_failure", "runner_system_failure", "job_execution_timeout"]},
+}
+print(json.dumps({"payload": p}))
+PY
+}
+# finals ID...: until the fake has each job's final update (3 min at most);
+# prints each job's final state.
+finals() {
+	local i
+	for i in $(seq 360); do
+		ctl GET /__state | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["jobs"]
+f = [s[j]["final"] for j in sys.argv[1:]]
+if all(f): print(" ".join(x["state"] for x in f))' "$@" | grep . && return 0
+		sleep 0.5
+	done
+	return 1
+}
+if [ -n "$no_jobs" ]; then
+	echo "note: no jobs run: $no_jobs"
+else
+	# The VM test lock (tests/vmtest.sh) only while the jobs run, not for
+	# the whole test: the jailed unit tests wait for it within their 60 s.
+	lock_had=${KILN_VM_LOCK_HELD:-}
+	. "$top_srcdir/tests/vmtest.sh"
+	t0=$SECONDS
+	for wave in 1 2; do
+		a=$(enqueue "ok-$wave" '["sleep 3", "echo fine"]')
+		b=$(enqueue "fail-$wave" '["sleep 3", "exit 3"]')
+		st=$(finals "$a" "$b")
+		[ "$st" = "success failed" ] && ok "wave $wave: jobs $a and $b ran in VMs: $st" ||
+			{ bad "wave $wave: jobs $a, $b: '$st'"; break; }
+		# The next wave's increase must come after a scrape of this one.
+		wait_q "sum(kiln_jobs_total{job=\"kiln\"})" $((wave * 2)) 10 ||
+			bad "kiln_jobs_total is '$(q "sum(kiln_jobs_total{job=\"kiln\"})")' after wave $wave"
+	done
+	echo "jobs: $((SECONDS - t0)) s"
+	[ -n "$lock_had" ] || { exec 9>&-; unset KILN_VM_LOCK_HELD; }
+	for st in success failed; do
+		positive "instance_state:kiln_jobs:rate5m{state=\"$st\"}" 10 &&
+			ok "recorded: instance_state:kiln_jobs:rate5m{state=\"$st\"} $v" ||
+			bad "instance_state:kiln_jobs:rate5m{state=\"$st\"} is '$v'"
+	done
+	v=$(q 'instance:kiln_job_failures:ratio_rate1h')
+	python3 -c "import sys; sys.exit(0 if 0 < float(sys.argv[1]) < 1 else 1)" "$v" 2>/dev/null &&
+		ok "recorded: instance:kiln_job_failures:ratio_rate1h $v (one of two jobs fails)" ||
+		bad "instance:kiln_job_failures:ratio_rate1h is '$v'"
+	positive 'failure_reason:kiln_failed_jobs:rate15m{failure_reason="script_failure"}' 10 &&
+		ok "recorded: failure_reason:kiln_failed_jobs:rate15m{failure_reason=\"script_failure\"} $v" ||
+		bad "failure_reason:kiln_failed_jobs:rate15m for script_failure is '$v'"
+	positive 'instance:kiln_vm_boot_seconds:p95_30m' 10 &&
+		ok "recorded: instance:kiln_vm_boot_seconds:p95_30m $v s" || bad "instance:kiln_vm_boot_seconds:p95_30m is '$v'"
+	positive 'instance:kiln_job_duration_seconds:p50_1h' 10 &&
+		ok "recorded: instance:kiln_job_duration_seconds:p50_1h $v s" ||
+		bad "instance:kiln_job_duration_seconds:p50_1h is '$v'"
+	wait_q 'max_over_time(fleet:kiln_slots:utilisation[5m])' 1 10 &&
+		ok "recorded: fleet:kiln_slots:utilisation reached 1 (2 of 2 slots)" ||
+		bad "fleet:kiln_slots:utilisation never reached 1: '$(q 'max_over_time(fleet:kiln_slots:utilisation[5m])')'"
+	# Two script failures in 30 min: under KilnSystemFailures' 3, and of
+	# another reason.
+	[ -z "$(q 'ALERTS{alertname="KilnSystemFailures"}')" ] && ok "KilnSystemFailures not raised by script failures" ||
+		bad "KilnSystemFailures raised"
+fi
+
 # 503s from GitLab: kiln's API statuses count them; the error ratio is
 # recorded above 0. One first, so that prometheus has the status="503"
 # series before it grows: rate() sees no increase in a series' first sample.

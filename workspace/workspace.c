@@ -201,8 +201,9 @@ static void tree_keep(const char *tree, const char *project_path)
 }
 
 /* GIT_STRATEGY none or empty: an image holding the project folder, empty
- * but for extra_dirs, made in the temporary folder tmp (created here). */
-static enum kiln_rc prepare_empty(const struct ws_spec *spec, struct ws_result *res, char *tmp,
+ * but for extra_dirs, made in the temporary folder tmp (created here and
+ * flocked through *tmp_fd, which the caller closes). */
+static enum kiln_rc prepare_empty(const struct ws_spec *spec, struct ws_result *res, char *tmp, int *tmp_fd,
 				  struct kiln_err *e)
 {
 	struct ext4img_stats ist;
@@ -213,6 +214,12 @@ static enum kiln_rc prepare_empty(const struct ws_spec *spec, struct ws_result *
 
 	if (!mkdtemp(tmp))
 		return kiln_fail_errno(e, "workspace: temporary folder %s", tmp);
+	/* Flocked as a checkout's folder is: unlocked, the sweep_tmp of a job
+	 * starting beside this one takes it for a dead job's and removes it
+	 * under mke2fs. */
+	*tmp_fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*tmp_fd < 0 || flock(*tmp_fd, LOCK_EX) < 0)
+		return kiln_fail_errno(e, "workspace: lock %s", tmp);
 	if (!kiln_path_join(work, sizeof(work), tmp, spec->project_path))
 		return kiln_fail(e, KILN_E_LIMIT, "workspace: path too long: %s/%s", tmp, spec->project_path);
 	if (kiln_mkdir_p(work) < 0)
@@ -308,7 +315,7 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	}
 	sweep_tmp(tmp_dir);
 	if (spec->git && (spec->git->strategy == WSGIT_NONE || spec->git->strategy == WSGIT_EMPTY)) {
-		rc = prepare_empty(spec, res, tmp, e);
+		rc = prepare_empty(spec, res, tmp, &tmp_fd, e);
 		goto out;
 	}
 	if (mirror_path(work, sizeof(work), spec->state_dir, url->redacted))
