@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "lib/sha256.h"
@@ -19,7 +20,9 @@
 #include "vmm/snapshot.h"
 #include "vmm/virtio/mmio.h"
 #include "vmm/virtio/rng.h"
+#include "vmm/vm.h"
 #include "vmm/vmconfig.h"
+#include "vmm/vmsnap.h"
 
 static const uint8_t MACHINE[SNAP_DIGEST] = { 1, 2, 3 };
 static const uint8_t CPU[SNAP_DIGEST] = { 4, 5, 6 };
@@ -468,6 +471,80 @@ START_TEST(config_keys_and_machine_digest)
 }
 END_TEST
 
+/* The memory file's mappings over guest memory, from /proc/self/maps. */
+static int file_mappings(const char *path)
+{
+	char line[1024];
+	FILE *m = fopen("/proc/self/maps", "r");
+	int n = 0;
+
+	ck_assert_ptr_nonnull(m);
+	while (fgets(line, sizeof(line), m))
+		if (strstr(line, path))
+			n++;
+	fclose(m);
+	return n;
+}
+
+/* A restored guest's memory: the file's data where it has data, private;
+ * its long holes anonymous (a page the guest first writes there costs one
+ * page, not the file's page and a copy); short holes mapped with the data
+ * around them. */
+START_TEST(memory_file_mapped_by_extent)
+{
+	const uint64_t mem = 8u << 20;
+	char dir[] = "/tmp/kiln-test-mem.XXXXXX", path[PATH_MAX], page[4096];
+	struct vm vm;
+	uint8_t *g;
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/memory", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)mem), 0);
+	memset(page, 0xa5, sizeof(page));
+	/* Pages 0 and 2 (one short hole between), one at 4 MiB, the last. */
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), 2 * 4096), (ssize_t)sizeof(page));
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), 4u << 20), (ssize_t)sizeof(page));
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), mem - 4096), (ssize_t)sizeof(page));
+	memset(&vm, 0, sizeof(vm));
+	ck_assert_int_eq(vmsnap_map_memory(&vm, dir, mem, err, sizeof(err)), 0);
+	g = vm.mem.host;
+	ck_assert_int_eq(vm.mem_bytes, mem);
+	ck_assert_int_eq(g[0], 0xa5);
+	ck_assert_int_eq(g[4096], 0);
+	ck_assert_int_eq(g[2 * 4096 + 4095], 0xa5);
+	ck_assert_int_eq(g[(1u << 20) + 17], 0);
+	ck_assert_int_eq(g[(4u << 20) + 100], 0xa5);
+	ck_assert_int_eq(g[mem - 1], 0xa5);
+	/* Three file mappings, the long holes between them anonymous; one
+	 * where the filesystem tells no holes. */
+	if (lseek(fd, 0, SEEK_HOLE) < (off_t)mem)
+		ck_assert_int_eq(file_mappings(path), 3);
+	else
+		ck_assert_int_eq(file_mappings(path), 1);
+	/* Writes stay the guest's. */
+	g[0] = 1;
+	g[(1u << 20) + 17] = 2;
+	ck_assert_int_eq(pread(fd, page, 1, 0), 1);
+	ck_assert_int_eq((uint8_t)page[0], 0xa5);
+	ck_assert_int_eq(pread(fd, page, 1, (1u << 20) + 17), 1);
+	ck_assert_int_eq(page[0], 0);
+	ck_assert_int_eq(g[(1u << 20) + 17], 2);
+	munmap(vm.mem.host, mem);
+	ck_assert_int_eq(file_mappings(path), 0);
+	/* A file of another size is refused. */
+	ck_assert_int_eq(ftruncate(fd, (off_t)mem / 2), 0);
+	ck_assert_int_eq(vmsnap_map_memory(&vm, dir, mem, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(file_mappings(path), 0);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *snapshot_suite(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -488,6 +565,7 @@ Suite *snapshot_suite(void)
 	tcase_add_test(rec, cow_overlay_round_trip);
 	tcase_add_test(rec, limiter_round_trip_and_capped);
 	tcase_add_test(rec, config_keys_and_machine_digest);
+	tcase_add_test(rec, memory_file_mapped_by_extent);
 	suite_add_tcase(s, rec);
 	return s;
 }
