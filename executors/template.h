@@ -1,9 +1,11 @@
 /* Templates for the microvm executor: one VM per (image, kernel, vCPUs,
  * memory) booted until its agent says HELLO and saved by kiln-vmm
  * (SIGUSR2, docs/vmm.md "Snapshots"), which each job then restores instead
- * of booting. A template lives in STATE/templates/KEY16/ with kiln-vmm's
- * `state` and `memory` and kiln's `template.json`; KEY is the sha256 of
- * every input, so a changed input names another template. */
+ * of booting. A template lives in TEMPLATES/KEY16/ (the templates_dir of
+ * the configuration, STATE/templates unless set) with kiln-vmm's `state`
+ * and `memory` and kiln's `template.json`; KEY is the sha256 of every
+ * input, so a changed input names another template, and the one it
+ * replaces is pruned (template_prune). */
 #ifndef KILN_TEMPLATE_H
 #define KILN_TEMPLATE_H
 
@@ -35,9 +37,10 @@ struct template_inputs {
  * KILN_E_INVALID naming the field when one is missing or out of range. */
 enum kiln_rc template_key(const struct template_inputs *in, char key[TEMPLATE_KEY_HEX], struct kiln_err *e);
 
-/* STATE/templates/KEY16 into buf (the key's first 16 hex digits: 64 bits
- * tell templates apart; template.json holds the whole key). */
-enum kiln_rc template_dir(const char *state_dir, const char *key, char *buf, size_t size, struct kiln_err *e);
+/* ROOT/KEY16 into buf, ROOT the templates' folder (the key's first 16 hex
+ * digits: 64 bits tell templates apart; template.json holds the whole
+ * key). */
+enum kiln_rc template_dir(const char *root, const char *key, char *buf, size_t size, struct kiln_err *e);
 
 /* Whether dir holds a ready template for key. true, or false with why in
  * reason ("none yet", "inputs changed", "incomplete: ...", "broken: ...",
@@ -70,8 +73,18 @@ enum kiln_rc template_discard(const char *dir, struct kiln_err *e);
 char *template_restored_json(const char *job_name, const char *mac, const char *ip, const char *gw,
 			     const char *dns, struct kiln_err *e);
 
-/* One line per template under STATE/templates: key, state, image, vcpus,
- * memory, size on disk. 0 lines is not an error. */
-enum kiln_rc template_list(const char *state_dir, FILE *out, struct kiln_err *e);
+/* One line per template under root: key, state, image, vcpus, memory,
+ * network, size on disk. No folder or no templates is not an error. */
+enum kiln_rc template_list(const char *root, FILE *out, struct kiln_err *e);
+
+/* After key's template of image_name was made ready: remove every other
+ * template under root of the same image name and machine (vcpus, memory,
+ * network), and what a build that died left
+ * (KEY16.new.PID.TID of a process that is gone). Their inputs changed, so
+ * no job restores them again: kept, they would only fill the disk. A job
+ * that planned to restore one just now fails to and boots cold. The
+ * number removed into *removed (may be NULL). */
+enum kiln_rc template_prune(const char *root, const char *key, const char *image_name, int vcpus, int memory_mib,
+			    bool net, int *removed, struct kiln_err *e);
 
 #endif
