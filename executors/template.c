@@ -165,15 +165,16 @@ enum kiln_rc template_seal(const char *dir, struct kiln_err *e)
 }
 
 enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,
-				 const char *image_name, struct kiln_err *e)
+				 const char *image_name, const char *kernel_name, struct kiln_err *e)
 {
 	char path[PATH_MAX], *text = NULL;
 	enum kiln_rc rc;
 	json_t *o;
 
-	o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:i, s:i, s:b, s:I}", "key", key, "ready", 1, "image",
-		      image_name ? image_name : "", "image_digest", in->image, "vmm", in->vmm, "vcpus", in->vcpus,
-		      "mem_mib", in->memory_mib, "net", in->net, "created", (json_int_t)time(NULL));
+	o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:I}", "key", key, "ready", 1, "image",
+		      image_name ? image_name : "", "kernel", kernel_name ? kernel_name : "", "image_digest", in->image,
+		      "vmm", in->vmm, "vcpus", in->vcpus, "mem_mib", in->memory_mib, "net", in->net, "created",
+		      (json_int_t)time(NULL));
 	if (!o || !(text = json_dumps(o, JSON_COMPACT))) {
 		json_decref(o);
 		return kiln_fail(e, KILN_E_NOMEM, "template: out of memory");
@@ -346,8 +347,8 @@ static bool dead_build(const char *name)
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
-enum kiln_rc template_prune(const char *root, const char *key, const char *image_name, int vcpus, int memory_mib,
-			    bool net, int *removed, struct kiln_err *e)
+enum kiln_rc template_prune(const char *root, const char *key, const struct template_inputs *in,
+			    const char *image_name, const char *kernel_name, int *removed, struct kiln_err *e)
 {
 	char sub[PATH_MAX], reason[256];
 	enum kiln_rc rc = KILN_OK;
@@ -360,7 +361,7 @@ enum kiln_rc template_prune(const char *root, const char *key, const char *image
 	if (!(dp = opendir(root)))
 		return errno == ENOENT ? KILN_OK : kiln_fail_errno(e, "opening %s", root);
 	while ((d = readdir(dp))) {
-		const char *img, *k;
+		const char *img, *kern, *k;
 		json_t *o, *jn;
 		bool same;
 
@@ -373,16 +374,18 @@ enum kiln_rc template_prune(const char *root, const char *key, const char *image
 		}
 		if (!strncmp(d->d_name, key, 16))
 			continue;
-		/* Only this image's machine: a failed build's record names
-		 * none, and it is a few bytes that keep a broken build from
-		 * being tried again. */
+		/* Only this image's and kernel's machine: a failed build's
+		 * record names none, and it is a few bytes that keep a broken
+		 * build from being tried again. */
 		if (!(o = read_meta(sub, reason, sizeof(reason))))
 			continue;
 		img = json_string_value(json_object_get(o, "image"));
+		kern = json_string_value(json_object_get(o, "kernel"));
 		k = json_string_value(json_object_get(o, "key"));
 		jn = json_object_get(o, "net");
-		same = img && !strcmp(img, image_name) && json_integer_value(json_object_get(o, "vcpus")) == vcpus &&
-		       json_integer_value(json_object_get(o, "mem_mib")) == memory_mib && (!jn || json_is_true(jn) == net);
+		same = img && kern && !strcmp(img, image_name) && !strcmp(kern, kernel_name) &&
+		       json_integer_value(json_object_get(o, "vcpus")) == in->vcpus &&
+		       json_integer_value(json_object_get(o, "mem_mib")) == in->memory_mib && json_is_true(jn) == in->net;
 		if (same && k && strcmp(k, key)) {
 			if (kiln_rm_rf(sub) < 0 && errno != ENOENT)
 				rc = kiln_fail_errno(e, "template: removing %s", sub);

@@ -54,9 +54,10 @@ bool template_usable(const char *dir, const char *key, char *reason, size_t size
 enum kiln_rc template_seal(const char *dir, struct kiln_err *e);
 
 /* Record dir as a ready template of key (atomically, after kiln-vmm's
- * state and memory are in place): its inputs for `kiln images templates`. */
+ * state and memory are in place): its inputs, and the names of its image
+ * and kernel, for `kiln images templates` and template_prune. */
 enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,
-				 const char *image_name, struct kiln_err *e);
+				 const char *image_name, const char *kernel_name, struct kiln_err *e);
 
 /* Record that building key's template in dir failed (why): it is not
  * built again, nor restored, until an input changes. */
@@ -77,14 +78,14 @@ char *template_restored_json(const char *job_name, const char *mac, const char *
  * network, size on disk. No folder or no templates is not an error. */
 enum kiln_rc template_list(const char *root, FILE *out, struct kiln_err *e);
 
-/* After key's template of image_name was made ready: remove every other
- * template under root of the same image name and machine (vcpus, memory,
- * network), and what a build that died left
+/* After key's template of in was made ready: remove every other template
+ * under root of the same image and kernel names and machine (in's vcpus,
+ * memory, network), and what a build that died left
  * (KEY16.new.PID.TID of a process that is gone). Their inputs changed, so
  * no job restores them again: kept, they would only fill the disk. A job
  * that planned to restore one just now fails to and boots cold. The
  * number removed into *removed (may be NULL). */
-enum kiln_rc template_prune(const char *root, const char *key, const char *image_name, int vcpus, int memory_mib,
-			    bool net, int *removed, struct kiln_err *e);
+enum kiln_rc template_prune(const char *root, const char *key, const struct template_inputs *in,
+			    const char *image_name, const char *kernel_name, int *removed, struct kiln_err *e);
 
 #endif

@@ -682,6 +682,13 @@ static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_se
 
 	images_ctx_init(&ictx, j->o->cfg);
 	warmstart_plan(&ictx, &w, &plan);
+	/* Templates are of the default image's machine without a third drive:
+	 * restored, kiln-vmm would refuse the machine and the template would
+	 * be thrown away for every job after. */
+	if (vs->image && (plan.restore || plan.buildable)) {
+		plan.restore = plan.buildable = false;
+		snprintf(plan.reason, sizeof(plan.reason), "a job in an OCI image has a drive no template has");
+	}
 	/* First use: build it, once per job (a failed build is not retried
 	 * by this job; the next one tries again). */
 	if (plan.buildable && !j->cold_only && vs->workspace_late && !vs->command) {

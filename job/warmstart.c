@@ -43,6 +43,7 @@ void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, st
 	char mine[65];
 
 	memset(p, 0, sizeof(*p));
+	snprintf(p->kernel_name, sizeof(p->kernel_name), "%s", w->kernel ? w->kernel : "");
 	if (w->no_snapshot) {
 		snprintf(p->reason, sizeof(p->reason), "--no-snapshot");
 		return;
@@ -167,7 +168,7 @@ enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spe
 		rc = kiln_fail(e, KILN_E_EXEC, "template: kiln-vmm did not save the VM (status %d)", status);
 		goto out;
 	}
-	if ((rc = template_seal(tmp, e)) || (rc = template_mark_ready(tmp, plan->key, &plan->in, image_name, e)))
+	if ((rc = template_seal(tmp, e)) || (rc = template_mark_ready(tmp, plan->key, &plan->in, image_name, plan->kernel_name, e)))
 		goto out;
 	kiln_rm_rf(plan->dir); /* a stale or broken one */
 	if (rename(tmp, plan->dir) < 0) {
@@ -178,8 +179,7 @@ enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spe
 	 * disk, not the job. */
 	snprintf(root, sizeof(root), "%s", plan->dir);
 	*strrchr(root, '/') = '\0';
-	template_prune(root, plan->key, image_name ? image_name : "", plan->in.vcpus, plan->in.memory_mib, plan->in.net,
-		       NULL, &pe);
+	template_prune(root, plan->key, &plan->in, image_name ? image_name : "", plan->kernel_name, NULL, &pe);
 out:
 	if (started)
 		x.ops->cleanup(&x);

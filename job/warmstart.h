@@ -28,6 +28,7 @@ struct warm_plan {
 	char dir[PATH_MAX];
 	struct template_inputs in;  /* pointing into the two below */
 	char image_sha[65], kernel_sha[65], agent_sha[65];
+	char kernel_name[128];    /* the kernel image's name, for template.json */
 	char reason[320];         /* why cold, when !restore */
 };
 

@@ -103,7 +103,7 @@ START_TEST(usable_only_when_ready_and_whole)
 	ck_assert_str_eq(why, "none yet");
 	ck_assert_int_eq(kiln_mkdir_p(dir), 0);
 	/* Marked ready before kiln-vmm's files: not usable. */
-	ck_assert_int_eq(template_mark_ready(dir, key, &in, "debian", &e), KILN_OK);
+	ck_assert_int_eq(template_mark_ready(dir, key, &in, "debian", "kernel", &e), KILN_OK);
 	ck_assert(!template_usable(dir, key, why, sizeof(why)));
 	ck_assert(strncmp(why, "broken: ", 8) == 0);
 	put(dir, "state", "S");
@@ -157,27 +157,30 @@ START_TEST(prune_replaced_templates)
 	for (i = 0; i < 3; i++) {
 		ck_assert_int_eq(template_dir(root, k[i], d[i], sizeof(d[i]), &e), KILN_OK);
 		ck_assert_int_eq(kiln_mkdir_p(d[i]), 0);
-		ck_assert_int_eq(template_mark_ready(d[i], k[i], i == 0 ? &in : i == 1 ? &old : &other, "debian", &e),
-				 KILN_OK);
+		const struct template_inputs *x = i == 0 ? &in : i == 1 ? &old : &other;
+
+		ck_assert_int_eq(template_mark_ready(d[i], k[i], x, "debian", "kernel", &e), KILN_OK);
 	}
 	/* A build of a process that is gone, and one of this process. */
 	snprintf(dead, sizeof(dead), "%s/%.16s.new.999999999.1", root, k[0]);
 	snprintf(live, sizeof(live), "%s/%.16s.new.%d.1", root, k[0], (int)getpid());
 	ck_assert_int_eq(kiln_mkdir_p(dead), 0);
 	ck_assert_int_eq(kiln_mkdir_p(live), 0);
-	ck_assert_int_eq(template_prune(root, k[0], "debian", in.vcpus, in.memory_mib, in.net, &removed, &e), KILN_OK);
+	ck_assert_int_eq(template_prune(root, k[0], &in, "debian", "kernel", &removed, &e), KILN_OK);
 	ck_assert_int_eq(removed, 2);
 	ck_assert(access(d[0], F_OK) == 0);
 	ck_assert(access(d[1], F_OK) != 0);   /* the image changed */
 	ck_assert(access(d[2], F_OK) == 0);   /* another machine */
 	ck_assert(access(dead, F_OK) != 0);
 	ck_assert(access(live, F_OK) == 0);
-	/* Another image's name: nothing of it. */
-	ck_assert_int_eq(template_prune(root, k[1], "tiny", in.vcpus, in.memory_mib, in.net, &removed, &e), KILN_OK);
+	/* Another image's or kernel's name: nothing of it. */
+	ck_assert_int_eq(template_prune(root, k[1], &in, "tiny", "kernel", &removed, &e), KILN_OK);
+	ck_assert_int_eq(removed, 0);
+	ck_assert_int_eq(template_prune(root, k[1], &in, "debian", "debian-kernel", &removed, &e), KILN_OK);
 	ck_assert_int_eq(removed, 0);
 	/* No folder yet. */
 	kiln_rm_rf(root);
-	ck_assert_int_eq(template_prune(root, k[0], "debian", 1, 512, false, &removed, &e), KILN_OK);
+	ck_assert_int_eq(template_prune(root, k[0], &in, "debian", "kernel", &removed, &e), KILN_OK);
 	ck_assert_int_eq(removed, 0);
 }
 END_TEST
