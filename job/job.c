@@ -803,7 +803,6 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	enum kiln_rc rc;
 	int fd, status;
 	double t0 = mono_s(), t_limit;
-	bool ws_ready = !late;
 
 	vm_spec_of(j, late, &vs);
 	boot_kind(j, &vs, d);
@@ -817,15 +816,16 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	/* A restoring kiln-vmm checks that the workspace drive has the size
-	 * it had at the save (empty): it is filled once the guest runs. */
-	if (late && !j->restoring) {
+	/* Restoring too: kiln-vmm gives the guest the workspace drive's size
+	 * at the save (empty) until the rescan, however far the file has
+	 * grown meanwhile, so the workspace is built while the VM restores
+	 * and the agent comes back. */
+	if (late) {
 		/* On failure the VM goes with the executor's cleanup. */
 		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
 			fail_reason(j, "runner_system_failure");
 			return rc;
 		}
-		ws_ready = true;
 		j->r->prepare_s = mono_s() - j->t_start;
 	}
 	/* The boot limit counts from when the guest could go on: a long clone
@@ -834,23 +834,13 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	if ((rc = j->x.ops->stream(&j->x, boot_ms(j), &fd, e))) {
 		stage_end(j);
 		if (j->restoring)
-			return cold_again(j, spec, !ws_ready, e);
+			return cold_again(j, spec, false, e);
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	/* Restored: the agent is back, so its drives are open; the JOB frame
-	 * goes after the rescan as for a cold boot. */
-	if (late && !ws_ready) {
-		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
-			fail_reason(j, "runner_system_failure");
-			return rc;
-		}
-		ws_ready = true;
-		j->r->prepare_s = mono_s() - j->t_start;
-	}
 	rc = converse(j, fd, spec, t0, t_limit, e);
 	if (rc && j->restoring && j->r->boot_s == 0)
-		return cold_again(j, spec, !ws_ready, e);
+		return cold_again(j, spec, false, e);
 	if (!rc && j->relaunch) {
 		notice(j, "image %s has a kiln-agent that cannot take a workspace after boot: booting again "
 			  "with it ready (rebuild the image with this kiln: kiln images build %s)", j->image, j->image);

@@ -386,6 +386,68 @@ START_TEST(cow_overlay_round_trip)
 }
 END_TEST
 
+/* A plain writable disk saved empty and grown before the restore (a late
+ * workspace filled in while the VM restores): it keeps the saved size
+ * until a rescan takes the file's. Shrunk, or copy-on-write: refused. */
+START_TEST(plain_disk_grown_before_restore)
+{
+	char dir[] = "/tmp/kiln-snap-test-XXXXXX", path[PATH_MAX];
+	struct cow_disk a, b;
+	struct snap_writer w;
+	struct snap_header h = { .version = SNAP_VERSION };
+	struct snap_reader r;
+	static uint8_t img[2 * COW_CLUSTER_SIZE];
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ws.img", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(cow_open(&a, path, false, false, dir), 0);
+	ck_assert_uint_eq(cow_size(&a), 0);
+	snap_writer_init(&w);
+	snap_section(&w, SNAP_SEC_VIRTIO, 0);
+	ck_assert_int_eq(cow_save(&a, &w), 0);
+	ck_assert_int_eq(snap_finish(&w, &h), 0);
+	ck_assert_int_eq(snap_parse(&f, w.buf, w.len, NULL, NULL, err, sizeof(err)), 0);
+	memset(img, 0x5a, sizeof(img));
+	ck_assert_int_eq(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
+	ck_assert_int_eq(cow_open(&b, path, false, false, dir), 0);
+	ck_assert_uint_eq(cow_size(&b), sizeof(img));
+	ck_assert(snap_find(&f, SNAP_SEC_VIRTIO, 0, &r));
+	ck_assert_int_eq(cow_restore(&b, &r), 0);
+	ck_assert_uint_eq(cow_size(&b), 0);
+	ck_assert_int_eq(cow_pwrite(&b, img, 512, 0), -ENOSPC);
+	ck_assert_int_eq(cow_rescan(&b), 1);
+	ck_assert_uint_eq(cow_size(&b), sizeof(img));
+	cow_close(&b);
+	/* Copy-on-write over the grown file: its bitmap is of another size. */
+	ck_assert_int_eq(cow_open(&b, path, true, false, dir), 0);
+	ck_assert(snap_find(&f, SNAP_SEC_VIRTIO, 0, &r));
+	ck_assert_int_eq(cow_restore(&b, &r), -EINVAL);
+	cow_close(&b);
+	snap_writer_free(&w);
+	/* Saved at the grown size, restored over a shorter file. */
+	snap_writer_init(&w);
+	snap_section(&w, SNAP_SEC_VIRTIO, 0);
+	ck_assert_int_eq(cow_open(&b, path, false, false, dir), 0);
+	ck_assert_int_eq(cow_save(&b, &w), 0);
+	cow_close(&b);
+	ck_assert_int_eq(snap_finish(&w, &h), 0);
+	ck_assert_int_eq(snap_parse(&f, w.buf, w.len, NULL, NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(ftruncate(fd, COW_CLUSTER_SIZE), 0);
+	ck_assert_int_eq(cow_open(&b, path, false, false, dir), 0);
+	ck_assert(snap_find(&f, SNAP_SEC_VIRTIO, 0, &r));
+	ck_assert_int_eq(cow_restore(&b, &r), -EINVAL);
+	cow_close(&b);
+	cow_close(&a);
+	snap_writer_free(&w);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 START_TEST(limiter_round_trip_and_capped)
 {
 	struct token_bucket_cfg tb = { .size = 1000, .one_time_burst = 50, .refill_time_ms = 100 };
@@ -563,6 +625,7 @@ Suite *snapshot_suite(void)
 	tcase_add_test(rec, virtio_transport_round_trip);
 	tcase_add_test(rec, virtio_restore_serves_a_posted_request);
 	tcase_add_test(rec, cow_overlay_round_trip);
+	tcase_add_test(rec, plain_disk_grown_before_restore);
 	tcase_add_test(rec, limiter_round_trip_and_capped);
 	tcase_add_test(rec, config_keys_and_machine_digest);
 	tcase_add_test(rec, memory_file_mapped_by_extent);
