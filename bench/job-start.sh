@@ -6,7 +6,11 @@
 # both have (nested) KVM; compare the ratio, not the absolute times. The
 # microvm rows: restored from the machine's template (built by the warm-up
 # run; the image must carry this kiln's agent) and booted cold
-# (--no-snapshot). KILN_IMAGES_DIR picks the images (default /var/lib/kiln/images).
+# (--no-snapshot). Then memory: the Pss of the kiln-vmm processes (their
+# /proc/PID/smaps_rollup) while their guests sit in a job's script, four
+# VMs restored at once against one (target: under 1.5x, the clean pages of
+# the template shared) and one booted cold. KILN_IMAGES_DIR picks the
+# images (default /var/lib/kiln/images).
 #   bench/job-start.sh [RUNS]      (default 5)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +47,38 @@ for x in microvm microvm-cold qemu; do
 	printf '%-13s %-28s %-22s\n' "$x" "${first[$x]}" "${total[$x]}"
 done
 echo "runs: $runs each, medians; sandbox = TCG with nested SVM, expect hardware to be 10-50x faster"
+
+# Memory: N jobs at once whose script says READY and sleeps; once every
+# one has said it, the sum of their kiln-vmm processes' Pss (KiB).
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); d["steps"][0]["script"] = ["echo READY", "sleep 20"]; json.dump(d, open(sys.argv[2], "w"))' \
+	"$work/job.json" "$work/mem.json"
+vmm_pss() {
+	local n=$1 cold=$2 i t=0 sum=0 p
+	for i in $(seq "$n"); do
+		"$top/kiln" exec --executor microvm $cold --no-network --vcpus 1 --memory 256 --job-file "$work/mem.json" \
+			> "$work/mem$i.txt" 2>&1 &
+	done
+	while [ "$(cat "$work"/mem[0-9]*.txt | grep -c '^READY')" -lt "$n" ] && [ $t -lt 600 ]; do
+		sleep 1; t=$((t + 1))
+	done
+	sleep 1
+	for p in $(pgrep -x kiln-vmm); do
+		sum=$((sum + $(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
+	done
+	[ "$(pgrep -x kiln-vmm | wc -l)" = "$n" ] || echo "warning: $(pgrep -x kiln-vmm | wc -l) kiln-vmm processes, want $n" >&2
+	wait
+	grep -q 'boot: restored' "$work/mem1.txt" || [ -n "$cold" ] || echo "warning: the memory runs were not restored" >&2
+	rm -f "$work"/mem[0-9]*.txt
+	echo "$sum"
+}
+m1=$(vmm_pss 1 "")
+m4=$(vmm_pss 4 "")
+mc=$(vmm_pss 1 --no-snapshot)
+# One VM is one booted as without templates; one restored alone holds
+# only what it touched of the template, its pages not shared yet.
+printf 'memory (Pss of kiln-vmm, KiB): 1 restored %s, 4 restored %s, 1 cold %s\n' "$m1" "$m4" "$mc"
+awk -v a="$m4" -v b="$mc" 'BEGIN { printf "memory 4 restored / 1: %.2f (one VM booted cold; target < 1.5)\n", a / b }'
+awk -v a="$m4" -v b="$m1" 'BEGIN { printf "memory 4 restored / 1 restored: %.2f\n", a / b }'
 # How far start-up work can move the ratio: the microvm runs again with a
 # kiln-vmm that logs when it first enters KVM_RUN (KILN_VMM_TIMINGS, on the
 # same CLOCK_MONOTONIC as first-byte.py's spawn time), through a wrapper in

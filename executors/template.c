@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,15 +70,15 @@ enum kiln_rc template_key(const struct template_inputs *in, char key[TEMPLATE_KE
 	return KILN_OK;
 }
 
-enum kiln_rc template_dir(const char *state_dir, const char *key, char *buf, size_t size, struct kiln_err *e)
+enum kiln_rc template_dir(const char *root, const char *key, char *buf, size_t size, struct kiln_err *e)
 {
 	int n;
 
 	if (strlen(key) != 64)
 		return kiln_fail(e, KILN_E_INVALID, "template: a key is 64 hex digits");
-	n = snprintf(buf, size, "%s/templates/%.16s", state_dir, key);
+	n = snprintf(buf, size, "%s/%.16s", root, key);
 	if (n < 0 || (size_t)n >= size)
-		return kiln_fail(e, KILN_E_LIMIT, "template: %s: path too long", state_dir);
+		return kiln_fail(e, KILN_E_LIMIT, "template: %s: path too long", root);
 	return KILN_OK;
 }
 
@@ -164,15 +165,16 @@ enum kiln_rc template_seal(const char *dir, struct kiln_err *e)
 }
 
 enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,
-				 const char *image_name, struct kiln_err *e)
+				 const char *image_name, const char *kernel_name, struct kiln_err *e)
 {
 	char path[PATH_MAX], *text = NULL;
 	enum kiln_rc rc;
 	json_t *o;
 
-	o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:i, s:i, s:I}", "key", key, "ready", 1, "image",
-		      image_name ? image_name : "", "image_digest", in->image, "vmm", in->vmm, "vcpus", in->vcpus,
-		      "mem_mib", in->memory_mib, "created", (json_int_t)time(NULL));
+	o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:I}", "key", key, "ready", 1, "image",
+		      image_name ? image_name : "", "kernel", kernel_name ? kernel_name : "", "image_digest", in->image,
+		      "vmm", in->vmm, "vcpus", in->vcpus, "mem_mib", in->memory_mib, "net", in->net, "created",
+		      (json_int_t)time(NULL));
 	if (!o || !(text = json_dumps(o, JSON_COMPACT))) {
 		json_decref(o);
 		return kiln_fail(e, KILN_E_NOMEM, "template: out of memory");
@@ -276,35 +278,124 @@ char *template_restored_json(const char *job_name, const char *mac, const char *
 	return text;
 }
 
-enum kiln_rc template_list(const char *state_dir, FILE *out, struct kiln_err *e)
+/* Bytes dir's files take on disk (the memory file is sparse). */
+static unsigned long long disk_use(const char *dir)
 {
-	char dir[PATH_MAX], sub[PATH_MAX], reason[256];
+	static const char *const files[] = { "state", "memory", TEMPLATE_META };
+	unsigned long long sum = 0;
+	char path[PATH_MAX];
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		if (stat(path, &st) == 0)
+			sum += (unsigned long long)st.st_blocks * 512;
+	}
+	return sum;
+}
+
+enum kiln_rc template_list(const char *root, FILE *out, struct kiln_err *e)
+{
+	char sub[PATH_MAX], reason[256];
 	struct dirent *d;
 	DIR *dp;
 
-	snprintf(dir, sizeof(dir), "%s/templates", state_dir);
-	if (!(dp = opendir(dir)))
-		return errno == ENOENT ? KILN_OK : kiln_fail_errno(e, "opening %s", dir);
-	fprintf(out, "%-16s  %-5s  %-24s  %5s  %7s\n", "TEMPLATE", "READY", "IMAGE", "VCPUS", "MEM_MIB");
+	if (!(dp = opendir(root)))
+		return errno == ENOENT ? KILN_OK : kiln_fail_errno(e, "opening %s", root);
+	fprintf(out, "%-16s  %-5s  %-24s  %5s  %7s  %3s  %8s\n", "TEMPLATE", "READY", "IMAGE", "VCPUS", "MEM_MIB", "NET",
+		"DISK_MIB");
 	while ((d = readdir(dp))) {
 		json_t *o;
 
-		if (d->d_name[0] == '.')
+		if (d->d_name[0] == '.' || strchr(d->d_name, '.'))
 			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", dir, d->d_name);
+		snprintf(sub, sizeof(sub), "%s/%s", root, d->d_name);
 		o = read_meta(sub, reason, sizeof(reason));
 		if (!o) {
 			fprintf(out, "%-16s  %-5s  (%s)\n", d->d_name, "no", reason);
 			continue;
 		}
-		fprintf(out, "%-16s  %-5s  %-24s  %5d  %7d\n", d->d_name,
+		fprintf(out, "%-16s  %-5s  %-24s  %5d  %7d  %3s  %8.1f\n", d->d_name,
 			json_is_true(json_object_get(o, "ready")) ? "yes" : "no",
 			json_string_value(json_object_get(o, "image")) ? json_string_value(json_object_get(o, "image"))
 								       : "?",
 			(int)json_integer_value(json_object_get(o, "vcpus")),
-			(int)json_integer_value(json_object_get(o, "mem_mib")));
+			(int)json_integer_value(json_object_get(o, "mem_mib")),
+			!json_object_get(o, "net") ? "?" : json_is_true(json_object_get(o, "net")) ? "yes" : "no",
+			(double)disk_use(sub) / (1 << 20));
 		json_decref(o);
 	}
 	closedir(dp);
 	return KILN_OK;
+}
+
+/* Whether name is what a build that died left: KEY16.new.PID.TID with no
+ * process PID. */
+static bool dead_build(const char *name)
+{
+	const char *p = strstr(name, ".new.");
+	char *end;
+	long pid;
+
+	if (!p)
+		return false;
+	errno = 0;
+	pid = strtol(p + 5, &end, 10);
+	if (errno || pid <= 0 || *end != '.')
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+enum kiln_rc template_prune(const char *root, const char *key, const struct template_inputs *in,
+			    const char *image_name, const char *kernel_name, int *removed, struct kiln_err *e)
+{
+	char sub[PATH_MAX], reason[256];
+	enum kiln_rc rc = KILN_OK;
+	struct dirent *d;
+	int n = 0;
+	DIR *dp;
+
+	if (removed)
+		*removed = 0;
+	if (!(dp = opendir(root)))
+		return errno == ENOENT ? KILN_OK : kiln_fail_errno(e, "opening %s", root);
+	while ((d = readdir(dp))) {
+		const char *img, *kern, *k;
+		json_t *o, *jn;
+		bool same;
+
+		if (d->d_name[0] == '.' || snprintf(sub, sizeof(sub), "%s/%s", root, d->d_name) >= (int)sizeof(sub))
+			continue;
+		if (strchr(d->d_name, '.')) {
+			if (dead_build(d->d_name) && kiln_rm_rf(sub) == 0)
+				n++;
+			continue;
+		}
+		if (!strncmp(d->d_name, key, 16))
+			continue;
+		/* Only this image's and kernel's machine: a failed build's
+		 * record names none, and it is a few bytes that keep a broken
+		 * build from being tried again. */
+		if (!(o = read_meta(sub, reason, sizeof(reason))))
+			continue;
+		img = json_string_value(json_object_get(o, "image"));
+		kern = json_string_value(json_object_get(o, "kernel"));
+		k = json_string_value(json_object_get(o, "key"));
+		jn = json_object_get(o, "net");
+		same = img && kern && !strcmp(img, image_name) && !strcmp(kern, kernel_name) &&
+		       json_integer_value(json_object_get(o, "vcpus")) == in->vcpus &&
+		       json_integer_value(json_object_get(o, "mem_mib")) == in->memory_mib && json_is_true(jn) == in->net;
+		if (same && k && strcmp(k, key)) {
+			if (kiln_rm_rf(sub) < 0 && errno != ENOENT)
+				rc = kiln_fail_errno(e, "template: removing %s", sub);
+			else
+				n++;
+		}
+		json_decref(o);
+	}
+	closedir(dp);
+	if (removed)
+		*removed = n;
+	return rc;
 }

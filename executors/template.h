@@ -1,9 +1,11 @@
 /* Templates for the microvm executor: one VM per (image, kernel, vCPUs,
  * memory) booted until its agent says HELLO and saved by kiln-vmm
  * (SIGUSR2, docs/vmm.md "Snapshots"), which each job then restores instead
- * of booting. A template lives in STATE/templates/KEY16/ with kiln-vmm's
- * `state` and `memory` and kiln's `template.json`; KEY is the sha256 of
- * every input, so a changed input names another template. */
+ * of booting. A template lives in TEMPLATES/KEY16/ (the templates_dir of
+ * the configuration, STATE/templates unless set) with kiln-vmm's `state`
+ * and `memory` and kiln's `template.json`; KEY is the sha256 of every
+ * input, so a changed input names another template, and the one it
+ * replaces is pruned (template_prune). */
 #ifndef KILN_TEMPLATE_H
 #define KILN_TEMPLATE_H
 
@@ -35,9 +37,10 @@ struct template_inputs {
  * KILN_E_INVALID naming the field when one is missing or out of range. */
 enum kiln_rc template_key(const struct template_inputs *in, char key[TEMPLATE_KEY_HEX], struct kiln_err *e);
 
-/* STATE/templates/KEY16 into buf (the key's first 16 hex digits: 64 bits
- * tell templates apart; template.json holds the whole key). */
-enum kiln_rc template_dir(const char *state_dir, const char *key, char *buf, size_t size, struct kiln_err *e);
+/* ROOT/KEY16 into buf, ROOT the templates' folder (the key's first 16 hex
+ * digits: 64 bits tell templates apart; template.json holds the whole
+ * key). */
+enum kiln_rc template_dir(const char *root, const char *key, char *buf, size_t size, struct kiln_err *e);
 
 /* Whether dir holds a ready template for key. true, or false with why in
  * reason ("none yet", "inputs changed", "incomplete: ...", "broken: ...",
@@ -51,9 +54,10 @@ bool template_usable(const char *dir, const char *key, char *reason, size_t size
 enum kiln_rc template_seal(const char *dir, struct kiln_err *e);
 
 /* Record dir as a ready template of key (atomically, after kiln-vmm's
- * state and memory are in place): its inputs for `kiln images templates`. */
+ * state and memory are in place): its inputs, and the names of its image
+ * and kernel, for `kiln images templates` and template_prune. */
 enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct template_inputs *in,
-				 const char *image_name, struct kiln_err *e);
+				 const char *image_name, const char *kernel_name, struct kiln_err *e);
 
 /* Record that building key's template in dir failed (why): it is not
  * built again, nor restored, until an input changes. */
@@ -70,8 +74,18 @@ enum kiln_rc template_discard(const char *dir, struct kiln_err *e);
 char *template_restored_json(const char *job_name, const char *mac, const char *ip, const char *gw,
 			     const char *dns, struct kiln_err *e);
 
-/* One line per template under STATE/templates: key, state, image, vcpus,
- * memory, size on disk. 0 lines is not an error. */
-enum kiln_rc template_list(const char *state_dir, FILE *out, struct kiln_err *e);
+/* One line per template under root: key, state, image, vcpus, memory,
+ * network, size on disk. No folder or no templates is not an error. */
+enum kiln_rc template_list(const char *root, FILE *out, struct kiln_err *e);
+
+/* After key's template of in was made ready: remove every other template
+ * under root of the same image and kernel names and machine (in's vcpus,
+ * memory, network), and what a build that died left
+ * (KEY16.new.PID.TID of a process that is gone). Their inputs changed, so
+ * no job restores them again: kept, they would only fill the disk. A job
+ * that planned to restore one just now fails to and boots cold. The
+ * number removed into *removed (may be NULL). */
+enum kiln_rc template_prune(const char *root, const char *key, const struct template_inputs *in,
+			    const char *image_name, const char *kernel_name, int *removed, struct kiln_err *e);
 
 #endif

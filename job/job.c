@@ -687,14 +687,23 @@ static enum kiln_rc create_late_workspace(struct job *j, struct kiln_err *e)
 static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_settings *d)
 {
 	struct images_ctx ictx;
+	char troot[PATH_MAX];
 	struct warm_want w = { .backend = j->backend->name, .snapshots = d->snapshots,
 			       .no_snapshot = j->o->no_snapshot, .image = j->image,
 			       .kernel = j->o->kernel ? j->o->kernel : d->kernel, .vcpus = vs->vcpus,
-			       .memory_mib = vs->memory_mib, .net = vs->tap != NULL, .state_dir = j->o->cfg->state_dir };
+			       .memory_mib = vs->memory_mib, .net = vs->tap != NULL,
+			       .templates_dir = kiln_config_templates_dir(j->o->cfg, troot, sizeof(troot)) };
 	struct warm_plan plan;
 
 	images_ctx_init(&ictx, j->o->cfg);
 	warmstart_plan(&ictx, &w, &plan);
+	/* Templates are of the default image's machine without a third drive:
+	 * restored, kiln-vmm would refuse the machine and the template would
+	 * be thrown away for every job after. */
+	if (vs->image && (plan.restore || plan.buildable)) {
+		plan.restore = plan.buildable = false;
+		snprintf(plan.reason, sizeof(plan.reason), "a job in an OCI image has a drive no template has");
+	}
 	/* First use: build it, once per job (a failed build is not retried
 	 * by this job; the next one tries again). */
 	if (plan.buildable && !j->cold_only && vs->workspace_late && !vs->command) {
@@ -775,34 +784,42 @@ static enum kiln_rc cold_again(struct job *j, const char *spec, bool late, struc
 	return run_vm(j, spec, late, e);
 }
 
+/* The machine of j's VM into vs, before the boot is picked. */
+static void vm_spec_of(struct job *j, bool late, struct vm_spec *vs)
+{
+	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
+
+	memset(vs, 0, sizeof(*vs));
+	vs->kernel = j->kernel;
+	vs->initrd = j->initrd[0] ? j->initrd : NULL;
+	vs->rootfs = j->rootfs;
+	vs->workspace = j->ws_image;
+	vs->image = j->oci ? j->oci_image.rootfs : NULL;
+	vs->workspace_late = late;
+	vs->vcpus = j->o->vcpus ? j->o->vcpus : d->vcpus;
+	vs->memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib;
+	vs->tap = j->net.enabled ? j->net.tap : NULL;
+	vs->net_cmdline = j->net.enabled ? j->net.cmdline : NULL;
+	vs->rx_rate_limit = d->rx_rate_limit;
+	vs->tx_rate_limit = d->tx_rate_limit;
+	vs->disk_rate_limit = d->disk_rate_limit;
+	vs->disk_iops_limit = d->disk_iops_limit;
+	vs->run_dir = j->run_dir;
+	vs->helper = j->helper;
+	vs->accel = j->accel;
+	vs->jail = j->o->cfg->jail;
+	vs->jail_uid_base = j->o->cfg->jail_uid_base;
+}
+
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
-	struct vm_spec vs = { 0 };
+	struct vm_spec vs;
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	enum kiln_rc rc;
 	int fd, status;
 	double t0 = mono_s(), t_limit;
-	bool ws_ready = !late;
 
-	vs.kernel = j->kernel;
-	vs.initrd = j->initrd[0] ? j->initrd : NULL;
-	vs.rootfs = j->rootfs;
-	vs.workspace = j->ws_image;
-	vs.image = j->oci ? j->oci_image.rootfs : NULL;
-	vs.workspace_late = late;
-	vs.vcpus = j->o->vcpus ? j->o->vcpus : d->vcpus;
-	vs.memory_mib = j->o->memory_mib ? j->o->memory_mib : d->memory_mib;
-	vs.tap = j->net.enabled ? j->net.tap : NULL;
-	vs.net_cmdline = j->net.enabled ? j->net.cmdline : NULL;
-	vs.rx_rate_limit = d->rx_rate_limit;
-	vs.tx_rate_limit = d->tx_rate_limit;
-	vs.disk_rate_limit = d->disk_rate_limit;
-	vs.disk_iops_limit = d->disk_iops_limit;
-	vs.run_dir = j->run_dir;
-	vs.helper = j->helper;
-	vs.accel = j->accel;
-	vs.jail = j->o->cfg->jail;
-	vs.jail_uid_base = j->o->cfg->jail_uid_base;
+	vm_spec_of(j, late, &vs);
 	boot_kind(j, &vs, d);
 	t0 = mono_s(); /* a template built just now is not this VM's boot */
 	executor_init(&j->x, j->backend, &vs);
@@ -814,15 +831,16 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	/* A restoring kiln-vmm checks that the workspace drive has the size
-	 * it had at the save (empty): it is filled once the guest runs. */
-	if (late && !j->restoring) {
+	/* Restoring too: kiln-vmm gives the guest the workspace drive's size
+	 * at the save (empty) until the rescan, however far the file has
+	 * grown meanwhile, so the workspace is built while the VM restores
+	 * and the agent comes back. */
+	if (late) {
 		/* On failure the VM goes with the executor's cleanup. */
 		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
 			fail_reason(j, "runner_system_failure");
 			return rc;
 		}
-		ws_ready = true;
 		j->r->prepare_s = mono_s() - j->t_start;
 	}
 	/* The boot limit counts from when the guest could go on: a long clone
@@ -831,23 +849,13 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	if ((rc = j->x.ops->stream(&j->x, boot_ms(j), &fd, e))) {
 		stage_end(j);
 		if (j->restoring)
-			return cold_again(j, spec, !ws_ready, e);
+			return cold_again(j, spec, false, e);
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
-	/* Restored: the agent is back, so its drives are open; the JOB frame
-	 * goes after the rescan as for a cold boot. */
-	if (late && !ws_ready) {
-		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
-			fail_reason(j, "runner_system_failure");
-			return rc;
-		}
-		ws_ready = true;
-		j->r->prepare_s = mono_s() - j->t_start;
-	}
 	rc = converse(j, fd, spec, t0, t_limit, e);
 	if (rc && j->restoring && j->r->boot_s == 0)
-		return cold_again(j, spec, !ws_ready, e);
+		return cold_again(j, spec, false, e);
 	if (!rc && j->relaunch) {
 		notice(j, "image %s has a kiln-agent that cannot take a workspace after boot: booting again "
 			  "with it ready (rebuild the image with this kiln: kiln images build %s)", j->image, j->image);
@@ -1068,6 +1076,89 @@ out:
 		fail_reason(&j, "script_failure");
 	if (!r->failure_reason[0] && r->exit_code == 0)
 		r->failure_reason[0] = '\0';
+	return rc;
+}
+
+enum kiln_rc job_warm(const struct job_opts *o, bool *built, char key16[17], char *what, size_t what_size,
+		      struct kiln_err *e)
+{
+	struct job_payload p = { .id = 0 };
+	struct job_result r = { 0 };
+	struct job j = { .p = &p, .o = o, .r = &r, .run_fd = -1, .image_fd = { -1, -1 } };
+	const struct kiln_vm_settings *d = o->vm ? o->vm : &o->cfg->defaults;
+	bool want_net = o->network < 0 ? d->network : o->network;
+	struct images_ctx ictx;
+	struct warm_plan plan;
+	struct warm_want w;
+	struct vm_spec vs;
+	char jobs_dir[PATH_MAX], tdir[PATH_MAX], troot[PATH_MAX];
+	enum kiln_rc rc;
+	double t0 = mono_s();
+
+	*built = false;
+	key16[0] = '\0';
+	jobnet_disabled(&j.net);
+	images_ctx_init(&ictx, o->cfg);
+	if ((rc = pick_executor(&j, e)) || (rc = pick_images(&j, &ictx, e)))
+		goto out;
+	snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", o->cfg->state_dir);
+	snprintf(j.run_dir, sizeof(j.run_dir), "%s/0.%d.XXXXXX", jobs_dir, (int)getpid());
+	if (kiln_mkdir_p(jobs_dir) < 0 || !mkdtemp(j.run_dir)) {
+		rc = kiln_fail_errno(e, "creating a folder in %s", jobs_dir);
+		j.run_dir[0] = '\0';
+		goto out;
+	}
+	if ((j.run_fd = open(j.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || flock(j.run_fd, LOCK_EX) < 0) {
+		rc = kiln_fail_errno(e, "locking %s", j.run_dir);
+		goto out;
+	}
+	/* A template with a network interface serves the jobs that have one:
+	 * it boots with a tap as they do. */
+	if (want_net) {
+		struct jobnet_policy policy = { .allowed = d->allowed_networks, .denied = d->denied_networks };
+
+		if ((rc = jobnet_setup("warm", &policy, &j.net, e)))
+			goto out;
+	}
+	snprintf(j.ws_image, sizeof(j.ws_image), "%s/workspace.ext4", j.run_dir);
+	vm_spec_of(&j, true, &vs);
+	w = (struct warm_want){ .backend = j.backend->name, .snapshots = true, .image = j.image,
+				.kernel = o->kernel ? o->kernel : d->kernel, .vcpus = vs.vcpus,
+				.memory_mib = vs.memory_mib, .net = vs.tap != NULL,
+				.templates_dir = kiln_config_templates_dir(o->cfg, troot, sizeof(troot)) };
+	snprintf(what, what_size, "image %s, %d vCPU, %d MiB, network %s", j.image, vs.vcpus, vs.memory_mib,
+		 vs.tap ? "on" : "off");
+	warmstart_plan(&ictx, &w, &plan);
+	if (!j.backend->disks_changed || !plan.key[0]) {
+		rc = kiln_fail(e, KILN_E_INVALID, "no template for %s: %s", what,
+			       plan.reason[0] ? plan.reason : "the executor cannot hand over a workspace after start");
+		goto out;
+	}
+	snprintf(key16, 17, "%.16s", plan.key);
+	if (plan.restore)
+		goto out;
+	/* Asked for by name: a build that failed before is tried again. */
+	if (!plan.buildable && (rc = template_discard(plan.dir, e)))
+		goto out;
+	snprintf(tdir, sizeof(tdir), "%s/template", j.run_dir);
+	if ((rc = warmstart_build(j.backend, &vs, &plan, tdir, boot_ms(&j), j.image, e))) {
+		struct kiln_err me = { 0 };
+
+		template_mark_failed(plan.dir, plan.key, e->msg, &me);
+		goto out;
+	}
+	*built = true;
+	notice(&j, "template %.16s built in %.1f s", plan.key, mono_s() - t0);
+out:
+	jobnet_teardown(&j.net);
+	if (j.run_dir[0])
+		kiln_rm_rf(j.run_dir);
+	if (j.run_fd >= 0)
+		close(j.run_fd);
+	if (j.image_fd[0] >= 0)
+		close(j.image_fd[0]);
+	if (j.image_fd[1] >= 0)
+		close(j.image_fd[1]);
 	return rc;
 }
 

@@ -96,6 +96,16 @@ struct job_result {
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e);
 
+/* kiln images warm: make the microvm template that a job run with o would
+ * restore from (o's image, kernel, vCPUs, memory and network, or the
+ * configuration's), now, without a job: a VM booted in a job folder until
+ * its agent waits, saved (job/warmstart.h). A ready one is kept (*built
+ * false); a failed build's record is dropped and the build tried again.
+ * key16 gets the template's name, what gets the image and machine in
+ * words. KILN_E_INVALID when the executor or image can have none. */
+enum kiln_rc job_warm(const struct job_opts *o, bool *built, char key16[17], char *what, size_t what_size,
+		      struct kiln_err *e);
+
 /* Remove what killed kiln processes left: job folders in state_dir whose
  * owner is dead (their VMMs died with their parent) and that no process
  * holds (flock), and the taps and nft entries of dead owners' network

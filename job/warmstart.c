@@ -43,6 +43,7 @@ void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, st
 	char mine[65];
 
 	memset(p, 0, sizeof(*p));
+	snprintf(p->kernel_name, sizeof(p->kernel_name), "%s", w->kernel ? w->kernel : "");
 	if (w->no_snapshot) {
 		snprintf(p->reason, sizeof(p->reason), "--no-snapshot");
 		return;
@@ -69,7 +70,7 @@ void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, st
 	p->in = (struct template_inputs){ .image = p->image_sha, .kernel = p->kernel_sha, .agent = p->agent_sha,
 					  .vmm = PACKAGE_VERSION,
 					  .vcpus = w->vcpus, .memory_mib = w->memory_mib, .net = w->net };
-	if (template_key(&p->in, p->key, &e) || template_dir(w->state_dir, p->key, p->dir, sizeof(p->dir), &e)) {
+	if (template_key(&p->in, p->key, &e) || template_dir(w->templates_dir, p->key, p->dir, sizeof(p->dir), &e)) {
 		snprintf(p->reason, sizeof(p->reason), "%s", e.msg);
 		return;
 	}
@@ -130,7 +131,8 @@ enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spe
 {
 	struct vm_spec vs = *base;
 	struct executor x;
-	char tmp[PATH_MAX], dir[PATH_MAX], ws[PATH_MAX];
+	char tmp[PATH_MAX], dir[PATH_MAX], ws[PATH_MAX], root[PATH_MAX];
+	struct kiln_err pe = { 0 };
 	enum kiln_rc rc;
 	double t0 = mono_s();
 	int fd, status = -1;
@@ -166,13 +168,18 @@ enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spe
 		rc = kiln_fail(e, KILN_E_EXEC, "template: kiln-vmm did not save the VM (status %d)", status);
 		goto out;
 	}
-	if ((rc = template_seal(tmp, e)) || (rc = template_mark_ready(tmp, plan->key, &plan->in, image_name, e)))
+	if ((rc = template_seal(tmp, e)) || (rc = template_mark_ready(tmp, plan->key, &plan->in, image_name, plan->kernel_name, e)))
 		goto out;
 	kiln_rm_rf(plan->dir); /* a stale or broken one */
 	if (rename(tmp, plan->dir) < 0) {
 		rc = kiln_fail_errno(e, "template: renaming %s", tmp);
 		goto out;
 	}
+	/* The one it replaces is never restored again. A failure here costs
+	 * disk, not the job. */
+	snprintf(root, sizeof(root), "%s", plan->dir);
+	*strrchr(root, '/') = '\0';
+	template_prune(root, plan->key, &plan->in, image_name ? image_name : "", plan->kernel_name, NULL, &pe);
 out:
 	if (started)
 		x.ops->cleanup(&x);

@@ -18,7 +18,7 @@ struct warm_want {
 	const char *image, *kernel; /* image names */
 	int vcpus, memory_mib;
 	bool net;
-	const char *state_dir;    /* templates live in STATE/templates */
+	const char *templates_dir; /* the templates' folder (kiln_config_templates_dir) */
 };
 
 struct warm_plan {
@@ -28,6 +28,7 @@ struct warm_plan {
 	char dir[PATH_MAX];
 	struct template_inputs in;  /* pointing into the two below */
 	char image_sha[65], kernel_sha[65], agent_sha[65];
+	char kernel_name[128];    /* the kernel image's name, for template.json */
 	char reason[320];         /* why cold, when !restore */
 };
 
@@ -38,7 +39,8 @@ void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, st
 /* Build the template plan names (first use): boot base's machine in
  * run_dir (made and removed here) with an empty late workspace, wait up
  * to boot_ms for the agent's HELLO, have kiln-vmm save it (SIGUSR2: it
- * then exits 0), seal it, mark it ready and rename it into plan->dir. */
+ * then exits 0), seal it, mark it ready and rename it into plan->dir;
+ * then prune the templates it replaces (template_prune). */
 enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spec *base, const struct warm_plan *plan,
 			     const char *run_dir, int boot_ms, const char *image_name, struct kiln_err *e);
 

@@ -99,6 +99,7 @@ static const struct field global_fields[] = {
 	{ "state_dir", F_STR, offsetof(struct kiln_config, state_dir), 0, 0, NULL },
 	{ "cache_dir", F_STR, offsetof(struct kiln_config, cache_dir), 0, 0, NULL },
 	{ "images_dir", F_STR, offsetof(struct kiln_config, images_dir), 0, 0, NULL },
+	{ "templates_dir", F_STR, offsetof(struct kiln_config, templates_dir), 0, 0, NULL },
 	{ "log_format", F_STR, offsetof(struct kiln_config, log_format), 0, 0, log_formats },
 	{ "listen_address", F_STR, offsetof(struct kiln_config, listen_address), 0, 0, NULL },
 	{ "concurrent", F_INT, offsetof(struct kiln_config, concurrent), 1, 1000, NULL },
@@ -168,6 +169,15 @@ static char *xstrdup_env(const char *env, const char *fallback)
 	return strdup(v && *v ? v : fallback);
 }
 
+const char *kiln_config_templates_dir(const struct kiln_config *cfg, char *buf, size_t size)
+{
+	if (cfg->templates_dir)
+		snprintf(buf, size, "%s", cfg->templates_dir);
+	else
+		snprintf(buf, size, "%s/templates", cfg->state_dir);
+	return buf;
+}
+
 const char *kiln_config_default_path(void)
 {
 	static char buf[PATH_MAX];
@@ -207,6 +217,12 @@ enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e)
 	if (cfg->state_dir)
 		snprintf(buf, sizeof(buf), "%s/images", cfg->state_dir);
 	cfg->images_dir = xstrdup_env("KILN_IMAGES_DIR", buf);
+	/* Unset: STATE/templates, after the file's state_dir. */
+	if (getenv("KILN_TEMPLATES_DIR") && *getenv("KILN_TEMPLATES_DIR") &&
+	    !(cfg->templates_dir = strdup(getenv("KILN_TEMPLATES_DIR")))) {
+		kiln_config_free(cfg);
+		return kiln_fail(e, KILN_E_NOMEM, "config: out of memory");
+	}
 	cfg->log_format = strdup("text");
 	cfg->concurrent = 1;
 	cfg->check_interval = 3;
@@ -1066,6 +1082,7 @@ void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->state_dir);
 	free(cfg->cache_dir);
 	free(cfg->images_dir);
+	free(cfg->templates_dir);
 	free(cfg->log_format);
 	free(cfg->listen_address);
 	free_vm(&cfg->defaults);

@@ -121,6 +121,7 @@ struct kiln_config {
 	char *state_dir;
 	char *cache_dir;
 	char *images_dir;
+	char *templates_dir;     /* microvm templates (executors/template.h); NULL: STATE/templates */
 	char *log_format;        /* text or json */
 	char *listen_address;    /* host:port for /metrics, NULL = off */
 	int concurrent;
@@ -142,8 +143,13 @@ struct kiln_config {
 const char *kiln_config_default_path(void);
 
 /* Fill cfg with built-in defaults (then overridden by $KILN_STATE_DIR,
- * $KILN_CACHE_DIR and $KILN_IMAGES_DIR). */
+ * $KILN_CACHE_DIR, $KILN_IMAGES_DIR and $KILN_TEMPLATES_DIR). */
 enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e);
+
+/* The folder of the microvm executor's templates into buf: templates_dir,
+ * else STATE/templates. Apart from the jobs' data (a cache, like images:
+ * rebuilt when missing, pruned when their inputs change). */
+const char *kiln_config_templates_dir(const struct kiln_config *cfg, char *buf, size_t size);
 
 /* Load path over the defaults. When must_exist is false a missing file
  * leaves the defaults. On failure e names FILE:LINE and the key. */

@@ -128,6 +128,22 @@ static int oci_list(const struct kiln_config *cfg)
 	return EXIT_OK;
 }
 
+/* The microvm templates (executors/template.h), with blank, after a blank
+ * line when there is a folder of them. */
+static int templates_list(const struct kiln_config *cfg, bool blank)
+{
+	struct kiln_err e = { 0 };
+	char root[PATH_MAX];
+
+	if (access(kiln_config_templates_dir(cfg, root, sizeof(root)), F_OK) == 0 && blank)
+		printf("\n");
+	if (template_list(root, stdout, &e)) {
+		log_error("%s", e.msg);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
 static int images_list(struct images_ctx *ictx, const struct kiln_config *cfg)
 {
 	struct kiln_err e = { 0 };
@@ -172,7 +188,9 @@ static int images_list(struct images_ctx *ictx, const struct kiln_config *cfg)
 		free(names[i]);
 	}
 	free(names);
-	return oci_list(cfg) == EXIT_OK ? ret : EXIT_FAIL;
+	if (oci_list(cfg) != EXIT_OK)
+		return EXIT_FAIL;
+	return templates_list(cfg, true) == EXIT_OK ? ret : EXIT_FAIL;
 }
 
 /* images build --all: every recipe, each rebuilt when its inputs changed
@@ -212,6 +230,37 @@ static int images_build_all(struct images_ctx *ictx, bool force)
 	return ret;
 }
 
+static void exec_notice(void *arg, const char *line);
+
+/* kiln images warm NAME: the template a job of NAME's machine restores
+ * from, built now (job_warm). */
+static int images_warm(struct cli *c, int argc, char **argv)
+{
+	struct warm_opts wo;
+	struct job_opts o = { .cfg = &c->cfg, .notice = exec_notice };
+	struct kiln_err e = { 0 };
+	char key[17], what[256] = "";
+	bool built;
+
+	if (opts_images_warm(argc, argv, &wo))
+		return EXIT_USAGE;
+	o.image = wo.image;
+	o.kernel = wo.kernel;
+	o.vcpus = wo.vcpus;
+	o.memory_mib = wo.memory_mib;
+	o.network = wo.network;
+	signal(SIGPIPE, SIG_IGN);
+	job_sweep(c->cfg.state_dir);
+	if (job_warm(&o, &built, key, what, sizeof(what), &e)) {
+		log_error("images warm %s: %s", wo.image, e.msg);
+		return EXIT_FAIL;
+	}
+	log_info("template %s (%s): %s", key, what, built ? "built" : "current");
+	if (!c->cfg.defaults.snapshots)
+		log_info("note: jobs restore from templates only with `snapshots: true` in defaults: or a runner");
+	return EXIT_OK;
+}
+
 static int cmd_images(struct cli *c, int argc, char **argv)
 {
 	struct images_ctx ictx;
@@ -219,7 +268,7 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 
 	images_ctx_init(&ictx, &c->cfg);
 	if (argc < 2)
-		return cli_usage_error("%s: missing subcommand (list, build, path, pull, prune, templates)", "images");
+		return cli_usage_error("%s: missing subcommand (list, build, path, pull, prune, templates, warm)", "images");
 	if (!strcmp(argv[1], "list")) {
 		if (argc > 2)
 			return cli_usage_error("images list takes no arguments, got '%s'", argv[2]);
@@ -281,12 +330,10 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 	if (!strcmp(argv[1], "templates")) {
 		if (argc > 2)
 			return cli_usage_error("images templates takes no arguments, got '%s'", argv[2]);
-		if (template_list(c->cfg.state_dir, stdout, &e)) {
-			log_error("%s", e.msg);
-			return EXIT_FAIL;
-		}
-		return EXIT_OK;
+		return templates_list(&c->cfg, false);
 	}
+	if (!strcmp(argv[1], "warm"))
+		return images_warm(c, argc - 1, argv + 1);
 	if (!strcmp(argv[1], "path")) {
 		char path[PATH_MAX];
 

@@ -29,6 +29,8 @@ static void usage(FILE *out, const char *default_config)
 		"  images pull REF        pull an OCI image into the store (oci: registries for auth)\n"
 		"  images prune           drop least recently used OCI images down to oci.max_size_mib\n"
 		"  images templates       list the microvm executor's VM templates\n"
+		"  images warm NAME [--vcpus N] [--memory MIB] [--no-network]  build the template\n"
+		"                         of NAME's machine now, not at its first job\n"
 		"  config check           validate the configuration file\n"
 		"  github status          the GitHub entries' queued jobs, runners and VMs\n"
 		"  boot [OPTIONS] -- CMD  boot an image in a fresh VM and run CMD in it\n"
@@ -214,6 +216,47 @@ int opts_exec_job_file(int argc, char **argv, struct job_file_opts *o)
 		return cli_usage_error("exec: missing --job-file FILE%s", "");
 	if (optind < argc)
 		return cli_usage_error("exec: unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+int opts_images_warm(int argc, char **argv, struct warm_opts *o)
+{
+	static const struct option opts[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "vcpus", required_argument, NULL, 'n' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "network", no_argument, NULL, 'N' },
+		{ "no-network", no_argument, NULL, 'O' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int opt;
+
+	memset(o, 0, sizeof(*o));
+	o->network = -1;
+	optind = 0; /* 0, not 1: glibc then reads the ordering ("" permutes) again */
+	/* Options before or after NAME. */
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'k': o->kernel = optarg; break;
+		case 'N': o->network = 1; break;
+		case 'O': o->network = 0; break;
+		case 'n':
+			if (number("images warm", optarg, 1, 32, &o->vcpus))
+				return EXIT_USAGE;
+			break;
+		case 'm':
+			if (number("images warm", optarg, 64, 65536, &o->memory_mib))
+				return EXIT_USAGE;
+			break;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("images warm: missing image %s", "NAME");
+	o->image = argv[optind++];
+	if (optind < argc)
+		return cli_usage_error("images warm: unexpected argument '%s'", argv[optind]);
 	return 0;
 }
 
@@ -550,8 +593,10 @@ static const struct {
 } verb_usage[] = {
 	{ "doctor", "usage: kiln doctor [-c FILE]\n"
 		    "  check what this host offers and which executor kiln uses\n" },
-	{ "images", "usage: kiln images list | build [-f] NAME... | path NAME FILE [-c FILE]\n"
-		    "  list, build (cached by inputs) or locate the guest images\n" },
+	{ "images", "usage: kiln images list | build [-f] NAME... | path NAME FILE | templates\n"
+		    "       kiln images warm NAME [--kernel K] [--vcpus N] [--memory MIB] [--network|--no-network]\n"
+		    "  list, build (cached by inputs) or locate the guest images; list or build\n"
+		    "  the microvm executor's templates\n" },
 	{ "config", "usage: kiln config check [-c FILE]\n"
 		    "  validate the configuration file and say what it holds\n" },
 	{ "boot", "usage: kiln boot [-c FILE] [--image I] [--kernel K] [--memory MIB] [--vcpus N] -- CMD\n"

@@ -57,6 +57,15 @@ struct job_file_opts {
 };
 int opts_exec_job_file(int argc, char **argv, struct job_file_opts *o);
 
+/* kiln images warm NAME [--kernel K] [--vcpus N] [--memory MIB]
+ * [--network|--no-network]: argv[0] is "warm". 0 and NULL: the
+ * configuration's, network -1. */
+struct warm_opts {
+	const char *image, *kernel;
+	int vcpus, memory_mib, network;
+};
+int opts_images_warm(int argc, char **argv, struct warm_opts *o);
+
 /* kiln exec [OPTIONS] [JOB...]: the pipeline (localci/scheduler.h). */
 int opts_exec(int argc, char **argv, struct pexec_opts *o);
 

@@ -30,6 +30,11 @@ check 2 1 "$b/kiln" no-such-command
 check 2 1 "$b/kiln" images
 check 2 1 "$b/kiln" images build
 check 2 1 "$b/kiln" images build --all extra
+check 2 1 "$b/kiln" images warm
+check 2 1 "$b/kiln" images warm tiny extra
+check 2 1 "$b/kiln" images warm tiny --vcpus 0
+check 2 1 "$b/kiln" images warm --memory 32 tiny
+check 2 1 "$b/kiln" images warm tiny --bogus
 check 2 1 "$b/kiln" doctor extra
 check 0 any "$b/kiln" install --help
 check 0 any "$b/kiln" uninstall --help

@@ -1,8 +1,11 @@
 #!/bin/bash
 # Templates of the microvm executor, in the KVM sandbox: the first job
-# builds its machine's template and restores from it, two jobs at once
-# then restore from the same template, each with its own random bytes, and
-# --no-snapshot boots cold. Needs images carrying this kiln's agent
+# builds its machine's template and restores from it, in the templates
+# folder and not the state folder; four jobs at once then restore from the
+# same template, each with its own random bytes and host name; a restored
+# job that fills its workspace gets ENOSPC and fails cleanly; `kiln images
+# warm` builds a template ahead of any job; --no-snapshot boots cold.
+# Needs images carrying this kiln's agent
 # (KILN_IMAGES_DIR; the shared ones are rebuilt by the lead).
 # Exit 77 (SKIP) with the reason when images or the sandbox are missing.
 set -u
@@ -30,6 +33,7 @@ work=$(mktemp -d)
 state=$work/state
 fails=0
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$state KILN_IMAGES_DIR=$images
+export KILN_TEMPLATES_DIR=$work/templates
 trap 'rm -rf "$work"' EXIT
 # Templates are opt-in (docs/vmm.md, "Templates (kiln's side)").
 printf 'defaults:\n  snapshots: true\n' >"$work/config.yml"
@@ -54,20 +58,74 @@ echo "$out" | grep -q 'boot: template .* built' && ok "first job built the templ
 echo "$out" | grep -q 'boot: restored from template' && ok "first job restored" || bad "first job not restored"
 echo "$out" | grep -q '^RND ' && ok "first job's output" || bad "no output from the first job"
 "$kiln" images templates
+[ -n "$(ls "$work/templates" 2>/dev/null)" ] && [ ! -e "$state/templates" ] &&
+	ok "the template is in the templates folder, not the state folder" ||
+	bad "templates: '$(ls "$work/templates" 2>/dev/null)', state: '$(ls "$state")'"
 
-for i in 1 2; do
+# left WHAT: nothing of the jobs remains (job folders, kiln-vmm processes).
+left() {
+	local l=""
+	[ -z "$(ls -A "$state/jobs" 2>/dev/null)" ] || l="$l job-folder:$(ls "$state/jobs")"
+	pgrep -f "$state/jobs" >/dev/null && l="$l vmm-process"
+	[ -z "$l" ] && ok "$1: nothing left behind" || bad "$1: left behind:$l"
+}
+
+# Four at once from the one template, as the issue asks.
+for i in 1 2 3 4; do
 	"$kiln" exec $opts --job-file "$work/job.json" >"$work/out$i" 2>&1 &
+	pids="${pids:-} $!"
 done
-wait
-for i in 1 2; do
+for i in 1 2 3 4; do
+	p=$(echo $pids | cut -d' ' -f$i)
+	wait "$p"; st=$?
 	grep -E 'boot:|RND|HOST|job (succeeded|failed)' "$work/out$i"
+	[ "$st" = 0 ] && ok "job $i: status 0" || bad "job $i: status $st"
 	grep -q 'boot: restored from template' "$work/out$i" && ok "job $i restored" || bad "job $i not restored"
 done
-r1=$(grep '^RND ' "$work/out1"); r2=$(grep '^RND ' "$work/out2")
-[ -n "$r1" ] && [ -n "$r2" ] && [ "$r1" != "$r2" ] && ok "random bytes differ: $r1 / $r2" ||
-	bad "random bytes: '$r1' '$r2'"
-h1=$(grep '^HOST ' "$work/out1"); h2=$(grep '^HOST ' "$work/out2")
-[ -n "$h1" ] && [ "$h1" != "$h2" ] && ok "host names differ: $h1 / $h2" || bad "host names: '$h1' '$h2'"
+n=$(cat "$work"/out[1-4] | grep -c '^RND ')
+u=$(cat "$work"/out[1-4] | grep '^RND ' | sort -u | wc -l)
+[ "$n" = 4 ] && [ "$u" = 4 ] && ok "4 jobs, 4 different random byte strings" || bad "random bytes: $n lines, $u different"
+n=$(cat "$work"/out[1-4] | grep -c '^HOST ')
+u=$(cat "$work"/out[1-4] | grep '^HOST ' | sort -u | wc -l)
+[ "$n" = 4 ] && [ "$u" = 4 ] && ok "4 jobs, 4 different host names" || bad "host names: $n lines, $u different"
+left "4 at once"
+
+# A restored guest that fills its workspace gets ENOSPC like a cold one
+# (tests/exec.sh's fill case): the job fails on it, the VM goes.
+python3 - "$work/job.json" "$work/fill.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["steps"][0]["script"] = [
+    "dd if=/dev/zero of=fill bs=1M 2>/tmp/dd.err || cat /tmp/dd.err; echo workspace-full",
+    "exit 7",
+]
+json.dump(d, open(sys.argv[2], "w"))
+PY
+out=$("$kiln" exec $opts --job-file "$work/fill.json" 2>&1); st=$?
+echo "$out" | grep -E 'boot:|dd:|workspace-full|job (succeeded|failed)|error'
+echo "$out" | grep -q 'boot: restored from template' && ok "fill: restored" || bad "fill: not restored"
+[ "$st" = 7 ] && echo "$out" | grep -q 'No space left on device' && echo "$out" | grep -q 'workspace-full' &&
+	echo "$out" | grep -q 'job failed: script_failure, exit code 7' &&
+	ok "fill: ENOSPC in the restored guest, the job fails with status 7" ||
+	{ bad "fill: status $st"; echo "$out" | tail -8; }
+left "fill"
+
+# kiln images warm: a template before any job of its machine, found by a
+# second call and restored by the first job; kiln images list shows both.
+out=$("$kiln" images warm tiny --memory 192 --no-network 2>&1); st=$?
+echo "$out" | tail -2
+[ "$st" = 0 ] && echo "$out" | grep -q 'template [0-9a-f]\{16\} (image tiny, 1 vCPU, 192 MiB, network off): built' &&
+	ok "images warm built a template" || bad "images warm: status $st"
+out=$("$kiln" images warm tiny --memory 192 --no-network 2>&1); st=$?
+[ "$st" = 0 ] && echo "$out" | grep -q ': current$' && ok "images warm again: current" ||
+	bad "images warm again: status $st: $(echo "$out" | tail -1)"
+out=$("$kiln" exec --executor microvm --image tiny --memory 192 --no-network --job-file "$work/job.json" 2>&1); st=$?
+[ "$st" = 0 ] && echo "$out" | grep -q 'boot: restored from template' && ! echo "$out" | grep -q 'boot: template .* built' &&
+	ok "a job restores from the warmed template" || bad "warmed: status $st: $(echo "$out" | grep boot:)"
+"$kiln" images list 2>/dev/null | sed -n '/^TEMPLATE/,$p'
+[ "$("$kiln" images list 2>/dev/null | sed -n '/^TEMPLATE/,$p' | grep -c ' tiny ')" = 2 ] && ok "images list: 2 templates" ||
+	bad "images list: $("$kiln" images list 2>/dev/null | sed -n '/^TEMPLATE/,$p' | tr '\n' ' ')"
+left "images warm"
 
 out=$("$kiln" exec $opts --no-snapshot --job-file "$work/job.json" 2>&1); st=$?
 [ "$st" = 0 ] && echo "$out" | grep -q 'boot: cold (--no-snapshot)' && ok "--no-snapshot boots cold" ||

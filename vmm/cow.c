@@ -314,8 +314,17 @@ int cow_restore(struct cow_disk *c, struct snap_reader *r)
 	uint32_t cow = snap_get_u32(r), ro = snap_get_u32(r);
 
 	words = snap_get_u64(r);
-	if (r->bad || size != c->size || cow != c->cow || ro != c->read_only || words != want)
+	if (r->bad || cow != c->cow || ro != c->read_only || words != want)
 		return -EINVAL;
+	if (size != c->size) {
+		/* A plain writable disk whose file grew since the save (a
+		 * workspace the host fills in while the VM restores): the guest
+		 * goes on with the size it knew until cow_rescan takes the new
+		 * one. An overlay's bitmap is of its base's size: not so. */
+		if (c->cow || c->read_only || size > c->size)
+			return -EINVAL;
+		c->size = size;
+	}
 	for (i = 0; i < words; i++)
 		c->bitmap[i] = snap_get_u64(r);
 	if (words && (c->bitmap[words - 1] >> 1 >> ((n_clusters(c) - 1) % 64)))

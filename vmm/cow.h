@@ -74,7 +74,9 @@ struct snap_writer;
 struct snap_reader;
 int cow_save(struct cow_disk *c, struct snap_writer *w);
 /* Into a disk opened the same way (same size and mode), its overlay still
- * empty: -EINVAL when the record does not fit it, or -errno. */
+ * empty: -EINVAL when the record does not fit it, or -errno. A plain
+ * writable disk may have grown since: it keeps the saved size (the
+ * guest's) until cow_rescan. */
 int cow_restore(struct cow_disk *c, struct snap_reader *r);
 
 #endif

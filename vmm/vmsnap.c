@@ -675,15 +675,35 @@ out:
 	return rc;
 }
 
+/* Holes of the memory file shorter than this are mapped from the file with
+ * the data around them: at most mem_bytes / MAP_MIN_HOLE_DIV + 1 file
+ * mappings, far below vm.max_map_count (65530 by default). */
+#define MAP_MIN_HOLE (64u << 10)
+#define MAP_MIN_HOLE_DIV 4096u
+
+/* Map [start, end) of fd over guest memory at base: private, so guest
+ * writes never reach the file. */
+static int map_extent(uintptr_t base, int fd, uint64_t start, uint64_t end)
+{
+	void *p = mmap((void *)(base + start), end - start, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, (off_t)start);
+
+	return p == MAP_FAILED ? -errno : 0;
+}
+
 int vmsnap_map_memory(struct vm *vm, const char *dir, uint64_t mem_bytes, char *err, size_t errlen)
 {
 	char path[4096];
 	struct stat st;
 	size_t span = mem_bytes + GUEST_HUGE_PAGE;
-	uint8_t *raw, *p;
-	uintptr_t base;
+	uint64_t min_hole = mem_bytes / MAP_MIN_HOLE_DIV, s = 0, e = 0;
+	uint8_t *raw = MAP_FAILED;
+	uintptr_t base = 0;
+	off_t data, hole = 0;
 	int fd, rc = 0;
 
+	if (min_hole < MAP_MIN_HOLE)
+		min_hole = MAP_MIN_HOLE;
 	snprintf(path, sizeof(path), "%s/" SNAP_MEM_FILE, dir);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -696,29 +716,68 @@ int vmsnap_map_memory(struct vm *vm, const char *dir, uint64_t mem_bytes, char *
 		rc = -EINVAL;
 		goto out;
 	}
-	/* The same 2 MiB alignment as vm_map_memory, the file mapped over
-	 * it: private, so guest writes never reach the file. */
+	/* The same 2 MiB alignment as vm_map_memory. Anonymous memory
+	 * first: the file's holes (the guest's zero pages) stay anonymous, so
+	 * a page the guest first writes there costs one page. Mapped from
+	 * the file, it would cost two: the file's page, which a fault in a
+	 * hole allocates (on tmpfs, where it cannot be reclaimed, in the VM's
+	 * cgroup), and the private copy; a guest filling its page cache then
+	 * ran into its cgroup's limit. */
 	raw = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (raw == MAP_FAILED) {
 		rc = fail(err, errlen, -errno, "reserving guest memory");
 		goto out;
 	}
 	base = ((uintptr_t)raw + GUEST_HUGE_PAGE - 1) & ~(uintptr_t)(GUEST_HUGE_PAGE - 1);
-	p = mmap((void *)base, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd, 0);
-	if (p == MAP_FAILED) {
-		rc = fail(err, errlen, -errno, "mapping the memory file");
-		munmap(raw, span);
+	if (mmap((void *)base, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+		 -1, 0) == MAP_FAILED) {
+		rc = fail(err, errlen, -errno, "reserving guest memory");
+		goto out;
+	}
+	/* Then the file's data extents over it, page-aligned, the short holes
+	 * between them included. */
+	while ((data = lseek(fd, hole, SEEK_DATA)) >= 0) {
+		uint64_t d = (uint64_t)data & ~(uint64_t)(GUEST_PAGE - 1), h;
+
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0 || hole > st.st_size)
+			hole = st.st_size;
+		h = ((uint64_t)hole + GUEST_PAGE - 1) & ~(uint64_t)(GUEST_PAGE - 1);
+		if (h > mem_bytes)
+			h = mem_bytes;
+		if (e > s && d <= e + min_hole) {
+			e = h;
+		} else {
+			if (e > s && (rc = map_extent(base, fd, s, e)) < 0) {
+				fail(err, errlen, rc, "mapping the memory file");
+				goto out;
+			}
+			s = d;
+			e = h;
+		}
+		if (hole >= st.st_size)
+			break;
+	}
+	if (data < 0 && errno != ENXIO) {
+		rc = fail(err, errlen, -errno, "SEEK_DATA in the memory file");
+		goto out;
+	}
+	if (e > s && (rc = map_extent(base, fd, s, e)) < 0) {
+		fail(err, errlen, rc, "mapping the memory file");
 		goto out;
 	}
 	if (base > (uintptr_t)raw)
 		munmap(raw, base - (uintptr_t)raw);
 	if ((uintptr_t)raw + span > base + mem_bytes)
 		munmap((void *)(base + mem_bytes), (uintptr_t)raw + span - (base + mem_bytes));
+	raw = MAP_FAILED;
 	vm->mem_bytes = mem_bytes;
 	gm_layout(&vm->mem, mem_bytes);
-	vm->mem.host = p;
-	madvise(p, mem_bytes, MADV_DONTDUMP);
+	vm->mem.host = (uint8_t *)base;
+	madvise(vm->mem.host, mem_bytes, MADV_DONTDUMP);
 out:
+	if (raw != MAP_FAILED)
+		munmap(raw, span);
 	close(fd);
 	return rc;
 }

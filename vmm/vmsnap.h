@@ -41,9 +41,11 @@ int vmsnap_save(struct vm *vm, const struct vmsnap_host *h, int dirfd, const uin
 int vmsnap_load_file(const char *dir, const struct vmsnap_host *h, const uint8_t machine[SNAP_DIGEST],
 		     uint8_t **buf, struct snap_file *f, char *err, size_t errlen);
 
-/* Map DIR/memory as guest RAM of mem_bytes, MAP_PRIVATE (pages come on
- * demand; VMs restored from one file share the clean ones), in place of
- * vm_map_memory. 0 or -errno with err. */
+/* Map DIR/memory as guest RAM of mem_bytes, in place of vm_map_memory:
+ * the file's data extents MAP_PRIVATE (pages come on demand; VMs restored
+ * from one file share the clean ones), its holes of 64 KiB or more (or
+ * mem_bytes / 4096) anonymous, so a guest page first written there costs
+ * one page, not a file page and its copy. 0 or -errno with err. */
 int vmsnap_map_memory(struct vm *vm, const char *dir, uint64_t mem_bytes, char *err, size_t errlen);
 
 /* Copy DIR/memory into the guest RAM vm_map_memory mapped (anonymous, huge

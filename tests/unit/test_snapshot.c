@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "lib/sha256.h"
@@ -19,7 +20,9 @@
 #include "vmm/snapshot.h"
 #include "vmm/virtio/mmio.h"
 #include "vmm/virtio/rng.h"
+#include "vmm/vm.h"
 #include "vmm/vmconfig.h"
+#include "vmm/vmsnap.h"
 
 static const uint8_t MACHINE[SNAP_DIGEST] = { 1, 2, 3 };
 static const uint8_t CPU[SNAP_DIGEST] = { 4, 5, 6 };
@@ -383,6 +386,68 @@ START_TEST(cow_overlay_round_trip)
 }
 END_TEST
 
+/* A plain writable disk saved empty and grown before the restore (a late
+ * workspace filled in while the VM restores): it keeps the saved size
+ * until a rescan takes the file's. Shrunk, or copy-on-write: refused. */
+START_TEST(plain_disk_grown_before_restore)
+{
+	char dir[] = "/tmp/kiln-snap-test-XXXXXX", path[PATH_MAX];
+	struct cow_disk a, b;
+	struct snap_writer w;
+	struct snap_header h = { .version = SNAP_VERSION };
+	struct snap_reader r;
+	static uint8_t img[2 * COW_CLUSTER_SIZE];
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ws.img", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(cow_open(&a, path, false, false, dir), 0);
+	ck_assert_uint_eq(cow_size(&a), 0);
+	snap_writer_init(&w);
+	snap_section(&w, SNAP_SEC_VIRTIO, 0);
+	ck_assert_int_eq(cow_save(&a, &w), 0);
+	ck_assert_int_eq(snap_finish(&w, &h), 0);
+	ck_assert_int_eq(snap_parse(&f, w.buf, w.len, NULL, NULL, err, sizeof(err)), 0);
+	memset(img, 0x5a, sizeof(img));
+	ck_assert_int_eq(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
+	ck_assert_int_eq(cow_open(&b, path, false, false, dir), 0);
+	ck_assert_uint_eq(cow_size(&b), sizeof(img));
+	ck_assert(snap_find(&f, SNAP_SEC_VIRTIO, 0, &r));
+	ck_assert_int_eq(cow_restore(&b, &r), 0);
+	ck_assert_uint_eq(cow_size(&b), 0);
+	ck_assert_int_eq(cow_pwrite(&b, img, 512, 0), -ENOSPC);
+	ck_assert_int_eq(cow_rescan(&b), 1);
+	ck_assert_uint_eq(cow_size(&b), sizeof(img));
+	cow_close(&b);
+	/* Copy-on-write over the grown file: its bitmap is of another size. */
+	ck_assert_int_eq(cow_open(&b, path, true, false, dir), 0);
+	ck_assert(snap_find(&f, SNAP_SEC_VIRTIO, 0, &r));
+	ck_assert_int_eq(cow_restore(&b, &r), -EINVAL);
+	cow_close(&b);
+	snap_writer_free(&w);
+	/* Saved at the grown size, restored over a shorter file. */
+	snap_writer_init(&w);
+	snap_section(&w, SNAP_SEC_VIRTIO, 0);
+	ck_assert_int_eq(cow_open(&b, path, false, false, dir), 0);
+	ck_assert_int_eq(cow_save(&b, &w), 0);
+	cow_close(&b);
+	ck_assert_int_eq(snap_finish(&w, &h), 0);
+	ck_assert_int_eq(snap_parse(&f, w.buf, w.len, NULL, NULL, err, sizeof(err)), 0);
+	ck_assert_int_eq(ftruncate(fd, COW_CLUSTER_SIZE), 0);
+	ck_assert_int_eq(cow_open(&b, path, false, false, dir), 0);
+	ck_assert(snap_find(&f, SNAP_SEC_VIRTIO, 0, &r));
+	ck_assert_int_eq(cow_restore(&b, &r), -EINVAL);
+	cow_close(&b);
+	cow_close(&a);
+	snap_writer_free(&w);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 START_TEST(limiter_round_trip_and_capped)
 {
 	struct token_bucket_cfg tb = { .size = 1000, .one_time_burst = 50, .refill_time_ms = 100 };
@@ -468,6 +533,80 @@ START_TEST(config_keys_and_machine_digest)
 }
 END_TEST
 
+/* The memory file's mappings over guest memory, from /proc/self/maps. */
+static int file_mappings(const char *path)
+{
+	char line[1024];
+	FILE *m = fopen("/proc/self/maps", "r");
+	int n = 0;
+
+	ck_assert_ptr_nonnull(m);
+	while (fgets(line, sizeof(line), m))
+		if (strstr(line, path))
+			n++;
+	fclose(m);
+	return n;
+}
+
+/* A restored guest's memory: the file's data where it has data, private;
+ * its long holes anonymous (a page the guest first writes there costs one
+ * page, not the file's page and a copy); short holes mapped with the data
+ * around them. */
+START_TEST(memory_file_mapped_by_extent)
+{
+	const uint64_t mem = 8u << 20;
+	char dir[] = "/tmp/kiln-test-mem.XXXXXX", path[PATH_MAX], page[4096];
+	struct vm vm;
+	uint8_t *g;
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/memory", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)mem), 0);
+	memset(page, 0xa5, sizeof(page));
+	/* Pages 0 and 2 (one short hole between), one at 4 MiB, the last. */
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), 2 * 4096), (ssize_t)sizeof(page));
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), 4u << 20), (ssize_t)sizeof(page));
+	ck_assert_int_eq(pwrite(fd, page, sizeof(page), mem - 4096), (ssize_t)sizeof(page));
+	memset(&vm, 0, sizeof(vm));
+	ck_assert_int_eq(vmsnap_map_memory(&vm, dir, mem, err, sizeof(err)), 0);
+	g = vm.mem.host;
+	ck_assert_int_eq(vm.mem_bytes, mem);
+	ck_assert_int_eq(g[0], 0xa5);
+	ck_assert_int_eq(g[4096], 0);
+	ck_assert_int_eq(g[2 * 4096 + 4095], 0xa5);
+	ck_assert_int_eq(g[(1u << 20) + 17], 0);
+	ck_assert_int_eq(g[(4u << 20) + 100], 0xa5);
+	ck_assert_int_eq(g[mem - 1], 0xa5);
+	/* Three file mappings, the long holes between them anonymous; one
+	 * where the filesystem tells no holes. */
+	if (lseek(fd, 0, SEEK_HOLE) < (off_t)mem)
+		ck_assert_int_eq(file_mappings(path), 3);
+	else
+		ck_assert_int_eq(file_mappings(path), 1);
+	/* Writes stay the guest's. */
+	g[0] = 1;
+	g[(1u << 20) + 17] = 2;
+	ck_assert_int_eq(pread(fd, page, 1, 0), 1);
+	ck_assert_int_eq((uint8_t)page[0], 0xa5);
+	ck_assert_int_eq(pread(fd, page, 1, (1u << 20) + 17), 1);
+	ck_assert_int_eq(page[0], 0);
+	ck_assert_int_eq(g[(1u << 20) + 17], 2);
+	munmap(vm.mem.host, mem);
+	ck_assert_int_eq(file_mappings(path), 0);
+	/* A file of another size is refused. */
+	ck_assert_int_eq(ftruncate(fd, (off_t)mem / 2), 0);
+	ck_assert_int_eq(vmsnap_map_memory(&vm, dir, mem, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(file_mappings(path), 0);
+	close(fd);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *snapshot_suite(void)
 {
 	Suite *s = suite_create("snapshot");
@@ -486,8 +625,10 @@ Suite *snapshot_suite(void)
 	tcase_add_test(rec, virtio_transport_round_trip);
 	tcase_add_test(rec, virtio_restore_serves_a_posted_request);
 	tcase_add_test(rec, cow_overlay_round_trip);
+	tcase_add_test(rec, plain_disk_grown_before_restore);
 	tcase_add_test(rec, limiter_round_trip_and_capped);
 	tcase_add_test(rec, config_keys_and_machine_digest);
+	tcase_add_test(rec, memory_file_mapped_by_extent);
 	suite_add_tcase(s, rec);
 	return s;
 }

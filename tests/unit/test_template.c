@@ -98,12 +98,12 @@ START_TEST(usable_only_when_ready_and_whole)
 	ck_assert_ptr_nonnull(mkdtemp(state));
 	key_of(&in, key);
 	ck_assert_int_eq(template_dir(state, key, dir, sizeof(dir), &e), KILN_OK);
-	ck_assert(strstr(dir, "/templates/") != NULL);
+	ck_assert(!strncmp(dir, state, strlen(state)) && !strncmp(dir + strlen(state) + 1, key, 16));
 	ck_assert(!template_usable(dir, key, why, sizeof(why)));
 	ck_assert_str_eq(why, "none yet");
 	ck_assert_int_eq(kiln_mkdir_p(dir), 0);
 	/* Marked ready before kiln-vmm's files: not usable. */
-	ck_assert_int_eq(template_mark_ready(dir, key, &in, "debian", &e), KILN_OK);
+	ck_assert_int_eq(template_mark_ready(dir, key, &in, "debian", "kernel", &e), KILN_OK);
 	ck_assert(!template_usable(dir, key, why, sizeof(why)));
 	ck_assert(strncmp(why, "broken: ", 8) == 0);
 	put(dir, "state", "S");
@@ -136,6 +136,52 @@ START_TEST(usable_only_when_ready_and_whole)
 	ck_assert(!template_usable(dir, key, why, sizeof(why)));
 	ck_assert_str_eq(why, "none yet");
 	kiln_rm_rf(state);
+}
+END_TEST
+
+/* Building a template prunes the ones of the same image and machine whose
+ * inputs changed, and what a dead build left; others stay. */
+START_TEST(prune_replaced_templates)
+{
+	struct template_inputs in = base(), other = base(), old = base();
+	char root[] = "/tmp/kiln-tmpl-XXXXXX", k[3][TEMPLATE_KEY_HEX], d[3][4096], dead[4200], live[4200];
+	struct kiln_err e = { 0 };
+	int removed = -1, i;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	old.image = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+	other.memory_mib = 2048;
+	key_of(&in, k[0]);
+	key_of(&old, k[1]);
+	key_of(&other, k[2]);
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(template_dir(root, k[i], d[i], sizeof(d[i]), &e), KILN_OK);
+		ck_assert_int_eq(kiln_mkdir_p(d[i]), 0);
+		const struct template_inputs *x = i == 0 ? &in : i == 1 ? &old : &other;
+
+		ck_assert_int_eq(template_mark_ready(d[i], k[i], x, "debian", "kernel", &e), KILN_OK);
+	}
+	/* A build of a process that is gone, and one of this process. */
+	snprintf(dead, sizeof(dead), "%s/%.16s.new.999999999.1", root, k[0]);
+	snprintf(live, sizeof(live), "%s/%.16s.new.%d.1", root, k[0], (int)getpid());
+	ck_assert_int_eq(kiln_mkdir_p(dead), 0);
+	ck_assert_int_eq(kiln_mkdir_p(live), 0);
+	ck_assert_int_eq(template_prune(root, k[0], &in, "debian", "kernel", &removed, &e), KILN_OK);
+	ck_assert_int_eq(removed, 2);
+	ck_assert(access(d[0], F_OK) == 0);
+	ck_assert(access(d[1], F_OK) != 0);   /* the image changed */
+	ck_assert(access(d[2], F_OK) == 0);   /* another machine */
+	ck_assert(access(dead, F_OK) != 0);
+	ck_assert(access(live, F_OK) == 0);
+	/* Another image's or kernel's name: nothing of it. */
+	ck_assert_int_eq(template_prune(root, k[1], &in, "tiny", "kernel", &removed, &e), KILN_OK);
+	ck_assert_int_eq(removed, 0);
+	ck_assert_int_eq(template_prune(root, k[1], &in, "debian", "debian-kernel", &removed, &e), KILN_OK);
+	ck_assert_int_eq(removed, 0);
+	/* No folder yet. */
+	kiln_rm_rf(root);
+	ck_assert_int_eq(template_prune(root, k[0], &in, "debian", "kernel", &removed, &e), KILN_OK);
+	ck_assert_int_eq(removed, 0);
 }
 END_TEST
 
@@ -219,6 +265,7 @@ Suite *template_suite(void)
 	tcase_add_test(tc, key_changes_with_every_input);
 	tcase_add_test(tc, key_refuses_bad_inputs);
 	tcase_add_test(tc, usable_only_when_ready_and_whole);
+	tcase_add_test(tc, prune_replaced_templates);
 	tcase_add_test(tc, restored_frame_round_trip);
 	tcase_add_test(tc, restored_frame_refused);
 	suite_add_tcase(s, tc);

@@ -274,10 +274,20 @@ static void blk_save(struct virtio_dev *d, struct snap_writer *w)
 static int blk_restore(struct virtio_dev *d, struct snap_reader *r)
 {
 	struct blk *b = d->priv;
+	uint64_t capacity;
+	int rc;
 
-	if (!rl_restore(&b->rl, r, mono_ns()) || snap_get_u64(r) != b->capacity)
+	if (!rl_restore(&b->rl, r, mono_ns()))
 		return -EINVAL;
-	return cow_restore(&b->disk, r);
+	capacity = snap_get_u64(r);
+	if ((rc = cow_restore(&b->disk, r)) < 0)
+		return rc;
+	/* The guest's capacity, which a grown plain disk keeps until the
+	 * next rescan raises the configuration change (cow_restore). */
+	if (capacity != cow_size(&b->disk) / SECTOR_SIZE)
+		return -EINVAL;
+	b->capacity = capacity;
+	return 0;
 }
 
 const struct virtio_dev_ops virtio_blk_ops = {
