@@ -7,6 +7,11 @@
 #include "vmm/layout.h"
 
 #define OEM_ID "KILN  "
+#define MPTABLE_CAP 0x400
+
+/* The generation ID sits between the MP table and the RSDP, both reserved. */
+_Static_assert(LAYOUT_VMGENID >= LAYOUT_MPTABLE + MPTABLE_CAP && LAYOUT_VMGENID + LAYOUT_VMGENID_SIZE <= LAYOUT_RSDP,
+	       "the VM generation ID overlaps the firmware tables");
 #define OEM_TABLE "KILNVMM "
 #define CREATOR "KILN"
 
@@ -488,7 +493,7 @@ int acpi_build(const struct guest_mem *m, int vcpus, const struct acpi_mmio_dev 
 
 int mptable_build(const struct guest_mem *m, int vcpus)
 {
-	size_t cap = 0x400, table;
+	size_t cap = MPTABLE_CAP, table;
 	uint8_t *base = gm_ptr(m, LAYOUT_MPTABLE, cap);
 	struct aml a;
 	uint16_t entries = 0;

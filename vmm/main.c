@@ -469,6 +469,7 @@ int main(int argc, char **argv)
 		if ((rc = vmgenid_fresh(&vm->mem, NULL)))
 			vmm_die("snapshot.load: a new VM generation ID: %s", strerror(-rc));
 		vm_irq_pulse(vm, LAYOUT_GED_GSI);
+		vmm_debug("a new VM generation ID, announced on GSI %u", LAYOUT_GED_GSI);
 		free(snap_buf);
 		free(snap_file);
 		phase(&ph, vm, "restore");
