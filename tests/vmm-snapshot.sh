@@ -6,12 +6,14 @@
 # a counter in memory mirrored on disk, bytes from /dev/hwrng), the minimal
 # kernel's vmlinux, 2 vCPUs, a copy-on-write root, vsock and entropy, it
 #   cold      boots, waits for "tick 10", sends SIGUSR2: kiln-vmm saves to
-#             snapshot.save_to and exits 0 ("snapshot saved")
+#             snapshot.save_to and exits 0 ("snapshot saved"); the guest's
+#             vmgenid driver found kiln-vmm's VM generation ID device
 #   restore   restores twice from that snapshot: each guest goes on from
 #             the count it had (the output before the save and after it,
 #             end to end, count on without a gap; memory and disk agree,
 #             no FAIL), and the two read different random bytes at N+2;
-#             then once more with "memory": "copy"
+#             then once more with "memory": "copy"; each logs the CRNG
+#             reseed that the new VM generation ID caused ("VMFORK RESEED")
 #   refuse    a changed header byte, a truncated state file, another
 #             machine (vCPUs) and a truncated memory file are refused
 #             with a one-line error, before the guest runs
@@ -62,6 +64,12 @@ if [ "${KILN_VMM_SNAPSHOT_INSIDE:-}" != 1 ]; then
 		vml=$(find_image kernel vmlinux)
 	fi
 	[ -n "$vml" ] && [ -f "$vml" ] || skip "no kernel image's vmlinux (kiln images build kernel)"
+	# A kernel built before CONFIG_VMGENID was in kiln-guest.config cannot
+	# check the VM generation ID: its config beside vmlinux says so.
+	vmgenid=unknown
+	if [ -f "$(dirname "$vml")/config" ]; then
+		if grep -q '^CONFIG_VMGENID=y' "$(dirname "$vml")/config"; then vmgenid=1; else vmgenid=0; fi
+	fi
 	out_opt=''
 	if [ -n "${KILN_VMM_SNAPSHOT_KEEP:-}" ]; then
 		mkdir -p "$KILN_VMM_SNAPSHOT_KEEP" || exit 1
@@ -70,7 +78,7 @@ if [ "${KILN_VMM_SNAPSHOT_INSIDE:-}" != 1 ]; then
 	rc=0
 	"$top_srcdir/tests/kvm-sandbox" --timeout 900 --tries 3 $out_opt \
 		--env top_srcdir="$top_srcdir" --env top_builddir="$top_builddir" \
-		--env KILN_VMM_SNAPSHOT_INSIDE=1 --env KILN_VMLINUX="$vml" --env KILN_VMM_DEBUG \
+		--env KILN_VMM_SNAPSHOT_INSIDE=1 --env KILN_VMLINUX="$vml" --env KILN_VMM_VMGENID=$vmgenid --env KILN_VMM_DEBUG \
 		-- sh "$top_srcdir/tests/vmm-snapshot.sh" || rc=$?
 	case $rc in
 	0) echo "PASS: kiln-vmm snapshots"; exit 0 ;;
@@ -90,6 +98,7 @@ VMM=$top_builddir/kiln-vmm
 INIT=$top_builddir/tests/guest/vmm-test-init
 BOOT_WAIT=300     # s for the cold boot to tick 10 (a boot takes 7 to 20 s here)
 RUN_WAIT=120      # s for a restored guest to tick 5 more times
+RESEED_WAIT=30    # s more for a restored guest to log its CRNG reseed
 T=$(mktemp -d /tmp/vmm-snapshot.XXXXXX) || { echo "FAIL: mktemp"; exit 1; }
 LOGS=$KILN_SANDBOX_OUT
 vmm_pid=''
@@ -205,6 +214,20 @@ grep -h 'first KVM_RUN\|snapshot saved' "$T/cold.vmm" | sed 's/^/cold: /'
 [ "$rc" = 0 ] || fail "exit status $rc after SIGUSR2, want 0: $(tail -n 2 "$T/cold.vmm")"
 grep -q 'snapshot saved to' "$T/cold.vmm" || fail "no 'snapshot saved' line"
 [ -f "$T/snap/state" ] && [ -f "$T/snap/memory" ] || fail "no state or memory file in $T/snap"
+# The VM generation ID: unless the kernel lacks the driver (its config, or
+# for a kernel without one the guest, says so), the driver bound at boot and
+# nothing reseeded it before any restore.
+tr -d '\r' <"$T/cold.serial" | grep -a '^vmgenid: ' | sed 's/^/cold: /'
+case ${KILN_VMM_VMGENID:-unknown} in
+0 | 1) want_vmgenid=$KILN_VMM_VMGENID ;;
+*) if tr -d '\r' <"$T/cold.serial" | grep -aq '^vmgenid: no driver'; then want_vmgenid=0; else want_vmgenid=1; fi ;;
+esac
+if [ "$want_vmgenid" = 1 ]; then
+	tr -d '\r' <"$T/cold.serial" | grep -aq '^vmgenid: bound ' || fail "the guest's vmgenid driver did not bind"
+	tr -d '\r' <"$T/cold.serial" | grep -aq '^VMFORK RESEED' && fail "a vmfork reseed in the cold boot"
+else
+	echo "NOTE: the kernel has no vmgenid driver (CONFIG_VMGENID; rebuild it: kiln images build kernel): VM generation ID checks skipped"
+fi
 ls -ls "$T/snap" | sed 's/^/cold: /'
 [ -z "$failed" ] || { show "$T/cold.vmm"; exit 1; }
 
@@ -219,6 +242,15 @@ for r in r1 r2 r3; do
 	ok=0
 	wait_tick "$r" $((saved + 5)) $RUN_WAIT && ok=1
 	t_last=$(now)
+	reseed=0
+	if [ $ok = 1 ] && [ "$want_vmgenid" = 1 ]; then
+		i=0
+		while [ $i -lt $((RESEED_WAIT * 20)) ] && [ ! -f "$T/$r.rc" ]; do
+			tr -d '\r' <"$T/$r.serial" | grep -aq '^VMFORK RESEED' && { reseed=1; break; }
+			sleep 0.05
+			i=$((i + 1))
+		done
+	fi
 	kill -INT "$vmm_pid" 2>/dev/null
 	wait_exit "$r" 30
 	first=$(first_tick "$T/$r.serial")
@@ -240,6 +272,14 @@ for r in r1 r2 r3; do
 	[ "$first" -le $((saved + 2)) ] || fail "first tick after restore is $first, saved at $saved"
 	if tr -d '\r' <"$T/$r.serial" | grep -a '^FAIL'; then fail "the guest failed"; fi
 	grep -q 'transport reset' "$T/$r.vmm" && fail "no event buffer for the vsock transport reset"
+	if [ "$want_vmgenid" = 1 ]; then
+		if [ $reseed = 1 ]; then
+			echo "$r: the new VM generation ID reseeded the guest's CRNG (tick $(tr -d '\r' <"$T/$r.serial" |
+				grep -a -B1 '^VMFORK RESEED' | head -n 1 | cut -d' ' -f2))"
+		else
+			fail "no 'crng reseeded due to virtual machine fork' in the guest's log"
+		fi
+	fi
 done
 cur=entropy
 a=$(rng_at "$T/r1.serial" $((saved + 2))) b=$(rng_at "$T/r2.serial" $((saved + 2)))

@@ -7,6 +7,11 @@
 #include "vmm/layout.h"
 
 #define OEM_ID "KILN  "
+#define MPTABLE_CAP 0x400
+
+/* The generation ID sits between the MP table and the RSDP, both reserved. */
+_Static_assert(LAYOUT_VMGENID >= LAYOUT_MPTABLE + MPTABLE_CAP && LAYOUT_VMGENID + LAYOUT_VMGENID_SIZE <= LAYOUT_RSDP,
+	       "the VM generation ID overlaps the firmware tables");
 #define OEM_TABLE "KILNVMM "
 #define CREATOR "KILN"
 
@@ -173,6 +178,100 @@ size_t acpi_aml_virtio_mmio(uint8_t *out, size_t cap, int index, const struct ac
 	return a.bad ? 0 : a.len;
 }
 
+/* An integer as the shortest AML constant: Zero, One, Byte/Word/DWord/QWordConst. */
+static void put_int(struct aml *a, uint64_t v)
+{
+	if (v <= 1) {
+		put8(a, (uint8_t)v);
+	} else if (v <= 0xff) {
+		put8(a, 0x0a);
+		put8(a, (uint8_t)v);
+	} else if (v <= 0xffff) {
+		put8(a, 0x0b);
+		put16(a, (uint16_t)v);
+	} else if (v <= 0xffffffff) {
+		put8(a, 0x0c);
+		put32(a, (uint32_t)v);
+	} else {
+		put8(a, 0x0e);
+		put64(a, v);
+	}
+}
+
+/* Method(name, nargs, NotSerialized) { body }. */
+static void method(struct aml *a, const char *name, uint8_t nargs, const uint8_t *body, size_t n)
+{
+	static const uint8_t op = 0x14;
+	uint8_t buf[128];
+	struct aml b = { buf, 0, sizeof(buf), false };
+
+	put(&b, name, 4);
+	put8(&b, nargs & 7);
+	put(&b, body, n);
+	if (b.bad) {
+		a->bad = true;
+		return;
+	}
+	put_pkg(a, &op, 1, buf, b.len);
+}
+
+size_t acpi_aml_vmgenid(uint8_t *out, size_t cap, uint64_t id_addr, uint32_t gsi)
+{
+	static const uint8_t package_op = 0x12, if_op = 0xa0;
+	uint8_t body[160], code[64], pkg[32], res[16];
+	struct aml a = { out, 0, cap, false };
+	struct aml b = { body, 0, sizeof(body), false }, c = { code, 0, sizeof(code), false };
+	struct aml p = { pkg, 0, sizeof(pkg), false }, r = { res, 0, sizeof(res), false };
+
+	/* Device(VGEN): the IDs Linux's vmgenid driver matches, and ADDR, the
+	 * ID's guest-physical address as Package { low 32 bits, high 32 bits }. */
+	name_str(&b, "_HID", "VMGENCTR");
+	name_str(&b, "_CID", "VM_GEN_COUNTER");
+	name_str(&b, "_DDN", "VM_GEN_COUNTER");
+	put8(&p, 2); /* NumElements */
+	put_int(&p, id_addr & 0xffffffff);
+	put_int(&p, id_addr >> 32);
+	put8(&c, 0xa4); /* Return */
+	if (p.bad)
+		return 0;
+	put_pkg(&c, &package_op, 1, pkg, p.len);
+	if (c.bad)
+		return 0;
+	method(&b, "ADDR", 0, code, c.len);
+	if (b.bad)
+		return 0;
+	device(&a, "VGEN", body, b.len);
+
+	/* Device(GED_): a Generic Event Device whose one interrupt runs _EVT,
+	 * which tells VGEN its ID changed: If (Arg0 == gsi) {
+	 * Notify(\_SB_.VGEN, 0x80) }. */
+	b.len = c.len = p.len = 0;
+	name_str(&b, "_HID", "ACPI0013");
+	name_int(&b, "_UID", 0);
+	put8(&r, 0x89); /* Extended Interrupt: consumer, edge, active high, exclusive */
+	put16(&r, 6);
+	put8(&r, 0x03);
+	put8(&r, 1);
+	put32(&r, gsi);
+	if (r.bad)
+		return 0;
+	name_crs(&b, res, r.len);
+	put8(&p, 0x93); /* LEqual (Arg0, gsi) */
+	put8(&p, 0x68);
+	put_int(&p, gsi);
+	put(&p, "\x86\x5c\x2e_SB_VGEN\x0a\x80", 13); /* Notify (\_SB_.VGEN, 0x80) */
+	if (p.bad)
+		return 0;
+	put_pkg(&c, &if_op, 1, pkg, p.len);
+	if (c.bad)
+		return 0;
+	method(&b, "_EVT", 1, code, c.len);
+	if (b.bad)
+		return 0;
+	device(&a, "GED_", body, b.len);
+	return a.bad ? 0 : a.len;
+}
+
 static size_t legacy_devices(uint8_t *out, size_t cap)
 {
 	uint8_t body[128], res[32];
@@ -288,7 +387,7 @@ int acpi_build(const struct guest_mem *m, int vcpus, const struct acpi_mmio_dev 
 	put16(&a, 0);
 	align8(&a);
 
-	/* DSDT: Scope(\_SB_) { COM1, PS2_, V000... } */
+	/* DSDT: Scope(\_SB_) { COM1, PS2_, V000..., VGEN, GED_ } */
 	dsdt = a.len;
 	header(&a, "DSDT", 0, 2);
 	s.len = legacy_devices(scope_body + 4, sizeof(scope_body) - 4);
@@ -298,6 +397,13 @@ int acpi_build(const struct guest_mem *m, int vcpus, const struct acpi_mmio_dev 
 	s.len += 4;
 	for (i = 0; i < ndevs; i++) {
 		size_t n = acpi_aml_virtio_mmio(scope_body + s.len, sizeof(scope_body) - s.len, i, &devs[i]);
+		if (!n)
+			return -E2BIG;
+		s.len += n;
+	}
+	{
+		size_t n = acpi_aml_vmgenid(scope_body + s.len, sizeof(scope_body) - s.len, LAYOUT_VMGENID,
+					    LAYOUT_GED_GSI);
 		if (!n)
 			return -E2BIG;
 		s.len += n;
@@ -387,7 +493,7 @@ int acpi_build(const struct guest_mem *m, int vcpus, const struct acpi_mmio_dev 
 
 int mptable_build(const struct guest_mem *m, int vcpus)
 {
-	size_t cap = 0x400, table;
+	size_t cap = MPTABLE_CAP, table;
 	uint8_t *base = gm_ptr(m, LAYOUT_MPTABLE, cap);
 	struct aml a;
 	uint16_t entries = 0;

@@ -16,6 +16,10 @@
 #define LAYOUT_CMDLINE_MAX 2048
 #define LAYOUT_EBDA_START 0x9fc00   /* reserved up to 0x100000: MP table, ACPI */
 #define LAYOUT_MPTABLE 0x9fc00
+/* The 16-byte VM generation ID, alone in the reserved page after the MP
+ * table (guest RAM, so a snapshot's memory file holds it). */
+#define LAYOUT_VMGENID 0xa0000
+#define LAYOUT_VMGENID_SIZE 16
 #define LAYOUT_RSDP 0xe0000
 #define LAYOUT_ACPI_END 0x100000
 #define LAYOUT_HIMEM 0x100000       /* kernel load address */
@@ -30,6 +34,7 @@
 
 #define LAYOUT_FIRST_GSI 5          /* 0-4 are legacy (timer, i8042, COM1...) */
 #define LAYOUT_LAST_GSI 23
+#define LAYOUT_GED_GSI 23           /* ACPI Generic Event Device: "the VM generation ID changed" */
 #define VMM_ACPI_SLEEP_CONTROL 0x3c0  /* hardware-reduced ACPI sleep control (S5 = poweroff) */
 #define LAYOUT_SERIAL_IRQ 4
 #define LAYOUT_I8042_IRQ 1

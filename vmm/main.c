@@ -34,6 +34,7 @@
 #include "vmm/virtio/vsock.h"
 #include "vmm/vm.h"
 #include "vmm/vmconfig.h"
+#include "vmm/vmgenid.h"
 #include "vmm/vmsnap.h"
 
 #define KERNEL_MAX_BYTES (256u << 20)
@@ -462,6 +463,13 @@ int main(int argc, char **argv)
 	if (cfg.snapshot_load) {
 		if (vmsnap_restore_state(vm, &snap.host, snap_file, err, sizeof(err)))
 			vmm_die("snapshot.load %s: %s", cfg.snapshot_load, err);
+		/* A new machine: a new generation ID before any vCPU runs, then
+		 * the event (pending in the restored IOAPIC until a vCPU runs)
+		 * on which the guest re-reads it and reseeds its CRNG. */
+		if ((rc = vmgenid_fresh(&vm->mem, NULL)))
+			vmm_die("snapshot.load: a new VM generation ID: %s", strerror(-rc));
+		vm_irq_pulse(vm, LAYOUT_GED_GSI);
+		vmm_debug("a new VM generation ID, announced on GSI %u", LAYOUT_GED_GSI);
 		free(snap_buf);
 		free(snap_file);
 		phase(&ph, vm, "restore");
@@ -485,6 +493,8 @@ int main(int argc, char **argv)
 	munmap(kernel, klen);
 	if (acpi_build(&vm->mem, cfg.vcpus, acpi, vm->n_virtio) || mptable_build(&vm->mem, cfg.vcpus))
 		vmm_die("firmware tables do not fit below 1 MiB");
+	if ((rc = vmgenid_fresh(&vm->mem, NULL)))
+		vmm_die("the VM generation ID: %s", strerror(-rc));
 	if (vm_set_boot_regs(vm, &load.bi, err, sizeof(err)))
 		vmm_die("%s", err);
 

@@ -20,6 +20,7 @@
 #include "vmm/vmconfig.h"
 
 #define VM_MAX_VIRTIO 16   /* GSIs 5..20 */
+_Static_assert(LAYOUT_FIRST_GSI + VM_MAX_VIRTIO <= LAYOUT_GED_GSI, "virtio GSIs run into the GED's");
 #define VM_ACPI_SLEEP_PORT VMM_ACPI_SLEEP_CONTROL
 /* Sent by vm_shutdown and vm_pause to a vCPU thread inside KVM_RUN: KVM
  * returns EINTR for a pending signal; the handler itself does nothing. A
@@ -99,7 +100,8 @@ int vm_create_vcpu(struct vm *vm, int i, char *err, size_t errlen);
  * -errno. */
 int vm_set_boot_regs(struct vm *vm, const struct boot_info *bi, char *err, size_t errlen);
 
-/* Pulse a legacy interrupt line (edge). */
+/* Pulse an interrupt line of the in-kernel irqchip (edge): a legacy IRQ
+ * or a GSI such as LAYOUT_GED_GSI. */
 void vm_irq_pulse(struct vm *vm, uint32_t irq);
 
 /* End the VM with code (the first request wins) and wake the main thread. */

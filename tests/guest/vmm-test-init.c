@@ -30,7 +30,11 @@
  *                    when they differ), 512 bytes are read from /dev/hwrng
  *                    (virtio-rng; past the driver's own buffer), and
  *                    "tick N rng HEX" is printed (HEX: the last 32 of them);
- *                    a VM restored from a snapshot goes on from its N
+ *                    a VM restored from a snapshot goes on from its N;
+ *                    first "vmgenid: bound NAME" when the kernel's vmgenid
+ *                    driver has a device (else "vmgenid: not bound" or "vmgenid:
+ *                    no driver"), and "VMFORK RESEED" once the kernel logs
+ *                    that a new VM generation ID reseeded its CRNG (restore)
  *   boot             nothing more (boot-time benchmark); with kiln.dmesg=1
  *                    print the kernel log first (as "dmesg: " lines)
  *   hostile          attack every virtio device but the root disk by hand
@@ -49,6 +53,7 @@
 #define _GNU_SOURCE
 #endif
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
@@ -799,6 +804,47 @@ static void dump_kmsg(void)
 	close(fd);
 }
 
+/* Say whether Linux's vmgenid driver found kiln-vmm's VM generation ID
+ * device: its sysfs folder then has a link named after the device. */
+static void vmgenid_bound(void)
+{
+	DIR *d = opendir("/sys/bus/acpi/drivers/vmgenid");
+	struct dirent *e;
+	bool bound = false;
+
+	if (!d) {
+		say("vmgenid: no driver (%s)", strerror(errno));
+		return;
+	}
+	while (!bound && (e = readdir(d)))
+		if (e->d_type == DT_LNK && strcmp(e->d_name, "module")) {
+			say("vmgenid: bound %s", e->d_name);
+			bound = true;
+		}
+	closedir(d);
+	if (!bound)
+		say("vmgenid: not bound");
+}
+
+/* Read the kernel log records that came since the last call from fd
+ * (/dev/kmsg, non-blocking); true when one says that a new VM generation
+ * ID reseeded the CRNG. */
+static bool kmsg_vmfork(int fd)
+{
+	char rec[1024];
+	bool seen = false;
+	ssize_t n;
+
+	while (fd >= 0 && ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE))) {
+		if (n <= 0)
+			continue;  /* EPIPE: records were overwritten; go on */
+		rec[n] = '\0';
+		if (strstr(rec, "crng reseeded due to virtual machine fork"))
+			seen = true;
+	}
+	return seen;
+}
+
 /* kiln.test=count: a memory counter mirrored on disk, fresh random bytes;
  * never returns. */
 static void step_count(void)
@@ -810,6 +856,7 @@ static void step_count(void)
 	char hex[65];
 	int fd = open("/count", O_RDWR | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
 	int rng = open("/dev/hwrng", O_RDONLY | O_CLOEXEC);
+	int kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	size_t got, i;
 	ssize_t k;
 
@@ -819,6 +866,10 @@ static void step_count(void)
 	}
 	if (rng < 0)
 		say("vmm-test-init: /dev/hwrng: %s (rng none)", strerror(errno));
+	vmgenid_bound();
+	/* Only records from now on: a restored guest sees the reseed. */
+	if (kmsg >= 0)
+		lseek(kmsg, 0, SEEK_END);
 	say("COUNTING");
 	for (;;) {
 		memset(blk, 0, sizeof(blk));
@@ -846,6 +897,8 @@ static void step_count(void)
 			for (i = 0; i < 32; i++)
 				snprintf(hex + 2 * i, 3, "%02x", r[sizeof(r) - 32 + i]);
 		say("tick %llu rng %s", (unsigned long long)n, hex);
+		if (kmsg_vmfork(kmsg))
+			say("VMFORK RESEED");
 		nanosleep(&tick, NULL);
 	}
 }

@@ -1,9 +1,11 @@
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tests/unit/vmm_suites.h"
 #include "vmm/acpi.h"
 #include "vmm/layout.h"
+#include "vmm/vmgenid.h"
 
 static struct guest_mem mem;
 
@@ -83,6 +85,8 @@ START_TEST(tables_checksum_to_zero)
 	ck_assert_ptr_nonnull(memmem(t, rd32(t + 4), "LNRO0005", 8));
 	ck_assert_ptr_nonnull(memmem(t, rd32(t + 4), "V002", 4));
 	ck_assert_ptr_nonnull(memmem(t, rd32(t + 4), "_S5_", 4));
+	ck_assert_ptr_nonnull(memmem(t, rd32(t + 4), "VMGENCTR", 8));
+	ck_assert_ptr_nonnull(memmem(t, rd32(t + 4), "ACPI0013", 8));
 }
 END_TEST
 
@@ -106,6 +110,57 @@ START_TEST(virtio_mmio_aml)
 	ck_assert_uint_eq(n, sizeof(expect));
 	ck_assert_int_eq(memcmp(out, expect, n), 0);
 	ck_assert_uint_eq(acpi_aml_virtio_mmio(out, 10, 12, &d), 0); /* too small: refused, not overrun */
+}
+END_TEST
+
+/* The VM generation ID and its Generic Event Device, byte for byte. */
+START_TEST(vmgenid_aml)
+{
+	static const uint8_t expect[] = {
+		0x5b, 0x82, 0x40, 0x05, 'V', 'G', 'E', 'N',                          /* Device(VGEN), PkgLength 80 */
+		0x08, '_', 'H', 'I', 'D', 0x0d, 'V', 'M', 'G', 'E', 'N', 'C', 'T', 'R', 0x00,
+		0x08, '_', 'C', 'I', 'D', 0x0d, 'V', 'M', '_', 'G', 'E', 'N', '_', 'C', 'O', 'U', 'N', 'T', 'E', 'R', 0x00,
+		0x08, '_', 'D', 'D', 'N', 0x0d, 'V', 'M', '_', 'G', 'E', 'N', '_', 'C', 'O', 'U', 'N', 'T', 'E', 'R', 0x00,
+		0x14, 0x10, 'A', 'D', 'D', 'R', 0x00,                                /* Method(ADDR, 0) */
+		0xa4, 0x12, 0x08, 0x02, 0x0c, 0x00, 0x00, 0x0a, 0x00, 0x00,           /* Return(Package(2) { 0xa0000, Zero }) */
+		0x5b, 0x82, 0x49, 0x04, 'G', 'E', 'D', '_',                          /* Device(GED_), PkgLength 73 */
+		0x08, '_', 'H', 'I', 'D', 0x0d, 'A', 'C', 'P', 'I', '0', '0', '1', '3', 0x00,
+		0x08, '_', 'U', 'I', 'D', 0x00,                                       /* Name(_UID, Zero) */
+		0x08, '_', 'C', 'R', 'S', 0x11, 0x0e, 0x0a, 0x0b,                    /* Buffer(11) */
+		0x89, 0x06, 0x00, 0x03, 0x01, 0x17, 0x00, 0x00, 0x00,                 /* Interrupt, GSI 23 */
+		0x79, 0x00,                                                           /* EndTag */
+		0x14, 0x19, '_', 'E', 'V', 'T', 0x01,                                /* Method(_EVT, 1) */
+		0xa0, 0x12, 0x93, 0x68, 0x0a, 0x17,                                   /* If (LEqual(Arg0, 23)) */
+		0x86, 0x5c, 0x2e, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N', 0x0a, 0x80, /* Notify(\_SB_.VGEN, 0x80) */
+	};
+	uint8_t out[256];
+	size_t n = acpi_aml_vmgenid(out, sizeof(out), LAYOUT_VMGENID, LAYOUT_GED_GSI), cap;
+
+	ck_assert_uint_eq(n, sizeof(expect));
+	ck_assert_int_eq(memcmp(out, expect, n), 0);
+	/* An address above 4 GiB: both halves, the high one as a ByteConst. */
+	n = acpi_aml_vmgenid(out, sizeof(out), 0x1200000010ULL, LAYOUT_GED_GSI);
+	ck_assert_ptr_nonnull(memmem(out, n, "\x12\x06\x02\x0a\x10\x0a\x12", 7));
+	for (cap = 0; cap < sizeof(expect); cap++) /* too small: refused, not overrun */
+		ck_assert_uint_eq(acpi_aml_vmgenid(out, cap, LAYOUT_VMGENID, LAYOUT_GED_GSI), 0);
+}
+END_TEST
+
+/* A fresh ID lands at LAYOUT_VMGENID, differs each time, and a guest too
+ * small to hold it is refused. */
+START_TEST(vmgenid_fresh_ids)
+{
+	uint8_t a[LAYOUT_VMGENID_SIZE], b[LAYOUT_VMGENID_SIZE];
+	struct guest_mem small;
+
+	ck_assert_int_eq(vmgenid_fresh(&mem, a), 0);
+	ck_assert_int_eq(memcmp(gm_ptr(&mem, LAYOUT_VMGENID, sizeof(a)), a, sizeof(a)), 0);
+	ck_assert_int_eq(vmgenid_fresh(&mem, NULL), 0);
+	memcpy(b, gm_ptr(&mem, LAYOUT_VMGENID, sizeof(b)), sizeof(b));
+	ck_assert_int_ne(memcmp(a, b, sizeof(a)), 0);
+	gm_layout(&small, LAYOUT_VMGENID + 8);
+	small.host = mem.host;
+	ck_assert_int_eq(vmgenid_fresh(&small, a), -EFAULT);
 }
 END_TEST
 
@@ -133,6 +188,8 @@ Suite *acpi_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, tables_checksum_to_zero);
 	tcase_add_test(tc, virtio_mmio_aml);
+	tcase_add_test(tc, vmgenid_aml);
+	tcase_add_test(tc, vmgenid_fresh_ids);
 	tcase_add_test(tc, mptable_checksums);
 	suite_add_tcase(s, tc);
 	return s;
