@@ -54,6 +54,7 @@ struct gh_vms {
 	const struct kiln_config *cfg;
 	const struct kiln_github_config *g;
 	int job_timeout;
+	void (*stopped)(void);
 	long long seq;
 	pthread_mutex_t mu;
 	struct ghvm *vms;
@@ -115,11 +116,14 @@ static void *vm_thread(void *arg)
 	if (job_run(&v->p, &o, &r, &e))
 		log_error("github %s: %s: runner VM: %s", v->owner->g->name, v->name, e.msg);
 	else
-		log_info("github %s: %s: runner VM stopped (exit %d)", v->owner->g->name, v->name, r.exit_code);
+		log_info("github %s: %s: runner VM stopped (exit %d, boot %.3f s, run %.3f s)", v->owner->g->name,
+			 v->name, r.exit_code, r.boot_s, r.run_s);
 	mask_flush(&v->m);
 	if (v->nline)
 		line_out(v, "\n", 1);
 	atomic_store(&v->state, GH_VM_EXITED);
+	if (v->owner->stopped && !v->cancel)
+		v->owner->stopped();
 	return NULL;
 }
 
@@ -270,7 +274,8 @@ static void vm_destroy(void *arg, const struct gh_rec *rec)
 		reap(v);
 }
 
-struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout)
+struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout,
+			  void (*stopped)(void))
 {
 	struct gh_vms *vs = calloc(1, sizeof(*vs));
 
@@ -279,6 +284,7 @@ struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_githu
 	vs->cfg = cfg;
 	vs->g = g;
 	vs->job_timeout = job_timeout;
+	vs->stopped = stopped;
 	pthread_mutex_init(&vs->mu, NULL);
 	return vs;
 }
