@@ -14,7 +14,7 @@
 struct worker {
 	struct gh_entry ent;
 	struct gh_vms *vms;     /* the runner VMs */
-	unsigned long created, deleted, requests, not_modified; /* counted into /metrics already */
+	unsigned long created, deleted, requests, not_modified, succeeded, failed; /* counted into /metrics already */
 	pthread_t th;
 	bool started;
 };
@@ -28,9 +28,15 @@ static size_t n_workers;
 
 static void gauges(struct worker *w)
 {
-	char l[METRICS_MAX_LABELS] = "";
+	char l[METRICS_MAX_LABELS] = "", ok[METRICS_MAX_LABELS], other[METRICS_MAX_LABELS];
 
 	metrics_label(l, sizeof(l), "entry", w->ent.cfg->name);
+	metrics_label(strcpy(ok, l), sizeof(ok), "result", "success");
+	metrics_label(strcpy(other, l), sizeof(other), "result", "other");
+	metrics_add("kiln_github_jobs_total", ok, (double)(w->ent.f.jobs_succeeded - w->succeeded));
+	metrics_add("kiln_github_jobs_total", other, (double)(w->ent.f.jobs_failed - w->failed));
+	w->succeeded = w->ent.f.jobs_succeeded;
+	w->failed = w->ent.f.jobs_failed;
 	metrics_set("kiln_github_queued_jobs", l, (double)w->ent.f.queued);
 	metrics_set("kiln_github_runners", l, (double)w->ent.f.n_recs);
 	metrics_add("kiln_github_runners_created_total", l, (double)(w->ent.f.created - w->created));
