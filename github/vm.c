@@ -116,8 +116,8 @@ static void *vm_thread(void *arg)
 	if (job_run(&v->p, &o, &r, &e))
 		log_error("github %s: %s: runner VM: %s", v->owner->g->name, v->name, e.msg);
 	else
-		log_info("github %s: %s: runner VM stopped (exit %d, boot %.3f s, run %.3f s)", v->owner->g->name,
-			 v->name, r.exit_code, r.boot_s, r.run_s);
+		log_info("github %s: %s: runner VM stopped (exit %d, prepare %.3f s, boot %.3f s, run %.3f s)",
+			 v->owner->g->name, v->name, r.exit_code, r.prepare_s, r.boot_s, r.run_s);
 	mask_flush(&v->m);
 	if (v->nline)
 		line_out(v, "\n", 1);
