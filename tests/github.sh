@@ -110,8 +110,9 @@ fi
 # The guest never reaches the host: the fake lives in a namespace behind a
 # veth ("outside", 198.18.7.2), which kiln reaches too. Three kiln runs,
 # seven VMs:
-#  A: three jobs queued at once -> three runners, three VMs, no fourth
-#     (no double spawn), each job's result read back and logged;
+#  A: three jobs queued at once (concurrent 4) -> three runners, three
+#     VMs, no fourth (no double spawn), each job's result read back and
+#     logged;
 #  B: warm_pool 1: an idle runner VM waits; a queued job is claimed at
 #     once (the bench's warm line) and the pool is refilled;
 #  C: a job cancelled while its runner's VM boots: the idle runner is
@@ -213,7 +214,7 @@ vcurl -X POST "$vurl/__seed" -d '{"runs": {"acme/widgets": [{"id": 9, "status": 
 	{"id": 902, "status": "queued", "labels": ["kiln"]},
 	{"id": 903, "status": "queued", "labels": ["self-hosted"]}]}]}}' >/dev/null
 vcurl -X POST "$vurl/__config" -d '{"stub_result": "success", "stub_sleep": 2}' >/dev/null
-kiln_up a 0 3
+kiln_up a 0 4 # a slot to spare: a double spawn would have one
 until_ok 300 n_claims 3 || fail "A: three jobs not claimed: $(st 's["claims"]')"
 until_ok 60 no_records || fail "A: records left: $(records)"
 sleep 2 # two more rounds: nothing new is spawned
@@ -270,7 +271,8 @@ until_ok 20 no_records || fail "C: its record stayed"
 [ "$(st "len([c for c in s['claims'] if c['runner_name'] == '$r930'])")" = 0 ] || fail "C: the cancelled job was claimed"
 cold_ms=$(st "round(1000 * (s['started_t']['$r930'] - s['seen_t']['930']))")
 jit_ms=$(st "round(1000 * (s['jit_t']['$r930'] - s['seen_t']['930']))")
-boot_s=$(sed -n "s/.*$r930: runner VM stopped (exit [0-9]*, boot \([0-9.]*\) s.*/\1/p" "$work/c.log")
+boot_s=$(sed -n "s/.*$r930: runner VM stopped (exit [0-9]*, prepare [0-9.]* s, boot \([0-9.]*\) s.*/\1/p" "$work/c.log")
+prep_s=$(sed -n "s/.*$r930: runner VM stopped (exit [0-9]*, prepare \([0-9.]*\) s.*/\1/p" "$work/c.log")
 [ -n "$boot_s" ] || boot_s=$(sed -n "s/.*$r930: guest ready after \([0-9.]*\) s.*/\1/p" "$work/c.log")
 [ $rc -eq 0 ] && echo "PASS: a job cancelled while its VM boots: the idle runner deleted, its VM destroyed"
 
@@ -304,10 +306,10 @@ ip -br link 2>/dev/null | grep -q '^kt[0-9]' && left="$left tap"
 if [ $rc -eq 0 ]; then
 	echo "PASS: kiln killed mid-job: the VM died with it, the restarted kiln reaped the record and the runner, nothing left (runner VM tests: $((SECONDS - vm_t0)) s)"
 	rtt=$(curl -s -o /dev/null -w '%{time_total}' --cacert "$work/vfake/ca.pem" "$vurl/__state")
-	awk -v c="$cold_ms" -v j="$jit_ms" -v b="$boot_s" -v w="$warm_ms" -v r="$rtt" 'BEGIN {
+	awk -v c="$cold_ms" -v j="$jit_ms" -v b="$boot_s" -v p="${prep_s:-0}" -v w="$warm_ms" -v r="$rtt" 'BEGIN {
 		printf "bench: runner VM boot (VMM start -> agent ready): %.0f ms\n", b * 1000
 		printf "bench: cold: queued job seen -> run.sh started: %d ms (boot + %.0f ms; target boot + 300 ms)\n", c, c - b * 1000
-		printf "bench: cold, of which: seen -> JIT config made %d ms, JIT config -> run.sh started %d ms\n", j, c - j
+		printf "bench: cold, of which: seen -> JIT config made %d ms; JIT config -> run.sh started %d ms: job setup %.0f ms, boot %.0f ms, the rest %.0f ms (the job script up to run.sh)\n", j, c - j, p * 1000, b * 1000, c - j - (p + b) * 1000
 		if (b > 0)
 			printf "bench: ratio queued->run.sh / boot: %.2f\n", c / (b * 1000)
 		printf "bench: warm pool: queued -> job taken by the idle runner: %s ms (the fake GitHub'"'"'s round trip: %.0f ms; target 100 ms + it)\n", w, r * 1000
