@@ -16,18 +16,20 @@
 
 /* Runs in the guest as root. The blob is an environment variable of this
  * shell only (printf is a builtin: no command line holds it), written to a
- * tmpfs and handed to run.sh on its standard input. A runner folder laid
- * over the project folder (KILN_GITHUB_RUNNER_DIR, for tests) wins over
- * the image's. */
+ * tmpfs and handed to run.sh on its standard input, which this root shell
+ * opens: the file and its folder stay root's, unreadable to the runner's
+ * jobs. Few processes: each costs the cold start (bench/github.sh). A
+ * runner folder laid over the project folder (KILN_GITHUB_RUNNER_DIR, for
+ * tests) wins over the image's. */
 static const char *const script[] = {
 	"set -eu",
 	"id runner >/dev/null 2>&1 || useradd -m -s /bin/bash runner",
 	"mkdir -p /run/kiln-runner",
-	"mountpoint -q /run/kiln-runner || mount -t tmpfs -o mode=0700,size=1m tmpfs /run/kiln-runner",
-	"chown runner /run/kiln-runner",
-	"(umask 077; printf '%s' \"$KILN_GITHUB_JITCONFIG\" > /run/kiln-runner/jitconfig)",
+	"mount -t tmpfs -o mode=0700,size=1m tmpfs /run/kiln-runner",
+	"umask 077",
+	"printf '%s' \"$KILN_GITHUB_JITCONFIG\" > /run/kiln-runner/jitconfig",
+	"umask 022",
 	"unset KILN_GITHUB_JITCONFIG",
-	"chown runner /run/kiln-runner/jitconfig",
 	"dir=/home/runner/actions-runner",
 	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; chown -R runner \"$dir\"; fi",
 	"cd \"$dir\"",
