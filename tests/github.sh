@@ -300,7 +300,7 @@ left=""
 [ -z "$(records)" ] || left="$left record:$(records)"
 [ -z "$(ls -A "$work/vstate/jobs" 2>/dev/null)" ] || left="$left job-folder"
 pgrep -f "$work/vstate/jobs" >/dev/null && left="$left vmm-process"
-[ "$(cgroups)" = "$cgroups_before" ] || left="$left cgroup"
+[ "$(cgroups)" = "$cgroups_before" ] || left="$left cgroup:$(comm -13 <(echo "$cgroups_before") <(cgroups) | head -3 | tr '\n' ' ')"
 ip -br link 2>/dev/null | grep -q '^kt[0-9]' && left="$left tap"
 [ -z "$left" ] || fail "left behind:$left"
 if [ $rc -eq 0 ]; then
