@@ -300,7 +300,9 @@ left=""
 [ -z "$(records)" ] || left="$left record:$(records)"
 [ -z "$(ls -A "$work/vstate/jobs" 2>/dev/null)" ] || left="$left job-folder"
 pgrep -f "$work/vstate/jobs" >/dev/null && left="$left vmm-process"
-[ "$(cgroups)" = "$cgroups_before" ] || left="$left cgroup:$(comm -13 <(echo "$cgroups_before") <(cgroups) | head -3 | tr '\n' ' ')"
+# new ones only: kiln run's sweep may remove what another (dead) kiln left
+new_cg=$(comm -13 <(echo "$cgroups_before") <(cgroups) | head -3 | tr '\n' ' ')
+[ -z "$new_cg" ] || left="$left cgroup:$new_cg"
 ip -br link 2>/dev/null | grep -q '^kt[0-9]' && left="$left tap"
 [ -z "$left" ] || fail "left behind:$left"
 if [ $rc -eq 0 ]; then
