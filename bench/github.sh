@@ -5,8 +5,10 @@
 # x-ratelimit budget counts what GitHub counts (a 304 costs nothing).
 # Target: at most 10% of the requests counted.
 #
-# Not measured yet: queued job seen -> runner VM up with run.sh started
-# (cold and warm pool); the fleet is not wired to real VMs (docs/github.md).
+# And, as root with the kernel and debian images (tests/github.sh's
+# runner VM part), queued job seen -> runner VM up with run.sh started:
+# cold, beside that VM's own boot time (target: boot + 300 ms), and with
+# the warm pool (target: 100 ms + the fake GitHub's own latency).
 #
 # Usage: bench/github.sh (from a built tree; needs python3 and openssl)
 set -eu

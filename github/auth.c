@@ -181,6 +181,13 @@ static enum kiln_rc find_installation(struct gh_auth *a, struct gh_client *c, co
 	return rc;
 }
 
+long long gh_auth_slack(const struct gh_auth *a)
+{
+	long long half = (a->expires_at - a->issued_at) / 2;
+
+	return half < GH_TOKEN_SLACK_S ? (half > 0 ? half : 0) : GH_TOKEN_SLACK_S;
+}
+
 enum kiln_rc gh_auth_refresh(struct gh_auth *a, struct gh_client *c, struct kiln_err *e)
 {
 	long long now = (long long)time(NULL);
@@ -193,7 +200,7 @@ enum kiln_rc gh_auth_refresh(struct gh_auth *a, struct gh_client *c, struct kiln
 	long long exp;
 	enum kiln_rc rc;
 
-	if (!a->app || (c->bearer && !c->bearer_refused && a->expires_at - GH_TOKEN_SLACK_S > now))
+	if (!a->app || (c->bearer && !c->bearer_refused && a->expires_at - gh_auth_slack(a) > now))
 		return KILN_OK;
 	if ((rc = gh_auth_jwt(a, now, &jwt, e)))
 		return rc;
@@ -219,6 +226,7 @@ enum kiln_rc gh_auth_refresh(struct gh_auth *a, struct gh_client *c, struct kiln
 	if ((rc = gh_client_set_bearer(c, tok, e)))
 		goto out;
 	a->expires_at = exp;
+	a->issued_at = now;
 	c->bearer_refused = false;
 	OPENSSL_cleanse((char *)tok, strlen(tok)); /* jansson's copy */
 	log_debug("github: App %lld: installation token valid for %lld s", a->app_id, exp - now);

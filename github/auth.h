@@ -1,7 +1,9 @@
 /* Credentials for the GitHub API: a personal access token, or a GitHub
  * App (an RS256 JWT signed with its private key, iat 60 s in the past and
  * exp 9 minutes ahead, iss the app id, exchanged for an installation token
- * that is refreshed GH_TOKEN_SLACK_S before it expires). gh_auth_attach
+ * that is refreshed GH_TOKEN_SLACK_S before it expires, or half way through
+ * its life when that is shorter: GitHub Enterprise Server may issue
+ * short-lived tokens, and a fixed slack would then renew at every request). gh_auth_attach
  * makes the client call gh_auth_refresh before each request, so callers
  * never see an expired token. Tokens are wiped from memory when replaced. */
 #ifndef KILN_GHAUTH_H
@@ -23,6 +25,7 @@ struct gh_auth {
 	void *key;                 /* EVP_PKEY * of the App */
 	struct gh_scope scope;     /* where the installation is looked up */
 	long long expires_at;      /* of the installation token, epoch s; 0: none yet */
+	long long issued_at;       /* when it came, epoch s */
 };
 
 /* A PAT: set as c's bearer, nothing to refresh. */
@@ -40,10 +43,14 @@ void gh_auth_attach(struct gh_auth *a, struct gh_client *c);
 /* The App's JWT for the time now (epoch s) into *jwt (caller frees). */
 enum kiln_rc gh_auth_jwt(const struct gh_auth *a, long long now, char **jwt, struct kiln_err *e);
 
+/* How long before expires_at the token is renewed: GH_TOKEN_SLACK_S, or
+ * half its lifetime when that is shorter. */
+long long gh_auth_slack(const struct gh_auth *a);
+
 /* For an App: find the installation when not known (GET
  * /repos/{o}/{r}/installation or /orgs/{org}/installation; 404: "the App
  * is not installed on ..."), then, when c's token is missing, was refused
- * (a 401) or expires within GH_TOKEN_SLACK_S, POST /app/installations/{id}/access_tokens and
+ * (a 401) or expires within gh_auth_slack, POST /app/installations/{id}/access_tokens and
  * set it as c's bearer. A PAT: nothing. */
 enum kiln_rc gh_auth_refresh(struct gh_auth *a, struct gh_client *c, struct kiln_err *e);
 

@@ -14,22 +14,29 @@
 struct worker {
 	struct gh_entry ent;
 	struct gh_vms *vms;     /* the runner VMs */
-	unsigned long created, deleted, requests, not_modified; /* counted into /metrics already */
+	unsigned long created, deleted, requests, not_modified, succeeded, failed; /* counted into /metrics already */
 	pthread_t th;
 	bool started;
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
-static bool stopping, woken;
+static bool stopping;
+static unsigned long wakes; /* gh_daemon_wake calls: each worker compares with what it last saw */
 static struct worker *workers;
 static size_t n_workers;
 
 static void gauges(struct worker *w)
 {
-	char l[METRICS_MAX_LABELS] = "";
+	char l[METRICS_MAX_LABELS] = "", ok[METRICS_MAX_LABELS], other[METRICS_MAX_LABELS];
 
 	metrics_label(l, sizeof(l), "entry", w->ent.cfg->name);
+	metrics_label(strcpy(ok, l), sizeof(ok), "result", "success");
+	metrics_label(strcpy(other, l), sizeof(other), "result", "other");
+	metrics_add("kiln_github_jobs_total", ok, (double)(w->ent.f.jobs_succeeded - w->succeeded));
+	metrics_add("kiln_github_jobs_total", other, (double)(w->ent.f.jobs_failed - w->failed));
+	w->succeeded = w->ent.f.jobs_succeeded;
+	w->failed = w->ent.f.jobs_failed;
 	metrics_set("kiln_github_queued_jobs", l, (double)w->ent.f.queued);
 	metrics_set("kiln_github_runners", l, (double)w->ent.f.n_recs);
 	metrics_add("kiln_github_runners_created_total", l, (double)(w->ent.f.created - w->created));
@@ -46,6 +53,7 @@ static void *run(void *arg)
 {
 	struct worker *w = arg;
 	struct kiln_err e = { 0 };
+	unsigned long gen;
 
 	if (gh_fleet_open(&w->ent.f, &e))
 		log_error("%s", e.msg);
@@ -53,17 +61,18 @@ static void *run(void *arg)
 	while (!stopping) {
 		struct timespec until;
 
+		gen = wakes;
 		pthread_mutex_unlock(&mu);
 		if (gh_fleet_round(&w->ent.f, (long long)time(NULL), &e))
 			log_error("github %s: %s", w->ent.cfg->name, e.msg);
 		gauges(w);
 		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += GH_ROUND_S;
+		until.tv_sec += w->ent.cfg->poll_interval > 0 ? w->ent.cfg->poll_interval : GH_ROUND_S;
 		pthread_mutex_lock(&mu);
-		while (!stopping && !woken)
+		/* A wake during the round counts: its event may postdate what the round read. */
+		while (!stopping && wakes == gen)
 			if (pthread_cond_timedwait(&cv, &mu, &until))
 				break;
-		woken = false;
 	}
 	pthread_mutex_unlock(&mu);
 	gh_fleet_close(&w->ent.f);
@@ -125,7 +134,7 @@ enum kiln_rc gh_daemon_start(const struct kiln_config *cfg, struct kiln_err *e)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&cv, &ca);
 	pthread_condattr_destroy(&ca);
-	stopping = woken = false;
+	stopping = false;
 	if (!(workers = calloc(cfg->n_github, sizeof(*workers))))
 		return kiln_fail(e, KILN_E_NOMEM, "github: out of memory");
 	n_workers = cfg->n_github;
@@ -138,7 +147,7 @@ enum kiln_rc gh_daemon_start(const struct kiln_config *cfg, struct kiln_err *e)
 			log_error("%s (not serving it)", e2.msg);
 			continue;
 		}
-		if (!(w->vms = gh_vms_new(cfg, &cfg->github[i], w->ent.f.job_timeout))) {
+		if (!(w->vms = gh_vms_new(cfg, &cfg->github[i], w->ent.f.job_timeout, gh_daemon_wake))) {
 			log_error("github %s: out of memory (not serving it)", cfg->github[i].name);
 			continue;
 		}
@@ -165,7 +174,7 @@ enum kiln_rc gh_daemon_start(const struct kiln_config *cfg, struct kiln_err *e)
 void gh_daemon_wake(void)
 {
 	pthread_mutex_lock(&mu);
-	woken = true;
+	wakes++;
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
 }

@@ -1,16 +1,15 @@
 /* `kiln run`'s GitHub side: one thread per `github:` entry running a
- * reconciler round (github/round.h) at start and every 30 s, or at once
- * when woken (a verified webhook). Slots come from lib/slots.h, shared
- * with the GitLab loop. Until runner VMs exist (docs/github.md, "What is
- * left") the fleets have no VM side: they watch the demand, reap the
- * records and offline runners a previous kiln left, and spawn nothing. */
+ * reconciler round (github/round.h) at start and every poll_interval (30
+ * s), or at once when woken (a verified webhook, a runner VM that
+ * stopped). Slots come from lib/slots.h, shared with the GitLab loop;
+ * runner VMs from github/vm.h. */
 #ifndef KILN_GHDAEMON_H
 #define KILN_GHDAEMON_H
 
 #include "lib/result.h"
 #include "runner/config.h"
 
-#define GH_ROUND_S 30
+#define GH_ROUND_S 30 /* without a poll_interval */
 
 /* Start the entries of cfg (which must outlive gh_daemon_stop). An entry
  * that cannot be set up is logged and skipped: the others, and GitLab,

@@ -82,6 +82,7 @@ void gh_demand_free(struct gh_demand *d)
 {
 	free(d->job_ids);
 	free(d->job_repos);
+	free(d->taken);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -117,6 +118,17 @@ enum kiln_rc gh_demand_tally(struct gh_demand *d, const char *repo, const json_t
 
 		if (!json_is_integer(id) || !status)
 			return kiln_fail(e, KILN_E_SYNTAX, "%s: job %zu has no id or status", repo, i);
+		if (!strcmp(status, "in_progress") && json_integer_value(json_object_get(j, "runner_id")) > 0 &&
+		    d->n_taken < GH_MAX_QUEUED) {
+			struct gh_taken *t;
+
+			if (VEC_GROW(d->taken, d->cap_taken, d->n_taken, 1, GH_MAX_QUEUED))
+				return kiln_fail(e, KILN_E_NOMEM, "github: out of memory");
+			t = &d->taken[d->n_taken++];
+			t->job = json_integer_value(id);
+			t->runner_id = json_integer_value(json_object_get(j, "runner_id"));
+			snprintf(t->repo, sizeof(t->repo), "%s", repo);
+		}
 		if (strcmp(status, "queued"))
 			continue;
 		d->queued++;

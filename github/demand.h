@@ -47,10 +47,20 @@ struct gh_demand {
 	long long *job_ids;    /* the matching ones (at most GH_MAX_QUEUED) */
 	char (*job_repos)[2 * GH_NAME_MAX + 2]; /* "owner/repo" of each */
 	size_t n_ids, cap;
+	/* Jobs in progress on a runner (any runner's): how a fleet learns
+	 * which job its runner took, to read the result back later. */
+	struct gh_taken *taken;
+	size_t n_taken, cap_taken;
+};
+
+struct gh_taken {
+	long long job, runner_id;
+	char repo[2 * GH_NAME_MAX + 2];
 };
 
 /* Tally a run's jobs (the "jobs" array of GET .../runs/{id}/jobs) into d,
- * repo naming them. An element that is not an object with an integer id
+ * repo naming them: the queued ones into the demand, those in progress
+ * with a runner_id into d->taken (at most GH_MAX_QUEUED). An element that is not an object with an integer id
  * and a string status is a KILN_E_SYNTAX error naming it; labels beyond
  * GH_MAX_LABELS a KILN_E_LIMIT. */
 enum kiln_rc gh_demand_tally(struct gh_demand *d, const char *repo, const json_t *jobs,

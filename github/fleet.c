@@ -125,8 +125,8 @@ enum kiln_rc gh_rec_save(const char *dir, const struct gh_rec *r, struct kiln_er
 		return rc;
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s.json", dir, r->name) >= sizeof(path))
 		return kiln_fail(e, KILN_E_LIMIT, "github: record path too long in %s", dir);
-	o = json_pack("{sIsssssIsI}", "id", (json_int_t)r->id, "name", r->name, "vm", r->vm, "created",
-		      (json_int_t)r->created, "job_id", (json_int_t)r->job_id);
+	o = json_pack("{sIsssssIsIss}", "id", (json_int_t)r->id, "name", r->name, "vm", r->vm, "created",
+		      (json_int_t)r->created, "job_id", (json_int_t)r->job_id, "repo", r->repo);
 	text = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	if (!text) {
 		rc = kiln_fail(e, KILN_E_NOMEM, "github: out of memory");
@@ -158,21 +158,22 @@ static bool load_one(const char *path, struct gh_rec *r)
 	size_t len;
 	json_t *o;
 	json_int_t id = 0, created = 0, job = 0;
-	const char *name = NULL, *vm = NULL;
+	const char *name = NULL, *vm = NULL, *repo = NULL;
 	bool ok = false;
 
 	if (kiln_read_file(path, REC_MAX_BYTES, &text, &len) < 0)
 		return false;
 	o = json_loadb(text, len, 0, NULL);
-	if (o && !json_unpack(o, "{sI,ss,ss,sI,sI}", "id", &id, "name", &name, "vm", &vm, "created", &created,
-			      "job_id", &job) &&
-	    name_ok(name) && strlen(vm) < GH_VM_ID_MAX) {
+	if (o && !json_unpack(o, "{sI,ss,ss,sI,sI,s?s}", "id", &id, "name", &name, "vm", &vm, "created", &created,
+			      "job_id", &job, "repo", &repo) &&
+	    name_ok(name) && strlen(vm) < GH_VM_ID_MAX && (!repo || strlen(repo) < sizeof(r->repo))) {
 		memset(r, 0, sizeof(*r));
 		r->id = id;
 		snprintf(r->name, sizeof(r->name), "%s", name);
 		snprintf(r->vm, sizeof(r->vm), "%s", vm);
 		r->created = created;
 		r->job_id = job;
+		snprintf(r->repo, sizeof(r->repo), "%s", repo ? repo : "");
 		ok = true;
 	}
 	json_decref(o);

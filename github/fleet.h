@@ -3,7 +3,7 @@
  * records, the VMs' liveness, GitHub's runner list and the queued demand,
  * what to spawn, delete and destroy.
  *
- * A record (id, name, VM, times) is written to
+ * A record (id, name, VM, times, the job it took) is written to
  * STATE_DIR/github/ENTRY/NAME.json with write-then-rename BEFORE its VM
  * boots, so that a kiln killed at any point finds, on restart, every
  * runner it may have left on GitHub and every VM it may have left on the
@@ -28,7 +28,8 @@ struct gh_rec {
 	char name[GH_RUNNER_NAME_MAX];
 	char vm[GH_VM_ID_MAX];             /* the job folder / VM id; "" before one is made */
 	long long created;                 /* epoch s the record was written */
-	long long job_id;                  /* the job it took, 0 while idle */
+	long long job_id;                  /* the job it took, 0 while idle, -1 busy on an unknown one */
+	char repo[2 * GH_NAME_MAX + 2];    /* the job's repository, "" while unknown */
 };
 
 /* What the daemon saw of a record this round. */

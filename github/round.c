@@ -33,21 +33,95 @@ void gh_fleet_close(struct gh_fleet *f)
 	f->n_recs = 0;
 }
 
+static void drop_cand(struct gh_fleet *f, size_t i)
+{
+	memmove(&f->cands[i], &f->cands[i + 1], (f->n_cands - i - 1) * sizeof(f->cands[0]));
+	f->n_cands--;
+}
+
+/* Remember this round's queued jobs as candidates, the oldest going first. */
+static void add_cands(struct gh_fleet *f, const struct gh_demand *d)
+{
+	size_t i, k;
+
+	for (i = 0; i < d->n_ids; i++) {
+		for (k = 0; k < f->n_cands && f->cands[k].job != d->job_ids[i]; k++)
+			;
+		if (k < f->n_cands)
+			continue;
+		if (f->n_cands == GH_CANDS_MAX)
+			drop_cand(f, 0);
+		f->cands[f->n_cands].job = d->job_ids[i];
+		f->cands[f->n_cands].runner_id = 0;
+		snprintf(f->cands[f->n_cands].repo, sizeof(f->cands[0].repo), "%s", d->job_repos[i]);
+		f->n_cands++;
+	}
+}
+
+/* The result of the job r's runner ran, from the API: its record's job,
+ * else the candidate GitHub shows on r's runner. Candidates found
+ * completed are forgotten (whoever ran them). */
+static void report_job(struct gh_fleet *f, struct gh_rec *r)
+{
+	struct kiln_err e = { 0 };
+	struct gh_job j;
+	size_t i;
+
+	if (r->job_id > 0 && r->repo[0]) {
+		if (gh_job_get(f->c, r->repo, r->job_id, &j, &e)) {
+			log_warn("github %s: runner %s: the result of job %lld: %s", f->entry, r->name, r->job_id, e.msg);
+			return;
+		}
+	} else {
+		for (i = 0; i < f->n_cands;) {
+			if (gh_job_get(f->c, f->cands[i].repo, f->cands[i].job, &j, &e)) {
+				drop_cand(f, i); /* gone (404), or unreadable: not worth asking again */
+				continue;
+			}
+			if (j.runner_id == r->id)
+				break;
+			if (!strcmp(j.status, "completed"))
+				drop_cand(f, i);
+			else
+				i++;
+		}
+		if (i == f->n_cands) {
+			log_info("github %s: runner %s: GitHub shows no job it ran", f->entry, r->name);
+			return;
+		}
+		r->job_id = j.id;
+		snprintf(r->repo, sizeof(r->repo), "%s", f->cands[i].repo);
+	}
+	for (i = 0; i < f->n_cands; i++)
+		if (f->cands[i].job == j.id) {
+			drop_cand(f, i);
+			break;
+		}
+	if (!strcmp(j.conclusion, "success"))
+		f->jobs_succeeded++;
+	else if (j.conclusion[0])
+		f->jobs_failed++;
+	log_info("github %s: job %lld of %s on runner %s: %s%s", f->entry, j.id, r->repo, r->name,
+		 j.conclusion[0] ? j.conclusion : j.status, j.conclusion[0] ? "" : " (no result yet)");
+}
+
 /* Delete r's runner (404 fine), destroy its VM, forget the record. false
  * when GitHub says it is busy: the record stays for the next round. */
 static bool retire(struct gh_fleet *f, struct gh_rec *r, const char *why)
 {
 	struct kiln_err e = { 0 };
+	enum gh_vm_state st = f->ops.state(f->ops.arg, r);
 	enum kiln_rc rc = gh_runner_delete(f->c, &f->scope, r->id, &e);
 
-	if (rc == KILN_E_INVALID && f->ops.state(f->ops.arg, r) != GH_VM_EXITED &&
-	    f->ops.state(f->ops.arg, r) != GH_VM_NONE) {
+	if (rc == KILN_E_INVALID && st != GH_VM_EXITED && st != GH_VM_NONE) {
 		log_warn("github %s: runner %s (%s): %s; trying again next round", f->entry, r->name, why, e.msg);
 		return false;
 	}
 	if (rc && rc != KILN_E_INVALID)
 		log_warn("github %s: deleting runner %s: %s", f->entry, r->name, e.msg);
 	f->ops.destroy(f->ops.arg, r);
+	if (r->job_id || ((st == GH_VM_EXITED || st == GH_VM_NONE) && f->n_cands))
+		report_job(f, r);
 	if (gh_rec_remove(f->dir, r->name, &e))
 		log_warn("github %s: %s", f->entry, e.msg);
 	log_info("github %s: runner %s retired (%s)", f->entry, r->name, why);
@@ -119,6 +193,7 @@ enum kiln_rc gh_fleet_round(struct gh_fleet *f, long long now, struct kiln_err *
 	if ((rc = gh_demand_poll(f->c, &f->scope, f->installation, f->labels, &d, e)))
 		goto out;
 	f->queued = d.matching;
+	add_cands(f, &d);
 	if ((rc = gh_runners_list(f->c, &f->scope, f->prefix, &listed, &n_listed, e)))
 		goto out;
 	seen = calloc(f->n_recs + 1, sizeof(*seen));
@@ -129,7 +204,20 @@ enum kiln_rc gh_fleet_round(struct gh_fleet *f, long long now, struct kiln_err *
 		goto out;
 	}
 	for (i = 0; i < f->n_recs; i++) {
-		seen[i].vm = f->ops.state(f->ops.arg, &f->recs[i]);
+		struct gh_rec *r = &f->recs[i];
+
+		seen[i].vm = f->ops.state(f->ops.arg, r);
+		for (j = 0; j < d.n_taken; j++)
+			if (d.taken[j].runner_id == r->id && r->job_id != d.taken[j].job) {
+				struct kiln_err e2 = { 0 };
+
+				r->job_id = d.taken[j].job;
+				snprintf(r->repo, sizeof(r->repo), "%s", d.taken[j].repo);
+				seen[i].runner_busy = true;
+				log_info("github %s: runner %s took job %lld of %s", f->entry, r->name, r->job_id, r->repo);
+				if (gh_rec_save(f->dir, r, &e2)) /* a restarted kiln reports it too */
+					log_warn("github %s: %s", f->entry, e2.msg);
+			}
 		for (j = 0; j < n_listed; j++)
 			if (listed[j].id == f->recs[i].id && listed[j].busy) {
 				seen[i].runner_busy = true;

@@ -15,6 +15,8 @@
 #include "github/fleet.h"
 #include "lib/result.h"
 
+#define GH_CANDS_MAX 32
+
 struct gh_vm_ops {
 	/* Boot a runner VM for rec and hand it the blob over the host channel
 	 * (never a command line or a file outside the VM); set rec->vm. NULL:
@@ -43,9 +45,14 @@ struct gh_fleet {
 
 	struct gh_rec *recs;        /* live records, the slots they hold taken (lib/slots.h) */
 	size_t n_recs;
+	/* Queued jobs seen lately: where a runner that stopped before any
+	 * round saw it busy finds the job it ran. */
+	struct gh_taken cands[GH_CANDS_MAX];
+	size_t n_cands;
 	/* for `kiln github status` and /metrics */
 	size_t queued;              /* matching queued jobs at the last poll */
 	unsigned long created, deleted, spawn_failures;
+	unsigned long jobs_succeeded, jobs_failed; /* results read back from GitHub */
 };
 
 /* Load dir's records (after a restart: each one's VM is asked and, gone,
@@ -53,7 +60,10 @@ struct gh_fleet {
 enum kiln_rc gh_fleet_open(struct gh_fleet *f, struct kiln_err *e);
 
 /* One round at now (epoch s). Errors of single runners are logged and the
- * round goes on; an error reading the demand or the runner list ends the
+ * round goes on. A runner seen on an in-progress job has that job in its
+ * record; when it is retired after running one, the job's conclusion is
+ * read from GET /repos/{o}/{r}/actions/jobs/{id} (never from run.sh's
+ * exit status) and logged: "job ID of REPO on runner NAME: CONCLUSION"; an error reading the demand or the runner list ends the
  * round with it (nothing is spawned on a stale view). */
 enum kiln_rc gh_fleet_round(struct gh_fleet *f, long long now, struct kiln_err *e);
 

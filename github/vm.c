@@ -16,18 +16,20 @@
 
 /* Runs in the guest as root. The blob is an environment variable of this
  * shell only (printf is a builtin: no command line holds it), written to a
- * tmpfs and handed to run.sh on its standard input. A runner folder laid
- * over the project folder (KILN_GITHUB_RUNNER_DIR, for tests) wins over
- * the image's. */
+ * tmpfs and handed to run.sh on its standard input, which this root shell
+ * opens: the file and its folder stay root's, unreadable to the runner's
+ * jobs. Few processes: each costs the cold start (bench/github.sh). A
+ * runner folder laid over the project folder (KILN_GITHUB_RUNNER_DIR, for
+ * tests) wins over the image's. */
 static const char *const script[] = {
 	"set -eu",
 	"id runner >/dev/null 2>&1 || useradd -m -s /bin/bash runner",
 	"mkdir -p /run/kiln-runner",
-	"mountpoint -q /run/kiln-runner || mount -t tmpfs -o mode=0700,size=1m tmpfs /run/kiln-runner",
-	"chown runner /run/kiln-runner",
-	"(umask 077; printf '%s' \"$KILN_GITHUB_JITCONFIG\" > /run/kiln-runner/jitconfig)",
+	"mount -t tmpfs -o mode=0700,size=1m tmpfs /run/kiln-runner",
+	"umask 077",
+	"printf '%s' \"$KILN_GITHUB_JITCONFIG\" > /run/kiln-runner/jitconfig",
+	"umask 022",
 	"unset KILN_GITHUB_JITCONFIG",
-	"chown runner /run/kiln-runner/jitconfig",
 	"dir=/home/runner/actions-runner",
 	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; chown -R runner \"$dir\"; fi",
 	"cd \"$dir\"",
@@ -54,6 +56,7 @@ struct gh_vms {
 	const struct kiln_config *cfg;
 	const struct kiln_github_config *g;
 	int job_timeout;
+	void (*stopped)(void);
 	long long seq;
 	pthread_mutex_t mu;
 	struct ghvm *vms;
@@ -115,11 +118,14 @@ static void *vm_thread(void *arg)
 	if (job_run(&v->p, &o, &r, &e))
 		log_error("github %s: %s: runner VM: %s", v->owner->g->name, v->name, e.msg);
 	else
-		log_info("github %s: %s: runner VM stopped (exit %d)", v->owner->g->name, v->name, r.exit_code);
+		log_info("github %s: %s: runner VM stopped (exit %d, prepare %.3f s, boot %.3f s, run %.3f s)",
+			 v->owner->g->name, v->name, r.exit_code, r.prepare_s, r.boot_s, r.run_s);
 	mask_flush(&v->m);
 	if (v->nline)
 		line_out(v, "\n", 1);
 	atomic_store(&v->state, GH_VM_EXITED);
+	if (v->owner->stopped && !v->cancel)
+		v->owner->stopped();
 	return NULL;
 }
 
@@ -270,7 +276,8 @@ static void vm_destroy(void *arg, const struct gh_rec *rec)
 		reap(v);
 }
 
-struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout)
+struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout,
+			  void (*stopped)(void))
 {
 	struct gh_vms *vs = calloc(1, sizeof(*vs));
 
@@ -279,6 +286,7 @@ struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_githu
 	vs->cfg = cfg;
 	vs->g = g;
 	vs->job_timeout = job_timeout;
+	vs->stopped = stopped;
 	pthread_mutex_init(&vs->mu, NULL);
 	return vs;
 }

@@ -12,8 +12,11 @@
 
 struct gh_vms;
 
-/* A VM side for entry g of cfg (both outlive it); NULL when out of memory. */
-struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout);
+/* A VM side for entry g of cfg (both outlive it); NULL when out of memory.
+ * stopped (may be NULL) is called from a VM's thread when its VM stops, so
+ * that the reconciler reaps it and refills the warm pool at once. */
+struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout,
+			  void (*stopped)(void));
 
 /* The ops to put in a fleet, arg set to v. */
 struct gh_vm_ops gh_vms_ops(struct gh_vms *v);

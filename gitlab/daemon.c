@@ -1080,13 +1080,15 @@ int glrunner_run(struct kiln_config *cfg, const char *config_path)
 		else
 			log_info("serving /metrics and /healthz on %s", d.cur->cfg.listen_address);
 	}
+	/* Before the GitHub fleets start their first runner VMs: what the
+	 * sweep clears up must be a previous kiln's, never theirs. */
+	job_sweep(d.cur->cfg.state_dir);
 	/* The GitHub entries keep the configuration kiln started with (a
 	 * reload changes the GitLab runners only). */
 	gh_cfg = d.cur;
 	gh_cfg->refs++;
 	if (svc_start && svc_start(&gh_cfg->cfg, &e))
 		log_error("%s", e.msg);
-	job_sweep(d.cur->cfg.state_dir);
 	gla_sweep(d.cur->cfg.state_dir);
 	start_orphans(&d);
 	pthread_mutex_lock(&d.mu);

@@ -84,6 +84,7 @@ static const struct field github_fields[] = {
 	GH_FIELD("warm_pool", F_INT, warm_pool, 0, 1000),
 	GH_FIELD("max_runners", F_INT, max_runners, 0, 1000),
 	GH_FIELD("idle_timeout", F_INT, idle_timeout, 10, 86400),
+	GH_FIELD("poll_interval", F_INT, poll_interval, 1, 3600),
 	GH_FIELD("tls_ca_file", F_STR, tls_ca_file, 0, 0),
 	GH_FIELD("webhook_secret", F_STR, webhook_secret, 0, 0),
 	VM_FIELDS(offsetof(struct kiln_github_config, vm)),
@@ -94,6 +95,7 @@ static const struct field github_fields[] = {
  * self-hosted` and the usual triples ask for. */
 static const char *const github_default_labels[] = { "self-hosted", "linux", "x64", NULL };
 #define GITHUB_IDLE_TIMEOUT_DEFAULT 300
+#define GITHUB_POLL_INTERVAL_DEFAULT 30
 
 static const struct field global_fields[] = {
 	{ "state_dir", F_STR, offsetof(struct kiln_config, state_dir), 0, 0, NULL },
@@ -671,6 +673,7 @@ static enum kiln_rc parse_github(struct parse_ctx *c, struct kiln_config *cfg, c
 
 		g->runner_group_id = 1;
 		g->idle_timeout = GITHUB_IDLE_TIMEOUT_DEFAULT;
+		g->poll_interval = GITHUB_POLL_INTERVAL_DEFAULT;
 		if (dup_vm(&g->vm, &cfg->defaults))
 			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
 		/* The runner image unless the entry names one: `defaults: image` is the GitLab jobs'. */

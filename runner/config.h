@@ -111,6 +111,7 @@ struct kiln_github_config {
 	int warm_pool;           /* idle runner VMs kept ready */
 	int max_runners;         /* 0: only `concurrent` bounds them */
 	int idle_timeout;        /* s a runner may wait for a job before it is reaped */
+	int poll_interval;       /* s between reconciler rounds (30) */
 	char *tls_ca_file;
 	char *webhook_secret;    /* NULL: webhooks refused */
 	struct kiln_vm_settings vm; /* from `defaults`, image github-runner unless set */

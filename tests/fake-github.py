@@ -34,11 +34,24 @@ Control (no authentication, not counted):
   POST /__faults  {"METHOD /path/prefix": [fault, ...]}  consumed one per matching request;
                   a fault is a status or {"status", "headers", "body", "jit_blob", "conflict"}
                   ("conflict": register a runner under the requested name, then answer 409)
-  POST /__config  {"token_lifetime": S, "budget": N, "reset_in": S}
-  GET  /__state   what arrived (method, path, status, t), tokens issued, runners
-  POST /__claim   {"runner_name": N} (tests/github-stub-runner/run.sh, from a runner VM): the
-                  first queued job is completed by that runner with conclusion "stub_result"
-                  (/__config, default success); answers {"job": ID, "result": R}
+  POST /__config  {"token_lifetime": S, "budget": N, "reset_in": S (the budget refills then),
+                   "stub_result": R, "stub_sleep": S, "lost_after": S}
+  GET  /__state   what arrived (method, path, status, t), tokens issued, expired tokens used,
+                  runners, claims; monotonic times: queued_t, seen_t (a jobs list first showed the
+                  job queued), jit_t (a runner's JIT config made), started_t (a stub run.sh began)
+  From tests/github-stub-runner/run.sh in a runner VM, as GitHub's broker and the runner's
+  heartbeats would be (times are monotonic s):
+  POST /__started {"runner_name": N, "elapsed_us": U}: run.sh began U us before this call (the
+                  runner goes online)
+  POST /__claim   {"runner_name": N, "wait": S}: long poll: the first queued job goes in progress
+                  on that runner (busy), answers {"job": ID, "result": stub_result, "sleep":
+                  stub_sleep}; {"none": true} after S s; {"gone": true} once the runner is deleted
+  POST /__heartbeat {"runner_name": N}: the job goes on; lost_after s without one: the runner
+                  goes offline and not busy, its job completes with conclusion failure
+  POST /__complete {"runner_name": N}: its job completes with the claimed result; the
+                  (ephemeral) runner unregisters
+  Test side: POST /__queue {"repo", "run", "job": {"id", "labels"}} adds a queued job (queued_t);
+  POST /__cancel {"job": ID} completes it as cancelled
 
 --bind ADDR listens on ADDR (the certificate names it too); the JIT blob's
 .runner holds serverUrl, this server's base URL, and the sha256 of each
@@ -66,6 +79,7 @@ INSTALLATION = 77
 OWNER = "acme"
 PAT = "ghp_fake"
 LOCK = threading.Lock()
+WAKE = threading.Condition(LOCK)  # a job queued, a runner deleted: long-polling claims look again
 STATE = {
     "runs": {},          # "O/R" -> [run]
     "repos": ["acme/widgets"],
@@ -77,10 +91,19 @@ STATE = {
     "tokens_issued": 0,
     "budget": 5000,
     "reset_in": 3600,
+    "reset_at": 0,       # monotonic s when the budget refills (0: reset_in from now)
     "remaining": 5000,
     "requests": [],
     "next_runner": 1000,
     "stub_result": "success",
+    "stub_sleep": 0,     # s a claimed job runs (heartbeats), then completes
+    "lost_after": 3,     # s without a heartbeat: the runner is offline, its job failed
+    "expired_used": 0,   # requests that came with an installation token past its expiry
+    "queued_t": {},      # job id -> monotonic s it was queued (/__queue)
+    "seen_t": {},        # job id -> monotonic s a jobs list first showed it queued
+    "started_t": {},     # runner name -> monotonic s its run.sh started (what it said, less the time it took)
+    "jit_t": {},         # runner name -> monotonic s its JIT config was handed out
+    "beats": {},         # runner name -> monotonic s of its last heartbeat
     "jit_sha256": {},    # runner name -> sha256 of its blob
     "claims": [],
 }
@@ -124,6 +147,45 @@ def verify_jwt(tok):
     return claims
 
 
+def reset_left():
+    """Seconds until the budget refills; a passed reset refills it."""
+    now = time.monotonic()
+    if not STATE["reset_at"]:
+        STATE["reset_at"] = now + STATE["reset_in"]
+    if now >= STATE["reset_at"]:
+        STATE["remaining"] = STATE["budget"] if STATE["budget"] > 0 else 5000
+        STATE["reset_at"] = now + 3600
+    return STATE["reset_at"] - now
+
+
+def find_runner(name):
+    for rs in STATE["runners"].values():
+        for r in rs.values():
+            if r["name"] == name:
+                return r
+    return None
+
+
+def all_jobs():
+    return [j for rs in STATE["runs"].values() for run in rs for j in run.get("jobs", [])]
+
+
+def lose_silent_runners():
+    """A busy runner whose heartbeats stopped (its VM died) goes offline and
+    its job fails, as GitHub does after it loses a runner."""
+    now = time.monotonic()
+    for name, t in list(STATE["beats"].items()):
+        if now - t <= STATE["lost_after"]:
+            continue
+        del STATE["beats"][name]
+        r = find_runner(name)
+        if r:
+            r.update(busy=False, status="offline")
+        for j in all_jobs():
+            if j.get("runner_name") == name and j.get("status") == "in_progress":
+                j.update(status="completed", conclusion="failure")
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -134,7 +196,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = b"" if body is None else json.dumps(body).encode()
         h = {"Content-Type": "application/json", "X-GitHub-Request-Id": "FAKE:%04X" % len(STATE["requests"])}
         h.update({"x-ratelimit-limit": str(STATE["budget"]), "x-ratelimit-remaining": str(STATE["remaining"]),
-                  "x-ratelimit-reset": str(int(time.time()) + STATE["reset_in"]), "x-ratelimit-resource": "core"})
+                  "x-ratelimit-reset": str(int(time.time() + reset_left()) + 1), "x-ratelimit-resource": "core"})
         if etag and self.command == "GET" and status == 200:
             tag = '"%s"' % hashlib.sha256(data + (headers or {}).get("Link", "").encode()).hexdigest()[:32]
             h["ETag"] = tag
@@ -203,6 +265,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         u = urllib.parse.urlsplit(self.path)
         path, q = u.path, urllib.parse.parse_qs(u.query)
         m = self.command
+        lose_silent_runners()
         if path.startswith("/__"):
             return self.control(m, path)
         body = self.body() if m == "POST" else {}
@@ -239,7 +302,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not verify_jwt(tok):
                 return self.reply(401, {"message": "A JSON web token could not be decoded"})
         elif not (tok == PAT or STATE["tokens"].get(tok, 0) > time.time()):
+            if tok in STATE["tokens"]:
+                STATE["expired_used"] += 1
             return self.reply(401, {"message": "Bad credentials"})
+        reset_left()
         if STATE["remaining"] <= 0:
             return self.reply(403, {"message": "API rate limit exceeded"})
 
@@ -277,6 +343,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mm and m == "GET":
             for r in STATE["runs"].get(mm.group(1), []):
                 if r["id"] == int(mm.group(2)):
+                    for j in r.get("jobs", []):
+                        if j.get("status") == "queued":
+                            STATE["seen_t"].setdefault(str(j["id"]), time.monotonic())
                     return self.paginate([dict(j, run_id=r["id"]) for j in r.get("jobs", [])], "jobs", q)
             return self.reply(404, {"message": "Not Found"})
         mm = re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/jobs/(\d+)", path)
@@ -304,6 +373,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if runners[rid].get("busy"):
                     return self.reply(422, {"message": "Bad request - Runner is busy"})
                 del runners[rid]
+                WAKE.notify_all()
                 return self.reply(204)
         return self.reply(404, {"message": "Not Found"})
 
@@ -338,6 +408,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                  ".credentials_rsaparams": base64.b64encode(b'{"d":"secret-key-material"}').decode()}
         blob = base64.b64encode(json.dumps(files).encode()).decode()
         STATE["jit_sha256"][body["name"]] = hashlib.sha256(blob.encode()).hexdigest()
+        STATE["jit_t"][body["name"]] = time.monotonic()
         return self.reply(201, {"runner": runner, "encoded_jit_config": blob})
 
     def control(self, m, path):
@@ -348,7 +419,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.body() or {}
         if path == "/__seed":
             STATE["faults"] = {}
-            STATE.update(budget=5000, remaining=5000, reset_in=3600, token_lifetime=3600, requests=[])
+            STATE.update(budget=5000, remaining=5000, reset_in=3600, reset_at=0, token_lifetime=3600, requests=[],
+                         stub_sleep=0, expired_used=0)
             for k in ("runs", "repos", "groups"):
                 if k in body:
                     STATE[k] = body[k]
@@ -356,26 +428,76 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 STATE["runners"] = {k: {r["id"]: dict({"status": "offline", "busy": False}, **r) for r in v}
                                     for k, v in body["runners"].items()}
             return self.reply(200, {}, etag=False)
+        if path == "/__started":
+            # "elapsed_us": since run.sh began, by the guest's clock, before this call.
+            STATE["started_t"][body.get("runner_name", "")] = time.monotonic() - body.get("elapsed_us", 0) / 1e6
+            r = find_runner(body.get("runner_name"))
+            if r:
+                r["status"] = "online"
+            return self.reply(200, {}, etag=False)
         if path == "/__claim":
+            # The runner's long poll: wait (up to "wait" s) for a queued job.
             name = body.get("runner_name")
-            runner = next((r for rs in STATE["runners"].values() for r in rs.values() if r["name"] == name), None)
-            job = next((j for rs in STATE["runs"].values() for run in rs for j in run.get("jobs", [])
-                        if j.get("status") == "queued"), None)
-            if runner is None or job is None:
-                return self.reply(404, {"message": "no such runner or no queued job"}, etag=False)
-            job.update(status="completed", conclusion=STATE["stub_result"], runner_id=runner["id"],
-                       runner_name=name)
-            STATE["claims"].append({"runner_name": name, "job": job["id"], "result": STATE["stub_result"]})
-            return self.reply(200, {"job": job["id"], "result": STATE["stub_result"]}, etag=False)
+            until = time.monotonic() + float(body.get("wait", 0))
+            while True:
+                runner = find_runner(name)
+                job = next((j for j in all_jobs() if j.get("status") == "queued"), None)
+                if runner is None:
+                    return self.reply(200, {"gone": True}, etag=False)
+                if job is not None or time.monotonic() >= until:
+                    break
+                WAKE.wait(until - time.monotonic())
+            if job is None:
+                return self.reply(200, {"none": True}, etag=False)
+            job.update(status="in_progress", runner_id=runner["id"], runner_name=name)
+            runner.update(busy=True, status="online")
+            STATE["beats"][name] = time.monotonic()
+            STATE["claims"].append({"runner_name": name, "job": job["id"], "result": STATE["stub_result"],
+                                    "t": time.monotonic()})
+            return self.reply(200, {"job": job["id"], "result": STATE["stub_result"], "sleep": STATE["stub_sleep"]},
+                              etag=False)
+        if path == "/__heartbeat":
+            if body.get("runner_name") in STATE["beats"]:
+                STATE["beats"][body["runner_name"]] = time.monotonic()
+            return self.reply(200, {}, etag=False)
+        if path == "/__complete":
+            # The job ends with the claimed result; an ephemeral runner unregisters.
+            name = body.get("runner_name")
+            STATE["beats"].pop(name, None)
+            for j in all_jobs():
+                if j.get("runner_name") == name and j.get("status") == "in_progress":
+                    j.update(status="completed", conclusion=STATE["stub_result"])
+            for rs in STATE["runners"].values():
+                for rid in [k for k, r in rs.items() if r["name"] == name]:
+                    del rs[rid]
+            return self.reply(200, {}, etag=False)
+        if path == "/__queue":
+            # {"repo": "O/R", "run": ID, "job": {...}}: one more queued job, the rest kept.
+            runs = STATE["runs"].setdefault(body["repo"], [])
+            run = next((r for r in runs if r["id"] == body["run"]), None)
+            if run is None:
+                run = {"id": body["run"], "status": "queued", "jobs": []}
+                runs.append(run)
+            run["jobs"].append(dict({"status": "queued"}, **body["job"]))
+            STATE["queued_t"][str(body["job"]["id"])] = time.monotonic()
+            WAKE.notify_all()
+            return self.reply(200, {}, etag=False)
+        if path == "/__cancel":
+            for j in all_jobs():
+                if j["id"] == body.get("job"):
+                    j.update(status="completed", conclusion="cancelled")
+            return self.reply(200, {}, etag=False)
         if path == "/__faults":
             STATE["faults"].update(body)
             return self.reply(200, {}, etag=False)
         if path == "/__config":
-            for k in ("token_lifetime", "budget", "reset_in", "stub_result"):
+            for k in ("token_lifetime", "budget", "reset_in", "stub_result", "stub_sleep", "lost_after"):
                 if k in body:
                     STATE[k] = body[k]
             if "budget" in body:
                 STATE["remaining"] = body["budget"]
+            if "reset_in" in body:
+                STATE["reset_at"] = time.monotonic() + body["reset_in"]
             return self.reply(200, {}, etag=False)
         return self.reply(404, {"message": "no such control"}, etag=False)
 

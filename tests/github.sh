@@ -14,6 +14,7 @@ work=$(mktemp -d /tmp/kiln-github.XXXXXX)
 fpid=
 vpid=
 cleanup() {
+	[ -n "${kpid:-}" ] && kill "$kpid" 2>/dev/null && wait "$kpid" 2>/dev/null
 	[ -n "$fpid" ] && kill "$fpid" 2>/dev/null && wait "$fpid" 2>/dev/null
 	[ -n "$vpid" ] && kill "$vpid" 2>/dev/null && wait "$vpid" 2>/dev/null
 	ip netns del kiln-ghout 2>/dev/null
@@ -70,7 +71,7 @@ EOC
 	# kiln run serves the entry: the record a killed kiln left is reaped
 	# with the one of the status test (their runners deleted on GitHub), and /metrics has the kiln_github_*
 	# series. No job is queued, so no runner VM boots (that is the VM test below).
-	curl -sf --cacert "$work/fake/ca.pem" -X POST "$url/__seed" -d '{"runs": {}}' >/dev/null
+	curl -sf --cacert "$work/fake/ca.pem" -X POST "$url/__seed" -d '{"runs": {}, "runners": {}}' >/dev/null
 	printf '{"id": 8, "name": "kiln-aaaaaaaaaaaa", "vm": "gh-8", "created": 1, "job_id": 0}' \
 		>"$work/state/github/acme/kiln-aaaaaaaaaaaa.json"
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -102,13 +103,23 @@ fi
 [ $rc -eq 0 ] || { echo "--- fake.log"; tail -50 "$work/fake.log"; }
 [ $rc -eq 0 ] || exit $rc
 
-# A real runner VM, end to end (qemu executor, as tests/exec.sh on this
-# host): a queued job on the fake -> kiln run makes a JIT runner and boots
-# image debian with tests/github-stub-runner laid over its project folder
-# (KILN_GITHUB_RUNNER_DIR) -> the stub prints the blob's sha256 and claims
-# the job from the fake -> the VM stops, the runner is deleted, nothing is
-# left. The guest never reaches the host: the fake lives in a namespace
-# behind a veth ("outside", 198.18.7.2), which kiln reaches too.
+# Runner VMs, end to end (qemu executor, as tests/exec.sh on this host),
+# with tests/github-stub-runner laid over the image's project folder
+# (KILN_GITHUB_RUNNER_DIR) as run.sh: it prints the JIT blob's sha256,
+# then long-polls the fake for a job, as the runner does GitHub's broker.
+# The guest never reaches the host: the fake lives in a namespace behind a
+# veth ("outside", 198.18.7.2), which kiln reaches too. Three kiln runs,
+# seven VMs:
+#  A: three jobs queued at once (concurrent 4) -> three runners, three
+#     VMs, no fourth (no double spawn), each job's result read back and
+#     logged;
+#  B: warm_pool 1: an idle runner VM waits; a queued job is claimed at
+#     once (the bench's warm line) and the pool is refilled;
+#  C: a job cancelled while its runner's VM boots: the idle runner is
+#     deleted, its VM destroyed (the bench's cold line and boot); then
+#     kiln SIGKILLed mid-job: the VM dies with it, the restarted kiln
+#     reaps the record, deletes the runner, logs the job's result, and
+#     nothing is left on the host.
 images=${KILN_IMAGES_DIR:-/var/lib/kiln/images}
 vmskip() { echo "SKIP (runner VM): $*"; exit 0; }
 [ -n "${KILN_SKIP_VM_TESTS:-}" ] && vmskip "KILN_SKIP_VM_TESTS is set"
@@ -136,13 +147,27 @@ for _ in $(seq 200); do [ -f "$work/vfake/url" ] && break; sleep 0.1; done
 [ -f "$work/vfake/url" ] || { cat "$work/vfake.log"; echo "FAIL: the namespaced fake GitHub did not start"; exit 1; }
 vurl=$(cat "$work/vfake/url")
 vcurl() { curl -sf --cacert "$work/vfake/ca.pem" "$@"; }
-vcurl -X POST "$vurl/__seed" -d '{"runs": {"acme/widgets": [{"id": 9, "status": "queued", "jobs":
-	[{"id": 901, "status": "queued", "labels": ["self-hosted", "kiln"]}]}]}}' >/dev/null
-vcurl -X POST "$vurl/__config" -d '{"stub_result": "success"}' >/dev/null
-mkdir -p "$work/vstate"
-cat >"$work/vm.yml" <<EOC
+# st EXPR: a Python expression over the fake's /__state (s), printed.
+st() { vcurl "$vurl/__state" | python3 -c "import json,sys; s=json.load(sys.stdin); print($1)"; }
+# until_ok SECONDS COMMAND...: poll until it succeeds; false after SECONDS
+# (or when kiln died). COMMAND is run anew each time: a predicate below.
+until_ok() {
+	local n=$(($1 * 5)); shift
+	while [ $n -gt 0 ]; do
+		"$@" && return 0
+		[ -n "$kpid" ] && ! kill -0 "$kpid" 2>/dev/null && return 1
+		sleep 0.2
+		n=$((n - 1))
+	done
+	return 1
+}
+fail() { echo "FAIL: $*"; rc=1; }
+kpid=
+# kiln_up NAME [warm_pool] [concurrent] [idle_timeout]: config NAME.yml, kiln run logging to NAME.log.
+kiln_up() {
+	cat >"$work/$1.yml" <<EOC
 state_dir: $work/vstate
-concurrent: 1
+concurrent: ${3:-2}
 defaults:
   executor: qemu
   network: true
@@ -154,49 +179,146 @@ github:
     tls_ca_file: $work/vfake/ca.pem
     labels: [self-hosted, kiln]
     image: debian
+    warm_pool: ${2:-0}
+    idle_timeout: ${4:-300}
+    poll_interval: 1
 EOC
-KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_IMAGES_DIR=$images \
-	KILN_GITHUB_RUNNER_DIR=$top_srcdir/tests/github-stub-runner \
-	"$top_builddir/kiln" -c "$work/vm.yml" run >"$work/vm.log" 2>&1 &
-kpid=$!
-# The claim (the VM booted, the stub ran), then the reaping (the next round, <= 30 s).
-st=
-for _ in $(seq 900); do
-	st=$(vcurl "$vurl/__state")
-	case $st in *'"runner_name": "kiln-'*) break ;; esac
-	kill -0 $kpid 2>/dev/null || break
-	sleep 1
+	KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_IMAGES_DIR=$images \
+		KILN_GITHUB_RUNNER_DIR=$top_srcdir/tests/github-stub-runner \
+		"$top_builddir/kiln" -c "$work/$1.yml" run >>"$work/$1.log" 2>&1 &
+	kpid=$!
+}
+kiln_down() {
+	kill -TERM "$kpid"
+	wait "$kpid" || fail "kiln run ($1) exited $?"
+	kpid=
+	vm_glitch_note "$(cat "$work/$1.log")"
+}
+records() { ls -A "$work/vstate/github/acme" 2>/dev/null; }
+no_records() { [ -z "$(records)" ]; }
+jits() { st 'len(s["jit_sha256"])'; }
+n_claims() { [ "$(st 'len(s["claims"])')" = "$1" ]; }
+n_started() { [ "$(st 'len(s["started_t"])')" = "$1" ]; }
+n_jits() { [ "$(jits)" = "$1" ]; }
+n_runners() { [ "$(st 'sum(len(v) for v in s["runners"].values())')" = "$1" ]; }
+job_claimed() { [ "$(st "len([c for c in s['claims'] if c['job'] == $1])")" = 1 ]; }
+runner_started() { [ "$(st "'$1' in s['started_t']")" = True ]; }
+in_log() { grep -q "$1" "$work/$2.log"; }
+vmm_gone() { ! pgrep -f "$work/vstate/jobs" >/dev/null; }
+mkdir -p "$work/vstate"
+vm_t0=$SECONDS
+
+# --- A: three jobs at once.
+vcurl -X POST "$vurl/__seed" -d '{"runs": {"acme/widgets": [{"id": 9, "status": "queued", "jobs": [
+	{"id": 901, "status": "queued", "labels": ["self-hosted", "kiln"]},
+	{"id": 902, "status": "queued", "labels": ["kiln"]},
+	{"id": 903, "status": "queued", "labels": ["self-hosted"]}]}]}}' >/dev/null
+vcurl -X POST "$vurl/__config" -d '{"stub_result": "success", "stub_sleep": 2}' >/dev/null
+kiln_up a 0 4 # a slot to spare: a double spawn would have one
+until_ok 300 n_claims 3 || fail "A: three jobs not claimed: $(st 's["claims"]')"
+until_ok 60 no_records || fail "A: records left: $(records)"
+sleep 2 # two more rounds: nothing new is spawned
+kiln_down a
+[ "$(jits)" = 3 ] || fail "A: $(jits) JIT runners made for three jobs, not 3"
+[ "$(st 'sorted(c["job"] for c in s["claims"])')" = "[901, 902, 903]" ] || fail "A: claims $(st 's["claims"]')"
+[ "$(grep -c 'started in VM' "$work/a.log")" = 3 ] || fail "A: not three runner VMs"
+# the three VMs were spawned in one round, before any was retired
+[ "$(grep -E 'started in VM|retired' "$work/a.log" | head -3 | grep -c 'started in VM')" = 3 ] ||
+	fail "A: the three runners did not run side by side"
+for sha in $(st '" ".join(s["jit_sha256"].values())'); do
+	grep -q "stub run.sh: user runner, jitconfig sha256 $sha" "$work/a.log" ||
+		fail "A: no stub printed the blob's sha256 $sha as user runner"
 done
-for _ in $(seq 60); do
-	[ -z "$(ls -A "$work/vstate/github/acme" 2>/dev/null)" ] && break
-	sleep 1
+[ "$(grep -c 'job 90[123] of acme/widgets on runner kiln-[0-9a-f]*: success' "$work/a.log")" = 3 ] ||
+	fail "A: three job results (success) not logged"
+[ "$(grep -c 'runner VM stopped (exit 0' "$work/a.log")" = 3 ] || fail "A: the runner VMs did not stop cleanly"
+[ "$(st 'sum(len(v) for v in s["runners"].values())')" = 0 ] || fail "A: runners left on the fake"
+[ $rc -eq 0 ] && echo "PASS: three jobs at once: three runner VMs, no double spawn, results from the API"
+
+# --- B: warm pool.
+vcurl -X POST "$vurl/__config" -d '{"stub_sleep": 1}' >/dev/null
+j0=$(jits)
+kiln_up b 1
+until_ok 120 n_started $((j0 + 1)) || fail "B: no warm runner started"
+sleep 2
+[ "$(jits)" = $((j0 + 1)) ] || fail "B: $(($(jits) - j0)) runners for a warm pool of 1 with nothing queued"
+vcurl -X POST "$vurl/__queue" -d '{"repo": "acme/widgets", "run": 10, "job": {"id": 920, "labels": ["kiln"]}}' >/dev/null
+until_ok 10 job_claimed 920 || fail "B: the warm runner did not take job 920"
+warm_ms=$(st '"%.1f" % (1000 * (next(c["t"] for c in s["claims"] if c["job"] == 920) - s["queued_t"]["920"]))')
+until_ok 120 n_started $((j0 + 2)) || fail "B: the warm pool was not refilled"
+until_ok 30 in_log 'job 920 of acme/widgets on runner kiln-[0-9a-f]*: success' b || fail "B: no result for job 920"
+sleep 2
+[ "$(jits)" = $((j0 + 2)) ] || fail "B: $(($(jits) - j0)) runners made, not 2 (the warm one, its refill)"
+kiln_down b
+[ "$(records | wc -l)" = 1 ] || fail "B: not one record (the idle warm runner) after kiln stopped: $(records)"
+[ $rc -eq 0 ] && echo "PASS: warm pool: an idle runner VM takes a job in ${warm_ms} ms and is refilled"
+
+# --- C: a job cancelled while its VM boots, then kill -9 mid-job.
+vcurl -X POST "$vurl/__config" -d '{"stub_sleep": 60}' >/dev/null
+j0=$(jits)
+kiln_up c 0 2 10
+until_ok 30 no_records || fail "C: B's record was not reaped"
+sleep 1 # past the 1 s between mutations that reaping it started: the bench's cold line measures a job alone
+vcurl -X POST "$vurl/__queue" -d '{"repo": "acme/widgets", "run": 11, "job": {"id": 930, "labels": ["kiln"]}}' >/dev/null
+until_ok 30 n_jits $((j0 + 1)) || fail "C: no runner for job 930"
+vcurl -X POST "$vurl/__cancel" -d '{"job": 930}' >/dev/null
+r930=$(st '[n for n in s["jit_sha256"]][-1]')
+[ "$(st "'$r930' in s['started_t']")" = False ] || fail "C: run.sh started before the cancel (not booting)"
+until_ok 60 runner_started "$r930" || fail "C: the cancelled job's runner never started"
+until_ok 40 in_log "runner $r930 retired (idle past idle_timeout)" c || fail "C: the idle runner was not retired"
+until_ok 20 no_records || fail "C: its record stayed"
+[ "$(st "len([r for v in s['runners'].values() for r in v if r['name'] == '$r930'])")" = 0 ] || fail "C: runner $r930 not deleted"
+[ "$(st "len([c for c in s['claims'] if c['runner_name'] == '$r930'])")" = 0 ] || fail "C: the cancelled job was claimed"
+cold_ms=$(st "round(1000 * (s['started_t']['$r930'] - s['seen_t']['930']))")
+jit_ms=$(st "round(1000 * (s['jit_t']['$r930'] - s['seen_t']['930']))")
+boot_s=$(sed -n "s/.*$r930: runner VM stopped (exit [0-9]*, prepare [0-9.]* s, boot \([0-9.]*\) s.*/\1/p" "$work/c.log")
+prep_s=$(sed -n "s/.*$r930: runner VM stopped (exit [0-9]*, prepare \([0-9.]*\) s.*/\1/p" "$work/c.log")
+[ -n "$boot_s" ] || boot_s=$(sed -n "s/.*$r930: guest ready after \([0-9.]*\) s.*/\1/p" "$work/c.log")
+[ $rc -eq 0 ] && echo "PASS: a job cancelled while its VM boots: the idle runner deleted, its VM destroyed"
+
+vcurl -X POST "$vurl/__queue" -d '{"repo": "acme/widgets", "run": 12, "job": {"id": 931, "labels": ["kiln"]}}' >/dev/null
+until_ok 120 eval 'grep -q "\"job_id\":931" "$work"/vstate/github/acme/*.json 2>/dev/null' || fail "C: job 931 not claimed and recorded"
+r931=$(st 'next(c["runner_name"] for c in s["claims"] if c["job"] == 931)')
+kill -KILL "$kpid"
+wait "$kpid" 2>/dev/null
+kpid=
+until_ok 10 vmm_gone || fail "C: the VM outlived a SIGKILLed kiln"
+sleep 4 # the fake notices the runner is gone (lost_after 3 s): its job fails, it is offline
+kiln_up c
+until_ok 30 no_records || fail "C: the killed kiln's record was not reaped"
+until_ok 30 n_runners 0 || fail "C: runners left: $(st 's["runners"]')"
+until_ok 10 in_log "job 931 of acme/widgets on runner $r931: failure" c || fail "C: no result for job 931"
+kiln_down c
+grep -q "removing what an interrupted kiln (pid [0-9]*) left of job" "$work/c.log" || fail "C: the job folder was not swept"
+
+# --- what none of them may leave
+for f in a b c; do
+	grep -q "secret-key-material\|ghp_fake\|eyJ" "$work/$f.log" && fail "$f: the blob or token was logged"
 done
-sleep 1
-st=$(vcurl "$vurl/__state")
-kill -TERM $kpid
-wait $kpid || { echo "FAIL: kiln run (runner VM) exited $?"; rc=1; }
-vm_glitch_note "$(cat "$work/vm.log")"
-sha=$(printf '%s' "$st" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(*s["jit_sha256"].values())')
-blob_seen=$(printf '%s' "$st" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(len(s["claims"]), sum(len(v) for v in s["runners"].values()))')
-case $sha in *' '*|'') echo "FAIL: not one JIT runner made: '$sha'"; rc=1 ;; esac
-grep -q "stub run.sh: user runner, jitconfig sha256 $sha" "$work/vm.log" ||
-	{ echo "FAIL: the stub did not print the blob's sha256 ($sha) as user runner"; rc=1; }
-[ "$blob_seen" = "1 0" ] || { echo "FAIL: claims and runners left on the fake: '$blob_seen', not '1 0'"; rc=1; }
-grep -q "stub run.sh: claimed: .*\"result\": \"success\"" "$work/vm.log" || { echo "FAIL: no claim in the log"; rc=1; }
-grep -q 'runner VM stopped (exit 0)' "$work/vm.log" || { echo "FAIL: the runner VM did not stop cleanly"; rc=1; }
-grep -q "secret-key-material\|ghp_fake\|eyJ" "$work/vm.log" && { echo "FAIL: the blob or token was logged"; rc=1; }
-grep -rq "secret-key-material" "$work/vstate" 2>/dev/null && { echo "FAIL: the blob is in a host file"; rc=1; }
+grep -rq "secret-key-material" "$work/vstate" 2>/dev/null && fail "the blob is in a host file"
 left=""
-[ -z "$(ls -A "$work/vstate/github/acme" 2>/dev/null)" ] || left="$left record:$(ls "$work/vstate/github/acme")"
+[ -z "$(records)" ] || left="$left record:$(records)"
 [ -z "$(ls -A "$work/vstate/jobs" 2>/dev/null)" ] || left="$left job-folder"
 pgrep -f "$work/vstate/jobs" >/dev/null && left="$left vmm-process"
-[ "$(cgroups)" = "$cgroups_before" ] || left="$left cgroup"
+# new ones only: kiln run's sweep may remove what another (dead) kiln left
+new_cg=$(comm -13 <(echo "$cgroups_before") <(cgroups) | head -3 | tr '\n' ' ')
+[ -z "$new_cg" ] || left="$left cgroup:$new_cg"
 ip -br link 2>/dev/null | grep -q '^kt[0-9]' && left="$left tap"
-[ -z "$left" ] || { echo "FAIL: left behind:$left"; rc=1; }
+[ -z "$left" ] || fail "left behind:$left"
 if [ $rc -eq 0 ]; then
-	echo "PASS: a runner VM: the blob's sha256 in the guest, the job claimed, VM and runner gone"
+	echo "PASS: kiln killed mid-job: the VM died with it, the restarted kiln reaped the record and the runner, nothing left (runner VM tests: $((SECONDS - vm_t0)) s)"
+	rtt=$(curl -s -o /dev/null -w '%{time_total}' --cacert "$work/vfake/ca.pem" "$vurl/__state")
+	awk -v c="$cold_ms" -v j="$jit_ms" -v b="$boot_s" -v p="${prep_s:-0}" -v w="$warm_ms" -v r="$rtt" 'BEGIN {
+		printf "bench: runner VM boot (VMM start -> agent ready): %.0f ms\n", b * 1000
+		printf "bench: cold: queued job seen -> run.sh started: %d ms (boot + %.0f ms; target boot + 300 ms)\n", c, c - b * 1000
+		printf "bench: cold, of which: seen -> JIT config made %d ms; JIT config -> run.sh started %d ms: job setup %.0f ms, boot %.0f ms, the rest %.0f ms (the job script up to run.sh)\n", j, c - j, p * 1000, b * 1000, c - j - (p + b) * 1000
+		if (b > 0)
+			printf "bench: ratio queued->run.sh / boot: %.2f\n", c / (b * 1000)
+		printf "bench: warm pool: queued -> job taken by the idle runner: %s ms (the fake GitHub'"'"'s round trip: %.0f ms; target 100 ms + it)\n", w, r * 1000
+	}'
 else
-	echo "--- vm.log"; tail -60 "$work/vm.log"; echo "--- vfake.log"; tail -20 "$work/vfake.log"
+	for f in a b c; do echo "--- $f.log"; tail -40 "$work/$f.log"; done
+	echo "--- vfake.log"; tail -20 "$work/vfake.log"
 	vm_glitch_exit
 fi
 exit $rc

@@ -2,7 +2,9 @@
  * offline (suite "github"); and, when GH_FAKE_DIR names a running
  * tests/fake-github.py (tests/github.sh starts one), the client against
  * it (suite "github-fake"): ETag/304, pagination, App tokens and their
- * refresh, demand, JIT runners and the 409/422/403/404/429/5xx paths. */
+ * refresh, demand, JIT runners and the 409/422/403/404/429/5xx paths, and
+ * the reconciler with fake VMs: job results, a job cancelled while its
+ * VM boots, a rate limit mid-round. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -496,8 +498,8 @@ START_TEST(fake_app_tokens)
 	char *first;
 
 	seed(RUNS_ONE);
-	/* Tokens that live 5 s past the refresh slack. */
-	json_decref(ctl("POST", "/__config", "{\"token_lifetime\":305}"));
+	/* Tokens that live 8 s: renewed in their last 4 s. */
+	json_decref(ctl("POST", "/__config", "{\"token_lifetime\":8}"));
 	fake_client(&c);
 	served_set(&served);
 	ck_assert_msg(gh_auth_app(&a, 4242, app_key, 0, &s, &e) == KILN_OK, "%s", e.msg);
@@ -513,7 +515,7 @@ START_TEST(fake_app_tokens)
 	ck_assert_int_eq(gh_demand_poll(&c, &s, true, &served, &d, &e), KILN_OK);
 	ck_assert_int_eq(arrived("POST /app/installations/77/access_tokens", 201), 1);
 	/* Within the slack of its expiry the token is replaced, once. */
-	sleep(6);
+	sleep(5);
 	ck_assert_msg(gh_demand_poll(&c, &s, true, &served, &d, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_int_eq(arrived("POST /app/installations/77/access_tokens", 201), 2);
 	ck_assert_str_ne(first, c.bearer);
@@ -1093,6 +1095,222 @@ START_TEST(fake_idle_budget)
 }
 END_TEST
 
+/* A fleet on the fake with fake VMs, its records in a fresh folder. */
+struct fleet_fixture {
+	char tmp[32];
+	struct gh_client c;
+	struct gh_auth a;
+	struct gh_labels served;
+	struct fake_vms vms;
+	struct gh_fleet f;
+};
+
+static void fleet_up(struct fleet_fixture *x, int slots)
+{
+	struct kiln_err e = { 0 };
+
+	memset(x, 0, sizeof(*x));
+	snprintf(x->tmp, sizeof(x->tmp), "/tmp/kiln-ghfx-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(x->tmp));
+	pat(&x->c, &x->a);
+	served_set(&x->served);
+	x->f = (struct gh_fleet){ .entry = "acme", .scope = { .owner = "acme", .repo = "widgets" }, .prefix = "kiln",
+				  .idle_timeout = 300, .job_timeout = 3600 };
+	ck_assert_int_eq(gh_rec_dir(x->tmp, "acme", x->f.dir, sizeof(x->f.dir), &e), KILN_OK);
+	x->vms.dir = x->f.dir;
+	x->f.c = &x->c;
+	x->f.labels = &x->served;
+	x->f.ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &x->vms };
+	kiln_slots_set_max(slots);
+	ck_assert_int_eq(gh_fleet_open(&x->f, &e), KILN_OK);
+}
+
+static void fleet_down(struct fleet_fixture *x)
+{
+	char p[PATH_MAX];
+	struct kiln_err e = { 0 };
+	size_t i;
+
+	for (i = 0; i < x->f.n_recs; i++) /* the VMs left running */
+		ck_assert_int_eq(gh_rec_remove(x->f.dir, x->f.recs[i].name, &e), KILN_OK);
+	gh_fleet_close(&x->f);
+	rmdir(x->f.dir);
+	snprintf(p, sizeof(p), "%s/github", x->tmp);
+	rmdir(p);
+	ck_assert_int_eq(rmdir(x->tmp), 0);
+	gh_labels_free(&x->served);
+	gh_auth_free(&x->a);
+	gh_client_free(&x->c);
+}
+
+/* A stub runner's calls to the fake (tests/github-stub-runner/run.sh). */
+static void stub(const char *what, const char *runner)
+{
+	char body[200];
+
+	snprintf(body, sizeof(body), "{\"runner_name\":\"%s\"}", runner);
+	json_decref(ctl("POST", what, body));
+}
+
+/* Job results come from the API after the runner exits: a job seen in
+ * progress is in the record (on disk: a restarted kiln knows it too); a
+ * job that ran between two rounds is found among the queued jobs seen. */
+START_TEST(fake_job_results)
+{
+	struct fleet_fixture x;
+	struct kiln_err e = { 0 };
+	struct gh_rec *recs;
+	size_t n;
+	char name[GH_RUNNER_NAME_MAX];
+
+	seed("{\"runs\":{\"acme/widgets\":[{\"id\":40,\"status\":\"queued\",\"jobs\":["
+	     "{\"id\":400,\"status\":\"queued\",\"labels\":[\"kiln\"]}]}]}}");
+	fleet_up(&x, 3);
+	ck_assert_msg(gh_fleet_round(&x.f, 1000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(x.f.n_recs, 1);
+	snprintf(name, sizeof(name), "%s", x.f.recs[0].name);
+	stub("/__claim", name);
+	ck_assert_msg(gh_fleet_round(&x.f, 1005, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(x.vms.booted, 1); /* busy on the job: nothing more */
+	ck_assert_int_eq(gh_rec_load_all(x.f.dir, &recs, &n, &e), KILN_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(recs[0].job_id, 400);
+	ck_assert_str_eq(recs[0].repo, "acme/widgets");
+	free(recs);
+	stub("/__complete", name);
+	x.vms.st[0] = GH_VM_EXITED;
+	ck_assert_msg(gh_fleet_round(&x.f, 1010, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(x.f.n_recs, 0);
+	ck_assert_uint_eq(x.f.jobs_succeeded, 1);
+	ck_assert_uint_eq(x.f.jobs_failed, 0);
+	ck_assert_int_eq(arrived("GET /repos/acme/widgets/actions/jobs/400", 200), 1);
+
+	/* Claimed and done between two rounds, failed. */
+	json_decref(ctl("POST", "/__config", "{\"stub_result\":\"failure\"}"));
+	json_decref(ctl("POST", "/__queue", "{\"repo\":\"acme/widgets\",\"run\":41,\"job\":{\"id\":410,"
+				      "\"labels\":[\"self-hosted\"]}}"));
+	ck_assert_msg(gh_fleet_round(&x.f, 1020, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(x.f.n_recs, 1);
+	snprintf(name, sizeof(name), "%s", x.f.recs[0].name);
+	stub("/__claim", name);
+	stub("/__complete", name);
+	x.vms.st[1] = GH_VM_EXITED;
+	ck_assert_msg(gh_fleet_round(&x.f, 1030, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(x.f.jobs_failed, 1);
+	ck_assert_uint_eq(x.f.n_cands, 0); /* both known to be done */
+	fleet_down(&x);
+}
+END_TEST
+
+/* A job cancelled while its runner's VM boots: nobody gives the runner a
+ * job, so after idle_timeout it is deleted on GitHub first, then its VM
+ * destroyed; nothing new is spawned for the cancelled job. */
+START_TEST(fake_cancelled_while_booting)
+{
+	struct fleet_fixture x;
+	struct kiln_err e = { 0 };
+	int jits;
+
+	seed("{\"runs\":{\"acme/widgets\":[{\"id\":50,\"status\":\"queued\",\"jobs\":["
+	     "{\"id\":500,\"status\":\"queued\",\"labels\":[\"kiln\"]}]}]}}");
+	fleet_up(&x, 2);
+	x.f.idle_timeout = 20;
+	ck_assert_msg(gh_fleet_round(&x.f, 1000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(x.vms.booted, 1);
+	x.vms.st[0] = GH_VM_BOOTING;
+	json_decref(ctl("POST", "/__cancel", "{\"job\":500}"));
+	jits = arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201);
+	ck_assert_msg(gh_fleet_round(&x.f, 1010, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(x.f.queued, 0);
+	ck_assert_uint_eq(x.f.n_recs, 1); /* within idle_timeout: kept, GitHub may still hand it a job */
+	x.vms.st[0] = GH_VM_RUNNING;
+	ck_assert_msg(gh_fleet_round(&x.f, 1021, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(x.f.n_recs, 0);
+	ck_assert_int_eq(x.vms.destroyed, 1);
+	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/", 204), 1);
+	ck_assert_int_eq(arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201), jits);
+	ck_assert_int_eq(kiln_slots_used(), 0);
+	fleet_down(&x);
+}
+END_TEST
+
+/* A rate limit in the middle of a round: 403 with x-ratelimit-remaining
+ * 0 waits for x-ratelimit-reset and goes on, one request sent while
+ * blocked; a reset past max_wait_ms fails the round after one request,
+ * and the next round sends none. */
+START_TEST(fake_rate_limit_round)
+{
+	struct fleet_fixture x;
+	struct kiln_err e = { 0 };
+	int before;
+	int64_t t0;
+
+	seed("{\"runs\":{\"acme/widgets\":[{\"id\":60,\"status\":\"queued\",\"jobs\":["
+	     "{\"id\":600,\"status\":\"queued\",\"labels\":[\"kiln\"]}]}]}}");
+	fleet_up(&x, 2);
+	json_decref(ctl("POST", "/__config", "{\"budget\":0,\"reset_in\":2}"));
+	t0 = mono_ms();
+	ck_assert_msg(gh_fleet_round(&x.f, 1000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_ge(mono_ms() - t0, 1000);
+	ck_assert_int_eq(arrived("", 403), 1);
+	ck_assert_int_eq(x.vms.booted, 1);
+
+	json_decref(ctl("POST", "/__config", "{\"budget\":0,\"reset_in\":3600}"));
+	before = arrived("", 0);
+	t0 = mono_ms();
+	ck_assert_int_eq(gh_fleet_round(&x.f, 1010, &e), KILN_E_LIMIT);
+	ck_assert_msg(strstr(e.msg, "rate limited until"), "%s", e.msg);
+	ck_assert_int_eq(gh_fleet_round(&x.f, 1020, &e), KILN_E_LIMIT);
+	ck_assert_int_lt(mono_ms() - t0, 1000);
+	ck_assert_int_eq(arrived("", 0), before + 1);
+	ck_assert_int_eq(x.vms.booted, 1);
+	x.c.blocked_until_ms = 0; /* the reset came: the fleet goes on where it was */
+	json_decref(ctl("POST", "/__config", "{\"budget\":5000}"));
+	ck_assert_msg(gh_fleet_round(&x.f, 1030, &e) == KILN_OK, "%s", e.msg);
+	fleet_down(&x);
+}
+END_TEST
+
+/* Installation tokens that live 6 s: each is renewed half way through its
+ * life, not at every request, and no request ever carries an expired one. */
+START_TEST(fake_app_token_refresh)
+{
+	struct gh_client c;
+	struct gh_auth a;
+	struct gh_labels served = { 0 };
+	struct gh_demand d = { 0 };
+	struct gh_scope s = { .owner = "acme", .repo = "widgets" };
+	struct kiln_err e = { 0 };
+	json_t *st;
+	long long issued;
+	int64_t t0 = mono_ms();
+	int polls;
+
+	seed(RUNS_ONE);
+	json_decref(ctl("POST", "/__config", "{\"token_lifetime\":6}"));
+	fake_client(&c);
+	served_set(&served);
+	ck_assert_int_eq(gh_auth_app(&a, 4242, app_key, 0, &s, &e), KILN_OK);
+	gh_auth_attach(&a, &c);
+	for (polls = 0; polls < 30; polls++) {
+		ck_assert_msg(gh_demand_poll(&c, &s, false, &served, &d, &e) == KILN_OK, "%s", e.msg);
+		usleep(250 * 1000);
+	}
+	st = ctl("GET", "/__state", NULL);
+	issued = json_integer_value(json_object_get(st, "tokens_issued"));
+	ck_assert_int_eq(json_integer_value(json_object_get(st, "expired_used")), 0);
+	json_decref(st);
+	ck_assert_int_ge(mono_ms() - t0, 7500);
+	/* About one per 2-3 s (whole seconds on both sides), not one per poll. */
+	ck_assert_msg(issued >= 2 && issued <= polls / 3, "%lld tokens for %d polls", issued, polls);
+	ck_assert_int_eq(arrived("", 401), 0);
+	gh_demand_free(&d);
+	gh_labels_free(&served);
+	gh_auth_free(&a);
+	gh_client_free(&c);
+}
+END_TEST
+
 static Suite *offline_suite(void)
 {
 	Suite *s = suite_create("github");
@@ -1128,6 +1346,10 @@ static Suite *fake_suite(void)
 	tcase_add_test(t, fake_idle_budget);
 	tcase_add_test(t, fake_rate_limits);
 	tcase_add_test(t, fake_mutation_gap_and_tls);
+	tcase_add_test(t, fake_job_results);
+	tcase_add_test(t, fake_cancelled_while_booting);
+	tcase_add_test(t, fake_rate_limit_round);
+	tcase_add_test(t, fake_app_token_refresh);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -134,6 +134,7 @@ START_TEST(github_values)
 	ck_assert_int_eq(g->warm_pool, 1);
 	ck_assert_int_eq(g->max_runners, 4);
 	ck_assert_int_eq(g->idle_timeout, 120);
+	ck_assert_int_eq(g->poll_interval, 10);
 	ck_assert_str_eq(g->tls_ca_file, "/etc/kiln/ghe.pem");
 	ck_assert_str_eq(g->webhook_secret, "s3cret");
 	ck_assert_int_eq(g->vm.memory_mib, 4096);
@@ -144,6 +145,7 @@ START_TEST(github_values)
 	ck_assert_str_eq(g->token, "ghp_abc");
 	ck_assert_int_eq(g->runner_group_id, 1);
 	ck_assert_int_eq(g->idle_timeout, 300);
+	ck_assert_int_eq(g->poll_interval, 30);
 	ck_assert_int_eq(g->warm_pool, 0);
 	ck_assert_str_eq(g->name_prefix, "kiln");
 	ck_assert_uint_eq(g->n_labels, 3);
