@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "vmm/cow.h"
+#include "vmm/log.h"
 #include "vmm/ratelimit.h"
 
 #define SECTOR_SIZE 512ULL
@@ -179,12 +180,16 @@ static void blk_process(struct virtio_dev *d)
 		uint32_t len = 0;
 
 		/* A guest that keeps the ring full must not starve the other
-		 * devices on this loop: kick ourselves and come back later. */
-		if (served == BLK_BATCH && d->ioeventfd[0] >= 0) {
+		 * devices on this loop: kick ourselves and come back later.
+		 * Without an ioeventfd (a restore's first pass, MMIO kicks)
+		 * stop all the same: reads may land on the ring itself, which
+		 * a hostile guest keeps full for ever; the next kick goes on. */
+		if (served == BLK_BATCH) {
 			uint64_t one = 1;
 
-			if (write(d->ioeventfd[0], &one, sizeof(one)) == sizeof(one))
-				break;
+			if (d->ioeventfd[0] >= 0 && write(d->ioeventfd[0], &one, sizeof(one)) != sizeof(one))
+				vmm_debug("virtio-blk: re-kick: %s", strerror(errno));
+			break;
 		}
 		r = virtq_pop(q, d->mem, &b->chain);
 		if (r == VIRTQ_EMPTY)

@@ -2,7 +2,10 @@
 
 #include <errno.h>
 #include <sys/random.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "vmm/log.h"
 
 /* Chains served per kick before yielding to the rest of the loop. */
 #define RNG_BATCH 256
@@ -61,12 +64,16 @@ static void rng_queue_notify(struct virtio_dev *d, uint16_t qi)
 		enum virtq_result r;
 
 		/* Don't let one guest starve the loop: kick ourselves and
-		 * come back after the other watches had their turn. */
-		if (served == RNG_BATCH && d->ioeventfd[0] >= 0) {
+		 * come back after the other watches had their turn. Without
+		 * an ioeventfd (a restore's first pass, MMIO kicks) stop all
+		 * the same: the filled buffers may be the ring itself, which
+		 * a hostile guest keeps full for ever; the next kick goes on. */
+		if (served == RNG_BATCH) {
 			uint64_t one = 1;
 
-			if (write(d->ioeventfd[0], &one, sizeof(one)) == sizeof(one))
-				break;
+			if (d->ioeventfd[0] >= 0 && write(d->ioeventfd[0], &one, sizeof(one)) != sizeof(one))
+				vmm_debug("virtio-rng: re-kick: %s", strerror(errno));
+			break;
 		}
 		r = virtq_pop(q, d->mem, &c);
 		if (r == VIRTQ_EMPTY)

@@ -740,8 +740,10 @@ static void vs_rx_fill(struct vsock_dev *v)
 		enum virtq_result r;
 		uint32_t len = 0;
 
-		if (served == VSOCK_BATCH && kick(d, RXQ))
+		if (served == VSOCK_BATCH) {
+			(void)kick(d, RXQ); /* none without an ioeventfd: the next kick goes on */
 			break;
+		}
 		r = virtq_pop(q, d->mem, ch);
 		if (r == VIRTQ_EMPTY)
 			break;  /* the guest's rx notify brings us back */
@@ -923,8 +925,10 @@ static void vs_tx(struct vsock_dev *v)
 	for (served = 0;; served++) {
 		enum virtq_result r;
 
-		if (served == VSOCK_BATCH && kick(d, TXQ))
+		if (served == VSOCK_BATCH) {
+			(void)kick(d, TXQ); /* none without an ioeventfd: the next kick goes on */
 			break;
+		}
 		r = virtq_pop(q, d->mem, ch);
 		if (r == VIRTQ_EMPTY)
 			break;
