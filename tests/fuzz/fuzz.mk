@@ -9,7 +9,7 @@ B ?= build-fuzz
 FUZZ_CC ?= clang-16
 FUZZ_TIME ?= 30
 FUZZ_TARGETS ?= virtq virtio_blk virtio_net virtio_rng virtio_vsock snapshot \
-	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest ghwebhook ghjson lfsbatch s3xml
+	agentproto payload mask zip ciconfig tarin ext4walk ocimanifest ghwebhook ghjson lfsbatch s3xml dockercfg
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
@@ -44,6 +44,7 @@ ghwebhook_SRCS = github/webhook.c github/demand.c github/client.c lib/http.c lib
 s3xml_SRCS = cache/s3.c lib/result.c
 ghjson_SRCS = github/jit.c github/demand.c github/client.c lib/http.c lib/log.c lib/result.c lib/vec.c
 lfsbatch_SRCS = workspace/lfsbatch.c lib/result.c
+dockercfg_SRCS = oci/dockercfg.c lib/result.c
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
