@@ -964,12 +964,33 @@ static enum kiln_rc services_pulled(struct job *j, struct kiln_err *e)
 	return rc;
 }
 
+/* The job's folder STATE/jobs/ID.PID.XXXXXX in j->run_dir (empty again
+ * when it could not be made), held by j->run_fd's lock, which says so in
+ * any pid namespace: another kiln's sweep (a `kiln exec` beside a `kiln
+ * run`) leaves a held folder alone. */
+static enum kiln_rc make_run_dir(struct job *j, const char *state_dir, long long id, struct kiln_err *e)
+{
+	char jobs_dir[PATH_MAX];
+
+	snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", state_dir);
+	if (kiln_mkdir_p(jobs_dir) < 0)
+		return kiln_fail_errno(e, "creating %s", jobs_dir);
+	snprintf(j->run_dir, sizeof(j->run_dir), "%s/%lld.%d.XXXXXX", jobs_dir, id, (int)getpid());
+	if (!mkdtemp(j->run_dir)) {
+		j->run_dir[0] = '\0';
+		return kiln_fail_errno(e, "creating a job folder in %s", jobs_dir);
+	}
+	if ((j->run_fd = open(j->run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || flock(j->run_fd, LOCK_EX) < 0)
+		return kiln_fail_errno(e, "locking the job folder %s", j->run_dir);
+	return KILN_OK;
+}
+
 enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, struct job_result *r,
 		     struct kiln_err *e)
 {
 	struct job j = { .p = p, .o = o, .r = r, .run_fd = -1, .image_fd = { -1, -1 } };
 	struct images_ctx ictx;
-	char jobs_dir[PATH_MAX], job_id[64], *spec = NULL;
+	char job_id[64], *spec = NULL;
 	enum kiln_rc rc;
 	bool want_net = o->network < 0 ? o->cfg->defaults.network : o->network;
 	double t0 = mono_s();
@@ -987,23 +1008,8 @@ enum kiln_rc job_run(const struct job_payload *p, const struct job_opts *o, stru
 	}
 	/* A private folder per job; its name carries our pid so that a later
 	 * kiln can tell it was abandoned. */
-	snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", o->cfg->state_dir);
-	if (kiln_mkdir_p(jobs_dir) < 0) {
-		rc = kiln_fail_errno(e, "creating %s", jobs_dir);
+	if ((rc = make_run_dir(&j, o->cfg->state_dir, p->id, e)))
 		goto out;
-	}
-	snprintf(j.run_dir, sizeof(j.run_dir), "%s/%lld.%d.XXXXXX", jobs_dir, p->id, (int)getpid());
-	if (!mkdtemp(j.run_dir)) {
-		rc = kiln_fail_errno(e, "creating a job folder in %s", jobs_dir);
-		j.run_dir[0] = '\0';
-		goto out;
-	}
-	/* And a lock that says so in any pid namespace: another kiln's sweep
-	 * (a `kiln exec` beside a `kiln run`) leaves a held folder alone. */
-	if ((j.run_fd = open(j.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || flock(j.run_fd, LOCK_EX) < 0) {
-		rc = kiln_fail_errno(e, "locking the job folder %s", j.run_dir);
-		goto out;
-	}
 	if (want_net) {
 		snprintf(job_id, sizeof(job_id), "%lld", p->id);
 		const struct kiln_vm_settings *vm = o->vm ? o->vm : &o->cfg->defaults;
@@ -1091,7 +1097,7 @@ enum kiln_rc job_warm(const struct job_opts *o, bool *built, char key16[17], cha
 	struct warm_plan plan;
 	struct warm_want w;
 	struct vm_spec vs;
-	char jobs_dir[PATH_MAX], tdir[PATH_MAX], troot[PATH_MAX];
+	char tdir[PATH_MAX], troot[PATH_MAX];
 	enum kiln_rc rc;
 	double t0 = mono_s();
 
@@ -1101,17 +1107,8 @@ enum kiln_rc job_warm(const struct job_opts *o, bool *built, char key16[17], cha
 	images_ctx_init(&ictx, o->cfg);
 	if ((rc = pick_executor(&j, e)) || (rc = pick_images(&j, &ictx, e)))
 		goto out;
-	snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", o->cfg->state_dir);
-	snprintf(j.run_dir, sizeof(j.run_dir), "%s/0.%d.XXXXXX", jobs_dir, (int)getpid());
-	if (kiln_mkdir_p(jobs_dir) < 0 || !mkdtemp(j.run_dir)) {
-		rc = kiln_fail_errno(e, "creating a folder in %s", jobs_dir);
-		j.run_dir[0] = '\0';
+	if ((rc = make_run_dir(&j, o->cfg->state_dir, 0, e)))
 		goto out;
-	}
-	if ((j.run_fd = open(j.run_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || flock(j.run_fd, LOCK_EX) < 0) {
-		rc = kiln_fail_errno(e, "locking %s", j.run_dir);
-		goto out;
-	}
 	/* A template with a network interface serves the jobs that have one:
 	 * it boots with a tap as they do. */
 	if (want_net) {
