@@ -877,6 +877,14 @@ static void oci_notice(void *arg, const char *line)
 	notice(arg, "%s", line);
 }
 
+/* A cancel, graceful or not, ends a pull: no script has run yet. */
+static int oci_canceled(void *arg)
+{
+	const struct job *j = arg;
+
+	return j->o->cancel && *j->o->cancel;
+}
+
 /* The payload's OCI image, pulled by its policy into the store; the spec
  * then tells the agent to enter it. */
 static enum kiln_rc pull_oci_image(struct job *j, char **spec, struct kiln_err *e)
@@ -887,12 +895,18 @@ static enum kiln_rc pull_oci_image(struct job *j, char **spec, struct kiln_err *
 
 	ociimage_opts_init(&oo, j->o->cfg, regs);
 	oo.notice = oci_notice;
+	oo.canceled = oci_canceled;
 	oo.arg = j;
 
 	stage_begin(j, "prepare_executor");
 	if ((rc = ociimage_prepare(j->p, &oo, &j->oci_image, e)) || (rc = ociimage_spec(&j->oci_image, spec, e))) {
-		notice(j, "image %s: %s", j->p->image, e ? e->msg : "cannot be pulled");
-		fail_reason(j, rc == KILN_E_NOMEM ? "runner_system_failure" : "image_pull_failure");
+		if (oci_canceled(j)) {
+			notice(j, "canceled while image %s was pulled", j->p->image);
+			fail_reason(j, "canceled");
+		} else {
+			notice(j, "image %s: %s", j->p->image, e ? e->msg : "cannot be pulled");
+			fail_reason(j, rc == KILN_E_NOMEM ? "runner_system_failure" : "image_pull_failure");
+		}
 	} else {
 		notice(j, "image %s (%s) on kiln's agent", j->p->image, j->oci_image.digest);
 	}

@@ -255,6 +255,7 @@ static void pull_opts(const struct ociimage_opts *o, const struct ociimage_regis
 	size_t i, k;
 
 	po->notice = o->notice;
+	po->canceled = o->canceled;
 	po->arg = o->arg;
 	if (!reg)
 		return;
@@ -368,6 +369,8 @@ enum kiln_rc ociimage_prepare_ref(const struct job_payload *p, const struct ocii
 		    po.reg.username ? ", with credentials" : "");
 		if (!(rc = oci_pull(o->state_dir, reference, &po, &found, e)))
 			break;
+		if (o->canceled && o->canceled(o->arg))
+			return rc; /* no other policy: the job is over */
 		say(o, "pulling %s failed: %s", reference, e ? e->msg : "");
 	}
 	if (rc)

@@ -51,6 +51,7 @@ struct ociimage_opts {
 	const struct ociimage_registry *registries;
 	size_t n_registries;
 	void (*notice)(void *arg, const char *line);
+	int (*canceled)(void *arg); /* nonzero ends a pull (oci/store.h); NULL: never */
 	void *arg;
 };
 

@@ -149,6 +149,14 @@ static void servicevm_drain(struct servicevm_set *set)
 	free(notes);
 }
 
+/* The job is over (canceled, failed): a pull in flight ends. */
+static int pull_canceled(void *arg)
+{
+	struct servicevm_set *set = arg;
+
+	return atomic_load(&set->stop);
+}
+
 /* The root filesystem service v boots: the one place an image kind plugs
  * in. A kiln image named like the service (its tag ignored: "tiny:latest"
  * is tiny), else an OCI image pulled as the job's own (job/ociimage.h):
@@ -176,6 +184,7 @@ static enum kiln_rc resolve_image(struct servicevm_set *set, struct servicevm *v
 		return kiln_fail(e, KILN_E_NOTFOUND, "service %s: no such kiln image", svc->name);
 	oo = *h->oci;
 	oo.notice = oci_line; /* from this thread: queued */
+	oo.canceled = pull_canceled;
 	oo.arg = set;
 	if ((rc = ociimage_prepare_ref(set->p, &oo, svc->name, svc->pull_policy, &v->img, e))) {
 		char why[sizeof(e->msg)];

@@ -695,7 +695,7 @@ out:
 }
 
 enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const char *diff_id,
-			     struct oci_layer_stats *st, struct kiln_err *e)
+			     int (*canceled)(void *arg), void *arg, struct oci_layer_stats *st, struct kiln_err *e)
 {
 	struct apply a = { .root = -1, .layer = layer_path, .is_root = geteuid() == 0 };
 	struct src *s = calloc(1, sizeof(*s));
@@ -747,6 +747,10 @@ enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const
 		if (++a.st.entries > OCI_LAYER_MAX_ENTRIES) {
 			rc = kiln_fail(e, KILN_E_LIMIT, "layer %s has over %d entries", layer_path,
 				       OCI_LAYER_MAX_ENTRIES);
+			goto out;
+		}
+		if (canceled && canceled(arg)) {
+			rc = kiln_fail(e, KILN_E_LIMIT, "layer %s: canceled", layer_path);
 			goto out;
 		}
 		rc = entry(&a, ar, en, e);

@@ -30,9 +30,11 @@ struct oci_layer_stats {
  * several and skippable frames allowed) or none; a corrupt or truncated
  * stream is an error. When diff_id is not NULL ("sha256:<hex>", the
  * config's rootfs.diff_ids entry), the uncompressed stream must hash to it.
- * On failure the tree is left part-applied: callers build into a scratch
- * folder and throw it away. st may be NULL. */
+ * canceled (NULL: never) is asked before each entry: nonzero stops the
+ * apply, KILN_E_LIMIT "... canceled". On failure the tree is left
+ * part-applied: callers build into a scratch folder and throw it away.
+ * st may be NULL. */
 enum kiln_rc oci_layer_apply(const char *root_dir, const char *layer_path, const char *diff_id,
-			     struct oci_layer_stats *st, struct kiln_err *e);
+			     int (*canceled)(void *arg), void *arg, struct oci_layer_stats *st, struct kiln_err *e);
 
 #endif

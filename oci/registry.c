@@ -28,6 +28,8 @@ struct oci_client {
 	char base[600];        /* scheme://host/v2/path */
 	char *username, *password, *ca_file;
 	long timeout_s;
+	int (*canceled)(void *arg);
+	void *cancel_arg;
 	char *auth;            /* "Authorization: ..." header line, or NULL */
 };
 
@@ -79,6 +81,8 @@ enum kiln_rc oci_client_new(const struct oci_ref *ref, const struct oci_registry
 		c->password = xstrdup(opts->password);
 		c->ca_file = xstrdup(opts->ca_file);
 		c->timeout_s = opts->timeout_s;
+		c->canceled = opts->canceled;
+		c->cancel_arg = opts->cancel_arg;
 	}
 	if (c->timeout_s <= 0)
 		c->timeout_s = 60;
@@ -174,6 +178,18 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+static int is_canceled(const struct oci_client *c)
+{
+	return c->canceled && c->canceled(c->cancel_arg);
+}
+
+/* libcurl's progress callback: nonzero aborts the transfer. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	return is_canceled(ud);
+}
+
 /* Forget the last try's reply; a file sink starts over. */
 static int reply_reset(struct reply *r)
 {
@@ -241,9 +257,16 @@ static enum kiln_rc perform(struct oci_client *c, const char *url, const char *a
 		curl_easy_setopt(k, CURLOPT_CAINFO, c->ca_file);
 	if (r->head)
 		curl_easy_setopt(k, CURLOPT_NOBODY, 1L);
+	if (c->canceled) {
+		curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);
+		curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
+	}
 	cc = curl_easy_perform(k);
 	if (cc != CURLE_OK) {
-		if (r->over)
+		if (cc == CURLE_ABORTED_BY_CALLBACK)
+			rc = kiln_fail(e, KILN_E_LIMIT, "registry: GET %s: canceled", url);
+		else if (r->over)
 			rc = kiln_fail(e, KILN_E_LIMIT, "registry: GET %s: reply is larger than %s", url,
 				       r->fd >= 0 ? "the blob's size" : "the cap");
 		else if (r->werr)
@@ -373,6 +396,8 @@ static enum kiln_rc fetch(struct oci_client *c, const char *url, const char *acc
 	char why[300];
 
 	for (;;) {
+		if (is_canceled(c))
+			return kiln_fail(e, KILN_E_LIMIT, "registry: GET %s: canceled", url);
 		if (reply_reset(r) != 0)
 			return kiln_fail_errno(e, "registry: GET %s: resetting the download", url);
 		rc = perform(c, url, accept, c->auth, NULL, NULL, r, e);
@@ -388,8 +413,11 @@ static enum kiln_rc fetch(struct oci_client *c, const char *url, const char *acc
 		if ((r->status == 429 || r->status == 503 || r->status == 502 || r->status == 504 ||
 		     r->status == 408) && ++tries < OCI_MAX_TRIES) {
 			long wait = r->retry_after >= 0 ? r->retry_after : 1L << tries;
+			long ms;
 
-			sleep((unsigned)(wait > 60 ? 60 : wait));
+			/* In short naps: a cancel does not wait out a Retry-After. */
+			for (ms = (wait > 60 ? 60 : wait) * 1000; ms > 0 && !is_canceled(c); ms -= 100)
+				usleep(100000);
 			continue;
 		}
 		break;

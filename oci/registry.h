@@ -6,7 +6,12 @@
  * basic credentials given), a Basic challenge gets the credentials; a second
  * 401 is an error. 429 and 503 are retried after Retry-After (at most
  * OCI_MAX_TRIES tries, 60 s a wait). Redirects to another host (blob CDNs)
- * never carry the Authorization header. */
+ * never carry the Authorization header.
+ *
+ * A request ends early, as KILN_E_LIMIT "... canceled", once the opts'
+ * canceled callback answers nonzero: it is asked before each try, during
+ * a retry's wait and by libcurl's progress callback (several times a
+ * second, stalled or not). */
 #ifndef KILN_OCI_REGISTRY_H
 #define KILN_OCI_REGISTRY_H
 
@@ -26,6 +31,8 @@ struct oci_registry_opts {
 	const char *ca_file;  /* extra CA bundle for TLS, or NULL */
 	int insecure;         /* plain http */
 	long timeout_s;       /* per request without progress; 0: 60 */
+	int (*canceled)(void *arg); /* nonzero: stop now; NULL: never */
+	void *cancel_arg;
 };
 
 struct oci_client;

@@ -259,9 +259,13 @@ static enum kiln_rc build(const struct dirs *d, struct oci_client *c, const stru
 		} else {
 			utimensat(AT_FDCWD, path, NULL, 0); /* used: for the prune's blob sweep */
 		}
-		rc = oci_layer_apply(root, path, diff_ids[i], NULL, e);
+		rc = oci_layer_apply(root, path, diff_ids[i], o ? o->canceled : NULL, o ? o->arg : NULL, NULL, e);
 		if (rc != KILN_OK)
 			goto out;
+	}
+	if (o && o->canceled && o->canceled(o->arg)) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "image store: pull of %s canceled", m->config.digest);
+		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/rootfs.ext4", stage);
 	rc = ext4img_build(root, path, "kiln-oci", o ? o->max_image_bytes : 0, &xs, e);
@@ -302,6 +306,7 @@ static enum kiln_rc pull_from(const struct dirs *d, const struct oci_ref *ref, c
 	struct oci_manifest m = { 0 };
 	struct oci_image im, old;
 	struct oci_ref at = *ref;
+	struct oci_registry_opts with_cancel = *reg;
 	char mt[160], digest[80], top[80], dir[PATH_MAX], refp[PATH_MAX], *body = NULL;
 	char known[65], known_top[65], line[140];
 	int lock_fd = -1;
@@ -310,7 +315,11 @@ static enum kiln_rc pull_from(const struct dirs *d, const struct oci_ref *ref, c
 
 	memset(&im, 0, sizeof(im));
 	snprintf(at.host, sizeof(at.host), "%s", api_host);
-	rc = oci_client_new(&at, reg, &c, e);
+	if (o && o->canceled) {
+		with_cancel.canceled = o->canceled;
+		with_cancel.cancel_arg = o->arg;
+	}
+	rc = oci_client_new(&at, &with_cancel, &c, e);
 	if (rc != KILN_OK)
 		goto out;
 	ref_path(d, ref, o ? o->os : NULL, o ? o->arch : NULL, refp, sizeof(refp));
@@ -397,6 +406,8 @@ enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct
 	for (i = 0; o && i < o->n_mirrors; i++) {
 		if (!(rc = pull_from(&d, &ref, o->mirrors[i].host, &o->mirrors[i].reg, o, out, e)))
 			goto out;
+		if (o->canceled && o->canceled(o->arg))
+			goto out; /* not a mirror's fault: no fallback */
 		snprintf(line, sizeof(line), "mirror %s: %s; trying the %s", o->mirrors[i].host, e ? e->msg : "failed",
 			 i + 1 < o->n_mirrors ? "next mirror" : "registry itself");
 		if (o->notice)

@@ -37,6 +37,10 @@ struct oci_pull_opts {
 	const struct oci_mirror *mirrors; /* tried first, in order; any failure falls back */
 	size_t n_mirrors;
 	void (*notice)(void *arg, const char *line); /* a mirror that failed, or NULL */
+	/* Asked during downloads (a few times a second), between layers and
+	 * while a layer is applied: nonzero ends the pull, KILN_E_LIMIT
+	 * "... canceled", and leaves nothing of it in the store. NULL: never. */
+	int (*canceled)(void *arg);
 	void *arg;
 	const char *os;               /* NULL: "linux" */
 	const char *arch;             /* NULL: "amd64" */
@@ -56,7 +60,7 @@ struct oci_image {
  * the registry itself (a mirror that fails is named through o->notice). A platform manifest already built is
  * only marked used (no layer is fetched; a tag still costs one manifest
  * GET). Concurrent pulls of one image, in this process or others, wait
- * for the first. On failure nothing is added to the store. */
+ * for the first. On failure (a cancel too) nothing is added to the store. */
 enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct oci_pull_opts *o,
 		      struct oci_image *out, struct kiln_err *e);
 

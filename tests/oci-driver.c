@@ -1,17 +1,33 @@
 /* tests/oci.sh's handle on oci/: pull, list and prune a store.
  *
- *   oci-driver pull STATE REF [-u USER -p PASS] [-c CAFILE] [-k] [-a ARCH]
- *       prints "digest DIGEST", "rootfs PATH", "size BYTES"
+ *   oci-driver pull STATE REF [-u USER -p PASS] [-c CAFILE] [-k] [-a ARCH] [-t]
+ *       prints "digest DIGEST", "rootfs PATH", "size BYTES"; with -t a
+ *       SIGTERM cancels the pull as a job's cancel does
  *   oci-driver find STATE REF [-a ARCH]   the same, from the store only
  *   oci-driver list STATE        one "REF DIGEST SIZE LAST_USED" a line
  *   oci-driver prune STATE CAP   prints "freed BYTES"
  * Exit 1 with "oci-driver: error: MSG" on failure. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "oci/store.h"
+
+static volatile sig_atomic_t term;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	term = 1;
+}
+
+static int canceled(void *arg)
+{
+	(void)arg;
+	return term;
+}
 
 static int fail(const struct kiln_err *e)
 {
@@ -34,13 +50,14 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "pull") && argc >= 4) {
 		optind = 4;
-		while ((c = getopt(argc, argv, "u:p:c:ka:")) != -1) {
+		while ((c = getopt(argc, argv, "u:p:c:ka:t")) != -1) {
 			switch (c) {
 			case 'u': o.reg.username = optarg; break;
 			case 'p': o.reg.password = optarg; break;
 			case 'c': o.reg.ca_file = optarg; break;
 			case 'k': o.reg.insecure = 1; break;
 			case 'a': o.arch = optarg; break;
+			case 't': o.canceled = canceled; signal(SIGTERM, on_term); break;
 			default: return 2;
 			}
 		}

@@ -6,8 +6,8 @@ request is answered 429 with Retry-After: 1, tag "weird" has a media type
 kiln does not know, and blobs are 307 redirects to
 another host name (localhost) that refuses any Authorization header.
 
-    oci-fake-registry.py LAYOUT PORTFILE LOGFILE
-Writes the port it listens on to PORTFILE and one line per request to
+    oci-fake-registry.py LAYOUT PORTFILE LOGFILE [slow]
+"slow" trickles blobs out at 80 KiB/s (a pull to cancel midway). Writes the port it listens on to PORTFILE and one line per request to
 LOGFILE ("GET /path auth=<scheme or ->" and a note). Manifests carry
 Docker-Content-Digest and answer HEAD."""
 import base64
@@ -15,8 +15,10 @@ import http.server
 import json
 import os
 import sys
+import time
 
 layout, portfile, logfile = sys.argv[1:4]
+slow = sys.argv[4:5] == ["slow"]
 TOKEN = "good-token"
 state = {"429": 0}
 
@@ -64,7 +66,21 @@ class H(http.server.BaseHTTPRequestHandler):
                 log("cdn got an Authorization header")
                 return self.reply(400)
             with open(os.path.join(layout, "blobs", "sha256", self.path[len("/cdn/sha256:"):]), "rb") as f:
-                return self.reply(200, f.read(), "application/octet-stream")
+                body = f.read()
+            if not slow:
+                return self.reply(200, body, "application/octet-stream")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                for i in range(0, len(body), 8192):
+                    self.wfile.write(body[i:i + 8192])
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                log("blob download dropped by the client")
+            return
         if not self.path.startswith("/v2/"):
             return self.reply(404)
         if auth != "Bearer " + TOKEN:

@@ -14,7 +14,8 @@
 # images list` and `prune`. A service from an OCI image (Entrypoint + Cmd
 # running busybox nc, ExposedPorts waited for) answers the job by its
 # alias; a missing service image fails with image_pull_failure, as does
-# one whose own pull_policy is never and not in the store. Exit 77
+# one whose own pull_policy is never and not in the store. A job canceled
+# mid-pull fails as canceled and leaves nothing half-pulled. Exit 77
 # skips, saying why.
 set -u
 
@@ -53,8 +54,10 @@ if ! KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_IMAGES_DIR=$i
 	images=$w/images
 fi
 reg_pid=
+slow_pid=
 cleanup() {
 	[ -n "$reg_pid" ] && { kill "$reg_pid" 2>/dev/null; wait "$reg_pid" 2>/dev/null; }
+	[ -n "$slow_pid" ] && { kill "$slow_pid" 2>/dev/null; wait "$slow_pid" 2>/dev/null; }
 	[ -n "${KILN_OCI_KEEP:-}" ] && echo "kept $w" || rm -rf "$w"
 }
 trap cleanup EXIT
@@ -163,6 +166,7 @@ p["steps"] = [{"name": "script", "script": sys.argv[4].split("\n"), "timeout": 6
                "allow_failure": False}]
 json.dump(p, sys.stdout)
 EOP
+	[ -z "${payload_only:-}" ] || return 0
 	"$kiln" exec --executor qemu ${5:+--network} --job-file "$w/$1.json" >"$w/$1.log" 2>&1
 }
 
@@ -266,6 +270,40 @@ elif grep -q "service $reg/test/svc:never: image $reg/test/svc:never is not in t
 	ok "a service's own pull_policy (never) decides its pull, not the job image's"
 else
 	bad "a service's pull_policy: $(tail -5 svcnever.log)"
+fi
+
+# A job canceled while its image is pulled (SIGTERM, as `kiln run`'s
+# shutdown and GitLab's cancel do): the pull stops at once, the job fails
+# as canceled, no scratch tree or partial blob is left. The image comes
+# from tests/oci-fake-registry.py trickling blobs, into a store of its own.
+python3 "$top_srcdir/tests/oci-fake-registry.py" "$w/lay" "$w/slow.port" "$w/slow.log" slow 2>slow.err &
+slow_pid=$!
+for _ in $(seq 1 100); do [ -s slow.port ] && break; sleep 0.1; done
+slow=127.0.0.1:$(cat slow.port 2>/dev/null)
+printf 'defaults: {image: tiny}\noci:\n  registries:\n    - {host: "%s", insecure: true, username: tester, password: s3cret}\n' \
+	"$slow" >slow.yml
+payload_only=1
+job cancel "$slow/test/multi:bb" 'echo ran'
+payload_only=
+KILN_CONFIG=$w/slow.yml KILN_STATE_DIR=$w/st-cancel "$kiln" exec --executor qemu --job-file cancel.json \
+	>cancel.log 2>&1 &
+pull_pid=$!
+for _ in $(seq 1 100); do
+	ls st-cancel/oci/blobs/sha256/ 2>/dev/null | grep -q '\.part\.' && break
+	sleep 0.1
+done
+t0=$(date +%s%N)
+kill -TERM "$pull_pid"
+wait "$pull_pid"
+t1=$(date +%s%N)
+kill "$slow_pid" 2>/dev/null
+wait "$slow_pid" 2>/dev/null
+if grep -q 'canceled while image .* was pulled' cancel.log && grep -q 'canceled' cancel.log &&
+	! grep -q image_pull_failure cancel.log && [ $(((t1 - t0) / 1000000)) -lt 3000 ] &&
+	[ -z "$(find st-cancel/oci/tmp st-cancel/oci/blobs st-cancel/oci/images -mindepth 1 ! -type d)" ]; then
+	ok "a job canceled mid-pull fails as canceled in $(((t1 - t0) / 1000000)) ms, nothing left in the store"
+else
+	bad "a job canceled mid-pull ($(((t1 - t0) / 1000000)) ms): $(tail -5 cancel.log) $(find st-cancel/oci -type f)"
 fi
 
 "$kiln" images list >list.out 2>&1 || bad "kiln images list: $(cat list.out)"

@@ -16,6 +16,7 @@
 # debugfs; then wrong credentials, an unknown tag, concurrent pulls of one
 # image, list and prune, `kiln images pull` of a docker.io image through
 # registry mirrors with a docker config.json, a fake token-auth registry (tests/oci-fake-registry.py),
+# a pull canceled midway through a slow blob,
 # and a tampered and a truncated blob (each fails and leaves nothing in the
 # store). Everything it starts it stops.
 set -eu
@@ -47,8 +48,9 @@ done
 w=$(mktemp -d "${TMPDIR:-/tmp}/kiln-oci.XXXXXX")
 reg_pid=
 fake_pid=
+slow_pid=
 cleanup() {
-	for p in $reg_pid $fake_pid; do
+	for p in $reg_pid $fake_pid $slow_pid; do
 		kill "$p" 2>/dev/null || :
 		wait "$p" 2>/dev/null || :
 	done
@@ -365,6 +367,39 @@ grep -q 'token realm http://127.0.0.1:[0-9]*/token answered 401' f2.err || fail 
 grep -q "has media type 'application/vnd.example.thing+json', which kiln does not know" f3.err ||
 	fail "unknown media type: $(cat f3.err)"
 echo "ok: bearer token from the realm, 429 retried, redirect without the token, HEAD when pulled again, unknown media type"
+
+# A pull canceled midway (a job's cancel): the blob trickles in, SIGTERM
+# sets the driver's cancel flag, the pull ends within a second or two, not
+# when the download would have, and leaves nothing in the store.
+python3 "$top_srcdir/tests/oci-fake-registry.py" "$w/lay" "$w/slow.port" "$w/slow.log" slow 2>slow.err &
+slow_pid=$!
+for _ in $(seq 1 100); do
+	[ -s slow.port ] && break
+	sleep 0.1
+done
+[ -s slow.port ] || fail "the slow fake registry did not start: $(cat slow.err)"
+stc=$w/st-cancel
+"$driver" pull "$stc" "127.0.0.1:$(cat slow.port)/test/multi:multi" -k -u tester -p s3cret -t >c.out 2>c.err &
+pull_pid=$!
+for _ in $(seq 1 100); do
+	ls "$stc/oci/blobs/sha256/" 2>/dev/null | grep -q '\.part\.' && break
+	sleep 0.1
+done
+ls "$stc/oci/blobs/sha256/" 2>/dev/null | grep -q '\.part\.' || fail "the slow pull wrote no blob: $(cat c.err)"
+sleep 0.5
+t0=$(date +%s%N)
+kill -TERM "$pull_pid"
+rc=0
+wait "$pull_pid" || rc=$?
+t1=$(date +%s%N)
+kill "$slow_pid" 2>/dev/null || :
+wait "$slow_pid" 2>/dev/null || :
+[ "$rc" = 1 ] || fail "a canceled pull: exit $rc: $(cat c.out c.err)"
+grep -q 'oci-driver: error: registry: GET .*: canceled' c.err || fail "a canceled pull: $(cat c.err)"
+[ $(((t1 - t0) / 1000000)) -lt 2500 ] || fail "a canceled pull took $(((t1 - t0) / 1000000)) ms to end"
+[ -z "$(ls -A "$stc/oci/images" "$stc/oci/blobs/sha256" "$stc/oci/tmp" | grep -v '^/\|^$')" ] ||
+	fail "a canceled pull left files: $(find "$stc/oci" -type f)"
+echo "ok: a pull canceled mid-blob ends in $(((t1 - t0) / 1000000)) ms and leaves nothing"
 
 # A tampered blob: same size, one byte changed, in the registry's storage.
 man=$(python3 - lay <<'EOP'

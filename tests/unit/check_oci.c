@@ -270,7 +270,7 @@ static enum kiln_rc apply(int filter, const struct tent *t, size_t n, struct kil
 	snprintf(layer, sizeof(layer), "%s/layer%d", tmp, seq++);
 	mk_layer(layer, filter, t, n);
 	mkdir(at(""), 0755);
-	return oci_layer_apply(at(""), layer, NULL, NULL, e);
+	return oci_layer_apply(at(""), layer, NULL, NULL, NULL, NULL, e);
 }
 
 static const char *slurp(const char *path)
@@ -481,7 +481,7 @@ START_TEST(layers_bad_stream)
 	ck_assert_int_eq(stat(layer, &st), 0);
 	ck_assert_int_eq(truncate(layer, st.st_size / 2), 0);
 	mkdir(at(""), 0755);
-	ck_assert_int_ne(oci_layer_apply(at(""), layer, NULL, NULL, &e), KILN_OK);
+	ck_assert_int_ne(oci_layer_apply(at(""), layer, NULL, NULL, NULL, NULL, &e), KILN_OK);
 	ck_assert(e.msg[0] && !strchr(e.msg, '\n'));
 }
 END_TEST
@@ -508,22 +508,52 @@ START_TEST(layers_streams_and_diff_ids)
 		 plain, multi);
 	ck_assert_int_eq(system(cmd), 0);
 	mkdir(at(""), 0755);
-	ck_assert_msg(oci_layer_apply(at(""), multi, id, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(oci_layer_apply(at(""), multi, id, NULL, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_str_eq(slurp(at("two")), "second file");
-	ck_assert_msg(oci_layer_apply(at(""), plain, id, NULL, &e) == KILN_OK, "%s", e.msg);
-	ck_assert_int_eq(oci_layer_apply(at(""), multi, D1, NULL, &e), KILN_E_INVALID);
+	ck_assert_msg(oci_layer_apply(at(""), plain, id, NULL, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(oci_layer_apply(at(""), multi, D1, NULL, NULL, NULL, &e), KILN_E_INVALID);
 	ck_assert_msg(strstr(e.msg, "not the config's diff_id " D1), "%s", e.msg);
 	mk_layer(zst, 'z', t, N(t));
-	ck_assert_msg(oci_layer_apply(at(""), zst, id, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(oci_layer_apply(at(""), zst, id, NULL, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_int_eq(stat(zst, &st), 0);
 	ck_assert_int_eq(truncate(zst, st.st_size - 3), 0);
-	ck_assert_int_ne(oci_layer_apply(at(""), zst, NULL, NULL, &e), KILN_OK);
+	ck_assert_int_ne(oci_layer_apply(at(""), zst, NULL, NULL, NULL, NULL, &e), KILN_OK);
 	ck_assert_msg(strstr(e.msg, "zstd"), "%s", e.msg);
 	/* Garbage after a gzip member is not a layer. */
 	snprintf(cmd, sizeof(cmd), "printf 'garbage!' >>%s", multi);
 	ck_assert_int_eq(system(cmd), 0);
-	ck_assert_int_ne(oci_layer_apply(at(""), multi, NULL, NULL, &e), KILN_OK);
+	ck_assert_int_ne(oci_layer_apply(at(""), multi, NULL, NULL, NULL, NULL, &e), KILN_OK);
 	ck_assert_msg(strstr(e.msg, "gzip"), "%s", e.msg);
+}
+END_TEST
+
+/* A cancel asked between entries stops the apply after the ones before. */
+static int cancel_after(void *arg)
+{
+	int *left = arg;
+
+	return (*left)-- <= 0;
+}
+
+START_TEST(layers_canceled)
+{
+	static const struct tent t[] = {
+		{ 'f', "one", "1", 0 },
+		{ 'f', "two", "2", 0 },
+		{ 'f', "three", "3", 0 },
+	};
+	char layer[PATH_MAX];
+	struct kiln_err e = { 0 };
+	struct stat st;
+	int left = 2;
+
+	snprintf(layer, sizeof(layer), "%s/l.tar.gz", tmp);
+	mk_layer(layer, 'g', t, N(t));
+	mkdir(at(""), 0755);
+	ck_assert_int_eq(oci_layer_apply(at(""), layer, NULL, cancel_after, &left, NULL, &e), KILN_E_LIMIT);
+	ck_assert_msg(strstr(e.msg, "canceled"), "%s", e.msg);
+	ck_assert_str_eq(slurp(at("two")), "2");
+	ck_assert_int_ne(stat(at("three"), &st), 0);
 }
 END_TEST
 
@@ -621,6 +651,7 @@ static Suite *oci_suite(void)
 	tcase_add_test(t, layers_hostile);
 	tcase_add_test(t, layers_bad_stream);
 	tcase_add_test(t, layers_streams_and_diff_ids);
+	tcase_add_test(t, layers_canceled);
 	suite_add_tcase(s, t);
 	t = tcase_create("store");
 	tcase_add_checked_fixture(t, setup, teardown);
