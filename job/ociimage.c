@@ -56,6 +56,7 @@ void ociimage_opts_init(struct ociimage_opts *o, const struct kiln_config *cfg, 
 
 	memset(o, 0, sizeof(*o));
 	o->state_dir = cfg->state_dir;
+	o->disable_entrypoint_overwrite = cfg->oci.disable_entrypoint_overwrite;
 	for (i = 0; i < 3 && cfg->oci.allowed_pull_policies[i]; i++)
 		o->allowed[o->n_allowed++] = (enum ociimage_policy)policy_parse(cfg->oci.allowed_pull_policies[i]);
 	for (i = 0; i < cfg->oci.n_registries && i < KILN_CONFIG_MAX_REGISTRIES; i++) {
@@ -301,7 +302,14 @@ enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociim
 			return kiln_fail(e, KILN_E_INVALID, "image:entrypoint[%zu]: must be a string", i);
 	/* gitlab-runner's docker executor: image:entrypoint replaces the
 	 * image's Entrypoint, which otherwise stays; either gets the shell as
-	 * its arguments. [""] is docker's "no entrypoint". */
+	 * its arguments. [""] is docker's "no entrypoint". A runner that
+	 * disables the override keeps the image's, [""] included. */
+	if (json_array_size(ep) && o->disable_entrypoint_overwrite) {
+		say(o, "WARNING: Entrypoint override disabled (oci: disable_entrypoint_overwrite): image:entrypoint %s "
+		       "is ignored",
+		    argv_text(ep, line, sizeof(line)));
+		ep = NULL;
+	}
 	if (!json_array_size(ep))
 		ep = img->entrypoint;
 	if (json_array_size(ep) == 1 && json_string_value(json_array_get(ep, 0)) &&
@@ -465,6 +473,16 @@ out:
 	json_decref(argv);
 	json_decref(o);
 	return rc;
+}
+
+void ociimage_service_entrypoint(const struct ociimage_opts *o, struct job_service *svc)
+{
+	if (!svc->n_entrypoint || !o->disable_entrypoint_overwrite)
+		return;
+	say(o, "WARNING: service %s: Entrypoint override disabled (oci: disable_entrypoint_overwrite): its "
+	       "entrypoint is ignored",
+	    svc->name);
+	svc->n_entrypoint = 0;
 }
 
 enum kiln_rc ociimage_pull_cli(const struct kiln_config *cfg, const char *reference, struct oci_image *out,

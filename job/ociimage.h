@@ -48,6 +48,10 @@ struct ociimage_opts {
 	 * policy (always) is the only one allowed, as gitlab-runner has it. */
 	enum ociimage_policy allowed[OCIIMAGE_MAX_POLICIES];
 	size_t n_allowed;
+	/* gitlab-runner's disable_entrypoint_overwrite: image:entrypoint and a
+	 * service's entrypoint are ignored, with a warning; the image's own
+	 * Entrypoint stays. */
+	bool disable_entrypoint_overwrite;
 	const struct ociimage_registry *registries;
 	size_t n_registries;
 	void (*notice)(void *arg, const char *line);
@@ -87,7 +91,8 @@ enum kiln_rc ociimage_prepare(const struct job_payload *p, const struct ociimage
 
 /* img->run_entrypoint from p's image:entrypoint (a list of strings) and
  * img's Entrypoint, as ociimage_prepare says, with a notice naming it. A
- * malformed one is KILN_E_INVALID naming it. */
+ * malformed one is KILN_E_INVALID naming it; a well-formed one is ignored,
+ * with a warning, under o->disable_entrypoint_overwrite. */
 enum kiln_rc ociimage_entrypoint(const struct job_payload *p, const struct ociimage_opts *o, struct ociimage *img,
 				struct kiln_err *e);
 
@@ -112,6 +117,11 @@ enum kiln_rc ociimage_spec(const struct ociimage *img, char **spec, struct kiln_
 struct job_service;
 enum kiln_rc ociimage_service_spec(const struct ociimage *img, const struct job_service *svc, char **spec,
 				   struct kiln_err *e);
+
+/* Under o->disable_entrypoint_overwrite a service's entrypoint is
+ * dropped (its command kept), with a warning, as gitlab-runner does: the
+ * image's own runs. Any image kind; otherwise svc is left alone. */
+void ociimage_service_entrypoint(const struct ociimage_opts *o, struct job_service *svc);
 
 /* `kiln images pull REF`: pull with cfg's registries into the store. */
 struct oci_image;

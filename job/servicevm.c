@@ -173,6 +173,13 @@ static enum kiln_rc resolve_image(struct servicevm_set *set, struct servicevm *v
 	enum kiln_rc rc;
 	size_t i;
 
+	if (h->oci) {
+		oo = *h->oci;
+		oo.notice = oci_line; /* from this thread: queued */
+		oo.canceled = pull_canceled;
+		oo.arg = set;
+		ociimage_service_entrypoint(&oo, svc);
+	}
 	snprintf(name, sizeof(name), "%s", svc->name);
 	if (strchr(name, '/') == NULL)
 		name[strcspn(name, ":@")] = '\0';
@@ -182,10 +189,6 @@ static enum kiln_rc resolve_image(struct servicevm_set *set, struct servicevm *v
 	}
 	if (!h->oci || !h->default_image)
 		return kiln_fail(e, KILN_E_NOTFOUND, "service %s: no such kiln image", svc->name);
-	oo = *h->oci;
-	oo.notice = oci_line; /* from this thread: queued */
-	oo.canceled = pull_canceled;
-	oo.arg = set;
 	if ((rc = ociimage_prepare_ref(set->p, &oo, svc->name, svc->pull_policy, &v->img, e))) {
 		char why[sizeof(e->msg)];
 

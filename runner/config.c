@@ -124,6 +124,8 @@ static const struct field registry_fields[] = {
 
 static const struct field oci_fields[] = {
 	{ "max_size_mib", F_LONG, offsetof(struct kiln_oci_config, max_size_mib), 1, 1L << 40, NULL },
+	{ "disable_entrypoint_overwrite", F_BOOL, offsetof(struct kiln_oci_config, disable_entrypoint_overwrite), 0, 0,
+	  NULL },
 	{ NULL }
 };
 

@@ -88,6 +88,7 @@ struct kiln_registry_config {
 struct kiln_oci_config {
 	long max_size_mib;                 /* `kiln images prune` cap; 0: 20 GiB */
 	char *allowed_pull_policies[3];    /* NULL-padded; none: always only */
+	bool disable_entrypoint_overwrite; /* a job's or service's entrypoint is ignored */
 	struct kiln_registry_config *registries;
 	size_t n_registries;
 };

@@ -110,6 +110,7 @@ END_TEST
 START_TEST(config_section)
 {
 	const char *good = "oci:\n  max_size_mib: 2048\n  allowed_pull_policies: [if-not-present, always]\n"
+			   "  disable_entrypoint_overwrite: true\n"
 			   "  registries:\n    - host: ghcr.io\n      username: u\n      password: p\n"
 			   "      tls_ca_file: /ca.pem\n      insecure: false\n";
 	const char *bad_key = "oci:\n  registries:\n    - host: a\n      user: u\n";
@@ -121,6 +122,7 @@ START_TEST(config_section)
 	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
 	ck_assert_msg(kiln_config_parse(&cfg, "good.yml", good, strlen(good), &e) == KILN_OK, "%s", e.msg);
 	ck_assert_int_eq(cfg.oci.max_size_mib, 2048);
+	ck_assert(cfg.oci.disable_entrypoint_overwrite);
 	ck_assert_str_eq(cfg.oci.allowed_pull_policies[0], "if-not-present");
 	ck_assert_str_eq(cfg.oci.allowed_pull_policies[1], "always");
 	ck_assert_ptr_null(cfg.oci.allowed_pull_policies[2]);
@@ -170,9 +172,21 @@ START_TEST(image_user)
 }
 END_TEST
 
+static bool no_override;  /* job_entrypoint's disable_entrypoint_overwrite */
+static char said[2048];   /* its notices, a line each */
+
+static void keep_notice(void *arg, const char *line)
+{
+	size_t n = strlen(said);
+
+	(void)arg;
+	snprintf(said + n, sizeof(said) - n, "%s\n", line);
+}
+
 /* The argv ociimage_service_spec gives a service with entrypoint ep and
  * command cmd (NULL: none) in an image with Entrypoint iep and Cmd icmd
- * (JSON or NULL), as one space-joined string; "" when it fails. */
+ * (JSON or NULL), as one space-joined string; "" when it fails. The
+ * service's entrypoint is dropped first under no_override. */
 static const char *service_argv(const char *iep, const char *icmd, const char **ep, size_t n_ep, const char **cmd,
 				size_t n_cmd)
 {
@@ -180,6 +194,7 @@ static const char *service_argv(const char *iep, const char *icmd, const char **
 	struct ociimage img = { .user = "redis" };
 	struct job_service svc = { .name = "redis:7", .entrypoint = ep, .n_entrypoint = n_ep, .command = cmd,
 				   .n_command = n_cmd };
+	struct ociimage_opts o = { .disable_entrypoint_overwrite = no_override, .notice = keep_notice };
 	struct kiln_err e = { 0 };
 	char *spec = strdup("{\"mode\":\"service\",\"argv\":[],\"env\":[[\"A\",\"job\"]]}");
 	json_t *doc, *v;
@@ -189,6 +204,7 @@ static const char *service_argv(const char *iep, const char *icmd, const char **
 	img.entrypoint = iep ? json_loads(iep, 0, NULL) : NULL;
 	img.cmd = icmd ? json_loads(icmd, 0, NULL) : NULL;
 	out[0] = '\0';
+	ociimage_service_entrypoint(&o, &svc);
 	if (ociimage_service_spec(&img, &svc, &spec, &e) == KILN_OK) {
 		doc = json_loads(spec, 0, NULL);
 		json_array_foreach(json_object_get(doc, "argv"), i, v)
@@ -228,6 +244,21 @@ START_TEST(service_command)
 	/* No command anywhere: a clear error. */
 	ck_assert_str_eq(service_argv(NULL, NULL, NULL, 0, NULL, 0), "");
 	ck_assert_str_eq(service_argv("[]", NULL, NULL, 0, NULL, 0), "");
+	/* disable_entrypoint_overwrite: the image's Entrypoint, the service's
+	 * command or else the image's Cmd (docker without an Entrypoint given). */
+	no_override = true;
+	said[0] = '\0';
+	ck_assert_str_eq(service_argv("[\"docker-entrypoint.sh\"]", "[\"redis-server\"]", ep, 2, cmd, 1),
+			 "docker-entrypoint.sh echo hi");
+	ck_assert_str_eq(said, "WARNING: service redis:7: Entrypoint override disabled (oci: "
+			       "disable_entrypoint_overwrite): its entrypoint is ignored\n");
+	ck_assert_str_eq(service_argv("[\"docker-entrypoint.sh\"]", "[\"redis-server\"]", ep, 2, NULL, 0),
+			 "docker-entrypoint.sh redis-server");
+	said[0] = '\0';
+	ck_assert_str_eq(service_argv("[\"docker-entrypoint.sh\"]", "[\"redis-server\"]", NULL, 0, cmd, 1),
+			 "docker-entrypoint.sh echo hi");
+	ck_assert_str_eq(said, "");
+	no_override = false;
 }
 END_TEST
 
@@ -239,7 +270,7 @@ static const char *job_entrypoint(const char *image_json, const char *image_ep)
 	static char out[512];
 	struct job_payload p;
 	struct ociimage img = { 0 };
-	struct ociimage_opts o = { 0 };
+	struct ociimage_opts o = { .disable_entrypoint_overwrite = no_override, .notice = keep_notice };
 	struct kiln_err e = { 0 };
 	char *spec = strdup("{\"env\": []}"), *dumped;
 	json_t *doc;
@@ -282,6 +313,20 @@ START_TEST(job_entrypoint_rules)
 			 "error: image:entrypoint[1]: must be a string");
 	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"\", \"x\"]}", NULL),
 			 "error: image img: entrypoint[0] is empty");
+	/* disable_entrypoint_overwrite: the image's stays, [""] too, with a warning. */
+	no_override = true;
+	said[0] = '\0';
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"/bin/env\"]}", "[\"/e\"]"), "[\"/e\"]");
+	ck_assert_msg(strstr(said, "image:entrypoint [\"/bin/env\"] is ignored\nimage entrypoint [\"/e\"] runs"), "%s",
+		      said);
+	said[0] = '\0';
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"\"]}", NULL), "none");
+	ck_assert_msg(strstr(said, "WARNING: Entrypoint override disabled (oci: disable_entrypoint_overwrite): "
+				   "image:entrypoint [\"\"] is ignored"),
+		      "%s", said);
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\", \"entrypoint\": [\"\"]}", "[\"/e\"]"), "[\"/e\"]");
+	ck_assert_str_eq(job_entrypoint("{\"name\": \"a\"}", "[\"/e\"]"), "[\"/e\"]");
+	no_override = false;
 }
 END_TEST
 
