@@ -791,7 +791,7 @@ void servicevm_stop(struct servicevm_set *set)
 	atomic_store(&set->stop, 1);
 	pthread_cond_broadcast(&set->cv);
 	pthread_mutex_unlock(&set->mu);
-	/* A thread still pulling ends with its pull. */
+	/* A thread still pulling sees stop and ends its pull (pull_canceled). */
 	for (i = 0; i < set->n; i++)
 		if (set->v[i].started)
 			pthread_join(set->v[i].th, NULL);

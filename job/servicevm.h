@@ -100,7 +100,8 @@ enum kiln_rc servicevm_wait(struct servicevm_set *set, int timeout_s, volatile s
 void servicevm_pump(struct servicevm_set *set);
 
 /* Stop every service VM, remove its network and free set (NULL is fine).
- * A thread still pulling is waited for: a pull cannot be interrupted. */
+ * A thread still pulling is waited for; its pull ends at the next check of
+ * the set's stop flag (a fraction of a second), not when it would finish. */
 void servicevm_stop(struct servicevm_set *set);
 
 #endif
