@@ -180,12 +180,24 @@ static int read_ref(const char *path, char image[65], char top[65])
 	return strspn(image, "0123456789abcdef") == 64 && strspn(top, "0123456789abcdef") == 64 ? 0 : -1;
 }
 
-static int lock_file_at(const char *locks, const char *hex)
+/* The image hex's lock, waited for; with o's canceled, in 50 ms polls
+ * that end, errno ECANCELED, once it answers nonzero. */
+static int lock_file_at(const char *locks, const char *hex, const struct oci_pull_opts *o)
 {
 	char path[PATH_MAX];
+	int fd;
 
 	snprintf(path, sizeof(path), "%s/%.64s.lock", locks, hex);
-	return lock_file(path, LOCK_EX);
+	if (!o || !o->canceled)
+		return lock_file(path, LOCK_EX);
+	while ((fd = lock_file(path, LOCK_EX | LOCK_NB)) < 0 && errno == EWOULDBLOCK) {
+		if (o->canceled(o->arg)) {
+			errno = ECANCELED;
+			return -1;
+		}
+		usleep(50000);
+	}
+	return fd;
 }
 
 /* Fetch the platform manifest for ref: through an index when there is one. */
@@ -327,7 +339,7 @@ static enum kiln_rc pull_from(const struct dirs *d, const struct oci_ref *ref, c
 	    oci_head_manifest(c, ref->tag, top, NULL) == KILN_OK && !strcmp(top + 7, known_top)) {
 		/* The tag still names what was pulled: no manifest GET. */
 		snprintf(dir, sizeof(dir), "%s/%s", d->images, known);
-		lock_fd = lock_file_at(d->locks, known);
+		lock_fd = lock_file_at(d->locks, known, o);
 		if (lock_fd >= 0 && read_meta(dir, &old) == 0) {
 			old.last_used = time(NULL);
 			oci_ref_str(ref, old.ref, sizeof(old.ref));
@@ -346,7 +358,11 @@ static enum kiln_rc pull_from(const struct dirs *d, const struct oci_ref *ref, c
 	rc = oci_manifest_parse(body, len, mt, &m, e);
 	if (rc != KILN_OK)
 		goto out;
-	lock_fd = lock_file_at(d->locks, digest + 7);
+	lock_fd = lock_file_at(d->locks, digest + 7, o);
+	if (lock_fd < 0 && errno == ECANCELED) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "image store: canceled while another pull built %s", digest);
+		goto out;
+	}
 	if (lock_fd < 0) {
 		rc = kiln_fail_errno(e, "image store: locking the image %s", digest);
 		goto out;

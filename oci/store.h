@@ -60,7 +60,7 @@ struct oci_image {
  * the registry itself (a mirror that fails is named through o->notice). A platform manifest already built is
  * only marked used (no layer is fetched; a tag still costs one manifest
  * GET). Concurrent pulls of one image, in this process or others, wait
- * for the first. On failure (a cancel too) nothing is added to the store. */
+ * for the first (o's canceled ends the wait too). On failure (a cancel too) nothing is added to the store. */
 enum kiln_rc oci_pull(const char *state_dir, const char *reference, const struct oci_pull_opts *o,
 		      struct oci_image *out, struct kiln_err *e);
 

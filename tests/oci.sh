@@ -16,7 +16,7 @@
 # debugfs; then wrong credentials, an unknown tag, concurrent pulls of one
 # image, list and prune, `kiln images pull` of a docker.io image through
 # registry mirrors with a docker config.json, a fake token-auth registry (tests/oci-fake-registry.py),
-# a pull canceled midway through a slow blob,
+# a pull canceled midway through a slow blob and one waiting for another,
 # and a tampered and a truncated blob (each fails and leaves nothing in the
 # store). Everything it starts it stops.
 set -eu
@@ -400,6 +400,26 @@ grep -q 'oci-driver: error: registry: GET .*: canceled' c.err || fail "a cancele
 [ -z "$(ls -A "$stc/oci/images" "$stc/oci/blobs/sha256" "$stc/oci/tmp" | grep -v '^/\|^$')" ] ||
 	fail "a canceled pull left files: $(find "$stc/oci" -type f)"
 echo "ok: a pull canceled mid-blob ends in $(((t1 - t0) / 1000000)) ms and leaves nothing"
+
+# A pull waiting for another one that builds the same image (its lock
+# held here) is canceled too, without waiting for it.
+stl=$w/st-lock
+hex=$(sed -n 's/^digest sha256://p' f.out)
+mkdir -p "$stl/oci/locks"
+flock "$stl/oci/locks/$hex.lock" sleep 60 &
+hold_pid=$!
+sleep 0.3
+"$driver" pull "$stl" "$fake/test/multi:multi" -k -u tester -p s3cret -t >l.out 2>l.err &
+pull_pid=$!
+sleep 1.5
+kill -TERM "$pull_pid"
+rc=0
+wait "$pull_pid" || rc=$?
+kill "$hold_pid" 2>/dev/null || :
+wait "$hold_pid" 2>/dev/null || :
+[ "$rc" = 1 ] && grep -q "canceled while another pull built sha256:$hex" l.err ||
+	fail "a pull canceled while it waits for another: exit $rc: $(cat l.err)"
+echo "ok: a pull waiting for another pull of its image is canceled"
 
 # A tampered blob: same size, one byte changed, in the registry's storage.
 man=$(python3 - lay <<'EOP'
