@@ -62,7 +62,11 @@ void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, st
 		return;
 	/* Only this kiln's agent is known to open its stream again after a
 	 * restore: an image built with another boots cold, at no cost. */
-	if (sha256_file_hex(ictx->agent_path, mine, NULL, &e) || strcmp(mine, p->agent_sha)) {
+	if (sha256_file_hex(ictx->agent_path, mine, NULL, &e)) {
+		snprintf(p->reason, sizeof(p->reason), "this kiln's agent: %s", e.msg);
+		return;
+	}
+	if (strcmp(mine, p->agent_sha)) {
 		snprintf(p->reason, sizeof(p->reason),
 			 "image %s was built with another kiln-agent (rebuild it: kiln images build %s)", w->image,
 			 w->image);
