@@ -4,12 +4,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -206,6 +208,32 @@ enum kiln_rc template_mark_failed(const char *dir, const char *key, const char *
 	return rc;
 }
 
+enum kiln_rc template_build_lock(const char *dir, int *fd, struct kiln_err *e)
+{
+	char path[PATH_MAX], *slash;
+	enum kiln_rc rc = KILN_OK;
+
+	*fd = -1;
+	if (snprintf(path, sizeof(path), "%s.lock", dir) >= (int)sizeof(path))
+		return kiln_fail(e, KILN_E_INVALID, "template: %s: path too long", dir);
+	slash = strrchr(path, '/');
+	if (slash && slash != path) {
+		*slash = '\0';
+		if (kiln_mkdir_p(path) < 0)
+			return kiln_fail_errno(e, "template: creating %s", path);
+		*slash = '/';
+	}
+	if ((*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+		return kiln_fail_errno(e, "template: opening %s", path);
+	if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+		return KILN_OK;
+	if (errno != EWOULDBLOCK)
+		rc = kiln_fail_errno(e, "template: locking %s", path);
+	close(*fd);
+	*fd = -1;
+	return rc;
+}
+
 enum kiln_rc template_discard(const char *dir, struct kiln_err *e)
 {
 	if (kiln_rm_rf(dir) < 0 && errno != ENOENT)
@@ -350,7 +378,7 @@ static bool dead_build(const char *name)
 enum kiln_rc template_prune(const char *root, const char *key, const struct template_inputs *in,
 			    const char *image_name, const char *kernel_name, int *removed, struct kiln_err *e)
 {
-	char sub[PATH_MAX], reason[256];
+	char sub[PATH_MAX], lock[PATH_MAX + 8], reason[256];
 	enum kiln_rc rc = KILN_OK;
 	struct dirent *d;
 	int n = 0;
@@ -387,10 +415,14 @@ enum kiln_rc template_prune(const char *root, const char *key, const struct temp
 		       json_integer_value(json_object_get(o, "vcpus")) == in->vcpus &&
 		       json_integer_value(json_object_get(o, "mem_mib")) == in->memory_mib && json_is_true(jn) == in->net;
 		if (same && k && strcmp(k, key)) {
-			if (kiln_rm_rf(sub) < 0 && errno != ENOENT)
+			if (kiln_rm_rf(sub) < 0 && errno != ENOENT) {
 				rc = kiln_fail_errno(e, "template: removing %s", sub);
-			else
+			} else {
 				n++;
+				/* Its build lock: no kiln builds those inputs again. */
+				snprintf(lock, sizeof(lock), "%s.lock", sub);
+				unlink(lock);
+			}
 		}
 		json_decref(o);
 	}

@@ -63,6 +63,12 @@ enum kiln_rc template_mark_ready(const char *dir, const char *key, const struct 
  * built again, nor restored, until an input changes. */
 enum kiln_rc template_mark_failed(const char *dir, const char *key, const char *why, struct kiln_err *e);
 
+/* Take dir's build lock (DIR.lock beside it, made with its folder)
+ * without waiting: *fd holds it (close to let go), or -1 when another
+ * process builds dir now. Two builds of one template would each replace
+ * the other's, under a job that has started restoring it. */
+enum kiln_rc template_build_lock(const char *dir, int *fd, struct kiln_err *e);
+
 /* Throw a template away (a restore from it failed): gone, so the next job
  * builds a new one instead of failing on it again. */
 enum kiln_rc template_discard(const char *dir, struct kiln_err *e);
@@ -80,7 +86,7 @@ enum kiln_rc template_list(const char *root, FILE *out, struct kiln_err *e);
 
 /* After key's template of in was made ready: remove every other template
  * under root of the same image and kernel names and machine (in's vcpus,
- * memory, network), and what a build that died left
+ * memory, network) with their build locks, and what a build that died left
  * (KEY16.new.PID.TID of a process that is gone). Their inputs changed, so
  * no job restores them again: kept, they would only fill the disk. A job
  * that planned to restore one just now fails to and boots cold. The

@@ -704,24 +704,26 @@ static void boot_kind(struct job *j, struct vm_spec *vs, const struct kiln_vm_se
 		plan.restore = plan.buildable = false;
 		snprintf(plan.reason, sizeof(plan.reason), "a job in an OCI image has a drive no template has");
 	}
-	/* First use: build it, once per job (a failed build is not retried
-	 * by this job; the next one tries again). */
+	/* First use: build it, once per job (a build that fails is marked
+	 * failed: later jobs boot cold until an input changes); a job that
+	 * finds another building it boots cold. */
 	if (plan.buildable && !j->cold_only && vs->workspace_late && !vs->command) {
-		struct kiln_err be = { 0 }, me = { 0 };
-
+		struct kiln_err be = { 0 };
+		enum warm_built got;
 		double tb = mono_s();
 		char tdir[PATH_MAX];
 
 		snprintf(tdir, sizeof(tdir), "%s/template", j->run_dir);
-		if (warmstart_build(j->backend, vs, &plan, tdir, boot_ms(j), j->image, &be)) {
+		if (warmstart_build(j->backend, vs, &plan, tdir, boot_ms(j), j->image, &got, &be)) {
 			notice(j, "boot: cold (building template %.16s failed: %s)", plan.key, be.msg);
-			if (template_mark_failed(plan.dir, plan.key, be.msg, &me))
-				notice(j, "%s", me.msg);
 			j->cold_only = true;
 			return;
 		}
-		notice(j, "boot: template %.16s built in %.1f s", plan.key, mono_s() - tb);
-		plan.restore = true;
+		if (got == WARM_BUSY)
+			snprintf(plan.reason, sizeof(plan.reason), "template %.16s: another job is building it", plan.key);
+		else if (got == WARM_BUILT)
+			notice(j, "boot: template %.16s built in %.1f s", plan.key, mono_s() - tb);
+		plan.restore = got != WARM_BUSY;
 	}
 	/* A template's agent waits for a late workspace: so must the job. */
 	if (plan.restore && !vs->workspace_late && !j->cold_only)
@@ -1111,6 +1113,7 @@ enum kiln_rc job_warm(const struct job_opts *o, bool *built, char key16[17], cha
 	struct warm_plan plan;
 	struct warm_want w;
 	struct vm_spec vs;
+	enum warm_built got;
 	char tdir[PATH_MAX], troot[PATH_MAX];
 	enum kiln_rc rc;
 	double t0 = mono_s();
@@ -1152,14 +1155,15 @@ enum kiln_rc job_warm(const struct job_opts *o, bool *built, char key16[17], cha
 	if (!plan.buildable && (rc = template_discard(plan.dir, e)))
 		goto out;
 	snprintf(tdir, sizeof(tdir), "%s/template", j.run_dir);
-	if ((rc = warmstart_build(j.backend, &vs, &plan, tdir, boot_ms(&j), j.image, e))) {
-		struct kiln_err me = { 0 };
-
-		template_mark_failed(plan.dir, plan.key, e->msg, &me);
+	if ((rc = warmstart_build(j.backend, &vs, &plan, tdir, boot_ms(&j), j.image, &got, e)))
+		goto out;
+	if (got == WARM_BUSY) {
+		rc = kiln_fail(e, KILN_E_LIMIT, "template %.16s: another kiln is building it now", plan.key);
 		goto out;
 	}
-	*built = true;
-	notice(&j, "template %.16s built in %.1f s", plan.key, mono_s() - t0);
+	*built = got == WARM_BUILT;
+	if (*built)
+		notice(&j, "template %.16s built in %.1f s", plan.key, mono_s() - t0);
 out:
 	jobnet_teardown(&j.net);
 	if (j.run_dir[0])

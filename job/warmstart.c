@@ -13,6 +13,7 @@
 #include "agent/proto.h"
 #include "job/manifest.h"
 #include "lib/clock.h"
+#include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/sha256.h"
 
@@ -61,7 +62,11 @@ void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, st
 		return;
 	/* Only this kiln's agent is known to open its stream again after a
 	 * restore: an image built with another boots cold, at no cost. */
-	if (sha256_file_hex(ictx->agent_path, mine, NULL, &e) || strcmp(mine, p->agent_sha)) {
+	if (sha256_file_hex(ictx->agent_path, mine, NULL, &e)) {
+		snprintf(p->reason, sizeof(p->reason), "this kiln's agent: %s", e.msg);
+		return;
+	}
+	if (strcmp(mine, p->agent_sha)) {
 		snprintf(p->reason, sizeof(p->reason),
 			 "image %s was built with another kiln-agent (rebuild it: kiln images build %s)", w->image,
 			 w->image);
@@ -127,23 +132,37 @@ out:
 }
 
 enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spec *base, const struct warm_plan *plan,
-			     const char *run_dir, int boot_ms, const char *image_name, struct kiln_err *e)
+			     const char *run_dir, int boot_ms, const char *image_name, enum warm_built *got,
+			     struct kiln_err *e)
 {
 	struct vm_spec vs = *base;
 	struct executor x;
-	char tmp[PATH_MAX], dir[PATH_MAX], ws[PATH_MAX], root[PATH_MAX];
+	char tmp[PATH_MAX], dir[PATH_MAX], ws[PATH_MAX], root[PATH_MAX], why[256];
 	struct kiln_err pe = { 0 };
 	enum kiln_rc rc;
 	double t0 = mono_s();
-	int fd, status = -1;
+	int fd, lock = -1, status = -1;
 	bool started = false;
 
+	*got = WARM_BUSY;
 	snprintf(tmp, sizeof(tmp), "%s.new.%d.%ld", plan->dir, (int)getpid(), (long)gettid());
 	snprintf(dir, sizeof(dir), "%s", run_dir);
 	snprintf(ws, sizeof(ws), "%s/workspace.ext4", run_dir);
+	/* One build of a template at a time: each would replace the other's
+	 * under the job that restores it. Built meanwhile: nothing to do. */
+	if ((rc = template_build_lock(plan->dir, &lock, e)) || lock < 0)
+		return rc;
+	if (template_usable(plan->dir, plan->key, why, sizeof(why))) {
+		*got = WARM_FOUND;
+		close(lock);
+		return KILN_OK;
+	}
+	*got = WARM_BUILT;
 	kiln_rm_rf(tmp);
-	if (kiln_mkdir_p(tmp) < 0 || kiln_mkdir_p(dir) < 0)
-		return kiln_fail_errno(e, "template: creating %s", tmp);
+	if (kiln_mkdir_p(tmp) < 0 || kiln_mkdir_p(dir) < 0) {
+		rc = kiln_fail_errno(e, "template: creating %s", tmp);
+		goto out;
+	}
 	fd = open(ws, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = kiln_fail_errno(e, "template: creating %s", ws);
@@ -185,5 +204,9 @@ out:
 		x.ops->cleanup(&x);
 	kiln_rm_rf(tmp);
 	kiln_rm_rf(dir);
+	/* Under the lock: a build that starts after this one sees the mark. */
+	if (rc && template_mark_failed(plan->dir, plan->key, e->msg, &pe))
+		log_warn("%s", pe.msg);
+	close(lock);
 	return rc;
 }

@@ -36,12 +36,22 @@ struct warm_plan {
  * missing manifest, no or a stale template) becomes p->reason. */
 void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, struct warm_plan *p);
 
-/* Build the template plan names (first use): boot base's machine in
- * run_dir (made and removed here) with an empty late workspace, wait up
- * to boot_ms for the agent's HELLO, have kiln-vmm save it (SIGUSR2: it
- * then exits 0), seal it, mark it ready and rename it into plan->dir;
- * then prune the templates it replaces (template_prune). */
+/* What warmstart_build did. */
+enum warm_built {
+	WARM_BUSY,   /* another process builds it now: nothing done */
+	WARM_FOUND,  /* another process built it meanwhile: plan->dir is ready */
+	WARM_BUILT,  /* built it; on failure, marked failed (template_mark_failed) */
+};
+
+/* Build the template plan names (first use), under its build lock
+ * (template_build_lock), unless another process builds it or has: boot
+ * base's machine in run_dir (made and removed here) with an empty late
+ * workspace, wait up to boot_ms for the agent's HELLO, have kiln-vmm save
+ * it (SIGUSR2: it then exits 0), seal it, mark it ready and rename it into
+ * plan->dir; then prune the templates it replaces (template_prune). A
+ * build that fails is marked failed in plan->dir. */
 enum kiln_rc warmstart_build(const struct executor_ops *ops, const struct vm_spec *base, const struct warm_plan *plan,
-			     const char *run_dir, int boot_ms, const char *image_name, struct kiln_err *e);
+			     const char *run_dir, int boot_ms, const char *image_name, enum warm_built *got,
+			     struct kiln_err *e);
 
 #endif

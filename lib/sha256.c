@@ -63,7 +63,10 @@ void sha256_hmac(const void *key, size_t klen, const void *msg, size_t mlen, uin
 
 enum kiln_rc sha256_file_hex(const char *path, char hex[65], uint64_t *size, struct kiln_err *e)
 {
-	static uint8_t buf[1 << 16];
+	/* The buffer is the call's own: jobs in threads of one kiln hash at
+	 * once (a shared one mixed their files into each other's digests). */
+	enum { BUF_BYTES = 1 << 16 };
+	uint8_t *buf = NULL;
 	EVP_MD_CTX *ctx = NULL;
 	uint64_t len = 0;
 	uint8_t d[32];
@@ -74,11 +77,11 @@ enum kiln_rc sha256_file_hex(const char *path, char hex[65], uint64_t *size, str
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return kiln_fail_errno(e, "%s", path);
-	if (!(ctx = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+	if (!(buf = malloc(BUF_BYTES)) || !(ctx = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		rc = kiln_fail(e, KILN_E_NOMEM, "%s: sha256: out of memory", path);
 		goto out;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+	while ((n = read(fd, buf, BUF_BYTES)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -97,6 +100,7 @@ enum kiln_rc sha256_file_hex(const char *path, char hex[65], uint64_t *size, str
 	sha256_hex(d, hex);
 out:
 	EVP_MD_CTX_free(ctx);
+	free(buf);
 	close(fd);
 	return rc;
 }

@@ -202,9 +202,9 @@ static void vm_defaults(struct kiln_vm_settings *vm)
 	vm->vcpus = 1;
 	vm->memory_mib = 512;
 	vm->network = true;
-	/* Opt-in until a guest that fills its disks is handled after a restore
-	 * and templates live outside the state folder's budget (docs/vmm.md). */
-	vm->snapshots = false;
+	/* Where the executor has templates (kiln-vmm), a job restores its
+	 * machine's; elsewhere it boots cold and says why (docs/vmm.md). */
+	vm->snapshots = true;
 	vm->rx_rate_limit = KILN_NET_RATE_DEFAULT;
 	vm->tx_rate_limit = KILN_NET_RATE_DEFAULT;
 	vm->disk_rate_limit = KILN_DISK_RATE_DEFAULT;

@@ -33,7 +33,7 @@ struct kiln_vm_settings {
 	int vcpus;            /* 1..32 */
 	int memory_mib;       /* 64..65536 */
 	bool network;         /* give the job a NATed tap */
-	bool snapshots;       /* microvm: restore jobs from templates (executors/template.h); default off */
+	bool snapshots;       /* microvm: restore jobs from templates (executors/template.h); default on */
 	long rx_rate_limit;   /* bytes/s into the guest, 0 = none */
 	long tx_rate_limit;   /* bytes/s out of the guest, 0 = none */
 	long disk_rate_limit; /* bytes/s per disk, reads and writes, 0 = none */

@@ -257,7 +257,8 @@ static int images_warm(struct cli *c, int argc, char **argv)
 	}
 	log_info("template %s (%s): %s", key, what, built ? "built" : "current");
 	if (!c->cfg.defaults.snapshots)
-		log_info("note: jobs restore from templates only with `snapshots: true` in defaults: or a runner");
+		log_info("note: defaults: has `snapshots: false`: jobs restore from templates only where a "
+			 "runner sets `snapshots: true`");
 	return EXIT_OK;
 }
 
@@ -356,12 +357,14 @@ static int cmd_config(struct cli *c, int argc, char **argv)
 	if (argc != 2 || strcmp(argv[1], "check"))
 		return cli_usage_error("config: expected 'config check'%s", "");
 	/* load_config already validated it; say what was read. */
-	printf("%s: ok (%zu runner%s, executor %s, images in %s)\n",
+	printf("%s: ok (%zu runner%s, executor %s, snapshots %s, images in %s)\n",
 	       c->cfg.path ? c->cfg.path : "built-in defaults", c->cfg.n_runners,
-	       c->cfg.n_runners == 1 ? "" : "s", c->cfg.defaults.executor, c->cfg.images_dir);
+	       c->cfg.n_runners == 1 ? "" : "s", c->cfg.defaults.executor, c->cfg.defaults.snapshots ? "on" : "off",
+	       c->cfg.images_dir);
 	for (i = 0; i < c->cfg.n_runners; i++)
-		printf("  runner %s: %s, executor %s, image %s\n", c->cfg.runners[i].name, c->cfg.runners[i].url,
-		       c->cfg.runners[i].vm.executor, c->cfg.runners[i].vm.image);
+		printf("  runner %s: %s, executor %s, image %s, snapshots %s\n", c->cfg.runners[i].name,
+		       c->cfg.runners[i].url, c->cfg.runners[i].vm.executor, c->cfg.runners[i].vm.image,
+		       c->cfg.runners[i].vm.snapshots ? "on" : "off");
 	for (i = 0; i < c->cfg.n_github; i++) {
 		const struct kiln_github_config *g = &c->cfg.github[i];
 

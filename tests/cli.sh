@@ -68,6 +68,13 @@ done
 out=$("$b/kiln" config check -c "$tmp/good.yml" 2>&1)
 [ $? = 0 ] && [ "${out%%:*}" = "$tmp/good.yml" ] && echo "ok: config check -c FILE" ||
 	{ echo "FAIL: config check -c FILE: $out"; fail=1; }
+# Templates are on unless the file says snapshots: false; config check says which.
+[[ "$out" = *", snapshots on, "* ]] && echo "ok: config check: snapshots on by default" ||
+	{ echo "FAIL: config check: snapshots: $out"; fail=1; }
+printf 'defaults:\n  snapshots: false\n' > "$tmp/cold.yml"
+out=$("$b/kiln" config check -c "$tmp/cold.yml" 2>&1)
+[ $? = 0 ] && [[ "$out" = *", snapshots off, "* ]] && echo "ok: config check: snapshots: false" ||
+	{ echo "FAIL: config check: snapshots: false: $out"; fail=1; }
 check 2 1 "$b/kiln" run -c
 # gitlab-runner's registration flags: checked before any network.
 check 2 1 "$b/kiln" -c "$tmp/good.yml" register --url http://127.0.0.1:9 --token t --access-level all

@@ -23,8 +23,8 @@ work=$(mktemp -d /tmp/kiln-exec-test.XXXXXX)
 state=$work/state
 fails=0
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$state KILN_IMAGES_DIR=$images
-# Templates (where snapshots: true) are a cache apart from the state folder,
-# whose size the fill case checks.
+# Templates (on by default: the sandbox's jobs restore) are a cache apart
+# from the state folder, whose size the fill case checks.
 export KILN_TEMPLATES_DIR=$work/templates
 kiln=$top_builddir/kiln
 executor=qemu

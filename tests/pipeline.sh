@@ -140,6 +140,12 @@ summary "basic" nightly skip "rules: no rule matched"
 [ -z "$(git -C "$basic" status --porcelain)" ] && ok "basic: git sees no change (.kiln is ignored)" ||
 	bad "basic: git status: $(git -C "$basic" status --porcelain)"
 leftovers "basic"
+# Templates are on by default: under kiln-vmm the first job builds its
+# machine's and the jobs restore it; a refused template would boot cold.
+if [ "$mode" = sandbox ]; then
+	echo "$out" | grep -F '> boot: '
+	has "basic" "> boot: restored from template" "!failed to restore"
+fi
 
 # In the sandbox (nested virtualisation: slow, and every VM there risks
 # the emulation's crashes) the microvm executor runs only what depends on
@@ -162,6 +168,8 @@ fi
 echo "# needs across stages, --concurrency 2"
 run "needs" 0 "$needs" --concurrency 2
 has "needs" "test-fast  > fast" "deploy     > slow" "deploy     > with the artifacts of build-slow"
+# Two at once, the template basic built there: both restore it.
+[ "$mode" = sandbox ] && { echo "$out" | grep -F '> boot: '; has "needs" "!failed to restore" "!> boot: cold ("; }
 a=$(echo "$out" | grep -n '^test-fast  > passed' | cut -d: -f1)
 b=$(echo "$out" | grep -n '^build-slow > passed' | cut -d: -f1)
 [ -n "$a" ] && [ -n "$b" ] && [ "$a" -lt "$b" ] && ok "needs: test-fast ended while build-slow (its stage's predecessor) still ran" ||

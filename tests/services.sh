@@ -96,6 +96,13 @@ payload reach '[{"name": "tiny:latest", "alias": "db, pg.local",
 	'[{"key": "CI_DEBUG_SERVICES", "value": "true", "public": true}]'
 run reach 0 'service tiny:latest: booting' 'waiting for services to be up and running' \
 	'db pg.local' 'hello-from-service' '[service:tiny-db-pg.local]' 'service-up hi-1' '!probably didn'"'"'t start properly'
+# Templates are on by default: under kiln-vmm the job VM (not its
+# services') is restored from its machine's template, built here.
+if [ "$executor" = microvm ]; then
+	grep -F 'boot: ' "$work/reach.out"
+	grep -q 'boot: restored from template' "$work/reach.out" && ! grep -q 'failed to restore' "$work/reach.out" &&
+		ok "reach: the job VM restored from a template" || bad "reach: the job VM was not restored"
+fi
 n=$(grep -c '^hello-from-service' "$work/reach.out")
 [ "$n" -ge 3 ] && ok "reach: three aliases answered ($n)" || bad "reach: $n of 3 aliases answered"
 

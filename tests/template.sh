@@ -1,10 +1,14 @@
 #!/bin/bash
-# Templates of the microvm executor, in the KVM sandbox: the first job
-# builds its machine's template and restores from it, in the templates
-# folder and not the state folder; four jobs at once then restore from the
-# same template, each with its own random bytes and host name; a restored
-# job that fills its workspace gets ENOSPC and fails cleanly; `kiln images
-# warm` builds a template ahead of any job; --no-snapshot boots cold.
+# Templates of the microvm executor, in the KVM sandbox, with the
+# configuration's defaults (templates on): the first job builds its
+# machine's template and restores from it, in the templates folder and not
+# the state folder; four jobs at once then restore from the same
+# template, each with its own random bytes and host name; a restored job
+# that fills its workspace gets ENOSPC and fails cleanly; `kiln images
+# warm` builds a template ahead of any job; --no-snapshot and `snapshots:
+# false` boot cold; a template kiln-vmm refuses is thrown away, the job
+# boots cold and later ones do too; two jobs of a machine with no
+# template yet build it once.
 # Needs images carrying this kiln's agent
 # (KILN_IMAGES_DIR; the shared ones are rebuilt by the lead).
 # Exit 77 (SKIP) with the reason when images or the sandbox are missing.
@@ -35,8 +39,8 @@ fails=0
 export KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_STATE_DIR=$state KILN_IMAGES_DIR=$images
 export KILN_TEMPLATES_DIR=$work/templates
 trap 'rm -rf "$work"' EXIT
-# Templates are opt-in (docs/vmm.md, "Templates (kiln's side)").
-printf 'defaults:\n  snapshots: true\n' >"$work/config.yml"
+# The defaults: templates on (docs/vmm.md, "Templates (kiln's side)").
+printf 'defaults: {}\n' >"$work/config.yml"
 export KILN_CONFIG=$work/config.yml
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
@@ -130,4 +134,49 @@ left "images warm"
 out=$("$kiln" exec $opts --no-snapshot --job-file "$work/job.json" 2>&1); st=$?
 [ "$st" = 0 ] && echo "$out" | grep -q 'boot: cold (--no-snapshot)' && ok "--no-snapshot boots cold" ||
 	bad "--no-snapshot: status $st: $(echo "$out" | grep boot:)"
+printf 'defaults:\n  snapshots: false\n' >"$work/off.yml"
+out=$(KILN_CONFIG=$work/off.yml "$kiln" exec $opts --job-file "$work/job.json" 2>&1); st=$?
+[ "$st" = 0 ] && echo "$out" | grep -q 'boot: cold (snapshots: false in the configuration)' &&
+	ok "snapshots: false boots cold" || bad "snapshots: false: status $st: $(echo "$out" | grep boot:)"
+
+# A template kiln-vmm refuses (a changed byte in its state's header) is
+# thrown away: the job boots cold and succeeds, the next job boots cold
+# without trying it again, and `kiln images warm` builds it anew.
+t=$(ls -d "$work"/templates/*/ | while read -r d; do grep -q '"mem_mib":192' "$d/template.json" && echo "${d%/}"; done)
+printf 'X' | dd of="$t/state" bs=1 seek=3 conv=notrunc 2>/dev/null
+out=$("$kiln" exec --executor microvm --image tiny --memory 192 --no-network --job-file "$work/job.json" 2>&1); st=$?
+echo "$out" | grep -E 'boot:|job (succeeded|failed)'
+[ "$st" = 0 ] && echo "$out" | grep -q "boot: template ${t##*/} failed to restore (.*): thrown away" &&
+	echo "$out" | grep -q 'boot: cold (the template failed to restore)' && echo "$out" | grep -q '^RND ' &&
+	ok "a refused template: thrown away, the job booted cold" || { bad "refused template: status $st"; echo "$out" | tail -8; }
+[ ! -e "$t/state" ] && grep -q '"error"' "$t/template.json" && ok "the refused template is gone, marked failed" ||
+	bad "refused template: $(ls "$t") $(cat "$t/template.json")"
+out=$("$kiln" exec --executor microvm --image tiny --memory 192 --no-network --job-file "$work/job.json" 2>&1); st=$?
+[ "$st" = 0 ] && echo "$out" | grep -q "boot: cold (template ${t##*/}: failed: restore failed: " &&
+	! echo "$out" | grep -q 'boot: template .* built' && ok "the next job boots cold, no retry" ||
+	bad "after a refused template: status $st: $(echo "$out" | grep boot:)"
+out=$("$kiln" images warm tiny --memory 192 --no-network 2>&1); st=$?
+[ "$st" = 0 ] && echo "$out" | grep -q ': built$' && [ -s "$t/state" ] && ok "images warm builds it anew" ||
+	bad "images warm after a refused template: status $st: $(echo "$out" | tail -1)"
+left "refused template"
+
+# Two jobs of a machine with no template yet, at once: one builds it, the
+# other boots cold (or restores what the first built); one template.
+for i in 1 2; do
+	"$kiln" exec --executor microvm --image tiny --memory 224 --no-network --job-file "$work/job.json" \
+		>"$work/two$i" 2>&1 &
+	eval "p$i=$!"
+done
+wait "$p1"; s1=$?
+wait "$p2"; s2=$?
+grep -h 'boot:' "$work/two1" "$work/two2"
+[ "$s1" = 0 ] && [ "$s2" = 0 ] && ok "two first jobs: status 0" || bad "two first jobs: status $s1 $s2"
+[ "$(cat "$work/two1" "$work/two2" | grep -c 'boot: template .* built')" = 1 ] && ok "two first jobs: one build" ||
+	bad "two first jobs: $(cat "$work/two1" "$work/two2" | grep -c 'boot: template .* built') builds"
+! grep -q 'failed to restore\|building template .* failed' "$work/two1" "$work/two2" &&
+	ok "two first jobs: no failed build or restore" || bad "two first jobs: a build or restore failed"
+[ "$(grep -l '"mem_mib":224' "$work"/templates/*/template.json | wc -l)" = 1 ] &&
+	grep -q '"ready":true' "$(grep -l '"mem_mib":224' "$work"/templates/*/template.json)" &&
+	ok "two first jobs: one ready template" || bad "two first jobs: templates: $(ls "$work/templates")"
+left "two first jobs"
 [ "$fails" = 0 ] || exit 1

@@ -169,6 +169,8 @@ START_TEST(defaults_and_env)
 	ck_assert_str_eq(cfg.defaults.image, "debian");
 	ck_assert_int_eq(cfg.defaults.vcpus, 1);
 	ck_assert(cfg.defaults.network);
+	/* Jobs restore from templates unless told not to (issue 18). */
+	ck_assert(cfg.defaults.snapshots);
 	/* Limits on by default (issue 13, finding 3); no extra networks. */
 	ck_assert_int_eq(cfg.defaults.rx_rate_limit, 104857600);
 	ck_assert_int_eq(cfg.defaults.tx_rate_limit, 104857600);
@@ -202,6 +204,26 @@ START_TEST(jail_keys)
 }
 END_TEST
 
+/* snapshots: on unless defaults: or a runner says false; a runner that
+ * sets nothing follows defaults:. */
+START_TEST(snapshots_key)
+{
+	const char *text = "defaults:\n  snapshots: false\nrunners:\n"
+			   "  - {name: a, url: https://gl.example, token: t}\n"
+			   "  - {name: b, url: https://gl.example, token: t, snapshots: true}\n";
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ck_assert_int_eq(kiln_config_parse(&cfg, "s.yml", text, strlen(text), &e), KILN_OK);
+	ck_assert(!cfg.defaults.snapshots);
+	ck_assert_uint_eq(cfg.n_runners, 2);
+	ck_assert(!cfg.runners[0].vm.snapshots);
+	ck_assert(cfg.runners[1].vm.snapshots);
+	kiln_config_free(&cfg);
+}
+END_TEST
+
 START_TEST(missing_file)
 {
 	struct kiln_config cfg;
@@ -225,6 +247,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, github_values);
 	tcase_add_test(tc, defaults_and_env);
 	tcase_add_test(tc, jail_keys);
+	tcase_add_test(tc, snapshots_key);
 	tcase_add_test(tc, missing_file);
 	suite_add_tcase(s, tc);
 	return s;

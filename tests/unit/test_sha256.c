@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,56 @@ START_TEST(file_hash_and_size)
 }
 END_TEST
 
+/* Two threads hashing two files at once each get their own file's
+ * digest (jobs of one kiln hash their images' files in threads). */
+struct hasher {
+	char path[64];
+	char want[65];
+	int bad;
+};
+
+static void *hash_often(void *arg)
+{
+	struct hasher *h = arg;
+	struct kiln_err e = { 0 };
+	char hex[65];
+	int i;
+
+	for (i = 0; i < 40; i++)
+		if (sha256_file_hex(h->path, hex, NULL, &e) || strcmp(hex, h->want))
+			h->bad++;
+	return NULL;
+}
+
+START_TEST(file_hash_in_threads)
+{
+	static char data[300000];
+	struct hasher h[2];
+	struct kiln_err e = { 0 };
+	pthread_t t[2];
+	int i, fd;
+
+	for (i = 0; i < 2; i++) {
+		snprintf(h[i].path, sizeof(h[i].path), "/tmp/kiln-sha-XXXXXX");
+		fd = mkstemp(h[i].path);
+		ck_assert_int_ge(fd, 0);
+		memset(data, 'x' + i, sizeof(data));
+		ck_assert_int_eq(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+		close(fd);
+		ck_assert_int_eq(sha256_file_hex(h[i].path, h[i].want, NULL, &e), KILN_OK);
+		h[i].bad = 0;
+	}
+	ck_assert_str_ne(h[0].want, h[1].want);
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, hash_often, &h[i]), 0);
+	for (i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		unlink(h[i].path);
+		ck_assert_int_eq(h[i].bad, 0);
+	}
+}
+END_TEST
+
 Suite *sha256_suite(void)
 {
 	Suite *s = suite_create("sha256");
@@ -71,6 +122,7 @@ Suite *sha256_suite(void)
 	tcase_add_test(tc, known_vectors);
 	tcase_add_test(tc, hmac_vector);
 	tcase_add_test(tc, file_hash_and_size);
+	tcase_add_test(tc, file_hash_in_threads);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,6 +1,7 @@
 /* Templates of the microvm executor (executors/template.c): the key and
- * what changes it, a template's state on disk, and the RESTORED frame from
- * the host's side to the agent's parser (agent/restore.c). */
+ * what changes it, a template's state on disk, its build lock, the reason
+ * a job boots cold (job/warmstart.c), and the RESTORED frame from the
+ * host's side to the agent's parser (agent/restore.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "agent/restore.h"
 #include "executors/template.h"
+#include "job/warmstart.h"
 #include "lib/paths.h"
 #include "tests/unit/suites.h"
 
@@ -161,6 +163,14 @@ START_TEST(prune_replaced_templates)
 
 		ck_assert_int_eq(template_mark_ready(d[i], k[i], x, "debian", "kernel", &e), KILN_OK);
 	}
+	/* Build locks: the replaced template's goes with it. */
+	for (i = 0; i < 2; i++) {
+		int fd;
+
+		ck_assert_int_eq(template_build_lock(d[i], &fd, &e), KILN_OK);
+		ck_assert_int_ge(fd, 0);
+		close(fd);
+	}
 	/* A build of a process that is gone, and one of this process. */
 	snprintf(dead, sizeof(dead), "%s/%.16s.new.999999999.1", root, k[0]);
 	snprintf(live, sizeof(live), "%s/%.16s.new.%d.1", root, k[0], (int)getpid());
@@ -173,6 +183,10 @@ START_TEST(prune_replaced_templates)
 	ck_assert(access(d[2], F_OK) == 0);   /* another machine */
 	ck_assert(access(dead, F_OK) != 0);
 	ck_assert(access(live, F_OK) == 0);
+	snprintf(dead, sizeof(dead), "%s.lock", d[0]);
+	ck_assert(access(dead, F_OK) == 0);
+	snprintf(dead, sizeof(dead), "%s.lock", d[1]);
+	ck_assert(access(dead, F_OK) != 0);
 	/* Another image's or kernel's name: nothing of it. */
 	ck_assert_int_eq(template_prune(root, k[1], &in, "tiny", "kernel", &removed, &e), KILN_OK);
 	ck_assert_int_eq(removed, 0);
@@ -182,6 +196,58 @@ START_TEST(prune_replaced_templates)
 	kiln_rm_rf(root);
 	ck_assert_int_eq(template_prune(root, k[0], &in, "debian", "kernel", &removed, &e), KILN_OK);
 	ck_assert_int_eq(removed, 0);
+}
+END_TEST
+
+/* One build of a template at a time, also between two threads of one
+ * process (each opens the lock): the second is told, not kept waiting. */
+START_TEST(build_lock_one_at_a_time)
+{
+	char root[] = "/tmp/kiln-tmpl-XXXXXX", dir[4200];
+	struct kiln_err e = { 0 };
+	int a, b;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(dir, sizeof(dir), "%s/templates/0123456789abcdef", root);
+	ck_assert_int_eq(template_build_lock(dir, &a, &e), KILN_OK); /* makes templates/ */
+	ck_assert_int_ge(a, 0);
+	ck_assert_int_eq(template_build_lock(dir, &b, &e), KILN_OK);
+	ck_assert_int_eq(b, -1);
+	close(a);
+	ck_assert_int_eq(template_build_lock(dir, &b, &e), KILN_OK);
+	ck_assert_int_ge(b, 0);
+	close(b);
+	ck_assert(access(dir, F_OK) != 0); /* the lock only, beside it */
+	kiln_rm_rf(root);
+}
+END_TEST
+
+/* Which boot a job gets: templates unless turned off, and the reason a
+ * cold boot's log line gives. */
+START_TEST(plan_says_why_cold)
+{
+	struct images_ctx ictx = { .images_dir = "/nonexistent/images", .agent_path = "/nonexistent/kiln-agent" };
+	struct warm_want w = { .backend = "microvm", .snapshots = true, .image = "tiny", .kernel = "kernel",
+			       .vcpus = 1, .memory_mib = 256, .templates_dir = "/nonexistent/templates" };
+	struct warm_plan p;
+
+	w.no_snapshot = true;
+	warmstart_plan(&ictx, &w, &p);
+	ck_assert(!p.restore && !p.buildable);
+	ck_assert_str_eq(p.reason, "--no-snapshot");
+	w.no_snapshot = false;
+	w.snapshots = false;
+	warmstart_plan(&ictx, &w, &p);
+	ck_assert_str_eq(p.reason, "snapshots: false in the configuration");
+	w.snapshots = true;
+	w.backend = "qemu";
+	warmstart_plan(&ictx, &w, &p);
+	ck_assert(!p.restore && !p.buildable);
+	ck_assert_str_eq(p.reason, "the qemu executor has no templates");
+	w.backend = "microvm";
+	warmstart_plan(&ictx, &w, &p);
+	ck_assert(!p.restore && !p.buildable);
+	ck_assert(!strncmp(p.reason, "image tiny has no manifest: ", 28));
 }
 END_TEST
 
@@ -266,6 +332,8 @@ Suite *template_suite(void)
 	tcase_add_test(tc, key_refuses_bad_inputs);
 	tcase_add_test(tc, usable_only_when_ready_and_whole);
 	tcase_add_test(tc, prune_replaced_templates);
+	tcase_add_test(tc, build_lock_one_at_a_time);
+	tcase_add_test(tc, plan_says_why_cold);
 	tcase_add_test(tc, restored_frame_round_trip);
 	tcase_add_test(tc, restored_frame_refused);
 	suite_add_tcase(s, tc);
