@@ -64,6 +64,11 @@ struct job {
 	bool restoring, cold_only;
 	char tmpl_dir[PATH_MAX], tmpl_key[TEMPLATE_KEY_HEX];
 	bool disks_checked;        /* note_full_disks ran */
+	/* When the boot's steps ended (mono_s), for the debug log's line on
+	 * where a job's start went; 0: not yet. */
+	struct {
+		double planned, spawned, workspace, connected, hello, job_sent, output;
+	} tb;
 	struct servicevm_host svc_host;
 	struct ociimage_registry svc_regs[KILN_CONFIG_MAX_REGISTRIES];
 	struct ociimage_opts svc_oci; /* the services' threads pull with it */
@@ -469,6 +474,19 @@ static void cap_reached(struct job *j, bool exited)
 
 static enum kiln_rc send_restored(struct job *j, int fd, struct kiln_err *e);
 
+/* Where the start of j went, ms since job_run began, in the debug log. */
+static void debug_boot_times(const struct job *j)
+{
+	double t = j->t_start;
+
+	log_debug("job %lld: %s boot, ms since the job began: VM planned %.0f, kiln-vmm started %.0f, workspace "
+		  "handed over %.0f, agent connected %.0f, HELLO %.0f, JOB sent %.0f, first output %.0f",
+		  j->p->id, j->restoring ? "restored" : "cold", (j->tb.planned - t) * 1000,
+		  (j->tb.spawned - t) * 1000, j->tb.workspace ? (j->tb.workspace - t) * 1000 : 0,
+		  (j->tb.connected - t) * 1000, (j->tb.hello - t) * 1000, (j->tb.job_sent - t) * 1000,
+		  (j->tb.output - t) * 1000);
+}
+
 /* Read frames until the agent's EXIT and the end of the stream, the
  * deadline, the hard cap, or a cancel. t_boot is when the VM started
  * (boot_s counts from it, and the hard cap: the job's timeout plus the boot
@@ -578,6 +596,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					goto out;
 				}
 				hello = true;
+				j->tb.hello = mono_s();
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;
 				if (j->restoring) {
@@ -599,10 +618,14 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				}
 				free(stamped);
 				stamped = NULL;
-				t_run = mono_s();
+				t_run = j->tb.job_sent = mono_s();
 				deadline = t_run + j->p->timeout;
 				break;
 			case AP_OUTPUT:
+				if (!j->tb.output) {
+					j->tb.output = mono_s();
+					debug_boot_times(j);
+				}
 				j->o->output(j->o->arg, payload, len);
 				break;
 			case AP_STEP:
@@ -822,6 +845,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	vm_spec_of(j, late, &vs);
 	boot_kind(j, &vs, d);
 	t0 = mono_s(); /* a template built just now is not this VM's boot */
+	j->tb.planned = t0;
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
@@ -831,6 +855,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
+	j->tb.spawned = mono_s();
 	/* Restoring too: kiln-vmm gives the guest the workspace drive's size
 	 * at the save (empty) until the rescan, however far the file has
 	 * grown meanwhile, so the workspace is built while the VM restores
@@ -842,6 +867,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 			return rc;
 		}
 		j->r->prepare_s = mono_s() - j->t_start;
+		j->tb.workspace = mono_s();
 	}
 	/* The boot limit counts from when the guest could go on: a long clone
 	 * is not the guest's delay (its HELLO waits in the socket meanwhile). */
@@ -853,6 +879,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
+	j->tb.connected = mono_s();
 	rc = converse(j, fd, spec, t0, t_limit, e);
 	if (rc && j->restoring && j->r->boot_s == 0)
 		return cold_again(j, spec, false, e);
