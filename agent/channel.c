@@ -13,7 +13,12 @@
 #include <unistd.h>
 #include <linux/vm_sockets.h>
 
-#define RETRY_MS 100
+/* Between attempts: 1 ms, doubling up to 100 ms. A restored VM's agent
+ * reconnects the moment the transport reset ends its stream, and the
+ * host's listener is usually there: a refusal then is a short race, not
+ * a host that is late. */
+#define RETRY_FIRST_MS 1
+#define RETRY_MAX_MS 100
 #define PORTS_DIR "/sys/class/virtio-ports"
 
 static int vsock_connect(void)
@@ -86,6 +91,7 @@ int channel_open(const char *kind, int timeout_ms)
 {
 	int (*attempt)(void);
 	long long deadline = mono_ms() + timeout_ms;
+	long pause_ms;
 	int fd;
 
 	if (!strcmp(kind, "vsock"))
@@ -96,8 +102,8 @@ int channel_open(const char *kind, int timeout_ms)
 		say("kiln.channel=%s: want vsock or virtio-console", kind);
 		return -EINVAL;
 	}
-	for (;;) {
-		struct timespec pause_ts = { 0, RETRY_MS * 1000000L };
+	for (pause_ms = RETRY_FIRST_MS;; pause_ms = pause_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : pause_ms * 2) {
+		struct timespec pause_ts = { 0, pause_ms * 1000000L };
 
 		fd = attempt();
 		if (fd >= 0 || mono_ms() >= deadline)

@@ -12,9 +12,10 @@
 
 /* Open the stream `kind` names: "vsock" connects to the host (CID 2) on
  * AP_VSOCK_PORT; "virtio-console" opens /dev/<port> for the port named
- * CHANNEL_PORT_NAME under /sys/class/virtio-ports. Retries every 100 ms for
- * up to timeout_ms. Returns a blocking, close-on-exec fd; -EINVAL for an
- * unknown kind; or -errno of the last attempt (reported on stderr). */
+ * CHANNEL_PORT_NAME under /sys/class/virtio-ports. Retries for up to
+ * timeout_ms, 1 ms after the first attempt, backing off to every 100 ms.
+ * Returns a blocking, close-on-exec fd; -EINVAL for an unknown kind; or
+ * -errno of the last attempt (reported on stderr). */
 int channel_open(const char *kind, int timeout_ms);
 
 #endif

@@ -75,6 +75,7 @@ struct job {
 	struct run *run;        /* NULL between steps */
 	enum cancel cancel;
 	int reopened;           /* times the host stream was opened again */
+	char lost_why[96];      /* why it was lost, said once it is open again */
 	int failed;             /* an on_success step failed */
 	int exit_code;
 	const char *reason;     /* failure_reason, NULL on success */
@@ -173,12 +174,25 @@ static void request_cancel(struct job *j, int graceful)
 
 /* --- input: host frames and signals ------------------------------------- */
 
+static job_reopen_fn reopen_fn;
+
+/* Whether a lost stream is opened again (reopen_host): before any job. */
+static int may_reopen(const struct job *j)
+{
+	return reopen_fn && !j->job_json && j->reopened < JOB_REOPEN_MAX;
+}
+
 /* The host closed the stream or broke the protocol: nothing more goes to
  * it either. (On a virtio-console port a write would block until the host
- * reconnects, so even EXIT is not attempted.) */
+ * reconnects, so even EXIT is not attempted.) A stream that is opened
+ * again (a restored VM's, after the transport reset) is said after its
+ * new HELLO: the console is slow, and this is a restore's critical path. */
 static void host_lost(struct job *j, const char *why)
 {
-	say("host stream: %s; cancelling the job", why);
+	if (may_reopen(j))
+		snprintf(j->lost_why, sizeof(j->lost_why), "%s", why);
+	else
+		say("host stream: %s; cancelling the job", why);
 	j->host_eof = j->host_dead = 1;
 	request_cancel(j, 0);
 }
@@ -578,8 +592,6 @@ static int write_hosts(struct job *j)
 	return 0;
 }
 
-static job_reopen_fn reopen_fn;
-
 void job_reopen_with(job_reopen_fn fn)
 {
 	reopen_fn = fn;
@@ -591,14 +603,17 @@ static void send_hello(struct job *j);
  * owns the fd number) and say HELLO on it. 0, or -1 to give up. */
 static int reopen_host(struct job *j)
 {
+	long long t0 = mono_ms();
 	int fd;
 
-	if (!reopen_fn || j->reopened >= JOB_REOPEN_MAX)
+	if (!may_reopen(j))
 		return -1;
 	j->reopened++;
 	fd = reopen_fn();
-	if (fd < 0)
+	if (fd < 0) {
+		say("host stream: %s; cancelling the job", j->lost_why);
 		return -1;
+	}
 	if (dup3(fd, j->host, O_CLOEXEC) < 0) {
 		say("host stream: dup3: %s", strerror(errno));
 		close(fd);
@@ -609,8 +624,8 @@ static int reopen_host(struct job *j)
 	ap_reader_init(&j->rd);
 	j->host_eof = j->host_dead = 0;
 	j->cancel = CANCEL_NONE;
-	say("host stream: open again");
 	send_hello(j);
+	say("host stream: %s; open again in %lld ms", j->lost_why, mono_ms() - t0);
 	return 0;
 }
 

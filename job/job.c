@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -62,8 +63,14 @@ struct job {
 	/* Restoring from the template in tmpl_dir (job/warmstart.h); cold
 	 * once one failed. */
 	bool restoring, cold_only;
+	bool restored_sent;        /* RESTORED went while the workspace was built */
 	char tmpl_dir[PATH_MAX], tmpl_key[TEMPLATE_KEY_HEX];
 	bool disks_checked;        /* note_full_disks ran */
+	/* When the boot's steps ended (mono_s), for the debug log's line on
+	 * where a job's start went; 0: not yet. */
+	struct {
+		double planned, spawned, workspace, connected, hello, job_sent, output;
+	} tb;
 	struct servicevm_host svc_host;
 	struct ociimage_registry svc_regs[KILN_CONFIG_MAX_REGISTRIES];
 	struct ociimage_opts svc_oci; /* the services' threads pull with it */
@@ -469,6 +476,19 @@ static void cap_reached(struct job *j, bool exited)
 
 static enum kiln_rc send_restored(struct job *j, int fd, struct kiln_err *e);
 
+/* Where the start of j went, ms since job_run began, in the debug log. */
+static void debug_boot_times(const struct job *j)
+{
+	double t = j->t_start;
+
+	log_debug("job %lld: %s boot, ms since the job began: VM planned %.0f, kiln-vmm started %.0f, workspace "
+		  "handed over %.0f, agent connected %.0f, HELLO %.0f, JOB sent %.0f, first output %.0f",
+		  j->p->id, j->restoring ? "restored" : "cold", (j->tb.planned - t) * 1000,
+		  (j->tb.spawned - t) * 1000, j->tb.workspace ? (j->tb.workspace - t) * 1000 : 0,
+		  (j->tb.connected - t) * 1000, (j->tb.hello - t) * 1000, (j->tb.job_sent - t) * 1000,
+		  (j->tb.output - t) * 1000);
+}
+
 /* Read frames until the agent's EXIT and the end of the stream, the
  * deadline, the hard cap, or a cancel. t_boot is when the VM started
  * (boot_s counts from it, and the hard cap: the job's timeout plus the boot
@@ -578,12 +598,13 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 					goto out;
 				}
 				hello = true;
+				j->tb.hello = mono_s();
 				shell_ok = said.shell;
 				j->r->boot_s = mono_s() - t_boot;
 				if (j->restoring) {
 					notice(j, "boot: restored from template %.16s in %.0f ms",
 					       strrchr(j->tmpl_dir, '/') + 1, j->r->boot_s * 1000);
-					if ((rc = send_restored(j, fd, e)))
+					if (!j->restored_sent && (rc = send_restored(j, fd, e)))
 						goto out;
 				}
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
@@ -599,10 +620,14 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				}
 				free(stamped);
 				stamped = NULL;
-				t_run = mono_s();
+				t_run = j->tb.job_sent = mono_s();
 				deadline = t_run + j->p->timeout;
 				break;
 			case AP_OUTPUT:
+				if (!j->tb.output) {
+					j->tb.output = mono_s();
+					debug_boot_times(j);
+				}
 				j->o->output(j->o->arg, payload, len);
 				break;
 			case AP_STEP:
@@ -813,17 +838,67 @@ static void vm_spec_of(struct job *j, bool late, struct vm_spec *vs)
 	vs->jail_uid_base = j->o->cfg->jail_uid_base;
 }
 
+/* The workspace of a restored VM, built on a thread of its own. */
+struct ws_build {
+	struct job *j;
+	struct kiln_err e;
+	enum kiln_rc rc;
+};
+
+static void *ws_build_thread(void *arg)
+{
+	struct ws_build *w = arg;
+
+	w->rc = prepare_workspace(w->j, &w->e);
+	return NULL;
+}
+
+/* A restored VM's agent comes back without waiting for the workspace:
+ * while it is built (on a thread), take the agent's stream and send
+ * RESTORED, so that the guest takes its new identity meanwhile and only
+ * JOB waits for the workspace. Nothing here speaks to the job log until
+ * the thread is joined (prepare_workspace does). KILN_OK with the stream
+ * in *fd; a stream that failed leaves *fd -1 and its error in *se, a
+ * workspace that failed returns its error in e. */
+static enum kiln_rc restore_meanwhile(struct job *j, int *fd, enum kiln_rc *src, struct kiln_err *se,
+				      struct kiln_err *e)
+{
+	struct ws_build w = { .j = j };
+	pthread_t th;
+	bool threaded = pthread_create(&th, NULL, ws_build_thread, &w) == 0;
+
+	/* The guest's restore, not the workspace, is what the agent waits on:
+	 * its boot allowance counts from now. */
+	*src = j->x.ops->stream(&j->x, boot_ms(j), fd, se);
+	if (!*src) {
+		j->tb.connected = mono_s();
+		*src = send_restored(j, *fd, se);
+		j->restored_sent = !*src;
+	}
+	if (threaded)
+		pthread_join(th, NULL);
+	else
+		w.rc = prepare_workspace(j, &w.e);
+	if (w.rc) {
+		*e = w.e;
+		return w.rc;
+	}
+	return KILN_OK;
+}
+
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
 	struct vm_spec vs;
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
-	enum kiln_rc rc;
-	int fd, status;
-	double t0 = mono_s(), t_limit;
+	enum kiln_rc rc, src = KILN_OK;
+	struct kiln_err se = { 0 };
+	int fd = -1, status;
+	double t0 = mono_s(), t_limit = 0;
 
 	vm_spec_of(j, late, &vs);
 	boot_kind(j, &vs, d);
 	t0 = mono_s(); /* a template built just now is not this VM's boot */
+	j->tb.planned = t0;
 	executor_init(&j->x, j->backend, &vs);
 	j->x_ready = true;
 	stage_begin(j, "prepare_executor");
@@ -833,22 +908,36 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 		fail_reason(j, "runner_system_failure");
 		return rc;
 	}
+	j->tb.spawned = mono_s();
 	/* Restoring too: kiln-vmm gives the guest the workspace drive's size
 	 * at the save (empty) until the rescan, however far the file has
 	 * grown meanwhile, so the workspace is built while the VM restores
 	 * and the agent comes back. */
+	j->restored_sent = false;
 	if (late) {
-		/* On failure the VM goes with the executor's cleanup. */
-		if ((rc = prepare_workspace(j, e)) || (rc = j->x.ops->disks_changed(&j->x, e))) {
+		if (j->restoring) {
+			t_limit = mono_s();
+			rc = restore_meanwhile(j, &fd, &src, &se, e);
+		} else {
+			rc = prepare_workspace(j, e);
+		}
+		/* On failure the VM goes with the executor's cleanup; a restore
+		 * whose stream failed boots cold below, with the workspace ready. */
+		if (rc || (!src && (rc = j->x.ops->disks_changed(&j->x, e)))) {
 			fail_reason(j, "runner_system_failure");
 			return rc;
 		}
 		j->r->prepare_s = mono_s() - j->t_start;
+		j->tb.workspace = mono_s();
 	}
 	/* The boot limit counts from when the guest could go on: a long clone
 	 * is not the guest's delay (its HELLO waits in the socket meanwhile). */
-	t_limit = mono_s();
-	if ((rc = j->x.ops->stream(&j->x, boot_ms(j), &fd, e))) {
+	if (!t_limit)
+		t_limit = mono_s();
+	if (fd < 0 && !src && !(src = j->x.ops->stream(&j->x, boot_ms(j), &fd, &se)))
+		j->tb.connected = mono_s();
+	if ((rc = src)) {
+		*e = se;
 		stage_end(j);
 		if (j->restoring)
 			return cold_again(j, spec, false, e);
