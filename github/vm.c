@@ -14,27 +14,34 @@
 
 #define GH_VM_LINE_MAX 2048
 
-/* Runs in the guest as root. The blob is an environment variable of this
- * shell only (printf is a builtin: no command line holds it), written to a
- * tmpfs and handed to run.sh on its standard input, which this root shell
- * opens: the file and its folder stay root's, unreadable to the runner's
- * jobs. Few processes: each costs the cold start (bench/github.sh). A
- * runner folder laid over the project folder (KILN_GITHUB_RUNNER_DIR, for
- * tests) wins over the image's. */
+/* Runs in the guest as root, and on the path from the agent's HELLO to
+ * run.sh, where each process started is a cold start under TCG
+ * (bench/github.sh): run.sh's is the only one left there. User runner
+ * and its folder come with the image (images/recipes/github-runner) and
+ * are read from /etc/passwd by the shell itself. An image without them
+ * can only run a runner laid over the project folder
+ * (KILN_GITHUB_RUNNER_DIR, for tests), which then wins over the image's;
+ * there the shell adds user runner (the first free uid past 1000, at
+ * home in that folder) as the recipe's useradd would have. The blob is an
+ * environment variable of this shell only, moved into one it does not
+ * export, and reaches run.sh through a pipe that printf (a builtin, in a
+ * forked subshell: no command line) fills: no file holds it, and once
+ * run.sh has read it nobody can read it again. setpriv execs run.sh as
+ * runner in place (runuser would fork a PAM session around it). */
 static const char *const script[] = {
 	"set -eu",
-	"id runner >/dev/null 2>&1 || useradd -m -s /bin/bash runner",
-	"mkdir -p /run/kiln-runner",
-	"mount -t tmpfs -o mode=0700,size=1m tmpfs /run/kiln-runner",
-	"umask 077",
-	"printf '%s' \"$KILN_GITHUB_JITCONFIG\" > /run/kiln-runner/jitconfig",
-	"umask 022",
-	"unset KILN_GITHUB_JITCONFIG",
 	"dir=/home/runner/actions-runner",
-	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; chown -R runner \"$dir\"; fi",
+	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; fi",
+	"user() { next=1001; while IFS=: read -r n _ uid gid _ home _; do [ \"$n\" != runner ] || return 0; "
+	"[ \"$uid\" -lt \"$next\" ] || [ \"$uid\" -ge 60000 ] || next=$((uid + 1)); done </etc/passwd; return 1; }",
+	"user || { echo \"runner:x:$next:$next:GitHub Actions runner:$dir:/bin/bash\" >>/etc/passwd && "
+	"echo \"runner:x:$next:\" >>/etc/group && user; }",
+	"blob=$KILN_GITHUB_JITCONFIG",
+	"unset KILN_GITHUB_JITCONFIG",
 	"cd \"$dir\"",
-	"rc=0; runuser -u runner -- ./run.sh --jitconfig < /run/kiln-runner/jitconfig || rc=$?",
-	"rm -f /run/kiln-runner/jitconfig",
+	"rc=0; printf '%s' \"$blob\" | HOME=$home USER=runner LOGNAME=runner SHELL=/bin/bash "
+	"setpriv --reuid=\"$uid\" --regid=\"$gid\" --init-groups -- ./run.sh --jitconfig || rc=$?",
+	"unset blob",
 	"echo \"kiln: run.sh exited with $rc\"",
 };
 
