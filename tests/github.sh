@@ -337,7 +337,7 @@ if [ $rc -eq 0 ]; then
 		c = (run - seen) * 1000
 		printf "bench: runner VM boot (VMM start -> agent ready, this VM, image debian): %.0f ms\n", b * 1000
 		printf "bench: cold: queued job seen -> run.sh started: %.0f ms (boot + %.0f ms; target boot + 300 ms)\n", c, c - b * 1000
-		printf "bench: cold, of which: seen -> JIT config made %.0f ms; -> VM started (job setup) %.0f ms; -> agent ready %.0f ms; -> run.sh started (the job script) %.0f ms\n", (jit - seen) * 1000, (vmm - jit) * 1000, (hello - vmm) * 1000, (run - hello) * 1000
+		printf "bench: cold, of which: seen -> VM started %.0f ms (the JIT config made at %.0f ms); VM -> agent ready %.0f ms; -> run.sh started (the job script) %.0f ms\n", (vmm - seen) * 1000, (jit - seen) * 1000, (hello - vmm) * 1000, (run - hello) * 1000
 		printf "bench: cold as the stub reports it to the fake (its curl and TLS in the guest too): %.0f ms\n", (said - seen) * 1000
 		if (b > 0)
 			printf "bench: ratio queued->run.sh / boot: %.2f\n", c / (b * 1000)
