@@ -14,6 +14,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 out=$(top_srcdir=$top top_builddir=$top CK_VERBOSITY=silent bash "$top/tests/github.sh" 2>&1) || {
+	echo "$out" | grep '^FAIL'
 	echo "$out" | tail -20
 	exit 1
 }

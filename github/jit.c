@@ -278,7 +278,9 @@ enum kiln_rc gh_jit_create(struct gh_client *c, const struct gh_scope *scope, co
 	if (req->labels->n > GH_MAX_LABELS)
 		return kiln_fail(e, KILN_E_LIMIT, "github %s: %zu labels, more than GitHub's %d", sn, req->labels->n,
 				 GH_MAX_LABELS);
-	if ((rc = gh_runner_name(req->prefix, name, sizeof(name), e)))
+	if (req->name && strlen(req->name) < sizeof(name))
+		snprintf(name, sizeof(name), "%s", req->name);
+	else if ((rc = gh_runner_name(req->prefix, name, sizeof(name), e)))
 		return rc;
 	runners_base(scope, path, sizeof(path));
 	snprintf(path + strlen(path), sizeof(path) - strlen(path), "/generate-jitconfig");

@@ -38,6 +38,7 @@ struct gh_jit {
 
 struct gh_jit_req {
 	const char *prefix;       /* name_prefix: [A-Za-z0-9._-], at most GH_PREFIX_MAX */
+	const char *name;         /* gh_runner_name's, made before; NULL: a fresh one */
 	long long runner_group_id;/* 0: 1 (Default) */
 	const struct gh_labels *labels;
 	const char *work_folder;  /* NULL: "_work" */

@@ -130,13 +130,14 @@ static bool retire(struct gh_fleet *f, struct gh_rec *r, const char *why)
 	return true;
 }
 
-/* One new runner: a slot, the JIT config, the record on disk, then the VM. */
+/* One new runner: a slot, its VM booting (ops.start), the JIT config,
+ * the record on disk, then the blob to the VM. */
 static enum kiln_rc spawn(struct gh_fleet *f, long long now, struct kiln_err *e)
 {
 	struct gh_jit_req req = { .prefix = f->prefix, .runner_group_id = f->runner_group_id,
 				  .labels = f->labels, .mask = f->ops.mask, .mask_arg = f->ops.arg };
 	struct gh_jit j = { 0 };
-	struct gh_rec *v, *r;
+	struct gh_rec *v, *r, early = { 0 };
 	struct kiln_err e2 = { 0 };
 	enum kiln_rc rc;
 
@@ -147,7 +148,19 @@ static enum kiln_rc spawn(struct gh_fleet *f, long long now, struct kiln_err *e)
 		return kiln_fail(e, KILN_E_NOMEM, "github %s: out of memory", f->entry);
 	}
 	f->recs = v;
+	/* The VM boots while GitHub makes the JIT config: the guest waits
+	 * for it, and cannot start a runner before the record is on disk. */
+	if (f->ops.start && ((rc = gh_runner_name(f->prefix, early.name, sizeof(early.name), e)) ||
+			     (rc = f->ops.start(f->ops.arg, early.name, e)))) {
+		kiln_slots_give();
+		goto out;
+	}
+	if (f->ops.start) {
+		snprintf(early.vm, sizeof(early.vm), "%s", early.name);
+		req.name = early.name;
+	}
 	if ((rc = gh_jit_create(f->c, &f->scope, &req, &j, e))) {
+		f->ops.destroy(f->ops.arg, &early);
 		kiln_slots_give();
 		goto out;
 	}
@@ -155,11 +168,14 @@ static enum kiln_rc spawn(struct gh_fleet *f, long long now, struct kiln_err *e)
 	memset(r, 0, sizeof(*r));
 	r->id = j.runner.id;
 	snprintf(r->name, sizeof(r->name), "%s", j.runner.name);
+	snprintf(r->vm, sizeof(r->vm), "%s", early.vm);
 	r->created = now;
-	/* On disk before the VM exists: a kill -9 from here on leaves a
-	 * record that names the runner to delete. */
+	/* On disk before the runner can start (the blob is in no VM yet): a
+	 * kill -9 from here on leaves a record that names the runner to
+	 * delete. */
 	if ((rc = gh_rec_save(f->dir, r, e))) {
 		gh_runner_delete(f->c, &f->scope, r->id, &e2);
+		f->ops.destroy(f->ops.arg, &early);
 		kiln_slots_give();
 		goto out;
 	}

@@ -29,6 +29,11 @@ struct gh_vm_ops {
 	/* Called with the blob as soon as it arrives (the log masker). */
 	void (*mask)(void *arg, const char *secret, size_t len);
 	void *arg;
+	/* Boot a VM for the runner called name before GitHub is asked for
+	 * its JIT config, so that the two overlap: its guest waits for the
+	 * blob, which boot (rec->vm set to name) hands it; destroy (the same
+	 * rec->vm) ends it when there will be none. NULL: boot does it all. */
+	enum kiln_rc (*start)(void *arg, const char *name, struct kiln_err *e);
 };
 
 struct gh_fleet {

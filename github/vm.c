@@ -1,40 +1,53 @@
 #include "github/vm.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gitlab/mask.h"
 #include "job/job.h"
+#include "job/jobspec.h"
 #include "job/payload.h"
 #include "lib/log.h"
 
 #define GH_VM_LINE_MAX 2048
+/* How long a guest that is ready waits for its runner's blob (the JIT
+ * request's own time limits are far shorter) before its job fails. */
+#define GH_VM_BLOB_WAIT_S 600
 
-/* Runs in the guest as root. The blob is an environment variable of this
- * shell only (printf is a builtin: no command line holds it), written to a
- * tmpfs and handed to run.sh on its standard input, which this root shell
- * opens: the file and its folder stay root's, unreadable to the runner's
- * jobs. Few processes: each costs the cold start (bench/github.sh). A
- * runner folder laid over the project folder (KILN_GITHUB_RUNNER_DIR, for
- * tests) wins over the image's. */
+/* Runs in the guest as root, and on the path from the agent's HELLO to
+ * run.sh, where each process started is a cold start under TCG
+ * (bench/github.sh): run.sh's is the only one left there. User runner
+ * and its folder come with the image (images/recipes/github-runner) and
+ * are read from /etc/passwd by the shell itself. An image without them
+ * can only run a runner laid over the project folder
+ * (KILN_GITHUB_RUNNER_DIR, for tests), which then wins over the image's;
+ * there the shell adds user runner (the first free uid past 1000, at
+ * home in that folder) as the recipe's useradd would have. The blob is an
+ * environment variable of this shell only, moved into one it does not
+ * export, and reaches run.sh through a pipe that printf (a builtin, in a
+ * forked subshell: no command line) fills: no file holds it, and once
+ * run.sh has read it nobody can read it again. setpriv execs run.sh as
+ * runner in place (runuser would fork a PAM session around it). */
 static const char *const script[] = {
 	"set -eu",
-	"id runner >/dev/null 2>&1 || useradd -m -s /bin/bash runner",
-	"mkdir -p /run/kiln-runner",
-	"mount -t tmpfs -o mode=0700,size=1m tmpfs /run/kiln-runner",
-	"umask 077",
-	"printf '%s' \"$KILN_GITHUB_JITCONFIG\" > /run/kiln-runner/jitconfig",
-	"umask 022",
-	"unset KILN_GITHUB_JITCONFIG",
 	"dir=/home/runner/actions-runner",
-	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; chown -R runner \"$dir\"; fi",
+	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; fi",
+	"user() { next=1001; while IFS=: read -r n _ uid gid _ home _; do [ \"$n\" != runner ] || return 0; "
+	"[ \"$uid\" -lt \"$next\" ] || [ \"$uid\" -ge 60000 ] || next=$((uid + 1)); done </etc/passwd; return 1; }",
+	"user || { echo \"runner:x:$next:$next:GitHub Actions runner:$dir:/bin/bash\" >>/etc/passwd && "
+	"echo \"runner:x:$next:\" >>/etc/group && user; }",
+	"blob=$KILN_GITHUB_JITCONFIG",
+	"unset KILN_GITHUB_JITCONFIG",
 	"cd \"$dir\"",
-	"rc=0; runuser -u runner -- ./run.sh --jitconfig < /run/kiln-runner/jitconfig || rc=$?",
-	"rm -f /run/kiln-runner/jitconfig",
+	"rc=0; printf '%s' \"$blob\" | HOME=$home USER=runner LOGNAME=runner SHELL=/bin/bash "
+	"setpriv --reuid=\"$uid\" --regid=\"$gid\" --init-groups -- ./run.sh --jitconfig || rc=$?",
+	"unset blob",
 	"echo \"kiln: run.sh exited with $rc\"",
 };
 
@@ -49,6 +62,11 @@ struct ghvm {
 	pthread_t th;
 	volatile sig_atomic_t cancel;
 	atomic_int state;           /* enum gh_vm_state */
+	/* The JIT blob, from vm_boot until the guest is ready for it (under
+	 * the owner's mu; wiped when taken). */
+	pthread_cond_t got;
+	char *blob;
+	size_t blob_len;
 	struct ghvm *next;
 };
 
@@ -98,6 +116,39 @@ static void on_notice(void *arg, const char *line)
 	log_info("github %s: %s: %s", v->owner->g->name, v->name, line);
 }
 
+/* job_opts.ready: at the guest's HELLO, the blob (GitHub made it while
+ * the VM booted) goes into the job's environment; the masker learns it
+ * here, on the thread that writes the VM's output. */
+static enum kiln_rc on_ready(void *arg, const char *spec, char **out, struct kiln_err *e)
+{
+	struct ghvm *v = arg;
+	struct timespec until;
+	char *blob;
+	size_t len;
+	enum kiln_rc rc;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += GH_VM_BLOB_WAIT_S;
+	pthread_mutex_lock(&v->owner->mu);
+	while (!v->blob && !v->cancel)
+		if (pthread_cond_timedwait(&v->got, &v->owner->mu, &until) == ETIMEDOUT)
+			break;
+	blob = v->blob;
+	len = v->blob_len;
+	v->blob = NULL;
+	pthread_mutex_unlock(&v->owner->mu);
+	if (!blob)
+		return kiln_fail(e, KILN_E_LIMIT, v->cancel ? "canceled before the runner's JIT config came"
+					     : "no JIT config for the runner within %d s", GH_VM_BLOB_WAIT_S);
+	if ((rc = mask_add_secret(&v->m, blob, e)))
+		rc = kiln_fail(e, KILN_E_LIMIT, "the JIT config (%zu bytes) cannot be masked in the VM's log", len);
+	else
+		rc = jobspec_add_env(spec, "KILN_GITHUB_JITCONFIG", blob, out, e);
+	explicit_bzero(blob, len);
+	free(blob);
+	return rc;
+}
+
 static void *vm_thread(void *arg)
 {
 	struct ghvm *v = arg;
@@ -107,7 +158,7 @@ static void *vm_thread(void *arg)
 	struct job_opts o = { .cfg = v->owner->cfg, .executor = vm->executor, .image = vm->image,
 			      .kernel = vm->kernel, .vcpus = vm->vcpus, .memory_mib = vm->memory_mib,
 			      .network = vm->network, .vm = vm, .output = on_output, .notice = on_notice,
-			      .arg = v, .cancel = &v->cancel };
+			      .ready = on_ready, .arg = v, .cancel = &v->cancel };
 	struct job_result r = { 0 };
 	struct kiln_err e = { 0 };
 
@@ -135,16 +186,15 @@ static json_t *var(const char *key, const char *value, bool masked)
 			 "raw", 1);
 }
 
-/* The payload of rec's runner job; the blob only in a masked raw variable. */
-static enum kiln_rc payload(struct gh_vms *vs, struct ghvm *v, const char *blob, size_t len, struct kiln_err *e)
+/* The payload of v's runner job: the blob is not in it (on_ready adds it
+ * to the job spec when the guest is ready). */
+static enum kiln_rc payload(struct gh_vms *vs, struct ghvm *v, struct kiln_err *e)
 {
 	json_t *doc, *steps, *vars, *lines;
 	enum kiln_rc rc = KILN_OK;
-	char *text = NULL, *b;
+	char *text = NULL;
 	size_t i;
 
-	if (!(b = strndup(blob, len)))
-		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
 	doc = json_pack("{s:I, s:s, s:b, s:{s:I, s:s, s:s, s:I, s:I, s:s, s:s}, "
 			"s:{s:s, s:s, s:s, s:s, s:s, s:[], s:i}, s:{s:i}, s:[], s:[], s:[]}",
 			"id", (json_int_t)vs->seq, "token", "kiln-github-runner", "allow_git_fetch", 0, "job_info",
@@ -166,7 +216,6 @@ static enum kiln_rc payload(struct gh_vms *vs, struct ghvm *v, const char *blob,
 	steps = json_object_get(doc, "steps");
 	if (json_array_append_new(vars, var("GIT_STRATEGY", "none", false)) ||
 	    json_array_append_new(vars, var("KILN_GITHUB_RUNNER", v->name, false)) ||
-	    json_array_append_new(vars, var("KILN_GITHUB_JITCONFIG", b, true)) ||
 	    json_array_append_new(steps, json_pack("{s:s, s:O, s:i, s:s, s:b}", "name", "script", "script", lines,
 						   "timeout", vs->job_timeout > 0 ? vs->job_timeout : 6 * 3600,
 						   "when", "on_success", "allow_failure", 0)) ||
@@ -176,14 +225,9 @@ static enum kiln_rc payload(struct gh_vms *vs, struct ghvm *v, const char *blob,
 	}
 	rc = payload_parse(text, strlen(text), &v->p, e);
 out:
-	if (text) {
-		explicit_bzero(text, strlen(text));
-		free(text);
-	}
+	free(text);
 	json_decref(lines);
-	json_decref(doc); /* the blob's copies in jansson are freed, not wiped: jansson offers no hook */
-	explicit_bzero(b, len);
-	free(b);
+	json_decref(doc);
 	return rc;
 }
 
@@ -196,44 +240,83 @@ static struct ghvm *find(struct gh_vms *vs, const char *name)
 	return v;
 }
 
-static enum kiln_rc vm_boot(void *arg, struct gh_rec *rec, const char *blob, size_t len, struct kiln_err *e)
+/* A VM called name, booting on its own thread, its guest to wait for the
+ * blob; vs->mu held. */
+static enum kiln_rc start_locked(struct gh_vms *vs, const char *name, struct ghvm **out, struct kiln_err *e)
 {
-	struct gh_vms *vs = arg;
 	struct ghvm *v = calloc(1, sizeof(*v));
 	enum kiln_rc rc;
 
 	if (!v)
 		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
 	v->owner = vs;
-	snprintf(v->name, sizeof(v->name), "%s", rec->name);
+	snprintf(v->name, sizeof(v->name), "%s", name);
 	mask_init(&v->m, line_out, v);
-	/* No VM whose output could show the blob unmasked. */
-	if (mask_add_secret(&v->m, blob, e)) {
-		rc = kiln_fail(e, KILN_E_LIMIT, "the JIT config (%zu bytes) cannot be masked in the VM's log", len);
-		goto fail;
-	}
-	pthread_mutex_lock(&vs->mu);
+	pthread_cond_init(&v->got, NULL);
 	vs->seq++;
-	rc = payload(vs, v, blob, len, e);
-	if (rc) {
-		pthread_mutex_unlock(&vs->mu);
+	if ((rc = payload(vs, v, e)))
 		goto fail;
-	}
 	atomic_store(&v->state, GH_VM_RUNNING);
 	if (pthread_create(&v->th, NULL, vm_thread, v)) {
-		pthread_mutex_unlock(&vs->mu);
 		rc = kiln_fail(e, KILN_E_NOMEM, "cannot start a thread");
 		goto fail;
 	}
 	v->next = vs->vms;
 	vs->vms = v;
-	pthread_mutex_unlock(&vs->mu);
-	snprintf(rec->vm, sizeof(rec->vm), "%s", v->name);
+	*out = v;
 	return KILN_OK;
 fail:
 	payload_free(&v->p);
 	mask_free(&v->m);
+	pthread_cond_destroy(&v->got);
 	free(v);
+	return rc;
+}
+
+static enum kiln_rc vm_start(void *arg, const char *name, struct kiln_err *e)
+{
+	struct gh_vms *vs = arg;
+	struct ghvm *v;
+	enum kiln_rc rc;
+
+	pthread_mutex_lock(&vs->mu);
+	rc = find(vs, name) ? kiln_fail(e, KILN_E_INVALID, "a runner VM %s exists already", name)
+			    : start_locked(vs, name, &v, e);
+	pthread_mutex_unlock(&vs->mu);
+	return rc;
+}
+
+/* rec's VM (the one vm_start booted, else a new one) gets the blob. */
+static enum kiln_rc vm_boot(void *arg, struct gh_rec *rec, const char *blob, size_t len, struct kiln_err *e)
+{
+	struct gh_vms *vs = arg;
+	const char *name = rec->vm[0] ? rec->vm : rec->name;
+	struct ghvm *v;
+	char *b;
+	enum kiln_rc rc = KILN_OK;
+
+	/* No VM whose output could show the blob unmasked. */
+	if (len == 0 || len > MASK_MAX_SECRET_BYTES)
+		return kiln_fail(e, KILN_E_LIMIT, "the JIT config (%zu bytes) cannot be masked in the VM's log", len);
+	if (!(b = strndup(blob, len)))
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	pthread_mutex_lock(&vs->mu);
+	if (!(v = find(vs, name)))
+		rc = start_locked(vs, name, &v, e);
+	if (!rc && v->blob)
+		rc = kiln_fail(e, KILN_E_INVALID, "runner VM %s has its JIT config already", name);
+	if (!rc) {
+		v->blob = b;
+		v->blob_len = len;
+		b = NULL;
+		pthread_cond_signal(&v->got);
+		snprintf(rec->vm, sizeof(rec->vm), "%s", v->name);
+	}
+	pthread_mutex_unlock(&vs->mu);
+	if (b) {
+		explicit_bzero(b, len);
+		free(b);
+	}
 	return rc;
 }
 
@@ -250,12 +333,20 @@ static enum gh_vm_state vm_state(void *arg, const struct gh_rec *rec)
 	return s;
 }
 
-static void reap(struct ghvm *v)
+static void reap(struct gh_vms *vs, struct ghvm *v)
 {
+	pthread_mutex_lock(&vs->mu);
 	v->cancel = JOB_CANCEL_NOW;
+	pthread_cond_signal(&v->got);
+	pthread_mutex_unlock(&vs->mu);
 	pthread_join(v->th, NULL);
+	if (v->blob) {
+		explicit_bzero(v->blob, v->blob_len);
+		free(v->blob);
+	}
 	payload_free(&v->p);
 	mask_free(&v->m);
+	pthread_cond_destroy(&v->got);
 	free(v);
 }
 
@@ -273,7 +364,7 @@ static void vm_destroy(void *arg, const struct gh_rec *rec)
 		}
 	pthread_mutex_unlock(&vs->mu);
 	if (v)
-		reap(v);
+		reap(vs, v);
 }
 
 struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_github_config *g, int job_timeout,
@@ -293,7 +384,8 @@ struct gh_vms *gh_vms_new(const struct kiln_config *cfg, const struct kiln_githu
 
 struct gh_vm_ops gh_vms_ops(struct gh_vms *v)
 {
-	return (struct gh_vm_ops){ vm_boot, vm_state, vm_destroy, NULL, v };
+	return (struct gh_vm_ops){ .boot = vm_boot, .state = vm_state, .destroy = vm_destroy, .arg = v,
+				   .start = vm_start };
 }
 
 void gh_vms_free(struct gh_vms *vs)
@@ -304,7 +396,7 @@ void gh_vms_free(struct gh_vms *vs)
 		return;
 	while ((v = vs->vms)) {
 		vs->vms = v->next;
-		reap(v);
+		reap(vs, v);
 	}
 	pthread_mutex_destroy(&vs->mu);
 	free(vs);

@@ -1,7 +1,7 @@
 /* The reconciler's VM side (struct gh_vm_ops) for `kiln run`: each runner
  * is a job (job_run) on a thread of its own, whose script starts the
  * guest's `run.sh --jitconfig` as user `runner`, the JIT blob on its
- * standard input from a 0600 file on a tmpfs. The blob reaches the guest
+ * standard input through a pipe. The blob reaches the guest
  * only in the job spec, over the host channel, as a masked variable; the
  * VM's output goes to kiln's log through a masker that knows it. */
 #ifndef KILN_GHVM_H

@@ -502,7 +502,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 	bool hello = false, exited = false, cancel_sent = false, shell_ok = false;
 	double t_run = 0, deadline = 0, cap = t_boot + boot_ms(j) / 1000.0 + j->p->timeout;
 	enum kiln_rc rc = KILN_OK;
-	char buf[65536], *stamped = NULL, *hosts = NULL, *with = NULL;
+	char buf[65536], *stamped = NULL, *hosts = NULL, *with = NULL, *late = NULL;
 
 	ap_reader_init(&rd);
 	for (;;) {
@@ -611,8 +611,12 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 				if ((rc = servicevm_wait(j->svcs, SERVICEVM_WAIT_S, j->o->cancel, &hosts, e)) ||
 				    (hosts && hosts[0] && (rc = services_spec_add_hosts(spec, hosts, &with, e))))
 					goto out;
+				if (j->o->ready && (rc = j->o->ready(j->o->arg, with ? with : spec, &late, e))) {
+					fail_reason(j, "runner_system_failure");
+					goto out;
+				}
 				stage_next_step(j, false);
-				if ((rc = jobspec_stamp_clock(with ? with : spec, &stamped, e)))
+				if ((rc = jobspec_stamp_clock(late ? late : with ? with : spec, &stamped, e)))
 					goto out;
 				if (ap_send(fd, AP_JOB, stamped, (uint32_t)strlen(stamped)) < 0) {
 					rc = kiln_fail_errno(e, "sending the job to the agent");
@@ -674,6 +678,10 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 		}
 	}
 out:
+	if (late) {
+		explicit_bzero(late, strlen(late));
+		free(late);
+	}
 	free(stamped);
 	free(hosts);
 	free(with);

@@ -61,6 +61,13 @@ struct job_opts {
 	 * guest never said hello (nothing ran in it). The image may be read,
 	 * not kept. NULL: none. */
 	void (*finished)(void *arg, const char *image, const char *project, bool ok);
+	/* Called on the job's thread once the guest said HELLO, before the
+	 * job is sent to it: *spec_out (NULL: spec as it is) is the job spec
+	 * with what exists only by then, added with jobspec_add_env
+	 * (github/vm.c: the runner's JIT config, asked for while the VM
+	 * booted). job_run wipes and frees *spec_out. A failure fails the job
+	 * (runner_system_failure). NULL: none. */
+	enum kiln_rc (*ready)(void *arg, const char *spec, char **spec_out, struct kiln_err *e);
 	/* When the job fails, hold its VM and run an interactive shell in it
 	 * (docs/agent-protocol.md, "Holding a failed job") on shell_in and
 	 * shell_out, before the VM is destroyed: shell_in in raw mode while

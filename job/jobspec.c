@@ -240,3 +240,21 @@ out:
 	json_decref(o);
 	return rc;
 }
+
+enum kiln_rc jobspec_add_env(const char *spec, const char *key, const char *value, char **out,
+			     struct kiln_err *e)
+{
+	json_t *o = json_loads(spec, 0, NULL), *env = json_object_get(o, "env");
+	enum kiln_rc rc = KILN_OK;
+
+	*out = NULL;
+	if (!json_is_array(env)) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "job spec: no env array");
+		goto out;
+	}
+	if (add_env(env, key, value) || !(*out = json_dumps(o, JSON_COMPACT)))
+		rc = kiln_fail(e, KILN_E_NOMEM, "job spec: out of memory");
+out:
+	json_decref(o); /* jansson's copy of value is freed, not wiped: it offers no hook */
+	return rc;
+}

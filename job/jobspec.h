@@ -23,4 +23,9 @@ enum kiln_rc jobspec_build(const struct job_payload *p, char **json, struct kiln
  * the agent to set the guest's clock from (caller frees *json). */
 enum kiln_rc jobspec_stamp_clock(const char *spec, char **json, struct kiln_err *e);
 
+/* spec with the variable key=value added to the job's environment, in a
+ * new *out (the caller's to free); value is not kept elsewhere. */
+enum kiln_rc jobspec_add_env(const char *spec, const char *key, const char *value, char **out,
+			     struct kiln_err *e);
+
 #endif

@@ -9,6 +9,7 @@
 # status; a runner deleted while it waits exits 0, as the real one does.
 set -eu
 t0=${EPOCHREALTIME/[.,]/} # "run.sh started" (us) for the bench: the fake is told how long ago
+echo "stub run.sh: started" # its arrival in kiln's log: "run.sh started" for the bench
 [ "${1:-}" = --jitconfig ] || { echo "stub run.sh: usage: run.sh --jitconfig < BLOB" >&2; exit 2; }
 blob=$(cat)
 echo "stub run.sh: user $(id -un), jitconfig sha256 $(printf '%s' "$blob" | sha256sum | cut -d' ' -f1)"

@@ -890,7 +890,40 @@ struct fake_vms {
 	char sha[16][65];
 	bool rec_first[16];
 	bool fail_boot;
+	/* ops.start: the VMs are named after their runners, booted before
+	 * their JIT configs were asked for (that count then kept) */
+	char names[16][64];
+	int jits_at_start[16], handed;
 };
+
+static int jits_made(void);
+
+/* The slot of r's VM: "vm-K", or a name fvm_start was given; -1: none. */
+static int fvm_slot(const struct fake_vms *v, const struct gh_rec *r)
+{
+	int k;
+
+	if (sscanf(r->vm, "vm-%d", &k) == 1)
+		return k >= 0 && k < 16 ? k : -1;
+	for (k = 0; r->vm[0] && k < v->booted; k++)
+		if (!strcmp(v->names[k], r->vm))
+			return k;
+	return -1;
+}
+
+static enum kiln_rc fvm_start(void *arg, const char *name, struct kiln_err *e)
+{
+	struct fake_vms *v = arg;
+	int k = v->booted;
+
+	(void)e;
+	ck_assert_int_lt(k, 16);
+	snprintf(v->names[k], sizeof(v->names[k]), "%s", name);
+	v->jits_at_start[k] = jits_made();
+	v->st[k] = GH_VM_BOOTING;
+	v->booted++;
+	return KILN_OK;
+}
 
 static enum kiln_rc fvm_boot(void *arg, struct gh_rec *r, const char *blob, size_t len, struct kiln_err *e)
 {
@@ -901,6 +934,20 @@ static enum kiln_rc fvm_boot(void *arg, struct gh_rec *r, const char *blob, size
 
 	if (v->fail_boot)
 		return kiln_fail(e, KILN_E_IO, "fake: no VM today");
+	if (r->vm[0]) { /* booting since fvm_start: it gets the blob */
+		k = fvm_slot(v, r);
+		ck_assert_int_ge(k, 0);
+		ck_assert(gh_jit_blob_valid(blob, len));
+		sha256_buf_hex(blob, len, v->sha[k]);
+		ck_assert_int_eq(gh_rec_load_all(v->dir, &recs, &n, e), KILN_OK);
+		for (i = 0; i < n; i++)
+			if (!strcmp(recs[i].name, r->name) && recs[i].id == r->id && !strcmp(recs[i].vm, r->vm))
+				v->rec_first[k] = true;
+		free(recs);
+		v->st[k] = GH_VM_RUNNING;
+		v->handed++;
+		return KILN_OK;
+	}
 	ck_assert_int_lt(k, 16);
 	ck_assert(gh_jit_blob_valid(blob, len));
 	sha256_buf_hex(blob, len, v->sha[k]);
@@ -918,19 +965,17 @@ static enum kiln_rc fvm_boot(void *arg, struct gh_rec *r, const char *blob, size
 static enum gh_vm_state fvm_state(void *arg, const struct gh_rec *r)
 {
 	struct fake_vms *v = arg;
-	int k;
+	int k = fvm_slot(v, r);
 
-	if (sscanf(r->vm, "vm-%d", &k) != 1 || k < 0 || k >= 16)
-		return GH_VM_NONE;
-	return v->st[k];
+	return k < 0 ? GH_VM_NONE : v->st[k];
 }
 
 static void fvm_destroy(void *arg, const struct gh_rec *r)
 {
 	struct fake_vms *v = arg;
-	int k;
+	int k = fvm_slot(v, r);
 
-	if (sscanf(r->vm, "vm-%d", &k) == 1 && k >= 0 && k < 16 && v->st[k] != GH_VM_NONE) {
+	if (k >= 0 && v->st[k] != GH_VM_NONE) {
 		v->st[k] = GH_VM_NONE;
 		v->destroyed++;
 	}
@@ -966,7 +1011,7 @@ START_TEST(fake_fleet)
 	vms.dir = f.dir;
 	f.c = &c;
 	f.labels = &served;
-	f.ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms };
+	f.ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms, NULL };
 	kiln_slots_set_max(3);
 	ck_assert_int_eq(gh_fleet_open(&f, &e), KILN_OK);
 
@@ -1071,7 +1116,7 @@ START_TEST(fake_idle_budget)
 		f[i].labels = &served;
 		f[i].prefix = "kiln";
 		f[i].idle_timeout = 300;
-		f[i].ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms };
+		f[i].ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &vms, NULL };
 	}
 	before = c.requests;
 	for (k = 0; k < ROUNDS; k++)
@@ -1120,7 +1165,7 @@ static void fleet_up(struct fleet_fixture *x, int slots)
 	x->vms.dir = x->f.dir;
 	x->f.c = &x->c;
 	x->f.labels = &x->served;
-	x->f.ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &x->vms };
+	x->f.ops = (struct gh_vm_ops){ fvm_boot, fvm_state, fvm_destroy, NULL, &x->vms, NULL };
 	kiln_slots_set_max(slots);
 	ck_assert_int_eq(gh_fleet_open(&x->f, &e), KILN_OK);
 }
@@ -1230,6 +1275,52 @@ START_TEST(fake_cancelled_while_booting)
 	ck_assert_int_eq(arrived("DELETE /repos/acme/widgets/actions/runners/", 204), 1);
 	ck_assert_int_eq(arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201), jits);
 	ck_assert_int_eq(kiln_slots_used(), 0);
+	fleet_down(&x);
+}
+END_TEST
+
+static int jits_made(void)
+{
+	return arrived("POST /repos/acme/widgets/actions/runners/generate-jitconfig", 201);
+}
+
+/* With ops.start, a runner's VM boots before its JIT config is asked for
+ * (the two overlap), named after the runner; it gets the blob once the
+ * record, which names it, is on disk; a JIT request that fails ends the
+ * VM it would have gone to. */
+START_TEST(fake_vm_boots_with_jit)
+{
+	struct fleet_fixture x;
+	struct kiln_err e = { 0 };
+	int jits;
+
+	seed("{\"runs\":{\"acme/widgets\":[{\"id\":70,\"status\":\"queued\",\"jobs\":["
+	     "{\"id\":700,\"status\":\"queued\",\"labels\":[\"kiln\"]}]}]}}");
+	fleet_up(&x, 2);
+	x.f.ops.start = fvm_start;
+	jits = jits_made();
+	ck_assert_msg(gh_fleet_round(&x.f, 1000, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(x.vms.booted, 1);
+	ck_assert_int_eq(x.vms.handed, 1);
+	ck_assert_int_eq(x.vms.jits_at_start[0], jits);
+	ck_assert_int_eq(jits_made(), jits + 1);
+	ck_assert_uint_eq(x.f.n_recs, 1);
+	ck_assert_str_eq(x.f.recs[0].name, x.vms.names[0]);
+	ck_assert_str_eq(x.f.recs[0].vm, x.vms.names[0]);
+	ck_assert(x.vms.rec_first[0]);
+
+	seed("{\"runs\":{\"acme/widgets\":[{\"id\":70,\"status\":\"queued\",\"jobs\":["
+	     "{\"id\":700,\"status\":\"queued\",\"labels\":[\"kiln\"]},"
+	     "{\"id\":701,\"status\":\"queued\",\"labels\":[\"kiln\"]}]}]}}");
+	faults("{\"POST /repos/acme/widgets/actions/runners/generate-jitconfig\":"
+	       "[{\"status\":403,\"body\":{\"message\":\"Resource not accessible by integration\"}}]}");
+	ck_assert_msg(gh_fleet_round(&x.f, 1010, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(x.vms.booted, 2);
+	ck_assert_int_eq(x.vms.handed, 1);
+	ck_assert_int_eq(x.vms.destroyed, 1);
+	ck_assert_int_eq(x.vms.st[1], GH_VM_NONE);
+	ck_assert_uint_eq(x.f.n_recs, 1);
+	ck_assert_int_eq(kiln_slots_used(), 1);
 	fleet_down(&x);
 }
 END_TEST
@@ -1348,6 +1439,7 @@ static Suite *fake_suite(void)
 	tcase_add_test(t, fake_mutation_gap_and_tls);
 	tcase_add_test(t, fake_job_results);
 	tcase_add_test(t, fake_cancelled_while_booting);
+	tcase_add_test(t, fake_vm_boots_with_jit);
 	tcase_add_test(t, fake_rate_limit_round);
 	tcase_add_test(t, fake_app_token_refresh);
 	suite_add_tcase(s, t);

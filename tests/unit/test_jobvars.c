@@ -170,6 +170,32 @@ START_TEST(debug_trace_reaches_the_guest)
 }
 END_TEST
 
+/* A variable added once the guest is ready (job_opts.ready): raw, in the
+ * environment beside the rest; a spec without one is refused. */
+START_TEST(jobspec_takes_a_late_variable)
+{
+	struct job_payload p;
+	struct kiln_err e = { 0 };
+	char *text, *late;
+	json_t *o;
+
+	parse(&p, "\"variables\": [{\"key\": \"A\", \"value\": \"1\"}]");
+	ck_assert_msg(jobspec_build(&p, &text, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(jobspec_add_env(text, "LATE", "$A \"x\"", &late, &e) == KILN_OK, "%s", e.msg);
+	o = json_loads(late, 0, NULL);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(env_of(o, "LATE"), "$A \"x\"");
+	ck_assert_str_eq(env_of(o, "A"), "1");
+	json_decref(o);
+	free(late);
+	free(text);
+	payload_free(&p);
+	ck_assert_int_eq(jobspec_add_env("{\"workdir\": \"/b\"}", "K", "v", &late, &e), KILN_E_SYNTAX);
+	ck_assert_ptr_null(late);
+	ck_assert_int_eq(jobspec_add_env("[", "K", "v", &late, &e), KILN_E_SYNTAX);
+}
+END_TEST
+
 START_TEST(unsupported_features_are_named)
 {
 	static const struct {
@@ -247,6 +273,7 @@ Suite *jobvars_suite(void)
 	tcase_add_test(tc, jobspec_expands_like_gitlab_runner);
 	tcase_add_test(tc, variable_key_may_start_with_a_digit);
 	tcase_add_test(tc, debug_trace_reaches_the_guest);
+	tcase_add_test(tc, jobspec_takes_a_late_variable);
 	tcase_add_test(tc, unsupported_features_are_named);
 	tcase_add_test(tc, cache_keys_become_safe_folders);
 	suite_add_tcase(s, tc);
