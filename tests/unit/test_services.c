@@ -112,6 +112,33 @@ START_TEST(parse_aliases_taken_and_ports)
 }
 END_TEST
 
+START_TEST(names_expand_from_job_variables)
+{
+	struct job_payload p = { 0 };
+	struct job_services s;
+	struct kiln_err e = { 0 };
+
+	/* gitlab-runner expands image:name, services:name and alias with
+	 * every job variable before it pulls; a plain string service too. */
+	parse(PAYLOAD_HEAD "\"variables\":[{\"key\":\"PG\",\"value\":\"16\",\"public\":true},"
+			   "{\"key\":\"REG\",\"value\":\"registry.example.com\",\"public\":false},"
+			   "{\"key\":\"ALIAS\",\"value\":\"db\",\"public\":true}],"
+			   "\"image\":{\"name\":\"$REG/ruby:${PG}\"},"
+			   "\"services\":[{\"name\":\"postgres:$PG\",\"alias\":\"${ALIAS}, $UNSET\"},\"$REG/redis\"]}",
+		      &p);
+	ck_assert_str_eq(p.image, "registry.example.com/ruby:16");
+	ck_assert_int_eq(services_parse(&p, &s, NULL, NULL, &e), KILN_OK);
+	ck_assert_uint_eq(s.n, 2);
+	ck_assert_str_eq(s.v[0].name, "postgres:16");
+	ck_assert_uint_eq(s.v[0].n_aliases, 2);
+	ck_assert_str_eq(s.v[0].aliases[1], "db");
+	ck_assert_str_eq(s.v[1].name, "registry.example.com/redis");
+	ck_assert_str_eq(s.v[1].aliases[0], "registry.example.com__redis");
+	services_free(&s);
+	payload_free(&p);
+}
+END_TEST
+
 START_TEST(malformed_services_are_named)
 {
 	static const char *const bad[][2] = {
@@ -204,6 +231,7 @@ Suite *services_suite(void)
 	tcase_add_loop_test(tc, aliases_as_gitlab_runner, 0, sizeof(alias_cases) / sizeof(alias_cases[0]));
 	tcase_add_test(tc, alias_of_nothing_or_too_long);
 	tcase_add_test(tc, parse_aliases_taken_and_ports);
+	tcase_add_test(tc, names_expand_from_job_variables);
 	tcase_add_test(tc, malformed_services_are_named);
 	tcase_add_test(tc, hosts_and_service_spec);
 	suite_add_tcase(s, tc);
