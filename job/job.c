@@ -219,8 +219,15 @@ static enum kiln_rc pick_images_once(struct job *j, const struct images_ctx *ict
 	enum kiln_rc rc;
 
 	if (!image && j->p->image) {
+		const struct kiln_oci_config *oc = &j->o->cfg->oci;
+		const char *internal[] = { d->image };
 		char base[128];
 		struct manifest probe;
+
+		/* gitlab-runner's allowed_images; the runner's own default passes. */
+		if ((rc = services_image_allowed(j->p->image, "images", (const char *const *)oc->allowed_images,
+						 oc->n_allowed_images, internal, d->image ? 1 : 0, e)))
+			return rc;
 
 		snprintf(base, sizeof(base), "%s", j->p->image);
 		base[strcspn(base, ":@")] = '\0';
@@ -608,7 +615,7 @@ static enum kiln_rc converse(struct job *j, int fd, const char *spec, double t_b
 						goto out;
 				}
 				notice(j, "guest ready after %.1f s: running the job", j->r->boot_s);
-				if ((rc = servicevm_wait(j->svcs, SERVICEVM_WAIT_S, j->o->cancel, &hosts, e)) ||
+				if ((rc = servicevm_wait(j->svcs, j->svc_oci.wait_services_s, j->o->cancel, &hosts, e)) ||
 				    (hosts && hosts[0] && (rc = services_spec_add_hosts(spec, hosts, &with, e))))
 					goto out;
 				if (j->o->ready && (rc = j->o->ready(j->o->arg, with ? with : spec, &late, e))) {

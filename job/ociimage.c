@@ -67,6 +67,15 @@ void ociimage_opts_init(struct ociimage_opts *o, const struct kiln_config *cfg, 
 	}
 	o->registries = regs;
 	o->n_registries = i;
+	o->allowed_images = (const char *const *)cfg->oci.allowed_images;
+	o->n_allowed_images = cfg->oci.n_allowed_images;
+	o->allowed_services = (const char *const *)cfg->oci.allowed_services;
+	o->n_allowed_services = cfg->oci.n_allowed_services;
+	o->services_limit = cfg->oci.services_limit;
+	o->services = cfg->oci.services;
+	/* gitlab-runner: 0 (unset) is the default, a negative one no wait. */
+	o->wait_services_s = cfg->oci.wait_for_services_timeout ? cfg->oci.wait_for_services_timeout
+								: OCIIMAGE_WAIT_SERVICES_S;
 }
 
 /* The policies pp asks for (a string, a list or NULL; what names it)

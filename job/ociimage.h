@@ -14,6 +14,7 @@
 
 #define OCIIMAGE_LABEL "kiln-oci"   /* the ext4 label oci/store gives an image */
 #define OCIIMAGE_MAX_POLICIES 3
+#define OCIIMAGE_WAIT_SERVICES_S 30 /* gitlab-runner's wait_for_services_timeout default */
 #define OCIIMAGE_MAX_PORTS 20       /* ExposedPorts kept: gitlab-runner dials the lowest 20 */
 #define OCIIMAGE_MAX_ENTRYPOINT 256 /* the agent's JOBSPEC_MAX_ARGV */
 
@@ -54,6 +55,14 @@ struct ociimage_opts {
 	bool disable_entrypoint_overwrite;
 	const struct ociimage_registry *registries;
 	size_t n_registries;
+	/* allowed_images, allowed_services (job/services.h
+	 * services_image_allowed), services_limit (-1: none), the runner's
+	 * own services, and the wait for services in seconds (<= 0: none). */
+	const char *const *allowed_images, *const *allowed_services;
+	size_t n_allowed_images, n_allowed_services;
+	int services_limit;
+	const json_t *services;
+	int wait_services_s;
 	void (*notice)(void *arg, const char *line);
 	int (*canceled)(void *arg); /* nonzero ends a pull (oci/store.h); NULL: never */
 	void *arg;

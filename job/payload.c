@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/readfile.h"
+#include "lib/varexpand.h"
 
 static enum kiln_rc bad(struct kiln_err *e, const char *field, const char *what)
 {
@@ -251,6 +252,72 @@ fail:
 	return rc;
 }
 
+static const char *payload_lookup(void *arg, const char *name)
+{
+	return payload_var(arg, name);
+}
+
+/* obj[key], when a string with a '$', replaced by its expansion against
+ * the job's variables (Go's os.Expand, as gitlab-runner's ExpandValue). */
+static enum kiln_rc expand_field(struct kiln_err *e, struct job_payload *p, json_t *obj, const char *key,
+				 const char *field)
+{
+	struct var_names names = { payload_lookup, p };
+	json_t *v = json_object_get(obj, key);
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	enum kiln_rc rc;
+
+	if (!json_is_string(v) || !strchr(json_string_value(v), '$'))
+		return KILN_OK;
+	rc = var_expand_into(json_string_value(v), VAR_GO_NAMES, var_by_name, &names, &buf, &len, &cap, 4096);
+	if (rc == KILN_OK && json_object_set_new(obj, key, json_string(buf)))
+		rc = KILN_E_NOMEM;
+	free(buf);
+	if (rc == KILN_E_LIMIT)
+		return bad(e, field, "expands to more than 4 KiB");
+	return rc ? kiln_fail(e, rc, "payload: out of memory") : KILN_OK;
+}
+
+/* image.name, services[i].name and .alias expanded as gitlab-runner
+ * expands them before it pulls (expandImageName, getServicesDefinitions);
+ * a service written as a plain string (a local pipeline's) too. */
+static enum kiln_rc expand_names(struct kiln_err *e, struct job_payload *p)
+{
+	json_t *image = json_object_get(p->doc, "image"), *list = json_object_get(p->doc, "services"), *svc;
+	enum kiln_rc rc;
+	char field[64];
+	size_t i;
+
+	if ((rc = expand_field(e, p, image, "name", "image.name")))
+		return rc;
+	p->image = json_is_string(json_object_get(image, "name")) ? json_string_value(json_object_get(image, "name"))
+								   : p->image;
+	json_array_foreach (list, i, svc) {
+		if (json_is_string(svc) && strchr(json_string_value(svc), '$')) {
+			json_t *o = json_pack("{sO}", "name", svc);
+
+			snprintf(field, sizeof(field), "services[%zu]", i);
+			if (!o)
+				return kiln_fail(e, KILN_E_NOMEM, "payload: out of memory");
+			if ((rc = expand_field(e, p, o, "name", field)) ||
+			    json_array_set(list, i, json_object_get(o, "name"))) {
+				json_decref(o);
+				return rc ? rc : kiln_fail(e, KILN_E_NOMEM, "payload: out of memory");
+			}
+			json_decref(o);
+			continue;
+		}
+		snprintf(field, sizeof(field), "services[%zu].name", i);
+		if ((rc = expand_field(e, p, svc, "name", field)))
+			return rc;
+		snprintf(field, sizeof(field), "services[%zu].alias", i);
+		if ((rc = expand_field(e, p, svc, "alias", field)))
+			return rc;
+	}
+	return KILN_OK;
+}
+
 enum kiln_rc payload_parse(const char *text, size_t len, struct job_payload *p, struct kiln_err *e)
 {
 	json_error_t jerr;
@@ -346,7 +413,7 @@ enum kiln_rc payload_parse(const char *text, size_t len, struct job_payload *p, 
 		if ((rc = str(e, o, "name", "image", false, &p->image)))
 			goto fail;
 	}
-	if ((rc = parse_vars(e, json_object_get(root, "variables"), p)) ||
+	if ((rc = parse_vars(e, json_object_get(root, "variables"), p)) || (rc = expand_names(e, p)) ||
 	    (rc = parse_steps(e, json_object_get(root, "steps"), p)) ||
 	    (rc = parse_hooks(e, json_object_get(root, "hooks"), p)))
 		goto fail;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/glob.h"
 #include "lib/varexpand.h"
 
 size_t service_name_aliases(const char *ref, char out[2][SERVICE_ALIAS_MAX])
@@ -219,29 +220,73 @@ aliases:
 	return KILN_OK;
 }
 
-enum kiln_rc services_parse(const struct job_payload *p, struct job_services *out,
+enum kiln_rc services_image_allowed(const char *image, const char *what, const char *const *patterns, size_t n,
+				    const char *const *internal, size_t n_internal, struct kiln_err *e)
+{
+	char list[1024];
+	size_t i, len = 0;
+
+	if (!n)
+		return KILN_OK;
+	for (i = 0; i < n; i++)
+		if (kiln_glob_match(patterns[i], image, KILN_GLOB_BRACES | KILN_GLOB_DEEP_TAIL))
+			return KILN_OK;
+	for (i = 0; i < n_internal; i++)
+		if (!strcmp(internal[i], image))
+			return KILN_OK;
+	list[0] = '\0';
+	for (i = 0; i < n && len < sizeof(list); i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "", patterns[i]);
+	return kiln_fail(e, KILN_E_INVALID, "disallowed image: the %s is not present on list of allowed %s: %s "
+			 "(oci: allowed_%s)", image, what, list, what);
+}
+
+/* The name of services entry o, or NULL. */
+static const char *entry_name(json_t *o)
+{
+	return json_is_string(o) ? json_string_value(o) : json_string_value(json_object_get(o, "name"));
+}
+
+enum kiln_rc services_parse(const struct job_payload *p, const struct services_rules *r, struct job_services *out,
 			    void (*warn)(void *arg, const char *line), void *warn_arg, struct kiln_err *e)
 {
 	json_t *list = json_object_get(p->doc, "services");
+	const json_t *mine = r ? r->runner : NULL;
+	const char *internal[SERVICES_MAX];
+	size_t n_mine = json_array_size(mine), n_job, total, i;
 	enum kiln_rc rc = KILN_OK;
-	size_t i;
 
 	memset(out, 0, sizeof(*out));
-	if (!list || json_is_null(list))
-		return KILN_OK;
-	if (!json_is_array(list))
+	if (list && !json_is_null(list) && !json_is_array(list))
 		return kiln_fail(e, KILN_E_SYNTAX, "payload: services: not an array");
-	if (json_array_size(list) > SERVICES_MAX)
-		return kiln_fail(e, KILN_E_LIMIT, "payload: services: too many services requested: %zu, only %d allowed",
-				 json_array_size(list), SERVICES_MAX);
-	if (!json_array_size(list))
-		return KILN_OK;
-	if (!(out->v = calloc(json_array_size(list), sizeof(*out->v))))
-		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
-	for (i = 0; i < json_array_size(list); i++) {
-		struct job_service *svc = &out->v[out->n];
+	n_job = json_array_size(list);
+	total = n_mine + n_job;
+	if (n_mine > SERVICES_MAX)
+		n_mine = SERVICES_MAX; /* the config allows no more */
+	for (i = 0; i < n_mine; i++)
+		internal[i] = entry_name(json_array_get(mine, i));
+	/* gitlab-runner: the runner's services are always allowed. */
+	for (i = 0; r && i < n_job; i++) {
+		const char *name = entry_name(json_array_get(list, i));
 
-		if ((rc = parse_one(p, out, json_array_get(list, i), i, svc, warn, warn_arg, e))) {
+		if (name && (rc = services_image_allowed(name, "services", r->allowed, r->n_allowed, internal, n_mine, e)))
+			return rc;
+	}
+	if (r && r->limit >= 0 && total > (size_t)r->limit)
+		return kiln_fail(e, KILN_E_INVALID, "too many services requested (%zu > %d): oci: services_limit", total,
+				 r->limit);
+	if (total > SERVICES_MAX)
+		return kiln_fail(e, KILN_E_LIMIT, "payload: services: too many services requested: %zu, only %d allowed",
+				 total, SERVICES_MAX);
+	if (!total)
+		return KILN_OK;
+	if (!(out->v = calloc(total, sizeof(*out->v))))
+		return kiln_fail(e, KILN_E_NOMEM, "out of memory");
+	for (i = 0; i < total; i++) {
+		struct job_service *svc = &out->v[out->n];
+		json_t *o = i < n_mine ? json_array_get(mine, i) : json_array_get(list, i - n_mine);
+
+		if ((rc = parse_one(p, out, o, i < n_mine ? i : i - n_mine, svc, warn, warn_arg, e))) {
 			service_clear(svc);
 			services_free(out);
 			return rc;

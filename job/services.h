@@ -43,11 +43,30 @@ struct job_services {
  * many; 0 when the reference leaves no name or a name does not fit. */
 size_t service_name_aliases(const char *ref, char out[2][SERVICE_ALIAS_MAX]);
 
-/* The services of payload p. An alias another service took is skipped
+/* The runner's say over a job's services (its `oci:` section). */
+struct services_rules {
+	const json_t *runner;          /* [[runners.docker.services]], payload format, first; NULL: none */
+	const char *const *allowed;    /* allowed_services globs; none: any */
+	size_t n_allowed;
+	int limit;                     /* services_limit; -1: none */
+};
+
+/* Whether image (as the job names it) may run: it matches one of the n
+ * glob patterns (lib/glob.h, `**` across '/'), equals one of the n_internal
+ * names the runner itself configured, or n is 0, as gitlab-runner's
+ * VerifyAllowedImage has it. Otherwise KILN_E_INVALID naming image and
+ * the list: what is "images" or "services" (the key allowed_WHAT). */
+enum kiln_rc services_image_allowed(const char *image, const char *what, const char *const *patterns, size_t n,
+				    const char *const *internal, size_t n_internal, struct kiln_err *e);
+
+/* The services of payload p, after the runner's own (r->runner; r may be
+ * NULL). A job's service whose name r->allowed refuses, or more services
+ * than r->limit in all, is KILN_E_INVALID, as gitlab-runner fails such a
+ * job before anything starts. An alias another service took is skipped
  * and reported through warn (one line, may be NULL); a service left with
  * no alias is never started, as gitlab-runner does. A malformed entry is
  * an error naming "payload: services[i]: field". */
-enum kiln_rc services_parse(const struct job_payload *p, struct job_services *out,
+enum kiln_rc services_parse(const struct job_payload *p, const struct services_rules *r, struct job_services *out,
 			    void (*warn)(void *arg, const char *line), void *warn_arg, struct kiln_err *e);
 void services_free(struct job_services *s);
 

@@ -532,6 +532,7 @@ enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm
 			     struct servicevm_set **out, struct kiln_err *e)
 {
 	struct servicevm_set *set = NULL;
+	struct services_rules rules;
 	enum kiln_rc rc;
 	size_t i, k;
 	int len;
@@ -544,7 +545,10 @@ enum kiln_rc servicevm_start(const struct job_payload *p, const struct servicevm
 	set->debug = payload_var_true(p, "CI_DEBUG_SERVICES");
 	pthread_mutex_init(&set->mu, NULL);
 	pthread_cond_init(&set->cv, NULL);
-	rc = services_parse(p, &set->s, warn_line, set, e);
+	if (h->oci)
+		rules = (struct services_rules){ h->oci->services, h->oci->allowed_services, h->oci->n_allowed_services,
+						 h->oci->services_limit };
+	rc = services_parse(p, h->oci ? &rules : NULL, &set->s, warn_line, set, e);
 	servicevm_drain(set);
 	if (rc)
 		goto fail;

@@ -37,8 +37,8 @@
 #include "job/services.h"
 #include "lib/result.h"
 
-#define SERVICEVM_WAIT_S 30          /* gitlab-runner's wait_for_services_timeout */
-/* Seconds instead of SERVICEVM_WAIT_S, for the tests only. */
+/* Seconds instead of the configured wait (oci: wait_for_services_timeout),
+ * for the tests only. */
 #define SERVICEVM_WAIT_ENV "KILN_SERVICES_WAIT_S"
 #define SERVICEVM_LOG_MAX (16u << 20) /* bytes of a service's log kept */
 #define SERVICEVM_TAIL_LINES 20      /* shown when a service does not come up */
@@ -85,7 +85,7 @@ enum kiln_rc servicevm_pulled(struct servicevm_set *set, volatile sig_atomic_t *
 
 /* At the job's HELLO: wait until every service's network is set up (then
  * *hosts gets the job VM's /etc/hosts lines, caller frees; NULL with no
- * set), then up to timeout_s for each service's first port (the first
+ * set), then up to timeout_s (<= 0: not at all) for each service's first port (the first
  * port that accepts a connection from the host ends it); a service that
  * does not answer gets gitlab-runner's warning with its last log lines in
  * the job log, and the job goes on. Fails only when a service's network

@@ -755,7 +755,9 @@ static const struct cy_node *default_for(struct ctx *c, const struct inherit *in
 		return NULL;
 	if ((v = cy_get(c->deflt, key)))
 		return v;
-	if (!strcmp(key, "image") || !strcmp(key, "before_script") || !strcmp(key, "after_script"))
+	/* The deprecated top-level forms, as GitLab still reads them. */
+	if (!strcmp(key, "image") || !strcmp(key, "services") || !strcmp(key, "before_script") ||
+	    !strcmp(key, "after_script"))
 		return cy_get(c->root, key);
 	return NULL;
 }

@@ -204,7 +204,7 @@ static enum kiln_rc top_level(struct ctx *c)
 	for (i = 0; i < c->root->n; i++) {
 		const char *k = c->root->pairs[i].key;
 
-		if (!strcmp(k, "services") || !strcmp(k, "cache"))
+		if (!strcmp(k, "cache"))
 			warnf(c, c->root->pairs[i].knode, "%s: is not supported by kiln (ignored)", k);
 	}
 	c->deflt = cy_get(c->root, "default");

@@ -10,6 +10,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "executors/executor.h"
 #include "executors/jail.h"
 #include "lib/readfile.h"
@@ -126,6 +128,9 @@ static const struct field oci_fields[] = {
 	{ "max_size_mib", F_LONG, offsetof(struct kiln_oci_config, max_size_mib), 1, 1L << 40, NULL },
 	{ "disable_entrypoint_overwrite", F_BOOL, offsetof(struct kiln_oci_config, disable_entrypoint_overwrite), 0, 0,
 	  NULL },
+	{ "services_limit", F_INT, offsetof(struct kiln_oci_config, services_limit), -1, KILN_CONFIG_MAX_SERVICES, NULL },
+	{ "wait_for_services_timeout", F_INT, offsetof(struct kiln_oci_config, wait_for_services_timeout), -1, 86400,
+	  NULL },
 	{ NULL }
 };
 
@@ -233,6 +238,7 @@ enum kiln_rc kiln_config_defaults(struct kiln_config *cfg, struct kiln_err *e)
 	cfg->shutdown_timeout = 30;
 	cfg->jail = true;
 	cfg->jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	cfg->oci.services_limit = -1;
 	vm_defaults(&cfg->defaults);
 	cfg->defaults.executor = strdup("auto");
 	cfg->defaults.image = strdup("debian");
@@ -912,6 +918,128 @@ static enum kiln_rc parse_registries(struct parse_ctx *c, struct kiln_oci_config
 	return KILN_OK;
 }
 
+/* A list of 1 to KILN_CONFIG_MAX_ALLOWED non-empty image patterns
+ * (allowed_images, allowed_services). */
+static enum kiln_rc parse_patterns(struct parse_ctx *c, const struct cy_node *v, const char *where, char ***out,
+				   size_t *n)
+{
+	size_t i;
+
+	if (v->kind != CY_SEQ || !v->n || v->n > KILN_CONFIG_MAX_ALLOWED)
+		return at(c, v, KILN_E_INVALID, where, "expected a list of 1 to %d image patterns",
+			  KILN_CONFIG_MAX_ALLOWED);
+	if (*out)
+		return at(c, v, KILN_E_INVALID, where, "%s", "given twice");
+	if (!(*out = calloc(v->n, sizeof(**out))))
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	for (i = 0; i < v->n; i++) {
+		const struct cy_node *item = v->items[i];
+
+		if (item->kind != CY_SCALAR || !item->str[0])
+			return at(c, item, KILN_E_INVALID, where, "[%zu]: expected an image pattern (a string)", i);
+		if (!((*out)[(*n)++] = strdup(item->str)))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	}
+	return KILN_OK;
+}
+
+/* A list of strings, or one string (one argument), as a JSON array set as
+ * o[key]. */
+static enum kiln_rc service_argv(struct parse_ctx *c, const struct cy_node *v, const char *where, json_t *o,
+				 const char *key)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	if (!a || json_object_set_new(o, key, a))
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	if (v->kind == CY_SCALAR)
+		return json_array_append_new(a, json_string(v->str)) ? kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory")
+								       : KILN_OK;
+	if (v->kind != CY_SEQ)
+		return at(c, v, KILN_E_INVALID, where, "%s: expected a list of strings", key);
+	for (i = 0; i < v->n; i++) {
+		if (v->items[i]->kind != CY_SCALAR)
+			return at(c, v->items[i], KILN_E_INVALID, where, "%s[%zu]: expected a string", key, i);
+		if (json_array_append_new(a, json_string(v->items[i]->str)))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	}
+	return KILN_OK;
+}
+
+/* One `oci: services:` entry as a payload's services[] entry. */
+static enum kiln_rc parse_service(struct parse_ctx *c, const struct cy_node *m, const char *where, json_t *o)
+{
+	size_t i, k;
+	enum kiln_rc rc;
+
+	if (m->kind != CY_MAP)
+		return at(c, m, KILN_E_INVALID, where, "%s", "expected a mapping with name, alias, command, entrypoint, variables");
+	for (i = 0; i < m->n; i++) {
+		const char *key = m->pairs[i].key;
+		const struct cy_node *v = m->pairs[i].value;
+		json_t *vars;
+
+		for (k = 0; k < i; k++)
+			if (!strcmp(m->pairs[k].key, key))
+				return at(c, m->pairs[i].knode, KILN_E_INVALID, where, "key '%s' appears twice", key);
+		if (!strcmp(key, "name") || !strcmp(key, "alias")) {
+			if (v->kind != CY_SCALAR || !v->str[0])
+				return at(c, v, KILN_E_INVALID, where, "%s: expected a non-empty string", key);
+			if (json_object_set_new(o, key, json_string(v->str)))
+				return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		} else if (!strcmp(key, "command") || !strcmp(key, "entrypoint")) {
+			if ((rc = service_argv(c, v, where, o, key)))
+				return rc;
+		} else if (!strcmp(key, "variables")) {
+			if (v->kind != CY_MAP)
+				return at(c, v, KILN_E_INVALID, where, "%s", "variables: expected a mapping NAME: value");
+			if (!(vars = json_array()) || json_object_set_new(o, "variables", vars))
+				return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+			for (k = 0; k < v->n; k++) {
+				if (!is_scalar(v->pairs[k].value) || !v->pairs[k].key[0])
+					return at(c, v->pairs[k].value, KILN_E_INVALID, where, "variables.%s: expected a string",
+						  v->pairs[k].key);
+				if (json_array_append_new(vars, json_pack("{s:s, s:s}", "key", v->pairs[k].key, "value",
+									  v->pairs[k].value->kind == CY_NULL ? "" : v->pairs[k].value->str)))
+					return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+			}
+		} else {
+			return at(c, m->pairs[i].knode, KILN_E_INVALID, where, "unknown key '%s'", key);
+		}
+	}
+	if (!json_object_get(o, "name"))
+		return at(c, m, KILN_E_INVALID, where, "%s", "missing key 'name'");
+	return KILN_OK;
+}
+
+/* `oci: services:`, gitlab-runner's [[runners.docker.services]]. */
+static enum kiln_rc parse_services(struct parse_ctx *c, struct kiln_oci_config *oc, const struct cy_node *seq)
+{
+	enum kiln_rc rc;
+	size_t i;
+
+	if (seq->kind != CY_SEQ)
+		return at(c, seq, KILN_E_INVALID, "oci.services", "%s", "expected a list");
+	if (oc->services)
+		return at(c, seq, KILN_E_INVALID, "oci", "%s", "duplicate key 'services'");
+	if (seq->n > KILN_CONFIG_MAX_SERVICES)
+		return at(c, seq, KILN_E_LIMIT, "oci.services", "more than %d services", KILN_CONFIG_MAX_SERVICES);
+	if (!(oc->services = json_array()))
+		return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+	for (i = 0; i < seq->n; i++) {
+		json_t *o = json_object();
+		char where[40];
+
+		snprintf(where, sizeof(where), "oci.services[%zu]", i);
+		if (!o || json_array_append_new(oc->services, o))
+			return kiln_fail(c->e, KILN_E_NOMEM, "config: out of memory");
+		if ((rc = parse_service(c, seq->items[i], where, o)))
+			return rc;
+	}
+	return KILN_OK;
+}
+
 static int oci_extra(struct parse_ctx *c, const char *key, const struct cy_node *v, void *base, enum kiln_rc *rc)
 {
 	struct kiln_oci_config *oc = base;
@@ -919,6 +1047,18 @@ static int oci_extra(struct parse_ctx *c, const char *key, const struct cy_node 
 
 	if (!strcmp(key, "registries")) {
 		*rc = parse_registries(c, oc, v);
+		return 1;
+	}
+	if (!strcmp(key, "services")) {
+		*rc = parse_services(c, oc, v);
+		return 1;
+	}
+	if (!strcmp(key, "allowed_images")) {
+		*rc = parse_patterns(c, v, "oci.allowed_images", &oc->allowed_images, &oc->n_allowed_images);
+		return 1;
+	}
+	if (!strcmp(key, "allowed_services")) {
+		*rc = parse_patterns(c, v, "oci.allowed_services", &oc->allowed_services, &oc->n_allowed_services);
 		return 1;
 	}
 	if (strcmp(key, "allowed_pull_policies"))
@@ -1064,6 +1204,13 @@ void kiln_config_free(struct kiln_config *cfg)
 	free(cfg->oci.registries);
 	for (i = 0; i < 3; i++)
 		free(cfg->oci.allowed_pull_policies[i]);
+	for (i = 0; i < cfg->oci.n_allowed_images; i++)
+		free(cfg->oci.allowed_images[i]);
+	free(cfg->oci.allowed_images);
+	for (i = 0; i < cfg->oci.n_allowed_services; i++)
+		free(cfg->oci.allowed_services[i]);
+	free(cfg->oci.allowed_services);
+	json_decref(cfg->oci.services);
 	for (i = 0; i < cfg->n_github; i++) {
 		struct kiln_github_config *g = &cfg->github[i];
 

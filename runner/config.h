@@ -64,6 +64,8 @@ struct kiln_runner_config {
 
 #define KILN_CONFIG_MAX_REGISTRIES 64
 #define KILN_CONFIG_MAX_MIRRORS 8
+#define KILN_CONFIG_MAX_ALLOWED 64     /* allowed_images / allowed_services patterns */
+#define KILN_CONFIG_MAX_SERVICES 16    /* oci: services: (job/services.h SERVICES_MAX) */
 
 /* A registry mirror: "host[:port]" as written without its scheme. */
 struct kiln_registry_mirror {
@@ -91,6 +93,16 @@ struct kiln_oci_config {
 	bool disable_entrypoint_overwrite; /* a job's or service's entrypoint is ignored */
 	struct kiln_registry_config *registries;
 	size_t n_registries;
+	/* gitlab-runner's [runners.docker] allowed_images and allowed_services:
+	 * globs a job's image: and services: must match; none: any. */
+	char **allowed_images, **allowed_services;
+	size_t n_allowed_images, n_allowed_services;
+	int services_limit;                /* services a job may have; -1: no limit */
+	int wait_for_services_timeout;     /* s; 0: the default (30), -1: no waiting */
+	/* [[runners.docker.services]]: started with every job, before its
+	 * own, as a payload's services: list (name, alias, command,
+	 * entrypoint, variables); NULL: none. */
+	struct json_t *services;
 };
 
 /* One `github:` entry (docs/github.md): a repository or organization whose

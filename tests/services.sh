@@ -2,7 +2,8 @@
 # services: (issue #16) end to end through `kiln exec --job-file`: a job
 # whose service (the tiny image running busybox nc) boots in a VM of its
 # own beside the job's, reached by its aliases and port; two services that
-# reach each other by alias; a missing service
+# reach each other by alias; the runner's own services, allowed_services
+# and name expansion; a missing service
 # image fails the job cleanly; nothing is left behind (job folders, VMM
 # processes, cgroups, taps, nft elements, network slots).
 # Exit 77 (SKIP) with the reason when images or root are missing.
@@ -128,6 +129,32 @@ KILN_SERVICES_WAIT_S=3 run silent 0 "*** WARNING:" "Service tiny probably didn't
 # fails before anything boots.
 payload missing '[{"name": "127.0.0.1:1/no-such-image:1"}]' '["echo not-run"]'
 run missing 1 'service 127.0.0.1:1/no-such-image:1: ' 'image_pull_failure' '!not-run' '!booting'
+
+# The runner's side (oci: in the configuration): its own service starts
+# before the job's, whose name and alias expand with the job's variables;
+# allowed_services refuses a service no pattern takes, before anything boots
+# (the job cannot run: kiln exec exits 125).
+cat >"$work/runner.yml" <<'YML'
+oci:
+  allowed_services: ["tiny*"]
+  services_limit: 2
+  wait_for_services_timeout: 60
+  services:
+    - name: tiny
+      alias: runner-db
+      command: [nc, -ll, -p, "5432", -e, echo, from-runner-service]
+      variables: {HEALTHCHECK_TCP_PORT: "5432"}
+YML
+payload runnerside '[{"name": "$SVC_IMAGE:latest", "alias": "${SVC_ALIAS}",
+  "command": ["nc", "-ll", "-p", "6000", "-e", "echo", "from-job-service"],
+  "variables": [{"key": "HEALTHCHECK_TCP_PORT", "value": "6000"}]}]' \
+	'["nc runner-db 5432 </dev/null", "nc job-db 6000 </dev/null"]' \
+	'[{"key": "SVC_IMAGE", "value": "tiny", "public": true}, {"key": "SVC_ALIAS", "value": "job-db", "public": true}]'
+KILN_CONFIG=$work/runner.yml run runnerside 0 'from-runner-service' 'from-job-service' \
+	'waiting for services to be up and running (timeout 60 seconds)'
+payload refused '[{"name": "busybox:1"}]' '["echo not-run"]'
+KILN_CONFIG=$work/runner.yml run refused 125 'disallowed image: the busybox:1 is not present on list of allowed services: tiny*' \
+	'!not-run' '!booting'
 
 # SIGKILL of kiln with a service up: every VMM dies with it (the threads
 # that spawned them are gone), the next kiln sweeps taps, nft elements,

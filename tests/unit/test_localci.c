@@ -304,6 +304,56 @@ START_TEST(payload_when_detached_at_a_tag)
 }
 END_TEST
 
+/* The deprecated top-level services: applies to jobs without their own
+ * (as a top-level image: does); its names expand with the job's variables. */
+START_TEST(top_level_services)
+{
+	static const char yml[] = "variables: {PG: '16'}\n"
+				  "services: ['postgres:$PG']\n"
+				  "a:\n  script: [echo a]\n"
+				  "b:\n  script: [echo b]\n  services: [redis]\n";
+	char dir[] = "/tmp/kiln-localci-svc-XXXXXX", path[PATH_MAX];
+	struct localci_repo r;
+	struct localci_strv pre = { 0 };
+	struct pipeline_opts o = { 0 };
+	struct pipeline pl;
+	struct job_payload p;
+	struct kiln_err e = { 0 };
+	json_t *svc;
+	char *json = NULL;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/.gitlab-ci.yml", dir);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs(yml, f);
+	fclose(f);
+	fake_repo(&r);
+	ck_assert_int_eq(localci_predefined(&r, 7, 7, "2026-01-02T03:04:05Z", &pre, &e), KILN_OK);
+	o.repo_dir = dir;
+	ck_assert_msg(pipeline_load(&o, &pl, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_int_eq(localci_payload(&r, &pl, &pl.jobs[pipeline_find(&pl, "a")], 1, 7, "x", &json, &e), KILN_OK);
+	ck_assert_msg(payload_parse(json, strlen(json), &p, &e) == KILN_OK, "%s", e.msg);
+	svc = json_object_get(p.doc, "services");
+	ck_assert_uint_eq(json_array_size(svc), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(svc, 0), "name")), "postgres:16");
+	payload_free(&p);
+	free(json);
+	ck_assert_int_eq(localci_payload(&r, &pl, &pl.jobs[pipeline_find(&pl, "b")], 2, 7, "x", &json, &e), KILN_OK);
+	ck_assert_msg(payload_parse(json, strlen(json), &p, &e) == KILN_OK, "%s", e.msg);
+	svc = json_object_get(p.doc, "services");
+	ck_assert_uint_eq(json_array_size(svc), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(svc, 0), "name")), "redis");
+	payload_free(&p);
+	free(json);
+	unlink(path);
+	rmdir(dir);
+	pipeline_free(&pl);
+	localci_strv_free(&pre);
+	localci_repo_free(&r);
+}
+END_TEST
+
 /* services: in a local pipeline (issue #16): default: and the job's own,
  * as the payload's services[] (names, alias, command, variables). */
 START_TEST(payload_with_services)
@@ -394,6 +444,7 @@ Suite *localci_suite(void)
 	tcase_add_test(tc, payload_of_a_matrix_job);
 	tcase_add_test(tc, payload_when_detached_at_a_tag);
 	tcase_add_test(tc, payload_with_services);
+	tcase_add_test(tc, top_level_services);
 	suite_add_tcase(s, tc);
 	return s;
 }

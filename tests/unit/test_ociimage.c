@@ -145,6 +145,59 @@ START_TEST(config_section)
 }
 END_TEST
 
+START_TEST(config_services_keys)
+{
+	static const char *const bad[][2] = {
+		{ "oci:\n  allowed_images: ruby\n", "x.yml:2: oci.allowed_images: expected a list of 1 to 64 image patterns" },
+		{ "oci:\n  allowed_services: [[a]]\n", "oci.allowed_services: [0]: expected an image pattern" },
+		{ "oci:\n  services_limit: -2\n", "oci.services_limit: -2 out of range -1..16" },
+		{ "oci:\n  wait_for_services_timeout: soon\n", "oci.wait_for_services_timeout: expected an integer" },
+		{ "oci:\n  services:\n    - alias: db\n", "x.yml:3: oci.services[0]: missing key 'name'" },
+		{ "oci:\n  services:\n    - name: a\n      environment: [X=1]\n",
+		  "oci.services[0]: unknown key 'environment'" },
+		{ "oci:\n  services:\n    - name: a\n      variables: [X]\n", "oci.services[0]: variables: expected a mapping" },
+		{ "oci:\n  services: {name: a}\n", "oci.services: expected a list" },
+	};
+	const char *good = "oci:\n  allowed_images: [\"ruby:*\", \"registry.example.com/**\"]\n"
+			   "  allowed_services: [\"postgres:*\"]\n  services_limit: 2\n  wait_for_services_timeout: -1\n"
+			   "  services:\n    - name: docker:dind\n      alias: docker\n      entrypoint: [dockerd-entrypoint.sh]\n"
+			   "      command: [--tls=false]\n      variables:\n        DOCKER_TLS_CERTDIR: \"\"\n";
+	struct kiln_config cfg;
+	struct kiln_err e = { 0 };
+	struct ociimage_opts o;
+	struct ociimage_registry regs[1];
+	json_t *svc;
+	size_t i;
+
+	ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+	ociimage_opts_init(&o, &cfg, regs);
+	ck_assert_int_eq(o.services_limit, -1);
+	ck_assert_int_eq(o.wait_services_s, 30);
+	ck_assert_ptr_null(o.services);
+	ck_assert_msg(kiln_config_parse(&cfg, "good.yml", good, strlen(good), &e) == KILN_OK, "%s", e.msg);
+	ociimage_opts_init(&o, &cfg, regs);
+	ck_assert_uint_eq(o.n_allowed_images, 2);
+	ck_assert_str_eq(o.allowed_images[1], "registry.example.com/**");
+	ck_assert_uint_eq(o.n_allowed_services, 1);
+	ck_assert_int_eq(o.services_limit, 2);
+	ck_assert_int_eq(o.wait_services_s, -1);
+	ck_assert_uint_eq(json_array_size(o.services), 1);
+	svc = json_array_get(o.services, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(svc, "name")), "docker:dind");
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(svc, "entrypoint"), 0)), "dockerd-entrypoint.sh");
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(svc, "command"), 0)), "--tls=false");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(svc, "variables"), 0), "key")),
+			 "DOCKER_TLS_CERTDIR");
+	kiln_config_free(&cfg);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(kiln_config_defaults(&cfg, &e), KILN_OK);
+		ck_assert_int_ne(kiln_config_parse(&cfg, "x.yml", bad[i][0], strlen(bad[i][0]), &e), KILN_OK);
+		ck_assert_msg(strstr(e.msg, bad[i][1]), "%s: %s", bad[i][0], e.msg);
+		kiln_config_free(&cfg);
+	}
+}
+END_TEST
+
 START_TEST(image_user)
 {
 	const char *passwd = "root:x:0:0:root:/root:/bin/sh\nrunner:x:1234:4321::/home/runner:/bin/sh\n";
@@ -494,7 +547,7 @@ START_TEST(service_pull_policy)
 	     ", \"services\": [{\"name\": \"reg.example/db:1\", \"pull_policy\": \"never\"}, "
 	     "{\"name\": \"reg.example/cache:1\", \"pull_policy\": [\"if-not-present\"]}, "
 	     "{\"name\": \"reg.example/x:1\", \"pull_policy\": 5}]");
-	ck_assert_msg(services_parse(&p, &svcs, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(services_parse(&p, NULL, &svcs, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
 	ck_assert_uint_eq(svcs.n, 3);
 	ck_assert_int_eq(ociimage_prepare_ref(&p, &o, svcs.v[0].name, svcs.v[0].pull_policy, &img, &e),
 			 KILN_E_NOTFOUND);
@@ -523,6 +576,7 @@ Suite *ociimage_suite(void)
 	tcase_add_test(tc, policies);
 	tcase_add_test(tc, credentials_order);
 	tcase_add_test(tc, config_section);
+	tcase_add_test(tc, config_services_keys);
 	tcase_add_test(tc, image_user);
 	tcase_add_test(tc, service_command);
 	tcase_add_test(tc, job_entrypoint_rules);

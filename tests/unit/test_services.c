@@ -84,7 +84,7 @@ START_TEST(parse_aliases_taken_and_ports)
 			   "\"tutum/wordpress\","
 			   "{\"name\":\"other/db\",\"alias\":\"db\"}, {\"name\":\"db\"}]}",
 		      &p);
-	ck_assert_int_eq(services_parse(&p, &s, collect, warnings, &e), KILN_OK);
+	ck_assert_int_eq(services_parse(&p, NULL, &s, collect, warnings, &e), KILN_OK);
 	/* The last service's every alias (db) is taken: never started. */
 	ck_assert_uint_eq(s.n, 4);
 	ck_assert_uint_eq(s.v[0].n_aliases, 3);
@@ -112,6 +112,82 @@ START_TEST(parse_aliases_taken_and_ports)
 }
 END_TEST
 
+START_TEST(names_expand_from_job_variables)
+{
+	struct job_payload p = { 0 };
+	struct job_services s;
+	struct kiln_err e = { 0 };
+
+	/* gitlab-runner expands image:name, services:name and alias with
+	 * every job variable before it pulls; a plain string service too. */
+	parse(PAYLOAD_HEAD "\"variables\":[{\"key\":\"PG\",\"value\":\"16\",\"public\":true},"
+			   "{\"key\":\"REG\",\"value\":\"registry.example.com\",\"public\":false},"
+			   "{\"key\":\"ALIAS\",\"value\":\"db\",\"public\":true}],"
+			   "\"image\":{\"name\":\"$REG/ruby:${PG}\"},"
+			   "\"services\":[{\"name\":\"postgres:$PG\",\"alias\":\"${ALIAS}, $UNSET\"},\"$REG/redis\"]}",
+		      &p);
+	ck_assert_str_eq(p.image, "registry.example.com/ruby:16");
+	ck_assert_int_eq(services_parse(&p, NULL, &s, NULL, NULL, &e), KILN_OK);
+	ck_assert_uint_eq(s.n, 2);
+	ck_assert_str_eq(s.v[0].name, "postgres:16");
+	ck_assert_uint_eq(s.v[0].n_aliases, 2);
+	ck_assert_str_eq(s.v[0].aliases[1], "db");
+	ck_assert_str_eq(s.v[1].name, "registry.example.com/redis");
+	ck_assert_str_eq(s.v[1].aliases[0], "registry.example.com__redis");
+	services_free(&s);
+	payload_free(&p);
+}
+END_TEST
+
+START_TEST(runner_rules)
+{
+	struct job_payload p = { 0 };
+	struct job_services s;
+	struct kiln_err e = { 0 };
+	const char *allowed[] = { "postgres:*", "registry.example.com/**" };
+	json_t *mine = json_loads("[{\"name\":\"docker:dind\",\"alias\":\"dind\",\"command\":[\"--tls=false\"]}]", 0,
+				  NULL);
+	struct services_rules r = { mine, allowed, 2, -1 };
+
+	parse(PAYLOAD_HEAD "\"services\":[\"postgres:16\",{\"name\":\"registry.example.com/a/redis:7\"}]}", &p);
+	/* The runner's services first, then the job's, each allowed. */
+	ck_assert_msg(services_parse(&p, &r, &s, NULL, NULL, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_uint_eq(s.n, 3);
+	ck_assert_str_eq(s.v[0].name, "docker:dind");
+	ck_assert_str_eq(s.v[0].aliases[1], "dind");
+	ck_assert_uint_eq(s.v[0].n_command, 1);
+	ck_assert_str_eq(s.v[1].name, "postgres:16");
+	services_free(&s);
+	/* services_limit counts the runner's too (gitlab-runner's message). */
+	r.limit = 2;
+	ck_assert_int_eq(services_parse(&p, &r, &s, NULL, NULL, &e), KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "too many services requested (3 > 2): oci: services_limit");
+	ck_assert_uint_eq(s.n, 0);
+	r.limit = 3;
+	ck_assert_int_eq(services_parse(&p, &r, &s, NULL, NULL, &e), KILN_OK);
+	services_free(&s);
+	payload_free(&p);
+
+	/* A job's service none of the patterns takes fails the job; the
+	 * runner's own name passes even when no pattern takes it. */
+	parse(PAYLOAD_HEAD "\"services\":[\"docker:dind\",\"redis:7\"]}", &p);
+	ck_assert_int_eq(services_parse(&p, &r, &s, NULL, NULL, &e), KILN_E_INVALID);
+	ck_assert_str_eq(e.msg, "disallowed image: the redis:7 is not present on list of allowed services: postgres:*, "
+				"registry.example.com/** (oci: allowed_services)");
+	payload_free(&p);
+	parse(PAYLOAD_HEAD "\"services\":[\"docker:dind\"]}", &p);
+	r.n_allowed = 0;
+	ck_assert_int_eq(services_parse(&p, &r, &s, NULL, NULL, &e), KILN_OK);
+	/* Its alias repeats the runner's service: the job's copy has none left. */
+	ck_assert_uint_eq(s.n, 1);
+	services_free(&s);
+	payload_free(&p);
+	json_decref(mine);
+	ck_assert_int_eq(services_image_allowed("a/b/c", "images", allowed, 1, NULL, 0, &e), KILN_E_INVALID);
+	ck_assert_int_eq(services_image_allowed("anything", "images", NULL, 0, NULL, 0, &e), KILN_OK);
+}
+END_TEST
+
 START_TEST(malformed_services_are_named)
 {
 	static const char *const bad[][2] = {
@@ -134,7 +210,7 @@ START_TEST(malformed_services_are_named)
 
 		snprintf(text, sizeof(text), PAYLOAD_HEAD "%s}", bad[i][0]);
 		parse(text, &p);
-		ck_assert_int_ne(services_parse(&p, &s, NULL, NULL, &e), KILN_OK);
+		ck_assert_int_ne(services_parse(&p, NULL, &s, NULL, NULL, &e), KILN_OK);
 		ck_assert_msg(strstr(e.msg, bad[i][1]), "%s: %s", bad[i][0], e.msg);
 		ck_assert_uint_eq(s.n, 0);
 		payload_free(&p);
@@ -158,7 +234,7 @@ START_TEST(hosts_and_service_spec)
 			   "{\"key\":\"RAW\",\"value\":\"$DB\",\"raw\":true}]},"
 			   "{\"name\":\"tutum/wordpress\"}]}",
 		      &p);
-	ck_assert_int_eq(services_parse(&p, &s, NULL, NULL, &e), KILN_OK);
+	ck_assert_int_eq(services_parse(&p, NULL, &s, NULL, NULL, &e), KILN_OK);
 	ck_assert_int_eq(services_hosts(&s, addrs, &hosts, &e), KILN_OK);
 	ck_assert_str_eq(hosts, "10.0.0.3 postgres db\n10.0.0.4 tutum__wordpress tutum-wordpress\n");
 
@@ -204,6 +280,8 @@ Suite *services_suite(void)
 	tcase_add_loop_test(tc, aliases_as_gitlab_runner, 0, sizeof(alias_cases) / sizeof(alias_cases[0]));
 	tcase_add_test(tc, alias_of_nothing_or_too_long);
 	tcase_add_test(tc, parse_aliases_taken_and_ports);
+	tcase_add_test(tc, names_expand_from_job_variables);
+	tcase_add_test(tc, runner_rules);
 	tcase_add_test(tc, malformed_services_are_named);
 	tcase_add_test(tc, hosts_and_service_spec);
 	suite_add_tcase(s, tc);
