@@ -89,6 +89,8 @@ awk -v a="$m4" -v b="$m1" 'BEGIN { printf "memory 4 restored / 1 restored: %.2f\
 mkdir -p "$work/libexec"
 printf '#!/bin/sh\nKILN_VMM_TIMINGS=1 exec %s "$@" 2>>%s\n' "$top/kiln-vmm" "$work/vmm.log" > "$work/libexec/kiln-vmm"
 chmod +x "$work/libexec/kiln-vmm"
+# kiln finds its other helpers there too: the agent the image check hashes.
+ln -s "$top/kiln-agent" "$top/kiln-diskread" "$work/libexec/"
 KILN_LIBEXEC_DIR=$work/libexec python3 "$top/bench/first-byte.py" "$runs" '$ uname -a' \
 	"$top/kiln" exec --executor microvm --no-snapshot --no-network --vcpus 1 --memory 256 --job-file "$work/job.json" \
 	> "$work/traced.txt"
