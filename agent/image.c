@@ -116,3 +116,72 @@ int image_enter(const struct job_spec *spec, char *err, size_t size)
 	step_entrypoint(spec->image_entrypoint, spec->image_nentrypoint);
 	return 0;
 }
+
+/* Append text to path (created 0644 if missing, never through a symlink). */
+static int append(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, text, strlen(text));
+	close(fd);
+	return n < 0 ? -errno : (size_t)n == strlen(text) ? 0 : -EIO;
+}
+
+int image_exec_user(const struct job_spec *spec, struct step_user *u, char *err, size_t size)
+{
+	char *passwd = NULL, *group = NULL, line[512];
+	uid_t uid;
+	gid_t gid;
+	int rc = -1;
+
+	memset(u, 0, sizeof(*u));
+	if (!spec->exec_user)
+		return 0;
+	passwd = slurp("/etc/passwd");
+	if (spec->exec_add_user && passwd_home(passwd, spec->exec_user, line, sizeof(line)) < 0) {
+		unsigned long id = passwd_free_id(passwd);
+		int e;
+
+		if (strlen(spec->workdir) > 200) {
+			snprintf(err, size, "adding user %s: its home %s is too long", spec->exec_user, spec->workdir);
+			goto out;
+		}
+		/* A line of its own even when the file lacks its last newline. */
+		snprintf(line, sizeof(line), "%s%s:x:%lu:%lu::%s:/bin/bash\n",
+			 passwd && *passwd && passwd[strlen(passwd) - 1] != '\n' ? "\n" : "", spec->exec_user, id, id,
+			 spec->workdir);
+		if ((e = append("/etc/passwd", line)) < 0) {
+			snprintf(err, size, "adding user %s to /etc/passwd: %s", spec->exec_user, strerror(-e));
+			goto out;
+		}
+		group = slurp("/etc/group");
+		snprintf(line, sizeof(line), "%s%s:x:%lu:\n",
+			 group && *group && group[strlen(group) - 1] != '\n' ? "\n" : "", spec->exec_user, id);
+		if ((e = append("/etc/group", line)) < 0) {
+			snprintf(err, size, "adding group %s to /etc/group: %s", spec->exec_user, strerror(-e));
+			goto out;
+		}
+		free(passwd);
+		free(group);
+		passwd = slurp("/etc/passwd");
+		group = NULL;
+	}
+	if (!group)
+		group = slurp("/etc/group");
+	if (image_resolve_user(spec->exec_user, passwd, group, &uid, &gid, err, size) < 0)
+		goto out;
+	if (passwd_home(passwd, spec->exec_user, u->home, sizeof(u->home)) < 0 || !u->home[0])
+		snprintf(u->home, sizeof(u->home), "/");
+	u->uid = uid;
+	u->gid = gid;
+	u->ngroups = group ? group_ids_of(group, spec->exec_user, u->groups, STEP_MAX_GROUPS) : 0;
+	snprintf(u->name, sizeof(u->name), "%s", spec->exec_user);
+	rc = 0;
+out:
+	free(passwd);
+	free(group);
+	return rc;
+}

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "agent/jobspec.h"
+#include "agent/step.h"
 
 /* Mount the disk labelled spec->image_label on /oci with the workspace
  * (/builds) and the kernel's filesystems inside, copy kiln's resolv.conf,
@@ -17,5 +18,13 @@
  * steps run as spec->image_user (resolved in the image's passwd and
  * group files). 0, or -1 with one line in err. */
 int image_enter(const struct job_spec *spec, char *err, size_t size);
+
+/* Resolve an exec step's user (spec->exec_user) in the image's /etc/passwd
+ * and /etc/group into *u: uid, gid, supplementary groups and home. With
+ * spec->exec_add_user, a user the image lacks is added first, as useradd
+ * would (its own group, the next free id past 1000, at home in the
+ * workdir, /bin/bash). No user: *u is root as the agent is (name "").
+ * 0, or -1 with one line in err. */
+int image_exec_user(const struct job_spec *spec, struct step_user *u, char *err, size_t size);
 
 #endif

@@ -114,3 +114,101 @@ int image_resolve_user(const char *user, const char *passwd, const char *group, 
 	*gid = (gid_t)gd;
 	return 0;
 }
+
+/* Field n (0-based) of the line [line, end) into buf: 0, or -1 when the
+ * line has fewer fields or the field does not fit. */
+static int field(const char *line, const char *end, int n, char *buf, size_t size)
+{
+	const char *p = line, *q;
+
+	for (; n > 0; n--) {
+		p = memchr(p, ':', (size_t)(end - p));
+		if (!p)
+			return -1;
+		p++;
+	}
+	q = memchr(p, ':', (size_t)(end - p));
+	if (!q)
+		q = end;
+	if ((size_t)(q - p) >= size)
+		return -1;
+	memcpy(buf, p, (size_t)(q - p));
+	buf[q - p] = '\0';
+	return 0;
+}
+
+int passwd_home(const char *passwd, const char *name, char *home, size_t size)
+{
+	const char *line = passwd, *end;
+	size_t nlen = strlen(name);
+
+	while (line && *line) {
+		end = strchrnul(line, '\n');
+		if ((size_t)(end - line) > nlen && !strncmp(line, name, nlen) && line[nlen] == ':')
+			return field(line, end, 5, home, size);
+		line = *end ? end + 1 : NULL;
+	}
+	return -1;
+}
+
+unsigned long passwd_free_id(const char *passwd)
+{
+	const char *line = passwd, *end;
+	unsigned long next = 1001, id;
+	char buf[16];
+
+	while (line && *line) {
+		end = strchrnul(line, '\n');
+		if (!field(line, end, 2, buf, sizeof(buf)) && all_digits(buf)) {
+			id = strtoul(buf, NULL, 10);
+			if (id >= next && id < 60000)
+				next = id + 1;
+		}
+		line = *end ? end + 1 : NULL;
+	}
+	return next;
+}
+
+size_t group_ids_of(const char *group, const char *user, gid_t *out, size_t max)
+{
+	const char *line = group, *end, *m;
+	size_t n = 0, ulen = strlen(user);
+	char gid[16];
+
+	while (line && *line && n < max) {
+		end = strchrnul(line, '\n');
+		/* The members are field 3 ("a,b,c"), after the third ':'. */
+		m = line;
+		for (int i = 0; i < 3 && m; i++) {
+			m = memchr(m, ':', (size_t)(end - m));
+			m = m ? m + 1 : NULL;
+		}
+		while (m && m < end) {
+			const char *c = memchr(m, ',', (size_t)(end - m));
+
+			if (!c)
+				c = end;
+			if ((size_t)(c - m) == ulen && !strncmp(m, user, ulen) && !field(line, end, 2, gid, sizeof(gid)) &&
+			    all_digits(gid) && strtoul(gid, NULL, 10) <= 0x7fffffffUL) {
+				out[n++] = (gid_t)strtoul(gid, NULL, 10);
+				break;
+			}
+			m = c + 1;
+		}
+		line = *end ? end + 1 : NULL;
+	}
+	return n;
+}
+
+int user_name_ok(const char *name)
+{
+	size_t i;
+
+	if (!name[0] || strlen(name) > 32 || !((name[0] >= 'a' && name[0] <= 'z') || name[0] == '_'))
+		return 0;
+	for (i = 1; name[i]; i++)
+		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_' ||
+		      name[i] == '-'))
+			return 0;
+	return 1;
+}

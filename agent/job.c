@@ -414,6 +414,27 @@ static int run_step(struct job *j, size_t idx, enum stop *stopped)
 	int rc, code = -1;
 
 	*stopped = STOP_NONE;
+	script[0] = '\0';
+	if (j->spec.exec) {
+		struct step_user u;
+		char err[512];
+
+		if (image_exec_user(&j->spec, &u, err, sizeof(err)) < 0) {
+			job_log(j, "kiln-agent: %s: %s", step->name, err);
+			goto out;
+		}
+		env = step_env_exec(&j->spec, &u);
+		r.pid = env ? step_spawn_exec(&j->spec, env, &u, &r.out) : -ENOMEM;
+		/* The stdin is in the pipe (or the step failed): no copy stays. */
+		if (j->spec.exec_stdin)
+			explicit_bzero(j->spec.exec_stdin, j->spec.exec_stdin_len);
+		if (r.pid < 0) {
+			job_log(j, "kiln-agent: %s: cannot start %s: %s", step->name, j->spec.exec_argv[0],
+				strerror(-r.pid));
+			goto out;
+		}
+		goto started;
+	}
 	snprintf(script, sizeof(script), "%s/step-%zu.sh", j->tmpdir, idx);
 	rc = step_write_script(script, step->script, step->nscript);
 	if (rc < 0) {
@@ -430,6 +451,7 @@ static int run_step(struct job *j, size_t idx, enum stop *stopped)
 		job_log(j, "kiln-agent: %s: cannot start: %s", step->name, strerror(-r.pid));
 		goto out;
 	}
+started:
 	j->groups[j->ngroups++] = r.pid;
 	r.deadline = mono_ms() + (long long)step->timeout * 1000;
 	j->run = &r;
@@ -442,7 +464,8 @@ out:
 		close(r.out);
 	r.out = -1;
 	step_env_free(&env);
-	unlink(script);
+	if (script[0])
+		unlink(script);
 	return code;
 }
 

@@ -1,4 +1,5 @@
 #include "agent/jobspec.h"
+#include "agent/imageuser.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -394,16 +395,69 @@ static int parse_service(json_t *root, struct job_spec *spec, struct perr *e)
 	return 0;
 }
 
+/* An exec step: argv run as it is (see jobspec.h). */
+static int parse_exec(json_t *root, struct job_spec *spec, struct perr *e)
+{
+	struct job_step *step;
+	json_t *argv, *user = json_object_get(root, "user"), *add = json_object_get(root, "add_user");
+	json_t *in = json_object_get(root, "stdin");
+	char f[32];
+	size_t i, n;
+	int rc;
+
+	rc = get_array(root, "argv", 1, JOBSPEC_MAX_ARGV, &argv, e);
+	if (rc)
+		return rc;
+	if (!(n = json_array_size(argv)))
+		return bad(e, "argv", "must not be empty");
+	if (!(spec->exec_argv = calloc(n + 1, sizeof(*spec->exec_argv))))
+		return oom(e);
+	for (i = 0; i < n; i++) {
+		rc = get_string(json_array_get(argv, i), field_idx(f, sizeof(f), "argv", i), 0, &spec->exec_argv[i],
+				NULL, e);
+		if (rc)
+			return rc;
+		spec->exec_argc++;
+	}
+	if (!spec->exec_argv[0][0])
+		return bad(e, "argv[0]", "must not be empty");
+	if (user) {
+		if ((rc = get_string(user, "user", 0, &spec->exec_user, NULL, e)))
+			return rc;
+		if (!user_name_ok(spec->exec_user))
+			return bad(e, "user", "must be 1..32 of a-z, 0-9, '_' and '-', starting with a letter or '_'");
+	}
+	if (add && !json_is_boolean(add))
+		return bad(e, "add_user", "must be true or false");
+	spec->exec_add_user = json_is_true(add);
+	if (spec->exec_add_user && !spec->exec_user)
+		return bad(e, "add_user", "needs a user");
+	if (in) {
+		if ((rc = get_string(in, "stdin", 1, &spec->exec_stdin, &spec->exec_stdin_len, e)))
+			return rc;
+		if (spec->exec_stdin_len > JOBSPEC_MAX_STDIN)
+			return bad(e, "stdin", "longer than 64 KiB");
+	}
+	if (!(spec->steps = calloc(1, sizeof(*spec->steps))))
+		return oom(e);
+	spec->nsteps = 1;
+	step = &spec->steps[0];
+	step->timeout = JOBSPEC_MAX_TIMEOUT;
+	step->when = WHEN_ON_SUCCESS;
+	return (step->name = strdup("exec")) ? 0 : oom(e);
+}
+
 static int parse_mode_and_hosts(json_t *root, struct job_spec *spec, struct perr *e)
 {
 	json_t *mode = json_object_get(root, "mode"), *hosts = json_object_get(root, "hosts");
+	const char *m = json_string_value(mode);
 	size_t len;
 	int rc;
 
-	if (mode && (!json_is_string(mode) || (strcmp(json_string_value(mode), "job") &&
-					       strcmp(json_string_value(mode), "service"))))
-		return bad(e, "mode", "must be \"job\" or \"service\"");
-	spec->service = mode && !strcmp(json_string_value(mode), "service");
+	if (mode && (!m || (strcmp(m, "job") && strcmp(m, "service") && strcmp(m, "exec"))))
+		return bad(e, "mode", "must be \"job\", \"service\" or \"exec\"");
+	spec->service = m && !strcmp(m, "service");
+	spec->exec = m && !strcmp(m, "exec");
 	if (!hosts)
 		return 0;
 	rc = get_string(hosts, "hosts", 0, &spec->hosts, &len, e);
@@ -436,9 +490,11 @@ static int parse_root(json_t *root, struct job_spec *spec, struct perr *e)
 		rc = parse_files(files, spec, e);
 	if (!rc && spec->service)
 		rc = parse_service(root, spec, e);
+	else if (!rc && spec->exec)
+		rc = parse_exec(root, spec, e);
 	else if (!rc)
 		rc = get_array(root, "steps", 1, JOBSPEC_MAX_STEPS, &steps, e);
-	if (!rc && !spec->service)
+	if (!rc && !spec->service && !spec->exec)
 		rc = parse_steps(steps, spec, e);
 	if (!rc)
 		rc = parse_clock(json_object_get(root, "clock"), spec, e);
@@ -509,6 +565,11 @@ void jobspec_free(struct job_spec *spec)
 	free(spec->image_user);
 	free_strv(spec->image_entrypoint, spec->image_nentrypoint);
 	free(spec->hosts);
+	free_strv(spec->exec_argv, spec->exec_argc);
+	free(spec->exec_user);
+	if (spec->exec_stdin)
+		explicit_bzero(spec->exec_stdin, spec->exec_stdin_len);
+	free(spec->exec_stdin);
 	memset(spec, 0, sizeof(*spec));
 }
 

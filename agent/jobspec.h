@@ -46,6 +46,7 @@ struct job_spec {
 	int hold_on_failure;      /* keep the VM for a shell when the job failed */
 	int debug_trace;          /* CI_DEBUG_TRACE: the steps' shell traces each command */
 	int service;              /* "mode": "service": steps is one step running argv */
+	int exec;                 /* "mode": "exec": steps is one step, exec_argv */
 	char *hosts;              /* lines for /etc/hosts (the job's services), or NULL */
 	int has_clock;            /* the host's wall clock came with the job */
 	long long clock_sec;      /* CLOCK_REALTIME on the host when it sent the job */
@@ -58,10 +59,23 @@ struct job_spec {
 	 * container's Entrypoint with its Cmd: NULL-terminated, or NULL. */
 	char **image_entrypoint;
 	size_t image_nentrypoint;
+	/* "mode": "exec" (issue #17: GitHub's run.sh): the one step execs
+	 * exec_argv (NULL-terminated) itself, no shell in between, as
+	 * exec_user (NULL: root; with exec_add_user, added to the image's
+	 * passwd and group, at home in workdir, when it has no entry), its
+	 * standard input the exec_stdin_len bytes of exec_stdin (NULL:
+	 * /dev/null), which the agent wipes once they are in the pipe. */
+	char **exec_argv;
+	size_t exec_argc;
+	char *exec_user;
+	int exec_add_user;
+	char *exec_stdin;
+	size_t exec_stdin_len;
 };
 
 #define JOBSPEC_MAX_ARGV 256
 #define JOBSPEC_MAX_HOSTS (64u << 10)   /* bytes of /etc/hosts lines */
+#define JOBSPEC_MAX_STDIN (64u << 10)   /* an exec step's stdin: one pipe's default capacity */
 
 /* Parse and check json[0..len). Required: workdir (absolute path) and steps
  * (1..JOBSPEC_MAX_STEPS objects, each with a non-empty name and a script
@@ -77,6 +91,11 @@ struct job_spec {
  * runs a job's service instead: argv (1..JOBSPEC_MAX_ARGV strings) is
  * required, workdir is optional ("/") and steps is not read; the spec gets
  * one step, "service", that execs argv under the step timeout's ceiling.
+ * "mode": "exec" (issue #17) execs argv (1..JOBSPEC_MAX_ARGV strings)
+ * without a shell: workdir is required, steps is not read, and the spec
+ * gets one step, "exec"; optional user (a passwd name, user_name_ok),
+ * add_user (boolean) and stdin (a string of at most JOBSPEC_MAX_STDIN
+ * bytes).
  * Unknown members are ignored, so a
  * newer host can add some. On success returns 0 and fills *spec (free it with jobspec_free). On failure returns -EINVAL (bad
  * spec) or -ENOMEM, leaves *spec empty, and writes one line without a

@@ -92,9 +92,10 @@ static char *concat(const char *a, const char *b)
 	return s;
 }
 
-char **step_env(const struct job_spec *spec, const char *job_status)
+/* step_env's vector with room for extra more entries. */
+static char **env_build(const struct job_spec *spec, const char *job_status, size_t extra)
 {
-	char **env = calloc(spec->nenv + 4, sizeof(*env));
+	char **env = calloc(spec->nenv + 4 + extra, sizeof(*env));
 	size_t n = 0, i;
 	int rc;
 
@@ -107,6 +108,33 @@ char **step_env(const struct job_spec *spec, const char *job_status)
 		rc = env_put(env, &n, strdup(spec->env[i]));
 	if (!rc && job_status)
 		rc = env_put(env, &n, concat("CI_JOB_STATUS=", job_status));
+	if (rc)
+		step_env_free(&env);
+	return env;
+}
+
+char **step_env(const struct job_spec *spec, const char *job_status)
+{
+	return env_build(spec, job_status, 0);
+}
+
+char **step_env_exec(const struct job_spec *spec, const struct step_user *u)
+{
+	char **env = env_build(spec, NULL, 4);
+	size_t n = 0;
+	int rc = 0;
+
+	if (!env || !u->name[0])
+		return env;
+	while (env[n])
+		n++;
+	rc = env_put(env, &n, concat("HOME=", u->home));
+	if (!rc)
+		rc = env_put(env, &n, concat("USER=", u->name));
+	if (!rc)
+		rc = env_put(env, &n, concat("LOGNAME=", u->name));
+	if (!rc)
+		rc = env_put(env, &n, strdup("SHELL=/bin/bash"));
 	if (rc)
 		step_env_free(&env);
 	return env;
@@ -298,5 +326,98 @@ pid_t step_spawn(const char *script_path, const char *workdir, char *const env[]
 	*out_fd = p[0];
 out:
 	close(p[1]);
+	return pid;
+}
+
+/* In the exec step's child: everything between fork and exec. */
+static void __attribute__((noreturn)) exec_child(const struct job_spec *spec, char *const env[],
+						 const struct step_user *u, int in, int out)
+{
+	char prog_buf[PATH_MAX];
+	const char *prog;
+	sigset_t none;
+	int sig, rc, fd;
+
+	setsid();
+	for (sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (in >= 0) {
+		dup2(in, 0);
+		fcntl(0, F_SETFD, 0);
+	} else {
+		stdin_null();
+	}
+	dup2(out, 1);
+	dup2(out, 2);
+	fcntl(1, F_SETFD, 0);
+	fcntl(2, F_SETFD, 0);
+	if (close_range(3, ~0u, 0) < 0) {
+		for (fd = 3; fd < 1024; fd++)
+			close(fd);
+	}
+	rc = step_mkdir_parents(spec->workdir, 0755);
+	if (rc < 0 || chdir(spec->workdir) < 0) {
+		dprintf(2, "kiln-agent: workdir %s: %s\n", spec->workdir, strerror(rc < 0 ? -rc : errno));
+		_exit(1);
+	}
+	/* Groups, then gid, then uid: each needs the privilege the next drops.
+	 * setpriv --init-groups did this when a shell started run.sh. */
+	if (u->name[0] && (setgroups(u->ngroups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)) {
+		dprintf(2, "kiln-agent: running as %s (%u:%u): %s\n", u->name, (unsigned)u->uid, (unsigned)u->gid,
+			strerror(errno));
+		_exit(1);
+	}
+	prog = find_program(spec->exec_argv[0], env, prog_buf, sizeof(prog_buf));
+	execve(prog, spec->exec_argv, env);
+	dprintf(2, "kiln-agent: cannot run %s: %s\n", spec->exec_argv[0], strerror(errno));
+	_exit(127);
+}
+
+pid_t step_spawn_exec(const struct job_spec *spec, char *const env[], const struct step_user *u, int *out_fd)
+{
+	int p[2] = { -1, -1 }, in[2] = { -1, -1 };
+	pid_t pid;
+
+	*out_fd = -1;
+	if (spec->exec_stdin) {
+		ssize_t n;
+
+		if (pipe2(in, O_CLOEXEC | O_NONBLOCK) < 0)
+			return -errno;
+		/* Non-blocking: a pipe smaller than its default (a tuned
+		 * pipe-user-pages limit) fails here instead of hanging PID 1. */
+		n = spec->exec_stdin_len ? write(in[1], spec->exec_stdin, spec->exec_stdin_len) : 0;
+		if (n < 0 || (size_t)n != spec->exec_stdin_len) {
+			pid = n < 0 ? -errno : -E2BIG;
+			goto out;
+		}
+		close(in[1]);
+		in[1] = -1;
+		fcntl(in[0], F_SETFL, 0);
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		pid = -errno;
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		pid = -errno;
+		close(p[0]);
+		p[0] = -1;
+		goto out;
+	}
+	if (pid == 0)
+		exec_child(spec, env, u, in[0], p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	*out_fd = p[0];
+out:
+	if (p[1] >= 0)
+		close(p[1]);
+	if (in[0] >= 0)
+		close(in[0]);
+	if (in[1] >= 0)
+		close(in[1]);
 	return pid;
 }

@@ -45,4 +45,27 @@ void step_entrypoint(char *const *argv, size_t n);
 
 pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd);
 
+/* Who an exec step runs as: resolved before the fork (agent/image.h). */
+#define STEP_MAX_GROUPS 64
+struct step_user {
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[STEP_MAX_GROUPS];   /* supplementary, from the image's /etc/group */
+	size_t ngroups;
+	char name[33];                   /* "" for root as the agent is */
+	char home[256];
+};
+
+/* The environment of an exec step: step_env's, then HOME, USER, LOGNAME
+ * and SHELL=/bin/bash for u when it names a user. Free with step_env_free. */
+char **step_env_exec(const struct job_spec *spec, const struct step_user *u);
+
+/* Fork an exec step (spec->exec): as step_spawn, but the child execs
+ * spec->exec_argv itself (argv[0] looked up on env's PATH when it has no
+ * '/', else relative to workdir) as u, with spec->exec_stdin on its
+ * standard input: written into a new pipe before the fork (it fits the
+ * pipe's default capacity, JOBSPEC_MAX_STDIN), so nothing blocks and no
+ * file ever holds it. */
+pid_t step_spawn_exec(const struct job_spec *spec, char *const env[], const struct step_user *u, int *out_fd);
+
 #endif

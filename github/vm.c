@@ -20,36 +20,21 @@
  * request's own time limits are far shorter) before its job fails. */
 #define GH_VM_BLOB_WAIT_S 600
 
-/* Runs in the guest as root, and on the path from the agent's HELLO to
- * run.sh, where each process started is a cold start under TCG
- * (bench/github.sh): run.sh's is the only one left there. User runner
- * and its folder come with the image (images/recipes/github-runner) and
- * are read from /etc/passwd by the shell itself. An image without them
- * can only run a runner laid over the project folder
- * (KILN_GITHUB_RUNNER_DIR, for tests), which then wins over the image's;
- * there the shell adds user runner (the first free uid past 1000, at
- * home in that folder) as the recipe's useradd would have. The blob is an
- * environment variable of this shell only, moved into one it does not
- * export, and reaches run.sh through a pipe that printf (a builtin, in a
- * forked subshell: no command line) fills: no file holds it, and once
- * run.sh has read it nobody can read it again. setpriv execs run.sh as
- * runner in place (runuser would fork a PAM session around it). */
-static const char *const script[] = {
-	"set -eu",
-	"dir=/home/runner/actions-runner",
-	"if [ -x \"$CI_PROJECT_DIR/run.sh\" ]; then dir=$CI_PROJECT_DIR; fi",
-	"user() { next=1001; while IFS=: read -r n _ uid gid _ home _; do [ \"$n\" != runner ] || return 0; "
-	"[ \"$uid\" -lt \"$next\" ] || [ \"$uid\" -ge 60000 ] || next=$((uid + 1)); done </etc/passwd; return 1; }",
-	"user || { echo \"runner:x:$next:$next:GitHub Actions runner:$dir:/bin/bash\" >>/etc/passwd && "
-	"echo \"runner:x:$next:\" >>/etc/group && user; }",
-	"blob=$KILN_GITHUB_JITCONFIG",
-	"unset KILN_GITHUB_JITCONFIG",
-	"cd \"$dir\"",
-	"rc=0; printf '%s' \"$blob\" | HOME=$home USER=runner LOGNAME=runner SHELL=/bin/bash "
-	"setpriv --reuid=\"$uid\" --regid=\"$gid\" --init-groups -- ./run.sh --jitconfig || rc=$?",
-	"unset blob",
-	"echo \"kiln: run.sh exited with $rc\"",
-};
+/* What the guest runs: GitHub's run.sh, started by the agent itself
+ * ("mode": "exec", set at the guest's HELLO by on_ready) as user runner
+ * in its folder, the blob on its standard input. Each process started
+ * before run.sh would be a cold start under TCG (bench/github.sh); now
+ * there is none: no shell, no setpriv. The blob goes over the host
+ * channel into a pipe the agent fills before the fork: no file, command
+ * line or environment holds it, and once run.sh has read it nobody can
+ * read it again. User runner and /home/runner/actions-runner come with
+ * the image (images/recipes/github-runner). A runner laid over the
+ * project folder (KILN_GITHUB_RUNNER_DIR, for tests) runs there instead,
+ * and the agent adds user runner, at home in it, to an image without
+ * one. The payload's own step is what the spec carried before HELLO. */
+#define GH_RUNNER_HOME_DIR "/home/runner/actions-runner"
+static const char *const run_argv[] = { "./run.sh", "--jitconfig", NULL };
+static const char *const script[] = { "exec ./run.sh --jitconfig" };
 
 struct ghvm {
 	struct gh_vms *owner;
@@ -116,12 +101,17 @@ static void on_notice(void *arg, const char *line)
 	log_info("github %s: %s: %s", v->owner->g->name, v->name, line);
 }
 
-/* job_opts.ready: at the guest's HELLO, the blob (GitHub made it while
- * the VM booted) goes into the job's environment; the masker learns it
- * here, on the thread that writes the VM's output. */
+/* job_opts.ready: at the guest's HELLO, the spec becomes run.sh's exec
+ * spec with the blob (GitHub made it while the VM booted) as its standard
+ * input; the masker learns it here, on the thread that writes the VM's
+ * output. */
 static enum kiln_rc on_ready(void *arg, const char *spec, char **out, struct kiln_err *e)
 {
 	struct ghvm *v = arg;
+	const char *runner_dir = getenv("KILN_GITHUB_RUNNER_DIR");
+	bool laid_over = runner_dir && *runner_dir;
+	struct jobspec_exec x = { .argv = run_argv, .user = "runner", .add_user = laid_over,
+				  .workdir = laid_over ? NULL : GH_RUNNER_HOME_DIR };
 	struct timespec until;
 	char *blob;
 	size_t len;
@@ -140,10 +130,11 @@ static enum kiln_rc on_ready(void *arg, const char *spec, char **out, struct kil
 	if (!blob)
 		return kiln_fail(e, KILN_E_LIMIT, v->cancel ? "canceled before the runner's JIT config came"
 					     : "no JIT config for the runner within %d s", GH_VM_BLOB_WAIT_S);
+	x.stdin_data = blob;
 	if ((rc = mask_add_secret(&v->m, blob, e)))
 		rc = kiln_fail(e, KILN_E_LIMIT, "the JIT config (%zu bytes) cannot be masked in the VM's log", len);
 	else
-		rc = jobspec_add_env(spec, "KILN_GITHUB_JITCONFIG", blob, out, e);
+		rc = jobspec_exec(spec, &x, out, e);
 	explicit_bzero(blob, len);
 	free(blob);
 	return rc;

@@ -258,3 +258,36 @@ out:
 	json_decref(o); /* jansson's copy of value is freed, not wiped: it offers no hook */
 	return rc;
 }
+
+enum kiln_rc jobspec_exec(const char *spec, const struct jobspec_exec *x, char **out, struct kiln_err *e)
+{
+	json_t *o = json_loads(spec, 0, NULL), *argv = json_array();
+	enum kiln_rc rc = KILN_OK;
+	size_t i;
+
+	*out = NULL;
+	if (!json_is_object(o)) {
+		rc = kiln_fail(e, KILN_E_SYNTAX, "job spec: not a JSON object");
+		goto out;
+	}
+	if (!argv)
+		goto nomem;
+	for (i = 0; x->argv[i]; i++)
+		if (json_array_append_new(argv, json_string(x->argv[i])))
+			goto nomem;
+	if (json_object_set_new(o, "mode", json_string("exec")) || json_object_set(o, "argv", argv) ||
+	    (x->user && json_object_set_new(o, "user", json_string(x->user))) ||
+	    (x->add_user && json_object_set_new(o, "add_user", json_true())) ||
+	    (x->workdir && json_object_set_new(o, "workdir", json_string(x->workdir))) ||
+	    (x->stdin_data && json_object_set_new(o, "stdin", json_string(x->stdin_data))))
+		goto nomem;
+	json_object_del(o, "steps");
+	if ((*out = json_dumps(o, JSON_COMPACT)))
+		goto out;
+nomem:
+	rc = kiln_fail(e, KILN_E_NOMEM, "job spec: out of memory");
+out:
+	json_decref(argv);
+	json_decref(o); /* as for jobspec_add_env: jansson's copy of stdin is not wiped */
+	return rc;
+}

@@ -4,6 +4,7 @@
 #ifndef KILN_JOBSPEC_H
 #define KILN_JOBSPEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "job/payload.h"
@@ -27,5 +28,22 @@ enum kiln_rc jobspec_stamp_clock(const char *spec, char **json, struct kiln_err 
  * new *out (the caller's to free); value is not kept elsewhere. */
 enum kiln_rc jobspec_add_env(const char *spec, const char *key, const char *value, char **out,
 			     struct kiln_err *e);
+
+/* What an exec spec runs (the agent's "mode": "exec", docs/agent-protocol.md):
+ * argv without a shell, as user (NULL: root; add_user: added to the image
+ * when it lacks one), in workdir (NULL: the spec's), stdin (NULL: none) on
+ * its standard input. */
+struct jobspec_exec {
+	const char *const *argv;   /* NULL-terminated, at least one */
+	const char *user;
+	bool add_user;
+	const char *workdir;
+	const char *stdin_data;
+};
+
+/* spec turned into an exec spec for x, in a new *out (the caller's to
+ * free): its environment, files, workspace and clock stay, its steps go.
+ * x->stdin_data is not kept elsewhere. */
+enum kiln_rc jobspec_exec(const char *spec, const struct jobspec_exec *x, char **out, struct kiln_err *e);
 
 #endif

@@ -305,6 +305,45 @@ EOF
 has noargv "kiln-agent: bad job: argv: must not be empty"
 last noargv "EXIT 1 runner_system_failure"
 
+# An exec step (issue #17: GitHub's run.sh): argv without a shell, its
+# stdin from the spec (never a file), as the named user with HOME, USER
+# and LOGNAME from passwd. "$0" stays literal: no shell expands argv.
+exec_user=nobody
+if [ "$(id -u)" != 0 ] || ! getent passwd nobody >/dev/null; then exec_user=""; fi
+job execstep <<EOF
+{ "mode": "exec", "workdir": "$work", "argv": [ "/bin/sh", "-c", "echo \"argv \$1 \$0\"; echo \"as \$(id -un) \$USER \$LOGNAME home \$HOME in \$(pwd)\"; echo \"stdin \$(cat)\"; exit 4", "\$0", "it's" ],
+  ${exec_user:+"\"user\": \"$exec_user\","} "stdin": "blob-on-stdin\n", "env": [ ["EXEC_VAR", "v"] ] }
+EOF
+has execstep "argv it's \$0"
+has execstep "stdin blob-on-stdin"
+has execstep "in $work"
+[ -z "$exec_user" ] || has execstep "as nobody nobody nobody home $(getent passwd nobody | cut -d: -f6)"
+last execstep "EXIT 4 script_failure"
+if grep -rqs blob-on-stdin "$tmp"/*.out.d "$work" 2>/dev/null; then bad "execstep: a file holds the stdin"; else ok "execstep: no file in the workdir holds the stdin"; fi
+
+job execnoprog <<EOF
+{ "mode": "exec", "workdir": "$work", "argv": [ "no-such-program-kiln" ] }
+EOF
+has execnoprog "kiln-agent: cannot run no-such-program-kiln: No such file or directory"
+last execnoprog "EXIT 127 script_failure"
+
+job execbaduser <<EOF
+{ "mode": "exec", "workdir": "$work", "argv": [ "true" ], "user": "x:0:0::/:/bin/sh\nroot2" }
+EOF
+has execbaduser "kiln-agent: bad job: user: must be"
+last execbaduser "EXIT 1 runner_system_failure"
+
+job execnouser <<EOF
+{ "mode": "exec", "workdir": "$work", "argv": [ "true" ], "user": "kiln-no-such-user" }
+EOF
+has execnouser "kiln-agent: exec: user kiln-no-such-user: not in the image's /etc/passwd"
+
+big=$(head -c 70000 /dev/zero | tr '\0' a)
+job execbigstdin <<EOF
+{ "mode": "exec", "workdir": "$work", "argv": [ "true" ], "stdin": "$big" }
+EOF
+has execbigstdin "kiln-agent: bad job: stdin: longer than 64 KiB"
+
 job badmode <<EOF
 { "mode": "daemon", "workdir": "$work", "steps": [ { "name": "script", "script": [ "echo not-run" ] } ] }
 EOF

@@ -196,6 +196,51 @@ START_TEST(jobspec_takes_a_late_variable)
 }
 END_TEST
 
+/* An exec spec (GitHub's run.sh): the env and workdir stay, the steps go,
+ * argv, user and stdin arrive as the agent reads them. */
+START_TEST(jobspec_becomes_an_exec_spec)
+{
+	static const char *const argv[] = { "./run.sh", "--jitconfig", NULL };
+	struct jobspec_exec x = { .argv = argv, .user = "runner", .add_user = true, .stdin_data = "YmxvYg==" };
+	struct job_payload p;
+	struct kiln_err e = { 0 };
+	char *text, *ex;
+	json_t *o, *a;
+
+	parse(&p, "\"variables\": [{\"key\": \"A\", \"value\": \"1\"}]");
+	ck_assert_msg(jobspec_build(&p, &text, &e) == KILN_OK, "%s", e.msg);
+	ck_assert_msg(jobspec_exec(text, &x, &ex, &e) == KILN_OK, "%s", e.msg);
+	o = json_loads(ex, 0, NULL);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "mode")), "exec");
+	a = json_object_get(o, "argv");
+	ck_assert_int_eq(json_array_size(a), 2);
+	ck_assert_str_eq(json_string_value(json_array_get(a, 0)), "./run.sh");
+	ck_assert_str_eq(json_string_value(json_array_get(a, 1)), "--jitconfig");
+	ck_assert_str_eq(json_string_value(json_object_get(o, "user")), "runner");
+	ck_assert(json_is_true(json_object_get(o, "add_user")));
+	ck_assert_str_eq(json_string_value(json_object_get(o, "stdin")), "YmxvYg==");
+	ck_assert_ptr_null(json_object_get(o, "steps"));
+	ck_assert_str_eq(env_of(o, "A"), "1");
+	ck_assert_ptr_null(env_of(o, "YmxvYg=="));
+	ck_assert(json_string_value(json_object_get(o, "workdir"))[0] == '/');
+	json_decref(o);
+	free(ex);
+	x.workdir = "/home/runner/actions-runner";
+	x.add_user = false;
+	ck_assert_msg(jobspec_exec(text, &x, &ex, &e) == KILN_OK, "%s", e.msg);
+	o = json_loads(ex, 0, NULL);
+	ck_assert_str_eq(json_string_value(json_object_get(o, "workdir")), "/home/runner/actions-runner");
+	ck_assert_ptr_null(json_object_get(o, "add_user"));
+	json_decref(o);
+	free(ex);
+	free(text);
+	payload_free(&p);
+	ck_assert_int_eq(jobspec_exec("[", &x, &ex, &e), KILN_E_SYNTAX);
+	ck_assert_ptr_null(ex);
+}
+END_TEST
+
 START_TEST(unsupported_features_are_named)
 {
 	static const struct {
@@ -274,6 +319,7 @@ Suite *jobvars_suite(void)
 	tcase_add_test(tc, variable_key_may_start_with_a_digit);
 	tcase_add_test(tc, debug_trace_reaches_the_guest);
 	tcase_add_test(tc, jobspec_takes_a_late_variable);
+	tcase_add_test(tc, jobspec_becomes_an_exec_spec);
 	tcase_add_test(tc, unsupported_features_are_named);
 	tcase_add_test(tc, cache_keys_become_safe_folders);
 	suite_add_tcase(s, tc);

@@ -225,6 +225,36 @@ START_TEST(image_user)
 }
 END_TEST
 
+/* What the agent reads to run an exec step as a user, or to add one. */
+START_TEST(exec_user_entries)
+{
+	const char *passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n"
+			     "runner:x:1234:4321::/home/runner:/bin/sh\nbroken\nsvc:x:999:999::/srv\n";
+	const char *group = "root:x:0:\nsudo:x:27:admin,runner\ndocker:x:998:runner\nrunners:x:77:runnerx\nbad:x:z:runner\n";
+	gid_t g[8];
+	char home[64];
+
+	ck_assert_int_eq(passwd_home(passwd, "runner", home, sizeof(home)), 0);
+	ck_assert_str_eq(home, "/home/runner");
+	ck_assert_int_eq(passwd_home(passwd, "svc", home, sizeof(home)), 0);
+	ck_assert_str_eq(home, "/srv");
+	ck_assert_int_eq(passwd_home(passwd, "runne", home, sizeof(home)), -1);
+	ck_assert_int_eq(passwd_home(passwd, "broken", home, sizeof(home)), -1);
+	ck_assert_int_eq(passwd_home(passwd, "runner", home, 5), -1);
+	/* Past 1000 and past 1234; nobody's 65534 does not count. */
+	ck_assert_uint_eq(passwd_free_id(passwd), 1235);
+	ck_assert_uint_eq(passwd_free_id("root:x:0:0::/:/bin/sh\n"), 1001);
+	ck_assert_uint_eq(passwd_free_id(NULL), 1001);
+	ck_assert_uint_eq(group_ids_of(group, "runner", g, 8), 2);
+	ck_assert(g[0] == 27 && g[1] == 998);
+	ck_assert_uint_eq(group_ids_of(group, "runner", g, 1), 1);
+	ck_assert_uint_eq(group_ids_of(group, "nobody", g, 8), 0);
+	ck_assert(user_name_ok("runner") && user_name_ok("_svc-1"));
+	ck_assert(!user_name_ok("") && !user_name_ok("Root") && !user_name_ok("a:b") && !user_name_ok("a\nb") &&
+		  !user_name_ok("1abc") && !user_name_ok("abcdefghijklmnopqrstuvwxyz0123456"));
+}
+END_TEST
+
 static bool no_override;  /* job_entrypoint's disable_entrypoint_overwrite */
 static char said[2048];   /* its notices, a line each */
 
@@ -578,6 +608,7 @@ Suite *ociimage_suite(void)
 	tcase_add_test(tc, config_section);
 	tcase_add_test(tc, config_services_keys);
 	tcase_add_test(tc, image_user);
+	tcase_add_test(tc, exec_user_entries);
 	tcase_add_test(tc, service_command);
 	tcase_add_test(tc, job_entrypoint_rules);
 	tcase_add_test(tc, docker_config_json);
