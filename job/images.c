@@ -134,18 +134,23 @@ static enum kiln_rc wrap(struct kiln_err *e, enum kiln_rc rc, const char *name, 
 	return kiln_fail(e, rc, "image %s: %s (%.400s)", name, what, inner);
 }
 
-static void recipe_env(const struct images_ctx *ctx, char env[3][PATH_MAX + 32])
+#define RECIPE_ENV 4
+
+/* What every recipe gets, for inputs and build alike (an empty
+ * KILN_RUNNER_TARBALL is unset to the recipe). */
+static void recipe_env(const struct images_ctx *ctx, char env[RECIPE_ENV][PATH_MAX + 32])
 {
 	snprintf(env[0], sizeof(env[0]), "KILN_CACHE_DIR=%s", ctx->cache_dir);
 	snprintf(env[1], sizeof(env[1]), "KILN_AGENT=%s", ctx->agent_path);
 	snprintf(env[2], sizeof(env[2]), "KILN_SRCDIR=%s/..", ctx->recipes_dir);
+	snprintf(env[3], sizeof(env[3]), "KILN_RUNNER_TARBALL=%s", ctx->runner_tarball ? ctx->runner_tarball : "");
 }
 
 enum kiln_rc images_inputs(const struct images_ctx *ctx, const char *name, char **lines, char sha[65],
 			   struct kiln_err *e)
 {
-	char path[PATH_MAX], recipe_sha[65], env[3][PATH_MAX + 32];
-	char *envp[] = { env[0], env[1], env[2], NULL };
+	char path[PATH_MAX], recipe_sha[65], env[RECIPE_ENV][PATH_MAX + 32];
+	char *envp[] = { env[0], env[1], env[2], env[3], NULL };
 	char *argv[] = { path, "inputs", NULL };
 	char *out = NULL, *all = NULL;
 	enum kiln_rc rc;
@@ -383,8 +388,8 @@ enum kiln_rc images_build(const struct images_ctx *ctx, const char *name, bool f
 			  struct kiln_err *e)
 {
 	char recipe[PATH_MAX], tmpdir[PATH_MAX], mpath[PATH_MAX];
-	char sha[65], kind[32], env[3][PATH_MAX + 32], built[32];
-	char *envp[] = { env[0], env[1], env[2], NULL };
+	char sha[65], kind[32], env[RECIPE_ENV][PATH_MAX + 32], built[32];
+	char *envp[] = { env[0], env[1], env[2], env[3], NULL };
 	char *argv[] = { recipe, "build", tmpdir, NULL };
 	struct manifest m = { 0 };
 	char *lines = NULL;

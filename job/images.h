@@ -15,6 +15,7 @@ struct images_ctx {
 	const char *cache_dir;    /* recipes' download and build cache */
 	const char *recipes_dir;  /* folder of recipe scripts */
 	const char *agent_path;   /* static kiln-agent for rootfs recipes */
+	const char *runner_tarball; /* github-runner's runner (KILN_RUNNER_TARBALL), or NULL */
 };
 
 /* Fill ctx from the config's folders and kiln's data and libexec folders;

@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <errno.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <unistd.h>
@@ -276,23 +277,48 @@ static int cmd_images(struct cli *c, int argc, char **argv)
 		return images_list(&ictx, &c->cfg);
 	}
 	if (!strcmp(argv[1], "build")) {
-		bool force = false, rebuilt;
-		int i = 2;
+		bool force = false, all = false, rebuilt;
+		char tarball[PATH_MAX];
+		struct stat st;
+		int i, names = 0;
 
-		if (i < argc && (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force"))) {
-			force = true;
-			i++;
-		}
-		if (i < argc && !strcmp(argv[i], "--all")) {
-			if (i + 1 < argc)
-				return cli_usage_error("images build --all takes no names, got '%s'", argv[i + 1]);
-			return images_build_all(&ictx, force);
-		}
-		if (i >= argc)
-			return cli_usage_error("images build: missing image %s", "NAME");
-		for (; i < argc; i++) {
-			if (argv[i][0] == '-')
+		/* Options anywhere among the names; names are argv's other words. */
+		for (i = 2; i < argc; i++) {
+			if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--force")) {
+				force = true;
+			} else if (!strcmp(argv[i], "--all")) {
+				all = true;
+			} else if (!strcmp(argv[i], "--runner-tarball")) {
+				/* github-runner's runner from a file instead of GitHub's
+				 * release (no internet; a pinned build of one's own). */
+				if (i + 1 >= argc)
+					return cli_usage_error("images build: --runner-tarball needs a %s", "FILE");
+				if (!realpath(argv[++i], tarball) || stat(tarball, &st) < 0) {
+					log_error("images build: --runner-tarball %s: %s", argv[i], strerror(errno));
+					return EXIT_FAIL;
+				}
+				if (!S_ISREG(st.st_mode)) {
+					log_error("images build: --runner-tarball %s: not a regular file", argv[i]);
+					return EXIT_FAIL;
+				}
+				ictx.runner_tarball = tarball;
+			} else if (argv[i][0] == '-') {
 				return cli_usage_error("images build: unknown option '%s'", argv[i]);
+			} else {
+				names++;
+			}
+		}
+		if (all && names)
+			return cli_usage_error("images build --all takes no names, got %d", names);
+		if (all)
+			return images_build_all(&ictx, force);
+		if (!names)
+			return cli_usage_error("images build: missing image %s", "NAME");
+		for (i = 2; i < argc; i++) {
+			if (argv[i][0] == '-') {
+				i += !strcmp(argv[i], "--runner-tarball");
+				continue;
+			}
 			if (images_build(&ictx, argv[i], force, &rebuilt, &e)) {
 				log_error("%s", e.msg);
 				return EXIT_FAIL;

@@ -174,7 +174,8 @@ for l in iter(sys.stdin.buffer.readline, b""):
 	sys.stdout.buffer.write(b"%.6f %s" % (time.monotonic(), l))
 	sys.stdout.buffer.flush()'
 }
-# kiln_up NAME [warm_pool] [concurrent] [idle_timeout]: config NAME.yml, kiln run logging to NAME.log.
+# kiln_up NAME [warm_pool] [concurrent] [idle_timeout] [image]: config NAME.yml, kiln run logging
+# to NAME.log; the stub laid over the project folder unless an image is named.
 kiln_up() {
 	cat >"$work/$1.yml" <<EOC
 state_dir: $work/vstate
@@ -189,7 +190,7 @@ github:
     token: ghp_fake
     tls_ca_file: $work/vfake/ca.pem
     labels: [self-hosted, kiln]
-    image: debian
+    image: ${5:-debian}
     warm_pool: ${2:-0}
     idle_timeout: ${4:-300}
     poll_interval: 1
@@ -199,7 +200,7 @@ EOC
 	stamp <"$work/out.$nup" >>"$work/$1.log" &
 	spid=$!
 	KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_IMAGES_DIR=$images \
-		KILN_GITHUB_RUNNER_DIR=$top_srcdir/tests/github-stub-runner \
+		KILN_GITHUB_RUNNER_DIR=$([ -n "${5:-}" ] || echo "$top_srcdir/tests/github-stub-runner") \
 		"$top_builddir/kiln" -c "$work/$1.yml" run >"$work/out.$nup" 2>&1 &
 	kpid=$!
 }
@@ -315,8 +316,37 @@ until_ok 10 in_log "job 931 of acme/widgets on runner $r931: failure" c || fail 
 kiln_down c
 grep -q "removing what an interrupted kiln (pid [0-9]*) left of job" "$work/c.log" || fail "C: the job folder was not swept"
 
+# --- R: the github-runner image (images/recipes/github-runner), built by
+# `kiln images build --runner-tarball` from a tarball of the stub (GitHub's
+# real one cannot be fetched here): user runner, its folder, groups and
+# sudo come with the image, nothing is laid over the project folder, and
+# the recipe's run.sh wrapper hands the blob on as GitHub's run.sh takes it.
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$top_srcdir/tests/github-stub-runner" -c . |
+	gzip -n >"$work/runner.tgz"
+if ! KILN_DATA_DIR=$top_srcdir KILN_LIBEXEC_DIR=$top_builddir KILN_IMAGES_DIR=$images \
+	"$top_builddir/kiln" images build --runner-tarball "$work/runner.tgz" github-runner >"$work/r-build.log" 2>&1; then
+	fail "R: kiln images build --runner-tarball github-runner: $(tail -3 "$work/r-build.log")"
+else
+	vcurl -X POST "$vurl/__config" -d '{"stub_result": "success", "stub_sleep": 1}' >/dev/null
+	j0=$(jits)
+	kiln_up r 0 2 300 github-runner
+	vcurl -X POST "$vurl/__queue" -d '{"repo": "acme/widgets", "run": 12, "job": {"id": 1201, "labels": ["kiln"]}}' >/dev/null
+	until_ok 300 job_claimed 1201 || fail "R: job 1201 not claimed"
+	until_ok 60 no_records || fail "R: records left: $(records)"
+	kiln_down r
+	r1201=$(st '[n for n in s["jit_sha256"]][-1]')
+	[ "$(jits)" = $((j0 + 1)) ] || fail "R: $(($(jits) - j0)) runners for one job"
+	grep -q "$r1201: stub run.sh: user runner, jitconfig sha256 $(st "s['jit_sha256']['$r1201']")" "$work/r.log" ||
+		fail "R: the stub did not get the blob intact as user runner"
+	grep -q "$r1201: stub run.sh: in /home/runner/actions-runner, home /home/runner, groups runner.*, sudo works" "$work/r.log" ||
+		fail "R: not in the image's runner folder, home and groups, or no sudo: $(grep 'stub run.sh: in' "$work/r.log")"
+	in_log "job 1201 of acme/widgets on runner $r1201: success" r || fail "R: no result for job 1201"
+	in_log "$r1201: runner VM stopped (exit 0" r || fail "R: the runner VM did not stop cleanly"
+	[ $rc -eq 0 ] && echo "PASS: the github-runner image from a runner tarball: run.sh as its user runner in its folder, with sudo"
+fi
+
 # --- what none of them may leave
-for f in a b c; do
+for f in a b c r; do
 	grep -q "secret-key-material\|ghp_fake\|eyJ" "$work/$f.log" && fail "$f: the blob or token was logged"
 done
 grep -rq "secret-key-material" "$work/vstate" 2>/dev/null && fail "the blob is in a host file"
@@ -347,7 +377,7 @@ if [ $rc -eq 0 ]; then
 		printf "bench: verdict: cold %.0f ms vs this VM'"'"'s boot %.0f ms + 300 ms = %.0f ms: %s; warm %s ms vs 100 ms + %.0f ms: %s\n", c, b * 1000, b * 1000 + 300, cv, w, r * 1000, wv
 	}'
 else
-	for f in a b c; do echo "--- $f.log"; tail -40 "$work/$f.log"; done
+	for f in a b c r; do echo "--- $f.log"; tail -40 "$work/$f.log" 2>/dev/null; done
 	echo "--- vfake.log"; tail -20 "$work/vfake.log"
 	vm_glitch_exit
 fi

@@ -10,9 +10,12 @@
 set -eu
 t0=${EPOCHREALTIME/[.,]/} # "run.sh started" (us) for the bench: the fake is told how long ago
 echo "stub run.sh: started" # its arrival in kiln's log: "run.sh started" for the bench
-[ "${1:-}" = --jitconfig ] || { echo "stub run.sh: usage: run.sh --jitconfig < BLOB" >&2; exit 2; }
-blob=$(cat)
+[ "${1:-}" = --jitconfig ] || { echo "stub run.sh: usage: run.sh --jitconfig [BLOB] (else on stdin)" >&2; exit 2; }
+# GitHub's own run.sh takes the blob as an argument: so does this one when
+# the github-runner image's wrapper (images/recipes/github-runner) runs it.
+if [ $# -ge 2 ]; then blob=$2; else blob=$(cat); fi
 echo "stub run.sh: user $(id -un), jitconfig sha256 $(printf '%s' "$blob" | sha256sum | cut -d' ' -f1)"
+echo "stub run.sh: in $PWD, home $HOME, groups $(id -Gn)$(sudo -n true 2>/dev/null && echo ', sudo works')"
 files=$(printf '%s' "$blob" | base64 -d)
 runner=$(printf '%s' "$files" | sed -n 's/.*"\.runner": *"\([^"]*\)".*/\1/p' | base64 -d)
 name=$(printf '%s' "$runner" | sed -n 's/.*"agentName": *"\([^"]*\)".*/\1/p')
