@@ -346,6 +346,18 @@ static void sh_quote(FILE *f, const char *arg)
 	fputc('\'', f);
 }
 
+/* The spec's one step, named name, for a service or an exec: under the
+ * step timeout's ceiling (the host's job timeout is the limit). */
+static int one_step(struct job_spec *spec, const char *name, struct perr *e)
+{
+	if (!(spec->steps = calloc(1, sizeof(*spec->steps))))
+		return oom(e);
+	spec->nsteps = 1;
+	spec->steps[0].timeout = JOBSPEC_MAX_TIMEOUT;
+	spec->steps[0].when = WHEN_ON_SUCCESS;
+	return (spec->steps[0].name = strdup(name)) ? 0 : oom(e);
+}
+
 /* A service's argv as the spec's one step: "exec 'a' 'b'", so the service
  * is the step's process and its output the step's log. */
 static int parse_service(json_t *root, struct job_spec *spec, struct perr *e)
@@ -363,13 +375,10 @@ static int parse_service(json_t *root, struct job_spec *spec, struct perr *e)
 		return rc;
 	if (!json_array_size(argv))
 		return bad(e, "argv", "must not be empty");
-	if (!(spec->steps = calloc(1, sizeof(*spec->steps))))
-		return oom(e);
-	spec->nsteps = 1;
+	if ((rc = one_step(spec, "service", e)))
+		return rc;
 	step = &spec->steps[0];
-	step->timeout = JOBSPEC_MAX_TIMEOUT;
-	step->when = WHEN_ON_SUCCESS;
-	if (!(step->name = strdup("service")) || !(step->script = calloc(2, sizeof(*step->script))))
+	if (!(step->script = calloc(2, sizeof(*step->script))))
 		return oom(e);
 	if (!(out = open_memstream(&line, &len)))
 		return oom(e);
@@ -398,7 +407,6 @@ static int parse_service(json_t *root, struct job_spec *spec, struct perr *e)
 /* An exec step: argv run as it is (see jobspec.h). */
 static int parse_exec(json_t *root, struct job_spec *spec, struct perr *e)
 {
-	struct job_step *step;
 	json_t *argv, *user = json_object_get(root, "user"), *add = json_object_get(root, "add_user");
 	json_t *in = json_object_get(root, "stdin");
 	char f[32];
@@ -438,13 +446,7 @@ static int parse_exec(json_t *root, struct job_spec *spec, struct perr *e)
 		if (spec->exec_stdin_len > JOBSPEC_MAX_STDIN)
 			return bad(e, "stdin", "longer than 64 KiB");
 	}
-	if (!(spec->steps = calloc(1, sizeof(*spec->steps))))
-		return oom(e);
-	spec->nsteps = 1;
-	step = &spec->steps[0];
-	step->timeout = JOBSPEC_MAX_TIMEOUT;
-	step->when = WHEN_ON_SUCCESS;
-	return (step->name = strdup("exec")) ? 0 : oom(e);
+	return one_step(spec, "exec", e);
 }
 
 static int parse_mode_and_hosts(json_t *root, struct job_spec *spec, struct perr *e)

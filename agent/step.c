@@ -221,17 +221,12 @@ static void stdin_null(void)
 	}
 }
 
-/* In the child: everything between fork and exec. Never returns. */
-static void __attribute__((noreturn)) child(const char *script_path, const char *workdir, char *const env[], int xtrace,
-					   int out)
+/* In a step's child, before anything of its own: a session and process
+ * group of its own, default signals, stdin in (-1: empty), stdout and
+ * stderr out, no other descriptor, cwd workdir (created with parents).
+ * Exits 1 when the workdir cannot be entered. */
+static void child_setup(const char *workdir, int in, int out)
 {
-	/* xtrace: CI_DEBUG_TRACE, gitlab-runner's `set -o xtrace`. */
-	const char *bash[] = { NULL, "--noprofile", "--norc", "-eo", "pipefail", xtrace ? "-x" : script_path,
-			       xtrace ? script_path : NULL, NULL };
-	const char *sh[] = { NULL, xtrace ? "-ex" : "-e", script_path, NULL };
-	const char *shell = NULL, **argv, **ep, *prog;
-	char prog_buf[PATH_MAX];
-	size_t i;
 	sigset_t none;
 	int sig, rc, fd;
 
@@ -241,7 +236,12 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 		signal(sig, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	stdin_null();
+	if (in >= 0) {
+		dup2(in, 0);
+		fcntl(0, F_SETFD, 0);
+	} else {
+		stdin_null();
+	}
 	dup2(out, 1);
 	dup2(out, 2);
 	/* dup2 onto itself keeps close-on-exec; clear it either way. */
@@ -258,6 +258,21 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 		dprintf(2, "kiln-agent: workdir %s: %s\n", workdir, strerror(rc < 0 ? -rc : errno));
 		_exit(1);
 	}
+}
+
+/* In the child: everything between fork and exec. Never returns. */
+static void __attribute__((noreturn)) child(const char *script_path, const char *workdir, char *const env[], int xtrace,
+					   int out)
+{
+	/* xtrace: CI_DEBUG_TRACE, gitlab-runner's `set -o xtrace`. */
+	const char *bash[] = { NULL, "--noprofile", "--norc", "-eo", "pipefail", xtrace ? "-x" : script_path,
+			       xtrace ? script_path : NULL, NULL };
+	const char *sh[] = { NULL, xtrace ? "-ex" : "-e", script_path, NULL };
+	const char *shell = NULL, **argv, **ep, *prog;
+	char prog_buf[PATH_MAX];
+	size_t i;
+
+	child_setup(workdir, -1, out);
 	for (i = 0; i < sizeof(shells) / sizeof(shells[0]) && !shell; i++)
 		if (access(shells[i], X_OK) == 0)
 			shell = shells[i];
@@ -335,33 +350,8 @@ static void __attribute__((noreturn)) exec_child(const struct job_spec *spec, ch
 {
 	char prog_buf[PATH_MAX];
 	const char *prog;
-	sigset_t none;
-	int sig, rc, fd;
 
-	setsid();
-	for (sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	if (in >= 0) {
-		dup2(in, 0);
-		fcntl(0, F_SETFD, 0);
-	} else {
-		stdin_null();
-	}
-	dup2(out, 1);
-	dup2(out, 2);
-	fcntl(1, F_SETFD, 0);
-	fcntl(2, F_SETFD, 0);
-	if (close_range(3, ~0u, 0) < 0) {
-		for (fd = 3; fd < 1024; fd++)
-			close(fd);
-	}
-	rc = step_mkdir_parents(spec->workdir, 0755);
-	if (rc < 0 || chdir(spec->workdir) < 0) {
-		dprintf(2, "kiln-agent: workdir %s: %s\n", spec->workdir, strerror(rc < 0 ? -rc : errno));
-		_exit(1);
-	}
+	child_setup(spec->workdir, in, out);
 	/* Groups, then gid, then uid: each needs the privilege the next drops.
 	 * setpriv --init-groups did this when a shell started run.sh. */
 	if (u->name[0] && (setgroups(u->ngroups, u->groups) < 0 || setgid(u->gid) < 0 || setuid(u->uid) < 0)) {
