@@ -319,7 +319,22 @@ static void __attribute__((noreturn)) child(const char *script_path, const char 
 	_exit(127);
 }
 
-pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd)
+static void __attribute__((noreturn)) exec_child(const struct job_spec *spec, char *const env[],
+						 const struct step_user *u, int in, int out);
+
+/* What a step's child runs: a shell step's or an exec step's, never returning. */
+struct child_call {
+	const char *script_path, *workdir;   /* a shell step */
+	char *const *env;
+	int xtrace;
+	const struct job_spec *spec;         /* an exec step */
+	const struct step_user *u;
+	int in;
+};
+
+/* Fork c's child with its output on a new pipe: its pid, *out_fd the
+ * read end (non-blocking, close-on-exec); or -errno with *out_fd -1. */
+static pid_t spawn(const struct child_call *c, int *out_fd)
 {
 	int p[2] = { -1, -1 };
 	pid_t pid;
@@ -334,14 +349,23 @@ pid_t step_spawn(const char *script_path, const char *workdir, char *const env[]
 		p[0] = -1;
 		goto out;
 	}
+	if (pid == 0 && c->spec)
+		exec_child(c->spec, c->env, c->u, c->in, p[1]);
 	if (pid == 0)
-		child(script_path, workdir, env, xtrace, p[1]);
+		child(c->script_path, c->workdir, c->env, c->xtrace, p[1]);
 	/* Non-blocking: the job loop drains it until EAGAIN, then polls. */
 	fcntl(p[0], F_SETFL, O_NONBLOCK);
 	*out_fd = p[0];
 out:
 	close(p[1]);
 	return pid;
+}
+
+pid_t step_spawn(const char *script_path, const char *workdir, char *const env[], int xtrace, int *out_fd)
+{
+	struct child_call c = { .script_path = script_path, .workdir = workdir, .env = env, .xtrace = xtrace, .in = -1 };
+
+	return spawn(&c, out_fd);
 }
 
 /* In the exec step's child: everything between fork and exec. */
@@ -367,7 +391,8 @@ static void __attribute__((noreturn)) exec_child(const struct job_spec *spec, ch
 
 pid_t step_spawn_exec(const struct job_spec *spec, char *const env[], const struct step_user *u, int *out_fd)
 {
-	int p[2] = { -1, -1 }, in[2] = { -1, -1 };
+	struct child_call c = { .spec = spec, .env = env, .u = u, .in = -1 };
+	int in[2] = { -1, -1 };
 	pid_t pid;
 
 	*out_fd = -1;
@@ -386,25 +411,10 @@ pid_t step_spawn_exec(const struct job_spec *spec, char *const env[], const stru
 		close(in[1]);
 		in[1] = -1;
 		fcntl(in[0], F_SETFL, 0);
+		c.in = in[0];
 	}
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		pid = -errno;
-		goto out;
-	}
-	pid = fork();
-	if (pid < 0) {
-		pid = -errno;
-		close(p[0]);
-		p[0] = -1;
-		goto out;
-	}
-	if (pid == 0)
-		exec_child(spec, env, u, in[0], p[1]);
-	fcntl(p[0], F_SETFL, O_NONBLOCK);
-	*out_fd = p[0];
+	pid = spawn(&c, out_fd);
 out:
-	if (p[1] >= 0)
-		close(p[1]);
 	if (in[0] >= 0)
 		close(in[0]);
 	if (in[1] >= 0)
