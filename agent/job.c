@@ -670,6 +670,9 @@ static int receive_job(struct job *j)
 		fail_system(j);
 		return -1;
 	}
+	/* Parsed: the frame's copy of the job's secrets (masked variables, an
+	 * exec step's stdin) goes; the buffer stays, meaning "the job came". */
+	explicit_bzero(j->job_json, j->job_len);
 	/* The guest has no kvmclock under TCG and the RTC counts whole
 	 * seconds: the host's clock makes timestamps, TLS validity checks and
 	 * make's mtimes agree with the host's. A guest with kvmclock is right
