@@ -201,16 +201,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 		x->written += n;
 		return n;
 	}
-	if (x->r->len + n > x->max) {
+	switch (http_body_append(&x->r->body, &x->r->len, &x->cap, x->max, data, n)) {
+	case 0:
+		return n;
+	case 1:
 		x->over = true;
-		return 0;
 	}
-	if (VEC_GROW(x->r->body, x->cap, x->r->len, n + 1, x->max + 1))
-		return 0;
-	memcpy(x->r->body + x->r->len, data, n);
-	x->r->len += n;
-	x->r->body[x->r->len] = '\0';
-	return n;
+	return 0;
 }
 
 static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)

@@ -1,5 +1,7 @@
 #include "lib/http.h"
 
+#include "lib/vec.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,4 +32,16 @@ long http_retry_after_s(const char *v, long cap_s)
 		return at <= now ? 0 : at - now > cap_s ? cap_s : (long)(at - now);
 	}
 	return -1;
+}
+
+int http_body_append(char **buf, size_t *len, size_t *cap, size_t max, const void *data, size_t n)
+{
+	if (n > max - *len)
+		return 1;
+	if (VEC_GROW(*buf, *cap, *len, n + 1, max + 1))
+		return -1;
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
 }

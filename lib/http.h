@@ -14,4 +14,10 @@ void http_copy_value(char *dst, size_t size, const char *v, size_t n);
  * CR/LF are allowed (a raw header line). */
 long http_retry_after_s(const char *v, long cap_s);
 
+/* Append data[0..n) to a reply body kept in memory (*buf, *len, grown in
+ * *cap), NUL-terminated, at most max bytes: 0 when it fits, 1 when it
+ * would pass max (nothing appended), -1 when out of memory. For libcurl
+ * write callbacks. */
+int http_body_append(char **buf, size_t *len, size_t *cap, size_t max, const void *data, size_t n);
+
 #endif

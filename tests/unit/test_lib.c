@@ -13,6 +13,7 @@
 
 #include "lib/atomicfile.h"
 #include "lib/clock.h"
+#include "lib/http.h"
 #include "lib/paths.h"
 #include "lib/readfile.h"
 #include "lib/spawn.h"
@@ -41,6 +42,27 @@ static size_t dir_entries(const char *dir)
 }
 
 /* --- clock ----------------------------------------------------------------- */
+
+/* A reply body in memory: NUL-terminated, never past its ceiling. */
+START_TEST(http_body_keeps_its_ceiling)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+
+	ck_assert_int_eq(http_body_append(&buf, &len, &cap, 8, "abc", 3), 0);
+	ck_assert_int_eq(http_body_append(&buf, &len, &cap, 8, "defgh", 5), 0);
+	ck_assert_str_eq(buf, "abcdefgh");
+	ck_assert_int_eq(http_body_append(&buf, &len, &cap, 8, "i", 1), 1);
+	ck_assert_uint_eq(len, 8);
+	ck_assert_str_eq(buf, "abcdefgh");
+	ck_assert_int_eq(http_body_append(&buf, &len, &cap, 8, "", 0), 0);
+	free(buf);
+	buf = NULL;
+	len = cap = 0;
+	ck_assert_int_eq(http_body_append(&buf, &len, &cap, 2, "abc", 3), 1);
+	ck_assert_ptr_null(buf);
+}
+END_TEST
 
 START_TEST(clock_units_agree_and_advance)
 {
@@ -234,6 +256,7 @@ Suite *lib_suite(void)
 	Suite *s = suite_create("lib");
 	TCase *tc = tcase_create("core");
 
+	tcase_add_test(tc, http_body_keeps_its_ceiling);
 	tcase_add_test(tc, clock_units_agree_and_advance);
 	tcase_add_test(tc, atomic_write_creates_and_replaces);
 	tcase_add_test(tc, atomic_write_failure_leaves_the_old_file);
