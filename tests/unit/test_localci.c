@@ -304,6 +304,28 @@ START_TEST(payload_when_detached_at_a_tag)
 }
 END_TEST
 
+/* yml as dir's .gitlab-ci.yml, whose path goes to path. */
+static void write_ci_yml(const char *dir, char path[PATH_MAX], const char *yml)
+{
+	FILE *f;
+
+	snprintf(path, PATH_MAX, "%s/.gitlab-ci.yml", dir);
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	fputs(yml, f);
+	fclose(f);
+}
+
+/* The payload of pl's job name as job id, parsed into *p; free both with
+ * payload_free(p) and free(*json). */
+static void job_payload_of(const struct localci_repo *r, const struct pipeline *pl, const char *name, long long id,
+			   char **json, struct job_payload *p)
+{
+	struct kiln_err e = { 0 };
+
+	ck_assert_int_eq(localci_payload(r, pl, &pl->jobs[pipeline_find(pl, name)], id, 7, "x", json, &e), KILN_OK);
+	ck_assert_msg(payload_parse(*json, strlen(*json), p, &e) == KILN_OK, "%s", e.msg);
+}
+
 /* The deprecated top-level services: applies to jobs without their own
  * (as a top-level image: does); its names expand with the job's variables. */
 START_TEST(top_level_services)
@@ -321,26 +343,20 @@ START_TEST(top_level_services)
 	struct kiln_err e = { 0 };
 	json_t *svc;
 	char *json = NULL;
-	FILE *f;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/.gitlab-ci.yml", dir);
-	ck_assert_ptr_nonnull(f = fopen(path, "w"));
-	fputs(yml, f);
-	fclose(f);
+	write_ci_yml(dir, path, yml);
 	fake_repo(&r);
 	ck_assert_int_eq(localci_predefined(&r, 7, 7, "2026-01-02T03:04:05Z", &pre, &e), KILN_OK);
 	o.repo_dir = dir;
 	ck_assert_msg(pipeline_load(&o, &pl, &e) == KILN_OK, "%s", e.msg);
-	ck_assert_int_eq(localci_payload(&r, &pl, &pl.jobs[pipeline_find(&pl, "a")], 1, 7, "x", &json, &e), KILN_OK);
-	ck_assert_msg(payload_parse(json, strlen(json), &p, &e) == KILN_OK, "%s", e.msg);
+	job_payload_of(&r, &pl, "a", 1, &json, &p);
 	svc = json_object_get(p.doc, "services");
 	ck_assert_uint_eq(json_array_size(svc), 1);
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(svc, 0), "name")), "postgres:16");
 	payload_free(&p);
 	free(json);
-	ck_assert_int_eq(localci_payload(&r, &pl, &pl.jobs[pipeline_find(&pl, "b")], 2, 7, "x", &json, &e), KILN_OK);
-	ck_assert_msg(payload_parse(json, strlen(json), &p, &e) == KILN_OK, "%s", e.msg);
+	job_payload_of(&r, &pl, "b", 2, &json, &p);
 	svc = json_object_get(p.doc, "services");
 	ck_assert_uint_eq(json_array_size(svc), 1);
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(svc, 0), "name")), "redis");
@@ -378,17 +394,13 @@ START_TEST(payload_with_services)
 	FILE *f;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/.gitlab-ci.yml", dir);
-	ck_assert_ptr_nonnull(f = fopen(path, "w"));
-	fputs(yml, f);
-	fclose(f);
+	write_ci_yml(dir, path, yml);
 	fake_repo(&r);
 	ck_assert_int_eq(localci_predefined(&r, 7, 7, "2026-01-02T03:04:05Z", &pre, &e), KILN_OK);
 	o.repo_dir = dir;
 	ck_assert_msg(pipeline_load(&o, &pl, &e) == KILN_OK, "%s", e.msg);
 
-	ck_assert_int_eq(localci_payload(&r, &pl, &pl.jobs[pipeline_find(&pl, "a")], 1, 7, "x", &json, &e), KILN_OK);
-	ck_assert_msg(payload_parse(json, strlen(json), &p, &e) == KILN_OK, "%s", e.msg);
+	job_payload_of(&r, &pl, "a", 1, &json, &p);
 	svc = json_object_get(p.doc, "services");
 	ck_assert_uint_eq(json_array_size(svc), 1);
 	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(svc, 0), "name")), "tiny");
@@ -396,8 +408,7 @@ START_TEST(payload_with_services)
 	payload_free(&p);
 	free(json);
 
-	ck_assert_int_eq(localci_payload(&r, &pl, &pl.jobs[pipeline_find(&pl, "b")], 2, 7, "x", &json, &e), KILN_OK);
-	ck_assert_msg(payload_parse(json, strlen(json), &p, &e) == KILN_OK, "%s", e.msg);
+	job_payload_of(&r, &pl, "b", 2, &json, &p);
 	svc = json_array_get(json_object_get(p.doc, "services"), 0);
 	ck_assert_str_eq(json_string_value(json_object_get(svc, "name")), "tiny:latest");
 	ck_assert_str_eq(json_string_value(json_object_get(svc, "alias")), "db, pg");
