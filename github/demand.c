@@ -150,9 +150,8 @@ enum kiln_rc gh_demand_tally(struct gh_demand *d, const char *repo, const json_t
 
 enum kiln_rc gh_runs_ids(const json_t *runs, long long *ids, size_t max, size_t *n, struct kiln_err *e)
 {
-	size_t i;
+	size_t i, k;
 
-	*n = 0;
 	if (!json_is_array(runs))
 		return kiln_fail(e, KILN_E_SYNTAX, "workflow runs are not an array");
 	for (i = 0; i < json_array_size(runs); i++) {
@@ -160,6 +159,10 @@ enum kiln_rc gh_runs_ids(const json_t *runs, long long *ids, size_t max, size_t 
 
 		if (!json_is_integer(id) || json_integer_value(id) <= 0)
 			return kiln_fail(e, KILN_E_SYNTAX, "workflow run %zu has no id", i);
+		for (k = 0; k < *n && ids[k] != json_integer_value(id); k++)
+			;
+		if (k < *n)
+			continue;
 		if (*n >= max)
 			return kiln_fail(e, KILN_E_LIMIT, "more than %zu workflow runs", max);
 		ids[(*n)++] = json_integer_value(id);
@@ -172,7 +175,7 @@ enum kiln_rc gh_demand_repo(struct gh_client *c, const char *repo, const struct 
 {
 	static const char *const statuses[] = { "queued", "in_progress" };
 	long long *ids = NULL;
-	size_t n = 0, got, i, k;
+	size_t n = 0, i, k;
 	char path[512], what[400];
 	json_t *items = NULL;
 	struct kiln_err le;
@@ -185,11 +188,10 @@ enum kiln_rc gh_demand_repo(struct gh_client *c, const char *repo, const struct 
 		snprintf(what, sizeof(what), "github %s: %s runs", repo, statuses[k]);
 		if ((rc = gh_get_all(c, path, "workflow_runs", GH_MAX_RUNS, what, &items, e)))
 			goto out;
-		if ((rc = gh_runs_ids(items, ids + n, GH_MAX_RUNS - n, &got, &le))) {
+		if ((rc = gh_runs_ids(items, ids, GH_MAX_RUNS, &n, &le))) {
 			rc = kiln_fail(e, rc, "%s: %s", what, le.msg);
 			goto out;
 		}
-		n += got;
 		json_decref(items);
 		items = NULL;
 	}

@@ -66,7 +66,9 @@ struct gh_taken {
 enum kiln_rc gh_demand_tally(struct gh_demand *d, const char *repo, const json_t *jobs,
 			     const struct gh_labels *served, struct kiln_err *e);
 
-/* The run ids of a "workflow_runs" array into ids (at most max); *n. */
+/* The run ids of a "workflow_runs" array appended to ids[0..*n) (at most
+ * max in all), each id once: a run that moved from queued to in progress
+ * between the two lists shows in both, and its jobs count once. */
 enum kiln_rc gh_runs_ids(const json_t *runs, long long *ids, size_t max, size_t *n, struct kiln_err *e);
 
 /* Poll one repository ("owner/repo") into d. */

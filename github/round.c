@@ -206,12 +206,16 @@ enum kiln_rc gh_fleet_round(struct gh_fleet *f, long long now, struct kiln_err *
 	bool *gone = NULL;
 	enum kiln_rc rc;
 
+	/* Runners first, then jobs: a job taken between the two calls then
+	 * shows as taken (its runner busy, below) against a runner listed
+	 * idle, and is spawned for by nobody. In the other order it would
+	 * count as queued and its runner as busy: one runner too many. */
+	if ((rc = gh_runners_list(f->c, &f->scope, f->prefix, &listed, &n_listed, e)))
+		goto out;
 	if ((rc = gh_demand_poll(f->c, &f->scope, f->installation, f->labels, &d, e)))
 		goto out;
 	f->queued = d.matching;
 	add_cands(f, &d);
-	if ((rc = gh_runners_list(f->c, &f->scope, f->prefix, &listed, &n_listed, e)))
-		goto out;
 	seen = calloc(f->n_recs + 1, sizeof(*seen));
 	gone = calloc(f->n_recs + 1, sizeof(*gone));
 	acts = calloc(max_acts, sizeof(*acts));

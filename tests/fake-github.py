@@ -32,8 +32,10 @@ Control (no authentication, not counted):
                    "repos": ["O/R", ...], "runners": {"O/R" | "O": [{"id", "name", "busy"}]},
                    "groups": [1, ...]}   replaces those parts of the state
   POST /__faults  {"METHOD /path/prefix": [fault, ...]}  consumed one per matching request;
-                  a fault is a status or {"status", "headers", "body", "jit_blob", "conflict"}
-                  ("conflict": register a runner under the requested name, then answer 409)
+                  a fault is a status or {"status", "headers", "body", "jit_blob", "conflict", "claim"}
+                  ("conflict": register a runner under the requested name, then answer 409;
+                  "claim": N: runner N takes the first queued job, then the request is answered
+                  as usual; {}: answered as usual). A run's status follows its jobs.
   POST /__config  {"token_lifetime": S, "budget": N, "reset_in": S (the budget refills then),
                    "stub_result": R, "stub_sleep": S, "lost_after": S}
   GET  /__state   what arrived (method, path, status, t), tokens issued, expired tokens used,
@@ -170,6 +172,34 @@ def all_jobs():
     return [j for rs in STATE["runs"].values() for run in rs for j in run.get("jobs", [])]
 
 
+def settle_runs():
+    """A run's status follows its jobs, as on GitHub: in progress once one
+    job has been taken, completed when all are."""
+    for rs in STATE["runs"].values():
+        for run in rs:
+            jobs = run.get("jobs", [])
+            if run.get("status") not in ("queued", "in_progress") or not jobs:
+                continue
+            if all(j.get("status") == "completed" for j in jobs):
+                run["status"] = "completed"
+            elif any(j.get("status") != "queued" for j in jobs):
+                run["status"] = "in_progress"
+
+
+def claim(runner, name):
+    """The first queued job goes in progress on the runner NAME (busy)."""
+    job = next((j for j in all_jobs() if j.get("status") == "queued"), None)
+    if job is None:
+        return None
+    job.update(status="in_progress", runner_id=runner["id"], runner_name=name)
+    runner.update(busy=True, status="online")
+    STATE["beats"][name] = time.monotonic()
+    STATE["claims"].append({"runner_name": name, "job": job["id"], "result": STATE["stub_result"],
+                            "t": time.monotonic()})
+    settle_runs()
+    return job
+
+
 def lose_silent_runners():
     """A busy runner whose heartbeats stopped (its VM died) goes offline and
     its job fails, as GitHub does after it loses a runner."""
@@ -266,6 +296,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path, q = u.path, urllib.parse.parse_qs(u.query)
         m = self.command
         lose_silent_runners()
+        settle_runs()
         if path.startswith("/__"):
             return self.control(m, path)
         body = self.body() if m == "POST" else {}
@@ -281,6 +312,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 f = lst.pop(0)
                 if isinstance(f, int):
                     f = {"status": f}
+                if f.get("claim"):
+                    # GitHub moves on between two of kiln's calls: a runner takes a job.
+                    r = find_runner(f["claim"])
+                    if r is None or claim(r, f["claim"]) is None:
+                        return self.reply(599, {"message": "fake: claim fault: no runner %s or no queued job"
+                                                % f["claim"]})
+                    continue
                 if f.get("conflict"):
                     scope = self.scope_of(path)
                     rid = STATE["next_runner"]
@@ -449,11 +487,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 WAKE.wait(until - time.monotonic())
             if job is None:
                 return self.reply(200, {"none": True}, etag=False)
-            job.update(status="in_progress", runner_id=runner["id"], runner_name=name)
-            runner.update(busy=True, status="online")
-            STATE["beats"][name] = time.monotonic()
-            STATE["claims"].append({"runner_name": name, "job": job["id"], "result": STATE["stub_result"],
-                                    "t": time.monotonic()})
+            claim(runner, name)
             return self.reply(200, {"job": job["id"], "result": STATE["stub_result"], "sleep": STATE["stub_sleep"]},
                               etag=False)
         if path == "/__heartbeat":

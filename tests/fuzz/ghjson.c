@@ -51,8 +51,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2:
 		j = json_loadb(body, len, 0, NULL);
 		if (gh_runs_ids(json_object_get(j, "workflow_runs"), ids, 64, &n, &e) == KILN_OK)
-			for (i = 0; i < n; i++)
+			for (i = 0; i < n; i++) {
+				size_t k;
+
 				FUZZ_CHECK(ids[i] > 0);
+				for (k = 0; k < i; k++) /* each run once */
+					FUZZ_CHECK(ids[k] != ids[i]);
+			}
 		else
 			FUZZ_CHECK(e.msg[0] && n <= 64);
 		json_decref(j);

@@ -1247,6 +1247,44 @@ START_TEST(fake_job_results)
 }
 END_TEST
 
+/* GitHub moves on while a round reads it: a runner takes a queued job
+ * just before the round lists the runners, just before it lists the
+ * jobs, or between the queued and the in-progress runs (the run then
+ * shows in both). Each time the other idle runner covers the job left
+ * and nothing is spawned: no job counts as queued while the runner that
+ * took it counts as busy, and no run's jobs count twice. */
+START_TEST(fake_job_taken_mid_round)
+{
+	static const char *const before[] = { "GET /repos/acme/widgets/actions/runners",
+					      "GET /repos/acme/widgets/actions/runs/60/jobs",
+					      "GET /repos/acme/widgets/actions/runs" };
+	size_t k;
+
+	for (k = 0; k < 3; k++) {
+		struct fleet_fixture x;
+		struct kiln_err e = { 0 };
+		char faults[400];
+
+		seed("{\"runners\":{},\"runs\":{\"acme/widgets\":[{\"id\":60,\"status\":\"queued\",\"jobs\":["
+		     "{\"id\":600,\"status\":\"queued\",\"labels\":[\"kiln\"]},"
+		     "{\"id\":601,\"status\":\"queued\",\"labels\":[\"kiln\"]}]}]}}");
+		fleet_up(&x, 4);
+		ck_assert_msg(gh_fleet_round(&x.f, 1000, &e) == KILN_OK, "%s", e.msg);
+		ck_assert_int_eq(x.vms.booted, 2);
+		/* For the runs: the queued list answered as usual, the claim before the in-progress one. */
+		snprintf(faults, sizeof(faults), "{\"%s\":[%s{\"claim\":\"%s\"}]}", before[k], k == 2 ? "{}," : "",
+			 x.f.recs[0].name);
+		json_decref(ctl("POST", "/__faults", faults));
+		ck_assert_msg(gh_fleet_round(&x.f, 1005, &e) == KILN_OK, "%s", e.msg);
+		ck_assert_msg(x.vms.booted == 2, "job taken before '%s': %d runners for 2 jobs", before[k], x.vms.booted);
+		ck_assert_uint_eq(x.f.queued, 1);
+		ck_assert_int_eq(x.f.recs[0].job_id, 600);
+		fleet_down(&x);
+	}
+	seed("{\"runners\":{}}"); /* the two runners each round left: not the next test's orphans */
+}
+END_TEST
+
 /* A job cancelled while its runner's VM boots: nobody gives the runner a
  * job, so after idle_timeout it is deleted on GitHub first, then its VM
  * destroyed; nothing new is spawned for the cancelled job. */
@@ -1438,6 +1476,7 @@ static Suite *fake_suite(void)
 	tcase_add_test(t, fake_rate_limits);
 	tcase_add_test(t, fake_mutation_gap_and_tls);
 	tcase_add_test(t, fake_job_results);
+	tcase_add_test(t, fake_job_taken_mid_round);
 	tcase_add_test(t, fake_cancelled_while_booting);
 	tcase_add_test(t, fake_vm_boots_with_jit);
 	tcase_add_test(t, fake_rate_limit_round);
