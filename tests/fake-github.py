@@ -512,6 +512,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if run is None:
                 run = {"id": body["run"], "status": "queued", "jobs": []}
                 runs.append(run)
+            if run["status"] == "completed":
+                run["status"] = "queued"  # as a re-run does
             run["jobs"].append(dict({"status": "queued"}, **body["job"]))
             STATE["queued_t"][str(body["job"]["id"])] = time.monotonic()
             WAKE.notify_all()

@@ -330,7 +330,7 @@ else
 	vcurl -X POST "$vurl/__config" -d '{"stub_result": "success", "stub_sleep": 1}' >/dev/null
 	j0=$(jits)
 	kiln_up r 0 2 300 github-runner
-	vcurl -X POST "$vurl/__queue" -d '{"repo": "acme/widgets", "run": 12, "job": {"id": 1201, "labels": ["kiln"]}}' >/dev/null
+	vcurl -X POST "$vurl/__queue" -d '{"repo": "acme/widgets", "run": 13, "job": {"id": 1201, "labels": ["kiln"]}}' >/dev/null
 	until_ok 300 job_claimed 1201 || fail "R: job 1201 not claimed"
 	until_ok 60 no_records || fail "R: records left: $(records)"
 	kiln_down r
