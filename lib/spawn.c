@@ -4,15 +4,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 int kiln_which(const char *root, const char *name, char *buf, size_t size)
 {
@@ -60,48 +57,22 @@ static const char *cmd_str(char *const argv[], char *buf, size_t size)
 	return buf;
 }
 
-/* environ with env_add's NAME=VALUE strings put over it, as putenv(3)
- * would in a child: the array is malloc'd, the strings are not copied. */
-static char **env_with(char *const env_add[])
+static void child_exec(char *const argv[], const struct kiln_spawn_io *io, int in_fd, int out_fd, int err_fd)
 {
-	size_t n = 0, k = 0, i, j;
-	char **env;
+	int null_fd = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
+	size_t i;
 
-	while (environ[n])
-		n++;
-	for (i = 0; env_add && env_add[i]; i++)
-		;
-	if (!(env = malloc((n + i + 1) * sizeof(*env))))
-		return NULL;
-	for (j = 0; j < n; j++) {
-		size_t len = strcspn(environ[j], "=");
-
-		for (i = 0; env_add && env_add[i]; i++)
-			if (!strncmp(env_add[i], environ[j], len) && env_add[i][len] == '=')
-				break;
-		if (!env_add || !env_add[i])
-			env[k++] = environ[j];
-	}
-	for (i = 0; env_add && env_add[i]; i++)
-		env[k++] = env_add[i];
-	env[k] = NULL;
-	return env;
-}
-
-/* The child's stdin (io->input's socket, else /dev/null), stdout and
- * stderr. The pipes' own ends are close-on-exec: the child keeps only
- * the dup2'd copies. */
-static int child_fds(posix_spawn_file_actions_t *fa, const struct kiln_spawn_io *io, int in_fd, int out_fd,
-		     int err_fd)
-{
-	int r = in_fd >= 0 ? posix_spawn_file_actions_adddup2(fa, in_fd, 0)
-			   : posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
-
-	if (!r && err_fd >= 0)
-		r = posix_spawn_file_actions_adddup2(fa, err_fd, 2);
-	if (!r && (out_fd >= 0 || (io->merge && err_fd >= 0)))
-		r = posix_spawn_file_actions_adddup2(fa, out_fd >= 0 ? out_fd : err_fd, 1);
-	return r;
+	if (null_fd >= 0)
+		dup2(null_fd, 0);
+	if (err_fd >= 0)
+		dup2(err_fd, 2);
+	if (out_fd >= 0 || (io->merge && err_fd >= 0))
+		dup2(out_fd >= 0 ? out_fd : err_fd, 1);
+	for (i = 0; io->env_add && io->env_add[i]; i++)
+		putenv(io->env_add[i]);
+	execvp(argv[0], argv);
+	dprintf(2, "%scannot run %s: %s\n", err_fd >= 0 ? "" : "kiln: error: ", argv[0], strerror(errno));
+	_exit(127);
 }
 
 static void close_fd(int *fd)
@@ -168,9 +139,8 @@ static enum kiln_rc pump(const struct kiln_spawn_io *io, int fds[3], char *out, 
 
 enum kiln_rc kiln_spawn_io(char *const argv[], const struct kiln_spawn_io *io, struct kiln_err *e)
 {
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, fds[3], status, r;
-	char *buf = NULL, cmd[120], line[200], **env = NULL;
-	posix_spawn_file_actions_t fa;
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, fds[3], status;
+	char *buf = NULL, cmd[120], line[200];
 	size_t len = 0, err_len = 0;
 	bool over = false;
 	enum kiln_rc rc = KILN_OK;
@@ -188,25 +158,13 @@ enum kiln_rc kiln_spawn_io(char *const argv[], const struct kiln_spawn_io *io, s
 		rc = kiln_fail_errno(e, "%s: pipe", argv[0]);
 		goto out;
 	}
-	/* posix_spawn, not fork: glibc's shares kiln's memory until the exec
-	 * (CLONE_VFORK), where fork copies every page table of a process that
-	 * maps libgit2, curl and OpenSSL. Measured with /bin/true from a
-	 * process of 128 MiB on this 2-core host: 16 ms against 4 ms; more in
-	 * the nested sandbox, where page-table work is emulated. */
-	if (!(env = env_with(io->env_add)) || posix_spawn_file_actions_init(&fa)) {
-		free(env);
-		env = NULL;
-		rc = kiln_fail(e, KILN_E_NOMEM, "%s: out of memory", argv[0]);
+	pid = fork();
+	if (pid < 0) {
+		rc = kiln_fail_errno(e, "%s: fork", argv[0]);
 		goto out;
 	}
-	r = child_fds(&fa, io, in[1], out[1], err[1]);
-	if (!r)
-		r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, env);
-	posix_spawn_file_actions_destroy(&fa);
-	if (r) {
-		rc = kiln_fail(e, KILN_E_EXEC, "cannot run `%s`: %s", cmd_str(argv, cmd, sizeof(cmd)), strerror(r));
-		goto out;
-	}
+	if (pid == 0)
+		child_exec(argv, io, in[1], out[1], err[1]);
 	close_fd(&in[1]);
 	close_fd(&out[1]);
 	close_fd(&err[1]);
@@ -241,7 +199,6 @@ enum kiln_rc kiln_spawn_io(char *const argv[], const struct kiln_spawn_io *io, s
 			       WEXITSTATUS(status), err_len ? ": " : "",
 			       err_len ? first_line(io->err, line, sizeof(line)) : "");
 out:
-	free(env);
 	close_fd(&in[0]);
 	close_fd(&in[1]);
 	close_fd(&out[0]);

@@ -1,5 +1,5 @@
 /* Running helper programs (image recipes, mkfs, git, ip, nft) as child
- * processes: the one spawn with captured output and stdin in kiln.
+ * processes: the one fork/exec with captured output and stdin in kiln.
  * Not for the VMM (executors/executor.c clones it into its jail), the
  * jailed disk reader (workspace/guestdisk/diskread.c) nor the guest agent
  * (PID 1, its own children): each needs a launch of its own. */

@@ -191,13 +191,6 @@ START_TEST(spawn_captures_stdout_with_a_ceiling)
 	ck_assert_int_eq(kiln_spawn(argv, env, &out, 4, &e), KILN_E_LIMIT);
 	ck_assert_ptr_null(out);
 	ck_assert_str_eq(e.msg, "sh: output larger than 4 bytes");
-	/* An added variable replaces kiln's own of that name, once. */
-	setenv("KILN_T", "kiln's", 1);
-	argv[2] = "printf %s \"$KILN_T\"; env | grep -c '^KILN_T='";
-	ck_assert_int_eq(kiln_spawn(argv, env, &out, 64, &e), KILN_OK);
-	ck_assert_str_eq(out, "hello1\n");
-	free(out);
-	unsetenv("KILN_T");
 }
 END_TEST
 
@@ -254,8 +247,7 @@ START_TEST(spawn_names_the_failure)
 	argv[0] = "/nonexistent/kiln-no-such-program";
 	io.merge = false;
 	ck_assert_int_eq(kiln_spawn_io(argv, &io, &e), KILN_E_EXEC);
-	ck_assert_ptr_nonnull(strstr(e.msg, "cannot run `/nonexistent/kiln-no-such-program "));
-	ck_assert_ptr_nonnull(strstr(e.msg, "`: No such file or directory"));
+	ck_assert_ptr_nonnull(strstr(e.msg, "exit status 127: cannot run /nonexistent/kiln-no-such-program"));
 }
 END_TEST
 
