@@ -50,6 +50,7 @@
 #   KILN_VMM_BOOT_CASES       the cases to run (default: all that have images)
 #   KILN_VMM_BOOT_KEEP=DIR    keep logs, configs and results in DIR
 #   KILN_VMM_TEST_VERBOSE=1   full kernel messages on the console (slower)
+#   KILN_VMM_HOSTILE_TIMEOUT=S  how long the hostile case may run (default 540)
 #   KILN_VMM_TEST_RATE=B      the tx limit in bytes/s (default 128000: low enough that a
 #                             TCG guest on a loaded 2-core host still exceeds it)
 set -u
@@ -142,7 +143,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 			--env KILN_VMM_BOOT_INSIDE=1 --env KILN_VMM_BOOT_CASES="$c" \
 			--env KILN_BZIMAGE="$bz" --env KILN_VMLINUX="$vml" \
 			--env KILN_DEBIAN_VMLINUZ="$dvm" --env KILN_DEBIAN_INITRD="$drd" \
-			--env KILN_VMM_TEST_VERBOSE --env KILN_VMM_TEST_RATE --env KILN_VMM_DEBUG \
+			--env KILN_VMM_TEST_VERBOSE --env KILN_VMM_TEST_RATE --env KILN_VMM_DEBUG --env KILN_VMM_HOSTILE_TIMEOUT \
 			-- sh "$top_srcdir/tests/vmm-boot.sh" || rc=$?
 		case $rc in
 		0) passed="$passed $unit" ;;
@@ -183,7 +184,7 @@ RATE=$((RL_SIZE * 1000 / RL_REFILL_MS))
 RATE_BYTES=$((RATE * 4 * 1448 / 1514))
 VM_TIMEOUT=300
 # Thousands of MMIO exits, each slow under nested TCG.
-HOSTILE_TIMEOUT=540
+HOSTILE_TIMEOUT=${KILN_VMM_HOSTILE_TIMEOUT:-540}
 # A sleeper that has not said SLEEPING by then is stuck (a boot takes 7 to
 # 20 s in the sandbox).
 BOOT_WAIT=180
@@ -469,8 +470,27 @@ run_hostile() { # run_hostile KERNEL
 	write_config "$cur" "$1" '' hostile net "$SCRATCH"
 	t0=$(now)
 	rc=0
-	KILN_VMM_TMPDIR=$T/cow timeout -k 5 $HOSTILE_TIMEOUT "$VMM" --config "$T/$cur.json" \
-		>"$T/$cur.serial" 2>"$T/$cur.vmm" || rc=$?
+	# Not `timeout`: a kiln-vmm still running at the limit is looked at
+	# before it is killed (where each of its threads is), so that a hang
+	# can be told from the sandbox's livelock afterwards.
+	KILN_VMM_TMPDIR=$T/cow "$VMM" --config "$T/$cur.json" >"$T/$cur.serial" 2>"$T/$cur.vmm" &
+	vmm_pid=$!
+	deadline=$(($(date +%s) + HOSTILE_TIMEOUT))
+	while kill -0 $vmm_pid 2>/dev/null && [ "$(date +%s)" -lt $deadline ]; do sleep 0.5; done
+	if kill -0 $vmm_pid 2>/dev/null; then
+		for t in /proc/$vmm_pid/task/*; do
+			ts=$(sed "s/^.*) //" $t/stat 2>/dev/null) # past the name, which may hold blanks
+			echo "thread $(cat $t/comm 2>/dev/null): state $(echo "$ts" | cut -d' ' -f1)," \
+				"utime+stime $(echo "$ts" | cut -d' ' -f12,13) ticks, wchan $(cat $t/wchan 2>/dev/null)," \
+				"syscall $(cut -d' ' -f1 $t/syscall 2>/dev/null)"
+		done >"$T/$cur.stuck"
+		kill -TERM $vmm_pid
+		sleep 5
+		kill -KILL $vmm_pid 2>/dev/null
+	fi
+	wait $vmm_pid || rc=$?
+	vmm_pid=''
+	[ ! -s "$T/$cur.stuck" ] || rc=124
 	t1=$(now)
 	cp "$T/$cur.serial" "$T/$cur.vmm" "$T/$cur.json" "$LOGS/" 2>/dev/null
 	echo "$cur: kiln-vmm ran $(elapsed "$t0" "$t1") s, exit status $rc"
@@ -485,7 +505,12 @@ run_hostile() { # run_hostile KERNEL
 	echo "$cur: $unexpected unexpected device answers (reported, not failed)"
 	case $rc in
 	0) ;;
-	124 | 137) fail "kiln-vmm still ran after $HOSTILE_TIMEOUT s (hung?): $(tail -n 3 "$T/$cur.vmm")" ;;
+	124 | 137)
+		fail "kiln-vmm still ran after $HOSTILE_TIMEOUT s (hung?): $(tail -n 3 "$T/$cur.vmm")"
+		echo "$cur: the guest's last line: $(tr -d '\r' <"$T/$cur.serial" | grep -a . | tail -n 1)"
+		sed "s/^/$cur: kiln-vmm at the limit: /" "$T/$cur.stuck"
+		cp "$T/$cur.stuck" "$LOGS/" 2>/dev/null
+		;;
 	*) fail "kiln-vmm exited with status $rc: $(tail -n 3 "$T/$cur.vmm")" ;;
 	esac
 	if grep -aqi 'sanitizer\|runtime error\|segmentation fault\|core dumped' "$T/$cur.vmm"; then
