@@ -91,7 +91,10 @@ printf '#!/bin/sh\nKILN_VMM_TIMINGS=1 exec %s "$@" 2>>%s\n' "$top/kiln-vmm" "$wo
 chmod +x "$work/libexec/kiln-vmm"
 # kiln finds its other helpers there too: the agent the image check hashes.
 ln -s "$top/kiln-agent" "$top/kiln-diskread" "$work/libexec/"
-KILN_LIBEXEC_DIR=$work/libexec python3 "$top/bench/first-byte.py" "$runs" '$ uname -a' \
+# Without the jail: a jailed kiln-vmm is the binary alone, bind-mounted
+# into an empty root, where a shell wrapper cannot run.
+printf 'jail: false\n' >"$work/traced.yml"
+KILN_CONFIG=$work/traced.yml KILN_LIBEXEC_DIR=$work/libexec python3 "$top/bench/first-byte.py" "$runs" '$ uname -a' \
 	"$top/kiln" exec --executor microvm --no-snapshot --no-network --vcpus 1 --memory 256 --job-file "$work/job.json" \
 	> "$work/traced.txt"
 grep -o 'CLOCK_MONOTONIC [0-9.]*' "$work/vmm.log" | cut -d' ' -f2 > "$work/runs.txt" || true
