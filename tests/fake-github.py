@@ -487,7 +487,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 WAKE.wait(until - time.monotonic())
             if job is None:
                 return self.reply(200, {"none": True}, etag=False)
-            claim(runner, name)
+            job = claim(runner, name)
             return self.reply(200, {"job": job["id"], "result": STATE["stub_result"], "sleep": STATE["stub_sleep"]},
                               etag=False)
         if path == "/__heartbeat":
