@@ -382,7 +382,14 @@ static int drop(const struct jail *j, char *msg, size_t size)
 			return failed(msg, size, "dropping capabilities", NULL);
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		return failed(msg, size, "clearing ambient capabilities", NULL);
-	if (setgroups(0, NULL) < 0 || setresgid(j->gid, j->gid, j->gid) < 0 || setresuid(j->uid, j->uid, j->uid) < 0)
+	/* Raw syscalls, not glibc's wrappers: in a threaded process those
+	 * signal every thread of glibc's list and wait for each, and this
+	 * child of clone() has the list but not the threads. One that was
+	 * being created at the clone (or the list's lock, held then) made
+	 * the child wait for good. The kernel sets this thread's ids, and
+	 * this thread is the whole child. */
+	if (syscall(SYS_setgroups, 0, NULL) < 0 || syscall(SYS_setresgid, j->gid, j->gid, j->gid) < 0 ||
+	    syscall(SYS_setresuid, j->uid, j->uid, j->uid) < 0)
 		return failed(msg, size, "switching to the slot's uid/gid", NULL);
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		return failed(msg, size, "capset", NULL);

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
@@ -714,6 +715,86 @@ START_TEST(jailed_vmm)
 }
 END_TEST
 
+static void *thread_nop(void *arg)
+{
+	return arg;
+}
+
+static volatile int churn_stop;
+
+static void *thread_churn(void *arg)
+{
+	pthread_t t;
+
+	while (!churn_stop)
+		if (pthread_create(&t, NULL, thread_nop, NULL) == 0)
+			pthread_join(t, NULL);
+	return arg;
+}
+
+/* A jailed VMM starts while other threads of kiln come and go (a job's
+ * workspace thread, the daemon's other jobs): the clone()d child drops
+ * to its slot's ids without glibc's all-threads setxid, which in that
+ * child waited for good on a thread being created at the clone. alarm()
+ * turns such a wait into this test's failure. */
+START_TEST(jailed_spawn_beside_new_threads)
+{
+	char dir[] = "/tmp/kiln-jail-unit-XXXXXX", run[PATH_MAX], helper[PATH_MAX], path[PATH_MAX];
+	struct vm_spec s = { 0 };
+	struct jail_host h;
+	pthread_t churn;
+	int i;
+
+	jail_probe(&h);
+	if (geteuid() != 0 || !h.namespaces || !h.controllers) {
+		fprintf(stderr, "jailed_spawn_beside_new_threads: skipped: needs root, namespaces and cgroups (%s)\n",
+			h.detail);
+		return;
+	}
+	test_vm_lock();
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
+	touch(dir, "fake-qemu", "#!/bin/sh\nexec sleep 1000\n", 0755);
+	touch(dir, "k", "kernel", 0644);
+	touch(dir, "r.ext4", "rootfs", 0644);
+	snprintf(path, sizeof(path), "%s/k", dir);
+	s.kernel = strdup(path);
+	snprintf(path, sizeof(path), "%s/r.ext4", dir);
+	s.rootfs = strdup(path);
+	s.vcpus = 1;
+	s.memory_mib = 256;
+	s.run_dir = run;
+	s.helper = helper;
+	s.accel = "tcg";
+	s.jail = true;
+	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	churn_stop = 0;
+	ck_assert_int_eq(pthread_create(&churn, NULL, thread_churn, NULL), 0);
+	alarm(60);
+	for (i = 0; i < 20; i++) {
+		struct executor x;
+		struct kiln_err e;
+
+		snprintf(run, sizeof(run), "%s/%d.%d.run", dir, i + 1, (int)getpid());
+		ck_assert_int_eq(mkdir(run, 0700), 0);
+		executor_init(&x, &executor_qemu, &s);
+		ck_assert_msg(x.ops->prepare(&x, &e) == KILN_OK, "%s", e.msg);
+		ck_assert_msg(x.ops->start(&x, &e) == KILN_OK, "%s", e.msg);
+		wait_exec(x.pid, "sleep");
+		assert_jailed(&x);
+		executor_cancel(&x);
+		executor_cleanup(&x);
+	}
+	alarm(0);
+	churn_stop = 1;
+	pthread_join(churn, NULL);
+	snprintf(path, sizeof(path), "rm -rf %s", dir);
+	ck_assert_int_eq(system(path), 0);
+	free((char *)s.kernel);
+	free((char *)s.rootfs);
+}
+END_TEST
+
 /* A guest of a few instructions: an ELF vmlinux with a Xen PVH note whose
  * entry is code, then "hlt; jmp .-1" (kvm_pvm runs it, as it cannot run a
  * stock kernel). */
@@ -1152,6 +1233,7 @@ Suite *executor_suite(void)
 	tc = tcase_create("jailed");
 	tcase_set_timeout(tc, 1800);
 	tcase_add_test(tc, jailed_vmm);
+	tcase_add_test(tc, jailed_spawn_beside_new_threads);
 	tcase_add_test(tc, jail_failure_is_one_line);
 	tcase_add_test(tc, jailed_kiln_vmm);
 	tcase_add_test(tc, jailed_kiln_vmm_exits_cleanly);
