@@ -327,44 +327,74 @@ static const char *payload_lookup(void *ctx, const char *key)
 	return payload_var(ctx, key);
 }
 
-static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
-{
+/* A job's workspace build: what it is made from, and, built on a thread
+ * of its own, how it went. */
+struct ws_build {
+	struct job *j;
 	char project[256];
-	struct ws_spec ws = { 0 };
-	struct ws_result res = { 0 };
+	struct ws_spec ws;
 	struct ws_gitopts git;
+	bool started;  /* on its thread */
+	bool full;     /* the thread runs prepare_workspace, log lines and all */
+	pthread_t th;
+	struct kiln_err e;
+	enum kiln_rc rc;
+};
+
+/* b's spec from the payload and its GIT_* variables; a variable that is
+ * wrong is the job's error (e). Says nothing in the log. */
+static enum kiln_rc ws_setup(struct job *j, struct ws_build *b, struct kiln_err *e)
+{
 	enum kiln_rc rc;
 
-	jobspec_project_path(j->p, project, sizeof(project));
-	ws.state_dir = j->o->cfg->state_dir;
-	ws.url = j->p->repo_url;
-	ws.sha = j->p->sha;
-	ws.ref = j->p->ref;
-	ws.refspecs = j->p->refspecs;
-	ws.n_refspecs = j->p->n_refspecs;
-	ws.depth = j->p->depth;
-	ws.project_path = project;
-	ws.image_path = j->ws_image;
-	ws.dirty_dir = j->o->dirty_dir;
-	ws.extra_dirs = j->o->extra_dirs;
-	ws.n_extra_dirs = j->o->n_extra_dirs;
-	ws_gitopts_init(&git);
+	memset(b, 0, sizeof(*b));
+	b->j = j;
+	jobspec_project_path(j->p, b->project, sizeof(b->project));
+	b->ws.state_dir = j->o->cfg->state_dir;
+	b->ws.url = j->p->repo_url;
+	b->ws.sha = j->p->sha;
+	b->ws.ref = j->p->ref;
+	b->ws.refspecs = j->p->refspecs;
+	b->ws.n_refspecs = j->p->n_refspecs;
+	b->ws.depth = j->p->depth;
+	b->ws.project_path = b->project;
+	b->ws.image_path = j->ws_image;
+	b->ws.dirty_dir = j->o->dirty_dir;
+	b->ws.extra_dirs = j->o->extra_dirs;
+	b->ws.n_extra_dirs = j->o->n_extra_dirs;
+	ws_gitopts_init(&b->git);
+	if ((rc = ws_gitopts_read(&b->git, payload_lookup, (void *)j->p, e)))
+		return rc;
+	if (b->git.depth >= 0)
+		b->ws.depth = (unsigned)b->git.depth;
+	b->ws.git = &b->git;
+	return KILN_OK;
+}
+
+/* The log's line for b, in the get_sources section (open). */
+static void ws_announce(struct job *j, const struct ws_build *b)
+{
+	if (b->git.strategy == WSGIT_NONE || b->git.strategy == WSGIT_EMPTY)
+		notice(j, "skipping Git repository setup (GIT_STRATEGY=%s): %s is empty",
+		       b->git.strategy == WSGIT_NONE ? "none" : "empty", b->project);
+	else
+		notice(j, "preparing the workspace: %s at %.12s", b->project, j->p->sha);
+}
+
+static enum kiln_rc prepare_workspace(struct job *j, struct kiln_err *e)
+{
+	struct ws_build b;
+	struct ws_result res = { 0 };
+	enum kiln_rc rc;
+
 	stage_begin(j, "get_sources");
-	rc = ws_gitopts_read(&git, payload_lookup, (void *)j->p, e);
-	if (rc) {
+	if ((rc = ws_setup(j, &b, e))) {
 		stage_end(j);
 		fail_reason(j, "script_failure");
 		return rc;
 	}
-	if (git.depth >= 0)
-		ws.depth = (unsigned)git.depth;
-	ws.git = &git;
-	if (git.strategy == WSGIT_NONE || git.strategy == WSGIT_EMPTY)
-		notice(j, "skipping Git repository setup (GIT_STRATEGY=%s): %s is empty",
-		       git.strategy == WSGIT_NONE ? "none" : "empty", project);
-	else
-		notice(j, "preparing the workspace: %s at %.12s", project, j->p->sha);
-	rc = ws_prepare(&ws, &res, e);
+	ws_announce(j, &b);
+	rc = ws_prepare(&b.ws, &res, e);
 	stage_end(j);
 	if (rc)
 		fail_reason(j, "runner_system_failure");
@@ -853,35 +883,81 @@ static void vm_spec_of(struct job *j, bool late, struct vm_spec *vs)
 	vs->jail_uid_base = j->o->cfg->jail_uid_base;
 }
 
-/* The workspace of a restored VM, built on a thread of its own. */
-struct ws_build {
-	struct job *j;
-	struct kiln_err e;
-	enum kiln_rc rc;
-};
-
 static void *ws_build_thread(void *arg)
 {
 	struct ws_build *w = arg;
+	struct ws_result res;
 
-	w->rc = prepare_workspace(w->j, &w->e);
+	w->rc = w->full ? prepare_workspace(w->j, &w->e) : ws_prepare(&w->ws, &res, &w->e);
 	return NULL;
 }
 
-/* A restored VM's agent comes back without waiting for the workspace:
- * while it is built (on a thread), take the agent's stream and send
- * RESTORED, so that the guest takes its new identity meanwhile and only
- * JOB waits for the workspace. Nothing here speaks to the job log until
- * the thread is joined (prepare_workspace does). KILN_OK with the stream
- * in *fd; a stream that failed leaves *fd -1 and its error in *se, a
- * workspace that failed returns its error in e. */
-static enum kiln_rc restore_meanwhile(struct job *j, int *fd, enum kiln_rc *src, struct kiln_err *se,
-				      struct kiln_err *e)
+/* A late workspace (handed over after the VM starts), built from before
+ * the boot is even picked: the template lookup, kiln-vmm's spawn and the
+ * restore or boot overlap it from the start. Nothing is said until
+ * ws_join or restore_meanwhile; a set-up that fails is left to them (and
+ * prepare_workspace, which says why). kiln-vmm sees the drive's size at
+ * the template's save (empty) until the rescan, so the file may grow
+ * under it. */
+static void ws_start_early(struct job *j, struct ws_build *w)
 {
-	struct ws_build w = { .j = j };
-	pthread_t th;
-	bool threaded = pthread_create(&th, NULL, ws_build_thread, &w) == 0;
+	struct kiln_err e = { 0 };
 
+	if (ws_setup(j, w, &e))
+		memset(w, 0, sizeof(*w));
+	else
+		w->started = pthread_create(&w->th, NULL, ws_build_thread, w) == 0;
+}
+
+/* The early build w waited for, in the get_sources section and with its
+ * line, as prepare_workspace would have said them; not started, it is
+ * prepare_workspace here. */
+static enum kiln_rc ws_join(struct job *j, struct ws_build *w, struct kiln_err *e)
+{
+	if (!w->started)
+		return prepare_workspace(j, e);
+	stage_begin(j, "get_sources");
+	ws_announce(j, w);
+	pthread_join(w->th, NULL);
+	w->started = false;
+	stage_end(j);
+	if (w->rc) {
+		fail_reason(j, "runner_system_failure");
+		*e = w->e;
+	}
+	return w->rc;
+}
+
+/* The build w, if started, stopped being waited on: the VM did not start. */
+static void ws_abandon(struct ws_build *w)
+{
+	if (w->started)
+		pthread_join(w->th, NULL);
+	w->started = false;
+}
+
+/* A restored VM's agent comes back without waiting for the workspace:
+ * while it is built (on a thread, started early or here), take the
+ * agent's stream and send RESTORED, so that the guest takes its new
+ * identity meanwhile and only JOB waits for the workspace. Nothing here
+ * speaks to the job log while the thread does (a full one, started here,
+ * says its own lines). KILN_OK with the stream in *fd; a stream that
+ * failed leaves *fd -1 and its error in *se, a workspace that failed
+ * returns its error in e. */
+static enum kiln_rc restore_meanwhile(struct job *j, struct ws_build *w, int *fd, enum kiln_rc *src,
+				      struct kiln_err *se, struct kiln_err *e)
+{
+	bool early = w->started;
+
+	if (early) {
+		stage_begin(j, "get_sources");
+		ws_announce(j, w);
+	} else {
+		memset(w, 0, sizeof(*w));
+		w->j = j;
+		w->full = true;
+		w->started = pthread_create(&w->th, NULL, ws_build_thread, w) == 0;
+	}
 	/* The guest's restore, not the workspace, is what the agent waits on:
 	 * its boot allowance counts from now. */
 	*src = j->x.ops->stream(&j->x, boot_ms(j), fd, se);
@@ -890,13 +966,19 @@ static enum kiln_rc restore_meanwhile(struct job *j, int *fd, enum kiln_rc *src,
 		*src = send_restored(j, *fd, se);
 		j->restored_sent = !*src;
 	}
-	if (threaded)
-		pthread_join(th, NULL);
+	if (w->started)
+		pthread_join(w->th, NULL);
 	else
-		w.rc = prepare_workspace(j, &w.e);
-	if (w.rc) {
-		*e = w.e;
-		return w.rc;
+		w->rc = prepare_workspace(j, &w->e);
+	w->started = false;
+	if (early) {
+		stage_end(j);
+		if (w->rc)
+			fail_reason(j, "runner_system_failure");
+	}
+	if (w->rc) {
+		*e = w->e;
+		return w->rc;
 	}
 	return KILN_OK;
 }
@@ -904,6 +986,7 @@ static enum kiln_rc restore_meanwhile(struct job *j, int *fd, enum kiln_rc *src,
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
 {
 	struct vm_spec vs;
+	struct ws_build w = { 0 };
 	const struct kiln_vm_settings *d = j->o->vm ? j->o->vm : &j->o->cfg->defaults;
 	enum kiln_rc rc, src = KILN_OK;
 	struct kiln_err se = { 0 };
@@ -911,6 +994,8 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	double t0 = mono_s(), t_limit = 0;
 
 	vm_spec_of(j, late, &vs);
+	if (late)
+		ws_start_early(j, &w);
 	boot_kind(j, &vs, d);
 	t0 = mono_s(); /* a template built just now is not this VM's boot */
 	j->tb.planned = t0;
@@ -919,6 +1004,7 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	stage_begin(j, "prepare_executor");
 	notice(j, "booting a fresh VM (%s, %d vCPU, %d MiB)", j->backend->name, vs.vcpus, vs.memory_mib);
 	if ((rc = j->x.ops->prepare(&j->x, e)) || (rc = j->x.ops->start(&j->x, e))) {
+		ws_abandon(&w);
 		stage_end(j);
 		fail_reason(j, "runner_system_failure");
 		return rc;
@@ -932,9 +1018,9 @@ static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct ki
 	if (late) {
 		if (j->restoring) {
 			t_limit = mono_s();
-			rc = restore_meanwhile(j, &fd, &src, &se, e);
+			rc = restore_meanwhile(j, &w, &fd, &src, &se, e);
 		} else {
-			rc = prepare_workspace(j, e);
+			rc = ws_join(j, &w, e);
 		}
 		/* On failure the VM goes with the executor's cleanup; a restore
 		 * whose stream failed boots cold below, with the workspace ready. */
