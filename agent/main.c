@@ -21,6 +21,7 @@
 #include "agent/job.h"
 #include "agent/log.h"
 #include "agent/net.h"
+#include "agent/step.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,6 +115,10 @@ static void __attribute__((noreturn)) run_as_init(char **cmd)
 			found = -1;
 		late = late && rc == 1;
 	}
+	/* A template's boot (kiln.template): what every job's first step
+	 * loads is loaded once here, and saved with the template. */
+	if (found > 0 && cmdline_has(cmdline, "kiln.template"))
+		step_warm();
 	if (found) {
 		code = found > 0 ? serve_channel(kind, late) : 1;
 	} else if (!cmd[0]) {

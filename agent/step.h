@@ -33,6 +33,14 @@ int step_mkdir_parents(const char *dir, mode_t mode);
  * (non-blocking, close-on-exec); or returns -errno with *out_fd -1. Not
  * lib/spawn: the agent is PID 1, and a step runs while the agent streams its
  * output and reaps it later. */
+/* Run the steps' shell once (`-c :`, stdio on /dev/null, in /), waiting
+ * for it at most STEP_WARM_WAIT_MS: a template's agent does it before its
+ * HELLO, so the shell and its libraries are in the page cache the
+ * template saves, and a restored job's first step does not read them
+ * from disk. No shell, or one that fails: nothing happens. */
+#define STEP_WARM_WAIT_MS 5000
+void step_warm(void);
+
 /* Steps from now on run as uid:gid (an OCI image's User); 0:0 by default. */
 void step_run_as(uid_t uid, gid_t gid);
 

@@ -114,7 +114,8 @@ enum kiln_rc executor_cmdline(const struct vm_spec *s, const char *channel, char
 	 * it gets the host TSC's rate (executors/hosttsc.h). Neither machine has
 	 * PCI or more than one UART, and probing for them costs the boot about
 	 * 250 port I/O exits, each a round trip through the VMM: pci=off and
-	 * 8250.nr_uarts=1 skip that. */
+	 * 8250.nr_uarts=1 skip that. A template's boot says so (kiln.template):
+	 * its agent loads the steps' shell before the save. */
 	bool qemu = !strcmp(channel, "virtio-console");
 	bool tcg = qemu && s->accel && !strcmp(s->accel, "tcg");
 	char tsc[48] = "";
@@ -125,9 +126,10 @@ enum kiln_rc executor_cmdline(const struct vm_spec *s, const char *channel, char
 		snprintf(tsc, sizeof(tsc), " tsc_early_khz=%lu", hosttsc_khz());
 	len = (size_t)snprintf(buf, size,
 			       "console=ttyS0 8250.nr_uarts=1 pci=off reboot=%s panic=-1 quiet loglevel=3 root=/dev/vda rw "
-			       "init=/sbin/kiln-agent%s%s%s%s%s%s",
+			       "init=/sbin/kiln-agent%s%s%s%s%s%s%s",
 			       qemu ? "t" : "k", s->command ? "" : " kiln.channel=", s->command ? "" : channel,
-			       s->workspace_late ? " kiln.workspace=late" : "", tsc,
+			       s->workspace_late ? " kiln.workspace=late" : "",
+			       s->snapshot_save_to ? " kiln.template" : "", tsc,
 			       s->net_cmdline && *s->net_cmdline ? " " : "", s->net_cmdline ? s->net_cmdline : "");
 	/* The agent runs what follows `--`; the kernel splits it at spaces
 	 * outside double quotes, and has no escapes. */

@@ -44,6 +44,11 @@ START_TEST(cmdline_words)
 	s.net_cmdline = "kiln.ip=10.0.0.2/30";
 	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), NULL), KILN_OK);
 	ck_assert_ptr_nonnull(strstr(buf, " kiln.channel=vsock kiln.workspace=late kiln.ip=10.0.0.2/30"));
+	ck_assert_ptr_null(strstr(buf, "kiln.template"));
+	s.snapshot_save_to = "/tmp/template.new";
+	ck_assert_int_eq(executor_cmdline(&s, "vsock", buf, sizeof(buf), NULL), KILN_OK);
+	ck_assert_ptr_nonnull(strstr(buf, " kiln.workspace=late kiln.template kiln.ip=10.0.0.2/30"));
+	s.snapshot_save_to = NULL;
 	s.workspace_late = false;
 	s.accel = "tcg";
 	ck_assert_int_eq(executor_cmdline(&s, "virtio-console", buf, sizeof(buf), NULL), KILN_OK);
