@@ -280,7 +280,7 @@ static enum kiln_rc build(const struct dirs *d, struct oci_client *c, const stru
 		goto out;
 	}
 	snprintf(path, sizeof(path), "%s/rootfs.ext4", stage);
-	rc = ext4img_build(root, path, "kiln-oci", o ? o->max_image_bytes : 0, &xs, e);
+	rc = ext4img_build(root, path, "kiln-oci", o ? o->max_image_bytes : 0, NULL, &xs, e);
 	if (rc != KILN_OK)
 		goto out;
 	snprintf(path, sizeof(path), "%s/manifest.json", stage);

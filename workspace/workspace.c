@@ -200,6 +200,13 @@ static void tree_keep(const char *tree, const char *project_path)
 		close(fd);
 }
 
+/* Where the blank images of the workspace's size are kept (ext4img.h):
+ * STATE/blanks; NULL (mke2fs -d) when the path does not fit. */
+static const char *blanks_dir(const struct ws_spec *spec, char *buf, size_t size)
+{
+	return kiln_path_join(buf, size, spec->state_dir, "blanks");
+}
+
 /* GIT_STRATEGY none or empty: an image holding the project folder, empty
  * but for extra_dirs, made in the temporary folder tmp (created here and
  * flocked through *tmp_fd, which the caller closes). */
@@ -207,7 +214,7 @@ static enum kiln_rc prepare_empty(const struct ws_spec *spec, struct ws_result *
 				  struct kiln_err *e)
 {
 	struct ext4img_stats ist;
-	char work[PATH_MAX];
+	char work[PATH_MAX], blanks[PATH_MAX];
 	enum kiln_rc rc;
 	long t0 = mono_ms();
 	size_t i;
@@ -234,7 +241,8 @@ static enum kiln_rc prepare_empty(const struct ws_spec *spec, struct ws_result *
 	}
 	res->checkout_ms = mono_ms() - t0;
 	t0 = mono_ms();
-	rc = ext4img_build(tmp, spec->image_path, "kiln-ws", spec->max_image_bytes, &ist, e);
+	rc = ext4img_build(tmp, spec->image_path, "kiln-ws", spec->max_image_bytes,
+			   blanks_dir(spec, blanks, sizeof(blanks)), &ist, e);
 	res->image_ms = mono_ms() - t0;
 	res->content_bytes = ist.content_bytes;
 	res->image_bytes = ist.image_bytes;
@@ -271,7 +279,7 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 	struct mirror_opts mo;
 	struct wsco_opts co;
 	struct ext4img_stats ist;
-	char tmp_dir[PATH_MAX], tmp[PATH_MAX], work[PATH_MAX], tree[PATH_MAX];
+	char tmp_dir[PATH_MAX], tmp[PATH_MAX], work[PATH_MAX], tree[PATH_MAX], blanks[PATH_MAX];
 	const char *const *specs = spec->n_refspecs ? spec->refspecs : default_specs;
 	size_t n_specs = spec->n_refspecs ? spec->n_refspecs : 2;
 	enum kiln_rc rc;
@@ -444,7 +452,8 @@ enum kiln_rc ws_prepare(const struct ws_spec *spec, struct ws_result *res, struc
 
 	/* 3. The image. */
 	t0 = mono_ms();
-	rc = ext4img_build(tmp, spec->image_path, "kiln-ws", spec->max_image_bytes, &ist, e);
+	rc = ext4img_build(tmp, spec->image_path, "kiln-ws", spec->max_image_bytes,
+			   blanks_dir(spec, blanks, sizeof(blanks)), &ist, e);
 	res->image_ms = mono_ms() - t0;
 	res->content_bytes = ist.content_bytes;
 	res->image_bytes = ist.image_bytes;

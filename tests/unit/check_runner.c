@@ -39,6 +39,7 @@ int main(void)
 	srunner_add_suite(sr, cirules_suite());
 	srunner_add_suite(sr, wsurl_suite());
 	srunner_add_suite(sr, checkout_suite());
+	srunner_add_suite(sr, ext4img_suite());
 	srunner_add_suite(sr, mirror_suite());
 	srunner_add_suite(sr, packwrite_suite());
 	srunner_add_suite(sr, glmask_suite());

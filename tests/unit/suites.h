@@ -22,6 +22,7 @@ Suite *pipeline_suite(void);
 Suite *cirules_suite(void);
 Suite *wsurl_suite(void);
 Suite *checkout_suite(void);
+Suite *ext4img_suite(void);
 Suite *mirror_suite(void);
 Suite *packwrite_suite(void);
 Suite *glmask_suite(void);
