@@ -4,18 +4,24 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent/proto.h"
 #include "job/manifest.h"
+#include "lib/atomicfile.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "lib/paths.h"
 #include "lib/sha256.h"
+
+/* In the templates folder; with a dot, so no listing takes it for a template. */
+#define AGENT_SHA_FILE "agent.sha256"
 
 /* The inputs digest of image name's manifest into out; with agent, the
  * sha256 of the kiln-agent it was built with ("" for none). */
@@ -36,6 +42,40 @@ static bool inputs_of(const struct images_ctx *ictx, const char *name, char out[
 			snprintf(agent, 65, "%s", m.inputs[i] + 11);
 	manifest_free(&m);
 	return true;
+}
+
+enum kiln_rc warmstart_agent_sha(const char *path, const char *templates_dir, char hex[65], struct kiln_err *e)
+{
+	char cache[PATH_MAX], want[256], got[256 + 66];
+	struct stat st;
+	enum kiln_rc rc;
+	ssize_t n;
+	int fd;
+
+	if (stat(path, &st) < 0)
+		return kiln_fail_errno(e, "%s", path);
+	snprintf(want, sizeof(want), "%llu %llu %lld %lld.%09ld %lld.%09ld", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+		 st.st_mtim.tv_nsec, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+	if (!templates_dir || !kiln_path_join(cache, sizeof(cache), templates_dir, AGENT_SHA_FILE))
+		return sha256_file_hex(path, hex, NULL, e);
+	fd = open(cache, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	n = fd >= 0 ? read(fd, got, sizeof(got) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	/* "HEX64 IDENTITY\n" */
+	if (n == (ssize_t)(65 + strlen(want) + 1) && got[64] == ' ' && !memcmp(got + 65, want, strlen(want)) &&
+	    got[n - 1] == '\n' && strspn(got, "0123456789abcdef") == 64) {
+		memcpy(hex, got, 64);
+		hex[64] = '\0';
+		return KILN_OK;
+	}
+	if ((rc = sha256_file_hex(path, hex, NULL, e)))
+		return rc;
+	n = snprintf(got, sizeof(got), "%s %s\n", hex, want);
+	if (kiln_mkdir_p(templates_dir) < 0 || kiln_write_atomic(cache, got, (size_t)n, 0644, NULL))
+		log_debug("warm start: cannot keep the agent's hash in %s", cache);
+	return KILN_OK;
 }
 
 void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, struct warm_plan *p)
@@ -62,7 +102,7 @@ void warmstart_plan(const struct images_ctx *ictx, const struct warm_want *w, st
 		return;
 	/* Only this kiln's agent is known to open its stream again after a
 	 * restore: an image built with another boots cold, at no cost. */
-	if (sha256_file_hex(ictx->agent_path, mine, NULL, &e)) {
+	if (warmstart_agent_sha(ictx->agent_path, w->templates_dir, mine, &e)) {
 		snprintf(p->reason, sizeof(p->reason), "this kiln's agent: %s", e.msg);
 		return;
 	}

@@ -37,6 +37,7 @@
 #include "lib/log.h"
 #include "job/manifest.h"
 #include "lib/paths.h"
+#include "lib/sha256.h"
 
 struct cli {
 	const char *config_path;  /* -c, NULL for the default */
@@ -630,6 +631,8 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_cancel_signal };
 	int ret;
 
+	/* Before any payload, as in a daemon (lib/sha256.h). */
+	sha256_warm();
 	/* Without --job-file: the repository's pipeline (localci/scheduler.h). */
 	if (!opts_exec_is_job_file(argc, argv)) {
 		if ((ret = opts_exec(argc, argv, &po)))

@@ -11,7 +11,9 @@
 #include "executors/template.h"
 #include "job/warmstart.h"
 #include "lib/paths.h"
+#include "lib/sha256.h"
 #include "tests/unit/suites.h"
+#include "tests/unit/testutil.h"
 
 static struct template_inputs base(void)
 {
@@ -251,6 +253,54 @@ START_TEST(plan_says_why_cold)
 }
 END_TEST
 
+/* The agent's hash is taken from its cache while the file is the same
+ * one (a forged hash in the cache shows it is read), and computed again
+ * when the file changes or the cache is garbage. */
+START_TEST(agent_sha_cached_by_identity)
+{
+	char root[] = "/tmp/kiln-tmpl-XXXXXX", agent[4200], tdir[4200], cache[4300], hex[65], want[65];
+	struct kiln_err e = { 0 };
+	static const char forged[] = "0000000000000000000000000000000000000000000000000000000000000000";
+	char *text;
+	size_t n;
+
+	ck_assert_ptr_nonnull(mkdtemp(root));
+	snprintf(agent, sizeof(agent), "%s/kiln-agent", root);
+	snprintf(tdir, sizeof(tdir), "%s/templates", root);
+	snprintf(cache, sizeof(cache), "%s/agent.sha256", tdir);
+	test_write_file(agent, "agent one", 9, 0755);
+	sha256_buf_hex("agent one", 9, want);
+	ck_assert_int_eq(warmstart_agent_sha(agent, tdir, hex, &e), KILN_OK);
+	ck_assert_str_eq(hex, want);
+	ck_assert_ptr_nonnull(text = test_read_file(cache, &n));
+	ck_assert(!strncmp(text, want, 64));
+	/* The same file: the cache's word is taken. */
+	memcpy(text, forged, 64);
+	test_write_file(cache, text, n, 0644);
+	free(text);
+	ck_assert_int_eq(warmstart_agent_sha(agent, tdir, hex, &e), KILN_OK);
+	ck_assert_str_eq(hex, forged);
+	/* Another file at the path (another inode, ctime, size): hashed. */
+	ck_assert_int_eq(unlink(agent), 0);
+	test_write_file(agent, "agent two!", 10, 0755);
+	sha256_buf_hex("agent two!", 10, want);
+	ck_assert_int_eq(warmstart_agent_sha(agent, tdir, hex, &e), KILN_OK);
+	ck_assert_str_eq(hex, want);
+	/* A garbage cache: hashed, and the cache mended. */
+	test_write_file(cache, "garbage\n", 8, 0644);
+	ck_assert_int_eq(warmstart_agent_sha(agent, tdir, hex, &e), KILN_OK);
+	ck_assert_str_eq(hex, want);
+	ck_assert_ptr_nonnull(text = test_read_file(cache, &n));
+	ck_assert(!strncmp(text, want, 64));
+	free(text);
+	/* No cache folder given, no agent: hashed, an error. */
+	ck_assert_int_eq(warmstart_agent_sha(agent, NULL, hex, &e), KILN_OK);
+	ck_assert_str_eq(hex, want);
+	ck_assert_int_ne(warmstart_agent_sha("/nonexistent/kiln-agent", tdir, hex, &e), KILN_OK);
+	kiln_rm_rf(root);
+}
+END_TEST
+
 START_TEST(restored_frame_round_trip)
 {
 	struct kiln_err e = { 0 };
@@ -334,6 +384,7 @@ Suite *template_suite(void)
 	tcase_add_test(tc, prune_replaced_templates);
 	tcase_add_test(tc, build_lock_one_at_a_time);
 	tcase_add_test(tc, plan_says_why_cold);
+	tcase_add_test(tc, agent_sha_cached_by_identity);
 	tcase_add_test(tc, restored_frame_round_trip);
 	tcase_add_test(tc, restored_frame_refused);
 	suite_add_tcase(s, tc);
