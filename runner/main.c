@@ -629,6 +629,7 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 	struct job_result r;
 	struct kiln_err e = { 0 };
 	struct sigaction sa = { .sa_handler = on_cancel_signal };
+	struct host_facts host;
 	int ret;
 
 	/* Before any payload, as in a daemon (lib/sha256.h). */
@@ -649,6 +650,9 @@ static int cmd_exec(struct cli *c, int argc, char **argv)
 	o.memory_mib = jo.memory_mib;
 	o.network = jo.network;
 	o.no_snapshot = jo.no_snapshot;
+	/* Once, as the daemon and the pipeline scheduler do at start. */
+	hostfacts_probe("", kiln_libexec_dir(), &host);
+	o.host = &host;
 	if (payload_load(job_file, &p, &e)) {
 		log_error("%s", e.msg);
 		return EXIT_USAGE;
