@@ -21,8 +21,11 @@
 #include "lib/spawn.h"
 
 #define BLOCK 4096ULL
-#define SIZE_STEP (64ULL << 20) /* sizes come in steps, so that blanks are reused */
-#define INODE_STEP 8192ULL
+/* Sizes come in steps, so that a repository's next commits reuse its
+ * blank. Not coarser: the guest can fill what it is given, and in the
+ * sandbox a 320 MiB workspace filled got kiln-vmm killed by its memory
+ * cgroup (the host's page cache of the writes counts there). */
+#define SIZE_STEP (4ULL << 20)
 #define COPY_CHUNK (256 * 1024)
 
 /* nftw has no payload argument: per-thread totals, files with more than
@@ -561,7 +564,6 @@ enum kiln_rc ext4img_build(const char *src_dir, const char *image_path, const ch
 	n_inodes = walk_entries + walk_entries / 4 + 4096;
 	if (n_inodes < size / 16384)
 		n_inodes = size / 16384;
-	n_inodes = (n_inodes + INODE_STEP - 1) / INODE_STEP * INODE_STEP;
 	size += n_inodes * 256;              /* the inode tables */
 	size = (size + SIZE_STEP - 1) / SIZE_STEP * SIZE_STEP;
 	if (size > max_bytes)

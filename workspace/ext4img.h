@@ -4,8 +4,8 @@
  * Its root folder is owned 0:0 with mode 0755; every other file keeps the
  * owner, mode and times it has in the folder (the user that runs kiln). Size:
  * content (4 KiB blocks) + 25% + 256 MiB, with at least one inode per 16 KiB
- * and 25% + 4096 more inodes than the folder has entries, rounded up to 64
- * MiB and 8192 inodes.
+ * and 25% + 4096 more inodes than the folder has entries, rounded up to 4
+ * MiB.
  *
  * Two ways to make it, the same file system either way. mke2fs -d: one
  * process per image, whose start alone was 110-147 ms of the 145-182 ms a

@@ -601,6 +601,44 @@ static void assert_jailed(const struct executor *x)
 		ck_assert_msg(!same_ns(x->pid, nss[i]), "the VMM shares kiln's %s namespace", nss[i]);
 }
 
+/* s: a jailed fake QEMU (the script qemu, in dir) with a kernel and a
+ * root disk in dir, run from run (workspace: with a workspace disk too).
+ * Free with fake_vm_free. */
+static void fake_vm_spec(struct vm_spec *s, const char *dir, const char *run, char *helper, size_t hsize,
+			 const char *qemu, bool workspace)
+{
+	char path[PATH_MAX];
+
+	memset(s, 0, sizeof(*s));
+	snprintf(helper, hsize, "%s/fake-qemu", dir);
+	touch(dir, "fake-qemu", qemu, 0755);
+	touch(dir, "k", "kernel", 0644);
+	touch(dir, "r.ext4", "rootfs", 0644);
+	snprintf(path, sizeof(path), "%s/k", dir);
+	s->kernel = strdup(path);
+	snprintf(path, sizeof(path), "%s/r.ext4", dir);
+	s->rootfs = strdup(path);
+	if (workspace) {
+		touch(dir, "ws.ext4", "", 0644);
+		snprintf(path, sizeof(path), "%s/ws.ext4", dir);
+		s->workspace = strdup(path);
+	}
+	s->vcpus = 1;
+	s->memory_mib = 256;
+	s->run_dir = run;
+	s->helper = helper;
+	s->accel = "tcg";
+	s->jail = true;
+	s->jail_uid_base = JAIL_UID_BASE_DEFAULT;
+}
+
+static void fake_vm_free(struct vm_spec *s)
+{
+	free((char *)s->kernel);
+	free((char *)s->rootfs);
+	free((char *)s->workspace);
+}
+
 /* A jailed VMM (a fake QEMU: a script that leaves its argv in /vm and
  * sleeps) runs in its own namespaces, sees only its jail's root, runs as
  * its slot's uid with no capability and no_new_privs, in its cgroup; all
@@ -631,24 +669,8 @@ START_TEST(jailed_vmm)
 	 * never share a cgroup and jail_sweep takes what a killed one left. */
 	snprintf(run, sizeof(run), "%s/1.%d.run", dir, (int)getpid());
 	ck_assert_int_eq(mkdir(run, 0700), 0);
-	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
-	touch(dir, "fake-qemu", "#!/bin/sh\nprintf '%s\\n' \"$@\" > /vm/argv\nexec sleep 1000\n", 0755);
-	touch(dir, "k", "kernel", 0644);
-	touch(dir, "r.ext4", "rootfs", 0644);
-	touch(dir, "ws.ext4", "", 0644);
-	snprintf(path, sizeof(path), "%s/k", dir);
-	s.kernel = strdup(path);
-	snprintf(path, sizeof(path), "%s/r.ext4", dir);
-	s.rootfs = strdup(path);
-	snprintf(path, sizeof(path), "%s/ws.ext4", dir);
-	s.workspace = strdup(path);
-	s.vcpus = 1;
-	s.memory_mib = 256;
-	s.run_dir = run;
-	s.helper = helper;
-	s.accel = "tcg";
-	s.jail = true;
-	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	fake_vm_spec(&s, dir, run, helper, sizeof(helper),
+		     "#!/bin/sh\nprintf '%s\\n' \"$@\" > /vm/argv\nexec sleep 1000\n", true);
 	executor_init(&x, &executor_qemu, &s);
 	ck_assert_int_eq(x.ops->prepare(&x, &e), KILN_OK);
 	ck_assert_int_eq(x.ops->start(&x, &e), KILN_OK);
@@ -714,9 +736,7 @@ START_TEST(jailed_vmm)
 	ck_assert_int_eq(x.jail.slot_fd, -1);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	ck_assert_int_eq(system(path), 0);
-	free((char *)s.kernel);
-	free((char *)s.rootfs);
-	free((char *)s.workspace);
+	fake_vm_free(&s);
 }
 END_TEST
 
@@ -758,21 +778,7 @@ START_TEST(jailed_spawn_beside_new_threads)
 	}
 	test_vm_lock();
 	ck_assert_ptr_nonnull(mkdtemp(dir));
-	snprintf(helper, sizeof(helper), "%s/fake-qemu", dir);
-	touch(dir, "fake-qemu", "#!/bin/sh\nexec sleep 1000\n", 0755);
-	touch(dir, "k", "kernel", 0644);
-	touch(dir, "r.ext4", "rootfs", 0644);
-	snprintf(path, sizeof(path), "%s/k", dir);
-	s.kernel = strdup(path);
-	snprintf(path, sizeof(path), "%s/r.ext4", dir);
-	s.rootfs = strdup(path);
-	s.vcpus = 1;
-	s.memory_mib = 256;
-	s.run_dir = run;
-	s.helper = helper;
-	s.accel = "tcg";
-	s.jail = true;
-	s.jail_uid_base = JAIL_UID_BASE_DEFAULT;
+	fake_vm_spec(&s, dir, run, helper, sizeof(helper), "#!/bin/sh\nexec sleep 1000\n", false);
 	churn_stop = 0;
 	ck_assert_int_eq(pthread_create(&churn, NULL, thread_churn, NULL), 0);
 	alarm(60);
@@ -795,8 +801,7 @@ START_TEST(jailed_spawn_beside_new_threads)
 	pthread_join(churn, NULL);
 	snprintf(path, sizeof(path), "rm -rf %s", dir);
 	ck_assert_int_eq(system(path), 0);
-	free((char *)s.kernel);
-	free((char *)s.rootfs);
+	fake_vm_free(&s);
 }
 END_TEST
 
