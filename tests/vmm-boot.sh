@@ -51,6 +51,8 @@
 #   KILN_VMM_BOOT_KEEP=DIR    keep logs, configs and results in DIR
 #   KILN_VMM_TEST_VERBOSE=1   full kernel messages on the console (slower)
 #   KILN_VMM_HOSTILE_TIMEOUT=S  how long the hostile case may run (default 540)
+#   KILN_VMM_HOSTILE_QUIET=S    its guest silent that long with every vCPU
+#                               halted in KVM: a stalled sandbox, run again (120)
 #   KILN_VMM_TEST_RATE=B      the tx limit in bytes/s (default 128000: low enough that a
 #                             TCG guest on a loaded 2-core host still exceeds it)
 set -u
@@ -143,7 +145,7 @@ if [ "${KILN_VMM_BOOT_INSIDE:-}" != 1 ]; then
 			--env KILN_VMM_BOOT_INSIDE=1 --env KILN_VMM_BOOT_CASES="$c" \
 			--env KILN_BZIMAGE="$bz" --env KILN_VMLINUX="$vml" \
 			--env KILN_DEBIAN_VMLINUZ="$dvm" --env KILN_DEBIAN_INITRD="$drd" \
-			--env KILN_VMM_TEST_VERBOSE --env KILN_VMM_TEST_RATE --env KILN_VMM_DEBUG --env KILN_VMM_HOSTILE_TIMEOUT \
+			--env KILN_VMM_TEST_VERBOSE --env KILN_VMM_TEST_RATE --env KILN_VMM_DEBUG --env KILN_VMM_HOSTILE_TIMEOUT --env KILN_VMM_HOSTILE_QUIET \
 			-- sh "$top_srcdir/tests/vmm-boot.sh" || rc=$?
 		case $rc in
 		0) passed="$passed $unit" ;;
@@ -185,6 +187,8 @@ RATE_BYTES=$((RATE * 4 * 1448 / 1514))
 VM_TIMEOUT=300
 # Thousands of MMIO exits, each slow under nested TCG.
 HOSTILE_TIMEOUT=${KILN_VMM_HOSTILE_TIMEOUT:-540}
+# Its console says a line every few seconds at most.
+HOSTILE_QUIET=${KILN_VMM_HOSTILE_QUIET:-120}
 # A sleeper that has not said SLEEPING by then is stuck (a boot takes 7 to
 # 20 s in the sandbox).
 BOOT_WAIT=180
@@ -459,6 +463,20 @@ run_sigterm() { # run_sigterm CASE KERNEL INITRD
 }
 
 # --- hostile: the guest attacks its devices -------------------------------------
+# all_vcpus_halted PID: every thread of kiln-vmm PID asleep, its vCPUs in
+# KVM's halt (kvm_vcpu_block), its event loop in epoll_wait.
+all_vcpus_halted() {
+	local t w n=0
+	for t in /proc/$1/task/*; do
+		w=$(cat $t/wchan 2>/dev/null)
+		case $w in
+		kvm_vcpu_block) n=$((n + 1)) ;;
+		do_epoll_wait) ;;
+		*) return 1 ;;
+		esac
+	done
+	[ $n -gt 0 ]
+}
 run_hostile() { # run_hostile KERNEL
 	cur=hostile
 	echo "== $cur: $1"
@@ -476,7 +494,17 @@ run_hostile() { # run_hostile KERNEL
 	KILN_VMM_TMPDIR=$T/cow "$VMM" --config "$T/$cur.json" >"$T/$cur.serial" 2>"$T/$cur.vmm" &
 	vmm_pid=$!
 	deadline=$(($(date +%s) + HOSTILE_TIMEOUT))
-	while kill -0 $vmm_pid 2>/dev/null && [ "$(date +%s)" -lt $deadline ]; do sleep 0.5; done
+	stalled='' last_size=-1 quiet_since=$(date +%s)
+	while kill -0 $vmm_pid 2>/dev/null && [ "$(date +%s)" -lt $deadline ]; do
+		sleep 0.5
+		size=$(stat -c %s "$T/$cur.serial" 2>/dev/null || echo 0)
+		if [ "$size" != "$last_size" ]; then
+			last_size=$size quiet_since=$(date +%s)
+		elif [ $(($(date +%s) - quiet_since)) -ge $HOSTILE_QUIET ] && all_vcpus_halted $vmm_pid; then
+			stalled=1
+			break
+		fi
+	done
 	if kill -0 $vmm_pid 2>/dev/null; then
 		for t in /proc/$vmm_pid/task/*; do
 			ts=$(sed "s/^.*) //" $t/stat 2>/dev/null) # past the name, which may hold blanks
@@ -497,6 +525,18 @@ run_hostile() { # run_hostile KERNEL
 	st=''
 	[ $rc != 124 ] && [ $rc != 137 ] || st=running
 	if glitch "$cur" $st; then
+		check_clean
+		return
+	fi
+	# The guest waits for its attacks' answers with usleep: every vCPU
+	# halted in KVM with the console silent this long is a guest whose
+	# timer never fired, as the emulated machine's stalls go (kiln-vmm's
+	# threads all asleep, none in kiln-vmm's code). A fresh sandbox.
+	if [ -n "$stalled" ]; then
+		echo "GLITCH: $cur: every vCPU halted in KVM, the console silent for $HOSTILE_QUIET s: $(tr -d '\r' <"$T/$cur.serial" | grep -a . | tail -n 1)"
+		sed "s/^/$cur: kiln-vmm then: /" "$T/$cur.stuck"
+		cp "$T/$cur.stuck" "$LOGS/" 2>/dev/null
+		glitched="$glitched $cur"
 		check_clean
 		return
 	fi
