@@ -330,12 +330,10 @@ static const char *payload_lookup(void *ctx, const char *key)
 /* A job's workspace build: what it is made from, and, built on a thread
  * of its own, how it went. */
 struct ws_build {
-	struct job *j;
 	char project[256];
 	struct ws_spec ws;
 	struct ws_gitopts git;
 	bool started;  /* on its thread */
-	bool full;     /* the thread runs prepare_workspace, log lines and all */
 	pthread_t th;
 	struct kiln_err e;
 	enum kiln_rc rc;
@@ -348,7 +346,6 @@ static enum kiln_rc ws_setup(struct job *j, struct ws_build *b, struct kiln_err 
 	enum kiln_rc rc;
 
 	memset(b, 0, sizeof(*b));
-	b->j = j;
 	jobspec_project_path(j->p, b->project, sizeof(b->project));
 	b->ws.state_dir = j->o->cfg->state_dir;
 	b->ws.url = j->p->repo_url;
@@ -888,7 +885,7 @@ static void *ws_build_thread(void *arg)
 	struct ws_build *w = arg;
 	struct ws_result res;
 
-	w->rc = w->full ? prepare_workspace(w->j, &w->e) : ws_prepare(&w->ws, &res, &w->e);
+	w->rc = ws_prepare(&w->ws, &res, &w->e);
 	return NULL;
 }
 
@@ -909,6 +906,20 @@ static void ws_start_early(struct job *j, struct ws_build *w)
 		w->started = pthread_create(&w->th, NULL, ws_build_thread, w) == 0;
 }
 
+/* The early build w waited for, its get_sources section (opened by the
+ * caller, its line said) closed. */
+static enum kiln_rc ws_finish(struct job *j, struct ws_build *w, struct kiln_err *e)
+{
+	pthread_join(w->th, NULL);
+	w->started = false;
+	stage_end(j);
+	if (w->rc) {
+		fail_reason(j, "runner_system_failure");
+		*e = w->e;
+	}
+	return w->rc;
+}
+
 /* The early build w waited for, in the get_sources section and with its
  * line, as prepare_workspace would have said them; not started, it is
  * prepare_workspace here. */
@@ -918,14 +929,7 @@ static enum kiln_rc ws_join(struct job *j, struct ws_build *w, struct kiln_err *
 		return prepare_workspace(j, e);
 	stage_begin(j, "get_sources");
 	ws_announce(j, w);
-	pthread_join(w->th, NULL);
-	w->started = false;
-	stage_end(j);
-	if (w->rc) {
-		fail_reason(j, "runner_system_failure");
-		*e = w->e;
-	}
-	return w->rc;
+	return ws_finish(j, w, e);
 }
 
 /* The build w, if started, stopped being waited on: the VM did not start. */
@@ -937,26 +941,18 @@ static void ws_abandon(struct ws_build *w)
 }
 
 /* A restored VM's agent comes back without waiting for the workspace:
- * while it is built (on a thread, started early or here), take the
- * agent's stream and send RESTORED, so that the guest takes its new
- * identity meanwhile and only JOB waits for the workspace. Nothing here
- * speaks to the job log while the thread does (a full one, started here,
- * says its own lines). KILN_OK with the stream in *fd; a stream that
- * failed leaves *fd -1 and its error in *se, a workspace that failed
- * returns its error in e. */
+ * while the early build w runs, take the agent's stream and send
+ * RESTORED, so that the guest takes its new identity meanwhile and only
+ * JOB waits for the workspace. A build that did not start (its set-up
+ * failed) is prepare_workspace after that, which says why. KILN_OK with
+ * the stream in *fd; a stream that failed leaves *fd -1 and its error in
+ * *se, a workspace that failed returns its error in e. */
 static enum kiln_rc restore_meanwhile(struct job *j, struct ws_build *w, int *fd, enum kiln_rc *src,
 				      struct kiln_err *se, struct kiln_err *e)
 {
-	bool early = w->started;
-
-	if (early) {
+	if (w->started) {
 		stage_begin(j, "get_sources");
 		ws_announce(j, w);
-	} else {
-		memset(w, 0, sizeof(*w));
-		w->j = j;
-		w->full = true;
-		w->started = pthread_create(&w->th, NULL, ws_build_thread, w) == 0;
 	}
 	/* The guest's restore, not the workspace, is what the agent waits on:
 	 * its boot allowance counts from now. */
@@ -966,21 +962,7 @@ static enum kiln_rc restore_meanwhile(struct job *j, struct ws_build *w, int *fd
 		*src = send_restored(j, *fd, se);
 		j->restored_sent = !*src;
 	}
-	if (w->started)
-		pthread_join(w->th, NULL);
-	else
-		w->rc = prepare_workspace(j, &w->e);
-	w->started = false;
-	if (early) {
-		stage_end(j);
-		if (w->rc)
-			fail_reason(j, "runner_system_failure");
-	}
-	if (w->rc) {
-		*e = w->e;
-		return w->rc;
-	}
-	return KILN_OK;
+	return w->started ? ws_finish(j, w, e) : prepare_workspace(j, e);
 }
 
 static enum kiln_rc run_vm(struct job *j, const char *spec, bool late, struct kiln_err *e)
